@@ -1,0 +1,83 @@
+"""Command line: ``python -m compute {build,simulate,info} ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from compute.errors import SigAtlasError
+
+
+def _cmd_build(args) -> int:
+    from compute.build import build_atlas
+    from compute.manifest import load_manifest
+
+    manifest = load_manifest(args.manifest)
+    build_atlas(manifest, force=args.force, quiet=args.quiet)
+    return 0
+
+
+def _cmd_simulate(args) -> int:
+    from compute.demo import SimulationConfig, demo_manifest_text, simulate_studies
+
+    cfg = SimulationConfig(seed=args.seed, n_studies=args.studies)
+    out = Path(args.out)
+    print(f"simulating {cfg.n_studies} studies (SIMULATED data, seed {cfg.seed}) into {out} ...", flush=True)
+    truth = simulate_studies(out, cfg)
+    print(f"  {len(truth['studies'])} simulated studies; planted truth: {out / 'planted_truth.json'}")
+    if args.write_manifest:
+        Path(args.write_manifest).write_text(demo_manifest_text(cfg, data_dir=str(out)))
+        print(f"  manifest written: {args.write_manifest}")
+    return 0
+
+
+def _cmd_info(args) -> int:
+    from compute.atlas import Atlas
+
+    atlas = Atlas.open(args.atlas)
+    meta = atlas.meta
+    print(repr(atlas))
+    print(f"format_version {meta['format_version']}, created {meta.get('created')}")
+    for s in atlas.studies:
+        tag = " [SIMULATED]" if s.simulated else ""
+        print(f"  {s.id:10s} {s.n_cells:7d} cells  {s.title}{tag}")
+    if args.json:
+        print(json.dumps(meta.get("build", {}), indent=1))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m compute", description="SigAtlas offline build")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="build (or bring up to date) the atlas a manifest describes")
+    b.add_argument("manifest", help="path to data_manifest.yaml")
+    b.add_argument("--force", action="store_true", help="redo every stage, ignoring cached work")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.set_defaults(func=_cmd_build)
+
+    s = sub.add_parser("simulate", help="write the simulated demo studies (offline, deterministic)")
+    s.add_argument("--out", default="data/demo", help="folder for the h5ad files (default data/demo)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--studies", type=int, default=24, help="number of simulated studies (default 24)")
+    s.add_argument("--write-manifest", metavar="PATH", help="also write a manifest listing them")
+    s.add_argument("--manifest", help=argparse.SUPPRESS)  # accepted for symmetry with `build`; unused
+    s.set_defaults(func=_cmd_simulate)
+
+    i = sub.add_parser("info", help="describe an atlas")
+    i.add_argument("atlas")
+    i.add_argument("--json", action="store_true", help="also print the build record")
+    i.set_defaults(func=_cmd_info)
+
+    args = p.parse_args(argv)
+    try:
+        return args.func(args)
+    except SigAtlasError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""The versioned on-disk atlas: writer (build side) and read-only ``Atlas`` (dashboard side)."""
+
+from compute.atlas._format import FORMAT_VERSION
+from compute.atlas._read import Atlas, SignatureWarning, StudyInfo
+from compute.atlas._write import StudyArrays, write_atlas
+from compute.errors import AtlasFormatError, QueryError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Atlas",
+    "AtlasFormatError",
+    "QueryError",
+    "SignatureWarning",
+    "StudyArrays",
+    "StudyInfo",
+    "write_atlas",
+]

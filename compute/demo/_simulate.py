@@ -1,0 +1,358 @@
+"""Simulated immune single-cell studies with planted gene programs (and the truth beside them).
+
+Everything a user sees from these studies is labelled simulated: the h5ad ``uns``, the
+manifest entries (``simulated: true``), the atlas and the dashboard.
+
+Model, per study s, sample (donor) d, cell c and gene g:
+    counts ~ NegativeBinomial(mean = L_c * p_cg, theta)
+    L_c    ~ LogNormal(log(depth_s * 1800), 0.35)           sequencing depth (batch)
+    p_cg   ∝ base_g * celltype_fold_tg * capture_sg * program_fold_cg
+    capture_sg ~ LogNormal(0, 0.25)                          gene-specific capture (batch)
+and each study lacks a random 3-12% of the genes (columns absent from its file).
+A planted program makes a fraction of the cells of the affected cell types "active"; active
+cells have the program's genes multiplied by 1 + fold * w_g. The fraction depends on the
+disease's planted strength and on a per-donor factor, so per-sample hit rates vary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from compute.reference import hallmark_sets, immune_markers, is_current_symbol_like, ms1_signature
+
+__all__ = [
+    "CELL_TYPES",
+    "DISEASES",
+    "PROGRAMS",
+    "ProgramSpec",
+    "SimulationConfig",
+    "demo_manifest_text",
+    "gene_universe",
+    "simulate_studies",
+]
+
+HEALTHY = "healthy"
+DISEASES = (
+    "sepsis",
+    "COVID-19",
+    "Kawasaki disease",
+    "systemic lupus erythematosus",
+    "influenza",
+    "rheumatoid arthritis",
+    "multiple sclerosis",
+    "Crohn disease",
+    "asthma",
+)
+
+# cell type -> (marker-tree entries whose positive markers it expresses, base proportion)
+CELL_TYPES: dict[str, tuple[tuple[str, ...], float]] = {
+    "CD4 T cell": (("T cell", "CD4 Naive T cell", "CD4 TCM"), 0.28),
+    "CD8 T cell": (("T cell", "CD8 Naive T cell", "CD8 TEM"), 0.14),
+    "NK cell": (("Natural killer cell", "CD56-dim NK cell"), 0.10),
+    "B cell": (("B cell", "Naive B cell"), 0.12),
+    "classical monocyte": (("CD14+ Monocyte",), 0.22),
+    "non-classical monocyte": (("CD16+ Monocyte",), 0.06),
+    "plasmacytoid dendritic cell": (("Plasmacytoid dendritic cell",), 0.03),
+    "conventional dendritic cell": (("CD1C+ dendritic cell",), 0.05),
+}
+_MYELOID = ("classical monocyte", "non-classical monocyte", "conventional dendritic cell")
+_MYELOID_GENES = ("LYZ", "CST3", "TYROBP", "FCER1G", "AIF1", "LST1", "CD68", "CSF1R", "SPI1")
+
+
+@dataclass(frozen=True)
+class ProgramSpec:
+    """A planted program: genes up in a fraction of cells of some types, in some diseases."""
+
+    name: str
+    genes: tuple[str, ...]
+    cell_types: tuple[str, ...]
+    strength: dict[str, float]  # disease -> planted strength in [0, 1]
+    fold: float = 3.0
+    base_fraction: float = 0.03  # active fraction in healthy donors and unaffected diseases
+
+
+def _programs() -> tuple[ProgramSpec, ...]:
+    hall = hallmark_sets()
+    ms1 = tuple(g for g in ms1_signature() if is_current_symbol_like(g))
+    return (
+        ProgramSpec(
+            name="MS1",
+            genes=ms1,
+            cell_types=("classical monocyte",),
+            strength={"sepsis": 1.0, "COVID-19": 0.75, "Kawasaki disease": 0.5},
+        ),
+        ProgramSpec(
+            name="interferon alpha response",
+            genes=hall["HALLMARK_INTERFERON_ALPHA_RESPONSE"],
+            cell_types=tuple(CELL_TYPES),
+            strength={"systemic lupus erythematosus": 1.0, "influenza": 0.7, "COVID-19": 0.4},
+        ),
+        ProgramSpec(
+            name="TNF-alpha/NF-kB",
+            genes=hall["HALLMARK_TNFA_SIGNALING_VIA_NFKB"],
+            cell_types=("classical monocyte", "non-classical monocyte"),
+            strength={"rheumatoid arthritis": 0.8, "Crohn disease": 0.6},
+        ),
+    )
+
+
+PROGRAMS = _programs()
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Sizes of the simulated corpus; the defaults are the demo's."""
+
+    n_studies: int = 24
+    disease_donors: int = 3
+    healthy_donors: int = 2
+    cells_per_sample: tuple[int, int] = (200, 320)
+    max_genes: int | None = None  # keep only this many genes (programs and markers kept first)
+    seed: int = 0
+    missing_gene_fraction: tuple[float, float] = (0.03, 0.12)
+    theta: float = 8.0
+    mean_library_size: float = 1500.0
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _pbmc68k_genes() -> list[str]:
+    import scanpy as sc
+
+    a = sc.datasets.pbmc68k_reduced()  # bundled with scanpy: read from the wheel, no download
+    return list(a.raw.var_names) if a.raw is not None else list(a.var_names)
+
+
+def gene_universe(max_genes: int | None = None, rng: np.random.Generator | None = None) -> list[str]:
+    """Real human symbols: planted-program genes, immune markers, Hallmarks, PBMC 68k genes.
+
+    With ``max_genes``, program and marker genes are kept and the rest sampled to fill.
+    """
+    core: dict[str, None] = {}
+    for p in PROGRAMS:
+        core.update(dict.fromkeys(p.genes))
+    for entries, _ in CELL_TYPES.values():
+        for e in entries:
+            core.update(dict.fromkeys(immune_markers()[e]))
+    core.update(dict.fromkeys(_MYELOID_GENES))
+    rest: dict[str, None] = {}
+    for genes in hallmark_sets().values():
+        rest.update(dict.fromkeys(genes))
+    for g in immune_markers().values():
+        rest.update(dict.fromkeys(g))
+    rest.update(dict.fromkeys(_pbmc68k_genes()))
+    keep = [g for g in core if is_current_symbol_like(g)]
+    others = sorted(g for g in rest if g not in core and is_current_symbol_like(g))
+    if max_genes is not None and len(keep) + len(others) > max_genes:
+        rng = rng or np.random.default_rng(0)
+        n = max(0, max_genes - len(keep))
+        others = list(rng.choice(others, size=n, replace=False))
+    return sorted(set(keep) | set(others))
+
+
+@dataclass
+class _Truth:
+    config: dict
+    programs: list[dict] = field(default_factory=list)
+    studies: list[dict] = field(default_factory=list)
+
+
+def _study_plan(cfg: SimulationConfig) -> list[tuple[str, str]]:
+    """(study id, disease) for each simulated study; diseases cycle so each gets >= 2 studies."""
+    return [(f"SIM{i + 1:02d}", DISEASES[i % len(DISEASES)]) for i in range(cfg.n_studies)]
+
+
+def _celltype_profiles(genes: list[str], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Per cell type, a multiplicative fold per gene over the shared base profile."""
+    idx = {g: i for i, g in enumerate(genes)}
+    markers = immune_markers()
+    out = {}
+    for ct, (entries, _) in CELL_TYPES.items():
+        fold = np.ones(len(genes))
+        for e in entries:
+            for g in markers[e]:
+                if g in idx:
+                    fold[idx[g]] = rng.uniform(10, 30)
+        if ct in _MYELOID:
+            for g in _MYELOID_GENES:
+                if g in idx:
+                    fold[idx[g]] = max(fold[idx[g]], rng.uniform(8, 20))
+        specific = rng.choice(len(genes), size=40, replace=False)
+        fold[specific] *= rng.uniform(3, 6, size=40)
+        out[ct] = fold
+    return out
+
+
+def simulate_studies(out_dir: str | Path, config: SimulationConfig | None = None) -> dict:
+    """Write ``SIMnn.h5ad`` studies and ``planted_truth.json`` into ``out_dir``.
+
+    Returns the planted truth (also written). Deterministic from ``config.seed``.
+    Skips the work when ``out_dir/simulation.json`` records the same configuration.
+    """
+    import anndata as ad
+
+    cfg = config or SimulationConfig()
+    out_dir = Path(out_dir)
+    stamp = out_dir / "simulation.json"
+    truth_path = out_dir / "planted_truth.json"
+    plan = _study_plan(cfg)
+    if stamp.is_file() and truth_path.is_file():
+        recorded = json.loads(stamp.read_text())
+        if recorded.get("fingerprint") == cfg.fingerprint() and all(
+            (out_dir / f"{sid}.h5ad").is_file() for sid, _ in plan
+        ):
+            return json.loads(truth_path.read_text())
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    root = np.random.default_rng(cfg.seed)
+    genes = gene_universe(cfg.max_genes, np.random.default_rng(cfg.seed))
+    n_genes = len(genes)
+    gidx = {g: i for i, g in enumerate(genes)}
+    # heavy-tailed base profile: a few genes high, most low, as in real scRNA-seq
+    base = np.exp(root.normal(0.0, 2.1, size=n_genes))
+    profiles = _celltype_profiles(genes, root)
+    programs = []
+    for p in PROGRAMS:
+        pg = np.array([gidx[g] for g in p.genes if g in gidx])
+        programs.append((p, pg, root.uniform(0.5, 1.0, size=len(pg))))
+
+    truth = _Truth(config=asdict(cfg) | {"fingerprint": cfg.fingerprint(), "n_genes": n_genes})
+    for p, pg, w in programs:
+        truth.programs.append(
+            {
+                "name": p.name,
+                "genes": [genes[i] for i in pg],
+                "gene_weights": [round(float(x), 4) for x in w],
+                "cell_types": list(p.cell_types),
+                "strength": p.strength,
+                "fold": p.fold,
+                "base_fraction": p.base_fraction,
+                "active_fraction_rule": "base_fraction + 0.6 * strength * donor_factor, donor_factor ~ U(0.5, 1.5)",
+            }
+        )
+
+    ct_names = list(CELL_TYPES)
+    ct_props = np.array([CELL_TYPES[c][1] for c in ct_names])
+    seeds = np.random.SeedSequence(cfg.seed).spawn(len(plan))
+    for (sid, disease), seed in zip(plan, seeds, strict=True):
+        rng = np.random.default_rng(seed)
+        depth = float(np.exp(rng.normal(0, 0.35)))
+        capture = np.exp(rng.normal(0, 0.25, size=n_genes))
+        miss_frac = rng.uniform(*cfg.missing_gene_fraction)
+        missing = np.sort(rng.choice(n_genes, size=int(miss_frac * n_genes), replace=False))
+        donors = [(f"{sid}_D{j + 1}", disease) for j in range(cfg.disease_donors)] + [
+            (f"{sid}_H{j + 1}", HEALTHY) for j in range(cfg.healthy_donors)
+        ]
+        blocks, obs_rows, samples_truth = [], [], []
+        for donor, dis in donors:
+            n_cells = int(rng.integers(*cfg.cells_per_sample))
+            props = rng.dirichlet(ct_props * 60)
+            types = rng.choice(len(ct_names), size=n_cells, p=props)
+            mult = np.ones((n_cells, n_genes))
+            sample_programs = {}
+            for p, pg, w in programs:
+                strength = p.strength.get(dis, 0.0)
+                factor = float(rng.uniform(0.5, 1.5))
+                frac = min(0.95, p.base_fraction + 0.6 * strength * factor)
+                eligible = np.isin(types, [ct_names.index(c) for c in p.cell_types])
+                active = eligible & (rng.random(n_cells) < frac)
+                mult[np.ix_(active, pg)] *= 1.0 + p.fold * w
+                sample_programs[p.name] = {
+                    "strength": strength,
+                    "active_fraction": round(frac, 4),
+                    "active_cells": int(active.sum()),
+                    "eligible_cells": int(eligible.sum()),
+                }
+            prof = np.stack([profiles[ct_names[t]] for t in types]) * base * capture * mult
+            prof /= prof.sum(axis=1, keepdims=True)
+            lib = np.exp(rng.normal(np.log(cfg.mean_library_size * depth), 0.35, size=n_cells))
+            mu = prof * lib[:, None]
+            lam = rng.gamma(cfg.theta, mu / cfg.theta)
+            counts = rng.poisson(lam).astype(np.float32)
+            blocks.append(sp.csr_matrix(counts))
+            for k in range(n_cells):
+                obs_rows.append((f"{donor}_c{k:04d}", ct_names[types[k]], dis, donor, donor, "blood"))
+            samples_truth.append({"sample": donor, "disease": dis, "n_cells": n_cells, "programs": sample_programs})
+        X = sp.vstack(blocks).tocsr()
+        keep = np.setdiff1d(np.arange(n_genes), missing)
+        X = X[:, keep]
+        obs = pd.DataFrame(obs_rows, columns=["cell_id", "cell_type", "disease", "donor", "sample", "tissue"])
+        obs = obs.set_index("cell_id")
+        for c in ("cell_type", "disease", "donor", "sample", "tissue"):
+            obs[c] = obs[c].astype("category")
+        adata = ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=[genes[i] for i in keep]))
+        adata.uns["simulated"] = True
+        adata.uns["sigatlas_simulation"] = json.dumps(
+            {"study": sid, "disease": disease, "depth_factor": depth, "config": cfg.fingerprint()}
+        )
+        adata.write_h5ad(out_dir / f"{sid}.h5ad", compression="gzip")
+        truth.studies.append(
+            {
+                "id": sid,
+                "disease": disease,
+                "depth_factor": round(depth, 4),
+                "missing_genes": [genes[i] for i in missing],
+                "samples": samples_truth,
+            }
+        )
+    result = asdict(truth)
+    truth_path.write_text(json.dumps(result, indent=1))
+    stamp.write_text(json.dumps({"fingerprint": cfg.fingerprint(), "studies": [s for s, _ in plan]}))
+    return result
+
+
+def demo_manifest_text(config: SimulationConfig | None = None, data_dir: str = "data/demo") -> str:
+    """The demo ``data_manifest.yaml``: the real PBMC 68k study plus every simulated study."""
+    import yaml
+
+    cfg = config or SimulationConfig()
+    studies = [
+        {
+            "id": "PBMC68K",
+            "title": "10x PBMC 68k (reduced): 700 real PBMCs bundled with scanpy",
+            "source": {"kind": "scanpy-pbmc68k"},
+            "organism": "human",
+            "tissue": "blood",
+            "disease": "healthy",
+            "columns": {"cell_type": "bulk_labels", "sample": None, "donor": None},
+            "simulated": False,
+        }
+    ]
+    for sid, disease in _study_plan(cfg):
+        studies.append(
+            {
+                "id": sid,
+                "title": f"SIMULATED {disease} vs healthy PBMC ({sid})",
+                "source": {"kind": "h5ad", "path": f"{data_dir}/{sid}.h5ad"},
+                "organism": "human",
+                "tissue": {"column": "tissue"},
+                "disease": {"column": "disease"},
+                "columns": {"cell_type": "cell_type", "sample": "sample", "donor": "donor"},
+                "simulated": True,
+            }
+        )
+    doc = {
+        "version": 1,
+        "atlas": {"name": "demo", "out": "atlas/demo"},
+        "seed": 0,
+        # smaller than SCimilarity's 1024-1024 so the demo builds in minutes on a laptop CPU
+        "model": {"kind": "train", "hidden_sizes": [512, 256], "latent_dim": 128, "epochs": 12, "batch_size": 512},
+        "ingest": {"min_genes": 50, "min_counts": 100, "min_gene_overlap": 500},
+        "attribution": {"method": "ig", "n_steps": 50, "batch_size": 256},
+        "embedding": {"n_neighbors": 15, "min_dist": 0.3},
+        "studies": studies,
+    }
+    header = (
+        "# SigAtlas demo manifest (version 1). Generated by `python -m compute simulate --write-manifest`.\n"
+        "# PBMC68K is real data; every SIM study is SIMULATED (planted programs, see\n"
+        f"# {data_dir}/planted_truth.json) and carries `simulated: true`.\n"
+    )
+    return header + yaml.safe_dump(doc, sort_keys=False, width=100)

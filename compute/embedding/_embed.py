@@ -1,0 +1,39 @@
+"""Embed cells with the encoder; lay the embedding out with UMAP (umap-learn)."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+__all__ = ["embed", "umap_layout"]
+
+
+def embed(encoder, X, batch_size: int = 1024, device: str | torch.device | None = None) -> np.ndarray:
+    """(n_cells, latent_dim) float32 L2-normalised embeddings of log-normalised ``X`` (eval mode)."""
+    X = sp.csr_matrix(X, dtype=np.float32)
+    dev = torch.device(device) if device is not None else next(encoder.parameters()).device
+    was_training = encoder.training
+    encoder.eval()
+    out = np.empty((X.shape[0], encoder.latent_dim), dtype=np.float32)
+    try:
+        with torch.no_grad():
+            for start in range(0, X.shape[0], batch_size):
+                xb = torch.from_numpy(X[start : start + batch_size].toarray()).to(dev)
+                out[start : start + batch_size] = encoder(xb).cpu().numpy()
+    finally:
+        encoder.train(was_training)
+    return out
+
+
+def umap_layout(embedding: np.ndarray, *, n_neighbors: int = 15, min_dist: float = 0.3, seed: int = 0) -> np.ndarray:
+    """(n_cells, 2) float32 UMAP coordinates; cosine metric, seeded (single-threaded, reproducible)."""
+    import umap
+
+    n = embedding.shape[0]
+    if n < 4:
+        return np.zeros((n, 2), dtype=np.float32)
+    reducer = umap.UMAP(
+        n_neighbors=min(n_neighbors, n - 1), min_dist=min_dist, metric="cosine", random_state=seed, init="spectral" if n > n_neighbors + 2 else "random"
+    )
+    return reducer.fit_transform(embedding).astype(np.float32)

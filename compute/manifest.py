@@ -1,0 +1,367 @@
+"""The data manifest (``data_manifest.yaml``, version 1), parsed in one place.
+
+``load_manifest(path)`` returns a frozen :class:`Manifest`. Unknown keys, missing keys
+and values of the wrong type raise :class:`~compute.errors.ManifestError` naming the
+file, the study (when inside one) and the key. Paths in the manifest are relative to
+the manifest's own folder and are resolved here, once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from compute.errors import ManifestError
+
+__all__ = [
+    "AtlasSpec",
+    "AttributionSpec",
+    "EmbeddingSpec",
+    "FieldSpec",
+    "IngestSpec",
+    "Manifest",
+    "ModelSpec",
+    "SourceSpec",
+    "StudySpec",
+    "load_manifest",
+    "parse_manifest",
+]
+
+MANIFEST_VERSION = 1
+_STUDY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+SOURCE_KINDS = ("h5ad", "scanpy-pbmc68k")
+MODEL_KINDS = ("train", "pretrained")
+ATTRIBUTION_METHODS = ("ig",)  # see compute/attribution/_engine.py for why not IxG/DeepLift
+
+
+@dataclass(frozen=True)
+class AtlasSpec:
+    name: str
+    out: Path
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to obtain the encoder: train one on the ingested cells, or load a directory."""
+
+    kind: str = "train"
+    path: Path | None = None
+    hidden_sizes: tuple[int, ...] = (1024, 1024)
+    latent_dim: int = 128
+    input_dropout: float = 0.4
+    dropout: float = 0.5
+    epochs: int = 10
+    batch_size: int = 512
+    learning_rate: float = 1e-3
+    triplet_weight: float = 0.001
+    margin: float = 0.05
+
+
+@dataclass(frozen=True)
+class IngestSpec:
+    """Quality control and gene alignment applied to every study."""
+
+    min_genes: int = 200
+    min_counts: int = 500
+    min_gene_overlap: int = 500
+
+
+@dataclass(frozen=True)
+class AttributionSpec:
+    method: str = "ig"
+    n_steps: int = 50
+    batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class EmbeddingSpec:
+    n_neighbors: int = 15
+    min_dist: float = 0.3
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    kind: str
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """A per-cell annotation: a constant ``value`` for the whole study, or an obs ``column``.
+
+    Both None means "look for the CELLxGENE-schema column at ingest".
+    """
+
+    value: str | None = None
+    column: str | None = None
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    id: str
+    title: str
+    source: SourceSpec
+    organism: str = "human"
+    tissue: FieldSpec = field(default_factory=FieldSpec)
+    disease: FieldSpec = field(default_factory=FieldSpec)
+    cell_type: str | None = None
+    sample: str | None = None
+    donor: str | None = None
+    simulated: bool = False
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: Path
+    version: int
+    atlas: AtlasSpec
+    seed: int
+    model: ModelSpec
+    ingest: IngestSpec
+    attribution: AttributionSpec
+    embedding: EmbeddingSpec
+    studies: tuple[StudySpec, ...]
+
+    def study(self, study_id: str) -> StudySpec:
+        for s in self.studies:
+            if s.id == study_id:
+                return s
+        raise KeyError(study_id)
+
+    def fingerprint(self) -> str:
+        """A hash of everything that determines the build (paths as written, not mtimes)."""
+        payload = asdict(self)
+        payload.pop("path")
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class _Where:
+    """Formats 'file: study X: key' prefixes for error messages."""
+
+    def __init__(self, file: Path, study: str | None = None):
+        self.file, self.study = file, study
+
+    def error(self, key: str, problem: str) -> ManifestError:
+        where = f"{self.file}"
+        if self.study is not None:
+            where += f": study '{self.study}'"
+        return ManifestError(f"{where}: key '{key}': {problem}")
+
+
+def _check_keys(d: Any, allowed: set[str], required: set[str], where: _Where, ctx: str) -> dict:
+    if not isinstance(d, dict):
+        raise where.error(ctx, f"expected a mapping, got {type(d).__name__} ({d!r})")
+    for k in d:
+        if k not in allowed:
+            raise where.error(
+                f"{ctx}.{k}" if ctx else str(k),
+                f"unknown key (allowed here: {', '.join(sorted(allowed))})",
+            )
+    for k in required:
+        if k not in d:
+            raise where.error(f"{ctx}.{k}" if ctx else k, "missing (required)")
+    return d
+
+
+def _typed(value: Any, kind: type | tuple[type, ...], key: str, where: _Where) -> Any:
+    # bool is an int in Python; never accept it where a number is meant
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise where.error(key, f"expected {_kind_name(kind)}, got a boolean ({value!r})")
+    if not isinstance(value, kind):
+        raise where.error(key, f"expected {_kind_name(kind)}, got {type(value).__name__} ({value!r})")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _positive_int(value: Any, key: str, where: _Where, minimum: int = 1) -> int:
+    _typed(value, int, key, where)
+    if value < minimum:
+        raise where.error(key, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def _fraction(value: Any, key: str, where: _Where) -> float:
+    _typed(value, (int, float), key, where)
+    if not 0 <= value < 1:
+        raise where.error(key, f"must be in [0, 1), got {value}")
+    return float(value)
+
+
+def _parse_model(d: Any, base: Path, where: _Where) -> ModelSpec:
+    allowed = {f for f in ModelSpec.__dataclass_fields__}
+    d = _check_keys(d, allowed, {"kind"}, where, "model")
+    kind = _typed(d["kind"], str, "model.kind", where)
+    if kind not in MODEL_KINDS:
+        raise where.error("model.kind", f"must be one of {', '.join(MODEL_KINDS)}, got '{kind}'")
+    kw: dict[str, Any] = {"kind": kind}
+    if kind == "pretrained":
+        if "path" not in d:
+            raise where.error("model.path", "missing (required when model.kind is 'pretrained')")
+        kw["path"] = (base / _typed(d["path"], str, "model.path", where)).resolve()
+        extra = set(d) - {"kind", "path"}
+        if extra:
+            raise where.error(
+                f"model.{sorted(extra)[0]}",
+                "only 'path' may be given with a pretrained model (its shape comes from layer_sizes.json)",
+            )
+        return ModelSpec(**kw)
+    if "path" in d:
+        raise where.error("model.path", "only meaningful with model.kind 'pretrained'")
+    if "hidden_sizes" in d:
+        hs = _typed(d["hidden_sizes"], list, "model.hidden_sizes", where)
+        if not hs:
+            raise where.error("model.hidden_sizes", "needs at least one hidden layer")
+        kw["hidden_sizes"] = tuple(_positive_int(h, "model.hidden_sizes", where) for h in hs)
+    for key in ("latent_dim", "epochs", "batch_size"):
+        if key in d:
+            kw[key] = _positive_int(d[key], f"model.{key}", where, minimum=2 if key == "batch_size" else 1)
+    for key in ("input_dropout", "dropout", "triplet_weight"):
+        if key in d:
+            kw[key] = _fraction(d[key], f"model.{key}", where)
+    for key in ("learning_rate", "margin"):
+        if key in d:
+            v = float(_typed(d[key], (int, float), f"model.{key}", where))
+            if v <= 0:
+                raise where.error(f"model.{key}", f"must be > 0, got {v}")
+            kw[key] = v
+    return ModelSpec(**kw)
+
+
+def _parse_simple(cls, d: Any, ctx: str, where: _Where):
+    allowed = set(cls.__dataclass_fields__)
+    d = _check_keys(d, allowed, set(), where, ctx)
+    defaults = cls()
+    kw = {}
+    for key, value in d.items():
+        default = getattr(defaults, key)
+        key_name = f"{ctx}.{key}"
+        if isinstance(default, int):
+            kw[key] = _positive_int(value, key_name, where, minimum=0)
+        elif isinstance(default, float):
+            kw[key] = float(_typed(value, (int, float), key_name, where))
+        else:
+            kw[key] = _typed(value, str, key_name, where)
+    out = cls(**kw)
+    if isinstance(out, AttributionSpec) and out.method not in ATTRIBUTION_METHODS:
+        raise where.error(f"{ctx}.method", f"must be one of {', '.join(ATTRIBUTION_METHODS)}, got '{out.method}'")
+    return out
+
+
+def _parse_field(value: Any, key: str, where: _Where) -> FieldSpec:
+    if value is None:
+        return FieldSpec()
+    if isinstance(value, str):
+        return FieldSpec(value=value)
+    if isinstance(value, dict):
+        _check_keys(value, {"column"}, {"column"}, where, key)
+        return FieldSpec(column=_typed(value["column"], str, f"{key}.column", where))
+    raise where.error(key, f"expected a constant string or {{column: NAME}}, got {value!r}")
+
+
+def _parse_study(d: Any, base: Path, file: Path, index: int) -> StudySpec:
+    sid = d.get("id") if isinstance(d, dict) else None
+    where = _Where(file, str(sid) if sid is not None else f"#{index + 1}")
+    allowed = {"id", "title", "source", "organism", "tissue", "disease", "columns", "simulated"}
+    d = _check_keys(d, allowed, {"id", "source"}, where, "")
+    sid = _typed(d["id"], str, "id", where)
+    if not _STUDY_ID.match(sid):
+        raise where.error("id", f"'{sid}' may only contain letters, digits, '_', '.', '-'")
+    src = _check_keys(d["source"], {"kind", "path"}, {"kind"}, where, "source")
+    kind = _typed(src["kind"], str, "source.kind", where)
+    if kind not in SOURCE_KINDS:
+        raise where.error("source.kind", f"must be one of {', '.join(SOURCE_KINDS)}, got '{kind}'")
+    path = None
+    if kind == "h5ad":
+        if "path" not in src:
+            raise where.error("source.path", "missing (required for source.kind 'h5ad')")
+        path = (base / _typed(src["path"], str, "source.path", where)).resolve()
+    elif "path" in src:
+        raise where.error("source.path", f"not used with source.kind '{kind}'")
+    organism = _typed(d.get("organism", "human"), str, "organism", where)
+    if organism != "human":
+        raise where.error("organism", f"only 'human' is supported (gene order is HGNC symbols), got '{organism}'")
+    cols = d.get("columns") or {}
+    cols = _check_keys(cols, {"cell_type", "sample", "donor"}, set(), where, "columns")
+    for k, v in cols.items():
+        if v is not None:
+            _typed(v, str, f"columns.{k}", where)
+    simulated = _typed(d.get("simulated", False), bool, "simulated", where)
+    return StudySpec(
+        id=sid,
+        title=_typed(d.get("title", sid), str, "title", where),
+        source=SourceSpec(kind=kind, path=path),
+        organism=organism,
+        tissue=_parse_field(d.get("tissue"), "tissue", where),
+        disease=_parse_field(d.get("disease"), "disease", where),
+        cell_type=cols.get("cell_type"),
+        sample=cols.get("sample"),
+        donor=cols.get("donor"),
+        simulated=simulated,
+    )
+
+
+def parse_manifest(data: Any, file: Path) -> Manifest:
+    """Validate an already-loaded YAML document; ``file`` is used for paths and messages."""
+    file = Path(file)
+    base = file.resolve().parent
+    where = _Where(file)
+    allowed = {"version", "atlas", "seed", "model", "ingest", "attribution", "embedding", "studies"}
+    data = _check_keys(data, allowed, {"version", "atlas", "studies"}, where, "")
+    version = _typed(data["version"], int, "version", where)
+    if version != MANIFEST_VERSION:
+        raise where.error("version", f"this SigAtlas reads manifest version {MANIFEST_VERSION}, got {version}")
+    atlas = _check_keys(data["atlas"], {"name", "out"}, {"name", "out"}, where, "atlas")
+    atlas_spec = AtlasSpec(
+        name=_typed(atlas["name"], str, "atlas.name", where),
+        out=(base / _typed(atlas["out"], str, "atlas.out", where)).resolve(),
+    )
+    seed = _positive_int(data.get("seed", 0), "seed", where, minimum=0)
+    model = _parse_model(data.get("model", {"kind": "train"}), base, where)
+    ingest = _parse_simple(IngestSpec, data.get("ingest", {}), "ingest", where)
+    attribution = _parse_simple(AttributionSpec, data.get("attribution", {}), "attribution", where)
+    if attribution.n_steps < 1 or attribution.batch_size < 1:
+        raise where.error("attribution", "n_steps and batch_size must be >= 1")
+    embedding = _parse_simple(EmbeddingSpec, data.get("embedding", {}), "embedding", where)
+    studies_raw = _typed(data["studies"], list, "studies", where)
+    if not studies_raw:
+        raise where.error("studies", "the list is empty: name at least one study")
+    studies = tuple(_parse_study(s, base, file, i) for i, s in enumerate(studies_raw))
+    seen: set[str] = set()
+    for s in studies:
+        if s.id in seen:
+            raise _Where(file, s.id).error("id", "appears more than once in 'studies'")
+        seen.add(s.id)
+    return Manifest(
+        path=file.resolve(),
+        version=version,
+        atlas=atlas_spec,
+        seed=seed,
+        model=model,
+        ingest=ingest,
+        attribution=attribution,
+        embedding=embedding,
+        studies=studies,
+    )
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Read and validate ``path``; raises ManifestError with file, study and key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: no such manifest file (see README, 'The manifest')")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_manifest(data, path)

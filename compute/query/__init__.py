@@ -1,0 +1,20 @@
+"""Signature queries: gene-list parsing and resolution, hits, per-sample rankings. No torch."""
+
+from compute.query._genes import GeneResolution, parse_gene_list, resolve_genes
+from compute.query._run import QueryParams, QueryResult, gene_by_group, run_query, selection_mask
+from compute.query._stats import HitRule, group_gene_means, rank_groups, sample_hit_table
+
+__all__ = [
+    "GeneResolution",
+    "HitRule",
+    "QueryParams",
+    "QueryResult",
+    "gene_by_group",
+    "group_gene_means",
+    "parse_gene_list",
+    "rank_groups",
+    "resolve_genes",
+    "run_query",
+    "sample_hit_table",
+    "selection_mask",
+]

@@ -1,0 +1,123 @@
+"""Hits, per-sample hit percentages and group rankings (method.md section 4). Pure functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from compute.errors import QueryError
+
+__all__ = ["HitRule", "group_gene_means", "rank_groups", "sample_hit_table"]
+
+HIT_KINDS = ("percentile", "quantile", "value")
+
+
+@dataclass(frozen=True)
+class HitRule:
+    """A hit is a cell whose score is strictly above the cut-off.
+
+    kind "percentile" (value in [0, 100]) or "quantile" (value in [0, 1]) of the scores of the
+    selected cells, or "value" (a fixed score)."""
+
+    kind: str = "percentile"
+    value: float = 90.0
+
+    def __post_init__(self):
+        if self.kind not in HIT_KINDS:
+            raise QueryError(f"hit rule must be one of {', '.join(HIT_KINDS)}, got '{self.kind}'")
+        if self.kind == "percentile" and not 0 <= self.value <= 100:
+            raise QueryError(f"a percentile must be within 0-100, got {self.value}")
+        if self.kind == "quantile" and not 0 <= self.value <= 1:
+            raise QueryError(f"a quantile must be within 0-1, got {self.value}")
+
+    def threshold(self, scores: np.ndarray) -> float:
+        if self.kind == "value":
+            return float(self.value)
+        if scores.size == 0:
+            raise QueryError("no cells in the selection: widen the filters")
+        q = self.value / 100 if self.kind == "percentile" else self.value
+        return float(np.quantile(scores, q))
+
+    def describe(self) -> str:
+        if self.kind == "percentile":
+            return f"score > {self.value:g}th percentile of selected cells"
+        if self.kind == "quantile":
+            return f"score > {self.value:g} quantile of selected cells"
+        return f"score > {self.value:g}"
+
+
+def sample_hit_table(cells: pd.DataFrame, scores: np.ndarray, selection: np.ndarray, threshold: float) -> pd.DataFrame:
+    """One row per (study, sample, disease) among selected cells: n_cells, n_hits, hit_pct,
+    mean_score, tissue, simulated."""
+    sel = np.asarray(selection, dtype=bool)
+    if sel.sum() == 0:
+        return pd.DataFrame(columns=["study", "sample", "disease", "tissue", "simulated", "n_cells", "n_hits", "hit_pct", "mean_score"])
+    df = pd.DataFrame(
+        {
+            "study": cells["study"].to_numpy()[sel].astype(str),
+            "sample": cells["sample"].to_numpy()[sel].astype(str),
+            "disease": cells["disease"].to_numpy()[sel].astype(str),
+            "tissue": cells["tissue"].to_numpy()[sel].astype(str),
+            "simulated": cells["simulated"].to_numpy()[sel].astype(bool),
+            "hit": scores[sel] > threshold,
+            "score": scores[sel],
+        }
+    )
+    g = df.groupby(["study", "sample", "disease"], sort=True, observed=True)
+    out = g.agg(
+        tissue=("tissue", "first"),
+        simulated=("simulated", "first"),
+        n_cells=("hit", "size"),
+        n_hits=("hit", "sum"),
+        mean_score=("score", "mean"),
+    ).reset_index()
+    out["n_hits"] = out["n_hits"].astype(int)
+    out["hit_pct"] = 100.0 * out["n_hits"] / out["n_cells"]
+    return out
+
+
+def rank_groups(samples: pd.DataFrame, by: str = "disease", cell_min: int = 25, samp_min: int = 3) -> pd.DataFrame:
+    """Rank groups (disease, study, tissue) by the mean of their samples' hit percentages.
+
+    Samples with fewer than ``cell_min`` selected cells are dropped first; groups with fewer
+    than ``samp_min`` remaining samples are dropped. Columns: group, mean_hit_pct,
+    median_hit_pct, sd_hit_pct, n_samples, n_studies, n_cells, n_simulated_samples, rank.
+    """
+    cols = ["group", "mean_hit_pct", "median_hit_pct", "sd_hit_pct", "n_samples", "n_studies", "n_cells", "n_simulated_samples", "rank"]
+    if samples.empty:
+        return pd.DataFrame(columns=cols)
+    kept = samples[samples["n_cells"] >= cell_min]
+    if kept.empty:
+        return pd.DataFrame(columns=cols)
+    g = kept.groupby(by, sort=False, observed=True)
+    out = g.agg(
+        mean_hit_pct=("hit_pct", "mean"),
+        median_hit_pct=("hit_pct", "median"),
+        sd_hit_pct=("hit_pct", "std"),
+        n_samples=("hit_pct", "size"),
+        n_studies=("study", "nunique"),
+        n_cells=("n_cells", "sum"),
+        n_simulated_samples=("simulated", "sum"),
+    ).reset_index().rename(columns={by: "group"})
+    out = out[out["n_samples"] >= samp_min]
+    out = out.sort_values(["mean_hit_pct", "median_hit_pct", "group"], ascending=[False, False, True]).reset_index(drop=True)
+    out["n_simulated_samples"] = out["n_simulated_samples"].astype(int)
+    out["rank"] = np.arange(1, len(out) + 1)
+    return out[cols]
+
+
+def group_gene_means(values: np.ndarray, genes, labels: np.ndarray, selection: np.ndarray) -> pd.DataFrame:
+    """genes x groups table of mean attribution over the selected cells of each group."""
+    sel = np.asarray(selection, dtype=bool)
+    lab = np.asarray(labels).astype(str)[sel]
+    vals = values[sel]
+    groups = sorted(set(lab.tolist()))
+    if not groups:
+        return pd.DataFrame(index=list(genes))
+    codes = np.searchsorted(np.array(groups), lab)
+    counts = np.bincount(codes, minlength=len(groups)).astype(np.float64)
+    sums = np.stack([np.bincount(codes, weights=vals[:, j], minlength=len(groups)) for j in range(vals.shape[1])], axis=1)
+    means = sums / counts[:, None]
+    return pd.DataFrame(means.T, index=list(genes), columns=groups)
