@@ -46,9 +46,9 @@ def _file_sha(path: Path) -> str:
 
 def _source_key(spec: StudySpec) -> str:
     if spec.source.kind == "scanpy-pbmc68k":
-        import scanpy
+        from importlib.metadata import version
 
-        return f"scanpy-pbmc68k:{scanpy.__version__}"
+        return f"scanpy-pbmc68k:{version('scanpy')}"
     if spec.source.path is None or not spec.source.path.is_file():
         raise IngestError(
             f"study '{spec.id}' ({spec.source.path}): file not found. For the demo data run "

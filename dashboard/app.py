@@ -94,7 +94,7 @@ def answer_query(data: DashboardData, text, cell_types, percentile, cell_min, sa
     sim_note = " · includes SIMULATED studies (open circles)" if data.atlas.has_simulated else ""
     base_rate = 100.0 - pct
     where = ", ".join(params.cell_types) if params.cell_types else "all cell types"
-    title = f"Diseases ranked by per-sample hit % ({where}; hit = {params.rule.describe()}){sim_note}"
+    title = f"Diseases ranked by per-sample hit %<br><sub>{where} · hit = {params.rule.describe()}{sim_note}</sub>"
     by = group_by if group_by in _GROUP_LABELS else "disease"
     status = (f"{result.n_selected:,} cells selected · threshold {result.threshold:.3f} · "
               f"{len(result.samples)} samples, {len(result.diseases)} diseases pass cell_min={params.cell_min}, "
@@ -131,7 +131,7 @@ def _layout(data: DashboardData):
     controls = html.Div([
         html.H3("Signature"),
         dcc.Textarea(id=ids.GENES, placeholder="Paste genes: any separators, any case. Optional weights: GENE:2 or GENE 2.0",
-                     className="genes", spellcheck="false"),
+                     className="genes", spellCheck="false"),
         html.Div([html.Button(p.label, id={"type": "preset", "key": p.key}, className="btn preset", title=p.source)
                   for p in PRESETS.values()], className="presets"),
         html.Button("Run query", id=ids.RUN, className="btn primary"),
@@ -157,7 +157,7 @@ def _layout(data: DashboardData):
             {"field": "mean_hit_pct", "headerName": "mean hit %", "width": 120, "sort": "desc"},
         ],
         rowData=[], defaultColDef={"sortable": True, "filter": True, "resizable": True},
-        dashGridOptions={"domLayout": "autoHeight", "pagination": True, "paginationPageSize": 15}, className="ag-theme-alpine",
+        dashGridOptions={"domLayout": "autoHeight", "pagination": True, "paginationPageSize": 15, "paginationPageSizeSelector": False}, className="ag-theme-alpine",
     )
     results = html.Div([
         dcc.Loading(html.Div(id=ids.STATUS, className="status"), type="dot"),

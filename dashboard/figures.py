@@ -21,6 +21,19 @@ def empty_figure(message: str) -> go.Figure:
     return fig
 
 
+def _wrap(text: str, width: int = 14) -> str:
+    """Break a long axis label at spaces so neighbouring labels do not overlap."""
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    lines.append(line)
+    return "<br>".join(lines)
+
+
 def disease_ranking_figure(samples: pd.DataFrame, ranking: pd.DataFrame, *, base_rate: float | None, title: str) -> go.Figure:
     """Box + one point per sample of per-sample hit %, diseases in ranking order.
 
@@ -30,7 +43,7 @@ def disease_ranking_figure(samples: pd.DataFrame, ranking: pd.DataFrame, *, base
         return empty_figure("No disease passes cell_min / samp_min: lower them or widen the cell types")
     order = list(ranking["group"])
     labels = {
-        r.group: f"{r.group}<br><sub>{r.n_samples} samples · {r.n_studies} studies</sub>" for r in ranking.itertuples()
+        r.group: f"{_wrap(r.group)}<br><sub>{r.n_samples} samples · {r.n_studies} studies</sub>" for r in ranking.itertuples()
     }
     fig = go.Figure()
     for i, group in enumerate(order):
@@ -63,7 +76,7 @@ def disease_ranking_figure(samples: pd.DataFrame, ranking: pd.DataFrame, *, base
     fig.update_layout(
         title=dict(text=title, x=0, font_size=15), template="plotly_white", font=_FONT, height=420,
         yaxis_title="hit % per sample", xaxis=dict(categoryorder="array", categoryarray=[labels[g] for g in order], tickangle=0),
-        margin=dict(l=60, r=20, t=60, b=80), boxgap=0.5,
+        margin=dict(l=60, r=20, t=70, b=110), boxgap=0.5,
     )
     return fig
 
