@@ -63,7 +63,6 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--studies", type=int, default=24, help="number of simulated studies (default 24)")
     s.add_argument("--write-manifest", metavar="PATH", help="also write a manifest listing them")
-    s.add_argument("--manifest", help=argparse.SUPPRESS)  # accepted for symmetry with `build`; unused
     s.set_defaults(func=_cmd_simulate)
 
     i = sub.add_parser("info", help="describe an atlas")

@@ -85,7 +85,6 @@ class _Log:
 def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False) -> Path:
     """Build (or bring up to date) the atlas described by ``manifest``; returns its path."""
     import anndata as ad
-    import torch
 
     from compute.atlas import StudyArrays, write_atlas
     from compute.attribution import attribute
@@ -99,7 +98,6 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False)
     work = work_dir(manifest)
     for sub in ("ingest", "model", "attr", "embed", "umap"):
         (work / sub).mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
 
     source_keys = {s.id: _source_key(s) for s in manifest.studies}
     build_key = _sha(PIPELINE_VERSION, FORMAT_VERSION, manifest.fingerprint(), source_keys)

@@ -12,7 +12,14 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compute.atlas import Atlas, AtlasFormatError, QueryError, SignatureWarning, StudyArrays, write_atlas
+from compute.atlas import (
+    Atlas,
+    AtlasFormatError,
+    QueryError,
+    SignatureWarning,
+    StudyArrays,
+    write_atlas,
+)
 from compute.model import Encoder, save_encoder
 
 GENES = [f"G{i}" for i in range(30)]
