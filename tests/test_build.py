@@ -67,3 +67,22 @@ def test_stage_cache_rewrites_same_atlas_content(tiny_build, tmp_path):
     build_atlas(m, quiet=True)  # all stages come from the work folder
     new = Atlas.open(atlas_path).score(["S100A8", "S100A12", "VCAN"])
     np.testing.assert_array_equal(old, new)
+
+
+def test_pretrained_model_from_manifest_gives_the_same_scores(tiny_build, tiny_atlas, tmp_path):
+    """model: {kind: pretrained, path: <the saved model>} reproduces the trained build's scores."""
+    import yaml
+
+    from compute.atlas import Atlas
+
+    manifest_path, atlas_path, _ = tiny_build
+    doc = yaml.safe_load(manifest_path.read_text())
+    doc["model"] = {"kind": "pretrained", "path": str(atlas_path / "model")}
+    doc["atlas"] = {"name": "tiny-pretrained", "out": str(tmp_path / "atlas")}
+    path = tmp_path / "manifest.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    out = build_atlas(load_manifest(path), quiet=True)
+    again = Atlas.open(out)
+    assert again.meta["model_card"]["source"] == "pretrained" and again.genes == tiny_atlas.genes
+    genes = ["S100A8", "S100A12", "VCAN", "CD14"]
+    np.testing.assert_allclose(again.score(genes), tiny_atlas.score(genes), rtol=1e-5, atol=1e-6)
