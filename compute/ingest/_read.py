@@ -80,11 +80,11 @@ def _symbols(var: pd.DataFrame, spec: StudySpec) -> np.ndarray:
     return index.to_numpy(dtype=object)
 
 
-def _column(obs: pd.DataFrame, name: str | None, role: str, spec: StudySpec, required: bool):
+def _column(obs: pd.DataFrame, name: str | None, role: str, spec: StudySpec, required: bool, key: str | None = None):
     if name is not None:
         if name not in obs.columns:
             raise IngestError(
-                f"{_where(spec)}: column '{name}' (manifest key 'columns.{role}') is not in obs; "
+                f"{_where(spec)}: column '{name}' (manifest key '{key or f'columns.{role}'}') is not in obs; "
                 f"obs has: {', '.join(map(str, obs.columns))}"
             )
         return obs[name].astype(str).to_numpy(dtype=object)
@@ -100,16 +100,9 @@ def _column(obs: pd.DataFrame, name: str | None, role: str, spec: StudySpec, req
 
 
 def _field(obs: pd.DataFrame, fs: FieldSpec, role: str, spec: StudySpec) -> np.ndarray:
-    n = len(obs)
     if fs.value is not None:
-        return np.full(n, fs.value, dtype=object)
-    if fs.column is not None and fs.column not in obs.columns:
-        raise IngestError(
-            f"{_where(spec)}: column '{fs.column}' (manifest key '{role}.column') is not in obs; "
-            f"obs has: {', '.join(map(str, obs.columns))}"
-        )
-    col = _column(obs, fs.column, role, spec, required=True)
-    return col
+        return np.full(len(obs), fs.value, dtype=object)
+    return _column(obs, fs.column, role, spec, required=True, key=f"{role}.column")
 
 
 def read_study(spec: StudySpec):
