@@ -48,6 +48,26 @@ def _cmd_info(args) -> int:
     return 0
 
 
+def _cmd_bench_attributions(args) -> int:
+    from compute.bench import AttributionBenchConfig, run_attribution_bench
+
+    cfg = AttributionBenchConfig(
+        cells=args.cells,
+        genes=args.genes,
+        hidden=tuple(args.hidden),
+        latent=args.latent,
+        density=args.density,
+        captum_cells=args.captum_cells,
+        memory_cells=tuple(args.memory_cells),
+        reference_cells=args.reference_cells,
+        batch_size=args.batch_size,
+        signature=not args.no_signature,
+        seed=args.seed,
+    )
+    run_attribution_bench(cfg, json_path=args.json)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m compute", description="SigAtlas offline build")
     sub = p.add_subparsers(dest="command", required=True)
@@ -69,6 +89,23 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("atlas")
     i.add_argument("--json", action="store_true", help="also print the build record")
     i.set_defaults(func=_cmd_info)
+
+    bench = sub.add_parser("bench", help="benchmarks that print figures and ratios")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    ba = bench_sub.add_parser("attributions", help="our exact IG vs Captum's generic IG (and sc-signature when installed)")
+    ba.add_argument("--cells", type=int, default=2000)
+    ba.add_argument("--genes", type=int, default=28231)
+    ba.add_argument("--hidden", type=int, nargs="+", default=[1024, 1024])
+    ba.add_argument("--latent", type=int, default=128)
+    ba.add_argument("--density", type=float, default=0.08)
+    ba.add_argument("--captum-cells", type=int, default=None, help="cells for the Captum runs (default: --cells)")
+    ba.add_argument("--memory-cells", type=int, nargs="*", default=[500, 2000, 8000], help="cell counts for the memory-scaling runs")
+    ba.add_argument("--reference-cells", type=int, default=32, help="cells compared with a float64 Captum reference")
+    ba.add_argument("--batch-size", type=int, default=None)
+    ba.add_argument("--no-signature", action="store_true", help="skip sc-signature even when installed")
+    ba.add_argument("--seed", type=int, default=0)
+    ba.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
+    ba.set_defaults(func=_cmd_bench_attributions)
 
     args = p.parse_args(argv)
     try:

@@ -87,7 +87,7 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False)
     import anndata as ad
 
     from compute.atlas import StudyArrays, write_atlas
-    from compute.attribution import attribute
+    from compute.attribution import attribute, describe_path
     from compute.embedding import embed, umap_layout
     from compute.ingest import align_to_genes, qc_and_normalise, read_study
     from compute.model import load_encoder, save_encoder, seed_everything, train_encoder
@@ -192,7 +192,7 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False)
     # 4. attributions --------------------------------------------------------------------
     t0 = time.perf_counter()
     spec_a = manifest.attribution
-    log(f"[4/6] attributions: {spec_a.method}, {spec_a.n_steps} steps")
+    log(f"[4/6] attributions: {describe_path(encoder, spec_a.method)}, {spec_a.n_steps} steps")
     attrs: dict[str, sp.csr_matrix] = {}
     for spec in tqdm(manifest.studies, desc="attributions", unit="study", disable=quiet):
         key = _sha(model_key, ingest_keys[spec.id], asdict(spec_a), gene_order)[:16]

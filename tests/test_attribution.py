@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -9,7 +11,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compute.attribution import attribute, gauss_legendre, scale_rows
+from compute.attribution import (
+    DegenerateAttributionWarning,
+    attribute,
+    describe_path,
+    gauss_legendre,
+    iter_attributions,
+    scale_rows,
+)
 from compute.model import Encoder
 
 
@@ -77,17 +86,106 @@ def test_ig_completeness_unscaled():
     assert err[800] < err[50] and err[800] < 2e-3
 
 
-def test_gradient_at_the_cell_vanishes_which_is_why_ixg_is_not_offered():
-    """F(x') = sum|e_d f_d(x')| with e = f(x) and |f| = 1 is flat at x' = x: IxG would be noise."""
+def test_deeplift_and_ixg_run_through_captum_and_warn_that_they_vanish_on_a_normalised_encoder():
+    """F(x') = sum|e_d f_d(x')| with e = f(x) and |f| = 1 is flat at x' = x: the gradient there is
+    zero, so Input x Gradient (and DeepLift, which keeps plain gradients through PReLU and the
+    L2 norm) return rounding noise. They are offered, and they say so."""
     enc = random_encoder(40)
-    x = torch.from_numpy(random_cells(3, 40, 0.5).toarray())
+    X = random_cells(6, 40, 0.5)
+    x = torch.from_numpy(X.toarray())
     with torch.no_grad():
         e = enc(x)
     x.requires_grad_(True)
     (e * enc(x)).abs().sum().backward()
     assert x.grad.abs().max() < 1e-5
-    with pytest.raises(ValueError, match="unknown attribution method 'ixg'"):
-        attribute(enc, x.detach().numpy(), method="ixg")
+    for method in ("ixg", "deeplift"):
+        with pytest.warns(DegenerateAttributionWarning, match=f"{method}: for 6 of 6 cells"):
+            raw = attribute(enc, X, method=method, scale=None)
+        assert np.abs(raw.data).max() < 1e-5
+
+
+class PlainEncoder(torch.nn.Module):
+    """Not SCimilarity-shaped and not normalised: a first Linear, then tanh and a Linear."""
+
+    def __init__(self, n_genes, hidden=12, latent=5, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.n_genes = n_genes
+        self.first_linear = torch.nn.Linear(n_genes, hidden)
+        self.out = torch.nn.Linear(hidden, latent)
+
+    def head(self, z1):
+        return self.out(torch.tanh(z1))
+
+    def forward(self, x):
+        return self.head(self.first_linear(x))
+
+
+class NonLinearFirst(PlainEncoder):
+    """Its first operation is not linear in x (log1p), so only the generic IG is exact."""
+
+    first_linear = None
+
+    def __init__(self, n_genes, seed=0):
+        super().__init__(n_genes, seed=seed)
+        self.lin = torch.nn.Linear(n_genes, 12)
+        del self.first_linear
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.lin(torch.log1p(x))))
+
+
+def test_ixg_matches_input_times_gradient_on_a_plain_encoder_without_warning():
+    enc = PlainEncoder(30).double()
+    X = random_cells(5, 30, 0.4, seed=1)
+    x = torch.from_numpy(X.toarray()).double()
+    with torch.no_grad():
+        e = enc(x)
+    xg = x.clone().requires_grad_(True)
+    (e * enc(xg)).abs().sum().backward()
+    expected = (x * xg.grad).numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateAttributionWarning)
+        raw = attribute(enc, X, method="ixg", scale=None).toarray()
+    np.testing.assert_allclose(raw, np.where(X.toarray() != 0, expected, 0), rtol=1e-6, atol=1e-9)
+
+
+def test_the_fastest_exact_path_is_chosen_for_each_encoder():
+    assert describe_path(random_encoder(20)) == "ig (first-layer identity, fused SCimilarity head)"
+    assert describe_path(PlainEncoder(20)) == "ig (first-layer identity)"
+    assert describe_path(NonLinearFirst(20)) == "Captum IntegratedGradients"
+    assert describe_path(random_encoder(20), "deeplift") == "Captum DeepLift"
+
+
+@pytest.mark.parametrize("make", [PlainEncoder, NonLinearFirst], ids=["plain-head", "non-linear-first"])
+def test_other_encoders_match_captum(make):
+    enc = make(25, seed=4).double()
+    X = random_cells(9, 25, 0.3, seed=4)
+    assert rel_row_diff(attribute(enc, X, batch_size=4), attribute(enc, X, method="ig-captum")) < 1e-6
+
+
+def test_streaming_yields_every_nonzero_once_in_bounded_batches():
+    enc = random_encoder(50)
+    X = random_cells(23, 50, 0.2)
+    seen = []
+    for start, stop, vals in iter_attributions(enc, X, batch_size=5):
+        assert stop - start <= 5 and vals.shape == (X.indptr[stop] - X.indptr[start],) and vals.dtype == np.float32
+        seen.append((start, stop))
+    assert seen[0][0] == 0 and seen[-1][1] == 23 and all(a[1] == b[0] for a, b in zip(seen, seen[1:], strict=False))
+    raw = attribute(enc, X, scale=None, batch_size=5)
+    np.testing.assert_array_equal(np.concatenate([v for *_, v in iter_attributions(enc, X, batch_size=5)]), raw.data)
+
+
+def test_bad_input_is_named():
+    enc = random_encoder(10)
+    X = random_cells(4, 10, 0.5).toarray()
+    X[2, 7] = np.nan
+    with pytest.raises(ValueError, match="non-finite value at cell 2, gene 7"):
+        attribute(enc, X)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        attribute(enc, X[:2] * 0, batch_size=-1)
+    with pytest.raises(ValueError, match="unknown attribution method 'shap'"):
+        attribute(enc, random_cells(2, 10, 0.5), method="shap")
 
 
 def test_gauss_legendre_integrates_polynomials_on_unit_interval():
@@ -111,21 +209,40 @@ def test_dense_and_sparse_input_agree_and_bad_shape_is_named():
         attribute(enc, X[:, :49])
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     n_cells=st.integers(1, 20),
     n_genes=st.integers(5, 60),
     density=st.floats(0.02, 0.9),
     batch_size=st.integers(1, 9),
+    hidden=st.lists(st.integers(2, 24), min_size=1, max_size=3),
+    per_channel_prelu=st.booleans(),
     seed=st.integers(0, 1000),
 )
-def test_fast_ig_matches_captum_property(n_cells, n_genes, density, batch_size, seed):
-    """In float64 the two agree to rounding (1e-9); in float32 each carries ~1e-5 of rounding."""
-    enc = random_encoder(n_genes, hidden=(16, 8), latent=4, seed=seed).double()
+def test_fast_ig_matches_captum_property(n_cells, n_genes, density, batch_size, hidden, per_channel_prelu, seed):
+    """Exact, not approximate: in float64 the two agree to rounding (stored as float32)."""
+    enc = random_encoder(n_genes, hidden=tuple(hidden), latent=4, seed=seed)
+    if per_channel_prelu:  # SCimilarity uses one slope per layer; per-unit slopes must work too
+        for block in list(enc.network)[:-1]:
+            block[3] = torch.nn.PReLU(block[1].out_features)
+            block[3].weight.data.uniform_(-0.5, 0.8)
+    enc = enc.double().eval()
     X = random_cells(n_cells, n_genes, density, seed=seed)
     fast = attribute(enc, X, method="ig", batch_size=batch_size)
     ref = attribute(enc, X, method="ig-captum", batch_size=7)
     assert np.array_equal(fast.indices, X.indices) and np.array_equal(fast.indptr, X.indptr)
-    assert rel_row_diff(fast, ref) < 1e-6  # output is stored as float32
-    enc32 = enc.float()
-    assert rel_row_diff(attribute(enc32, X, batch_size=batch_size), attribute(enc32, X, method="ig-captum")) < 1e-4
+    assert rel_row_diff(fast, ref) < 1e-6
+
+
+def test_float64_near_kinks_redoes_flagged_cells_in_float64(monkeypatch):
+    """Flag every cell (threshold 1): the float32 run must then equal the float64 computation."""
+    import compute.attribution._fast_ig as fast_ig
+
+    enc = random_encoder(80, hidden=(24, 16), latent=6, seed=7)
+    X = random_cells(12, 80, 0.3, seed=7)
+    exact = attribute(random_encoder(80, hidden=(24, 16), latent=6, seed=7).double(), X, scale=None)
+    monkeypatch.setattr(fast_ig, "NEAR_KINK", 1.0)
+    rescued = attribute(enc, X, scale=None, float64_near_kinks=True)
+    np.testing.assert_allclose(rescued.data, exact.data, rtol=1e-6, atol=1e-12)
+    plain = attribute(enc, X, scale=None)
+    assert np.abs(plain.data - exact.data).max() > np.abs(rescued.data - exact.data).max()

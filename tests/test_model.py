@@ -44,6 +44,56 @@ def test_save_load_round_trip(tmp_path):
         torch.testing.assert_close(loaded(x), enc(x))
 
 
+def _scimilarity_release(path, n_genes, hidden, latent, seed=0):
+    """A model directory laid out as SCimilarity releases it, written without our save_encoder:
+    its own module tree (Dropout, Linear, BatchNorm1d, PReLU blocks, a Linear, L2 norm), a
+    checkpoint {"state_dict": ...}, layer_sizes.json for every parameter and buffer, and the
+    extra files a release carries that we do not read."""
+    torch.manual_seed(seed)
+    sizes = (n_genes, *hidden)
+    net = torch.nn.ModuleList(
+        torch.nn.Sequential(torch.nn.Dropout(0.4), torch.nn.Linear(sizes[i], sizes[i + 1]), torch.nn.BatchNorm1d(sizes[i + 1]), torch.nn.PReLU())
+        for i in range(len(hidden))
+    )
+    net.append(torch.nn.Linear(hidden[-1], latent))
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+    state = {f"network.{k}": v for k, v in net.state_dict().items()}
+    path.mkdir()
+    torch.save({"state_dict": state}, path / "encoder.ckpt")
+    (path / "layer_sizes.json").write_text(json.dumps({k: list(v.shape) for k, v in state.items()}))
+    (path / "gene_order.tsv").write_text("".join(f"GENE{i}\n" for i in range(n_genes)))
+    (path / "label_ints.csv").write_text(",0\n0,T cell\n")
+
+    def reference(x):
+        net.eval()
+        for layer in net:
+            x = layer(x)
+        return torch.nn.functional.normalize(x, dim=1)
+
+    return reference
+
+
+@pytest.mark.parametrize("hidden", [(32, 32), (40, 24, 16)])
+def test_loads_a_model_directory_in_scimilaritys_release_format(tmp_path, hidden):
+    from compute.attribution import attribute, describe_path
+
+    reference = _scimilarity_release(tmp_path / "release", 70, hidden, 8)
+    enc = load_encoder(tmp_path / "release")
+    assert enc.hidden_sizes == hidden and enc.latent_dim == 8 and enc.gene_order[:2] == ["GENE0", "GENE1"]
+    x = torch.rand(6, 70)
+    with torch.no_grad():
+        torch.testing.assert_close(enc(x), reference(x))
+    assert describe_path(enc) == "ig (first-layer identity, fused SCimilarity head)"
+    X = sp.random(6, 70, density=0.3, random_state=1, format="csr", dtype=np.float32)
+    enc64 = enc.double()
+    fast, ref = attribute(enc64, X), attribute(enc64, X, method="ig-captum")
+    assert np.abs(fast.toarray() - ref.toarray()).max() < 1e-3  # rows sum to 1,000: 1e-6 relative
+
+
 def test_load_errors_name_the_problem(tmp_path):
     with pytest.raises(ModelError, match="no such model directory"):
         load_encoder(tmp_path / "none")
