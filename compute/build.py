@@ -249,6 +249,7 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False)
                       "source": spec.source.kind, "gene_overlap": overlaps[spec.id]},
                 cells=cells,
                 attributions=attrs[spec.id],
+                expression=aligned[spec.id],
                 embedding=embs[spec.id],
                 umap=layout[offset : offset + n],
             )

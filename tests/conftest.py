@@ -20,6 +20,18 @@ TINY_SIM = dict(n_studies=9, disease_donors=3, healthy_donors=1, cells_per_sampl
 TINY_MODEL = {"kind": "train", "hidden_sizes": [128, 64], "latent_dim": 32, "epochs": 6, "batch_size": 256}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_result_cache(tmp_path_factory):
+    """Query results go to a per-session cache, never the user's ~/.cache/sigatlas."""
+    old = os.environ.get("SIGATLAS_CACHE_DIR")
+    os.environ["SIGATLAS_CACHE_DIR"] = str(tmp_path_factory.mktemp("result-cache"))
+    yield
+    if old is None:
+        os.environ.pop("SIGATLAS_CACHE_DIR", None)
+    else:
+        os.environ["SIGATLAS_CACHE_DIR"] = old
+
+
 def make_counts_adata(n_cells=60, genes=None, n_genes=40, density=0.3, seed=0, obs=None):
     """A small AnnData of integer counts with symbol-indexed genes."""
     import anndata as ad

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from dataclasses import dataclass
@@ -12,10 +13,29 @@ import numpy as np
 import pandas as pd
 
 from compute.atlas import _format as fmt
+from compute.atlas._cache import ResultCache
+from compute.atlas._store import AGGREGATES, GeneMajorStore
 from compute.errors import AtlasFormatError, QueryError
 from compute.query._genes import GeneResolution, resolve_genes
 
-__all__ = ["Atlas", "SignatureWarning", "StudyInfo"]
+__all__ = ["FILTER_COLUMNS", "Atlas", "SignatureWarning", "StudyInfo"]
+
+# filter keyword -> cells column
+FILTER_COLUMNS = {"cell_types": "cell_type", "diseases": "disease", "tissues": "tissue", "studies": "study"}
+
+
+def _normalise_filters(**filters) -> dict[str, list[str]]:
+    """{column: sorted values} for the filters that are given (a string counts as one value)."""
+    out = {}
+    for name, values in filters.items():
+        if values is None:
+            continue
+        if isinstance(values, str):
+            values = [values]
+        values = sorted({str(v) for v in values})
+        if values:
+            out[FILTER_COLUMNS.get(name, name)] = values
+    return out
 
 _REBUILD = "Re-run `python -m compute build <manifest>` to (re)write it."
 
@@ -35,28 +55,6 @@ class StudyInfo:
     meta: dict
 
 
-class _GeneMajor:
-    """One study's memory-mapped CSC attribution store."""
-
-    def __init__(self, d: Path, n_genes: int, n_cells: int):
-        indptr_f, indices_f, data_f = (d / f for f in fmt.ATTR_FILES)
-        try:
-            self.indptr = np.load(indptr_f, mmap_mode="r")
-            self.indices = np.load(indices_f, mmap_mode="r")
-            self.data = np.load(data_f, mmap_mode="r")
-        except (OSError, ValueError) as exc:
-            raise AtlasFormatError(f"{d}: cannot read the attribution store ({exc}). {_REBUILD}") from exc
-        if self.indptr.shape != (n_genes + 1,) or self.indices.shape != self.data.shape:
-            raise AtlasFormatError(
-                f"{d}: attribution store does not match the gene order ({self.indptr.shape[0] - 1} vs {n_genes} genes). {_REBUILD}"
-            )
-        self.n_cells = n_cells
-
-    def column(self, g: int) -> tuple[np.ndarray, np.ndarray]:
-        a, b = int(self.indptr[g]), int(self.indptr[g + 1])
-        return self.indices[a:b], self.data[a:b]
-
-
 class Atlas:
     """An atlas on disk. Open with :meth:`open`; never writes.
 
@@ -65,17 +63,25 @@ class Atlas:
     with ``cells``.
     """
 
-    def __init__(self, path: Path, root: dict):
+    def __init__(self, path: Path, root: dict, *, cache: bool | str | Path = True):
         self.path = path
         self.meta = root
         self.name: str = root.get("name", path.name)
         self.studies: tuple[StudyInfo, ...] = tuple(self._study_infos(root))
-        self._stores: dict[str, _GeneMajor] = {}
+        self._stores: dict[tuple[str, str], GeneMajorStore] = {}
+        fingerprint = hashlib.sha256((path / fmt.ROOT_FILE).read_bytes()).hexdigest()[:20] if (path / fmt.ROOT_FILE).is_file() else "none"
+        self.fingerprint = fingerprint
+        directory = cache if isinstance(cache, str | Path) and not isinstance(cache, bool) else None
+        self.cache = ResultCache(fingerprint, directory, enabled=cache is not False)
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | Path) -> Atlas:
-        """Open and validate the root of an atlas; raises AtlasFormatError saying what to re-run."""
+    def open(cls, path: str | Path, *, cache: bool | str | Path = True) -> Atlas:
+        """Open and validate the root of an atlas; raises AtlasFormatError saying what to re-run.
+
+        ``cache``: True keeps query results in a disk cache (``$SIGATLAS_CACHE_DIR`` or
+        ~/.cache/sigatlas, per atlas content), a path puts it there, False disables it.
+        """
         path = Path(path)
         root_file = path / fmt.ROOT_FILE
         if not path.is_dir():
@@ -105,7 +111,7 @@ class Atlas:
         for key in ("genes_file", "studies", "n_cells"):
             if key not in root:
                 raise AtlasFormatError(f"{root_file}: missing key '{key}'. {_REBUILD}")
-        atlas = cls(path, root)
+        atlas = cls(path, root, cache=cache)
         for s in atlas.studies:
             missing = [f for f in (fmt.CELLS_FILE, *fmt.ATTR_FILES, fmt.UMAP_FILE) if not (s.dir / f).is_file()]
             if missing:
@@ -166,10 +172,33 @@ class Atlas:
         """(n_cells, latent_dim) embeddings aligned with ``cells``."""
         return np.concatenate([np.load(s.dir / fmt.EMBEDDING_FILE) for s in self.studies])
 
-    def _store(self, s: StudyInfo) -> _GeneMajor:
-        if s.id not in self._stores:
-            self._stores[s.id] = _GeneMajor(s.dir, len(self.genes), s.n_cells)
-        return self._stores[s.id]
+    def _store(self, s: StudyInfo, prefix: str = fmt.ATTR_PREFIX) -> GeneMajorStore:
+        key = (s.id, prefix)
+        if key not in self._stores:
+            self._stores[key] = GeneMajorStore(s.dir, prefix, len(self.genes), s.n_cells, hint=_REBUILD)
+        return self._stores[key]
+
+    @property
+    def has_expression(self) -> bool:
+        """Whether every study stores its log-normalised expression (for expression scores)."""
+        return bool(self.studies) and all(GeneMajorStore.exists(s.dir, fmt.EXPR_PREFIX) for s in self.studies)
+
+    # -- selections ------------------------------------------------------------------
+    def select(self, *, cell_types=None, diseases=None, tissues=None, studies=None) -> np.ndarray:
+        """Boolean mask over ``cells``: cells whose column value is in every given filter
+        (None or empty: no filter on that column). Unknown values raise QueryError naming them."""
+        return self._mask(_normalise_filters(cell_types=cell_types, diseases=diseases, tissues=tissues, studies=studies))
+
+    def _mask(self, filters: dict[str, list[str]]) -> np.ndarray:
+        mask = np.ones(self.n_cells, dtype=bool)
+        for column, values in filters.items():
+            col = self.cells[column]
+            known = set(col.cat.categories.astype(str)) if hasattr(col, "cat") else set(col.astype(str))
+            unknown = [v for v in values if v not in known]
+            if unknown:
+                raise QueryError(f"no {column} called {', '.join(repr(u) for u in unknown)} in atlas '{self.name}' (it has {len(known)}: {', '.join(sorted(known)[:12])}{', ...' if len(known) > 12 else ''})")
+            mask &= col.astype(str).isin(values).to_numpy()
+        return mask
 
     # -- queries ---------------------------------------------------------------------
     def resolve(self, genes, weights=None) -> GeneResolution:
@@ -178,27 +207,33 @@ class Atlas:
             genes = [genes]
         return resolve_genes(list(genes), self.genes, weights)
 
-    def gene_values(self, genes) -> np.ndarray:
-        """(n_cells, len(genes)) float32 attributions of gene-order symbols ``genes`` (zeros included)."""
+    def gene_values(self, genes, *, store: str = fmt.ATTR_PREFIX) -> np.ndarray:
+        """(n_cells, len(genes)) float32 values of gene-order symbols ``genes`` (zeros included);
+        ``store`` "attr" (attributions) or "expr" (log-normalised expression)."""
         pos = {g: i for i, g in enumerate(self.genes)}
         unknown = [g for g in genes if g not in pos]
         if unknown:
             raise QueryError(f"not in the gene order of atlas '{self.name}': {', '.join(unknown)}")
         out = np.zeros((self.n_cells, len(genes)), dtype=np.float32)
         for s in self.studies:
-            store = self._store(s)
+            st = self._store(s, store)
             for j, g in enumerate(genes):
-                idx, val = store.column(pos[g])
+                idx, val = st.column(pos[g])
                 out[s.offset + idx, j] = val
         return out
 
-    def score(self, genes, weights=None) -> np.ndarray:
-        """Per-cell signature score aligned with ``cells`` (method.md section 4):
-        sum_g a_cg / |G|, or sum_g w_g a_cg / sum_g w_g with weights. Zeros are included.
+    def score(self, genes, weights=None, aggregate: str = "mean", *, cell_types=None, diseases=None, tissues=None, studies=None) -> np.ndarray:
+        """Per-cell signature score aligned with ``cells`` (method.md section 4).
 
-        Genes absent from the gene order are left out with a :class:`SignatureWarning`
-        naming them; duplicates count once. Raises QueryError when no gene matches or the
-        weights do not sum to a positive number.
+        ``aggregate``: "mean" sum_g a_cg / |G| (weighted: sum_g w_g a_cg / sum_g w_g), "sum",
+        or "max"; zeros are included. With filters (cell types, diseases, tissues, studies) only
+        the selected cells are scored and the others are NaN; studies without a selected cell
+        are not read. Results are cached on disk, keyed by the resolved genes, weights,
+        aggregate and filters.
+
+        Genes absent from the gene order are left out with a :class:`SignatureWarning` naming
+        them; duplicates count once. Raises QueryError when no gene matches, the weights do
+        not sum to a positive number, or a filter names something the atlas does not have.
         """
         res = self.resolve(genes, weights)
         if res.missing or res.duplicates:
@@ -208,30 +243,42 @@ class Atlas:
             if res.duplicates:
                 parts.append(f"{len(res.duplicates)} duplicates ({', '.join(res.duplicates[:20])})")
             warnings.warn(f"left out of the score: {'; '.join(parts)}", SignatureWarning, stacklevel=2)
-        return self.score_resolved(res)
+        filters = _normalise_filters(cell_types=cell_types, diseases=diseases, tissues=tissues, studies=studies)
+        mask = self._mask(filters) if filters else None
+        return self.score_resolved(res, aggregate, mask=mask, cache_key=filters)
 
-    def score_resolved(self, res: GeneResolution) -> np.ndarray:
-        """Score for an already-resolved gene list (no warnings)."""
+    def score_resolved(self, res: GeneResolution, aggregate: str = "mean", *, mask: np.ndarray | None = None, cache_key=None, store: str = fmt.ATTR_PREFIX) -> np.ndarray:
+        """Score for an already-resolved gene list (no warnings). ``mask`` limits the cells
+        (others NaN); ``cache_key`` (JSON-able, describing ``mask``) enables the disk cache for
+        a masked call; unmasked calls are always cacheable."""
+        if aggregate not in AGGREGATES:
+            raise QueryError(f"aggregate must be one of {', '.join(AGGREGATES)}, got '{aggregate}'")
         if not res.matched:
             raise QueryError(
                 f"none of the {len(res.requested)} requested genes is in the gene order of atlas '{self.name}'"
             )
         w = np.asarray(res.weights, dtype=np.float64)
-        if w.sum() <= 0:
-            raise QueryError("the weights of the matched genes must sum to a positive number")
+        if not np.all(np.isfinite(w)) or w.sum() <= 0:
+            raise QueryError("the weights of the matched genes must be finite and sum to a positive number")
+        cacheable = mask is None or cache_key is not None
+        key = self.cache.key("score", store, list(map(int, res.indices)), w.tolist(), aggregate, cache_key) if cacheable else None
+        if key is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                return hit
         out = np.zeros(self.n_cells, dtype=np.float64)
         for s in self.studies:
-            store = self._store(s)
-            idx_parts, val_parts = [], []
-            for g, wg in zip(res.indices, w, strict=True):
-                idx, val = store.column(g)
-                idx_parts.append(idx)
-                val_parts.append(np.asarray(val, dtype=np.float64) * wg)
-            if idx_parts:
-                idx = np.concatenate(idx_parts)
-                val = np.concatenate(val_parts)
-                out[s.offset : s.offset + s.n_cells] = np.bincount(idx, weights=val, minlength=s.n_cells)
-        return out / w.sum()
+            part = out[s.offset : s.offset + s.n_cells]
+            if mask is not None and not mask[s.offset : s.offset + s.n_cells].any():
+                continue
+            self._store(s, store).aggregate(res.indices, w, "sum" if aggregate == "mean" else aggregate, out=part)
+        if aggregate == "mean":
+            out /= w.sum()
+        if mask is not None:
+            out[~mask] = np.nan
+        if key is not None:
+            self.cache.set(key, out)
+        return out
 
     def __repr__(self) -> str:
         return f"Atlas({str(self.path)!r}, {len(self.studies)} studies, {self.n_cells} cells, {len(self.genes)} genes)"

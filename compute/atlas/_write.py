@@ -14,6 +14,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from compute.atlas import _format as fmt
+from compute.atlas._store import write_gene_major
 
 __all__ = ["StudyArrays", "write_atlas", "write_json_atomic"]
 
@@ -27,6 +28,7 @@ class StudyArrays:
     attributions: sp.csr_matrix  # cells x genes
     embedding: np.ndarray
     umap: np.ndarray
+    expression: sp.spmatrix | None = None  # cells x genes, log-normalised, aligned to the gene order
 
 
 def write_json_atomic(path: Path, obj) -> None:
@@ -52,12 +54,11 @@ def _write_study(root: Path, s: StudyArrays) -> dict:
     tmp = d / f".{fmt.CELLS_FILE}.tmp"
     cells.to_parquet(tmp, index=False)
     os.replace(tmp, d / fmt.CELLS_FILE)
-    csc = sp.csc_matrix(s.attributions, dtype=np.float32)
-    csc.sort_indices()
-    indptr, indices, data = fmt.ATTR_FILES
-    _save_npy(d / indptr, csc.indptr.astype(np.int64))
-    _save_npy(d / indices, csc.indices.astype(np.int32))
-    _save_npy(d / data, csc.data.astype(np.float32))
+    attr_nnz = write_gene_major(d, fmt.ATTR_PREFIX, s.attributions)
+    if s.expression is not None:
+        if s.expression.shape != s.attributions.shape:
+            raise ValueError(f"study '{sid}': expression and attributions differ in shape")
+        write_gene_major(d, fmt.EXPR_PREFIX, s.expression)
     _save_npy(d / fmt.EMBEDDING_FILE, np.ascontiguousarray(s.embedding, dtype=np.float32))
     _save_npy(d / fmt.UMAP_FILE, np.ascontiguousarray(s.umap, dtype=np.float32))
     diseases = cells["disease"].astype(str).value_counts().to_dict()
@@ -68,7 +69,8 @@ def _write_study(root: Path, s: StudyArrays) -> dict:
         "n_samples": int(cells["sample"].nunique()),
         "diseases": {k: int(v) for k, v in diseases.items()},
         "cell_types": sorted(cells["cell_type"].astype(str).unique().tolist()),
-        "attr_nnz": int(csc.nnz),
+        "attr_nnz": attr_nnz,
+        "has_expression": s.expression is not None,
     }
 
 
@@ -109,7 +111,7 @@ def write_atlas(
         "n_genes": len(gene_order),
         "genes_file": fmt.GENES_FILE,
         "model_dir": fmt.MODEL_DIR,
-        "elements": fmt.ELEMENTS,
+        "elements": {k: v for k, v in fmt.ELEMENTS.items() if k != "expression" or all(e["has_expression"] for e in entries)},
         "method": method,
         "model_card": model_card,
         "build": build,

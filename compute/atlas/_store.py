@@ -1,0 +1,100 @@
+"""Gene-major (CSC) matrix stores: one study's attributions or expression, memory-mapped.
+
+Three .npy files per store, ``<prefix>.indptr.npy`` (int64, n_genes + 1),
+``<prefix>.indices.npy`` (int32 cell positions, ascending within a gene) and
+``<prefix>.data.npy`` (float32). A query for k genes touches 2k indptr entries and k
+contiguous slices of indices and data, whatever the number of cells; nothing else is read.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from compute.errors import AtlasFormatError
+
+__all__ = ["AGGREGATES", "GeneMajorStore", "store_files", "write_gene_major"]
+
+AGGREGATES = ("mean", "sum", "max")
+
+
+def store_files(prefix: str) -> tuple[str, str, str]:
+    return (f"{prefix}.indptr.npy", f"{prefix}.indices.npy", f"{prefix}.data.npy")
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.npy")
+    np.save(tmp, arr)
+    os.replace(tmp, path)
+
+
+def write_gene_major(directory: str | Path, prefix: str, matrix) -> int:
+    """Write ``matrix`` (cells x genes, any scipy/numpy form) as a gene-major store; each file
+    goes to a temporary name and is renamed into place. Returns the number of stored values."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    csc = sp.csc_matrix(matrix, dtype=np.float32)
+    csc.sum_duplicates()
+    csc.sort_indices()
+    f_indptr, f_indices, f_data = store_files(prefix)
+    _save_npy(d / f_indptr, csc.indptr.astype(np.int64))
+    _save_npy(d / f_indices, csc.indices.astype(np.int32))
+    _save_npy(d / f_data, csc.data.astype(np.float32))
+    return int(csc.nnz)
+
+
+class GeneMajorStore:
+    """Read side of a gene-major store. ``hint`` is appended to format errors (what to re-run)."""
+
+    def __init__(self, directory: str | Path, prefix: str, n_genes: int, n_cells: int, *, hint: str = ""):
+        d = Path(directory)
+        try:
+            self.indptr, self.indices, self.data = (np.load(d / f, mmap_mode="r") for f in store_files(prefix))
+        except (OSError, ValueError) as exc:
+            raise AtlasFormatError(f"{d}: cannot read the '{prefix}' store ({exc}). {hint}".rstrip()) from exc
+        if self.indptr.shape != (n_genes + 1,) or self.indices.shape != self.data.shape or int(self.indptr[-1]) != self.data.shape[0]:
+            raise AtlasFormatError(
+                f"{d}: the '{prefix}' store does not match the gene order ({self.indptr.shape[0] - 1} vs {n_genes} genes). {hint}".rstrip()
+            )
+        self.n_genes, self.n_cells = n_genes, n_cells
+
+    @classmethod
+    def exists(cls, directory: str | Path, prefix: str) -> bool:
+        return all((Path(directory) / f).is_file() for f in store_files(prefix))
+
+    def column(self, g: int) -> tuple[np.ndarray, np.ndarray]:
+        """(cell positions, values) of gene ``g``'s non-zeros."""
+        a, b = int(self.indptr[g]), int(self.indptr[g + 1])
+        return self.indices[a:b], self.data[a:b]
+
+    def aggregate(self, genes, weights=None, how: str = "mean", out: np.ndarray | None = None) -> np.ndarray:
+        """Per-cell aggregate over gene positions ``genes`` (float64, length n_cells):
+        "mean" sum_g w_g a_cg / sum_g w_g (w = 1 without weights), "sum" sum_g w_g a_cg,
+        "max" max_g w_g a_cg. Zeros count: a cell without a gene's value has 0 for it."""
+        genes = np.asarray(genes, dtype=np.int64)
+        w = np.ones(genes.size) if weights is None else np.asarray(weights, dtype=np.float64)
+        if out is None:
+            out = np.zeros(self.n_cells, dtype=np.float64)
+        for g, wg in zip(genes.tolist(), w.tolist(), strict=True):
+            idx, val = self.column(g)
+            if how == "max":
+                out[idx] = np.maximum(out[idx], wg * val.astype(np.float64))
+            else:
+                out[idx] += wg * val.astype(np.float64)  # positions are unique within a gene
+        if how == "mean":
+            out /= w.sum()
+        return out
+
+    def gene_totals(self, cell_mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(sum of values, number of non-zero cells) per gene over the cells in ``cell_mask``."""
+        indices, data = np.asarray(self.indices), np.asarray(self.data, dtype=np.float64)
+        gene_of = np.repeat(np.arange(self.n_genes), np.diff(np.asarray(self.indptr)))
+        if cell_mask is not None:
+            keep = np.asarray(cell_mask, dtype=bool)[indices]
+            gene_of, data = gene_of[keep], data[keep]
+        sums = np.bincount(gene_of, weights=data, minlength=self.n_genes)
+        counts = np.bincount(gene_of, minlength=self.n_genes)
+        return sums, counts
