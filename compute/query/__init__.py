@@ -1,11 +1,22 @@
 """Signature queries: gene-list parsing and resolution, hits, per-sample rankings. No torch."""
 
 from compute.query._genes import GeneResolution, parse_gene_list, resolve_genes
-from compute.query._run import QueryParams, QueryResult, gene_by_group, run_query, selection_mask
+from compute.query._null import NullResult
+from compute.query._run import (
+    Evidence,
+    QueryParams,
+    QueryResult,
+    gene_by_group,
+    run_query,
+    selection_mask,
+    selection_matrix,
+)
 from compute.query._stats import HitRule, group_gene_means, rank_groups, sample_hit_table
 
 __all__ = [
+    "Evidence",
     "GeneResolution",
+    "NullResult",
     "HitRule",
     "QueryParams",
     "QueryResult",
@@ -17,4 +28,5 @@ __all__ = [
     "run_query",
     "sample_hit_table",
     "selection_mask",
+    "selection_matrix",
 ]

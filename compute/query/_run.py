@@ -6,12 +6,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from compute.errors import QueryError
 from compute.query._genes import GeneResolution, parse_gene_list
+from compute.query._null import NullResult, gene_bins, matched_draws, null_rankings
 from compute.query._stats import HitRule, group_gene_means, rank_groups, sample_hit_table
 
-__all__ = ["QueryParams", "QueryResult", "run_query"]
+__all__ = ["Evidence", "QueryParams", "QueryResult", "run_query", "selection_matrix"]
+
+ROBUSTNESS_PERCENTILES = (80.0, 90.0, 95.0, 99.0)
+NULL_BAND = (2.5, 97.5)
 
 MAX_GENES = 5000
 
@@ -24,9 +29,13 @@ class QueryParams:
     cell_types: tuple[str, ...] = ()  # empty: all cell types
     diseases: tuple[str, ...] = ()
     studies: tuple[str, ...] = ()
+    tissues: tuple[str, ...] = ()
     rule: HitRule = field(default_factory=HitRule)
     cell_min: int = 25
     samp_min: int = 3
+    n_null: int = 0  # random matched gene sets for the null (0: none; 1,000 or more for p-values)
+    evidence: bool = False  # robustness across thresholds, driver genes, drop-top-gene
+    seed: int = 0
 
     @classmethod
     def from_text(cls, text: str, **kw) -> QueryParams:
@@ -43,15 +52,35 @@ class QueryResult:
     samples: pd.DataFrame
     diseases: pd.DataFrame
     studies: pd.DataFrame
+    null: dict[str, NullResult] = field(default_factory=dict)  # by "disease" / "study"
+    evidence: Evidence | None = None
 
     @property
     def n_selected(self) -> int:
         return int(self.selection.sum())
 
 
+@dataclass
+class Evidence:
+    """How far a ranking can be trusted beyond its hit rates (method.md section 4)."""
+
+    thresholds: pd.DataFrame  # group x percentile: mean sample hit % (NaN: not ranked there)
+    ranks: pd.DataFrame  # group x percentile: rank
+    rank_stability: float  # mean Spearman correlation of the group hit % between the percentiles and the query's rule
+    gene_shares: pd.DataFrame  # genes x groups: % of the group's summed score carried by each gene
+    top_gene: str | None
+    without_top_gene: pd.DataFrame  # the disease ranking recomputed without ``top_gene``
+    top_survives: bool | None  # the top disease is still first without its top gene
+
+
+def _filters(params: QueryParams) -> dict[str, list[str]]:
+    pairs = (("cell_type", params.cell_types), ("disease", params.diseases), ("study", params.studies), ("tissue", params.tissues))
+    return {col: sorted(set(map(str, values))) for col, values in pairs if values}
+
+
 def selection_mask(cells: pd.DataFrame, params: QueryParams) -> np.ndarray:
     mask = np.ones(len(cells), dtype=bool)
-    for col, values in (("cell_type", params.cell_types), ("disease", params.diseases), ("study", params.studies)):
+    for col, values in (("cell_type", params.cell_types), ("disease", params.diseases), ("study", params.studies), ("tissue", params.tissues)):
         if values:
             mask &= cells[col].astype(str).isin(values).to_numpy()
     return mask
@@ -64,15 +93,129 @@ def run_query(atlas, params: QueryParams) -> QueryResult:
     if len(params.genes) > MAX_GENES:
         raise QueryError(f"the gene list has {len(params.genes)} entries; at most {MAX_GENES} are accepted")
     res = atlas.resolve(list(params.genes))
-    scores = atlas.score_resolved(res)
     sel = selection_mask(atlas.cells, params)
     if not sel.any():
-        raise QueryError("no cells match the filters (cell types / diseases / studies): widen them")
+        raise QueryError("no cells match the filters (cell types / diseases / studies / tissues): widen them")
+    filters = _filters(params)
+    scores = atlas.score_resolved(res, mask=sel if filters else None, cache_key=filters if filters else None)
     thr = params.rule.threshold(scores[sel])
     samples = sample_hit_table(atlas.cells, scores, sel, thr)
     diseases = rank_groups(samples, "disease", params.cell_min, params.samp_min)
     studies = rank_groups(samples, "study", params.cell_min, 1)
-    return QueryResult(params, res, scores, sel, thr, samples, diseases, studies)
+    result = QueryResult(params, res, scores, sel, thr, samples, diseases, studies)
+    if params.n_null > 0 or params.evidence:
+        M = selection_matrix(atlas, sel, filters)
+        if params.n_null > 0:
+            result.null = _null(atlas, result, M)
+        if params.evidence:
+            result.evidence = _evidence(atlas, result, M)
+    return result
+
+
+def selection_matrix(atlas, selection: np.ndarray, filters: dict | None = None) -> sp.csc_matrix:
+    """Selected cells x genes attributions in memory (CSC), kept on the atlas for the last selection."""
+    key = ("selection_matrix", atlas.fingerprint, tuple(sorted((filters or {}).items())) if filters else None, int(selection.sum()))
+    memo = getattr(atlas, "_selection_memo", None)
+    if memo is not None and memo[0] == key:
+        return memo[1]
+    parts = []
+    for s in atlas.studies:
+        rows = selection[s.offset : s.offset + s.n_cells]
+        if not rows.any():
+            continue
+        st = atlas._store(s)
+        csc = sp.csc_matrix((np.asarray(st.data), np.asarray(st.indices), np.asarray(st.indptr)), shape=(s.n_cells, len(atlas.genes)))
+        parts.append(csc[np.flatnonzero(rows)] if not rows.all() else csc)
+    M = sp.vstack(parts, format="csc") if parts else sp.csc_matrix((0, len(atlas.genes)), dtype=np.float32)
+    atlas._selection_memo = (key, M)
+    return M
+
+
+def _sample_layout(result: QueryResult, cells: pd.DataFrame):
+    """Per selected cell its row in ``result.samples``; per sample its group index for each ranking."""
+    sel = result.selection
+    keys = pd.DataFrame({c: cells[c].to_numpy()[sel].astype(str) for c in ("study", "sample", "disease")})
+    codes = keys.groupby(["study", "sample", "disease"], sort=True).ngroup().to_numpy()
+    samples = result.samples
+    kept = (samples["n_cells"] >= result.params.cell_min).to_numpy()
+    groups = {}
+    for by, table in (("disease", result.diseases), ("study", result.studies)):
+        index = {g: i for i, g in enumerate(table["group"].astype(str))}
+        groups[by] = np.array([index.get(g, -1) for g in samples[by].astype(str)], dtype=np.int64)
+    return codes, kept, groups
+
+
+def _null(atlas, result: QueryResult, M: sp.csc_matrix) -> dict[str, NullResult]:
+    n_sel = M.shape[0]
+    mean = np.asarray(M.sum(axis=0)).ravel() / max(n_sel, 1)
+    detection = M.getnnz(axis=0) / max(n_sel, 1)
+    signature = np.asarray(result.resolution.indices, dtype=np.int64)
+    draws = matched_draws(signature, gene_bins(mean, detection), result.params.n_null, seed=result.params.seed)
+    rule = result.params.rule
+    quantile = None if rule.kind == "value" else (rule.value / 100 if rule.kind == "percentile" else rule.value)
+    codes, kept, groups = _sample_layout(result, atlas.cells)
+    nulls = null_rankings(M, draws, np.asarray(result.resolution.weights), quantile, rule.value if rule.kind == "value" else None,
+                          codes, groups, kept)
+    out = {}
+    floor = 1.0 / (result.params.n_null + 1)
+    for by, table in (("disease", result.diseases), ("study", result.studies)):
+        dist = nulls[by]  # draws x groups
+        obs = table["mean_hit_pct"].to_numpy(dtype=np.float64)
+        if dist.size == 0 or obs.size == 0:
+            frame = pd.DataFrame(columns=["group", "observed", "null_median", "null_lo", "null_hi", "p_value"])
+        else:
+            p = (1 + (dist >= obs[None, :] - 1e-12).sum(axis=0)) / (dist.shape[0] + 1)
+            frame = pd.DataFrame({
+                "group": table["group"].to_numpy(), "observed": obs, "null_median": np.median(dist, axis=0),
+                "null_lo": np.percentile(dist, NULL_BAND[0], axis=0), "null_hi": np.percentile(dist, NULL_BAND[1], axis=0),
+                "p_value": p,
+            })
+        out[by] = NullResult(frame, result.params.n_null, floor, NULL_BAND)
+    return out
+
+
+def _evidence(atlas, result: QueryResult, M: sp.csc_matrix) -> Evidence:
+    params, cells = result.params, atlas.cells
+    scores_sel = result.scores[result.selection]
+    full = np.full(len(cells), np.nan)
+    hit_pct, ranks = {}, {}
+    for pct in ROBUSTNESS_PERCENTILES:
+        thr = float(np.quantile(scores_sel, pct / 100))
+        full[result.selection] = scores_sel
+        table = rank_groups(sample_hit_table(cells, full, result.selection, thr), "disease", params.cell_min, params.samp_min)
+        hit_pct[pct] = table.set_index("group")["mean_hit_pct"]
+        ranks[pct] = table.set_index("group")["rank"]
+    thresholds, rank_table = pd.DataFrame(hit_pct), pd.DataFrame(ranks)
+    base = result.diseases.set_index("group")["mean_hit_pct"]
+    cors = []
+    for pct in ROBUSTNESS_PERCENTILES:
+        both = pd.concat([base, thresholds[pct]], axis=1).dropna()
+        if len(both) >= 3:
+            cors.append(both.rank().corr().iloc[0, 1])
+    stability = float(np.nanmean(cors)) if cors else float("nan")
+
+    idx = np.asarray(result.resolution.indices, dtype=np.int64)
+    w = np.asarray(result.resolution.weights, dtype=np.float64)
+    sub = M[:, idx].tocsc()
+    labels = cells["disease"].to_numpy()[result.selection].astype(str)
+    groups = list(result.diseases["group"].astype(str))
+    shares = pd.DataFrame(index=list(result.resolution.matched), columns=groups, dtype=float)
+    for gname in groups:
+        rows = labels == gname
+        contrib = np.asarray(sub[rows].sum(axis=0)).ravel() * w
+        total = contrib.sum()
+        shares[gname] = 100.0 * contrib / total if total > 0 else 0.0
+
+    top_gene, without, survives = None, pd.DataFrame(), None
+    if groups and len(idx) > 1:
+        top_gene = str(shares[groups[0]].idxmax())
+        keep = np.array([g != top_gene for g in result.resolution.matched])
+        reduced = np.asarray(sub[:, keep] @ w[keep]).ravel() / w[keep].sum()
+        full[result.selection] = reduced
+        thr = params.rule.threshold(reduced)
+        without = rank_groups(sample_hit_table(cells, full, result.selection, thr), "disease", params.cell_min, params.samp_min)
+        survives = bool(len(without) and without["group"].iloc[0] == groups[0])
+    return Evidence(thresholds, rank_table, stability, shares, top_gene, without, survives)
 
 
 def gene_by_group(atlas, result: QueryResult, by: str = "disease", max_genes: int = 60) -> pd.DataFrame:

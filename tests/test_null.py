@@ -1,0 +1,81 @@
+"""The query engine's null (matched random gene sets) and its evidence tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from compute.query import QueryParams, rank_groups, run_query, sample_hit_table, selection_matrix
+from compute.query._null import gene_bins, matched_draws, null_rankings
+from compute.query._run import _sample_layout
+from compute.reference import ms1_signature
+
+
+def _monocytes(atlas):
+    return tuple(c for c in atlas.cells["cell_type"].astype(str).unique() if "monocyte" in c.lower())
+
+
+def test_matched_draws_stay_in_bin_avoid_the_signature_and_repeats():
+    rng = np.random.default_rng(0)
+    mean, det = rng.gamma(1, 1, 400), rng.uniform(0.01, 0.9, 400)
+    det[:5] = 0  # never detected: never drawn
+    bins = gene_bins(mean, det)
+    assert np.all(bins[:5] == -1) and bins[5:].min() >= 0
+    signature = np.arange(10, 40)
+    draws = matched_draws(signature, bins, 300, seed=1)
+    assert draws.shape == (300, 30)
+    assert not np.isin(draws, signature).any() and not np.isin(draws, np.arange(5)).any()
+    assert np.mean(bins[draws] == bins[signature][None, :]) > 0.99  # every bin holds ~10 genes: no borrowing needed
+    assert all(len(set(row)) == len(row) for row in draws)
+
+
+def test_null_rankings_equal_rerunning_the_query_with_the_drawn_genes(tiny_atlas):
+    params = QueryParams(genes=tuple((g, None) for g in ms1_signature()), cell_types=_monocytes(tiny_atlas))
+    result = run_query(tiny_atlas, params)
+    M = selection_matrix(tiny_atlas, result.selection, {"cell_type": sorted(params.cell_types)})
+    codes, kept, groups = _sample_layout(result, tiny_atlas.cells)
+    draws = np.random.default_rng(3).choice(M.shape[1], size=(4, 12), replace=False)
+    w = np.linspace(0.5, 2.0, 12)
+    nulls = null_rankings(M, draws, w, 0.9, None, codes, groups, kept, chunk=3)
+    for d in range(4):
+        genes = [tiny_atlas.genes[i] for i in draws[d]]
+        again = run_query(tiny_atlas, QueryParams(genes=tuple(zip(genes, w, strict=True)), cell_types=params.cell_types))
+        # the same groups in the same order as the observed ranking: compare by name
+        want = again.diseases.set_index("group")["mean_hit_pct"].reindex(result.diseases["group"]).to_numpy()
+        np.testing.assert_allclose(nulls["disease"][d], want, rtol=1e-9, atol=1e-9)
+
+
+def test_planted_program_is_significant_and_the_p_value_has_its_floor(tiny_atlas, tiny_build):
+    truth = {p["name"]: p for p in tiny_build[2]["programs"]}["MS1"]
+    top = max(truth["strength"], key=truth["strength"].get)
+    params = QueryParams(genes=tuple((g, None) for g in ms1_signature()), cell_types=_monocytes(tiny_atlas), n_null=300, evidence=True)
+    result = run_query(tiny_atlas, params)
+    null = result.null["disease"]
+    assert null.n_draws == 300 and null.p_floor == 1 / 301
+    table = null.groups.set_index("group")
+    assert table.loc[top, "p_value"] == null.p_floor
+    assert ((table["p_value"] >= null.p_floor) & (table["p_value"] <= 1)).all()
+    assert (table["null_lo"] <= table["null_median"]).all() and (table["null_median"] <= table["null_hi"]).all()
+    assert set(result.null) == {"disease", "study"} and len(result.null["study"].groups) == len(result.studies)
+
+    ev = result.evidence
+    assert list(ev.thresholds.columns) == [80.0, 90.0, 95.0, 99.0]
+    np.testing.assert_allclose(ev.thresholds[90.0].reindex(result.diseases["group"]), result.diseases["mean_hit_pct"])
+    assert -1 <= ev.rank_stability <= 1
+    np.testing.assert_allclose(ev.gene_shares.sum(axis=0), 100.0)
+    assert ev.top_gene == ev.gene_shares[result.diseases["group"].iloc[0]].idxmax()
+    assert ev.top_survives == (ev.without_top_gene["group"].iloc[0] == result.diseases["group"].iloc[0])
+
+
+def test_group_means_from_sample_tables_match_a_direct_computation():
+    cells = pd.DataFrame({"study": ["s"] * 6, "sample": list("aabbcc"), "disease": ["x", "x", "y", "y", "y", "y"],
+                          "tissue": "blood", "simulated": False})
+    scores = np.array([0, 5, 5, 5, 0, 0.0])
+    samples = sample_hit_table(cells, scores, np.ones(6, bool), 1.0)
+    ranked = rank_groups(samples, "disease", cell_min=1, samp_min=1).set_index("group")["mean_hit_pct"]
+    assert ranked["x"] == 50.0 and ranked["y"] == 50.0  # y: samples b (100%) and c (0%)
+    M = sp.csc_matrix(scores[:, None])
+    codes = np.array([0, 0, 1, 1, 2, 2])
+    nulls = null_rankings(M, np.zeros((1, 1), int), np.ones(1), None, 1.0, codes, {"disease": np.array([0, 1, 1])}, np.ones(3, bool))
+    np.testing.assert_allclose(nulls["disease"][0], [50.0, 50.0])
