@@ -68,6 +68,15 @@ def _cmd_bench_attributions(args) -> int:
     return 0
 
 
+def _cmd_bench_query(args) -> int:
+    from compute.bench import QueryBenchConfig, run_query_bench
+
+    cfg = QueryBenchConfig(sizes=tuple(args.sizes), genes=args.genes, density=args.density, repeats=args.repeats,
+                           tiledb_max_cells=args.tiledb_max_cells, signature=not args.no_signature, seed=args.seed)
+    run_query_bench(cfg, json_path=args.json)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m compute", description="SigAtlas offline build")
     sub = p.add_subparsers(dest="command", required=True)
@@ -106,6 +115,17 @@ def main(argv: list[str] | None = None) -> int:
     ba.add_argument("--seed", type=int, default=0)
     ba.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
     ba.set_defaults(func=_cmd_bench_attributions)
+
+    bq = bench_sub.add_parser("query", help="the gene-major store vs SIGnature's TileDB array and the in-memory floor")
+    bq.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    bq.add_argument("--genes", type=int, default=5000)
+    bq.add_argument("--density", type=float, default=0.08)
+    bq.add_argument("--repeats", type=int, default=7)
+    bq.add_argument("--tiledb-max-cells", type=int, default=100_000, help="largest size written with SIGnature's create_tiledb")
+    bq.add_argument("--no-signature", action="store_true")
+    bq.add_argument("--seed", type=int, default=0)
+    bq.add_argument("--json", metavar="PATH")
+    bq.set_defaults(func=_cmd_bench_query)
 
     args = p.parse_args(argv)
     try:

@@ -26,3 +26,13 @@ def test_attribution_benchmark_runs_and_compares_side_by_side(tmp_path):
     assert report["diff_vs_float64"]["ours"]["max_rel_row"] < 1e-5
     assert [r["cells"] for r in report["memory_scaling"]] == [12, 24]
     assert (tmp_path / "bench.json").is_file()
+
+
+def test_query_benchmark_runs_and_agrees_with_the_dense_reference():
+    from compute.bench import QueryBenchConfig, run_query_bench
+
+    lines: list[str] = []
+    report = run_query_bench(QueryBenchConfig(sizes=(500, 1500), genes=300, signature_genes=20, repeats=2, signature=False), out=lines.append)
+    assert [r["cells"] for r in report["rows"]] == [500, 1500]
+    assert all(r["max_abs_diff_vs_dense"] < 1e-4 for r in report["rows"])
+    assert "ours/floor" in "\n".join(lines)

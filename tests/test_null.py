@@ -79,3 +79,21 @@ def test_group_means_from_sample_tables_match_a_direct_computation():
     codes = np.array([0, 0, 1, 1, 2, 2])
     nulls = null_rankings(M, np.zeros((1, 1), int), np.ones(1), None, 1.0, codes, {"disease": np.array([0, 1, 1])}, np.ones(3, bool))
     np.testing.assert_allclose(nulls["disease"][0], [50.0, 50.0])
+
+
+def test_expression_scores_are_scanpys_score_genes_on_the_selected_cells(tiny_atlas, tiny_build):
+    import anndata as ad
+    import scanpy as sc
+
+    cts = _monocytes(tiny_atlas)
+    genes = tuple((g, None) for g in ms1_signature())
+    result = run_query(tiny_atlas, QueryParams(genes=genes, cell_types=cts, expression=True))
+    sel = result.selection
+    assert np.isnan(result.expression_scores[~sel]).all() and np.isfinite(result.expression_scores[sel]).all()
+    dense = tiny_atlas.gene_values(tiny_atlas.genes, store="expr")[sel]
+    adata = ad.AnnData(dense)
+    adata.var_names = list(tiny_atlas.genes)
+    sc.tl.score_genes(adata, list(result.resolution.matched), ctrl_size=50, n_bins=25, random_state=0, use_raw=False)
+    np.testing.assert_allclose(result.expression_scores[sel], adata.obs["score"].to_numpy(), rtol=1e-5, atol=1e-6)
+    truth = {p["name"]: p for p in tiny_build[2]["programs"]}["MS1"]["strength"]
+    assert result.expression_diseases["group"].iloc[0] == max(truth, key=truth.get)

@@ -95,7 +95,7 @@ def test_score_equals_dense_reference(store_atlas, tokens, weighted, data, aggre
         again = atlas.score(tokens, weights if weighted else None, aggregate,
                             cell_types=cell_types, diseases=diseases, tissues=tissues, studies=studies)
     want = reference_score(dense, cells, tokens, weights, aggregate, filters)
-    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9, equal_nan=True)
+    np.testing.assert_allclose(got, want, rtol=5e-6, atol=1e-9, equal_nan=True)  # float32 accumulation
     np.testing.assert_array_equal(got, again)  # the second answer comes from the cache
 
 
@@ -105,7 +105,7 @@ def test_order_and_duplicates_do_not_change_the_score(store_atlas):
         warnings.simplefilter("ignore")
         a = atlas.score(["G1", "G5", "G7"])
         b = atlas.score(["G7", "G1", "G5", "G1", "g5"])
-    np.testing.assert_allclose(a, b, rtol=1e-12)
+    np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
 def test_cache_is_per_atlas_content_and_can_be_disabled(store_atlas, tmp_path):

@@ -271,9 +271,7 @@ class Atlas:
             part = out[s.offset : s.offset + s.n_cells]
             if mask is not None and not mask[s.offset : s.offset + s.n_cells].any():
                 continue
-            self._store(s, store).aggregate(res.indices, w, "sum" if aggregate == "mean" else aggregate, out=part)
-        if aggregate == "mean":
-            out /= w.sum()
+            self._store(s, store).aggregate(res.indices, w, aggregate, out=part)
         if mask is not None:
             out[~mask] = np.nan
         if key is not None:

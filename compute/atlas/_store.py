@@ -70,22 +70,40 @@ class GeneMajorStore:
         a, b = int(self.indptr[g]), int(self.indptr[g + 1])
         return self.indices[a:b], self.data[a:b]
 
+    def gather(self, genes) -> sp.csc_matrix:
+        """cells x len(genes) CSC of those gene columns: contiguous slices copied, nothing else read."""
+        genes = np.asarray(genes, dtype=np.int64)
+        lo, hi = np.asarray(self.indptr[genes]), np.asarray(self.indptr[genes + 1])
+        indptr = np.zeros(genes.size + 1, dtype=np.int64)
+        np.cumsum(hi - lo, out=indptr[1:])
+        index_dtype = np.int32 if indptr[-1] < 2**31 - 1 else np.int64
+        empty_i, empty_d = np.zeros(0, np.int32), np.zeros(0, np.float32)
+        indices = np.concatenate([self.indices[a:b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True)] or [empty_i])
+        data = np.concatenate([self.data[a:b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True)] or [empty_d])
+        return sp.csc_matrix((data, indices.astype(index_dtype, copy=False), indptr.astype(index_dtype)), shape=(self.n_cells, genes.size))
+
     def aggregate(self, genes, weights=None, how: str = "mean", out: np.ndarray | None = None) -> np.ndarray:
-        """Per-cell aggregate over gene positions ``genes`` (float64, length n_cells):
-        "mean" sum_g w_g a_cg / sum_g w_g (w = 1 without weights), "sum" sum_g w_g a_cg,
-        "max" max_g w_g a_cg. Zeros count: a cell without a gene's value has 0 for it."""
+        """Per-cell aggregate over gene positions ``genes``, added into ``out`` (float64, length
+        n_cells; a new zero array by default): "mean" sum_g w_g a_cg / sum_g w_g (w = 1 without
+        weights), "sum" sum_g w_g a_cg, "max" max_g w_g a_cg. Zeros count: a cell without a
+        gene's value has 0 for it.
+
+        Sums run as one sparse matrix-vector product over the gathered columns in float32, the
+        precision the values are stored in (relative error below 1e-6 against float64, tested);
+        that keeps a query within 2x of a bare column gather.
+        """
         genes = np.asarray(genes, dtype=np.int64)
         w = np.ones(genes.size) if weights is None else np.asarray(weights, dtype=np.float64)
+        if how == "max":
+            vec = np.zeros(self.n_cells, dtype=np.float64)
+            for g, wg in zip(genes.tolist(), w.tolist(), strict=True):
+                idx, val = self.column(g)
+                vec[idx] = np.maximum(vec[idx], wg * val.astype(np.float64))
+        else:
+            vec = self.gather(genes) @ (w / w.sum() if how == "mean" else w).astype(np.float32)
         if out is None:
-            out = np.zeros(self.n_cells, dtype=np.float64)
-        for g, wg in zip(genes.tolist(), w.tolist(), strict=True):
-            idx, val = self.column(g)
-            if how == "max":
-                out[idx] = np.maximum(out[idx], wg * val.astype(np.float64))
-            else:
-                out[idx] += wg * val.astype(np.float64)  # positions are unique within a gene
-        if how == "mean":
-            out /= w.sum()
+            return vec.astype(np.float64)
+        out += vec
         return out
 
     def gene_totals(self, cell_mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from compute.errors import QueryError
+from compute.query._expression import expression_scores
 from compute.query._genes import GeneResolution, parse_gene_list
 from compute.query._null import NullResult, gene_bins, matched_draws, null_rankings
 from compute.query._stats import HitRule, group_gene_means, rank_groups, sample_hit_table
@@ -35,6 +36,7 @@ class QueryParams:
     samp_min: int = 3
     n_null: int = 0  # random matched gene sets for the null (0: none; 1,000 or more for p-values)
     evidence: bool = False  # robustness across thresholds, driver genes, drop-top-gene
+    expression: bool = False  # also rank by scanpy.tl.score_genes on stored expression
     seed: int = 0
 
     @classmethod
@@ -54,6 +56,8 @@ class QueryResult:
     studies: pd.DataFrame
     null: dict[str, NullResult] = field(default_factory=dict)  # by "disease" / "study"
     evidence: Evidence | None = None
+    expression_scores: np.ndarray | None = None  # score_genes per cell (NaN outside the selection)
+    expression_diseases: pd.DataFrame | None = None  # the disease ranking on expression scores, same rule
 
     @property
     def n_selected(self) -> int:
@@ -109,6 +113,11 @@ def run_query(atlas, params: QueryParams) -> QueryResult:
             result.null = _null(atlas, result, M)
         if params.evidence:
             result.evidence = _evidence(atlas, result, M)
+    if params.expression:
+        expr = expression_scores(atlas, res.matched, sel, seed=params.seed)
+        result.expression_scores = expr
+        cut = params.rule.threshold(expr[sel]) if params.rule.kind != "value" else float(np.quantile(expr[sel], 0.9))
+        result.expression_diseases = rank_groups(sample_hit_table(atlas.cells, expr, sel, cut), "disease", params.cell_min, params.samp_min)
     return result
 
 
