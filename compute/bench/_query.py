@@ -92,10 +92,10 @@ def run_query_bench(cfg: QueryBenchConfig, *, out=print, json_path: str | None =
             store = GeneMajorStore(tmp / "ours", "attr", cfg.genes, n)
             ours = store.aggregate(genes, None, "mean")
             with PeakMemory() as mem:
-                row["query_ours_s"] = _median_time(lambda: store.aggregate(genes, None, "mean"), cfg.repeats)
+                row["query_ours_s"] = _median_time(lambda store=store: store.aggregate(genes, None, "mean"), cfg.repeats)
             row["query_rss_above_start"] = mem.above_start
             csc = X.tocsc()
-            row["floor_s"] = _median_time(lambda: csc[:, genes], cfg.repeats)
+            row["floor_s"] = _median_time(lambda csc=csc: csc[:, genes], cfg.repeats)
             want = np.asarray(csc[:, genes].sum(axis=1)).ravel() / genes.size
             row["max_abs_diff_vs_dense"] = float(np.abs(ours - want).max())
             del csc
@@ -103,11 +103,11 @@ def run_query_bench(cfg: QueryBenchConfig, *, out=print, json_path: str | None =
                 sp.save_npz(tmp / "attr.npz", X, compressed=False)
                 sig = SIGnature(gene_order=gene_names, attribution_tiledb_uri=str(tmp / "tiledb"))
                 t0 = time.perf_counter()
-                _quiet(lambda: sig.create_tiledb(npz_path=str(tmp / "attr.npz")))
+                _quiet(lambda sig=sig, npz=str(tmp / "attr.npz"): sig.create_tiledb(npz_path=npz))
                 row["write_tiledb_s"] = time.perf_counter() - t0
                 names = [gene_names[g] for g in genes]
                 theirs = np.asarray(sig.query_attributions(names)).ravel()
-                row["query_signature_s"] = _median_time(lambda: sig.query_attributions(names), cfg.repeats)
+                row["query_signature_s"] = _median_time(lambda sig=sig, names=names: sig.query_attributions(names), cfg.repeats)
                 row["max_abs_diff_vs_signature"] = float(np.abs(ours - theirs).max())
         del X
         rows.append(row)
