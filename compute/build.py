@@ -26,6 +26,9 @@ __all__ = ["PIPELINE_VERSION", "build_atlas", "work_dir"]
 
 # Bump when a stage's output for the same inputs changes: invalidates every cached stage.
 PIPELINE_VERSION = "1"
+# What the final write puts in the atlas; bumping it rewrites existing atlases from the cached
+# stages (2: the expression store was added).
+ATLAS_CONTENT_VERSION = "2"
 
 
 def _sha(*parts) -> str:
@@ -100,7 +103,7 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False)
         (work / sub).mkdir(parents=True, exist_ok=True)
 
     source_keys = {s.id: _source_key(s) for s in manifest.studies}
-    build_key = _sha(PIPELINE_VERSION, FORMAT_VERSION, manifest.fingerprint(), source_keys)
+    build_key = _sha(PIPELINE_VERSION, ATLAS_CONTENT_VERSION, FORMAT_VERSION, manifest.fingerprint(), source_keys)
     root_file = out / ROOT_FILE
     if not force and root_file.is_file():
         try:
