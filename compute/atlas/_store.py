@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from compute.errors import AtlasFormatError
 
-__all__ = ["AGGREGATES", "GeneMajorStore", "store_files", "write_gene_major"]
+__all__ = ["AGGREGATES", "GeneMajorStore", "save_npy_atomic", "store_files", "write_gene_major"]
 
 AGGREGATES = ("mean", "sum", "max")
 
@@ -25,7 +25,8 @@ def store_files(prefix: str) -> tuple[str, str, str]:
     return (f"{prefix}.indptr.npy", f"{prefix}.indices.npy", f"{prefix}.data.npy")
 
 
-def _save_npy(path: Path, arr: np.ndarray) -> None:
+def save_npy_atomic(path: Path, arr: np.ndarray) -> None:
+    """np.save to a temporary name, then rename into place."""
     tmp = path.with_name(f".{path.name}.tmp.npy")
     np.save(tmp, arr)
     os.replace(tmp, path)
@@ -40,9 +41,9 @@ def write_gene_major(directory: str | Path, prefix: str, matrix) -> int:
     csc.sum_duplicates()
     csc.sort_indices()
     f_indptr, f_indices, f_data = store_files(prefix)
-    _save_npy(d / f_indptr, csc.indptr.astype(np.int64))
-    _save_npy(d / f_indices, csc.indices.astype(np.int32))
-    _save_npy(d / f_data, csc.data.astype(np.float32))
+    save_npy_atomic(d / f_indptr, csc.indptr.astype(np.int64))
+    save_npy_atomic(d / f_indices, csc.indices.astype(np.int32))
+    save_npy_atomic(d / f_data, csc.data.astype(np.float32))
     return int(csc.nnz)
 
 
@@ -105,6 +106,12 @@ class GeneMajorStore:
             return vec.astype(np.float64)
         out += vec
         return out
+
+    def rows(self, cells: np.ndarray) -> sp.csc_matrix:
+        """The whole store restricted to the cells where boolean ``cells`` is true (in memory)."""
+        csc = sp.csc_matrix((np.asarray(self.data), np.asarray(self.indices), np.asarray(self.indptr)), shape=(self.n_cells, self.n_genes))
+        cells = np.asarray(cells, dtype=bool)
+        return csc if cells.all() else csc[np.flatnonzero(cells)]
 
     def gene_totals(self, cell_mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(sum of values, number of non-zero cells) per gene over the cells in ``cell_mask``."""

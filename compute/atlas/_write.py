@@ -14,7 +14,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from compute.atlas import _format as fmt
-from compute.atlas._store import write_gene_major
+from compute.atlas._store import save_npy_atomic, write_gene_major
 
 __all__ = ["StudyArrays", "write_atlas", "write_json_atomic"]
 
@@ -37,12 +37,6 @@ def write_json_atomic(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def _save_npy(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.npy")
-    np.save(tmp, arr)
-    os.replace(tmp, path)
-
-
 def _write_study(root: Path, s: StudyArrays) -> dict:
     sid = s.meta["id"]
     d = root / fmt.STUDIES_DIR / sid
@@ -59,8 +53,8 @@ def _write_study(root: Path, s: StudyArrays) -> dict:
         if s.expression.shape != s.attributions.shape:
             raise ValueError(f"study '{sid}': expression and attributions differ in shape")
         write_gene_major(d, fmt.EXPR_PREFIX, s.expression)
-    _save_npy(d / fmt.EMBEDDING_FILE, np.ascontiguousarray(s.embedding, dtype=np.float32))
-    _save_npy(d / fmt.UMAP_FILE, np.ascontiguousarray(s.umap, dtype=np.float32))
+    save_npy_atomic(d / fmt.EMBEDDING_FILE, np.ascontiguousarray(s.embedding, dtype=np.float32))
+    save_npy_atomic(d / fmt.UMAP_FILE, np.ascontiguousarray(s.umap, dtype=np.float32))
     diseases = cells["disease"].astype(str).value_counts().to_dict()
     return {
         **s.meta,

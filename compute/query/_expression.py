@@ -31,9 +31,7 @@ def expression_scores(atlas, genes, selection: np.ndarray, *, ctrl_size: int = 5
         rows = selection[s.offset : s.offset + s.n_cells]
         if not rows.any():
             continue
-        st = atlas._store(s, "expr")
-        csc = sp.csc_matrix((np.asarray(st.data), np.asarray(st.indices), np.asarray(st.indptr)), shape=(s.n_cells, len(atlas.genes)))
-        parts.append(csc[np.flatnonzero(rows)].tocsr())
+        parts.append(atlas._store(s, "expr").rows(rows).tocsr())
     out = np.full(atlas.n_cells, np.nan)
     if not parts:
         return out

@@ -132,9 +132,7 @@ def selection_matrix(atlas, selection: np.ndarray, filters: dict | None = None) 
         rows = selection[s.offset : s.offset + s.n_cells]
         if not rows.any():
             continue
-        st = atlas._store(s)
-        csc = sp.csc_matrix((np.asarray(st.data), np.asarray(st.indices), np.asarray(st.indptr)), shape=(s.n_cells, len(atlas.genes)))
-        parts.append(csc[np.flatnonzero(rows)] if not rows.all() else csc)
+        parts.append(atlas._store(s).rows(rows))
     M = sp.vstack(parts, format="csc") if parts else sp.csc_matrix((0, len(atlas.genes)), dtype=np.float32)
     atlas._selection_memo = (key, M)
     return M
