@@ -84,9 +84,8 @@ def _filters(params: QueryParams) -> dict[str, list[str]]:
 
 def selection_mask(cells: pd.DataFrame, params: QueryParams) -> np.ndarray:
     mask = np.ones(len(cells), dtype=bool)
-    for col, values in (("cell_type", params.cell_types), ("disease", params.diseases), ("study", params.studies), ("tissue", params.tissues)):
-        if values:
-            mask &= cells[col].astype(str).isin(values).to_numpy()
+    for col, values in _filters(params).items():
+        mask &= cells[col].astype(str).isin(values).to_numpy()
     return mask
 
 
@@ -184,11 +183,10 @@ def _null(atlas, result: QueryResult, M: sp.csc_matrix) -> dict[str, NullResult]
 def _evidence(atlas, result: QueryResult, M: sp.csc_matrix) -> Evidence:
     params, cells = result.params, atlas.cells
     scores_sel = result.scores[result.selection]
-    full = np.full(len(cells), np.nan)
+    full = result.scores.copy()
     hit_pct, ranks = {}, {}
     for pct in ROBUSTNESS_PERCENTILES:
         thr = float(np.quantile(scores_sel, pct / 100))
-        full[result.selection] = scores_sel
         table = rank_groups(sample_hit_table(cells, full, result.selection, thr), "disease", params.cell_min, params.samp_min)
         hit_pct[pct] = table.set_index("group")["mean_hit_pct"]
         ranks[pct] = table.set_index("group")["rank"]
