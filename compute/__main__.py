@@ -1,4 +1,4 @@
-"""Command line: ``python -m compute {build,simulate,info} ...``."""
+"""Command line: ``python -m compute {build,simulate,info,import-signature,bench} ...``."""
 
 from __future__ import annotations
 
@@ -45,6 +45,14 @@ def _cmd_info(args) -> int:
         print(f"  {s.id:10s} {s.n_cells:7d} cells  {s.title}{tag}")
     if args.json:
         print(json.dumps(meta.get("build", {}), indent=1))
+    return 0
+
+
+def _cmd_import_signature(args) -> int:
+    from compute.atlas import import_signature
+
+    import_signature(args.attributions, args.gene_order, args.out, name=args.name, block_cells=args.block_cells)
+    print(f"atlas written: {args.out}  (open it with: python -m dashboard --atlas {args.out})")
     return 0
 
 
@@ -98,6 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("atlas")
     i.add_argument("--json", action="store_true", help="also print the build record")
     i.set_defaults(func=_cmd_info)
+
+    im = sub.add_parser("import-signature", help="import SIGnature's precomputed attributions (TileDB per cell type) as an atlas")
+    im.add_argument("--attributions", required=True, metavar="DIR",
+                    help="folder of cell-type folders, each with attributions/ (TileDB) and cell_metadata.csv.gz")
+    im.add_argument("--gene-order", required=True, metavar="FILE", help="the model's gene order, one symbol per line")
+    im.add_argument("--out", required=True, metavar="ATLAS", help="atlas folder to write")
+    im.add_argument("--name", default=None, help="atlas name shown in the dashboard (default: the folder name)")
+    im.add_argument("--block-cells", type=int, default=100_000, help="cells read per block (memory use scales with it)")
+    im.set_defaults(func=_cmd_import_signature)
 
     bench = sub.add_parser("bench", help="benchmarks that print figures and ratios")
     bench_sub = bench.add_subparsers(dest="bench", required=True)

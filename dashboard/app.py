@@ -105,8 +105,10 @@ def answer_query(data: DashboardData, text, cell_types, percentile, cell_min, sa
         "disease_fig": figures.disease_ranking_figure(result.samples, result.diseases, base_rate=base_rate, title=title),
         "disease_table": _ranking_table(result.diseases),
         "study_rows": data.study_rows(result),
-        "umap_fig": figures.umap_figure(data.umap, result.scores, data.atlas.cells, result.selection,
-                                        title="UMAP coloured by signature score" + (" (includes SIMULATED data)" if sim_note else "")),
+        "umap_fig": (figures.umap_figure(data.umap, result.scores, data.atlas.cells, result.selection,
+                                         title="UMAP coloured by signature score" + (" (includes SIMULATED data)" if sim_note else ""))
+                     if data.umap is not None else
+                     figures.empty_figure("This atlas has no UMAP (imported attributions carry no embedding)")),
         "heatmap_fig": figures.heatmap_figure(data.heatmap(result, by), group_label=_GROUP_LABELS[by],
                                               title=f"Mean attribution: genes x {_GROUP_LABELS[by]}"),
     }

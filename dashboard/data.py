@@ -26,8 +26,9 @@ class DashboardData:
         self._lock = threading.Lock()
 
     @cached_property
-    def umap(self) -> np.ndarray:
-        return self.atlas.umap()
+    def umap(self) -> np.ndarray | None:
+        """UMAP coordinates, or None for atlases without one (imported SIGnature attributions)."""
+        return self.atlas.umap() if self.atlas.has_umap else None
 
     @cached_property
     def cell_types(self) -> list[str]:

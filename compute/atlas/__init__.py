@@ -1,6 +1,7 @@
 """The versioned on-disk atlas: writer (build side) and read-only ``Atlas`` (dashboard side)."""
 
 from compute.atlas._format import FORMAT_VERSION
+from compute.atlas._import_signature import SignatureImportError, import_signature
 from compute.atlas._read import Atlas, SignatureWarning, StudyInfo
 from compute.atlas._write import StudyArrays, write_atlas
 from compute.errors import AtlasFormatError, QueryError
@@ -10,8 +11,10 @@ __all__ = [
     "Atlas",
     "AtlasFormatError",
     "QueryError",
+    "SignatureImportError",
     "SignatureWarning",
     "StudyArrays",
     "StudyInfo",
+    "import_signature",
     "write_atlas",
 ]

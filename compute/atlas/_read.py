@@ -112,8 +112,10 @@ class Atlas:
             if key not in root:
                 raise AtlasFormatError(f"{root_file}: missing key '{key}'. {_REBUILD}")
         atlas = cls(path, root, cache=cache)
+        required = [fmt.CELLS_FILE, *fmt.ATTR_FILES]
+        required += [f for element, f in (("umap", fmt.UMAP_FILE), ("embedding", fmt.EMBEDDING_FILE)) if atlas.has_element(element)]
         for s in atlas.studies:
-            missing = [f for f in (fmt.CELLS_FILE, *fmt.ATTR_FILES, fmt.UMAP_FILE) if not (s.dir / f).is_file()]
+            missing = [f for f in required if not (s.dir / f).is_file()]
             if missing:
                 raise AtlasFormatError(f"{s.dir}: study '{s.id}' is missing {', '.join(missing)}. {_REBUILD}")
         return atlas
@@ -153,7 +155,7 @@ class Atlas:
         for c in ("study", "sample", "donor", "cell_type", "disease", "tissue"):
             if c in cells:
                 cells[c] = cells[c].astype(str).astype("category")
-        cells["simulated"] = cells["simulated"].astype(bool)
+        cells["simulated"] = cells["simulated"].astype(bool) if "simulated" in cells else False
         return cells
 
     @property
@@ -164,12 +166,38 @@ class Atlas:
     def has_simulated(self) -> bool:
         return any(s.simulated for s in self.studies)
 
+    def has_element(self, name: str) -> bool:
+        """Whether the atlas stores element ``name`` ("umap", "embedding", "expression", ...)
+        for every study. Imported attributions (``import-signature``) have no UMAP, embedding
+        or encoder."""
+        elements = self.meta.get("elements")
+        return True if elements is None and name in ("umap", "embedding") else name in (elements or {})
+
+    @property
+    def has_umap(self) -> bool:
+        return self.has_element("umap")
+
+    @property
+    def has_model(self) -> bool:
+        """Whether the atlas carries its encoder (under ``model/``)."""
+        return bool(self.meta.get("model_dir")) and (self.path / self.meta["model_dir"]).is_dir()
+
+    @property
+    def values_description(self) -> str:
+        """What the stored attribution values are, in words (for figures and exports)."""
+        row_sum = self.meta.get("elements", {}).get("attributions", {}).get("row_sum", 1000.0)
+        return f"|IG x input|, each cell's row scaled to {row_sum:g}" if row_sum else "attributions as imported (row sums not rescaled)"
+
     def umap(self) -> np.ndarray:
-        """(n_cells, 2) UMAP coordinates aligned with ``cells``."""
+        """(n_cells, 2) UMAP coordinates aligned with ``cells``; AtlasFormatError when the atlas has none."""
+        if not self.has_umap:
+            raise AtlasFormatError(f"{self.path}: atlas '{self.name}' has no UMAP (check Atlas.has_umap first).")
         return np.concatenate([np.load(s.dir / fmt.UMAP_FILE) for s in self.studies]) if self.studies else np.zeros((0, 2), np.float32)
 
     def embedding(self) -> np.ndarray:
-        """(n_cells, latent_dim) embeddings aligned with ``cells``."""
+        """(n_cells, latent_dim) embeddings aligned with ``cells``; AtlasFormatError when the atlas has none."""
+        if not self.has_element("embedding"):
+            raise AtlasFormatError(f"{self.path}: atlas '{self.name}' has no embedding.")
         return np.concatenate([np.load(s.dir / fmt.EMBEDDING_FILE) for s in self.studies])
 
     def _store(self, s: StudyInfo, prefix: str = fmt.ATTR_PREFIX) -> GeneMajorStore:

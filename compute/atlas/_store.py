@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from compute.errors import AtlasFormatError
 
-__all__ = ["AGGREGATES", "GeneMajorStore", "save_npy_atomic", "store_files", "write_gene_major"]
+__all__ = ["AGGREGATES", "GeneMajorStore", "GeneMajorWriter", "save_npy_atomic", "store_files", "write_gene_major"]
 
 AGGREGATES = ("mean", "sum", "max")
 
@@ -45,6 +45,66 @@ def write_gene_major(directory: str | Path, prefix: str, matrix) -> int:
     save_npy_atomic(d / f_indices, csc.indices.astype(np.int32))
     save_npy_atomic(d / f_data, csc.data.astype(np.float32))
     return int(csc.nnz)
+
+
+class GeneMajorWriter:
+    """Write a gene-major store from row blocks without holding the matrix in memory.
+
+    ``counts[g]`` is the number of non-zeros gene ``g`` will receive over all blocks (known
+    from a first pass). :meth:`append` takes the next cells x genes block (CSR, rows in
+    order, no duplicate entries); each value goes straight to its place in memory-mapped
+    temporary files, which :meth:`close` renames into place once every value has arrived.
+    Peak memory is one block, whatever the number of cells.
+    """
+
+    def __init__(self, directory: str | Path, prefix: str, counts: np.ndarray):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        counts = np.asarray(counts, dtype=np.int64)
+        self.indptr = np.zeros(counts.size + 1, dtype=np.int64)
+        np.cumsum(counts, out=self.indptr[1:])
+        self._cursor = self.indptr[:-1].copy()
+        self._files = store_files(prefix)
+        nnz = int(self.indptr[-1])
+        self._tmp = [self.dir / f".{f}.tmp.npy" for f in self._files]
+        self._indices = np.lib.format.open_memmap(self._tmp[1], mode="w+", dtype=np.int32, shape=(nnz,))
+        self._data = np.lib.format.open_memmap(self._tmp[2], mode="w+", dtype=np.float32, shape=(nnz,))
+        self.n_rows = 0
+
+    def append(self, block: sp.spmatrix) -> None:
+        csc = sp.csc_matrix(block, dtype=np.float32)
+        csc.sort_indices()
+        if csc.shape[1] != self.indptr.size - 1:
+            raise ValueError(f"block has {csc.shape[1]} genes, the store {self.indptr.size - 1}")
+        per_gene = np.diff(csc.indptr)
+        if np.any(self._cursor + per_gene > self.indptr[1:]):
+            raise ValueError("a block brings more values for some gene than its count allows")
+        gene_of = np.repeat(np.arange(per_gene.size), per_gene)
+        dest = self._cursor[gene_of] + (np.arange(csc.nnz) - csc.indptr[gene_of])
+        self._indices[dest] = csc.indices + self.n_rows
+        self._data[dest] = csc.data
+        self._cursor += per_gene
+        self.n_rows += csc.shape[0]
+
+    def abort(self) -> None:
+        """Drop the temporary files; nothing is renamed into place."""
+        self._indices = self._data = None
+        for tmp in self._tmp:
+            tmp.unlink(missing_ok=True)
+
+    def close(self) -> int:
+        """Check every value arrived, flush and rename into place; returns the number of values."""
+        if not np.array_equal(self._cursor, self.indptr[1:]):
+            short = int(np.sum(self.indptr[1:] - self._cursor))
+            self.abort()
+            raise ValueError(f"gene-major store {self.dir}: {short} announced values never arrived")
+        self._indices.flush()
+        self._data.flush()
+        del self._indices, self._data
+        np.save(self._tmp[0], self.indptr)
+        for tmp, f in zip(self._tmp, self._files, strict=True):
+            os.replace(tmp, self.dir / f)
+        return int(self.indptr[-1])
 
 
 class GeneMajorStore:

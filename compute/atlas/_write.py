@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from compute.atlas import _format as fmt
 from compute.atlas._store import save_npy_atomic, write_gene_major
 
-__all__ = ["StudyArrays", "write_atlas", "write_json_atomic"]
+__all__ = ["StudyArrays", "study_entry", "write_atlas", "write_json_atomic", "write_root"]
 
 
 @dataclass
@@ -26,8 +26,8 @@ class StudyArrays:
     meta: dict  # id, title, simulated, organism, gene_overlap, ...
     cells: pd.DataFrame
     attributions: sp.csr_matrix  # cells x genes
-    embedding: np.ndarray
-    umap: np.ndarray
+    embedding: np.ndarray | None  # None: no encoder embedding (e.g. imported attributions)
+    umap: np.ndarray | None
     expression: sp.spmatrix | None = None  # cells x genes, log-normalised, aligned to the gene order
 
 
@@ -42,30 +42,104 @@ def _write_study(root: Path, s: StudyArrays) -> dict:
     d = root / fmt.STUDIES_DIR / sid
     d.mkdir(parents=True, exist_ok=True)
     n = len(s.cells)
-    if not (s.attributions.shape[0] == s.embedding.shape[0] == s.umap.shape[0] == n):
+    sizes = [a.shape[0] for a in (s.attributions, s.embedding, s.umap) if a is not None]
+    if any(k != n for k in sizes):
         raise ValueError(f"study '{sid}': arrays disagree on the number of cells")
-    cells = s.cells.reset_index(drop=True)
-    tmp = d / f".{fmt.CELLS_FILE}.tmp"
-    cells.to_parquet(tmp, index=False)
-    os.replace(tmp, d / fmt.CELLS_FILE)
+    write_cells(d, s.cells)
     attr_nnz = write_gene_major(d, fmt.ATTR_PREFIX, s.attributions)
     if s.expression is not None:
         if s.expression.shape != s.attributions.shape:
             raise ValueError(f"study '{sid}': expression and attributions differ in shape")
         write_gene_major(d, fmt.EXPR_PREFIX, s.expression)
-    save_npy_atomic(d / fmt.EMBEDDING_FILE, np.ascontiguousarray(s.embedding, dtype=np.float32))
-    save_npy_atomic(d / fmt.UMAP_FILE, np.ascontiguousarray(s.umap, dtype=np.float32))
+    if s.embedding is not None:
+        save_npy_atomic(d / fmt.EMBEDDING_FILE, np.ascontiguousarray(s.embedding, dtype=np.float32))
+    if s.umap is not None:
+        save_npy_atomic(d / fmt.UMAP_FILE, np.ascontiguousarray(s.umap, dtype=np.float32))
+    return study_entry(s.meta, s.cells, attr_nnz=attr_nnz, has_expression=s.expression is not None,
+                       has_embedding=s.embedding is not None, has_umap=s.umap is not None)
+
+
+def write_cells(study_dir: Path, cells: pd.DataFrame) -> None:
+    tmp = study_dir / f".{fmt.CELLS_FILE}.tmp"
+    cells.reset_index(drop=True).to_parquet(tmp, index=False)
+    os.replace(tmp, study_dir / fmt.CELLS_FILE)
+
+
+def study_entry(meta: dict, cells: pd.DataFrame, *, attr_nnz: int, has_expression: bool, has_embedding: bool = True, has_umap: bool = True) -> dict:
+    """The study's entry in atlas.json (its files already written under studies/<id>)."""
+    sid = meta["id"]
     diseases = cells["disease"].astype(str).value_counts().to_dict()
     return {
-        **s.meta,
+        **meta,
         "dir": f"{fmt.STUDIES_DIR}/{sid}",
-        "n_cells": int(n),
+        "n_cells": len(cells),
         "n_samples": int(cells["sample"].nunique()),
         "diseases": {k: int(v) for k, v in diseases.items()},
         "cell_types": sorted(cells["cell_type"].astype(str).unique().tolist()),
-        "attr_nnz": attr_nnz,
-        "has_expression": s.expression is not None,
+        "attr_nnz": int(attr_nnz),
+        "has_expression": bool(has_expression),
+        "has_embedding": bool(has_embedding),
+        "has_umap": bool(has_umap),
     }
+
+
+def _elements(entries: list[dict], attributions: dict | None = None) -> dict:
+    """The elements every study has; optional ones (expression, embedding, umap) only when all do."""
+    optional = {"expression": "has_expression", "embedding": "has_embedding", "umap": "has_umap"}
+    out = {}
+    for name, spec in fmt.ELEMENTS.items():
+        flag = optional.get(name)
+        if flag is None or all(e.get(flag, True) for e in entries):
+            out[name] = dict(spec)
+    if attributions:
+        out["attributions"].update(attributions)
+    return out
+
+
+def write_root(
+    root: Path,
+    *,
+    name: str,
+    gene_order: list[str],
+    entries: list[dict],
+    model_card: dict | None,
+    build: dict,
+    method: dict,
+    attributions: dict | None = None,
+) -> None:
+    """Write atlas.json (last, atomically) for studies already written; drop stale study folders.
+    ``model_card`` None: the atlas carries no encoder. ``attributions``: overrides of the
+    attribution element's description (e.g. the row sum of imported values)."""
+    studies_dir = root / fmt.STUDIES_DIR
+    keep = {e["id"] for e in entries}
+    for stale in (p for p in studies_dir.glob("*") if p.name not in keep) if studies_dir.is_dir() else ():
+        shutil.rmtree(stale, ignore_errors=True)
+    doc = {
+        "format": fmt.FORMAT_NAME,
+        "format_version": fmt.FORMAT_VERSION,
+        "name": name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "n_cells": int(sum(e["n_cells"] for e in entries)),
+        "n_genes": len(gene_order),
+        "genes_file": fmt.GENES_FILE,
+        "model_dir": fmt.MODEL_DIR if model_card is not None else None,
+        "elements": _elements(entries, attributions),
+        "method": method,
+        "model_card": model_card,
+        "build": build,
+        "studies": entries,
+    }
+    write_json_atomic(root / fmt.ROOT_FILE, doc)
+
+
+def begin_atlas(out: str | Path, gene_order: list[str]) -> Path:
+    """Create ``out``, remove its root file (so an interrupted write reports itself
+    incomplete rather than mixing old and new studies) and write the gene order."""
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / fmt.ROOT_FILE).unlink(missing_ok=True)
+    (root / fmt.GENES_FILE).write_text("\n".join(gene_order) + "\n")
+    return root
 
 
 def write_atlas(
@@ -84,32 +158,11 @@ def write_atlas(
     An existing root file is removed first, so an interrupted write leaves an atlas that
     reports itself incomplete rather than a mix of old and new studies.
     """
-    root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / fmt.ROOT_FILE).unlink(missing_ok=True)
-    (root / fmt.GENES_FILE).write_text("\n".join(gene_order) + "\n")
+    root = begin_atlas(out, gene_order)
     model_out = root / fmt.MODEL_DIR
     if Path(model_dir).resolve() != model_out.resolve():
         shutil.rmtree(model_out, ignore_errors=True)
         shutil.copytree(model_dir, model_out)
-    old = {p.name for p in (root / fmt.STUDIES_DIR).glob("*")} if (root / fmt.STUDIES_DIR).is_dir() else set()
     entries = [_write_study(root, s) for s in studies]
-    for stale in old - {e["id"] for e in entries}:
-        shutil.rmtree(root / fmt.STUDIES_DIR / stale, ignore_errors=True)
-    doc = {
-        "format": fmt.FORMAT_NAME,
-        "format_version": fmt.FORMAT_VERSION,
-        "name": name,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "n_cells": int(sum(e["n_cells"] for e in entries)),
-        "n_genes": len(gene_order),
-        "genes_file": fmt.GENES_FILE,
-        "model_dir": fmt.MODEL_DIR,
-        "elements": {k: v for k, v in fmt.ELEMENTS.items() if k != "expression" or all(e["has_expression"] for e in entries)},
-        "method": method,
-        "model_card": model_card,
-        "build": build,
-        "studies": entries,
-    }
-    write_json_atomic(root / fmt.ROOT_FILE, doc)
+    write_root(root, name=name, gene_order=gene_order, entries=entries, model_card=model_card, build=build, method=method)
     return root
