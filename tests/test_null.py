@@ -97,3 +97,35 @@ def test_expression_scores_are_scanpys_score_genes_on_the_selected_cells(tiny_at
     np.testing.assert_allclose(result.expression_scores[sel], adata.obs["score"].to_numpy(), rtol=1e-5, atol=1e-6)
     truth = {p["name"]: p for p in tiny_build[2]["programs"]}["MS1"]["strength"]
     assert result.expression_diseases["group"].iloc[0] == max(truth, key=truth.get)
+
+
+def test_stratified_subsample_keeps_every_sample_its_share():
+    from compute.query._run import stratified_subsample
+
+    rng = np.random.default_rng(5)
+    codes = rng.integers(0, 40, 5000)
+    for fraction in (0.01, 0.3, 0.77):
+        keep = stratified_subsample(codes, fraction, seed=2)
+        sizes, kept = np.bincount(codes), np.bincount(codes[keep], minlength=40)
+        np.testing.assert_array_equal(kept, np.ceil(fraction * sizes))
+    assert stratified_subsample(codes, 1.0).all()
+    a, b = stratified_subsample(codes, 0.5, seed=1), stratified_subsample(codes, 0.5, seed=2)
+    assert not np.array_equal(a, b)  # random within each sample, seeded
+
+
+def test_null_on_a_subsample_agrees_with_the_full_null(tiny_atlas, tiny_build):
+    truth = {p["name"]: p for p in tiny_build[2]["programs"]}["MS1"]
+    top = max(truth["strength"], key=truth["strength"].get)
+    base = dict(genes=tuple((g, None) for g in ms1_signature()), cell_types=_monocytes(tiny_atlas), n_null=200)
+    full = run_query(tiny_atlas, QueryParams(**base))
+    n_sel = full.n_selected
+    half = run_query(tiny_atlas, QueryParams(**base, null_max_cells=n_sel // 2))
+    assert full.null["disease"].n_cells == n_sel
+    assert n_sel // 2 <= half.null["disease"].n_cells <= n_sel // 2 + len(full.samples)
+    # the observed ranking does not depend on the null; the planted disease stays at the floor
+    pd.testing.assert_frame_equal(full.diseases, half.diseases)
+    p_half = half.null["disease"].groups.set_index("group")["p_value"]
+    assert p_half[top] == half.null["disease"].p_floor
+    med_full = full.null["disease"].groups.set_index("group")["null_median"]
+    med_half = half.null["disease"].groups.set_index("group")["null_median"]
+    assert np.max(np.abs(med_full - med_half)) < 5.0  # percentage points: the band centre barely moves

@@ -30,6 +30,7 @@ class NullResult:
     n_draws: int
     p_floor: float
     band: tuple[float, float]  # the band's percentiles, e.g. (2.5, 97.5)
+    n_cells: int = 0  # selected cells the draws were scored on (a stratified subsample for large selections)
 
 
 def gene_bins(mean: np.ndarray, detection: np.ndarray) -> np.ndarray:

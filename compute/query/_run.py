@@ -35,6 +35,7 @@ class QueryParams:
     cell_min: int = 25
     samp_min: int = 3
     n_null: int = 0  # random matched gene sets for the null (0: none; 1,000 or more for p-values)
+    null_max_cells: int = 200_000  # larger selections: the null reruns on a per-sample stratified subsample
     evidence: bool = False  # robustness across thresholds, driver genes, drop-top-gene
     expression: bool = False  # also rank by scanpy.tl.score_genes on stored expression
     seed: int = 0
@@ -106,12 +107,10 @@ def run_query(atlas, params: QueryParams) -> QueryResult:
     diseases = rank_groups(samples, "disease", params.cell_min, params.samp_min)
     studies = rank_groups(samples, "study", params.cell_min, 1)
     result = QueryResult(params, res, scores, sel, thr, samples, diseases, studies)
-    if params.n_null > 0 or params.evidence:
-        M = selection_matrix(atlas, sel, filters)
-        if params.n_null > 0:
-            result.null = _null(atlas, result, M)
-        if params.evidence:
-            result.evidence = _evidence(atlas, result, M)
+    if params.n_null > 0:
+        result.null = _null(atlas, result, filters)
+    if params.evidence:
+        result.evidence = _evidence(atlas, result)
     if params.expression:
         expr = expression_scores(atlas, res.matched, sel, seed=params.seed)
         result.expression_scores = expr
@@ -120,9 +119,10 @@ def run_query(atlas, params: QueryParams) -> QueryResult:
     return result
 
 
-def selection_matrix(atlas, selection: np.ndarray, filters: dict | None = None) -> sp.csc_matrix:
-    """Selected cells x genes attributions in memory (CSC), kept on the atlas for the last selection."""
-    key = ("selection_matrix", atlas.fingerprint, tuple(sorted((filters or {}).items())) if filters else None, int(selection.sum()))
+def selection_matrix(atlas, selection: np.ndarray, filters: dict | None = None, tag=None) -> sp.csc_matrix:
+    """Selected cells x genes attributions in memory (CSC), kept on the atlas for the last
+    selection (``filters`` and ``tag`` name it; read one study at a time)."""
+    key = ("selection_matrix", atlas.fingerprint, tuple(sorted((filters or {}).items())) if filters else None, int(selection.sum()), tag)
     memo = getattr(atlas, "_selection_memo", None)
     if memo is not None and memo[0] == key:
         return memo[1]
@@ -151,17 +151,52 @@ def _sample_layout(result: QueryResult, cells: pd.DataFrame):
     return codes, kept, groups
 
 
-def _null(atlas, result: QueryResult, M: sp.csc_matrix) -> dict[str, NullResult]:
-    n_sel = M.shape[0]
-    mean = np.asarray(M.sum(axis=0)).ravel() / max(n_sel, 1)
-    detection = M.getnnz(axis=0) / max(n_sel, 1)
+def selection_gene_stats(atlas, selection: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean attribution, detection rate) per gene over the selected cells, one study at a time."""
+    sums, counts = np.zeros(len(atlas.genes)), np.zeros(len(atlas.genes))
+    for s in atlas.studies:
+        rows = selection[s.offset : s.offset + s.n_cells]
+        if rows.any():
+            a, b = atlas._store(s).gene_totals(rows)
+            sums += a
+            counts += b
+    n = max(int(selection.sum()), 1)
+    return sums / n, counts / n
+
+
+def stratified_subsample(codes: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
+    """Boolean mask over cells keeping ceil(fraction x n) random cells of every group in
+    ``codes`` (at least one), so every sample keeps its share."""
+    rng = np.random.default_rng(seed)
+    n = codes.size
+    if fraction >= 1 or n == 0:
+        return np.ones(n, dtype=bool)
+    order = np.lexsort((rng.random(n), codes))  # random order within each group
+    sizes = np.bincount(codes)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - np.repeat(starts, sizes)
+    return rank < np.ceil(fraction * sizes)[codes]
+
+
+def _null(atlas, result: QueryResult, filters: dict) -> dict[str, NullResult]:
+    params = result.params
+    mean, detection = selection_gene_stats(atlas, result.selection)
     signature = np.asarray(result.resolution.indices, dtype=np.int64)
-    draws = matched_draws(signature, gene_bins(mean, detection), result.params.n_null, seed=result.params.seed)
-    rule = result.params.rule
+    draws = matched_draws(signature, gene_bins(mean, detection), params.n_null, seed=params.seed)
+    rule = params.rule
     quantile = None if rule.kind == "value" else (rule.value / 100 if rule.kind == "percentile" else rule.value)
     codes, kept, groups = _sample_layout(result, atlas.cells)
+    n_sel = codes.size
+    null_sel = result.selection
+    if n_sel > params.null_max_cells:
+        keep = stratified_subsample(codes, params.null_max_cells / n_sel, seed=params.seed)
+        null_sel = result.selection.copy()
+        null_sel[np.flatnonzero(result.selection)[~keep]] = False
+        codes = codes[keep]
+    M = selection_matrix(atlas, null_sel, filters, tag=("null", params.null_max_cells, params.seed))
     nulls = null_rankings(M, draws, np.asarray(result.resolution.weights), quantile, rule.value if rule.kind == "value" else None,
-                          codes, groups, kept)
+                          codes, groups, kept, chunk=max(1, min(100, int(2e8 // max(8 * M.shape[0], 1)))))
     out = {}
     floor = 1.0 / (result.params.n_null + 1)
     for by, table in (("disease", result.diseases), ("study", result.studies)):
@@ -176,11 +211,22 @@ def _null(atlas, result: QueryResult, M: sp.csc_matrix) -> dict[str, NullResult]
                 "null_lo": np.percentile(dist, NULL_BAND[0], axis=0), "null_hi": np.percentile(dist, NULL_BAND[1], axis=0),
                 "p_value": p,
             })
-        out[by] = NullResult(frame, result.params.n_null, floor, NULL_BAND)
+        out[by] = NullResult(frame, result.params.n_null, floor, NULL_BAND, n_cells=int(M.shape[0]))
     return out
 
 
-def _evidence(atlas, result: QueryResult, M: sp.csc_matrix) -> Evidence:
+def signature_matrix(atlas, result: QueryResult) -> sp.csr_matrix:
+    """Selected cells x matched signature genes (only those columns are read)."""
+    idx = np.asarray(result.resolution.indices, dtype=np.int64)
+    parts = []
+    for s in atlas.studies:
+        rows = result.selection[s.offset : s.offset + s.n_cells]
+        if rows.any():
+            parts.append(atlas._store(s).gather(idx).tocsr()[np.flatnonzero(rows)])
+    return sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, idx.size), dtype=np.float32)
+
+
+def _evidence(atlas, result: QueryResult) -> Evidence:
     params, cells = result.params, atlas.cells
     scores_sel = result.scores[result.selection]
     full = result.scores.copy()
@@ -201,7 +247,7 @@ def _evidence(atlas, result: QueryResult, M: sp.csc_matrix) -> Evidence:
 
     idx = np.asarray(result.resolution.indices, dtype=np.int64)
     w = np.asarray(result.resolution.weights, dtype=np.float64)
-    sub = M[:, idx].tocsc()
+    sub = signature_matrix(atlas, result)
     labels = cells["disease"].to_numpy()[result.selection].astype(str)
     groups = list(result.diseases["group"].astype(str))
     shares = pd.DataFrame(index=list(result.resolution.matched), columns=groups, dtype=float)
