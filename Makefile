@@ -17,7 +17,7 @@ setup: $(STAMP)
 
 # Re-installs whenever pyproject.toml or constraints.txt change.
 $(STAMP): pyproject.toml constraints.txt
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "SigAtlas needs Python >= 3.10, found " + sys.version.split()[0]'
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "SigAtlas needs Python >= 3.11, found " + sys.version.split()[0]'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	# torch first, pinned, so that nothing later resolves a CUDA build

@@ -1,4 +1,10 @@
-"""``create_app(atlas_path)``: the SigAtlas dashboard (Plotly Dash). Reads the atlas only."""
+"""``create_app(atlas_path)``: the SigAtlas dashboard (Plotly Dash + Mantine). Reads the atlas only.
+
+Flow: the URL's query string is the whole state (``dashboard.state``). Opening a link fills the
+controls and runs the query; the query runs as a background callback (progress, cancel) that
+stores its result in the disk cache under a key; the views are rendered from that key by an
+ordinary callback, so switching a grouping, colour or ordering never recomputes the query.
+"""
 
 from __future__ import annotations
 
@@ -6,112 +12,245 @@ from pathlib import Path
 
 import dash
 import dash_ag_grid as dag
-from dash import ALL, Input, Output, State, ctx, dcc, html
+import dash_mantine_components as dmc
+from dash import ALL, Input, Output, State, clientside_callback, ctx, dcc, html
 
 from compute.errors import QueryError
 from compute.query import HitRule, QueryParams
 from compute.query._genes import parse_gene_list
 from compute.reference import assets_dir
-from dashboard import figures, ids
+from dashboard import export, figures, ids
 from dashboard.data import DashboardData
-from dashboard.presets import PRESETS
+from dashboard.presets import PRESETS, QUICK_PRESETS, preset_options
+from dashboard.state import DEFAULTS, decode_state, encode_state
+from dashboard.upload import GeneFileError, decode_upload, parse_gene_file
 
-__all__ = ["answer_query", "apply_preset", "create_app", "resolution_panel"]
+__all__ = ["answer_query", "apply_preset", "create_app", "params_from_state", "render_views", "resolution_panel"]
 
 _GROUP_LABELS = {"disease": "disease", "cell_type": "cell type", "study": "study"}
+COVERAGE_WARN = 0.7
+# the controls that define a query, in the order the callbacks list them: (state key, id, property)
+_QUERY_CONTROLS = (
+    ("genes", ids.GENES, "value"),
+    ("cell_types", ids.CELL_TYPES, "value"),
+    ("diseases", ids.DISEASES, "value"),
+    ("tissues", ids.TISSUES, "value"),
+    ("studies", ids.STUDIES, "value"),
+    ("data", ids.DATA_KIND, "value"),
+    ("rule", ids.RULE, "value"),
+    ("cut", ids.CUT, "value"),
+    ("cell_min", ids.CELL_MIN, "value"),
+    ("samp_min", ids.SAMP_MIN, "value"),
+    ("null", ids.NULL_DRAWS, "value"),
+)
+# view-only settings: changing them re-renders the stored result
+_VIEW_CONTROLS = (
+    ("top_n", ids.TOP_N, "value"),
+    ("group_by", ids.GROUP_BY, "value"),
+    ("heat", ids.HEAT_MODE, "value"),
+    ("order", ids.HEAT_ORDER, "value"),
+    ("color", ids.UMAP_COLOR, "value"),
+    ("tab", ids.TABS, "value"),
+)
+_CONTROLS = _QUERY_CONTROLS + _VIEW_CONTROLS
+_FIGURES = {  # view name -> graph id (each has CSV, SVG and PNG export)
+    "diseases": ids.DISEASE_FIG, "robustness": ids.ROBUST_FIG, "drivers": ids.DRIVER_FIG,
+    "comparison": ids.COMPARE_FIG, "scatter": ids.SCATTER_FIG, "umap": ids.UMAP_FIG, "genes": ids.HEATMAP_FIG,
+}
+_CSV_ONLY = ("studies",)
 
 
-def _num(value, default, lo, hi):
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return default
-    return min(max(v, lo), hi)
+def params_from_state(state: dict) -> QueryParams:
+    """The query a (decoded) state asks for. Raises QueryError for an impossible combination."""
+    rule = HitRule(state["rule"], float(state["cut"]))
+    return QueryParams(
+        genes=tuple(parse_gene_list(state["genes"] or "")),
+        cell_types=tuple(sorted(state["cell_types"] or ())),
+        diseases=tuple(sorted(state["diseases"] or ())),
+        tissues=tuple(sorted(state["tissues"] or ())),
+        studies=tuple(sorted(state["studies"] or ())),
+        data=state["data"],
+        rule=rule,
+        cell_min=int(state["cell_min"]),
+        samp_min=int(state["samp_min"]),
+        n_null=int(state["null"]),
+        evidence=True,
+        expression=True,
+    )
 
 
-def resolution_panel(res, coverage_warn: float = 0.7) -> list:
-    """What happened to every pasted gene: matched, case-fixed, not in the model, duplicate."""
-    n_req = len(res.matched) + len(res.missing)
+# -- panels ---------------------------------------------------------------------------------
+def resolution_panel(res) -> list:
+    """Every pasted gene's fate: matched, renamed (case, previous symbol, alias, Ensembl id),
+    ambiguous, not in the model, duplicate; coverage with a warning when low."""
+    ambiguous = tuple(getattr(res, "ambiguous", ()))
+    n_req = len(res.matched) + len(res.missing) + len(ambiguous)
     cov = res.coverage
-    items = [
-        html.Div([html.B(f"{len(res.matched)} of {n_req} genes matched"), f" ({cov:.0%} coverage)"],
-                 className="res-head" + (" warn" if cov < coverage_warn else "")),
-    ]
-    if cov < coverage_warn:
-        items.append(html.Div("Low coverage: the score rests on fewer genes than you pasted.", className="warn-text"))
+    low = cov < COVERAGE_WARN
+    items = [dmc.Group([
+        dmc.Text(f"{len(res.matched)} of {n_req} genes matched", fw=700, id="res-head"),
+        dmc.Badge(f"{cov:.0%} coverage", color="orange" if low else "teal", variant="light"),
+    ], gap="xs")]
+    if low:
+        items.append(dmc.Alert("Low coverage: the score rests on fewer genes than you pasted.", color="orange", p="xs", id="res-low"))
+    notes = {d.token: d.note for d in getattr(res, "decisions", ())}
     if res.renamed:
-        items.append(html.Div([html.Span("Case fixed: ", className="lbl"), ", ".join(f"{a} → {b}" for a, b in res.renamed)],
-                              id="res-renamed"))
+        items.append(html.Div([html.Span("Renamed: ", className="lbl"), html.Span(
+            "; ".join(f"{a} → {b}" + (f" ({notes[a]})" if notes.get(a) else "") for a, b in res.renamed), id="res-renamed")]))
+    if ambiguous:
+        items.append(html.Div([html.Span(f"Ambiguous, not used ({len(ambiguous)}): ", className="lbl"),
+                               html.Span("; ".join(notes.get(a) and f"{a} ({notes[a]})" or a for a in ambiguous), id="res-ambiguous")],
+                              className="missing"))
     if res.missing:
         items.append(html.Div([html.Span(f"Not in the model ({len(res.missing)}): ", className="lbl"),
                                html.Span(", ".join(res.missing), id="res-missing")], className="missing"))
     if res.duplicates:
         items.append(html.Div([html.Span(f"Duplicates ignored ({len(res.duplicates)}): ", className="lbl"),
-                               ", ".join(res.duplicates)]))
+                               html.Span(", ".join(res.duplicates), id="res-duplicates")]))
     if res.weighted:
-        items.append(html.Div("Weighted score: sum w·a / sum w.", className="note"))
+        items.append(html.Div("Weighted score: Σ w·a / Σ w.", className="note"))
     return items
 
 
-def _ranking_table(ranking) -> html.Table:
-    head = html.Tr([html.Th(c) for c in ("#", "disease", "mean hit %", "median hit %", "samples", "studies", "cells")])
+def _ranking_table(ranking, null) -> html.Table:
+    p = null.groups.set_index("group")["p_value"].to_dict() if null is not None and len(null.groups) else {}
+    floor = null.p_floor if null is not None else None
+    head = html.Tr([html.Th(c) for c in ("#", "disease", "mean hit %", "median hit %", "samples", "studies", "cells", "p (null)")])
+
+    def fmt_p(g):
+        return figures.format_p(p[g], floor).removeprefix("p ").lstrip("= ") if g in p else "–"
+
     rows = [
         html.Tr([html.Td(int(r.rank)), html.Td(r.group, className="grp"), html.Td(f"{r.mean_hit_pct:.1f}"),
                  html.Td(f"{r.median_hit_pct:.1f}"), html.Td(int(r.n_samples)), html.Td(int(r.n_studies)),
-                 html.Td(f"{int(r.n_cells):,}")])
+                 html.Td(f"{int(r.n_cells):,}"), html.Td(fmt_p(r.group))])
         for r in ranking.itertuples()
     ]
     return html.Table([html.Thead(head), html.Tbody(rows)], id=ids.DISEASE_TABLE, className="rank-table")
 
 
-def answer_query(data: DashboardData, text, cell_types, percentile, cell_min, samp_min, group_by) -> dict:
-    """Everything the page shows for one query; plain function (unit-tested without a browser)."""
-    genes = parse_gene_list(text or "")
-    empty = {
-        "resolution": [],
-        "status": "",
-        "disease_fig": figures.empty_figure("Paste genes (any separators) or pick a preset, then Run"),
-        "disease_table": html.Div(),
-        "study_rows": [],
-        "umap_fig": figures.empty_figure("UMAP appears after a query"),
-        "heatmap_fig": figures.empty_figure("Genes x groups heatmap appears after a query"),
-    }
-    if not genes:
-        return empty
-    pct = _num(percentile, 90.0, 0.0, 100.0)
-    params = QueryParams(
-        genes=tuple(genes),
-        cell_types=tuple(sorted(cell_types or ())),
-        rule=HitRule("percentile", pct),
-        cell_min=int(_num(cell_min, 25, 1, 1e6)),
-        samp_min=int(_num(samp_min, 3, 1, 1e6)),
-    )
-    try:
-        result = data.query(params)
-    except QueryError as exc:
-        res = data.atlas.resolve(list(genes))
-        return empty | {"resolution": resolution_panel(res) if res.requested else [], "status": html.Div(str(exc), className="error")}
+# -- answering ------------------------------------------------------------------------------
+def render_views(data: DashboardData, result, state: dict) -> dict:
+    """Every view of one query result under the view settings in ``state`` (figures, tables,
+    texts). Pure apart from reading gene columns for the heatmap."""
+    params = result.params
+    has_sim = data.atlas.has_simulated
     sim_note = " · includes SIMULATED studies (open circles)" if data.atlas.has_simulated else ""
-    base_rate = 100.0 - pct
     where = ", ".join(params.cell_types) if params.cell_types else "all cell types"
+    null = result.null.get("disease")
+    top_n = int(state.get("top_n") or 0)
+    ranking = result.diseases.head(top_n) if top_n > 0 else result.diseases
     title = f"Diseases ranked by per-sample hit %<br><sub>{where} · hit = {params.rule.describe()}{sim_note}</sub>"
-    by = group_by if group_by in _GROUP_LABELS else "disease"
-    status = (f"{result.n_selected:,} cells selected · threshold {result.threshold:.3f} · "
-              f"{len(result.samples)} samples, {len(result.diseases)} diseases pass cell_min={params.cell_min}, "
-              f"samp_min={params.samp_min}")
-    return {
+    base_rate = 100.0 - params.rule.value if params.rule.kind == "percentile" else None
+    by = state.get("group_by") if state.get("group_by") in _GROUP_LABELS else "disease"
+    null_text = (f" · null: {null.n_draws:,} matched gene sets over {null.n_cells:,} cells, p floor {null.p_floor:.2g}"
+                 if null is not None else " · no null (set null draws to get p-values)")
+    status = (f"{result.n_selected:,} cells selected · threshold {result.threshold:.3f} · {len(result.samples)} samples, "
+              f"{len(result.diseases)} diseases pass cell_min={params.cell_min}, samp_min={params.samp_min}{null_text}")
+    out = {
         "resolution": resolution_panel(result.resolution),
         "status": status,
-        "disease_fig": figures.disease_ranking_figure(result.samples, result.diseases, base_rate=base_rate, title=title),
-        "disease_table": _ranking_table(result.diseases),
+        "disease_fig": figures.disease_ranking_figure(result.samples, ranking, base_rate=base_rate, title=title,
+                                                      null=null.groups if null is not None else None,
+                                                      p_floor=null.p_floor if null is not None else None),
+        "disease_table": _ranking_table(ranking, null),
         "study_rows": data.study_rows(result),
-        "umap_fig": (figures.umap_figure(data.umap, result.scores, data.atlas.cells, result.selection,
-                                         title="UMAP coloured by signature score" + (" (includes SIMULATED data)" if sim_note else ""))
-                     if data.umap is not None else
-                     figures.empty_figure("This atlas has no UMAP (imported attributions carry no embedding)")),
-        "heatmap_fig": figures.heatmap_figure(data.heatmap(result, by), group_label=_GROUP_LABELS[by],
-                                              title=f"Mean attribution: genes x {_GROUP_LABELS[by]}"),
     }
+    ev = result.evidence
+    top = str(result.diseases["group"].iloc[0]) if len(result.diseases) else None
+    driver_group = state.get("driver_group") or top
+    if ev is not None and len(ev.thresholds):
+        out["robust_fig"] = figures.robustness_figure(ev.thresholds, highlight=top, simulated=has_sim,
+                                                      title=f"Ranking across hit thresholds · rank stability {ev.rank_stability:.2f}")
+    else:
+        out["robust_fig"] = figures.empty_figure("No disease passes the filters")
+    if ev is not None and driver_group in ev.gene_shares.columns:
+        survive = ("" if ev.top_survives is None else
+                   f" · without {ev.top_gene}: {top} {'stays first' if ev.top_survives else 'is no longer first'}")
+        out["driver_fig"] = figures.driver_genes_figure(ev.gene_shares, driver_group, simulated=has_sim, title=f"Driver genes in {driver_group}{survive}")
+    else:
+        out["driver_fig"] = figures.empty_figure("Driver genes appear once a disease is ranked")
+    if result.expression_diseases is not None:
+        out["compare_fig"] = figures.score_comparison_figure(result.diseases, result.expression_diseases,
+                                                             title="Attribution vs expression (score_genes) rankings, same cells and rule")
+        sel = result.selection
+        out["scatter_fig"] = figures.score_scatter_figure(result.scores[sel], result.expression_scores[sel],
+                                                          data.atlas.cells["disease"].to_numpy()[sel].astype(str),
+                                                          simulated=data.atlas.cells["simulated"].to_numpy()[sel],
+                                                          title="Per cell: attribution score vs expression score")
+    else:
+        msg = "This atlas stores no expression, so expression scores cannot be compared"
+        out["compare_fig"] = out["scatter_fig"] = figures.empty_figure(msg)
+    if data.umap is not None:
+        color = state.get("color") or "score"
+        out["umap_fig"] = figures.umap_figure(data.umap, result.scores, data.atlas.cells, result.selection, color_by=color,
+                                              title=f"UMAP coloured by {'signature score' if color == 'score' else _GROUP_LABELS.get(color, color)}"
+                                              + (" (includes SIMULATED data)" if sim_note else ""))
+        meta = out["umap_fig"].layout.meta or {}
+        out["umap_badge"] = f"{meta.get('shown', data.atlas.n_cells):,} of {meta.get('total', data.atlas.n_cells):,} cells shown"
+    else:
+        out["umap_fig"] = figures.empty_figure("This atlas has no UMAP (imported attributions carry no embedding)")
+        out["umap_badge"] = "no UMAP"
+    mean_table, pct_table = data.gene_groups(result, by)
+    order = state.get("order") or "cluster"
+    if state.get("heat") == "dotplot":
+        out["heatmap_fig"] = figures.dotplot_figure(mean_table, pct_table, group_label=_GROUP_LABELS[by], order=order, simulated=has_sim,
+                                                    title=f"Genes x {_GROUP_LABELS[by]}: colour = mean attribution, size = % of hit cells with the gene")
+    else:
+        out["heatmap_fig"] = figures.heatmap_figure(mean_table, group_label=_GROUP_LABELS[by], order=order, simulated=has_sim,
+                                                    title=f"Mean attribution: genes x {_GROUP_LABELS[by]}")
+    out["tables"] = _tables(data, result, ranking, mean_table, pct_table)
+    return out
+
+
+def _tables(data, result, ranking, mean_table, pct_table) -> dict:
+    """The data behind every view, for CSV export and the snapshot."""
+    import pandas as pd
+
+    tables = {"diseases": ranking, "samples": result.samples, "studies": pd.DataFrame(data.study_rows(result)),
+              "genes": mean_table.reset_index(names="gene"), "genes_pct_hit_cells": pct_table.reset_index(names="gene"),
+              "resolution": export.resolution_table(result.resolution)}
+    null = result.null.get("disease")
+    if null is not None:
+        tables["diseases"] = ranking.merge(null.groups.drop(columns=["observed"], errors="ignore"), on="group", how="left")
+    ev = result.evidence
+    if ev is not None:
+        tables["robustness"] = ev.thresholds.reset_index(names="disease")
+        tables["drivers"] = ev.gene_shares.reset_index(names="gene")
+    if result.expression_diseases is not None:
+        tables["comparison"] = result.diseases[["group", "mean_hit_pct", "rank"]].merge(
+            result.expression_diseases[["group", "mean_hit_pct", "rank"]], on="group", how="outer", suffixes=("_attribution", "_expression"))
+    cells = data.atlas.cells
+    sel = result.selection
+    cols = [c for c in ("cell_id", "study", "sample", "cell_type", "disease", "tissue", "simulated") if c in cells]
+    umap = cells.loc[sel, cols].copy()
+    umap["score"] = result.scores[sel]
+    umap["hit"] = umap["score"] > result.threshold
+    if result.expression_scores is not None:
+        umap["expression_score"] = result.expression_scores[sel]
+    tables["umap"] = umap
+    tables["scatter"] = umap
+    return tables
+
+
+def answer_query(data: DashboardData, state: dict, progress=None) -> dict:
+    """Run the query ``state`` asks for and render every view; plain function (tested without a
+    browser). Bad input comes back as a message in "status", never as an exception."""
+    empty = {
+        "resolution": [], "status": "", "disease_table": html.Div(), "study_rows": [], "umap_badge": "", "tables": {},
+        "disease_fig": figures.empty_figure("Paste genes (any separators) or pick a preset, then Run"),
+        **{k: figures.empty_figure("Appears after a query") for k in
+           ("robust_fig", "driver_fig", "compare_fig", "scatter_fig", "umap_fig", "heatmap_fig")},
+    }
+    if not parse_gene_list(state.get("genes") or ""):
+        return empty
+    try:
+        params = params_from_state(state)
+        result = data.query(params, progress=progress)
+    except QueryError as exc:
+        res = data.atlas.resolve(list(parse_gene_list(state.get("genes") or "")))
+        return empty | {"resolution": resolution_panel(res) if res.requested else [], "status": html.Div(str(exc), className="error")}
+    return render_views(data, result, state) | {"result": result}
 
 
 def apply_preset(data: DashboardData, key: str) -> tuple[str, list[str]]:
@@ -120,61 +259,179 @@ def apply_preset(data: DashboardData, key: str) -> tuple[str, list[str]]:
     return "\n".join(p.genes), data.cell_types_matching(p.cell_type_hint)
 
 
+# -- layout ---------------------------------------------------------------------------------
+def _export_bar(view: str) -> dmc.Group:
+    buttons = [dmc.Button("CSV", id=f"{ids.CSV_PREFIX}{view}", size="compact-xs", variant="default", className="export")]
+    if view not in _CSV_ONLY:
+        buttons += [dmc.Button("SVG", id=f"{ids.IMG_PREFIX}{view}-svg", size="compact-xs", variant="default", className="export"),
+                    dmc.Button("PNG", id=f"{ids.IMG_PREFIX}{view}-png", size="compact-xs", variant="default", className="export")]
+    return dmc.Group(buttons, gap=4, justify="flex-end", className="export-bar")
+
+
+def _graph(view: str, height: int | None = None) -> html.Div:
+    # the figure sets its own height (long gene lists make tall heatmaps); ``height`` is the floor
+    style = {"minHeight": f"{height}px"} if height else None
+    return html.Div([_export_bar(view), dcc.Graph(id=_FIGURES[view], style=style,
+                                                  config={"displaylogo": False, "toImageButtonOptions": {"format": "svg", "filename": f"sigatlas-{view}"}})],
+                    className="panel")
+
+
+def _segmented(id_, options: dict, value) -> dmc.SegmentedControl:
+    return dmc.SegmentedControl(id=id_, data=[{"value": k, "label": v} for k, v in options.items()], value=value, size="xs")
+
+
+def _controls(data: DashboardData):
+    d = DEFAULTS
+    return dmc.Stack([
+        dmc.Text("Signature", fw=700),
+        dmc.Textarea(id=ids.GENES, placeholder="Paste genes: any separators, any case, symbols, aliases or Ensembl ids. "
+                     "Optional weights: GENE:2 or GENE 2.0", autosize=True, minRows=5, maxRows=10, value="",
+                     className="genes", spellCheck=False),
+        dmc.Group([dmc.Tooltip(dmc.Button(PRESETS[k].label.split(" (")[0], id={"type": "preset", "key": k}, size="compact-sm",
+                                          variant="light", className="preset"), label=PRESETS[k].source, multiline=True, w=320)
+                   for k in QUICK_PRESETS], gap=6),
+        dmc.Select(id=ids.PRESET_SELECT, data=preset_options(), searchable=True, clearable=True, size="xs",
+                   placeholder="More presets: Hallmarks, immune markers…"),
+        dcc.Upload(html.Div(["Drop or ", html.A("choose"), " a GMT / CSV / TSV gene list"]), id=ids.UPLOAD, className="upload",
+                   multiple=False),
+        dmc.Select(id=ids.UPLOAD_SETS, data=[], placeholder="gene sets in the uploaded file", size="xs", searchable=True,
+                   style={"display": "none"}),
+        html.Div(id=ids.UPLOAD_NOTE, className="note"),
+        dcc.Store(id=ids.UPLOAD_STORE),
+        dmc.Group([dmc.Button("Run query", id=ids.RUN, className="primary", fullWidth=True, style={"flex": 1}),
+                   dmc.Button("Cancel", id=ids.CANCEL, variant="outline", color="red", style={"display": "none"})], gap=6),
+        html.Div([dmc.Progress(id=ids.PROGRESS, value=0, size="sm"), dmc.Text(id=ids.PROGRESS_TEXT, size="xs", c="dimmed")],
+                 className="progress-wrap"),
+        html.Div(id=ids.RESOLUTION, className="resolution"),
+        dmc.Divider(label="Cells", labelPosition="left"),
+        dmc.MultiSelect(id=ids.CELL_TYPES, data=data.cell_types, value=[], searchable=True, clearable=True, size="xs",
+                        label="Cell types", placeholder="all cell types"),
+        dmc.MultiSelect(id=ids.DISEASES, data=data.diseases, value=[], searchable=True, clearable=True, size="xs",
+                        label="Diseases", placeholder="all diseases"),
+        dmc.MultiSelect(id=ids.TISSUES, data=data.tissues, value=[], searchable=True, clearable=True, size="xs",
+                        label="Tissues", placeholder="all tissues"),
+        dmc.MultiSelect(id=ids.STUDIES, data=data.study_options, value=[], searchable=True, clearable=True, size="xs",
+                        label="Studies", placeholder="all studies"),
+        html.Div([dmc.Text("Data", size="xs", c="dimmed"),
+                  _segmented(ids.DATA_KIND, {"all": "all", "real": "real", "simulated": "simulated"}, d["data"])]),
+        dmc.Divider(label="Hits and ranking", labelPosition="left"),
+        dmc.Group([
+            dmc.Select(id=ids.RULE, data=[{"value": "percentile", "label": "percentile"}, {"value": "quantile", "label": "quantile"},
+                                          {"value": "value", "label": "score value"}], value=d["rule"], size="xs", label="Hit rule",
+                       allowDeselect=False, w=120),
+            dmc.NumberInput(id=ids.CUT, value=d["cut"], size="xs", label="cut-off", step=1, w=90, debounce=True),
+        ], gap=6, grow=True),
+        dmc.Group([
+            dmc.NumberInput(id=ids.CELL_MIN, value=d["cell_min"], min=1, step=1, size="xs", label="cell_min", debounce=True),
+            dmc.NumberInput(id=ids.SAMP_MIN, value=d["samp_min"], min=1, step=1, size="xs", label="samp_min", debounce=True),
+            dmc.NumberInput(id=ids.TOP_N, value=d["top_n"], min=0, step=1, size="xs", label="top N (0 = all)", debounce=True),
+        ], gap=6, grow=True),
+        dmc.NumberInput(id=ids.NULL_DRAWS, value=d["null"], min=0, max=10000, step=100, size="xs", debounce=True,
+                        label="Null: matched random gene sets (0 = off; 1,000 gives p ≥ 0.001)"),
+    ], gap=8, className="controls")
+
+
 def _layout(data: DashboardData):
     s = data.summary
-    sim_badge = (html.Span(f"Includes SIMULATED data: {s['n_simulated']} of {s['n_studies']} studies", id=ids.SIM_BADGE,
-                           className="badge sim") if s["n_simulated"] else html.Span("real data", id=ids.SIM_BADGE, className="badge"))
+    sim_badge = (dmc.Badge(f"Includes SIMULATED data: {s['n_simulated']} of {s['n_studies']} studies", id=ids.SIM_BADGE, color="orange",
+                           variant="outline", size="lg") if s["n_simulated"] else dmc.Badge("real data", id=ids.SIM_BADGE, variant="light"))
     header = html.Header([
-        html.Div([html.Span("SigAtlas", className="brand"),
-                  html.Span(f"atlas '{s['name']}' · {s['n_studies']} studies · {s['n_cells']:,} cells · {s['n_genes']:,} genes",
-                            className="meta")]),
-        sim_badge,
+        dmc.Group([html.Span("SigAtlas", className="brand"),
+                   dmc.Text(f"atlas '{s['name']}' · {s['n_studies']} studies · {s['n_cells']:,} cells · {s['n_genes']:,} genes"
+                            + (" · imported SIGnature attributions" if s["imported"] else ""), c="dimmed", size="sm")], gap="sm"),
+        dmc.Group([
+            sim_badge,
+            dmc.TextInput(id=ids.SHARE_LINK, value="", readOnly=True, size="xs", w=260, className="share-link"),
+            dcc.Clipboard(target_id=ids.SHARE_LINK, id=ids.COPY_LINK, title="copy link to this view", className="copy-link"),
+            dmc.Button("Snapshot (zip)", id=ids.SNAPSHOT, size="compact-sm", variant="default"),
+            dmc.Button("Save view", id=ids.SAVE_VIEW, size="compact-sm", variant="default"),
+            dmc.Switch(id=ids.PRESENTER, label="Presenter", size="sm"),
+        ], gap="xs"),
     ], className="topbar")
-    controls = html.Div([
-        html.H3("Signature"),
-        dcc.Textarea(id=ids.GENES, placeholder="Paste genes: any separators, any case. Optional weights: GENE:2 or GENE 2.0",
-                     className="genes", spellCheck="false"),
-        html.Div([html.Button(p.label, id={"type": "preset", "key": p.key}, className="btn preset", title=p.source)
-                  for p in PRESETS.values()], className="presets"),
-        html.Button("Run query", id=ids.RUN, className="btn primary"),
-        html.Label("Cell types (empty = all)"),
-        dcc.Dropdown(id=ids.CELL_TYPES, options=data.cell_types, multi=True, placeholder="all cell types"),
-        html.Div([
-            html.Div([html.Label("Hit percentile"), dcc.Input(id=ids.PERCENTILE, type="number", value=90, min=0, max=100, step=1, debounce=True)]),
-            html.Div([html.Label("cell_min"), dcc.Input(id=ids.CELL_MIN, type="number", value=25, min=1, step=1, debounce=True)]),
-            html.Div([html.Label("samp_min"), dcc.Input(id=ids.SAMP_MIN, type="number", value=3, min=1, step=1, debounce=True)]),
-        ], className="row3"),
-        html.Label("Heatmap groups"),
-        dcc.RadioItems(id=ids.GROUP_BY, options=[{"label": v, "value": k} for k, v in _GROUP_LABELS.items()], value="disease",
-                       inline=True, className="radio"),
-        html.Div(id=ids.RESOLUTION, className="resolution"),
-        dcc.Store(id=ids.QUERY_REQUEST, data=0),
-    ], className="controls")
+    presenter_bar = dmc.Group([
+        dmc.Button("◀ previous view", id=ids.PREV_VIEW, size="compact-md", variant="light"),
+        dmc.Text(id=ids.VIEW_POS, size="lg"),
+        dmc.Button("next view ▶", id=ids.NEXT_VIEW, size="compact-md", variant="light"),
+    ], justify="center", className="presenter-bar")
+    diseases_tab = dmc.Stack([
+        _graph("diseases", 480),
+        html.Details([html.Summary("Ranking as a table"), html.Div(id="disease-table-wrap")], open=True),
+        dmc.Grid([dmc.GridCol(_graph("robustness", 380), span={"base": 12, "lg": 6}),
+                  dmc.GridCol(html.Div([
+                      dmc.Select(id=ids.DRIVER_GROUP, data=[], placeholder="driver genes of… (default: the top disease)", size="xs",
+                                 clearable=True, w=300),
+                      _graph("drivers", 380)]), span={"base": 12, "lg": 6})]),
+        dmc.Grid([dmc.GridCol(_graph("comparison", 380), span={"base": 12, "lg": 6}),
+                  dmc.GridCol(_graph("scatter", 380), span={"base": 12, "lg": 6})]),
+    ], gap="sm")
     grid = dag.AgGrid(
         id=ids.STUDY_GRID,
         columnDefs=[
-            {"field": "rank", "width": 80}, {"field": "study", "width": 110}, {"field": "title", "flex": 2},
+            {"field": "rank", "width": 80}, {"field": "study", "width": 120}, {"field": "title", "flex": 2},
             {"field": "data", "width": 120, "cellClassRules": {"sim-cell": "params.value == 'SIMULATED'"}},
             {"field": "diseases", "flex": 1}, {"field": "samples", "width": 100}, {"field": "cells", "width": 100},
             {"field": "mean_hit_pct", "headerName": "mean hit %", "width": 120, "sort": "desc"},
+            {"field": "p_value", "headerName": "p (null)", "width": 110},
         ],
         rowData=[], defaultColDef={"sortable": True, "filter": True, "resizable": True},
-        dashGridOptions={"domLayout": "autoHeight", "pagination": True, "paginationPageSize": 15, "paginationPageSizeSelector": False}, className="ag-theme-alpine",
+        dashGridOptions={"domLayout": "autoHeight", "pagination": True, "paginationPageSize": 20, "paginationPageSizeSelector": False},
+        className="ag-theme-alpine",
     )
+    tabs = dmc.Tabs([
+        dmc.TabsList([dmc.TabsTab("Diseases", value="diseases"), dmc.TabsTab("Studies", value="studies"),
+                      dmc.TabsTab("Cells (UMAP)", value="cells"), dmc.TabsTab("Genes", value="genes")]),
+        dmc.TabsPanel(diseases_tab, value="diseases", pt="sm"),
+        dmc.TabsPanel(html.Div([_export_bar("studies"), grid], className="panel"), value="studies", pt="sm"),
+        dmc.TabsPanel(dmc.Stack([
+            dmc.Group([html.Div([dmc.Text("Colour by", size="xs", c="dimmed"),
+                                 _segmented(ids.UMAP_COLOR, {"score": "score", "cell_type": "cell type", "disease": "disease", "study": "study"},
+                                            DEFAULTS["color"])]),
+                       dmc.Badge(id=ids.UMAP_BADGE, variant="light", size="lg")]),
+            _graph("umap", 620)]), value="cells", pt="sm"),
+        dmc.TabsPanel(dmc.Stack([
+            dmc.Group([
+                html.Div([dmc.Text("Groups", size="xs", c="dimmed"), _segmented(ids.GROUP_BY, _GROUP_LABELS, DEFAULTS["group_by"])]),
+                html.Div([dmc.Text("View", size="xs", c="dimmed"), _segmented(ids.HEAT_MODE, {"heatmap": "heatmap", "dotplot": "dot plot"}, DEFAULTS["heat"])]),
+                html.Div([dmc.Text("Order", size="xs", c="dimmed"), _segmented(ids.HEAT_ORDER, {"cluster": "clustered", "score": "by score"}, DEFAULTS["order"])]),
+            ]),
+            _graph("genes", 640)]), value="genes", pt="sm"),
+    ], id=ids.TABS, value=DEFAULTS["tab"])
     results = html.Div([
-        dcc.Loading(html.Div(id=ids.STATUS, className="status"), type="dot"),
-        dcc.Graph(id=ids.DISEASE_FIG, config={"displaylogo": False, "toImageButtonOptions": {"format": "svg"}}),
-        html.Details([html.Summary("Ranking as a table"), html.Div(id="disease-table-wrap")], open=True),
-        html.Div([
-            html.Div(dcc.Graph(id=ids.UMAP_FIG, config={"displaylogo": False}), className="half"),
-            html.Div(dcc.Graph(id=ids.HEATMAP_FIG, config={"displaylogo": False}), className="half"),
-        ], className="pair"),
-        html.H3("Studies"),
-        grid,
-        html.Footer("Scores are mean Integrated-Gradients attributions of the signature genes (Gold et al., SIGnature). "
-                    "Simulated studies carry planted programs and are labelled SIMULATED wherever they appear."),
+        html.Div(id=ids.STATE_NOTES),
+        html.Div(id=ids.STATUS, className="status"),
+        tabs,
+        html.Footer("Scores are mean Integrated-Gradients attributions of the signature genes (Gold et al., SIGnature); p-values "
+                    "come from random gene sets matched on mean attribution and detection. Simulated studies carry planted programs "
+                    "and are labelled SIMULATED wherever they appear."),
     ], className="results")
-    return html.Div([header, html.Div([controls, results], className="main")])
+    return dmc.MantineProvider(html.Div([
+        dcc.Location(id=ids.URL, refresh=False),
+        dcc.Store(id=ids.APPLIED_SEARCH),
+        dcc.Store(id=ids.QUERY_REQUEST, data=0),
+        dcc.Store(id=ids.RESULT_KEY),
+        dcc.Store(id=ids.SAVED_VIEWS, storage_type="local", data=[]),
+        dcc.Download(id=ids.DOWNLOAD),
+        header, presenter_bar,
+        html.Div([_controls(data), results], className="main"),
+    ], id=ids.ROOT, className="app"))
+
+
+# -- the app --------------------------------------------------------------------------------
+def _state(values: list, keys=_CONTROLS) -> dict:
+    """Control values (in ``keys`` order) as a state dict, defaults for empty ones."""
+    out = dict(DEFAULTS)
+    for (key, _, _), v in zip(keys, values, strict=True):
+        if v is not None:
+            out[key] = v
+    return out
+
+
+def _background_manager(data: DashboardData):
+    import diskcache
+
+    directory = data.atlas.cache.directory / "dash-jobs"
+    directory.mkdir(parents=True, exist_ok=True)
+    return dash.DiskcacheManager(diskcache.Cache(str(directory)))
 
 
 def create_app(atlas_path: str | Path) -> dash.Dash:
@@ -184,24 +441,118 @@ def create_app(atlas_path: str | Path) -> dash.Dash:
         __name__,
         title=f"SigAtlas · {data.atlas.name}",
         assets_folder=str(assets_dir() / "dashboard"),
+        background_callback_manager=_background_manager(data),
         suppress_callback_exceptions=False,
     )
     app.layout = _layout(data)
+    control_outputs = [Output(cid, prop) for _, cid, prop in _CONTROLS]
+    known = {"cell_types": data.cell_types, "diseases": data.diseases, "tissues": data.tissues,
+             "studies": [s.id for s in data.atlas.studies], "preset": list(PRESETS), "tab": ["diseases", "studies", "cells", "genes"]}
+    control_states = [State(cid, prop) for _, cid, prop in _CONTROLS]
 
     @app.callback(
-        Output(ids.GENES, "value"),
-        Output(ids.CELL_TYPES, "value"),
-        Output(ids.QUERY_REQUEST, "data"),
+        *control_outputs,
+        Output(ids.STATE_NOTES, "children"),
+        Output(ids.QUERY_REQUEST, "data", allow_duplicate=True),
+        Input(ids.URL, "search"),
+        State(ids.APPLIED_SEARCH, "data"),
+        State(ids.QUERY_REQUEST, "data"),
+        prevent_initial_call="initial_duplicate",
+    )
+    def _restore(search, applied, request):
+        if search is not None and search == applied:
+            raise dash.exceptions.PreventUpdate
+        state, notes = decode_state(search or "", known)
+        if state.get("preset") in PRESETS and not state["genes"]:
+            state["genes"], cell_types = apply_preset(data, state["preset"])
+            state["cell_types"] = state["cell_types"] or cell_types
+        note = dmc.Alert([html.Div(n) for n in notes], title="Some link values were not understood", color="orange",
+                         id="state-alert") if notes else None
+        run = bool(parse_gene_list(state["genes"]))
+        return (*[state[k] for k, _, _ in _CONTROLS], note, (request or 0) + 1 if run else dash.no_update)
+
+    @app.callback(
+        Output(ids.GENES, "value", allow_duplicate=True),
+        Output(ids.CELL_TYPES, "value", allow_duplicate=True),
+        Output(ids.QUERY_REQUEST, "data", allow_duplicate=True),
         Input({"type": "preset", "key": ALL}, "n_clicks"),
+        Input(ids.PRESET_SELECT, "value"),
         State(ids.QUERY_REQUEST, "data"),
         prevent_initial_call=True,
     )
-    def _on_preset(_clicks, request):
-        key = ctx.triggered_id["key"] if isinstance(ctx.triggered_id, dict) else None
-        if key not in PRESETS or not any(c for c in _clicks if c):
+    def _on_preset(clicks, selected, request):
+        key = ctx.triggered_id["key"] if isinstance(ctx.triggered_id, dict) else selected
+        if key not in PRESETS or (isinstance(ctx.triggered_id, dict) and not any(c for c in clicks if c)):
             raise dash.exceptions.PreventUpdate
         text, cell_types = apply_preset(data, key)
         return text, cell_types, (request or 0) + 1
+
+    @app.callback(
+        Output(ids.GENES, "value", allow_duplicate=True),
+        Output(ids.UPLOAD_SETS, "data"),
+        Output(ids.UPLOAD_SETS, "value"),
+        Output(ids.UPLOAD_SETS, "style"),
+        Output(ids.UPLOAD_STORE, "data"),
+        Output(ids.UPLOAD_NOTE, "children"),
+        Input(ids.UPLOAD, "contents"),
+        State(ids.UPLOAD, "filename"),
+        prevent_initial_call=True,
+    )
+    def _on_upload(contents, filename):
+        try:
+            sets = parse_gene_file(filename or "upload.txt", decode_upload(contents))
+        except GeneFileError as exc:
+            return dash.no_update, [], None, {"display": "none"}, None, html.Span(str(exc), className="error")
+        first = next(iter(sets))
+        many = len(sets) > 1
+        note = f"{filename}: {len(sets)} gene sets; showing '{first}'" if many else f"{filename}: loaded '{first}'"
+        return sets[first], list(sets), first, ({} if many else {"display": "none"}), sets, note
+
+    @app.callback(
+        Output(ids.GENES, "value", allow_duplicate=True),
+        Input(ids.UPLOAD_SETS, "value"),
+        State(ids.UPLOAD_STORE, "data"),
+        prevent_initial_call=True,
+    )
+    def _on_upload_set(name, sets):
+        if not sets or name not in sets:
+            raise dash.exceptions.PreventUpdate
+        return sets[name]
+
+    @app.callback(
+        Output(ids.RESULT_KEY, "data"),
+        Output(ids.STATUS, "children", allow_duplicate=True),
+        Input(ids.RUN, "n_clicks"),
+        Input(ids.QUERY_REQUEST, "data"),
+        *[State(cid, prop) for _, cid, prop in _QUERY_CONTROLS],
+        background=True,
+        progress=[Output(ids.PROGRESS, "value"), Output(ids.PROGRESS_TEXT, "children")],
+        running=[(Output(ids.RUN, "loading"), True, False), (Output(ids.CANCEL, "style"), {}, {"display": "none"})],
+        cancel=[Input(ids.CANCEL, "n_clicks")],
+        prevent_initial_call=True,
+    )
+    def _run_query(set_progress, _clicks, _request, *values):
+        state = _state(list(values), _QUERY_CONTROLS)
+        if not parse_gene_list(state["genes"] or ""):
+            return None, "Paste genes (any separators) or pick a preset, then Run"
+        try:
+            params = params_from_state(state)
+        except QueryError as exc:
+            return None, html.Div(str(exc), className="error")
+        key = data.result_key(params)
+        if data.stored_result(key) is not None:
+            set_progress((100, "answered from the cache"))
+            return key, dash.no_update
+        set_progress((2, "starting"))
+        try:
+            result = data.query(params, progress=lambda f, msg: set_progress((round(100 * f), msg)))
+        except QueryError as exc:
+            return {"error": str(exc), "genes": state["genes"]}, dash.no_update
+        data.store_result(key, result)
+        set_progress((100, "done"))
+        return key, dash.no_update
+
+    view_inputs = [Input(cid, prop) for _, cid, prop in _VIEW_CONTROLS]
 
     @app.callback(
         Output(ids.RESOLUTION, "children"),
@@ -209,20 +560,144 @@ def create_app(atlas_path: str | Path) -> dash.Dash:
         Output(ids.DISEASE_FIG, "figure"),
         Output("disease-table-wrap", "children"),
         Output(ids.STUDY_GRID, "rowData"),
+        Output(ids.ROBUST_FIG, "figure"),
+        Output(ids.DRIVER_FIG, "figure"),
+        Output(ids.DRIVER_GROUP, "data"),
+        Output(ids.COMPARE_FIG, "figure"),
+        Output(ids.SCATTER_FIG, "figure"),
         Output(ids.UMAP_FIG, "figure"),
+        Output(ids.UMAP_BADGE, "children"),
         Output(ids.HEATMAP_FIG, "figure"),
-        Input(ids.RUN, "n_clicks"),
-        Input(ids.QUERY_REQUEST, "data"),
-        Input(ids.CELL_TYPES, "value"),
-        Input(ids.PERCENTILE, "value"),
-        Input(ids.CELL_MIN, "value"),
-        Input(ids.SAMP_MIN, "value"),
-        Input(ids.GROUP_BY, "value"),
-        State(ids.GENES, "value"),
+        Input(ids.RESULT_KEY, "data"),
+        Input(ids.DRIVER_GROUP, "value"),
+        Input(ids.PRESENTER, "checked"),
+        *view_inputs,
+        prevent_initial_call=True,
     )
-    def _on_query(_run, _request, cell_types, percentile, cell_min, samp_min, group_by, text):
-        out = answer_query(data, text, cell_types, percentile, cell_min, samp_min, group_by)
-        return (out["resolution"], out["status"], out["disease_fig"], out["disease_table"], out["study_rows"],
-                out["umap_fig"], out["heatmap_fig"])
+    def _render(key, driver_group, presenter, *view_values):
+        if key is None:
+            raise dash.exceptions.PreventUpdate
+        state = _state(list(view_values), _VIEW_CONTROLS) | {"driver_group": driver_group}
+        if isinstance(key, dict):  # the query failed: show why, with the gene decisions
+            res = data.atlas.resolve(list(parse_gene_list(key.get("genes") or "")))
+            empty = figures.empty_figure(key["error"])
+            return (resolution_panel(res) if res.requested else [], html.Div(key["error"], className="error"), empty, None, [],
+                    empty, empty, [], empty, empty, empty, "", empty)
+        result = data.stored_result(key)
+        if result is None:
+            raise dash.exceptions.PreventUpdate
+        out = render_views(data, result, state)
+        if presenter:  # large type for a projector
+            for name in ("disease_fig", "robust_fig", "driver_fig", "compare_fig", "scatter_fig", "umap_fig", "heatmap_fig"):
+                out[name].update_layout(font={"size": 18})
+        groups = list(result.diseases["group"].astype(str))
+        return (out["resolution"], out["status"], out["disease_fig"], out["disease_table"], out["study_rows"], out["robust_fig"],
+                out["driver_fig"], groups, out["compare_fig"], out["scatter_fig"], out["umap_fig"], out["umap_badge"], out["heatmap_fig"])
+
+    @app.callback(
+        Output(ids.URL, "search"),
+        Output(ids.APPLIED_SEARCH, "data"),
+        Input(ids.RESULT_KEY, "data"),
+        *view_inputs,
+        *control_states[: len(_QUERY_CONTROLS)],
+        prevent_initial_call=True,
+    )
+    def _write_url(key, *values):
+        if key is None:
+            raise dash.exceptions.PreventUpdate
+        n_view = len(_VIEW_CONTROLS)
+        state = _state(list(values[n_view:]) + list(values[:n_view]))
+        search = encode_state(state)
+        return search, search
+
+    # Location does not refresh its href when a callback rewrites the search, so build the link here
+    clientside_callback(
+        "function(search) { return window.location.origin + window.location.pathname + (search || ''); }",
+        Output(ids.SHARE_LINK, "value"),
+        Input(ids.URL, "search"),
+    )
+
+    @app.callback(
+        Output(ids.DOWNLOAD, "data"),
+        Input(ids.SNAPSHOT, "n_clicks"),
+        *[Input(f"{ids.CSV_PREFIX}{v}", "n_clicks") for v in (*_FIGURES, *_CSV_ONLY)],
+        State(ids.RESULT_KEY, "data"),
+        State(ids.SHARE_LINK, "value"),
+        *[State(cid, prop) for _, cid, prop in _VIEW_CONTROLS],
+        prevent_initial_call=True,
+    )
+    def _download(_snap, *rest):
+        n_csv = len(_FIGURES) + len(_CSV_ONLY)
+        key, link, view_values = rest[n_csv], rest[n_csv + 1], rest[n_csv + 2:]
+        trigger = ctx.triggered_id
+        result = data.stored_result(key) if isinstance(key, str) else None
+        if result is None or not ctx.triggered or not ctx.triggered[0]["value"]:
+            raise dash.exceptions.PreventUpdate
+        out = render_views(data, result, _state(list(view_values), _VIEW_CONTROLS))
+        if trigger == ids.SNAPSHOT:
+            figs = {name: out[f].to_plotly_json() if hasattr(out[f], "to_plotly_json") else out[f] for name, f in
+                    (("diseases", "disease_fig"), ("robustness", "robust_fig"), ("drivers", "driver_fig"), ("comparison", "compare_fig"),
+                     ("umap", "umap_fig"), ("genes", "heatmap_fig"))}
+            blob = export.snapshot_zip(data.atlas, result, out["tables"], url=link, figures=figs)
+            return dcc.send_bytes(blob, f"sigatlas-snapshot-{data.atlas.name}.zip")
+        view = str(trigger).removeprefix(ids.CSV_PREFIX)
+        table = out["tables"].get(view)
+        if table is None:
+            raise dash.exceptions.PreventUpdate
+        return {"content": export.safe_csv(table), "filename": f"sigatlas-{view}.csv", "type": "text/csv"}
+
+    for view, graph_id in _FIGURES.items():
+        for fmt in ("svg", "png"):
+            clientside_callback(
+                f"""function(n) {{
+                    if (!n) {{ return window.dash_clientside.no_update; }}
+                    const el = document.querySelector('#{graph_id} .js-plotly-plot');
+                    if (el) {{ Plotly.downloadImage(el, {{format: '{fmt}', filename: 'sigatlas-{view}', width: 1200, height: 700}}); }}
+                    return '';
+                }}""",
+                Output(f"{ids.IMG_PREFIX}{view}-{fmt}", "title"),
+                Input(f"{ids.IMG_PREFIX}{view}-{fmt}", "n_clicks"),
+                prevent_initial_call=True,
+            )
+
+    @app.callback(Output(ids.ROOT, "className"), Input(ids.PRESENTER, "checked"))
+    def _presenter(on):
+        return "app presenter" if on else "app"
+
+    @app.callback(
+        Output(ids.SAVED_VIEWS, "data"),
+        Input(ids.SAVE_VIEW, "n_clicks"),
+        State(ids.URL, "search"),
+        State(ids.SAVED_VIEWS, "data"),
+        State(ids.GENES, "value"),
+        prevent_initial_call=True,
+    )
+    def _save_view(_n, search, saved, genes):
+        if not search:
+            raise dash.exceptions.PreventUpdate
+        saved = [v for v in (saved or []) if v.get("search") != search]
+        first = [g for g, _ in parse_gene_list(genes or "")][:3]
+        return [*saved, {"search": search, "label": ", ".join(first) + ("…" if len(first) == 3 else "")}]
+
+    @app.callback(
+        Output(ids.URL, "search", allow_duplicate=True),
+        Output(ids.VIEW_POS, "children"),
+        Input(ids.PREV_VIEW, "n_clicks"),
+        Input(ids.NEXT_VIEW, "n_clicks"),
+        Input(ids.SAVED_VIEWS, "data"),
+        State(ids.URL, "search"),
+        prevent_initial_call="initial_duplicate",
+    )
+    def _step(_prev, _next, saved, search):
+        saved = saved or []
+        if not saved:
+            return dash.no_update, "no saved views yet: use 'Save view'"
+        searches = [v["search"] for v in saved]
+        pos = searches.index(search) if search in searches else -1
+        if ctx.triggered_id in (ids.PREV_VIEW, ids.NEXT_VIEW):
+            pos = (pos + (1 if ctx.triggered_id == ids.NEXT_VIEW else -1)) % len(saved)
+            return searches[pos], f"view {pos + 1} of {len(saved)}: {saved[pos]['label']}"
+        where = f"view {pos + 1} of {len(saved)}" if pos >= 0 else f"{len(saved)} saved views"
+        return dash.no_update, where
 
     return app

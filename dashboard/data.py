@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from functools import cached_property
@@ -9,30 +10,57 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from compute.query._groups import gene_group_summary
 
 from compute.atlas import Atlas
+from compute.atlas._cache import ResultCache
 from compute.query import QueryParams, QueryResult, gene_by_group, run_query
 
 __all__ = ["DashboardData"]
 
+RESULT_VERSION = 1  # bump when QueryResult changes shape, so older cached results are not read
+
 
 class DashboardData:
-    """Opens the atlas once; answers queries, keeping the last ``cache_size`` results."""
+    """Opens the atlas once; answers queries, keeping the last ``cache_size`` results.
+
+    Pickles as its atlas path, so a background-callback process (spawned, on macOS) reopens
+    the atlas instead of copying memory maps."""
 
     def __init__(self, atlas_path: str | Path, cache_size: int = 16):
         self.atlas = Atlas.open(atlas_path)
         self._cache: OrderedDict[QueryParams, QueryResult] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        self._by_key: OrderedDict[str, QueryResult] = OrderedDict()
+
+    def __reduce__(self):
+        return (DashboardData, (self.atlas.path, self._cache_size))
 
     @cached_property
     def umap(self) -> np.ndarray | None:
         """UMAP coordinates, or None for atlases without one (imported SIGnature attributions)."""
         return self.atlas.umap() if self.atlas.has_umap else None
 
+    def _values(self, column: str) -> list[str]:
+        return sorted(self.atlas.cells[column].astype(str).unique())
+
     @cached_property
     def cell_types(self) -> list[str]:
-        return sorted(self.atlas.cells["cell_type"].astype(str).unique())
+        return self._values("cell_type")
+
+    @cached_property
+    def diseases(self) -> list[str]:
+        return self._values("disease")
+
+    @cached_property
+    def tissues(self) -> list[str]:
+        return self._values("tissue")
+
+    @cached_property
+    def study_options(self) -> list[dict]:
+        """[{"value": id, "label": "id · title (SIMULATED)"}] for the study filter."""
+        return [{"value": s.id, "label": f"{s.id} · {s.title}" + (" (SIMULATED)" if s.simulated else "")} for s in self.atlas.studies]
 
     def cell_types_matching(self, hint: str | None) -> list[str]:
         if not hint:
@@ -49,15 +77,16 @@ class DashboardData:
             "n_cells": self.atlas.n_cells,
             "n_genes": len(self.atlas.genes),
             "format_version": self.atlas.meta["format_version"],
+            "imported": self.atlas.meta.get("build", {}).get("source") == "import-signature",
         }
 
-    def query(self, params: QueryParams) -> QueryResult:
+    def query(self, params: QueryParams, progress=None) -> QueryResult:
         with self._lock:
             hit = self._cache.get(params)
             if hit is not None:
                 self._cache.move_to_end(params)
                 return hit
-        result = run_query(self.atlas, params)
+        result = run_query(self.atlas, params, progress=progress)
         with self._lock:
             self._cache[params] = result
             while len(self._cache) > self._cache_size:
@@ -67,11 +96,45 @@ class DashboardData:
     def heatmap(self, result: QueryResult, by: str) -> pd.DataFrame:
         return gene_by_group(self.atlas, result, by=by)
 
+    def gene_groups(self, result: QueryResult, by: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(mean attribution, % of hit cells carrying the gene): genes x groups."""
+        return gene_group_summary(self.atlas, result, by=by)
+
+    # results handed from the background query process to the rendering callbacks
+    def result_key(self, params: QueryParams) -> str:
+        return self.atlas.cache.key("dashboard-query", RESULT_VERSION, repr(params))
+
+    def _results(self) -> ResultCache:
+        # one diskcache handle per process: a forked background job must not reuse the parent's
+        if getattr(self, "_results_pid", None) != os.getpid():
+            self._results_cache = ResultCache(self.atlas.fingerprint, self.atlas.cache.directory / "dashboard-results")
+            self._results_pid = os.getpid()
+        return self._results_cache
+
+    def store_result(self, key: str, result: QueryResult) -> None:
+        with self._lock:
+            self._by_key[key] = result
+            while len(self._by_key) > self._cache_size:
+                self._by_key.popitem(last=False)
+        self._results().set(key, result)
+
+    def stored_result(self, key: str) -> QueryResult | None:
+        with self._lock:
+            hit = self._by_key.get(key)
+        if hit is None:
+            hit = self._results().get(key)
+            if hit is not None:
+                with self._lock:
+                    self._by_key[key] = hit
+        return hit
+
     def study_rows(self, result: QueryResult) -> list[dict]:
-        """Rows for the study table: one per study with selected cells."""
+        """Rows for the study table: one per ranked study, with its null p-value when computed."""
         titles = {s.id: s.title for s in self.atlas.studies}
         sim = {s.id: s.simulated for s in self.atlas.studies}
         diseases = result.samples.groupby("study")["disease"].agg(lambda d: ", ".join(sorted(set(d)))).to_dict()
+        null = result.null.get("study")
+        p = null.groups.set_index("group")["p_value"].to_dict() if null is not None and len(null.groups) else {}
         rows = []
         for r in result.studies.itertuples():
             rows.append({
@@ -83,5 +146,6 @@ class DashboardData:
                 "samples": int(r.n_samples),
                 "cells": int(r.n_cells),
                 "mean_hit_pct": round(float(r.mean_hit_pct), 2),
+                "p_value": round(float(p[r.group]), 4) if r.group in p else None,
             })
         return rows

@@ -1,4 +1,9 @@
-"""Pure figure functions: data in, ``go.Figure`` out. Tested on ``fig.to_dict()``."""
+"""Pure figure functions: data in, ``go.Figure`` out. Tested on ``fig.to_dict()``.
+
+Conventions shared by every figure: Okabe-Ito ``PALETTE`` for categories, viridis for continuous
+values, open markers or an explicit "SIMULATED" label wherever simulated data appears, and an
+``empty_figure`` that says why whenever there is nothing to draw.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +11,56 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-__all__ = ["PALETTE", "disease_ranking_figure", "empty_figure", "heatmap_figure", "umap_figure"]
+__all__ = [
+    "PALETTE",
+    "disease_ranking_figure",
+    "dotplot_figure",
+    "driver_genes_figure",
+    "empty_figure",
+    "format_p",
+    "heatmap_figure",
+    "robustness_figure",
+    "score_comparison_figure",
+    "score_scatter_figure",
+    "subsample_indices",
+    "umap_figure",
+]
 
 # Okabe-Ito: colour-blind-safe categorical palette
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
-_FONT = dict(family="Inter, Segoe UI, Helvetica, Arial, sans-serif", size=13)
+# 14 px: still legible on a projector and at 1280x800 with the sidebar open
+_FONT = dict(family="Inter, Segoe UI, Helvetica, Arial, sans-serif", size=14)
+# yellow vanishes as thin lines or small points on white: marks drawn on white use the rest
+_ON_WHITE = [c for c in PALETTE if c != "#F0E442"]
+_UNSELECTED = "#dddddd"  # cells outside the selection: context only
+_OTHER = "#8c8c8c"  # categories beyond the palette share one neutral grey instead of reusing a colour
+_ATTR_UNIT = "mean |IG x input| attribution"
+_SIM_NOTE = "includes SIMULATED data"
+_ORDERS = ("cluster", "score")
 
 
 def empty_figure(message: str) -> go.Figure:
+    """A blank figure whose only content is ``message`` (why there is nothing to draw)."""
     fig = go.Figure()
     fig.add_annotation(text=message, showarrow=False, font=dict(size=15, color="#555"), xref="paper", yref="paper", x=0.5, y=0.5)
     fig.update_layout(xaxis_visible=False, yaxis_visible=False, template="plotly_white", height=320, font=_FONT,
-                      margin=dict(l=10, r=10, t=30, b=10))
+                      margin=dict(l=10, r=10, t=30, b=10), meta={"empty": message})
     return fig
+
+
+def _is_empty(table) -> bool:
+    return table is None or len(table) == 0 or (isinstance(table, pd.DataFrame) and table.shape[1] == 0)
+
+
+def _base_layout(fig: go.Figure, title: str, height: int, **kw) -> go.Figure:
+    fig.update_layout(title=dict(text=title, x=0, font_size=16), template="plotly_white", font=_FONT, height=height, **kw)
+    return fig
+
+
+def _simulated_badge(fig: go.Figure) -> None:
+    """Top-right note for figures whose inputs carry no per-sample flag to mark simulated data by."""
+    fig.add_annotation(text=f"<b>{_SIM_NOTE}</b>", xref="paper", yref="paper", x=1, y=1.01, xanchor="right", yanchor="bottom",
+                       showarrow=False, font=dict(size=13, color="#D55E00"))
 
 
 def _wrap(text: str, width: int = 14) -> str:
@@ -34,97 +76,541 @@ def _wrap(text: str, width: int = 14) -> str:
     return "<br>".join(lines)
 
 
-def disease_ranking_figure(samples: pd.DataFrame, ranking: pd.DataFrame, *, base_rate: float | None, title: str) -> go.Figure:
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def format_p(p: float, floor: float | None = None) -> str:
+    """"p = 0.012", or "p ≤ 0.001" when ``p`` is the smallest value the number of draws allows."""
+    if p is None or not np.isfinite(p):
+        return "p n/a"
+    if floor is not None and p <= floor * (1 + 1e-9):
+        return f"p ≤ {floor:.2g}"
+    return f"p = {p:.2g}"
+
+
+def subsample_indices(n: int, max_points: int, seed: int = 0) -> np.ndarray:
+    """Sorted positions of at most ``max_points`` of ``n`` items: all of them, or a seeded random
+    subsample (the same seed gives the same points, so redraws do not flicker)."""
+    if n <= max_points:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
+
+
+def _category_colours(labels: np.ndarray) -> tuple[list[str], dict[str, str]]:
+    """(categories largest first, colour per category). Only as many categories as the palette has
+    colours get one; the rest share a neutral grey so no two categories look alike."""
+    counts = pd.Series(labels).value_counts(sort=False)
+    # largest first, ties by name, so the colour assignment is stable across redraws
+    cats = sorted(counts.index, key=lambda c: (-counts[c], str(c)))
+    colours = {c: (_ON_WHITE[i] if i < len(_ON_WHITE) else _OTHER) for i, c in enumerate(cats)}
+    return cats, colours
+
+
+# -- disease ranking ---------------------------------------------------------------------------
+
+def disease_ranking_figure(samples: pd.DataFrame, ranking: pd.DataFrame, *, base_rate: float | None, title: str,
+                           null: pd.DataFrame | None = None, p_floor: float | None = None,
+                           band: tuple[float, float] = (2.5, 97.5)) -> go.Figure:
     """Box + one point per sample of per-sample hit %, diseases in ranking order.
 
-    Points of simulated studies are open circles; the x labels carry sample and study counts;
-    a dashed line marks the base rate (100 - percentile)."""
-    if ranking.empty:
+    Returns a figure with, per disease: a ``bar`` trace entry (the null band null_lo..null_hi of
+    the mean sample hit %, when ``null`` is given), a ``box`` (its mean dashed), and ``scatter``
+    points (filled: real studies, open circles: SIMULATED studies); a ``scatter`` of null medians.
+    The x categories are "<disease><br><n> samples · <m> studies[<br>p = ...]"; the shown tick text
+    wraps the name. A dashed line marks the base rate (100 - percentile). ``layout.meta``:
+    {"order": diseases, "p_values": {disease: p}}.
+    """
+    if _is_empty(ranking):
         return empty_figure("No disease passes cell_min / samp_min: lower them or widen the cell types")
-    order = list(ranking["group"])
-    labels = {
-        r.group: f"{_wrap(r.group)}<br><sub>{r.n_samples} samples · {r.n_studies} studies</sub>" for r in ranking.itertuples()
-    }
+    order = [str(g) for g in ranking["group"]]
+    nulls = None
+    if null is not None and len(null):
+        nulls = null.assign(group=null["group"].astype(str)).drop_duplicates("group").set_index("group")
+    # labels get narrower as diseases get more numerous, so they never run into each other
+    width = int(np.clip(150 // max(len(order), 1), 10, 24))
+    keys, ticks, p_values = {}, {}, {}
+    for r, group in zip(ranking.itertuples(), order, strict=True):
+        n_samples, n_studies = _plural(int(r.n_samples), "sample", "samples"), _plural(int(r.n_studies), "study", "studies")
+        counts = f"{n_samples} · {n_studies}"
+        p_line = ""
+        if nulls is not None and group in nulls.index:
+            p = float(nulls.at[group, "p_value"])
+            p_values[group] = p
+            p_line = format_p(p, p_floor)
+        keys[group] = f"{group}<br>{counts}" + (f"<br>{p_line}" if p_line else "")
+        ticks[group] = (f"{_wrap(group, width)}<br>{n_samples}<br>{n_studies}"
+                        + (f"<br><b>{p_line}</b>" if p_line else ""))
     fig = go.Figure()
+    if nulls is not None:
+        banded = [g for g in order if g in nulls.index]
+        lo = nulls.loc[banded, "null_lo"].to_numpy(dtype=float)
+        hi = nulls.loc[banded, "null_hi"].to_numpy(dtype=float)
+        med = nulls.loc[banded, "null_median"].to_numpy(dtype=float)
+        p_text = [format_p(p_values[g], p_floor) for g in banded]
+        share = band[1] - band[0]
+        # a bar trace sits in plotly's bar layer, under boxes and points: the band stays behind
+        fig.add_trace(go.Bar(
+            x=[keys[g] for g in banded], y=hi - lo, base=lo.tolist(), width=0.8, name=f"null band: central {share:g}% of random gene sets",
+            marker=dict(color="rgba(110,110,110,0.22)", line_width=0), showlegend=True,
+            # a list of rows keeps numbers numeric next to the text (np.stack would make all strings)
+            customdata=[[float(a), float(b), float(c), t] for a, b, c, t in zip(lo, hi, med, p_text, strict=True)],
+            hovertemplate=(f"null {band[0]:g}-{band[1]:g} percentile: %{{customdata[0]:.1f}}-%{{customdata[1]:.1f}}%<br>"
+                           "null median %{customdata[2]:.1f}% · %{customdata[3]}<extra>matched random gene sets</extra>"),
+        ))
+        fig.add_trace(go.Scatter(
+            x=[keys[g] for g in banded], y=med, mode="markers", name="null median",
+            marker=dict(symbol="line-ew", size=34, color="#444", line=dict(width=2, color="#444")),
+            hovertemplate="null median %{y:.1f}%<extra></extra>",
+        ))
     for i, group in enumerate(order):
-        s = samples[samples["disease"] == group]
-        x = [labels[group]] * len(s)
-        fig.add_trace(
-            go.Box(
-                x=x, y=s["hit_pct"], name=group, boxpoints=False, marker_color=PALETTE[i % len(PALETTE)],
-                line_width=1.5, fillcolor="rgba(0,0,0,0)", showlegend=False, hoverinfo="skip",
-            )
-        )
+        colour = _ON_WHITE[i % len(_ON_WHITE)]
+        s = samples[samples["disease"].astype(str) == group]
+        fig.add_trace(go.Box(
+            x=[keys[group]] * len(s), y=s["hit_pct"], name=group, boxpoints=False, boxmean=True, marker_color=colour,
+            line_width=1.5, fillcolor="rgba(0,0,0,0)", showlegend=False, hoverinfo="skip",
+        ))
         for simulated, symbol in ((False, "circle"), (True, "circle-open")):
-            part = s[s["simulated"] == simulated]
+            part = s[s["simulated"].astype(bool) == simulated]
             if part.empty:
                 continue
-            fig.add_trace(
-                go.Scatter(
-                    x=[labels[group]] * len(part), y=part["hit_pct"], mode="markers", showlegend=False,
-                    marker=dict(color=PALETTE[i % len(PALETTE)], symbol=symbol, size=8, line_width=1.5),
-                    customdata=np.stack([part["study"], part["sample"], part["n_cells"], part["n_hits"],
-                                         np.where(part["simulated"], "SIMULATED", "real")], axis=1),
-                    hovertemplate="%{customdata[1]} (%{customdata[0]}, %{customdata[4]})<br>"
-                    "%{y:.1f}% hits: %{customdata[3]} of %{customdata[2]} cells<extra></extra>",
-                    name=f"{group} samples",
-                )
-            )
+            fig.add_trace(go.Scatter(
+                x=[keys[group]] * len(part), y=part["hit_pct"], mode="markers", showlegend=False,
+                marker=dict(color=colour, symbol=symbol, size=9, line_width=1.8),
+                customdata=np.stack([part["study"], part["sample"], part["n_cells"], part["n_hits"],
+                                     np.where(part["simulated"].astype(bool), "SIMULATED", "real")], axis=1),
+                hovertemplate="%{customdata[1]} (%{customdata[0]}, %{customdata[4]})<br>"
+                "%{y:.1f}% hits: %{customdata[3]} of %{customdata[2]} cells<extra></extra>",
+                name=f"{group} samples",
+            ))
+    # legend-only entries: the per-disease traces are coloured by disease, the key must not be
+    has_sim = bool(samples["simulated"].astype(bool).any()) if len(samples) else False
+    has_real = bool((~samples["simulated"].astype(bool)).any()) if len(samples) else False
+    for present, symbol, name in ((has_real, "circle", "sample (real study)"),
+                                  (has_sim, "circle-open", "sample (SIMULATED study)")):
+        if present:
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, showlegend=True, hoverinfo="skip",
+                                     marker=dict(symbol=symbol, color="#555", size=9, line_width=1.8)))
     if base_rate is not None:
         fig.add_hline(y=base_rate, line_dash="dash", line_color="#777", annotation_text=f"base rate {base_rate:g}%",
                       annotation_position="top right")
-    fig.update_layout(
-        title=dict(text=title, x=0, font_size=15), template="plotly_white", font=_FONT, height=420,
-        yaxis_title="hit % per sample", xaxis=dict(categoryorder="array", categoryarray=[labels[g] for g in order], tickangle=0),
-        margin=dict(l=60, r=20, t=70, b=110), boxgap=0.5,
+    n_lines = max(t.count("<br>") for t in ticks.values()) + 1
+    bottom = 40 + 18 * n_lines + 40  # tick lines plus the legend row under them
+    _base_layout(
+        fig, title, 380 + bottom,
+        yaxis=dict(title="hit % per sample", rangemode="tozero"),
+        xaxis=dict(categoryorder="array", categoryarray=[keys[g] for g in order], tickmode="array",
+                   tickvals=[keys[g] for g in order], ticktext=[ticks[g] for g in order], tickangle=0),
+        legend=dict(orientation="h", yref="container", y=0.01, yanchor="bottom", x=0, xanchor="left"),
+        margin=dict(l=70, r=20, t=80, b=bottom), boxgap=0.5, boxmode="overlay", barmode="overlay",
+        meta={"order": order, "p_values": p_values},
     )
     return fig
 
 
-def umap_figure(coords: np.ndarray, values: np.ndarray, hover: pd.DataFrame, selection: np.ndarray, *, max_points: int = 60_000,
-                title: str = "", seed: int = 0) -> go.Figure:
-    """WebGL UMAP coloured by ``values`` for selected cells, grey for the rest.
+# -- UMAP --------------------------------------------------------------------------------------
 
-    Above ``max_points`` cells a fixed random subsample is drawn; the title says n of N."""
-    n = len(coords)
-    idx = np.arange(n)
-    if n > max_points:
-        idx = np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
-    sel = selection[idx]
+def umap_figure(coords: np.ndarray, values: np.ndarray, hover: pd.DataFrame, selection: np.ndarray, *, color_by: str = "score",
+                max_points: int = 100_000, seed: int = 0, title: str = "") -> go.Figure:
+    """WebGL (``scattergl``) UMAP; cells outside ``selection`` are one grey trace drawn first.
+
+    ``color_by="score"``: selected cells in one trace coloured by ``values`` (viridis, highest on
+    top). Otherwise a categorical column of ``hover`` ("cell_type", "disease", "study"): one trace
+    per category of selected cells, the largest first; categories beyond the palette share a grey
+    "other" trace. Above ``max_points`` cells a seeded random subsample is drawn. Hover: study,
+    sample, cell type, disease, score and "SIMULATED" for simulated cells. ``layout.meta``:
+    {"shown": n, "total": N, "color_by": color_by, "simulated": any simulated cell shown}.
+    """
+    n = 0 if coords is None else len(coords)
+    if n == 0:
+        return empty_figure("No cells to draw: the atlas has no UMAP coordinates")
+    if color_by != "score" and color_by not in hover.columns:
+        raise ValueError(f"color_by must be 'score' or a column of hover ({', '.join(map(str, hover.columns))}), got '{color_by}'")
+    coords = np.asarray(coords)
+    values = np.asarray(values, dtype=float)
+    idx = subsample_indices(n, max_points, seed)
+    sel = np.asarray(selection, dtype=bool)[idx] & np.isfinite(values[idx])
     fig = go.Figure()
     other = idx[~sel]
     if other.size:
         fig.add_trace(go.Scattergl(x=coords[other, 0], y=coords[other, 1], mode="markers", name="not selected",
-                                   marker=dict(size=3, color="#d9d9d9"), hoverinfo="skip"))
+                                   marker=dict(size=3, color=_UNSELECTED), hoverinfo="skip", showlegend=color_by != "score"))
     chosen = idx[sel]
-    # draw high scores last so they sit on top
-    chosen = chosen[np.argsort(values[chosen], kind="stable")]
-    text = (hover["study"].astype(str).to_numpy()[chosen] + " · " + hover["sample"].astype(str).to_numpy()[chosen] + "<br>"
-            + hover["cell_type"].astype(str).to_numpy()[chosen] + " · " + hover["disease"].astype(str).to_numpy()[chosen]
-            + np.where(hover["simulated"].to_numpy()[chosen], " · SIMULATED", ""))
-    fig.add_trace(go.Scattergl(
-        x=coords[chosen, 0], y=coords[chosen, 1], mode="markers", name="selected cells", text=text,
-        marker=dict(size=4, color=values[chosen], colorscale="Viridis", showscale=True, colorbar=dict(title="score")),
-        hovertemplate="%{text}<br>score %{marker.color:.3f}<extra></extra>",
-    ))
-    shown = f"{len(idx):,} of {n:,} cells" if len(idx) < n else f"{n:,} cells"
-    fig.update_layout(title=dict(text=f"{title} <sub>({shown})</sub>", x=0, font_size=15), template="plotly_white", font=_FONT,
-                      height=460, showlegend=False, xaxis=dict(visible=False), yaxis=dict(visible=False, scaleanchor="x"),
-                      margin=dict(l=10, r=10, t=50, b=10))
+    simulated = np.asarray(hover["simulated"], dtype=bool)[chosen] if "simulated" in hover.columns else np.zeros(chosen.size, bool)
+
+    def column(name: str) -> np.ndarray:
+        return np.asarray(hover[name])[chosen].astype(str) if name in hover.columns else np.full(chosen.size, "")
+
+    custom = np.empty((chosen.size, 6), dtype=object)
+    for j, name in enumerate(("study", "sample", "cell_type", "disease")):
+        custom[:, j] = column(name)
+    custom[:, 4] = values[chosen]
+    custom[:, 5] = np.where(simulated, "<br><b>SIMULATED</b>", "")
+    template = ("<b>%{customdata[2]}</b> · %{customdata[3]}<br>study %{customdata[0]} · sample %{customdata[1]}<br>"
+                "score %{customdata[4]:.3f}%{customdata[5]}<extra></extra>")
+    if color_by == "score":
+        # draw high scores last so they sit on top
+        o = np.argsort(values[chosen], kind="stable")
+        fig.add_trace(go.Scattergl(
+            x=coords[chosen[o], 0], y=coords[chosen[o], 1], mode="markers", name="selected cells", customdata=custom[o],
+            marker=dict(size=4, color=values[chosen[o]], colorscale="Viridis", showscale=True,
+                        colorbar=dict(title=dict(text="signature<br>score"))),
+            hovertemplate=template, showlegend=False,
+        ))
+    else:
+        labels = column(color_by)
+        cats, colours = _category_colours(labels)
+        named = [c for c in cats if colours[c] != _OTHER]
+        rest = [c for c in cats if colours[c] == _OTHER]
+        groups = [(c, labels == c, colours[c]) for c in named]
+        if rest:
+            groups.append((f"other ({len(rest)})", np.isin(labels, rest), _OTHER))
+        # largest first: small categories are drawn last and stay visible
+        for name, mask, colour in groups:
+            fig.add_trace(go.Scattergl(x=coords[chosen[mask], 0], y=coords[chosen[mask], 1], mode="markers", name=name,
+                                       marker=dict(size=4, color=colour), customdata=custom[mask], hovertemplate=template))
+    shown = f"{idx.size:,} of {n:,} cells shown" + (" (random subsample)" if idx.size < n else "")
+    fig.add_annotation(text=shown, xref="paper", yref="paper", x=0, y=0, xanchor="left", yanchor="bottom", showarrow=False,
+                       font=dict(size=13, color="#555"), bgcolor="rgba(255,255,255,0.7)")
+    if simulated.any():
+        fig.add_annotation(text="hover marks SIMULATED cells", xref="paper", yref="paper", x=1, y=0, xanchor="right",
+                           yanchor="bottom", showarrow=False, font=dict(size=13, color="#D55E00"),
+                           bgcolor="rgba(255,255,255,0.7)")
+    _base_layout(fig, title, 540, showlegend=color_by != "score",
+                 legend=dict(itemsizing="constant", title=dict(text=color_by.replace("_", " ")), y=1, yanchor="top"),
+                 xaxis=dict(visible=False), yaxis=dict(visible=False, scaleanchor="x"), margin=dict(l=10, r=10, t=50, b=10),
+                 meta={"shown": int(idx.size), "total": int(n), "color_by": color_by, "simulated": bool(simulated.any())})
     return fig
 
 
-def heatmap_figure(table: pd.DataFrame, *, group_label: str = "disease", title: str = "") -> go.Figure:
-    """Genes (rows) x groups (columns) mean attribution; groups ordered by their column mean."""
-    if table.empty or table.shape[1] == 0:
-        return empty_figure("No genes to show")
-    cols = table.mean(axis=0).sort_values(ascending=False).index
-    t = table[cols]
+# -- genes x groups ----------------------------------------------------------------------------
+
+def _score_order(table: pd.DataFrame, axis: int) -> list:
+    means = table.mean(axis=axis, skipna=True).fillna(-np.inf)
+    return list(means.sort_values(ascending=False, kind="stable").index)
+
+
+def _cluster_order(table: pd.DataFrame) -> list:
+    """Row labels in hierarchical-clustering leaf order (average linkage, Euclidean, optimal leaf
+    ordering); fewer than 3 rows cannot be clustered meaningfully and keep their score order."""
+    from scipy.cluster.hierarchy import leaves_list, linkage, optimal_leaf_ordering
+    from scipy.spatial.distance import pdist
+
+    if len(table) < 3:
+        return _score_order(table, axis=1)
+    x = np.nan_to_num(table.to_numpy(dtype=float))
+    d = pdist(x)
+    leaves = leaves_list(optimal_leaf_ordering(linkage(d, method="average"), d))
+    rows = list(table.index[leaves])
+    # the tree's left-right orientation is arbitrary: put the stronger end first
+    if np.nanmean(x[leaves[0]]) < np.nanmean(x[leaves[-1]]):
+        rows.reverse()
+    return rows
+
+
+def _order_table(table: pd.DataFrame, order: str) -> pd.DataFrame:
+    """``table`` with rows and columns reordered: "cluster" (hierarchical clustering of both) or
+    "score" (rows by overall mean, columns by column mean, highest first)."""
+    if order not in _ORDERS:
+        raise ValueError(f"order must be one of {', '.join(_ORDERS)}, got '{order}'")
+    if order == "score":
+        return table.loc[_score_order(table, axis=1), _score_order(table, axis=0)]
+    return table.loc[_cluster_order(table), _cluster_order(table.T)]
+
+
+def _group_axis(groups: list, group_label: str) -> dict:
+    # angled labels only when they would otherwise collide
+    crowded = len(groups) > 4 and max(len(str(g)) for g in groups) > 10
+    return dict(title=group_label, tickangle=-35 if crowded else 0, automargin=True)
+
+
+def heatmap_figure(table: pd.DataFrame, *, group_label: str = "disease", title: str = "", order: str = "cluster",
+                   simulated: bool = False) -> go.Figure:
+    """Genes (rows, top to bottom) x groups (columns) mean attribution, one ``heatmap`` trace
+    (viridis). ``order``: "cluster" or "score" (see ``_order_table``). ``simulated`` adds an
+    "includes SIMULATED data" note. ``layout.meta``: {"order", "genes", "groups"}."""
+    if _is_empty(table):
+        return empty_figure("No genes to show: none of the signature genes carries attribution in the selection")
+    t = _order_table(table, order)
     fig = go.Figure(go.Heatmap(
-        z=t.to_numpy(), x=list(t.columns), y=list(t.index), colorscale="Viridis", colorbar=dict(title="mean<br>attribution"),
-        hovertemplate="%{y} in %{x}: %{z:.3f}<extra></extra>",
+        z=t.to_numpy(dtype=float), x=[str(c) for c in t.columns], y=[str(g) for g in t.index], colorscale="Viridis",
+        colorbar=dict(title=dict(text="mean |IG x input|<br>attribution")),
+        hovertemplate="%{y} in %{x}<br>mean attribution %{z:.3g}<extra></extra>",
     ))
-    fig.update_layout(title=dict(text=title, x=0, font_size=15), template="plotly_white", font=_FONT,
-                      height=max(360, 16 * len(t.index) + 160), xaxis_title=group_label,
-                      yaxis=dict(autorange="reversed", tickfont_size=11), margin=dict(l=90, r=20, t=50, b=120))
+    if simulated:
+        _simulated_badge(fig)
+    _base_layout(fig, title, max(380, 18 * len(t.index) + 220), xaxis=_group_axis(list(t.columns), group_label),
+                 yaxis=dict(title="gene", autorange="reversed", tickfont_size=12, automargin=True),
+                 margin=dict(l=90, r=20, t=60, b=40),
+                 meta={"order": order, "genes": [str(g) for g in t.index], "groups": [str(c) for c in t.columns]})
+    return fig
+
+
+def _size_key(fig: go.Figure, max_size: float, percents=(25, 50, 100)) -> None:
+    """A dot-size key above the plot, drawn as pixel-sized circles: legend-only traces would need
+    fake data points on the category axes."""
+    mid = 16  # px above the plot's top edge
+    fig.add_annotation(text="dot size: gene non-zero in", xref="paper", yref="paper", x=0, y=1, xanchor="left", yanchor="middle",
+                       yshift=mid, showarrow=False, font=dict(size=13, color="#555"))
+    offset = 200
+    for p in percents:
+        d = max_size * np.sqrt(p / 100)
+        fig.add_shape(type="circle", xref="paper", yref="paper", xsizemode="pixel", ysizemode="pixel", xanchor=0, yanchor=1,
+                      x0=offset - d / 2, x1=offset + d / 2, y0=mid - d / 2, y1=mid + d / 2,
+                      fillcolor="#777", line=dict(width=0), name=f"{p}%")
+        fig.add_annotation(text=f"{p}% of hit cells", xref="paper", yref="paper", x=0, y=1, xanchor="left", yanchor="middle",
+                           xshift=offset + max_size / 2 + 4, yshift=mid, showarrow=False, font=dict(size=13, color="#555"))
+        offset += 150
+
+
+def dotplot_figure(mean_table: pd.DataFrame, pct_table: pd.DataFrame, *, group_label: str, title: str = "",
+                   order: str = "cluster", simulated: bool = False) -> go.Figure:
+    """Genes x groups dot plot: one ``scatter`` trace whose marker colour is the mean attribution
+    (viridis) and whose marker size (diameter, area proportional) is the % of the group's hit cells
+    in which the gene is non-zero (no dot: the group has no hit cells); a size key of three circle
+    shapes (25/50/100 %) above the plot. Rows and columns ordered as in ``heatmap_figure`` from
+    ``mean_table``. ``layout.meta``: {"order", "genes", "groups", "max_size"} (``max_size``:
+    diameter in px of a 100 % dot)."""
+    if _is_empty(mean_table):
+        return empty_figure("No genes to show: none of the signature genes carries attribution in the selection")
+    t = _order_table(mean_table, order)
+    genes, groups = [str(g) for g in t.index], [str(c) for c in t.columns]
+    pct = (pct_table if pct_table is not None else pd.DataFrame()).reindex(index=t.index, columns=t.columns)
+    max_size = 18.0
+    mean = t.to_numpy(dtype=float).ravel()
+    frac = pct.to_numpy(dtype=float).ravel()
+    # area, not diameter, proportional to the percentage: the eye compares areas
+    size = max_size * np.sqrt(np.clip(np.nan_to_num(frac), 0, 100) / 100)
+    detail = ["no hit cells in this group" if np.isnan(f) else f"non-zero in {f:.0f}% of hit cells" for f in frac]
+    fig = go.Figure(go.Scatter(
+        x=[g for _ in genes for g in groups], y=[g for g in genes for _ in groups], mode="markers", name="genes",
+        showlegend=False, cliponaxis=False,
+        marker=dict(size=size, sizemode="diameter", color=mean, colorscale="Viridis", line=dict(width=0.5, color="#666"),
+                    colorbar=dict(title=dict(text="mean |IG x input|<br>attribution"))),
+        customdata=detail, hovertemplate="%{y} in %{x}<br>mean attribution %{marker.color:.3g}<br>%{customdata}<extra></extra>",
+    ))
+    _size_key(fig, max_size)
+    if simulated:
+        _simulated_badge(fig)
+    _base_layout(fig, title, max(400, 22 * len(genes) + 200),
+                 # explicit ranges: autorange pads category axes for the marker sizes, leaving empty rows
+                 xaxis=_group_axis(groups, group_label) | dict(categoryorder="array", categoryarray=groups,
+                                                               range=[-0.5, len(groups) - 0.5]),
+                 yaxis=dict(title="gene", categoryorder="array", categoryarray=genes, range=[len(genes) - 0.5, -0.5],
+                            tickfont_size=12, automargin=True),
+                 margin=dict(l=90, r=20, t=90, b=40),
+                 meta={"order": order, "genes": genes, "groups": groups, "max_size": max_size})
+    return fig
+
+
+# -- evidence ----------------------------------------------------------------------------------
+
+def driver_genes_figure(gene_shares: pd.DataFrame, group: str, *, top: int = 15, title: str = "",
+                        simulated: bool = False) -> go.Figure:
+    """Horizontal ``bar`` trace of the ``top`` genes' share (%) of ``group``'s summed score, the
+    largest at the top, each bar labelled with its %. ``layout.meta``: {"group", "genes",
+    "rest_pct"} (``rest_pct``: the share carried by the genes not shown)."""
+    if _is_empty(gene_shares) or group not in gene_shares.columns:
+        return empty_figure(f"No driver genes for '{group}': it is not among the ranked groups")
+    s = gene_shares[group].astype(float).dropna()
+    if s.empty or s.sum() <= 0:
+        return empty_figure(f"No signature gene carries attribution in the cells of '{group}'")
+    s = s.sort_values(ascending=False, kind="stable")
+    shown = s.iloc[: max(int(top), 1)]
+    rest = float(max(s.sum() - shown.sum(), 0.0))
+    fig = go.Figure(go.Bar(
+        x=shown.to_numpy(), y=[str(g) for g in shown.index], orientation="h", marker_color=PALETTE[0],
+        text=[f"{v:.1f}%" for v in shown], textposition="outside", cliponaxis=False,
+        hovertemplate="%{y}: %{x:.1f}% of the summed score<extra></extra>",
+    ))
+    note = f"top {len(shown)} of {len(s)} genes · the other genes carry {rest:.1f}%"
+    fig.add_annotation(text=note, xref="paper", yref="paper", x=0, y=1.0, xanchor="left", yanchor="bottom", showarrow=False,
+                       font=dict(size=13, color="#555"))
+    if simulated:
+        _simulated_badge(fig)
+    _base_layout(fig, title, max(320, 26 * len(shown) + 160),
+                 xaxis=dict(title=f"share of the summed score in {group} (%)", rangemode="tozero",
+                            range=[0, float(shown.max()) * 1.18]),
+                 yaxis=dict(autorange="reversed", automargin=True), margin=dict(l=90, r=30, t=80, b=60),
+                 meta={"group": group, "genes": [str(g) for g in shown.index], "rest_pct": rest})
+    return fig
+
+
+def _spread(y: np.ndarray, gap: float, floor: float = 0.0) -> np.ndarray:
+    """Label positions at least ``gap`` apart and not below ``floor``, each as close to its line's
+    end as allowed (crowded labels stack upwards: below the floor they would stretch the axis)."""
+    o = np.argsort(y, kind="stable")
+    out = np.maximum(y[o].astype(float), floor)
+    for i in range(1, out.size):
+        out[i] = max(out[i], out[i - 1] + gap)
+    res = np.empty_like(out)
+    res[o] = out
+    return res
+
+
+def robustness_figure(thresholds: pd.DataFrame, *, highlight: str | None = None, title: str = "",
+                      simulated: bool = False) -> go.Figure:
+    """Mean sample hit % per disease across hit thresholds (``Evidence.thresholds``: group x
+    percentile). One ``scatter`` line per disease (highest first), a dashed base-rate line
+    (100 - percentile), and each disease's name at its line's right end; ``highlight`` is drawn
+    bold and the others faded. ``layout.meta``: {"order", "percentiles", "highlight"}."""
+    if _is_empty(thresholds) or not np.isfinite(thresholds.to_numpy(dtype=float)).any():
+        return empty_figure("No disease is ranked at any hit threshold: lower cell_min / samp_min")
+    t = thresholds[sorted(thresholds.columns, key=float)]
+    t = t.loc[[g for g in t.mean(axis=1, skipna=True).sort_values(ascending=False, kind="stable").index
+               if t.loc[g].notna().any()]]
+    pcts = np.array([float(c) for c in t.columns])
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=pcts, y=100 - pcts, mode="lines", name="base rate (100 - percentile)",
+                             line=dict(color="#999", dash="dash", width=1.5), hovertemplate="base rate %{y:g}%<extra></extra>"))
+    dashes = ("solid", "dash", "dot", "dashdot")
+    hl = str(highlight) if highlight is not None and str(highlight) in map(str, t.index) else None
+    ends, names, colours = [], [], []
+    for i, (group, row) in enumerate(t.iterrows()):
+        y = row.to_numpy(dtype=float)
+        colour = _ON_WHITE[i % len(_ON_WHITE)]
+        # beyond seven lines the colours repeat: the dash style tells the repeats apart
+        dash = dashes[(i // len(_ON_WHITE)) % len(dashes)]
+        bold = hl is not None and str(group) == hl
+        faded = hl is not None and not bold
+        fig.add_trace(go.Scatter(
+            x=pcts, y=y, mode="lines+markers", name=str(group), opacity=0.55 if faded else 1.0,
+            line=dict(color=colour, dash=dash, width=5 if bold else 2), marker=dict(size=9 if bold else 6),
+            hovertemplate=f"{group}<br>%{{x:g}}th percentile: %{{y:.1f}}% mean sample hits<extra></extra>",
+        ))
+        last = np.flatnonzero(np.isfinite(y))[-1]
+        ends.append(y[last])
+        names.append(f"<b>{group}</b>" if bold else str(group))
+        colours.append(colour)
+    ymax = float(np.nanmax(np.r_[t.to_numpy(dtype=float).ravel(), 100 - pcts]))
+    for name, y, colour in zip(names, _spread(np.array(ends), 0.045 * ymax), colours, strict=True):
+        fig.add_annotation(text=name, x=1.01, xref="paper", y=y, yref="y", xanchor="left", showarrow=False,
+                           font=dict(size=13, color=colour))
+    if simulated:
+        _simulated_badge(fig)
+    _base_layout(fig, title, 460, showlegend=False,
+                 xaxis=dict(title="hit threshold (percentile of the selected cells' scores)", tickvals=pcts,
+                            ticktext=[f"{p:g}th" for p in pcts]),
+                 yaxis=dict(title="mean sample hit %", rangemode="tozero"), margin=dict(l=70, r=230, t=60, b=60),
+                 meta={"order": [str(g) for g in t.index], "percentiles": pcts.tolist(), "highlight": hl})
+    return fig
+
+
+def score_comparison_figure(attr_ranking: pd.DataFrame, expr_ranking: pd.DataFrame | None, *, title: str = "") -> go.Figure:
+    """Dumbbell per disease: mean sample hit % under attribution scores (circles) and expression
+    scores (diamonds), joined by a grey line; diseases in attribution-rank order, expression-only
+    ones after. Y labels carry "#attribution rank / #expression rank" ("–": not ranked). Markers
+    are open for diseases whose samples are all SIMULATED. ``layout.meta``: {"order", "ranks":
+    {disease: [attr_rank, expr_rank]} (None: not ranked)}."""
+    if expr_ranking is None:
+        return empty_figure("No expression ranking: the atlas stores no expression or the query did not ask for it")
+    if _is_empty(attr_ranking) and _is_empty(expr_ranking):
+        return empty_figure("No disease passes cell_min / samp_min under either score")
+    tables = [x if not _is_empty(x) else None for x in (attr_ranking, expr_ranking)]
+    indexed = [x.assign(group=x["group"].astype(str)).set_index("group") if x is not None else pd.DataFrame() for x in tables]
+    a, e = indexed
+    order = list(a.index) + [g for g in e.index if g not in a.index]
+
+    def get(df, g, col):
+        return df.at[g, col] if g in df.index else None
+
+    ranks = {g: [None if get(a, g, "rank") is None else int(get(a, g, "rank")),
+                 None if get(e, g, "rank") is None else int(get(e, g, "rank"))] for g in order}
+
+    def all_simulated(g: str) -> bool:
+        for df in (a, e):
+            if g in df.index and "n_simulated_samples" in df.columns:
+                return bool(df.at[g, "n_simulated_samples"] >= df.at[g, "n_samples"])
+        return False
+
+    sim = {g: all_simulated(g) for g in order}
+    labels = {g: f"{g}  #{ranks[g][0] or '–'} / #{ranks[g][1] or '–'}" for g in order}
+    xa = np.array([np.nan if get(a, g, "mean_hit_pct") is None else float(get(a, g, "mean_hit_pct")) for g in order])
+    xe = np.array([np.nan if get(e, g, "mean_hit_pct") is None else float(get(e, g, "mean_hit_pct")) for g in order])
+    fig = go.Figure()
+    lx, ly = [], []
+    for g, va, ve in zip(order, xa, xe, strict=True):
+        lx += [va, ve, None]
+        ly += [labels[g], labels[g], None]
+    fig.add_trace(go.Scatter(x=lx, y=ly, mode="lines", line=dict(color="#bbb", width=3), hoverinfo="skip", showlegend=False,
+                             name="difference"))
+    for name, xs, symbol, colour, which in (("attribution score", xa, "circle", PALETTE[0], 0),
+                                            ("expression score (score_genes)", xe, "diamond", PALETTE[5], 1)):
+        keep = ~np.isnan(xs)
+        gs = [g for g, k in zip(order, keep, strict=True) if k]
+        fig.add_trace(go.Scatter(
+            x=xs[keep], y=[labels[g] for g in gs], mode="markers", name=name,
+            marker=dict(symbol=[f"{symbol}-open" if sim[g] else symbol for g in gs], size=13, color=colour, line_width=2),
+            customdata=[[g, ranks[g][which], "all samples SIMULATED" if sim[g] else "real samples"] for g in gs],
+            hovertemplate=f"<b>%{{customdata[0]}}</b><br>{name}: %{{x:.1f}}% (rank %{{customdata[1]}})<br>"
+                          "%{customdata[2]}<extra></extra>",
+        ))
+    fig.add_annotation(text="rank: attribution / expression", xref="paper", yref="paper", x=0, y=1.0, xanchor="right",
+                       yanchor="bottom", showarrow=False, font=dict(size=12, color="#555"))
+    if any(sim.values()):
+        fig.add_annotation(text="open markers: all samples SIMULATED", xref="paper", yref="paper", x=1, y=0, xanchor="right",
+                           yanchor="bottom", showarrow=False, font=dict(size=13, color="#D55E00"))
+    _base_layout(fig, title, max(340, 32 * len(order) + 170),
+                 xaxis=dict(title="mean sample hit %", rangemode="tozero"),
+                 yaxis=dict(categoryorder="array", categoryarray=[labels[g] for g in order], autorange="reversed", automargin=True),
+                 legend=dict(orientation="h", yref="container", y=0.01, yanchor="bottom", x=0),
+                 margin=dict(l=40, r=20, t=70, b=90), meta={"order": order, "ranks": ranks})
+    return fig
+
+
+def score_scatter_figure(attr_scores: np.ndarray, expr_scores: np.ndarray, labels: np.ndarray, *, max_points: int = 20_000,
+                         seed: int = 0, title: str = "", simulated: np.ndarray | None = None) -> go.Figure:
+    """Per selected cell: attribution score (x) vs expression score (y), one ``scattergl`` trace
+    per label (disease), the largest first; labels beyond the palette share a grey "other" trace.
+    Cells with a non-finite score are dropped; above ``max_points`` a seeded random subsample is
+    drawn. ``simulated`` (bool per cell) draws those cells as open circles marked SIMULATED in
+    hover. ``layout.meta``: {"shown", "total", "spearman"} (Spearman rho over all finite cells)."""
+    from scipy.stats import spearmanr
+
+    x = np.asarray(attr_scores, dtype=float) if attr_scores is not None else np.zeros(0)
+    y = np.asarray(expr_scores, dtype=float) if expr_scores is not None else np.zeros(0)
+    if x.size == 0 or x.size != y.size:
+        return empty_figure("No per-cell expression scores to compare (the atlas stores no expression)")
+    finite = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
+    if finite.size == 0:
+        return empty_figure("No selected cell has both an attribution and an expression score")
+    lab = np.asarray(labels).astype(str)
+    sim = np.asarray(simulated, dtype=bool) if simulated is not None else np.zeros(x.size, dtype=bool)
+    rho = float("nan")
+    if finite.size >= 3 and np.ptp(x[finite]) > 0 and np.ptp(y[finite]) > 0:
+        rho = float(spearmanr(x[finite], y[finite]).statistic)
+    idx = finite[subsample_indices(finite.size, max_points, seed)]
+    cats, colours = _category_colours(lab[idx])
+    named = [c for c in cats if colours[c] != _OTHER]
+    rest = [c for c in cats if colours[c] == _OTHER]
+    groups = [(c, lab[idx] == c, colours[c]) for c in named]
+    if rest:
+        groups.append((f"other ({len(rest)})", np.isin(lab[idx], rest), _OTHER))
+    fig = go.Figure()
+    for name, mask, colour in groups:
+        # scattergl draws no open symbol given per point, so real and simulated cells are two
+        # traces under one legend entry
+        first = True
+        for flag, symbol, suffix in ((False, "circle", ""), (True, "circle-open", " · SIMULATED")):
+            pts = idx[mask & (sim[idx] == flag)]
+            if pts.size == 0:
+                continue
+            fig.add_trace(go.Scattergl(
+                x=x[pts], y=y[pts], mode="markers", name=name, legendgroup=name, showlegend=first,
+                marker=dict(size=5, color=colour, opacity=0.8, symbol=symbol),
+                customdata=lab[pts].tolist(),
+                hovertemplate=f"%{{customdata}}{suffix}<br>attribution %{{x:.3f}} · expression %{{y:.3f}}<extra></extra>",
+            ))
+            first = False
+    shown = f"{idx.size:,} of {finite.size:,} cells shown" + (" (random subsample)" if idx.size < finite.size else "")
+    stat = f"Spearman ρ = {rho:.2f} over {finite.size:,} cells · " if np.isfinite(rho) else ""
+    fig.add_annotation(text=stat + shown, xref="paper", yref="paper", x=0, y=1.0, xanchor="left", yanchor="bottom",
+                       showarrow=False, font=dict(size=13, color="#555"))
+    if sim[idx].any():
+        fig.add_annotation(text="open circles: SIMULATED cells", xref="paper", yref="paper", x=1, y=0, xanchor="right",
+                           yanchor="bottom", showarrow=False, font=dict(size=13, color="#D55E00"))
+    _base_layout(fig, title, 500, xaxis=dict(title=f"attribution score ({_ATTR_UNIT} over signature genes)"),
+                 yaxis=dict(title="expression score (scanpy score_genes)"),
+                 legend=dict(itemsizing="constant", title=dict(text="disease")), margin=dict(l=70, r=20, t=80, b=60),
+                 meta={"shown": int(idx.size), "total": int(finite.size), "spearman": rho if np.isfinite(rho) else None})
     return fig

@@ -1,4 +1,6 @@
-"""Real-browser tests: headless Debian Chromium driving the dashboard served on loopback."""
+"""Real-browser tests: headless Debian Chromium driving the dashboard served on loopback.
+
+Screenshots of the main views land in test-artifacts/ (not committed)."""
 
 from __future__ import annotations
 
@@ -29,7 +31,12 @@ def _find(env: str, *names: str) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def driver():
+def downloads(tmp_path_factory):
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="module")
+def driver(downloads):
     chrome = _find("CHROME_BIN", "chromium", "chromium-browser", "google-chrome")
     chromedriver = _find("CHROMEDRIVER", "chromedriver")
     if not chrome or not chromedriver:
@@ -46,7 +53,9 @@ def driver():
                 "--no-first-run", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
                 "--window-size=1400,1000"):
         opts.add_argument(arg)
+    opts.add_experimental_option("prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False})
     drv = webdriver.Chrome(service=Service(executable_path=chromedriver), options=opts)
+    drv.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     drv.set_page_load_timeout(60)
     yield drv
     drv.quit()
@@ -83,17 +92,22 @@ def server(tiny_build):
     proc.wait(timeout=10)
 
 
-def _wait(driver, fn, timeout=60, what="condition"):
+def _wait(driver, fn, timeout=90, what="condition"):
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout).until(lambda d: fn(d), message=f"timed out waiting for {what}")
+    def safe(d):
+        try:
+            return fn(d)
+        except Exception:  # elements re-rendered mid-read: try again
+            return False
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(safe, message=f"timed out waiting for {what}")
 
 
 def _ranking(driver) -> list[str]:
     from selenium.webdriver.common.by import By
 
-    cells = driver.find_elements(By.CSS_SELECTOR, "#disease-table tbody td.grp")
-    return [c.text for c in cells]
+    return [c.text for c in driver.find_elements(By.CSS_SELECTOR, "#disease-table tbody td.grp")]
 
 
 def _shot(driver, name: str) -> None:
@@ -101,51 +115,137 @@ def _shot(driver, name: str) -> None:
     driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
 
 
-def test_ms1_preset_ranks_planted_diseases_first(driver, server, tiny_build):
+def _tab(driver, label: str) -> None:
     from selenium.webdriver.common.by import By
 
-    truth = tiny_build[2]
-    ms1 = next(p for p in truth["programs"] if p["name"] == "MS1")
-    planted = sorted(ms1["strength"], key=lambda d: -ms1["strength"][d])  # strongest first
+    driver.find_element(By.XPATH, f"//button[@role='tab'][contains(., '{label}')]").click()
+
+
+def _segment(driver, control_id: str, label: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.XPATH, f"//*[@id='{control_id}']//label[normalize-space(.)='{label}']").click()
+
+
+def _plot(driver, graph_id: str, expr: str):
+    return driver.execute_script(f"const p = document.querySelector('#{graph_id} .js-plotly-plot'); return p ? {expr} : null;")
+
+
+def _planted(tiny_build) -> list[str]:
+    ms1 = next(p for p in tiny_build[2]["programs"] if p["name"] == "MS1")
+    return sorted(ms1["strength"], key=lambda d: -ms1["strength"][d])
+
+
+def test_ms1_preset_with_background_progress(driver, server, tiny_build):
+    from selenium.webdriver.common.by import By
+
     driver.get(server)
     _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "button.preset"), what="preset buttons")
-    badge = driver.find_element(By.ID, "sim-badge").text
-    assert "SIMULATED" in badge
+    assert "SIMULATED" in driver.find_element(By.ID, "sim-badge").text
     driver.find_element(By.XPATH, "//button[contains(., 'MS1')]").click()
+    # the query runs in a background process and reports the null's progress
+    _wait(driver, lambda d: "null" in d.find_element(By.ID, "progress-text").text
+          or "done" in d.find_element(By.ID, "progress-text").text, what="progress text")
     _wait(driver, lambda d: len(_ranking(d)) >= 3, what="disease ranking")
-    ranking = _ranking(driver)
-    assert ranking[:3] == planted, ranking
-    # the legacy clone names of the published list are reported, never dropped silently
-    missing = driver.find_element(By.ID, "res-missing").text
-    assert "RP11-295G20.2" in missing
-    # the ranking figure carries the samples, and says that simulated studies are included
-    fig_title = driver.execute_script(
-        "return document.querySelector('#disease-fig .js-plotly-plot').layout.title.text;")
-    assert "SIMULATED" in fig_title
-    n_points = driver.execute_script(
-        "return document.querySelector('#disease-fig .js-plotly-plot').data"
-        ".filter(t => t.type === 'scatter').reduce((n, t) => n + t.x.length, 0);")
-    assert n_points >= 9  # one point per sample
-    # the study table lists studies, each marked simulated or real
+    assert _ranking(driver)[:3] == _planted(tiny_build)
+    assert driver.find_element(By.ID, "progress-text").text in ("done", "answered from the cache")
+    status = driver.find_element(By.ID, "status").text
+    assert "null: 1,000 matched gene sets" in status
+    # the ranking figure: one point per sample, the null band, p-values, simulated labelled
+    assert "SIMULATED" in _plot(driver, "disease-fig", "p.layout.title.text")
+    table = driver.find_element(By.ID, "disease-table").text
+    assert "≤ 0.001" in table  # the planted disease sits at the p-value floor
+    _shot(driver, "diseases")
+    _tab(driver, "Studies")
     _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#study-grid .ag-row"), what="study grid rows")
-    grid_text = driver.find_element(By.ID, "study-grid").text
-    assert "SIMULATED" in grid_text
-    _shot(driver, "ms1_preset")
+    assert "SIMULATED" in driver.find_element(By.ID, "study-grid").text
+    _shot(driver, "studies")
+    _tab(driver, "Cells")
+    _wait(driver, lambda d: "cells shown" in d.find_element(By.ID, "umap-badge").text.lower(), what="UMAP badge")
+    _segment(driver, "umap-color", "disease")
+    _wait(driver, lambda d: "disease" in (_plot(d, "umap-fig", "p.layout.title.text") or ""), what="UMAP coloured by disease")
+    _shot(driver, "umap")
 
 
-def test_pasted_genes_show_every_decision(driver, server):
+def test_a_repeated_query_answers_from_the_cache(driver, server):
     from selenium.webdriver.common.by import By
 
-    driver.get(server + "/?fresh=1")
+    driver.get(server)
+    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "button.preset"), what="preset buttons")
+    driver.find_element(By.XPATH, "//button[contains(., 'MS1')]").click()
+    _wait(driver, lambda d: d.find_element(By.ID, "progress-text").text == "answered from the cache", what="cached answer")
+    _wait(driver, lambda d: len(_ranking(d)) >= 3, what="disease ranking")
+
+
+def test_pasted_aliases_and_unknown_genes_show_every_decision(driver, server):
+    from selenium.webdriver.common.by import By
+
+    driver.get(server + "/?tab=diseases")
     box = _wait(driver, lambda d: d.find_element(By.ID, "genes"), what="gene box")
-    _wait(driver, lambda d: d.find_element(By.ID, "genes").get_attribute("value") == "", what="an empty gene box")
-    box.send_keys("s100a8; S100A12, NOT_A_GENE\ncd14 VCAN VCAN")  # a tab would move focus
+    box.send_keys("s100a8; RIPOR2, NOT_A_GENE\nENSG00000170458 VCAN VCAN")  # a tab would move focus
     driver.find_element(By.ID, "run").click()
     _wait(driver, lambda d: "of 5 genes" in d.find_element(By.ID, "resolution").text, what="gene resolution")
     text = driver.find_element(By.ID, "resolution").text
     assert "4 of 5 genes matched" in text
     assert "NOT_A_GENE" in driver.find_element(By.ID, "res-missing").text
-    assert "s100a8 → S100A8" in text and "cd14 → CD14" in text
-    assert "Duplicates ignored (1)" in text
+    renamed = driver.find_element(By.ID, "res-renamed").text
+    assert "s100a8 → S100A8" in renamed and "RIPOR2 → FAM65B" in renamed and "ENSG00000170458 → CD14" in renamed
+    assert "VCAN" in driver.find_element(By.ID, "res-duplicates").text
     _wait(driver, lambda d: len(_ranking(d)) >= 1, what="ranking for a pasted list")
     _shot(driver, "pasted_genes")
+
+
+def test_grouping_switch_export_and_copied_link(driver, server, downloads, tiny_build, tiny_atlas):
+    from selenium.webdriver.common.by import By
+
+    driver.get(server + "/?preset=ms1&null=100")
+    _wait(driver, lambda d: len(_ranking(d)) >= 3, what="ranking from a link")
+    _tab(driver, "Genes")
+    _wait(driver, lambda d: _plot(d, "heatmap-fig", "p.data.length"), what="heatmap")
+    _segment(driver, "group-by", "study")
+    _wait(driver, lambda d: "study" in (_plot(d, "heatmap-fig", "p.layout.title.text") or ""), what="heatmap grouped by study")
+    xs = set(_plot(driver, "heatmap-fig", "p.data[0].x") or [])
+    assert xs and xs <= {s.id for s in tiny_atlas.studies}, xs
+    _segment(driver, "heat-mode", "dot plot")
+    _wait(driver, lambda d: _plot(d, "heatmap-fig", "p.data[0].type") == "scatter", what="dot plot")
+    _shot(driver, "genes_dotplot")
+    # exports: the CSV of the data and the SVG of the figure
+    driver.find_element(By.ID, "csv-genes").click()
+    _wait(driver, lambda d: (downloads / "sigatlas-genes.csv").is_file(), what="CSV download")
+    head = (downloads / "sigatlas-genes.csv").read_text().splitlines()[0]
+    assert head.startswith("gene,")
+    driver.find_element(By.ID, "img-genes-svg").click()
+    _wait(driver, lambda d: (downloads / "sigatlas-genes.svg").is_file() and (downloads / "sigatlas-genes.svg").stat().st_size > 1000,
+          what="SVG download")
+    assert "<svg" in (downloads / "sigatlas-genes.svg").read_text()[:400]
+    # the copied link restores the whole view in a fresh page
+    link = _wait(driver, lambda d: d.find_element(By.ID, "share-link").get_attribute("value"), what="share link")
+    assert "group_by=study" in link and "heat=dotplot" in link and "tab=genes" in link
+    genes_before = driver.find_element(By.ID, "genes").get_attribute("value")
+    driver.get("about:blank")
+    driver.get(link)
+    _wait(driver, lambda d: _plot(d, "heatmap-fig", "p.data[0].type") == "scatter", what="restored dot plot")
+    assert "study" in _plot(driver, "heatmap-fig", "p.layout.title.text")
+    assert [g.strip() for g in driver.find_element(By.ID, "genes").get_attribute("value").replace("\n", ",").split(",") if g.strip()] == \
+        [g.strip() for g in genes_before.replace("\n", ",").split(",") if g.strip()]
+    _shot(driver, "restored_link")
+
+
+def test_presenter_mode_steps_through_saved_views(driver, server):
+    from selenium.webdriver.common.by import By
+
+    driver.execute_script("window.localStorage.clear();")
+    driver.get(server + "/?preset=ms1&null=100")
+    _wait(driver, lambda d: len(_ranking(d)) >= 3, what="first view")
+    driver.find_element(By.ID, "save-view").click()
+    driver.get(server + "/?preset=h-interferon-alpha-response&null=100")
+    _wait(driver, lambda d: "Interferon" in d.find_element(By.ID, "genes").get_attribute("value")
+          or "ISG15" in d.find_element(By.ID, "genes").get_attribute("value"), what="second view genes")
+    _wait(driver, lambda d: len(_ranking(d)) >= 1, what="second view")
+    driver.find_element(By.ID, "save-view").click()
+    driver.find_element(By.XPATH, "//*[@id='presenter']/ancestor::label | //label[contains(., 'Presenter')]").click()
+    _wait(driver, lambda d: "presenter" in d.find_element(By.ID, "root").get_attribute("class"), what="presenter mode")
+    driver.find_element(By.ID, "next-view").click()
+    _wait(driver, lambda d: "view 1 of 2" in d.find_element(By.ID, "view-pos").text, what="first saved view")
+    _wait(driver, lambda d: "S100A8" in d.find_element(By.ID, "genes").get_attribute("value"), what="MS1 genes restored")
+    _shot(driver, "presenter")

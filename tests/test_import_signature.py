@@ -128,7 +128,10 @@ def test_queries_and_dashboard_work_without_umap(imported):
     result = run_query(atlas, params)
     assert result.n_selected == FOLDERS["CD14+ monocyte"]
     assert set(result.diseases["group"]) <= {"healthy", "sepsis", "Kawasaki disease"} and len(result.diseases) > 0
-    out = answer_query(DashboardData(atlas.path), " ".join(genes[:20]), ["CD14+ monocyte"], 90, 5, 1, "disease")
+    from dashboard.state import DEFAULTS
+
+    state = dict(DEFAULTS) | {"genes": " ".join(genes[:20]), "cell_types": ["CD14+ monocyte"], "cell_min": 5, "samp_min": 1}
+    out = answer_query(DashboardData(atlas.path), state)
     assert "cells selected" in out["status"]
     assert "no UMAP" in out["umap_fig"].layout.annotations[0].text
 

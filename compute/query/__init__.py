@@ -1,6 +1,7 @@
 """Signature queries: gene-list parsing and resolution, hits, per-sample rankings. No torch."""
 
-from compute.query._genes import GeneResolution, parse_gene_list, resolve_genes
+from compute.query._genes import GeneDecision, GeneResolution, parse_gene_list, resolve_genes
+from compute.query._groups import gene_group_summary as gene_group_summary
 from compute.query._null import NullResult
 from compute.query._run import (
     Evidence,
@@ -15,6 +16,7 @@ from compute.query._stats import HitRule, group_gene_means, rank_groups, sample_
 
 __all__ = [
     "Evidence",
+    "GeneDecision",
     "GeneResolution",
     "NullResult",
     "HitRule",

@@ -101,6 +101,7 @@ def null_rankings(
     kept_samples: np.ndarray,
     *,
     chunk: int = 100,
+    progress=None,
 ) -> dict[str, np.ndarray]:
     """Mean sample hit % per group for every draw.
 
@@ -108,7 +109,8 @@ def null_rankings(
     ``weights`` (k). The hit cut-off is the draw's own ``quantile`` of its scores, or the fixed
     ``value``. ``sample_codes``: sample index per selected cell; ``kept_samples``: samples that
     pass ``cell_min``; ``group_of_sample[by]``: group index per sample (-1 when the group is
-    not ranked). Returns {by: (n_draws, n_groups)}.
+    not ranked); ``progress(fraction done)`` is called after each block of draws.
+    Returns {by: (n_draws, n_groups)}.
     """
     n_cells = M.shape[0]
     n_samples = int(sample_codes.max()) + 1 if sample_codes.size else 0
@@ -130,4 +132,6 @@ def null_rankings(
             G = sp.csr_matrix((np.ones(keep.sum()), (gos[keep], np.flatnonzero(keep))), shape=(n_groups, n_samples))
             counts = np.asarray(G.sum(axis=1)).ravel()
             out[by].append(((G @ pct) / np.maximum(counts, 1)[:, None]).T)
+        if progress is not None:
+            progress(min(start + chunk, draws.shape[0]) / draws.shape[0])
     return {by: np.vstack(parts) if parts else np.zeros((0, 0)) for by, parts in out.items()}

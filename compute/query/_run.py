@@ -20,6 +20,7 @@ ROBUSTNESS_PERCENTILES = (80.0, 90.0, 95.0, 99.0)
 NULL_BAND = (2.5, 97.5)
 
 MAX_GENES = 5000
+DATA_KINDS = ("all", "real", "simulated")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class QueryParams:
     diseases: tuple[str, ...] = ()
     studies: tuple[str, ...] = ()
     tissues: tuple[str, ...] = ()
+    data: str = "all"  # "all", "real" or "simulated" studies
     rule: HitRule = field(default_factory=HitRule)
     cell_min: int = 25
     samp_min: int = 3
@@ -80,7 +82,12 @@ class Evidence:
 
 def _filters(params: QueryParams) -> dict[str, list[str]]:
     pairs = (("cell_type", params.cell_types), ("disease", params.diseases), ("study", params.studies), ("tissue", params.tissues))
-    return {col: sorted(set(map(str, values))) for col, values in pairs if values}
+    out = {col: sorted(set(map(str, values))) for col, values in pairs if values}
+    if params.data not in DATA_KINDS:
+        raise QueryError(f"data must be one of {', '.join(DATA_KINDS)}, got '{params.data}'")
+    if params.data != "all":
+        out["simulated"] = [str(params.data == "simulated")]  # the cells column holds booleans
+    return out
 
 
 def selection_mask(cells: pd.DataFrame, params: QueryParams) -> np.ndarray:
@@ -90,8 +97,12 @@ def selection_mask(cells: pd.DataFrame, params: QueryParams) -> np.ndarray:
     return mask
 
 
-def run_query(atlas, params: QueryParams) -> QueryResult:
-    """Answer ``params`` on ``atlas``. Raises QueryError for no matched gene or an empty selection."""
+def run_query(atlas, params: QueryParams, *, progress=None) -> QueryResult:
+    """Answer ``params`` on ``atlas``. Raises QueryError for no matched gene or an empty selection.
+
+    ``progress(fraction, message)``, when given, is called as the work advances (for the
+    dashboard's progress bar); the null's draws report block by block."""
+    report = progress or (lambda fraction, message: None)
     if not params.genes:
         raise QueryError("the gene list is empty: paste gene symbols or pick a preset")
     if len(params.genes) > MAX_GENES:
@@ -101,6 +112,7 @@ def run_query(atlas, params: QueryParams) -> QueryResult:
     if not sel.any():
         raise QueryError("no cells match the filters (cell types / diseases / studies / tissues): widen them")
     filters = _filters(params)
+    report(0.05, "scoring cells")
     scores = atlas.score_resolved(res, mask=sel if filters else None, cache_key=filters if filters else None)
     thr = params.rule.threshold(scores[sel])
     samples = sample_hit_table(atlas.cells, scores, sel, thr)
@@ -108,10 +120,13 @@ def run_query(atlas, params: QueryParams) -> QueryResult:
     studies = rank_groups(samples, "study", params.cell_min, 1)
     result = QueryResult(params, res, scores, sel, thr, samples, diseases, studies)
     if params.n_null > 0:
-        result.null = _null(atlas, result, filters)
+        report(0.15, f"null: {params.n_null:,} matched random gene sets")
+        result.null = _null(atlas, result, filters, lambda f: report(0.15 + 0.7 * f, f"null: {int(f * params.n_null):,} of {params.n_null:,} gene sets"))
     if params.evidence:
+        report(0.86, "robustness and driver genes")
         result.evidence = _evidence(atlas, result)
     if params.expression:
+        report(0.93, "expression scores")
         expr = expression_scores(atlas, res.matched, sel, seed=params.seed)
         result.expression_scores = expr
         cut = params.rule.threshold(expr[sel]) if params.rule.kind != "value" else float(np.quantile(expr[sel], 0.9))
@@ -179,7 +194,7 @@ def stratified_subsample(codes: np.ndarray, fraction: float, seed: int = 0) -> n
     return rank < np.ceil(fraction * sizes)[codes]
 
 
-def _null(atlas, result: QueryResult, filters: dict) -> dict[str, NullResult]:
+def _null(atlas, result: QueryResult, filters: dict, progress=None) -> dict[str, NullResult]:
     params = result.params
     mean, detection = selection_gene_stats(atlas, result.selection)
     signature = np.asarray(result.resolution.indices, dtype=np.int64)
@@ -196,7 +211,7 @@ def _null(atlas, result: QueryResult, filters: dict) -> dict[str, NullResult]:
         codes = codes[keep]
     M = selection_matrix(atlas, null_sel, filters, tag=("null", params.null_max_cells, params.seed))
     nulls = null_rankings(M, draws, np.asarray(result.resolution.weights), quantile, rule.value if rule.kind == "value" else None,
-                          codes, groups, kept, chunk=max(1, min(100, int(2e8 // max(8 * M.shape[0], 1)))))
+                          codes, groups, kept, chunk=max(1, min(100, int(2e8 // max(8 * M.shape[0], 1)))), progress=progress)
     out = {}
     floor = 1.0 / (result.params.n_null + 1)
     for by, table in (("disease", result.diseases), ("study", result.studies)):

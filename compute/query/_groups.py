@@ -1,0 +1,42 @@
+"""Per gene and group summaries of a query's selection, for the heatmap and the dot plot."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from compute.errors import QueryError
+from compute.query._stats import group_gene_means
+
+__all__ = ["gene_group_summary"]
+
+
+def gene_group_summary(atlas, result, by: str = "disease", max_genes: int = 60) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(mean, pct): two genes x groups tables with the same index and columns.
+
+    ``mean``: mean attribution of each matched signature gene over the selected cells of each
+    group (zeros included, as in ``gene_by_group``). ``pct``: % of the group's hit cells (selected
+    and score > ``result.threshold``) in which the gene's attribution is non-zero; NaN for a group
+    without hit cells. Rows: the top ``max_genes`` genes by their mean over groups, highest first;
+    columns: every group with selected cells, sorted by name.
+    """
+    if by not in atlas.cells.columns:
+        raise QueryError(f"cannot group by '{by}': the atlas cells have no such column")
+    genes = list(result.resolution.matched)
+    if not genes or not result.selection.any():
+        return pd.DataFrame(), pd.DataFrame()
+    sel = np.asarray(result.selection, dtype=bool)
+    values = atlas.gene_values(genes)
+    labels = atlas.cells[by].to_numpy().astype(str)
+    mean = group_gene_means(values, genes, labels, sel)
+    # ranked by the mean over groups (not cells) so a large group does not decide the rows alone;
+    # the same rule as gene_by_group, so heatmap and dot plot show the same genes
+    keep = mean.mean(axis=1).sort_values(ascending=False, kind="stable").index[:max_genes]
+    mean = mean.loc[keep]
+    # NaN scores (outside the selection) compare False: never hits
+    hits = sel & (np.asarray(result.scores, dtype=float) > result.threshold)
+    pos = {g: i for i, g in enumerate(genes)}
+    cols = [pos[g] for g in keep]
+    nonzero = pd.DataFrame(values[hits][:, cols] != 0, columns=list(keep))
+    pct = 100.0 * nonzero.groupby(labels[hits], sort=True).mean().T
+    return mean, pct.reindex(index=mean.index, columns=mean.columns).astype(float)

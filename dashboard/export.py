@@ -1,0 +1,404 @@
+"""What a query leaves behind for a paper or lab notebook: safe CSVs, a methods paragraph and a
+snapshot zip that records everything needed to rerun the query. Pure functions, no Dash."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import re
+import zipfile
+from datetime import datetime
+from importlib import metadata
+
+import numpy as np
+import pandas as pd
+
+from compute.query._null import N_DETECTION_BINS, N_MEAN_BINS
+
+__all__ = ["methods_paragraph", "params_dict", "resolution_table", "safe_csv", "snapshot_zip"]
+
+SIGNATURE_CITATION = "SIGnature (Gold et al., Nat Biotechnol 2026)"
+SCIMILARITY_CITATION = "SCimilarity (Heimberg et al., Nature 2025)"
+
+# Spreadsheets treat a cell starting with one of these as a formula (CSV injection, OWASP).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# Text that is only a number ("-1.5", "+2e3") is read as that number, never run; leaving it
+# alone keeps negative values typed as text (e.g. in mixed columns) numeric.
+_PLAIN_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+_ATTRIBUTION_NAMES = {
+    "ig": "Integrated Gradients",
+    "ig-captum": "Integrated Gradients (Captum implementation)",
+    "deeplift": "DeepLIFT",
+    "ixg": "Input x Gradient",
+}
+_RESOLUTION_COLUMNS = ["token", "status", "gene", "weight", "note"]
+_RESERVED = ("genes_resolved", "parameters", "atlas", "methods", "README")
+
+
+# -- CSV ------------------------------------------------------------------------------------
+def _neutralise(value):
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _PLAIN_NUMBER.match(value):
+        return "'" + value
+    if isinstance(value, tuple):  # MultiIndex labels
+        return tuple(_neutralise(v) for v in value)
+    return value
+
+
+def safe_csv(df: pd.DataFrame) -> str:
+    """CSV text of ``df`` (RFC 4180, CRLF line ends) in which every string cell and header that a
+    spreadsheet would run as a formula starts with an apostrophe; numeric and boolean columns
+    are written unchanged. The index is written only when it is named."""
+    named_index = any(name is not None for name in df.index.names)
+    out = df.reset_index(allow_duplicates=True) if named_index else df.copy()
+    out.columns = [_neutralise(c) for c in out.columns]
+    for j in range(out.shape[1]):
+        col = out.iloc[:, j]
+        if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            continue
+        # object() first: a categorical column would refuse the new, prefixed labels
+        out.isetitem(j, col.astype(object).map(_neutralise))
+    # CRLF line ends (RFC 4180) also make the writer quote any cell holding a lone "\r" or "\n"
+    return out.to_csv(index=False, lineterminator="\r\n")
+
+
+# -- gene resolution ------------------------------------------------------------------------
+def _decision_row(d) -> dict:
+    if isinstance(d, dict):
+        return {k: d.get(k) for k in _RESOLUTION_COLUMNS}
+    if hasattr(d, "token"):
+        return {k: getattr(d, k, None) for k in _RESOLUTION_COLUMNS}
+    return dict(zip(_RESOLUTION_COLUMNS, tuple(d) + (None,) * (5 - len(d)), strict=False))
+
+
+def _rows_from_lists(res) -> list[dict]:
+    """Per requested token, replay resolve_genes' decisions from its summary lists (for a
+    GeneResolution without ``decisions``)."""
+    renamed = set(res.renamed)
+    missing = set(res.missing)
+    weight_of = dict(zip(res.matched, res.weights, strict=False))
+    by_upper = {g.upper(): g for g in res.matched}
+    rows, j = [], 0
+    for tok in res.requested:
+        nxt = res.matched[j] if j < len(res.matched) else None
+        # matched is unique and in input order, so the next matched gene can only be this token's first hit
+        if nxt is not None and (tok == nxt or (tok, nxt) in renamed):
+            j += 1
+            status = "matched" if tok == nxt else "renamed"
+            note = "" if tok == nxt else f"case fixed: {tok} -> {nxt}"
+            rows.append({"token": tok, "status": status, "gene": nxt, "weight": weight_of[nxt], "note": note})
+        elif tok in missing:
+            rows.append({"token": tok, "status": "missing", "gene": None, "weight": None,
+                         "note": "not in the model's gene order; left out of the score"})
+        else:
+            gene = tok if tok in weight_of else by_upper.get(tok.upper())
+            rows.append({"token": tok, "status": "duplicate", "gene": gene, "weight": None,
+                         "note": f"repeats {gene}; counted once with its first weight"})
+    return rows
+
+
+def resolution_table(resolution) -> pd.DataFrame:
+    """One row per requested token, in input order, with columns token, status, gene, weight
+    and note. Uses ``resolution.decisions`` when the GeneResolution has them, otherwise rebuilds
+    the rows from matched / renamed / missing / duplicates (statuses matched, renamed, missing,
+    duplicate)."""
+    decisions = getattr(resolution, "decisions", None)
+    rows = [_decision_row(d) for d in decisions] if decisions else _rows_from_lists(resolution)
+    return pd.DataFrame(rows, columns=_RESOLUTION_COLUMNS)
+
+
+# -- JSON -----------------------------------------------------------------------------------
+def _json_safe(value):
+    """Plain JSON types for ``value`` (tuples to lists, numpy scalars to numbers, NaN/inf to None)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _json_safe(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset | np.ndarray):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def params_dict(params) -> dict:
+    """Every QueryParams field as plain JSON types: genes as [gene, weight or null] pairs and the
+    hit rule as {"kind", "value"}, so ``QueryParams(**d)`` rebuilds it once the rule and tuples
+    are restored."""
+    return _json_safe(params)
+
+
+# -- methods paragraph ----------------------------------------------------------------------
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _listing(items, limit: int = 20) -> str:
+    items = [str(i) for i in items]
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def _plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n:,} {word if n == 1 else (many or word + 's')}"
+
+
+def _atlas_sentences(atlas) -> list[str]:
+    meta = atlas.meta
+    n_cells = sum(s.n_cells for s in atlas.studies)
+    out = [f"Signature activity was measured with SigAtlas over the atlas '{atlas.name}' (atlas format version "
+           f"{meta.get('format_version', 'unknown')}, built {meta.get('created', 'at an unrecorded time')}, fingerprint "
+           f"{atlas.fingerprint}), which holds {_plural(n_cells, 'cell')} from {_plural(len(atlas.studies), 'study', 'studies')}."]
+    sim = [s for s in atlas.studies if s.simulated]
+    if sim:
+        n_sim = sum(s.n_cells for s in sim)
+        out.append(f"{len(sim)} of these studies ({n_sim:,} cells: {_listing(s.id for s in sim)}) {'is' if len(sim) == 1 else 'are'} SIMULATED data with "
+                   "planted expression programs, not measurements of real samples; results that rest on them "
+                   "demonstrate the method and are not biological findings.")
+    else:
+        out.append("No study in the atlas is simulated.")
+    return out
+
+
+def _model_sentences(atlas) -> list[str]:
+    card = atlas.meta.get("model_card")
+    if not card:
+        return []
+    source = str(card.get("source", ""))
+    n_genes = card.get("n_genes")
+    genes = f"{n_genes:,} input genes" if isinstance(n_genes, int) else "an unrecorded number of input genes"
+    params = card.get("parameters") or {}
+    hidden = card.get("hidden_sizes", params.get("hidden_sizes"))
+    latent = card.get("latent_dim", params.get("latent_dim"))
+    shape = f"hidden layers {list(hidden)} and a {latent}-dimensional latent space" if hidden and latent else ""
+    # the card's architecture reads "SCimilarity (citation): layers"; keep the layers and cite once, here
+    layers = str(card.get("architecture", "")).split(": ", 1)[-1]
+    if source == "pretrained":
+        s = f"The encoder was a pretrained {SCIMILARITY_CITATION} model loaded from {card.get('path', 'an unrecorded path')}, with {genes}"
+    else:
+        s = (f"The encoder was {source or 'of unrecorded origin'}, with the architecture of {SCIMILARITY_CITATION}"
+             + (f" ({layers})" if layers else "") + f", {genes}")
+    s += f", {shape}" if shape else ""
+    trained = card.get("trained_on") or {}
+    if isinstance(trained.get("n_cells"), int):
+        s += f"; it was trained on {trained['n_cells']:,} cells from {trained.get('n_studies', 'an unrecorded number of')} studies"
+    if card.get("loss"):
+        s += f" with loss {card['loss']}"
+    if card.get("seed") is not None:
+        s += f" (seed {card['seed']})"
+    return [s + "."]
+
+
+def _attribution_sentences(atlas) -> list[str]:
+    meta = atlas.meta
+    method = meta.get("method") or {}
+    row_sum = (meta.get("elements") or {}).get("attributions", {}).get("row_sum")
+    imported = (meta.get("build") or {}).get("source") == "import-signature" or "attribution" not in method
+    out = []
+    if imported:
+        scaled = f"each cell's row scaled to sum to {row_sum:,g}" if row_sum else "row sums not rescaled"
+        out.append(f"Per-cell gene attributions were imported from the precomputed arrays of {SIGNATURE_CITATION} "
+                   f"with their values unchanged ({scaled}); the atlas carries no encoder, so no attribution was "
+                   "recomputed here.")
+    else:
+        a = method["attribution"]
+        kind = str(a.get("method", "ig"))
+        name = _ATTRIBUTION_NAMES.get(kind, kind)
+        s = f"Per-cell gene attributions were computed with {name}"
+        if kind.startswith("ig"):
+            s += f" ({a.get('n_steps', '?')} steps"
+            s += f", {a['rule']} quadrature" if a.get("rule") else ""
+            baseline = a.get("baseline", "zeros")
+            s += ") from " + ("an all-zero" if baseline == "zeros" else f"a {baseline}") + " baseline"
+        if a.get("target"):
+            s += f", target {a['target']}"
+        if a.get("implementation"):
+            s += f", implementation: {a['implementation']}"
+        stored = "|IG x input|" if kind.startswith("ig") else f"|{name} attribution|"
+        s += (f"; the stored value per gene is {stored}, " + (f"each cell's row scaled to sum to {row_sum:,g}" if row_sum else "not rescaled")
+              + f", as in {SIGNATURE_CITATION}.")
+        out.append(s)
+        if method.get("normalisation"):
+            out.append(f"Expression input was normalised as {method['normalisation']}.")
+    departures = method.get("departures") or []
+    if departures:
+        out.append("Departures from the published method: " + "; ".join(map(str, departures)) + ".")
+    return out
+
+
+def _query_sentences(atlas, result) -> list[str]:
+    p, res = result.params, result.resolution
+    n_req = len(res.matched) + len(res.missing)
+    s = (f"The query signature listed {_plural(len(res.requested), 'gene token')}; {len(res.matched):,} of its {n_req:,} distinct "
+         f"genes matched the atlas gene order ({res.coverage:.0%})")
+    if res.renamed:
+        s += f"; {_plural(len(res.renamed), 'gene')} matched after a case fix ({_listing(f'{a} -> {b}' for a, b in res.renamed)})"
+    if res.missing:
+        s += f"; {_plural(len(res.missing), 'gene')} not in the model {'was' if len(res.missing) == 1 else 'were'} left out ({_listing(res.missing)})"
+    if res.duplicates:
+        s += f"; {_plural(len(res.duplicates), 'duplicate token')} counted once"
+    ambiguous = getattr(res, "ambiguous", ())
+    if ambiguous:
+        s += f"; {len(ambiguous):,} ambiguous ({_listing(ambiguous)})"
+    out = [s + "."]
+    agg = ("the weighted mean of the signature genes' attributions (sum w·a / sum w)" if res.weighted
+           else "the mean attribution over the signature genes")
+    out.append(f"Each cell's score was {agg}, zeros included (aggregate: mean).")
+    filters = [(label, values) for label, values in (("cell types", p.cell_types), ("diseases", p.diseases),
+                                                       ("studies", p.studies), ("tissues", p.tissues)) if values]
+    where = [f"{label}: {_listing(sorted(map(str, v)))}" for label, v in filters]
+    data = getattr(p, "data", "all")  # QueryParams.data (real / simulated studies only) is newer than some callers
+    if data != "all":
+        where.append(f"{data} studies only")
+    out.append(f"The selection ({'; '.join(where) if where else 'all cells, no filter'}) held {result.n_selected:,} cells.")
+    out.append(f"A cell counted as a hit by the rule '{p.rule.describe()}' (cut-off {result.threshold:.4g} here). For every sample "
+               f"(study x sample x disease) with at least cell_min = {p.cell_min} selected cells the hit percentage was "
+               f"computed; diseases with at least samp_min = {p.samp_min} such samples were ranked by the mean of their "
+               "samples' hit percentages, and studies likewise with at least one sample.")
+    return out
+
+
+def _null_sentences(result) -> list[str]:
+    if not result.null:
+        return ["No null distribution was computed, so the ranking carries no p-values."]
+    null = result.null.get("disease") or next(iter(result.null.values()))
+    p = result.params
+    sub = (f" ({null.n_cells:,} cells, a per-sample stratified subsample of the {result.n_selected:,} selected because "
+           f"the selection exceeds {p.null_max_cells:,}" if null.n_cells and null.n_cells < result.n_selected
+           else f" (all {null.n_cells or result.n_selected:,} selected cells")
+    return [f"Significance came from {null.n_draws:,} random gene sets, each signature gene replaced by a random gene from "
+            f"its bin of mean attribution x detection rate in the selection ({N_MEAN_BINS} x {N_DETECTION_BINS} bins) with "
+            f"its weight kept, rerunning the whole query on each draw{sub}; seed {p.seed}). A group's empirical p-value is "
+            f"(1 + draws with a mean hit % at least the observed) / (1 + {null.n_draws:,}), so it cannot be below "
+            f"1/(1 + {null.n_draws:,}) = {null.p_floor:.2g}; the null band is the {null.band[0]:g}-{null.band[1]:g} "
+            "percentile range of the draws."]
+
+
+def _software_sentence() -> str:
+    parts = []
+    for dist, label in (("sigatlas", "SigAtlas"), ("dash", "Dash"), ("numpy", "NumPy"), ("scanpy", "Scanpy")):
+        v = _version(dist)
+        if v is not None:
+            parts.append(f"{label} {v}")
+        elif dist == "sigatlas":
+            parts.append("SigAtlas (version not installed as a package)")
+    return "Software: " + ", ".join(parts) + "."
+
+
+def methods_paragraph(atlas, result) -> str:
+    """One paragraph (plain text, Markdown-safe) describing how ``result`` was computed on
+    ``atlas``: the atlas and how many of its studies are SIMULATED, the encoder, the attribution
+    method, the query (genes, filters, hit rule, cell_min, samp_min, aggregate), the null and
+    its p-value floor, software versions, and the SIGnature and SCimilarity citations."""
+    parts = [*_atlas_sentences(atlas), *_model_sentences(atlas), *_attribution_sentences(atlas),
+             *_query_sentences(atlas, result), *_null_sentences(result)]
+    if result.evidence is not None:
+        parts.append("Robustness was checked by rerunning the disease ranking at the 80th, 90th, 95th and 99th percentiles "
+                     "and without the gene that carries most of the top disease's score.")
+    if result.expression_diseases is not None:
+        parts.append("For comparison, diseases were also ranked on expression scores (scanpy.tl.score_genes) with the same rule.")
+    parts.append(_software_sentence())
+    if atlas.meta.get("model_card"):
+        parts.append(f"Method after {SIGNATURE_CITATION}; encoder architecture after {SCIMILARITY_CITATION}.")
+    else:
+        parts.append(f"Method after {SIGNATURE_CITATION}, whose attributions come from the {SCIMILARITY_CITATION} encoder.")
+    return " ".join(parts)
+
+
+# -- snapshot -------------------------------------------------------------------------------
+def _atlas_record(atlas) -> dict:
+    meta = atlas.meta
+    build = meta.get("build") or {}
+    return _json_safe({
+        "name": atlas.name,
+        "format_version": meta.get("format_version"),
+        "created": meta.get("created"),
+        "fingerprint": atlas.fingerprint,
+        "n_cells": sum(s.n_cells for s in atlas.studies),
+        "model_card": meta.get("model_card"),
+        "build": {k: build[k] for k in ("key", "seed", "source") if k in build},
+        "elements": meta.get("elements"),
+        "studies": [{"id": s.id, "title": s.title, "n_cells": s.n_cells, "simulated": s.simulated} for s in atlas.studies],
+    })
+
+
+def _file_stem(name: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("._") or "table"
+    if stem in _RESERVED:
+        raise ValueError(f"'{name}' is a reserved snapshot file name; pick another table or figure name")
+    return stem
+
+
+def _figure_json(fig) -> str:
+    import plotly.utils  # local: only snapshots with figures need plotly's encoder
+
+    if hasattr(fig, "to_plotly_json"):
+        fig = fig.to_plotly_json()
+    # plotly's encoder turns numpy arrays and dates inside a figure dict into JSON
+    return json.dumps(fig, cls=plotly.utils.PlotlyJSONEncoder)
+
+
+def _zip_time(atlas) -> tuple[int, int, int, int, int, int]:
+    """The atlas's build time for every entry, so the same query on the same atlas gives the same bytes."""
+    try:
+        t = datetime.fromisoformat(str(atlas.meta.get("created")))
+        return (max(t.year, 1980), t.month, t.day, t.hour, t.minute, t.second)
+    except ValueError:
+        return (1980, 1, 1, 0, 0, 0)
+
+
+def _readme(atlas, result, files: list[tuple[str, str]], url: str | None) -> str:
+    lines = [f"SigAtlas query snapshot: atlas '{atlas.name}' (fingerprint {atlas.fingerprint})", ""]
+    if atlas.has_simulated:
+        sim = [s.id for s in atlas.studies if s.simulated]
+        lines += [f"This atlas includes SIMULATED data: {len(sim)} of {len(atlas.studies)} studies "
+                  f"({_listing(sim)}) carry planted programs and are not real samples.", ""]
+    lines += [f"Link to this view: {url}" if url else "Link to this view: not recorded", ""]
+    res = result.resolution
+    lines += [f"Genes matched: {len(res.matched)} of {len(res.matched) + len(res.missing)}; "
+              f"hit rule: {result.params.rule.describe()} (cut-off {result.threshold:.6g}); "
+              f"{result.n_selected:,} cells selected.", "", "Contents:"]
+    width = max(len(name) for name, _ in files)
+    lines += [f"  {name.ljust(width)}  {what}" for name, what in files]
+    return "\n".join(lines) + "\n"
+
+
+def snapshot_zip(atlas, result, tables: dict[str, pd.DataFrame], *, url: str | None = None,
+                 figures: dict[str, dict] | None = None) -> bytes:
+    """The bytes of a zip archive recording ``result`` on ``atlas``: genes_resolved.csv,
+    parameters.json (every QueryParams field), atlas.json (identity, model card, build key and
+    seed, elements), methods.md, one ``<name>.csv`` per table (formula-safe), one
+    ``figures/<name>.json`` per Plotly figure dict, and README.txt listing them with ``url``.
+    Raises ValueError for a table or figure name that would overwrite a fixed file."""
+    files: list[tuple[str, str, str]] = [  # (archive name, content, description)
+        ("genes_resolved.csv", safe_csv(resolution_table(result.resolution)), "what happened to every requested gene"),
+        ("parameters.json", json.dumps(params_dict(result.params), indent=1) + "\n", "every query parameter (rerun with these)"),
+        ("atlas.json", json.dumps(_atlas_record(atlas), indent=1) + "\n", "the atlas queried: identity, model card, build"),
+        ("methods.md", "# Methods\n\n" + methods_paragraph(atlas, result) + "\n", "a methods paragraph for a paper or notebook"),
+    ]
+    for name, df in tables.items():
+        files.append((f"{_file_stem(name)}.csv", safe_csv(df), f"table '{name}'"))
+    for name, fig in (figures or {}).items():
+        files.append((f"figures/{_file_stem(name)}.json", _figure_json(fig), f"Plotly figure '{name}' (plotly.io.from_json)"))
+    names = [n for n, _, _ in files]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two tables or figures map to the same file name: {sorted({n for n in names if names.count(n) > 1})}")
+    readme = _readme(atlas, result, [("README.txt", "this file"), *[(n, d) for n, _, d in files]], url)
+    when = _zip_time(atlas)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, text in [("README.txt", readme), *[(n, t) for n, t, _ in files]]:
+            info = zipfile.ZipInfo(name, date_time=when)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16  # a readable file when unpacked, whatever the umask
+            zf.writestr(info, text.encode("utf-8"))
+    return buf.getvalue()

@@ -1,0 +1,151 @@
+"""Exports: formula-safe CSVs, the gene decisions table, the methods paragraph and the snapshot zip."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import zipfile
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from compute.query import QueryParams, resolve_genes, run_query
+from compute.reference import ms1_signature
+from dashboard.export import (
+    methods_paragraph,
+    params_dict,
+    resolution_table,
+    safe_csv,
+    snapshot_zip,
+)
+
+
+def _read(text: str, **kw) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(text), keep_default_na=False, **kw)
+
+
+def test_safe_csv_neutralises_formulas_but_not_numbers():
+    df = pd.DataFrame({
+        "=HYPERLINK(1)": ["=1+2", "+cmd", "-cmd", "@SUM(A1)", "\tx", "\rx", "plain", "-1.5"],
+        "value": [-3.5, -1.0, 0.0, 2.0, -0.25, 1e-9, -7.0, 3.0],
+        "count": [-3, -2, -1, 0, 1, 2, 3, 4],
+        "kind": pd.Categorical(["=a", "b", "=a", "b", "b", "b", "b", "-c"]),
+        "flag": [True, False] * 4,
+    })
+    text = safe_csv(df)
+    back = _read(text)
+    assert list(back.columns) == ["'=HYPERLINK(1)", "value", "count", "kind", "flag"]
+    assert list(back.iloc[:, 0]) == ["'=1+2", "'+cmd", "'-cmd", "'@SUM(A1)", "'\tx", "'\rx", "plain", "-1.5"]
+    assert list(back["kind"]) == ["'=a", "b", "'=a", "b", "b", "b", "b", "'-c"]
+    # negative numbers stay numbers (no apostrophe, numeric dtype on reading)
+    assert back["value"].tolist() == df["value"].tolist() and pd.api.types.is_float_dtype(back["value"])
+    assert back["count"].tolist() == df["count"].tolist() and pd.api.types.is_integer_dtype(back["count"])
+    assert "'-3" not in text and "'-1.5" not in text
+    # the unnamed index is not written; the frame itself is unchanged
+    assert not text.startswith(",") and df.iloc[0, 0] == "=1+2"
+
+
+def test_safe_csv_writes_a_named_index_only():
+    df = pd.DataFrame({"x": [1, 2]}, index=pd.Index(["=a", "b"], name="gene"))
+    back = _read(safe_csv(df))
+    assert list(back.columns) == ["gene", "x"] and list(back["gene"]) == ["'=a", "b"]
+    assert list(_read(safe_csv(df.reset_index(drop=True))).columns) == ["x"]
+    mixed = pd.DataFrame({"v": ["-2", -2, "=x", None]})  # numbers inside a text column stay numbers too
+    assert _read(safe_csv(mixed))["v"].tolist() == ["-2", "-2", "'=x", ""]
+
+
+def test_resolution_table_one_row_per_token():
+    res = resolve_genes([("cd14", 2.0), ("CD14", 3.0), ("LYZ", None), ("NOPE", None), ("=EVIL()", None)], ["CD14", "LYZ", "VCAN"])
+    table = resolution_table(res)
+    assert list(table.columns) == ["token", "status", "gene", "weight", "note"]
+    assert list(table["token"]) == ["cd14", "CD14", "LYZ", "NOPE", "=EVIL()"]
+    assert len(table) == len(res.requested)
+    if getattr(res, "decisions", None) is None:  # the fallback's own statuses
+        assert list(table["status"]) == ["renamed", "duplicate", "matched", "missing", "missing"]
+    assert table.loc[0, "gene"] == "CD14" and table.loc[0, "weight"] == 2.0 and table.loc[2, "weight"] == 1.0
+    assert table.loc[1, "gene"] == "CD14" and pd.isna(table.loc[3, "gene"])
+    assert "'=EVIL()" in safe_csv(table)
+
+
+def test_resolution_table_uses_decisions_when_present():
+    decisions = (("a", "matched", "A", 1.0, ""), {"token": "b", "status": "ambiguous", "gene": None, "weight": None, "note": "B1 or B2"},
+                 SimpleNamespace(token="c", status="missing", gene=None, weight=None, note="not in the model"))
+    table = resolution_table(SimpleNamespace(decisions=decisions))
+    assert list(table["status"]) == ["matched", "ambiguous", "missing"] and table.loc[1, "note"] == "B1 or B2"
+
+
+@pytest.fixture(scope="module")
+def tiny_result(tiny_atlas):
+    mono = tuple(c for c in tiny_atlas.cells["cell_type"].cat.categories if "monocyte" in c.lower())
+    known = [g for g in ms1_signature() if g in set(tiny_atlas.genes)]
+    # a case fix, a duplicate, a gene not in the model and a token a spreadsheet would run
+    genes = (*((g, None) for g in known[:30]), (known[30].lower(), 2.0), (known[0], None), ("NOT_A_GENE", None), ("=1+1", None))
+    params = QueryParams(genes=genes, cell_types=mono, n_null=100)
+    return run_query(tiny_atlas, params)
+
+
+def test_methods_paragraph_is_plain_about_simulation_and_the_p_floor(tiny_atlas, tiny_result):
+    text = methods_paragraph(tiny_atlas, tiny_result)
+    n_sim = sum(s.simulated for s in tiny_atlas.studies)
+    assert n_sim and "SIMULATED" in text and f"{n_sim} of these studies" in text
+    assert "1/(1 + 100)" in text and f"{1 / 101:.2g}" in text and "100 random gene sets" in text
+    assert "Integrated Gradients" in text and "50 steps" in text and "all-zero baseline" in text and "1,000" in text
+    assert tiny_result.params.rule.describe() in text and "cell_min = 25" in text and "samp_min = 3" in text
+    res = tiny_result.resolution
+    assert f"listed {len(res.requested)} gene tokens; {len(res.matched)} of its {len(res.matched) + 2} distinct genes" in text
+    assert f"{res.renamed[0][0]} -> {res.renamed[0][1]}" in text and "NOT_A_GENE" in text and "1 duplicate token" in text
+    assert "weighted mean" in text
+    assert "Gold et al." in text and "Heimberg et al." in text and "SIGnature" in text and "SCimilarity" in text
+    assert tiny_atlas.name in text and tiny_atlas.fingerprint in text and "SigAtlas 0" in text and "NumPy" in text
+    assert "\n" not in text  # one paragraph
+
+
+def test_snapshot_zip_contents(tiny_atlas, tiny_result):
+    tables = {"diseases": tiny_result.diseases, "studies": tiny_result.studies,
+              "disease null": tiny_result.null["disease"].groups}
+    fig = {"data": [{"type": "bar", "x": ["a", "b"], "y": [1, 2]}], "layout": {"title": {"text": "ranking"}}}
+    url = "http://127.0.0.1:8050/?genes=S100A8,S100A12&null=100"
+    blob = snapshot_zip(tiny_atlas, tiny_result, tables, url=url, figures={"ranking": fig})
+    zf = zipfile.ZipFile(io.BytesIO(blob))
+    assert zf.testzip() is None
+    names = set(zf.namelist())
+    assert names == {"README.txt", "genes_resolved.csv", "parameters.json", "atlas.json", "methods.md", "diseases.csv",
+                     "studies.csv", "disease_null.csv", "figures/ranking.json"}
+
+    readme = zf.read("README.txt").decode()
+    assert url in readme and "This atlas includes SIMULATED data:" in readme
+    assert all(n in readme for n in names)
+
+    params = json.loads(zf.read("parameters.json"))
+    assert set(params) == {f.name for f in dataclasses.fields(QueryParams)}
+    assert params["rule"] == {"kind": "percentile", "value": 90.0} and params["n_null"] == 100
+    assert params == params_dict(tiny_result.params)
+    assert [tuple(g) for g in params["genes"]] == list(tiny_result.params.genes)
+
+    meta = json.loads(zf.read("atlas.json"))
+    assert meta["fingerprint"] == tiny_atlas.fingerprint and meta["name"] == tiny_atlas.name
+    assert meta["format_version"] == tiny_atlas.meta["format_version"] and meta["created"] == tiny_atlas.meta["created"]
+    assert meta["build"]["key"] == tiny_atlas.meta["build"]["key"] and meta["build"]["seed"] == tiny_atlas.meta["build"]["seed"]
+    assert meta["model_card"]["n_genes"] == len(tiny_atlas.genes) and "attributions" in meta["elements"]
+
+    assert "SIMULATED" in zf.read("methods.md").decode()
+    genes = _read(zf.read("genes_resolved.csv").decode())
+    assert len(genes) == len(tiny_result.resolution.requested) and "'=1+1" in set(genes["token"])
+    diseases = _read(zf.read("diseases.csv").decode())
+    assert list(diseases["group"]) == list(tiny_result.diseases["group"])
+    assert diseases["mean_hit_pct"].tolist() == pytest.approx(tiny_result.diseases["mean_hit_pct"].tolist())
+    assert json.loads(zf.read("figures/ranking.json")) == fig
+
+    # the same query on the same atlas gives the same bytes (entries are dated by the atlas)
+    assert snapshot_zip(tiny_atlas, tiny_result, tables, url=url, figures={"ranking": fig}) == blob
+
+
+def test_snapshot_zip_refuses_names_that_overwrite_fixed_files(tiny_atlas, tiny_result):
+    with pytest.raises(ValueError, match="reserved"):
+        snapshot_zip(tiny_atlas, tiny_result, {"parameters": tiny_result.diseases})
+    with pytest.raises(ValueError, match="same file name"):
+        snapshot_zip(tiny_atlas, tiny_result, {"a b": tiny_result.diseases, "a/b": tiny_result.studies})
+    zf = zipfile.ZipFile(io.BytesIO(snapshot_zip(tiny_atlas, tiny_result, {})))
+    assert "Link to this view: not recorded" in zf.read("README.txt").decode()

@@ -1,0 +1,400 @@
+"""Figure functions on their ``fig.to_dict()`` data (trace types, values, order, labels), and the
+genes x groups summary behind the heatmap and dot plot. No browser, no pixels."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+
+from compute.query import QueryParams, gene_by_group, gene_group_summary, run_query
+from compute.reference import ms1_signature
+from dashboard import figures as F
+
+
+def arr(value) -> np.ndarray:
+    """A trace array from ``to_dict()``: plotly writes numpy arrays as base64 typed arrays."""
+    if isinstance(value, dict) and "bdata" in value:
+        out = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        if isinstance(shape, str):  # 2-D arrays carry their shape as "rows, cols"
+            shape = tuple(int(n) for n in shape.split(","))
+        return out.reshape(shape) if shape is not None else out
+    return np.asarray(value)
+
+
+def traces(fig, kind=None) -> list[dict]:
+    data = fig.to_dict()["data"]
+    return [t for t in data if kind is None or t["type"] == kind]
+
+
+def is_empty(fig) -> bool:
+    return "empty" in (fig.to_dict()["layout"].get("meta") or {})
+
+
+@pytest.fixture(scope="module")
+def query(tiny_atlas):
+    cts = tuple(c for c in tiny_atlas.cells["cell_type"].astype(str).unique() if "monocyte" in c.lower())
+    params = QueryParams(genes=tuple((g, None) for g in ms1_signature()), cell_types=cts, n_null=200, evidence=True, expression=True)
+    return run_query(tiny_atlas, params)
+
+
+# -- disease ranking -----------------------------------------------------------------------------
+
+def test_format_p_reports_the_floor_as_an_upper_bound():
+    assert F.format_p(0.012) == "p = 0.012"
+    assert F.format_p(0.5, 1 / 1001) == "p = 0.5"
+    assert F.format_p(1 / 1001, 1 / 1001) == "p ≤ 0.001"
+    assert F.format_p(1 / 201, 1 / 201) == "p ≤ 0.005"
+    assert F.format_p(float("nan")) == "p n/a"
+
+
+def test_ranking_boxes_and_points_follow_the_ranking_with_counts(query):
+    fig = F.disease_ranking_figure(query.samples, query.diseases, base_rate=10.0, title="t")
+    layout = fig.to_dict()["layout"]
+    keys = layout["xaxis"]["categoryarray"]
+    assert [k.split("<br>")[0] for k in keys] == list(query.diseases["group"])
+    for key, r in zip(keys, query.diseases.itertuples(), strict=True):
+        counts = key.split("<br>")[1]
+        assert counts.startswith(f"{r.n_samples} sample") and f"{r.n_studies} stud" in counts
+    assert layout["xaxis"]["tickvals"] == keys and len(layout["xaxis"]["ticktext"]) == len(keys)
+    assert not traces(fig, "bar")  # no null given: no band
+    boxes = traces(fig, "box")
+    assert [b["name"] for b in boxes] == list(query.diseases["group"])
+    points = [t for t in traces(fig, "scatter") if t.get("x") and t["x"][0] is not None]
+    for key, group in zip(keys, query.diseases["group"], strict=True):
+        mine = [t for t in points if t["x"][0] == key]
+        got = np.sort(np.concatenate([arr(t["y"]) for t in mine]))
+        want = np.sort(query.samples.loc[query.samples["disease"] == group, "hit_pct"].to_numpy())
+        np.testing.assert_allclose(got, want)
+        for t in mine:  # open circles exactly for the samples of simulated studies
+            assert all(c[4] == ("SIMULATED" if t["marker"]["symbol"] == "circle-open" else "real") for c in t["customdata"])
+    legend = {t["name"] for t in traces(fig) if t.get("showlegend")}
+    assert {"sample (real study)", "sample (SIMULATED study)"} <= legend  # the tiny atlas has both
+    assert layout["shapes"][0]["y0"] == 10.0  # base rate line
+
+
+def test_ranking_draws_the_null_band_behind_each_box_and_p_under_the_label(query):
+    null = query.null["disease"]
+    fig = F.disease_ranking_figure(query.samples, query.diseases, base_rate=10.0, title="t", null=null.groups, p_floor=null.p_floor)
+    data = traces(fig)
+    keys = fig.to_dict()["layout"]["xaxis"]["categoryarray"]
+    table = null.groups.set_index("group").loc[list(query.diseases["group"])]
+    (band,) = traces(fig, "bar")
+    assert band["x"] == keys
+    np.testing.assert_allclose(arr(band["base"]), table["null_lo"])
+    np.testing.assert_allclose(arr(band["y"]), table["null_hi"] - table["null_lo"])
+    assert "95%" in band["name"] and band["showlegend"]
+    # bars sit in plotly's layer under boxes; and the band trace comes first as well
+    assert data.index(band) < min(i for i, t in enumerate(data) if t["type"] == "box")
+    median = next(t for t in data if t.get("name") == "null median")
+    np.testing.assert_allclose(arr(median["y"]), table["null_median"])
+    p_lines = [k.split("<br>")[2] for k in keys]
+    for line, p in zip(p_lines, table["p_value"], strict=True):
+        assert line == (f"p ≤ {null.p_floor:.2g}" if p <= null.p_floor else f"p = {p:.2g}")
+    assert p_lines[0] == "p ≤ 0.005"  # the planted disease sits at the floor of 200 draws
+    assert fig.to_dict()["layout"]["meta"]["p_values"] == pytest.approx(table["p_value"].to_dict())
+    # every scatter trace carries a marker symbol (open circles mark simulated samples)
+    assert all("symbol" in t["marker"] for t in data if t["type"] == "scatter")
+
+
+def test_ranking_empty():
+    fig = F.disease_ranking_figure(pd.DataFrame(), pd.DataFrame(), base_rate=10, title="t")
+    assert is_empty(fig) and "cell_min" in fig.to_dict()["layout"]["annotations"][0]["text"]
+
+
+# -- UMAP ------------------------------------------------------------------------------------------
+
+def _cells(n=500, seed=0):
+    rng = np.random.default_rng(seed)
+    hover = pd.DataFrame({
+        "study": rng.choice(["S1", "S2"], n), "sample": [f"s{i % 20}" for i in range(n)],
+        "cell_type": rng.choice(["mono", "T", "B"], n), "disease": rng.choice([f"d{i}" for i in range(10)], n),
+        "simulated": rng.random(n) < 0.5,
+    })
+    return rng.normal(size=(n, 2)), rng.random(n), hover, rng.random(n) < 0.6
+
+
+def test_umap_score_mode_subsamples_deterministically_and_greys_the_rest():
+    coords, values, hover, sel = _cells()
+    fig = F.umap_figure(coords, values, hover, sel, max_points=200, seed=1)
+    layout = fig.to_dict()["layout"]
+    assert layout["meta"]["shown"] == 200 and layout["meta"]["total"] == 500
+    assert any("200 of 500 cells shown" in a["text"] for a in layout["annotations"])
+    grey, scored = traces(fig)
+    assert grey["type"] == scored["type"] == "scattergl" and grey["name"] == "not selected"
+    assert arr(grey["x"]).size + arr(scored["x"]).size == 200
+    colours = arr(scored["marker"]["color"])
+    assert np.all(np.diff(colours) >= 0)  # highest scores drawn last, on top
+    idx = F.subsample_indices(500, 200, seed=1)
+    np.testing.assert_allclose(np.sort(colours), np.sort(values[idx][sel[idx]]))
+    again = F.umap_figure(coords, values, hover, sel, max_points=200, seed=1)
+    np.testing.assert_array_equal(arr(traces(again)[1]["x"]), arr(scored["x"]))
+    other = F.umap_figure(coords, values, hover, sel, max_points=200, seed=2)
+    assert not np.array_equal(arr(traces(other)[1]["x"]), arr(scored["x"]))
+    # hover: study, sample, cell type, disease, score; SIMULATED exactly for simulated cells
+    template = scored["hovertemplate"]
+    assert all(f"customdata[{j}]" in template for j in range(6)) and "score" in template
+    custom = np.asarray(scored["customdata"], dtype=object)
+    by_position = {(round(x, 9), round(y, 9)): s for (x, y), s in zip(coords.tolist(), hover["simulated"], strict=True)}
+    for x, y, c in zip(arr(scored["x"]), arr(scored["y"]), custom, strict=True):
+        assert ("SIMULATED" in c[5]) == by_position[(round(x, 9), round(y, 9))]
+
+
+def test_umap_below_max_points_shows_everything():
+    coords, values, hover, sel = _cells(n=50)
+    meta = F.umap_figure(coords, values, hover, sel).to_dict()["layout"]["meta"]
+    assert meta["shown"] == meta["total"] == 50
+
+
+def test_umap_categorical_one_trace_per_category_largest_first():
+    coords, values, hover, sel = _cells()
+    fig = F.umap_figure(coords, values, hover, sel, color_by="disease")
+    grey, *cats = traces(fig)
+    assert grey["name"] == "not selected" and all(t["type"] == "scattergl" for t in cats)
+    named = cats[:-1]
+    counts = hover.loc[sel, "disease"].value_counts()
+    assert [t["name"] for t in named] == sorted(counts.index, key=lambda c: (-counts[c], c))[:7]
+    assert [t["marker"]["color"] for t in named] == [c for c in F.PALETTE if c != "#F0E442"]
+    assert cats[-1]["name"] == "other (3)"  # ten diseases, seven colours
+    for t in named:
+        assert {c[3] for c in t["customdata"]} == {t["name"]}
+    assert sum(arr(t["x"]).size for t in cats) == sel.sum()
+    assert fig.to_dict()["layout"]["meta"]["color_by"] == "disease"
+
+
+def test_umap_on_the_tiny_atlas(tiny_atlas, query):
+    fig = F.umap_figure(tiny_atlas.umap(), query.scores, tiny_atlas.cells, query.selection, color_by="cell_type")
+    cats = traces(fig)[1:]
+    assert sum(arr(t["x"]).size for t in cats) == query.n_selected
+    assert {t["name"] for t in cats} == set(tiny_atlas.cells["cell_type"].astype(str)[query.selection])
+    assert fig.to_dict()["layout"]["meta"]["simulated"] is True
+
+
+def test_umap_rejects_unknown_colouring_and_handles_no_coordinates():
+    coords, values, hover, sel = _cells(n=20)
+    with pytest.raises(ValueError, match="color_by"):
+        F.umap_figure(coords, values, hover, sel, color_by="nope")
+    assert is_empty(F.umap_figure(np.zeros((0, 2)), values[:0], hover[:0], sel[:0]))
+
+
+# -- heatmap and dot plot ------------------------------------------------------------------------
+
+def _blocks() -> pd.DataFrame:
+    """Genes in two interleaved blocks, the columns interleaved too: g0, g2, g4 high in A and B;
+    g1, g3, g5 high in C and D."""
+    high = np.array([[5, 0, 4, 0], [0, 3, 0, 3.5]], dtype=float)
+    rows = [high[i % 2] + 0.1 * i for i in range(6)]
+    return pd.DataFrame(rows, index=[f"g{i}" for i in range(6)], columns=["A", "C", "B", "D"])
+
+
+def test_heatmap_score_order():
+    table = _blocks()
+    heat = traces(F.heatmap_figure(table, order="score"), "heatmap")[0]
+    assert heat["y"] == list(table.mean(axis=1).sort_values(ascending=False).index)
+    assert heat["x"] == list(table.mean(axis=0).sort_values(ascending=False).index)
+    np.testing.assert_allclose(arr(heat["z"]), table.loc[heat["y"], heat["x"]].to_numpy())
+
+
+def test_heatmap_cluster_order_keeps_blocks_together():
+    table = _blocks()
+    fig = F.heatmap_figure(table, order="cluster", group_label="study")
+    heat = traces(fig, "heatmap")[0]
+    blocks = [int(g[1]) % 2 for g in heat["y"]]
+    assert blocks in ([0, 0, 0, 1, 1, 1], [1, 1, 1, 0, 0, 0])
+    assert {frozenset(heat["x"][:2]), frozenset(heat["x"][2:])} == {frozenset("AB"), frozenset("CD")}
+    np.testing.assert_allclose(arr(heat["z"]), table.loc[heat["y"], heat["x"]].to_numpy())
+    layout = fig.to_dict()["layout"]
+    assert layout["xaxis"]["title"]["text"] == "study" and layout["meta"]["genes"] == heat["y"]
+    assert "attribution" in heat["colorbar"]["title"]["text"]
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 3), (2, 2), (3, 1)])
+def test_heatmap_clustering_is_guarded_for_tiny_tables(shape):
+    table = pd.DataFrame(np.arange(np.prod(shape), dtype=float).reshape(shape),
+                         index=[f"g{i}" for i in range(shape[0])], columns=[f"c{j}" for j in range(shape[1])])
+    heat = traces(F.heatmap_figure(table, order="cluster"), "heatmap")[0]
+    assert sorted(heat["y"]) == list(table.index) and sorted(heat["x"]) == list(table.columns)
+
+
+def test_heatmap_bad_order_and_empty():
+    with pytest.raises(ValueError, match="order"):
+        F.heatmap_figure(_blocks(), order="alphabet")
+    assert is_empty(F.heatmap_figure(pd.DataFrame()))
+    assert is_empty(F.heatmap_figure(pd.DataFrame(index=["a", "b"])))
+
+
+def test_dotplot_colour_is_the_mean_and_area_the_percentage():
+    mean = _blocks()
+    pct = pd.DataFrame(np.tile([100.0, 25.0, 0.0, np.nan], (6, 1)), index=mean.index, columns=mean.columns)
+    fig = F.dotplot_figure(mean, pct, group_label="disease", order="score")
+    (dots,) = traces(fig)
+    layout = fig.to_dict()["layout"]
+    meta = layout["meta"]
+    assert meta["genes"] == traces(F.heatmap_figure(mean, order="score"))[0]["y"]
+    colour, size = arr(dots["marker"]["color"]), arr(dots["marker"]["size"])
+    assert len(dots["x"]) == len(dots["y"]) == size.size == mean.size
+    for xi, yi, c, s, text in zip(dots["x"], dots["y"], colour, size, dots["customdata"], strict=True):
+        assert c == mean.at[yi, xi]
+        p = pct.at[yi, xi]
+        assert s == pytest.approx(0.0 if np.isnan(p) else meta["max_size"] * np.sqrt(p / 100))
+        assert text == ("no hit cells in this group" if np.isnan(p) else f"non-zero in {p:.0f}% of hit cells")
+    key = [sh for sh in layout["shapes"] if sh["type"] == "circle"]
+    assert [sh["name"] for sh in key] == ["25%", "50%", "100%"]
+    assert [sh["x1"] - sh["x0"] for sh in key] == pytest.approx([meta["max_size"] * f for f in (0.5, np.sqrt(0.5), 1.0)])
+    assert is_empty(F.dotplot_figure(pd.DataFrame(), pd.DataFrame(), group_label="disease"))
+
+
+def test_dotplot_on_the_query(tiny_atlas, query):
+    mean, pct = gene_group_summary(tiny_atlas, query, "disease", max_genes=20)
+    fig = F.dotplot_figure(mean, pct, group_label="disease")
+    dots = traces(fig)[0]
+    assert set(dots["y"]) == set(mean.index) and set(dots["x"]) == set(mean.columns)
+    assert arr(dots["marker"]["size"]).size == mean.size
+
+
+# -- gene x group summary ------------------------------------------------------------------------
+
+def test_gene_group_summary_matches_a_direct_computation(tiny_atlas, query):
+    mean, pct = gene_group_summary(tiny_atlas, query, "disease", max_genes=25)
+    assert mean.shape == pct.shape == (25, mean.shape[1])
+    assert list(mean.index) == list(pct.index) and list(mean.columns) == list(pct.columns)
+    genes = list(query.resolution.matched)
+    values = tiny_atlas.gene_values(genes)
+    labels = tiny_atlas.cells["disease"].astype(str).to_numpy()
+    sel = query.selection
+    hit = sel & (np.nan_to_num(query.scores, nan=-np.inf) > query.threshold)
+    groups = sorted(set(labels[sel]))
+    assert list(mean.columns) == groups
+    direct_mean = np.stack([values[sel & (labels == g)].mean(axis=0) for g in groups], axis=1)
+    direct_pct = np.stack([100 * (values[hit & (labels == g)] != 0).mean(axis=0) for g in groups], axis=1)
+    top = np.argsort(-direct_mean.mean(axis=1), kind="stable")[:25]
+    assert list(mean.index) == [genes[i] for i in top]
+    np.testing.assert_allclose(mean.to_numpy(), direct_mean[top], rtol=1e-5)
+    np.testing.assert_allclose(pct.to_numpy(), direct_pct[top], rtol=1e-9)
+    # the same genes and means as the heatmap's table
+    pd.testing.assert_frame_equal(mean, gene_by_group(tiny_atlas, query, "disease", max_genes=25).loc[mean.index], rtol=1e-6)
+
+
+def test_gene_group_summary_by_study_and_unknown_column(tiny_atlas, query):
+    from compute.errors import QueryError
+
+    mean, pct = gene_group_summary(tiny_atlas, query, "study")
+    assert set(mean.columns) == set(tiny_atlas.cells["study"].astype(str)[query.selection])
+    assert ((pct.fillna(0) >= 0) & (pct.fillna(0) <= 100)).all().all()
+    with pytest.raises(QueryError, match="no such column"):
+        gene_group_summary(tiny_atlas, query, "nope")
+
+
+# -- evidence --------------------------------------------------------------------------------------
+
+def test_driver_genes_bars_in_share_order(query):
+    shares = query.evidence.gene_shares
+    top = query.diseases["group"].iloc[0]
+    fig = F.driver_genes_figure(shares, top, top=10)
+    (bar,) = traces(fig, "bar")
+    want = shares[top].sort_values(ascending=False).iloc[:10]
+    assert bar["orientation"] == "h" and bar["y"] == list(want.index)
+    np.testing.assert_allclose(arr(bar["x"]), want.to_numpy())
+    assert bar["text"][0] == f"{want.iloc[0]:.1f}%"
+    meta = fig.to_dict()["layout"]["meta"]
+    assert meta["rest_pct"] == pytest.approx(100 - want.sum())
+    assert fig.to_dict()["layout"]["yaxis"]["autorange"] == "reversed"  # largest on top
+    assert is_empty(F.driver_genes_figure(shares, "not a disease"))
+    assert is_empty(F.driver_genes_figure(pd.DataFrame(), top))
+    assert is_empty(F.driver_genes_figure(pd.DataFrame({"x": [0.0, 0.0]}, index=["a", "b"]), "x"))
+
+
+def test_robustness_one_line_per_disease_with_labels_and_highlight(query):
+    th = query.evidence.thresholds
+    top = query.diseases["group"].iloc[0]
+    fig = F.robustness_figure(th, highlight=top)
+    base, *lines = traces(fig, "scatter")
+    assert base["name"].startswith("base rate")
+    np.testing.assert_allclose(arr(base["y"]), 100 - np.array([80.0, 90.0, 95.0, 99.0]))
+    assert {t["name"] for t in lines} == set(th.index)
+    for t in lines:
+        np.testing.assert_allclose(arr(t["x"]), [80, 90, 95, 99])
+        np.testing.assert_allclose(arr(t["y"]), th.loc[t["name"]].to_numpy(), equal_nan=True)
+        assert t["line"]["width"] == (5 if t["name"] == top else 2)
+    layout = fig.to_dict()["layout"]
+    texts = [a["text"] for a in layout["annotations"]]
+    assert all(any(str(g) in s for s in texts) for g in th.index) and f"<b>{top}</b>" in texts
+    assert layout["meta"]["highlight"] == top and layout["meta"]["order"][0] == top
+    assert layout["yaxis"]["title"]["text"] == "mean sample hit %"
+
+
+def test_robustness_keeps_gaps_and_handles_empty():
+    th = pd.DataFrame({80.0: [30.0, 10.0], 90.0: [20.0, np.nan], 99.0: [5.0, np.nan]}, index=["a", "b"])
+    fig = F.robustness_figure(th)
+    b = next(t for t in traces(fig) if t["name"] == "b")
+    assert np.isnan(arr(b["y"])[1:]).all()
+    assert all(t["line"]["width"] == 2 for t in traces(fig)[1:])  # no highlight
+    assert is_empty(F.robustness_figure(pd.DataFrame()))
+    assert is_empty(F.robustness_figure(th * np.nan))
+
+
+def test_score_comparison_pairs_diseases_with_both_ranks(query):
+    attr, expr = query.diseases, query.expression_diseases
+    fig = F.score_comparison_figure(attr, expr)
+    meta = fig.to_dict()["layout"]["meta"]
+    assert meta["order"] == list(attr["group"])
+    e_rank = expr.set_index("group")["rank"]
+    for r in attr.itertuples():
+        assert meta["ranks"][r.group] == [r.rank, int(e_rank[r.group])]
+    a_trace = next(t for t in traces(fig) if t["name"] == "attribution score")
+    e_trace = next(t for t in traces(fig) if t["name"].startswith("expression score"))
+    np.testing.assert_allclose(arr(a_trace["x"]), attr["mean_hit_pct"])
+    np.testing.assert_allclose(arr(e_trace["x"]), expr.set_index("group").loc[attr["group"], "mean_hit_pct"])
+    assert a_trace["y"][0].startswith(attr["group"].iloc[0]) and "#1 / #" in a_trace["y"][0]
+    assert fig.to_dict()["layout"]["xaxis"]["title"]["text"] == "mean sample hit %"
+    # open markers exactly for diseases whose samples are all simulated
+    sim = (attr["n_simulated_samples"] >= attr["n_samples"]).to_numpy()
+    assert [s.endswith("-open") for s in a_trace["marker"]["symbol"]] == list(sim)
+
+
+def test_score_comparison_with_a_disease_ranked_under_one_score_only(query):
+    attr = query.diseases.iloc[1:]
+    fig = F.score_comparison_figure(attr, query.expression_diseases)
+    meta = fig.to_dict()["layout"]["meta"]
+    missing = query.diseases["group"].iloc[0]
+    assert meta["order"][-1] == missing and meta["ranks"][missing][0] is None
+    assert is_empty(F.score_comparison_figure(attr, None))
+    assert is_empty(F.score_comparison_figure(pd.DataFrame(), pd.DataFrame()))
+
+
+def test_score_scatter_on_the_query(tiny_atlas, query):
+    sel = query.selection
+    a, e = query.scores[sel], query.expression_scores[sel]
+    labels = tiny_atlas.cells["disease"].astype(str).to_numpy()[sel]
+    simulated = tiny_atlas.cells["simulated"].to_numpy()[sel]
+    fig = F.score_scatter_figure(a, e, labels, simulated=simulated, max_points=500, seed=3)
+    meta = fig.to_dict()["layout"]["meta"]
+    assert meta["shown"] == 500 and meta["total"] == sel.sum()
+    assert meta["spearman"] == pytest.approx(spearmanr(a, e).statistic)
+    data = traces(fig)
+    assert all(t["type"] == "scattergl" for t in data)
+    assert sum(arr(t["x"]).size for t in data) == 500
+    idx = F.subsample_indices(sel.sum(), 500, 3)
+    np.testing.assert_allclose(np.sort(np.concatenate([arr(t["x"]) for t in data])), np.sort(a[idx]))
+    for t in data:  # open circles and the SIMULATED hover exactly for simulated cells
+        sim = t["marker"]["symbol"] == "circle-open"
+        assert ("SIMULATED" in t["hovertemplate"]) == sim
+        assert set(t["customdata"]) <= ({t["name"]} if not t["name"].startswith("other") else set(labels))
+    again = F.score_scatter_figure(a, e, labels, simulated=simulated, max_points=500, seed=3)
+    assert again.to_dict() == fig.to_dict()
+    titles = fig.to_dict()["layout"]
+    assert "attribution" in titles["xaxis"]["title"]["text"] and "expression" in titles["yaxis"]["title"]["text"]
+
+
+def test_score_scatter_drops_non_finite_and_handles_empty():
+    a = np.array([1.0, 2.0, np.nan, 4.0])
+    e = np.array([1.0, np.nan, 3.0, 2.0])
+    fig = F.score_scatter_figure(a, e, np.array(["x", "x", "y", "y"]))
+    assert fig.to_dict()["layout"]["meta"]["total"] == 2
+    assert is_empty(F.score_scatter_figure(np.zeros(0), np.zeros(0), np.zeros(0)))
+    assert is_empty(F.score_scatter_figure(a, None, np.array(["x"] * 4)))
+    assert is_empty(F.score_scatter_figure(np.array([np.nan]), np.array([1.0]), np.array(["x"])))

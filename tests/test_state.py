@@ -1,0 +1,119 @@
+"""The dashboard state as a URL: round trips, and bad links fall back to defaults with messages."""
+
+from __future__ import annotations
+
+import copy
+from urllib.parse import parse_qsl
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from compute.query import parse_gene_list
+from dashboard.state import CHOICES, DEFAULTS, decode_state, encode_state, normalise_genes
+
+# any character a browser can put in a URL (no lone surrogates: they are not encodable)
+_CHARS = st.characters(blacklist_categories=("Cs",))
+_NAME = st.text(_CHARS, min_size=1, max_size=12).filter(lambda s: "|" not in s)
+_IDENT = st.from_regex(r"[A-Za-z0-9_-]{1,40}", fullmatch=True)
+
+
+@st.composite
+def valid_states(draw):
+    rule = draw(st.sampled_from(CHOICES["rule"]))
+    cut = {
+        "percentile": st.floats(0, 100),
+        "quantile": st.floats(0, 1),
+        "value": st.floats(allow_nan=False, allow_infinity=False),
+    }[rule]
+    return {
+        # whatever was pasted (newlines, comments, any text), in the one-line form the link keeps
+        "genes": draw(st.text(_CHARS, max_size=60).map(normalise_genes)),
+        "preset": draw(st.one_of(st.just(""), _IDENT)),
+        **{k: draw(st.lists(_NAME, max_size=4, unique=True)) for k in ("cell_types", "diseases", "tissues", "studies")},
+        **{k: draw(st.sampled_from(v)) for k, v in CHOICES.items() if k != "rule"},
+        "rule": rule,
+        "cut": draw(cut),
+        "cell_min": draw(st.integers(1, 1_000_000)),
+        "samp_min": draw(st.integers(1, 100_000)),
+        "top_n": draw(st.integers(0, 100_000)),
+        "null": draw(st.one_of(st.just(0), st.integers(100, 10_000))),
+        "tab": draw(_IDENT),
+    }
+
+
+@settings(max_examples=300, deadline=None)
+@given(valid_states())
+def test_round_trip(state):
+    search = encode_state(state)
+    assert decode_state(search) == (state, [])
+    assert encode_state(decode_state(search)[0]) == search  # the link is canonical
+
+
+def test_defaults_encode_to_nothing_and_decode_from_nothing():
+    assert encode_state(DEFAULTS) == "" and encode_state({}) == ""
+    for search in ("", "?", None):
+        assert decode_state(search) == (DEFAULTS, [])
+    state, _ = decode_state("")
+    state["cell_types"].append("x")  # the defaults are copied, never shared
+    assert DEFAULTS["cell_types"] == []
+
+
+def test_only_changed_keys_in_a_fixed_order_lists_joined_by_bar():
+    state = copy.deepcopy(DEFAULTS) | {"null": 1000, "cell_types": ["CD14+ Monocyte", "B cell, naive"], "cut": 95.0}
+    search = encode_state(state)
+    assert search.startswith("?")
+    assert [k for k, _ in parse_qsl(search[1:])] == ["cell_types", "cut", "null"]
+    assert dict(parse_qsl(search[1:]))["cell_types"] == "CD14+ Monocyte|B cell, naive"
+    assert "cut=95&" in search  # no trailing ".0"
+    assert encode_state({"null": 1000, "tab": "studies"}) == encode_state(copy.deepcopy(DEFAULTS) | {"tab": "studies", "null": 1000})
+
+
+def test_gene_text_on_one_line_keeps_the_genes_and_weights():
+    text = "CD14 2.0\n# monocyte markers\nLYZ:3  # strongest\n\ns100a8, VCAN\r\n"
+    state, msgs = decode_state(encode_state({"genes": text}))
+    assert "\n" not in state["genes"] and msgs == []
+    assert parse_gene_list(state["genes"]) == parse_gene_list(text)
+
+
+def test_bad_values_fall_back_with_a_message_each():
+    state, msgs = decode_state("?cut=abc&cell_min=0&samp_min=x&top_n=2.5&null=50&rule=median&group_by=tissue&data=none")
+    assert state == DEFAULTS
+    assert "cut=abc is not a number; using 90" in msgs
+    assert any(m.startswith("cell_min=0 ") and "at least 1" in m and m.endswith("using 25") for m in msgs)
+    assert any(m.startswith("samp_min=x ") and m.endswith("using 3") for m in msgs)
+    assert any(m.startswith("top_n=2.5 ") for m in msgs)
+    assert any(m.startswith("null=50 ") and m.endswith("using 0") for m in msgs)
+    assert any(m.startswith("rule=median ") and "percentile" in m for m in msgs)
+    assert any(m.startswith("group_by=tissue ") for m in msgs) and any(m.startswith("data=none ") for m in msgs)
+    assert len(msgs) == 8
+
+
+def test_cut_is_checked_against_its_rule():
+    state, msgs = decode_state("?rule=quantile&cut=90")
+    assert state["rule"] == "quantile" and state["cut"] == 0.9 and len(msgs) == 1 and "0-1" in msgs[0]
+    state, msgs = decode_state("?cut=101")
+    assert state["cut"] == 90.0 and "0-100" in msgs[0]
+    for bad in ("nan", "inf", "-inf"):
+        assert decode_state(f"?rule=value&cut={bad}")[0]["cut"] == 90.0
+    assert decode_state("?rule=value&cut=-3.5") == (DEFAULTS | {"rule": "value", "cut": -3.5}, [])
+    state, msgs = decode_state("?rule=quantile")  # the default cut-off does not fit the quantile rule
+    assert state["cut"] == 0.9 and len(msgs) == 1
+
+
+def test_unknown_and_repeated_keys_and_known_names():
+    state, msgs = decode_state("?foo=1&cell_min=30&cell_min=40&tab=studies")
+    assert state == DEFAULTS | {"cell_min": 40, "tab": "studies"}
+    assert any("foo" in m and "ignored" in m for m in msgs) and any("more than once" in m for m in msgs)
+    known = {"cell_types": ["CD14+ Monocyte"], "preset": ["ms1"], "tab": ["diseases", "studies"]}
+    state, msgs = decode_state("?cell_types=CD14%2B+Monocyte|Martian&preset=nope&tab=plots", known=known)
+    assert state["cell_types"] == ["CD14+ Monocyte"] and state["preset"] == "" and state["tab"] == "diseases"
+    assert len(msgs) == 3 and any("Martian" in m for m in msgs)
+    assert decode_state("?preset=ms1", known=known) == (DEFAULTS | {"preset": "ms1"}, [])
+
+
+def test_hostile_links_never_raise():
+    for search in ("?genes=" + "A," * 60_000, "?" + "&".join(f"k{i}=1" for i in range(500)), "?%zz=%ff&cut=%00",
+                   "?tab=<script>&preset=a%20b", "?cell_types=||"):
+        state, msgs = decode_state(search)
+        assert set(state) == set(DEFAULTS)
+        assert isinstance(msgs, list)
