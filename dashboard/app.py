@@ -434,6 +434,23 @@ def _background_manager(data: DashboardData):
     return dash.DiskcacheManager(diskcache.Cache(str(directory)))
 
 
+def _warm_up(data: DashboardData) -> None:
+    """Load the cells table and the gene symbol table in the background (about 2 s together), so
+    the first query does not wait for them; background jobs forked later inherit both."""
+    import threading
+
+    from compute.query._symbols import symbol_table
+
+    def work():
+        try:
+            _ = data.atlas.cells
+            symbol_table()
+        except Exception:  # noqa: BLE001 - the first query will load (and report) them itself
+            pass
+
+    threading.Thread(target=work, name="sigatlas-warm-up", daemon=True).start()
+
+
 def create_app(atlas_path: str | Path) -> dash.Dash:
     """Build the Dash app for the atlas at ``atlas_path`` (opened and validated once)."""
     data = DashboardData(atlas_path)
@@ -445,6 +462,7 @@ def create_app(atlas_path: str | Path) -> dash.Dash:
         suppress_callback_exceptions=False,
     )
     app.layout = _layout(data)
+    _warm_up(data)
     control_outputs = [Output(cid, prop) for _, cid, prop in _CONTROLS]
     known = {"cell_types": data.cell_types, "diseases": data.diseases, "tissues": data.tissues,
              "studies": [s.id for s in data.atlas.studies], "preset": list(PRESETS), "tab": ["diseases", "studies", "cells", "genes"]}
