@@ -60,8 +60,9 @@ _FIGURES = {  # view name -> graph id (each has CSV, SVG and PNG export)
 _CSV_ONLY = ("studies",)
 
 
-def params_from_state(state: dict) -> QueryParams:
-    """The query a (decoded) state asks for. Raises QueryError for an impossible combination."""
+def params_from_state(state: dict, *, expression: bool = True) -> QueryParams:
+    """The query a (decoded) state asks for; ``expression``: also rank by expression scores (only
+    for atlases that store expression). Raises QueryError for an impossible combination."""
     rule = HitRule(state["rule"], float(state["cut"]))
     return QueryParams(
         genes=tuple(parse_gene_list(state["genes"] or "")),
@@ -75,7 +76,7 @@ def params_from_state(state: dict) -> QueryParams:
         samp_min=int(state["samp_min"]),
         n_null=int(state["null"]),
         evidence=True,
-        expression=True,
+        expression=expression,
     )
 
 
@@ -245,7 +246,7 @@ def answer_query(data: DashboardData, state: dict, progress=None) -> dict:
     if not parse_gene_list(state.get("genes") or ""):
         return empty
     try:
-        params = params_from_state(state)
+        params = params_from_state(state, expression=data.atlas.has_expression)
         result = data.query(params, progress=progress)
     except QueryError as exc:
         res = data.atlas.resolve(list(parse_gene_list(state.get("genes") or "")))
@@ -478,7 +479,9 @@ def create_app(atlas_path: str | Path) -> dash.Dash:
         prevent_initial_call="initial_duplicate",
     )
     def _restore(search, applied, request):
-        if search is not None and search == applied:
+        # the Location echoes searches we wrote ourselves, sometimes late and out of order: only a
+        # search we did not write (a pasted link, a presenter step) may reset the controls
+        if search is not None and search in (applied or []):
             raise dash.exceptions.PreventUpdate
         state, notes = decode_state(search or "", known)
         if state.get("preset") in PRESETS and not state["genes"]:
@@ -554,7 +557,7 @@ def create_app(atlas_path: str | Path) -> dash.Dash:
         if not parse_gene_list(state["genes"] or ""):
             return None, "Paste genes (any separators) or pick a preset, then Run"
         try:
-            params = params_from_state(state)
+            params = params_from_state(state, expression=data.atlas.has_expression)
         except QueryError as exc:
             return None, html.Div(str(exc), className="error")
         key = data.result_key(params)
@@ -618,15 +621,17 @@ def create_app(atlas_path: str | Path) -> dash.Dash:
         Input(ids.RESULT_KEY, "data"),
         *view_inputs,
         *control_states[: len(_QUERY_CONTROLS)],
+        State(ids.APPLIED_SEARCH, "data"),
         prevent_initial_call=True,
     )
     def _write_url(key, *values):
         if key is None:
             raise dash.exceptions.PreventUpdate
-        n_view = len(_VIEW_CONTROLS)
+        n_view, applied = len(_VIEW_CONTROLS), values[-1]
+        values = values[:-1]
         state = _state(list(values[n_view:]) + list(values[:n_view]))
         search = encode_state(state)
-        return search, search
+        return search, [*[a for a in (applied or []) if a != search][-19:], search]
 
     # Location does not refresh its href when a callback rewrites the search, so build the link here
     clientside_callback(
@@ -700,22 +705,26 @@ def create_app(atlas_path: str | Path) -> dash.Dash:
     @app.callback(
         Output(ids.URL, "search", allow_duplicate=True),
         Output(ids.VIEW_POS, "children"),
+        Output(ids.APPLIED_SEARCH, "data", allow_duplicate=True),
         Input(ids.PREV_VIEW, "n_clicks"),
         Input(ids.NEXT_VIEW, "n_clicks"),
         Input(ids.SAVED_VIEWS, "data"),
         State(ids.URL, "search"),
+        State(ids.APPLIED_SEARCH, "data"),
         prevent_initial_call="initial_duplicate",
     )
-    def _step(_prev, _next, saved, search):
+    def _step(_prev, _next, saved, search, applied):
         saved = saved or []
         if not saved:
-            return dash.no_update, "no saved views yet: use 'Save view'"
+            return dash.no_update, "no saved views yet: use 'Save view'", dash.no_update
         searches = [v["search"] for v in saved]
         pos = searches.index(search) if search in searches else -1
         if ctx.triggered_id in (ids.PREV_VIEW, ids.NEXT_VIEW):
             pos = (pos + (1 if ctx.triggered_id == ids.NEXT_VIEW else -1)) % len(saved)
-            return searches[pos], f"view {pos + 1} of {len(saved)}: {saved[pos]['label']}"
+            # forget that we wrote this search, so that _restore applies it
+            return (searches[pos], f"view {pos + 1} of {len(saved)}: {saved[pos]['label']}",
+                    [a for a in (applied or []) if a != searches[pos]])
         where = f"view {pos + 1} of {len(saved)}" if pos >= 0 else f"{len(saved)} saved views"
-        return dash.no_update, where
+        return dash.no_update, where, dash.no_update
 
     return app

@@ -121,10 +121,12 @@ def _tab(driver, label: str) -> None:
     driver.find_element(By.XPATH, f"//button[@role='tab'][contains(., '{label}')]").click()
 
 
-def _segment(driver, control_id: str, label: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    driver.find_element(By.XPATH, f"//*[@id='{control_id}']//label[normalize-space(.)='{label}']").click()
+def _segment(driver, control_id: str, value: str) -> None:
+    """Pick ``value`` in a segmented control through its radio input (a click on the label can
+    land while the tab panel is still moving)."""
+    _wait(driver, lambda d: d.execute_script(
+        f"const i = document.querySelector('#{control_id} input[value=\"{value}\"]');"
+        "if (!i) { return false; } i.click(); return i.checked;"), what=f"{control_id} = {value}")
 
 
 def _plot(driver, graph_id: str, expr: str):
@@ -206,7 +208,7 @@ def test_grouping_switch_export_and_copied_link(driver, server, downloads, tiny_
     _wait(driver, lambda d: "study" in (_plot(d, "heatmap-fig", "p.layout.title.text") or ""), what="heatmap grouped by study")
     xs = set(_plot(driver, "heatmap-fig", "p.data[0].x") or [])
     assert xs and xs <= {s.id for s in tiny_atlas.studies}, xs
-    _segment(driver, "heat-mode", "dot plot")
+    _segment(driver, "heat-mode", "dotplot")
     _wait(driver, lambda d: _plot(d, "heatmap-fig", "p.data[0].type") == "scatter", what="dot plot")
     _shot(driver, "genes_dotplot")
     # exports: the CSV of the data and the SVG of the figure

@@ -59,13 +59,13 @@ def test_defaults_encode_to_nothing_and_decode_from_nothing():
 
 
 def test_only_changed_keys_in_a_fixed_order_lists_joined_by_bar():
-    state = copy.deepcopy(DEFAULTS) | {"null": 1000, "cell_types": ["CD14+ Monocyte", "B cell, naive"], "cut": 95.0}
+    state = copy.deepcopy(DEFAULTS) | {"null": 200, "cell_types": ["CD14+ Monocyte", "B cell, naive"], "cut": 95.0}
     search = encode_state(state)
     assert search.startswith("?")
     assert [k for k, _ in parse_qsl(search[1:])] == ["cell_types", "cut", "null"]
     assert dict(parse_qsl(search[1:]))["cell_types"] == "CD14+ Monocyte|B cell, naive"
     assert "cut=95&" in search  # no trailing ".0"
-    assert encode_state({"null": 1000, "tab": "studies"}) == encode_state(copy.deepcopy(DEFAULTS) | {"tab": "studies", "null": 1000})
+    assert encode_state({"null": 200, "tab": "studies"}) == encode_state(copy.deepcopy(DEFAULTS) | {"tab": "studies", "null": 200})
 
 
 def test_gene_text_on_one_line_keeps_the_genes_and_weights():
@@ -82,7 +82,7 @@ def test_bad_values_fall_back_with_a_message_each():
     assert any(m.startswith("cell_min=0 ") and "at least 1" in m and m.endswith("using 25") for m in msgs)
     assert any(m.startswith("samp_min=x ") and m.endswith("using 3") for m in msgs)
     assert any(m.startswith("top_n=2.5 ") for m in msgs)
-    assert any(m.startswith("null=50 ") and m.endswith("using 0") for m in msgs)
+    assert any(m.startswith("null=50 ") and m.endswith(f"using {DEFAULTS['null']}") for m in msgs)
     assert any(m.startswith("rule=median ") and "percentile" in m for m in msgs)
     assert any(m.startswith("group_by=tissue ") for m in msgs) and any(m.startswith("data=none ") for m in msgs)
     assert len(msgs) == 8
