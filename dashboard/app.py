@@ -25,7 +25,7 @@ from dashboard.presets import PRESETS, QUICK_PRESETS, preset_options
 from dashboard.state import DEFAULTS, decode_state, encode_state
 from dashboard.upload import GeneFileError, decode_upload, parse_gene_file
 
-__all__ = ["answer_query", "apply_preset", "create_app", "params_from_state", "render_views", "resolution_panel"]
+__all__ = ["answer_query", "apply_preset", "create_app", "params_from_state", "render_views", "resolution_panel", "view_tables"]
 
 _GROUP_LABELS = {"disease": "disease", "cell_type": "cell type", "study": "study"}
 COVERAGE_WARN = 0.7
@@ -84,7 +84,7 @@ def params_from_state(state: dict, *, expression: bool = True) -> QueryParams:
 def resolution_panel(res) -> list:
     """Every pasted gene's fate: matched, renamed (case, previous symbol, alias, Ensembl id),
     ambiguous, not in the model, duplicate; coverage with a warning when low."""
-    ambiguous = tuple(getattr(res, "ambiguous", ()))
+    ambiguous = res.ambiguous
     n_req = len(res.matched) + len(res.missing) + len(ambiguous)
     cov = res.coverage
     low = cov < COVERAGE_WARN
@@ -94,7 +94,7 @@ def resolution_panel(res) -> list:
     ], gap="xs")]
     if low:
         items.append(dmc.Alert("Low coverage: the score rests on fewer genes than you pasted.", color="orange", p="xs", id="res-low"))
-    notes = {d.token: d.note for d in getattr(res, "decisions", ())}
+    notes = {d.token: d.note for d in res.decisions}
     if res.renamed:
         items.append(html.Div([html.Span("Renamed: ", className="lbl"), html.Span(
             "; ".join(f"{a} → {b}" + (f" ({notes[a]})" if notes.get(a) else "") for a, b in res.renamed), id="res-renamed")]))
@@ -114,7 +114,7 @@ def resolution_panel(res) -> list:
 
 
 def _ranking_table(ranking, null) -> html.Table:
-    p = null.groups.set_index("group")["p_value"].to_dict() if null is not None and len(null.groups) else {}
+    p = null.p_values() if null is not None else {}
     floor = null.p_floor if null is not None else None
     head = html.Tr([html.Th(c) for c in ("#", "disease", "mean hit %", "median hit %", "samples", "studies", "cells", "p (null)")])
 
@@ -139,11 +139,10 @@ def render_views(data: DashboardData, result, state: dict) -> dict:
     sim_note = " · includes SIMULATED studies (open circles)" if data.atlas.has_simulated else ""
     where = ", ".join(params.cell_types) if params.cell_types else "all cell types"
     null = result.null.get("disease")
-    top_n = int(state.get("top_n") or 0)
-    ranking = result.diseases.head(top_n) if top_n > 0 else result.diseases
+    ranking = _shown_ranking(result, state)
     title = f"Diseases ranked by per-sample hit %<br><sub>{where} · hit = {params.rule.describe()}{sim_note}</sub>"
     base_rate = 100.0 - params.rule.value if params.rule.kind == "percentile" else None
-    by = state.get("group_by") if state.get("group_by") in _GROUP_LABELS else "disease"
+    by = _group_by(state)
     null_text = (f" · null: {null.n_draws:,} matched gene sets over {null.n_cells:,} cells, p floor {null.p_floor:.2g}"
                  if null is not None else " · no null (set null draws to get p-values)")
     status = (f"{result.n_selected:,} cells selected · threshold {result.threshold:.3f} · {len(result.samples)} samples, "
@@ -200,15 +199,29 @@ def render_views(data: DashboardData, result, state: dict) -> dict:
     else:
         out["heatmap_fig"] = figures.heatmap_figure(mean_table, group_label=_GROUP_LABELS[by], order=order, simulated=has_sim,
                                                     title=f"Mean attribution: genes x {_GROUP_LABELS[by]}")
-    out["tables"] = _tables(data, result, ranking, mean_table, pct_table)
+    out["tables"] = _tables(data, result, ranking, out["study_rows"], mean_table, pct_table)
     return out
 
 
-def _tables(data, result, ranking, mean_table, pct_table) -> dict:
+def _shown_ranking(result, state: dict):
+    top_n = int(state.get("top_n") or 0)
+    return result.diseases.head(top_n) if top_n > 0 else result.diseases
+
+
+def _group_by(state: dict) -> str:
+    return state.get("group_by") if state.get("group_by") in _GROUP_LABELS else "disease"
+
+
+def view_tables(data: DashboardData, result, state: dict) -> dict:
+    """The data behind every view (as ``render_views(...)["tables"]``) without building figures."""
+    return _tables(data, result, _shown_ranking(result, state), data.study_rows(result), *data.gene_groups(result, _group_by(state)))
+
+
+def _tables(data, result, ranking, study_rows, mean_table, pct_table) -> dict:
     """The data behind every view, for CSV export and the snapshot."""
     import pandas as pd
 
-    tables = {"diseases": ranking, "samples": result.samples, "studies": pd.DataFrame(data.study_rows(result)),
+    tables = {"diseases": ranking, "samples": result.samples, "studies": pd.DataFrame(study_rows),
               "genes": mean_table.reset_index(names="gene"), "genes_pct_hit_cells": pct_table.reset_index(names="gene"),
               "resolution": export.resolution_table(result.resolution)}
     null = result.null.get("disease")
@@ -566,10 +579,9 @@ def create_app(atlas_path: str | Path) -> dash.Dash:
             return key, dash.no_update
         set_progress((2, "starting"))
         try:
-            result = data.query(params, progress=lambda f, msg: set_progress((round(100 * f), msg)))
+            data.query(params, progress=lambda f, msg: set_progress((round(100 * f), msg)))
         except QueryError as exc:
             return {"error": str(exc), "genes": state["genes"]}, dash.no_update
-        data.store_result(key, result)
         set_progress((100, "done"))
         return key, dash.no_update
 
@@ -656,15 +668,16 @@ def create_app(atlas_path: str | Path) -> dash.Dash:
         result = data.stored_result(key) if isinstance(key, str) else None
         if result is None or not ctx.triggered or not ctx.triggered[0]["value"]:
             raise dash.exceptions.PreventUpdate
-        out = render_views(data, result, _state(list(view_values), _VIEW_CONTROLS))
+        state = _state(list(view_values), _VIEW_CONTROLS)
         if trigger == ids.SNAPSHOT:
+            out = render_views(data, result, state)
             figs = {name: out[f].to_plotly_json() if hasattr(out[f], "to_plotly_json") else out[f] for name, f in
                     (("diseases", "disease_fig"), ("robustness", "robust_fig"), ("drivers", "driver_fig"), ("comparison", "compare_fig"),
                      ("umap", "umap_fig"), ("genes", "heatmap_fig"))}
             blob = export.snapshot_zip(data.atlas, result, out["tables"], url=link, figures=figs)
             return dcc.send_bytes(blob, f"sigatlas-snapshot-{data.atlas.name}.zip")
         view = str(trigger).removeprefix(ids.CSV_PREFIX)
-        table = out["tables"].get(view)
+        table = view_tables(data, result, state).get(view)
         if table is None:
             raise dash.exceptions.PreventUpdate
         return {"content": export.safe_csv(table), "filename": f"sigatlas-{view}.csv", "type": "text/csv"}

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from compute.query._groups import gene_group_summary
 
 from compute.atlas import Atlas
 from compute.atlas._cache import ResultCache
-from compute.query import QueryParams, QueryResult, gene_by_group, run_query
+from compute.query import QueryParams, QueryResult, gene_group_summary, run_query
 
 __all__ = ["DashboardData"]
 
@@ -29,7 +28,6 @@ class DashboardData:
 
     def __init__(self, atlas_path: str | Path, cache_size: int = 16):
         self.atlas = Atlas.open(atlas_path)
-        self._cache: OrderedDict[QueryParams, QueryResult] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._by_key: OrderedDict[str, QueryResult] = OrderedDict()
@@ -81,20 +79,14 @@ class DashboardData:
         }
 
     def query(self, params: QueryParams, progress=None) -> QueryResult:
-        with self._lock:
-            hit = self._cache.get(params)
-            if hit is not None:
-                self._cache.move_to_end(params)
-                return hit
-        result = run_query(self.atlas, params, progress=progress)
-        with self._lock:
-            self._cache[params] = result
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+        """The answer to ``params``: from memory or the disk cache when asked before, else run
+        (and stored under :meth:`result_key` for the rendering callbacks)."""
+        key = self.result_key(params)
+        result = self.stored_result(key)
+        if result is None:
+            result = run_query(self.atlas, params, progress=progress)
+            self.store_result(key, result)
         return result
-
-    def heatmap(self, result: QueryResult, by: str) -> pd.DataFrame:
-        return gene_by_group(self.atlas, result, by=by)
 
     def gene_groups(self, result: QueryResult, by: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(mean attribution, % of hit cells carrying the gene): genes x groups."""
@@ -134,7 +126,7 @@ class DashboardData:
         sim = {s.id: s.simulated for s in self.atlas.studies}
         diseases = result.samples.groupby("study")["disease"].agg(lambda d: ", ".join(sorted(set(d)))).to_dict()
         null = result.null.get("study")
-        p = null.groups.set_index("group")["p_value"].to_dict() if null is not None and len(null.groups) else {}
+        p = null.p_values() if null is not None else {}
         rows = []
         for r in result.studies.itertuples():
             rows.append({

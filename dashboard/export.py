@@ -73,39 +73,10 @@ def _decision_row(d) -> dict:
     return dict(zip(_RESOLUTION_COLUMNS, tuple(d) + (None,) * (5 - len(d)), strict=False))
 
 
-def _rows_from_lists(res) -> list[dict]:
-    """Per requested token, replay resolve_genes' decisions from its summary lists (for a
-    GeneResolution without ``decisions``)."""
-    renamed = set(res.renamed)
-    missing = set(res.missing)
-    weight_of = dict(zip(res.matched, res.weights, strict=False))
-    by_upper = {g.upper(): g for g in res.matched}
-    rows, j = [], 0
-    for tok in res.requested:
-        nxt = res.matched[j] if j < len(res.matched) else None
-        # matched is unique and in input order, so the next matched gene can only be this token's first hit
-        if nxt is not None and (tok == nxt or (tok, nxt) in renamed):
-            j += 1
-            status = "matched" if tok == nxt else "renamed"
-            note = "" if tok == nxt else f"case fixed: {tok} -> {nxt}"
-            rows.append({"token": tok, "status": status, "gene": nxt, "weight": weight_of[nxt], "note": note})
-        elif tok in missing:
-            rows.append({"token": tok, "status": "missing", "gene": None, "weight": None,
-                         "note": "not in the model's gene order; left out of the score"})
-        else:
-            gene = tok if tok in weight_of else by_upper.get(tok.upper())
-            rows.append({"token": tok, "status": "duplicate", "gene": gene, "weight": None,
-                         "note": f"repeats {gene}; counted once with its first weight"})
-    return rows
-
-
 def resolution_table(resolution) -> pd.DataFrame:
     """One row per requested token, in input order, with columns token, status, gene, weight
-    and note. Uses ``resolution.decisions`` when the GeneResolution has them, otherwise rebuilds
-    the rows from matched / renamed / missing / duplicates (statuses matched, renamed, missing,
-    duplicate)."""
-    decisions = getattr(resolution, "decisions", None)
-    rows = [_decision_row(d) for d in decisions] if decisions else _rows_from_lists(resolution)
+    and note, from ``resolution.decisions``."""
+    rows = [_decision_row(d) for d in resolution.decisions]
     return pd.DataFrame(rows, columns=_RESOLUTION_COLUMNS)
 
 
@@ -246,7 +217,7 @@ def _query_sentences(atlas, result) -> list[str]:
         s += f"; {_plural(len(res.missing), 'gene')} not in the model {'was' if len(res.missing) == 1 else 'were'} left out ({_listing(res.missing)})"
     if res.duplicates:
         s += f"; {_plural(len(res.duplicates), 'duplicate token')} counted once"
-    ambiguous = getattr(res, "ambiguous", ())
+    ambiguous = res.ambiguous
     if ambiguous:
         s += f"; {len(ambiguous):,} ambiguous ({_listing(ambiguous)})"
     out = [s + "."]
@@ -256,7 +227,7 @@ def _query_sentences(atlas, result) -> list[str]:
     filters = [(label, values) for label, values in (("cell types", p.cell_types), ("diseases", p.diseases),
                                                        ("studies", p.studies), ("tissues", p.tissues)) if values]
     where = [f"{label}: {_listing(sorted(map(str, v)))}" for label, v in filters]
-    data = getattr(p, "data", "all")  # QueryParams.data (real / simulated studies only) is newer than some callers
+    data = p.data
     if data != "all":
         where.append(f"{data} studies only")
     out.append(f"The selection ({'; '.join(where) if where else 'all cells, no filter'}) held {result.n_selected:,} cells.")

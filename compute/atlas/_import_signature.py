@@ -267,7 +267,7 @@ def import_signature(
 
     sums = np.concatenate(row_sums) if row_sums else np.zeros(0)
     expressed = sums[sums > 0]
-    scaled = expressed.size > 0 and bool(np.allclose(expressed, expressed[0], rtol=1e-3)) and expressed[0] > 0
+    scaled = expressed.size > 0 and bool(np.allclose(expressed, expressed[0], rtol=1e-3))
     write_root(
         root,
         name=name or out.name,

@@ -1,13 +1,12 @@
 """Signature queries: gene-list parsing and resolution, hits, per-sample rankings. No torch."""
 
 from compute.query._genes import GeneDecision, GeneResolution, parse_gene_list, resolve_genes
-from compute.query._groups import gene_group_summary as gene_group_summary
+from compute.query._groups import gene_by_group, gene_group_summary
 from compute.query._null import NullResult
 from compute.query._run import (
     Evidence,
     QueryParams,
     QueryResult,
-    gene_by_group,
     run_query,
     selection_mask,
     selection_matrix,
@@ -23,6 +22,7 @@ __all__ = [
     "QueryParams",
     "QueryResult",
     "gene_by_group",
+    "gene_group_summary",
     "group_gene_means",
     "parse_gene_list",
     "rank_groups",

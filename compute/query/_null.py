@@ -32,6 +32,10 @@ class NullResult:
     band: tuple[float, float]  # the band's percentiles, e.g. (2.5, 97.5)
     n_cells: int = 0  # selected cells the draws were scored on (a stratified subsample for large selections)
 
+    def p_values(self) -> dict[str, float]:
+        """{group: empirical p-value}."""
+        return dict(zip(self.groups["group"].astype(str), self.groups["p_value"].astype(float), strict=True)) if len(self.groups) else {}
+
 
 def gene_bins(mean: np.ndarray, detection: np.ndarray) -> np.ndarray:
     """Bin code per gene: quantile bins of mean attribution, each split by detection rate.

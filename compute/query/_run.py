@@ -12,7 +12,7 @@ from compute.errors import QueryError
 from compute.query._expression import expression_scores
 from compute.query._genes import GeneResolution, parse_gene_list
 from compute.query._null import NullResult, gene_bins, matched_draws, null_rankings
-from compute.query._stats import HitRule, group_gene_means, rank_groups, sample_hit_table
+from compute.query._stats import HitRule, rank_groups, sample_hit_table
 
 __all__ = ["Evidence", "QueryParams", "QueryResult", "run_query", "selection_matrix"]
 
@@ -282,12 +282,3 @@ def _evidence(atlas, result: QueryResult) -> Evidence:
         without = rank_groups(sample_hit_table(cells, full, result.selection, thr), "disease", params.cell_min, params.samp_min)
         survives = bool(len(without) and without["group"].iloc[0] == groups[0])
     return Evidence(thresholds, rank_table, stability, shares, top_gene, without, survives)
-
-
-def gene_by_group(atlas, result: QueryResult, by: str = "disease", max_genes: int = 60) -> pd.DataFrame:
-    """genes x groups mean attribution over the selected cells (top ``max_genes`` by overall mean)."""
-    genes = list(result.resolution.matched)
-    values = atlas.gene_values(genes)
-    table = group_gene_means(values, genes, atlas.cells[by].to_numpy(), result.selection)
-    order = table.mean(axis=1).sort_values(ascending=False).index[:max_genes]
-    return table.loc[order]
