@@ -208,11 +208,13 @@ def _attribution_sentences(atlas) -> list[str]:
 
 def _query_sentences(atlas, result) -> list[str]:
     p, res = result.params, result.resolution
-    n_req = len(res.matched) + len(res.missing)
+    n_req = len(res.matched) + len(res.missing) + len(res.ambiguous)
     s = (f"The query signature listed {_plural(len(res.requested), 'gene token')}; {len(res.matched):,} of its {n_req:,} distinct "
          f"genes matched the atlas gene order ({res.coverage:.0%})")
     if res.renamed:
-        s += f"; {_plural(len(res.renamed), 'gene')} matched after a case fix ({_listing(f'{a} -> {b}' for a, b in res.renamed)})"
+        # renamed covers case fixes, previous symbols, aliases and Ensembl ids (HGNC table)
+        s += (f"; {_plural(len(res.renamed), 'gene')} matched after renaming (case, previous symbol, alias or Ensembl id: "
+              f"{_listing(f'{a} -> {b}' for a, b in res.renamed)})")
     if res.missing:
         s += f"; {_plural(len(res.missing), 'gene')} not in the model {'was' if len(res.missing) == 1 else 'were'} left out ({_listing(res.missing)})"
     if res.duplicates:
