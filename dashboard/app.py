@@ -1,7 +1,9 @@
 """``create_app(atlas_path)``: the SigAtlas dashboard (Plotly Dash + Mantine). Reads the atlas only.
 
 Flow: the URL's query string is the whole state (``dashboard.state``). Opening a link fills the
-controls and runs the query; the query runs as a background callback (progress, cancel) that
+controls and runs the query; later changes are written to the address bar in the browser
+(``history.replaceState``), never fed back through the Location, so a quick second click is
+not held behind a round trip that could reset the controls; the query runs as a background callback (progress, cancel) that
 stores its result in the disk cache under a key; the views are rendered from that key by an
 ordinary callback, so switching a grouping, colour or ordering never recomputes the query.
 """
@@ -158,18 +160,12 @@ def render_views(data: DashboardData, result, state: dict) -> dict:
     }
     ev = result.evidence
     top = str(result.diseases["group"].iloc[0]) if len(result.diseases) else None
-    driver_group = state.get("driver_group") or top
     if ev is not None and len(ev.thresholds):
         out["robust_fig"] = figures.robustness_figure(ev.thresholds, highlight=top, simulated=has_sim,
                                                       title=f"Ranking across hit thresholds · rank stability {ev.rank_stability:.2f}")
     else:
         out["robust_fig"] = figures.empty_figure("No disease passes the filters")
-    if ev is not None and driver_group in ev.gene_shares.columns:
-        survive = ("" if ev.top_survives is None else
-                   f" · without {ev.top_gene}: {top} {'stays first' if ev.top_survives else 'is no longer first'}")
-        out["driver_fig"] = figures.driver_genes_figure(ev.gene_shares, driver_group, simulated=has_sim, title=f"Driver genes in {driver_group}{survive}")
-    else:
-        out["driver_fig"] = figures.empty_figure("Driver genes appear once a disease is ranked")
+    out["driver_fig"] = driver_figure(data, result, state.get("driver_group"))
     if result.expression_diseases is not None:
         out["compare_fig"] = figures.score_comparison_figure(result.diseases, result.expression_diseases,
                                                              title="Attribution vs expression (score_genes) rankings, same cells and rule")
@@ -201,6 +197,21 @@ def render_views(data: DashboardData, result, state: dict) -> dict:
                                                     title=f"Mean attribution: genes x {_GROUP_LABELS[by]}")
     out["tables"] = _tables(data, result, ranking, out["study_rows"], mean_table, pct_table)
     return out
+
+
+def driver_figure(data: DashboardData, result, group: str | None):
+    """Each gene's share of ``group``'s score (default: the top disease)."""
+    ev = result.evidence
+    top = str(result.diseases["group"].iloc[0]) if len(result.diseases) else None
+    group = group or top
+    if ev is None or group not in ev.gene_shares.columns:
+        return figures.empty_figure("Driver genes appear once a disease is ranked")
+    survive = ("" if ev.top_survives is None else
+               f" · without {ev.top_gene}: {top} {'stays first' if ev.top_survives else 'is no longer first'}")
+    return figures.driver_genes_figure(ev.gene_shares, group, simulated=data.atlas.has_simulated, title=f"Driver genes in {group}{survive}")
+
+
+PRESENTER_FONT = {"size": 18}  # large type for a projector
 
 
 def _shown_ranking(result, state: dict):
@@ -420,7 +431,7 @@ def _layout(data: DashboardData):
     ], className="results")
     return dmc.MantineProvider(html.Div([
         dcc.Location(id=ids.URL, refresh=False),
-        dcc.Store(id=ids.APPLIED_SEARCH),
+        dcc.Store(id=ids.STATE_SEARCH),
         dcc.Store(id=ids.QUERY_REQUEST, data=0),
         dcc.Store(id=ids.RESULT_KEY),
         dcc.Store(id=ids.SAVED_VIEWS, storage_type="local", data=[]),
@@ -487,15 +498,12 @@ def create_app(atlas_path: str | Path) -> dash.Dash:
         Output(ids.STATE_NOTES, "children"),
         Output(ids.QUERY_REQUEST, "data", allow_duplicate=True),
         Input(ids.URL, "search"),
-        State(ids.APPLIED_SEARCH, "data"),
         State(ids.QUERY_REQUEST, "data"),
         prevent_initial_call="initial_duplicate",
     )
-    def _restore(search, applied, request):
-        # the Location echoes searches we wrote ourselves, sometimes late and out of order: only a
-        # search we did not write (a pasted link, a presenter step) may reset the controls
-        if search is not None and search in (applied or []):
-            raise dash.exceptions.PreventUpdate
+    def _restore(search, request):
+        # the Location's search changes only when a page opens (a link), on back/forward and on a
+        # presenter step: our own state changes go to the address bar without it (_write_url)
         state, notes = decode_state(search or "", known)
         if state.get("preset") in PRESETS and not state["genes"]:
             state["genes"], cell_types = apply_preset(data, state["preset"])
@@ -586,6 +594,8 @@ def create_app(atlas_path: str | Path) -> dash.Dash:
         return key, dash.no_update
 
     view_inputs = [Input(cid, prop) for _, cid, prop in _VIEW_CONTROLS]
+    # the views do not depend on which tab shows: a tab switch only rewrites the URL
+    render_controls = tuple(c for c in _VIEW_CONTROLS if c[0] != "tab")
 
     @app.callback(
         Output(ids.RESOLUTION, "children"),
@@ -602,15 +612,18 @@ def create_app(atlas_path: str | Path) -> dash.Dash:
         Output(ids.UMAP_BADGE, "children"),
         Output(ids.HEATMAP_FIG, "figure"),
         Input(ids.RESULT_KEY, "data"),
-        Input(ids.DRIVER_GROUP, "value"),
         Input(ids.PRESENTER, "checked"),
-        *view_inputs,
+        *[Input(cid, prop) for _, cid, prop in render_controls],
+        State(ids.DRIVER_GROUP, "value"),
         prevent_initial_call=True,
     )
-    def _render(key, driver_group, presenter, *view_values):
+    def _render(key, presenter, *rest):
+        # the driver group is a State: the Select sets its own value whenever its options change,
+        # and as an Input that re-ran this whole render, losing a view switch made meanwhile
+        *view_values, driver_group = rest
         if key is None:
             raise dash.exceptions.PreventUpdate
-        state = _state(list(view_values), _VIEW_CONTROLS) | {"driver_group": driver_group}
+        state = _state(list(view_values), render_controls) | {"driver_group": driver_group}
         if isinstance(key, dict):  # the query failed: show why, with the gene decisions
             res = data.atlas.resolve(list(parse_gene_list(key.get("genes") or "")))
             empty = figures.empty_figure(key["error"])
@@ -622,34 +635,49 @@ def create_app(atlas_path: str | Path) -> dash.Dash:
         out = render_views(data, result, state)
         if presenter:  # large type for a projector
             for name in ("disease_fig", "robust_fig", "driver_fig", "compare_fig", "scatter_fig", "umap_fig", "heatmap_fig"):
-                out[name].update_layout(font={"size": 18})
+                out[name].update_layout(font=PRESENTER_FONT)
         groups = list(result.diseases["group"].astype(str))
         return (out["resolution"], out["status"], out["disease_fig"], out["disease_table"], out["study_rows"], out["robust_fig"],
                 out["driver_fig"], groups, out["compare_fig"], out["scatter_fig"], out["umap_fig"], out["umap_badge"], out["heatmap_fig"])
 
     @app.callback(
-        Output(ids.URL, "search"),
-        Output(ids.APPLIED_SEARCH, "data"),
+        Output(ids.DRIVER_FIG, "figure", allow_duplicate=True),
+        Input(ids.DRIVER_GROUP, "value"),
+        State(ids.RESULT_KEY, "data"),
+        State(ids.PRESENTER, "checked"),
+        prevent_initial_call=True,
+    )
+    def _render_drivers(group, key, presenter):
+        result = data.stored_result(key) if isinstance(key, str) else None
+        if result is None:
+            raise dash.exceptions.PreventUpdate
+        fig = driver_figure(data, result, group)
+        return fig.update_layout(font=PRESENTER_FONT) if presenter else fig
+
+    @app.callback(
+        Output(ids.STATE_SEARCH, "data"),
         Input(ids.RESULT_KEY, "data"),
         *view_inputs,
         *control_states[: len(_QUERY_CONTROLS)],
-        State(ids.APPLIED_SEARCH, "data"),
         prevent_initial_call=True,
     )
     def _write_url(key, *values):
         if key is None:
             raise dash.exceptions.PreventUpdate
-        n_view, applied = len(_VIEW_CONTROLS), values[-1]
-        values = values[:-1]
-        state = _state(list(values[n_view:]) + list(values[:n_view]))
-        search = encode_state(state)
-        return search, [*[a for a in (applied or []) if a != search][-19:], search]
+        n_view = len(_VIEW_CONTROLS)
+        return encode_state(_state(list(values[n_view:]) + list(values[:n_view])))
 
-    # Location does not refresh its href when a callback rewrites the search, so build the link here
+    # the state goes to the address bar in the browser: writing the Location's search instead
+    # would trigger _restore, whose outputs are every control, and Dash holds a view switch made
+    # meanwhile behind that chain (two quick clicks were both lost)
     clientside_callback(
-        "function(search) { return window.location.origin + window.location.pathname + (search || ''); }",
+        """function(search) {
+            if (typeof search !== 'string') { return window.dash_clientside.no_update; }
+            window.history.replaceState(window.history.state, '', window.location.pathname + search);
+            return window.location.origin + window.location.pathname + search;
+        }""",
         Output(ids.SHARE_LINK, "value"),
-        Input(ids.URL, "search"),
+        Input(ids.STATE_SEARCH, "data"),
     )
 
     @app.callback(
@@ -703,7 +731,7 @@ def create_app(atlas_path: str | Path) -> dash.Dash:
     @app.callback(
         Output(ids.SAVED_VIEWS, "data"),
         Input(ids.SAVE_VIEW, "n_clicks"),
-        State(ids.URL, "search"),
+        State(ids.STATE_SEARCH, "data"),
         State(ids.SAVED_VIEWS, "data"),
         State(ids.GENES, "value"),
         prevent_initial_call=True,
@@ -718,26 +746,23 @@ def create_app(atlas_path: str | Path) -> dash.Dash:
     @app.callback(
         Output(ids.URL, "search", allow_duplicate=True),
         Output(ids.VIEW_POS, "children"),
-        Output(ids.APPLIED_SEARCH, "data", allow_duplicate=True),
         Input(ids.PREV_VIEW, "n_clicks"),
         Input(ids.NEXT_VIEW, "n_clicks"),
         Input(ids.SAVED_VIEWS, "data"),
-        State(ids.URL, "search"),
-        State(ids.APPLIED_SEARCH, "data"),
+        State(ids.STATE_SEARCH, "data"),
         prevent_initial_call="initial_duplicate",
     )
-    def _step(_prev, _next, saved, search, applied):
+    def _step(_prev, _next, saved, search):
         saved = saved or []
         if not saved:
-            return dash.no_update, "no saved views yet: use 'Save view'", dash.no_update
+            return dash.no_update, "no saved views yet: use 'Save view'"
         searches = [v["search"] for v in saved]
         pos = searches.index(search) if search in searches else -1
         if ctx.triggered_id in (ids.PREV_VIEW, ids.NEXT_VIEW):
             pos = (pos + (1 if ctx.triggered_id == ids.NEXT_VIEW else -1)) % len(saved)
-            # forget that we wrote this search, so that _restore applies it
-            return (searches[pos], f"view {pos + 1} of {len(saved)}: {saved[pos]['label']}",
-                    [a for a in (applied or []) if a != searches[pos]])
+            # through the Location, so that _restore applies the saved view
+            return searches[pos], f"view {pos + 1} of {len(saved)}: {saved[pos]['label']}"
         where = f"view {pos + 1} of {len(saved)}" if pos >= 0 else f"{len(saved)} saved views"
-        return dash.no_update, where, dash.no_update
+        return dash.no_update, where
 
     return app

@@ -1,7 +1,7 @@
 """Component ids, in one place (short: browser tests use them)."""
 
 URL = "url"
-APPLIED_SEARCH = "applied-search"
+STATE_SEARCH = "state-search"  # the current state as a query string (dashboard.state)
 STATE_NOTES = "state-notes"
 ROOT = "root"
 

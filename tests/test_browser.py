@@ -70,15 +70,17 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tiny_build):
     port = _free_port()
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = open(ARTIFACTS / "dashboard-server.log", "w")  # a file, not a pipe: a full pipe would block the server
     proc = subprocess.Popen(
         [sys.executable, "-m", "dashboard", "--atlas", str(tiny_build[1]), "--port", str(port)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"dashboard exited early:\n{proc.stdout.read()}")
+            pytest.fail(f"dashboard exited early:\n{(ARTIFACTS / 'dashboard-server.log').read_text()}")
         try:
             urllib.request.urlopen(url, timeout=2)
             break
@@ -90,6 +92,7 @@ def server(tiny_build):
     yield url
     proc.terminate()
     proc.wait(timeout=10)
+    log.close()
 
 
 def _wait(driver, fn, timeout=90, what="condition"):
@@ -101,7 +104,20 @@ def _wait(driver, fn, timeout=90, what="condition"):
         except Exception:  # elements re-rendered mid-read: try again
             return False
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(safe, message=f"timed out waiting for {what}")
+    from selenium.common.exceptions import TimeoutException
+
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.2).until(safe, message=f"timed out waiting for {what}")
+    except TimeoutException:
+        name = "failed-" + "".join(c if c.isalnum() else "_" for c in what)[:60]
+        _shot(driver, name)
+        page = driver.execute_script(
+            "const q = s => Array.from(document.querySelectorAll(s));"
+            "return {search: window.location.search,"
+            " checked: q('input[type=radio]:checked').map(i => (i.closest('[id]') || {}).id + '=' + i.value),"
+            " titles: q('.js-plotly-plot').map(p => (p.closest('[id]') || {}).id + ': ' + ((p.layout || {}).title || {}).text),"
+            " status: (document.getElementById('progress-text') || {}).textContent};")
+        raise TimeoutException(f"timed out waiting for {what}; page: {page}; screenshot test-artifacts/{name}.png") from None
 
 
 def _ranking(driver) -> list[str]:
@@ -168,11 +184,6 @@ def test_ms1_preset_with_background_progress(driver, server, tiny_build):
     _shot(driver, "umap")
 
 
-KNOWN_ISSUE = ("known issue (closing note of this stop): after the earlier test modules run, view switches and presenter "
-               "steps are sometimes not applied; passes when the browser tests run alone")
-
-
-@pytest.mark.xfail(strict=False, reason=KNOWN_ISSUE)
 def test_umap_colour_switch(driver, server):
     from selenium.webdriver.common.by import By
 
@@ -180,6 +191,19 @@ def test_umap_colour_switch(driver, server):
     _wait(driver, lambda d: "cells shown" in d.find_element(By.ID, "umap-badge").text.lower(), what="UMAP badge")
     _segment(driver, "umap-color", "disease")
     _wait(driver, lambda d: "disease" in (_plot(d, "umap-fig", "p.layout.title.text") or ""), what="UMAP coloured by disease")
+
+
+def test_two_quick_view_switches_both_apply(driver, server):
+    """Regression: the second of two quick clicks used to be held behind the URL round trip and
+    both were lost (the figure kept its first grouping and kind)."""
+    driver.get(server + "/?preset=ms1&null=100&tab=genes")
+    _wait(driver, lambda d: _plot(d, "heatmap-fig", "p.data.length"), what="heatmap")
+    driver.execute_script(
+        "for (const [c, v] of [['group-by', 'study'], ['heat-mode', 'dotplot']]) {"
+        " document.querySelector(`#${c} input[value=\"${v}\"]`).click(); }")
+    _wait(driver, lambda d: "study" in _plot(d, "heatmap-fig", "p.layout.title.text") and _plot(d, "heatmap-fig", "p.data[0].type") == "scatter",
+          what="dot plot by study after two quick clicks")
+    _wait(driver, lambda d: "group_by=study" in d.current_url and "heat=dotplot" in d.current_url, what="both switches in the address bar")
 
 
 def test_a_repeated_query_answers_from_the_cache(driver, server):
@@ -246,7 +270,6 @@ def test_grouping_switch_export_and_copied_link(driver, server, downloads, tiny_
     _shot(driver, "restored_link")
 
 
-@pytest.mark.xfail(strict=False, reason=KNOWN_ISSUE)
 def test_presenter_mode_steps_through_saved_views(driver, server):
     from selenium.webdriver.common.by import By
 

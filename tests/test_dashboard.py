@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from dashboard.app import answer_query, apply_preset, create_app, params_from_state
+from dashboard.app import answer_query, apply_preset, create_app, driver_figure, params_from_state
 from dashboard.data import DashboardData
 from dashboard.presets import PRESETS, preset_options
 from dashboard.state import DEFAULTS, decode_state, encode_state
@@ -50,6 +50,19 @@ def test_ms1_preset_answer(tiny_build):
     umap = out["umap_fig"].to_dict()
     assert umap["data"][-1]["type"] == "scattergl"
     assert out["umap_badge"].endswith("cells shown")
+
+
+def test_driver_genes_of_a_chosen_group(tiny_build):
+    data = DashboardData(tiny_build[1])
+    text, cell_types = apply_preset(data, "ms1")
+    result = data.query(params_from_state(_state(genes=text, cell_types=cell_types, null=0)))
+    top, second = (str(g) for g in result.diseases["group"].iloc[:2])
+    default = driver_figure(data, result, None).to_dict()
+    chosen = driver_figure(data, result, second).to_dict()
+    assert default["layout"]["title"]["text"].startswith(f"Driver genes in {top}")
+    assert chosen["layout"]["title"]["text"].startswith(f"Driver genes in {second}")
+    assert default["data"][0]["x"] != chosen["data"][0]["x"]  # shares differ between the two groups
+    assert "appear once" in driver_figure(data, result, "no such disease").to_dict()["layout"]["meta"]["empty"]
 
 
 @pytest.mark.parametrize("by", ["disease", "cell_type", "study"])
