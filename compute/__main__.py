@@ -1,4 +1,4 @@
-"""Command line: ``python -m compute {build,simulate,info,import-signature,bench} ...``."""
+"""Command line: ``python -m compute {build,verify,simulate,info,import-signature,bench} ...``."""
 
 from __future__ import annotations
 
@@ -15,8 +15,16 @@ def _cmd_build(args) -> int:
     from compute.manifest import load_manifest
 
     manifest = load_manifest(args.manifest)
-    build_atlas(manifest, force=args.force, quiet=args.quiet)
+    build_atlas(manifest, force=args.force, quiet=args.quiet, scheduler=args.scheduler, workers=args.workers, rewrite=args.rewrite)
     return 0
+
+
+def _cmd_verify(args) -> int:
+    from compute.atlas._verify import verify_atlas
+
+    report = verify_atlas(args.atlas, hashes=not args.sizes_only)
+    print(report.text())
+    return 0 if report.ok else 1
 
 
 def _cmd_simulate(args) -> int:
@@ -85,6 +93,16 @@ def _cmd_bench_query(args) -> int:
     return 0
 
 
+def _cmd_bench_build(args) -> int:
+    from compute.bench import BuildBenchConfig, run_build_bench
+
+    cfg = BuildBenchConfig(studies=tuple(args.studies), cells_per_study=args.cells_per_study, max_genes=args.genes,
+                           epochs=args.epochs, n_steps=args.n_steps, fit_cells=args.fit_cells, workers=args.workers,
+                           scheduler=args.scheduler, work=args.work, seed=args.seed)
+    run_build_bench(cfg, json_path=args.json)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m compute", description="SigAtlas offline build")
     sub = p.add_subparsers(dest="command", required=True)
@@ -93,7 +111,17 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("manifest", help="path to data_manifest.yaml")
     b.add_argument("--force", action="store_true", help="redo every stage, ignoring cached work")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="Dask scheduler for the per-study tasks: tcp://host:port (a real cluster; paths must be shared), "
+                   "'local' (default: a LocalCluster on this machine) or 'sync' (in this process, no Dask)")
+    b.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes (default: CPU count, at most 4)")
+    b.add_argument("--rewrite", action="store_true", help="rewrite every atlas file from the work folder (after `verify` found damage)")
     b.set_defaults(func=_cmd_build)
+
+    v = sub.add_parser("verify", help="check every atlas file against the checksums recorded in its root")
+    v.add_argument("atlas")
+    v.add_argument("--sizes-only", action="store_true", help="compare sizes only (fast), not sha256")
+    v.set_defaults(func=_cmd_verify)
 
     s = sub.add_parser("simulate", help="write the simulated demo studies (offline, deterministic)")
     s.add_argument("--out", default="data/demo", help="folder for the h5ad files (default data/demo)")
@@ -143,6 +171,20 @@ def main(argv: list[str] | None = None) -> int:
     bq.add_argument("--seed", type=int, default=0)
     bq.add_argument("--json", metavar="PATH")
     bq.set_defaults(func=_cmd_bench_query)
+
+    bb = bench_sub.add_parser("build", help="the distributed build on SIMULATED studies: wall time, cells/s, memory per worker")
+    bb.add_argument("--studies", type=int, nargs="+", default=[25, 50, 100], help="study counts, one fresh build each")
+    bb.add_argument("--cells-per-study", type=int, default=10_000)
+    bb.add_argument("--genes", type=int, default=2000)
+    bb.add_argument("--epochs", type=int, default=1)
+    bb.add_argument("--n-steps", type=int, default=20, help="integrated-gradient steps")
+    bb.add_argument("--fit-cells", type=int, default=50_000, help="cells the UMAP is fitted on")
+    bb.add_argument("--workers", type=int, default=None)
+    bb.add_argument("--scheduler", default=None)
+    bb.add_argument("--work", default=None, help="keep data and atlases here (default: a temporary folder)")
+    bb.add_argument("--seed", type=int, default=0)
+    bb.add_argument("--json", metavar="PATH")
+    bb.set_defaults(func=_cmd_bench_build)
 
     args = p.parse_args(argv)
     try:

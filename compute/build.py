@@ -1,15 +1,26 @@
 """The build: manifest -> ingest -> encoder -> attributions -> embedding/UMAP -> atlas.
 
+The per-study stages (ingest, attributions and embedding, UMAP transform, writing) run as
+Dask tasks (``compute._build_tasks``): on a LocalCluster by default, or on the cluster whose
+scheduler address is given (the work folder and the atlas must then be on a file system every
+worker sees). Training the encoder stays one step, in this process (GPU when present).
+
 Each stage's output is kept in a work folder beside the atlas (``.<name>.work``), keyed by a
 hash of its inputs (source file contents, manifest settings, seed, upstream keys), so
 re-running with an unchanged manifest reuses finished work, and changing one study redoes
-only what depends on it.
+only what depends on it. Every file (work folder and atlas) is written to a temporary name and
+renamed into place, and the atlas root is written last: a build killed at any moment leaves an
+atlas that reports itself incomplete, and re-running it finishes the job from what was done.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
+import os
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -22,13 +33,13 @@ from compute.atlas._format import FORMAT_VERSION, ROOT_FILE
 from compute.errors import IngestError
 from compute.manifest import Manifest, StudySpec
 
-__all__ = ["PIPELINE_VERSION", "build_atlas", "work_dir"]
+__all__ = ["PIPELINE_VERSION", "build_atlas", "dask_client", "work_dir"]
 
 # Bump when a stage's output for the same inputs changes: invalidates every cached stage.
 PIPELINE_VERSION = "1"
 # What the final write puts in the atlas; bumping it rewrites existing atlases from the cached
 # stages (2: the expression store was added).
-ATLAS_CONTENT_VERSION = "2"
+ATLAS_CONTENT_VERSION = "3"  # 3: file checksums in the root
 
 
 def _sha(*parts) -> str:
@@ -85,15 +96,61 @@ class _Log:
         self(f"  {name}: {self.timings[name]:.1f} s")
 
 
-def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False) -> Path:
-    """Build (or bring up to date) the atlas described by ``manifest``; returns its path."""
-    import anndata as ad
+@contextlib.contextmanager
+def dask_client(scheduler: str | None = None, workers: int | None = None):
+    """A Dask client for the build: ``None``/"local" starts a LocalCluster (``workers`` processes,
+    one thread each; default: the CPU count up to 4), "sync" runs every task in this process
+    (no Dask), anything else is a scheduler address (``tcp://host:port``)."""
+    if scheduler == "sync":
+        yield None
+        return
+    from distributed import Client, LocalCluster
 
-    from compute.atlas import StudyArrays, write_atlas
-    from compute.attribution import attribute, describe_path
-    from compute.embedding import embed, umap_layout
-    from compute.ingest import align_to_genes, qc_and_normalise, read_study
-    from compute.model import load_encoder, save_encoder, seed_everything, train_encoder
+    if scheduler in (None, "local"):
+        n = workers or max(1, min(os.cpu_count() or 1, 4))
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                          silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+            yield client
+    else:
+        with Client(scheduler) as client:
+            yield client
+
+
+def _run(client, fn, calls: list[tuple], *, desc: str, quiet: bool) -> list:
+    """``fn(*args)`` for every args in ``calls`` (on the cluster when there is one), in order."""
+    if not calls:
+        return []
+    bar = tqdm(total=len(calls), desc=desc, unit="study", disable=quiet)
+    try:
+        if client is None:
+            out = []
+            for args in calls:
+                out.append(fn(*args))
+                bar.update()
+            return out
+        from distributed import as_completed
+
+        futures = [client.submit(fn, *args, pure=False) for args in calls]
+        for _ in as_completed(futures):
+            bar.update()
+        return client.gather(futures)
+    finally:
+        bar.close()
+
+
+def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False, scheduler: str | None = None,
+                workers: int | None = None, rewrite: bool = False, stats: dict | None = None) -> Path:
+    """Build (or bring up to date) the atlas described by ``manifest``; returns its path.
+
+    ``scheduler``/``workers``: where the per-study tasks run (:func:`dask_client`). ``force``:
+    recompute every stage. ``rewrite``: rewrite every atlas file from the work folder (after
+    ``python -m compute verify`` found damage), without recomputing. ``stats``: filled with the
+    per-task peak memory of each worker and the stage timings (for the build benchmark).
+    """
+    from compute import _build_tasks as tasks
+    from compute.atlas._write import begin_atlas, copy_tree_atomic, write_root
+    from compute.attribution import describe_path
+    from compute.model import load_encoder, save_encoder, seed_everything
 
     log = _Log(quiet)
     t_start = time.perf_counter()
@@ -105,159 +162,128 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False)
     source_keys = {s.id: _source_key(s) for s in manifest.studies}
     build_key = _sha(PIPELINE_VERSION, ATLAS_CONTENT_VERSION, FORMAT_VERSION, manifest.fingerprint(), source_keys)
     root_file = out / ROOT_FILE
-    if not force and root_file.is_file():
+    if not (force or rewrite) and root_file.is_file():
         try:
             if json.loads(root_file.read_text()).get("build", {}).get("key") == build_key:
-                log(f"atlas {out} is up to date (manifest and sources unchanged); nothing to do")
+                log(f"atlas {out} is up to date (manifest and sources unchanged); nothing to do "
+                    f"(`python -m compute verify {out}` checks its files)")
                 return out
         except json.JSONDecodeError:
             pass
+    peaks: list[dict] = []
+    # training results depend on the thread count: set it explicitly ($SIGATLAS_THREADS, default
+    # the CPU count), not from OMP_NUM_THREADS, which a Dask cluster sets to 1 in this process
+    # for its workers; an interrupted and resumed build then trains exactly as an uninterrupted one
+    train_threads = int(os.environ.get("SIGATLAS_THREADS") or os.cpu_count() or 1)
 
-    # 1. ingest ------------------------------------------------------------------------
-    t0 = time.perf_counter()
-    log(f"[1/6] ingest {len(manifest.studies)} studies")
-    ingested: dict[str, ad.AnnData] = {}
-    ingest_keys: dict[str, str] = {}
-    for spec in tqdm(manifest.studies, desc="ingest", unit="study", disable=quiet):
-        key = _sha(PIPELINE_VERSION, _study_dict(spec), asdict(manifest.ingest), source_keys[spec.id])[:16]
-        ingest_keys[spec.id] = key
-        cached = work / "ingest" / f"{spec.id}-{key}.h5ad"
-        if cached.is_file() and not force:
-            ingested[spec.id] = ad.read_h5ad(cached)
-            continue
-        a = qc_and_normalise(read_study(spec), spec, manifest.ingest)
-        a.write_h5ad(cached)
-        ingested[spec.id] = a
-    log.stage("ingest", t0)
+    with dask_client(scheduler, workers) as client:
+        where = "in this process" if client is None else f"on {len(client.scheduler_info()['workers'])} Dask workers"
+        # 1. ingest --------------------------------------------------------------------------
+        t0 = time.perf_counter()
+        log(f"[1/6] ingest {len(manifest.studies)} studies {where}")
+        # what ingest reads: not the title or organism (written with the study), so renaming a
+        # study rewrites its entry and files without recomputing anything
+        ingest_keys = {s.id: _sha(PIPELINE_VERSION, {k: v for k, v in _study_dict(s).items() if k not in ("title", "organism")},
+                                  asdict(manifest.ingest), source_keys[s.id])[:16] for s in manifest.studies}
+        ingest_files = {s.id: str(work / "ingest" / f"{s.id}-{ingest_keys[s.id]}.h5ad") for s in manifest.studies}
+        ingested = _run(client, tasks.ingest_task, [(s, manifest.ingest, ingest_files[s.id], force) for s in manifest.studies],
+                        desc="ingest", quiet=quiet)
+        peaks += [dict(r, stage="ingest") for r in ingested]
+        n_obs = {r["id"]: r["n_obs"] for r in ingested}
+        log.stage("ingest", t0)
 
-    # 2. gene order, alignment -------------------------------------------------------------
-    t0 = time.perf_counter()
-    pretrained = None
-    if manifest.model.kind == "pretrained":
-        pretrained = load_encoder(manifest.model.path)
-        gene_order = list(pretrained.gene_order)
-    else:
-        gene_order = sorted(set().union(*(set(a.var_names) for a in ingested.values())))
-    aligned: dict[str, sp.csr_matrix] = {}
-    overlaps = {}
-    for spec in manifest.studies:
-        a = ingested[spec.id]
-        X, ov = align_to_genes(
-            a.X, list(a.var_names), gene_order, min_overlap=manifest.ingest.min_gene_overlap, where=f"study '{spec.id}'"
-        )
-        aligned[spec.id] = X
-        overlaps[spec.id] = ov.as_dict()
-    log(f"[2/6] gene order: {len(gene_order)} genes; {sum(a.n_obs for a in ingested.values())} cells pass QC")
-    log.stage("align", t0)
-
-    # 3. encoder -----------------------------------------------------------------------
-    t0 = time.perf_counter()
-    seed_everything(manifest.seed)
-    if pretrained is not None:
-        encoder = pretrained
-        model_dir = manifest.model.path
-        model_key = _sha("pretrained", _file_sha(model_dir / "encoder.ckpt"))[:16]
-        model_card = {"source": "pretrained", "path": str(model_dir), "n_genes": encoder.n_genes,
-                      "hidden_sizes": list(encoder.hidden_sizes), "latent_dim": encoder.latent_dim}
-        card_file = model_dir / "model_card.json"
-        if card_file.is_file():
-            model_card["card"] = json.loads(card_file.read_text())
-        log(f"[3/6] encoder: loaded {model_dir}")
-    else:
-        model_key = _sha(asdict(manifest.model), manifest.seed, gene_order, ingest_keys)[:16]
-        model_dir = work / "model" / model_key
-        if (model_dir / "encoder.ckpt").is_file() and not force:
-            encoder = load_encoder(model_dir)
-            model_card = json.loads((model_dir / "model_card.json").read_text())
-            log(f"[3/6] encoder: reused trained model {model_key}")
+        # 2. gene order ------------------------------------------------------------------------
+        pretrained = None
+        if manifest.model.kind == "pretrained":
+            pretrained = load_encoder(manifest.model.path)
+            gene_order = list(pretrained.gene_order)
         else:
-            log(f"[3/6] encoder: training {manifest.model.hidden_sizes} -> {manifest.model.latent_dim}")
-            X_all = sp.vstack([aligned[s.id] for s in manifest.studies]).tocsr()
-            labels = np.concatenate([ingested[s.id].obs["cell_type"].astype(str).to_numpy() for s in manifest.studies])
-            studies = np.concatenate([np.full(ingested[s.id].n_obs, s.id) for s in manifest.studies])
-            encoder, history = train_encoder(X_all, labels, studies, gene_order, manifest.model, manifest.seed, progress=not quiet)
-            model_card = {
-                "source": "trained by SigAtlas",
-                "architecture": "SCimilarity (Heimberg et al., Nature 2024): Dropout-Linear-BatchNorm1d-PReLU blocks, "
-                "Linear to latent, L2 normalised",
-                "parameters": asdict(manifest.model),
-                "n_genes": len(gene_order),
-                "seed": manifest.seed,
-                "loss": f"{manifest.model.triplet_weight} x triplet (margin {manifest.model.margin}, semi-hard, across studies) "
-                f"+ {1 - manifest.model.triplet_weight:.3f} x reconstruction MSE",
-                "training": history,
-                "trained_on": {"n_cells": int(X_all.shape[0]), "n_studies": len(manifest.studies)},
-            }
-            save_encoder(encoder, model_dir, card=model_card)
-    encoder.eval()
-    log.stage("encoder", t0)
+            gene_order = sorted(set().union(*(set(r["var_names"]) for r in ingested)))
+        min_overlap = manifest.ingest.min_gene_overlap
+        total_cells = sum(n_obs.values())
+        log(f"[2/6] gene order: {len(gene_order)} genes; {total_cells} cells pass QC")
 
-    # 4. attributions --------------------------------------------------------------------
-    t0 = time.perf_counter()
-    spec_a = manifest.attribution
-    log(f"[4/6] attributions: {describe_path(encoder, spec_a.method)}, {spec_a.n_steps} steps")
-    attrs: dict[str, sp.csr_matrix] = {}
-    for spec in tqdm(manifest.studies, desc="attributions", unit="study", disable=quiet):
-        key = _sha(model_key, ingest_keys[spec.id], asdict(spec_a), gene_order)[:16]
-        cached = work / "attr" / f"{spec.id}-{key}.npz"
-        if cached.is_file() and not force:
-            attrs[spec.id] = sp.load_npz(cached).tocsr()
-            continue
-        A = attribute(encoder, aligned[spec.id], method=spec_a.method, n_steps=spec_a.n_steps, batch_size=spec_a.batch_size)
-        sp.save_npz(cached, A, compressed=False)
-        attrs[spec.id] = A
-    log.stage("attributions", t0)
+        # 3. encoder (one step, here) --------------------------------------------------------------
+        t0 = time.perf_counter()
+        seed_everything(manifest.seed)
+        if pretrained is not None:
+            encoder = pretrained
+            model_dir = manifest.model.path
+            model_key = _sha("pretrained", _file_sha(model_dir / "encoder.ckpt"))[:16]
+            model_card = {"source": "pretrained", "path": str(model_dir), "n_genes": encoder.n_genes,
+                          "hidden_sizes": list(encoder.hidden_sizes), "latent_dim": encoder.latent_dim}
+            card_file = model_dir / "model_card.json"
+            if card_file.is_file():
+                model_card["card"] = json.loads(card_file.read_text())
+            log(f"[3/6] encoder: loaded {model_dir}")
+        else:
+            model_key = _sha(asdict(manifest.model), manifest.seed, gene_order, ingest_keys)[:16]
+            model_dir = work / "model" / model_key
+            if (model_dir / "encoder.ckpt").is_file() and not force:
+                encoder = load_encoder(model_dir)
+                model_card = json.loads((model_dir / "model_card.json").read_text())
+                log(f"[3/6] encoder: reused trained model {model_key}")
+            else:
+                log(f"[3/6] encoder: training {manifest.model.hidden_sizes} -> {manifest.model.latent_dim}")
+                encoder, model_card = _train(manifest, gene_order, ingest_files, min_overlap, quiet, train_threads)
+                saving = model_dir.with_name(f".{model_dir.name}.{os.getpid()}.saving")
+                save_encoder(encoder, saving, card=model_card)
+                copy_tree_atomic(saving, model_dir)
+                shutil.rmtree(saving, ignore_errors=True)
+        log.stage("encoder", t0)
 
-    # 5. embeddings + UMAP ------------------------------------------------------------------
-    t0 = time.perf_counter()
-    log("[5/6] embeddings and UMAP")
-    embs: dict[str, np.ndarray] = {}
-    embed_keys = []
-    for spec in manifest.studies:
-        key = _sha(model_key, ingest_keys[spec.id], gene_order)[:16]
-        embed_keys.append(key)
-        cached = work / "embed" / f"{spec.id}-{key}.npy"
-        if cached.is_file() and not force:
-            embs[spec.id] = np.load(cached)
-            continue
-        embs[spec.id] = embed(encoder, aligned[spec.id])
-        np.save(cached, embs[spec.id])
-    umap_key = _sha(embed_keys, asdict(manifest.embedding), manifest.seed)[:16]
-    umap_file = work / "umap" / f"umap-{umap_key}.npy"
-    if umap_file.is_file() and not force:
-        layout = np.load(umap_file)
-    else:
-        layout = umap_layout(
-            np.concatenate([embs[s.id] for s in manifest.studies]),
-            n_neighbors=manifest.embedding.n_neighbors,
-            min_dist=manifest.embedding.min_dist,
-            seed=manifest.seed,
-        )
-        np.save(umap_file, layout)
-    log.stage("embedding+umap", t0)
+        # 4. attributions and embeddings, per study ------------------------------------------------
+        t0 = time.perf_counter()
+        spec_a = manifest.attribution
+        log(f"[4/6] attributions ({describe_path(encoder, spec_a.method)}, {spec_a.n_steps} steps) and embeddings")
+        del encoder
+        attr_files = {s.id: str(work / "attr" / f"{s.id}-{_sha(model_key, ingest_keys[s.id], asdict(spec_a), gene_order)[:16]}.npz")
+                      for s in manifest.studies}
+        embed_keys = {s.id: _sha(model_key, ingest_keys[s.id], gene_order)[:16] for s in manifest.studies}
+        embed_files = {s.id: str(work / "embed" / f"{s.id}-{embed_keys[s.id]}.npy") for s in manifest.studies}
+        threads = 1 if client is not None and scheduler in (None, "local") else None  # one torch thread per local worker
+        done = _run(client, tasks.cells_task, [
+            (s.id, ingest_files[s.id], gene_order, min_overlap, str(model_dir), model_key, asdict(spec_a),
+             attr_files[s.id], embed_files[s.id], force, threads) for s in manifest.studies], desc="attributions", quiet=quiet)
+        peaks += [dict(r, stage="attributions+embedding") for r in done]
+        log.stage("attributions+embedding", t0)
 
-    # 6. write ---------------------------------------------------------------------------
-    t0 = time.perf_counter()
-    log(f"[6/6] writing atlas to {out}")
-    arrays = []
-    offset = 0
-    for spec in manifest.studies:
-        a = ingested[spec.id]
-        n = a.n_obs
-        cells = a.obs.reset_index(drop=True).copy()
-        cells["organism"] = spec.organism
-        arrays.append(
-            StudyArrays(
-                meta={"id": spec.id, "title": spec.title, "simulated": spec.simulated, "organism": spec.organism,
-                      "source": spec.source.kind, "gene_overlap": overlaps[spec.id]},
-                cells=cells,
-                attributions=attrs[spec.id],
-                expression=aligned[spec.id],
-                embedding=embs[spec.id],
-                umap=layout[offset : offset + n],
-            )
-        )
-        offset += n
+        # 5. UMAP: fit on a stated subsample, transform the rest ---------------------------------------
+        t0 = time.perf_counter()
+        fit_cells = max(int(manifest.embedding.fit_cells), 10)
+        umap_key = _sha([embed_keys[s.id] for s in manifest.studies], asdict(manifest.embedding), manifest.seed)[:16]
+        umap_dir = work / "umap" / umap_key
+        umap_files = {s.id: str(umap_dir / f"{s.id}.npy") for s in manifest.studies}
+        fitted = min(fit_cells, total_cells)
+        log(f"[5/6] UMAP: fit on {fitted:,} of {total_cells:,} cells" + (", the rest transformed" if fitted < total_cells else ""))
+        if force or not all(Path(f).is_file() for f in umap_files.values()):
+            params = {"n_neighbors": manifest.embedding.n_neighbors, "min_dist": manifest.embedding.min_dist}
+            fit = _run(client, tasks.umap_fit_task, [(embed_files, n_obs, fit_cells, params, manifest.seed, str(umap_dir))],
+                       desc="umap fit", quiet=True)
+            peaks += [dict(r, stage="umap fit") for r in fit]
+            if fit[0]["fit_cells"] < total_cells:
+                peaks += [dict(r, stage="umap transform") for r in _run(
+                    client, tasks.umap_study_task, [(s.id, embed_files[s.id], str(umap_dir)) for s in manifest.studies],
+                    desc="umap transform", quiet=quiet)]
+        log.stage("umap", t0)
+
+        # 6. write: studies (tasks), then the model and genes, the root last -----------------------------
+        t0 = time.perf_counter()
+        log(f"[6/6] writing atlas to {out}")
+        root = begin_atlas(out, gene_order)
+        model_out = root / "model"
+        if Path(model_dir).resolve() != model_out.resolve():
+            copy_tree_atomic(Path(model_dir), model_out)
+        written = _run(client, tasks.write_study_task, [
+            (str(root), {"id": s.id, "title": s.title, "simulated": s.simulated, "organism": s.organism, "source": s.source.kind},
+             s.organism, ingest_files[s.id], gene_order, min_overlap, attr_files[s.id], embed_files[s.id], umap_files[s.id],
+             _sha(ATLAS_CONTENT_VERSION, FORMAT_VERSION, _study_dict(s), attr_files[s.id], embed_files[s.id], umap_files[s.id]),
+             rewrite or force) for s in manifest.studies], desc="write", quiet=quiet)
+        peaks += [dict(r, stage="write") for r in written if not r["skipped"]]
+
+    entries = [w["entry"] for w in written]
+    files = {f"studies/{e['id']}/{name}": rec for w, e in zip(written, entries, strict=True) for name, rec in w["files"].items()}
+    files |= {k: v for k, v in _checksums(root, ["genes.tsv", *(f"model/{p.name}" for p in sorted(model_out.iterdir()) if p.is_file())]).items()}
     method = {
         "attribution": {"method": spec_a.method, "n_steps": spec_a.n_steps, "baseline": "zeros",
                         "rule": "Gauss-Legendre", "target": "sum_d |e_d * f(x')_d|, e = f(x) fixed",
@@ -265,24 +291,65 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False)
                         if spec_a.method == "ig" else "captum"},
         "normalisation": "counts -> 1e4 per cell -> log1p",
         "score": "mean attribution over the signature genes, zeros included (method.md 4)",
+        "umap": {"fit_cells": int(fitted), "total_cells": int(total_cells),
+                 "rule": "fitted on a seeded sample drawn evenly from every study; the other cells transformed"},
         "departures": []
         if manifest.model.kind == "pretrained"
-        else [f"encoder trained by SigAtlas on this atlas's {offset} cells with hidden sizes "
+        else [f"encoder trained by SigAtlas on this atlas's {total_cells} cells with hidden sizes "
               f"{list(manifest.model.hidden_sizes)}, not SCimilarity's released 28,231-gene model"],
     }
-    log.timings["total_before_write"] = round(time.perf_counter() - t_start, 2)
-    write_atlas(
-        out,
-        name=manifest.atlas.name,
-        gene_order=gene_order,
-        studies=arrays,
-        model_dir=model_dir,
-        model_card=model_card,
+    log.timings["total_before_root"] = round(time.perf_counter() - t_start, 2)
+    write_root(
+        root, name=manifest.atlas.name, gene_order=gene_order, entries=entries, model_card=model_card,
         build={"key": build_key, "manifest": str(manifest.path), "seed": manifest.seed,
                "pipeline_version": PIPELINE_VERSION, "source_keys": source_keys, "timings_s": log.timings,
-               "ingest": asdict(manifest.ingest), "embedding": asdict(manifest.embedding)},
-        method=method,
+               "ingest": asdict(manifest.ingest), "embedding": asdict(manifest.embedding),
+               "scheduler": scheduler or "local"},
+        method=method, files=files,
     )
     log.stage("write", t0)
-    log(f"atlas written: {out} ({offset} cells, {len(manifest.studies)} studies) in {time.perf_counter() - t_start:.0f} s")
+    if stats is not None:
+        stats.update({"timings_s": dict(log.timings), "tasks": peaks, "n_cells": total_cells, "n_studies": len(manifest.studies),
+                      "computed": [r["id"] for r in done if r["computed"]], "written": [w["entry"]["id"] for w in written if not w["skipped"]]})
+    log(f"atlas written: {out} ({total_cells} cells, {len(manifest.studies)} studies) in {time.perf_counter() - t_start:.0f} s")
     return out
+
+
+def _checksums(root: Path, names: list[str]) -> dict:
+    from compute._build_tasks import file_sha256
+
+    return {n: {"sha256": file_sha256(root / n), "bytes": (root / n).stat().st_size} for n in names}
+
+
+def _train(manifest: Manifest, gene_order: list[str], ingest_files: dict[str, str], min_overlap: int, quiet: bool, threads: int):
+    """Train the encoder on every study (one step, in this process, ``threads`` torch threads)
+    -> (encoder, model card)."""
+    import torch
+
+    from compute._build_tasks import aligned_study
+    from compute.model import train_encoder
+
+    torch.set_num_threads(threads)
+
+    Xs, labels, studies = [], [], []
+    for s in manifest.studies:
+        a, X, _ = aligned_study(ingest_files[s.id], gene_order, min_overlap, s.id)
+        Xs.append(X)
+        labels.append(a.obs["cell_type"].astype(str).to_numpy())
+        studies.append(np.full(a.n_obs, s.id))
+    X_all = sp.vstack(Xs).tocsr()
+    encoder, history = train_encoder(X_all, np.concatenate(labels), np.concatenate(studies), gene_order, manifest.model,
+                                     manifest.seed, progress=not quiet)
+    card = {
+        "source": "trained by SigAtlas",
+        "architecture": "SCimilarity (Heimberg et al., Nature 2024): Dropout-Linear-BatchNorm1d-PReLU blocks, "
+        "Linear to latent, L2 normalised",
+        "parameters": asdict(manifest.model),
+        "n_genes": len(gene_order),
+        "seed": manifest.seed,
+        "loss": f"{manifest.model.triplet_weight} x triplet (margin {manifest.model.margin}, semi-hard, across studies) "
+        f"+ {1 - manifest.model.triplet_weight:.3f} x reconstruction MSE",
+        "training": history,
+        "trained_on": {"n_cells": int(X_all.shape[0]), "n_studies": len(manifest.studies), "cpu_threads": threads},
+    }
+    return encoder, card

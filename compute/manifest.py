@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -85,6 +86,9 @@ class AttributionSpec:
 class EmbeddingSpec:
     n_neighbors: int = 15
     min_dist: float = 0.3
+    # UMAP for large atlases: fit on at most this many cells (drawn evenly from every study,
+    # seeded) and transform the rest; every cell is in the fit below it
+    fit_cells: int = 100_000
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,8 @@ class _Where:
         where = f"{self.file}"
         if self.study is not None:
             where += f": study '{self.study}'"
-        return ManifestError(f"{where}: key '{key}': {problem}")
+        shown = key if key.isprintable() else key.encode("unicode_escape").decode("ascii")  # a key "\n" shows as \n
+        return ManifestError(f"{where}: key '{shown}': {problem}")
 
 
 def _check_keys(d: Any, allowed: set[str], required: set[str], where: _Where, ctx: str) -> dict:
@@ -186,11 +191,26 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
+def _path(base: Path, value: Any, key: str, where: _Where) -> Path:
+    """``value`` (a path relative to the manifest's folder) as an absolute path."""
+    text = _typed(value, str, key, where)
+    if not text or "\x00" in text:
+        raise where.error(key, f"{text!r} is not a path")
+    return (base / text).resolve()
+
+
 def _positive_int(value: Any, key: str, where: _Where, minimum: int = 1) -> int:
     _typed(value, int, key, where)
     if value < minimum:
         raise where.error(key, f"must be >= {minimum}, got {value}")
     return value
+
+
+def _finite(value: Any, key: str, where: _Where) -> float:
+    v = float(_typed(value, (int, float), key, where))
+    if not math.isfinite(v):
+        raise where.error(key, f"must be a finite number, got {v}")
+    return v
 
 
 def _fraction(value: Any, key: str, where: _Where) -> float:
@@ -210,7 +230,7 @@ def _parse_model(d: Any, base: Path, where: _Where) -> ModelSpec:
     if kind == "pretrained":
         if "path" not in d:
             raise where.error("model.path", "missing (required when model.kind is 'pretrained')")
-        kw["path"] = (base / _typed(d["path"], str, "model.path", where)).resolve()
+        kw["path"] = _path(base, d["path"], "model.path", where)
         extra = set(d) - {"kind", "path"}
         if extra:
             raise where.error(
@@ -233,7 +253,7 @@ def _parse_model(d: Any, base: Path, where: _Where) -> ModelSpec:
             kw[key] = _fraction(d[key], f"model.{key}", where)
     for key in ("learning_rate", "margin"):
         if key in d:
-            v = float(_typed(d[key], (int, float), f"model.{key}", where))
+            v = _finite(d[key], f"model.{key}", where)
             if v <= 0:
                 raise where.error(f"model.{key}", f"must be > 0, got {v}")
             kw[key] = v
@@ -251,7 +271,7 @@ def _parse_simple(cls, d: Any, ctx: str, where: _Where):
         if isinstance(default, int):
             kw[key] = _positive_int(value, key_name, where, minimum=0)
         elif isinstance(default, float):
-            kw[key] = float(_typed(value, (int, float), key_name, where))
+            kw[key] = _finite(value, key_name, where)
         else:
             kw[key] = _typed(value, str, key_name, where)
     out = cls(**kw)
@@ -272,12 +292,14 @@ def _parse_field(value: Any, key: str, where: _Where) -> FieldSpec:
 
 
 def _parse_study(d: Any, base: Path, file: Path, index: int) -> StudySpec:
-    sid = d.get("id") if isinstance(d, dict) else None
+    if not isinstance(d, dict):
+        raise _Where(file).error(f"studies[{index}]", f"expected a mapping with id and source, got {type(d).__name__} ({d!r})")
+    sid = d.get("id")
     where = _Where(file, str(sid) if sid is not None else f"#{index + 1}")
     allowed = {"id", "title", "source", "organism", "tissue", "disease", "columns", "simulated"}
     d = _check_keys(d, allowed, {"id", "source"}, where, "")
     sid = _typed(d["id"], str, "id", where)
-    if not _STUDY_ID.match(sid):
+    if not _STUDY_ID.fullmatch(sid):  # match() would let a trailing newline through
         raise where.error("id", f"'{sid}' may only contain letters, digits, '_', '.', '-'")
     src = _check_keys(d["source"], {"kind", "path"}, {"kind"}, where, "source")
     kind = _typed(src["kind"], str, "source.kind", where)
@@ -287,13 +309,14 @@ def _parse_study(d: Any, base: Path, file: Path, index: int) -> StudySpec:
     if kind == "h5ad":
         if "path" not in src:
             raise where.error("source.path", "missing (required for source.kind 'h5ad')")
-        path = (base / _typed(src["path"], str, "source.path", where)).resolve()
+        path = _path(base, src["path"], "source.path", where)
     elif "path" in src:
         raise where.error("source.path", f"not used with source.kind '{kind}'")
     organism = _typed(d.get("organism", "human"), str, "organism", where)
     if organism != "human":
         raise where.error("organism", f"only 'human' is supported (gene order is HGNC symbols), got '{organism}'")
-    cols = d.get("columns") or {}
+    cols = d.get("columns")
+    cols = {} if cols is None else cols  # "columns:" left empty; [] or 0 is an error below
     cols = _check_keys(cols, {"cell_type", "sample", "donor"}, set(), where, "columns")
     for k, v in cols.items():
         if v is not None:
@@ -326,7 +349,7 @@ def parse_manifest(data: Any, file: Path) -> Manifest:
     atlas = _check_keys(data["atlas"], {"name", "out"}, {"name", "out"}, where, "atlas")
     atlas_spec = AtlasSpec(
         name=_typed(atlas["name"], str, "atlas.name", where),
-        out=(base / _typed(atlas["out"], str, "atlas.out", where)).resolve(),
+        out=_path(base, atlas["out"], "atlas.out", where),
     )
     seed = _positive_int(data.get("seed", 0), "seed", where, minimum=0)
     model = _parse_model(data.get("model", {"kind": "train"}), base, where)
@@ -363,7 +386,11 @@ def load_manifest(path: str | Path) -> Manifest:
     if not path.is_file():
         raise ManifestError(f"{path}: no such manifest file (see README, 'The manifest')")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{path}: not UTF-8 text (byte {exc.start}); save the manifest as UTF-8") from exc
     except yaml.YAMLError as exc:
         raise ManifestError(f"{path}: not valid YAML: {exc}") from exc
+    except RecursionError as exc:
+        raise ManifestError(f"{path}: nested too deeply to be a manifest") from exc
     return parse_manifest(data, path)

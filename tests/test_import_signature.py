@@ -109,6 +109,22 @@ def test_import_keeps_every_value_and_the_metadata(imported):
         np.testing.assert_array_equal(dense, m.toarray())
 
 
+def test_imported_atlas_verifies_and_names_what_to_rerun(imported):
+    from compute.atlas._verify import verify_atlas
+
+    atlas = imported[3]
+    assert verify_atlas(atlas.path).ok
+    damaged = next(atlas.path.glob("studies/*/attr.indices.npy"))
+    original = damaged.read_bytes()
+    try:
+        damaged.write_bytes(original[:-4])
+        report = verify_atlas(atlas.path)
+        assert not report.ok and damaged.parent.name in report.advice
+        assert report.advice.startswith("python -m compute import-signature --attributions ")
+    finally:
+        damaged.write_bytes(original)
+
+
 def test_block_size_does_not_change_the_stores(imported, tmp_path):
     root, _, _, atlas = imported
     other = Atlas.open(import_signature(root / "sig", root / "gene_order.tsv", tmp_path / "a2", block_cells=10_000, log=lambda m: None), cache=False)

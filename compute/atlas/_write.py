@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from compute.atlas import _format as fmt
 from compute.atlas._store import save_npy_atomic, write_gene_major
 
-__all__ = ["StudyArrays", "study_entry", "write_atlas", "write_json_atomic", "write_root"]
+__all__ = ["StudyArrays", "checksum_files", "copy_tree_atomic", "study_entry", "write_atlas", "write_json_atomic", "write_root", "write_study"]
 
 
 @dataclass
@@ -32,12 +32,43 @@ class StudyArrays:
 
 
 def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(obj, indent=1, default=str))
     os.replace(tmp, path)
 
 
-def _write_study(root: Path, s: StudyArrays) -> dict:
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def copy_tree_atomic(src: Path, dst: Path) -> None:
+    """Copy folder ``src`` to ``dst``: into a temporary folder first, then swapped in by renames."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    old = dst.with_name(f".{dst.name}.{os.getpid()}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    if dst.exists():
+        os.replace(dst, old)
+    os.replace(tmp, dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def checksum_files(root: Path, skip: tuple[str, ...] = (fmt.ROOT_FILE,)) -> dict:
+    """{relative path: {sha256, bytes}} of every atlas file under ``root`` except the root file,
+    markers and temporary files (names starting with '.')."""
+    from compute._build_tasks import file_sha256
+
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if p.is_file() and not any(part.startswith(".") for part in rel.parts) and str(rel) not in skip:
+            out[rel.as_posix()] = {"sha256": file_sha256(p), "bytes": p.stat().st_size}
+    return out
+
+
+def write_study(root: Path, s: StudyArrays) -> dict:
     sid = s.meta["id"]
     d = root / fmt.STUDIES_DIR / sid
     d.mkdir(parents=True, exist_ok=True)
@@ -106,10 +137,13 @@ def write_root(
     build: dict,
     method: dict,
     attributions: dict | None = None,
+    files: dict | None = None,
 ) -> None:
     """Write atlas.json (last, atomically) for studies already written; drop stale study folders.
     ``model_card`` None: the atlas carries no encoder. ``attributions``: overrides of the
-    attribution element's description (e.g. the row sum of imported values)."""
+    attribution element's description (e.g. the row sum of imported values). ``files``: the
+    checksums of the atlas files ({relative path: {sha256, bytes}}, checked by ``python -m compute
+    verify``); computed here by reading every file when not given."""
     studies_dir = root / fmt.STUDIES_DIR
     keep = {e["id"] for e in entries}
     for stale in (p for p in studies_dir.glob("*") if p.name not in keep) if studies_dir.is_dir() else ():
@@ -128,6 +162,7 @@ def write_root(
         "model_card": model_card,
         "build": build,
         "studies": entries,
+        "files": files if files is not None else checksum_files(root),
     }
     write_json_atomic(root / fmt.ROOT_FILE, doc)
 
@@ -138,7 +173,7 @@ def begin_atlas(out: str | Path, gene_order: list[str]) -> Path:
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     (root / fmt.ROOT_FILE).unlink(missing_ok=True)
-    (root / fmt.GENES_FILE).write_text("\n".join(gene_order) + "\n")
+    _write_text_atomic(root / fmt.GENES_FILE, "\n".join(gene_order) + "\n")
     return root
 
 
@@ -161,8 +196,7 @@ def write_atlas(
     root = begin_atlas(out, gene_order)
     model_out = root / fmt.MODEL_DIR
     if Path(model_dir).resolve() != model_out.resolve():
-        shutil.rmtree(model_out, ignore_errors=True)
-        shutil.copytree(model_dir, model_out)
-    entries = [_write_study(root, s) for s in studies]
+        copy_tree_atomic(Path(model_dir), model_out)
+    entries = [write_study(root, s) for s in studies]
     write_root(root, name=name, gene_order=gene_order, entries=entries, model_card=model_card, build=build, method=method)
     return root

@@ -6,7 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-__all__ = ["embed", "umap_layout"]
+__all__ = ["embed", "umap_fit", "umap_layout"]
 
 
 def embed(encoder, X, batch_size: int = 1024, device: str | torch.device | None = None) -> np.ndarray:
@@ -26,14 +26,20 @@ def embed(encoder, X, batch_size: int = 1024, device: str | torch.device | None 
     return out
 
 
-def umap_layout(embedding: np.ndarray, *, n_neighbors: int = 15, min_dist: float = 0.3, seed: int = 0) -> np.ndarray:
-    """(n_cells, 2) float32 UMAP coordinates; cosine metric, seeded (single-threaded, reproducible)."""
+def umap_fit(embedding: np.ndarray, *, n_neighbors: int = 15, min_dist: float = 0.3, seed: int = 0):
+    """Fit a UMAP on ``embedding``: (the fitted reducer, or None for fewer than 4 cells, and the
+    (n, 2) float32 layout). Cosine metric, seeded, single-threaded (reproducible)."""
     import umap
 
     n = embedding.shape[0]
     if n < 4:
-        return np.zeros((n, 2), dtype=np.float32)
+        return None, np.zeros((n, 2), dtype=np.float32)
     reducer = umap.UMAP(
         n_neighbors=min(n_neighbors, n - 1), min_dist=min_dist, metric="cosine", random_state=seed, n_jobs=1, init="spectral" if n > n_neighbors + 2 else "random"
     )
-    return reducer.fit_transform(embedding).astype(np.float32)
+    return reducer, reducer.fit_transform(embedding).astype(np.float32)
+
+
+def umap_layout(embedding: np.ndarray, *, n_neighbors: int = 15, min_dist: float = 0.3, seed: int = 0) -> np.ndarray:
+    """(n_cells, 2) float32 UMAP coordinates; cosine metric, seeded (single-threaded, reproducible)."""
+    return umap_fit(embedding, n_neighbors=n_neighbors, min_dist=min_dist, seed=seed)[1]

@@ -1,0 +1,217 @@
+"""The build's per-study tasks, run on Dask workers (or in-process with ``scheduler="sync"``).
+
+Each task takes paths and settings, reads its inputs from files, writes its outputs to
+temporary names that are renamed into place, and returns a small dict (plus the worker's
+peak memory). Nothing assumes a shared process: a worker on another machine needs only the
+same paths (a shared file system) and the same SigAtlas version.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import pickle
+import resource
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["aligned_study", "atomic_write", "cells_task", "file_sha256", "ingest_task", "umap_fit_task", "umap_study_task", "write_study_task"]
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` to a temporary name beside ``path`` (same suffix), then rename into place:
+    a crash leaves either the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _peak() -> dict:
+    """Which worker ran the task and that process's peak resident memory so far (bytes)."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker().address
+    except (ImportError, ValueError):
+        worker = "in-process"
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"worker": worker, "peak_rss": int(peak if sys.platform == "darwin" else peak * 1024)}
+
+
+def _threads(n: int | None) -> None:
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+# -- ingest ---------------------------------------------------------------------------------
+def ingest_task(spec, ingest, out_file: str, force: bool) -> dict:
+    """Read, QC and normalise one study into ``out_file`` (h5ad); reuse it when present."""
+    import anndata as ad
+
+    from compute.ingest import qc_and_normalise, read_study
+
+    path = Path(out_file)
+    if path.is_file() and not force:
+        a = ad.read_h5ad(path, backed="r")
+        names, n = [str(g) for g in a.var_names], int(a.n_obs)
+        a.file.close()
+    else:
+        a = qc_and_normalise(read_study(spec), spec, ingest)
+        atomic_write(path, lambda t: a.write_h5ad(t))
+        names, n = [str(g) for g in a.var_names], int(a.n_obs)
+    return {"id": spec.id, "n_obs": n, "var_names": names, **_peak()}
+
+
+def aligned_study(ingest_file: str, gene_order: list[str], min_overlap: int, study_id: str):
+    import anndata as ad
+
+    from compute.ingest import align_to_genes
+
+    a = ad.read_h5ad(ingest_file)
+    X, ov = align_to_genes(a.X, list(a.var_names), gene_order, min_overlap=min_overlap, where=f"study '{study_id}'")
+    return a, X, ov
+
+
+@functools.lru_cache(maxsize=2)
+def _encoder(model_dir: str, model_key: str):
+    """The encoder, loaded once per worker process (``model_key`` names its content)."""
+    from compute.model import load_encoder
+
+    enc = load_encoder(model_dir)
+    enc.eval()
+    return enc
+
+
+# -- attributions and embedding ----------------------------------------------------------------
+def cells_task(study_id: str, ingest_file: str, gene_order: list[str], min_overlap: int, model_dir: str, model_key: str,
+               attribution: dict, attr_file: str, embed_file: str, force: bool, threads: int | None = None) -> dict:
+    """Attributions (``attr_file``, npz) and embedding (``embed_file``, npy) of one study."""
+    from compute.attribution import attribute
+    from compute.embedding import embed
+
+    need_attr = force or not Path(attr_file).is_file()
+    need_embed = force or not Path(embed_file).is_file()
+    if need_attr or need_embed:
+        _threads(threads)
+        _, X, _ = aligned_study(ingest_file, gene_order, min_overlap, study_id)
+        encoder = _encoder(model_dir, model_key)
+        if need_attr:
+            A = attribute(encoder, X, method=attribution["method"], n_steps=attribution["n_steps"], batch_size=attribution["batch_size"])
+            atomic_write(Path(attr_file), lambda t: sp.save_npz(t, A, compressed=False))
+        if need_embed:
+            E = embed(encoder, X)
+            atomic_write(Path(embed_file), lambda t: np.save(t, E))
+    return {"id": study_id, "computed": bool(need_attr or need_embed), **_peak()}
+
+
+# -- UMAP: fit on a stated subsample, transform the rest -------------------------------------------
+def umap_fit_task(embed_files: dict[str, str], n_cells: dict[str, int], fit_cells: int, params: dict, seed: int, out_dir: str) -> dict:
+    """Fit the layout on at most ``fit_cells`` cells drawn evenly from every study (seeded).
+    When every cell is in the fit, each study's layout is written here directly; otherwise the
+    fitted reducer and the fitted cells' coordinates are saved for :func:`umap_study_task`."""
+    from compute.embedding import umap_fit
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    total = sum(n_cells.values())
+    rng = np.random.default_rng(seed)
+    picks: dict[str, np.ndarray] = {}
+    for sid, n in n_cells.items():
+        k = n if total <= fit_cells else int(round(fit_cells * n / total))
+        picks[sid] = np.sort(rng.choice(n, size=min(k, n), replace=False)) if k < n else np.arange(n)
+    parts = [np.load(embed_files[sid], mmap_mode="r")[picks[sid]] for sid in n_cells]
+    reducer, layout = umap_fit(np.concatenate(parts) if parts else np.zeros((0, 1), np.float32), seed=seed, **params)
+    fitted = sum(len(p) for p in picks.values())
+    offset = 0
+    for sid in n_cells:
+        k = len(picks[sid])
+        coords = layout[offset : offset + k]
+        offset += k
+        if fitted == total:
+            atomic_write(out / f"{sid}.npy", lambda t, c=coords: np.save(t, c))
+        else:
+            atomic_write(out / f"{sid}.fit.npz", lambda t, c=coords, i=picks[sid]: np.savez(t, rows=i, coords=c))
+    if fitted < total:
+        atomic_write(out / "reducer.pkl", lambda t: t.write_bytes(pickle.dumps(reducer)))
+    return {"fit_cells": int(fitted), "total_cells": int(total), **_peak()}
+
+
+def umap_study_task(study_id: str, embed_file: str, out_dir: str) -> dict:
+    """One study's layout: fitted cells keep their fitted coordinates, the rest are transformed."""
+    out = Path(out_dir)
+    target = out / f"{study_id}.npy"
+    if not target.is_file():
+        fit = np.load(out / f"{study_id}.fit.npz")
+        emb = np.load(embed_file)
+        layout = np.empty((emb.shape[0], 2), dtype=np.float32)
+        rest = np.setdiff1d(np.arange(emb.shape[0]), fit["rows"])
+        layout[fit["rows"]] = fit["coords"]
+        if rest.size:
+            reducer = _reducer(str(out / "reducer.pkl"))
+            layout[rest] = reducer.transform(emb[rest]).astype(np.float32)
+        atomic_write(target, lambda t: np.save(t, layout))
+    return {"id": study_id, **_peak()}
+
+
+@functools.lru_cache(maxsize=1)
+def _reducer(path: str):
+    return pickle.loads(Path(path).read_bytes())
+
+
+# -- writing one study into the atlas ----------------------------------------------------------
+MARKER = ".written.json"
+
+
+def _study_files(study_dir: Path) -> list[Path]:
+    return sorted(p for p in study_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def write_study_task(root: str, meta: dict, organism: str, ingest_file: str, gene_order: list[str], min_overlap: int,
+                     attr_file: str, embed_file: str, umap_file: str, key: str, rewrite: bool) -> dict:
+    """Write studies/<id>/ (every file atomically) and return its atlas.json entry and the
+    checksums of its files. Skipped when the study's marker records the same ``key`` (its
+    inputs and settings) and every recorded file is present with its recorded size."""
+    from compute.atlas._write import StudyArrays, write_study
+
+    study_dir = Path(root) / "studies" / meta["id"]
+    marker = study_dir / MARKER
+    if marker.is_file() and not rewrite:
+        try:
+            done = json.loads(marker.read_text())
+        except json.JSONDecodeError:
+            done = {}
+        files = done.get("files", {})
+        if done.get("key") == key and files and all(
+            (study_dir / name).is_file() and (study_dir / name).stat().st_size == rec["bytes"] for name, rec in files.items()
+        ):
+            return {"entry": done["entry"], "files": files, "skipped": True, **_peak()}
+    a, X, ov = aligned_study(ingest_file, gene_order, min_overlap, meta["id"])
+    cells = a.obs.reset_index(drop=True).copy()
+    cells["organism"] = organism
+    entry = write_study(Path(root), StudyArrays(
+        meta={**meta, "gene_overlap": ov.as_dict()}, cells=cells, attributions=sp.load_npz(attr_file).tocsr(),
+        expression=X, embedding=np.load(embed_file), umap=np.load(umap_file),
+    ))
+    files = {p.name: {"sha256": file_sha256(p), "bytes": p.stat().st_size} for p in _study_files(study_dir)}
+    atomic_write(marker, lambda t: t.write_text(json.dumps({"key": key, "entry": entry, "files": files}, indent=1)))
+    return {"entry": entry, "files": files, "skipped": False, **_peak()}

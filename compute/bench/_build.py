@@ -1,0 +1,109 @@
+"""``python -m compute bench build``: the distributed build at scale, on SIMULATED studies.
+
+For each study count, a fresh atlas is built from the same simulated corpus (the first N
+studies) on a LocalCluster (or the scheduler given), and the benchmark prints the wall time,
+cells per second, the time of each stage and the peak memory of every worker process (the
+largest resident set its tasks saw), next to this process's own peak (it trains the encoder).
+Memory per worker should stay flat as the number of studies grows: each task holds one study.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+__all__ = ["BuildBenchConfig", "run_build_bench"]
+
+
+@dataclass(frozen=True)
+class BuildBenchConfig:
+    studies: tuple[int, ...] = (25, 50, 100)
+    cells_per_study: int = 10_000
+    samples_per_study: int = 5  # 4 disease donors + 1 healthy
+    max_genes: int = 2000
+    hidden: tuple[int, ...] = (256, 128)
+    latent: int = 64
+    epochs: int = 1
+    n_steps: int = 20
+    fit_cells: int = 50_000
+    workers: int | None = None
+    scheduler: str | None = None
+    work: str | None = None  # folder for data and atlases (default: a temporary folder, removed after)
+    seed: int = 0
+
+
+def _mb(n: float) -> str:
+    return f"{n / 2**20:,.0f} MB"
+
+
+def _self_peak() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def run_build_bench(cfg: BuildBenchConfig, json_path: str | None = None) -> dict:
+    import yaml
+
+    from compute.build import build_atlas
+    from compute.demo import SimulationConfig, demo_manifest_text, simulate_studies
+    from compute.manifest import load_manifest
+
+    base = Path(cfg.work) if cfg.work else Path(tempfile.mkdtemp(prefix="sigatlas-bench-build-"))
+    base.mkdir(parents=True, exist_ok=True)
+    per_sample = max(1, cfg.cells_per_study // cfg.samples_per_study)
+    sim = SimulationConfig(n_studies=max(cfg.studies), disease_donors=cfg.samples_per_study - 1, healthy_donors=1,
+                           cells_per_sample=(per_sample, per_sample + 1), max_genes=cfg.max_genes, seed=cfg.seed)
+    print(f"SigAtlas build benchmark on SIMULATED data: {max(cfg.studies)} studies x ~{cfg.cells_per_study:,} cells, "
+          f"{cfg.max_genes} genes; encoder {list(cfg.hidden)} -> {cfg.latent}, {cfg.epochs} epoch(s); IG {cfg.n_steps} steps; "
+          f"UMAP fitted on {cfg.fit_cells:,} cells", flush=True)
+    t0 = time.perf_counter()
+    simulate_studies(base / "data", sim)
+    print(f"  simulated the corpus in {time.perf_counter() - t0:.0f} s ({base / 'data'})", flush=True)
+    doc = yaml.safe_load(demo_manifest_text(sim, data_dir=str(base / "data")))
+    simulated = [s for s in doc["studies"] if s.get("simulated")]
+    rows = []
+    try:
+        for n in cfg.studies:
+            folder = base / f"studies-{n}"
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            doc_n = dict(doc, studies=simulated[:n], atlas={"name": f"bench-{n}", "out": str(folder / "atlas")},
+                         model={"kind": "train", "hidden_sizes": list(cfg.hidden), "latent_dim": cfg.latent, "epochs": cfg.epochs,
+                                "batch_size": 512},
+                         attribution={"method": "ig", "n_steps": cfg.n_steps, "batch_size": 256},
+                         embedding={"n_neighbors": 15, "min_dist": 0.3, "fit_cells": cfg.fit_cells})
+            (folder / "manifest.yaml").write_text(yaml.safe_dump(doc_n, sort_keys=False))
+            stats: dict = {}
+            t0 = time.perf_counter()
+            build_atlas(load_manifest(folder / "manifest.yaml"), quiet=True, scheduler=cfg.scheduler, workers=cfg.workers, stats=stats)
+            wall = time.perf_counter() - t0
+            by_worker: dict[str, int] = {}
+            for task in stats["tasks"]:
+                by_worker[task["worker"]] = max(by_worker.get(task["worker"], 0), task["peak_rss"])
+            row = {"studies": n, "cells": stats["n_cells"], "wall_s": round(wall, 1), "cells_per_s": round(stats["n_cells"] / wall, 1),
+                   "stages_s": stats["timings_s"], "worker_peak_bytes": sorted(by_worker.values()),
+                   "max_worker_peak_bytes": max(by_worker.values()), "driver_peak_bytes": _self_peak()}
+            rows.append(row)
+            stages = ", ".join(f"{k} {v:.0f} s" for k, v in stats["timings_s"].items() if k != "total_before_root")
+            print(f"  {n:4d} studies {row['cells']:>10,} cells  {wall:7.0f} s  {row['cells_per_s']:8,.0f} cells/s  "
+                  f"worker peak {_mb(row['max_worker_peak_bytes'])} (all: {', '.join(_mb(b) for b in row['worker_peak_bytes'])})  "
+                  f"this process {_mb(row['driver_peak_bytes'])} (cumulative)", flush=True)
+            print(f"       stages: {stages}", flush=True)
+            shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        if not cfg.work:
+            shutil.rmtree(base, ignore_errors=True)
+    if len(rows) > 1:
+        first, last = rows[0], rows[-1]
+        print(f"  {last['studies'] / first['studies']:.0f}x the studies: worker peak memory x"
+              f"{last['max_worker_peak_bytes'] / first['max_worker_peak_bytes']:.2f}, wall time x{last['wall_s'] / first['wall_s']:.2f}")
+    result = {"config": asdict(cfg), "rows": rows}
+    if json_path:
+        Path(json_path).write_text(json.dumps(result, indent=1))
+    return result

@@ -1,0 +1,146 @@
+"""Crash safety and integrity: kill -9 the build at random moments, verify, repair, skip unchanged work."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from compute.atlas import Atlas, AtlasFormatError
+from compute.atlas._verify import verify_atlas
+from compute.build import build_atlas
+from compute.manifest import load_manifest
+
+from .conftest import REPO
+
+SMALL_SIM = dict(n_studies=3, disease_donors=2, healthy_donors=1, cells_per_sample=(60, 80), max_genes=600, seed=3)
+SMALL_MODEL = {"kind": "train", "hidden_sizes": [64, 32], "latent_dim": 16, "epochs": 2, "batch_size": 256}
+
+
+def _manifest(folder: Path, data: Path) -> Path:
+    from compute.demo import SimulationConfig, demo_manifest_text
+
+    doc = yaml.safe_load(demo_manifest_text(SimulationConfig(**SMALL_SIM), data_dir=str(data)))
+    doc["studies"] = [s for s in doc["studies"] if s["source"]["kind"] != "scanpy-pbmc68k"]  # simulated only: faster
+    doc["atlas"] = {"name": "small", "out": str(folder / "atlas")}
+    doc["model"] = SMALL_MODEL
+    doc["embedding"] = {"n_neighbors": 10, "min_dist": 0.3, "fit_cells": 400}  # fit on a subsample, transform the rest
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "manifest.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """(data folder, reference manifest, reference atlas, build seconds) of an uninterrupted build."""
+    from compute.demo import SimulationConfig, simulate_studies
+
+    base = tmp_path_factory.mktemp("crash")
+    simulate_studies(base / "data", SimulationConfig(**SMALL_SIM))
+    manifest = _manifest(base / "reference", base / "data")
+    t0 = time.perf_counter()
+    atlas = build_atlas(load_manifest(manifest), quiet=True)
+    return base / "data", manifest, atlas, time.perf_counter() - t0
+
+
+def _arrays(atlas_path: Path) -> dict[str, np.ndarray]:
+    out = {}
+    for f in sorted((atlas_path / "studies").rglob("*.npy")):
+        out[f"{f.parent.name}/{f.name}"] = np.load(f)
+    return out
+
+
+def test_kill_9_at_random_moments_then_rerun_gives_the_uninterrupted_atlas(small, tmp_path):
+    data, _, reference, seconds = small
+    manifest = _manifest(tmp_path, data)
+    atlas_path = tmp_path / "atlas"
+    rng = np.random.default_rng(int(os.environ.get("SIGATLAS_KILL_SEED", "20261121")))
+    # the first kill lands early (ingest, training), later ones anywhere in a full build's time
+    moments = [float(rng.uniform(1.0, 0.4 * seconds))] + [float(t) for t in rng.uniform(1.0, 1.1 * seconds, size=3)]
+    outcomes = []
+    for moment in moments:
+        proc = subprocess.Popen([sys.executable, "-m", "compute", "build", str(manifest), "--quiet"], cwd=REPO,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            proc.wait(timeout=moment)
+            outcomes.append(f"finished before {moment:.1f} s (rc {proc.returncode})")
+            assert proc.returncode == 0, proc.stderr.read().decode()
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the build and its Dask workers, as a crash would
+            proc.wait()
+            outcomes.append(f"killed at {moment:.1f} s")
+        # whatever the moment: the atlas opens whole, or says it is incomplete
+        try:
+            Atlas.open(atlas_path)
+        except AtlasFormatError as exc:
+            assert "did not finish" in str(exc) or "no atlas here" in str(exc), (outcomes, str(exc))
+            assert not verify_atlas(atlas_path).ok
+        else:
+            report = verify_atlas(atlas_path)
+            assert report.ok, (outcomes, report.text())
+    build_atlas(load_manifest(manifest), quiet=True)  # re-running completes it
+    assert verify_atlas(atlas_path).ok
+    got, want = _arrays(atlas_path), _arrays(reference)
+    assert got.keys() == want.keys()
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=f"{name} after {outcomes}")
+    a, b = Atlas.open(atlas_path), Atlas.open(reference)
+    np.testing.assert_array_equal(a.score(["S100A8", "S100A12", "VCAN"]), b.score(["S100A8", "S100A12", "VCAN"]))
+    assert a.meta["method"]["umap"]["fit_cells"] < a.n_cells  # the layout was fitted on a subsample
+
+
+def test_verify_names_damage_and_rewrite_repairs_it(small, tmp_path, capsys):
+    data, _, _, _ = small
+    manifest = _manifest(tmp_path, data)
+    atlas_path = build_atlas(load_manifest(manifest), quiet=True, scheduler="sync")
+    assert verify_atlas(atlas_path).ok
+    study = sorted((atlas_path / "studies").iterdir())[0]
+    flipped = study / "attr.data.npy"
+    raw = bytearray(flipped.read_bytes())
+    raw[-5] ^= 0xFF  # one byte, same size
+    flipped.write_bytes(bytes(raw))
+    (study / "umap.npy").write_bytes((study / "umap.npy").read_bytes()[:-8])  # truncated
+    (atlas_path / "genes.tsv").unlink()
+    report = verify_atlas(atlas_path)
+    text = report.text()
+    assert not report.ok and len(report.problems) == 3, text
+    assert f"studies/{study.name}/attr.data.npy: content differs" in text
+    assert f"studies/{study.name}/umap.npy:" in text and "truncated" in text
+    assert "genes.tsv: missing" in text
+    assert f"python -m compute build {manifest} --rewrite" in report.advice and study.name in report.advice
+    # the command line says the same and exits 1
+    proc = subprocess.run([sys.executable, "-m", "compute", "verify", str(atlas_path)], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 1 and "attr.data.npy" in proc.stdout
+    build_atlas(load_manifest(manifest), quiet=True, scheduler="sync", rewrite=True)
+    assert verify_atlas(atlas_path).ok
+
+
+def test_unchanged_studies_are_skipped(small, tmp_path):
+    data, _, _, _ = small
+    manifest = _manifest(tmp_path, data)
+    build_atlas(load_manifest(manifest), quiet=True, scheduler="sync")
+    doc = yaml.safe_load(manifest.read_text())
+    doc["studies"][0]["title"] += " (renamed)"
+    manifest.write_text(yaml.safe_dump(doc, sort_keys=False))
+    stats: dict = {}
+    atlas_path = build_atlas(load_manifest(manifest), quiet=True, scheduler="sync", stats=stats)
+    assert stats["written"] == [doc["studies"][0]["id"]]  # only the changed study's files are rewritten
+    assert stats["computed"] == []  # its attributions and embedding come from the work folder
+    root = json.loads((atlas_path / "atlas.json").read_text())
+    assert root["studies"][0]["title"].endswith("(renamed)")
+    assert verify_atlas(atlas_path).ok
+
+
+def test_verify_reports_an_incomplete_atlas(tmp_path):
+    (tmp_path / "studies").mkdir()
+    report = verify_atlas(tmp_path)
+    assert not report.ok and "incomplete" in report.problems[0]
