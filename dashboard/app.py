@@ -10,6 +10,8 @@ ordinary callback, so switching a grouping, colour or ordering never recomputes 
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from pathlib import Path
 
 import dash
@@ -21,13 +23,14 @@ from compute.errors import QueryError
 from compute.query import HitRule, QueryParams
 from compute.query._genes import parse_gene_list
 from compute.reference import assets_dir
-from dashboard import export, figures, ids
+from dashboard import api, export, figures, ids
 from dashboard.data import DashboardData
 from dashboard.presets import PRESETS, QUICK_PRESETS, preset_options
 from dashboard.state import DEFAULTS, decode_state, encode_state
-from dashboard.upload import GeneFileError, decode_upload, parse_gene_file
+from dashboard.upload import MAX_BYTES, GeneFileError, decode_upload, parse_gene_file
 
-__all__ = ["answer_query", "apply_preset", "create_app", "params_from_state", "render_views", "resolution_panel", "view_tables"]
+__all__ = ["MAX_REQUEST_BYTES", "answer_query", "apply_preset", "create_app", "params_from_state", "render_views", "require_basic_auth",
+           "resolution_panel", "view_tables"]
 
 _GROUP_LABELS = {"disease": "disease", "cell_type": "cell type", "study": "study"}
 COVERAGE_WARN = 0.7
@@ -451,12 +454,38 @@ def _state(values: list, keys=_CONTROLS) -> dict:
     return out
 
 
+class _SharedJobManager(dash.DiskcacheManager):
+    """Dash's DiskcacheManager for jobs shared by many users and by several server processes
+    (gunicorn workers of one machine polling each other's jobs through the same diskcache).
+
+    Each started job gets its own result key: Dash derives it from the callback's inputs alone,
+    so two users starting the same query at once (a link opened by a room) shared one key, the
+    first poll took the result away and the other page never updated. A finished job that
+    another worker forked stays a zombie until that worker reaps it: it is not waited for
+    (psutil waited 1 s for it, holding the cache's write lock)."""
+
+    def build_cache_key(self, fn, args, cache_args_to_ignore, triggered):
+        return f"{super().build_cache_key(fn, args, cache_args_to_ignore, triggered)}-{secrets.token_hex(8)}"
+
+    def terminate_job(self, job):
+        import psutil
+
+        if job is None:
+            return
+        try:
+            if psutil.Process(int(job)).status() == psutil.STATUS_ZOMBIE:
+                return  # finished; its parent reaps it when it next starts a job
+        except psutil.NoSuchProcess:
+            return
+        super().terminate_job(job)
+
+
 def _background_manager(data: DashboardData):
     import diskcache
 
     directory = data.atlas.cache.directory / "dash-jobs"
     directory.mkdir(parents=True, exist_ok=True)
-    return dash.DiskcacheManager(diskcache.Cache(str(directory)))
+    return _SharedJobManager(diskcache.Cache(str(directory)))
 
 
 def _warm_up(data: DashboardData) -> None:
@@ -476,8 +505,39 @@ def _warm_up(data: DashboardData) -> None:
     threading.Thread(target=work, name="sigatlas-warm-up", daemon=True).start()
 
 
-def create_app(atlas_path: str | Path) -> dash.Dash:
-    """Build the Dash app for the atlas at ``atlas_path`` (opened and validated once)."""
+# -- serving: request size, basic auth ------------------------------------------------------
+# every request body (Flask refuses larger ones with 413 before reading them); a gene file of
+# upload.MAX_BYTES arrives inside a callback request as base64, 4/3 of its size, plus the state
+MAX_REQUEST_BYTES = 8 * 2**20
+
+
+def require_basic_auth(server, credentials: tuple[str, str]) -> None:
+    """Answer every request to ``server`` (pages, assets, Dash's callbacks, the API) with 401
+    unless it carries HTTP basic auth with ``credentials``."""
+    import flask
+
+    user, password = (c.encode("utf-8") for c in credentials)
+
+    def check():
+        auth = flask.request.authorization
+        basic = auth is not None and auth.type == "basic"
+        given_user = (auth.username or "").encode("utf-8") if basic else b""
+        given_password = (auth.password or "").encode("utf-8") if basic else b""
+        # both compared in constant time, always: the answer's timing tells nothing about either
+        ok = hmac.compare_digest(given_user, user) & hmac.compare_digest(given_password, password)
+        if not ok:
+            return flask.Response("SigAtlas: authentication required\n", 401,
+                                  {"WWW-Authenticate": 'Basic realm="SigAtlas", charset="UTF-8"', "Content-Type": "text/plain"})
+        return None
+
+    # first, before Dash's own hooks
+    server.before_request_funcs.setdefault(None, []).insert(0, check)
+
+
+def create_app(atlas_path: str | Path, *, credentials: tuple[str, str] | None = None) -> dash.Dash:
+    """Build the Dash app for the atlas at ``atlas_path`` (opened and validated once), with the
+    JSON API (``dashboard.api``), a request size limit and, given ``credentials`` (user,
+    password), basic auth on every route. The Flask server is ``app.server``."""
     data = DashboardData(atlas_path)
     app = dash.Dash(
         __name__,
@@ -487,6 +547,12 @@ def create_app(atlas_path: str | Path) -> dash.Dash:
         suppress_callback_exceptions=False,
     )
     app.layout = _layout(data)
+    app.server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    # a script path outside Dash's allow-list ("/_dash-component-suites/dash/../x") is not found, not a 500
+    app.server.register_error_handler(dash.exceptions.DependencyException, lambda exc: ("not found\n", 404, {"Content-Type": "text/plain"}))
+    if credentials is not None:
+        require_basic_auth(app.server, credentials)
+    api.register(app.server, data)
     _warm_up(data)
     control_outputs = [Output(cid, prop) for _, cid, prop in _CONTROLS]
     known = {"cell_types": data.cell_types, "diseases": data.diseases, "tissues": data.tissues,
@@ -549,6 +615,22 @@ def create_app(atlas_path: str | Path) -> dash.Dash:
         many = len(sets) > 1
         note = f"{filename}: {len(sets)} gene sets; showing '{first}'" if many else f"{filename}: loaded '{first}'"
         return sets[first], list(sets), first, ({} if many else {"display": "none"}), sets, note
+
+    # a file over the limit is named in the browser at once: its upload request may exceed
+    # MAX_REQUEST_BYTES, which the server refuses (413) before _on_upload could say why
+    clientside_callback(
+        f"""function(contents, filename) {{
+            if (typeof contents !== 'string') {{ return window.dash_clientside.no_update; }}
+            const bytes = Math.floor((contents.length - contents.indexOf(',') - 1) * 3 / 4);
+            if (bytes <= {MAX_BYTES}) {{ return window.dash_clientside.no_update; }}
+            const msg = (filename || 'the file') + ': ' + (bytes / 1e6).toFixed(1) + ' MB is larger than the {MAX_BYTES / 1e6:.0f} MB accepted';
+            return {{namespace: 'dash_html_components', type: 'Span', props: {{children: msg, className: 'error'}}}};
+        }}""",
+        Output(ids.UPLOAD_NOTE, "children", allow_duplicate=True),
+        Input(ids.UPLOAD, "contents"),
+        State(ids.UPLOAD, "filename"),
+        prevent_initial_call=True,
+    )
 
     @app.callback(
         Output(ids.GENES, "value", allow_duplicate=True),

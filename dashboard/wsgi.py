@@ -1,0 +1,159 @@
+"""Production serving with gunicorn: several worker processes sharing one disk cache.
+
+    SIGATLAS_ATLAS=atlas/demo gunicorn -c python:dashboard.wsgi
+
+This module is both the WSGI application, ``dashboard.wsgi:server`` (the Flask server of
+``create_app($SIGATLAS_ATLAS)``, built on first access, so in each worker and never in gunicorn's
+master), and a gunicorn configuration: the lower-case settings below (command-line flags such
+as ``-w 8`` or ``-b HOST:PORT`` override them) and an ``on_starting`` hook that checks the
+atlas and the credentials once, before any worker starts, and prints a banner when binding
+beyond loopback. Basic auth: ``SIGATLAS_AUTH=user:password`` or ``SIGATLAS_AUTH_FILE=FILE``.
+
+Query results, the symbol tables' derived files and Dash's background jobs live in the atlas's
+cache folder ($SIGATLAS_CACHE_DIR or ~/.cache/sigatlas/<atlas>/), which diskcache lets the
+workers of one machine share: a query started through one worker is polled through any other.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from compute.errors import SigAtlasError
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+__all__ = ["ATLAS_ENV", "ServingError", "atlas_path_from_env", "is_loopback", "load_credentials", "remote_warning", "server"]
+
+ATLAS_ENV = "SIGATLAS_ATLAS"
+AUTH_ENV = "SIGATLAS_AUTH"  # "user:password"
+AUTH_FILE_ENV = "SIGATLAS_AUTH_FILE"  # a file whose first line is "user:password"
+
+# -- gunicorn settings (read by ``gunicorn -c python:dashboard.wsgi``) ----------------------------
+wsgi_app = "dashboard.wsgi:server"
+bind = ["127.0.0.1:8050"]  # this machine only; another address is an explicit -b, announced loudly
+workers = 4
+# a request computes at most one query (an API query with up to 1,000 null draws, or a figure
+# render); the dashboard's long queries run as background jobs outside the request
+timeout = 120
+# gunicorn's largest finite request line: a shared link carries the gene list, so links stay
+# openable up to about 1,000 genes (longer lists: paste them, or POST them to the API)
+limit_request_line = 8190
+proc_name = "sigatlas"
+# gunicorn's control socket has one default path per user: a second server (or a test run beside
+# a demo) would take it over; nothing here uses it
+control_socket_disable = True
+
+server: Flask  # the WSGI application, built on first access (``__getattr__`` below)
+
+
+class ServingError(SigAtlasError, ValueError):
+    """The server cannot start as configured: no atlas given, malformed credentials."""
+
+
+def atlas_path_from_env(environ=None) -> Path:
+    """The atlas folder named by $SIGATLAS_ATLAS. Raises ServingError when unset or not a folder."""
+    environ = os.environ if environ is None else environ
+    value = environ.get(ATLAS_ENV, "").strip()
+    if not value:
+        raise ServingError(f"${ATLAS_ENV} is not set: name the atlas folder to serve, e.g. "
+                           f"{ATLAS_ENV}=atlas/demo gunicorn -c python:dashboard.wsgi")
+    path = Path(value)
+    if not path.is_dir():
+        raise ServingError(f"${ATLAS_ENV}={value}: no such folder (from {Path.cwd()}); build one with "
+                           f"`python -m compute build data_manifest.yaml`")
+    return path
+
+
+def _parse_credentials(text: str, where: str) -> tuple[str, str]:
+    user, sep, password = text.strip().partition(":")
+    if not sep or not user or not password:
+        raise ServingError(f"{where} must hold 'user:password' (both non-empty, separated by the first ':')")
+    return user, password
+
+
+def load_credentials(auth_file: str | Path | None = None, environ=None) -> tuple[str, str] | None:
+    """(user, password) for basic auth, or None for none: from ``auth_file`` (its first line
+    "user:password"), else the file named by $SIGATLAS_AUTH_FILE, else $SIGATLAS_AUTH. Never from
+    a command-line value, which every user of the machine can read in ``ps``. Raises ServingError."""
+    environ = os.environ if environ is None else environ
+    auth_file = auth_file or environ.get(AUTH_FILE_ENV) or None
+    if auth_file is not None:
+        try:
+            lines = Path(auth_file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ServingError(f"cannot read the credentials file {auth_file}: {exc}") from exc
+        return _parse_credentials(lines[0] if lines else "", f"the first line of {auth_file}")
+    text = environ.get(AUTH_ENV, "")
+    return _parse_credentials(text, f"${AUTH_ENV}") if text else None
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` (a name or an address, IPv6 with or without brackets) is this machine only."""
+    host = (host or "").strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def remote_warning(where: str, *, authenticated: bool) -> str:
+    """The banner printed when the dashboard listens beyond this machine."""
+    lines = [f"WARNING: serving on {where}: anyone who can reach this machine can use the dashboard."]
+    if authenticated:
+        lines.append("Basic auth is on; without a TLS proxy in front the password crosses the network in clear text.")
+    else:
+        lines.append(f"NO PASSWORD IS SET: set {AUTH_ENV}=user:password (or {AUTH_FILE_ENV}=FILE) for a shared demo.")
+    width = max(map(len, lines))
+    bar = "!" * (width + 4)
+    return "\n".join([bar, *(f"! {ln.ljust(width)} !" for ln in lines), bar])
+
+
+def _bind_host(address: str) -> str | None:
+    """The host of a gunicorn bind address ("HOST:PORT", "[::1]:PORT"); None for a unix socket or fd."""
+    if address.startswith(("unix:", "fd://")):
+        return None
+    host = address.rsplit(":", 1)[0] if address.count(":") == 1 or address.startswith("[") else address
+    return host or "0.0.0.0"
+
+
+def on_starting(arbiter) -> None:
+    """gunicorn hook (master, once): refuse a missing or unreadable atlas or malformed credentials
+    before forking workers, and print a banner for an address beyond loopback."""
+    try:
+        path = atlas_path_from_env()
+        from compute.atlas import Atlas
+
+        Atlas.open(path)
+        credentials = load_credentials()
+    except SigAtlasError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    remote = [a for a in arbiter.cfg.bind if (h := _bind_host(a)) is not None and not is_loopback(h)]
+    if remote:
+        print(remote_warning(", ".join(remote), authenticated=credentials is not None), file=sys.stderr, flush=True)
+    auth = " (basic auth on)" if credentials else ""
+    print(f"SigAtlas: serving atlas {path} on {', '.join(arbiter.cfg.bind)} with {arbiter.cfg.workers} workers{auth}", flush=True)
+
+
+def create_server():
+    """The Flask server of the dashboard for $SIGATLAS_ATLAS, with basic auth when credentials are set."""
+    from dashboard.app import create_app
+
+    return create_app(atlas_path_from_env(), credentials=load_credentials()).server
+
+
+def __getattr__(name: str):
+    # ``server`` is built on first access: importing this module as gunicorn's configuration (in
+    # the master) must not open the atlas or the caches that each worker opens for itself
+    if name == "server":
+        app_server = create_server()
+        globals()["server"] = app_server
+        return app_server
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
