@@ -293,7 +293,7 @@ def _parse_field(value: Any, key: str, where: _Where) -> FieldSpec:
 
 def _parse_study(d: Any, base: Path, file: Path, index: int) -> StudySpec:
     if not isinstance(d, dict):
-        raise _Where(file).error(f"studies[{index}]", f"expected a mapping with id and source, got {type(d).__name__} ({d!r})")
+        raise _Where(file).error("studies", f"entry {index + 1} must be a mapping with id and source, got {type(d).__name__} ({d!r})")
     sid = d.get("id")
     where = _Where(file, str(sid) if sid is not None else f"#{index + 1}")
     allowed = {"id", "title", "source", "organism", "tissue", "disease", "columns", "simulated"}

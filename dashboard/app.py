@@ -608,7 +608,7 @@ def create_app(atlas_path: str | Path, *, credentials: tuple[str, str] | None = 
     )
     def _on_upload(contents, filename):
         try:
-            sets = parse_gene_file(filename or "upload.txt", decode_upload(contents))
+            sets = parse_gene_file(filename or "upload.txt", decode_upload(contents, filename))
         except GeneFileError as exc:
             return dash.no_update, [], None, {"display": "none"}, None, html.Span(str(exc), className="error")
         first = next(iter(sets))

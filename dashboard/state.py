@@ -58,6 +58,7 @@ CUT_DEFAULTS = {"percentile": 90.0, "quantile": 0.9, "value": 90.0}
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 MAX_GENES_TEXT = 100_000  # characters; far above MAX_GENES symbols, far below what breaks a server
 MAX_FIELDS = 200
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def normalise_genes(text: str) -> str:
@@ -153,7 +154,7 @@ def _decode_value(key: str, raw: str, state: dict, known: Mapping[str, Collectio
     if key in ("preset", "tab"):
         if raw == "":
             return default
-        if not _IDENTIFIER.match(raw):
+        if not _IDENTIFIER.fullmatch(raw):  # match() would let a trailing newline through
             return bad("is not a valid name")
         allowed = known.get(key)
         return raw if allowed is None or raw in allowed else bad("is not available")
@@ -191,10 +192,14 @@ def decode_state(search: str, known: Mapping[str, Collection[str]] | None = None
     """
     known = known or {}
     messages: list[str] = []
+    search = search or ""
+    if _SURROGATE.search(search):  # only a hand-made request holds them, and no link can be written with them
+        search = _SURROGATE.sub("\ufffd", search)
+        messages.append("the link holds characters that are not text (lone surrogates); each was replaced by \ufffd")
     try:
-        pairs = parse_qsl((search or "").lstrip("?"), keep_blank_values=True, max_num_fields=MAX_FIELDS)
+        pairs = parse_qsl(search.lstrip("?"), keep_blank_values=True, max_num_fields=MAX_FIELDS)
     except ValueError:
-        return copy.deepcopy(DEFAULTS), [f"the link has more than {MAX_FIELDS} settings; all were ignored"]
+        return copy.deepcopy(DEFAULTS), [*messages, f"the link has more than {MAX_FIELDS} settings; all were ignored"]
     raw: dict[str, str] = {}
     for key, value in pairs:
         if key not in DEFAULTS:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import math
+
+from compute.query import parse_gene_list
 
 __all__ = ["GeneFileError", "decode_upload", "parse_gene_file"]
 
@@ -15,21 +18,24 @@ class GeneFileError(ValueError):
     """The uploaded file cannot be read as a gene list; the message says where and why."""
 
 
-def decode_upload(contents: str) -> bytes:
-    """The bytes of a dcc.Upload ``contents`` string ("data:<type>;base64,<data>")."""
+def decode_upload(contents: str, filename: str | None = None) -> bytes:
+    """The bytes of a dcc.Upload ``contents`` string ("data:<type>;base64,<data>"); raises
+    GeneFileError, naming ``filename`` when given, for anything else."""
     try:
         _, data = contents.split(",", 1)
         return base64.b64decode(data)
     except (ValueError, AttributeError) as exc:
-        raise GeneFileError("the upload arrived damaged; try again") from exc
+        raise GeneFileError(f"{filename + ': ' if filename else ''}the upload arrived damaged; try again") from exc
 
 
 def parse_gene_file(filename: str, raw: bytes) -> dict[str, str]:
     """Gene sets in a file, as {set name: text for the gene box ("GENE" or "GENE:weight" lines)}.
 
-    ``.gmt``: one set per line (name, description, genes...). ``.csv``/``.tsv``/``.txt``: the
-    first column holds genes; a numeric second column, if any, holds weights; a header row
-    is recognised when its second field is not a number. Raises GeneFileError naming the line.
+    ``.gmt``: one set per line (name, description, genes...); a repeated name gets " (line N)".
+    ``.csv``/``.tsv``/``.txt``: the first column holds genes; a numeric second column, if any,
+    holds finite weights; the first row is a header when its second field is not a number.
+    Sets the gene box would read no gene from are left out. Raises GeneFileError naming the
+    file (and the line, where one is at fault).
     """
     if len(raw) > MAX_BYTES:
         raise GeneFileError(f"{filename}: {len(raw) / 1e6:.1f} MB is larger than the {MAX_BYTES / 1e6:.0f} MB accepted")
@@ -39,7 +45,8 @@ def parse_gene_file(filename: str, raw: bytes) -> dict[str, str]:
         raise GeneFileError(f"{filename}: not UTF-8 text (byte {exc.start})") from exc
     name = filename.lower()
     sets = _gmt(filename, text) if name.endswith(".gmt") else {_stem(filename): _table(filename, text)}
-    sets = {k: v for k, v in sets.items() if v}
+    # a set is kept when the gene box reads at least one gene from it (not only quotes or '#')
+    sets = {k: v for k, v in sets.items() if parse_gene_list(v)}
     if not sets:
         raise GeneFileError(f"{filename}: no genes found")
     return sets
@@ -47,7 +54,7 @@ def parse_gene_file(filename: str, raw: bytes) -> dict[str, str]:
 
 def _stem(filename: str) -> str:
     base = filename.rsplit("/", 1)[-1]
-    return base.rsplit(".", 1)[0] if "." in base else base
+    return (base.rsplit(".", 1)[0] if "." in base else base) or "upload"
 
 
 def _gmt(filename: str, text: str) -> dict[str, str]:
@@ -59,8 +66,20 @@ def _gmt(filename: str, text: str) -> dict[str, str]:
         if len(parts) < 3:
             raise GeneFileError(f"{filename}, line {lineno}: a GMT line needs a name, a description and genes, separated by tabs")
         genes = [g.strip() for g in parts[2:] if g.strip()]
-        out[parts[0].strip() or f"set {lineno}"] = "\n".join(genes)
+        name = parts[0].strip() or f"set {lineno}"
+        while name in out:  # keep both sets of a repeated name
+            name = f"{name} (line {lineno})"
+        out[name] = "\n".join(genes)
     return out
+
+
+def _weight(value: str) -> float | None:
+    """The finite number ``value`` spells, else None."""
+    try:
+        v = float(value)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) else None
 
 
 def _is_number(value: str) -> bool:
@@ -71,22 +90,44 @@ def _is_number(value: str) -> bool:
     return True
 
 
-def _table(filename: str, text: str) -> str:
-    sample = text[:4096]
+def _fmt_weight(v: float) -> str:
+    """Shortest text that the gene box reads back as the same weight ("2", "1.5", "1e+20")."""
+    return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
+
+
+def _rows(filename: str, text: str):
+    """(line number, stripped fields) of each row: split at tabs, else commas, else whitespace
+    (chosen from the first 4 KB without comment lines)."""
+    sample = "\n".join(ln for ln in text[:4096].splitlines() if not ln.lstrip().startswith("#"))
     delimiter = "\t" if "\t" in sample else ("," if "," in sample else None)
-    rows = list(csv.reader(io.StringIO(text), delimiter=delimiter)) if delimiter else [ln.split() for ln in text.splitlines()]
+    if delimiter is None:
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            yield lineno, line.split()
+        return
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        for row in reader:
+            yield reader.line_num, [c.strip() for c in row]
+    except csv.Error as exc:
+        raise GeneFileError(f"{filename}, line {reader.line_num}: cannot be read as a table ({exc})") from exc
+
+
+def _table(filename: str, text: str) -> str:
     lines = []
-    for lineno, row in enumerate(rows, start=1):
-        row = [c.strip() for c in row]
+    first = True  # the first row that is not blank or a comment may be a header
+    for lineno, row in _rows(filename, text):
         if not row or not row[0] or row[0].startswith("#"):
             continue
+        header, first = first, False
         if len(row) > 1 and row[1]:
-            if _is_number(row[1]):
-                lines.append(f"{row[0]}:{float(row[1]):g}")
-            elif lineno == 1:
+            weight = _weight(row[1])
+            if weight is not None:
+                lines.append(f"{row[0]}:{_fmt_weight(weight)}")
+            elif header and not _is_number(row[1]):
                 continue  # a header row ("gene,weight")
             else:
-                raise GeneFileError(f"{filename}, line {lineno}: the weight '{row[1]}' of {row[0]} is not a number")
+                what = "a finite number" if _is_number(row[1]) else "a number"
+                raise GeneFileError(f"{filename}, line {lineno}: the weight '{row[1]}' of {row[0]} is not {what}")
         else:
             lines.append(row[0])
     return "\n".join(lines)

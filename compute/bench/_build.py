@@ -86,7 +86,10 @@ def run_build_bench(cfg: BuildBenchConfig, json_path: str | None = None) -> dict
             by_worker: dict[str, int] = {}
             for task in stats["tasks"]:
                 by_worker[task["worker"]] = max(by_worker.get(task["worker"], 0), task["peak_rss"])
-            row = {"studies": n, "cells": stats["n_cells"], "wall_s": round(wall, 1), "cells_per_s": round(stats["n_cells"] / wall, 1),
+            stage_peak: dict[str, int] = {}  # the largest worker's resident set by the end of each stage (cumulative)
+            for task in stats["tasks"]:
+                stage_peak[task["stage"]] = max(stage_peak.get(task["stage"], 0), task["peak_rss"])
+            row = {"stage_worker_peak_bytes": stage_peak, "studies": n, "cells": stats["n_cells"], "wall_s": round(wall, 1), "cells_per_s": round(stats["n_cells"] / wall, 1),
                    "stages_s": stats["timings_s"], "worker_peak_bytes": sorted(by_worker.values()),
                    "max_worker_peak_bytes": max(by_worker.values()), "driver_peak_bytes": _self_peak()}
             rows.append(row)
@@ -95,6 +98,7 @@ def run_build_bench(cfg: BuildBenchConfig, json_path: str | None = None) -> dict
                   f"worker peak {_mb(row['max_worker_peak_bytes'])} (all: {', '.join(_mb(b) for b in row['worker_peak_bytes'])})  "
                   f"this process {_mb(row['driver_peak_bytes'])} (cumulative)", flush=True)
             print(f"       stages: {stages}", flush=True)
+            print("       largest worker by the end of: " + ", ".join(f"{k} {_mb(v)}" for k, v in stage_peak.items()), flush=True)
             shutil.rmtree(folder, ignore_errors=True)
     finally:
         if not cfg.work:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -20,20 +21,44 @@ _NUMBER = re.compile(r"^[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?$")
 
 def parse_gene_list(text: str) -> list[tuple[str, float | None]]:
     """Tokens of ``text`` as (gene, weight or None), in order. Any separators (space, comma,
-    semicolon, tab, newline, |); ``GENE:2``, ``GENE=2`` or ``GENE 2.0`` give weights; lines
-    starting with '#' are comments."""
+    semicolon, tab, newline, |); ``GENE:2``, ``GENE=2`` or ``GENE 2.0`` give finite weights;
+    '#' starts a comment. Every other token is kept as a gene, a stray number or ``GENE:inf``
+    included, so that resolve_genes reports it instead of it vanishing."""
     lines = [ln.split("#", 1)[0] for ln in (text or "").splitlines()]
     tokens = [t for t in _SPLIT.split(" ".join(lines)) if t]
     out: list[tuple[str, float | None]] = []
+    weighable = False  # the last entry is a gene without a weight yet
     for tok in tokens:
         m = _WEIGHTED.match(tok)
-        if m:
-            out.append((m.group(1), float(m.group(2))))
-        elif _NUMBER.match(tok) and out and out[-1][1] is None:
-            out[-1] = (out[-1][0], float(tok))  # "GENE 2.0": a number after a gene is its weight
-        elif not _NUMBER.match(tok):
-            out.append((tok.strip("'\""), None))
-    return [(g, w) for g, w in out if g]
+        weight = _finite(m.group(2)) if m else None
+        if weight is not None:
+            out.append((m.group(1), weight))
+            weighable = False
+        elif weighable and _NUMBER.match(tok) and (weight := _finite(tok)) is not None:
+            out[-1] = (out[-1][0], weight)  # "GENE 2.0": a number after a gene is its weight
+            weighable = False
+        elif gene := tok.strip("'\""):
+            # a stray or non-finite number stays a token too, so its decision can say why it is not used
+            out.append((gene, None))
+            weighable = not _NUMBER.match(tok)
+    return out
+
+
+def _finite(number: str) -> float | None:
+    v = float(number)
+    return v if math.isfinite(v) else None
+
+
+def _not_a_gene(tok: str) -> str | None:
+    """Why ``tok`` cannot be a gene when it is a number or a gene with a non-finite weight, else None."""
+    if _NUMBER.match(tok):
+        return "a number, not a gene: a weight follows its gene (GENE 2, GENE:2) and must be finite"
+    gene, sep, weight = tok.partition(":") if ":" in tok else tok.partition("=")
+    try:
+        finite = math.isfinite(float(weight))
+    except ValueError:
+        return None
+    return None if not sep or finite else f"the weight '{weight}' of {gene} is not a finite number"
 
 
 # what a GeneDecision's status can be; the first five put the token's gene into the score
@@ -276,6 +301,8 @@ def resolve_genes(genes, gene_order, weights=None, *, symbols: bool = True) -> G
             status, p, note, cands = _via_table(tok, table, order)
             hit = None if p is None else gene_order[p]
         if hit is None:
+            if status == "missing" and note == _NOT_IN_ORDER:
+                note = _not_a_gene(tok) or note
             if status == "ambiguous":
                 if tok not in ambiguous_seen:
                     ambiguous_seen.add(tok)
