@@ -52,8 +52,22 @@ def _peak() -> dict:
         worker = get_worker().address
     except (ImportError, ValueError):
         worker = "in-process"
+    return {"worker": worker, "peak_rss": peak_rss()}
+
+
+def peak_rss() -> int:
+    """This process's peak resident memory (bytes). On Linux the high-water mark of its own
+    address space (VmHWM): ru_maxrss survives exec, so a spawned worker would report its
+    parent's peak."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"worker": worker, "peak_rss": int(peak if sys.platform == "darwin" else peak * 1024)}
+    return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
 def _threads(n: int | None) -> None:

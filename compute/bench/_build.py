@@ -10,9 +10,7 @@ Memory per worker should stay flat as the number of studies grows: each task hol
 from __future__ import annotations
 
 import json
-import resource
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -43,8 +41,9 @@ def _mb(n: float) -> str:
 
 
 def _self_peak() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
+    from compute._build_tasks import peak_rss
+
+    return peak_rss()
 
 
 def run_build_bench(cfg: BuildBenchConfig, json_path: str | None = None) -> dict:
