@@ -51,11 +51,9 @@ def _sha(*parts) -> str:
 
 
 def _file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from compute._build_tasks import file_sha256
+
+    return file_sha256(path)
 
 
 def _source_key(spec: StudySpec) -> str:
