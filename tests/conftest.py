@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +19,46 @@ import yaml
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".cache" / "numba"))
 
 REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(cmd: list[str], *, url: str, ready: Callable[[str], bool], log_name: str, env: dict | None = None,
+                   timeout: float = 90, stop_timeout: float = 30):
+    """Run ``cmd`` (a server) with its output in test-artifacts/<log_name> (a file, not a pipe: a
+    full pipe would block the server), wait until ``ready(url)``, yield ``url``, then stop it."""
+    import pytest
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_path = ARTIFACTS / log_name
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            deadline = time.time() + timeout
+            while True:
+                if proc.poll() is not None:
+                    pytest.fail(f"{cmd[2]} exited early:\n{log_path.read_text()}")
+                try:
+                    if ready(url):
+                        break
+                except OSError:
+                    pass
+                if time.time() > deadline:
+                    pytest.fail(f"{cmd[2]} did not start within {timeout:.0f} s:\n{log_path.read_text()}")
+                time.sleep(0.3)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=stop_timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 # The tiny corpus: every disease once, enough monocytes per sample for cell_min=25.
 TINY_SIM = dict(n_studies=9, disease_donors=3, healthy_donors=1, cells_per_sample=(170, 220), max_genes=900, seed=0)

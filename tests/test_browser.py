@@ -6,18 +6,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
 
-from .conftest import REPO
+from .conftest import ARTIFACTS, free_port, running_server
 
 pytestmark = pytest.mark.browser
-ARTIFACTS = REPO / "test-artifacts"
 
 
 def _find(env: str, *names: str) -> str | None:
@@ -61,38 +57,13 @@ def driver(downloads):
     drv.quit()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_build):
-    port = _free_port()
-    ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / "dashboard-server.log", "w")  # a file, not a pipe: a full pipe would block the server
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dashboard", "--atlas", str(tiny_build[1]), "--port", str(port)],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"dashboard exited early:\n{(ARTIFACTS / 'dashboard-server.log').read_text()}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("dashboard did not start within 60 s")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
-    log.close()
+    port = free_port()
+    with running_server([sys.executable, "-m", "dashboard", "--atlas", str(tiny_build[1]), "--port", str(port)],
+                        url=f"http://127.0.0.1:{port}", ready=lambda u: bool(urllib.request.urlopen(u, timeout=2)),
+                        log_name="dashboard-server.log", timeout=60, stop_timeout=10) as url:
+        yield url
 
 
 def _wait(driver, fn, timeout=90, what="condition"):

@@ -10,7 +10,6 @@ import http.client
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -24,18 +23,11 @@ import pytest
 
 from compute.reference import ms1_signature
 
-from .conftest import REPO
+from .conftest import REPO, free_port, running_server
 
-ARTIFACTS = REPO / "test-artifacts"
 USER, PASSWORD = "tester", "pa:ss w0rd"  # the first ':' separates: the password keeps its own
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
 WRONG = {"Authorization": "Basic " + base64.b64encode(f"{USER}:nope".encode()).decode()}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env(**kw) -> dict:
@@ -60,32 +52,11 @@ def _call(url: str, *, body=None, headers=AUTH, method=None, data: bytes | None 
 @pytest.fixture(scope="module")
 def served(tiny_build):
     """URL of gunicorn serving the tiny atlas: 2 workers, basic auth on."""
-    port = _free_port()
-    ARTIFACTS.mkdir(exist_ok=True)
-    log_path = ARTIFACTS / "serve-gunicorn.log"
-    log = open(log_path, "w")  # a file, not a pipe: a full pipe would block the server
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "python:dashboard.wsgi", "-w", "2", "-b", f"127.0.0.1:{port}"],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=_env(SIGATLAS_ATLAS=tiny_build[1], SIGATLAS_AUTH=f"{USER}:{PASSWORD}"),
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"gunicorn exited early:\n{log_path.read_text()}")
-        try:
-            if _call(url + "/_dash-layout")[0] == 200:
-                break
-        except OSError:
-            pass
-        time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail(f"gunicorn did not start within 90 s:\n{log_path.read_text()}")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    port = free_port()
+    with running_server([sys.executable, "-m", "gunicorn", "-c", "python:dashboard.wsgi", "-w", "2", "-b", f"127.0.0.1:{port}"],
+                        url=f"http://127.0.0.1:{port}", ready=lambda u: _call(u + "/_dash-layout")[0] == 200,
+                        log_name="serve-gunicorn.log", env=_env(SIGATLAS_ATLAS=tiny_build[1], SIGATLAS_AUTH=f"{USER}:{PASSWORD}")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -289,7 +260,7 @@ def test_remote_bind_needs_allow_remote():
 def test_wsgi_refuses_a_missing_or_bad_setting(tmp_path):
     proc = subprocess.run([sys.executable, "-c", "from dashboard.wsgi import server"], cwd=REPO, capture_output=True, text=True, env=_env())
     assert proc.returncode != 0 and "ServingError: $SIGATLAS_ATLAS is not set" in proc.stderr
-    gunicorn = [sys.executable, "-m", "gunicorn", "-c", "python:dashboard.wsgi", "-b", f"127.0.0.1:{_free_port()}"]
+    gunicorn = [sys.executable, "-m", "gunicorn", "-c", "python:dashboard.wsgi", "-b", f"127.0.0.1:{free_port()}"]
     for env, message in ((_env(), "$SIGATLAS_ATLAS is not set"),
                          (_env(SIGATLAS_ATLAS=tmp_path / "nowhere"), "no such folder"),
                          (_env(SIGATLAS_ATLAS=tmp_path), "no atlas.json")):
@@ -299,7 +270,7 @@ def test_wsgi_refuses_a_missing_or_bad_setting(tmp_path):
 
 
 def test_gunicorn_refuses_malformed_credentials(tiny_build):
-    cmd = [sys.executable, "-m", "gunicorn", "-c", "python:dashboard.wsgi", "-b", f"127.0.0.1:{_free_port()}"]
+    cmd = [sys.executable, "-m", "gunicorn", "-c", "python:dashboard.wsgi", "-b", f"127.0.0.1:{free_port()}"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=_env(SIGATLAS_ATLAS=tiny_build[1], SIGATLAS_AUTH="nocolon"), timeout=60)
     assert proc.returncode == 2 and "$SIGATLAS_AUTH must hold 'user:password'" in proc.stderr
 
