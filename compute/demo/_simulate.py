@@ -5,13 +5,17 @@ manifest entries (``simulated: true``), the atlas and the dashboard.
 
 Model, per study s, sample (donor) d, cell c and gene g:
     counts ~ NegativeBinomial(mean = L_c * p_cg, theta)
-    L_c    ~ LogNormal(log(depth_s * 1800), 0.35)           sequencing depth (batch)
+    L_c    ~ LogNormal(log(depth_s * mean_library_size), 0.35)   sequencing depth
+    depth_s ~ LogNormal(0, depth_sd)                                 per-study depth (batch)
     p_cg   ∝ base_g * celltype_fold_tg * capture_sg * program_fold_cg
-    capture_sg ~ LogNormal(0, 0.25)                          gene-specific capture (batch)
-and each study lacks a random 3-12% of the genes (columns absent from its file).
-A planted program makes a fraction of the cells of the affected cell types "active"; active
-cells have the program's genes multiplied by 1 + fold * w_g. The fraction depends on the
-disease's planted strength and on a per-donor factor, so per-sample hit rates vary.
+    capture_sg ~ LogNormal(0, batch_sd)                              gene-specific capture (batch)
+and each study lacks a random 3-12% of the genes (``missing_gene_fraction``: columns absent
+from its file). A planted program makes a fraction of the cells of the affected cell types
+"active"; active cells have the program's genes multiplied by 1 + effect_scale * fold * w_g.
+The fraction depends on the disease's planted strength and on a per-donor factor, so
+per-sample hit rates vary. The validation suite (``python -m compute validate``) turns
+``effect_scale``, ``batch_sd``, ``depth_sd`` and ``missing_gene_fraction``; the defaults are
+the demo's.
 """
 
 from __future__ import annotations
@@ -119,6 +123,20 @@ class SimulationConfig:
     missing_gene_fraction: tuple[float, float] = (0.03, 0.12)
     theta: float = 8.0
     mean_library_size: float = 1500.0
+    effect_scale: float = 1.0  # multiplies every planted program's fold change
+    batch_sd: float = 0.25  # sd of log gene-specific capture per study
+    depth_sd: float = 0.35  # sd of log sequencing depth per study
+
+    def __post_init__(self):
+        if not self.effect_scale >= 0 or not np.isfinite(self.effect_scale):
+            raise ValueError(f"effect_scale must be a finite number >= 0, got {self.effect_scale}")
+        for name in ("batch_sd", "depth_sd"):
+            v = getattr(self, name)
+            if not v >= 0 or not np.isfinite(v):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v}")
+        lo, hi = self.missing_gene_fraction
+        if not 0 <= lo <= hi < 1:
+            raise ValueError(f"missing_gene_fraction must be (lo, hi) with 0 <= lo <= hi < 1, got {self.missing_gene_fraction}")
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
@@ -234,8 +252,10 @@ def simulate_studies(out_dir: str | Path, config: SimulationConfig | None = None
                 "cell_types": list(p.cell_types),
                 "strength": p.strength,
                 "fold": p.fold,
+                "effect_scale": cfg.effect_scale,
                 "base_fraction": p.base_fraction,
                 "active_fraction_rule": "base_fraction + 0.6 * strength * donor_factor, donor_factor ~ U(0.5, 1.5)",
+                "active_cell_rule": "program genes x (1 + effect_scale * fold * gene_weight)",
             }
         )
 
@@ -244,8 +264,8 @@ def simulate_studies(out_dir: str | Path, config: SimulationConfig | None = None
     seeds = np.random.SeedSequence(cfg.seed).spawn(len(plan))
     for (sid, disease), seed in zip(plan, seeds, strict=True):
         rng = np.random.default_rng(seed)
-        depth = float(np.exp(rng.normal(0, 0.35)))
-        capture = np.exp(rng.normal(0, 0.25, size=n_genes))
+        depth = float(np.exp(rng.normal(0, cfg.depth_sd)))
+        capture = np.exp(rng.normal(0, cfg.batch_sd, size=n_genes))
         miss_frac = rng.uniform(*cfg.missing_gene_fraction)
         missing = np.sort(rng.choice(n_genes, size=int(miss_frac * n_genes), replace=False))
         donors = [(f"{sid}_D{j + 1}", disease) for j in range(cfg.disease_donors)] + [
@@ -264,7 +284,7 @@ def simulate_studies(out_dir: str | Path, config: SimulationConfig | None = None
                 frac = min(0.95, p.base_fraction + 0.6 * strength * factor)
                 eligible = np.isin(types, [ct_names.index(c) for c in p.cell_types])
                 active = eligible & (rng.random(n_cells) < frac)
-                mult[np.ix_(active, pg)] *= 1.0 + p.fold * w
+                mult[np.ix_(active, pg)] *= 1.0 + cfg.effect_scale * p.fold * w
                 sample_programs[p.name] = {
                     "strength": strength,
                     "active_fraction": round(frac, 4),
