@@ -1,4 +1,4 @@
-"""Command line: ``python -m compute {build,verify,simulate,info,import-signature,bench} ...``."""
+"""Command line: ``python -m compute {build,verify,simulate,info,import-signature,validate,modules,bench} ...``."""
 
 from __future__ import annotations
 
@@ -103,6 +103,38 @@ def _cmd_bench_build(args) -> int:
     return 0
 
 
+def _cmd_validate(args) -> int:
+    from compute.validate import FULL, QUICK, run_validation
+
+    profile = QUICK if args.quick else FULL
+    run_validation(report=args.report, work=args.work, profile=profile, reuse=args.reuse)
+    return 0
+
+
+def _cmd_modules(args) -> int:
+    from compute.atlas import Atlas
+    from compute.modules import gene_modules, signature_modules
+    from compute.query import parse_gene_list
+
+    atlas = Atlas.open(args.atlas)
+    gm = gene_modules(atlas, store=args.store)
+    print(f"{len(gm.table)} modules over {len(gm.genes)} genes ({gm.method})")
+    if args.genes:
+        genes = [g for g, _ in parse_gene_list(args.genes)]
+        sm = signature_modules(gm, genes)
+        print(f"signature: {len(sm.considered)} of {len(genes)} genes among the module genes; coherence {sm.coherence:.3f} "
+              f"(random sets {sm.null_mean:.3f} +- {sm.null_sd:.3f}), z = {sm.z:.1f}, p = {sm.p_value:.3g}")
+        if sm.not_considered:
+            print("  not among the module genes (absent from the gene order or detected in < 1% of cells): " + ", ".join(sm.not_considered))
+        print("overlapping modules:")
+        print(sm.overlaps.head(args.top).to_string(index=False) if len(sm.overlaps) else "  none")
+        print("co-attributing genes missing from the signature:")
+        print(sm.missing.head(args.top).to_string(index=False) if len(sm.missing) else "  none")
+    else:
+        print(gm.table.drop(columns="genes").head(args.top).to_string(index=False))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m compute", description="SigAtlas offline build")
     sub = p.add_subparsers(dest="command", required=True)
@@ -143,6 +175,20 @@ def main(argv: list[str] | None = None) -> int:
     im.add_argument("--name", default=None, help="atlas name shown in the dashboard (default: the folder name)")
     im.add_argument("--block-cells", type=int, default=100_000, help="cells read per block (memory use scales with it)")
     im.set_defaults(func=_cmd_import_signature)
+
+    va = sub.add_parser("validate", help="validation suite: planted truth on SIMULATED atlases and real PBMC data; writes docs/validation.md")
+    va.add_argument("--report", default="docs/validation.md", help="the report to write (figures and results.json go to a folder beside it)")
+    va.add_argument("--work", default=".validation", help="folder for the simulated data and atlases (emptied first unless --reuse)")
+    va.add_argument("--reuse", action="store_true", help="keep the work folder: unchanged atlases are not rebuilt (the timing then is not a fresh run's)")
+    va.add_argument("--quick", action="store_true", help="a small profile (minutes; for tests, not for conclusions)")
+    va.set_defaults(func=_cmd_validate)
+
+    mo = sub.add_parser("modules", help="gene modules from co-attribution; with --genes, where a signature sits among them")
+    mo.add_argument("atlas")
+    mo.add_argument("--genes", help="a gene list (symbols, comma/space separated)")
+    mo.add_argument("--store", choices=("attr", "expr"), default="attr", help="co-attribution (default) or co-expression")
+    mo.add_argument("--top", type=int, default=20)
+    mo.set_defaults(func=_cmd_modules)
 
     bench = sub.add_parser("bench", help="benchmarks that print figures and ratios")
     bench_sub = bench.add_subparsers(dest="bench", required=True)

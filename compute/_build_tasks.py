@@ -201,7 +201,7 @@ def _study_files(study_dir: Path) -> list[Path]:
 
 
 def write_study_task(root: str, meta: dict, organism: str, ingest_file: str, gene_order: list[str], min_overlap: int,
-                     attr_file: str, embed_file: str, umap_file: str, key: str, rewrite: bool) -> dict:
+                     attr_file: str, embed_file: str, umap_file: str | None, key: str, rewrite: bool) -> dict:
     """Write studies/<id>/ (every file atomically) and return its atlas.json entry and the
     checksums of its files. Skipped when the study's marker records the same ``key`` (its
     inputs and settings) and every recorded file is present with its recorded size."""
@@ -224,7 +224,7 @@ def write_study_task(root: str, meta: dict, organism: str, ingest_file: str, gen
     cells["organism"] = organism
     entry = write_study(Path(root), StudyArrays(
         meta={**meta, "gene_overlap": ov.as_dict()}, cells=cells, attributions=sp.load_npz(attr_file).tocsr(),
-        expression=X, embedding=np.load(embed_file), umap=np.load(umap_file),
+        expression=X, embedding=np.load(embed_file), umap=np.load(umap_file) if umap_file else None,
     ))
     files = {p.name: {"sha256": file_sha256(p), "bytes": p.stat().st_size} for p in _study_files(study_dir)}
     atomic_write(marker, lambda t: t.write_text(json.dumps({"key": key, "entry": entry, "files": files}, indent=1)))

@@ -252,9 +252,13 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
         umap_key = _sha([embed_keys[s.id] for s in manifest.studies], asdict(manifest.embedding), manifest.seed)[:16]
         umap_dir = work / "umap" / umap_key
         umap_files = {s.id: str(umap_dir / f"{s.id}.npy") for s in manifest.studies}
-        fitted = min(fit_cells, total_cells)
-        log(f"[5/6] UMAP: fit on {fitted:,} of {total_cells:,} cells" + (", the rest transformed" if fitted < total_cells else ""))
-        if force or not all(Path(f).is_file() for f in umap_files.values()):
+        fitted = min(fit_cells, total_cells) if manifest.embedding.umap else 0
+        if not manifest.embedding.umap:
+            umap_files = dict.fromkeys(umap_files, "")
+            log("[5/6] UMAP: skipped (embedding.umap: false)")
+        else:
+            log(f"[5/6] UMAP: fit on {fitted:,} of {total_cells:,} cells" + (", the rest transformed" if fitted < total_cells else ""))
+        if manifest.embedding.umap and (force or not all(Path(f).is_file() for f in umap_files.values())):
             params = {"n_neighbors": manifest.embedding.n_neighbors, "min_dist": manifest.embedding.min_dist}
             fit = _run(client, tasks.umap_fit_task, [(embed_files, n_obs, fit_cells, params, manifest.seed, str(umap_dir))],
                        desc="umap fit", quiet=True)
@@ -290,7 +294,8 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
         "normalisation": "counts -> 1e4 per cell -> log1p",
         "score": "mean attribution over the signature genes, zeros included (method.md 4)",
         "umap": {"fit_cells": int(fitted), "total_cells": int(total_cells),
-                 "rule": "fitted on a seeded sample drawn evenly from every study; the other cells transformed"},
+                 "rule": "fitted on a seeded sample drawn evenly from every study; the other cells transformed"}
+        if manifest.embedding.umap else {"skipped": True, "rule": "embedding.umap: false in the manifest"},
         "departures": []
         if manifest.model.kind == "pretrained"
         else [f"encoder trained by SigAtlas on this atlas's {total_cells} cells with hidden sizes "

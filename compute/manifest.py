@@ -89,6 +89,8 @@ class EmbeddingSpec:
     # UMAP for large atlases: fit on at most this many cells (drawn evenly from every study,
     # seeded) and transform the rest; every cell is in the fit below it
     fit_cells: int = 100_000
+    # false: no UMAP at all (faster builds; the dashboard's cells view then says the atlas has none)
+    umap: bool = True
 
 
 @dataclass(frozen=True)
@@ -268,7 +270,11 @@ def _parse_simple(cls, d: Any, ctx: str, where: _Where):
     for key, value in d.items():
         default = getattr(defaults, key)
         key_name = f"{ctx}.{key}"
-        if isinstance(default, int):
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise where.error(key_name, f"expected true or false, got {value!r}")
+            kw[key] = value
+        elif isinstance(default, int):
             kw[key] = _positive_int(value, key_name, where, minimum=0)
         elif isinstance(default, float):
             kw[key] = _finite(value, key_name, where)

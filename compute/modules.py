@@ -85,7 +85,7 @@ class SignatureModules:
     n_perm: int
 
 
-def _metacell_matrix(atlas, keep_genes: np.ndarray, *, max_metacells: int, k: int, seed: int):
+def _metacell_matrix(atlas, keep_genes: np.ndarray, *, max_metacells: int, k: int, seed: int, store: str = "attr"):
     """(metacells x kept genes) mean log1p attribution, each metacell's (study, cell type), and a method line.
 
     A metacell is ``k`` random cells of the same study, sample and cell type (leftover cells are
@@ -117,8 +117,9 @@ def _metacell_matrix(atlas, keep_genes: np.ndarray, *, max_metacells: int, k: in
         rows_s = needed[s.offset : s.offset + s.n_cells]
         if not rows_s.any():
             continue
-        block = atlas._store(s).rows(rows_s)[:, keep_genes].tocsr().astype(np.float32)
-        block.data = np.log1p(block.data)
+        block = atlas._store(s, store).rows(rows_s)[:, keep_genes].tocsr().astype(np.float32)
+        if store == "attr":
+            block.data = np.log1p(block.data)  # the expression store is log1p-normalised already
         cols = s.offset + np.flatnonzero(rows_s)
         out += np.asarray((A[:, cols] @ block).todense(), dtype=np.float32)
     first = groups[:, 0]
@@ -175,13 +176,21 @@ def _z(obs: float, null: np.ndarray) -> tuple[float, float, float, float]:
 
 
 def gene_modules(atlas, *, max_metacells: int = 8000, k: int = 10, min_detection: float = 0.01, max_genes: int = 3000,
-                 r_cut: float = 0.05, min_size: int = 5, n_perm: int = 500, seed: int = 0, use_cache: bool = True) -> GeneModules:
-    """The atlas's gene modules (see the module docstring); kept in the atlas's result cache."""
+                 r_cut: float = 0.05, min_size: int = 5, n_perm: int = 500, seed: int = 0, use_cache: bool = True,
+                 store: str = "attr") -> GeneModules:
+    """The atlas's gene modules (see the module docstring); kept in the atlas's result cache.
+
+    ``store="expr"`` finds co-expression modules the same way on the stored log-normalised
+    expression instead (for comparison; the validation suite reports both)."""
+    if store not in ("attr", "expr"):
+        raise ValueError(f"store must be 'attr' or 'expr', got {store!r}")
+    if store == "expr" and not atlas.has_expression:
+        raise ValueError(f"atlas '{atlas.name}' stores no expression: co-expression modules need it")
     from scipy.cluster.hierarchy import fcluster, linkage
     from scipy.spatial.distance import squareform
 
     params = dict(max_metacells=max_metacells, k=k, min_detection=min_detection, max_genes=max_genes, r_cut=r_cut,
-                  min_size=min_size, n_perm=n_perm, seed=seed)
+                  min_size=min_size, n_perm=n_perm, seed=seed, store=store)
     key = atlas.cache.key("gene_modules", MODULES_VERSION, params)
     if use_cache:
         hit = atlas.cache.get(key)
@@ -189,7 +198,7 @@ def gene_modules(atlas, *, max_metacells: int = 8000, k: int = 10, min_detection
             return hit
     sums, counts = np.zeros(len(atlas.genes)), np.zeros(len(atlas.genes))
     for s in atlas.studies:
-        a, b = atlas._store(s).gene_totals()
+        a, b = atlas._store(s, store).gene_totals()
         sums += a
         counts += b
     detection = counts / max(atlas.n_cells, 1)
@@ -201,7 +210,7 @@ def gene_modules(atlas, *, max_metacells: int = 8000, k: int = 10, min_detection
         empty = pd.DataFrame(columns=["module", "name", "size", "coherence", "null_mean", "null_sd", "z", "p_value", "hub_genes", "genes"])
         return GeneModules(genes, np.eye(keep.size, dtype=np.float32), np.zeros(keep.size, dtype=np.int64),
                            np.zeros(keep.size, dtype=np.int64), empty, 0, params, "too few detected genes")
-    X, types, method = _metacell_matrix(atlas, keep, max_metacells=max_metacells, k=k, seed=seed)
+    X, types, method = _metacell_matrix(atlas, keep, max_metacells=max_metacells, k=k, seed=seed, store=store)
     R = _correlation(X, types)
     bins = gene_bins(sums[keep] / max(atlas.n_cells, 1), detection[keep])
     Z = linkage(squareform(1.0 - R, checks=False), method="average")

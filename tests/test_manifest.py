@@ -77,6 +77,7 @@ def _mutated(fn):
         (lambda d: d.update(studies=[]), ["key 'studies'", "empty"]),
         (lambda d: d.update(attribution={"method": "shap"}), ["attribution.method", "shap"]),
         (lambda d: d.update(ingest={"min_genes": "many"}), ["ingest.min_genes", "integer"]),
+        (lambda d: d.update(embedding={"umap": "no"}), ["embedding.umap", "true or false"]),
     ],
 )
 def test_bad_manifests_name_key_study_and_file(tmp_path, mutate, fragments):
@@ -86,6 +87,12 @@ def test_bad_manifests_name_key_study_and_file(tmp_path, mutate, fragments):
     assert "data_manifest.yaml" in msg
     for frag in fragments:
         assert frag in msg, (frag, msg)
+
+
+def test_umap_can_be_switched_off(tmp_path):
+    m = parse(_mutated(lambda d: d.update(embedding={"umap": False, "n_neighbors": 10})), tmp_path)
+    assert m.embedding.umap is False and m.embedding.n_neighbors == 10
+    assert parse(_mutated(lambda d: None), tmp_path).embedding.umap is True
 
 
 def test_missing_file_and_bad_yaml(tmp_path):

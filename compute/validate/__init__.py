@@ -1,0 +1,32 @@
+"""Validation suite: planted truth on SIMULATED atlases and real PBMC data (``python -m compute validate``)."""
+
+from compute.validate._metrics import (
+    auroc,
+    evaluate_calibration,
+    evaluate_links,
+    evaluate_modules,
+    evaluate_pbmc,
+    precision_at_k,
+    stability,
+)
+from compute.validate._report import headline, verdicts, write_report
+from compute.validate._run import FULL, QUICK, Profile, Scenario, run_validation, scenarios
+
+__all__ = [
+    "FULL",
+    "QUICK",
+    "Profile",
+    "Scenario",
+    "auroc",
+    "evaluate_calibration",
+    "evaluate_links",
+    "evaluate_modules",
+    "evaluate_pbmc",
+    "headline",
+    "precision_at_k",
+    "run_validation",
+    "scenarios",
+    "stability",
+    "verdicts",
+    "write_report",
+]

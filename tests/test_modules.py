@@ -1,0 +1,112 @@
+"""Gene modules from co-attribution (compute.modules) on the tiny SIMULATED atlas and on
+correlation matrices whose structure is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from compute.modules import coherence_null, gene_modules, signature_modules
+
+
+@pytest.fixture(scope="module")
+def modules(tiny_atlas):
+    return gene_modules(tiny_atlas, use_cache=False)
+
+
+def test_modules_are_consistent_and_coherent(modules):
+    t = modules.table
+    assert len(t) >= 5
+    assert list(t["module"]) == list(range(1, len(t) + 1))
+    for _, row in t.iterrows():
+        members = modules.module_genes(int(row["module"]))
+        assert sorted(members) == sorted(row["genes"]) and len(members) == row["size"] >= 5
+        assert 0 < row["p_value"] <= 1
+    # the best modules are far more coherent than bin-matched random sets of their size
+    assert (t["z"].head(5) > 5).all()
+    assert (t["coherence"] > t["null_mean"]).all()
+    assert modules.corr.shape == (len(modules.genes), len(modules.genes))
+    assert np.allclose(np.diag(modules.corr), 1.0)
+    assert "metacells" in modules.method
+
+
+def test_signature_finds_its_held_out_half(modules, tiny_build):
+    """Half of a planted program as the signature: the genes that co-attribute with it most
+    are mostly the other half (chance would be about 1 in 20)."""
+    truth = tiny_build[2]
+    universe = set(modules.genes)
+    rng = np.random.default_rng(0)
+    for prog in truth["programs"]:
+        genes = [g for g in prog["genes"] if g in universe]
+        order = rng.permutation(len(genes))
+        given = [genes[i] for i in order[: len(genes) // 2]]
+        held = set(genes) - set(given)
+        sm = signature_modules(modules, given, n_missing=10, n_perm=200)
+        assert sm.z > 3, prog["name"]
+        assert sm.p_value <= 0.01
+        assert sum(g in held for g in sm.missing["gene"]) >= 6, (prog["name"], list(sm.missing["gene"]))
+        assert not set(sm.missing["gene"]) & set(given)
+        assert len(sm.overlaps) >= 1 and (sm.overlaps["overlap"] >= 1).all()
+        assert sm.overlaps["p_value"].is_monotonic_increasing
+
+
+def test_random_genes_are_not_coherent(modules):
+    rng = np.random.default_rng(1)
+    zs = [signature_modules(modules, list(rng.choice(modules.genes, 20, replace=False)), n_perm=200, seed=i).z for i in range(5)]
+    assert np.median(zs) < 2.5, zs
+
+
+def test_unknown_and_repeated_genes_are_reported(modules):
+    genes = [modules.genes[0], modules.genes[0], "NOT_A_GENE", modules.genes[1]]
+    sm = signature_modules(modules, genes, n_perm=50)
+    assert sm.considered == [modules.genes[0], modules.genes[1]]
+    assert sm.not_considered == ["NOT_A_GENE"]
+    one = signature_modules(modules, [modules.genes[0]], n_perm=50)
+    assert np.isnan(one.coherence) and np.isnan(one.z)  # one gene has no pairs
+
+
+def test_coherence_null_on_known_blocks():
+    """A block of 10 genes correlated at 0.5 among 200 independent ones: the block's z is
+    large, a set of independent genes' z is not."""
+    n = 200
+    noise = np.random.default_rng(0).normal(0, 0.02, size=(n, n))
+    R = ((noise + noise.T) / 2).astype(np.float32)
+    R[:10, :10] += 0.5
+    np.fill_diagonal(R, 1.0)
+    bins = np.zeros(n, dtype=np.int64)
+    block = np.arange(10)
+    null = coherence_null(R, bins, block, 300, seed=0)
+    assert null.shape == (300,)
+    assert null.mean() < 0.05
+    assert (0.5 - null.mean()) / null.std() > 10
+    other = coherence_null(R, bins, np.arange(50, 60), 300, seed=0)
+    assert abs(other.mean() - null.mean()) < 0.05
+
+
+def test_co_expression_modules_and_bad_store(tiny_atlas):
+    gm = gene_modules(tiny_atlas, store="expr", use_cache=False, n_perm=50)
+    assert len(gm.table) >= 1
+    with pytest.raises(ValueError, match="store must be"):
+        gene_modules(tiny_atlas, store="counts")
+
+
+def test_modules_are_cached_per_atlas(tiny_build, tmp_path):
+    from compute.atlas import Atlas
+
+    atlas = Atlas.open(tiny_build[1], cache=tmp_path / "cache")
+    first = gene_modules(atlas, n_perm=50)
+    again = gene_modules(Atlas.open(tiny_build[1], cache=tmp_path / "cache"), n_perm=50)
+    assert again.table[["name", "size", "z"]].equals(first.table[["name", "size", "z"]])
+    assert any((tmp_path / "cache").iterdir())
+
+
+def test_modules_command_line(tiny_build):
+    import subprocess
+    import sys
+
+    truth = tiny_build[2]
+    genes = ",".join(truth["programs"][1]["genes"][:30])
+    out = subprocess.run([sys.executable, "-m", "compute", "modules", str(tiny_build[1]), "--genes", genes + ",NOT_A_GENE", "--top", "5"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "modules over" in out and "coherence" in out and "z = " in out
+    assert "NOT_A_GENE" in out and "co-attributing genes missing from the signature" in out
