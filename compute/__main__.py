@@ -107,7 +107,7 @@ def _cmd_validate(args) -> int:
     from compute.validate import FULL, QUICK, run_validation
 
     profile = QUICK if args.quick else FULL
-    run_validation(report=args.report, work=args.work, profile=profile, reuse=args.reuse)
+    run_validation(report=args.report, work=args.work, profile=profile, reuse=args.reuse, jobs=args.jobs)
     return 0
 
 
@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     va.add_argument("--report", default="docs/validation.md", help="the report to write (figures and results.json go to a folder beside it)")
     va.add_argument("--work", default=".validation", help="folder for the simulated data and atlases (emptied first unless --reuse)")
     va.add_argument("--reuse", action="store_true", help="keep the work folder: unchanged atlases are not rebuilt (the timing then is not a fresh run's)")
+    va.add_argument("--jobs", type=int, default=None, help="atlases built at once, one thread each (default: one per core)")
     va.add_argument("--quick", action="store_true", help="a small profile (minutes; for tests, not for conclusions)")
     va.set_defaults(func=_cmd_validate)
 

@@ -156,8 +156,8 @@ def coherence_null(R: np.ndarray, bins: np.ndarray, idx: np.ndarray, n_perm: int
     """Coherence of ``n_perm`` bin-matched random sets the size of ``idx`` (never its genes)."""
     idx = np.asarray(idx, dtype=np.int64)
     s = idx.size
-    if s < 2 or n_perm <= 0:
-        return np.zeros(0)
+    if s < 2 or n_perm <= 0 or R.shape[0] - np.unique(idx).size < s:
+        return np.zeros(0)  # too few other genes to draw random sets of this size from
     draws = matched_draws(idx, bins, n_perm, seed=seed)  # (n_perm, s)
     B = np.zeros((R.shape[0], n_perm), dtype=np.float32)
     np.add.at(B, (draws.ravel(), np.repeat(np.arange(n_perm), s)), 1.0)
@@ -170,7 +170,9 @@ def _z(obs: float, null: np.ndarray) -> tuple[float, float, float, float]:
     if null.size == 0 or not np.isfinite(obs):
         return float("nan"), float("nan"), float("nan"), float("nan")
     mu, sd = float(null.mean()), float(null.std(ddof=1)) if null.size > 1 else 0.0
-    z = (obs - mu) / sd if sd > 0 else float("nan")
+    if not sd > 0:
+        return mu, sd, float("nan"), float("nan")  # a degenerate null supports no p-value either
+    z = (obs - mu) / sd
     p = (1 + int((null >= obs - 1e-12).sum())) / (1 + null.size)
     return mu, sd, z, p
 
@@ -211,6 +213,11 @@ def gene_modules(atlas, *, max_metacells: int = 8000, k: int = 10, min_detection
         return GeneModules(genes, np.eye(keep.size, dtype=np.float32), np.zeros(keep.size, dtype=np.int64),
                            np.zeros(keep.size, dtype=np.int64), empty, 0, params, "too few detected genes")
     X, types, method = _metacell_matrix(atlas, keep, max_metacells=max_metacells, k=k, seed=seed, store=store)
+    if X.shape[0] < 3:
+        empty = pd.DataFrame(columns=["module", "name", "size", "coherence", "null_mean", "null_sd", "z", "p_value", "hub_genes", "genes"])
+        return GeneModules(genes, np.eye(keep.size, dtype=np.float32), np.zeros(keep.size, dtype=np.int64),
+                           np.zeros(keep.size, dtype=np.int64), empty, int(X.shape[0]), params,
+                           f"too few metacells ({X.shape[0]}): every (study, sample, cell type) has fewer than {k} cells")
     R = _correlation(X, types)
     bins = gene_bins(sums[keep] / max(atlas.n_cells, 1), detection[keep])
     Z = linkage(squareform(1.0 - R, checks=False), method="average")

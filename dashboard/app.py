@@ -11,26 +11,31 @@ ordinary callback, so switching a grouping, colour or ordering never recomputes 
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
 from pathlib import Path
 
 import dash
 import dash_ag_grid as dag
 import dash_mantine_components as dmc
+import numpy as np
 from dash import ALL, Input, Output, State, clientside_callback, ctx, dcc, html
 
 from compute.errors import QueryError
+from compute.modules import GeneModules, gene_modules, signature_modules
 from compute.query import HitRule, QueryParams
 from compute.query._genes import parse_gene_list
 from compute.reference import assets_dir
 from dashboard import api, export, figures, ids
 from dashboard.data import DashboardData
 from dashboard.presets import PRESETS, QUICK_PRESETS, preset_options
-from dashboard.state import DEFAULTS, decode_state, encode_state
+from dashboard.state import DEFAULTS, TABS, decode_state, encode_state
 from dashboard.upload import MAX_BYTES, GeneFileError, decode_upload, parse_gene_file
 
-__all__ = ["MAX_REQUEST_BYTES", "answer_query", "apply_preset", "create_app", "params_from_state", "render_views", "require_basic_auth",
-           "resolution_panel", "view_tables"]
+__all__ = ["MAX_REQUEST_BYTES", "answer_query", "append_genes", "apply_preset", "create_app", "module_detail", "modules_table",
+           "modules_view", "params_from_state", "render_views", "require_basic_auth", "resolution_panel", "view_tables"]
+
+log = logging.getLogger(__name__)
 
 _GROUP_LABELS = {"disease": "disease", "cell_type": "cell type", "study": "study"}
 COVERAGE_WARN = 0.7
@@ -61,8 +66,11 @@ _CONTROLS = _QUERY_CONTROLS + _VIEW_CONTROLS
 _FIGURES = {  # view name -> graph id (each has CSV, SVG and PNG export)
     "diseases": ids.DISEASE_FIG, "robustness": ids.ROBUST_FIG, "drivers": ids.DRIVER_FIG,
     "comparison": ids.COMPARE_FIG, "scatter": ids.SCATTER_FIG, "umap": ids.UMAP_FIG, "genes": ids.HEATMAP_FIG,
+    "modules": ids.MODULES_FIG,
 }
 _CSV_ONLY = ("studies",)
+TOP_MISSING = 10  # co-attributing genes drawn in the modules heatmap and offered by "Add the top 10"
+SIGNIFICANT = 0.05  # the p-value under which the plain-language reading calls a result more than chance
 
 
 def params_from_state(state: dict, *, expression: bool = True) -> QueryParams:
@@ -287,6 +295,149 @@ def apply_preset(data: DashboardData, key: str) -> tuple[str, list[str]]:
     return "\n".join(p.genes), data.cell_types_matching(p.cell_type_hint)
 
 
+# -- gene modules -----------------------------------------------------------------------------
+def _perm_p(p: float, n_perm: int) -> str:
+    return figures.format_p(p, 1 / (1 + n_perm) if n_perm > 0 else None)
+
+
+def _not_considered(res, sm, gm: GeneModules) -> list:
+    """Why each signature gene is left out of the module analysis, one line per reason."""
+    prm = gm.params
+    sparse = f"detected in < {prm.get('min_detection', 0.01):.0%} of cells, too few to correlate"
+    if prm.get("max_genes") and len(gm.genes) >= prm["max_genes"]:
+        sparse += f", or not among the {prm['max_genes']:,} most often detected genes"
+    groups = [(genes, why) for genes, why in ((res.missing, "absent from the gene order (not in the model)"),
+                                              (res.ambiguous, "ambiguous names (several genes of the gene order), not used"),
+                                              (sm.not_considered, sparse)) if genes]
+    if not groups:
+        return []
+    n = sum(len(g) for g, _ in groups)
+    return [html.Div([html.Span(f"Not considered ({n}):", className="lbl"),
+                      html.Ul([html.Li([", ".join(genes), html.Span(f" – {why}", className="lbl")]) for genes, why in groups])],
+                     id=ids.MODULES_NOT_CONSIDERED, className="missing")]
+
+
+def _reading(sm, top) -> str:
+    """One line for a clinician: do the signature's genes carry attribution together?"""
+    if len(sm.considered) < 2 or not np.isfinite(sm.z):
+        return "Too few of the signature's genes are detected widely enough to tell whether they carry attribution together."
+    if sm.p_value <= SIGNIFICANT and sm.z > 0:
+        text = ("Reading: the genes carry attribution together, in the same cells, more than random gene sets of the same "
+                "size do: they behave like one program.")
+        if top is not None:
+            text += f" The clearest overlap is module {top['name']} ({top['overlap']} of its {top['size']} genes)."
+        return text
+    return ("Reading: the genes carry attribution together no more than random gene sets of the same size: the signature may "
+            "mix several programs, or programs active in different cells.")
+
+
+def modules_view(data: DashboardData, result, gm: GeneModules) -> dict:
+    """The Modules tab: where the signature of ``result`` (None: no query yet) sits among the
+    atlas's gene modules ``gm``. Returns {"summary": components, "overlap_rows", "missing_rows":
+    grid rows, "top_missing": the first TOP_MISSING missing genes, "figure": the co-attribution
+    heatmap, "module_options", "module_value": the module Select's data and value, "modules":
+    {module number (str): name, size, coherence, z, p_value, hub_genes, genes}, "method": the
+    caption}. Pure: ``signature_modules`` runs its permutations here (under a second)."""
+    table = gm.table
+    prm = gm.params
+    n_perm = int(prm.get("n_perm", 0))
+    modules = {str(int(r["module"])): {"name": str(r["name"]), "size": int(r["size"]), "coherence": float(r["coherence"]),
+                                       "z": float(r["z"]), "p_value": float(r["p_value"]), "hub_genes": str(r["hub_genes"]),
+                                       "genes": [str(g) for g in r["genes"]]} for _, r in table.iterrows()}
+    options = [{"value": k, "label": f"{m['name']} · {m['size']} genes · z = {m['z']:.1f}"} for k, m in modules.items()]
+    method = (f"Modules are atlas-wide: every cell counts, whatever the cell filters. How they are found: "
+              f"{gm.method or 'not computed'}; genes detected in ≥ {prm.get('min_detection', 0.01):.0%} of "
+              f"cells ({len(gm.genes):,} genes), cut where the average correlation falls below r = {prm.get('r_cut', 0):g}, "
+              f"modules of ≥ {prm.get('min_size', 0)} genes. Coherence r̄ is the mean correlation over a gene set's pairs; its "
+              f"z-score is a permutation z-score against {n_perm:,} bin-matched random gene sets (each gene replaced by a random "
+              "gene of similar mean attribution and detection), with an empirical p-value. Overlap p-values are hypergeometric; "
+              "a missing gene's z compares its mean correlation with the signature against all other genes (median, MAD).")
+    out = {"summary": [], "overlap_rows": [], "missing_rows": [], "top_missing": [], "module_options": options,
+           "module_value": options[0]["value"] if options else None, "modules": modules, "method": method,
+           "figure": figures.empty_figure("Run a query to see how its genes co-attribute")}
+    if not modules:
+        n, size = len(gm.genes), prm.get("min_size", 0)
+        why = (f"only {n} {'gene qualifies' if n == 1 else 'genes qualify'} (detected in ≥ {prm.get('min_detection', 0.01):.0%} "
+               f"of cells), and a module needs at least {size}" if n < max(int(size), 2) else
+               f"none of its {n:,} widely detected genes fall into a group of at least {size} genes that carry attribution together")
+        out["summary"].append(dmc.Alert(f"This atlas has no gene modules: {why}.", color="orange", p="xs", id=ids.MODULES_NONE))
+    if result is None:
+        out["summary"].append(dmc.Text("The signature's place among the modules appears once a query has run (paste genes or "
+                                       "pick a preset).", id=ids.MODULES_READING))
+        return out
+    res = result.resolution
+    sm = signature_modules(gm, list(res.matched))
+    n_req = len(res.matched) + len(res.missing) + len(res.ambiguous)
+    n_in = len(sm.considered)
+    head = f"{n_in} of {n_req} signature genes are among the {len(gm.genes):,} module genes"
+    if n_in >= 2 and np.isfinite(sm.z):
+        head += (f"; coherence r̄ = {sm.coherence:.3f} (random gene sets of the same size: {sm.null_mean:.3f} ± {sm.null_sd:.3f}), "
+                 f"z = {sm.z:.1f}, {_perm_p(sm.p_value, sm.n_perm)}")
+    overlaps = sm.overlaps
+    top = overlaps.iloc[0] if len(overlaps) and overlaps["p_value"].iloc[0] <= SIGNIFICANT else None
+    out["summary"] += [dmc.Text(head, fw=700, id=ids.MODULES_HEAD),
+                       dmc.Text(_reading(sm, top), id=ids.MODULES_READING), *_not_considered(res, sm, gm)]
+    out["overlap_rows"] = [{"module": r.name, "size": int(r.size), "overlap": int(r.overlap), "overlap_genes": r.overlap_genes,
+                            "jaccard": round(float(r.jaccard), 3), "p_value": float(f"{r.p_value:.2g}"),
+                            "module_z": round(float(r.module_z), 1)} for r in overlaps.itertuples()]
+    missing = sm.missing
+    out["missing_rows"] = [{"gene": r.gene, "mean_r": round(float(r.mean_r), 3), "z": round(float(r.z), 1) if np.isfinite(r.z) else None,
+                            "module": r.module} for r in missing.itertuples()]
+    out["top_missing"] = [str(g) for g in missing["gene"].head(TOP_MISSING)]
+    if len(overlaps):
+        out["module_value"] = str(int(overlaps["module"].iloc[0]))
+    genes = [*sm.considered, *out["top_missing"]]
+    if len(genes) >= 2:
+        index = gm.index()
+        idx = [index[g] for g in genes]
+        names = {int(m): n for m, n in zip(table["module"], table["name"], strict=True)} if len(table) else {}
+        out["figure"] = figures.coattribution_heatmap(
+            gm.corr[np.ix_(idx, idx)], genes, n_in, modules=[names.get(int(gm.labels[i]), "") for i in idx],
+            simulated=data.atlas.has_simulated,
+            title=f"Co-attribution: the signature's {n_in} genes and the top {len(out['top_missing'])} genes missing from it")
+    else:
+        out["figure"] = figures.empty_figure("Fewer than two of the signature's genes are among the module genes: nothing to correlate")
+    return out
+
+
+def modules_table(data: DashboardData, result, gm: GeneModules):
+    """The data behind the modules heatmap (CSV export): one row per drawn gene (gene, set:
+    "signature" / "missing", module) and its correlation with every drawn gene."""
+    import pandas as pd
+
+    fig = modules_view(data, result, gm)["figure"]
+    meta = fig.layout.meta or {}
+    genes = meta.get("genes") or []
+    if not genes:
+        return pd.DataFrame(columns=["gene", "set", "module"])
+    idx = [gm.index()[g] for g in genes]
+    corr = pd.DataFrame(gm.corr[np.ix_(idx, idx)].astype(float).round(4), columns=genes)
+    n_sig = int(meta["n_signature"])
+    head = pd.DataFrame({"gene": genes, "set": ["signature" if i < n_sig else "missing" for i in range(len(genes))],
+                         "module": meta["modules"]})
+    return pd.concat([head, corr], axis=1)
+
+
+def module_detail(module: dict | None, n_perm: int = 0) -> list:
+    """The module browser's text for one module (an entry of ``modules_view(...)["modules"]``)."""
+    if not module:
+        return [dmc.Text("No module selected.", c="dimmed", size="sm")]
+    stats = (f"{module['name']}: {module['size']} genes · coherence r̄ = {module['coherence']:.3f} · z = {module['z']:.1f} · "
+             f"{_perm_p(module['p_value'], n_perm)}")
+    return [dmc.Text(stats, fw=700, size="sm"),
+            html.Div([html.Span("Hub genes (most correlated with the rest): ", className="lbl"),
+                      html.Span(module["hub_genes"], id=ids.MODULE_HUBS)]),
+            html.Div([html.Span("All genes: ", className="lbl"), html.Span(", ".join(module["genes"]), id=ids.MODULE_GENES)])]
+
+
+def append_genes(text: str | None, genes: list[str]) -> str:
+    """``text`` (the gene box) with ``genes`` added on new lines, leaving out those already in it."""
+    have = {g.upper() for g, _ in parse_gene_list(text or "")}
+    new = [g for g in dict.fromkeys(genes) if g.upper() not in have]
+    text = (text or "").rstrip()
+    return "\n".join([text, *new] if text else new)
+
+
 # -- layout ---------------------------------------------------------------------------------
 def _export_bar(view: str) -> dmc.Group:
     buttons = [dmc.Button("CSV", id=f"{ids.CSV_PREFIX}{view}", size="compact-xs", variant="default", className="export")]
@@ -306,6 +457,79 @@ def _graph(view: str, height: int | None = None) -> html.Div:
 
 def _segmented(id_, options: dict, value) -> dmc.SegmentedControl:
     return dmc.SegmentedControl(id=id_, data=[{"value": k, "label": v} for k, v in options.items()], value=value, size="xs")
+
+
+def _sim_badge(summary: dict, id_: str, note: str = "") -> dmc.Badge:
+    """The orange badge that labels views of an atlas holding simulated studies."""
+    return dmc.Badge(f"Includes SIMULATED data: {summary['n_simulated']} of {summary['n_studies']} studies{note}", id=id_, color="orange",
+                     variant="outline", size="lg")
+
+
+def _grid(id_: str, columns: list[dict], page_size: int = 10, csv_name: str | None = None) -> dag.AgGrid:
+    """A sortable, filterable, paged table; ``csv_name``: the file its CSV export (all rows) is saved as."""
+    extra = {"csvExportParams": {"fileName": csv_name}} if csv_name else {}
+    return dag.AgGrid(id=id_, columnDefs=columns, rowData=[], defaultColDef={"sortable": True, "filter": True, "resizable": True},
+                      dashGridOptions={"domLayout": "autoHeight", "pagination": True, "paginationPageSize": page_size,
+                                       "paginationPageSizeSelector": False},
+                      className="ag-theme-alpine", **extra)
+
+
+def _grid_title(text: str, *buttons) -> dmc.Group:
+    return dmc.Group([dmc.Text(text, fw=700, size="sm"), dmc.Group(list(buttons), gap=6)], justify="space-between", className="grid-title")
+
+
+def _csv_button(id_: str) -> dmc.Button:
+    return dmc.Button("CSV", id=id_, size="compact-xs", variant="default", className="export")
+
+
+def _modules_tab(data: DashboardData) -> dmc.Stack:
+    """The Modules tab: the signature among the atlas's gene modules, then the module browser.
+    Filled by ``_render_modules`` only while the tab shows (modules take seconds the first time)."""
+    s = data.summary
+    overlap_grid = _grid(ids.MODULES_OVERLAP_GRID, [
+        {"field": "module", "width": 105}, {"field": "size", "width": 90}, {"field": "overlap", "width": 105},
+        {"field": "overlap_genes", "headerName": "overlapping genes", "flex": 1, "minWidth": 240, "wrapText": True, "autoHeight": True,
+         "cellStyle": {"wordBreak": "normal", "lineHeight": "unset", "paddingTop": "10px", "paddingBottom": "10px"}},
+        {"field": "jaccard", "headerName": "Jaccard", "width": 110},
+        {"field": "p_value", "headerName": "p (overlap)", "width": 145, "sort": "asc",
+         "headerTooltip": "hypergeometric: the chance of sharing this many genes or more"},
+        {"field": "module_z", "headerName": "module z", "width": 125, "headerTooltip": "the module's own coherence z-score"},
+    ], csv_name="sigatlas-module-overlaps.csv")
+    missing_grid = _grid(ids.MODULES_MISSING_GRID, [
+        {"field": "gene", "flex": 1, "minWidth": 100},
+        {"field": "mean_r", "headerName": "mean r", "width": 130, "sort": "desc",
+         "headerTooltip": "mean correlation with the signature's genes"},
+        {"field": "z", "width": 85, "headerTooltip": "against all other genes: (x - median) / (1.4826 MAD)"},
+        {"field": "module", "width": 105},
+    ], csv_name="sigatlas-missing-genes.csv")
+    spinner = dmc.Group([dmc.Loader(size="sm"), dmc.Text("Computing gene modules (the first time takes a few seconds)…", size="sm")],
+                        gap="xs", className="modules-spinner")
+    missing = html.Div([
+        _grid_title("Co-attributing genes missing from the signature", _csv_button(ids.MODULES_MISSING_CSV)),
+        dmc.Button(f"Add the top {TOP_MISSING} to the signature", id=ids.ADD_MISSING, size="compact-sm", variant="light", disabled=True,
+                   className="grid-title"),
+        missing_grid], className="panel")
+    browser = html.Div([
+        dmc.Text("Browse the atlas's gene modules", fw=700, size="sm", className="grid-title"),
+        dmc.Group([dmc.Select(id=ids.MODULE_SELECT, data=[], placeholder="a module (name · size · z)", searchable=True, size="xs", w=260,
+                              allowDeselect=False),
+                   dmc.Button("Use this module as the signature", id=ids.USE_MODULE, size="compact-sm", variant="light", disabled=True)],
+                  gap="xs"),
+        html.Div(id=ids.MODULE_DETAIL, className="module-detail"),
+    ], className="panel modules-browser")
+    content = html.Div([
+        html.Div(id=ids.MODULES_SUMMARY, className="modules-summary"),
+        html.Div([_grid_title("Modules the signature overlaps", _csv_button(ids.MODULES_OVERLAP_CSV)), overlap_grid], className="panel"),
+        # the two ways to rewrite the signature from here, side by side
+        dmc.Grid([dmc.GridCol(missing, span={"base": 12, "lg": 6}), dmc.GridCol(browser, span={"base": 12, "lg": 6})]),
+        _graph("modules", 420),
+    ])
+    sim = [_sim_badge(s, ids.MODULES_SIM, " · modules are computed over every study")] if s["n_simulated"] else []
+    return dmc.Stack([
+        *sim,
+        dcc.Loading(content, id=ids.MODULES_LOADING, delay_show=300, custom_spinner=spinner, overlay_style={"visibility": "visible", "opacity": 0.4}),
+        html.Div(id=ids.MODULES_METHOD, className="note"),
+    ], gap="sm")
 
 
 def _controls(data: DashboardData):
@@ -361,8 +585,7 @@ def _controls(data: DashboardData):
 
 def _layout(data: DashboardData):
     s = data.summary
-    sim_badge = (dmc.Badge(f"Includes SIMULATED data: {s['n_simulated']} of {s['n_studies']} studies", id=ids.SIM_BADGE, color="orange",
-                           variant="outline", size="lg") if s["n_simulated"] else dmc.Badge("real data", id=ids.SIM_BADGE, variant="light"))
+    sim_badge = _sim_badge(s, ids.SIM_BADGE) if s["n_simulated"] else dmc.Badge("real data", id=ids.SIM_BADGE, variant="light")
     header = html.Header([
         dmc.Group([html.Span("SigAtlas", className="brand"),
                    dmc.Text(f"atlas '{s['name']}' · {s['n_studies']} studies · {s['n_cells']:,} cells · {s['n_genes']:,} genes"
@@ -392,22 +615,17 @@ def _layout(data: DashboardData):
         dmc.Grid([dmc.GridCol(_graph("comparison", 380), span={"base": 12, "lg": 6}),
                   dmc.GridCol(_graph("scatter", 380), span={"base": 12, "lg": 6})]),
     ], gap="sm")
-    grid = dag.AgGrid(
-        id=ids.STUDY_GRID,
-        columnDefs=[
-            {"field": "rank", "width": 80}, {"field": "study", "width": 120}, {"field": "title", "flex": 2},
-            {"field": "data", "width": 120, "cellClassRules": {"sim-cell": "params.value == 'SIMULATED'"}},
-            {"field": "diseases", "flex": 1}, {"field": "samples", "width": 100}, {"field": "cells", "width": 100},
-            {"field": "mean_hit_pct", "headerName": "mean hit %", "width": 120, "sort": "desc"},
-            {"field": "p_value", "headerName": "p (null)", "width": 110},
-        ],
-        rowData=[], defaultColDef={"sortable": True, "filter": True, "resizable": True},
-        dashGridOptions={"domLayout": "autoHeight", "pagination": True, "paginationPageSize": 20, "paginationPageSizeSelector": False},
-        className="ag-theme-alpine",
-    )
+    grid = _grid(ids.STUDY_GRID, [
+        {"field": "rank", "width": 80}, {"field": "study", "width": 120}, {"field": "title", "flex": 2},
+        {"field": "data", "width": 120, "cellClassRules": {"sim-cell": "params.value == 'SIMULATED'"}},
+        {"field": "diseases", "flex": 1}, {"field": "samples", "width": 100}, {"field": "cells", "width": 100},
+        {"field": "mean_hit_pct", "headerName": "mean hit %", "width": 120, "sort": "desc"},
+        {"field": "p_value", "headerName": "p (null)", "width": 110},
+    ], page_size=20)
     tabs = dmc.Tabs([
         dmc.TabsList([dmc.TabsTab("Diseases", value="diseases"), dmc.TabsTab("Studies", value="studies"),
-                      dmc.TabsTab("Cells (UMAP)", value="cells"), dmc.TabsTab("Genes", value="genes")]),
+                      dmc.TabsTab("Cells (UMAP)", value="cells"), dmc.TabsTab("Genes", value="genes"),
+                      dmc.TabsTab("Modules", value="modules")]),
         dmc.TabsPanel(diseases_tab, value="diseases", pt="sm"),
         dmc.TabsPanel(html.Div([_export_bar("studies"), grid], className="panel"), value="studies", pt="sm"),
         dmc.TabsPanel(dmc.Stack([
@@ -423,6 +641,7 @@ def _layout(data: DashboardData):
                 html.Div([dmc.Text("Order", size="xs", c="dimmed"), _segmented(ids.HEAT_ORDER, {"cluster": "clustered", "score": "by score"}, DEFAULTS["order"])]),
             ]),
             _graph("genes", 640)]), value="genes", pt="sm"),
+        dmc.TabsPanel(_modules_tab(data), value="modules", pt="sm"),
     ], id=ids.TABS, value=DEFAULTS["tab"])
     results = html.Div([
         html.Div(id=ids.STATE_NOTES),
@@ -437,6 +656,7 @@ def _layout(data: DashboardData):
         dcc.Store(id=ids.STATE_SEARCH),
         dcc.Store(id=ids.QUERY_REQUEST, data=0),
         dcc.Store(id=ids.RESULT_KEY),
+        dcc.Store(id=ids.MODULES_STORE),
         dcc.Store(id=ids.SAVED_VIEWS, storage_type="local", data=[]),
         dcc.Download(id=ids.DOWNLOAD),
         header, presenter_bar,
@@ -556,7 +776,7 @@ def create_app(atlas_path: str | Path, *, credentials: tuple[str, str] | None = 
     _warm_up(data)
     control_outputs = [Output(cid, prop) for _, cid, prop in _CONTROLS]
     known = {"cell_types": data.cell_types, "diseases": data.diseases, "tissues": data.tissues,
-             "studies": [s.id for s in data.atlas.studies], "preset": list(PRESETS), "tab": ["diseases", "studies", "cells", "genes"]}
+             "studies": [s.id for s in data.atlas.studies], "preset": list(PRESETS), "tab": list(TABS)}
     control_states = [State(cid, prop) for _, cid, prop in _CONTROLS]
 
     @app.callback(
@@ -737,6 +957,94 @@ def create_app(atlas_path: str | Path, *, credentials: tuple[str, str] | None = 
         return fig.update_layout(font=PRESENTER_FONT) if presenter else fig
 
     @app.callback(
+        Output(ids.MODULES_SUMMARY, "children"),
+        Output(ids.MODULES_OVERLAP_GRID, "rowData"),
+        Output(ids.MODULES_MISSING_GRID, "rowData"),
+        Output(ids.ADD_MISSING, "disabled"),
+        Output(ids.MODULES_FIG, "figure"),
+        Output(ids.MODULE_SELECT, "data"),
+        Output(ids.MODULE_SELECT, "value"),
+        Output(ids.MODULES_METHOD, "children"),
+        Output(ids.MODULES_STORE, "data"),
+        Input(ids.RESULT_KEY, "data"),
+        Input(ids.TABS, "value"),
+        State(ids.MODULES_STORE, "data"),
+        State(ids.PRESENTER, "checked"),
+        prevent_initial_call=True,
+    )
+    def _render_modules(key, tab, shown, presenter):
+        # modules take seconds the first time (then the atlas's cache has them): only for the tab
+        # that shows them, and once per result
+        if tab != "modules" or (shown is not None and shown.get("key") == key):
+            raise dash.exceptions.PreventUpdate
+        failed = isinstance(key, dict)
+        result = data.stored_result(key) if isinstance(key, str) else None
+        # failures are shown in the tab (the traceback goes to the server log); the other tabs keep working
+        try:
+            gm = gene_modules(data.atlas)
+        except Exception as exc:  # noqa: BLE001
+            log.exception("gene modules failed")
+            return _modules_failed(f"Gene modules could not be computed for this atlas: {type(exc).__name__}: {exc}")
+        try:
+            out = modules_view(data, result, gm)
+        except Exception as exc:  # noqa: BLE001
+            log.exception("placing a signature among the gene modules failed")
+            return _modules_failed(f"This signature could not be placed among the gene modules: {type(exc).__name__}: {exc}")
+        if failed:  # the query failed: say so; the module browser still works
+            out["summary"] = [html.Div(f"The query failed: {key['error']}", className="error", id=ids.MODULES_READING)]
+        if presenter:
+            out["figure"].update_layout(font=PRESENTER_FONT)
+        store = {"key": key, "top_missing": out["top_missing"], "modules": out["modules"], "n_perm": int(gm.params.get("n_perm", 0))}
+        return (out["summary"], out["overlap_rows"], out["missing_rows"], not out["top_missing"], out["figure"],
+                out["module_options"], out["module_value"], out["method"], store)
+
+    def _modules_failed(msg: str) -> tuple:
+        empty = figures.empty_figure("Gene modules could not be shown: see the message above")
+        return dmc.Alert(msg, color="red", p="xs", id=ids.MODULES_ERROR), [], [], True, empty, [], None, "", None
+
+    @app.callback(
+        Output(ids.MODULE_DETAIL, "children"),
+        Output(ids.USE_MODULE, "disabled"),
+        Input(ids.MODULE_SELECT, "value"),
+        State(ids.MODULES_STORE, "data"),
+    )
+    def _show_module(module, store):
+        if not store or not store.get("modules"):
+            return [], True
+        info = store["modules"].get(str(module)) if module is not None else None
+        return module_detail(info, store.get("n_perm", 0)), info is None
+
+    @app.callback(
+        Output(ids.GENES, "value", allow_duplicate=True),
+        Output(ids.QUERY_REQUEST, "data", allow_duplicate=True),
+        Input(ids.ADD_MISSING, "n_clicks"),
+        State(ids.GENES, "value"),
+        State(ids.MODULES_STORE, "data"),
+        State(ids.QUERY_REQUEST, "data"),
+        prevent_initial_call=True,
+    )
+    def _add_missing(clicks, text, store, request):
+        top = (store or {}).get("top_missing") or []
+        if not clicks or not top:
+            raise dash.exceptions.PreventUpdate
+        return append_genes(text, top), (request or 0) + 1
+
+    @app.callback(
+        Output(ids.GENES, "value", allow_duplicate=True),
+        Output(ids.QUERY_REQUEST, "data", allow_duplicate=True),
+        Input(ids.USE_MODULE, "n_clicks"),
+        State(ids.MODULE_SELECT, "value"),
+        State(ids.MODULES_STORE, "data"),
+        State(ids.QUERY_REQUEST, "data"),
+        prevent_initial_call=True,
+    )
+    def _use_module(clicks, module, store, request):
+        info = ((store or {}).get("modules") or {}).get(str(module))
+        if not clicks or info is None:
+            raise dash.exceptions.PreventUpdate
+        return "\n".join(info["genes"]), (request or 0) + 1
+
+    @app.callback(
         Output(ids.STATE_SEARCH, "data"),
         Input(ids.RESULT_KEY, "data"),
         *view_inputs,
@@ -787,10 +1095,18 @@ def create_app(atlas_path: str | Path, *, credentials: tuple[str, str] | None = 
             blob = export.snapshot_zip(data.atlas, result, out["tables"], url=link, figures=figs)
             return dcc.send_bytes(blob, f"sigatlas-snapshot-{data.atlas.name}.zip")
         view = str(trigger).removeprefix(ids.CSV_PREFIX)
-        table = view_tables(data, result, state).get(view)
+        if view == "modules":
+            table = modules_table(data, result, gene_modules(data.atlas))
+        else:
+            table = view_tables(data, result, state).get(view)
         if table is None:
             raise dash.exceptions.PreventUpdate
         return {"content": export.safe_csv(table), "filename": f"sigatlas-{view}.csv", "type": "text/csv"}
+
+    # the module tables export every row (all pages, as sorted and filtered) from the browser
+    for grid_id, button_id in ((ids.MODULES_OVERLAP_GRID, ids.MODULES_OVERLAP_CSV), (ids.MODULES_MISSING_GRID, ids.MODULES_MISSING_CSV)):
+        clientside_callback("function(n) { return Boolean(n); }", Output(grid_id, "exportDataAsCsv"), Input(button_id, "n_clicks"),
+                            prevent_initial_call=True)
 
     for view, graph_id in _FIGURES.items():
         for fmt in ("svg", "png"):

@@ -13,7 +13,7 @@ import re
 from collections.abc import Collection, Mapping
 from urllib.parse import parse_qsl, urlencode
 
-__all__ = ["CHOICES", "DEFAULTS", "decode_state", "encode_state", "normalise_genes"]
+__all__ = ["CHOICES", "DEFAULTS", "TABS", "decode_state", "encode_state", "normalise_genes"]
 
 DEFAULTS: dict = {
     "genes": "",  # the pasted gene text
@@ -45,6 +45,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "color": ("score", "cell_type", "disease", "study"),
 }
 
+# the results tabs, in display order; a tab is only ever added, so every shared link stays valid
+TABS = ("diseases", "studies", "cells", "genes", "modules")
 LIST_KEYS = ("cell_types", "diseases", "tissues", "studies")
 # lists are joined with "|" because cell type and disease names contain commas and spaces
 LIST_SEP = "|"

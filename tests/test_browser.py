@@ -259,3 +259,47 @@ def test_presenter_mode_steps_through_saved_views(driver, server):
     _wait(driver, lambda d: "view 1 of 2" in d.find_element(By.ID, "view-pos").text, what="first saved view")
     _wait(driver, lambda d: "S100A8" in d.find_element(By.ID, "genes").get_attribute("value"), what="MS1 genes restored")
     _shot(driver, "presenter")
+
+
+def _matched(driver) -> tuple[int, int]:
+    """(matched, requested) from the gene resolution's head line ("12 of 14 genes matched")."""
+    from selenium.webdriver.common.by import By
+
+    words = driver.find_element(By.ID, "res-head").text.split()
+    return int(words[0]), int(words[2])
+
+
+def test_modules_tab_adds_the_top_co_attributing_genes(driver, server, downloads):
+    from selenium.webdriver.common.by import By
+
+    driver.get(server + "/?preset=ms1&null=100")
+    _wait(driver, lambda d: len(_ranking(d)) >= 3, what="ranking from a link")
+    matched, requested = _matched(driver)
+    _tab(driver, "Modules")  # the modules are computed now, not before
+    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#modules-overlap-grid .ag-row"), what="module overlap rows")
+    head = driver.find_element(By.ID, "modules-summary-head").text
+    assert f"of {requested} signature genes are among the" in head and "coherence r̄" in head, head
+    assert "SIMULATED" in driver.find_element(By.ID, "modules-sim").text
+    assert _plot(driver, "modules-fig", "p.layout.meta.n_signature") > 0
+    # the grid's first page: the ten strongest co-attributing genes missing from the signature
+    top = _wait(driver, lambda d: (lambda g: g if len(g) == 10 else False)(
+        [c.text for c in d.find_elements(By.CSS_SELECTOR, "#modules-missing-grid .ag-center-cols-container [col-id='gene']")]),
+        what="ten missing genes")
+    _shot(driver, "modules")
+    # the overlap table exports every row, not just the first page
+    driver.find_element(By.ID, "modules-overlap-csv").click()
+    csv = downloads / "sigatlas-module-overlaps.csv"
+    _wait(driver, lambda d: csv.is_file() and csv.stat().st_size > 0, what="overlap CSV download")
+    n_rows = int(driver.find_element(By.CSS_SELECTOR, "#modules-overlap-grid .ag-paging-row-summary-panel").text.split()[-1])
+    assert len(csv.read_text().strip().splitlines()) == 1 + n_rows
+    before = driver.find_element(By.ID, "genes").get_attribute("value")
+    driver.find_element(By.ID, "add-missing").click()
+    _wait(driver, lambda d: d.find_element(By.ID, "genes").get_attribute("value") != before, what="genes added")
+    added = driver.find_element(By.ID, "genes").get_attribute("value").removeprefix(before).split()
+    assert sorted(added) == sorted(top)
+    # the query reruns with them and every view follows: the resolution and the Modules tab
+    _wait(driver, lambda d: _matched(d) == (matched + 10, requested + 10), what="resolution of the longer signature")
+    _wait(driver, lambda d: f"of {requested + 10} signature genes" in d.find_element(By.ID, "modules-summary-head").text,
+          what="modules of the longer signature")
+    assert "tab=modules" in driver.current_url
+    _shot(driver, "modules_added")

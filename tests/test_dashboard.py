@@ -5,12 +5,23 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import dash
 import pytest
 
-from dashboard.app import answer_query, apply_preset, create_app, driver_figure, params_from_state
+from dashboard import ids
+from dashboard.app import (
+    answer_query,
+    append_genes,
+    apply_preset,
+    create_app,
+    driver_figure,
+    modules_table,
+    modules_view,
+    params_from_state,
+)
 from dashboard.data import DashboardData
 from dashboard.presets import PRESETS, preset_options
-from dashboard.state import DEFAULTS, decode_state, encode_state
+from dashboard.state import DEFAULTS, TABS, decode_state, encode_state
 from dashboard.upload import GeneFileError, parse_gene_file
 
 from .conftest import REPO
@@ -18,6 +29,35 @@ from .conftest import REPO
 
 def _state(**kw) -> dict:
     return dict(DEFAULTS) | kw
+
+
+def _text(component) -> str:
+    """All the text a Dash component tree shows (children, recursively)."""
+    if component is None:
+        return ""
+    if isinstance(component, str | int | float):
+        return str(component)
+    if isinstance(component, list | tuple):
+        return "".join(_text(c) for c in component)
+    return _text(getattr(component, "children", None))
+
+
+def _find(component, id_):
+    """The component with ``id_`` inside a Dash component tree, or None."""
+    if isinstance(component, list | tuple):
+        return next((hit for c in component if (hit := _find(c, id_)) is not None), None)
+    if getattr(component, "id", None) == id_:
+        return component
+    children = getattr(component, "children", None)
+    return _find(children, id_) if children is not None and not isinstance(children, str) else None
+
+
+def _callback(app, *, input_id: str | None = None, output: str | None = None):
+    """The plain function behind the one callback of ``app`` with that input id or output."""
+    found = [v["callback"] for k, v in app.callback_map.items()
+             if (input_id is not None and any(i["id"] == input_id for i in v["inputs"])) or (output is not None and output in k)]
+    assert len(found) == 1, f"{len(found)} callbacks match {input_id or output}"
+    return found[0].__wrapped__
 
 
 def test_dashboard_never_imports_torch(tiny_build):
@@ -129,3 +169,152 @@ def test_create_app_rejects_missing_atlas(tmp_path):
 
     with pytest.raises(AtlasFormatError, match="python -m compute build"):
         create_app(tmp_path)
+
+
+# -- the Modules tab ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def modules_app(tiny_build):
+    """(app, data, program genes, result key) for a planted program's genes plus one unknown gene."""
+    app = create_app(tiny_build[1])
+    data = DashboardData(tiny_build[1])
+    program = next(p for p in tiny_build[2]["programs"] if p["name"] == "interferon alpha response")
+    genes = list(program["genes"])
+    params = params_from_state(_state(genes="\n".join([*genes, "NOT_A_GENE"]), null=0))
+    data.query(params)
+    return app, data, genes, data.result_key(params)
+
+
+def test_modules_tab_places_a_planted_program(modules_app):
+    from compute.modules import gene_modules
+
+    app, data, genes, key = modules_app
+    render = _callback(app, output=f"{ids.MODULES_SUMMARY}.children")
+    summary, overlap, missing, add_disabled, fig, options, value, method, store = render(key, "modules", None, False)
+    gm = gene_modules(data.atlas)
+    considered = [g for g in genes if g in set(gm.genes)]
+    head = _text(_find(summary, ids.MODULES_HEAD))
+    assert head.startswith(f"{len(considered)} of {len(genes) + 1} signature genes are among the {len(gm.genes):,} module genes; coherence r̄ = ")
+    assert "random gene sets of the same size" in head and "z = " in head and "p ≤ 0.001" in head  # 1,000 draws: the floor
+    assert "more than random gene sets" in _text(_find(summary, ids.MODULES_READING))
+    skipped = _text(_find(summary, ids.MODULES_NOT_CONSIDERED))
+    assert "NOT_A_GENE – absent from the gene order" in skipped
+    for g in set(genes) - set(considered):
+        assert g in skipped and "detected in < 1% of cells" in skipped
+    # overlapping modules: the planted program sits mostly in one module
+    assert overlap and [r["p_value"] for r in overlap] == sorted(r["p_value"] for r in overlap)
+    best = overlap[0]
+    assert best["overlap"] >= 0.5 * best["size"] and best["p_value"] < 1e-10 and best["module_z"] > 5
+    assert set(best["overlap_genes"].split(", ")) <= set(genes) and len(best["overlap_genes"].split(", ")) == best["overlap"]
+    assert value == str(gm.table.loc[gm.table["name"] == best["module"], "module"].iloc[0])  # the browser opens on it
+    # co-attributing genes missing from the signature, strongest first
+    assert len(missing) == 25 and not {r["gene"] for r in missing} & set(genes)
+    assert [r["mean_r"] for r in missing] == sorted((r["mean_r"] for r in missing), reverse=True)
+    assert store["key"] == key and store["top_missing"] == [r["gene"] for r in missing[:10]] and add_disabled is False
+    # the heatmap: the considered signature genes, then the top 10 missing genes, split between them
+    meta = fig.to_dict()["layout"]["meta"]
+    assert meta["n_signature"] == len(considered) and meta["split"] == len(considered) - 0.5
+    assert set(meta["genes"][: len(considered)]) == set(considered) and meta["genes"][len(considered):] != []
+    assert set(meta["genes"][len(considered):]) == set(store["top_missing"])
+    assert any("SIMULATED" in a["text"] for a in fig.to_dict()["layout"]["annotations"])  # the tiny atlas is simulated
+    assert len(options) == len(gm.table) and options[0]["label"].startswith("M1 · ")
+    assert gm.method in method and "permutation z-score against 500 bin-matched random gene sets" in method
+    # shown once per result, and computed only for the Modules tab
+    for again in ((key, "modules", store, False), (key, "diseases", None, False)):
+        with pytest.raises(dash.exceptions.PreventUpdate):
+            render(*again)
+
+
+def test_add_the_top_10_and_use_a_module(modules_app):
+    from compute.query import parse_gene_list
+
+    app, data, genes, key = modules_app
+    store = _callback(app, output=f"{ids.MODULES_SUMMARY}.children")(key, "modules", None, False)[-1]
+    text = "\n".join(genes)
+    add = _callback(app, input_id=ids.ADD_MISSING)
+    new_text, request = add(1, text, store, 3)
+    assert request == 4  # the query reruns
+    assert [g for g, _ in parse_gene_list(new_text)] == [*genes, *store["top_missing"]]
+    assert len(store["top_missing"]) == 10
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        add(None, text, store, 3)
+    # the module browser
+    module = str(next(iter(store["modules"])))
+    detail, disabled = _callback(app, input_id=ids.MODULE_SELECT)(module, store)
+    info = store["modules"][module]
+    assert disabled is False and info["hub_genes"] == _text(_find(detail, ids.MODULE_HUBS))
+    assert _text(_find(detail, ids.MODULE_GENES)).split(", ") == info["genes"]
+    assert f"{info['name']}: {info['size']} genes" in _text(detail)
+    use = _callback(app, input_id=ids.USE_MODULE)
+    replaced, request = use(1, module, store, 7)
+    assert [g for g, _ in parse_gene_list(replaced)] == info["genes"] and request == 8
+    from compute.modules import gene_modules
+
+    assert sorted(info["genes"]) == sorted(gene_modules(data.atlas).module_genes(int(module)))
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        use(1, None, store, 7)
+
+
+def test_modules_heatmap_csv_is_the_drawn_matrix(modules_app):
+    import numpy as np
+
+    from compute.modules import gene_modules
+
+    app, data, genes, key = modules_app
+    result = data.stored_result(key)
+    gm = gene_modules(data.atlas)
+    table = modules_table(data, result, gm)
+    meta = modules_view(data, result, gm)["figure"].to_dict()["layout"]["meta"]
+    assert list(table["gene"]) == meta["genes"] and list(table.columns) == ["gene", "set", "module", *meta["genes"]]
+    assert (table["set"] == "signature").sum() == meta["n_signature"] and set(table["set"]) == {"signature", "missing"}
+    r = table[meta["genes"]].to_numpy()
+    np.testing.assert_allclose(r, r.T)
+    np.testing.assert_allclose(np.diag(r), 1.0)
+    i, j = (gm.index()[g] for g in meta["genes"][:2])
+    assert r[0, 1] == pytest.approx(gm.corr[i, j], abs=1e-4)
+
+
+def test_append_genes_keeps_the_text_and_skips_repeats():
+    assert append_genes("CD14, VCAN", ["LYZ", "vcan", "S100A8", "LYZ"]) == "CD14, VCAN\nLYZ\nS100A8"
+    assert append_genes("", ["LYZ"]) == "LYZ" and append_genes(None, []) == ""
+
+
+def test_modules_tab_without_modules_a_query_or_success(modules_app, monkeypatch):
+    from compute.modules import gene_modules
+
+    app, data, genes, key = modules_app
+    # an atlas with too few genes for modules: an empty table, said in words
+    few = gene_modules(data.atlas, max_genes=1, use_cache=False)
+    assert len(few.table) == 0
+    out = modules_view(data, data.stored_result(key), few)
+    text = _text(out["summary"])
+    assert "This atlas has no gene modules: only 1 gene qualifies" in text
+    assert "Too few of the signature's genes" in text and out["overlap_rows"] == [] and out["module_options"] == []
+    assert "empty" in out["figure"].to_dict()["layout"]["meta"]
+    # no query yet: the browser alone
+    out = modules_view(data, None, gene_modules(data.atlas))
+    assert "appears once a query has run" in _text(out["summary"]) and out["module_options"] and out["top_missing"] == []
+    # a failure inside the modules computation: a message in the tab, not a traceback
+    import dashboard.app as app_module
+
+    def boom(atlas):
+        raise MemoryError("no room for the correlation matrix")
+
+    render = _callback(app, output=f"{ids.MODULES_SUMMARY}.children")
+    monkeypatch.setattr(app_module, "signature_modules", lambda gm, genes: boom(None))
+    summary, *_, store = render(key, "modules", None, False)
+    assert "This signature could not be placed among the gene modules: MemoryError: no room" in _text(summary) and store is None
+    monkeypatch.setattr(app_module, "gene_modules", boom)
+    summary, overlap, missing, add_disabled, fig, *_, store = render(key, "modules", None, False)
+    assert "could not be computed for this atlas: MemoryError: no room" in _text(summary) and store is None
+    assert overlap == missing == [] and add_disabled is True and "empty" in fig.to_dict()["layout"]["meta"]
+
+
+def test_modules_tab_is_in_the_layout_and_the_link(tiny_build):
+    app = create_app(tiny_build[1])
+    layout = app.layout
+    tabs = _find(layout, ids.TABS)
+    assert [t.value for t in tabs.children[0].children][-2:] == ["genes", "modules"]
+    assert "SIMULATED" in _text(_find(layout, ids.MODULES_SIM))
+    state, notes = decode_state("?tab=modules", {"tab": TABS})
+    assert state["tab"] == "modules" and not notes

@@ -398,3 +398,64 @@ def test_score_scatter_drops_non_finite_and_handles_empty():
     assert is_empty(F.score_scatter_figure(np.zeros(0), np.zeros(0), np.zeros(0)))
     assert is_empty(F.score_scatter_figure(a, None, np.array(["x"] * 4)))
     assert is_empty(F.score_scatter_figure(np.array([np.nan]), np.array([1.0]), np.array(["x"])))
+
+
+# -- gene modules --------------------------------------------------------------------------------
+
+def _coattribution_input():
+    """Six genes: four signature genes (two of M2, one of M1, one in no module), then two missing
+    genes (one in no module, one of M1), with distinct correlations to check the reordering."""
+    genes = ["A", "B", "C", "D", "E", "F"]
+    modules = ["M2", "", "M1", "M2", "", "M1"]
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 6))
+    corr = np.corrcoef(x @ x.T)
+    return corr, genes, modules
+
+
+def test_coattribution_heatmap_orders_each_block_by_module_and_marks_the_split():
+    corr, genes, modules = _coattribution_input()
+    fig = F.coattribution_heatmap(corr, genes, 4, modules=modules, title="t", simulated=True)
+    layout = fig.to_dict()["layout"]
+    meta = layout["meta"]
+    # signature block first: M2 (two genes, input order kept), then M1, then no module; then the
+    # missing block: M1, then no module
+    assert meta["genes"] == ["A", "D", "C", "B", "F", "E"]
+    assert meta["modules"] == ["M2", "M2", "M1", "", "M1", ""]
+    assert meta["n_signature"] == 4 and meta["split"] == 3.5
+    (heat,) = traces(fig, "heatmap")
+    z = arr(heat["z"]).astype(float)
+    assert z.shape == (6, 6)
+    order = [genes.index(g) for g in meta["genes"]]
+    expected = corr[np.ix_(order, order)]
+    off = ~np.eye(6, dtype=bool)
+    np.testing.assert_allclose(z[off], expected[off])
+    assert np.isnan(np.diag(z)).all()  # r = 1 by definition: left blank
+    assert list(heat["x"]) == list(heat["y"]) == meta["genes"]
+    assert heat["zmid"] == 0 and heat["zmax"] == pytest.approx(np.abs(expected[off]).max()) and heat["zmin"] == -heat["zmax"]
+    assert layout["yaxis"]["range"] == [5.5, -0.5] and layout["xaxis"]["range"] == [-0.5, 5.5]  # the signature block top left
+    assert layout["xaxis"]["ticktext"] == ["A · M2", "D · M2", "C · M1", "B", "F · M1", "E"]
+    lines = [s for s in layout["shapes"] if s["type"] == "line"]
+    assert len(lines) == 2
+    assert {(s["x0"], s["x1"]) for s in lines} == {(3.5, 3.5), (-0.5, 5.5)}
+    assert {(s["y0"], s["y1"]) for s in lines} == {(-0.5, 5.5), (3.5, 3.5)}
+    notes = [a["text"] for a in layout["annotations"]]
+    assert "<b>signature (4) ◂</b>" in notes and "<b>▸ missing from the signature (2)</b>" in notes
+    assert any("SIMULATED" in n for n in notes)
+    assert layout["title"]["text"] == "t"
+
+
+def test_coattribution_heatmap_edge_cases():
+    corr, genes, modules = _coattribution_input()
+    only_signature = F.coattribution_heatmap(corr, genes, 6, modules=modules).to_dict()["layout"]
+    assert only_signature["meta"]["split"] is None and not only_signature.get("shapes")
+    assert not any("SIMULATED" in a["text"] for a in only_signature["annotations"])
+    no_modules = F.coattribution_heatmap(corr, genes, 2).to_dict()["layout"]["meta"]
+    assert no_modules["genes"] == genes and no_modules["modules"] == [""] * 6  # no modules: order kept
+    assert is_empty(F.coattribution_heatmap(np.zeros((0, 0)), [], 0))
+    with pytest.raises(ValueError, match="6 x 6"):
+        F.coattribution_heatmap(corr[:5, :5], genes, 2)
+    with pytest.raises(ValueError, match="n_signature"):
+        F.coattribution_heatmap(corr, genes, 7)
+    with pytest.raises(ValueError, match="one module per gene"):
+        F.coattribution_heatmap(corr, genes, 2, modules=modules[:3])

@@ -110,3 +110,19 @@ def test_modules_command_line(tiny_build):
                          capture_output=True, text=True, check=True).stdout
     assert "modules over" in out and "coherence" in out and "z = " in out
     assert "NOT_A_GENE" in out and "co-attributing genes missing from the signature" in out
+
+
+def test_tiny_module_sets_give_nan_not_false_significance():
+    """Too few other genes to draw random sets from: no z-score and no p-value, not a crash
+    and not p = 1/1001."""
+    import pandas as pd
+
+    from compute.modules import GeneModules
+
+    R = np.array([[1, 0.5, 0.4], [0.5, 1, 0.3], [0.4, 0.3, 1]], dtype=np.float32)
+    empty = pd.DataFrame(columns=["module", "name", "size", "coherence", "null_mean", "null_sd", "z", "p_value", "hub_genes", "genes"])
+    gm = GeneModules(["A", "B", "C"], R, np.zeros(3, dtype=np.int64), np.zeros(3, dtype=np.int64), empty, 3)
+    for genes in (["A", "B", "C"], ["A", "B"]):
+        sm = signature_modules(gm, genes, n_perm=100)
+        assert np.isfinite(sm.coherence)
+        assert np.isnan(sm.z) and np.isnan(sm.p_value), genes

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from compute.query import parse_gene_list
-from dashboard.state import CHOICES, DEFAULTS, decode_state, encode_state, normalise_genes
+from dashboard.state import CHOICES, DEFAULTS, TABS, decode_state, encode_state, normalise_genes
 
 # any character a browser can put in a URL (no lone surrogates: they are not encodable)
 _CHARS = st.characters(blacklist_categories=("Cs",))
@@ -109,6 +109,15 @@ def test_unknown_and_repeated_keys_and_known_names():
     assert state["cell_types"] == ["CD14+ Monocyte"] and state["preset"] == "" and state["tab"] == "diseases"
     assert len(msgs) == 3 and any("Martian" in m for m in msgs)
     assert decode_state("?preset=ms1", known=known) == (DEFAULTS | {"preset": "ms1"}, [])
+
+
+def test_every_tab_opens_from_a_link_and_old_links_stay_valid():
+    assert TABS[:4] == ("diseases", "studies", "cells", "genes") and TABS[-1] == "modules"
+    for tab in TABS:  # the four older tabs keep their names: links shared before the Modules tab still open
+        assert decode_state(encode_state({"tab": tab}), {"tab": TABS}) == (DEFAULTS | {"tab": tab}, [])
+    assert encode_state({"tab": "modules", "genes": "CD14"}) == "?genes=CD14&tab=modules"
+    state, msgs = decode_state("?tab=module", {"tab": TABS})
+    assert state["tab"] == "diseases" and msgs == ["tab=module is not available; using diseases"]
 
 
 def test_hostile_links_never_raise():
