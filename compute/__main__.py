@@ -106,6 +106,12 @@ def _cmd_bench_build(args) -> int:
 def _cmd_validate(args) -> int:
     from compute.validate import FULL, QUICK, run_validation
 
+    if args.from_results:
+        from compute.validate import write_report
+
+        write_report(json.loads(Path(args.from_results).read_text()), Path(args.report))
+        print(f"report rewritten from {args.from_results}: {args.report} (figures and timings as recorded in that run)")
+        return 0
     profile = QUICK if args.quick else FULL
     run_validation(report=args.report, work=args.work, profile=profile, reuse=args.reuse, jobs=args.jobs)
     return 0
@@ -181,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     va.add_argument("--work", default=".validation", help="folder for the simulated data and atlases (emptied first unless --reuse)")
     va.add_argument("--reuse", action="store_true", help="keep the work folder: unchanged atlases are not rebuilt (the timing then is not a fresh run's)")
     va.add_argument("--jobs", type=int, default=None, help="atlases built at once, one thread each (default: one per core)")
+    va.add_argument("--from-results", metavar="JSON", help="only rewrite the report from a run's results.json (no building)")
     va.add_argument("--quick", action="store_true", help="a small profile (minutes; for tests, not for conclusions)")
     va.set_defaults(func=_cmd_validate)
 

@@ -93,6 +93,7 @@ def test_quick_validation_writes_the_report(tmp_path):
     results = run_validation(report=report, work=tmp_path / "work", profile=QUICK, log=lambda *a: None)
     text = report.read_text()
     assert "SIMULATED" in text and "## Headline" in text and "Calibration" in text and "PBMC 68k" in text
+    assert "**Bottom line.** On these SIMULATED corpora" in text
     h = headline(results)
     assert set(h["condition"]) == {"effect x1", "batch sd 1"}
     for line in verdicts(results):
@@ -105,6 +106,11 @@ def test_quick_validation_writes_the_report(tmp_path):
     assert pd.DataFrame(saved["links"])["sample_auroc"].between(0, 1).all()
     from compute.atlas import Atlas
 
+    # the report can be rewritten from results.json alone, with the same tables
+    again = tmp_path / "again.md"
+    subprocess.run([sys.executable, "-m", "compute", "validate", "--from-results", str(folder / "results.json"), "--report", str(again)],
+                   check=True, capture_output=True)
+    assert again.read_text().split("## Headline")[1] == text.split("## Headline")[1].replace("validation/", "again/")
     built = Atlas.open(tmp_path / "work" / "atlas" / "effect-1", cache=False)
     assert not built.has_umap and built.meta["method"]["umap"]["skipped"]  # validation atlases skip the layout
 

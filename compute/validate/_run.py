@@ -35,8 +35,9 @@ class Profile:
     healthy_donors: int = 2
     cells_per_sample: tuple[int, int] = (120, 161)
     max_genes: int = 1500
-    model: dict = field(default_factory=lambda: {"kind": "train", "hidden_sizes": [256, 128], "latent_dim": 64, "epochs": 8,
-                                                 "batch_size": 256})
+    # the demo manifest's encoder, so the figures describe the model `make demo` builds
+    model: dict = field(default_factory=lambda: {"kind": "train", "hidden_sizes": [512, 256], "latent_dim": 128, "epochs": 12,
+                                                 "batch_size": 512})
     effect_levels: tuple[float, ...] = (1.0, 0.5, 0.25, 0.12, 0.06)
     robustness_effect: float = 0.25
     batch_levels: tuple[float, ...] = (0.5, 1.0)
