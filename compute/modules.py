@@ -177,7 +177,7 @@ def _z(obs: float, null: np.ndarray) -> tuple[float, float, float, float]:
     return mu, sd, z, p
 
 
-def gene_modules(atlas, *, max_metacells: int = 8000, k: int = 10, min_detection: float = 0.01, max_genes: int = 3000,
+def gene_modules(atlas, *, max_metacells: int = 8000, k: int = 10, min_detection: float = 0.01, max_genes: int = 4000,
                  r_cut: float = 0.05, min_size: int = 5, n_perm: int = 500, seed: int = 0, use_cache: bool = True,
                  store: str = "attr") -> GeneModules:
     """The atlas's gene modules (see the module docstring); kept in the atlas's result cache.
