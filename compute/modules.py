@@ -36,6 +36,7 @@ from compute.query._null import gene_bins, matched_draws
 __all__ = ["GeneModules", "SignatureModules", "coherence_null", "gene_modules", "signature_modules"]
 
 MODULES_VERSION = 1
+TABLE_COLUMNS = ["module", "name", "size", "coherence", "null_mean", "null_sd", "z", "p_value", "hub_genes", "genes"]
 
 
 @dataclass
@@ -209,12 +210,12 @@ def gene_modules(atlas, *, max_metacells: int = 8000, k: int = 10, min_detection
         keep = np.sort(keep[np.argsort(-detection[keep], kind="stable")[:max_genes]])
     genes = [atlas.genes[i] for i in keep]
     if keep.size < 2:
-        empty = pd.DataFrame(columns=["module", "name", "size", "coherence", "null_mean", "null_sd", "z", "p_value", "hub_genes", "genes"])
+        empty = pd.DataFrame(columns=TABLE_COLUMNS)
         return GeneModules(genes, np.eye(keep.size, dtype=np.float32), np.zeros(keep.size, dtype=np.int64),
                            np.zeros(keep.size, dtype=np.int64), empty, 0, params, "too few detected genes")
     X, types, method = _metacell_matrix(atlas, keep, max_metacells=max_metacells, k=k, seed=seed, store=store)
     if X.shape[0] < 3:
-        empty = pd.DataFrame(columns=["module", "name", "size", "coherence", "null_mean", "null_sd", "z", "p_value", "hub_genes", "genes"])
+        empty = pd.DataFrame(columns=TABLE_COLUMNS)
         return GeneModules(genes, np.eye(keep.size, dtype=np.float32), np.zeros(keep.size, dtype=np.int64),
                            np.zeros(keep.size, dtype=np.int64), empty, int(X.shape[0]), params,
                            f"too few metacells ({X.shape[0]}): every (study, sample, cell type) has fewer than {k} cells")
@@ -242,7 +243,7 @@ def gene_modules(atlas, *, max_metacells: int = 8000, k: int = 10, min_detection
             labels[raw == c] = m
         table = table.drop(columns="cluster")
     else:
-        table = pd.DataFrame(columns=["module", "name", "size", "coherence", "null_mean", "null_sd", "z", "p_value", "hub_genes", "genes"])
+        table = pd.DataFrame(columns=TABLE_COLUMNS)
     result = GeneModules(genes, R.astype(np.float32), labels, bins, table, int(X.shape[0]), params, method)
     if use_cache:
         atlas.cache.set(key, result)

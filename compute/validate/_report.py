@@ -67,6 +67,20 @@ def headline(results: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _axis_stats(means: pd.DataFrame, base_key: str, axis: str) -> dict[str, dict] | None:
+    """Per method along one robustness axis: base value, the (label, sample AUROC) levels, the
+    largest drop below base and the last (noisiest) level's value. None when the axis was not run."""
+    sub = means[means["axis"] == axis]
+    if sub.empty:
+        return None
+    out = {}
+    for method in ("attribution", "expression"):
+        base = float(means[(means["scenario"] == base_key) & (means["method"] == method)]["sample_auroc"].iloc[0])
+        seq = [(r["label"], float(r["sample_auroc"])) for _, r in sub[sub["method"] == method].iterrows()]
+        out[method] = {"base": base, "seq": seq, "drop": base - min(v for _, v in seq), "last": seq[-1][1]}
+    return out
+
+
 def _degrade_level(values: list[tuple[str, float]], base: float) -> str | None:
     for label, v in values:
         if base - v >= DROP:
@@ -106,19 +120,15 @@ def verdicts(results: dict) -> list[str]:
                    f"at the robustness base between {_f(lo, 3)} and {_f(hi, 3)} ({len(seeds)} seeds); differences between "
                    "conditions smaller than that spread are within training noise. Expression scores do not depend on the encoder.")
     for axis, words, _, _ in AXES:
-        sub = means[means["axis"] == axis]
-        if sub.empty:
+        st = _axis_stats(means, base_key, axis)
+        if st is None:
             continue
-        parts = []
-        firsts = {}
-        for method in ("attribution", "expression"):
-            b = float(means[(means["scenario"] == base_key) & (means["method"] == method)]["sample_auroc"].iloc[0])
-            seq = [(r["label"], float(r["sample_auroc"])) for _, r in sub[sub["method"] == method].iterrows()]
-            lvl = _degrade_level(seq, b)
-            firsts[method] = lvl
-            worst = seq[-1][1]
-            parts.append(f"{method} {_f(b, 3)} -> {_f(worst, 3)}" + (f" (drops >= {DROP} first at {lvl})" if lvl else f" (never drops >= {DROP})"))
-        labels = [r["label"] for _, r in sub[sub["method"] == "attribution"].iterrows()]
+        parts, firsts = [], {}
+        for method, m in st.items():
+            lvl = firsts[method] = _degrade_level(m["seq"], m["base"])
+            parts.append(f"{method} {_f(m['base'], 3)} -> {_f(m['last'], 3)}"
+                         + (f" (drops >= {DROP} first at {lvl})" if lvl else f" (never drops >= {DROP})"))
+        labels = [label for label, _ in st["attribution"]["seq"]]
         a, e = firsts["attribution"], firsts["expression"]
         if a is None and e is None:
             first = "neither degrades by the stated margin"
@@ -128,9 +138,7 @@ def verdicts(results: dict) -> list[str]:
             first = "expression scores degrade first"
         else:
             first = "both degrade at the same level"
-        last = sub["label"].iloc[-1]
-        a_last = float(sub[(sub["method"] == "attribution") & (sub["label"] == last)]["sample_auroc"].iloc[0])
-        e_last = float(sub[(sub["method"] == "expression") & (sub["label"] == last)]["sample_auroc"].iloc[0])
+        a_last, e_last = st["attribution"]["last"], st["expression"]["last"]
         ahead = _winner(a_last, e_last)
         first += ("; at the noisiest level the two are tied" if ahead == "tie" else
                   f"; at the noisiest level {ahead} scores are still ahead ({_f(a_last, 3)} vs {_f(e_last, 3)})")
@@ -148,26 +156,15 @@ def bottom_line(results: dict) -> str:
             f"disease links in {a} of {n} conditions (sample-level AUROC), behind in {e} and tied in {t}."]
     means = _means(pd.DataFrame(results["links"]))
     base_key = results["base"]["robustness"]
-    less = []
+    less, overtakes = [], []
     for axis, words, _, _ in AXES:
-        sub = means[means["axis"] == axis]
-        if sub.empty:
+        st = _axis_stats(means, base_key, axis)
+        if st is None:
             continue
-        drop = {}
-        for method in ("attribution", "expression"):
-            b = float(means[(means["scenario"] == base_key) & (means["method"] == method)]["sample_auroc"].iloc[0])
-            drop[method] = b - float(sub[sub["method"] == method]["sample_auroc"].min())
-        if drop["expression"] - drop["attribution"] > TIE:
+        if st["expression"]["drop"] - st["attribution"]["drop"] > TIE:
             less.append(words.split(" (")[0])
-    overtakes = []
-    for axis, _words, _, _ in AXES:
-        sub = means[means["axis"] == axis]
-        if len(sub):
-            last = sub["label"].iloc[-1]
-            a_last = float(sub[(sub["method"] == "attribution") & (sub["label"] == last)]["sample_auroc"].iloc[0])
-            e_last = float(sub[(sub["method"] == "expression") & (sub["label"] == last)]["sample_auroc"].iloc[0])
-            if _winner(a_last, e_last) == "attribution":
-                overtakes.append(last)
+        if _winner(st["attribution"]["last"], st["expression"]["last"]) == "attribution":
+            overtakes.append(st["attribution"]["seq"][-1][0])
     if less:
         text.append(f"Attributions lose less than expression as {' and '.join(less)} grow, which is SIGnature's argument; "
                     + (f"at {', '.join(overtakes)} they overtake expression." if overtakes else
