@@ -12,6 +12,7 @@ from compute.query._run import (
     selection_matrix,
 )
 from compute.query._stats import HitRule, group_gene_means, rank_groups, sample_hit_table
+from compute.query._symbols import SymbolTable, ensembl_base, symbol_table
 
 __all__ = [
     "Evidence",
@@ -29,6 +30,9 @@ __all__ = [
     "resolve_genes",
     "run_query",
     "sample_hit_table",
+    "SymbolTable",
+    "ensembl_base",
+    "symbol_table",
     "selection_mask",
     "selection_matrix",
 ]
