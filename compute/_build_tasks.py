@@ -87,13 +87,20 @@ def ingest_task(spec, ingest, out_file: str, force: bool) -> dict:
     path = Path(out_file)
     if path.is_file() and not force:
         a = ad.read_h5ad(path, backed="r")
-        names, n = [str(g) for g in a.var_names], int(a.n_obs)
-        a.file.close()
     else:
         a = qc_and_normalise(read_study(spec), spec, ingest)
         atomic_write(path, lambda t: a.write_h5ad(t))
-        names, n = [str(g) for g in a.var_names], int(a.n_obs)
-    return {"id": spec.id, "n_obs": n, "var_names": names, **_peak()}
+    out = {"id": spec.id, "n_obs": int(a.n_obs), "var_names": [str(g) for g in a.var_names],
+           "cell_types": sorted(map(str, a.obs["cell_type"].unique())), "report": study_report(a)}
+    if a.isbacked:
+        a.file.close()
+    return {**out, **_peak()}
+
+
+def study_report(adata) -> dict:
+    """The ingest report stored with an ingested study (empty for work files written before it)."""
+    raw = adata.uns.get("sigatlas_report")
+    return json.loads(raw) if isinstance(raw, str) else {}
 
 
 def aligned_study(ingest_file: str, gene_order: list[str], min_overlap: int, study_id: str):
@@ -222,9 +229,12 @@ def write_study_task(root: str, meta: dict, organism: str, ingest_file: str, gen
     a, X, ov = aligned_study(ingest_file, gene_order, min_overlap, meta["id"])
     cells = a.obs.reset_index(drop=True).copy()
     cells["organism"] = organism
+    pos = {g: i for i, g in enumerate(gene_order)}
+    measured = np.array(sorted(pos[g] for g in map(str, a.var_names) if g in pos), dtype=np.int32)
     entry = write_study(Path(root), StudyArrays(
-        meta={**meta, "gene_overlap": ov.as_dict()}, cells=cells, attributions=sp.load_npz(attr_file).tocsr(),
-        expression=X, embedding=np.load(embed_file), umap=np.load(umap_file) if umap_file else None,
+        meta={**meta, "gene_overlap": ov.as_dict(), "report": study_report(a)}, cells=cells,
+        attributions=sp.load_npz(attr_file).tocsr(), expression=X, embedding=np.load(embed_file),
+        umap=np.load(umap_file) if umap_file else None, measured=measured,
     ))
     files = {p.name: {"sha256": file_sha256(p), "bytes": p.stat().st_size} for p in _study_files(study_dir)}
     atomic_write(marker, lambda t: t.write_text(json.dumps({"key": key, "entry": entry, "files": files}, indent=1)))

@@ -30,16 +30,19 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from compute.atlas._format import FORMAT_VERSION, ROOT_FILE
-from compute.errors import IngestError
+from compute.errors import IngestError, SigAtlasError
 from compute.manifest import Manifest, StudySpec
 
-__all__ = ["PIPELINE_VERSION", "build_atlas", "dask_client", "work_dir"]
+__all__ = ["PIPELINE_VERSION", "StudyFailures", "build_atlas", "dask_client", "work_dir"]
+
+# a failed study's traceback goes here (shown by `python -m compute build --verbose`)
+log_exc = logging.getLogger("sigatlas.build")
 
 # Bump when a stage's output for the same inputs changes: invalidates every cached stage.
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"  # 2: values kinds, symbol harmonisation, species, ingest report
 # What the final write puts in the atlas; bumping it rewrites existing atlases from the cached
 # stages (2: the expression store was added).
-ATLAS_CONTENT_VERSION = "3"  # 3: file checksums in the root
+ATLAS_CONTENT_VERSION = "4"  # 3: file checksums in the root; 4: measured genes, gene means, ingest report
 
 
 def _sha(*parts) -> str:
@@ -95,7 +98,7 @@ class _Log:
 
 
 @contextlib.contextmanager
-def dask_client(scheduler: str | None = None, workers: int | None = None):
+def dask_client(scheduler: str | None = None, workers: int | None = None, verbose: bool = False):
     """A Dask client for the build: ``None``/"local" starts a LocalCluster (``workers`` processes,
     one thread each; default: the CPU count up to 4), "sync" runs every task in this process
     (no Dask), anything else is a scheduler address (``tcp://host:port``)."""
@@ -107,33 +110,70 @@ def dask_client(scheduler: str | None = None, workers: int | None = None):
     if scheduler in (None, "local"):
         n = workers or max(1, min(os.cpu_count() or 1, 4))
         with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                          silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+                          silence_logs=logging.ERROR if verbose else logging.CRITICAL) as cluster, Client(cluster) as client:
             yield client
     else:
         with Client(scheduler) as client:
             yield client
 
 
-def _run(client, fn, calls: list[tuple], *, desc: str, quiet: bool) -> list:
-    """``fn(*args)`` for every args in ``calls`` (on the cluster when there is one), in order."""
+class StudyFailures(SigAtlasError):
+    """One or more studies failed in a build stage; ``failures`` maps study id -> exception."""
+
+    def __init__(self, stage: str, failures: dict[str, BaseException]):
+        self.stage, self.failures = stage, failures
+        lines = [f"{len(failures)} of the manifest's studies failed at {stage}:"]
+        lines += [f"  {sid}: {_one_line(exc)}" for sid, exc in failures.items()]
+        lines.append("Fix the studies named above (or remove them from the manifest) and re-run the build; "
+                     "finished work is kept. --verbose shows the tracebacks.")
+        super().__init__("\n".join(lines))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if isinstance(exc, SigAtlasError) else f"{type(exc).__name__}: {text}"
+
+
+def _run(client, fn, calls: list[tuple], *, desc: str, quiet: bool, names: list[str] | None = None) -> list:
+    """``fn(*args)`` for every args in ``calls`` (on the cluster when there is one), in order.
+
+    Every call runs even when some fail; then :class:`StudyFailures` names each failed one
+    (``names[i]``: the study of ``calls[i]``), so a manifest with three broken studies says so
+    once, not one study per run."""
     if not calls:
         return []
+    names = names or [str(i) for i in range(len(calls))]
     bar = tqdm(total=len(calls), desc=desc, unit="study", disable=quiet)
+    failures: dict[str, BaseException] = {}
+    out: list = [None] * len(calls)
     try:
         if client is None:
-            out = []
-            for args in calls:
-                out.append(fn(*args))
+            for i, args in enumerate(calls):
+                try:
+                    out[i] = fn(*args)
+                except Exception as exc:  # collected and reported together below
+                    failures[names[i]] = exc
                 bar.update()
-            return out
-        from distributed import as_completed
+        else:
+            from distributed import as_completed
 
-        futures = [client.submit(fn, *args, pure=False) for args in calls]
-        for _ in as_completed(futures):
-            bar.update()
-        return client.gather(futures)
+            futures = [client.submit(fn, *args, pure=False) for args in calls]
+            index = {f.key: i for i, f in enumerate(futures)}
+            for fut in as_completed(futures):
+                i = index[fut.key]
+                if fut.status == "error":
+                    failures[names[i]] = fut.exception()
+                else:
+                    out[i] = fut.result()
+                bar.update()
     finally:
         bar.close()
+    if failures:
+        ordered = {n: failures[n] for n in names if n in failures}
+        for sid, exc in ordered.items():
+            log_exc.debug("study %s failed at %s", sid, desc, exc_info=(type(exc), exc, exc.__traceback__))
+        raise StudyFailures(desc, ordered)
+    return out
 
 
 def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False, scheduler: str | None = None,
@@ -181,11 +221,11 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
         log(f"[1/6] ingest {len(manifest.studies)} studies {where}")
         # what ingest reads: not the title or organism (written with the study), so renaming a
         # study rewrites its entry and files without recomputing anything
-        ingest_keys = {s.id: _sha(PIPELINE_VERSION, {k: v for k, v in _study_dict(s).items() if k not in ("title", "organism")},
+        ingest_keys = {s.id: _sha(PIPELINE_VERSION, {k: v for k, v in _study_dict(s).items() if k != "title"},
                                   asdict(manifest.ingest), source_keys[s.id])[:16] for s in manifest.studies}
         ingest_files = {s.id: str(work / "ingest" / f"{s.id}-{ingest_keys[s.id]}.h5ad") for s in manifest.studies}
         ingested = _run(client, tasks.ingest_task, [(s, manifest.ingest, ingest_files[s.id], force) for s in manifest.studies],
-                        desc="ingest", quiet=quiet)
+                        desc="ingest", quiet=quiet, names=[s.id for s in manifest.studies])
         peaks += [dict(r, stage="ingest") for r in ingested]
         n_obs = {r["id"]: r["n_obs"] for r in ingested}
         log.stage("ingest", t0)
@@ -200,6 +240,16 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
         min_overlap = manifest.ingest.min_gene_overlap
         total_cells = sum(n_obs.values())
         log(f"[2/6] gene order: {len(gene_order)} genes; {total_cells} cells pass QC")
+        in_order = set(gene_order)
+        short = {r["id"]: IngestError(
+            f"only {n} of its {len(r['var_names'])} genes are in the model's gene order of {len(gene_order)} "
+            f"(minimum {min_overlap}, 'ingest.min_gene_overlap')")
+            for r in ingested if (n := len(in_order.intersection(r["var_names"]))) < min_overlap}
+        if short:
+            raise StudyFailures("gene alignment", short)
+        build_warnings = atlas_warnings(ingested)
+        for w in build_warnings:
+            log(f"  warning: {w}")
 
         # 3. encoder (one step, here) --------------------------------------------------------------
         t0 = time.perf_counter()
@@ -242,7 +292,8 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
         threads = 1 if client is not None and scheduler in (None, "local") else None  # one torch thread per local worker
         done = _run(client, tasks.cells_task, [
             (s.id, ingest_files[s.id], gene_order, min_overlap, str(model_dir), model_key, asdict(spec_a),
-             attr_files[s.id], embed_files[s.id], force, threads) for s in manifest.studies], desc="attributions", quiet=quiet)
+             attr_files[s.id], embed_files[s.id], force, threads) for s in manifest.studies], desc="attributions", quiet=quiet,
+            names=[s.id for s in manifest.studies])
         peaks += [dict(r, stage="attributions+embedding") for r in done]
         log.stage("attributions+embedding", t0)
 
@@ -266,7 +317,7 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
             if fit[0]["fit_cells"] < total_cells:
                 peaks += [dict(r, stage="umap transform") for r in _run(
                     client, tasks.umap_study_task, [(s.id, embed_files[s.id], str(umap_dir)) for s in manifest.studies],
-                    desc="umap transform", quiet=quiet)]
+                    desc="umap transform", quiet=quiet, names=[s.id for s in manifest.studies])]
         log.stage("umap", t0)
 
         # 6. write: studies (tasks), then the model and genes, the root last -----------------------------
@@ -280,10 +331,16 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
             (str(root), {"id": s.id, "title": s.title, "simulated": s.simulated, "organism": s.organism, "source": s.source.kind},
              s.organism, ingest_files[s.id], gene_order, min_overlap, attr_files[s.id], embed_files[s.id], umap_files[s.id],
              _sha(ATLAS_CONTENT_VERSION, FORMAT_VERSION, _study_dict(s), attr_files[s.id], embed_files[s.id], umap_files[s.id]),
-             rewrite or force) for s in manifest.studies], desc="write", quiet=quiet)
+             rewrite or force) for s in manifest.studies], desc="write", quiet=quiet, names=[s.id for s in manifest.studies])
         peaks += [dict(r, stage="write") for r in written if not r["skipped"]]
 
     entries = [w["entry"] for w in written]
+    panel_shares(root, entries, len(gene_order))
+    for e in entries:
+        if e["panel"]["attr_share"] < 0.5:
+            build_warnings.append(f"study '{e['id']}' measured {e['panel']['n_genes_measured']:,} of {len(gene_order):,} genes, "
+                                  f"estimated to carry {100 * e['panel']['attr_share']:.0f}% of a cell's attribution: its values are "
+                                  "rescaled by that share (method.md section 6), an atlas-wide estimate")
     files = {f"studies/{e['id']}/{name}": rec for w, e in zip(written, entries, strict=True) for name, rec in w["files"].items()}
     files |= {k: v for k, v in _checksums(root, ["genes.tsv", *(f"model/{p.name}" for p in sorted(model_out.iterdir()) if p.is_file())]).items()}
     method = {
@@ -292,7 +349,11 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
                         "post": "abs, rows scaled to 1000", "implementation": "exact first-layer identity (method.md 3)"
                         if spec_a.method == "ig" else "captum"},
         "normalisation": "counts -> 1e4 per cell -> log1p",
-        "score": "mean attribution over the signature genes, zeros included (method.md 4)",
+        "score": "mean attribution over the signature genes the cell's study measured, zeros included, weights "
+                 "renormalised over them (method.md 4, 6)",
+        "panel_scale": "values x the study's measured share (the share of a cell's attribution its panel is estimated "
+                       "to carry, learned from the atlas; 1 for a study that measured every gene); SIGnature's rows-to-1,000 "
+                       "values are the stored ones (Atlas.score(..., scale='raw'))",
         "umap": {"fit_cells": int(fitted), "total_cells": int(total_cells),
                  "rule": "fitted on a seeded sample drawn evenly from every study; the other cells transformed"}
         if manifest.embedding.umap else {"skipped": True, "rule": "embedding.umap: false in the manifest"},
@@ -308,13 +369,48 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
                "pipeline_version": PIPELINE_VERSION, "source_keys": source_keys, "timings_s": log.timings,
                "ingest": asdict(manifest.ingest), "embedding": asdict(manifest.embedding),
                "scheduler": scheduler or "local"},
-        method=method, files=files,
+        method=method, files=files, report={"warnings": build_warnings},
     )
     log.stage("write", t0)
     if stats is not None:
         stats.update({"timings_s": dict(log.timings), "tasks": peaks, "n_cells": total_cells, "n_studies": len(manifest.studies),
                       "computed": [r["id"] for r in done if r["computed"]], "written": [w["entry"]["id"] for w in written if not w["skipped"]]})
     log(f"atlas written: {out} ({total_cells} cells, {len(manifest.studies)} studies) in {time.perf_counter() - t_start:.0f} s")
+    return out
+
+
+def panel_shares(root: Path, entries: list[dict], n_genes: int) -> None:
+    """Add ``panel`` (genes measured, measured shares of attribution and expression) to every
+    study entry, from the study files already written (compute.atlas.measured_shares)."""
+    from compute.atlas import measured_shares
+    from compute.atlas._format import GENE_MEANS_FILE, MEASURED_FILE
+
+    measured = [np.load(root / e["dir"] / MEASURED_FILE) for e in entries]
+    means = [np.load(root / e["dir"] / GENE_MEANS_FILE) for e in entries]
+    attr = measured_shares([m[0] for m in means], measured, n_genes)
+    expr = measured_shares([m[1] for m in means], measured, n_genes)
+    for e, m, a, x in zip(entries, measured, attr, expr, strict=True):
+        e["panel"] = {"n_genes_measured": int(m.size), "attr_share": round(float(a), 6), "expr_share": round(float(x), 6)}
+
+
+def atlas_warnings(ingested: list[dict]) -> list[str]:
+    """Warnings about the atlas as a whole, from the ingest results: cell types shared by no two
+    studies leave the triplet loss (anchor and positive from different studies) without pairs."""
+    studies_of: dict[str, set[str]] = {}
+    for r in ingested:
+        for ct in r.get("cell_types", ()):
+            studies_of.setdefault(ct, set()).add(r["id"])
+    out = []
+    if len(ingested) > 1:
+        shared = sorted(ct for ct, ids in studies_of.items() if len(ids) > 1)
+        if not shared:
+            out.append("no cell type label is shared by two studies, so the triplet loss (anchor and positive of one cell type "
+                       "from different studies) never engages and the encoder only learns to reconstruct: map the labels to one "
+                       "vocabulary (for example with columns.cell_type naming a harmonised column)")
+        else:
+            alone = sorted(r["id"] for r in ingested if not set(r.get("cell_types", ())) & set(shared))
+            if alone:
+                out.append(f"studies sharing no cell type label with any other study (the triplet loss has no pairs for them): {', '.join(alone)}")
     return out
 
 

@@ -28,8 +28,10 @@ __all__ = [
     "IngestSpec",
     "Manifest",
     "ModelSpec",
+    "ORGANISMS",
     "SourceSpec",
     "StudySpec",
+    "VALUE_KINDS",
     "load_manifest",
     "parse_manifest",
 ]
@@ -37,6 +39,10 @@ __all__ = [
 MANIFEST_VERSION = 1
 _STUDY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 SOURCE_KINDS = ("h5ad", "scanpy-pbmc68k")
+# what a study's matrix holds (source.values); compute.ingest turns each into pseudo-counts
+VALUE_KINDS = ("counts", "tpm", "fpkm", "lognorm")
+# a study's species; the gene order is always human HGNC symbols (mouse joins through orthologs)
+ORGANISMS = ("human", "mouse")
 MODEL_KINDS = ("train", "pretrained")
 # "ig" (fast exact) or "ig-captum" (the generic path, same numbers, ~20x slower). DeepLift and
 # Input x Gradient vanish on an L2-normalised encoder (compute/attribution): not for atlases.
@@ -95,8 +101,12 @@ class EmbeddingSpec:
 
 @dataclass(frozen=True)
 class SourceSpec:
+    """Where a study's cells come from and what its matrix holds: ``values`` is one of
+    :data:`VALUE_KINDS` (raw counts, TPM, FPKM or log-normalised values)."""
+
     kind: str
     path: Path | None = None
+    values: str = "counts"
 
 
 @dataclass(frozen=True)
@@ -307,7 +317,7 @@ def _parse_study(d: Any, base: Path, file: Path, index: int) -> StudySpec:
     sid = _typed(d["id"], str, "id", where)
     if not _STUDY_ID.fullmatch(sid):  # match() would let a trailing newline through
         raise where.error("id", f"'{sid}' may only contain letters, digits, '_', '.', '-'")
-    src = _check_keys(d["source"], {"kind", "path"}, {"kind"}, where, "source")
+    src = _check_keys(d["source"], {"kind", "path", "values"}, {"kind"}, where, "source")
     kind = _typed(src["kind"], str, "source.kind", where)
     if kind not in SOURCE_KINDS:
         raise where.error("source.kind", f"must be one of {', '.join(SOURCE_KINDS)}, got '{kind}'")
@@ -318,9 +328,21 @@ def _parse_study(d: Any, base: Path, file: Path, index: int) -> StudySpec:
         path = _path(base, src["path"], "source.path", where)
     elif "path" in src:
         raise where.error("source.path", f"not used with source.kind '{kind}'")
+    values = _typed(src.get("values", "counts"), str, "source.values", where)
+    if values not in VALUE_KINDS:
+        raise where.error(
+            "source.values",
+            f"must be one of {', '.join(VALUE_KINDS)} (what the matrix holds: raw counts, TPM, FPKM, or "
+            f"log1p of per-cell normalised values), got '{values}'",
+        )
+    if kind == "scanpy-pbmc68k" and values != "counts":
+        raise where.error("source.values", f"source.kind 'scanpy-pbmc68k' provides counts; remove the key (got '{values}')")
     organism = _typed(d.get("organism", "human"), str, "organism", where)
-    if organism != "human":
-        raise where.error("organism", f"only 'human' is supported (gene order is HGNC symbols), got '{organism}'")
+    if organism not in ORGANISMS:
+        raise where.error(
+            "organism",
+            f"must be one of {', '.join(ORGANISMS)} (mouse genes are mapped to human orthologs), got '{organism}'",
+        )
     cols = d.get("columns")
     cols = {} if cols is None else cols  # "columns:" left empty; [] or 0 is an error below
     cols = _check_keys(cols, {"cell_type", "sample", "donor"}, set(), where, "columns")
@@ -331,7 +353,7 @@ def _parse_study(d: Any, base: Path, file: Path, index: int) -> StudySpec:
     return StudySpec(
         id=sid,
         title=_typed(d.get("title", sid), str, "title", where),
-        source=SourceSpec(kind=kind, path=path),
+        source=SourceSpec(kind=kind, path=path, values=values),
         organism=organism,
         tissue=_parse_field(d.get("tissue"), "tissue", where),
         disease=_parse_field(d.get("disease"), "disease", where),

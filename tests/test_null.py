@@ -8,7 +8,7 @@ import scipy.sparse as sp
 
 from compute.query import QueryParams, rank_groups, run_query, sample_hit_table, selection_matrix
 from compute.query._null import gene_bins, matched_draws, null_rankings
-from compute.query._run import _sample_layout
+from compute.query._run import _sample_layout, selection_panels
 from compute.reference import ms1_signature
 
 
@@ -31,16 +31,21 @@ def test_matched_draws_stay_in_bin_avoid_the_signature_and_repeats():
 
 
 def test_null_rankings_equal_rerunning_the_query_with_the_drawn_genes(tiny_atlas):
-    params = QueryParams(genes=tuple((g, None) for g in ms1_signature()), cell_types=_monocytes(tiny_atlas))
+    params = QueryParams(genes=tuple((g, None) for g in ms1_signature()), cell_types=_monocytes(tiny_atlas), min_coverage=0)
     result = run_query(tiny_atlas, params)
     M = selection_matrix(tiny_atlas, result.selection, {"cell_type": sorted(params.cell_types)})
     codes, kept, groups = _sample_layout(result, tiny_atlas.cells)
-    draws = np.random.default_rng(3).choice(M.shape[1], size=(4, 12), replace=False)
+    panels = selection_panels(tiny_atlas, result.selection)
+    # random genes measured by some but not all selected studies: the reruns renormalise per study
+    partly = np.flatnonzero(panels.measured.any(axis=0) & ~panels.measured.all(axis=0))
+    everywhere = np.flatnonzero(panels.measured.all(axis=0))
+    rng = np.random.default_rng(3)
+    draws = np.array([np.concatenate([rng.choice(everywhere, 9, replace=False), rng.choice(partly, 3, replace=False)]) for _ in range(4)])
     w = np.linspace(0.5, 2.0, 12)
-    nulls = null_rankings(M, draws, w, 0.9, None, codes, groups, kept, chunk=3)
+    nulls = null_rankings(M, draws, w, 0.9, None, codes, groups, kept, chunk=3, panels=panels)
     for d in range(4):
         genes = [tiny_atlas.genes[i] for i in draws[d]]
-        again = run_query(tiny_atlas, QueryParams(genes=tuple(zip(genes, w, strict=True)), cell_types=params.cell_types))
+        again = run_query(tiny_atlas, QueryParams(genes=tuple(zip(genes, w, strict=True)), cell_types=params.cell_types, min_coverage=0))
         # the same groups in the same order as the observed ranking: compare by name
         want = again.diseases.set_index("group")["mean_hit_pct"].reindex(result.diseases["group"]).to_numpy()
         np.testing.assert_allclose(nulls["disease"][d], want, rtol=1e-9, atol=1e-9)
@@ -90,11 +95,17 @@ def test_expression_scores_are_scanpys_score_genes_on_the_selected_cells(tiny_at
     result = run_query(tiny_atlas, QueryParams(genes=genes, cell_types=cts, expression=True))
     sel = result.selection
     assert np.isnan(result.expression_scores[~sel]).all() and np.isfinite(result.expression_scores[sel]).all()
-    dense = tiny_atlas.gene_values(tiny_atlas.genes, store="expr")[sel]
-    adata = ad.AnnData(dense)
-    adata.var_names = list(tiny_atlas.genes)
-    sc.tl.score_genes(adata, list(result.resolution.matched), ctrl_size=50, n_bins=25, random_state=0, use_raw=False)
-    np.testing.assert_allclose(result.expression_scores[sel], adata.obs["score"].to_numpy(), rtol=1e-5, atol=1e-6)
+    # each study on its own panel: score_genes over its selected cells and the genes it measured
+    dense = tiny_atlas.gene_values(tiny_atlas.genes, store="expr")
+    study = tiny_atlas.cells["study"].astype(str).to_numpy()
+    for sid in np.unique(study[sel]):
+        rows = sel & (study == sid)
+        measured = ~np.isnan(dense[rows][0])
+        adata = ad.AnnData(dense[rows][:, measured])
+        adata.var_names = [g for g, m in zip(tiny_atlas.genes, measured, strict=True) if m]
+        in_set = [g for g in result.resolution.matched if g in set(adata.var_names)]
+        sc.tl.score_genes(adata, in_set, ctrl_size=50, n_bins=25, random_state=0, use_raw=False)
+        np.testing.assert_allclose(result.expression_scores[rows], adata.obs["score"].to_numpy(), rtol=1e-5, atol=1e-6)
     truth = {p["name"]: p for p in tiny_build[2]["programs"]}["MS1"]["strength"]
     assert result.expression_diseases["group"].iloc[0] == max(truth, key=truth.get)
 

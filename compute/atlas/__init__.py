@@ -1,6 +1,7 @@
 """The versioned on-disk atlas: writer (build side) and read-only ``Atlas`` (dashboard side)."""
 
 from compute.atlas._format import FORMAT_VERSION
+from compute.atlas._panel import measured_shares
 from compute.atlas._import_signature import SignatureImportError, import_signature
 from compute.atlas._read import Atlas, SignatureWarning, StudyInfo
 from compute.atlas._write import StudyArrays, write_atlas
@@ -16,5 +17,6 @@ __all__ = [
     "StudyArrays",
     "StudyInfo",
     "import_signature",
+    "measured_shares",
     "write_atlas",
 ]

@@ -11,6 +11,11 @@
                                        the same gene-major layout (for expression-based scores)
     <atlas>/studies/<id>/embedding.npy     float32 (n_cells, latent_dim)
     <atlas>/studies/<id>/umap.npy          float32 (n_cells, 2), one layout for the whole atlas
+    <atlas>/studies/<id>/measured.npy      int32 gene positions the study measured (its panel):
+                                       for scores an unmeasured gene is missing, not zero
+    <atlas>/studies/<id>/gene_means.npy    float64 (2, n_genes): mean attribution and mean
+                                       normalised expression (per 1e4, before log1p) per gene
+                                       over the study's cells; the panel shares come from them
 
 Gene-major storage means a query for k genes reads 2k indptr entries and k contiguous
 slices of indices/data, memory-mapped, whatever the number of cells.
@@ -28,6 +33,8 @@ EXPR_PREFIX = "expr"
 ATTR_FILES = ("attr.indptr.npy", "attr.indices.npy", "attr.data.npy")
 EMBEDDING_FILE = "embedding.npy"
 UMAP_FILE = "umap.npy"
+MEASURED_FILE = "measured.npy"
+GENE_MEANS_FILE = "gene_means.npy"
 
 ELEMENTS = {
     "cells": {"encoding": "parquet-table", "version": 1},
@@ -36,4 +43,8 @@ ELEMENTS = {
     # optional: present when every study has it (atlases built before it was added lack it)
     "expression": {"encoding": "csc-gene-major", "version": 1, "dtype": "float32", "values": "log1p(count / cell total * 1e4)"},
     "umap": {"encoding": "dense-npy", "version": 1, "dtype": "float32"},
+    # optional: atlases built before per-study panels were recorded (and imported ones) lack
+    # them; every gene then counts as measured and every measured share is 1
+    "measured": {"encoding": "gene-positions-npy", "version": 1, "dtype": "int32"},
+    "gene_means": {"encoding": "dense-npy", "version": 1, "dtype": "float64", "rows": ["attribution", "expression per 1e4"]},
 }

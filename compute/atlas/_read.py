@@ -37,6 +37,14 @@ def _normalise_filters(**filters) -> dict[str, list[str]]:
             out[FILTER_COLUMNS.get(name, name)] = values
     return out
 
+SCALES = ("panel", "raw")
+
+
+def _check_scale(scale: str) -> None:
+    if scale not in SCALES:
+        raise QueryError(f"scale must be one of {', '.join(SCALES)}, got '{scale}'")
+
+
 _REBUILD = "Re-run `python -m compute build <manifest>` to (re)write it."
 
 
@@ -200,11 +208,85 @@ class Atlas:
             raise AtlasFormatError(f"{self.path}: atlas '{self.name}' has no embedding.")
         return np.concatenate([np.load(s.dir / fmt.EMBEDDING_FILE) for s in self.studies])
 
+    # -- panels: what each study measured, and its scale (method.md section 6) -------------------
+    @cached_property
+    def _measured_masks(self) -> dict[str, np.ndarray]:
+        n = len(self.genes)
+        out = {}
+        for s in self.studies:
+            f = s.dir / fmt.MEASURED_FILE
+            if s.meta.get("has_measured") and f.is_file():
+                mask = np.zeros(n, dtype=bool)
+                pos = np.load(f)
+                if pos.size and (pos.min() < 0 or pos.max() >= n):
+                    raise AtlasFormatError(f"{f}: gene positions outside the gene order of {n}. {_REBUILD}")
+                mask[pos] = True
+            else:  # not recorded (older or imported atlas): every gene counts as measured
+                mask = np.ones(n, dtype=bool)
+            out[s.id] = mask
+        return out
+
+    def measured(self, study: str) -> np.ndarray:
+        """Gene positions study ``study`` measured (its panel, in the gene order); every gene for
+        an atlas that did not record panels (``has_element("measured")`` is False)."""
+        return np.flatnonzero(self._study_mask(study))
+
+    def measured_mask(self, study: str) -> np.ndarray:
+        """Boolean over the gene order: which genes study ``study`` measured (see :meth:`measured`)."""
+        return self._study_mask(study).copy()
+
+    def _study_mask(self, study: str) -> np.ndarray:
+        try:
+            return self._measured_masks[str(study)]
+        except KeyError:
+            raise QueryError(f"no study called '{study}' in atlas '{self.name}'") from None
+
+    def panel_share(self, study: str, store: str = fmt.ATTR_PREFIX) -> float:
+        """The measured share of ``study`` (method.md section 6): the factor that puts its stored
+        values on the panel-invariant scale; 1.0 for atlases that did not record panels."""
+        info = next((s for s in self.studies if s.id == str(study)), None)
+        if info is None:
+            raise QueryError(f"no study called '{study}' in atlas '{self.name}'")
+        panel = info.meta.get("panel") or {}
+        return float(panel.get("expr_share" if store == fmt.EXPR_PREFIX else "attr_share", 1.0))
+
+    def study_coverage(self, genes, weights=None) -> pd.DataFrame:
+        """Per study: how many of the signature's genes (those in the gene order) it measured.
+
+        Index: study id. Columns: ``requested`` (genes of the signature in the gene order),
+        ``measured`` (of those, measured by the study) and ``coverage`` (measured / requested;
+        with weights, the measured share of the total weight). Genes outside the gene order are
+        reported by :meth:`resolve`, not here."""
+        res = genes if isinstance(genes, GeneResolution) else self.resolve(genes, weights)
+        return self.coverage_resolved(res)
+
+    def coverage_resolved(self, res: GeneResolution) -> pd.DataFrame:
+        """:meth:`study_coverage` for an already-resolved gene list."""
+        idx = np.asarray(res.indices, dtype=np.int64)
+        w = np.asarray(res.weights, dtype=np.float64) if len(idx) else np.zeros(0)
+        rows = []
+        for s in self.studies:
+            m = self._study_mask(s.id)[idx]
+            total = w.sum()
+            rows.append({"study": s.id, "requested": int(idx.size), "measured": int(m.sum()),
+                         "coverage": float(w[m].sum() / total) if total > 0 else 0.0})
+        return pd.DataFrame(rows, columns=["study", "requested", "measured", "coverage"]).set_index("study")
+
     def _store(self, s: StudyInfo, prefix: str = fmt.ATTR_PREFIX) -> GeneMajorStore:
         key = (s.id, prefix)
         if key not in self._stores:
             self._stores[key] = GeneMajorStore(s.dir, prefix, len(self.genes), s.n_cells, hint=_REBUILD)
         return self._stores[key]
+
+    def expression_rows(self, study: str, rows: np.ndarray | None = None):
+        """Study ``study``'s log-normalised expression (cells x gene order, scipy CSC), restricted
+        to the cells where boolean ``rows`` is true; QueryError when the atlas stores none."""
+        if not self.has_expression:
+            raise QueryError(f"atlas '{self.name}' stores no expression (built before it was added): re-run `python -m compute build <manifest>`")
+        info = next((s for s in self.studies if s.id == str(study)), None)
+        if info is None:
+            raise QueryError(f"no study called '{study}' in atlas '{self.name}'")
+        return self._store(info, fmt.EXPR_PREFIX).rows(np.ones(info.n_cells, dtype=bool) if rows is None else rows)
 
     @property
     def has_expression(self) -> bool:
@@ -235,9 +317,12 @@ class Atlas:
             genes = [genes]
         return resolve_genes(list(genes), self.genes, weights)
 
-    def gene_values(self, genes, *, store: str = fmt.ATTR_PREFIX) -> np.ndarray:
-        """(n_cells, len(genes)) float32 values of gene-order symbols ``genes`` (zeros included);
-        ``store`` "attr" (attributions) or "expr" (log-normalised expression)."""
+    def gene_values(self, genes, *, store: str = fmt.ATTR_PREFIX, scale: str = "panel") -> np.ndarray:
+        """(n_cells, len(genes)) float32 values of gene-order symbols ``genes``: zeros included,
+        NaN where the cell's study did not measure the gene. ``store`` "attr" (attributions) or
+        "expr" (log-normalised expression); ``scale`` "panel" (attributions times the study's
+        measured share) or "raw" (as stored: SIGnature's rows-to-1,000)."""
+        _check_scale(scale)
         pos = {g: i for i, g in enumerate(self.genes)}
         unknown = [g for g in genes if g not in pos]
         if unknown:
@@ -245,16 +330,26 @@ class Atlas:
         out = np.zeros((self.n_cells, len(genes)), dtype=np.float32)
         for s in self.studies:
             st = self._store(s, store)
+            mask = self._study_mask(s.id)
+            factor = self.panel_share(s.id) if scale == "panel" and store == fmt.ATTR_PREFIX else 1.0
             for j, g in enumerate(genes):
+                if not mask[pos[g]]:
+                    out[s.offset : s.offset + s.n_cells, j] = np.nan
+                    continue
                 idx, val = st.column(pos[g])
-                out[s.offset + idx, j] = val
+                out[s.offset + idx, j] = val * factor if factor != 1.0 else val
         return out
 
-    def score(self, genes, weights=None, aggregate: str = "mean", *, cell_types=None, diseases=None, tissues=None, studies=None) -> np.ndarray:
-        """Per-cell signature score aligned with ``cells`` (method.md section 4).
+    def score(self, genes, weights=None, aggregate: str = "mean", *, cell_types=None, diseases=None, tissues=None, studies=None,
+              scale: str = "panel") -> np.ndarray:
+        """Per-cell signature score aligned with ``cells`` (method.md sections 4 and 6).
 
         ``aggregate``: "mean" sum_g a_cg / |G| (weighted: sum_g w_g a_cg / sum_g w_g), "sum",
-        or "max"; zeros are included. With filters (cell types, diseases, tissues, studies) only
+        or "max"; zeros are included. Only the genes a cell's study measured count: the mean's
+        weights are renormalised over them, and a study that measured none of the genes gets
+        NaN (see :meth:`study_coverage`). ``scale``: "panel" (default) multiplies each study's
+        values by its measured share, so studies measured on different gene panels compare;
+        "raw" gives SIGnature's rows-to-1,000 values. With filters (cell types, diseases, tissues, studies) only
         the selected cells are scored and the others are NaN; studies without a selected cell
         are not read. Results are cached on disk, keyed by the resolved genes, weights,
         aggregate and filters.
@@ -273,9 +368,10 @@ class Atlas:
             warnings.warn(f"left out of the score: {'; '.join(parts)}", SignatureWarning, stacklevel=2)
         filters = _normalise_filters(cell_types=cell_types, diseases=diseases, tissues=tissues, studies=studies)
         mask = self._mask(filters) if filters else None
-        return self.score_resolved(res, aggregate, mask=mask, cache_key=filters)
+        return self.score_resolved(res, aggregate, mask=mask, cache_key=filters, scale=scale)
 
-    def score_resolved(self, res: GeneResolution, aggregate: str = "mean", *, mask: np.ndarray | None = None, cache_key=None, store: str = fmt.ATTR_PREFIX) -> np.ndarray:
+    def score_resolved(self, res: GeneResolution, aggregate: str = "mean", *, mask: np.ndarray | None = None, cache_key=None,
+                       store: str = fmt.ATTR_PREFIX, scale: str = "panel") -> np.ndarray:
         """Score for an already-resolved gene list (no warnings). ``mask`` limits the cells
         (others NaN); ``cache_key`` (JSON-able, describing ``mask``) enables the disk cache for
         a masked call; unmasked calls are always cacheable."""
@@ -288,18 +384,27 @@ class Atlas:
         w = np.asarray(res.weights, dtype=np.float64)
         if not np.all(np.isfinite(w)) or w.sum() <= 0:
             raise QueryError("the weights of the matched genes must be finite and sum to a positive number")
+        _check_scale(scale)
         cacheable = mask is None or cache_key is not None
-        key = self.cache.key("score", store, list(map(int, res.indices)), w.tolist(), aggregate, cache_key) if cacheable else None
+        key = self.cache.key("score", 2, store, list(map(int, res.indices)), w.tolist(), aggregate, cache_key, scale) if cacheable else None
         if key is not None:
             hit = self.cache.get(key)
             if hit is not None:
                 return hit
+        idx = np.asarray(res.indices, dtype=np.int64)
         out = np.zeros(self.n_cells, dtype=np.float64)
         for s in self.studies:
             part = out[s.offset : s.offset + s.n_cells]
             if mask is not None and not mask[s.offset : s.offset + s.n_cells].any():
                 continue
-            self._store(s, store).aggregate(res.indices, w, aggregate, out=part)
+            measured = self._study_mask(s.id)[idx]
+            if not measured.any() or w[measured].sum() <= 0:
+                part[:] = np.nan  # the study measured none of the genes: no score, not zero
+                continue
+            self._store(s, store).aggregate(idx[measured], w[measured], aggregate, out=part)
+            factor = self.panel_share(s.id, store) if scale == "panel" and store == fmt.ATTR_PREFIX else 1.0
+            if factor != 1.0:
+                part *= factor
         if mask is not None:
             out[~mask] = np.nan
         if key is not None:

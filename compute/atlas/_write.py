@@ -29,6 +29,7 @@ class StudyArrays:
     embedding: np.ndarray | None  # None: no encoder embedding (e.g. imported attributions)
     umap: np.ndarray | None
     expression: sp.spmatrix | None = None  # cells x genes, log-normalised, aligned to the gene order
+    measured: np.ndarray | None = None  # gene positions the study measured (None: not recorded)
 
 
 def write_json_atomic(path: Path, obj) -> None:
@@ -86,8 +87,28 @@ def write_study(root: Path, s: StudyArrays) -> dict:
         save_npy_atomic(d / fmt.EMBEDDING_FILE, np.ascontiguousarray(s.embedding, dtype=np.float32))
     if s.umap is not None:
         save_npy_atomic(d / fmt.UMAP_FILE, np.ascontiguousarray(s.umap, dtype=np.float32))
+    n_measured = None
+    if s.measured is not None:
+        measured = np.unique(np.asarray(s.measured, dtype=np.int32))
+        save_npy_atomic(d / fmt.MEASURED_FILE, measured)
+        save_npy_atomic(d / fmt.GENE_MEANS_FILE, gene_means(s.attributions, s.expression))
+        n_measured = int(measured.size)
     return study_entry(s.meta, s.cells, attr_nnz=attr_nnz, has_expression=s.expression is not None,
-                       has_embedding=s.embedding is not None, has_umap=s.umap is not None)
+                       has_embedding=s.embedding is not None, has_umap=s.umap is not None, n_genes_measured=n_measured)
+
+
+def gene_means(attributions, expression=None) -> np.ndarray:
+    """(2, genes) float64: mean attribution and mean normalised expression (expm1 of the stored
+    log1p values, per 1e4) per gene over the cells; zeros where a matrix is absent."""
+    A = sp.csr_matrix(attributions)
+    n = max(A.shape[0], 1)
+    out = np.zeros((2, A.shape[1]), dtype=np.float64)
+    out[0] = np.asarray(A.sum(axis=0, dtype=np.float64)).ravel() / n
+    if expression is not None:
+        E = sp.csr_matrix(expression, dtype=np.float64, copy=True)
+        E.data = np.expm1(E.data)
+        out[1] = np.asarray(E.sum(axis=0)).ravel() / n
+    return out
 
 
 def write_cells(study_dir: Path, cells: pd.DataFrame) -> None:
@@ -96,7 +117,8 @@ def write_cells(study_dir: Path, cells: pd.DataFrame) -> None:
     os.replace(tmp, study_dir / fmt.CELLS_FILE)
 
 
-def study_entry(meta: dict, cells: pd.DataFrame, *, attr_nnz: int, has_expression: bool, has_embedding: bool = True, has_umap: bool = True) -> dict:
+def study_entry(meta: dict, cells: pd.DataFrame, *, attr_nnz: int, has_expression: bool, has_embedding: bool = True, has_umap: bool = True,
+                n_genes_measured: int | None = None) -> dict:
     """The study's entry in atlas.json (its files already written under studies/<id>)."""
     sid = meta["id"]
     diseases = cells["disease"].astype(str).value_counts().to_dict()
@@ -111,16 +133,19 @@ def study_entry(meta: dict, cells: pd.DataFrame, *, attr_nnz: int, has_expressio
         "has_expression": bool(has_expression),
         "has_embedding": bool(has_embedding),
         "has_umap": bool(has_umap),
+        "has_measured": n_genes_measured is not None,
+        **({"n_genes_measured": int(n_genes_measured)} if n_genes_measured is not None else {}),
     }
 
 
 def _elements(entries: list[dict], attributions: dict | None = None) -> dict:
     """The elements every study has; optional ones (expression, embedding, umap) only when all do."""
-    optional = {"expression": "has_expression", "embedding": "has_embedding", "umap": "has_umap"}
+    optional = {"expression": "has_expression", "embedding": "has_embedding", "umap": "has_umap",
+                "measured": "has_measured", "gene_means": "has_measured"}
     out = {}
     for name, spec in fmt.ELEMENTS.items():
         flag = optional.get(name)
-        if flag is None or all(e.get(flag, True) for e in entries):
+        if flag is None or all(e.get(flag, name not in ("measured", "gene_means")) for e in entries):
             out[name] = dict(spec)
     if attributions:
         out["attributions"].update(attributions)
@@ -138,6 +163,7 @@ def write_root(
     method: dict,
     attributions: dict | None = None,
     files: dict | None = None,
+    report: dict | None = None,
 ) -> None:
     """Write atlas.json (last, atomically) for studies already written; drop stale study folders.
     ``model_card`` None: the atlas carries no encoder. ``attributions``: overrides of the
@@ -162,6 +188,7 @@ def write_root(
         "model_card": model_card,
         "build": build,
         "studies": entries,
+        "report": report or {},
         "files": files if files is not None else checksum_files(root),
     }
     write_json_atomic(root / fmt.ROOT_FILE, doc)

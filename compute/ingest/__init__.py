@@ -1,6 +1,23 @@
-"""Ingest: read a study, QC, normalise (1e4 + log1p), align to the gene order."""
+"""Ingest: read a study (counts, TPM/FPKM or log-normalised values; human or mouse), harmonise
+its genes to current HGNC symbols, QC, normalise (1e4 + log1p), align to the gene order.
+Each ingested study carries a report of every decision (:func:`ingest_report`)."""
 
 from compute.ingest._align import GeneOverlap, align_to_genes
-from compute.ingest._read import CELL_COLUMNS, qc_and_normalise, read_study
+from compute.ingest._genes import detect_species, harmonise_symbols, ortholog_table
+from compute.ingest._qc import qc_and_normalise, qc_thresholds
+from compute.ingest._read import CELL_COLUMNS, read_study
+from compute.ingest._report import REPORT_KEY, ingest_report
 
-__all__ = ["CELL_COLUMNS", "GeneOverlap", "align_to_genes", "qc_and_normalise", "read_study"]
+__all__ = [
+    "CELL_COLUMNS",
+    "GeneOverlap",
+    "REPORT_KEY",
+    "align_to_genes",
+    "detect_species",
+    "harmonise_symbols",
+    "ingest_report",
+    "ortholog_table",
+    "qc_and_normalise",
+    "qc_thresholds",
+    "read_study",
+]

@@ -1,4 +1,4 @@
-"""Read one study into a standard AnnData: raw counts, HGNC symbols, standard obs columns."""
+"""Read one study into a standard AnnData: pseudo-counts, current HGNC symbols, standard obs columns."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ import pandas as pd
 import scipy.sparse as sp
 
 from compute.errors import IngestError
-from compute.manifest import FieldSpec, IngestSpec, StudySpec
+from compute.ingest._genes import study_gene_names
+from compute.ingest._report import store_report
+from compute.ingest._values import pseudo_counts
+from compute.manifest import FieldSpec, StudySpec
 
-__all__ = ["CELL_COLUMNS", "read_study", "qc_and_normalise"]
+__all__ = ["CELL_COLUMNS", "read_study"]
 
 # The standard per-cell columns every ingested study carries, in this order.
 CELL_COLUMNS = ("cell_id", "study", "sample", "donor", "cell_type", "disease", "tissue", "simulated")
@@ -45,41 +48,6 @@ def _load_pbmc68k():
     return out
 
 
-def _looks_like_counts(m) -> bool:
-    data = m.data if sp.issparse(m) else np.asarray(m).ravel()
-    sample = data[: 200_000]
-    if sample.size == 0:
-        return True
-    return bool(np.all(sample >= 0) and np.allclose(sample, np.rint(sample)))
-
-
-def _count_matrix(adata, spec: StudySpec):
-    """(counts, var_names): raw counts from X, or from .raw when X is normalised."""
-    if _looks_like_counts(adata.X):
-        return adata.X, adata.var
-    if adata.raw is not None and _looks_like_counts(adata.raw.X):
-        return adata.raw.X, adata.raw.var
-    raise IngestError(
-        f"{_where(spec)}: X holds non-integer values and there is no .raw with counts. "
-        "SigAtlas normalises from raw counts (method.md section 1); store counts in X or .raw.X."
-    )
-
-
-def _symbols(var: pd.DataFrame, spec: StudySpec) -> np.ndarray:
-    """HGNC symbols per column; CELLxGENE files (Ensembl index) use var['feature_name']."""
-    index = var.index.astype(str)
-    if "feature_name" in var.columns and index.str.match(r"^ENS[A-Z]*G\d+").mean() > 0.5:
-        names = var["feature_name"].astype(str).to_numpy()
-        # CELLxGENE appends "_ENSG..." to symbols that are not unique; keep the symbol part
-        return np.array([n.split("_ENSG")[0] for n in names], dtype=object)
-    if index.str.match(r"^ENS[A-Z]*G\d+").mean() > 0.5:
-        raise IngestError(
-            f"{_where(spec)}: var.index holds Ensembl ids and there is no var['feature_name'] with "
-            "symbols; add a 'feature_name' column (CELLxGENE schema) or index genes by HGNC symbol."
-        )
-    return index.to_numpy(dtype=object)
-
-
 def _column(obs: pd.DataFrame, name: str | None, role: str, spec: StudySpec, required: bool, key: str | None = None):
     if name is not None:
         if name not in obs.columns:
@@ -105,38 +73,49 @@ def _field(obs: pd.DataFrame, fs: FieldSpec, role: str, spec: StudySpec) -> np.n
     return _column(obs, fs.column, role, spec, required=True, key=f"{role}.column")
 
 
-def read_study(spec: StudySpec):
-    """Read a study as AnnData: X = raw counts (CSR float32), var index = symbols,
-    obs = :data:`CELL_COLUMNS`. Duplicate symbols are summed. Raises IngestError."""
+def _sum_columns(X: sp.csr_matrix, names: list[str | None]) -> tuple[sp.csr_matrix, np.ndarray]:
+    """X with one column per distinct name (columns of one name summed; None dropped), names sorted."""
+    kept = [n for n in names if n is not None]
+    uniq, inverse = np.unique(np.array(kept, dtype=object), return_inverse=True)
+    cols = np.flatnonzero([n is not None for n in names])
+    agg = sp.csr_matrix(
+        (np.ones(len(cols), dtype=np.float64), (cols, inverse)), shape=(len(names), len(uniq))
+    )
+    return sp.csr_matrix(X @ agg, dtype=np.float32), uniq
+
+
+def _load(spec: StudySpec):
+    if spec.source.kind == "scanpy-pbmc68k":
+        return _load_pbmc68k()
     import anndata as ad
 
-    if spec.source.kind == "scanpy-pbmc68k":
-        adata = _load_pbmc68k()
-    else:
-        path = spec.source.path
-        if path is None or not path.is_file():
-            raise IngestError(
-                f"{_where(spec)}: file not found. For the demo data run `python -m compute simulate`; "
-                "otherwise fix 'source.path' (relative to the manifest)."
-            )
-        try:
-            adata = ad.read_h5ad(path)
-        except Exception as exc:  # h5py/anndata raise many types for a damaged file
-            raise IngestError(f"{_where(spec)}: cannot read h5ad: {exc}") from exc
-    if adata.n_obs == 0:
-        raise IngestError(f"{_where(spec)}: the file has no cells")
-    counts, var = _count_matrix(adata, spec)
-    symbols = _symbols(var, spec)
-    counts = sp.csr_matrix(counts, dtype=np.float32)
-    uniq, inverse = np.unique(symbols, return_inverse=True)
-    if len(uniq) < len(symbols):
-        # sum duplicate symbols: one column per gene
-        agg = sp.csr_matrix(
-            (np.ones(len(symbols), dtype=np.float32), (np.arange(len(symbols)), inverse)),
-            shape=(len(symbols), len(uniq)),
+    path = spec.source.path
+    if path is None or not path.is_file():
+        raise IngestError(
+            f"{_where(spec)}: file not found. For the demo data run `python -m compute simulate`; "
+            "otherwise fix 'source.path' (relative to the manifest)."
         )
-        counts = (counts @ agg).tocsr()
-        symbols = uniq
+    try:
+        return ad.read_h5ad(path)
+    except Exception as exc:  # h5py/anndata raise many types for a damaged file
+        raise IngestError(f"{_where(spec)}: cannot read h5ad: {exc}") from exc
+
+
+def read_study(spec: StudySpec):
+    """Read a study as AnnData: X = pseudo-counts (CSR float32; raw counts for
+    ``source.values: counts``), var index = current human HGNC symbols (one column per gene,
+    duplicates summed), obs = :data:`CELL_COLUMNS`, and ``uns['sigatlas_report']`` with the
+    report's values, species, symbols and n_genes_measured sections (qc is None until
+    :func:`qc_and_normalise`). Raises IngestError."""
+    import anndata as ad
+
+    adata = _load(spec)
+    where = _where(spec)
+    if adata.n_obs == 0:
+        raise IngestError(f"{where}: the file has no cells")
+    values = pseudo_counts(adata, spec.source.values, where)
+    genes = study_gene_names(values.var, spec.organism, where)
+    counts, symbols = _sum_columns(values.X, genes.names)
     obs = adata.obs
     donor = _column(obs, spec.donor, "donor", spec, required=False)
     sample = _column(obs, spec.sample, "sample", spec, required=False)
@@ -157,30 +136,17 @@ def read_study(spec: StudySpec):
         }
     )
     table.index = pd.Index([str(i) for i in range(len(table))])
-    return ad.AnnData(X=counts, obs=table, var=pd.DataFrame(index=pd.Index(symbols, dtype=str)))
-
-
-def qc_and_normalise(adata, spec: StudySpec, ingest: IngestSpec):
-    """Drop cells below ``min_genes``/``min_counts``; then counts -> per-10k -> log1p.
-
-    Returns a new AnnData with ``obs['n_counts']``, ``obs['n_genes']`` and log-normalised X.
-    """
-    import scanpy as sc
-
-    X = adata.X
-    n_counts = np.asarray(X.sum(axis=1)).ravel()
-    n_genes = np.diff(X.indptr)
-    keep = (n_counts >= ingest.min_counts) & (n_genes >= ingest.min_genes)
-    if not keep.any():
-        raise IngestError(
-            f"{_where(spec)}: no cell passes QC (min_genes={ingest.min_genes}, min_counts={ingest.min_counts}); "
-            f"median genes per cell {np.median(n_genes):.0f}, median counts {np.median(n_counts):.0f}. "
-            "Lower 'ingest.min_genes' / 'ingest.min_counts' in the manifest."
-        )
-    out = adata[keep].copy()
-    out.obs["n_counts"] = n_counts[keep].astype(np.float32)
-    out.obs["n_genes"] = n_genes[keep].astype(np.int32)
-    sc.pp.normalize_total(out, target_sum=1e4)
-    sc.pp.log1p(out)
-    out.X = sp.csr_matrix(out.X, dtype=np.float32)
+    out = ad.AnnData(X=counts, obs=table, var=pd.DataFrame(index=pd.Index(symbols, dtype=str)))
+    warnings = list(genes.warnings)
+    value_report = dict(values.report)
+    if "warning" in value_report:
+        warnings.append(value_report.pop("warning") + ".")
+    store_report(out, {
+        "values": value_report,
+        "species": genes.species,
+        "symbols": genes.symbols,
+        "qc": None,
+        "n_genes_measured": int(out.n_vars),
+        "warnings": warnings,
+    })
     return out

@@ -7,7 +7,6 @@ control genes) on the stored log-normalised expression of the selected cells.
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from compute.errors import QueryError
 
@@ -17,8 +16,10 @@ __all__ = ["expression_scores"]
 def expression_scores(atlas, genes, selection: np.ndarray, *, ctrl_size: int = 50, n_bins: int = 25, seed: int = 0) -> np.ndarray:
     """score_genes per cell, aligned with ``atlas.cells`` (NaN outside ``selection``).
 
-    ``genes``: gene-order symbols. The control genes are binned on the selected cells only, as
-    scanpy does for the AnnData it is given. Raises QueryError for an atlas without stored
+    ``genes``: gene-order symbols. Each study is scored on its own panel (method.md section 6:
+    a gene it did not measure is missing, not zero): score_genes over the study's selected
+    cells and measured genes, control genes binned there; NaN for a study that measured none
+    of ``genes``. Raises QueryError for an atlas without stored
     expression (built before it was added: rebuild it).
     """
     import anndata as ad
@@ -26,17 +27,20 @@ def expression_scores(atlas, genes, selection: np.ndarray, *, ctrl_size: int = 5
 
     if not atlas.has_expression:
         raise QueryError(f"atlas '{atlas.name}' stores no expression (built before it was added): re-run `python -m compute build <manifest>`")
-    parts = []
+    out = np.full(atlas.n_cells, np.nan)
+    wanted = set(genes)
     for s in atlas.studies:
         rows = selection[s.offset : s.offset + s.n_cells]
         if not rows.any():
             continue
-        parts.append(atlas._store(s, "expr").rows(rows).tocsr())
-    out = np.full(atlas.n_cells, np.nan)
-    if not parts:
-        return out
-    adata = ad.AnnData(sp.vstack(parts, format="csr"))
-    adata.var_names = list(atlas.genes)
-    sc.tl.score_genes(adata, gene_list=list(genes), ctrl_size=ctrl_size, n_bins=n_bins, random_state=seed, use_raw=False, score_name="score")
-    out[selection] = adata.obs["score"].to_numpy(dtype=np.float64)
+        measured = atlas.measured(s.id)
+        names = [atlas.genes[i] for i in measured]
+        in_set = [g for g in names if g in wanted]
+        if not in_set:
+            continue  # the study measured none of the genes: no score (NaN), not zero
+        X = atlas.expression_rows(s.id, rows)[:, measured].tocsr()
+        adata = ad.AnnData(X)
+        adata.var_names = names
+        sc.tl.score_genes(adata, gene_list=in_set, ctrl_size=ctrl_size, n_bins=n_bins, random_state=seed, use_raw=False, score_name="score")
+        out[s.offset : s.offset + s.n_cells][rows] = adata.obs["score"].to_numpy(dtype=np.float64)
     return out

@@ -19,7 +19,7 @@ def _top_gene_means(atlas, result, by: str, max_genes: int):
     values = atlas.gene_values(genes)
     labels = atlas.cells[by].to_numpy().astype(str)
     mean = group_gene_means(values, genes, labels, np.asarray(result.selection, dtype=bool))
-    keep = mean.mean(axis=1).sort_values(ascending=False, kind="stable").index[:max_genes]
+    keep = mean.mean(axis=1, skipna=True).fillna(0).sort_values(ascending=False, kind="stable").index[:max_genes]
     return values, genes, labels, mean.loc[keep]
 
 
@@ -49,6 +49,7 @@ def gene_group_summary(atlas, result, by: str = "disease", max_genes: int = 60) 
     hits = sel & (np.asarray(result.scores, dtype=float) > result.threshold)
     pos = {g: i for i, g in enumerate(genes)}
     cols = [pos[g] for g in keep]
-    nonzero = pd.DataFrame(values[hits][:, cols] != 0, columns=list(keep))
+    v = values[hits][:, cols]
+    nonzero = pd.DataFrame(np.where(np.isnan(v), np.nan, v != 0), columns=list(keep))  # unmeasured: not counted
     pct = 100.0 * nonzero.groupby(labels[hits], sort=True).mean().T
     return mean, pct.reindex(index=mean.index, columns=mean.columns).astype(float)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["NullResult", "gene_bins", "matched_draws", "null_rankings"]
+__all__ = ["NullResult", "Panels", "gene_bins", "matched_draws", "null_rankings"]
 
 N_MEAN_BINS = 10
 N_DETECTION_BINS = 4
@@ -56,31 +56,49 @@ def gene_bins(mean: np.ndarray, detection: np.ndarray) -> np.ndarray:
     return codes
 
 
-def matched_draws(signature: np.ndarray, bins: np.ndarray, n_draws: int, seed: int = 0) -> np.ndarray:
+def matched_draws(signature: np.ndarray, bins: np.ndarray, n_draws: int, seed: int = 0, allowed: list[np.ndarray] | None = None) -> np.ndarray:
     """(n_draws, |signature|) gene positions: each column drawn from its gene's bin (never a
     signature gene), without repeats inside a draw. A bin with fewer than MIN_POOL candidates
-    borrows the neighbouring bins; an undetected signature gene is matched among all genes."""
+    borrows the neighbouring bins; an undetected signature gene is matched among all genes.
+
+    ``allowed[j]`` (bool over genes), when given, limits signature gene j's candidates, e.g. to
+    genes measured in every study that measured gene j, so a random set covers each study as
+    the signature does; it is relaxed only when it leaves no candidate at all."""
     rng = np.random.default_rng(seed)
     signature = np.asarray(signature, dtype=np.int64)
     sig_set = np.zeros(bins.size, dtype=bool)
     sig_set[signature] = True
     candidates = []
-    for g in signature:
-        b = bins[g]
-        if b < 0:
-            pool = np.flatnonzero(~sig_set & (bins >= 0))
+    for j, g in enumerate(signature):
+        if allowed is not None and (~sig_set & allowed[j]).any():
+            # outside the allowed genes counts as a signature gene: never drawn for this column
+            excluded = sig_set | ~allowed[j]
         else:
-            width = 0
-            while True:
-                lo, hi = b - width, b + width
-                pool = np.flatnonzero(~sig_set & (bins >= lo) & (bins <= hi))
-                if pool.size >= MIN_POOL or width > N_MEAN_BINS * N_DETECTION_BINS:
-                    break
-                width += 1
-        if pool.size == 0:
-            pool = np.flatnonzero(~sig_set)
-        candidates.append(pool)
-    draws = np.empty((n_draws, signature.size), dtype=np.int64)
+            excluded = sig_set
+        candidates.append(_pool(g, bins, excluded))
+    return _draw(candidates, n_draws, signature.size, rng)
+
+
+def _pool(g: int, bins: np.ndarray, sig_set: np.ndarray) -> np.ndarray:
+    """Candidate genes for signature gene ``g``: its bin, widened until MIN_POOL genes."""
+    b = bins[g]
+    if b < 0:
+        pool = np.flatnonzero(~sig_set & (bins >= 0))
+    else:
+        width = 0
+        while True:
+            lo, hi = b - width, b + width
+            pool = np.flatnonzero(~sig_set & (bins >= lo) & (bins <= hi))
+            if pool.size >= MIN_POOL or width > N_MEAN_BINS * N_DETECTION_BINS:
+                break
+            width += 1
+    if pool.size == 0:
+        pool = np.flatnonzero(~sig_set)
+    return pool
+
+
+def _draw(candidates: list[np.ndarray], n_draws: int, k: int, rng) -> np.ndarray:
+    draws = np.empty((n_draws, k), dtype=np.int64)
     for d in range(n_draws):
         used: set[int] = set()
         for j, pool in enumerate(candidates):
@@ -92,6 +110,24 @@ def matched_draws(signature: np.ndarray, bins: np.ndarray, n_draws: int, seed: i
             used.add(pick)
             draws[d, j] = pick
     return draws
+
+
+@dataclass
+class Panels:
+    """The selected cells' study panels: ``cell_study`` (study index per cell), ``measured``
+    (studies x genes, bool) and ``share`` (measured share per study)."""
+
+    cell_study: np.ndarray
+    measured: np.ndarray
+    share: np.ndarray
+
+    def rescale(self, sums: np.ndarray, D: sp.spmatrix) -> np.ndarray:
+        """Weighted sums over all draw genes (cells x draws) -> panel scores: the sums over the
+        measured genes only (an unmeasured gene has no stored value, so it adds nothing),
+        divided by the measured genes' weight and times the study's share."""
+        weight = np.asarray(sp.csr_matrix(D).T @ self.measured.T.astype(np.float64)).T  # studies x draws
+        factor = np.divide(self.share[:, None], weight, out=np.zeros_like(weight), where=weight > 0)
+        return sums * factor[self.cell_study]
 
 
 def null_rankings(
@@ -106,6 +142,7 @@ def null_rankings(
     *,
     chunk: int = 100,
     progress=None,
+    panels: Panels | None = None,
 ) -> dict[str, np.ndarray]:
     """Mean sample hit % per group for every draw.
 
@@ -114,7 +151,9 @@ def null_rankings(
     ``value``. ``sample_codes``: sample index per selected cell; ``kept_samples``: samples that
     pass ``cell_min``; ``group_of_sample[by]``: group index per sample (-1 when the group is
     not ranked); ``progress(fraction done)`` is called after each block of draws.
-    Returns {by: (n_draws, n_groups)}.
+    ``panels``: each cell's study panel and scale (method.md section 6): a draw's score then uses
+    only the genes the cell's study measured, weights renormalised, times the study's share,
+    exactly as the observed scores do. Returns {by: (n_draws, n_groups)}.
     """
     n_cells = M.shape[0]
     n_samples = int(sample_codes.max()) + 1 if sample_codes.size else 0
@@ -127,6 +166,8 @@ def null_rankings(
         n = block.shape[0]
         D = sp.csc_matrix((np.tile(w, n), (block.ravel(), np.repeat(np.arange(n), block.shape[1]))), shape=(M.shape[1], n))
         scores = (M @ D).toarray()  # cells x draws
+        if panels is not None:
+            scores = panels.rescale(scores, D)
         cut = np.quantile(scores, quantile, axis=0) if quantile is not None else np.full(n, value)
         hits = (scores > cut).astype(np.float64)
         pct = 100.0 * (per_sample @ hits) / np.maximum(cells_per_sample, 1)[:, None]  # samples x draws

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from compute.errors import QueryError
 from compute.query._expression import expression_scores
 from compute.query._genes import GeneResolution, parse_gene_list
-from compute.query._null import NullResult, gene_bins, matched_draws, null_rankings
+from compute.query._null import NullResult, Panels, gene_bins, matched_draws, null_rankings
 from compute.query._stats import HitRule, rank_groups, sample_hit_table
 
 __all__ = ["Evidence", "QueryParams", "QueryResult", "run_query", "selection_matrix"]
@@ -36,6 +36,7 @@ class QueryParams:
     rule: HitRule = field(default_factory=HitRule)
     cell_min: int = 25
     samp_min: int = 3
+    min_coverage: float = 0.5  # studies that measured less of the signature (by weight) are left out, with the reason
     n_null: int = 0  # random matched gene sets for the null (0: none; 1,000 or more for p-values)
     null_max_cells: int = 200_000  # larger selections: the null reruns on a per-sample stratified subsample
     evidence: bool = False  # robustness across thresholds, driver genes, drop-top-gene
@@ -58,6 +59,8 @@ class QueryResult:
     diseases: pd.DataFrame
     studies: pd.DataFrame
     null: dict[str, NullResult] = field(default_factory=dict)  # by "disease" / "study"
+    # per study: requested, measured, coverage, n_selected (cells in the filters), included, reason
+    coverage: pd.DataFrame | None = None
     evidence: Evidence | None = None
     expression_scores: np.ndarray | None = None  # score_genes per cell (NaN outside the selection)
     expression_diseases: pd.DataFrame | None = None  # the disease ranking on expression scores, same rule
@@ -65,6 +68,14 @@ class QueryResult:
     @property
     def n_selected(self) -> int:
         return int(self.selection.sum())
+
+    @property
+    def excluded_studies(self) -> pd.DataFrame:
+        """Studies with cells in the filters that were left out (coverage below ``min_coverage``), with the reason."""
+        if self.coverage is None:
+            return pd.DataFrame(columns=["requested", "measured", "coverage", "n_selected", "included", "reason"])
+        c = self.coverage
+        return c[(c["n_selected"] > 0) & ~c["included"]]
 
 
 @dataclass
@@ -107,6 +118,8 @@ def run_query(atlas, params: QueryParams, *, progress=None) -> QueryResult:
         raise QueryError("the gene list is empty: paste gene symbols or pick a preset")
     if len(params.genes) > MAX_GENES:
         raise QueryError(f"the gene list has {len(params.genes)} entries; at most {MAX_GENES} are accepted")
+    if not 0 <= params.min_coverage <= 1:
+        raise QueryError(f"min_coverage must be within 0-1, got {params.min_coverage}")
     res = atlas.resolve(list(params.genes))
     sel = selection_mask(atlas.cells, params)
     if not sel.any():
@@ -114,11 +127,25 @@ def run_query(atlas, params: QueryParams, *, progress=None) -> QueryResult:
     filters = _filters(params)
     report(0.05, "scoring cells")
     scores = atlas.score_resolved(res, mask=sel if filters else None, cache_key=filters if filters else None)
+    coverage = study_coverage_table(atlas, res, sel, params.min_coverage)
+    left_out = coverage.index[(coverage["n_selected"] > 0) & ~coverage["included"]]
+    if len(left_out):
+        dropped = atlas.cells["study"].astype(str).isin(left_out).to_numpy()
+        sel = sel & ~dropped
+        scores = scores.copy()
+        scores[dropped] = np.nan
+        if not sel.any():
+            raise QueryError(
+                f"every selected study measured less than {params.min_coverage:.0%} of the signature "
+                f"({'; '.join(f'{sid}: {c:.0%}' for sid, c in coverage.loc[left_out, 'coverage'].items())}): "
+                "lower min_coverage or use genes these studies measured")
     thr = params.rule.threshold(scores[sel])
     samples = sample_hit_table(atlas.cells, scores, sel, thr)
     diseases = rank_groups(samples, "disease", params.cell_min, params.samp_min)
     studies = rank_groups(samples, "study", params.cell_min, 1)
-    result = QueryResult(params, res, scores, sel, thr, samples, diseases, studies)
+    if len(studies):
+        studies = studies.join(coverage[["measured", "requested", "coverage"]], on="group")
+    result = QueryResult(params, res, scores, sel, thr, samples, diseases, studies, coverage=coverage)
     if params.n_null > 0:
         report(0.15, f"null: {params.n_null:,} matched random gene sets")
         result.null = _null(atlas, result, filters, lambda f: report(0.15 + 0.7 * f, f"null: {int(f * params.n_null):,} of {params.n_null:,} gene sets"))
@@ -132,6 +159,20 @@ def run_query(atlas, params: QueryParams, *, progress=None) -> QueryResult:
         cut = params.rule.threshold(expr[sel]) if params.rule.kind != "value" else float(np.quantile(expr[sel], 0.9))
         result.expression_diseases = rank_groups(sample_hit_table(atlas.cells, expr, sel, cut), "disease", params.cell_min, params.samp_min)
     return result
+
+
+def study_coverage_table(atlas, res: GeneResolution, selection: np.ndarray, min_coverage: float) -> pd.DataFrame:
+    """Per study (index): requested, measured, coverage (of the signature's weight), n_selected
+    (cells in the filters), included (coverage >= ``min_coverage``) and the reason when not."""
+    cov = atlas.coverage_resolved(res)
+    counts = pd.Series(atlas.cells["study"].astype(str).to_numpy()[selection]).value_counts()
+    cov["n_selected"] = counts.reindex(cov.index).fillna(0).astype(int)
+    cov["included"] = (cov["coverage"] >= min_coverage - 1e-12) & (cov["measured"] > 0)
+    cov["reason"] = [
+        "" if ok else f"measured {m} of the {r} signature genes ({c:.0%} of the weight), below min_coverage {min_coverage:.0%}"
+        for ok, m, r, c in zip(cov["included"], cov["measured"], cov["requested"], cov["coverage"], strict=True)
+    ]
+    return cov
 
 
 def selection_matrix(atlas, selection: np.ndarray, filters: dict | None = None, tag=None) -> sp.csc_matrix:
@@ -198,7 +239,9 @@ def _null(atlas, result: QueryResult, filters: dict, progress=None) -> dict[str,
     params = result.params
     mean, detection = selection_gene_stats(atlas, result.selection)
     signature = np.asarray(result.resolution.indices, dtype=np.int64)
-    draws = matched_draws(signature, gene_bins(mean, detection), params.n_null, seed=params.seed)
+    panels = selection_panels(atlas, result.selection)
+    draws = matched_draws(signature, gene_bins(mean, detection), params.n_null, seed=params.seed,
+                          allowed=_allowed_genes(signature, panels.measured))
     rule = params.rule
     quantile = None if rule.kind == "value" else (rule.value / 100 if rule.kind == "percentile" else rule.value)
     codes, kept, groups = _sample_layout(result, atlas.cells)
@@ -210,8 +253,11 @@ def _null(atlas, result: QueryResult, filters: dict, progress=None) -> dict[str,
         null_sel[np.flatnonzero(result.selection)[~keep]] = False
         codes = codes[keep]
     M = selection_matrix(atlas, null_sel, filters, tag=("null", params.null_max_cells, params.seed))
+    if null_sel is not result.selection:
+        panels = selection_panels(atlas, null_sel)
     nulls = null_rankings(M, draws, np.asarray(result.resolution.weights), quantile, rule.value if rule.kind == "value" else None,
-                          codes, groups, kept, chunk=max(1, min(100, int(2e8 // max(8 * M.shape[0], 1)))), progress=progress)
+                          codes, groups, kept, chunk=max(1, min(100, int(2e8 // max(8 * M.shape[0], 1)))), progress=progress,
+                          panels=panels)
     out = {}
     floor = 1.0 / (result.params.n_null + 1)
     for by, table in (("disease", result.diseases), ("study", result.studies)):
@@ -227,6 +273,27 @@ def _null(atlas, result: QueryResult, filters: dict, progress=None) -> dict[str,
                 "p_value": p,
             })
         out[by] = NullResult(frame, result.params.n_null, floor, NULL_BAND, n_cells=int(M.shape[0]))
+    return out
+
+
+def selection_panels(atlas, selection: np.ndarray) -> Panels:
+    """The study panels of the selected cells (their study, what it measured, its share)."""
+    study_ids = [s.id for s in atlas.studies if selection[s.offset : s.offset + s.n_cells].any()]
+    measured = np.array([atlas.measured_mask(sid) for sid in study_ids], dtype=bool).reshape(len(study_ids), len(atlas.genes))
+    cell_study = pd.Categorical(atlas.cells["study"].astype(str).to_numpy()[selection], categories=study_ids).codes.astype(np.int64)
+    return Panels(cell_study, measured, np.array([atlas.panel_share(sid) for sid in study_ids], dtype=np.float64))
+
+
+def _allowed_genes(signature: np.ndarray, measured: np.ndarray) -> list[np.ndarray]:
+    """Per signature gene: the genes measured in every selected study that measured it, so each
+    random gene set covers every study as the signature does (one mask per panel pattern)."""
+    out, memo = [], {}
+    for g in signature.tolist():
+        pattern = measured[:, g]
+        key = pattern.tobytes()
+        if key not in memo:
+            memo[key] = measured[pattern].all(axis=0) if pattern.any() else np.ones(measured.shape[1], dtype=bool)
+        out.append(memo[key])
     return out
 
 
@@ -276,7 +343,9 @@ def _evidence(atlas, result: QueryResult) -> Evidence:
     if groups and len(idx) > 1:
         top_gene = str(shares[groups[0]].idxmax())
         keep = np.array([g != top_gene for g in result.resolution.matched])
-        reduced = np.asarray(sub[:, keep] @ w[keep]).ravel() / w[keep].sum()
+        panels = selection_panels(atlas, result.selection)
+        D = sp.csc_matrix((w[keep], (idx[keep], np.zeros(int(keep.sum()), dtype=np.int64))), shape=(len(atlas.genes), 1))
+        reduced = panels.rescale(np.asarray(sub[:, keep] @ w[keep]).reshape(-1, 1), D).ravel()
         full[result.selection] = reduced
         thr = params.rule.threshold(reduced)
         without = rank_groups(sample_hit_table(cells, full, result.selection, thr), "disease", params.cell_min, params.samp_min)

@@ -109,7 +109,8 @@ def rank_groups(samples: pd.DataFrame, by: str = "disease", cell_min: int = 25, 
 
 
 def group_gene_means(values: np.ndarray, genes, labels: np.ndarray, selection: np.ndarray) -> pd.DataFrame:
-    """genes x groups table of mean attribution over the selected cells of each group."""
+    """genes x groups table of mean attribution over the selected cells of each group that
+    measured the gene (NaN values are unmeasured); NaN when none did."""
     sel = np.asarray(selection, dtype=bool)
     lab = np.asarray(labels).astype(str)[sel]
     vals = values[sel]
@@ -117,7 +118,9 @@ def group_gene_means(values: np.ndarray, genes, labels: np.ndarray, selection: n
     if not groups:
         return pd.DataFrame(index=list(genes))
     codes = np.searchsorted(np.array(groups), lab)
-    counts = np.bincount(codes, minlength=len(groups)).astype(np.float64)
-    sums = np.stack([np.bincount(codes, weights=vals[:, j], minlength=len(groups)) for j in range(vals.shape[1])], axis=1)
-    means = sums / counts[:, None]
+    # NaN: the cell's study did not measure the gene; it counts in neither the sum nor the cells
+    seen = ~np.isnan(vals)
+    counts = np.stack([np.bincount(codes, weights=seen[:, j], minlength=len(groups)) for j in range(vals.shape[1])], axis=1)
+    sums = np.stack([np.bincount(codes, weights=np.where(seen[:, j], vals[:, j], 0.0), minlength=len(groups)) for j in range(vals.shape[1])], axis=1)
+    means = np.divide(sums, counts, out=np.full(sums.shape, np.nan), where=counts > 0)
     return pd.DataFrame(means.T, index=list(genes), columns=groups)
