@@ -14,8 +14,18 @@ def _cmd_build(args) -> int:
     from compute.build import build_atlas
     from compute.manifest import load_manifest
 
+    import logging
+
+    if args.verbose:
+        logging.basicConfig(level=logging.DEBUG, format="%(message)s")
+        logging.getLogger("sigatlas.build").setLevel(logging.DEBUG)
     manifest = load_manifest(args.manifest)
-    build_atlas(manifest, force=args.force, quiet=args.quiet, scheduler=args.scheduler, workers=args.workers, rewrite=args.rewrite)
+    out = build_atlas(manifest, force=args.force, quiet=args.quiet, scheduler=args.scheduler, workers=args.workers,
+                      rewrite=args.rewrite, verbose=args.verbose)
+    if not args.quiet:
+        from compute.atlas import Atlas, study_report_text
+
+        print(study_report_text(Atlas.open(out, cache=False).meta))
     return 0
 
 
@@ -44,15 +54,22 @@ def _cmd_simulate(args) -> int:
 def _cmd_info(args) -> int:
     from compute.atlas import Atlas
 
-    atlas = Atlas.open(args.atlas)
+    from compute.atlas import study_report_text
+
+    atlas = Atlas.open(args.atlas, cache=False)
     meta = atlas.meta
+    if args.json:  # only JSON on stdout, so it can be piped into jq or json.load
+        keep = ("name", "format_version", "created", "n_cells", "n_genes", "method", "build", "report")
+        doc = {k: meta.get(k) for k in keep}
+        doc["studies"] = [{k: v for k, v in e.items() if k not in ("dir",)} for e in meta["studies"]]
+        print(json.dumps(doc, indent=1, default=str))
+        return 0
     print(repr(atlas))
     print(f"format_version {meta['format_version']}, created {meta.get('created')}")
     for s in atlas.studies:
         tag = " [SIMULATED]" if s.simulated else ""
         print(f"  {s.id:10s} {s.n_cells:7d} cells  {s.title}{tag}")
-    if args.json:
-        print(json.dumps(meta.get("build", {}), indent=1))
+    print(study_report_text(meta))
     return 0
 
 
@@ -154,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                    "'local' (default: a LocalCluster on this machine) or 'sync' (in this process, no Dask)")
     b.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes (default: CPU count, at most 4)")
     b.add_argument("--rewrite", action="store_true", help="rewrite every atlas file from the work folder (after `verify` found damage)")
+    b.add_argument("--verbose", action="store_true", help="show the tracebacks of failing studies and the Dask cluster's log")
     b.set_defaults(func=_cmd_build)
 
     v = sub.add_parser("verify", help="check every atlas file against the checksums recorded in its root")
@@ -170,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
 
     i = sub.add_parser("info", help="describe an atlas")
     i.add_argument("atlas")
-    i.add_argument("--json", action="store_true", help="also print the build record")
+    i.add_argument("--json", action="store_true", help="print only JSON: the atlas's description, build record and per-study reports")
     i.set_defaults(func=_cmd_info)
 
     im = sub.add_parser("import-signature", help="import SIGnature's precomputed attributions (TileDB per cell type) as an atlas")

@@ -177,7 +177,7 @@ def _run(client, fn, calls: list[tuple], *, desc: str, quiet: bool, names: list[
 
 
 def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False, scheduler: str | None = None,
-                workers: int | None = None, rewrite: bool = False, stats: dict | None = None) -> Path:
+                workers: int | None = None, rewrite: bool = False, stats: dict | None = None, verbose: bool = False) -> Path:
     """Build (or bring up to date) the atlas described by ``manifest``; returns its path.
 
     ``scheduler``/``workers``: where the per-study tasks run (:func:`dask_client`). ``force``:
@@ -214,7 +214,7 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
     # for its workers; an interrupted and resumed build then trains exactly as an uninterrupted one
     train_threads = int(os.environ.get("SIGATLAS_THREADS") or os.cpu_count() or 1)
 
-    with dask_client(scheduler, workers) as client:
+    with dask_client(scheduler, workers, verbose) as client:
         where = "in this process" if client is None else f"on {len(client.scheduler_info()['workers'])} Dask workers"
         # 1. ingest --------------------------------------------------------------------------
         t0 = time.perf_counter()

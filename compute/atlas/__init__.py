@@ -2,6 +2,7 @@
 
 from compute.atlas._format import FORMAT_VERSION
 from compute.atlas._panel import measured_shares
+from compute.atlas._report import study_report_text
 from compute.atlas._import_signature import SignatureImportError, import_signature
 from compute.atlas._read import Atlas, SignatureWarning, StudyInfo
 from compute.atlas._write import StudyArrays, write_atlas
@@ -18,5 +19,6 @@ __all__ = [
     "StudyInfo",
     "import_signature",
     "measured_shares",
+    "study_report_text",
     "write_atlas",
 ]
