@@ -64,7 +64,11 @@ def _mutated(fn):
         (lambda d: d["studies"][1]["source"].update(kind="loom"), ["study 'GSE1'", "source.kind", "loom"]),
         (lambda d: d["studies"][0]["columns"].update(celltype="x"), ["study 'PBMC68K'", "columns.celltype"]),
         (lambda d: d["studies"][0].update(simulated="yes"), ["study 'PBMC68K'", "key 'simulated'", "true or false"]),
-        (lambda d: d["studies"][0].update(organism="mouse"), ["study 'PBMC68K'", "organism", "mouse"]),
+        (lambda d: d["studies"][0].update(organism="rat"), ["study 'PBMC68K'", "key 'organism'", "human, mouse", "'rat'"]),
+        (lambda d: d["studies"][1]["source"].update(values="raw"),
+         ["study 'GSE1'", "key 'source.values'", "counts, tpm, fpkm, lognorm", "'raw'"]),
+        (lambda d: d["studies"][1]["source"].update(values=3), ["study 'GSE1'", "source.values", "a string"]),
+        (lambda d: d["studies"][0]["source"].update(values="tpm"), ["study 'PBMC68K'", "source.values", "provides counts"]),
         (lambda d: d["studies"][1].update(disease={"col": "x"}), ["study 'GSE1'", "disease.col"]),
         (lambda d: d.update(version=2), ["key 'version'", "version 1"]),
         (lambda d: d["model"].update(kind="pretrained"), ["model.path", "missing"]),
@@ -87,6 +91,19 @@ def test_bad_manifests_name_key_study_and_file(tmp_path, mutate, fragments):
     assert "data_manifest.yaml" in msg
     for frag in fragments:
         assert frag in msg, (frag, msg)
+
+
+def test_values_and_organism_keys(tmp_path):
+    m = parse(BASE, tmp_path)
+    assert m.study("GSE1").source.values == "counts" and m.study("GSE1").organism == "human"  # the defaults
+    for values in ("counts", "tpm", "fpkm", "lognorm"):
+        doc = _mutated(lambda d, v=values: d["studies"][1]["source"].update(values=v))
+        doc["studies"][1]["organism"] = "mouse"
+        gse = parse(doc, tmp_path).study("GSE1")
+        assert (gse.source.values, gse.organism) == (values, "mouse")
+    tpm = _mutated(lambda d: d["studies"][1]["source"].update(values="tpm"))
+    # the values kind is part of what ingest reads, so it changes the build's fingerprint
+    assert parse(tpm, tmp_path).fingerprint() != parse(BASE, tmp_path).fingerprint()
 
 
 def test_umap_can_be_switched_off(tmp_path):

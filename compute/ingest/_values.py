@@ -77,12 +77,14 @@ def lognorm_check(m) -> tuple[bool, str]:
         return False, "the matrix is all zeros"
     if m.data.min() < 0:
         return False, f"it has negative values (smallest {m.data.min():.3g})"
+    if m.data.max() >= _LOG_SCALE_MAX:
+        return False, f"values reach {m.data.max():,.6g}, too large for log1p of normalised counts"
     e = m.copy()
     e.data = np.expm1(e.data)
     sums = _row_sums(e)
     sums = sums[sums > 0]
     lo, hi = float(sums.min()), float(sums.max())
-    seen = f"expm1 row sums range from {lo:,.1f} to {hi:,.1f} (max/min {hi / lo:.3g})"
+    seen = f"expm1 row sums range from {lo:,.1f} to {hi:,.1f}, max/min {hi / lo:.3g}"
     if hi / lo <= LOGNORM_SPREAD:
         return True, f"{seen}: one library size of about {np.median(sums):,.0f} per cell"
     counts = np.diff(e.indptr)
@@ -93,7 +95,7 @@ def lognorm_check(m) -> tuple[bool, str]:
     judged = ratio <= _MULTIPLE_MAX
     whole = np.abs(ratio[judged] - np.rint(ratio[judged])) <= 0.02 + 0.002 * ratio[judged]
     if judged.mean() >= _MULTIPLE_JUDGED and whole.mean() >= _MULTIPLE_WHOLE:
-        return True, f"{seen}, and each cell's expm1 values are whole multiples of its smallest (counts scaled per cell)"
+        return True, f"{seen}; each cell's expm1 values are whole multiples of its smallest: counts scaled per cell"
     return False, seen
 
 
