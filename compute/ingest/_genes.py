@@ -93,7 +93,7 @@ def _names_from_var(var: pd.DataFrame, table: SymbolTable, where: str) -> tuple[
     bare id (so two versions of one id still meet)."""
     index = [str(i) for i in var.index]
     n_ens = sum(bool(_ENSEMBL.match(i)) for i in index)
-    report = {"ensembl_mapped": 0, "ensembl_via": {}, "ensembl_ids_kept": 0, "ensembl_ambiguous": []}
+    report = {"ensembl_mapped": 0, "ensembl_via": {}, "ensembl_ids_kept": 0, **_capped([], "ensembl_ambiguous")}
     if n_ens <= len(index) / 2:
         return index, report
     col = _symbol_column(var)
