@@ -89,8 +89,14 @@ def ingest_task(spec, ingest, out_file: str, force: bool) -> dict:
         a = ad.read_h5ad(path, backed="r")
     else:
         a = qc_and_normalise(read_study(spec), spec, ingest)
+        for c in a.obs.columns:  # as categories already: anndata would print a line for each conversion
+            if a.obs[c].dtype == object:
+                a.obs[c] = a.obs[c].astype("category")
         atomic_write(path, lambda t: a.write_h5ad(t))
+    E = sp.csr_matrix(a.X, dtype=np.float64, copy=True)
+    E.data = np.expm1(E.data)
     out = {"id": spec.id, "n_obs": int(a.n_obs), "var_names": [str(g) for g in a.var_names],
+           "expr_means": np.asarray(E.sum(axis=0)).ravel() / max(int(a.n_obs), 1),
            "cell_types": sorted(map(str, a.obs["cell_type"].unique())), "report": study_report(a)}
     if a.isbacked:
         a.file.close()
@@ -103,13 +109,19 @@ def study_report(adata) -> dict:
     return json.loads(raw) if isinstance(raw, str) else {}
 
 
-def aligned_study(ingest_file: str, gene_order: list[str], min_overlap: int, study_id: str):
+def aligned_study(ingest_file: str, gene_order: list[str], min_overlap: int, study_id: str, share: float = 1.0):
+    """(ingested AnnData, X aligned to ``gene_order``, overlap). ``share``: the study's measured
+    share of expression (method.md section 6); each cell is normalised to 10,000 x share
+    instead of 10,000, so a gene has the same value whether the panel around it is large or
+    small: log1p(expm1(x) * share)."""
     import anndata as ad
 
     from compute.ingest import align_to_genes
 
     a = ad.read_h5ad(ingest_file)
     X, ov = align_to_genes(a.X, list(a.var_names), gene_order, min_overlap=min_overlap, where=f"study '{study_id}'")
+    if share != 1.0:
+        X.data = np.log1p(np.expm1(X.data.astype(np.float64)) * share).astype(np.float32)
     return a, X, ov
 
 
@@ -125,7 +137,7 @@ def _encoder(model_dir: str, model_key: str):
 
 # -- attributions and embedding ----------------------------------------------------------------
 def cells_task(study_id: str, ingest_file: str, gene_order: list[str], min_overlap: int, model_dir: str, model_key: str,
-               attribution: dict, attr_file: str, embed_file: str, force: bool, threads: int | None = None) -> dict:
+               attribution: dict, attr_file: str, embed_file: str, force: bool, threads: int | None = None, share: float = 1.0) -> dict:
     """Attributions (``attr_file``, npz) and embedding (``embed_file``, npy) of one study."""
     from compute.attribution import attribute
     from compute.embedding import embed
@@ -134,7 +146,7 @@ def cells_task(study_id: str, ingest_file: str, gene_order: list[str], min_overl
     need_embed = force or not Path(embed_file).is_file()
     if need_attr or need_embed:
         _threads(threads)
-        _, X, _ = aligned_study(ingest_file, gene_order, min_overlap, study_id)
+        _, X, _ = aligned_study(ingest_file, gene_order, min_overlap, study_id, share)
         encoder = _encoder(model_dir, model_key)
         if need_attr:
             A = attribute(encoder, X, method=attribution["method"], n_steps=attribution["n_steps"], batch_size=attribution["batch_size"])
@@ -208,7 +220,7 @@ def _study_files(study_dir: Path) -> list[Path]:
 
 
 def write_study_task(root: str, meta: dict, organism: str, ingest_file: str, gene_order: list[str], min_overlap: int,
-                     attr_file: str, embed_file: str, umap_file: str | None, key: str, rewrite: bool) -> dict:
+                     attr_file: str, embed_file: str, umap_file: str | None, key: str, rewrite: bool, share: float = 1.0) -> dict:
     """Write studies/<id>/ (every file atomically) and return its atlas.json entry and the
     checksums of its files. Skipped when the study's marker records the same ``key`` (its
     inputs and settings) and every recorded file is present with its recorded size."""
@@ -226,7 +238,7 @@ def write_study_task(root: str, meta: dict, organism: str, ingest_file: str, gen
             (study_dir / name).is_file() and (study_dir / name).stat().st_size == rec["bytes"] for name, rec in files.items()
         ):
             return {"entry": done["entry"], "files": files, "skipped": True, **_peak()}
-    a, X, ov = aligned_study(ingest_file, gene_order, min_overlap, meta["id"])
+    a, X, ov = aligned_study(ingest_file, gene_order, min_overlap, meta["id"], share)
     cells = a.obs.reset_index(drop=True).copy()
     cells["organism"] = organism
     pos = {g: i for i, g in enumerate(gene_order)}

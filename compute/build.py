@@ -197,7 +197,14 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
     for sub in ("ingest", "model", "attr", "embed", "umap"):
         (work / sub).mkdir(parents=True, exist_ok=True)
 
-    source_keys = {s.id: _source_key(s) for s in manifest.studies}
+    source_keys, missing = {}, {}
+    for s in manifest.studies:
+        try:
+            source_keys[s.id] = _source_key(s)
+        except IngestError as exc:
+            missing[s.id] = exc
+    if missing:
+        raise StudyFailures("finding the source files", missing)
     build_key = _sha(PIPELINE_VERSION, ATLAS_CONTENT_VERSION, FORMAT_VERSION, manifest.fingerprint(), source_keys)
     root_file = out / ROOT_FILE
     if not (force or rewrite) and root_file.is_file():
@@ -247,6 +254,7 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
             for r in ingested if (n := len(in_order.intersection(r["var_names"]))) < min_overlap}
         if short:
             raise StudyFailures("gene alignment", short)
+        shares = input_shares(ingested, gene_order)
         build_warnings = atlas_warnings(ingested)
         for w in build_warnings:
             log(f"  warning: {w}")
@@ -265,7 +273,7 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
                 model_card["card"] = json.loads(card_file.read_text())
             log(f"[3/6] encoder: loaded {model_dir}")
         else:
-            model_key = _sha(asdict(manifest.model), manifest.seed, gene_order, ingest_keys)[:16]
+            model_key = _sha(asdict(manifest.model), manifest.seed, gene_order, ingest_keys, shares)[:16]
             model_dir = work / "model" / model_key
             if (model_dir / "encoder.ckpt").is_file() and not force:
                 encoder = load_encoder(model_dir)
@@ -273,7 +281,7 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
                 log(f"[3/6] encoder: reused trained model {model_key}")
             else:
                 log(f"[3/6] encoder: training {manifest.model.hidden_sizes} -> {manifest.model.latent_dim}")
-                encoder, model_card = _train(manifest, gene_order, ingest_files, min_overlap, quiet, train_threads)
+                encoder, model_card = _train(manifest, gene_order, ingest_files, min_overlap, quiet, train_threads, shares)
                 saving = model_dir.with_name(f".{model_dir.name}.{os.getpid()}.saving")
                 save_encoder(encoder, saving, card=model_card)
                 copy_tree_atomic(saving, model_dir)
@@ -285,14 +293,14 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
         spec_a = manifest.attribution
         log(f"[4/6] attributions ({describe_path(encoder, spec_a.method)}, {spec_a.n_steps} steps) and embeddings")
         del encoder
-        attr_files = {s.id: str(work / "attr" / f"{s.id}-{_sha(model_key, ingest_keys[s.id], asdict(spec_a), gene_order)[:16]}.npz")
+        attr_files = {s.id: str(work / "attr" / f"{s.id}-{_sha(model_key, ingest_keys[s.id], asdict(spec_a), gene_order, shares[s.id])[:16]}.npz")
                       for s in manifest.studies}
-        embed_keys = {s.id: _sha(model_key, ingest_keys[s.id], gene_order)[:16] for s in manifest.studies}
+        embed_keys = {s.id: _sha(model_key, ingest_keys[s.id], gene_order, shares[s.id])[:16] for s in manifest.studies}
         embed_files = {s.id: str(work / "embed" / f"{s.id}-{embed_keys[s.id]}.npy") for s in manifest.studies}
         threads = 1 if client is not None and scheduler in (None, "local") else None  # one torch thread per local worker
         done = _run(client, tasks.cells_task, [
             (s.id, ingest_files[s.id], gene_order, min_overlap, str(model_dir), model_key, asdict(spec_a),
-             attr_files[s.id], embed_files[s.id], force, threads) for s in manifest.studies], desc="attributions", quiet=quiet,
+             attr_files[s.id], embed_files[s.id], force, threads, shares[s.id]) for s in manifest.studies], desc="attributions", quiet=quiet,
             names=[s.id for s in manifest.studies])
         peaks += [dict(r, stage="attributions+embedding") for r in done]
         log.stage("attributions+embedding", t0)
@@ -330,8 +338,8 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
         written = _run(client, tasks.write_study_task, [
             (str(root), {"id": s.id, "title": s.title, "simulated": s.simulated, "organism": s.organism, "source": s.source.kind},
              s.organism, ingest_files[s.id], gene_order, min_overlap, attr_files[s.id], embed_files[s.id], umap_files[s.id],
-             _sha(ATLAS_CONTENT_VERSION, FORMAT_VERSION, _study_dict(s), attr_files[s.id], embed_files[s.id], umap_files[s.id]),
-             rewrite or force) for s in manifest.studies], desc="write", quiet=quiet, names=[s.id for s in manifest.studies])
+             _sha(ATLAS_CONTENT_VERSION, FORMAT_VERSION, _study_dict(s), attr_files[s.id], embed_files[s.id], umap_files[s.id], shares[s.id]),
+             rewrite or force, shares[s.id]) for s in manifest.studies], desc="write", quiet=quiet, names=[s.id for s in manifest.studies])
         peaks += [dict(r, stage="write") for r in written if not r["skipped"]]
 
     entries = [w["entry"] for w in written]
@@ -379,6 +387,26 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
     return out
 
 
+def input_shares(ingested: list[dict], gene_order: list[str]) -> dict[str, float]:
+    """Each study's measured share of expression (compute.atlas.measured_shares on the mean
+    normalised expression of its genes): its cells are normalised to 10,000 x share before the
+    encoder, so a gene's input does not grow because the panel around it is small. Rounded
+    to 6 digits: it enters the stage keys."""
+    from compute.atlas import measured_shares
+
+    pos = {g: i for i, g in enumerate(gene_order)}
+    profiles, measured = [], []
+    for r in ingested:
+        idx = np.array([pos.get(g, -1) for g in r["var_names"]], dtype=np.int64)
+        keep = idx >= 0
+        p = np.zeros(len(gene_order))
+        p[idx[keep]] = np.asarray(r["expr_means"], dtype=np.float64)[keep]
+        profiles.append(p)
+        measured.append(idx[keep])
+    phi = measured_shares(profiles, measured, len(gene_order))
+    return {r["id"]: round(float(v), 6) for r, v in zip(ingested, phi, strict=True)}
+
+
 def panel_shares(root: Path, entries: list[dict], n_genes: int) -> None:
     """Add ``panel`` (genes measured, measured shares of attribution and expression) to every
     study entry, from the study files already written (compute.atlas.measured_shares)."""
@@ -420,7 +448,8 @@ def _checksums(root: Path, names: list[str]) -> dict:
     return {n: {"sha256": file_sha256(root / n), "bytes": (root / n).stat().st_size} for n in names}
 
 
-def _train(manifest: Manifest, gene_order: list[str], ingest_files: dict[str, str], min_overlap: int, quiet: bool, threads: int):
+def _train(manifest: Manifest, gene_order: list[str], ingest_files: dict[str, str], min_overlap: int, quiet: bool, threads: int,
+           shares: dict[str, float]):
     """Train the encoder on every study (one step, in this process, ``threads`` torch threads)
     -> (encoder, model card)."""
     import torch
@@ -432,7 +461,7 @@ def _train(manifest: Manifest, gene_order: list[str], ingest_files: dict[str, st
 
     Xs, labels, studies = [], [], []
     for s in manifest.studies:
-        a, X, _ = aligned_study(ingest_files[s.id], gene_order, min_overlap, s.id)
+        a, X, _ = aligned_study(ingest_files[s.id], gene_order, min_overlap, s.id, shares[s.id])
         Xs.append(X)
         labels.append(a.obs["cell_type"].astype(str).to_numpy())
         studies.append(np.full(a.n_obs, s.id))

@@ -1,0 +1,150 @@
+"""Real studies compared fairly (issue 14, the atlas and query side), on real cells shipped in
+packages: celltypist's 559-cell sample on its full panel and on the 765 genes of scanpy's PBMC
+68k study, plus the PBMC 68k cells themselves."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import yaml
+
+from compute.atlas import Atlas, measured_shares
+from compute.build import StudyFailures, build_atlas
+from compute.manifest import load_manifest
+from compute.query import QueryParams, run_query
+from compute.validate._real import FULL, PANEL, two_panel_manifest, two_panel_table
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def real_atlas(tmp_path_factory):
+    work = tmp_path_factory.mktemp("real")
+    manifest = two_panel_manifest(work, epochs=8)
+    os.environ.setdefault("SIGATLAS_THREADS", "2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        build_atlas(load_manifest(manifest), scheduler="sync", quiet=True)
+    return Atlas.open(work / "atlas", cache=False)
+
+
+def _unmeasured_in_panel(atlas, genes):
+    panel = set(atlas.genes[i] for i in atlas.measured("PBMC68K"))
+    full = set(atlas.genes[i] for i in atlas.measured(FULL))
+    return [g for g in genes if g in full and g not in panel]
+
+
+def test_a_gene_a_study_never_measured_is_missing_not_zero(real_atlas):
+    genes = _unmeasured_in_panel(real_atlas, ["MKI67", "TOP2A"])
+    assert genes == ["MKI67", "TOP2A"]
+    cov = real_atlas.study_coverage(genes)
+    assert cov.loc[FULL, "measured"] == 2 and cov.loc[FULL, "coverage"] == 1.0
+    assert cov.loc["PBMC68K", "measured"] == 0 and cov.loc["PBMC68K", "coverage"] == 0.0
+    scores = real_atlas.score(genes)
+    study = real_atlas.cells["study"].astype(str).to_numpy()
+    assert np.isnan(scores[study == "PBMC68K"]).all()
+    assert np.isfinite(scores[study == FULL]).all()
+    result = run_query(real_atlas, QueryParams(genes=tuple((g, None) for g in genes), cell_min=1, samp_min=1))
+    left = result.excluded_studies
+    assert {"PBMC68K", PANEL} <= set(left.index)
+    assert "measured 0 of the 2 signature genes" in left.loc["PBMC68K", "reason"]
+    assert "normal" not in set(result.diseases["group"])  # PBMC 68k's only disease is not ranked on zeros
+
+
+def test_mixed_coverage_renormalises_weights_over_measured_genes(real_atlas):
+    unmeasured = _unmeasured_in_panel(real_atlas, ["MKI67", "TOP2A"])
+    panel = [real_atlas.genes[i] for i in real_atlas.measured("PBMC68K")][:3]
+    both = real_atlas.score(panel + unmeasured, [1, 1, 1, 5, 5], scale="raw")
+    alone = real_atlas.score(panel, scale="raw")
+    study = real_atlas.cells["study"].astype(str).to_numpy()
+    # PBMC 68k measured only the three panel genes: its score is theirs, not diluted by zeros
+    np.testing.assert_allclose(both[study == "PBMC68K"], alone[study == "PBMC68K"], rtol=1e-6)
+    cov = real_atlas.study_coverage(panel + unmeasured, [1, 1, 1, 5, 5])
+    assert cov.loc["PBMC68K", "coverage"] == pytest.approx(3 / 13)
+
+
+def test_the_same_cells_on_two_panels_score_alike_on_the_panel_scale(real_atlas):
+    table = two_panel_table(real_atlas).set_index("marker set")
+    # SIGnature's raw rows-to-1,000 values: the 765-gene copy scores far higher for some sets
+    assert (table["attr raw: ratio"] > 3).any()
+    for name in ("Natural killer cell", "B cell", "T cell"):
+        assert table.loc[name, "attr panel: ratio"] <= 1.5, table.loc[name].to_dict()
+        assert table.loc[name, "attr panel: ratio"] < table.loc[name, "attr raw: ratio"] or table.loc[name, "attr raw: ratio"] <= 1.5
+    # expression normalised to 10,000 x the measured share: within 1.6x for every set
+    assert (table["expr: ratio"] <= 1.6).all(), table[["expr: full", "expr: 765"]].to_dict()
+
+
+@pytest.mark.xfail(strict=True, reason="known limit: the encoder attributes monocyte markers differently when 31,800 "
+                   "genes are missing (3.2x apart on the panel scale); a per-study share cannot correct a per-cell-type effect")
+def test_monocyte_markers_on_two_panels_within_1_5x(real_atlas):
+    table = two_panel_table(real_atlas).set_index("marker set")
+    assert table.loc["CD14+ Monocyte", "attr panel: ratio"] <= 1.5
+
+
+def test_measured_shares_recover_the_share_of_a_sub_panel():
+    rng = np.random.default_rng(0)
+    profile = rng.gamma(0.5, size=200)
+    panel = np.sort(rng.choice(200, 60, replace=False))
+    sub = np.zeros(200)
+    sub[panel] = profile[panel]
+    phi = measured_shares([profile, sub], [np.arange(200), panel], 200)
+    assert phi[0] == pytest.approx(1.0)
+    assert phi[1] == pytest.approx(profile[panel].sum() / profile.sum(), rel=1e-6)
+
+
+def test_build_report_warns_and_info_json_is_only_json(real_atlas):
+    warnings_ = real_atlas.meta["report"]["warnings"]
+    assert any("PBMC68K" in w and "triplet" in w for w in warnings_)
+    entry = {e["id"]: e for e in real_atlas.meta["studies"]}
+    assert entry[PANEL]["panel"]["n_genes_measured"] < 800 and entry[FULL]["panel"]["attr_share"] == pytest.approx(1.0, abs=1e-3)
+    assert entry[PANEL]["report"]["qc"]["scaled_for_panel"] is True
+    out = subprocess.run([sys.executable, "-m", "compute", "info", str(real_atlas.path), "--json"], capture_output=True, text=True, check=True)
+    doc = json.loads(out.stdout)  # nothing but JSON on stdout
+    assert {s["id"] for s in doc["studies"]} == {FULL, PANEL, "PBMC68K"}
+    text = subprocess.run([sys.executable, "-m", "compute", "info", str(real_atlas.path)], capture_output=True, text=True, check=True).stdout
+    assert "build report:" in text and "measured share" in text
+
+
+def test_no_shared_cell_type_is_reported(tmp_path):
+    from compute.build import atlas_warnings
+
+    ingested = [{"id": "A", "cell_types": ["T cell"]}, {"id": "B", "cell_types": ["CD4+ T"]}]
+    assert "triplet loss" in atlas_warnings(ingested)[0] and "never engages" in atlas_warnings(ingested)[0]
+    assert atlas_warnings([{"id": "A", "cell_types": ["T"]}, {"id": "B", "cell_types": ["T"]}]) == []
+
+
+def test_every_failing_study_is_named_once(tmp_path):
+    from tests.realdata import oligodendroglioma_tpm, write
+
+    write(oligodendroglioma_tpm(), tmp_path / "tpm.h5ad")
+    studies = [
+        {"id": "GONE", "source": {"kind": "h5ad", "path": "missing.h5ad"}, "disease": "normal", "tissue": "blood"},
+        {"id": "TPM_AS_COUNTS", "source": {"kind": "h5ad", "path": "tpm.h5ad"}, "disease": "normal", "tissue": "brain"},
+        {"id": "PBMC68K", "source": {"kind": "scanpy-pbmc68k"}, "disease": "normal", "tissue": "blood",
+         "columns": {"cell_type": "bulk_labels"}},
+    ]
+    studies.append({"id": "GONE_TOO", "source": {"kind": "h5ad", "path": "missing-too.h5ad"}, "disease": "normal", "tissue": "blood"})
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump({"version": 1, "atlas": {"name": "x", "out": "atlas"}, "studies": studies}))
+    # missing files are all found before any work, each named on its own line
+    with pytest.raises(StudyFailures) as info:
+        build_atlas(load_manifest(manifest), scheduler="sync", quiet=True)
+    assert list(info.value.failures) == ["GONE", "GONE_TOO"]
+    # fix the paths: two studies now fail at ingest on the Dask cluster; one line each, no traceback
+    studies[0].update(id="TPM_TOO", source={"kind": "h5ad", "path": "tpm.h5ad"})
+    studies.pop()
+    manifest.write_text(yaml.safe_dump({"version": 1, "atlas": {"name": "x", "out": "atlas"}, "studies": studies}))
+    proc = subprocess.run([sys.executable, "-m", "compute", "build", str(manifest), "--quiet", "--workers", "2"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0] == "error: 2 of the manifest's studies failed at ingest:"
+    assert lines[1].strip().startswith("TPM_TOO:") and "source.values" in lines[1]
+    assert lines[2].strip().startswith("TPM_AS_COUNTS:") and "source.values" in lines[2]
