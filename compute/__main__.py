@@ -129,6 +129,11 @@ def _cmd_validate(args) -> int:
         write_report(json.loads(Path(args.from_results).read_text()), Path(args.report))
         print(f"report rewritten from {args.from_results}: {args.report} (figures and timings as recorded in that run)")
         return 0
+    if args.real:
+        from compute.validate._real import run_real_validation
+
+        print(run_real_validation(report=args.report))
+        return 0
     profile = QUICK if args.quick else FULL
     run_validation(report=args.report, work=args.work, profile=profile, reuse=args.reuse, jobs=args.jobs)
     return 0
@@ -207,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     va.add_argument("--jobs", type=int, default=None, help="atlases built at once, one thread each (default: one per core)")
     va.add_argument("--from-results", metavar="JSON", help="only rewrite the report from a run's results.json (no building)")
     va.add_argument("--quick", action="store_true", help="a small profile (minutes; for tests, not for conclusions)")
+    va.add_argument("--real", action="store_true", help="only the real-studies section: the same real cells on two gene panels "
+                    "(builds a small atlas of real cells, about a minute)")
     va.set_defaults(func=_cmd_validate)
 
     mo = sub.add_parser("modules", help="gene modules from co-attribution; with --genes, where a signature sits among them")
