@@ -86,7 +86,7 @@ def ingest_task(spec, ingest, out_file: str, force: bool) -> dict:
 
     path = Path(out_file)
     if path.is_file() and not force:
-        a = ad.read_h5ad(path, backed="r")
+        a = ad.read_h5ad(path)  # in memory: the expression means below need X itself, as on the first run
     else:
         a = qc_and_normalise(read_study(spec), spec, ingest)
         for c in a.obs.columns:  # as categories already: anndata would print a line for each conversion
@@ -98,8 +98,6 @@ def ingest_task(spec, ingest, out_file: str, force: bool) -> dict:
     out = {"id": spec.id, "n_obs": int(a.n_obs), "var_names": [str(g) for g in a.var_names],
            "expr_means": np.asarray(E.sum(axis=0)).ravel() / max(int(a.n_obs), 1),
            "cell_types": sorted(map(str, a.obs["cell_type"].unique())), "report": study_report(a)}
-    if a.isbacked:
-        a.file.close()
     return {**out, **_peak()}
 
 

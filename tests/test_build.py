@@ -26,9 +26,16 @@ def test_atlas_describes_itself(tiny_atlas, tiny_build):
     assert sim["PBMC68K"] is False and all(v for k, v in sim.items() if k != "PBMC68K")
     cols = {"study", "sample", "cell_type", "disease", "tissue", "simulated"}
     assert cols <= set(tiny_atlas.cells.columns)
-    # attributions: rows (cells) sum to 1,000 across genes
-    values = tiny_atlas.gene_values(tiny_atlas.genes)
-    np.testing.assert_allclose(values.sum(axis=1), 1000.0, rtol=1e-3)
+    # attributions: rows (cells) sum to 1,000 across the genes their study measured (SIGnature's
+    # raw scale); NaN for the others; on the panel scale, to 1,000 x the study's measured share
+    values = tiny_atlas.gene_values(tiny_atlas.genes, scale="raw")
+    np.testing.assert_allclose(np.nansum(values, axis=1), 1000.0, rtol=1e-3)
+    study = tiny_atlas.cells["study"].astype(str).to_numpy()
+    for s in tiny_atlas.studies:
+        assert np.isnan(values[study == s.id]).any(axis=0).sum() == len(tiny_atlas.genes) - tiny_atlas.measured(s.id).size
+    panel = tiny_atlas.gene_values(tiny_atlas.genes)
+    shares = np.array([tiny_atlas.panel_share(sid) for sid in study])
+    np.testing.assert_allclose(np.nansum(panel, axis=1), 1000.0 * shares, rtol=1e-3)
 
 
 def test_planted_programs_rank_first(tiny_atlas, tiny_build):
