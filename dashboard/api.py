@@ -1,7 +1,9 @@
 """``/api/v1/query``: signature queries as JSON, for scripts and the load test.
 
 ``GET /api/v1/query?genes=CD14,LYZ&cell_types=classical monocyte&null=100``, or ``POST`` a JSON
-object with the same keys, answers with the gene decisions and the disease ranking, through the
+object with the same keys, answers with the gene decisions, the disease ranking and each study's
+signature coverage (``studies``: min_coverage, per study requested / measured / coverage /
+included / reason, and the ids of the studies left out), through the
 dashboard's own query path (``params_from_state`` -> ``DashboardData.query``, results kept in the
 shared disk cache). ``GET /api/v1/atlas`` describes the atlas: the cell types, diseases, tissues,
 studies and genes the filters accept. Bad input gets HTTP 400 and ``{"error": "..."}`` naming the
@@ -21,10 +23,12 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from compute.errors import QueryError
 from compute.query import parse_gene_list
 from dashboard.data import DashboardData
+from dashboard.reports import atlas_warnings, measured_share, study_warnings
 from dashboard.state import (
     CHOICES,
     CUT_RANGES,
     DEFAULTS,
+    FRACTION_RANGES,
     INT_RANGES,
     LIST_SEP,
     MAX_GENES_TEXT,
@@ -42,7 +46,7 @@ MAX_NULL = 1000
 _LIST_KEYS = {"cell_types": "cell type", "diseases": "disease", "tissues": "tissue", "studies": "study"}
 _CHOICE_KEYS = ("data", "rule")
 _INT_KEYS = ("cell_min", "samp_min")
-PARAMETERS = ("genes", *_LIST_KEYS, *_CHOICE_KEYS, "cut", *_INT_KEYS, "null")
+PARAMETERS = ("genes", *_LIST_KEYS, *_CHOICE_KEYS, "cut", *_INT_KEYS, *FRACTION_RANGES, "null")
 _log = logging.getLogger(__name__)
 
 
@@ -101,7 +105,7 @@ def parse_query(values: Mapping[str, object], known: Mapping[str, list[str]]) ->
     ``values``: parameter -> str, number or list of strings (a GET's repeated keys as a list);
     ``known``: "cell_types", "diseases", "tissues", "studies" -> the atlas's values. Unlike a
     shared link, which falls back to defaults, every problem raises ApiInputError naming the
-    parameter; null defaults to 0 (no p-values) and is capped at MAX_NULL."""
+    parameter; null defaults to 0 (no p-values) and is capped at MAX_NULL; min_coverage is a share, 0-1."""
     unknown = [k for k in values if k not in PARAMETERS]
     if unknown:
         raise ApiInputError(f"unknown parameter '{unknown[0][:40]}'; accepted: {', '.join(PARAMETERS)}")
@@ -135,6 +139,12 @@ def parse_query(values: Mapping[str, object], known: Mapping[str, list[str]]) ->
             v = int(_number(key, values[key], whole=True))
             if not lo <= v <= hi:
                 raise ApiInputError(f"{key} must be within {lo:,}-{hi:,}, got {v:,}")
+            state[key] = v
+    for key, (lo, hi) in FRACTION_RANGES.items():
+        if key in values:
+            v = _number(key, values[key], whole=False)
+            if not lo <= v <= hi:
+                raise ApiInputError(f"{key} must be within {lo:g}-{hi:g}, got {v:g}")
             state[key] = v
     if "null" in values:
         v = int(_number("null", values["null"], whole=True))
@@ -181,15 +191,29 @@ def answer(data: DashboardData, state: dict) -> dict:
         "hit_rule": params.rule.describe(),
         "null": {"draws": null.n_draws, "p_floor": null.p_floor} if null is not None else None,
         "diseases": rows,
+        "studies": _study_coverage(result),
         "cached": cached,
     }
+
+
+def _study_coverage(result) -> dict:
+    """min_coverage, each study's signature coverage (whether it was included, and why not) and
+    the ids of the studies with cells in the filters that were left out."""
+    rows = []
+    if result.coverage is not None:
+        rows = [{"study": str(study), "requested": int(r["requested"]), "measured": int(r["measured"]), "coverage": _num(r["coverage"]),
+                 "n_selected": int(r["n_selected"]), "included": bool(r["included"]), "reason": str(r["reason"])}
+                for study, r in result.coverage.iterrows()]
+    return {"min_coverage": result.params.min_coverage, "coverage": rows, "excluded": [str(s) for s in result.excluded_studies.index]}
 
 
 def atlas_info(data: DashboardData) -> dict:
     """The atlas's summary and the values its filters accept (``GET /api/v1/atlas``)."""
     return data.summary | {
         "cell_types": data.cell_types, "diseases": data.diseases, "tissues": data.tissues,
-        "studies": [{"id": s.id, "title": s.title, "simulated": bool(s.simulated)} for s in data.atlas.studies],
+        "studies": [{"id": s.id, "title": s.title, "simulated": bool(s.simulated), "measured_share": measured_share(s.meta),
+                     "warnings": study_warnings(s.meta)} for s in data.atlas.studies],
+        "warnings": atlas_warnings(data.atlas.meta),
         "genes": [str(g) for g in data.atlas.genes], "max_null": MAX_NULL, "parameters": list(PARAMETERS),
     }
 

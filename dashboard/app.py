@@ -29,11 +29,13 @@ from compute.reference import assets_dir
 from dashboard import api, export, figures, ids
 from dashboard.data import DashboardData
 from dashboard.presets import PRESETS, QUICK_PRESETS, preset_options
-from dashboard.state import DEFAULTS, TABS, decode_state, encode_state
+from dashboard.reports import atlas_warnings, study_report_lines, study_warnings
+from dashboard.state import DEFAULTS, FRACTION_RANGES, TABS, decode_state, encode_state
 from dashboard.upload import MAX_BYTES, GeneFileError, decode_upload, parse_gene_file
 
-__all__ = ["MAX_REQUEST_BYTES", "answer_query", "append_genes", "apply_preset", "create_app", "module_detail", "modules_table",
-           "modules_view", "params_from_state", "render_views", "require_basic_auth", "resolution_panel", "view_tables"]
+__all__ = ["MAX_REQUEST_BYTES", "answer_query", "append_genes", "apply_preset", "create_app", "excluded_panel", "module_detail",
+           "modules_table", "modules_view", "params_from_state", "render_views", "require_basic_auth", "resolution_panel",
+           "study_reports_panel", "view_tables"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ _QUERY_CONTROLS = (
     ("cut", ids.CUT, "value"),
     ("cell_min", ids.CELL_MIN, "value"),
     ("samp_min", ids.SAMP_MIN, "value"),
+    ("min_coverage", ids.MIN_COVERAGE, "value"),
     ("null", ids.NULL_DRAWS, "value"),
 )
 # view-only settings: changing them re-renders the stored result
@@ -73,10 +76,19 @@ TOP_MISSING = 10  # co-attributing genes drawn in the modules heatmap and offere
 SIGNIFICANT = 0.05  # the p-value under which the plain-language reading calls a result more than chance
 
 
+def _setting(state: dict, key: str, kind):
+    """``state[key]`` as ``kind`` (int or float); QueryError naming the setting when it is not a
+    number (a control emptied by the user)."""
+    try:
+        return kind(state[key])
+    except (TypeError, ValueError):
+        raise QueryError(f"{key} must be a number, got '{state[key]}'") from None
+
+
 def params_from_state(state: dict, *, expression: bool = True) -> QueryParams:
     """The query a (decoded) state asks for; ``expression``: also rank by expression scores (only
     for atlases that store expression). Raises QueryError for an impossible combination."""
-    rule = HitRule(state["rule"], float(state["cut"]))
+    rule = HitRule(state["rule"], _setting(state, "cut", float))
     return QueryParams(
         genes=tuple(parse_gene_list(state["genes"] or "")),
         cell_types=tuple(sorted(state["cell_types"] or ())),
@@ -85,9 +97,10 @@ def params_from_state(state: dict, *, expression: bool = True) -> QueryParams:
         studies=tuple(sorted(state["studies"] or ())),
         data=state["data"],
         rule=rule,
-        cell_min=int(state["cell_min"]),
-        samp_min=int(state["samp_min"]),
-        n_null=int(state["null"]),
+        cell_min=_setting(state, "cell_min", int),
+        samp_min=_setting(state, "samp_min", int),
+        min_coverage=_setting(state, "min_coverage", float),
+        n_null=_setting(state, "null", int),
         evidence=True,
         expression=expression,
     )
@@ -126,6 +139,39 @@ def resolution_panel(res) -> list:
     return items
 
 
+COVERAGE_HELP = (
+    "Genes measured: the signature genes (matched in the model) this study measured. Coverage: their share of the "
+    "signature's weight. A gene a study never measured is missing, not zero: each cell is scored on the signature genes "
+    "its study measured (weights renormalised over them), and a study whose coverage is below 'Min. study coverage' is left "
+    "out of the rankings and the null, with the reason. Measured share: the share of a cell's attribution the study's gene "
+    "panel is estimated to carry; its values are multiplied by it, so studies measured on different gene panels are put on "
+    "one scale. Notes: warnings from reading the study (its ingest report, below).")
+
+
+def study_reports_panel(data: DashboardData) -> html.Div:
+    """How each study was read, in plain words (its ingest report: values, species, symbols, QC,
+    genes measured, measured share, warnings), one fold per study, with the atlas's build
+    warnings above; "not recorded" for studies of atlases built before SigAtlas kept reports."""
+    atlas = data.atlas
+    parts: list = [dmc.Text("How each study was read", fw=700, size="sm", className="grid-title")]
+    warnings = atlas_warnings(atlas.meta)
+    if warnings:
+        items = html.Ul([html.Li(w) for w in warnings])
+        # a long list (one line per study measured on a small panel) folds, its count in the title
+        body = html.Details([html.Summary("show them"), items]) if len(warnings) > 3 else items
+        parts.append(dmc.Alert(body, title=f"Atlas build warnings ({len(warnings)})", color="orange", p="xs", id=ids.ATLAS_WARNINGS))
+    for s in atlas.studies:
+        study_warns = study_warnings(s.meta)
+        label = (f"{s.id} · {s.title} · {s.n_cells:,} cells" + (" · SIMULATED" if s.simulated else "")
+                 + (f" · {len(study_warns)} warning{'s' if len(study_warns) > 1 else ''}" if study_warns else ""))
+        lines = [html.Li(line) for line in study_report_lines(s.meta)]
+        if s.simulated:
+            lines.insert(0, html.Li("SIMULATED data: planted expression programs, not measurements of real samples.", className="sim"))
+        lines += [html.Li(f"Warning: {w}", className="missing") for w in study_warns]
+        parts.append(html.Details([html.Summary(label), html.Ul(lines)], className="study-report"))
+    return html.Div(parts, id=ids.STUDY_REPORTS, className="panel")
+
+
 def _ranking_table(ranking, null) -> html.Table:
     p = null.p_values() if null is not None else {}
     floor = null.p_floor if null is not None else None
@@ -143,6 +189,30 @@ def _ranking_table(ranking, null) -> html.Table:
     return html.Table([html.Thead(head), html.Tbody(rows)], id=ids.DISEASE_TABLE, className="rank-table")
 
 
+def _left_out_note(result) -> str:
+    """" · N studies left out (signature coverage below M%)", or "" when none was."""
+    n = len(result.excluded_studies)
+    if not n:
+        return ""
+    return f" · {n} {'study' if n == 1 else 'studies'} left out (signature coverage below {result.params.min_coverage:.0%})"
+
+
+def excluded_panel(result) -> dmc.Alert | None:
+    """The studies with cells in the filters that were left out of the rankings and the null
+    (coverage below min_coverage), each with its reason; None when no study was."""
+    excluded = result.excluded_studies
+    if not len(excluded):
+        return None
+    n = len(excluded)
+    items = [html.Li(f"Left out: {study} {reason}") for study, reason in excluded["reason"].items()]
+    return dmc.Alert([
+        html.Ul(items, className="left-out"),
+        dmc.Text("A gene a study never measured is missing, not zero: these studies measured too little of the signature to be "
+                 "scored on it. Lower 'Min. study coverage' to include them, or use genes they measured.", size="xs"),
+    ], title=f"{n} {'study' if n == 1 else 'studies'} left out of the ranking: signature coverage below "
+             f"{result.params.min_coverage:.0%}", color="orange", p="xs", className="excluded")
+
+
 # -- answering ------------------------------------------------------------------------------
 def render_views(data: DashboardData, result, state: dict) -> dict:
     """Every view of one query result under the view settings in ``state`` (figures, tables,
@@ -153,13 +223,14 @@ def render_views(data: DashboardData, result, state: dict) -> dict:
     where = ", ".join(params.cell_types) if params.cell_types else "all cell types"
     null = result.null.get("disease")
     ranking = _shown_ranking(result, state)
-    title = f"Diseases ranked by per-sample hit %<br><sub>{where} · hit = {params.rule.describe()}{sim_note}</sub>"
+    left_out = _left_out_note(result)
+    title = f"Diseases ranked by per-sample hit %<br><sub>{where} · hit = {params.rule.describe()}{left_out}{sim_note}</sub>"
     base_rate = 100.0 - params.rule.value if params.rule.kind == "percentile" else None
     by = _group_by(state)
     null_text = (f" · null: {null.n_draws:,} matched gene sets over {null.n_cells:,} cells, p floor {null.p_floor:.2g}"
                  if null is not None else " · no null (set null draws to get p-values)")
     status = (f"{result.n_selected:,} cells selected · threshold {result.threshold:.3f} · {len(result.samples)} samples, "
-              f"{len(result.diseases)} diseases pass cell_min={params.cell_min}, samp_min={params.samp_min}{null_text}")
+              f"{len(result.diseases)} diseases pass cell_min={params.cell_min}, samp_min={params.samp_min}{left_out}{null_text}")
     out = {
         "resolution": resolution_panel(result.resolution),
         "status": status,
@@ -168,6 +239,7 @@ def render_views(data: DashboardData, result, state: dict) -> dict:
                                                       p_floor=null.p_floor if null is not None else None),
         "disease_table": _ranking_table(ranking, null),
         "study_rows": data.study_rows(result),
+        "excluded": excluded_panel(result),
     }
     ev = result.evidence
     top = str(result.diseases["group"].iloc[0]) if len(result.diseases) else None
@@ -243,9 +315,16 @@ def _tables(data, result, ranking, study_rows, mean_table, pct_table) -> dict:
     """The data behind every view, for CSV export and the snapshot."""
     import pandas as pd
 
-    tables = {"diseases": ranking, "samples": result.samples, "studies": pd.DataFrame(study_rows),
+    # the study CSV: the ranked studies, then those left out of the ranking with the reason
+    studies = pd.DataFrame([{**r, "included": True, "reason": ""} for r in study_rows] + data.excluded_rows(result))
+    for col in ("rank", "samples"):  # whole numbers, empty for the studies left out
+        if col in studies:
+            studies[col] = studies[col].astype("Int64")
+    tables = {"diseases": ranking, "samples": result.samples, "studies": studies,
               "genes": mean_table.reset_index(names="gene"), "genes_pct_hit_cells": pct_table.reset_index(names="gene"),
               "resolution": export.resolution_table(result.resolution)}
+    if result.coverage is not None:  # every study: its coverage, cells in the filters, included or why not
+        tables["coverage"] = result.coverage.reset_index(names="study")
     null = result.null.get("disease")
     if null is not None:
         tables["diseases"] = ranking.merge(null.groups.drop(columns=["observed"], errors="ignore"), on="group", how="left")
@@ -273,7 +352,7 @@ def answer_query(data: DashboardData, state: dict, progress=None) -> dict:
     """Run the query ``state`` asks for and render every view; plain function (tested without a
     browser). Bad input comes back as a message in "status", never as an exception."""
     empty = {
-        "resolution": [], "status": "", "disease_table": html.Div(), "study_rows": [], "umap_badge": "", "tables": {},
+        "resolution": [], "status": "", "disease_table": html.Div(), "study_rows": [], "excluded": None, "umap_badge": "", "tables": {},
         "disease_fig": figures.empty_figure("Paste genes (any separators) or pick a preset, then Run"),
         **{k: figures.empty_figure("Appears after a query") for k in
            ("robust_fig", "driver_fig", "compare_fig", "scatter_fig", "umap_fig", "heatmap_fig")},
@@ -578,6 +657,10 @@ def _controls(data: DashboardData):
             dmc.NumberInput(id=ids.SAMP_MIN, value=d["samp_min"], min=1, step=1, size="xs", label="samp_min", debounce=True),
             dmc.NumberInput(id=ids.TOP_N, value=d["top_n"], min=0, step=1, size="xs", label="top N (0 = all)", debounce=True),
         ], gap=6, grow=True),
+        dmc.NumberInput(id=ids.MIN_COVERAGE, value=d["min_coverage"], min=FRACTION_RANGES["min_coverage"][0],
+                        max=FRACTION_RANGES["min_coverage"][1], step=0.05, decimalScale=2, size="xs", debounce=True,
+                        label="Min. study coverage (0-1)",
+                        description="min_coverage: studies that measured less of the signature's weight are left out, with the reason"),
         dmc.NumberInput(id=ids.NULL_DRAWS, value=d["null"], min=0, max=10000, step=100, size="xs", debounce=True,
                         label="Null: matched random gene sets (0 = off; 1,000 gives p ≥ 0.001)"),
     ], gap=8, className="controls")
@@ -607,6 +690,7 @@ def _layout(data: DashboardData):
     diseases_tab = dmc.Stack([
         _graph("diseases", 480),
         html.Details([html.Summary("Ranking as a table"), html.Div(id="disease-table-wrap")], open=True),
+        html.Div(id=ids.EXCLUDED_DISEASES),
         dmc.Grid([dmc.GridCol(_graph("robustness", 380), span={"base": 12, "lg": 6}),
                   dmc.GridCol(html.Div([
                       dmc.Select(id=ids.DRIVER_GROUP, data=[], placeholder="driver genes of… (default: the top disease)", size="xs",
@@ -616,18 +700,37 @@ def _layout(data: DashboardData):
                   dmc.GridCol(_graph("scatter", 380), span={"base": 12, "lg": 6})]),
     ], gap="sm")
     grid = _grid(ids.STUDY_GRID, [
-        {"field": "rank", "width": 80}, {"field": "study", "width": 120}, {"field": "title", "flex": 2},
+        # the study stays in view while the coverage columns scroll in
+        {"field": "rank", "width": 80, "pinned": "left"}, {"field": "study", "width": 110, "pinned": "left"},
+        {"field": "title", "flex": 2, "minWidth": 220},
         {"field": "data", "width": 120, "cellClassRules": {"sim-cell": "params.value == 'SIMULATED'"}},
-        {"field": "diseases", "flex": 1}, {"field": "samples", "width": 100}, {"field": "cells", "width": 100},
+        {"field": "diseases", "flex": 1, "minWidth": 160}, {"field": "samples", "width": 100}, {"field": "cells", "width": 100},
         {"field": "mean_hit_pct", "headerName": "mean hit %", "width": 120, "sort": "desc"},
         {"field": "p_value", "headerName": "p (null)", "width": 110},
+        {"field": "measured", "headerName": "Genes measured", "width": 150, "filter": "agNumberColumnFilter",
+         "valueFormatter": {"function": "params.value == null ? '' : params.value + ' / ' + params.data.requested"},
+         "headerTooltip": "signature genes this study measured, of those matched in the model"},
+        {"field": "coverage", "headerName": "Coverage", "width": 120, "filter": "agNumberColumnFilter",
+         "valueFormatter": {"function": "params.value == null ? '' : d3.format('.0%')(params.value)"},
+         "headerTooltip": "the share of the signature's weight carried by the genes this study measured"},
+        {"field": "measured_share", "headerName": "Measured share", "width": 150, "filter": "agNumberColumnFilter",
+         "valueFormatter": {"function": "params.value == null ? 'not recorded' : d3.format('.0%')(params.value)"},
+         "headerTooltip": "the share of a cell's attribution this study's gene panel is estimated to carry; its values are "
+                          "multiplied by it to put every panel on one scale"},
+        {"field": "notes", "headerName": "Notes", "flex": 2, "minWidth": 220, "wrapText": True, "autoHeight": True,
+         "tooltipField": "notes", "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}},
     ], page_size=20)
     tabs = dmc.Tabs([
         dmc.TabsList([dmc.TabsTab("Diseases", value="diseases"), dmc.TabsTab("Studies", value="studies"),
                       dmc.TabsTab("Cells (UMAP)", value="cells"), dmc.TabsTab("Genes", value="genes"),
                       dmc.TabsTab("Modules", value="modules")]),
         dmc.TabsPanel(diseases_tab, value="diseases", pt="sm"),
-        dmc.TabsPanel(html.Div([_export_bar("studies"), grid], className="panel"), value="studies", pt="sm"),
+        dmc.TabsPanel(dmc.Stack([
+            html.Div(id=ids.EXCLUDED_STUDIES),
+            html.Div([_export_bar("studies"), grid, dmc.Text(COVERAGE_HELP, size="xs", c="dimmed", id=ids.COVERAGE_HELP)],
+                     className="panel"),
+            study_reports_panel(data),
+        ], gap="sm"), value="studies", pt="sm"),
         dmc.TabsPanel(dmc.Stack([
             dmc.Group([html.Div([dmc.Text("Colour by", size="xs", c="dimmed"),
                                  _segmented(ids.UMAP_COLOR, {"score": "score", "cell_type": "cell type", "disease": "disease", "study": "study"},
@@ -905,6 +1008,8 @@ def create_app(atlas_path: str | Path, *, credentials: tuple[str, str] | None = 
         Output(ids.DISEASE_FIG, "figure"),
         Output("disease-table-wrap", "children"),
         Output(ids.STUDY_GRID, "rowData"),
+        Output(ids.EXCLUDED_DISEASES, "children"),
+        Output(ids.EXCLUDED_STUDIES, "children"),
         Output(ids.ROBUST_FIG, "figure"),
         Output(ids.DRIVER_FIG, "figure"),
         Output(ids.DRIVER_GROUP, "data"),
@@ -930,7 +1035,7 @@ def create_app(atlas_path: str | Path, *, credentials: tuple[str, str] | None = 
             res = data.atlas.resolve(list(parse_gene_list(key.get("genes") or "")))
             empty = figures.empty_figure(key["error"])
             return (resolution_panel(res) if res.requested else [], html.Div(key["error"], className="error"), empty, None, [],
-                    empty, empty, [], empty, empty, empty, "", empty)
+                    None, None, empty, empty, [], empty, empty, empty, "", empty)
         result = data.stored_result(key)
         if result is None:
             raise dash.exceptions.PreventUpdate
@@ -939,7 +1044,8 @@ def create_app(atlas_path: str | Path, *, credentials: tuple[str, str] | None = 
             for name in ("disease_fig", "robust_fig", "driver_fig", "compare_fig", "scatter_fig", "umap_fig", "heatmap_fig"):
                 out[name].update_layout(font=PRESENTER_FONT)
         groups = list(result.diseases["group"].astype(str))
-        return (out["resolution"], out["status"], out["disease_fig"], out["disease_table"], out["study_rows"], out["robust_fig"],
+        return (out["resolution"], out["status"], out["disease_fig"], out["disease_table"], out["study_rows"], out["excluded"],
+                excluded_panel(result), out["robust_fig"],
                 out["driver_fig"], groups, out["compare_fig"], out["scatter_fig"], out["umap_fig"], out["umap_badge"], out["heatmap_fig"])
 
     @app.callback(

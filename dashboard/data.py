@@ -14,10 +14,11 @@ import pandas as pd
 from compute.atlas import Atlas
 from compute.atlas._cache import ResultCache
 from compute.query import QueryParams, QueryResult, gene_group_summary, run_query
+from dashboard.reports import measured_share, study_warnings
 
 __all__ = ["DashboardData"]
 
-RESULT_VERSION = 1  # bump when QueryResult changes shape, so older cached results are not read
+RESULT_VERSION = 2  # bump when QueryResult changes shape, so older cached results are not read (2: per-study coverage)
 
 
 class DashboardData:
@@ -120,8 +121,27 @@ class DashboardData:
                     self._by_key[key] = hit
         return hit
 
+    def _coverage_fields(self, study: str, coverage: pd.DataFrame | None) -> dict:
+        """A study's signature coverage (genes measured of those requested, share of the
+        signature's weight), its measured share (None: not recorded) and its ingest warnings."""
+        meta = self._study_meta.get(study, {})
+        out = {"measured": None, "requested": None, "coverage": None,
+               "measured_share": measured_share(meta), "notes": "; ".join(study_warnings(meta))}
+        if coverage is not None and study in coverage.index:
+            row = coverage.loc[study]
+            m, r, c = int(row["measured"]), int(row["requested"]), float(row["coverage"])
+            out |= {"measured": m, "requested": r, "coverage": round(c, 4) if np.isfinite(c) else None}
+        return out
+
+    @cached_property
+    def _study_meta(self) -> dict[str, dict]:
+        return {s.id: s.meta for s in self.atlas.studies}
+
     def study_rows(self, result: QueryResult) -> list[dict]:
-        """Rows for the study table: one per ranked study, with its null p-value when computed."""
+        """Rows for the study table: one per ranked study, with its null p-value when computed,
+        its signature coverage (``measured`` of the ``requested`` signature genes, ``coverage``:
+        the measured genes' share of the signature's weight, 0-1), ``measured_share`` (None: not recorded) and ``notes`` (its ingest
+        warnings)."""
         titles = {s.id: s.title for s in self.atlas.studies}
         sim = {s.id: s.simulated for s in self.atlas.studies}
         diseases = result.samples.groupby("study")["disease"].agg(lambda d: ", ".join(sorted(set(d)))).to_dict()
@@ -139,5 +159,25 @@ class DashboardData:
                 "cells": int(r.n_cells),
                 "mean_hit_pct": round(float(r.mean_hit_pct), 2),
                 "p_value": round(float(p[r.group]), 4) if r.group in p else None,
+                **self._coverage_fields(str(r.group), result.coverage),
+            })
+        return rows
+
+    def excluded_rows(self, result: QueryResult) -> list[dict]:
+        """One row per study with cells in the filters that was left out of the rankings and the
+        null (its coverage below ``min_coverage``): the study table's columns (no rank, hit % or
+        p-value; ``cells``: its cells in the filters; ``diseases``: every disease the study holds),
+        ``included`` (False) and ``reason``."""
+        excluded = result.excluded_studies
+        titles = {s.id: s.title for s in self.atlas.studies}
+        sim = {s.id: s.simulated for s in self.atlas.studies}
+        rows = []
+        for study, r in excluded.iterrows():
+            study = str(study)
+            rows.append({
+                "rank": None, "study": study, "title": titles.get(study, study), "data": "SIMULATED" if sim.get(study) else "real",
+                "diseases": ", ".join(sorted(map(str, self._study_meta.get(study, {}).get("diseases") or {}))),
+                "samples": None, "cells": int(r["n_selected"]), "mean_hit_pct": None, "p_value": None,
+                **self._coverage_fields(study, result.coverage), "included": False, "reason": str(r["reason"]),
             })
         return rows

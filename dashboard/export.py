@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from compute.query._null import N_DETECTION_BINS, N_MEAN_BINS
+from dashboard.reports import atlas_warnings, measured_share, study_warnings
 
 __all__ = ["methods_paragraph", "params_dict", "resolution_table", "safe_csv", "snapshot_zip"]
 
@@ -225,19 +226,44 @@ def _query_sentences(atlas, result) -> list[str]:
     out = [s + "."]
     agg = ("the weighted mean of the signature genes' attributions (sum w·a / sum w)" if res.weighted
            else "the mean attribution over the signature genes")
-    out.append(f"Each cell's score was {agg}, zeros included (aggregate: mean).")
+    if atlas.has_element("measured"):
+        agg = ("the weighted mean of the attributions of the signature genes its study measured (sum w·a / sum w over them)"
+               if res.weighted else "the mean attribution over the signature genes its study measured")
+        out.append(f"Each cell's score was {agg}, a measured gene without "
+                   "attribution in the cell counting as zero (aggregate: mean); a gene a study never measured was treated as "
+                   "missing, not zero, and the weights were renormalised over the measured genes. Each study's values were "
+                   "multiplied by its measured share (the share of a cell's attribution its gene panel is estimated to carry, "
+                   "learned from the atlas), so studies measured on different gene panels share one scale.")
+    else:
+        out.append(f"Each cell's score was {agg}, zeros included (aggregate: mean); this atlas records no per-study gene "
+                   "panels, so every gene counted as measured in every study.")
+    out.append(_coverage_sentence(result))
     filters = [(label, values) for label, values in (("cell types", p.cell_types), ("diseases", p.diseases),
                                                        ("studies", p.studies), ("tissues", p.tissues)) if values]
     where = [f"{label}: {_listing(sorted(map(str, v)))}" for label, v in filters]
     data = p.data
     if data != "all":
         where.append(f"{data} studies only")
-    out.append(f"The selection ({'; '.join(where) if where else 'all cells, no filter'}) held {result.n_selected:,} cells.")
+    kept = " in the studies kept" if len(result.excluded_studies) else ""
+    out.append(f"The selection ({'; '.join(where) if where else 'all cells, no filter'}) held {result.n_selected:,} cells{kept}.")
     out.append(f"A cell counted as a hit by the rule '{p.rule.describe()}' (cut-off {result.threshold:.4g} here). For every sample "
                f"(study x sample x disease) with at least cell_min = {p.cell_min} selected cells the hit percentage was "
                f"computed; diseases with at least samp_min = {p.samp_min} such samples were ranked by the mean of their "
                "samples' hit percentages, and studies likewise with at least one sample.")
     return out
+
+
+def _coverage_sentence(result) -> str:
+    """The coverage rule and the studies it left out, with their reasons."""
+    p = result.params
+    s = (f"A study's coverage is the share of the signature's weight carried by the signature genes it measured; studies "
+         f"with coverage below min_coverage = {p.min_coverage:.0%} were left out of the rankings and of the null")
+    excluded = result.excluded_studies
+    if not len(excluded):
+        return s + "; no study with cells in the selection fell below it."
+    left = [f"{study} {reason}" for study, reason in excluded["reason"].items()]
+    return (s + f": {_plural(len(excluded), 'study', 'studies')} {'was' if len(excluded) == 1 else 'were'} left out, "
+            + "; ".join(left) + ".")
 
 
 def _null_sentences(result) -> list[str]:
@@ -270,7 +296,8 @@ def _software_sentence() -> str:
 def methods_paragraph(atlas, result) -> str:
     """One paragraph (plain text, Markdown-safe) describing how ``result`` was computed on
     ``atlas``: the atlas and how many of its studies are SIMULATED, the encoder, the attribution
-    method, the query (genes, filters, hit rule, cell_min, samp_min, aggregate), the null and
+    method, the query (genes, filters, hit rule, cell_min, samp_min, aggregate, how unmeasured genes
+    count, min_coverage and the studies it left out with their reasons), the null and
     its p-value floor, software versions, and the SIGnature and SCimilarity citations."""
     parts = [*_atlas_sentences(atlas), *_model_sentences(atlas), *_attribution_sentences(atlas),
              *_query_sentences(atlas, result), *_null_sentences(result)]
@@ -300,7 +327,9 @@ def _atlas_record(atlas) -> dict:
         "model_card": meta.get("model_card"),
         "build": {k: build[k] for k in ("key", "seed", "source") if k in build},
         "elements": meta.get("elements"),
-        "studies": [{"id": s.id, "title": s.title, "n_cells": s.n_cells, "simulated": s.simulated} for s in atlas.studies],
+        "studies": [{"id": s.id, "title": s.title, "n_cells": s.n_cells, "simulated": s.simulated,
+                     "measured_share": measured_share(s.meta), "warnings": study_warnings(s.meta)} for s in atlas.studies],
+        "warnings": atlas_warnings(meta),
     })
 
 
@@ -339,7 +368,11 @@ def _readme(atlas, result, files: list[tuple[str, str]], url: str | None) -> str
     res = result.resolution
     lines += [f"Genes matched: {len(res.matched)} of {len(res.matched) + len(res.missing)}; "
               f"hit rule: {result.params.rule.describe()} (cut-off {result.threshold:.6g}); "
-              f"{result.n_selected:,} cells selected.", "", "Contents:"]
+              f"{result.n_selected:,} cells selected.", ""]
+    excluded = result.excluded_studies
+    lines += [f"Studies left out (signature coverage below min_coverage {result.params.min_coverage:.0%}): "
+              + ("; ".join(f"{study} {reason}" for study, reason in excluded["reason"].items()) if len(excluded) else "none"), ""]
+    lines += ["Contents:"]
     width = max(len(name) for name, _ in files)
     lines += [f"  {name.ljust(width)}  {what}" for name, what in files]
     return "\n".join(lines) + "\n"

@@ -13,7 +13,7 @@ import re
 from collections.abc import Collection, Mapping
 from urllib.parse import parse_qsl, urlencode
 
-__all__ = ["CHOICES", "DEFAULTS", "TABS", "decode_state", "encode_state", "normalise_genes"]
+__all__ = ["CHOICES", "DEFAULTS", "FRACTION_RANGES", "TABS", "decode_state", "encode_state", "normalise_genes"]
 
 DEFAULTS: dict = {
     "genes": "",  # the pasted gene text
@@ -27,6 +27,7 @@ DEFAULTS: dict = {
     "cut": 90.0,
     "cell_min": 25,
     "samp_min": 3,
+    "min_coverage": 0.5,  # studies that measured less of the signature (share of its weight) are left out
     "top_n": 0,  # 0: all groups
     "group_by": "disease",
     "heat": "heatmap",
@@ -53,6 +54,8 @@ LIST_SEP = "|"
 # (lowest, highest) whole numbers accepted
 INT_RANGES = {"cell_min": (1, 1_000_000), "samp_min": (1, 100_000), "top_n": (0, 100_000)}
 NULL_RANGE = (100, 10_000)
+# (lowest, highest) shares accepted: the share of the signature's weight a study must have measured
+FRACTION_RANGES = {"min_coverage": (0.0, 1.0)}
 # the cut-off's range and, when the given one is invalid, its default under each hit rule
 CUT_RANGES = {"percentile": (0.0, 100.0), "quantile": (0.0, 1.0), "value": (-math.inf, math.inf)}
 CUT_DEFAULTS = {"percentile": 90.0, "quantile": 0.9, "value": 90.0}
@@ -170,6 +173,12 @@ def _decode_value(key: str, raw: str, state: dict, known: Mapping[str, Collectio
         if not lo <= v <= hi:
             return bad(f"is outside {_fmt_num(lo)}-{_fmt_num(hi)} for the {rule} rule", fallback)
         return v
+    if key in FRACTION_RANGES:
+        v = _parse_float(raw)
+        if v is None:
+            return bad("is not a number")
+        lo, hi = FRACTION_RANGES[key]
+        return v if lo <= v <= hi else bad(f"is outside {_fmt_num(lo)}-{_fmt_num(hi)}")
     v = _parse_int(raw)
     if v is None:
         return bad("is not a whole number")

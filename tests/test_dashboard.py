@@ -6,8 +6,10 @@ import subprocess
 import sys
 
 import dash
+import pandas as pd
 import pytest
 
+from compute.query import parse_gene_list
 from dashboard import ids
 from dashboard.app import (
     answer_query,
@@ -125,7 +127,9 @@ def test_top_n_and_filters(tiny_build):
     top2 = answer_query(data, _state(genes=text, top_n=2))
     assert len(top2["tables"]["diseases"]) == 2
     assert list(top2["tables"]["diseases"]["group"]) == list(full["tables"]["diseases"]["group"][:2])
-    real = answer_query(data, _state(genes=text, data="real"))
+    # the one real study measured too little of MS1 for the default min_coverage: said, not scored
+    assert "lower min_coverage" in str(answer_query(data, _state(genes=text, data="real"))["status"])
+    real = answer_query(data, _state(genes=text, data="real", min_coverage=0.0))
     assert "no cells match the filters" in str(real["status"]) or not real["tables"]["umap"]["simulated"].any()
     sim = answer_query(data, _state(genes=text, data="simulated", diseases=["sepsis", "healthy"]))
     assert set(sim["tables"]["umap"]["disease"]) <= {"sepsis", "healthy"}
@@ -318,3 +322,183 @@ def test_modules_tab_is_in_the_layout_and_the_link(tiny_build):
     assert "SIMULATED" in _text(_find(layout, ids.MODULES_SIM))
     state, notes = decode_state("?tab=modules", {"tab": TABS})
     assert state["tab"] == "modules" and not notes
+
+
+# -- per-study coverage and the ingest reports ---------------------------------------------------
+def _left_out_query(data: DashboardData) -> tuple[dict, str]:
+    """(state, study id): the MS1 genes with a min_coverage just above the lowest study coverage,
+    so that study (and only those as low) is left out and the rest are ranked."""
+    text, _ = apply_preset(data, "ms1")
+    coverage = data.atlas.study_coverage(list(parse_gene_list(text)))["coverage"].sort_values()
+    assert coverage.iloc[0] < coverage.iloc[-1], "the tiny atlas's panels should differ in MS1 coverage"
+    above = coverage[coverage > coverage.iloc[0]].iloc[0]
+    return _state(genes=text, min_coverage=round((coverage.iloc[0] + above) / 2, 4)), str(coverage.index[0])
+
+
+def test_min_coverage_is_one_setting_from_the_link_to_the_query(tiny_build):
+    state, notes = decode_state("?genes=CD14,LYZ&min_coverage=0.8")
+    assert not notes and state["min_coverage"] == 0.8
+    assert params_from_state(state).min_coverage == 0.8
+    assert params_from_state(_state(genes="CD14")).min_coverage == DEFAULTS["min_coverage"] == 0.5
+    app = create_app(tiny_build[1])
+    control = _find(app.layout, ids.MIN_COVERAGE)
+    assert control.value == 0.5 and (control.min, control.max) == (0, 1) and "Min. study coverage" in control.label
+    # the link restores it, and the query reruns with it
+    restore = _callback(app, input_id=ids.URL)
+    values = restore("?genes=CD14&min_coverage=0.9", 0)
+    assert 0.9 in values and values[-1] == 1
+    # an emptied or out-of-range control is a message, not a crash
+    data = DashboardData(tiny_build[1])
+    assert "min_coverage must be a number" in str(answer_query(data, _state(genes="CD14 LYZ", min_coverage=""))["status"])
+    assert "min_coverage must be within 0-1" in str(answer_query(data, _state(genes="CD14 LYZ", min_coverage=1.5))["status"])
+
+
+def test_a_study_below_min_coverage_is_left_out_with_its_reason(tiny_build):
+    data = DashboardData(tiny_build[1])
+    state, low = _left_out_query(data)
+    out = answer_query(data, state)
+    result = out["result"]
+    assert low in result.excluded_studies.index
+    n = len(result.excluded_studies)
+    reason = result.excluded_studies.loc[low, "reason"]
+    # under the disease ranking (and in the Studies tab): each left-out study with its reason
+    shown = _text(out["excluded"])
+    assert f"Left out: {low} measured " in shown and reason in shown and "missing, not zero" in shown
+    assert out["excluded"].title.startswith(f"{n} {'study' if n == 1 else 'studies'} left out of the ranking")
+    assert f"{n} {'study' if n == 1 else 'studies'} left out (signature coverage below" in out["status"]
+    assert "left out" in out["disease_fig"].to_dict()["layout"]["title"]["text"]
+    # the ranked studies carry their coverage; the left-out one is not ranked
+    assert low not in {r["study"] for r in out["study_rows"]}
+    for r in out["study_rows"]:
+        cov = result.coverage.loc[r["study"]]
+        assert (r["measured"], r["requested"]) == (cov["measured"], cov["requested"]) and r["coverage"] >= state["min_coverage"]
+        assert 0 < r["measured_share"] <= 1 and isinstance(r["notes"], str)
+    # the studies CSV: ranked studies, then those left out, each with the reason
+    table = out["tables"]["studies"]
+    assert {"measured", "requested", "coverage", "measured_share", "notes", "included", "reason"} <= set(table.columns)
+    row = table.set_index("study").loc[low]
+    assert not row["included"] and row["reason"] == reason and pd.isna(row["rank"]) and row["cells"] > 0
+    assert table["included"].tolist() == [True] * len(out["study_rows"]) + [False] * n
+    assert set(out["tables"]["coverage"]["study"]) == {s.id for s in data.atlas.studies}
+    # the rendering callback fills both lists
+    app = create_app(tiny_build[1])
+    render = _callback(app, output=f"{ids.EXCLUDED_STUDIES}.children")
+    key = data.result_key(params_from_state(state, expression=data.atlas.has_expression))
+    values = render(key, False, 0, "disease", "heatmap", "cluster", "score", None)
+    panels = [v for v in values if getattr(v, "className", None) == "excluded"]
+    assert len(panels) == 2 and all(f"Left out: {low} measured" in _text(p) for p in panels)
+    assert values[4] == out["study_rows"]
+    # nothing left out at min_coverage 0: no list
+    none = answer_query(data, state | {"min_coverage": 0.0})
+    assert none["excluded"] is None and "left out" not in none["status"]
+
+
+def test_every_study_below_min_coverage_is_a_message_not_a_crash(tiny_build):
+    data = DashboardData(tiny_build[1])
+    text, _ = apply_preset(data, "ms1")
+    coverage = data.atlas.study_coverage(list(parse_gene_list(text)))["coverage"]
+    if coverage.max() >= 1:
+        pytest.skip("a study measured every MS1 gene: min_coverage cannot leave out all")
+    out = answer_query(data, _state(genes=text, min_coverage=min(1.0, round(coverage.max() + 0.01, 4))))
+    assert "lower min_coverage" in str(out["status"])
+
+
+def test_studies_table_columns_and_help(tiny_build):
+    app = create_app(tiny_build[1])
+    grid = _find(app.layout, ids.STUDY_GRID)
+    headers = {c.get("headerName", c["field"]): c for c in grid.columnDefs}
+    for name in ("Genes measured", "Coverage", "Measured share", "Notes"):
+        assert name in headers, name
+    assert "' / ' + params.data.requested" in headers["Genes measured"]["valueFormatter"]["function"]
+    assert "not recorded" in headers["Measured share"]["valueFormatter"]["function"]
+    help_text = _text(_find(app.layout, ids.COVERAGE_HELP))
+    assert "missing, not zero" in help_text and "one scale" in help_text and "Min. study coverage" in help_text
+
+
+def test_study_reports_in_plain_words(tiny_build):
+    from dashboard.app import study_reports_panel
+
+    data = DashboardData(tiny_build[1])
+    panel = study_reports_panel(data)
+    text = _text(panel)
+    assert text.count("Values: raw counts") == len(data.atlas.studies)
+    assert "QC: " in text and " cells in, " in text and "Genes measured: " in text and "Measured share: " in text
+    assert "Species: human" in text and "Gene symbols: " in text
+    for s in data.atlas.studies:
+        assert f"{s.id} · {s.title}" in text
+    # simulated studies keep their label; the atlas's build warnings are shown
+    sim = next(s for s in data.atlas.studies if s.simulated)
+    assert f"{sim.id} · {sim.title} · {sim.n_cells:,} cells · SIMULATED" in text
+    warnings = data.atlas.meta["report"]["warnings"]
+    assert warnings and all(w in _text(_find(panel, ids.ATLAS_WARNINGS)) for w in warnings)
+    # it is in the Studies tab
+    assert _find(create_app(tiny_build[1]).layout, ids.STUDY_REPORTS) is not None
+
+
+def test_report_lines_for_tpm_mouse_and_qc_drops():
+    from dashboard.reports import study_report_lines, study_warnings
+
+    entry = {"report": {
+        "values": {"kind": "tpm", "source": "X", "note": "approximation: TPM/FPKM rescaled per cell to 10,000, not counts"},
+        "species": {"organism": "mouse", "detected": "mouse", "human_share": 0.01, "mouse_share": 0.93,
+                    "orthologs": {"table": "Ensembl 105", "mouse_genes_in": 1200, "mapped": 1100, "n_no_human_ortholog": 80,
+                                  "n_several_human_orthologs": 20, "n_summed_into_one_human_gene": 3}},
+        "symbols": {"n_renamed": 4, "renamed_by": {"alias": 3, "case": 1}, "n_merged": 2, "n_duplicates_summed": 1, "unknown": 0},
+        "qc": {"cells_in": 500, "cells_kept": 470, "min_genes": 40, "min_counts": None, "scaled_for_panel": False,
+               "min_counts_note": "min_counts not applied: tpm values carry no library size",
+               "dropped": {"min_genes": 30, "min_counts": 0, "both": 0},
+               "by_cell_type": {"T": {"in": 300, "kept": 290, "dropped": 10}, "B": {"in": 200, "kept": 180, "dropped": 20}}},
+        "n_genes_measured": 1097, "warnings": ["QC dropped 10% of the 'B' cells (20 of 200)."]},
+        "panel": {"n_genes_measured": 1000, "attr_share": 0.61}}
+    lines = study_report_lines(entry)
+    text = "\n".join(lines)
+    assert "Values: TPM, read from X (approximation: TPM/FPKM rescaled per cell to 10,000, not counts)." in lines
+    assert "Species: mouse" in text and "1,100 of 1,200 mouse genes mapped to their one human ortholog (Ensembl 105)" in text
+    assert "80 without a human ortholog" in text and "20 with several human orthologs" in text
+    assert "4 names renamed to the current HGNC symbol (3 alias, 1 case fixed)" in text and "2 symbols named by several columns" in text
+    assert "QC: 500 cells in, 470 kept, 30 dropped (30 too few genes)" in text and "min_counts not applied" in text
+    assert "most dropped: B 20 of 200, T 10 of 300" in text
+    assert "Genes measured: 1,097, 1,000 of them in the model's gene order." in lines and "Measured share: 61%" in text
+    assert study_warnings(entry) == ["QC dropped 10% of the 'B' cells (20 of 200)."]
+    # malformed or missing sections never raise
+    assert study_report_lines({"report": {"values": "x", "qc": {"cells_in": "?"}, "symbols": []}}) == []
+    assert study_report_lines({"report": "nonsense", "panel": {"attr_share": True}})[0].startswith("Ingest report: not recorded")
+
+
+@pytest.fixture(scope="module")
+def old_atlas(tiny_build, tmp_path_factory):
+    """The tiny atlas as an older build wrote it: no ingest reports, panels, measured genes or build warnings."""
+    import json
+
+    src = tiny_build[1]
+    dst = tmp_path_factory.mktemp("old") / "atlas"
+    dst.mkdir()
+    for item in src.iterdir():  # the study files are shared, only the root differs
+        if item.name != "atlas.json":
+            (dst / item.name).symlink_to(item)
+    root = json.loads((src / "atlas.json").read_text())
+    root.pop("report", None)
+    root["elements"] = {k: v for k, v in root["elements"].items() if k not in ("measured", "gene_means")}
+    for s in root["studies"]:
+        for key in ("report", "panel", "has_measured", "n_genes_measured"):
+            s.pop(key, None)
+    (dst / "atlas.json").write_text(json.dumps(root))
+    return dst
+
+
+def test_an_atlas_without_reports_or_panels_still_renders(old_atlas):
+    from dashboard import export
+    from dashboard.app import study_reports_panel
+    from dashboard.reports import NOT_RECORDED
+
+    data = DashboardData(old_atlas)
+    text, cell_types = apply_preset(data, "ms1")
+    out = answer_query(data, _state(genes=text, cell_types=cell_types))
+    assert out["study_rows"] and out["excluded"] is None
+    for r in out["study_rows"]:
+        assert r["measured"] == r["requested"] and r["coverage"] == 1.0 and r["measured_share"] is None and r["notes"] == ""
+    panel = study_reports_panel(data)
+    assert _text(panel).count(NOT_RECORDED) == len(data.atlas.studies) and _find(panel, ids.ATLAS_WARNINGS) is None
+    assert "records no per-study gene panels" in export.methods_paragraph(data.atlas, out["result"])
+    app = create_app(old_atlas)
+    assert _find(app.layout, ids.STUDY_REPORTS) is not None

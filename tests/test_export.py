@@ -147,3 +147,45 @@ def test_snapshot_zip_refuses_names_that_overwrite_fixed_files(tiny_atlas, tiny_
         snapshot_zip(tiny_atlas, tiny_result, {"a b": tiny_result.diseases, "a/b": tiny_result.studies})
     zf = zipfile.ZipFile(io.BytesIO(snapshot_zip(tiny_atlas, tiny_result, {})))
     assert "Link to this view: not recorded" in zf.read("README.txt").decode()
+
+
+@pytest.fixture(scope="module")
+def left_out_result(tiny_atlas):
+    """The MS1 genes with min_coverage just above the lowest study's coverage: that study is left out."""
+    genes = tuple((g, None) for g in ms1_signature() if g in set(tiny_atlas.genes))
+    coverage = tiny_atlas.study_coverage([g for g, _ in genes])["coverage"].sort_values()
+    above = coverage[coverage > coverage.iloc[0]].iloc[0]
+    params = QueryParams(genes=genes, min_coverage=round(float(coverage.iloc[0] + above) / 2, 4))
+    return run_query(tiny_atlas, params)
+
+
+def test_methods_paragraph_states_the_coverage_rule_and_who_was_left_out(tiny_atlas, tiny_result, left_out_result):
+    text = methods_paragraph(tiny_atlas, tiny_result)
+    assert "signature genes its study measured" in text and "missing, not zero" in text
+    assert "measured share" in text and "one scale" in text
+    assert "below min_coverage = 50% were left out of the rankings and of the null" in text
+    if not len(tiny_result.excluded_studies):
+        assert "no study with cells in the selection fell below it" in text
+    text = methods_paragraph(tiny_atlas, left_out_result)
+    excluded = left_out_result.excluded_studies
+    assert len(excluded) >= 1 and f"min_coverage = {left_out_result.params.min_coverage:.0%}" in text
+    for study, reason in excluded["reason"].items():
+        assert f"{study} {reason}" in text
+    assert "cells in the studies kept" in text and "\n" not in text
+
+
+def test_snapshot_records_left_out_studies_and_panels(tiny_atlas, left_out_result):
+    excluded = left_out_result.excluded_studies
+    studies = left_out_result.coverage.reset_index(names="study")
+    zf = zipfile.ZipFile(io.BytesIO(snapshot_zip(tiny_atlas, left_out_result, {"coverage": studies})))
+    readme = zf.read("README.txt").decode()
+    line = next(ln for ln in readme.splitlines() if ln.startswith("Studies left out"))
+    assert all(f"{study} {reason}" in line for study, reason in excluded["reason"].items())
+    assert json.loads(zf.read("parameters.json"))["min_coverage"] == left_out_result.params.min_coverage
+    meta = json.loads(zf.read("atlas.json"))
+    assert meta["warnings"] == tiny_atlas.meta["report"]["warnings"]
+    assert all(0 < s["measured_share"] <= 1 and isinstance(s["warnings"], list) for s in meta["studies"])
+    table = _read(zf.read("coverage.csv").decode())
+    assert {"study", "requested", "measured", "coverage", "n_selected", "included", "reason"} <= set(table.columns)
+    left = table.set_index("study").loc[list(excluded.index)]
+    assert not left["included"].any() and (left["reason"].str.contains("below min_coverage")).all()

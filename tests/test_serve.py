@@ -79,7 +79,10 @@ def test_api_ranks_the_planted_disease_first_with_counts(served, atlas_info, tin
     assert first["group"] == top and first["rank"] == 1
     assert first["n_samples"] >= 3 and first["n_studies"] >= 1 and first["mean_hit_pct"] > answer["diseases"][-1]["mean_hit_pct"]
     assert all(0 < d["p_value"] <= 1 for d in answer["diseases"]) and answer["null"]["draws"] == 100
-    assert answer["n_selected"] == int(tiny_atlas.cells["cell_type"].astype(str).isin(monocytes).sum()) > 0
+    # the monocytes of the studies that measured enough of MS1 (the others are left out, with the reason)
+    kept = [r["study"] for r in answer["studies"]["coverage"] if r["included"]]
+    cells = tiny_atlas.cells
+    assert answer["n_selected"] == int((cells["cell_type"].astype(str).isin(monocytes) & cells["study"].astype(str).isin(kept)).sum()) > 0
     res = answer["resolution"]
     assert res["n_matched"] == len(res["matched"]) > 50 and res["n_missing"] == len(res["missing"])
     assert answer["cached"] is False
@@ -89,6 +92,35 @@ def test_api_ranks_the_planted_disease_first_with_counts(served, atlas_info, tin
     status, _, text = _call(f"{served}/api/v1/query?{args}")
     again = json.loads(text)
     assert status == 200 and again["cached"] is True and again["diseases"] == answer["diseases"]
+
+
+def test_api_reports_each_study_coverage_and_who_was_left_out(served, atlas_info, tiny_atlas):
+    genes = [g for g in ms1_signature() if g in set(tiny_atlas.genes)]
+    coverage = tiny_atlas.study_coverage(genes)["coverage"].sort_values()
+    above = coverage[coverage > coverage.iloc[0]].iloc[0]
+    cut = round(float(coverage.iloc[0] + above) / 2, 4)
+    args = urllib.parse.urlencode({"genes": ",".join(genes), "min_coverage": cut})
+    status, _, text = _call(f"{served}/api/v1/query?{args}")
+    assert status == 200, text
+    answer = json.loads(text)
+    # every key the API gave before, and the studies' coverage
+    assert {"atlas", "resolution", "n_selected", "threshold", "hit_rule", "null", "diseases", "cached", "studies"} <= set(answer)
+    studies = answer["studies"]
+    assert studies["min_coverage"] == cut
+    rows = {r["study"]: r for r in studies["coverage"]}
+    assert set(rows) == {s["id"] for s in atlas_info["studies"]}
+    for sid, r in rows.items():
+        assert set(r) == {"study", "requested", "measured", "coverage", "n_selected", "included", "reason"}
+        assert r["requested"] == len(genes) and r["coverage"] == pytest.approx(coverage[sid], abs=1e-9)
+        assert r["included"] == (r["coverage"] >= cut) and (r["reason"] == "") == r["included"]
+    assert studies["excluded"] == [sid for sid, r in rows.items() if not r["included"] and r["n_selected"] > 0]
+    low = str(coverage.index[0])
+    assert low in studies["excluded"] and rows[low]["reason"].startswith(f"measured {rows[low]['measured']} of the {len(genes)}")
+    # the cells of the studies left out are not among those ranked
+    assert answer["n_selected"] == sum(r["n_selected"] for r in rows.values() if r["included"])
+    # the atlas description names the setting and each study's measured share
+    assert "min_coverage" in atlas_info["parameters"] and atlas_info["warnings"] == tiny_atlas.meta["report"]["warnings"]
+    assert all(0 < s["measured_share"] <= 1 for s in atlas_info["studies"])
 
 
 def test_api_reports_every_gene_decision(served):
@@ -116,6 +148,11 @@ def test_api_reports_every_gene_decision(served):
     ({"genes": "CD14", "cut": 150}, "cut must be within 0-100"),
     ({"genes": "CD14", "rule": "magic"}, "rule must be one of"),
     ({"genes": "CD14", "cell_min": 0}, "cell_min must be within"),
+    ({"genes": "CD14", "min_coverage": 1.5}, "min_coverage must be within 0-1, got 1.5"),
+    ({"genes": "CD14", "min_coverage": -0.1}, "min_coverage must be within 0-1"),
+    ({"genes": "CD14", "min_coverage": "half"}, "min_coverage must be a number"),
+    ({"genes": "CD14", "min_coverage": True}, "min_coverage must be a number"),
+    ({"genes": "CD14", "min_coverage": "nan"}, "min_coverage must be a finite number"),
     ({"genes": 42}, "genes must be text"),
     ({"genes": "CD14", "atlas": "/etc"}, "unknown parameter 'atlas'"),
     ({"genes": "CD14", "path": "../../atlas.json"}, "unknown parameter 'path'"),
@@ -308,7 +345,7 @@ def _run_job(served: str, request_id: int) -> str:
     deps = json.loads(_call(served + "/_dash-dependencies")[2])
     dep = next(d for d in deps if d["output"].startswith("..result-key.data") and d.get("background"))
     values = {"genes": "CD14 LYZ S100A8 S100A9 FCN1 VCAN", "data-kind": "all", "rule": "percentile", "cut": 90, "cell-min": 25,
-              "samp-min": 3, "null-draws": 0}
+              "samp-min": 3, "min-coverage": 0.5, "null-draws": 0}
     body = {"output": dep["output"], "outputs": _outputs(dep["output"].split("@")[0] + ".."), "changedPropIds": ["query-request.data"],
             "inputs": [{"id": "run", "property": "n_clicks", "value": None}, {"id": "query-request", "property": "data", "value": request_id}],
             "state": [dict(s, value=values.get(s["id"], [])) for s in dep["state"]]}

@@ -35,6 +35,7 @@ def valid_states(draw):
         "cut": draw(cut),
         "cell_min": draw(st.integers(1, 1_000_000)),
         "samp_min": draw(st.integers(1, 100_000)),
+        "min_coverage": draw(st.floats(0, 1)),
         "top_n": draw(st.integers(0, 100_000)),
         "null": draw(st.one_of(st.just(0), st.integers(100, 10_000))),
         "tab": draw(_IDENT),
@@ -126,3 +127,13 @@ def test_hostile_links_never_raise():
         state, msgs = decode_state(search)
         assert set(state) == set(DEFAULTS)
         assert isinstance(msgs, list)
+
+
+def test_min_coverage_is_a_share_checked_against_0_to_1():
+    assert encode_state({"min_coverage": 0.8}) == "?min_coverage=0.8" and encode_state({"min_coverage": 0.5}) == ""
+    assert decode_state("?min_coverage=0") == (DEFAULTS | {"min_coverage": 0.0}, [])
+    assert decode_state("?min_coverage=1")[0]["min_coverage"] == 1.0
+    for bad, why in (("1.5", "is outside 0-1"), ("-0.1", "is outside 0-1"), ("abc", "is not a number"), ("nan", "is not a number"),
+                     ("50%", "is not a number")):
+        state, msgs = decode_state(f"?min_coverage={bad}")
+        assert state["min_coverage"] == 0.5 and msgs == [f"min_coverage={bad} {why}; using 0.5"]
