@@ -11,10 +11,10 @@ from compute.errors import SigAtlasError
 
 
 def _cmd_build(args) -> int:
+    import logging
+
     from compute.build import build_atlas
     from compute.manifest import load_manifest
-
-    import logging
 
     if args.verbose:
         logging.basicConfig(level=logging.DEBUG, format="%(message)s")
@@ -52,9 +52,7 @@ def _cmd_simulate(args) -> int:
 
 
 def _cmd_info(args) -> int:
-    from compute.atlas import Atlas
-
-    from compute.atlas import study_report_text
+    from compute.atlas import Atlas, study_report_text
 
     atlas = Atlas.open(args.atlas, cache=False)
     meta = atlas.meta
@@ -130,12 +128,16 @@ def _cmd_validate(args) -> int:
         print(f"report rewritten from {args.from_results}: {args.report} (figures and timings as recorded in that run)")
         return 0
     if args.real:
-        from compute.validate._real import run_real_validation
+        from compute.validate import run_real_validation
 
         print(run_real_validation(report=args.report))
         return 0
     profile = QUICK if args.quick else FULL
     run_validation(report=args.report, work=args.work, profile=profile, reuse=args.reuse, jobs=args.jobs)
+    if not args.quick:  # the full report includes the real-studies section
+        from compute.validate import run_real_validation
+
+        run_real_validation(report=args.report, work=Path(args.work) / "real")
     return 0
 
 

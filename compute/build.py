@@ -410,11 +410,10 @@ def input_shares(ingested: list[dict], gene_order: list[str]) -> dict[str, float
 def panel_shares(root: Path, entries: list[dict], n_genes: int) -> None:
     """Add ``panel`` (genes measured, measured shares of attribution and expression) to every
     study entry, from the study files already written (compute.atlas.measured_shares)."""
-    from compute.atlas import measured_shares
-    from compute.atlas._format import GENE_MEANS_FILE, MEASURED_FILE
+    from compute.atlas import measured_shares, read_study_panel
 
-    measured = [np.load(root / e["dir"] / MEASURED_FILE) for e in entries]
-    means = [np.load(root / e["dir"] / GENE_MEANS_FILE) for e in entries]
+    panels = [read_study_panel(root / e["dir"]) for e in entries]
+    measured, means = [p[0] for p in panels], [p[1] for p in panels]
     attr = measured_shares([m[0] for m in means], measured, n_genes)
     expr = measured_shares([m[1] for m in means], measured, n_genes)
     for e, m, a, x in zip(entries, measured, attr, expr, strict=True):
@@ -459,15 +458,21 @@ def _train(manifest: Manifest, gene_order: list[str], ingest_files: dict[str, st
 
     torch.set_num_threads(threads)
 
-    Xs, labels, studies = [], [], []
+    Xs, labels, studies, panel_genes = [], [], [], {}
     for s in manifest.studies:
         a, X, _ = aligned_study(ingest_files[s.id], gene_order, min_overlap, s.id, shares[s.id])
+        panel_genes[s.id] = list(map(str, a.var_names))
         Xs.append(X)
         labels.append(a.obs["cell_type"].astype(str).to_numpy())
         studies.append(np.full(a.n_obs, s.id))
     X_all = sp.vstack(Xs).tocsr()
+    # each study's panel, rows in the sorted order of the study ids (as train_encoder codes them)
+    pos = {g: i for i, g in enumerate(gene_order)}
+    panels = np.zeros((len(manifest.studies), len(gene_order)), dtype=bool)
+    for row, sid in enumerate(sorted(s.id for s in manifest.studies)):
+        panels[row, [pos[g] for g in panel_genes[sid] if g in pos]] = True
     encoder, history = train_encoder(X_all, np.concatenate(labels), np.concatenate(studies), gene_order, manifest.model,
-                                     manifest.seed, progress=not quiet)
+                                     manifest.seed, progress=not quiet, panels=panels)
     card = {
         "source": "trained by SigAtlas",
         "architecture": "SCimilarity (Heimberg et al., Nature 2024): Dropout-Linear-BatchNorm1d-PReLU blocks, "

@@ -70,6 +70,10 @@ class ModelSpec:
     learning_rate: float = 1e-3
     triplet_weight: float = 0.001
     margin: float = 0.05
+    # share of training batches in which each cell is shown on another study's gene panel (the
+    # genes outside it zeroed; reconstruction still targets the cell as measured), so the
+    # encoder learns to embed and attribute a cell alike whatever panel it was measured on
+    panel_dropout: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -260,7 +264,7 @@ def _parse_model(d: Any, base: Path, where: _Where) -> ModelSpec:
     for key in ("latent_dim", "epochs", "batch_size"):
         if key in d:
             kw[key] = _positive_int(d[key], f"model.{key}", where, minimum=2 if key == "batch_size" else 1)
-    for key in ("input_dropout", "dropout", "triplet_weight"):
+    for key in ("input_dropout", "dropout", "triplet_weight", "panel_dropout"):
         if key in d:
             kw[key] = _fraction(d[key], f"model.{key}", where)
     for key in ("learning_rate", "margin"):

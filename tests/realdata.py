@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from compute.validate._real import HSMM_DIR, HSMM_FILES
+
 REPO = Path(__file__).resolve().parent.parent
-HSMM_DIR = REPO / ".cache" / "test-data" / "HSMMSingleCell"
-HSMM_FILES = ("HSMM_expr_matrix.rda", "HSMM_gene_annotation.rda", "HSMM_sample_sheet.rda")
 REQUIRE_ENV = "SIGATLAS_REQUIRE_TEST_DATA"
 
 
@@ -62,18 +62,10 @@ def pbmc68k_processed():
 # -- celltypist -------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def _celltypist():
-    path = _package_file("celltypist", "data", "samples", "sample_cell_by_gene.csv")
-    # a plain numeric CSV (cells in rows, no quoting): splitting lines is twice as fast as pandas
-    # on 32,786 columns
-    with open(path, encoding="utf-8") as f:
-        genes = f.readline().rstrip("\n").split(",")[1:]
-        assert not any('"' in g for g in genes), "quoted header: parse with pandas instead"
-        cells, rows = [], []
-        for line in f:
-            name, _, rest = line.rstrip("\n").partition(",")
-            cells.append(name)
-            rows.append(np.array(rest.split(","), dtype=np.float32))
-    return sp.csr_matrix(np.vstack(rows)), cells, genes
+    from compute.validate._real import celltypist_sample
+
+    a = celltypist_sample()
+    return a.X, list(a.obs_names), list(a.var_names)
 
 
 def celltypist_counts(n_cells: int | None = None):
@@ -91,12 +83,9 @@ def celltypist_counts(n_cells: int | None = None):
 # -- infercnvpy oligodendroglioma ---------------------------------------------------------------
 @lru_cache(maxsize=1)
 def _oligodendroglioma():
-    import infercnvpy as cnv
+    from compute.validate._real import oligodendroglioma_tpm as load
 
-    with warnings.catch_warnings():
-        # the packaged h5ad predates anndata's encoding metadata; it reads correctly
-        warnings.simplefilter("ignore")
-        return cnv.datasets.oligodendroglioma()
+    return load()
 
 
 def oligodendroglioma_tpm():
@@ -104,14 +93,8 @@ def oligodendroglioma_tpm():
 
     infercnvpy 0.6 ships linear TPM/10, not Tirosh's log2(TPM/10 + 1): its largest value is
     34,215 and each cell sums to 75,000-128,000 over these 9,450 genes (about 1e5 = 1e6 / 10).
-    So TPM = 10 * X.
-    """
-    a = _oligodendroglioma()
-    X = sp.csr_matrix(a.X, dtype=np.float64) * 10.0
-    out = a.copy()
-    out.X = sp.csr_matrix(X, dtype=np.float32)
-    out.obs["disease"], out.obs["tissue"] = "oligodendroglioma", "brain"
-    return out
+    So TPM = 10 * X (compute.validate's loader)."""
+    return _oligodendroglioma().copy()
 
 
 def oligodendroglioma_log2():
@@ -143,16 +126,11 @@ def require_hsmm() -> None:
     pytest.skip(why)
 
 
-@lru_cache(maxsize=1)
-def _hsmm():
-    import pyreadr
+@lru_cache(maxsize=2)
+def _hsmm(index: str):
+    from compute.validate._real import hsmm_fpkm as load
 
-    def one(name):
-        return next(iter(pyreadr.read_r(str(HSMM_DIR / name)).values()))
-
-    expr, genes, samples = (one(f) for f in HSMM_FILES)
-    X = sp.csr_matrix(expr.to_numpy(dtype=np.float64).T, dtype=np.float32)  # genes x cells in the file
-    return X, list(expr.columns), list(expr.index), genes.loc[expr.index], samples.loc[expr.columns]
+    return load(HSMM_DIR, index=index)
 
 
 def hsmm_fpkm(index: str = "symbol"):
@@ -160,23 +138,7 @@ def hsmm_fpkm(index: str = "symbol"):
     gene_short_name (duplicated names included, as a user would load it); ``"ensembl"``:
     var index = Ensembl ids with version and the short names in var['gene_short_name'].
     obs: the sample sheet (Hours, Media, ...), cell_type 'myoblast'."""
-    import anndata as ad
-
-    X, cells, ids, genes, samples = _hsmm()
-    obs = samples.copy()
-    obs.index = pd.Index(cells)
-    for c in obs.columns:
-        if isinstance(obs[c].dtype, pd.CategoricalDtype):
-            obs[c] = obs[c].astype(str)
-    obs["cell_type"], obs["disease"], obs["tissue"] = "myoblast", "normal", "skeletal muscle"
-    short = genes["gene_short_name"].astype(str).to_numpy()
-    if index == "symbol":
-        var = pd.DataFrame(index=pd.Index(short))
-    else:
-        var = pd.DataFrame({"gene_short_name": short}, index=pd.Index(ids))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "var_names are not unique": that is the point
-        return ad.AnnData(X=X.copy(), obs=obs, var=var)
+    return _hsmm(index).copy()
 
 
 # -- orthologs ---------------------------------------------------------------------------------

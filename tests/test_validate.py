@@ -58,7 +58,11 @@ def test_links_on_the_tiny_atlas(tiny_atlas, tiny_build):
         assert r["n_groups"] >= 5 and r["k"] >= 2
     ms1 = {r["method"]: r for r in recs if r["program"] == "MS1"}
     # sepsis carries MS1 at full strength in the tiny corpus: both scorings put it first
-    assert ms1["attribution"]["top"] == "sepsis" and ms1["expression"]["top"] == "sepsis"
+    # sepsis (strength 1.0) and COVID-19 (0.75) are one study each in the tiny corpus; since the
+    # panel-invariant input (issue 14) attribution puts COVID-19 3 points above sepsis there
+    # (43% vs 40%), so the check is that the planted diseases fill the top of the ranking
+    assert ms1["attribution"]["top"] in {"sepsis", "COVID-19"} and ms1["attribution"]["precision_at_k"] == 1
+    assert ms1["expression"]["top"] == "sepsis"
     assert ms1["attribution"]["auroc"] >= 0.9
 
 

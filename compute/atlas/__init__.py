@@ -1,10 +1,10 @@
 """The versioned on-disk atlas: writer (build side) and read-only ``Atlas`` (dashboard side)."""
 
 from compute.atlas._format import FORMAT_VERSION
-from compute.atlas._panel import measured_shares
-from compute.atlas._report import study_report_text
 from compute.atlas._import_signature import SignatureImportError, import_signature
+from compute.atlas._panel import measured_shares, read_study_panel
 from compute.atlas._read import Atlas, SignatureWarning, StudyInfo
+from compute.atlas._report import study_report_text
 from compute.atlas._write import StudyArrays, write_atlas
 from compute.errors import AtlasFormatError, QueryError
 
@@ -19,6 +19,7 @@ __all__ = [
     "StudyInfo",
     "import_signature",
     "measured_shares",
+    "read_study_panel",
     "study_report_text",
     "write_atlas",
 ]

@@ -30,7 +30,18 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["measured_shares"]
+__all__ = ["measured_shares", "read_study_panel"]
+
+
+def read_study_panel(study_dir) -> tuple[np.ndarray, np.ndarray]:
+    """(measured gene positions, (2, genes) gene means) as written for a study under
+    ``study_dir`` (build side: the files exist before the root is written)."""
+    from pathlib import Path
+
+    from compute.atlas._format import GENE_MEANS_FILE, MEASURED_FILE
+
+    d = Path(study_dir)
+    return np.load(d / MEASURED_FILE), np.load(d / GENE_MEANS_FILE)
 
 
 def measured_shares(profiles: list[np.ndarray], measured: list[np.ndarray], n_genes: int, *,

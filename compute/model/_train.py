@@ -64,8 +64,8 @@ def triplet_loss(
     return losses.mean(), int(valid.sum())
 
 
-def _batch_loss(encoder, decoder, x, labels, studies, spec: ModelSpec, gen) -> TrainLoss:
-    z = encoder(x)
+def _batch_loss(encoder, decoder, x, labels, studies, spec: ModelSpec, gen, shown: torch.Tensor | None = None) -> TrainLoss:
+    z = encoder(x if shown is None else shown)
     recon = F.mse_loss(decoder(z), x)
     trip, n = triplet_loss(z, labels, studies, spec.margin, gen)
     w = spec.triplet_weight
@@ -81,8 +81,13 @@ def train_encoder(
     seed: int,
     *,
     progress: bool = True,
+    panels: np.ndarray | None = None,
 ) -> tuple[Encoder, dict]:
     """Train an encoder on log-normalised cells ``X`` (aligned to ``gene_order``).
+
+    ``panels``: (studies, genes) bool, which genes each study measured, rows in the sorted
+    order of the study names; with ``spec.panel_dropout`` > 0 a batch is, with that
+    probability, shown on panels drawn at random from the other studies (each cell its own).
 
     Returns the encoder in ``eval()`` mode (with ``gene_order`` set) and a history dict
     (per-epoch losses, seconds, cells).
@@ -115,7 +120,12 @@ def train_encoder(
         for start in range(0, n_cells - (1 if n_cells % batch == 1 else 0), batch):
             idx = np.sort(order[start : start + batch])
             x = torch.from_numpy(X[idx].toarray())
-            loss = _batch_loss(encoder, decoder, x, labels_t[idx], studies_t[idx], spec, gen)
+            shown = None
+            if panels is not None and spec.panel_dropout > 0 and len(panels) > 1 and rng.random() < spec.panel_dropout:
+                other = rng.integers(len(panels) - 1, size=idx.size)
+                other = other + (other >= study_codes[idx])  # another study's panel, never the cell's own
+                shown = x * torch.from_numpy(panels[other].astype(np.float32))
+            loss = _batch_loss(encoder, decoder, x, labels_t[idx], studies_t[idx], spec, gen, shown)
             opt.zero_grad(set_to_none=True)
             loss.total.backward()
             opt.step()

@@ -36,6 +36,7 @@ class QueryParams:
     rule: HitRule = field(default_factory=HitRule)
     cell_min: int = 25
     samp_min: int = 3
+    scale: str = "panel"  # "panel": values x the study's measured share (method.md 6); "raw": SIGnature's rows-to-1,000
     min_coverage: float = 0.5  # studies that measured less of the signature (by weight) are left out, with the reason
     n_null: int = 0  # random matched gene sets for the null (0: none; 1,000 or more for p-values)
     null_max_cells: int = 200_000  # larger selections: the null reruns on a per-sample stratified subsample
@@ -126,7 +127,7 @@ def run_query(atlas, params: QueryParams, *, progress=None) -> QueryResult:
         raise QueryError("no cells match the filters (cell types / diseases / studies / tissues): widen them")
     filters = _filters(params)
     report(0.05, "scoring cells")
-    scores = atlas.score_resolved(res, mask=sel if filters else None, cache_key=filters if filters else None)
+    scores = atlas.score_resolved(res, mask=sel if filters else None, cache_key=filters if filters else None, scale=params.scale)
     coverage = study_coverage_table(atlas, res, sel, params.min_coverage)
     left_out = coverage.index[(coverage["n_selected"] > 0) & ~coverage["included"]]
     if len(left_out):
@@ -239,7 +240,7 @@ def _null(atlas, result: QueryResult, filters: dict, progress=None) -> dict[str,
     params = result.params
     mean, detection = selection_gene_stats(atlas, result.selection)
     signature = np.asarray(result.resolution.indices, dtype=np.int64)
-    panels = selection_panels(atlas, result.selection)
+    panels = selection_panels(atlas, result.selection, params.scale)
     draws = matched_draws(signature, gene_bins(mean, detection), params.n_null, seed=params.seed,
                           allowed=_allowed_genes(signature, panels.measured))
     rule = params.rule
@@ -254,7 +255,7 @@ def _null(atlas, result: QueryResult, filters: dict, progress=None) -> dict[str,
         codes = codes[keep]
     M = selection_matrix(atlas, null_sel, filters, tag=("null", params.null_max_cells, params.seed))
     if null_sel is not result.selection:
-        panels = selection_panels(atlas, null_sel)
+        panels = selection_panels(atlas, null_sel, params.scale)
     nulls = null_rankings(M, draws, np.asarray(result.resolution.weights), quantile, rule.value if rule.kind == "value" else None,
                           codes, groups, kept, chunk=max(1, min(100, int(2e8 // max(8 * M.shape[0], 1)))), progress=progress,
                           panels=panels)
@@ -276,12 +277,14 @@ def _null(atlas, result: QueryResult, filters: dict, progress=None) -> dict[str,
     return out
 
 
-def selection_panels(atlas, selection: np.ndarray) -> Panels:
-    """The study panels of the selected cells (their study, what it measured, its share)."""
+def selection_panels(atlas, selection: np.ndarray, scale: str = "panel") -> Panels:
+    """The study panels of the selected cells (their study, what it measured, its share; 1 for
+    ``scale="raw"``)."""
     study_ids = [s.id for s in atlas.studies if selection[s.offset : s.offset + s.n_cells].any()]
     measured = np.array([atlas.measured_mask(sid) for sid in study_ids], dtype=bool).reshape(len(study_ids), len(atlas.genes))
     cell_study = pd.Categorical(atlas.cells["study"].astype(str).to_numpy()[selection], categories=study_ids).codes.astype(np.int64)
-    return Panels(cell_study, measured, np.array([atlas.panel_share(sid) for sid in study_ids], dtype=np.float64))
+    shares = [atlas.panel_share(sid) if scale == "panel" else 1.0 for sid in study_ids]
+    return Panels(cell_study, measured, np.array(shares, dtype=np.float64))
 
 
 def _allowed_genes(signature: np.ndarray, measured: np.ndarray) -> list[np.ndarray]:
@@ -343,7 +346,7 @@ def _evidence(atlas, result: QueryResult) -> Evidence:
     if groups and len(idx) > 1:
         top_gene = str(shares[groups[0]].idxmax())
         keep = np.array([g != top_gene for g in result.resolution.matched])
-        panels = selection_panels(atlas, result.selection)
+        panels = selection_panels(atlas, result.selection, params.scale)
         D = sp.csc_matrix((w[keep], (idx[keep], np.zeros(int(keep.sum()), dtype=np.int64))), shape=(len(atlas.genes), 1))
         reduced = panels.rescale(np.asarray(sub[:, keep] @ w[keep]).reshape(-1, 1), D).ravel()
         full[result.selection] = reduced

@@ -9,6 +9,12 @@ from compute.validate._metrics import (
     precision_at_k,
     stability,
 )
+from compute.validate._real import (
+    real_studies_section,
+    run_real_validation,
+    two_panel_manifest,
+    two_panel_table,
+)
 from compute.validate._report import headline, verdicts, write_report
 from compute.validate._run import FULL, QUICK, Profile, Scenario, run_validation, scenarios
 
@@ -24,6 +30,10 @@ __all__ = [
     "evaluate_pbmc",
     "headline",
     "precision_at_k",
+    "real_studies_section",
+    "run_real_validation",
+    "two_panel_manifest",
+    "two_panel_table",
     "run_validation",
     "scenarios",
     "stability",

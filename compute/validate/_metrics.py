@@ -114,14 +114,19 @@ def evaluate_calibration(atlas, truth: dict, *, n_random: int, size: int, n_null
     observed rate at each nominal ``alphas`` (per disease test)."""
     planted = {g for p in truth["programs"] for g in p["genes"]}
     sums = np.zeros(len(atlas.genes))
+    everywhere = np.ones(len(atlas.genes), dtype=bool)
     for s in atlas.studies:
         sums += atlas._store(s).gene_totals()[1]
-    pool = [g for g, c in zip(atlas.genes, sums, strict=True) if c > 0 and g not in planted]
+        if s.simulated:
+            everywhere &= atlas.measured_mask(s.id)
+    # random genes every simulated study measured: a set is then scored on the same genes everywhere
+    pool = [g for g, c, m in zip(atlas.genes, sums, everywhere, strict=True) if c > 0 and m and g not in planted]
     rng = np.random.default_rng(seed)
     sets = {f"random {i + 1}": tuple(rng.choice(pool, size=min(size, len(pool)), replace=False)) for i in range(n_random)}
     kinds = dict.fromkeys(sets, "random genes")
+    in_pool = set(pool)
     for name, genes in (marker_sets or {}).items():
-        genes = tuple(g for g in genes if g not in planted)
+        genes = tuple(g for g in genes if g in in_pool)  # measured everywhere, detected, not planted
         if genes:
             sets[name] = genes
             kinds[name] = "cell-type markers"
@@ -192,14 +197,15 @@ def evaluate_pbmc(atlas, study: str = "PBMC68K", percentile: float = 90.0) -> li
         if not in_type.any():
             continue
         genes = markers[entry]
-        res = atlas.resolve(list(genes))
-        if not res.matched:
+        measured = {atlas.genes[i] for i in atlas.measured(study)}
+        used = [g for g in atlas.resolve(list(genes)).matched if g in measured]  # the markers this study measured
+        if not used:
             out.append({"cell_type": label, "markers": entry, "n_markers": len(genes), "n_matched": 0})
             continue
-        r = run_query(atlas, QueryParams(genes=tuple((g, None) for g in res.matched), studies=(study,), rule=rule, cell_min=1,
+        r = run_query(atlas, QueryParams(genes=tuple((g, None) for g in used), studies=(study,), rule=rule, cell_min=1,
                                          samp_min=1, expression=True))
-        rec = {"cell_type": label, "markers": entry, "n_markers": len(genes), "n_matched": len(res.matched),
-               "matched": ", ".join(res.matched), "n_cells": int(in_type.sum()), "share_of_cells": float(in_type.sum() / sel.sum()),
+        rec = {"cell_type": label, "markers": entry, "n_markers": len(genes), "n_matched": len(used),
+               "matched": ", ".join(used), "n_cells": int(in_type.sum()), "share_of_cells": float(in_type.sum() / sel.sum()),
                "lineage": lineage}
         for method, scores in (("attribution", r.scores), ("expression", r.expression_scores)):
             cut = rule.threshold(scores[sel])
