@@ -20,10 +20,10 @@ from collections.abc import Mapping
 import flask
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from compute.atlas import atlas_warnings, measured_share, study_warnings
 from compute.errors import QueryError
 from compute.query import parse_gene_list
 from dashboard.data import DashboardData
-from dashboard.reports import atlas_warnings, measured_share, study_warnings
 from dashboard.state import (
     CHOICES,
     CUT_RANGES,

@@ -21,6 +21,7 @@ import dash_mantine_components as dmc
 import numpy as np
 from dash import ALL, Input, Output, State, clientside_callback, ctx, dcc, html
 
+from compute.atlas import atlas_warnings, study_report_lines, study_warnings
 from compute.errors import QueryError
 from compute.modules import GeneModules, gene_modules, signature_modules
 from compute.query import HitRule, QueryParams
@@ -29,7 +30,6 @@ from compute.reference import assets_dir
 from dashboard import api, export, figures, ids
 from dashboard.data import DashboardData
 from dashboard.presets import PRESETS, QUICK_PRESETS, preset_options
-from dashboard.reports import atlas_warnings, study_report_lines, study_warnings
 from dashboard.state import DEFAULTS, FRACTION_RANGES, TABS, decode_state, encode_state
 from dashboard.upload import MAX_BYTES, GeneFileError, decode_upload, parse_gene_file
 

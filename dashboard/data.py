@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from compute.atlas import Atlas
+from compute.atlas import Atlas, measured_share, study_warnings
 from compute.atlas._cache import ResultCache
 from compute.query import QueryParams, QueryResult, gene_group_summary, run_query
-from dashboard.reports import measured_share, study_warnings
 
 __all__ = ["DashboardData"]
 

@@ -436,7 +436,7 @@ def test_study_reports_in_plain_words(tiny_build):
 
 
 def test_report_lines_for_tpm_mouse_and_qc_drops():
-    from dashboard.reports import study_report_lines, study_warnings
+    from compute.atlas import study_report_lines, study_warnings
 
     entry = {"report": {
         "values": {"kind": "tpm", "source": "X", "note": "approximation: TPM/FPKM rescaled per cell to 10,000, not counts"},
@@ -487,9 +487,9 @@ def old_atlas(tiny_build, tmp_path_factory):
 
 
 def test_an_atlas_without_reports_or_panels_still_renders(old_atlas):
+    from compute.atlas import NOT_RECORDED
     from dashboard import export
     from dashboard.app import study_reports_panel
-    from dashboard.reports import NOT_RECORDED
 
     data = DashboardData(old_atlas)
     text, cell_types = apply_preset(data, "ms1")

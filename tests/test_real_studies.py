@@ -111,7 +111,7 @@ def test_build_report_warns_and_info_json_is_only_json(real_atlas):
     doc = json.loads(out.stdout)  # nothing but JSON on stdout
     assert {s["id"] for s in doc["studies"]} == {FULL, PANEL, "PBMC68K"}
     text = subprocess.run([sys.executable, "-m", "compute", "info", str(real_atlas.path)], capture_output=True, text=True, check=True).stdout
-    assert "build report:" in text and "measured share" in text
+    assert "build report:" in text and "Measured share" in text and "QC: 559 cells in" in text
 
 
 def test_no_shared_cell_type_is_reported(tmp_path):

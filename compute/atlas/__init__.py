@@ -4,7 +4,14 @@ from compute.atlas._format import FORMAT_VERSION
 from compute.atlas._import_signature import SignatureImportError, import_signature
 from compute.atlas._panel import measured_shares, read_study_panel
 from compute.atlas._read import Atlas, SignatureWarning, StudyInfo
-from compute.atlas._report import study_report_text
+from compute.atlas._report import (
+    NOT_RECORDED,
+    atlas_warnings,
+    measured_share,
+    study_report_lines,
+    study_report_text,
+    study_warnings,
+)
 from compute.atlas._write import StudyArrays, write_atlas
 from compute.errors import AtlasFormatError, QueryError
 
@@ -20,6 +27,11 @@ __all__ = [
     "import_signature",
     "measured_shares",
     "read_study_panel",
+    "NOT_RECORDED",
+    "atlas_warnings",
+    "measured_share",
+    "study_report_lines",
     "study_report_text",
+    "study_warnings",
     "write_atlas",
 ]

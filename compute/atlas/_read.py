@@ -231,6 +231,16 @@ class Atlas:
         an atlas that did not record panels (``has_element("measured")`` is False)."""
         return np.flatnonzero(self._study_mask(study))
 
+    @cached_property
+    def _study_index(self) -> dict[str, StudyInfo]:
+        return {s.id: s for s in self.studies}
+
+    def _study_info(self, study: str) -> StudyInfo:
+        try:
+            return self._study_index[str(study)]
+        except KeyError:
+            raise QueryError(f"no study called '{study}' in atlas '{self.name}'") from None
+
     def measured_mask(self, study: str) -> np.ndarray:
         """Boolean over the gene order: which genes study ``study`` measured (see :meth:`measured`)."""
         return self._study_mask(study).copy()
@@ -244,9 +254,7 @@ class Atlas:
     def panel_share(self, study: str, store: str = fmt.ATTR_PREFIX) -> float:
         """The measured share of ``study`` (method.md section 6): the factor that puts its stored
         values on the panel-invariant scale; 1.0 for atlases that did not record panels."""
-        info = next((s for s in self.studies if s.id == str(study)), None)
-        if info is None:
-            raise QueryError(f"no study called '{study}' in atlas '{self.name}'")
+        info = self._study_info(study)
         panel = info.meta.get("panel") or {}
         return float(panel.get("expr_share" if store == fmt.EXPR_PREFIX else "attr_share", 1.0))
 
@@ -283,9 +291,7 @@ class Atlas:
         to the cells where boolean ``rows`` is true; QueryError when the atlas stores none."""
         if not self.has_expression:
             raise QueryError(f"atlas '{self.name}' stores no expression (built before it was added): re-run `python -m compute build <manifest>`")
-        info = next((s for s in self.studies if s.id == str(study)), None)
-        if info is None:
-            raise QueryError(f"no study called '{study}' in atlas '{self.name}'")
+        info = self._study_info(study)
         return self._store(info, fmt.EXPR_PREFIX).rows(np.ones(info.n_cells, dtype=bool) if rows is None else rows)
 
     @property

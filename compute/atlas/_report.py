@@ -1,66 +1,210 @@
-"""The build report in words: per study, what ingest did (cells, genes, symbols, species,
-values) and what to watch; printed by ``build`` and ``info``. Pure: atlas.json in, text out."""
+"""What the atlas records about how each study was read (its ingest report), in plain words:
+one owner for the build's printed report, ``info`` and the dashboard's Studies tab.
+
+Pure functions over the atlas root's study entries (``atlas.meta["studies"]``, also
+``StudyInfo.meta``) and ``atlas.meta["report"]``. Atlases built before SigAtlas kept these
+have no ``report`` or ``panel``: every function then answers "not recorded" or nothing, never
+raises.
+"""
 
 from __future__ import annotations
 
-__all__ = ["study_report_text"]
+from collections.abc import Mapping
+
+__all__ = ["NOT_RECORDED", "atlas_warnings", "measured_share", "study_report_lines", "study_report_text", "study_warnings"]
+
+NOT_RECORDED = ("Ingest report: not recorded (this atlas was built before SigAtlas kept one; rebuild it with "
+                "python -m compute build to see how the study was read)")
+_RENAMED_BY = {"case": "case fixed", "same_gene": "second symbol of the same gene", "previous": "previous symbol",
+               "ensembl_name": "Ensembl gene name", "alias": "alias"}
+_VALUE_KINDS = {"counts": "raw counts", "tpm": "TPM", "fpkm": "FPKM", "lognorm": "log-normalised values"}
 
 
-def _qc_line(qc: dict) -> str:
-    cells_in, kept = qc.get("cells_in"), qc.get("cells_kept")
-    if cells_in is None or kept is None:
-        return ""
-    dropped = {k: v for k, v in (qc.get("dropped") or {}).items() if v}
-    why = ", ".join(f"{v} {k}" for k, v in dropped.items())
-    thresholds = f"min_genes {qc.get('min_genes')}, min_counts {qc.get('min_counts')}"
-    if qc.get("scaled_for_panel"):
-        thresholds += ", scaled for the panel"
-    return f"cells {kept:,} of {cells_in:,} kept" + (f" (dropped: {why})" if why else "") + f" [{thresholds}]"
+def _dict(value) -> dict:
+    return value if isinstance(value, Mapping) else {}
 
 
-def _symbols_line(sym: dict) -> str:
+def _int(value) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _n(section: dict, key: str) -> int:
+    """A count from a report section: ``n_<key>`` when recorded, else the list's length."""
+    n = _int(section.get(f"n_{key}"))
+    if n is not None:
+        return n
+    items = section.get(key)
+    return len(items) if isinstance(items, list) else (_int(items) or 0)
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n:,} {one if n == 1 else (many or one + 's')}"
+
+
+def study_warnings(entry: Mapping) -> list[str]:
+    """The warnings of a study's ingest report ([] when none or not recorded)."""
+    warnings = _dict(_dict(entry).get("report")).get("warnings")
+    return [str(w) for w in warnings] if isinstance(warnings, list) else []
+
+
+def measured_share(entry: Mapping) -> float | None:
+    """The study's measured share (``panel.attr_share``: the share of a cell's attribution its gene
+    panel is estimated to carry, the factor that puts its values on the atlas's common scale), or
+    None when the atlas did not record panels."""
+    share = _dict(_dict(entry).get("panel")).get("attr_share")
+    return float(share) if isinstance(share, int | float) and not isinstance(share, bool) else None
+
+
+def atlas_warnings(meta: Mapping) -> list[str]:
+    """The atlas-level build warnings (``meta["report"]["warnings"]``; [] when none or not recorded)."""
+    warnings = _dict(_dict(meta).get("report")).get("warnings")
+    return [str(w) for w in warnings] if isinstance(warnings, list) else []
+
+
+def _values_line(values: dict) -> str | None:
+    kind = values.get("kind")
+    if not kind:
+        return None
+    line = f"Values: {_VALUE_KINDS.get(str(kind), str(kind))}"
+    if values.get("source"):
+        line += f", read from {values['source']}"
+    if values.get("note") and str(kind) != "counts":
+        # TPM/FPKM and log-normalised values are turned into pseudo-counts: say how, since it is an approximation
+        line += f" ({values['note']})"
+    return line + "."
+
+
+def _species_line(species: dict) -> str | None:
+    organism = species.get("organism")
+    if not organism:
+        return None
+    detected = species.get("detected")
+    shares = ""
+    if isinstance(species.get("human_share"), int | float) and isinstance(species.get("mouse_share"), int | float):
+        shares = f"{100 * species['human_share']:.1f}% of the gene names are human symbols, {100 * species['mouse_share']:.1f}% mouse"
+    if detected == organism:
+        line = f"Species: {organism}" + (f" ({shares})" if shares else "")
+    elif detected is None:
+        line = f"Species: {organism}, as the manifest says; not recognised from the gene names" + (f" ({shares})" if shares else "")
+    else:
+        line = f"Species: {organism} (the gene names look {detected}" + (f": {shares}" if shares else "") + ")"
+    orth = _dict(species.get("orthologs"))
+    if orth:
+        parts = [f"{_int(orth.get('mapped')) or 0:,} of {_int(orth.get('mouse_genes_in')) or 0:,} mouse genes mapped to their one human "
+                 "ortholog" + (f" ({orth['table']})" if orth.get("table") else "")]
+        no_ortholog, several = _n(orth, "no_human_ortholog"), _n(orth, "several_human_orthologs")
+        if no_ortholog:
+            parts.append(f"{no_ortholog:,} without a human ortholog, left out")
+        if several:
+            parts.append(f"{several:,} with several human orthologs, left out")
+        summed = _n(orth, "summed_into_one_human_gene")
+        if summed:
+            parts.append(f"{_count(summed, 'human gene')} summed from several mouse genes")
+        line += "; " + "; ".join(parts)
+    return line + "."
+
+
+def _symbols_line(symbols: dict) -> str | None:
+    if not symbols:
+        return None
     parts = []
-    for key, label in (("renamed", "renamed to current symbols"), ("ambiguous", "ambiguous (kept apart)"),
-                       ("conflicts", "conflicting renames (kept apart)"), ("duplicates_summed", "duplicated names summed")):
-        value = sym.get(f"n_{key}", sym.get(key))
-        n = value if isinstance(value, int) else len(value or ())
-        if n:
-            parts.append(f"{n} {label}")
-    if sym.get("ensembl_mapped"):
-        parts.append(f"{sym['ensembl_mapped']} Ensembl ids mapped")
-    return "symbols: " + ", ".join(parts) if parts else ""
+    renamed = _n(symbols, "renamed")
+    if renamed:
+        by = _dict(symbols.get("renamed_by"))
+        how = ", ".join(f"{_int(n) or 0:,} {_RENAMED_BY.get(str(k), str(k))}" for k, n in by.items() if _int(n))
+        parts.append(f"{_count(renamed, 'name')} renamed to the current HGNC symbol" + (f" ({how})" if how else ""))
+    ensembl = _int(symbols.get("ensembl_mapped")) or 0
+    if ensembl:
+        parts.append(f"{_count(ensembl, 'Ensembl id')} mapped to symbols")
+    merged = _n(symbols, "merged")
+    if merged:
+        parts.append(f"{_count(merged, 'symbol')} named by several columns, summed")
+    duplicates = _n(symbols, "duplicates_summed")
+    if duplicates:
+        parts.append(f"{_count(duplicates, 'repeated name')} summed")
+    ambiguous = _n(symbols, "ambiguous")
+    if ambiguous:
+        parts.append(f"{_count(ambiguous, 'name')} of several genes kept as written (ambiguous)")
+    conflicts = _n(symbols, "conflicts")
+    if conflicts:
+        parts.append(f"{_count(conflicts, 'alias', 'aliases')} of a gene the study also measures, kept apart")
+    unknown = _int(symbols.get("unknown")) or 0
+    if unknown:
+        parts.append(f"{_count(unknown, 'unknown name')} kept as written")
+    if not parts:
+        return "Gene symbols: all current HGNC symbols, none renamed or merged."
+    return "Gene symbols: " + "; ".join(parts) + "."
 
 
-def study_report_text(meta: dict) -> str:
-    """Per-study report of an atlas root (``Atlas.meta``): one block per study, then the
-    atlas-level warnings. Atlases built before reports were recorded say so."""
+def _qc_line(qc: dict) -> str | None:
+    cells_in, kept = _int(qc.get("cells_in")), _int(qc.get("cells_kept"))
+    if cells_in is None or kept is None:
+        return None
+    line = f"QC: {cells_in:,} cells in, {kept:,} kept, {cells_in - kept:,} dropped"
+    dropped = _dict(qc.get("dropped"))
+    reasons = [(k, _int(dropped.get(k)) or 0) for k in ("min_genes", "min_counts", "both")]
+    if cells_in - kept:
+        labels = {"min_genes": "too few genes", "min_counts": "too few counts", "both": "both"}
+        line += " (" + ", ".join(f"{n:,} {labels[k]}" for k, n in reasons if n) + ")"
+    limits = [f"min_genes {qc['min_genes']}"] if qc.get("min_genes") is not None else []
+    if qc.get("min_counts") is not None:
+        limits.append(f"min_counts {qc['min_counts']}")
+    if limits:
+        line += "; thresholds " + ", ".join(limits)
+        if qc.get("scaled_for_panel"):
+            line += (f" (scaled down for the study's gene panel from {qc.get('min_genes_set', '?')} and "
+                     f"{qc.get('min_counts_set', '?')})")
+    if qc.get("min_counts_note"):
+        line += f"; {qc['min_counts_note']}"
+    worst = sorted(((ct, _dict(v)) for ct, v in _dict(qc.get("by_cell_type")).items() if _int(_dict(v).get("dropped"))),
+                   key=lambda item: -(_int(item[1].get("dropped")) or 0))[:3]
+    if worst:
+        line += "; most dropped: " + ", ".join(f"{ct} {_int(v.get('dropped')):,} of {_int(v.get('in')) or 0:,}" for ct, v in worst)
+    return line + "."
+
+
+def study_report_lines(entry: Mapping) -> list[str]:
+    """How the study of atlas root entry ``entry`` was read, one plain sentence per topic: value
+    kind (with the TPM/FPKM approximation note), species and ortholog mapping, symbol renames
+    and merges, QC (cells in, kept, dropped by reason), genes measured and the measured share.
+    [NOT_RECORDED] when the atlas kept no ingest report for it. Warnings: :func:`study_warnings`."""
+    entry = _dict(entry)
+    report = _dict(entry.get("report"))
+    lines = []
+    if report:
+        lines += [_values_line(_dict(report.get("values"))), _species_line(_dict(report.get("species"))),
+                  _symbols_line(_dict(report.get("symbols"))), _qc_line(_dict(report.get("qc")))]
+    else:
+        lines.append(NOT_RECORDED)
+    panel = _dict(entry.get("panel"))
+    n_measured = _int(report.get("n_genes_measured"))
+    n_in_panel = _int(panel.get("n_genes_measured"))
+    overlap = _dict(entry.get("gene_overlap"))
+    genes = None
+    if n_measured is not None:
+        genes = f"Genes measured: {n_measured:,}"
+        if n_in_panel is not None and n_in_panel != n_measured:
+            genes += f", {n_in_panel:,} of them in the model's gene order"
+    elif n_in_panel is not None:
+        genes = f"Genes measured in the model's gene order: {n_in_panel:,}"
+    if genes and _int(overlap.get("n_model_genes")):
+        genes += f" (the model has {_int(overlap['n_model_genes']):,})"
+    lines.append(genes + "." if genes else None)
+    share = measured_share(entry)
+    if share is not None:
+        lines.append(f"Measured share: {share:.0%} (the share of a cell's attribution this study's genes are estimated to "
+                     "carry; its values are multiplied by it so studies measured on different gene panels share one scale).")
+    return [line for line in lines if line]
+
+
+def study_report_text(meta: Mapping) -> str:
+    """The build report of an atlas root (``Atlas.meta``) as text: per study its report lines and
+    warnings, then the atlas-level warnings (printed by ``build`` and ``info``)."""
     lines = ["build report:"]
-    for e in meta.get("studies", []):
-        rep, panel = e.get("report") or {}, e.get("panel") or {}
+    for e in _dict(meta).get("studies", []):
         tag = " [SIMULATED]" if e.get("simulated") else ""
-        lines.append(f"  {e['id']}{tag}: {e.get('n_cells', 0):,} cells")
-        if not rep and not panel:
-            lines.append("    (no report recorded: built before reports existed; rebuild to get one)")
-            continue
-        values = rep.get("values") or {}
-        species = rep.get("species") or {}
-        details = []
-        if values:
-            details.append(f"values: {values.get('kind')}" + (f" ({values['note']})" if values.get("note") else ""))
-        if species:
-            sp_text = f"species: {species.get('organism')} (detected {species.get('detected')})"
-            orth = species.get("orthologs") or {}
-            if orth:
-                sp_text += ", mapped to human orthologs: " + ", ".join(f"{k} {v}" for k, v in orth.items() if isinstance(v, int | float))
-            details.append(sp_text)
-        if panel:
-            details.append(f"genes measured: {panel.get('n_genes_measured', 0):,} of {meta.get('n_genes', 0):,}; measured share "
-                           f"{panel.get('attr_share', 1.0):.3f} (attribution), {panel.get('expr_share', 1.0):.3f} (expression)")
-        for text in (_qc_line(rep.get("qc") or {}), _symbols_line(rep.get("symbols") or {})):
-            if text:
-                details.append(text)
-        lines += [f"    {d}" for d in details]
-        lines += [f"    warning: {w}" for w in rep.get("warnings", [])]
-    atlas_warnings = (meta.get("report") or {}).get("warnings", [])
-    lines += [f"  warning: {w}" for w in atlas_warnings]
+        lines.append(f"  {e['id']}{tag}: {_int(e.get('n_cells')) or 0:,} cells")
+        lines += [f"    {line}" for line in study_report_lines(e)]
+        lines += [f"    warning: {w}" for w in study_warnings(e)]
+    lines += [f"  warning: {w}" for w in atlas_warnings(meta)]
     return "\n".join(lines)

@@ -131,7 +131,11 @@ def run_query(atlas, params: QueryParams, *, progress=None) -> QueryResult:
     coverage = study_coverage_table(atlas, res, sel, params.min_coverage)
     left_out = coverage.index[(coverage["n_selected"] > 0) & ~coverage["included"]]
     if len(left_out):
-        dropped = atlas.cells["study"].astype(str).isin(left_out).to_numpy()
+        dropped = np.zeros(atlas.n_cells, dtype=bool)
+        gone = set(left_out)
+        for st in atlas.studies:  # a study's cells are one block of rows
+            if st.id in gone:
+                dropped[st.offset : st.offset + st.n_cells] = True
         sel = sel & ~dropped
         scores = scores.copy()
         scores[dropped] = np.nan
@@ -166,7 +170,7 @@ def study_coverage_table(atlas, res: GeneResolution, selection: np.ndarray, min_
     """Per study (index): requested, measured, coverage (of the signature's weight), n_selected
     (cells in the filters), included (coverage >= ``min_coverage``) and the reason when not."""
     cov = atlas.coverage_resolved(res)
-    counts = pd.Series(atlas.cells["study"].astype(str).to_numpy()[selection]).value_counts()
+    counts = pd.Series({st.id: int(selection[st.offset : st.offset + st.n_cells].sum()) for st in atlas.studies}, dtype=np.int64)
     cov["n_selected"] = counts.reindex(cov.index).fillna(0).astype(int)
     cov["included"] = (cov["coverage"] >= min_coverage - 1e-12) & (cov["measured"] > 0)
     cov["reason"] = [
@@ -280,9 +284,12 @@ def _null(atlas, result: QueryResult, filters: dict, progress=None) -> dict[str,
 def selection_panels(atlas, selection: np.ndarray, scale: str = "panel") -> Panels:
     """The study panels of the selected cells (their study, what it measured, its share; 1 for
     ``scale="raw"``)."""
-    study_ids = [s.id for s in atlas.studies if selection[s.offset : s.offset + s.n_cells].any()]
+    chosen = [(s, int(selection[s.offset : s.offset + s.n_cells].sum())) for s in atlas.studies]
+    chosen = [(s, n) for s, n in chosen if n]
+    study_ids = [s.id for s, _ in chosen]
     measured = np.array([atlas.measured_mask(sid) for sid in study_ids], dtype=bool).reshape(len(study_ids), len(atlas.genes))
-    cell_study = pd.Categorical(atlas.cells["study"].astype(str).to_numpy()[selection], categories=study_ids).codes.astype(np.int64)
+    # a study's cells are one block of rows, in atlas order: the selected cells' study codes follow
+    cell_study = np.repeat(np.arange(len(chosen), dtype=np.int64), [n for _, n in chosen])
     shares = [atlas.panel_share(sid) if scale == "panel" else 1.0 for sid in study_ids]
     return Panels(cell_study, measured, np.array(shares, dtype=np.float64))
 
