@@ -151,3 +151,14 @@ def test_every_failing_study_is_named_once(tmp_path):
     assert lines[0] == "error: 2 of the manifest's studies failed at ingest:"
     assert lines[1].strip().startswith("TPM_TOO:") and "source.values" in lines[1]
     assert lines[2].strip().startswith("TPM_AS_COUNTS:") and "source.values" in lines[2]
+
+
+def test_other_real_studies_are_written_with_their_value_kinds(tmp_path):
+    from compute.validate._real import other_real_studies
+    from tests.realdata import hsmm_available
+
+    entries = {e["id"]: e for e in other_real_studies(tmp_path / "new-folder")}
+    assert entries["OLIGO"]["source"] == {"kind": "h5ad", "path": "OLIGO.h5ad", "values": "tpm"}
+    assert (tmp_path / "new-folder" / "OLIGO.h5ad").is_file()
+    if hsmm_available():
+        assert entries["HSMM"]["source"]["values"] == "fpkm" and (tmp_path / "new-folder" / "HSMM.h5ad").is_file()
