@@ -169,9 +169,13 @@ def two_panel_table(atlas) -> pd.DataFrame:
         for scale in ("panel", "raw"):
             pct = _copy_hit_pct(atlas, genes, scale)
             row[f"attr {scale}: full"], row[f"attr {scale}: 765"] = pct[labels[FULL]], pct[labels[PANEL]]
+        expr = atlas.gene_values(genes, store="expr")
+        measured = ~np.isnan(expr)
+        # mean log expression over the set's measured genes (NaN for cells of studies that measured none)
+        expr_mean = np.divide(np.nansum(expr, axis=1), measured.sum(axis=1), out=np.full(len(expr), np.nan), where=measured.any(axis=1))
         for kind, values in (("attr panel", atlas.score(genes, studies=[FULL, PANEL])),
                              ("attr raw", atlas.score(genes, studies=[FULL, PANEL], scale="raw")),
-                             ("expr", np.nanmean(atlas.gene_values(genes, store="expr"), axis=1))):
+                             ("expr", expr_mean)):
             a, b = values[twins[0]], values[twins[1]]
             ok = (a > 0) & (b > 0)
             row[f"{kind}: twin ratio"] = float(np.median(b[ok] / a[ok])) if ok.any() else float("nan")
