@@ -30,7 +30,7 @@ def _cmd_build(args) -> int:
 
 
 def _cmd_verify(args) -> int:
-    from compute.atlas._verify import verify_atlas
+    from compute.atlas import verify_atlas
 
     report = verify_atlas(args.atlas, hashes=not args.sizes_only)
     print(report.text())

@@ -222,7 +222,7 @@ def write_study_task(root: str, meta: dict, organism: str, ingest_file: str, gen
     """Write studies/<id>/ (every file atomically) and return its atlas.json entry and the
     checksums of its files. Skipped when the study's marker records the same ``key`` (its
     inputs and settings) and every recorded file is present with its recorded size."""
-    from compute.atlas._write import StudyArrays, write_study
+    from compute.atlas import StudyArrays, write_study
 
     study_dir = Path(root) / "studies" / meta["id"]
     marker = study_dir / MARKER

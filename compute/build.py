@@ -29,7 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from compute.atlas._format import FORMAT_VERSION, ROOT_FILE
+from compute.atlas import FORMAT_VERSION, ROOT_FILE
 from compute.errors import IngestError, SigAtlasError
 from compute.manifest import Manifest, StudySpec
 
@@ -186,7 +186,7 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
     per-task peak memory of each worker and the stage timings (for the build benchmark).
     """
     from compute import _build_tasks as tasks
-    from compute.atlas._write import begin_atlas, copy_tree_atomic, write_root
+    from compute.atlas import begin_atlas, copy_tree_atomic, write_root
     from compute.attribution import describe_path
     from compute.model import load_encoder, save_encoder, seed_everything
 

@@ -24,8 +24,7 @@ from dash import ALL, Input, Output, State, clientside_callback, ctx, dcc, html
 from compute.atlas import atlas_warnings, study_report_lines, study_warnings
 from compute.errors import QueryError
 from compute.modules import GeneModules, gene_modules, signature_modules
-from compute.query import HitRule, QueryParams
-from compute.query._genes import parse_gene_list
+from compute.query import HitRule, QueryParams, parse_gene_list
 from compute.reference import assets_dir
 from dashboard import api, export, figures, ids
 from dashboard.data import DashboardData
@@ -816,7 +815,7 @@ def _warm_up(data: DashboardData) -> None:
     the first query does not wait for them; background jobs forked later inherit both."""
     import threading
 
-    from compute.query._symbols import symbol_table
+    from compute.query import symbol_table
 
     def work():
         try:

@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from compute.atlas import Atlas, measured_share, study_warnings
-from compute.atlas._cache import ResultCache
+from compute.atlas import Atlas, ResultCache, measured_share, study_warnings
 from compute.query import QueryParams, QueryResult, gene_group_summary, run_query
 
 __all__ = ["DashboardData"]

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from compute.atlas import atlas_warnings, measured_share, study_warnings
-from compute.query._null import N_DETECTION_BINS, N_MEAN_BINS
+from compute.query import N_DETECTION_BINS, N_MEAN_BINS
 
 __all__ = ["methods_paragraph", "params_dict", "resolution_table", "safe_csv", "snapshot_zip"]
 

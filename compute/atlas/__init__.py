@@ -1,6 +1,7 @@
 """The versioned on-disk atlas: writer (build side) and read-only ``Atlas`` (dashboard side)."""
 
-from compute.atlas._format import FORMAT_VERSION
+from compute.atlas._cache import ResultCache
+from compute.atlas._format import FORMAT_VERSION, ROOT_FILE
 from compute.atlas._import_signature import SignatureImportError, import_signature
 from compute.atlas._panel import measured_shares, read_study_panel
 from compute.atlas._read import Atlas, SignatureWarning, StudyInfo
@@ -12,11 +13,30 @@ from compute.atlas._report import (
     study_report_text,
     study_warnings,
 )
-from compute.atlas._write import StudyArrays, write_atlas
+from compute.atlas._store import GeneMajorStore, write_gene_major
+from compute.atlas._verify import VerifyReport, verify_atlas
+from compute.atlas._write import (
+    StudyArrays,
+    begin_atlas,
+    copy_tree_atomic,
+    write_atlas,
+    write_root,
+    write_study,
+)
 from compute.errors import AtlasFormatError, QueryError
 
 __all__ = [
     "FORMAT_VERSION",
+    "ROOT_FILE",
+    "VerifyReport",
+    "begin_atlas",
+    "copy_tree_atomic",
+    "verify_atlas",
+    "write_gene_major",
+    "write_root",
+    "write_study",
+    "GeneMajorStore",
+    "ResultCache",
     "Atlas",
     "AtlasFormatError",
     "QueryError",

@@ -280,6 +280,13 @@ class Atlas:
                          "coverage": float(w[m].sum() / total) if total > 0 else 0.0})
         return pd.DataFrame(rows, columns=["study", "requested", "measured", "coverage"]).set_index("study")
 
+    def store(self, study: str, store: str = fmt.ATTR_PREFIX) -> GeneMajorStore:
+        """Study ``study``'s gene-major store, memory-mapped and kept open: "attr" (attributions,
+        as stored: SIGnature's rows-to-1,000) or "expr" (log-normalised expression). Its rows
+        are the study's cells in ``cells`` order from ``StudyInfo.offset``; every gene of the
+        gene order has a column (unmeasured genes are empty: see :meth:`measured`)."""
+        return self._store(self._study_info(study), store)
+
     def _store(self, s: StudyInfo, prefix: str = fmt.ATTR_PREFIX) -> GeneMajorStore:
         key = (s.id, prefix)
         if key not in self._stores:

@@ -113,24 +113,17 @@ def _symbols_line(symbols: dict) -> str | None:
         by = _dict(symbols.get("renamed_by"))
         how = ", ".join(f"{_int(n) or 0:,} {_RENAMED_BY.get(str(k), str(k))}" for k, n in by.items() if _int(n))
         parts.append(f"{_count(renamed, 'name')} renamed to the current HGNC symbol" + (f" ({how})" if how else ""))
-    ensembl = _int(symbols.get("ensembl_mapped")) or 0
-    if ensembl:
-        parts.append(f"{_count(ensembl, 'Ensembl id')} mapped to symbols")
-    merged = _n(symbols, "merged")
-    if merged:
-        parts.append(f"{_count(merged, 'symbol')} named by several columns, summed")
-    duplicates = _n(symbols, "duplicates_summed")
-    if duplicates:
-        parts.append(f"{_count(duplicates, 'repeated name')} summed")
-    ambiguous = _n(symbols, "ambiguous")
-    if ambiguous:
-        parts.append(f"{_count(ambiguous, 'name')} of several genes kept as written (ambiguous)")
-    conflicts = _n(symbols, "conflicts")
-    if conflicts:
-        parts.append(f"{_count(conflicts, 'alias', 'aliases')} of a gene the study also measures, kept apart")
-    unknown = _int(symbols.get("unknown")) or 0
-    if unknown:
-        parts.append(f"{_count(unknown, 'unknown name')} kept as written")
+    for key, one, many, text in (
+        ("ensembl_mapped", "Ensembl id", None, "mapped to symbols"),
+        ("merged", "symbol", None, "named by several columns, summed"),
+        ("duplicates_summed", "repeated name", None, "summed"),
+        ("ambiguous", "name", None, "of several genes kept as written (ambiguous)"),
+        ("conflicts", "alias", "aliases", "of a gene the study also measures, kept apart"),
+        ("unknown", "unknown name", None, "kept as written"),
+    ):
+        n = _n(symbols, key)
+        if n:
+            parts.append(f"{_count(n, one, many)} {text}")
     if not parts:
         return "Gene symbols: all current HGNC symbols, none renamed or merged."
     return "Gene symbols: " + "; ".join(parts) + "."

@@ -61,7 +61,7 @@ def _median_time(fn, repeats: int) -> float:
 
 
 def run_query_bench(cfg: QueryBenchConfig, *, out=print, json_path: str | None = None) -> dict:
-    from compute.atlas._store import GeneMajorStore, write_gene_major
+    from compute.atlas import GeneMajorStore, write_gene_major
     from compute.bench._memory import PeakMemory
 
     have_signature = False

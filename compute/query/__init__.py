@@ -2,7 +2,7 @@
 
 from compute.query._genes import GeneDecision, GeneResolution, parse_gene_list, resolve_genes
 from compute.query._groups import gene_by_group, gene_group_summary
-from compute.query._null import NullResult
+from compute.query._null import N_DETECTION_BINS, N_MEAN_BINS, NullResult, gene_bins, matched_draws
 from compute.query._run import (
     Evidence,
     QueryParams,
@@ -15,6 +15,10 @@ from compute.query._stats import HitRule, group_gene_means, rank_groups, sample_
 from compute.query._symbols import SymbolTable, ensembl_base, symbol_table
 
 __all__ = [
+    "N_DETECTION_BINS",
+    "N_MEAN_BINS",
+    "gene_bins",
+    "matched_draws",
     "Evidence",
     "GeneDecision",
     "GeneResolution",

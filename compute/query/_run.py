@@ -192,7 +192,7 @@ def selection_matrix(atlas, selection: np.ndarray, filters: dict | None = None, 
         rows = selection[s.offset : s.offset + s.n_cells]
         if not rows.any():
             continue
-        parts.append(atlas._store(s).rows(rows))
+        parts.append(atlas.store(s.id).rows(rows))
     M = sp.vstack(parts, format="csc") if parts else sp.csc_matrix((0, len(atlas.genes)), dtype=np.float32)
     atlas._selection_memo = (key, M)
     return M
@@ -218,7 +218,7 @@ def selection_gene_stats(atlas, selection: np.ndarray) -> tuple[np.ndarray, np.n
     for s in atlas.studies:
         rows = selection[s.offset : s.offset + s.n_cells]
         if rows.any():
-            a, b = atlas._store(s).gene_totals(rows)
+            a, b = atlas.store(s.id).gene_totals(rows)
             sums += a
             counts += b
     n = max(int(selection.sum()), 1)
@@ -314,7 +314,7 @@ def signature_matrix(atlas, result: QueryResult) -> sp.csr_matrix:
     for s in atlas.studies:
         rows = result.selection[s.offset : s.offset + s.n_cells]
         if rows.any():
-            parts.append(atlas._store(s).gather(idx).tocsr()[np.flatnonzero(rows)])
+            parts.append(atlas.store(s.id).gather(idx).tocsr()[np.flatnonzero(rows)])
     return sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, idx.size), dtype=np.float32)
 
 

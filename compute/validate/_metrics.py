@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata, spearmanr
 
-from compute.query import QueryParams, run_query
-from compute.query._stats import HitRule, rank_groups, sample_hit_table
+from compute.query import HitRule, QueryParams, rank_groups, run_query, sample_hit_table
 
 __all__ = [
     "PBMC_TYPES",
@@ -116,7 +115,7 @@ def evaluate_calibration(atlas, truth: dict, *, n_random: int, size: int, n_null
     sums = np.zeros(len(atlas.genes))
     everywhere = np.ones(len(atlas.genes), dtype=bool)
     for s in atlas.studies:
-        sums += atlas._store(s).gene_totals()[1]
+        sums += atlas.store(s.id).gene_totals()[1]
         if s.simulated:
             everywhere &= atlas.measured_mask(s.id)
     # random genes every simulated study measured: a set is then scored on the same genes everywhere
