@@ -39,10 +39,11 @@ __all__ = ["PIPELINE_VERSION", "StudyFailures", "build_atlas", "dask_client", "w
 log_exc = logging.getLogger("sigatlas.build")
 
 # Bump when a stage's output for the same inputs changes: invalidates every cached stage.
-PIPELINE_VERSION = "2"  # 2: values kinds, symbol harmonisation, species, ingest report
+PIPELINE_VERSION = "3"  # 2: values kinds, symbol harmonisation, species, ingest report; 3: ontology terms
 # What the final write puts in the atlas; bumping it rewrites existing atlases from the cached
 # stages (2: the expression store was added).
-ATLAS_CONTENT_VERSION = "4"  # 3: file checksums in the root; 4: measured genes, gene means, ingest report
+ATLAS_CONTENT_VERSION = "5"  # 3: file checksums in the root; 4: measured genes, gene means, ingest report;
+# 5: vocabulary.json and the label transfer's columns
 
 
 def _sha(*parts) -> str:
@@ -194,7 +195,7 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
     t_start = time.perf_counter()
     out = manifest.atlas.out
     work = work_dir(manifest)
-    for sub in ("ingest", "model", "attr", "embed", "umap"):
+    for sub in ("ingest", "model", "attr", "embed", "umap", "transfer"):
         (work / sub).mkdir(parents=True, exist_ok=True)
 
     source_keys, missing = {}, {}
@@ -273,7 +274,9 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
                 model_card["card"] = json.loads(card_file.read_text())
             log(f"[3/6] encoder: loaded {model_dir}")
         else:
-            model_key = _sha(asdict(manifest.model), manifest.seed, gene_order, ingest_keys, shares)[:16]
+            from compute.vocabulary import ontologies
+
+            model_key = _sha(asdict(manifest.model), manifest.seed, gene_order, ingest_keys, shares, ontologies().versions)[:16]
             model_dir = work / "model" / model_key
             if (model_dir / "encoder.ckpt").is_file() and not force:
                 encoder = load_encoder(model_dir)
@@ -304,6 +307,17 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
             names=[s.id for s in manifest.studies])
         peaks += [dict(r, stage="attributions+embedding") for r in done]
         log.stage("attributions+embedding", t0)
+
+        # 4b. label transfer: a predicted cell-type term for every cell from other studies' labelled cells
+        t0 = time.perf_counter()
+        transfer_key = _sha([embed_keys[s.id] for s in manifest.studies], [ingest_keys[s.id] for s in manifest.studies])[:16]
+        predicted, transfer_summary = _label_transfer(manifest, ingested, embed_files, work / "transfer" / f"{transfer_key}.npz",
+                                                      manifest.seed, force)
+        acc = transfer_summary["accuracy"]
+        log(f"  label transfer: {acc['n_evaluated']:,} labelled cells held out, "
+            + (f"exact {100 * acc['exact']:.1f}%" if "exact" in acc else "no cell type shared by two studies")
+            + (f", same cell type {100 * acc['compatible']:.1f}%" if "compatible" in acc else ""))
+        log.stage("label transfer", t0)
 
         # 5. UMAP: fit on a stated subsample, transform the rest ---------------------------------------
         t0 = time.perf_counter()
@@ -338,8 +352,8 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
         written = _run(client, tasks.write_study_task, [
             (str(root), {"id": s.id, "title": s.title, "simulated": s.simulated, "organism": s.organism, "source": s.source.kind},
              s.organism, ingest_files[s.id], gene_order, min_overlap, attr_files[s.id], embed_files[s.id], umap_files[s.id],
-             _sha(ATLAS_CONTENT_VERSION, FORMAT_VERSION, _study_dict(s), attr_files[s.id], embed_files[s.id], umap_files[s.id], shares[s.id]),
-             rewrite or force, shares[s.id]) for s in manifest.studies], desc="write", quiet=quiet, names=[s.id for s in manifest.studies])
+             _sha(ATLAS_CONTENT_VERSION, FORMAT_VERSION, _study_dict(s), attr_files[s.id], embed_files[s.id], umap_files[s.id], shares[s.id],
+                  transfer_key), rewrite or force, shares[s.id], predicted[s.id]) for s in manifest.studies], desc="write", quiet=quiet, names=[s.id for s in manifest.studies])
         peaks += [dict(r, stage="write") for r in written if not r["skipped"]]
 
     entries = [w["entry"] for w in written]
@@ -349,8 +363,20 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
             build_warnings.append(f"study '{e['id']}' measured {e['panel']['n_genes_measured']:,} of {len(gene_order):,} genes, "
                                   f"estimated to carry {100 * e['panel']['attr_share']:.0f}% of a cell's attribution: its values are "
                                   "rescaled by that share (method.md section 6), an atlas-wide estimate")
+    from compute.atlas import write_vocabulary
+    from compute.vocabulary import ontologies, term_closure
+
+    all_terms = set().union(*(r["terms"] for r in ingested)) | {t for p in predicted.values()
+                                                                for t in p["cell_type_predicted_ontology_term_id"] if t}
+    vocab_file = write_vocabulary(root, term_closure(all_terms), ontologies().versions)
+    vocabulary = {"file": vocab_file, "versions": ontologies().versions, "label_transfer": transfer_summary,
+                  "rule": "cell_type, disease and tissue hold the ontology term's label (the study's own label when no term "
+                          "matched, kept as its own group); *_original the study's label; *_ontology_term_id the term; a filter "
+                          "on a term selects its descendants; cell_type_predicted is the label transfer's term (never used by "
+                          "filters or groupings)"}
     files = {f"studies/{e['id']}/{name}": rec for w, e in zip(written, entries, strict=True) for name, rec in w["files"].items()}
-    files |= {k: v for k, v in _checksums(root, ["genes.tsv", *(f"model/{p.name}" for p in sorted(model_out.iterdir()) if p.is_file())]).items()}
+    files |= {k: v for k, v in _checksums(root, ["genes.tsv", vocab_file,
+                                                 *(f"model/{p.name}" for p in sorted(model_out.iterdir()) if p.is_file())]).items()}
     method = {
         "attribution": {"method": spec_a.method, "n_steps": spec_a.n_steps, "baseline": "zeros",
                         "rule": "Gauss-Legendre", "target": "sum_d |e_d * f(x')_d|, e = f(x) fixed",
@@ -377,7 +403,7 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
                "pipeline_version": PIPELINE_VERSION, "source_keys": source_keys, "timings_s": log.timings,
                "ingest": asdict(manifest.ingest), "embedding": asdict(manifest.embedding),
                "scheduler": scheduler or "local"},
-        method=method, files=files, report={"warnings": build_warnings},
+        method=method, files=files, report={"warnings": build_warnings}, vocabulary=vocabulary,
     )
     log.stage("write", t0)
     if stats is not None:
@@ -441,6 +467,38 @@ def atlas_warnings(ingested: list[dict]) -> list[str]:
     return out
 
 
+def _label_transfer(manifest: Manifest, ingested: list[dict], embed_files: dict[str, str], cache: Path, seed: int,
+                    force: bool) -> tuple[dict[str, dict], dict]:
+    """Predicted cell-type terms for every cell (compute.vocabulary.transfer_labels on the
+    embeddings), as cells-table columns per study, and the summary with the held-out accuracy.
+    Kept in ``cache`` (keyed by the embeddings and labels)."""
+    from compute._build_tasks import atomic_write
+    from compute.vocabulary import ontologies, term_relation, transfer_labels
+
+    ids = [s.id for s in manifest.studies]
+    terms = np.concatenate([np.asarray(r["cell_type_terms"], dtype=object).astype(str) for r in ingested])
+    sizes = [len(r["cell_type_terms"]) for r in ingested]
+    if cache.is_file() and not force:
+        with np.load(cache, allow_pickle=False) as z:
+            pred, conf, summary = z["pred"].astype(object), z["conf"], json.loads(str(z["summary"]))
+    else:
+        E = np.concatenate([np.load(embed_files[sid]) for sid in ids])
+        studies = np.repeat(np.array(ids), sizes)
+        res = transfer_labels(E, terms, studies, seed=seed, relation=term_relation(terms))
+        pred, conf, summary = res.term_ids, res.confidence, res.summary()
+        atomic_write(cache, lambda t: np.savez(t, pred=pred.astype(str), conf=conf, summary=json.dumps(summary)))
+    onto = ontologies()
+    labels = {t: (onto.term(t).label if onto.term(t) is not None else t) for t in set(pred) if t}
+    out, start = {}, 0
+    for sid, n in zip(ids, sizes, strict=True):
+        p = pred[start:start + n]
+        out[sid] = {"cell_type_predicted": np.array([labels.get(t, "") for t in p], dtype=object),
+                    "cell_type_predicted_ontology_term_id": np.asarray(p, dtype=object),
+                    "cell_type_prediction_confidence": np.asarray(conf[start:start + n], dtype=np.float32)}
+        start += n
+    return out, summary
+
+
 def _checksums(root: Path, names: list[str]) -> dict:
     from compute._build_tasks import file_sha256
 
@@ -455,6 +513,7 @@ def _train(manifest: Manifest, gene_order: list[str], ingest_files: dict[str, st
 
     from compute._build_tasks import aligned_study
     from compute.model import train_encoder
+    from compute.vocabulary import term_relation
 
     torch.set_num_threads(threads)
 
@@ -463,7 +522,7 @@ def _train(manifest: Manifest, gene_order: list[str], ingest_files: dict[str, st
         a, X, _ = aligned_study(ingest_files[s.id], gene_order, min_overlap, s.id, shares[s.id])
         panel_genes[s.id] = list(map(str, a.var_names))
         Xs.append(X)
-        labels.append(a.obs["cell_type"].astype(str).to_numpy())
+        labels.append(a.obs["cell_type_ontology_term_id"].astype(str).to_numpy())
         studies.append(np.full(a.n_obs, s.id))
     X_all = sp.vstack(Xs).tocsr()
     # each study's panel, rows in the sorted order of the study ids (as train_encoder codes them)
@@ -471,8 +530,12 @@ def _train(manifest: Manifest, gene_order: list[str], ingest_files: dict[str, st
     panels = np.zeros((len(manifest.studies), len(gene_order)), dtype=bool)
     for row, sid in enumerate(sorted(s.id for s in manifest.studies)):
         panels[row, [pos[g] for g in panel_genes[sid] if g in pos]] = True
-    encoder, history = train_encoder(X_all, np.concatenate(labels), np.concatenate(studies), gene_order, manifest.model,
-                                     manifest.seed, progress=not quiet, panels=panels)
+    # the triplet loss pairs cells by Cell Ontology term (the same term, or one a close ancestor of
+    # the other); cells whose label matched no term take part in reconstruction only
+    term_ids = np.concatenate(labels)
+    relation = term_relation(term_ids)
+    encoder, history = train_encoder(X_all, term_ids, np.concatenate(studies), gene_order, manifest.model,
+                                     manifest.seed, progress=not quiet, panels=panels, relation=relation)
     card = {
         "source": "trained by SigAtlas",
         "architecture": "SCimilarity (Heimberg et al., Nature 2024): Dropout-Linear-BatchNorm1d-PReLU blocks, "

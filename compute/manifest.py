@@ -136,6 +136,15 @@ class StudySpec:
     sample: str | None = None
     donor: str | None = None
     simulated: bool = False
+    # columns.<kind>_map: original label -> ontology term id or exact term label (None: leave
+    # the label unmapped on purpose); applied before automatic matching (compute.vocabulary)
+    cell_type_map: tuple[tuple[str, str | None], ...] = ()
+    disease_map: tuple[tuple[str, str | None], ...] = ()
+    tissue_map: tuple[tuple[str, str | None], ...] = ()
+
+    def label_map(self, kind: str) -> dict[str, str | None]:
+        """The manifest's map for annotation ``kind`` (cell_type, disease, tissue) as a dict."""
+        return dict(getattr(self, f"{kind}_map"))
 
 
 @dataclass(frozen=True)
@@ -349,10 +358,11 @@ def _parse_study(d: Any, base: Path, file: Path, index: int) -> StudySpec:
         )
     cols = d.get("columns")
     cols = {} if cols is None else cols  # "columns:" left empty; [] or 0 is an error below
-    cols = _check_keys(cols, {"cell_type", "sample", "donor"}, set(), where, "columns")
+    cols = _check_keys(cols, {"cell_type", "sample", "donor", *LABEL_MAPS}, set(), where, "columns")
     for k, v in cols.items():
-        if v is not None:
+        if v is not None and k not in LABEL_MAPS:
             _typed(v, str, f"columns.{k}", where)
+    maps = {k: _parse_label_map(cols.get(k), base, f"columns.{k}", where) for k in LABEL_MAPS}
     simulated = _typed(d.get("simulated", False), bool, "simulated", where)
     return StudySpec(
         id=sid,
@@ -365,7 +375,46 @@ def _parse_study(d: Any, base: Path, file: Path, index: int) -> StudySpec:
         sample=cols.get("sample"),
         donor=cols.get("donor"),
         simulated=simulated,
+        **maps,
     )
+
+
+LABEL_MAPS = ("cell_type_map", "disease_map", "tissue_map")
+
+
+def _parse_label_map(value: Any, base: Path, key: str, where: _Where) -> tuple[tuple[str, str | None], ...]:
+    """A label map given inline ({label: term}) or as a file (.yaml/.yml/.json: a mapping;
+    .csv/.tsv: columns ``label`` and ``term``), relative to the manifest's folder."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        path = _path(base, value, key, where)
+        if not path.is_file():
+            raise where.error(key, f"map file {path} not found")
+        try:
+            if path.suffix.lower() in (".csv", ".tsv"):
+                import pandas as pd
+
+                table = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", dtype=str, keep_default_na=False)
+                if not {"label", "term"} <= set(table.columns):
+                    raise where.error(key, f"{path}: needs columns 'label' and 'term', has {', '.join(table.columns)}")
+                value = {r.label: (r.term or None) for r in table.itertuples()}
+            elif path.suffix.lower() in (".yaml", ".yml", ".json"):
+                value = yaml.safe_load(path.read_text())
+            else:
+                raise where.error(key, f"{path}: use a .yaml, .yml, .json, .csv or .tsv file")
+        except ManifestError:
+            raise
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            raise where.error(key, f"cannot read map file {path}: {exc}") from exc
+    if not isinstance(value, dict):
+        raise where.error(key, f"expected a mapping of label -> ontology term (id or label), or a file name, got {value!r}")
+    out = []
+    for label, term in value.items():
+        if term is not None and not isinstance(term, str):
+            raise where.error(f"{key}.{label}", f"expected a term id (for example CL:0000860) or label, got {term!r}")
+        out.append((str(label), term))
+    return tuple(sorted(out, key=lambda kv: kv[0]))
 
 
 def parse_manifest(data: Any, file: Path) -> Manifest:

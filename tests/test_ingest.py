@@ -107,7 +107,13 @@ def test_real_pbmc68k_counts_are_recovered():
     a = read_study(spec)
     assert a.n_obs == 700 and a.n_vars == 765
     assert np.allclose(a.X.data, np.rint(a.X.data)) and a.X.data.min() >= 1
-    assert (a.obs["disease"] == "healthy").all() and (a.obs["sample"] == "PBMC68K").all()
+    assert (a.obs["sample"] == "PBMC68K").all()
+    # one vocabulary: "healthy" is the CELLxGENE schema's PATO term, the study's label is kept
+    assert (a.obs["disease"] == "normal").all() and (a.obs["disease_ontology_term_id"] == "PATO:0000461").all()
+    assert (a.obs["disease_original"] == "healthy").all()
+    monos = a.obs["cell_type_original"] == "CD14+ Monocyte"
+    assert (a.obs.loc[monos, "cell_type_ontology_term_id"] == "CL:0001054").all()
+    assert (a.obs.loc[monos, "cell_type"] == "CD14-positive monocyte").all()
 
 
 def test_align_fills_absent_genes_with_zeros_and_drops_extras():

@@ -15,6 +15,7 @@ from compute.atlas._report import (
 )
 from compute.atlas._store import GeneMajorStore, write_gene_major
 from compute.atlas._verify import VerifyReport, verify_atlas
+from compute.atlas._vocab import VOCABULARY_FILE, TermTree, write_vocabulary
 from compute.atlas._write import (
     StudyArrays,
     begin_atlas,
@@ -28,6 +29,9 @@ from compute.errors import AtlasFormatError, QueryError
 __all__ = [
     "FORMAT_VERSION",
     "ROOT_FILE",
+    "VOCABULARY_FILE",
+    "TermTree",
+    "write_vocabulary",
     "VerifyReport",
     "begin_atlas",
     "copy_tree_atomic",

@@ -15,13 +15,12 @@ import pandas as pd
 from compute.atlas import _format as fmt
 from compute.atlas._cache import ResultCache
 from compute.atlas._store import AGGREGATES, GeneMajorStore
+from compute.atlas._vocab import FILTER_COLUMNS, TERM_COLUMNS, TermTree, filter_mask, read_vocabulary
 from compute.errors import AtlasFormatError, QueryError
 from compute.query._genes import GeneResolution, resolve_genes
 
 __all__ = ["FILTER_COLUMNS", "Atlas", "SignatureWarning", "StudyInfo"]
 
-# filter keyword -> cells column
-FILTER_COLUMNS = {"cell_types": "cell_type", "diseases": "disease", "tissues": "tissue", "studies": "study"}
 
 
 def _normalise_filters(**filters) -> dict[str, list[str]]:
@@ -160,7 +159,8 @@ class Atlas:
                 raise AtlasFormatError(f"{s.dir}: cells table has {len(df)} rows, atlas.json says {s.n_cells}. {_REBUILD}")
             frames.append(df)
         cells = pd.concat(frames, ignore_index=True)
-        for c in ("study", "sample", "donor", "cell_type", "disease", "tissue"):
+        for c in ("study", "sample", "donor", "cell_type", "disease", "tissue", *(f"{k}_{suffix}" for k in TERM_COLUMNS
+                  for suffix in ("original", "ontology_term_id")), "cell_type_predicted", "cell_type_predicted_ontology_term_id"):
             if c in cells:
                 cells[c] = cells[c].astype(str).astype("category")
         cells["simulated"] = cells["simulated"].astype(bool) if "simulated" in cells else False
@@ -307,21 +307,52 @@ class Atlas:
         return bool(self.studies) and all(GeneMajorStore.exists(s.dir, fmt.EXPR_PREFIX) for s in self.studies)
 
     # -- selections ------------------------------------------------------------------
-    def select(self, *, cell_types=None, diseases=None, tissues=None, studies=None) -> np.ndarray:
-        """Boolean mask over ``cells``: cells whose column value is in every given filter
-        (None or empty: no filter on that column). Unknown values raise QueryError naming them."""
-        return self._mask(_normalise_filters(cell_types=cell_types, diseases=diseases, tissues=tissues, studies=studies))
+    def select(self, *, cell_types=None, diseases=None, tissues=None, studies=None, simulated: bool | None = None) -> np.ndarray:
+        """Boolean mask over ``cells``: cells in every given filter (None or empty: no filter on
+        that column). A cell type, disease or tissue is a label in ``cells`` or an ontology term
+        (id or label, e.g. "monocyte" or "CL:0000576"), which selects the cells of that term and
+        of every descendant term. ``simulated``: only simulated (True) or real (False) cells.
+        Unknown values raise QueryError naming them."""
+        filters = _normalise_filters(cell_types=cell_types, diseases=diseases, tissues=tissues, studies=studies)
+        if simulated is not None:
+            filters["simulated"] = [str(bool(simulated))]  # the cells column holds booleans
+        return self._mask(filters)
 
     def _mask(self, filters: dict[str, list[str]]) -> np.ndarray:
-        mask = np.ones(self.n_cells, dtype=bool)
-        for column, values in filters.items():
-            col = self.cells[column]
-            known = set(col.cat.categories.astype(str)) if hasattr(col, "cat") else set(col.astype(str))
-            unknown = [v for v in values if v not in known]
-            if unknown:
-                raise QueryError(f"no {column} called {', '.join(repr(u) for u in unknown)} in atlas '{self.name}' (it has {len(known)}: {', '.join(sorted(known)[:12])}{', ...' if len(known) > 12 else ''})")
-            mask &= col.astype(str).isin(values).to_numpy()
-        return mask
+        return filter_mask(self.cells, self.vocabulary, filters, self.name)
+
+    def disease_grouping(self, groups) -> dict[str, str]:
+        """{disease label: group label} for the diseases of the atlas under one of ``groups``
+        (ontology terms, ids or labels; the first that applies wins). Raises QueryError for a
+        group the vocabulary does not know."""
+        return self.vocabulary.grouping(self._present_terms("disease"), list(groups), self.name)
+
+    def _present_terms(self, kind: str) -> dict[str, str]:
+        """{label in cells[kind]: its term id ("" when unmapped)}."""
+        column = f"{kind}_ontology_term_id"
+        if column not in self.cells:
+            return {str(v): "" for v in self.cells[kind].astype(str).unique()}
+        pairs = self.cells[[kind, column]].astype(str).drop_duplicates()
+        return dict(zip(pairs[kind], pairs[column], strict=True))
+
+    def term_hierarchy(self, kind: str = "cell_type") -> dict:
+        """The ``kind`` (cell_type, disease, tissue) terms of the atlas as a tree for a picker,
+        with cell counts (TermTree.hierarchy), and the labels that matched no term, with theirs:
+        {"tree": [...], "unmapped": [{"label", "n_cells"}]}."""
+        column = f"{kind}_ontology_term_id"
+        counts = self.cells[column].astype(str).value_counts() if column in self.cells else pd.Series(dtype=int)
+        tree = self.vocabulary.hierarchy({t: int(n) for t, n in counts.items() if t})
+        if column in self.cells:
+            unmapped = self.cells.loc[self.cells[column].astype(str) == "", kind].astype(str).value_counts()
+        else:
+            unmapped = self.cells[kind].astype(str).value_counts()
+        return {"tree": tree, "unmapped": [{"label": k, "n_cells": int(v)} for k, v in unmapped.items()]}
+
+    @cached_property
+    def vocabulary(self) -> TermTree:
+        """The ontology terms the atlas's cells use, with their ancestors (empty for atlases
+        built before the vocabulary was recorded)."""
+        return read_vocabulary(self.path, self.meta)
 
     # -- queries ---------------------------------------------------------------------
     def resolve(self, genes, weights=None) -> GeneResolution:

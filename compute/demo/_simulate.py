@@ -66,6 +66,38 @@ CELL_TYPES: dict[str, tuple[tuple[str, ...], float]] = {
     "plasmacytoid dendritic cell": (("Plasmacytoid dendritic cell",), 0.03),
     "conventional dendritic cell": (("CD1C+ dendritic cell",), 0.05),
 }
+# the ontology terms of the simulated labels, written as CELLxGENE-schema *_ontology_term_id
+# columns (MONDO has no "sepsis"; the CELLxGENE schema's nearest is "infectious disease with sepsis")
+CELL_TYPE_TERMS = {
+    "CD4 T cell": "CL:0000624", "CD8 T cell": "CL:0000625", "NK cell": "CL:0000623", "B cell": "CL:0000236",
+    "classical monocyte": "CL:0000860", "non-classical monocyte": "CL:0000875",
+    "plasmacytoid dendritic cell": "CL:0000784", "conventional dendritic cell": "CL:0000990",
+}
+DISEASE_TERMS = {
+    HEALTHY: "PATO:0000461", "sepsis": "MONDO:1040015", "COVID-19": "MONDO:0100096", "Kawasaki disease": "MONDO:0012727",
+    "systemic lupus erythematosus": "MONDO:0007915", "influenza": "MONDO:0005812", "rheumatoid arthritis": "MONDO:0008383",
+    "multiple sclerosis": "MONDO:0005301", "Crohn disease": "MONDO:0005011", "asthma": "MONDO:0004979",
+}
+TISSUE_TERMS = {"blood": "UBERON:0000178"}
+# scanpy's PBMC 68k bulk labels -> Cell Ontology (the demo manifest's columns.cell_type_map).
+# Sorted CD14+ monocytes are the classical population, hence CL:0000860 rather than the broader
+# "CD14-positive monocyte" the label matches by itself.
+PBMC68K_CELL_TYPE_MAP = {
+    "CD14+ Monocyte": "CL:0000860", "CD56+ NK": "CL:0000623", "CD4+/CD25 T Reg": "CL:0000815",
+    "CD4+/CD45RA+/CD25- Naive T": "CL:0000895", "CD4+/CD45RO+ Memory": "CL:0000897", "CD8+ Cytotoxic T": "CL:0000625",
+    "CD8+/CD45RA+ Naive Cytotoxic": "CL:0000900", "CD34+": None,
+}
+def _atlas_name(term_id: str) -> str:
+    """The name the atlas shows for a simulated label: its ontology term's label. The planted
+    truth uses these names, so that it compares directly with the atlas's rankings."""
+    from compute.vocabulary import HEALTHY as NORMAL
+    from compute.vocabulary import ontologies
+
+    return "normal" if term_id == NORMAL else ontologies().term(term_id).label
+
+
+# bump when the files' layout changes for the same configuration (2: ontology term id columns; 3: truth in the atlas's term labels)
+_FILE_LAYOUT = 3
 _MYELOID = ("classical monocyte", "non-classical monocyte", "conventional dendritic cell")
 _MYELOID_GENES = ("LYZ", "CST3", "TYROBP", "FCER1G", "AIF1", "LST1", "CD68", "CSF1R", "SPI1")
 
@@ -179,6 +211,9 @@ def gene_universe(max_genes: int | None = None, rng: np.random.Generator | None 
 @dataclass
 class _Truth:
     config: dict
+    names: str = ("diseases and cell types as the atlas shows them: the labels of their ontology terms "
+                  "(DISEASE_TERMS, CELL_TYPE_TERMS in compute/demo/_simulate.py; 'sepsis' is 'infectious disease with sepsis', "
+                  "healthy donors are 'normal')")
     programs: list[dict] = field(default_factory=list)
     studies: list[dict] = field(default_factory=list)
 
@@ -224,7 +259,7 @@ def simulate_studies(out_dir: str | Path, config: SimulationConfig | None = None
     plan = _study_plan(cfg)
     if stamp.is_file() and truth_path.is_file():
         recorded = json.loads(stamp.read_text())
-        if recorded.get("fingerprint") == cfg.fingerprint() and all(
+        if recorded.get("fingerprint") == cfg.fingerprint() and recorded.get("layout") == _FILE_LAYOUT and all(
             (out_dir / f"{sid}.h5ad").is_file() for sid, _ in plan
         ):
             return json.loads(truth_path.read_text())
@@ -249,8 +284,8 @@ def simulate_studies(out_dir: str | Path, config: SimulationConfig | None = None
                 "name": p.name,
                 "genes": [genes[i] for i in pg],
                 "gene_weights": [round(float(x), 4) for x in w],
-                "cell_types": list(p.cell_types),
-                "strength": p.strength,
+                "cell_types": [_atlas_name(CELL_TYPE_TERMS[c]) for c in p.cell_types],
+                "strength": {_atlas_name(DISEASE_TERMS[d]): v for d, v in p.strength.items()},
                 "fold": p.fold,
                 "effect_scale": cfg.effect_scale,
                 "base_fraction": p.base_fraction,
@@ -300,13 +335,16 @@ def simulate_studies(out_dir: str | Path, config: SimulationConfig | None = None
             blocks.append(sp.csr_matrix(counts))
             for k in range(n_cells):
                 obs_rows.append((f"{donor}_c{k:04d}", ct_names[types[k]], dis, donor, donor, "blood"))
-            samples_truth.append({"sample": donor, "disease": dis, "n_cells": n_cells, "programs": sample_programs})
+            samples_truth.append({"sample": donor, "disease": _atlas_name(DISEASE_TERMS[dis]), "n_cells": n_cells,
+                                  "programs": sample_programs})
         X = sp.vstack(blocks).tocsr()
         keep = np.setdiff1d(np.arange(n_genes), missing)
         X = X[:, keep]
         obs = pd.DataFrame(obs_rows, columns=["cell_id", "cell_type", "disease", "donor", "sample", "tissue"])
         obs = obs.set_index("cell_id")
-        for c in ("cell_type", "disease", "donor", "sample", "tissue"):
+        for c, terms in (("cell_type", CELL_TYPE_TERMS), ("disease", DISEASE_TERMS), ("tissue", TISSUE_TERMS)):
+            obs[f"{c}_ontology_term_id"] = obs[c].map(terms)
+        for c in obs.columns:
             obs[c] = obs[c].astype("category")
         adata = ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=[genes[i] for i in keep]))
         adata.uns["simulated"] = True
@@ -317,7 +355,7 @@ def simulate_studies(out_dir: str | Path, config: SimulationConfig | None = None
         truth.studies.append(
             {
                 "id": sid,
-                "disease": disease,
+                "disease": _atlas_name(DISEASE_TERMS[disease]),
                 "depth_factor": round(depth, 4),
                 "missing_genes": [genes[i] for i in missing],
                 "samples": samples_truth,
@@ -325,7 +363,7 @@ def simulate_studies(out_dir: str | Path, config: SimulationConfig | None = None
         )
     result = asdict(truth)
     truth_path.write_text(json.dumps(result, indent=1))
-    stamp.write_text(json.dumps({"fingerprint": cfg.fingerprint(), "studies": [s for s, _ in plan]}))
+    stamp.write_text(json.dumps({"fingerprint": cfg.fingerprint(), "layout": _FILE_LAYOUT, "studies": [s for s, _ in plan]}))
     return result
 
 
@@ -342,7 +380,10 @@ def demo_manifest_text(config: SimulationConfig | None = None, data_dir: str = "
             "organism": "human",
             "tissue": "blood",
             "disease": "healthy",
-            "columns": {"cell_type": "bulk_labels", "sample": None, "donor": None},
+            # bulk_labels come from sorted populations; "CD14+ Monocyte", "CD19+ B" and "Dendritic"
+            # match Cell Ontology terms by label or synonym, the rest are mapped by hand here;
+            # "CD34+" (sorted progenitors, no single CL term) is left for label transfer
+            "columns": {"cell_type": "bulk_labels", "sample": None, "donor": None, "cell_type_map": PBMC68K_CELL_TYPE_MAP},
             "simulated": False,
         }
     ]

@@ -14,8 +14,12 @@ from compute.manifest import FieldSpec, StudySpec
 
 __all__ = ["CELL_COLUMNS", "read_study"]
 
-# The standard per-cell columns every ingested study carries, in this order.
-CELL_COLUMNS = ("cell_id", "study", "sample", "donor", "cell_type", "disease", "tissue", "simulated")
+# The standard per-cell columns every ingested study carries, in this order. cell_type, disease
+# and tissue hold the harmonised label (the ontology term's label, or the study's own label when
+# no term matched); *_original the study's label; *_ontology_term_id the term ("" if none).
+CELL_COLUMNS = ("cell_id", "study", "sample", "donor", "cell_type", "disease", "tissue", "simulated",
+                "cell_type_original", "cell_type_ontology_term_id", "disease_original", "disease_ontology_term_id",
+                "tissue_original", "tissue_ontology_term_id")
 
 # CELLxGENE-schema obs columns, tried in order when the manifest does not name one.
 _AUTO_COLUMNS = {
@@ -73,6 +77,22 @@ def _field(obs: pd.DataFrame, fs: FieldSpec, role: str, spec: StudySpec) -> np.n
     return _column(obs, fs.column, role, spec, required=True, key=f"{role}.column")
 
 
+def _harmonised(obs: pd.DataFrame, kind: str, values: np.ndarray, column: str | None, constant: bool, spec: StudySpec):
+    """The study's ``kind`` labels matched to ontology terms (compute.vocabulary.harmonise).
+    A CELLxGENE-schema file's ``<kind>_ontology_term_id`` column supplies the terms when the
+    labels come from the schema's own ``<kind>`` column."""
+    from compute.vocabulary import harmonise
+
+    id_column = f"{kind}_ontology_term_id"
+    ids = None
+    if not constant and column in (None, kind) and id_column in obs.columns:
+        ids = obs[id_column].astype(str).to_numpy(dtype=object)
+    try:
+        return harmonise(values, kind, spec.label_map(kind), ids=ids)
+    except IngestError as exc:
+        raise IngestError(f"{_where(spec)}: columns.{kind}_map: {exc}") from exc
+
+
 def _sum_columns(X: sp.csr_matrix, names: list[str | None]) -> tuple[sp.csr_matrix, np.ndarray]:
     """X with one column per distinct name (columns of one name summed; None dropped), names sorted."""
     kept = [n for n in names if n is not None]
@@ -123,18 +143,24 @@ def read_study(spec: StudySpec):
         sample = donor if donor is not None else np.full(len(obs), spec.id, dtype=object)
     if donor is None:
         donor = sample
-    table = pd.DataFrame(
-        {
-            "cell_id": obs.index.astype(str).to_numpy(dtype=object),
-            "study": spec.id,
-            "sample": sample,
-            "donor": donor,
-            "cell_type": _column(obs, spec.cell_type, "cell_type", spec, required=True),
-            "disease": _field(obs, spec.disease, "disease", spec),
-            "tissue": _field(obs, spec.tissue, "tissue", spec),
-            "simulated": bool(spec.simulated),
-        }
-    )
+    originals = {
+        "cell_type": _column(obs, spec.cell_type, "cell_type", spec, required=True),
+        "disease": _field(obs, spec.disease, "disease", spec),
+        "tissue": _field(obs, spec.tissue, "tissue", spec),
+    }
+    label_columns = {"cell_type": spec.cell_type, "disease": spec.disease.column, "tissue": spec.tissue.column}
+    constant = {"cell_type": False, "disease": spec.disease.value is not None, "tissue": spec.tissue.value is not None}
+    table = pd.DataFrame({"cell_id": obs.index.astype(str).to_numpy(dtype=object), "study": spec.id,
+                          "sample": sample, "donor": donor})
+    vocabulary = {}
+    for kind, original in originals.items():
+        h = _harmonised(obs, kind, original, label_columns[kind], constant[kind], spec)
+        table[kind] = h.labels
+        table[f"{kind}_original"] = original
+        table[f"{kind}_ontology_term_id"] = h.term_ids
+        vocabulary[kind] = h.report()
+    table["simulated"] = bool(spec.simulated)
+    table = table[list(CELL_COLUMNS)]
     table.index = pd.Index([str(i) for i in range(len(table))])
     out = ad.AnnData(X=counts, obs=table, var=pd.DataFrame(index=pd.Index(symbols, dtype=str)))
     warnings = list(genes.warnings)
@@ -147,6 +173,7 @@ def read_study(spec: StudySpec):
         "symbols": genes.symbols,
         "qc": None,
         "n_genes_measured": int(out.n_vars),
+        "vocabulary": vocabulary,
         "warnings": warnings,
     })
     return out

@@ -8,6 +8,7 @@ from compute.query._run import (
     QueryParams,
     QueryResult,
     run_query,
+    query_cells,
     selection_mask,
     selection_matrix,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "SymbolTable",
     "ensembl_base",
     "symbol_table",
+    "query_cells",
     "selection_mask",
     "selection_matrix",
 ]

@@ -33,6 +33,9 @@ class QueryParams:
     studies: tuple[str, ...] = ()
     tissues: tuple[str, ...] = ()
     data: str = "all"  # "all", "real" or "simulated" studies
+    # disease terms (ids or labels) to rank at: each disease under one of them counts as that term
+    # ("autoimmune disease" pools lupus, RA, MS, ...); empty: every disease on its own
+    disease_groups: tuple[str, ...] = ()
     rule: HitRule = field(default_factory=HitRule)
     cell_min: int = 25
     samp_min: int = 3
@@ -102,11 +105,26 @@ def _filters(params: QueryParams) -> dict[str, list[str]]:
     return out
 
 
-def selection_mask(cells: pd.DataFrame, params: QueryParams) -> np.ndarray:
-    mask = np.ones(len(cells), dtype=bool)
-    for col, values in _filters(params).items():
-        mask &= cells[col].astype(str).isin(values).to_numpy()
-    return mask
+def selection_mask(atlas, params: QueryParams) -> np.ndarray:
+    """The cells ``params`` select (Atlas.select: an ontology term includes its descendants;
+    an unknown value raises QueryError naming it)."""
+    if params.data not in DATA_KINDS:
+        raise QueryError(f"data must be one of {', '.join(DATA_KINDS)}, got '{params.data}'")
+    return atlas.select(cell_types=params.cell_types or None, diseases=params.diseases or None, tissues=params.tissues or None,
+                        studies=params.studies or None, simulated=None if params.data == "all" else params.data == "simulated")
+
+
+def query_cells(atlas, params: QueryParams) -> pd.DataFrame:
+    """``atlas.cells`` as the query groups them: with ``params.disease_groups``, the disease
+    column holds the group's term label for every disease under one of the groups
+    (Atlas.disease_grouping); otherwise ``atlas.cells`` itself."""
+    if not params.disease_groups:
+        return atlas.cells
+    mapping = atlas.disease_grouping(params.disease_groups)
+    cells = atlas.cells.copy(deep=False)
+    disease = cells["disease"].astype(str)
+    cells["disease"] = disease.map(lambda d: mapping.get(d, d)).astype("category")
+    return cells
 
 
 def run_query(atlas, params: QueryParams, *, progress=None) -> QueryResult:
@@ -122,7 +140,7 @@ def run_query(atlas, params: QueryParams, *, progress=None) -> QueryResult:
     if not 0 <= params.min_coverage <= 1:
         raise QueryError(f"min_coverage must be within 0-1, got {params.min_coverage}")
     res = atlas.resolve(list(params.genes))
-    sel = selection_mask(atlas.cells, params)
+    sel = selection_mask(atlas, params)
     if not sel.any():
         raise QueryError("no cells match the filters (cell types / diseases / studies / tissues): widen them")
     filters = _filters(params)
@@ -145,7 +163,8 @@ def run_query(atlas, params: QueryParams, *, progress=None) -> QueryResult:
                 f"({'; '.join(f'{sid}: {c:.0%}' for sid, c in coverage.loc[left_out, 'coverage'].items())}): "
                 "lower min_coverage or use genes these studies measured")
     thr = params.rule.threshold(scores[sel])
-    samples = sample_hit_table(atlas.cells, scores, sel, thr)
+    cells = query_cells(atlas, params)
+    samples = sample_hit_table(cells, scores, sel, thr)
     diseases = rank_groups(samples, "disease", params.cell_min, params.samp_min)
     studies = rank_groups(samples, "study", params.cell_min, 1)
     if len(studies):
@@ -162,7 +181,7 @@ def run_query(atlas, params: QueryParams, *, progress=None) -> QueryResult:
         expr = expression_scores(atlas, res.matched, sel, seed=params.seed)
         result.expression_scores = expr
         cut = params.rule.threshold(expr[sel]) if params.rule.kind != "value" else float(np.quantile(expr[sel], 0.9))
-        result.expression_diseases = rank_groups(sample_hit_table(atlas.cells, expr, sel, cut), "disease", params.cell_min, params.samp_min)
+        result.expression_diseases = rank_groups(sample_hit_table(cells, expr, sel, cut), "disease", params.cell_min, params.samp_min)
     return result
 
 
@@ -249,7 +268,7 @@ def _null(atlas, result: QueryResult, filters: dict, progress=None) -> dict[str,
                           allowed=_allowed_genes(signature, panels.measured))
     rule = params.rule
     quantile = None if rule.kind == "value" else (rule.value / 100 if rule.kind == "percentile" else rule.value)
-    codes, kept, groups = _sample_layout(result, atlas.cells)
+    codes, kept, groups = _sample_layout(result, query_cells(atlas, params))
     n_sel = codes.size
     null_sel = result.selection
     if n_sel > params.null_max_cells:
@@ -319,7 +338,8 @@ def signature_matrix(atlas, result: QueryResult) -> sp.csr_matrix:
 
 
 def _evidence(atlas, result: QueryResult) -> Evidence:
-    params, cells = result.params, atlas.cells
+    params = result.params
+    cells = query_cells(atlas, params)
     scores_sel = result.scores[result.selection]
     full = result.scores.copy()
     hit_pct, ranks = {}, {}

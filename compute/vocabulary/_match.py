@@ -1,0 +1,172 @@
+"""Free-text labels -> ontology terms: a manifest map first, then term ids, then the term's
+label and synonyms after normalising case and punctuation."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from compute.errors import IngestError
+from compute.vocabulary._ontology import HEALTHY, KINDS, ontologies
+
+__all__ = ["NO_LABEL", "Harmonised", "TermMatch", "harmonise", "match_label", "normalise_label"]
+
+# values that say "no annotation": kept as their own group, never matched to a term
+NO_LABEL = frozenset({"", "nan", "none", "na", "n/a", "unknown", "unassigned", "unannotated", "not available", "other"})
+# disease values meaning "no disease": the CELLxGENE schema's PATO:0000461 "normal"
+_HEALTHY_WORDS = frozenset({"healthy", "normal", "control", "healthy control", "healthy donor", "healthy volunteer",
+                            "no disease", "not diseased"})
+
+
+def normalise_label(text: str) -> str:
+    """Lower case; "+" -> " positive", "-" -> " negative" when it ends a marker ("CD14+",
+    "CD25-"); other punctuation -> space; spaces collapsed. "CD14+ Monocyte" and
+    "CD14-positive monocyte" both give "cd14 positive monocyte"."""
+    t = str(text).lower()
+    t = re.sub(r"(?<=[a-z0-9])\+", " positive ", t)
+    t = re.sub(r"(?<=[0-9])-(?=\s|/|$)", " negative ", t)
+    t = re.sub(r"[^a-z0-9]+", " ", t)
+    return " ".join(t.split())
+
+
+def _variants(norm: str, kind: str) -> list[str]:
+    """Spellings tried after the exact one: a plural last word, and for cell types "X" -> "X cell"."""
+    out = []
+    words = norm.split()
+    if words and len(words[-1]) > 3 and words[-1].endswith("s") and not words[-1].endswith("ss"):
+        out.append(" ".join([*words[:-1], words[-1][:-1]]))
+    if kind == "cell_type":
+        out += [v + " cell" for v in [norm, *out] if not v.endswith(" cell")]
+    return out
+
+
+@dataclass(frozen=True)
+class TermMatch:
+    """How one label was matched: ``term_id``/``term_label`` (None when unmapped), ``how``
+    (map, id, label, synonym, healthy or None) and, when unmapped, ``reason``."""
+
+    label: str
+    term_id: str | None
+    term_label: str | None
+    how: str | None
+    reason: str | None = None
+
+    @property
+    def mapped(self) -> bool:
+        return self.term_id is not None
+
+
+def _term_for(value: str, kind: str):
+    """A manifest map's value (a term id or an exact term label) -> TermInfo, or None."""
+    onto = ontologies()
+    if onto.looks_like_id(value):
+        t = onto.term(value)
+        return t if t is not None and onto.kind_of(t.id) == kind else None
+    labels, _ = onto.text_index(kind)
+    ids = labels.get(normalise_label(value), ())
+    if kind == "disease" and normalise_label(value) == "normal":
+        ids = (HEALTHY,)
+    return onto.term(ids[0]) if len(ids) == 1 else None
+
+
+def match_label(label: str, kind: str, mapping: dict | None = None) -> TermMatch:
+    """Match one free-text ``label`` of annotation ``kind`` (cell_type, disease, tissue).
+
+    Order: ``mapping`` (the manifest's map: label -> term id or exact term label, or None to
+    leave the label unmapped on purpose), a term id, "healthy"-like words (disease), the
+    term's label, its synonyms (only when one term has it), then a plural or, for cell types,
+    the label with " cell" added. Raises IngestError for a map value that names no term."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got '{kind}'")
+    onto = ontologies()
+    text = str(label)
+    if mapping is not None and text in mapping:
+        value = mapping[text]
+        if value is None:
+            return TermMatch(text, None, None, None, "left unmapped by the manifest map")
+        t = _term_for(str(value), kind)
+        if t is None:
+            raise IngestError(f"the {kind} map sends '{text}' to '{value}', which is not a "
+                              f"{KINDS[kind]}{' (or PATO:0000461)' if kind == 'disease' else ''} term id or exact term label")
+        return TermMatch(text, t.id, t.label, "map")
+    norm = normalise_label(text)
+    if norm in NO_LABEL:
+        return TermMatch(text, None, None, None, "no annotation")
+    if onto.looks_like_id(text):
+        t = onto.term(text)
+        if t is None or onto.kind_of(t.id) != kind:
+            return TermMatch(text, None, None, None, f"not a {KINDS[kind]} term id")
+        if t.deprecated and t.replaced_by:
+            t = onto.term(t.replaced_by) or t
+        return TermMatch(text, t.id, t.label, "id")
+    if kind == "disease" and norm in _HEALTHY_WORDS:
+        return TermMatch(text, HEALTHY, "normal", "healthy")
+    labels, synonyms = onto.text_index(kind)
+    ambiguous: tuple[str, ...] = ()
+    for cand in (norm, *_variants(norm, kind)):
+        if len(ids := labels.get(cand, ())) == 1:
+            return TermMatch(text, ids[0], onto.term(ids[0]).label, "label")
+        ids = synonyms.get(cand, ())
+        if len(ids) == 1:
+            return TermMatch(text, ids[0], onto.term(ids[0]).label, "synonym")
+        if len(ids) > 1 and not ambiguous:
+            ambiguous = ids
+    if ambiguous:
+        names = ", ".join(f"{i} {onto.term(i).label}" for i in ambiguous[:4])
+        return TermMatch(text, None, None, None, f"ambiguous synonym of {len(ambiguous)} terms ({names}): map it")
+    return TermMatch(text, None, None, None, "no term with this label or synonym")
+
+
+@dataclass(frozen=True)
+class Harmonised:
+    """One annotation column harmonised: per cell the term id ("" when unmapped) and the label
+    to group by (the term's label, or the original label when unmapped), and per distinct
+    original label its :class:`TermMatch` with a cell count."""
+
+    term_ids: np.ndarray
+    labels: np.ndarray
+    matches: list[tuple[TermMatch, int]]
+
+    def report(self) -> dict:
+        """{"mapped": [...], "unmapped": [...]} rows for the build report."""
+        mapped = [{"label": m.label, "term_id": m.term_id, "term_label": m.term_label, "how": m.how, "n_cells": n}
+                  for m, n in self.matches if m.mapped]
+        unmapped = [{"label": m.label, "reason": m.reason, "n_cells": n} for m, n in self.matches if not m.mapped]
+        return {"mapped": mapped, "unmapped": unmapped}
+
+
+def harmonise(values, kind: str, mapping: dict | None = None, ids=None) -> Harmonised:
+    """Harmonise one study's ``values`` (per cell, original labels) of annotation ``kind``.
+
+    ``ids``: per cell term ids from the file (a CELLxGENE-schema ``*_ontology_term_id``
+    column); a valid id wins over the label, an invalid one falls back to the label."""
+    values = pd.Series(np.asarray(values, dtype=object)).astype(str)
+    onto = ontologies()
+    if ids is not None:
+        ids = pd.Series(np.asarray(ids, dtype=object)).astype(str)
+        keys = pd.Series(list(zip(values, ids, strict=True)))
+    else:
+        keys = values.map(lambda v: (v, ""))
+    codes, uniq = pd.factorize(keys)
+    matches: list[tuple[TermMatch, int]] = []
+    term_ids = np.empty(len(uniq), dtype=object)
+    labels = np.empty(len(uniq), dtype=object)
+    counts = np.bincount(codes, minlength=len(uniq))
+    by_label: dict[str, list] = {}
+    for i, (label, tid) in enumerate(uniq):
+        m = None
+        if tid and label not in (mapping or {}):
+            t = onto.term(tid)
+            if t is not None and onto.kind_of(t.id) == kind:
+                m = TermMatch(label, t.id, t.label, "id")
+        if m is None:
+            m = match_label(label, kind, mapping)
+        term_ids[i] = m.term_id or ""
+        labels[i] = m.term_label if m.mapped else label
+        by_label.setdefault((m.label, m.term_id), [m, 0])[1] += int(counts[i])
+    matches = [(m, n) for m, n in by_label.values()]
+    matches.sort(key=lambda mn: (-mn[1], mn[0].label))
+    return Harmonised(term_ids=term_ids[codes], labels=labels[codes], matches=matches)
