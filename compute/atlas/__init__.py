@@ -8,10 +8,12 @@ from compute.atlas._read import Atlas, SignatureWarning, StudyInfo
 from compute.atlas._report import (
     NOT_RECORDED,
     atlas_warnings,
+    label_transfer_line,
     measured_share,
     study_report_lines,
     study_report_text,
     study_warnings,
+    vocabulary_lines,
 )
 from compute.atlas._store import GeneMajorStore, write_gene_major
 from compute.atlas._verify import VerifyReport, verify_atlas
@@ -53,9 +55,11 @@ __all__ = [
     "read_study_panel",
     "NOT_RECORDED",
     "atlas_warnings",
+    "label_transfer_line",
     "measured_share",
     "study_report_lines",
     "study_report_text",
     "study_warnings",
+    "vocabulary_lines",
     "write_atlas",
 ]

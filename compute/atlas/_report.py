@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["NOT_RECORDED", "atlas_warnings", "measured_share", "study_report_lines", "study_report_text", "study_warnings"]
+__all__ = ["NOT_RECORDED", "atlas_warnings", "label_transfer_line", "measured_share", "study_report_lines", "study_report_text",
+           "study_warnings", "vocabulary_lines"]
 
 NOT_RECORDED = ("Ingest report: not recorded (this atlas was built before SigAtlas kept one; rebuild it with "
                 "python -m compute build to see how the study was read)")
@@ -156,6 +157,60 @@ def _qc_line(qc: dict) -> str | None:
     return line + "."
 
 
+_KIND_NAMES = {"cell_type": ("Cell types", "Cell Ontology"), "disease": ("Diseases", "MONDO"), "tissue": ("Tissues", "UBERON")}
+_HOW = {"id": "by term id", "map": "by the manifest's map", "label": "by term label", "synonym": "by synonym",
+        "healthy": "healthy -> normal"}
+
+
+def _vocabulary_line(kind: str, section: dict) -> str | None:
+    """One sentence per annotation kind: how many labels matched a term (and how), and each
+    label that matched none, with its cells and the reason."""
+    mapped = [m for m in section.get("mapped", []) if isinstance(m, Mapping)]
+    unmapped = [m for m in section.get("unmapped", []) if isinstance(m, Mapping)]
+    if not mapped and not unmapped:
+        return None
+    name, onto = _KIND_NAMES.get(kind, (kind, "ontology"))
+    how: dict[str, int] = {}
+    for m in mapped:
+        how[str(m.get("how"))] = how.get(str(m.get("how")), 0) + 1
+    line = f"{name}: {len(mapped)} of {len(mapped) + len(unmapped)} labels matched to {onto} terms"
+    if how:
+        line += " (" + ", ".join(f"{n} {_HOW.get(k, k)}" for k, n in how.items()) + ")"
+    renamed = [m for m in mapped if m.get("term_label") != m.get("label")][:6]
+    if renamed:
+        line += "; " + ", ".join(f"{m['label']} -> {m['term_label']} ({m['term_id']})" for m in renamed)
+        extra = sum(1 for m in mapped if m.get("term_label") != m.get("label")) - len(renamed)
+        line += f" and {extra} more" if extra > 0 else ""
+    if unmapped:
+        line += "; not matched, kept as their own group: " + ", ".join(
+            f"'{m.get('label')}' ({_int(m.get('n_cells')) or 0:,} cells, {m.get('reason')})" for m in unmapped)
+    return line + "."
+
+
+def vocabulary_lines(entry: Mapping) -> list[str]:
+    """The study's labels as matched to ontology terms, one sentence per annotation kind
+    ([] when the atlas recorded no vocabulary for it)."""
+    vocab = _dict(_dict(_dict(entry).get("report")).get("vocabulary"))
+    return [line for kind in _KIND_NAMES if (line := _vocabulary_line(kind, _dict(vocab.get(kind))))]
+
+
+def label_transfer_line(meta: Mapping) -> str | None:
+    """The atlas's label transfer in one sentence (None when not recorded)."""
+    lt = _dict(_dict(_dict(meta).get("vocabulary")).get("label_transfer"))
+    acc = _dict(lt.get("accuracy"))
+    if not acc:
+        return None
+    line = (f"Label transfer: each cell's cell type predicted from its {lt.get('k', '?')} nearest labelled cells of other studies "
+            f"(encoder embedding); on {_int(acc.get('n_evaluated')) or 0:,} labelled cells held out")
+    if "exact" in acc:
+        line += f", {100 * acc['exact']:.1f}% get their own term"
+        if "compatible" in acc:
+            line += f", {100 * acc['compatible']:.1f}% the same cell type (the term or a close ancestor/descendant)"
+    else:
+        line += ": no cell type is annotated in two studies, nothing to check against"
+    return line + ". Filters and rankings use the annotations; the prediction is shown beside them."
+
+
 def study_report_lines(entry: Mapping) -> list[str]:
     """How the study of atlas root entry ``entry`` was read, one plain sentence per topic: value
     kind (with the TPM/FPKM approximation note), species and ortholog mapping, symbol renames
@@ -166,7 +221,7 @@ def study_report_lines(entry: Mapping) -> list[str]:
     lines = []
     if report:
         lines += [_values_line(_dict(report.get("values"))), _species_line(_dict(report.get("species"))),
-                  _symbols_line(_dict(report.get("symbols"))), _qc_line(_dict(report.get("qc")))]
+                  _symbols_line(_dict(report.get("symbols"))), _qc_line(_dict(report.get("qc"))), *vocabulary_lines(entry)]
     else:
         lines.append(NOT_RECORDED)
     panel = _dict(entry.get("panel"))
@@ -199,5 +254,8 @@ def study_report_text(meta: Mapping) -> str:
         lines.append(f"  {e['id']}{tag}: {_int(e.get('n_cells')) or 0:,} cells")
         lines += [f"    {line}" for line in study_report_lines(e)]
         lines += [f"    warning: {w}" for w in study_warnings(e)]
+    transfer = label_transfer_line(meta)
+    if transfer:
+        lines.append(f"  {transfer}")
     lines += [f"  warning: {w}" for w in atlas_warnings(meta)]
     return "\n".join(lines)
