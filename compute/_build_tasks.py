@@ -9,39 +9,18 @@ same paths (a shared file system) and the same SigAtlas version.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
-import os
 import pickle
 import resource
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["aligned_study", "atomic_write", "cells_task", "file_sha256", "ingest_task", "umap_fit_task", "umap_study_task", "write_study_task"]
+from compute.files import atomic_write, file_record
 
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` to a temporary name beside ``path`` (same suffix), then rename into place:
-    a crash leaves either the old file or the new one, never half of one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
+__all__ = ["aligned_study", "cells_task", "ingest_task", "umap_fit_task", "umap_study_task", "write_study_task"]
 
 
 def _peak() -> dict:
@@ -253,6 +232,6 @@ def write_study_task(root: str, meta: dict, organism: str, ingest_file: str, gen
         attributions=sp.load_npz(attr_file).tocsr(), expression=X, embedding=np.load(embed_file),
         umap=np.load(umap_file) if umap_file else None, measured=measured,
     ))
-    files = {p.name: {"sha256": file_sha256(p), "bytes": p.stat().st_size} for p in _study_files(study_dir)}
+    files = {p.name: file_record(p) for p in _study_files(study_dir)}
     atomic_write(marker, lambda t: t.write_text(json.dumps({"key": key, "entry": entry, "files": files}, indent=1)))
     return {"entry": entry, "files": files, "skipped": False, **_peak()}

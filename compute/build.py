@@ -55,7 +55,7 @@ def _sha(*parts) -> str:
 
 
 def _file_sha(path: Path) -> str:
-    from compute._build_tasks import file_sha256
+    from compute.files import file_sha256
 
     return file_sha256(path)
 
@@ -187,8 +187,9 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
     per-task peak memory of each worker and the stage timings (for the build benchmark).
     """
     from compute import _build_tasks as tasks
-    from compute.atlas import begin_atlas, copy_tree_atomic, write_root
+    from compute.atlas import begin_atlas, write_root
     from compute.attribution import describe_path
+    from compute.files import copy_tree_atomic
     from compute.model import load_encoder, save_encoder, seed_everything
 
     log = _Log(quiet)
@@ -472,7 +473,7 @@ def _label_transfer(manifest: Manifest, ingested: list[dict], embed_files: dict[
     """Predicted cell-type terms for every cell (compute.vocabulary.transfer_labels on the
     embeddings), as cells-table columns per study, and the summary with the held-out accuracy.
     Kept in ``cache`` (keyed by the embeddings and labels)."""
-    from compute._build_tasks import atomic_write
+    from compute.files import atomic_write
     from compute.vocabulary import ontologies, term_relation, transfer_labels
 
     ids = [s.id for s in manifest.studies]
@@ -500,9 +501,9 @@ def _label_transfer(manifest: Manifest, ingested: list[dict], embed_files: dict[
 
 
 def _checksums(root: Path, names: list[str]) -> dict:
-    from compute._build_tasks import file_sha256
+    from compute.files import file_record
 
-    return {n: {"sha256": file_sha256(root / n), "bytes": (root / n).stat().st_size} for n in names}
+    return {n: file_record(root / n) for n in names}
 
 
 def _train(manifest: Manifest, gene_order: list[str], ingest_files: dict[str, str], min_overlap: int, quiet: bool, threads: int,

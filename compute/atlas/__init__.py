@@ -21,7 +21,6 @@ from compute.atlas._vocab import VOCABULARY_FILE, TermTree, write_vocabulary
 from compute.atlas._write import (
     StudyArrays,
     begin_atlas,
-    copy_tree_atomic,
     write_atlas,
     write_root,
     write_study,
@@ -36,7 +35,6 @@ __all__ = [
     "write_vocabulary",
     "VerifyReport",
     "begin_atlas",
-    "copy_tree_atomic",
     "verify_atlas",
     "write_gene_major",
     "write_root",

@@ -15,7 +15,13 @@ import pandas as pd
 from compute.atlas import _format as fmt
 from compute.atlas._cache import ResultCache
 from compute.atlas._store import AGGREGATES, GeneMajorStore
-from compute.atlas._vocab import FILTER_COLUMNS, TERM_COLUMNS, TermTree, filter_mask, read_vocabulary
+from compute.atlas._vocab import (
+    FILTER_COLUMNS,
+    TERM_COLUMNS,
+    TermTree,
+    filter_mask,
+    read_vocabulary,
+)
 from compute.errors import AtlasFormatError, QueryError
 from compute.query._genes import GeneResolution, resolve_genes
 

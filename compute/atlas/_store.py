@@ -15,21 +15,15 @@ import numpy as np
 import scipy.sparse as sp
 
 from compute.errors import AtlasFormatError
+from compute.files import save_npy_atomic
 
-__all__ = ["AGGREGATES", "GeneMajorStore", "GeneMajorWriter", "save_npy_atomic", "store_files", "write_gene_major"]
+__all__ = ["AGGREGATES", "GeneMajorStore", "GeneMajorWriter", "store_files", "write_gene_major"]
 
 AGGREGATES = ("mean", "sum", "max")
 
 
 def store_files(prefix: str) -> tuple[str, str, str]:
     return (f"{prefix}.indptr.npy", f"{prefix}.indices.npy", f"{prefix}.data.npy")
-
-
-def save_npy_atomic(path: Path, arr: np.ndarray) -> None:
-    """np.save to a temporary name, then rename into place."""
-    tmp = path.with_name(f".{path.name}.tmp.npy")
-    np.save(tmp, arr)
-    os.replace(tmp, path)
 
 
 def write_gene_major(directory: str | Path, prefix: str, matrix) -> int:

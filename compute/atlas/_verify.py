@@ -46,7 +46,7 @@ def _advice(root: dict, path: Path, damaged_studies: set[str]) -> str:
 def verify_atlas(path: str | Path, *, hashes: bool = True) -> VerifyReport:
     """Check each file recorded in ``atlas.json`` (size, and sha256 unless ``hashes`` is False);
     name what is missing, damaged or unexpected, and what to re-run."""
-    from compute._build_tasks import file_sha256
+    from compute.files import file_sha256
 
     path = Path(path)
     report = VerifyReport(path)

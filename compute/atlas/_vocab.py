@@ -87,7 +87,7 @@ class TermTree:
         for a in keep:
             by_cover.setdefault(frozenset(cover[a]), []).append(a)
         nodes = set()
-        for ts, ids in by_cover.items():
+        for ids in by_cover.values():
             present_ids = [i for i in ids if i in present]
             if present_ids:
                 nodes.update(present_ids)
@@ -126,7 +126,7 @@ def read_vocabulary(root: Path, meta: dict) -> TermTree:
 
 def write_vocabulary(root: Path, terms: dict, versions: dict) -> str:
     """Write ``vocabulary.json`` (atomically) and return its file name."""
-    from compute.atlas._write import write_json_atomic
+    from compute.files import write_json_atomic
 
     write_json_atomic(root / VOCABULARY_FILE, {"versions": versions, "terms": terms})
     return VOCABULARY_FILE

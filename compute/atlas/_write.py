@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -14,9 +12,17 @@ import pandas as pd
 import scipy.sparse as sp
 
 from compute.atlas import _format as fmt
-from compute.atlas._store import save_npy_atomic, write_gene_major
+from compute.atlas._store import write_gene_major
+from compute.files import (
+    atomic_write,
+    copy_tree_atomic,
+    file_record,
+    save_npy_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 
-__all__ = ["StudyArrays", "checksum_files", "copy_tree_atomic", "study_entry", "write_atlas", "write_json_atomic", "write_root", "write_study"]
+__all__ = ["StudyArrays", "checksum_files", "study_entry", "write_atlas", "write_root", "write_study"]
 
 
 @dataclass
@@ -32,40 +38,14 @@ class StudyArrays:
     measured: np.ndarray | None = None  # gene positions the study measured (None: not recorded)
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    os.replace(tmp, path)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def copy_tree_atomic(src: Path, dst: Path) -> None:
-    """Copy folder ``src`` to ``dst``: into a temporary folder first, then swapped in by renames."""
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    old = dst.with_name(f".{dst.name}.{os.getpid()}.old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    if dst.exists():
-        os.replace(dst, old)
-    os.replace(tmp, dst)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def checksum_files(root: Path, skip: tuple[str, ...] = (fmt.ROOT_FILE,)) -> dict:
     """{relative path: {sha256, bytes}} of every atlas file under ``root`` except the root file,
     markers and temporary files (names starting with '.')."""
-    from compute._build_tasks import file_sha256
-
     out = {}
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root)
         if p.is_file() and not any(part.startswith(".") for part in rel.parts) and str(rel) not in skip:
-            out[rel.as_posix()] = {"sha256": file_sha256(p), "bytes": p.stat().st_size}
+            out[rel.as_posix()] = file_record(p)
     return out
 
 
@@ -112,9 +92,8 @@ def gene_means(attributions, expression=None) -> np.ndarray:
 
 
 def write_cells(study_dir: Path, cells: pd.DataFrame) -> None:
-    tmp = study_dir / f".{fmt.CELLS_FILE}.tmp"
-    cells.reset_index(drop=True).to_parquet(tmp, index=False)
-    os.replace(tmp, study_dir / fmt.CELLS_FILE)
+    table = cells.reset_index(drop=True)
+    atomic_write(study_dir / fmt.CELLS_FILE, lambda t: table.to_parquet(t, index=False))
 
 
 def study_entry(meta: dict, cells: pd.DataFrame, *, attr_nnz: int, has_expression: bool, has_embedding: bool = True, has_umap: bool = True,
@@ -203,7 +182,7 @@ def begin_atlas(out: str | Path, gene_order: list[str]) -> Path:
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     (root / fmt.ROOT_FILE).unlink(missing_ok=True)
-    _write_text_atomic(root / fmt.GENES_FILE, "\n".join(gene_order) + "\n")
+    write_text_atomic(root / fmt.GENES_FILE, "\n".join(gene_order) + "\n")
     return root
 
 

@@ -7,8 +7,8 @@ from compute.query._run import (
     Evidence,
     QueryParams,
     QueryResult,
-    run_query,
     query_cells,
+    run_query,
     selection_mask,
     selection_matrix,
 )

@@ -2,7 +2,14 @@
 UBERON terms (PATO:0000461 "normal" for healthy donors), from cellxgene-ontology-guide's
 bundled ontologies (offline); label transfer through the encoder's embedding."""
 
-from compute.vocabulary._match import NO_LABEL, Harmonised, TermMatch, harmonise, match_label, normalise_label
+from compute.vocabulary._match import (
+    NO_LABEL,
+    Harmonised,
+    TermMatch,
+    harmonise,
+    match_label,
+    normalise_label,
+)
 from compute.vocabulary._ontology import HEALTHY, KINDS, Ontologies, TermInfo, ontologies
 from compute.vocabulary._terms import POSITIVE_DISTANCE, term_closure, term_relation
 from compute.vocabulary._transfer import TransferResult, transfer_labels

@@ -34,6 +34,7 @@ class Ontologies:
         from cellxgene_ontology_guide.ontology_parser import OntologyParser
 
         self._parser = OntologyParser()
+        self._text_index: dict[str, tuple] = {}
 
     @property
     def versions(self) -> dict[str, str]:
@@ -75,9 +76,14 @@ class Ontologies:
             return "disease" if term_id == HEALTHY else None
         return {v: k for k, v in KINDS.items()}[prefix]
 
-    @functools.cache
     def text_index(self, kind: str) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
-        """(normalised label -> ids, normalised synonym -> ids) over the kind's live terms."""
+        """(normalised label -> ids, normalised synonym -> ids) over the kind's live terms
+        (built once per kind)."""
+        if kind not in self._text_index:
+            self._text_index[kind] = self._build_text_index(kind)
+        return self._text_index[kind]
+
+    def _build_text_index(self, kind: str) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
         from compute.vocabulary._match import normalise_label
 
         labels: dict[str, set[str]] = {}
