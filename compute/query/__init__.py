@@ -12,10 +12,13 @@ from compute.query._run import (
     selection_mask,
     selection_matrix,
 )
-from compute.query._stats import HitRule, group_gene_means, rank_groups, sample_hit_table
+from compute.query._stats import DEFAULT_HIT_RULE, HIT_KINDS, HIT_RANGES, HitRule, group_gene_means, rank_groups, sample_hit_table
 from compute.query._symbols import SymbolTable, ensembl_base, symbol_table
 
 __all__ = [
+    "DEFAULT_HIT_RULE",
+    "HIT_KINDS",
+    "HIT_RANGES",
     "N_DETECTION_BINS",
     "N_MEAN_BINS",
     "gene_bins",

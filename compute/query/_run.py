@@ -180,7 +180,8 @@ def run_query(atlas, params: QueryParams, *, progress=None) -> QueryResult:
         report(0.93, "expression scores")
         expr = expression_scores(atlas, res.matched, sel, seed=params.seed)
         result.expression_scores = expr
-        cut = params.rule.threshold(expr[sel]) if params.rule.kind != "value" else float(np.quantile(expr[sel], 0.9))
+        # a fixed cut-off is on the attribution scale: expression scores use the default percentile instead
+        cut = params.rule.threshold(expr[sel]) if params.rule.kind != "value" else HitRule().threshold(expr[sel])
         result.expression_diseases = rank_groups(sample_hit_table(cells, expr, sel, cut), "disease", params.cell_min, params.samp_min)
     return result
 
@@ -267,7 +268,7 @@ def _null(atlas, result: QueryResult, filters: dict, progress=None) -> dict[str,
     draws = matched_draws(signature, gene_bins(mean, detection), params.n_null, seed=params.seed,
                           allowed=_allowed_genes(signature, panels.measured))
     rule = params.rule
-    quantile = None if rule.kind == "value" else (rule.value / 100 if rule.kind == "percentile" else rule.value)
+    quantile = rule.quantile
     codes, kept, groups = _sample_layout(result, query_cells(atlas, params))
     n_sel = codes.size
     null_sel = result.selection

@@ -12,6 +12,9 @@ from compute.errors import QueryError
 __all__ = ["HitRule", "group_gene_means", "rank_groups", "sample_hit_table"]
 
 HIT_KINDS = ("percentile", "quantile", "value")
+# the allowed value range of each hit-rule kind (None: unbounded), and the default rule
+HIT_RANGES = {"percentile": (0.0, 100.0), "quantile": (0.0, 1.0), "value": (None, None)}
+DEFAULT_HIT_RULE = ("percentile", 90.0)
 
 
 @dataclass(frozen=True)
@@ -21,24 +24,37 @@ class HitRule:
     kind "percentile" (value in [0, 100]) or "quantile" (value in [0, 1]) of the scores of the
     selected cells, or "value" (a fixed score)."""
 
-    kind: str = "percentile"
-    value: float = 90.0
+    kind: str = DEFAULT_HIT_RULE[0]
+    value: float = DEFAULT_HIT_RULE[1]
 
     def __post_init__(self):
         if self.kind not in HIT_KINDS:
             raise QueryError(f"hit rule must be one of {', '.join(HIT_KINDS)}, got '{self.kind}'")
-        if self.kind == "percentile" and not 0 <= self.value <= 100:
-            raise QueryError(f"a percentile must be within 0-100, got {self.value}")
-        if self.kind == "quantile" and not 0 <= self.value <= 1:
-            raise QueryError(f"a quantile must be within 0-1, got {self.value}")
+        try:
+            value = float(self.value)
+        except (TypeError, ValueError):
+            raise QueryError(f"the hit rule's value must be a number, got {self.value!r}") from None
+        if not np.isfinite(value):
+            raise QueryError(f"the hit rule's value must be finite, got {self.value!r}")
+        lo, hi = HIT_RANGES[self.kind]
+        if lo is not None and not lo <= value <= hi:
+            raise QueryError(f"a {self.kind} must be within {lo:g}-{hi:g}, got {self.value}")
+        object.__setattr__(self, "value", value)
+
+    @property
+    def quantile(self) -> float | None:
+        """The rule as a quantile of the selected cells' scores (None for a fixed value)."""
+        if self.kind == "value":
+            return None
+        return self.value / 100 if self.kind == "percentile" else self.value
 
     def threshold(self, scores: np.ndarray) -> float:
+        """The cut-off on ``scores`` (the selected cells' scores)."""
         if self.kind == "value":
             return float(self.value)
         if scores.size == 0:
             raise QueryError("no cells in the selection: widen the filters")
-        q = self.value / 100 if self.kind == "percentile" else self.value
-        return float(np.quantile(scores, q))
+        return float(np.quantile(scores, self.quantile))
 
     def describe(self) -> str:
         if self.kind == "percentile":
