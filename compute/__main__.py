@@ -1,4 +1,4 @@
-"""Command line: ``python -m compute {build,verify,simulate,info,import-signature,validate,modules,bench} ...``."""
+"""Command line: ``python -m compute {build,verify,simulate,info,import-signature,validate,modules,genes,bench} ...``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from compute.errors import SigAtlasError
 
@@ -165,6 +167,38 @@ def _cmd_modules(args) -> int:
     return 0
 
 
+def _cmd_genes(args) -> int:
+    from compute.atlas import Atlas
+    from compute.query import RankingParams, gene_ranking
+
+    atlas = Atlas.open(args.atlas)
+    base = {"cell_types": tuple(args.cell_type or ()), "diseases": tuple(args.disease or ()), "studies": tuple(args.study or ()),
+            "versus": tuple(args.versus or ()), "cell_min": args.cell_min, "top_n": args.top_n}
+    ranks = {store: gene_ranking(atlas, RankingParams(store=store, **base)) for store in ("attr", "expr")
+             if store == "attr" or atlas.has_expression}
+    main_rank = ranks["attr"]
+    table = main_rank.table.copy()
+    if "expr" in ranks:
+        table.insert(1, "expr_rank", ranks["expr"].table["rank"].reindex(table.index).astype("Int64"))
+    if args.json:
+        out = {"params": {k: list(v) if isinstance(v, tuple) else v for k, v in base.items()},
+               "notes": main_rank.notes, "simulated": bool(main_rank.samples["simulated"].any()),
+               "samples": main_rank.samples.to_dict(orient="records"),
+               "genes": table.head(args.top).reset_index().replace({np.nan: None}).to_dict(orient="records")}
+        print(json.dumps(out, default=str))
+        return 0
+    who = ", ".join(base["cell_types"]) or "all cell types"
+    print(f"genes ranked by mean attribution in {who}" + (f" ({', '.join(base['diseases'])})" if base["diseases"] else "")
+          + (f" versus {', '.join(base['versus'])}" if base["versus"] else ""))
+    if main_rank.samples["simulated"].any():
+        print("includes SIMULATED data")
+    for note in main_rank.notes:
+        print(f"  {note}")
+    cols = [c for c in ("rank", "expr_rank", "mean", "top_share", "n_samples", "ref_mean", "log2fc", "p", "q") if c in table]
+    print(table[cols].head(args.top).to_string(float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m compute", description="SigAtlas offline build")
     sub = p.add_subparsers(dest="command", required=True)
@@ -224,6 +258,19 @@ def main(argv: list[str] | None = None) -> int:
     mo.add_argument("--store", choices=("attr", "expr"), default="attr", help="co-attribution (default) or co-expression")
     mo.add_argument("--top", type=int, default=20)
     mo.set_defaults(func=_cmd_modules)
+
+    ge = sub.add_parser("genes", help="genes of a cell population ranked by mean attribution (expression rank beside), "
+                        "the sample as the unit; --versus tests against a reference")
+    ge.add_argument("atlas")
+    ge.add_argument("--cell-type", action="append", help="a cell type label or ontology term (repeatable; a term includes its descendants)")
+    ge.add_argument("--disease", action="append", help="a disease of the population (repeatable)")
+    ge.add_argument("--study", action="append", help="restrict to a study (repeatable)")
+    ge.add_argument("--versus", action="append", help="reference diseases, for example normal (repeatable)")
+    ge.add_argument("--cell-min", type=int, default=10, help="samples with fewer selected cells are left out (default 10)")
+    ge.add_argument("--top-n", type=int, default=50, help="the per-sample top cut for top_share (default 50)")
+    ge.add_argument("--top", type=int, default=30, help="rows to print (default 30)")
+    ge.add_argument("--json", action="store_true", help="print JSON only")
+    ge.set_defaults(func=_cmd_genes)
 
     bench = sub.add_parser("bench", help="benchmarks that print figures and ratios")
     bench_sub = bench.add_subparsers(dest="bench", required=True)

@@ -361,6 +361,20 @@ class Atlas:
         return read_vocabulary(self.path, self.meta)
 
     # -- queries ---------------------------------------------------------------------
+    def gene_ranking(self, *, cell_types=None, diseases=None, tissues=None, studies=None, versus=None, store: str = "attr",
+                     scale: str = "panel", cell_min: int = 10, top_n: int = 50):
+        """Every gene ranked by mean attribution (``store="expr"``: expression) in the cells the
+        filters select, the sample as the unit; ``versus``: reference diseases for a sample-level
+        test (compute.query.gene_ranking; returns its GeneRanking)."""
+        from compute.query import RankingParams, gene_ranking
+
+        def tup(v):
+            return () if v is None else (v,) if isinstance(v, str) else tuple(v)
+
+        return gene_ranking(self, RankingParams(cell_types=tup(cell_types), diseases=tup(diseases), tissues=tup(tissues),
+                                                studies=tup(studies), versus=tup(versus), store=store, scale=scale,
+                                                cell_min=cell_min, top_n=top_n))
+
     def resolve(self, genes, weights=None) -> GeneResolution:
         """Match ``genes`` (strings or (gene, weight) pairs) to the gene order; see GeneResolution."""
         if isinstance(genes, str):

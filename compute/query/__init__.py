@@ -3,6 +3,13 @@
 from compute.query._genes import GeneDecision, GeneResolution, parse_gene_list, resolve_genes
 from compute.query._groups import gene_by_group, gene_group_summary
 from compute.query._null import N_DETECTION_BINS, N_MEAN_BINS, NullResult, gene_bins, matched_draws
+from compute.query._ranking import (
+    GeneRanking,
+    RankingParams,
+    differential,
+    gene_ranking,
+    sample_gene_means,
+)
 from compute.query._run import (
     Evidence,
     QueryParams,
@@ -12,7 +19,15 @@ from compute.query._run import (
     selection_mask,
     selection_matrix,
 )
-from compute.query._stats import DEFAULT_HIT_RULE, HIT_KINDS, HIT_RANGES, HitRule, group_gene_means, rank_groups, sample_hit_table
+from compute.query._stats import (
+    DEFAULT_HIT_RULE,
+    HIT_KINDS,
+    HIT_RANGES,
+    HitRule,
+    group_gene_means,
+    rank_groups,
+    sample_hit_table,
+)
 from compute.query._symbols import SymbolTable, ensembl_base, symbol_table
 
 __all__ = [
@@ -28,6 +43,11 @@ __all__ = [
     "GeneResolution",
     "NullResult",
     "HitRule",
+    "GeneRanking",
+    "RankingParams",
+    "differential",
+    "gene_ranking",
+    "sample_gene_means",
     "QueryParams",
     "QueryResult",
     "gene_by_group",

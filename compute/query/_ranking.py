@@ -1,0 +1,198 @@
+"""Which genes matter in a cell population: every gene ranked by mean attribution (or
+expression), with the sample as the unit, and against a reference population a sample-level
+test with Benjamini-Hochberg q-values (SIGnature's gene ranking within a cell type)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from compute.errors import QueryError
+
+__all__ = ["GeneRanking", "RankingParams", "differential", "gene_ranking", "sample_gene_means"]
+
+STORES = ("attr", "expr")
+
+
+@dataclass(frozen=True)
+class RankingParams:
+    """A gene ranking's population (filters as in Atlas.select: a term selects its
+    descendants), its reference (``versus``: the diseases of the reference population, the same
+    other filters), the store ranked, and the rules: samples with fewer than ``cell_min``
+    selected cells are left out; ``top_n`` is the "top genes" cut for each sample."""
+
+    cell_types: tuple[str, ...] = ()
+    diseases: tuple[str, ...] = ()
+    tissues: tuple[str, ...] = ()
+    studies: tuple[str, ...] = ()
+    versus: tuple[str, ...] = ()
+    store: str = "attr"
+    scale: str = "panel"
+    cell_min: int = 10
+    top_n: int = 50
+
+    def __post_init__(self):
+        if self.store not in STORES:
+            raise QueryError(f"store must be one of {', '.join(STORES)}, got '{self.store}'")
+        if int(self.cell_min) < 1 or int(self.top_n) < 1:
+            raise QueryError(f"cell_min and top_n must be at least 1, got {self.cell_min} and {self.top_n}")
+
+
+@dataclass
+class GeneRanking:
+    """``table``: one row per gene of the gene order measured by at least one sample, sorted
+    by ``mean`` (highest first): ``rank``, ``mean`` (mean over samples of the per-sample mean
+    over cells), ``sd`` (over samples), ``n_samples`` (samples whose study measured it),
+    ``top_share`` (share of those samples in which it is among that sample's ``top_n``);
+    with a reference: ``ref_mean``, ``ref_n_samples``, ``diff`` (mean - ref_mean), ``log2fc``
+    (of the means, pseudo-count 1% of the population's mean gene value), ``t``, ``p`` (Welch's
+    t-test over sample means) and ``q`` (Benjamini-Hochberg over the genes tested).
+    ``samples``/``ref_samples``: the samples used (study, sample, disease, n_cells).
+    ``per_sample``: genes x samples means (NaN: not measured), for the spread of a gene."""
+
+    params: RankingParams
+    table: pd.DataFrame
+    samples: pd.DataFrame
+    per_sample: pd.DataFrame
+    ref_samples: pd.DataFrame | None = None
+    ref_per_sample: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def top(self, n: int = 50) -> list[str]:
+        """The ``n`` top genes by mean."""
+        return list(self.table.index[:n])
+
+
+def sample_gene_means(atlas, selection: np.ndarray, store: str = "attr", scale: str = "panel",
+                      cell_min: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(samples table, samples x genes mean value over each sample's selected cells; NaN where
+    the sample's study did not measure the gene). Samples with fewer than ``cell_min`` selected
+    cells are left out. Reads each selected study's store once (one sparse product)."""
+    selection = np.asarray(selection, dtype=bool)
+    cells = atlas.cells
+    rows, means = [], []
+    for s in atlas.studies:
+        sel = selection[s.offset: s.offset + s.n_cells]
+        if not sel.any():
+            continue
+        samples = cells["sample"].to_numpy()[s.offset: s.offset + s.n_cells].astype(str)
+        codes, names = pd.factorize(samples[sel])
+        counts = np.bincount(codes, minlength=len(names))
+        keep = counts >= cell_min
+        if not keep.any():
+            continue
+        where = np.flatnonzero(sel)
+        indicator = sp.csr_matrix((np.ones(where.size, dtype=np.float64), (codes, where)), shape=(len(names), s.n_cells))
+        values = atlas.store(s.id, store).rows(np.ones(s.n_cells, dtype=bool))
+        sums = np.asarray((indicator @ values).todense(), dtype=np.float64)
+        factor = atlas.panel_share(s.id) if scale == "panel" and store == "attr" else 1.0
+        m = sums / counts[:, None] * factor
+        m[:, ~atlas.measured_mask(s.id)] = np.nan
+        disease = cells["disease"].to_numpy()[s.offset: s.offset + s.n_cells].astype(str)[sel]
+        first = {c: disease[np.flatnonzero(codes == c)[0]] for c in range(len(names))}
+        for c in np.flatnonzero(keep):
+            rows.append({"study": s.id, "sample": names[c], "disease": first[c], "n_cells": int(counts[c]),
+                         "simulated": bool(s.simulated)})
+        means.append(m[keep])
+    if not rows:
+        return pd.DataFrame(columns=["study", "sample", "disease", "n_cells", "simulated"]), pd.DataFrame(columns=atlas.genes)
+    table = pd.DataFrame(rows)
+    table.index = [f"{r.study}/{r.sample}" for r in table.itertuples()]
+    return table, pd.DataFrame(np.vstack(means), index=table.index, columns=atlas.genes)
+
+
+def _top_share(means: pd.DataFrame, top_n: int) -> pd.Series:
+    """Per gene: the share of the samples measuring it in which it ranks among the sample's top ``top_n``."""
+    M = means.to_numpy()
+    filled = np.where(np.isnan(M), -np.inf, M)
+    n = min(top_n, M.shape[1])
+    top = np.zeros_like(M, dtype=bool)
+    if n:
+        idx = np.argpartition(-filled, n - 1, axis=1)[:, :n]
+        np.put_along_axis(top, idx, True, axis=1)
+    top &= np.isfinite(filled) & (filled > 0)
+    measured = ~np.isnan(M)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = top.sum(axis=0) / measured.sum(axis=0)
+    return pd.Series(share, index=means.columns)
+
+
+def _welch(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Welch's t and two-sided p per column of samples x genes arrays (NaN: not measured)."""
+    from scipy import stats
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        res = stats.ttest_ind(a, b, axis=0, equal_var=False, nan_policy="omit")
+    return np.asarray(res.statistic, dtype=float), np.asarray(res.pvalue, dtype=float)
+
+
+def differential(means: pd.DataFrame, ref_means: pd.DataFrame) -> pd.DataFrame:
+    """Per gene (columns of the two samples x genes tables; NaN: not measured): ``ref_mean``,
+    ``ref_n_samples``, ``diff``, ``log2fc`` (pseudo-count 1% of the mean gene value), Welch's
+    ``t`` and two-sided ``p`` over the sample means, and Benjamini-Hochberg ``q`` over the genes
+    with a p-value (those with 2+ samples on each side)."""
+    mean, ref = means.mean(axis=0, skipna=True), ref_means.mean(axis=0, skipna=True)
+    out = pd.DataFrame({"ref_mean": ref, "ref_n_samples": ref_means.notna().sum(axis=0).astype(int), "diff": mean - ref})
+    level = float(np.nanmean(mean.to_numpy())) if mean.notna().any() else 0.0
+    eps = max(0.01 * level, 1e-9)
+    out["log2fc"] = np.log2((mean + eps) / (ref + eps))
+    t, p = _welch(means.to_numpy(), ref_means.to_numpy())
+    enough = (means.notna().sum(axis=0).to_numpy() >= 2) & (ref_means.notna().sum(axis=0).to_numpy() >= 2)
+    p = np.where(enough, p, np.nan)
+    out["t"], out["p"] = np.where(enough, t, np.nan), p
+    q = np.full(p.shape, np.nan)
+    tested = np.isfinite(p)
+    if tested.any():
+        from scipy.stats import false_discovery_control
+
+        q[tested] = false_discovery_control(p[tested], method="bh")
+    out["q"] = q
+    return out
+
+
+def gene_ranking(atlas, params: RankingParams | None = None, **kw) -> GeneRanking:
+    """Rank every gene of ``atlas`` in the population ``params`` selects (see RankingParams;
+    keyword arguments build one). Raises QueryError for an empty population or reference."""
+    params = params or RankingParams(**{k: tuple([v] if isinstance(v, str) else v) if k in
+                                        ("cell_types", "diseases", "tissues", "studies", "versus") and v is not None else v
+                                        for k, v in kw.items()})
+    sel = atlas.select(cell_types=params.cell_types or None, diseases=params.diseases or None,
+                       tissues=params.tissues or None, studies=params.studies or None)
+    samples, means = sample_gene_means(atlas, sel, params.store, params.scale, params.cell_min)
+    if samples.empty:
+        raise QueryError(f"no sample has {params.cell_min}+ cells in the population (cell types "
+                         f"{', '.join(params.cell_types) or 'all'}; diseases {', '.join(params.diseases) or 'all'}): widen it "
+                         "or lower cell_min")
+    measured = means.notna().sum(axis=0)
+    keep = measured.index[measured > 0]
+    means = means[keep]
+    table = pd.DataFrame({"mean": means.mean(axis=0, skipna=True), "sd": means.std(axis=0, skipna=True, ddof=1),
+                          "n_samples": measured[keep].astype(int), "top_share": _top_share(means, params.top_n)})
+    notes = [f"{len(samples)} samples of {samples['study'].nunique()} studies, {int(samples['n_cells'].sum()):,} cells; "
+             f"each sample counts once (the mean over its cells), whatever its size"]
+    ref_samples = ref_means = None
+    if params.versus:
+        ref_sel = atlas.select(cell_types=params.cell_types or None, diseases=list(params.versus),
+                               tissues=params.tissues or None, studies=params.studies or None)
+        overlap = sel & ref_sel
+        if overlap.any():
+            raise QueryError(f"the population and its reference share {int(overlap.sum()):,} cells: choose diseases "
+                             "that do not overlap (for example a disease versus normal)")
+        ref_samples, ref_means = sample_gene_means(atlas, ref_sel, params.store, params.scale, params.cell_min)
+        if ref_samples.empty:
+            raise QueryError(f"no reference sample ({', '.join(params.versus)}) has {params.cell_min}+ cells of the population")
+        ref_means = ref_means[keep]
+        diff = differential(means, ref_means)
+        table = table.join(diff)
+        tested = diff["p"].notna().to_numpy()
+        notes.append(f"reference: {len(ref_samples)} samples ({', '.join(params.versus)}); Welch's t-test over sample means, "
+                     f"{int(tested.sum()):,} genes tested (2+ samples measured on each side), Benjamini-Hochberg q-values")
+    table = table.sort_values(["mean", "top_share"], ascending=False, kind="stable")
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    table.index.name = "gene"
+    return GeneRanking(params=params, table=table, samples=samples, per_sample=means.T.loc[table.index],
+                       ref_samples=ref_samples, ref_per_sample=None if ref_means is None else ref_means.T.loc[table.index],
+                       notes=notes)
