@@ -98,17 +98,21 @@ def _pool(g: int, bins: np.ndarray, sig_set: np.ndarray) -> np.ndarray:
 
 
 def _draw(candidates: list[np.ndarray], n_draws: int, k: int, rng) -> np.ndarray:
+    """Column j of every draw from ``candidates[j]``, all draws at once; a gene repeated inside a
+    draw is drawn again (up to 8 rounds, where the pool allows)."""
     draws = np.empty((n_draws, k), dtype=np.int64)
-    for d in range(n_draws):
-        used: set[int] = set()
-        for j, pool in enumerate(candidates):
-            pick = int(pool[rng.integers(pool.size)])
-            for _ in range(8):  # avoid a repeat inside a draw when the pool allows
-                if pick not in used:
-                    break
-                pick = int(pool[rng.integers(pool.size)])
-            used.add(pick)
-            draws[d, j] = pick
+    for j, pool in enumerate(candidates):
+        draws[:, j] = pool[rng.integers(pool.size, size=n_draws)]
+    for _ in range(8):
+        s = np.sort(draws, axis=1)
+        dup_rows = np.flatnonzero((s[:, 1:] == s[:, :-1]).any(axis=1))
+        if dup_rows.size == 0:
+            break
+        for d in dup_rows:  # few rows: redraw the later copies of each repeated gene
+            _, first = np.unique(draws[d], return_index=True)
+            again = np.setdiff1d(np.arange(k), first)
+            for j in again:
+                draws[d, j] = candidates[j][rng.integers(candidates[j].size)]
     return draws
 
 
@@ -159,12 +163,14 @@ def null_rankings(
     n_samples = int(sample_codes.max()) + 1 if sample_codes.size else 0
     per_sample = sp.csr_matrix((np.ones(n_cells), (sample_codes, np.arange(n_cells))), shape=(n_samples, n_cells))
     cells_per_sample = np.asarray(per_sample.sum(axis=1)).ravel()
-    w = np.asarray(weights, dtype=np.float64) / np.sum(weights)
+    # float32 like the stored values: a float64 operand would copy M to float64 for every block
+    w = (np.asarray(weights, dtype=np.float64) / np.sum(weights)).astype(np.float32)
     out = {by: [] for by in group_of_sample}
     for start in range(0, draws.shape[0], chunk):
         block = draws[start : start + chunk]
         n = block.shape[0]
-        D = sp.csc_matrix((np.tile(w, n), (block.ravel(), np.repeat(np.arange(n), block.shape[1]))), shape=(M.shape[1], n))
+        D = sp.csc_matrix((np.tile(w, n), (block.ravel(), np.repeat(np.arange(n), block.shape[1]))), shape=(M.shape[1], n),
+                          dtype=np.float32)
         scores = (M @ D).toarray()  # cells x draws
         if panels is not None:
             scores = panels.rescale(scores, D)

@@ -260,9 +260,23 @@ def stratified_subsample(codes: np.ndarray, fraction: float, seed: int = 0) -> n
     return rank < np.ceil(fraction * sizes)[codes]
 
 
+def _matrix_gene_stats(M: sp.csc_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, detection rate) per gene of a cells x genes CSC matrix."""
+    n = max(M.shape[0], 1)
+    sums = np.add.reduceat(np.concatenate([M.data.astype(np.float64), [0.0]]), np.minimum(M.indptr[:-1], M.data.size)) \
+        if M.data.size else np.zeros(M.shape[1])
+    sums = np.where(np.diff(M.indptr) > 0, sums, 0.0)
+    return sums / n, np.diff(M.indptr) / n
+
+
 def _null(atlas, result: QueryResult, filters: dict, progress=None) -> dict[str, NullResult]:
     params = result.params
-    mean, detection = selection_gene_stats(atlas, result.selection)
+    n_selected = int(result.selection.sum())
+    if n_selected <= params.null_max_cells:
+        # the null runs on the whole selection: its matrix gives the gene statistics too
+        mean, detection = _matrix_gene_stats(selection_matrix(atlas, result.selection, filters, tag="whole"))
+    else:
+        mean, detection = selection_gene_stats(atlas, result.selection)
     signature = np.asarray(result.resolution.indices, dtype=np.int64)
     panels = selection_panels(atlas, result.selection, params.scale)
     draws = matched_draws(signature, gene_bins(mean, detection), params.n_null, seed=params.seed,
@@ -277,7 +291,9 @@ def _null(atlas, result: QueryResult, filters: dict, progress=None) -> dict[str,
         null_sel = result.selection.copy()
         null_sel[np.flatnonzero(result.selection)[~keep]] = False
         codes = codes[keep]
-    M = selection_matrix(atlas, null_sel, filters, tag=("null", params.null_max_cells, params.seed))
+    # the whole selection is one matrix whatever the seed; a subsample depends on it
+    M = selection_matrix(atlas, null_sel, filters, tag="whole" if null_sel is result.selection
+                         else ("subsample", params.null_max_cells, params.seed))
     if null_sel is not result.selection:
         panels = selection_panels(atlas, null_sel, params.scale)
     nulls = null_rankings(M, draws, np.asarray(result.resolution.weights), quantile, rule.value if rule.kind == "value" else None,
