@@ -1,13 +1,18 @@
 """``/api/v1/query``: signature queries as JSON, for scripts and the load test.
 
-``GET /api/v1/query?genes=CD14,LYZ&cell_types=classical monocyte&null=100``, or ``POST`` a JSON
+``GET /api/v1/query?genes=CD14,LYZ&cell_types=monocyte&null=100``, or ``POST`` a JSON
 object with the same keys, answers with the gene decisions, the disease ranking and each study's
 signature coverage (``studies``: min_coverage, per study requested / measured / coverage /
 included / reason, and the ids of the studies left out), through the
 dashboard's own query path (``params_from_state`` -> ``DashboardData.query``, results kept in the
-shared disk cache). ``GET /api/v1/atlas`` describes the atlas: the cell types, diseases, tissues,
-studies and genes the filters accept. Bad input gets HTTP 400 and ``{"error": "..."}`` naming the
-problem. No parameter names a file or an atlas: the atlas is fixed when the server starts.
+shared disk cache). Cell types, diseases and tissues are the studies' annotations harmonised to
+ontology terms: a filter value is a term label or id ("monocyte", "CL:0000576": the term and its
+subtypes), a label that matched no term, or a study's own label; ``disease_groups`` names parent
+disease terms ("autoimmune disease") to rank at, each disease under one counting as it (the
+first that applies). ``GET /api/v1/atlas`` describes the atlas: the values the filters accept,
+the term hierarchies with cell counts, the disease groups, studies and genes. Bad input gets
+HTTP 400 and ``{"error": "..."}`` naming the problem. No parameter names a file or an atlas: the
+atlas is fixed when the server starts.
 """
 
 from __future__ import annotations
@@ -20,10 +25,10 @@ from collections.abc import Mapping
 import flask
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from compute.atlas import atlas_warnings, measured_share, study_warnings
+from compute.atlas import atlas_warnings, label_transfer_line, measured_share, study_warnings
 from compute.errors import QueryError
 from compute.query import parse_gene_list
-from dashboard.data import DashboardData
+from dashboard.data import FILTER_KINDS, DashboardData
 from dashboard.state import (
     CHOICES,
     CUT_RANGES,
@@ -43,7 +48,8 @@ MAX_BODY_BYTES = 1_000_000
 # an API answer is computed inside the request, within the server's worker timeout: 1,000 draws
 # (p-value floor 0.001) take under 2 s on the demo atlas; the dashboard's background jobs go to 10,000
 MAX_NULL = 1000
-_LIST_KEYS = {"cell_types": "cell type", "diseases": "disease", "tissues": "tissue", "studies": "study"}
+_LIST_KEYS = {"cell_types": "cell type", "diseases": "disease", "tissues": "tissue", "studies": "study",
+              "disease_groups": "disease group"}
 _CHOICE_KEYS = ("data", "rule")
 _INT_KEYS = ("cell_min", "samp_min")
 PARAMETERS = ("genes", *_LIST_KEYS, *_CHOICE_KEYS, "cut", *_INT_KEYS, *FRACTION_RANGES, "null")
@@ -89,21 +95,32 @@ def _number(key: str, value, *, whole: bool) -> float:
     return v
 
 
-def _known_list(name: str, items: list[str], known: list[str]) -> list[str]:
-    allowed = set(known)
-    unknown = [v for v in items if v not in allowed]
+def _known_list(key: str, name: str, items: list[str], known) -> list[str]:
+    """``items`` checked against ``known`` (a list of values, or a mapping from each accepted
+    value to the form the dashboard shows, which replaces it); ApiInputError naming the unknown."""
+    unknown = [v for v in items if v not in known]
     if unknown:
         shown = ", ".join(f"'{v[:60]}'" for v in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-        choices = ", ".join(known[:30]) + (f" ... ({len(known)} in all)" if len(known) > 30 else "")
-        raise ApiInputError(f"unknown {name}{'s' if len(unknown) > 1 else ''} {shown}; this atlas has: {choices}")
-    return sorted(set(items))
+        listed = list(getattr(known, "option_values", known))
+        choices = ", ".join(listed[:30]) + (f" ... ({len(listed)} in all)" if len(listed) > 30 else "")
+        if key == "disease_groups":
+            raise ApiInputError(f"unknown {name}{'s' if len(unknown) > 1 else ''} {shown}: name a parent term of at least two of "
+                                f"this atlas's diseases (a MONDO label or id); this atlas has: {choices or 'none'}")
+        what = " (an ontology term label or id, a label without a term, or a study's own label)" if key in FILTER_KINDS else ""
+        raise ApiInputError(f"unknown {name}{'s' if len(unknown) > 1 else ''} {shown}{what}; this atlas has: {choices}")
+    values = [known[v] for v in items] if isinstance(known, Mapping) else items
+    if key == "disease_groups":
+        return list(dict.fromkeys(values))  # the order counts: a disease under two groups goes to the first
+    return sorted(set(values))
 
 
 def parse_query(values: Mapping[str, object], known: Mapping[str, list[str]]) -> dict:
     """The dashboard state (``dashboard.state.DEFAULTS`` keys) that request ``values`` ask for.
 
     ``values``: parameter -> str, number or list of strings (a GET's repeated keys as a list);
-    ``known``: "cell_types", "diseases", "tissues", "studies" -> the atlas's values. Unlike a
+    ``known``: "cell_types", "diseases", "tissues", "studies", "disease_groups" -> the values the
+    atlas accepts (a list, or a mapping to the form the dashboard shows, as
+    ``dashboard.app.link_vocabulary`` gives them: a term id becomes the term's label). Unlike a
     shared link, which falls back to defaults, every problem raises ApiInputError naming the
     parameter; null defaults to 0 (no p-values) and is capped at MAX_NULL; min_coverage is a share, 0-1."""
     unknown = [k for k in values if k not in PARAMETERS]
@@ -118,7 +135,7 @@ def parse_query(values: Mapping[str, object], known: Mapping[str, list[str]]) ->
     state["genes"] = genes
     for key, name in _LIST_KEYS.items():
         if key in values:
-            state[key] = _known_list(name, _items(key, values[key]), known[key])
+            state[key] = _known_list(key, name, _items(key, values[key]), known[key])
     for key in _CHOICE_KEYS:
         if key in values:
             value = values[key]
@@ -191,9 +208,16 @@ def answer(data: DashboardData, state: dict) -> dict:
         "hit_rule": params.rule.describe(),
         "null": {"draws": null.n_draws, "p_floor": null.p_floor} if null is not None else None,
         "diseases": rows,
+        "disease_groups": {"groups": list(params.disease_groups), "pooled": data.disease_grouping(params.disease_groups)},
+        "labels": _LABELS if data.has_vocabulary else _LABELS_OLD,
         "studies": _study_coverage(result),
         "cached": cached,
     }
+
+
+_LABELS = ("cell types, diseases and tissues are the studies' annotations harmonised to Cell Ontology, MONDO and UBERON terms "
+           "(a term includes its subtypes; a label without a term is its own group); never the label transfer's prediction")
+_LABELS_OLD = "the studies' own labels (this atlas records no ontology terms)"
 
 
 def _study_coverage(result) -> dict:
@@ -209,8 +233,14 @@ def _study_coverage(result) -> dict:
 
 def atlas_info(data: DashboardData) -> dict:
     """The atlas's summary and the values its filters accept (``GET /api/v1/atlas``)."""
+    vocab = data.atlas.meta.get("vocabulary") or {}
     return data.summary | {
         "cell_types": data.cell_types, "diseases": data.diseases, "tissues": data.tissues,
+        # the terms as trees with the cells at or below each, and the labels without a term
+        "hierarchy": {kind: data.atlas.term_hierarchy(kind) for kind in FILTER_KINDS.values()},
+        "disease_groups": data.disease_group_choices.option_values,
+        "vocabulary": {"versions": vocab.get("versions") or {}, "label_transfer": vocab.get("label_transfer"),
+                       "label_transfer_text": label_transfer_line(data.atlas.meta), "labels": _LABELS if data.has_vocabulary else _LABELS_OLD},
         "studies": [{"id": s.id, "title": s.title, "simulated": bool(s.simulated), "measured_share": measured_share(s.meta),
                      "warnings": study_warnings(s.meta)} for s in data.atlas.studies],
         "warnings": atlas_warnings(data.atlas.meta),
@@ -239,8 +269,9 @@ def _error(message: str, status: int):
 
 def register(server: flask.Flask, data: DashboardData) -> None:
     """Add ``GET/POST /api/v1/query`` to ``server``, answering from ``data``."""
-    known = {"cell_types": data.cell_types, "diseases": data.diseases, "tissues": data.tissues,
-             "studies": [s.id for s in data.atlas.studies]}
+    from dashboard.app import link_vocabulary
+
+    known = link_vocabulary(data)
 
     def query():
         try:

@@ -21,7 +21,13 @@ import dash_mantine_components as dmc
 import numpy as np
 from dash import ALL, Input, Output, State, clientside_callback, ctx, dcc, html
 
-from compute.atlas import atlas_warnings, study_report_lines, study_warnings
+from compute.atlas import (
+    atlas_warnings,
+    label_transfer_line,
+    study_report_lines,
+    study_warnings,
+    vocabulary_lines,
+)
 from compute.errors import QueryError
 from compute.modules import GeneModules, gene_modules, signature_modules
 from compute.query import HitRule, QueryParams, parse_gene_list
@@ -32,9 +38,10 @@ from dashboard.presets import PRESETS, QUICK_PRESETS, preset_options
 from dashboard.state import DEFAULTS, FRACTION_RANGES, TABS, decode_state, encode_state
 from dashboard.upload import MAX_BYTES, GeneFileError, decode_upload, parse_gene_file
 
-__all__ = ["MAX_REQUEST_BYTES", "answer_query", "append_genes", "apply_preset", "create_app", "excluded_panel", "module_detail",
-           "modules_table", "modules_view", "params_from_state", "render_views", "require_basic_auth", "resolution_panel",
-           "study_reports_panel", "view_tables"]
+__all__ = ["MAX_REQUEST_BYTES", "answer_query", "append_genes", "apply_preset", "create_app", "disease_groups_note", "excluded_panel",
+           "link_vocabulary", "module_detail", "modules_table", "modules_view", "params_from_state", "render_views",
+           "require_basic_auth", "resolution_panel", "study_reports_panel", "study_vocabulary_table", "umap_labels_note",
+           "view_tables", "vocabulary_note"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,7 @@ _QUERY_CONTROLS = (
     ("diseases", ids.DISEASES, "value"),
     ("tissues", ids.TISSUES, "value"),
     ("studies", ids.STUDIES, "value"),
+    ("disease_groups", ids.DISEASE_GROUPS, "value"),
     ("data", ids.DATA_KIND, "value"),
     ("rule", ids.RULE, "value"),
     ("cut", ids.CUT, "value"),
@@ -94,6 +102,8 @@ def params_from_state(state: dict, *, expression: bool = True) -> QueryParams:
         diseases=tuple(sorted(state["diseases"] or ())),
         tissues=tuple(sorted(state["tissues"] or ())),
         studies=tuple(sorted(state["studies"] or ())),
+        # in the order chosen: a disease under two of them counts in the first
+        disease_groups=tuple(dict.fromkeys(state.get("disease_groups") or ())),
         data=state["data"],
         rule=rule,
         cell_min=_setting(state, "cell_min", int),
@@ -147,12 +157,65 @@ COVERAGE_HELP = (
     "one scale. Notes: warnings from reading the study (its ingest report, below).")
 
 
+_HOW_MATCHED = {"id": "by its term id (CELLxGENE schema)", "map": "by the manifest's map", "label": "by the term's label",
+                "synonym": "by a synonym of the term", "healthy": "healthy -> normal (PATO)"}
+_KIND_WORDS = {"cell_type": "cell type", "disease": "disease", "tissue": "tissue"}
+
+
+def vocabulary_note(data: DashboardData) -> dmc.Alert:
+    """Which labels the views use: the ontologies and their versions, the rule, the label
+    transfer and its held-out accuracy (or that the atlas records no vocabulary)."""
+    vocab = data.atlas.meta.get("vocabulary") or {}
+    if not data.has_vocabulary:
+        return dmc.Alert("This atlas records no ontology terms (it was built before SigAtlas harmonised labels): filters, rankings "
+                         "and colours use the studies' own labels. Rebuild it with python -m compute build for one vocabulary.",
+                         title="Labels", color="gray", p="xs", id=ids.VOCABULARY_NOTE)
+    versions = vocab.get("versions") or {}
+    shown = ", ".join(f"{name} {versions[name]}" for name in ("CL", "MONDO", "UBERON", "PATO") if name in versions)
+    lines = [html.Li("Filters, rankings and groupings use the studies' annotations harmonised to ontology terms: cell types to "
+                     "the Cell Ontology, diseases to MONDO (healthy donors: PATO 'normal'), tissues to UBERON"
+                     + (f" ({shown})" if shown else "") + ". A term includes its subtypes ('monocyte' selects classical and "
+                     "non-classical monocytes); a label that matched no term is kept as its own group."),
+             html.Li("Each study's labels and the terms they were matched to are listed below, under the study.")]
+    transfer = label_transfer_line(data.atlas.meta)
+    if transfer:
+        lines.append(html.Li(transfer))
+    return dmc.Alert(html.Ul(lines), title="Labels: one vocabulary across studies", color="blue", p="xs", id=ids.VOCABULARY_NOTE)
+
+
+def study_vocabulary_table(study_id: str, entry) -> html.Table | None:
+    """The study's labels as matched to ontology terms (label, term, id, how, cells) and those
+    that matched none (with the reason); None when the atlas recorded none."""
+    report = (entry or {}).get("report")
+    vocab = report.get("vocabulary") if isinstance(report, dict) else None
+    if not isinstance(vocab, dict):
+        return None
+    rows = []
+    for kind, words in _KIND_WORDS.items():
+        section = vocab.get(kind) if isinstance(vocab.get(kind), dict) else {}
+        for m in section.get("mapped") or []:
+            if isinstance(m, dict):
+                rows.append(html.Tr([html.Td(words), html.Td(str(m.get("label", ""))), html.Td(str(m.get("term_label", ""))),
+                                     html.Td(str(m.get("term_id", ""))), html.Td(_HOW_MATCHED.get(str(m.get("how")), str(m.get("how")))),
+                                     html.Td(f"{int(m.get('n_cells') or 0):,}")]))
+        for m in section.get("unmapped") or []:
+            if isinstance(m, dict):
+                rows.append(html.Tr([html.Td(words), html.Td(str(m.get("label", ""))), html.Td("no term: kept as its own group"),
+                                     html.Td("–"), html.Td(str(m.get("reason", ""))), html.Td(f"{int(m.get('n_cells') or 0):,}")],
+                                    className="missing"))
+    if not rows:
+        return None
+    head = html.Tr([html.Th(c) for c in ("", "study's label", "shown as (ontology term)", "term id", "how it matched", "cells")])
+    return html.Table([html.Thead(head), html.Tbody(rows)], id=f"{ids.STUDY_VOCABULARY_PREFIX}{study_id}", className="rank-table vocabulary")
+
+
 def study_reports_panel(data: DashboardData) -> html.Div:
     """How each study was read, in plain words (its ingest report: values, species, symbols, QC,
-    genes measured, measured share, warnings), one fold per study, with the atlas's build
-    warnings above; "not recorded" for studies of atlases built before SigAtlas kept reports."""
+    genes measured, measured share, warnings, its labels as matched to ontology terms), one fold
+    per study, with which labels the views use and the atlas's build warnings above; "not
+    recorded" for studies of atlases built before SigAtlas kept reports."""
     atlas = data.atlas
-    parts: list = [dmc.Text("How each study was read", fw=700, size="sm", className="grid-title")]
+    parts: list = [dmc.Text("How each study was read", fw=700, size="sm", className="grid-title"), vocabulary_note(data)]
     warnings = atlas_warnings(atlas.meta)
     if warnings:
         items = html.Ul([html.Li(w) for w in warnings])
@@ -163,18 +226,27 @@ def study_reports_panel(data: DashboardData) -> html.Div:
         study_warns = study_warnings(s.meta)
         label = (f"{s.id} · {s.title} · {s.n_cells:,} cells" + (" · SIMULATED" if s.simulated else "")
                  + (f" · {len(study_warns)} warning{'s' if len(study_warns) > 1 else ''}" if study_warns else ""))
-        lines = [html.Li(line) for line in study_report_lines(s.meta)]
+        table = study_vocabulary_table(s.id, s.meta)
+        # the table says per label what the vocabulary sentences sum up
+        words = set(vocabulary_lines(s.meta)) if table is not None else set()
+        lines = [html.Li(line) for line in study_report_lines(s.meta) if line not in words]
         if s.simulated:
             lines.insert(0, html.Li("SIMULATED data: planted expression programs, not measurements of real samples.", className="sim"))
         lines += [html.Li(f"Warning: {w}", className="missing") for w in study_warns]
-        parts.append(html.Details([html.Summary(label), html.Ul(lines)], className="study-report"))
+        body = [html.Summary(label), html.Ul(lines)]
+        if table is not None:
+            body += [dmc.Text("Labels matched to ontology terms", size="xs", fw=700), table]
+        parts.append(html.Details(body, className="study-report"))
     return html.Div(parts, id=ids.STUDY_REPORTS, className="panel")
 
 
-def _ranking_table(ranking, null) -> html.Table:
+def _ranking_table(ranking, null, terms: bool = False, grouped: bool = False) -> html.Table:
+    """The disease ranking as a table; its disease column says which labels it ranks (``terms``:
+    MONDO terms; ``grouped``: diseases pooled under the chosen parent terms)."""
     p = null.p_values() if null is not None else {}
     floor = null.p_floor if null is not None else None
-    head = html.Tr([html.Th(c) for c in ("#", "disease", "mean hit %", "median hit %", "samples", "studies", "cells", "p (null)")])
+    disease = "disease" + (" (MONDO term or group)" if terms and grouped else " (MONDO term)" if terms else "")
+    head = html.Tr([html.Th(c) for c in ("#", disease, "mean hit %", "median hit %", "samples", "studies", "cells", "p (null)")])
 
     def fmt_p(g):
         return figures.format_p(p[g], floor).removeprefix("p ").lstrip("= ") if g in p else "–"
@@ -220,10 +292,13 @@ def render_views(data: DashboardData, result, state: dict) -> dict:
     has_sim = data.atlas.has_simulated
     sim_note = " · includes SIMULATED studies (open circles)" if data.atlas.has_simulated else ""
     where = ", ".join(params.cell_types) if params.cell_types else "all cell types"
+    grouped = f" · diseases grouped by {', '.join(params.disease_groups)}" if params.disease_groups else ""
     null = result.null.get("disease")
     ranking = _shown_ranking(result, state)
     left_out = _left_out_note(result)
-    title = f"Diseases ranked by per-sample hit %<br><sub>{where} · hit = {params.rule.describe()}{left_out}{sim_note}</sub>"
+    title = (f"Diseases ranked by per-sample hit %<br><sub>{where}{grouped} · hit = {params.rule.describe()}{left_out}"
+             f"{sim_note}</sub>")
+    cells = data.query_cells(params)  # the disease column as the ranking groups it
     base_rate = 100.0 - params.rule.value if params.rule.kind == "percentile" else None
     by = _group_by(state)
     null_text = (f" · null: {null.n_draws:,} matched gene sets over {null.n_cells:,} cells, p floor {null.p_floor:.2g}"
@@ -236,7 +311,7 @@ def render_views(data: DashboardData, result, state: dict) -> dict:
         "disease_fig": figures.disease_ranking_figure(result.samples, ranking, base_rate=base_rate, title=title,
                                                       null=null.groups if null is not None else None,
                                                       p_floor=null.p_floor if null is not None else None),
-        "disease_table": _ranking_table(ranking, null),
+        "disease_table": _ranking_table(ranking, null, data.has_vocabulary, bool(params.disease_groups)),
         "study_rows": data.study_rows(result),
         "excluded": excluded_panel(result),
     }
@@ -253,7 +328,7 @@ def render_views(data: DashboardData, result, state: dict) -> dict:
                                                              title="Attribution vs expression (score_genes) rankings, same cells and rule")
         sel = result.selection
         out["scatter_fig"] = figures.score_scatter_figure(result.scores[sel], result.expression_scores[sel],
-                                                          data.atlas.cells["disease"].to_numpy()[sel].astype(str),
+                                                          cells["disease"].to_numpy()[sel].astype(str),
                                                           simulated=data.atlas.cells["simulated"].to_numpy()[sel],
                                                           title="Per cell: attribution score vs expression score")
     else:
@@ -261,9 +336,15 @@ def render_views(data: DashboardData, result, state: dict) -> dict:
         out["compare_fig"] = out["scatter_fig"] = figures.empty_figure(msg)
     if data.umap is not None:
         color = state.get("color") or "score"
-        out["umap_fig"] = figures.umap_figure(data.umap, result.scores, data.atlas.cells, result.selection, color_by=color,
-                                              title=f"UMAP coloured by {'signature score' if color == 'score' else _GROUP_LABELS.get(color, color)}"
-                                              + (" (includes SIMULATED data)" if sim_note else ""))
+        if color not in cells.columns and color != "score":
+            out["umap_fig"] = figures.empty_figure(
+                "This atlas has no predicted cell types (built before label transfer): rebuild it with "
+                "python -m compute build, or colour by the annotated cell type" if color == "cell_type_predicted"
+                else f"The atlas's cells have no '{color}' column")
+        else:
+            out["umap_fig"] = figures.umap_figure(data.umap, result.scores, cells, result.selection, color_by=color,
+                                                  title=f"UMAP coloured by {_UMAP_COLOURS.get(color, color)}"
+                                                  + (" (includes SIMULATED data)" if sim_note else ""))
         meta = out["umap_fig"].layout.meta or {}
         out["umap_badge"] = f"{meta.get('shown', data.atlas.n_cells):,} of {meta.get('total', data.atlas.n_cells):,} cells shown"
     else:
@@ -278,7 +359,34 @@ def render_views(data: DashboardData, result, state: dict) -> dict:
         out["heatmap_fig"] = figures.heatmap_figure(mean_table, group_label=_GROUP_LABELS[by], order=order, simulated=has_sim,
                                                     title=f"Mean attribution: genes x {_GROUP_LABELS[by]}")
     out["tables"] = _tables(data, result, ranking, out["study_rows"], mean_table, pct_table)
+    out["umap_labels"] = umap_labels_note(data, state.get("color") or "score")
     return out
+
+
+# what the UMAP is coloured by, in words (its title says which cell-type labels it shows)
+_UMAP_COLOURS = {
+    "score": "signature score",
+    "cell_type": "cell type (annotated, harmonised to the Cell Ontology)",
+    "cell_type_predicted": "cell type (predicted by label transfer)",
+    "disease": "disease", "study": "study",
+}
+
+
+def umap_labels_note(data: DashboardData, color: str) -> str:
+    """Which cell-type labels the UMAP shows, and how far the prediction can be trusted."""
+    if color == "cell_type_predicted":
+        acc = ((data.atlas.meta.get("vocabulary") or {}).get("label_transfer") or {}).get("accuracy") or {}
+        held_out = (f" On {int(acc['n_evaluated']):,} labelled cells held out, {100 * acc['exact']:.1f}% got their own term."
+                    if "exact" in acc and acc.get("n_evaluated") else "")
+        return ("Shown: the cell type predicted by label transfer (the majority term among each cell's nearest labelled cells "
+                "of other studies in the encoder's embedding); the hover gives the confidence (the winning term's share of the "
+                f"votes) and the annotated label.{held_out} Filters and rankings use the annotated labels, never the prediction.")
+    if color == "cell_type":
+        return ("Shown: the annotated cell type, the studies' own labels harmonised to the Cell Ontology (the study's label "
+                "where no term matched); the hover gives the study's label and the predicted cell type. Filters and rankings "
+                "use these labels.")
+    return ("Cell types: the studies' annotations harmonised to the Cell Ontology (filters and rankings use them); "
+            "colour by 'cell type (predicted)' for the label transfer's prediction.")
 
 
 def driver_figure(data: DashboardData, result, group: str | None):
@@ -336,8 +444,12 @@ def _tables(data, result, ranking, study_rows, mean_table, pct_table) -> dict:
             result.expression_diseases[["group", "mean_hit_pct", "rank"]], on="group", how="outer", suffixes=("_attribution", "_expression"))
     cells = data.atlas.cells
     sel = result.selection
-    cols = [c for c in ("cell_id", "study", "sample", "cell_type", "disease", "tissue", "simulated") if c in cells]
+    cols = [c for c in ("cell_id", "study", "sample", "cell_type", "cell_type_original", "cell_type_ontology_term_id",
+                        "cell_type_predicted", "cell_type_prediction_confidence", "disease", "disease_original",
+                        "disease_ontology_term_id", "tissue", "simulated") if c in cells]
     umap = cells.loc[sel, cols].copy()
+    if result.params.disease_groups:  # the disease as the ranking counted it
+        umap.insert(cols.index("disease") + 1, "disease_group", data.query_cells(result.params)["disease"][sel].astype(str))
     umap["score"] = result.scores[sel]
     umap["hit"] = umap["score"] > result.threshold
     if result.expression_scores is not None:
@@ -351,7 +463,8 @@ def answer_query(data: DashboardData, state: dict, progress=None) -> dict:
     """Run the query ``state`` asks for and render every view; plain function (tested without a
     browser). Bad input comes back as a message in "status", never as an exception."""
     empty = {
-        "resolution": [], "status": "", "disease_table": html.Div(), "study_rows": [], "excluded": None, "umap_badge": "", "tables": {},
+        "resolution": [], "status": "", "disease_table": html.Div(), "study_rows": [], "excluded": None, "umap_badge": "",
+        "umap_labels": "", "tables": {},
         "disease_fig": figures.empty_figure("Paste genes (any separators) or pick a preset, then Run"),
         **{k: figures.empty_figure("Appears after a query") for k in
            ("robust_fig", "driver_fig", "compare_fig", "scatter_fig", "umap_fig", "heatmap_fig")},
@@ -367,10 +480,21 @@ def answer_query(data: DashboardData, state: dict, progress=None) -> dict:
     return render_views(data, result, state) | {"result": result}
 
 
+def link_vocabulary(data: DashboardData) -> dict:
+    """What a link may name (decode_state's ``known``): per filter the values it accepts, each
+    mapped to the form its control shows (a term id to the term's label), the disease groups,
+    the studies, presets and tabs."""
+    return {**{key: data.filter_choices(key) for key in ("cell_types", "diseases", "tissues")},
+            "disease_groups": data.disease_group_choices, "studies": [s.id for s in data.atlas.studies],
+            "preset": list(PRESETS), "tab": list(TABS)}
+
+
 def apply_preset(data: DashboardData, key: str) -> tuple[str, list[str]]:
-    """(gene text, cell types to select) for preset ``key``."""
+    """(gene text, cell types to select) for preset ``key``: its Cell Ontology term as the filter
+    shows it (["monocyte"], which selects every monocyte subtype), or [] when it names none or the
+    atlas has no cells under it."""
     p = PRESETS[key]
-    return "\n".join(p.genes), data.cell_types_matching(p.cell_type_hint)
+    return "\n".join(p.genes), data.cell_types_for_term(p.cell_type_term, p.cell_type_fallback)
 
 
 # -- gene modules -----------------------------------------------------------------------------
@@ -610,6 +734,34 @@ def _modules_tab(data: DashboardData) -> dmc.Stack:
     ], gap="sm")
 
 
+_FILTER_HELP = {
+    "cell_types": "Cell Ontology terms with their cells; a term includes its subtypes",
+    "diseases": "MONDO terms (healthy: normal) with their cells; a term includes its subtypes",
+    "tissues": "UBERON terms with their cells; a term includes its parts",
+}
+
+
+def _term_filter(data: DashboardData, id_: str, key: str, label: str, placeholder: str) -> dmc.MultiSelect:
+    """A filter over one annotation: the atlas's ontology terms as a tree with cell counts, and
+    the labels that matched no term; the values are term labels (or those labels)."""
+    help_text = _FILTER_HELP[key] if data.has_vocabulary else "the studies' own labels (this atlas records no ontology terms)"
+    return dmc.MultiSelect(id=id_, data=data.filter_choices(key).options, value=[], searchable=True, clearable=True, size="xs",
+                           label=label, placeholder=placeholder, description=help_text, maxDropdownHeight=360)
+
+
+def disease_groups_note(data: DashboardData, groups) -> str:
+    """What the chosen disease groups pool, in words ("" when none is chosen)."""
+    groups = list(dict.fromkeys(groups or []))
+    if not groups:
+        return ""
+    mapping = data.disease_grouping(groups)
+    parts = []
+    for g in groups:
+        pooled = sorted(d for d, grp in mapping.items() if grp == g)
+        parts.append(f"{g}: {', '.join(pooled)}" if pooled else f"{g}: no disease left (an earlier group took them)")
+    return "Ranked as one: " + "; ".join(parts) + "."
+
+
 def _controls(data: DashboardData):
     d = DEFAULTS
     return dmc.Stack([
@@ -634,12 +786,9 @@ def _controls(data: DashboardData):
                  className="progress-wrap"),
         html.Div(id=ids.RESOLUTION, className="resolution"),
         dmc.Divider(label="Cells", labelPosition="left"),
-        dmc.MultiSelect(id=ids.CELL_TYPES, data=data.cell_types, value=[], searchable=True, clearable=True, size="xs",
-                        label="Cell types", placeholder="all cell types"),
-        dmc.MultiSelect(id=ids.DISEASES, data=data.diseases, value=[], searchable=True, clearable=True, size="xs",
-                        label="Diseases", placeholder="all diseases"),
-        dmc.MultiSelect(id=ids.TISSUES, data=data.tissues, value=[], searchable=True, clearable=True, size="xs",
-                        label="Tissues", placeholder="all tissues"),
+        _term_filter(data, ids.CELL_TYPES, "cell_types", "Cell types", "all cell types"),
+        _term_filter(data, ids.DISEASES, "diseases", "Diseases", "all diseases"),
+        _term_filter(data, ids.TISSUES, "tissues", "Tissues", "all tissues"),
         dmc.MultiSelect(id=ids.STUDIES, data=data.study_options, value=[], searchable=True, clearable=True, size="xs",
                         label="Studies", placeholder="all studies"),
         html.Div([dmc.Text("Data", size="xs", c="dimmed"),
@@ -656,6 +805,12 @@ def _controls(data: DashboardData):
             dmc.NumberInput(id=ids.SAMP_MIN, value=d["samp_min"], min=1, step=1, size="xs", label="samp_min", debounce=True),
             dmc.NumberInput(id=ids.TOP_N, value=d["top_n"], min=0, step=1, size="xs", label="top N (0 = all)", debounce=True),
         ], gap=6, grow=True),
+        dmc.MultiSelect(id=ids.DISEASE_GROUPS, data=data.disease_group_choices.options, value=[], searchable=True, clearable=True,
+                        size="xs", label="Group diseases by", placeholder="each disease on its own" if data.has_vocabulary else
+                        "this atlas records no disease terms", disabled=not data.disease_group_choices.options,
+                        description="MONDO parent terms: each disease under one counts as it (the first chosen that applies)",
+                        maxDropdownHeight=320),
+        html.Div(id=ids.DISEASE_GROUPS_NOTE, className="note"),
         dmc.NumberInput(id=ids.MIN_COVERAGE, value=d["min_coverage"], min=FRACTION_RANGES["min_coverage"][0],
                         max=FRACTION_RANGES["min_coverage"][1], step=0.05, decimalScale=2, size="xs", debounce=True,
                         label="Min. study coverage (0-1)",
@@ -732,9 +887,11 @@ def _layout(data: DashboardData):
         ], gap="sm"), value="studies", pt="sm"),
         dmc.TabsPanel(dmc.Stack([
             dmc.Group([html.Div([dmc.Text("Colour by", size="xs", c="dimmed"),
-                                 _segmented(ids.UMAP_COLOR, {"score": "score", "cell_type": "cell type", "disease": "disease", "study": "study"},
-                                            DEFAULTS["color"])]),
+                                 _segmented(ids.UMAP_COLOR, {"score": "score", "cell_type": "cell type (annotated)",
+                                                             "cell_type_predicted": "cell type (predicted)", "disease": "disease",
+                                                             "study": "study"}, DEFAULTS["color"])]),
                        dmc.Badge(id=ids.UMAP_BADGE, variant="light", size="lg")]),
+            dmc.Text(id=ids.UMAP_LABELS, size="xs", c="dimmed"),
             _graph("umap", 620)]), value="cells", pt="sm"),
         dmc.TabsPanel(dmc.Stack([
             dmc.Group([
@@ -877,12 +1034,13 @@ def create_app(atlas_path: str | Path, *, credentials: tuple[str, str] | None = 
     api.register(app.server, data)
     _warm_up(data)
     control_outputs = [Output(cid, prop) for _, cid, prop in _CONTROLS]
-    known = {"cell_types": data.cell_types, "diseases": data.diseases, "tissues": data.tissues,
-             "studies": [s.id for s in data.atlas.studies], "preset": list(PRESETS), "tab": list(TABS)}
+    known = link_vocabulary(data)
     control_states = [State(cid, prop) for _, cid, prop in _CONTROLS]
+    filter_ids = ((ids.CELL_TYPES, "cell_types"), (ids.DISEASES, "diseases"), (ids.TISSUES, "tissues"))
 
     @app.callback(
         *control_outputs,
+        *[Output(cid, "data") for cid, _ in filter_ids],
         Output(ids.STATE_NOTES, "children"),
         Output(ids.QUERY_REQUEST, "data", allow_duplicate=True),
         Input(ids.URL, "search"),
@@ -899,7 +1057,13 @@ def create_app(atlas_path: str | Path, *, credentials: tuple[str, str] | None = 
         note = dmc.Alert([html.Div(n) for n in notes], title="Some link values were not understood", color="orange",
                          id="state-alert") if notes else None
         run = bool(parse_gene_list(state["genes"]))
-        return (*[state[k] for k, _, _ in _CONTROLS], note, (request or 0) + 1 if run else dash.no_update)
+        # a study's own label from an older link is kept (it selects exactly its cells) and shown
+        options = [data.filter_choices(key).with_extra(state[key]) for _, key in filter_ids]
+        return (*[state[k] for k, _, _ in _CONTROLS], *options, note, (request or 0) + 1 if run else dash.no_update)
+
+    @app.callback(Output(ids.DISEASE_GROUPS_NOTE, "children"), Input(ids.DISEASE_GROUPS, "value"))
+    def _disease_groups_note(groups):
+        return disease_groups_note(data, groups)
 
     @app.callback(
         Output(ids.GENES, "value", allow_duplicate=True),
@@ -1016,6 +1180,7 @@ def create_app(atlas_path: str | Path, *, credentials: tuple[str, str] | None = 
         Output(ids.SCATTER_FIG, "figure"),
         Output(ids.UMAP_FIG, "figure"),
         Output(ids.UMAP_BADGE, "children"),
+        Output(ids.UMAP_LABELS, "children"),
         Output(ids.HEATMAP_FIG, "figure"),
         Input(ids.RESULT_KEY, "data"),
         Input(ids.PRESENTER, "checked"),
@@ -1034,7 +1199,7 @@ def create_app(atlas_path: str | Path, *, credentials: tuple[str, str] | None = 
             res = data.atlas.resolve(list(parse_gene_list(key.get("genes") or "")))
             empty = figures.empty_figure(key["error"])
             return (resolution_panel(res) if res.requested else [], html.Div(key["error"], className="error"), empty, None, [],
-                    None, None, empty, empty, [], empty, empty, empty, "", empty)
+                    None, None, empty, empty, [], empty, empty, empty, "", "", empty)
         result = data.stored_result(key)
         if result is None:
             raise dash.exceptions.PreventUpdate
@@ -1045,7 +1210,8 @@ def create_app(atlas_path: str | Path, *, credentials: tuple[str, str] | None = 
         groups = list(result.diseases["group"].astype(str))
         return (out["resolution"], out["status"], out["disease_fig"], out["disease_table"], out["study_rows"], out["excluded"],
                 excluded_panel(result), out["robust_fig"],
-                out["driver_fig"], groups, out["compare_fig"], out["scatter_fig"], out["umap_fig"], out["umap_badge"], out["heatmap_fig"])
+                out["driver_fig"], groups, out["compare_fig"], out["scatter_fig"], out["umap_fig"], out["umap_badge"], out["umap_labels"],
+                out["heatmap_fig"])
 
     @app.callback(
         Output(ids.DRIVER_FIG, "figure", allow_duplicate=True),

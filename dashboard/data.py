@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
 
@@ -12,11 +13,76 @@ import numpy as np
 import pandas as pd
 
 from compute.atlas import Atlas, ResultCache, measured_share, study_warnings
-from compute.query import QueryParams, QueryResult, gene_group_summary, run_query
+from compute.errors import QueryError
+from compute.query import QueryParams, QueryResult, gene_group_summary, query_cells, run_query
 
-__all__ = ["DashboardData"]
+__all__ = ["FILTER_KINDS", "DashboardData", "FilterChoices"]
 
 RESULT_VERSION = 2  # bump when QueryResult changes shape, so older cached results are not read (2: per-study coverage)
+
+# filter (state / API key) -> the annotation column it filters
+FILTER_KINDS = {"cell_types": "cell_type", "diseases": "disease", "tissues": "tissue"}
+ONTOLOGIES = {"cell_type": "Cell Ontology", "disease": "MONDO", "tissue": "UBERON"}
+_INDENT = "\u00a0\u00a0"  # one tree level in an option's label (plain spaces would collapse)
+
+
+class FilterChoices(Mapping):
+    """The values one filter accepts, each mapped to the value its control shows for it.
+
+    ``options``: grouped select data ([{"group", "items": [{"value", "label"}]}]): the ontology
+    terms of the atlas as a tree (indented, with the cells at or below each term) and the labels
+    that matched no term. ``choices[v]``: the option that selects the same cells as ``v`` (a term
+    id, another-case term label or an equivalent ancestor term -> the tree's term label; a study's
+    own label that alone names its term, which has no subtype here -> the term's label); any other
+    study's own label maps to itself (it selects exactly its cells, which no option does). Term
+    labels and ids are also found case-insensitively. What a value selects is compute's rule
+    (Atlas.select); this only names it the way the control shows it."""
+
+    def __init__(self, options: list[dict], canonical: dict[str, str], folded: dict[str, str]):
+        self.options = options
+        self._canonical = canonical
+        self._folded = folded
+
+    def __getitem__(self, value: str) -> str:
+        if value in self._canonical:
+            return self._canonical[value]
+        if isinstance(value, str) and value.casefold() in self._folded:
+            return self._folded[value.casefold()]
+        raise KeyError(value)
+
+    def __contains__(self, value) -> bool:
+        try:
+            self[value]
+        except KeyError:
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._canonical)
+
+    def __len__(self) -> int:
+        return len(self._canonical)
+
+    @property
+    def option_values(self) -> list[str]:
+        """The option values, in display order."""
+        return [item["value"] for group in self.options for item in group["items"]]
+
+    def with_extra(self, values) -> list[dict]:
+        """``options`` plus a group for the given values that are not options (a study's own
+        label from an older link), so the control can show them."""
+        shown = set(self.option_values)
+        extra = [v for v in dict.fromkeys(values or []) if v not in shown]
+        if not extra:
+            return self.options
+        return [*self.options, {"group": "From the link: a study's own label", "items": [
+            {"value": v, "label": f"{v} (study label)"} for v in extra]}]
+
+
+def _walk(nodes: list[dict]):
+    for node in nodes:
+        yield node
+        yield from _walk(node["children"])
 
 
 class DashboardData:
@@ -30,6 +96,7 @@ class DashboardData:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._by_key: OrderedDict[str, QueryResult] = OrderedDict()
+        self._cover_cache: dict[str, dict[str, frozenset]] = {}
 
     def __reduce__(self):
         return (DashboardData, (self.atlas.path, self._cache_size))
@@ -55,14 +122,133 @@ class DashboardData:
         return self._values("tissue")
 
     @cached_property
+    def has_vocabulary(self) -> bool:
+        """Whether the atlas records ontology terms (atlases built before it hold the studies' labels only)."""
+        return bool(self.atlas.vocabulary.terms)
+
+    def filter_choices(self, key: str) -> FilterChoices:
+        """The choices of filter ``key`` ("cell_types", "diseases" or "tissues"): see FilterChoices."""
+        return self._filter_choices[key]
+
+    @cached_property
+    def _filter_choices(self) -> dict[str, FilterChoices]:
+        return {key: self._term_choices(kind) for key, kind in FILTER_KINDS.items()}
+
+    def _covers(self, kind: str) -> dict[str, frozenset]:
+        """{term id: the ``kind`` terms of the cells at or below it}, for every term with any."""
+        if kind not in self._cover_cache:
+            column = f"{kind}_ontology_term_id"
+            cells, vocab = self.atlas.cells, self.atlas.vocabulary
+            present = sorted(set(cells[column].astype(str)) - {""}) if column in cells else []
+            covers = {t: frozenset(vocab.descendants_present(t, present)) for t in vocab.terms}
+            self._cover_cache[kind] = {t: c for t, c in covers.items() if c}
+        return self._cover_cache[kind]
+
+    def _term_choices(self, kind: str) -> FilterChoices:
+        cells = self.atlas.cells
+        original = f"{kind}_original"
+        if not self.has_vocabulary:  # an atlas built before the vocabulary: the labels as the studies gave them
+            counts = cells[kind].astype(str).value_counts()
+            items = [{"value": v, "label": f"{v} ({int(counts[v]):,})"} for v in sorted(counts.index)]
+            return FilterChoices([{"group": "Labels as the studies gave them (this atlas records no ontology terms)", "items": items}],
+                                 {v: v for v in counts.index}, {})
+        canonical: dict[str, str] = {}
+        if original in cells:  # a study's own label selects exactly its cells: kept as given
+            canonical |= {v: v for v in cells[original].astype(str).unique()}
+        hierarchy = self.atlas.term_hierarchy(kind)
+        nodes = list(_walk(hierarchy["tree"]))
+        folded: dict[str, str] = {}
+        vocab = self.atlas.vocabulary
+        covers = self._covers(kind)
+        by_cover = {covers[n["id"]]: n["label"] for n in nodes if n["id"] in covers}
+        for term, cover in covers.items():
+            if cover in by_cover:  # a term id, or an ancestor equivalent to a tree term here: the same cells
+                label = vocab.label(term)
+                canonical[term] = canonical[label] = by_cover[cover]
+                folded[label.casefold()] = folded[term.casefold()] = by_cover[cover]
+        items = [{"value": n["label"], "label": f"{_INDENT * n['depth']}{n['label']} ({n['n_cells']:,})"} for n in nodes]
+        options = [{"group": f"{ONTOLOGIES[kind]} terms (a term includes its subtypes; cells at or below it)", "items": items}]
+        unmapped = [{"value": u["label"], "label": f"{u['label']} (no ontology term) ({u['n_cells']:,})"} for u in hierarchy["unmapped"]]
+        if unmapped:
+            options.append({"group": "No ontology term: the study's own label", "items": unmapped})
+        options = [g for g in options if g["items"]]
+        for group in options:
+            canonical |= {item["value"]: item["value"] for item in group["items"]}  # an option shows itself
+        if original in cells:
+            canonical |= self._same_cells(kind, original, {item["value"] for group in options for item in group["items"]})
+        return FilterChoices(options, canonical, folded)
+
+    def _same_cells(self, kind: str, original: str, shown: set[str]) -> dict[str, str]:
+        """{a study's own label: the option that selects exactly its cells} ("healthy" -> "normal"
+        when every normal cell was called healthy and the term has no subtype here); labels
+        whose term also holds other studies' labels or subtypes keep their own form."""
+        pairs = self.atlas.cells[[original, kind, f"{kind}_ontology_term_id"]].astype(str).drop_duplicates()
+        covers = self._covers(kind)
+        out = {}
+        for label, rows in pairs.groupby(kind, sort=False):
+            term = rows[f"{kind}_ontology_term_id"].iloc[0]
+            if len(rows) == 1 and label in shown and (not term or covers.get(term) == {term}):
+                own = rows[original].iloc[0]
+                # the study's label names this term only, and is no option of its own (options show themselves)
+                if (pairs[original] == own).sum() == 1 and (own == label or own not in shown):
+                    out[own] = label
+        return out
+
+    @cached_property
+    def disease_group_choices(self) -> FilterChoices:
+        """The disease terms a ranking can group by: every term of the disease tree above at
+        least two of the atlas's diseases (or above one and itself present), as options labelled
+        with how many diseases they pool; a term id or an equivalent term maps to its option."""
+        atlas = self.atlas
+        nodes = [n for n in _walk(atlas.term_hierarchy("disease")["tree"]) if n["children"] or not n["present"]]
+        canonical: dict[str, str] = {}
+        folded: dict[str, str] = {}
+        items = []
+        if nodes:
+            vocab = atlas.vocabulary
+            covers = self._covers("disease")
+            by_cover = {covers[n["id"]]: n["label"] for n in nodes if n["id"] in covers}
+            for n in nodes:
+                pooled = self.disease_grouping([n["label"]])
+                items.append({"value": n["label"], "label": f"{_INDENT * n['depth']}{n['label']} ({len(pooled)} diseases)"})
+            for term, cover in covers.items():
+                if cover in by_cover:
+                    label = vocab.label(term)
+                    canonical[term] = canonical[label] = by_cover[cover]
+                    folded[label.casefold()] = folded[term.casefold()] = by_cover[cover]
+            canonical |= {item["value"]: item["value"] for item in items}
+        options = [{"group": "MONDO terms above the atlas's diseases", "items": items}] if items else []
+        return FilterChoices(options, canonical, folded)
+
+    def disease_grouping(self, groups) -> dict[str, str]:
+        """{disease: group} for the atlas's diseases under one of ``groups`` (the first that
+        applies), as the query groups them; {} for none or for terms the atlas does not know."""
+        if not groups:
+            return {}
+        try:
+            return self.atlas.disease_grouping(list(groups))
+        except QueryError:
+            return {}
+
+    def query_cells(self, params: QueryParams) -> pd.DataFrame:
+        """The cells table as ``params`` groups it (diseases pooled under disease_groups)."""
+        return query_cells(self.atlas, params)
+
+    @cached_property
     def study_options(self) -> list[dict]:
         """[{"value": id, "label": "id · title (SIMULATED)"}] for the study filter."""
         return [{"value": s.id, "label": f"{s.id} · {s.title}" + (" (SIMULATED)" if s.simulated else "")} for s in self.atlas.studies]
 
-    def cell_types_matching(self, hint: str | None) -> list[str]:
-        if not hint:
+    def cell_types_for_term(self, term: str | None, fallback: str | None = None) -> list[str]:
+        """The cell-type filter's value for ontology term ``term`` (an id or label): [its label]
+        when the atlas has cells at or below it, else []. For atlases built before the vocabulary,
+        the cell types whose name contains ``fallback`` (case-insensitive)."""
+        if not term:
             return []
-        return [c for c in self.cell_types if hint.lower() in c.lower()]
+        choices = self.filter_choices("cell_types")
+        if self.has_vocabulary:
+            return [choices[term]] if term in choices else []
+        return [c for c in self.cell_types if fallback and fallback.lower() in c.lower()]
 
     @property
     def summary(self) -> dict:

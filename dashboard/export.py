@@ -246,10 +246,34 @@ def _query_sentences(atlas, result) -> list[str]:
         where.append(f"{data} studies only")
     kept = " in the studies kept" if len(result.excluded_studies) else ""
     out.append(f"The selection ({'; '.join(where) if where else 'all cells, no filter'}) held {result.n_selected:,} cells{kept}.")
+    out += _vocabulary_sentences(atlas, p)
     out.append(f"A cell counted as a hit by the rule '{p.rule.describe()}' (cut-off {result.threshold:.4g} here). For every sample "
                f"(study x sample x disease) with at least cell_min = {p.cell_min} selected cells the hit percentage was "
                f"computed; diseases with at least samp_min = {p.samp_min} such samples were ranked by the mean of their "
                "samples' hit percentages, and studies likewise with at least one sample.")
+    return out
+
+
+def _vocabulary_sentences(atlas, p) -> list[str]:
+    """Which labels the filters and the ranking used: the ontologies (with versions), the rule
+    for terms, and the disease groups with what each pooled."""
+    vocab = atlas.meta.get("vocabulary") or {}
+    if not atlas.vocabulary.terms:
+        return ["Cell types, diseases and tissues were the studies' own labels (this atlas records no ontology terms)."]
+    versions = vocab.get("versions") or {}
+
+    def named(key: str, name: str) -> str:
+        return f"{name} ({versions[key]})" if versions.get(key) else name
+
+    out = [f"Cell types, diseases and tissues were the studies' annotations harmonised to {named('CL', 'Cell Ontology')}, "
+           f"{named('MONDO', 'MONDO')} and {named('UBERON', 'UBERON')} terms (healthy donors: {named('PATO', 'PATO')} 'normal'); "
+           "a label that matched no term was kept as its own group, and a filter on a term included every descendant term. "
+           "Predicted cell types from label transfer were not used."]
+    if p.disease_groups:
+        mapping = atlas.disease_grouping(p.disease_groups)
+        pooled = [f"{g} ({_listing(sorted(d for d, grp in mapping.items() if grp == g)) or 'no disease'})" for g in p.disease_groups]
+        out.append("Diseases were ranked at parent terms, each disease under one counting as that term (the first that applies): "
+                   + "; ".join(pooled) + ".")
     return out
 
 
@@ -330,6 +354,8 @@ def _atlas_record(atlas) -> dict:
         "studies": [{"id": s.id, "title": s.title, "n_cells": s.n_cells, "simulated": s.simulated,
                      "measured_share": measured_share(s.meta), "warnings": study_warnings(s.meta)} for s in atlas.studies],
         "warnings": atlas_warnings(meta),
+        # which labels the atlas's cells carry: ontology versions and the label transfer's held-out accuracy
+        "vocabulary": {k: v for k, v in (meta.get("vocabulary") or {}).items() if k in ("versions", "label_transfer", "rule")},
     })
 
 

@@ -211,16 +211,40 @@ def disease_ranking_figure(samples: pd.DataFrame, ranking: pd.DataFrame, *, base
 
 # -- UMAP --------------------------------------------------------------------------------------
 
+_LEGEND_TITLES = {"cell_type": "cell type (annotated)", "cell_type_predicted": "cell type (predicted)"}
+
+
+def _label_lines(hover: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+    """Per cell, the hover lines that say which cell-type labels it carries: the study's own label
+    where the annotated term differs from it, and the predicted cell type with its confidence."""
+    out = np.full(rows.size, "", dtype=object)
+    if "cell_type_original" in hover.columns and "cell_type" in hover.columns:
+        own = np.asarray(hover["cell_type_original"])[rows].astype(str)
+        annotated = np.asarray(hover["cell_type"])[rows].astype(str)
+        out = np.where(own != annotated, "<br>study's label: " + pd.Series(own).to_numpy(dtype=object), out)
+    if "cell_type_predicted" in hover.columns:
+        predicted = pd.Series(np.asarray(hover["cell_type_predicted"])[rows].astype(str))
+        line = "<br>predicted: " + predicted.where(predicted != "", "none")
+        if "cell_type_prediction_confidence" in hover.columns:
+            conf = pd.Series(np.asarray(hover["cell_type_prediction_confidence"], dtype=float)[rows])
+            line = line + conf.map(lambda c: f" (confidence {c:.2f})" if np.isfinite(c) else "")
+        out = out + line.to_numpy(dtype=object)
+    return out
+
+
 def umap_figure(coords: np.ndarray, values: np.ndarray, hover: pd.DataFrame, selection: np.ndarray, *, color_by: str = "score",
                 max_points: int = 100_000, seed: int = 0, title: str = "") -> go.Figure:
     """WebGL (``scattergl``) UMAP; cells outside ``selection`` are one grey trace drawn first.
 
     ``color_by="score"``: selected cells in one trace coloured by ``values`` (viridis, highest on
-    top). Otherwise a categorical column of ``hover`` ("cell_type", "disease", "study"): one trace
-    per category of selected cells, the largest first; categories beyond the palette share a grey
-    "other" trace. Above ``max_points`` cells a seeded random subsample is drawn. Hover: study,
-    sample, cell type, disease, score and "SIMULATED" for simulated cells. ``layout.meta``:
-    {"shown": n, "total": N, "color_by": color_by, "simulated": any simulated cell shown}.
+    top). Otherwise a categorical column of ``hover`` ("cell_type", "cell_type_predicted",
+    "disease", "study"): one trace per category of selected cells, the largest first; categories
+    beyond the palette share a grey "other" trace. Above ``max_points`` cells a seeded random
+    subsample is drawn. Hover: study, sample, cell type (annotated), disease, score, "SIMULATED" for
+    simulated cells and, where ``hover`` has them, the study's own cell-type label
+    (``cell_type_original``, when it differs) and the predicted cell type with its confidence
+    (``cell_type_predicted``, ``cell_type_prediction_confidence``). ``layout.meta``: {"shown": n,
+    "total": N, "color_by": color_by, "simulated": any simulated cell shown}.
     """
     n = 0 if coords is None else len(coords)
     if n == 0:
@@ -242,12 +266,13 @@ def umap_figure(coords: np.ndarray, values: np.ndarray, hover: pd.DataFrame, sel
     def column(name: str) -> np.ndarray:
         return np.asarray(hover[name])[chosen].astype(str) if name in hover.columns else np.full(chosen.size, "")
 
-    custom = np.empty((chosen.size, 6), dtype=object)
+    custom = np.empty((chosen.size, 7), dtype=object)
     for j, name in enumerate(("study", "sample", "cell_type", "disease")):
         custom[:, j] = column(name)
     custom[:, 4] = values[chosen]
     custom[:, 5] = np.where(simulated, "<br><b>SIMULATED</b>", "")
-    template = ("<b>%{customdata[2]}</b> · %{customdata[3]}<br>study %{customdata[0]} · sample %{customdata[1]}<br>"
+    custom[:, 6] = _label_lines(hover, chosen)
+    template = ("<b>%{customdata[2]}</b> · %{customdata[3]}%{customdata[6]}<br>study %{customdata[0]} · sample %{customdata[1]}<br>"
                 "score %{customdata[4]:.3f}%{customdata[5]}<extra></extra>")
     if color_by == "score":
         # draw high scores last so they sit on top
@@ -278,7 +303,8 @@ def umap_figure(coords: np.ndarray, values: np.ndarray, hover: pd.DataFrame, sel
                            yanchor="bottom", showarrow=False, font=dict(size=13, color="#D55E00"),
                            bgcolor="rgba(255,255,255,0.7)")
     _base_layout(fig, title, 540, showlegend=color_by != "score",
-                 legend=dict(itemsizing="constant", title=dict(text=color_by.replace("_", " ")), y=1, yanchor="top"),
+                 legend=dict(itemsizing="constant", title=dict(text=_LEGEND_TITLES.get(color_by, color_by.replace("_", " "))), y=1,
+                             yanchor="top"),
                  xaxis=dict(visible=False), yaxis=dict(visible=False, scaleanchor="x"), margin=dict(l=10, r=10, t=50, b=10),
                  meta={"shown": int(idx.size), "total": int(n), "color_by": color_by, "simulated": bool(simulated.any())})
     return fig

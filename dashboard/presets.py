@@ -6,9 +6,34 @@ from dataclasses import dataclass
 
 from compute.reference import HALLMARK_ATTRIBUTION, hallmark_sets, immune_markers, ms1_signature
 
-__all__ = ["PRESETS", "QUICK_PRESETS", "Preset", "preset_options"]
+__all__ = ["MARKER_TERMS", "PRESETS", "QUICK_PRESETS", "Preset", "preset_options"]
 
 _MARKER_SOURCE = "Human immune cell markers (shared/reference, positive markers of every level)"
+
+# the Cell Ontology term of each marker set whose cell type has an unambiguous one (the term's
+# own label, or the name CELLxGENE datasets use for it); the others name none rather than a guess
+MARKER_TERMS = {
+    "T cell": ("CL:0000084", "T cell"),
+    "T regulatory cell": ("CL:0000815", "regulatory T cell"),
+    "T follicular helper cell": ("CL:0002038", "T follicular helper cell"),
+    "MAIT": ("CL:0000940", "mucosal-associated invariant T cell"),
+    "Gamma-delta T cell": ("CL:0000798", "gamma-delta T cell"),
+    "Natural killer cell": ("CL:0000623", "natural killer cell"),
+    "B cell": ("CL:0000236", "B cell"),
+    "Naive B cell": ("CL:0000788", "naive B cell"),
+    "Memory B cell": ("CL:0000787", "memory B cell"),
+    "Germinal Center B cell": ("CL:0000844", "germinal center B cell"),
+    "Plasma cell": ("CL:0000786", "plasma cell"),
+    "CD14+ Monocyte": ("CL:0001054", "CD14-positive monocyte"),
+    "CD16+ Monocyte": ("CL:0002396", "CD14-low, CD16-positive monocyte"),
+    "Plasmacytoid dendritic cell": ("CL:0000784", "plasmacytoid dendritic cell"),
+    "Hematopoietic stem cell": ("CL:0000037", "hematopoietic stem cell"),
+    "Platelet": ("CL:0000233", "platelet"),
+    "Neutrophil": ("CL:0000775", "neutrophil"),
+    "Basophil": ("CL:0000767", "basophil"),
+    "Macrophage": ("CL:0000235", "macrophage"),
+    "Mast cell": ("CL:0000097", "mast cell"),
+}
 
 
 @dataclass(frozen=True)
@@ -17,8 +42,15 @@ class Preset:
     label: str
     group: str  # "Signatures", "Hallmark gene sets" or "Immune cell-type markers"
     genes: tuple[str, ...]
-    cell_type_hint: str | None  # cell types whose name contains this (case-insensitive) are selected
+    # the Cell Ontology term (id) the preset selects in the cell-type filter, which includes its
+    # subtypes ("CL:0000576" monocyte: classical, non-classical, CD14-positive...); None: all cells
+    cell_type_term: str | None
     source: str
+    # the term (id, label) whose cells the markers identify; said in the source, never selected
+    # (a marker set is run over all cells to find where its cell type is)
+    marker_of: tuple[str, str] | None = None
+    # the cell-type words matched in atlases built before the vocabulary (no ontology terms)
+    cell_type_fallback: str | None = None
 
 
 def _slug(text: str) -> str:
@@ -26,15 +58,20 @@ def _slug(text: str) -> str:
 
 
 def _presets() -> dict[str, Preset]:
-    out = [Preset("ms1", "MS1 monocytes (sepsis)", "Signatures", ms1_signature(), "monocyte",
-                  "Reyes et al., Nat Med 2020: 99-gene MS1 signature, as queried by SIGnature (legacy names kept)")]
+    out = [Preset("ms1", "MS1 monocytes (sepsis)", "Signatures", ms1_signature(), "CL:0000576",
+                  "Reyes et al., Nat Med 2020: 99-gene MS1 signature, as queried by SIGnature (legacy names kept); "
+                  "selects the Cell Ontology term monocyte (CL:0000576) and its subtypes",
+                  cell_type_fallback="monocyte")]
     for name, genes in hallmark_sets().items():
         label = "Hallmark " + name.removeprefix("HALLMARK_").replace("_", " ")
         out.append(Preset(f"h-{_slug(name.removeprefix('HALLMARK_'))}", label, "Hallmark gene sets", genes, None,
                           f"{name}. {HALLMARK_ATTRIBUTION}"))
     for cell_type, genes in immune_markers().items():
         if genes:
-            out.append(Preset(f"m-{_slug(cell_type)}", f"{cell_type} markers", "Immune cell-type markers", genes, None, _MARKER_SOURCE))
+            term = MARKER_TERMS.get(cell_type)
+            source = _MARKER_SOURCE + (f"; markers of {term[1]} ({term[0]})" if term else "")
+            out.append(Preset(f"m-{_slug(cell_type)}", f"{cell_type} markers", "Immune cell-type markers", genes, None, source,
+                              marker_of=term))
     return {p.key: p for p in out}
 
 

@@ -22,6 +22,8 @@ DEFAULTS: dict = {
     "diseases": [],
     "tissues": [],
     "studies": [],
+    # disease terms to rank at: each disease under one of them counts as that term (QueryParams.disease_groups)
+    "disease_groups": [],
     "data": "all",
     "rule": "percentile",
     "cut": 90.0,
@@ -43,12 +45,13 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "group_by": ("disease", "cell_type", "study"),
     "heat": ("heatmap", "dotplot"),
     "order": ("cluster", "score"),
-    "color": ("score", "cell_type", "disease", "study"),
+    # cell_type: the studies' annotations harmonised to the Cell Ontology; cell_type_predicted: label transfer
+    "color": ("score", "cell_type", "cell_type_predicted", "disease", "study"),
 }
 
 # the results tabs, in display order; a tab is only ever added, so every shared link stays valid
 TABS = ("diseases", "studies", "cells", "genes", "modules")
-LIST_KEYS = ("cell_types", "diseases", "tissues", "studies")
+LIST_KEYS = ("cell_types", "diseases", "tissues", "studies", "disease_groups")
 # lists are joined with "|" because cell type and disease names contain commas and spaces
 LIST_SEP = "|"
 # (lowest, highest) whole numbers accepted
@@ -131,11 +134,13 @@ def _decode_list(key: str, raw: str, known: Collection[str] | None, messages: li
     items = list(dict.fromkeys(v for v in raw.split(LIST_SEP) if v))  # unique, in link order
     if known is None:
         return items
-    kept = [v for v in items if v in known]
+    kept = []
     for v in items:
         if v not in known:
             messages.append(f"{key}: '{_show(v)}' is not in this atlas; dropped")
-    return kept
+        else:  # a mapping names the form the control shows (a term id read as its label): same cells
+            kept.append(known[v] if isinstance(known, Mapping) else v)
+    return list(dict.fromkeys(kept))
 
 
 def _decode_value(key: str, raw: str, state: dict, known: Mapping[str, Collection[str]], messages: list[str]):
@@ -197,9 +202,11 @@ def decode_state(search: str, known: Mapping[str, Collection[str]] | None = None
     The state has every key of DEFAULTS; a setting missing from the link takes its default, and
     an invalid one (not a number, out of range, not a choice) takes its default with a message
     such as "cut=abc is not a number; using 90". Unknown settings are ignored with a message.
-    ``known`` optionally maps "cell_types", "diseases", "tissues", "studies", "preset" and "tab"
-    to the values that exist: other list items are dropped and other names replaced, each with
-    a message. decode_state(encode_state(s)) == s for every valid state s.
+    ``known`` optionally maps "cell_types", "diseases", "tissues", "studies", "disease_groups",
+    "preset" and "tab" to the values that exist: other list items are dropped and other names
+    replaced, each with a message. Where a list key's values are a mapping, each accepted value is
+    replaced by the one it maps to (an ontology term id by the term's label, as the filter shows it).
+    decode_state(encode_state(s)) == s for every valid state s.
     """
     known = known or {}
     messages: list[str] = []

@@ -5,6 +5,7 @@ Screenshots of the main views land in test-artifacts/ (not committed)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import urllib.request
@@ -120,6 +121,15 @@ def _plot(driver, graph_id: str, expr: str):
     return driver.execute_script(f"const p = document.querySelector('#{graph_id} .js-plotly-plot'); return p ? {expr} : null;")
 
 
+def _filter_pills(driver, control_id: str) -> list[str]:
+    """The values a MultiSelect shows as pills (their labels without the cell counts)."""
+    labels = driver.execute_script(
+        f"const i = document.getElementById('{control_id}');"
+        "const root = i && (i.closest('.mantine-MultiSelect-root') || i.closest('.mantine-InputWrapper-root'));"
+        "return root ? Array.from(root.querySelectorAll('.mantine-Pill-label')).map(p => p.textContent) : null;")
+    return [label.replace("\u00a0", " ").strip().rsplit(" (", 1)[0] for label in labels or []]
+
+
 def _planted(tiny_build) -> list[str]:
     ms1 = next(p for p in tiny_build[2]["programs"] if p["name"] == "MS1")
     return sorted(ms1["strength"], key=lambda d: -ms1["strength"][d])
@@ -139,6 +149,10 @@ def test_ms1_preset_with_background_progress(driver, server, tiny_build):
     ranking = _wait(driver, lambda d: (lambda r: r if len(r) >= 3 else False)(_ranking(d)), what="disease ranking")
     assert ranking[:3] == _planted(tiny_build)
     assert driver.find_element(By.ID, "progress-text").text in ("done", "answered from the cache")
+    # the preset picked one Cell Ontology term, shown with its cells, and the link names it
+    assert _filter_pills(driver, "cell-types") == ["monocyte"]
+    _wait(driver, lambda d: re.search(r"[?&]cell_types=monocyte(&|$)", d.find_element(By.ID, "share-link").get_attribute("value")),
+          what="term in the link")
     status = driver.find_element(By.ID, "status").text
     assert "null: 1,000 matched gene sets" in status
     # the ranking figure: one point per sample, the null band, p-values, simulated labelled
@@ -155,6 +169,23 @@ def test_ms1_preset_with_background_progress(driver, server, tiny_build):
     _shot(driver, "umap")
 
 
+def test_diseases_grouped_by_a_parent_term_from_a_link(driver, server, tiny_atlas):
+    from selenium.webdriver.common.by import By
+
+    pooled = tiny_atlas.disease_grouping(["infectious disease"])
+    driver.get(server + "/?preset=ms1&null=100&disease_groups=MONDO:0005550")  # the term's id reads as its label
+    ranking = _wait(driver, lambda d: (lambda r: r if len(r) >= 3 else False)(_ranking(d)), what="grouped ranking")
+    assert ranking[0] == "infectious disease" and not set(pooled) & set(ranking)
+    assert _filter_pills(driver, "disease-groups") == ["infectious disease"]
+    assert _filter_pills(driver, "cell-types") == ["monocyte"]
+    note = driver.find_element(By.ID, "disease-groups-note").text
+    assert note.startswith("Ranked as one: infectious disease: ") and all(d in note for d in pooled)
+    assert "diseases grouped by infectious disease" in _plot(driver, "disease-fig", "p.layout.title.text")
+    _wait(driver, lambda d: "disease_groups=infectious+disease" in d.find_element(By.ID, "share-link").get_attribute("value"),
+          what="the group in the link")
+    _shot(driver, "disease_groups")
+
+
 def test_umap_colour_switch(driver, server):
     from selenium.webdriver.common.by import By
 
@@ -162,6 +193,11 @@ def test_umap_colour_switch(driver, server):
     _wait(driver, lambda d: "cells shown" in d.find_element(By.ID, "umap-badge").text.lower(), what="UMAP badge")
     _segment(driver, "umap-color", "disease")
     _wait(driver, lambda d: "disease" in (_plot(d, "umap-fig", "p.layout.title.text") or ""), what="UMAP coloured by disease")
+    # the label transfer's prediction, said in the title, the legend and the note above the figure
+    _segment(driver, "umap-color", "cell_type_predicted")
+    _wait(driver, lambda d: "predicted by label transfer" in (_plot(d, "umap-fig", "p.layout.title.text") or ""), what="UMAP by prediction")
+    assert _plot(driver, "umap-fig", "p.layout.legend.title.text") == "cell type (predicted)"
+    assert "got their own term" in driver.find_element(By.ID, "umap-labels").text
 
 
 def test_two_quick_view_switches_both_apply(driver, server):

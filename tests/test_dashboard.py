@@ -75,7 +75,8 @@ def test_dashboard_never_imports_torch(tiny_build):
 def test_ms1_preset_answer(tiny_build):
     data = DashboardData(tiny_build[1])
     text, cell_types = apply_preset(data, "ms1")
-    assert "S100A8" in text and "classical monocyte" in cell_types
+    # one value, the Cell Ontology term: the filter expands it to every monocyte subtype
+    assert "S100A8" in text and cell_types == ["monocyte"]
     out = answer_query(data, _state(genes=text, cell_types=cell_types, null=200))
     fig = out["disease_fig"].to_dict()
     order = [c.split("<br>")[0] for c in fig["layout"]["xaxis"]["categoryarray"]]
@@ -503,3 +504,269 @@ def test_an_atlas_without_reports_or_panels_still_renders(old_atlas):
     assert "records no per-study gene panels" in export.methods_paragraph(data.atlas, out["result"])
     app = create_app(old_atlas)
     assert _find(app.layout, ids.STUDY_REPORTS) is not None
+
+
+# -- one vocabulary: ontology terms in the filters, disease groups, presets, label transfer ------
+def _options(choices) -> dict[str, str]:
+    """{value: label} of grouped select data."""
+    return {item["value"]: item["label"] for group in choices.options for item in group["items"]}
+
+
+def _depth(label: str) -> int:
+    return len(label) - len(label.lstrip("\u00a0"))
+
+
+def test_cell_type_filter_is_the_term_tree_with_cell_counts(tiny_build):
+    data = DashboardData(tiny_build[1])
+    cells = data.atlas.cells
+    n = cells["cell_type"].astype(str).value_counts()
+    choices = data.filter_choices("cell_types")
+    options = _options(choices)
+    # the parent term above classical and non-classical monocytes, with their summed cells
+    assert options["monocyte"].strip("\u00a0") == f"monocyte ({n['classical monocyte'] + n['non-classical monocyte']:,})"
+    assert options["classical monocyte"].strip("\u00a0") == f"classical monocyte ({n['classical monocyte']:,})"
+    assert _depth(options["classical monocyte"]) > _depth(options["monocyte"])  # a subtype sits under its parent
+    values = choices.option_values
+    assert values.index("monocyte") < values.index("classical monocyte") < values.index("non-classical monocyte")
+    # every label of the cells is an option; a label that matched no term is its own group, said so
+    assert set(n.index) <= set(options)
+    unmapped = sorted(set(cells.loc[cells["cell_type_ontology_term_id"].astype(str) == "", "cell_type"].astype(str)))
+    assert unmapped, "the tiny atlas's real study keeps an unmapped label (CD34+)"
+    last = choices.options[-1]
+    assert last["group"].startswith("No ontology term") and sorted(i["value"] for i in last["items"]) == unmapped
+    assert options[unmapped[0]] == f"{unmapped[0]} (no ontology term) ({n[unmapped[0]]:,})"
+    # the same for diseases (healthy donors: normal) and tissues; the layout shows these options
+    diseases = _options(data.filter_choices("diseases"))
+    assert {"normal", "infectious disease with sepsis", "infectious disease"} <= set(diseases)
+    layout = create_app(tiny_build[1]).layout
+    for id_, key in ((ids.CELL_TYPES, "cell_types"), (ids.DISEASES, "diseases"), (ids.TISSUES, "tissues")):
+        control = _find(layout, id_)
+        assert control.data == data.filter_choices(key).options and "a term includes its" in control.description
+
+
+def test_picking_monocyte_selects_every_monocyte_subtype(tiny_build):
+    from urllib.parse import quote
+
+    from dashboard.app import link_vocabulary
+
+    data = DashboardData(tiny_build[1])
+    cells = data.atlas.cells
+    text, _ = apply_preset(data, "ms1")
+    out = answer_query(data, _state(genes=text, cell_types=["monocyte"], min_coverage=0.0, null=0))
+    subtypes = {"classical monocyte", "non-classical monocyte"}
+    assert set(out["tables"]["umap"]["cell_type"].astype(str)) == subtypes
+    assert out["result"].n_selected == int(cells["cell_type"].astype(str).isin(subtypes).sum())
+    assert "monocyte · hit" in out["disease_fig"].to_dict()["layout"]["title"]["text"]
+    # in a link: the term's id, another case or an equivalent ancestor all mean the term, shown as it
+    known = link_vocabulary(data)
+    for raw in ("monocyte", "CL:0000576", "Monocyte", "myeloid leukocyte"):
+        if raw == "myeloid leukocyte" and raw not in known["cell_types"]:
+            continue  # the ancestor is not in this atlas's vocabulary
+        state, notes = decode_state(f"?cell_types={quote(raw)}", known)
+        assert state["cell_types"] == ["monocyte"] and not notes, raw
+        assert decode_state(encode_state(state), known) == (state, [])
+
+
+def test_old_links_with_study_labels_still_work(tiny_build):
+    data = DashboardData(tiny_build[1])
+    cells = data.atlas.cells
+    app = create_app(tiny_build[1])
+    restore = _callback(app, input_id=ids.URL)
+    values = restore("?genes=CD14&cell_types=CD14%2B+Monocyte|CL:0000576|Martian&diseases=healthy|sepsis", 0)
+    # a study's label that names its term alone becomes the term; one that shares it stays as written
+    assert ["CD14+ Monocyte", "monocyte"] in values and ["normal", "infectious disease with sepsis"] in values
+    assert "cell_types: 'Martian' is not in this atlas; dropped" in _text(values)
+    data_outputs = [v for v in values if isinstance(v, list) and v and isinstance(v[0], dict) and "group" in v[0]]
+    assert len(data_outputs) == 3  # the cell type, disease and tissue options
+    extra = data_outputs[0][-1]
+    assert extra["group"].startswith("From the link") and extra["items"] == [{"value": "CD14+ Monocyte", "label": "CD14+ Monocyte (study label)"}]
+    assert data_outputs[1] == data.filter_choices("diseases").options  # nothing extra to show
+    # the study's label selects exactly its cells, as before the vocabulary
+    text, _ = apply_preset(data, "ms1")
+    out = answer_query(data, _state(genes=text, cell_types=["CD14+ Monocyte"], min_coverage=0.0, null=0))
+    assert out["result"].n_selected == int((cells["cell_type_original"].astype(str) == "CD14+ Monocyte").sum()) > 0
+    healthy = answer_query(data, _state(genes=text, diseases=["healthy"], null=0))["result"]
+    normal = answer_query(data, _state(genes=text, diseases=["normal"], null=0))["result"]
+    assert healthy.n_selected == normal.n_selected > 0
+
+
+def test_disease_groups_from_the_link_to_the_ranking(tiny_build):
+    from dashboard import export
+    from dashboard.app import disease_groups_note, link_vocabulary
+
+    data = DashboardData(tiny_build[1])
+    known = link_vocabulary(data)
+    options = _options(data.disease_group_choices)
+    assert {"infectious disease", "autoimmune disease"} <= set(options) and "COVID-19" not in options  # parent terms only
+    # a term id and a label in a link; a disease that groups nothing is dropped with a note
+    state, notes = decode_state("?disease_groups=infectious+disease|MONDO:0007179|asthma", known)
+    assert state["disease_groups"] == ["infectious disease", "autoimmune disease"]
+    assert notes == ["disease_groups: 'asthma' is not in this atlas; dropped"]
+    assert encode_state(state) == "?disease_groups=infectious+disease|autoimmune+disease"
+    assert decode_state(encode_state(state), known) == (state, [])
+    text, cell_types = apply_preset(data, "ms1")
+    state |= {"genes": text, "cell_types": cell_types, "null": 0}
+    params = params_from_state(state)
+    assert params.disease_groups == ("infectious disease", "autoimmune disease")  # in the order chosen
+    pooled = data.disease_grouping(params.disease_groups)
+    members = {g: sorted(d for d, grp in pooled.items() if grp == g) for g in params.disease_groups}
+    assert all(len(m) >= 2 for m in members.values()) and "COVID-19" in members["infectious disease"]
+    out = answer_query(data, state)
+    ranking = out["tables"]["diseases"]
+    assert ranking["group"].iloc[0] == "infectious disease"  # it pools the planted sepsis and COVID-19
+    assert not set(pooled) & set(ranking["group"])  # no pooled disease is ranked on its own
+    plain = answer_query(data, state | {"disease_groups": []})["result"]
+    samples = plain.samples[plain.samples["disease"].astype(str).isin(members["infectious disease"])]
+    assert int(ranking.set_index("group").loc["infectious disease", "n_samples"]) == len(samples)
+    # every view says so: the title, the table, the cells CSV, the note under the control, the methods
+    assert "diseases grouped by infectious disease, autoimmune disease" in out["disease_fig"].to_dict()["layout"]["title"]["text"]
+    assert "disease (MONDO term or group)" in _text(out["disease_table"])
+    umap = out["tables"]["umap"]
+    assert (umap["disease_group"] == umap["disease"].astype(str).map(lambda d: pooled.get(d, d))).all()
+    note = disease_groups_note(data, params.disease_groups)
+    assert note.startswith("Ranked as one: infectious disease: ") and ", ".join(members["autoimmune disease"]) in note
+    methods = export.methods_paragraph(data.atlas, out["result"])
+    assert "ranked at parent terms" in methods and f"infectious disease ({', '.join(members['infectious disease'])})" in methods
+    # the control: in the layout, in the link, with the note's callback
+    app = create_app(tiny_build[1])
+    control = _find(app.layout, ids.DISEASE_GROUPS)
+    assert control.data == data.disease_group_choices.options and control.value == []
+    assert _callback(app, input_id=ids.DISEASE_GROUPS)(["infectious disease"]).startswith("Ranked as one: infectious disease: ")
+    values = _callback(app, input_id=ids.URL)("?genes=CD14&disease_groups=MONDO:0005550", 0)
+    assert ["infectious disease"] in values
+
+
+def test_ms1_preset_selects_the_monocyte_term(tiny_build):
+    from dashboard.presets import MARKER_TERMS
+
+    data = DashboardData(tiny_build[1])
+    assert PRESETS["ms1"].cell_type_term == "CL:0000576" and "monocyte (CL:0000576)" in PRESETS["ms1"].source
+    assert apply_preset(data, "ms1")[1] == ["monocyte"]
+    assert apply_preset(data, "h-interferon-alpha-response")[1] == []  # a gene set of no cell type selects none
+    # opening a link with the preset fills the filter with the one term
+    values = _callback(create_app(tiny_build[1]), input_id=ids.URL)("?preset=ms1", 0)
+    assert ["monocyte"] in values and values[-1] == 1
+    # marker sets name their term in the source (never selected: markers are run over all cells)
+    b_cell = PRESETS["m-b-cell"]
+    assert b_cell.marker_of == ("CL:0000236", "B cell") and "markers of B cell (CL:0000236)" in b_cell.source
+    assert apply_preset(data, "m-b-cell")[1] == []
+    assert all(p.marker_of is None for p in PRESETS.values() if p.group == "Immune cell-type markers"
+               and p.label.removesuffix(" markers") not in MARKER_TERMS)
+
+
+def test_marker_terms_are_the_cell_ontology_terms_they_name():
+    from compute.vocabulary import ontologies
+    from dashboard.presets import MARKER_TERMS
+
+    onto = ontologies()
+    for name, (term_id, label) in MARKER_TERMS.items():
+        term = onto.term(term_id)
+        assert term is not None and term.label == label and not term.deprecated, name
+
+
+def test_umap_says_which_cell_type_labels_it_shows(tiny_build):
+    import numpy as np
+
+    data = DashboardData(tiny_build[1])
+    cells = data.atlas.cells
+    text, cell_types = apply_preset(data, "ms1")
+    state = _state(genes=text, cell_types=cell_types, null=0, min_coverage=0.0)
+    out = answer_query(data, state | {"color": "cell_type_predicted"})
+    fig = out["umap_fig"].to_dict()
+    assert "cell type (predicted by label transfer" in fig["layout"]["title"]["text"] and "SIMULATED" in fig["layout"]["title"]["text"]
+    assert fig["layout"]["legend"]["title"]["text"] == "cell type (predicted)"
+    sel = out["result"].selection
+    shown = {t["name"] for t in fig["data"] if t["name"] != "not selected" and not t["name"].startswith("other (")}
+    assert shown and shown <= set(cells.loc[sel, "cell_type_predicted"].astype(str))
+    hovers = [c for t in fig["data"] if t.get("customdata") is not None for c in np.asarray(t["customdata"], dtype=object)]
+    assert hovers and all("predicted: " in c[6] and "(confidence " in c[6] for c in hovers)
+    acc = data.atlas.meta["vocabulary"]["label_transfer"]["accuracy"]
+    assert f"{100 * acc['exact']:.1f}% got their own term" in out["umap_labels"] and "never the prediction" in out["umap_labels"]
+    # the annotated labels: the study's own label in the hover where the term differs
+    out = answer_query(data, state | {"color": "cell_type"})
+    fig = out["umap_fig"].to_dict()
+    assert "cell type (annotated" in fig["layout"]["title"]["text"] and fig["layout"]["legend"]["title"]["text"] == "cell type (annotated)"
+    hovers = [c for t in fig["data"] if t.get("customdata") is not None for c in np.asarray(t["customdata"], dtype=object)]
+    assert any("study's label: CD14+ Monocyte" in c[6] for c in hovers)
+    assert "Filters and rankings use these labels" in out["umap_labels"]
+    table = out["tables"]["umap"]
+    assert {"cell_type_original", "cell_type_ontology_term_id", "cell_type_predicted", "cell_type_prediction_confidence"} <= set(table)
+    # the control offers both, and a link keeps the choice
+    control = _find(create_app(tiny_build[1]).layout, ids.UMAP_COLOR)
+    labels = {d["value"]: d["label"] for d in control.data}
+    assert labels["cell_type"] == "cell type (annotated)" and labels["cell_type_predicted"] == "cell type (predicted)"
+    assert decode_state("?color=cell_type_predicted")[0]["color"] == "cell_type_predicted"
+
+
+def test_study_reports_show_each_study_vocabulary_and_the_label_transfer(tiny_build):
+    from dashboard.app import study_reports_panel
+
+    data = DashboardData(tiny_build[1])
+    panel = study_reports_panel(data)
+    vocab = data.atlas.meta["vocabulary"]
+    note = _text(_find(panel, ids.VOCABULARY_NOTE))
+    assert "Cell Ontology" in note and "MONDO" in note and "UBERON" in note and f"CL {vocab['versions']['CL']}" in note
+    assert f"{100 * vocab['label_transfer']['accuracy']['exact']:.1f}% get their own term" in note
+    real = next(s for s in data.atlas.studies if not s.simulated)
+    table = _find(panel, f"{ids.STUDY_VOCABULARY_PREFIX}{real.id}")
+    text = _text(table)
+    report = real.meta["report"]["vocabulary"]
+    for m in report["cell_type"]["mapped"]:
+        assert m["label"] in text and m["term_label"] in text and m["term_id"] in text
+    assert "by the manifest's map" in text and "healthy -> normal (PATO)" in text
+    for m in report["cell_type"]["unmapped"]:
+        assert m["label"] in text and m["reason"] in text and "kept as its own group" in text
+    # the sentence that sums the table up is not repeated beside it; simulated studies stay labelled
+    assert "labels matched to Cell Ontology terms" not in _text(panel)
+    assert _text(panel).count("SIMULATED data: planted expression programs") == sum(s.simulated for s in data.atlas.studies)
+
+
+@pytest.fixture(scope="module")
+def pre_vocabulary_atlas(tiny_build, tmp_path_factory):
+    """The tiny atlas as a build before the vocabulary wrote it: no vocabulary, no term ids, no
+    original labels, no label transfer."""
+    import json
+
+    src = tiny_build[1]
+    dst = tmp_path_factory.mktemp("pre-vocabulary") / "atlas"
+    dst.mkdir()
+    for item in src.iterdir():
+        if item.name not in ("atlas.json", "studies", "vocabulary.json"):
+            (dst / item.name).symlink_to(item)
+    for study in (src / "studies").iterdir():
+        out = dst / "studies" / study.name
+        out.mkdir(parents=True)
+        for f in study.iterdir():
+            if f.name == "cells.parquet":
+                cells = pd.read_parquet(f)
+                drop = [c for c in cells if c.endswith(("_original", "_ontology_term_id")) or c.startswith("cell_type_predict")]
+                cells.drop(columns=drop).to_parquet(out / f.name)
+            else:
+                (out / f.name).symlink_to(f)
+    root = json.loads((src / "atlas.json").read_text())
+    root.pop("vocabulary", None)
+    for s in root["studies"]:
+        (s.get("report") or {}).pop("vocabulary", None)
+    (dst / "atlas.json").write_text(json.dumps(root))
+    return dst
+
+
+def test_an_atlas_without_a_vocabulary_uses_the_studies_labels(pre_vocabulary_atlas):
+    from dashboard.app import link_vocabulary, study_reports_panel
+
+    data = DashboardData(pre_vocabulary_atlas)
+    assert not data.has_vocabulary
+    choices = data.filter_choices("cell_types")
+    assert [g["group"] for g in choices.options] == ["Labels as the studies gave them (this atlas records no ontology terms)"]
+    assert choices.option_values == data.cell_types
+    # the MS1 preset falls back to the cell types named like its term
+    text, cell_types = apply_preset(data, "ms1")
+    assert cell_types == [c for c in data.cell_types if "monocyte" in c]
+    state, notes = decode_state("?cell_types=CL:0000576&disease_groups=infectious+disease", link_vocabulary(data))
+    assert state["cell_types"] == state["disease_groups"] == [] and len(notes) == 2
+    out = answer_query(data, _state(genes=text, cell_types=cell_types, null=0, color="cell_type_predicted"))
+    assert out["tables"]["diseases"]["group"].iloc[0] == "infectious disease with sepsis"
+    assert "no predicted cell types" in out["umap_fig"].to_dict()["layout"]["meta"]["empty"]
+    assert "records no ontology terms" in _text(_find(study_reports_panel(data), ids.VOCABULARY_NOTE))
+    app = create_app(pre_vocabulary_atlas)
+    assert _find(app.layout, ids.DISEASE_GROUPS).disabled is True

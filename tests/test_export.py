@@ -189,3 +189,18 @@ def test_snapshot_records_left_out_studies_and_panels(tiny_atlas, left_out_resul
     assert {"study", "requested", "measured", "coverage", "n_selected", "included", "reason"} <= set(table.columns)
     left = table.set_index("study").loc[list(excluded.index)]
     assert not left["included"].any() and (left["reason"].str.contains("below min_coverage")).all()
+
+
+def test_methods_and_snapshot_say_which_labels_were_used(tiny_atlas, tiny_result):
+    vocab = tiny_atlas.meta["vocabulary"]
+    text = methods_paragraph(tiny_atlas, tiny_result)
+    assert f"Cell Ontology ({vocab['versions']['CL']})" in text and f"MONDO ({vocab['versions']['MONDO']})" in text
+    assert "included every descendant term" in text and "Predicted cell types from label transfer were not used" in text
+    assert "ranked at parent terms" not in text  # no disease groups asked
+    grouped = run_query(tiny_atlas, dataclasses.replace(tiny_result.params, disease_groups=("infectious disease",), n_null=0))
+    pooled = sorted(tiny_atlas.disease_grouping(["infectious disease"]))
+    assert f"infectious disease ({', '.join(pooled)})" in methods_paragraph(tiny_atlas, grouped)
+    zf = zipfile.ZipFile(io.BytesIO(snapshot_zip(tiny_atlas, grouped, {})))
+    record = json.loads(zf.read("atlas.json"))["vocabulary"]
+    assert record["versions"] == vocab["versions"] and record["label_transfer"] == vocab["label_transfer"]
+    assert json.loads(zf.read("parameters.json"))["disease_groups"] == ["infectious disease"]

@@ -12,6 +12,7 @@ import math
 import os
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import fields
 from functools import cache
 from urllib.parse import parse_qsl, urlencode
@@ -407,6 +408,9 @@ _STATE_VALUES = st.one_of(
     st.builds(lambda c, n: c * n, st.sampled_from(["A", "A,", "|", "%", "9"]), st.integers(1000, 120_000)),
     st.sampled_from(["", "%", "%zz", "%ff", "%ED%A0%80", "%00", "%C3", "+", "&", "=", "%26", "%3D", "ms1%0A", "ms1\n",
                      "diseases\n", "%20value", "1e5", "10%0A"]),
+    # names an atlas's vocabulary reads in another form (a term id, a study's label) or not at all
+    st.lists(st.sampled_from(["CL:0000576", "monocyte", "Monocyte", "healthy", "normal", "sepsis", "CD14+ Monocyte"]),
+             max_size=4).map("|".join),
 )
 _PAIRS = st.lists(st.tuples(_STATE_KEYS, _STATE_VALUES), max_size=12)
 _QUERIES = st.builds(
@@ -420,9 +424,12 @@ _QUERIES = st.builds(
     ),
     st.sampled_from(["?", ""]),
 )
+# as dashboard.data.FilterChoices: each accepted value -> the form the control shows
+_TERMS = {"CL:0000576": "monocyte", "monocyte": "monocyte", "CD14+ Monocyte": "CD14+ Monocyte", "classical monocyte": "classical monocyte"}
 _KNOWN = st.one_of(st.none(), st.fixed_dictionaries({
-    "cell_types": st.lists(st.text(_CHARS, min_size=1, max_size=6), max_size=3),
-    "diseases": st.just(["sepsis", "healthy"]),
+    "cell_types": st.one_of(st.lists(st.text(_CHARS, min_size=1, max_size=6), max_size=3), st.just(_TERMS)),
+    "diseases": st.one_of(st.just(["sepsis", "healthy"]), st.just({"healthy": "normal", "normal": "normal", "sepsis": "sepsis"})),
+    "disease_groups": st.just({"MONDO:0005550": "infectious disease", "infectious disease": "infectious disease"}),
     "preset": st.just(["ms1"]),
     "tab": st.just(["diseases", "studies", "genes"]),
 }))
@@ -445,18 +452,25 @@ def _assert_valid_state(state: dict, known) -> None:
         assert all(isinstance(v, str) and v and "|" not in v for v in values)
         if known and key in known:
             assert set(values) <= set(known[key])
+            if isinstance(known[key], Mapping):  # shown in the canonical form, which maps to itself
+                assert all(known[key][v] == v for v in values)
     for key in ("preset", "tab"):
         assert state[key] == DEFAULTS[key] or _IDENTIFIER.fullmatch(state[key])
         if known and state[key] != DEFAULTS[key]:
             assert state[key] in known[key]
 
 
-def _taken_as_written(key: str, raw: str, value) -> bool:
-    """Whether ``value`` is what the link's text ``raw`` for ``key`` says, read plainly."""
+def _taken_as_written(key: str, raw: str, value, known=None) -> bool:
+    """Whether ``value`` is what the link's text ``raw`` for ``key`` says, read plainly (values
+    a mapping in ``known`` names in another form read in that form)."""
     if key == "genes":
         return value == normalise_genes(raw)
     if key in LIST_KEYS:
-        return value == list(dict.fromkeys(v for v in raw.split("|") if v))
+        items = list(dict.fromkeys(v for v in raw.split("|") if v))
+        names = (known or {}).get(key)
+        if isinstance(names, Mapping):
+            items = list(dict.fromkeys(names.get(v, v) for v in items))
+        return value == items
     if isinstance(DEFAULTS[key], int | float):
         return _same_number(raw, value)
     if key in ("preset", "tab") and raw == "":
@@ -479,7 +493,7 @@ def test_any_link_decodes_to_a_valid_state_with_reasons(search, known):
     for key, raw in given_.items():
         if key not in DEFAULTS:
             assert any(f"'{key[:37]}" in n for n in notes), f"unknown setting {key!r} ignored without a note"
-        elif not _taken_as_written(key, raw, state[key]):
+        elif not _taken_as_written(key, raw, state[key], known):
             assert any(key in n for n in notes), f"{key}={raw!r} became {state[key]!r} without a note"
     if "rule" in given_ and "cut" not in given_ and state["cut"] != DEFAULTS["cut"]:
         assert any("cut" in n for n in notes)
@@ -592,7 +606,9 @@ _ALLOWED = {
     "embedding": [f.name for f in fields(EmbeddingSpec)],
     "studies": ["id", "title", "source", "organism", "tissue", "disease", "columns", "simulated"],
     "source": ["kind", "path"],
-    "columns": ["cell_type", "sample", "donor"],
+    "columns": ["cell_type", "sample", "donor", "cell_type_map", "disease_map", "tissue_map"],
+    # a label map's keys are the study's labels: any text
+    "cell_type_map": ["CD14+ Monocyte", "CD34+", "a label of no term", ""],
     "tissue": ["column"],
     "disease": ["column"],
 }
@@ -702,8 +718,9 @@ def _signatures(genes: list[str]) -> st.SearchStrategy[str]:
 def test_answer_query_shows_errors_never_raises(dashboard_data, data):
     from dashboard.app import answer_query
 
-    vocab = {"cell_types": dashboard_data.cell_types, "diseases": dashboard_data.diseases,
-             "tissues": dashboard_data.tissues, "studies": [s.id for s in dashboard_data.atlas.studies]}
+    vocab = {"cell_types": dashboard_data.filter_choices("cell_types").option_values, "diseases": dashboard_data.diseases,
+             "tissues": dashboard_data.tissues, "studies": [s.id for s in dashboard_data.atlas.studies],
+             "disease_groups": dashboard_data.disease_group_choices.option_values}
     genes = list(dashboard_data.atlas.genes)
     pairs = [("genes", data.draw(st.one_of(gene_texts(genes[:60]), _signatures(genes)), label="genes"))]
     for key, names in vocab.items():

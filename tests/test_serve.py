@@ -94,6 +94,46 @@ def test_api_ranks_the_planted_disease_first_with_counts(served, atlas_info, tin
     assert status == 200 and again["cached"] is True and again["diseases"] == answer["diseases"]
 
 
+def test_api_filters_by_ontology_term_and_groups_diseases(served, atlas_info, tiny_build, tiny_atlas):
+    cells = tiny_atlas.cells
+    subtypes = ["classical monocyte", "non-classical monocyte"]
+    # the atlas description: the term tree with the cells at or below each term, and the disease groups
+    tree = atlas_info["hierarchy"]["cell_type"]
+
+    def nodes(ns):
+        for n in ns:
+            yield n
+            yield from nodes(n["children"])
+
+    mono = next(n for n in nodes(tree["tree"]) if n["label"] == "monocyte")
+    assert mono["id"] == "CL:0000576" and mono["n_cells"] == int(cells["cell_type"].astype(str).isin(subtypes).sum())
+    assert {c["label"] for c in mono["children"]} == set(subtypes)
+    assert {"infectious disease", "autoimmune disease"} <= set(atlas_info["disease_groups"])
+    assert atlas_info["vocabulary"]["versions"]["CL"] and "disease_groups" in atlas_info["parameters"]
+    assert atlas_info["vocabulary"]["label_transfer"]["accuracy"]["n_evaluated"] > 0
+    # "monocyte", its id and the two subtypes select the same cells and give the same answer
+    genes = ",".join(ms1_signature())
+    answers = []
+    for cell_types in ("monocyte", "CL:0000576", "|".join(subtypes)):
+        status, _, text = _call(f"{served}/api/v1/query?" + urllib.parse.urlencode({"genes": genes, "cell_types": cell_types, "min_coverage": 0}))
+        assert status == 200, text
+        answers.append(json.loads(text))
+    assert answers[0]["n_selected"] == answers[1]["n_selected"] == answers[2]["n_selected"] == mono["n_cells"]
+    assert answers[0]["diseases"] == answers[1]["diseases"] == answers[2]["diseases"]
+    assert answers[1]["cached"] is True  # the id is read as the term: the same query
+    assert "harmonised to Cell Ontology" in answers[0]["labels"]
+    # diseases ranked at parent terms, in the order given; the answer says what each pooled
+    body = {"genes": genes, "cell_types": ["monocyte"], "disease_groups": ["MONDO:0005550", "autoimmune disease"]}
+    status, _, text = _call(served + "/api/v1/query", body=body)
+    assert status == 200, text
+    answer = json.loads(text)
+    assert answer["disease_groups"]["groups"] == ["infectious disease", "autoimmune disease"]
+    pooled = answer["disease_groups"]["pooled"]
+    assert pooled == tiny_atlas.disease_grouping(["infectious disease", "autoimmune disease"]) and "COVID-19" in pooled
+    ranked = [d["group"] for d in answer["diseases"]]
+    assert ranked[0] == "infectious disease" and not set(pooled) & set(ranked)
+
+
 def test_api_reports_each_study_coverage_and_who_was_left_out(served, atlas_info, tiny_atlas):
     genes = [g for g in ms1_signature() if g in set(tiny_atlas.genes)]
     coverage = tiny_atlas.study_coverage(genes)["coverage"].sort_values()
@@ -144,6 +184,10 @@ def test_api_reports_every_gene_decision(served):
     ({"genes": "CD14", "null": 2.5}, "whole number"),
     ({"genes": "CD14", "cell_types": ["no such cell"]}, "unknown cell type 'no such cell'"),
     ({"genes": "CD14", "cell_types": 7}, "cell_types must be"),
+    ({"genes": "CD14", "cell_types": "T cells"}, "unknown cell type 'T cells' (an ontology term label or id"),
+    ({"genes": "CD14", "disease_groups": ["sepsis"]}, "unknown disease group 'sepsis': name a parent term"),
+    ({"genes": "CD14", "disease_groups": "infectious disease|MONDO:9999999"}, "unknown disease group 'MONDO:9999999'"),
+    ({"genes": "CD14", "disease_groups": 3}, "disease_groups must be"),
     ({"genes": "CD14", "cut": "nan"}, "finite"),
     ({"genes": "CD14", "cut": 150}, "cut must be within 0-100"),
     ({"genes": "CD14", "rule": "magic"}, "rule must be one of"),

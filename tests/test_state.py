@@ -29,7 +29,7 @@ def valid_states(draw):
         # whatever was pasted (newlines, comments, any text), in the one-line form the link keeps
         "genes": draw(st.text(_CHARS, max_size=60).map(normalise_genes)),
         "preset": draw(st.one_of(st.just(""), _IDENT)),
-        **{k: draw(st.lists(_NAME, max_size=4, unique=True)) for k in ("cell_types", "diseases", "tissues", "studies")},
+        **{k: draw(st.lists(_NAME, max_size=4, unique=True)) for k in ("cell_types", "diseases", "tissues", "studies", "disease_groups")},
         **{k: draw(st.sampled_from(v)) for k, v in CHOICES.items() if k != "rule"},
         "rule": rule,
         "cut": draw(cut),
@@ -137,3 +137,24 @@ def test_min_coverage_is_a_share_checked_against_0_to_1():
                      ("50%", "is not a number")):
         state, msgs = decode_state(f"?min_coverage={bad}")
         assert state["min_coverage"] == 0.5 and msgs == [f"min_coverage={bad} {why}; using 0.5"]
+
+
+def test_disease_groups_keep_their_order_in_the_link():
+    state = DEFAULTS | {"disease_groups": ["infectious disease", "autoimmune disease"]}
+    search = encode_state(state)
+    assert search == "?disease_groups=infectious+disease|autoimmune+disease"
+    assert decode_state(search) == (state, [])
+    assert decode_state("?disease_groups=b|a|b")[0]["disease_groups"] == ["b", "a"]  # unique, in link order
+
+
+def test_known_values_as_a_mapping_are_shown_in_their_canonical_form():
+    """An ontology term id or a study's label that names one term alone reads as the term's label
+    (the filter shows it; it selects the same cells); the link written back is canonical."""
+    known = {"cell_types": {"CL:0000576": "monocyte", "monocyte": "monocyte", "classical monocyte": "classical monocyte",
+                            "CD14+ Monocyte": "CD14+ Monocyte"},
+             "diseases": {"healthy": "normal", "normal": "normal"}}
+    state, msgs = decode_state("?cell_types=CL:0000576|monocyte|CD14%2B+Monocyte|Martian&diseases=healthy", known)
+    assert state["cell_types"] == ["monocyte", "CD14+ Monocyte"] and state["diseases"] == ["normal"]
+    assert msgs == ["cell_types: 'Martian' is not in this atlas; dropped"]
+    assert decode_state(encode_state(state), known) == (state, [])
+    assert encode_state(state) == "?cell_types=monocyte|CD14%2B+Monocyte&diseases=normal"
