@@ -17,7 +17,9 @@ def _top_gene_means(atlas, result, by: str, max_genes: int):
     large group does not decide the rows alone."""
     genes = list(result.resolution.matched)
     values = atlas.gene_values(genes)
-    labels = atlas.cells[by].to_numpy().astype(str)
+    from compute.query._run import query_cells  # the cells as the query grouped them (disease groups)
+
+    labels = query_cells(atlas, result.params)[by].to_numpy().astype(str)
     mean = group_gene_means(values, genes, labels, np.asarray(result.selection, dtype=bool))
     keep = mean.mean(axis=1, skipna=True).fillna(0).sort_values(ascending=False, kind="stable").index[:max_genes]
     return values, genes, labels, mean.loc[keep]
