@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from compute.errors import QueryError
+from compute.query._run import query_cells
 from compute.query._stats import group_gene_means
 
 __all__ = ["gene_by_group", "gene_group_summary"]
@@ -17,8 +18,7 @@ def _top_gene_means(atlas, result, by: str, max_genes: int):
     large group does not decide the rows alone."""
     genes = list(result.resolution.matched)
     values = atlas.gene_values(genes)
-    from compute.query._run import query_cells  # the cells as the query grouped them (disease groups)
-
+    # the cells as the query grouped them (disease groups)
     labels = query_cells(atlas, result.params)[by].to_numpy().astype(str)
     mean = group_gene_means(values, genes, labels, np.asarray(result.selection, dtype=bool))
     keep = mean.mean(axis=1, skipna=True).fillna(0).sort_values(ascending=False, kind="stable").index[:max_genes]
