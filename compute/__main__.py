@@ -145,7 +145,7 @@ def _cmd_validate(args) -> int:
 
 def _cmd_modules(args) -> int:
     from compute.atlas import Atlas
-    from compute.modules import gene_modules, signature_modules
+    from compute.genemodules import gene_modules, signature_modules
     from compute.query import parse_gene_list
 
     atlas = Atlas.open(args.atlas)

@@ -29,7 +29,7 @@ from compute.atlas import (
     vocabulary_lines,
 )
 from compute.errors import QueryError
-from compute.modules import GeneModules, gene_modules, signature_modules
+from compute.genemodules import GeneModules, gene_modules, signature_modules
 from compute.query import HitRule, QueryParams, parse_gene_list
 from compute.reference import assets_dir
 from dashboard import api, export, figures, ids

@@ -192,7 +192,7 @@ def modules_app(tiny_build):
 
 
 def test_modules_tab_places_a_planted_program(modules_app):
-    from compute.modules import gene_modules
+    from compute.genemodules import gene_modules
 
     app, data, genes, key = modules_app
     render = _callback(app, output=f"{ids.MODULES_SUMMARY}.children")
@@ -254,7 +254,7 @@ def test_add_the_top_10_and_use_a_module(modules_app):
     use = _callback(app, input_id=ids.USE_MODULE)
     replaced, request = use(1, module, store, 7)
     assert [g for g, _ in parse_gene_list(replaced)] == info["genes"] and request == 8
-    from compute.modules import gene_modules
+    from compute.genemodules import gene_modules
 
     assert sorted(info["genes"]) == sorted(gene_modules(data.atlas).module_genes(int(module)))
     with pytest.raises(dash.exceptions.PreventUpdate):
@@ -264,7 +264,7 @@ def test_add_the_top_10_and_use_a_module(modules_app):
 def test_modules_heatmap_csv_is_the_drawn_matrix(modules_app):
     import numpy as np
 
-    from compute.modules import gene_modules
+    from compute.genemodules import gene_modules
 
     app, data, genes, key = modules_app
     result = data.stored_result(key)
@@ -286,7 +286,7 @@ def test_append_genes_keeps_the_text_and_skips_repeats():
 
 
 def test_modules_tab_without_modules_a_query_or_success(modules_app, monkeypatch):
-    from compute.modules import gene_modules
+    from compute.genemodules import gene_modules
 
     app, data, genes, key = modules_app
     # an atlas with too few genes for modules: an empty table, said in words

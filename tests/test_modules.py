@@ -1,4 +1,4 @@
-"""Gene modules from co-attribution (compute.modules) on the tiny SIMULATED atlas and on
+"""Gene modules from co-attribution (compute.genemodules) on the tiny SIMULATED atlas and on
 correlation matrices whose structure is known."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compute.modules import coherence_null, gene_modules, signature_modules
+from compute.genemodules import coherence_null, gene_modules, signature_modules
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def test_tiny_module_sets_give_nan_not_false_significance():
     and not p = 1/1001."""
     import pandas as pd
 
-    from compute.modules import GeneModules
+    from compute.genemodules import GeneModules
 
     R = np.array([[1, 0.5, 0.4], [0.5, 1, 0.3], [0.4, 0.3, 1]], dtype=np.float32)
     empty = pd.DataFrame(columns=["module", "name", "size", "coherence", "null_mean", "null_sd", "z", "p_value", "hub_genes", "genes"])

@@ -226,7 +226,7 @@ def evaluate_modules(atlas, truth: dict, *, n_missing: int = 10, seed: int = 0) 
     hold-out: give half of the program's genes as the signature and count how many of the top
     ``n_missing`` co-attributing missing genes are the held-out half (chance: the held-out
     share of the candidate genes)."""
-    from compute.modules import gene_modules, signature_modules
+    from compute.genemodules import gene_modules, signature_modules
 
     out = []
     rng = np.random.default_rng(seed)
