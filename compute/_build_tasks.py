@@ -11,14 +11,13 @@ from __future__ import annotations
 import functools
 import json
 import pickle
-import resource
-import sys
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
 from compute.files import atomic_write, file_record
+from compute.process import peak_rss
 
 __all__ = ["aligned_study", "cells_task", "ingest_task", "umap_fit_task", "umap_study_task", "write_study_task"]
 
@@ -32,21 +31,6 @@ def _peak() -> dict:
     except (ImportError, ValueError):
         worker = "in-process"
     return {"worker": worker, "peak_rss": peak_rss()}
-
-
-def peak_rss() -> int:
-    """This process's peak resident memory (bytes). On Linux the high-water mark of its own
-    address space (VmHWM): ru_maxrss survives exec, so a spawned worker would report its
-    parent's peak."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
 def _threads(n: int | None) -> None:

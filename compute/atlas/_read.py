@@ -23,7 +23,7 @@ from compute.atlas._vocab import (
     read_vocabulary,
 )
 from compute.errors import AtlasFormatError, QueryError
-from compute.query._genes import GeneResolution, resolve_genes
+from compute.query import GeneResolution, resolve_genes
 
 __all__ = ["FILTER_COLUMNS", "Atlas", "SignatureWarning", "StudyInfo"]
 

@@ -41,7 +41,7 @@ def _mb(n: float) -> str:
 
 
 def _self_peak() -> int:
-    from compute._build_tasks import peak_rss
+    from compute.process import peak_rss
 
     return peak_rss()
 
