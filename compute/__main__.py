@@ -320,6 +320,14 @@ def main(argv: list[str] | None = None) -> int:
     except SigAtlasError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        from compute.files import storage_error
+
+        err = storage_error(exc.filename or "a file", exc)
+        if err is exc:
+            raise
+        print(f"error: {err}", file=sys.stderr)  # disk full, read-only, no permission: one line, no traceback
+        return 2
 
 
 if __name__ == "__main__":

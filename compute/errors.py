@@ -21,5 +21,10 @@ class AtlasFormatError(SigAtlasError, OSError):
     """An atlas on disk is missing, incomplete, or of a format version this code cannot read."""
 
 
+class StorageError(SigAtlasError, OSError):
+    """A file could not be written (disk full, read-only file system, no permission): names the
+    path and what is needed."""
+
+
 class QueryError(SigAtlasError, ValueError):
     """A query cannot be answered (no gene matched, empty selection, bad parameter)."""

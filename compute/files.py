@@ -4,6 +4,7 @@ when the write fails), and the one checksum."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -13,21 +14,46 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_write", "copy_tree_atomic", "file_record", "file_sha256", "save_npy_atomic", "write_json_atomic",
+from compute.errors import StorageError
+
+__all__ = ["storage_error", "atomic_write", "copy_tree_atomic", "file_record", "file_sha256", "save_npy_atomic", "write_json_atomic",
            "write_text_atomic"]
+
+
+_NEEDS = {
+    errno.ENOSPC: "no space left on the device: free some space (or write elsewhere) and re-run; finished work is kept",
+    errno.EDQUOT: "the disk quota is exhausted: free some space (or write elsewhere) and re-run; finished work is kept",
+    errno.EROFS: "the file system is read-only: write the atlas (atlas.out / --out) to a writable folder",
+    errno.EACCES: "no permission to write there: fix the folder's permissions or write elsewhere",
+    errno.EPERM: "no permission to write there: fix the folder's permissions or write elsewhere",
+}
+
+
+def storage_error(path: str | Path, exc: OSError) -> OSError:
+    """``exc`` as a one-line StorageError naming ``path`` and what is needed, when it is a
+    disk-full, read-only or permission error; ``exc`` itself otherwise."""
+    need = _NEEDS.get(exc.errno)
+    if need is None or isinstance(exc, StorageError):
+        return exc
+    return StorageError(f"cannot write {path}: {need}")
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     """``write(tmp)`` to a temporary name beside ``path`` (same suffix, so writers that add
     one, like np.save, keep it), then rename into place; the temporary file never outlives
-    the call."""
+    the call. Disk-full, read-only and permission errors raise StorageError naming the path."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise storage_error(path, exc) from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # a read-only file system cannot have the file either
+            pass
 
 
 def write_json_atomic(path: str | Path, obj) -> None:
@@ -55,6 +81,11 @@ def copy_tree_atomic(src: str | Path, dst: str | Path) -> None:
         if dst.exists():
             os.replace(dst, old)
         os.replace(tmp, dst)
+    except shutil.Error as exc:  # copytree gathers the per-file errors
+        first = next((e for e in exc.args[0] if isinstance(e, tuple) and len(e) == 3), None) if exc.args else None
+        raise StorageError(f"cannot copy {src} to {dst}: {first[2] if first else exc}") from exc
+    except OSError as exc:
+        raise storage_error(dst, exc) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,55 @@
+"""Disk full, read-only and permission errors (issue 16): one line naming the path and what is
+needed, no traceback, no temporary file left behind."""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from compute.errors import StorageError
+from compute.files import atomic_write, save_npy_atomic, storage_error
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path):
+    target = tmp_path / "x.npy"
+
+    def half_then_full(tmp: Path):
+        tmp.write_bytes(b"partial")  # the device fills up halfway through
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+
+    with pytest.raises(StorageError, match=r"cannot write .*x\.npy: no space left on the device"):
+        atomic_write(target, half_then_full)
+    assert list(tmp_path.iterdir()) == []  # neither the target nor the temporary file
+    save_npy_atomic(target, np.arange(3))  # a retry succeeds
+    assert np.load(target).tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize(("code", "words"), [(errno.EROFS, "read-only"), (errno.EACCES, "no permission"),
+                                             (errno.EDQUOT, "quota")])
+def test_storage_errors_say_what_is_needed(code, words):
+    err = storage_error("/data/atlas/genes.tsv", OSError(code, "x"))
+    assert isinstance(err, StorageError) and "/data/atlas/genes.tsv" in str(err) and words in str(err)
+    other = OSError(errno.ENOENT, "missing")
+    assert storage_error("p", other) is other  # not a storage problem: left as it is
+
+
+def test_a_build_into_a_folder_it_cannot_write_prints_one_line(tmp_path):
+    doc = {"version": 1, "atlas": {"name": "x", "out": "/sys/sigatlas-test/atlas"},
+           "studies": [{"id": "S1", "source": {"kind": "scanpy-pbmc68k"}, "disease": "healthy", "tissue": "blood",
+                        "columns": {"cell_type": "bulk_labels"}}]}
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump(doc))
+    proc = subprocess.run([sys.executable, "-m", "compute", "build", str(manifest), "--quiet"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "cannot write" in lines[0] and "/sys/sigatlas-test" in lines[0] and "permission" in lines[0]
