@@ -110,8 +110,8 @@ def dask_client(scheduler: str | None = None, workers: int | None = None, verbos
 
     if scheduler in (None, "local"):
         n = workers or max(1, min(os.cpu_count() or 1, 4))
-        # no status page: Dask's would listen on every interface, without authentication
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+        # the status page on loopback only: on ":0" it listened on every interface, without authentication
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
                           silence_logs=logging.ERROR if verbose else logging.CRITICAL) as cluster, Client(cluster) as client:
             yield client
     else:

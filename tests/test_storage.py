@@ -53,3 +53,14 @@ def test_a_build_into_a_folder_it_cannot_write_prints_one_line(tmp_path):
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "cannot write" in lines[0] and "/sys/sigatlas-test" in lines[0] and "permission" in lines[0]
+
+
+def test_the_builds_dask_status_page_listens_on_loopback_only():
+    import psutil
+
+    from compute.build import dask_client
+
+    with dask_client(None, 1) as client:
+        port = client.scheduler_info()["services"]["dashboard"]
+        listening = [c.laddr.ip for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port and c.status == "LISTEN"]
+    assert listening and set(listening) <= {"127.0.0.1"}, listening
