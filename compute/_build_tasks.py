@@ -184,11 +184,9 @@ def _study_files(study_dir: Path) -> list[Path]:
 
 
 def write_study_task(root: str, meta: dict, organism: str, ingest_file: str, gene_order: list[str], min_overlap: int,
-                     attr_file: str, embed_file: str, umap_file: str | None, key: str, rewrite: bool, share: float = 1.0,
-                     predicted: dict | None = None) -> dict:
+                     attr_file: str, embed_file: str, umap_file: str | None, key: str, rewrite: bool, share: float = 1.0) -> dict:
     """Write studies/<id>/ (every file atomically) and return its atlas.json entry and the
-    checksums of its files. ``predicted``: the label transfer's columns for the cells table
-    (cell_type_predicted, cell_type_predicted_ontology_term_id, cell_type_prediction_confidence). Skipped when the study's marker records the same ``key`` (its
+    checksums of its files. Skipped when the study's marker records the same ``key`` (its
     inputs and settings) and every recorded file is present with its recorded size."""
     from compute.atlas import StudyArrays, write_study
 
@@ -207,8 +205,6 @@ def write_study_task(root: str, meta: dict, organism: str, ingest_file: str, gen
     a, X, ov = aligned_study(ingest_file, gene_order, min_overlap, meta["id"], share)
     cells = a.obs.reset_index(drop=True).copy()
     cells["organism"] = organism
-    for name, values in (predicted or {}).items():
-        cells[name] = values
     pos = {g: i for i, g in enumerate(gene_order)}
     measured = np.array(sorted(pos[g] for g in map(str, a.var_names) if g in pos), dtype=np.int32)
     entry = write_study(Path(root), StudyArrays(

@@ -42,8 +42,8 @@ log_exc = logging.getLogger("sigatlas.build")
 PIPELINE_VERSION = "3"  # 2: values kinds, symbol harmonisation, species, ingest report; 3: ontology terms
 # What the final write puts in the atlas; bumping it rewrites existing atlases from the cached
 # stages (2: the expression store was added).
-ATLAS_CONTENT_VERSION = "5"  # 3: file checksums in the root; 4: measured genes, gene means, ingest report;
-# 5: vocabulary.json and the label transfer's columns
+ATLAS_CONTENT_VERSION = "6"  # 3: file checksums in the root; 4: measured genes, gene means, ingest report;
+# 5: vocabulary.json and the label transfer; 6: predictions in one atlas-level file
 
 
 def _sha(*parts) -> str:
@@ -188,7 +188,7 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
     per-task peak memory of each worker and the stage timings (for the build benchmark).
     """
     from compute import _build_tasks as tasks
-    from compute.atlas import begin_atlas, write_root
+    from compute.atlas import begin_atlas, publish_version, stage_version, write_root
     from compute.attribution import describe_path
     from compute.files import copy_tree_atomic
     from compute.model import load_encoder, save_encoder, seed_everything
@@ -347,15 +347,22 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
         # 6. write: studies (tasks), then the model and genes, the root last -----------------------------
         t0 = time.perf_counter()
         log(f"[6/6] writing atlas to {out}")
-        root = begin_atlas(out, gene_order)
+        # a new version beside the one being served, switched to in one step at the end; a
+        # rerun after a crash resumes the same version (its name is the build key)
+        versioned = os.name != "nt"  # symbolic links need privileges on Windows: write in place there
+        if versioned:
+            name = build_key[:16] if not (force or rewrite) else f"{build_key[:16]}.{time.strftime('%Y%m%dT%H%M%S')}"
+            root = begin_atlas(stage_version(out, name), gene_order)
+        else:
+            root = begin_atlas(out, gene_order)
         model_out = root / "model"
         if Path(model_dir).resolve() != model_out.resolve():
             copy_tree_atomic(Path(model_dir), model_out)
         written = _run(client, tasks.write_study_task, [
             (str(root), {"id": s.id, "title": s.title, "simulated": s.simulated, "organism": s.organism, "source": s.source.kind},
              s.organism, ingest_files[s.id], gene_order, min_overlap, attr_files[s.id], embed_files[s.id], umap_files[s.id],
-             _sha(ATLAS_CONTENT_VERSION, FORMAT_VERSION, _study_dict(s), attr_files[s.id], embed_files[s.id], umap_files[s.id], shares[s.id],
-                  transfer_key), rewrite or force, shares[s.id], predicted[s.id]) for s in manifest.studies], desc="write", quiet=quiet, names=[s.id for s in manifest.studies])
+             _sha(ATLAS_CONTENT_VERSION, FORMAT_VERSION, _study_dict(s), attr_files[s.id], embed_files[s.id], umap_files[s.id], shares[s.id]),
+             rewrite or force, shares[s.id]) for s in manifest.studies], desc="write", quiet=quiet, names=[s.id for s in manifest.studies])
         peaks += [dict(r, stage="write") for r in written if not r["skipped"]]
 
     entries = [w["entry"] for w in written]
@@ -365,19 +372,20 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
             build_warnings.append(f"study '{e['id']}' measured {e['panel']['n_genes_measured']:,} of {len(gene_order):,} genes, "
                                   f"estimated to carry {100 * e['panel']['attr_share']:.0f}% of a cell's attribution: its values are "
                                   "rescaled by that share (method.md section 6), an atlas-wide estimate")
-    from compute.atlas import write_vocabulary
+    from compute.atlas import write_predictions, write_vocabulary
     from compute.vocabulary import ontologies, term_closure
 
-    all_terms = set().union(*(r["terms"] for r in ingested)) | {t for p in predicted.values()
-                                                                for t in p["cell_type_predicted_ontology_term_id"] if t}
+    all_terms = set().union(*(r["terms"] for r in ingested)) | {t for t in predicted["term_id"] if t}
     vocab_file = write_vocabulary(root, term_closure(all_terms), ontologies().versions)
-    vocabulary = {"file": vocab_file, "versions": ontologies().versions, "label_transfer": transfer_summary,
+    predictions_file = write_predictions(root, predicted)
+    vocabulary = {"file": vocab_file, "predictions": predictions_file, "versions": ontologies().versions,
+                  "label_transfer": transfer_summary,
                   "rule": "cell_type, disease and tissue hold the ontology term's label (the study's own label when no term "
                           "matched, kept as its own group); *_original the study's label; *_ontology_term_id the term; a filter "
                           "on a term selects its descendants; cell_type_predicted is the label transfer's term (never used by "
                           "filters or groupings)"}
     files = {f"studies/{e['id']}/{name}": rec for w, e in zip(written, entries, strict=True) for name, rec in w["files"].items()}
-    files |= {k: v for k, v in _checksums(root, ["genes.tsv", vocab_file,
+    files |= {k: v for k, v in _checksums(root, ["genes.tsv", vocab_file, predictions_file,
                                                  *(f"model/{p.name}" for p in sorted(model_out.iterdir()) if p.is_file())]).items()}
     method = {
         "attribution": {"method": spec_a.method, "n_steps": spec_a.n_steps, "baseline": "zeros",
@@ -407,6 +415,8 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
                "scheduler": scheduler or "local"},
         method=method, files=files, report={"warnings": build_warnings}, vocabulary=vocabulary,
     )
+    if versioned:
+        publish_version(out, root)
     log.stage("write", t0)
     if stats is not None:
         stats.update({"timings_s": dict(log.timings), "tasks": peaks, "n_cells": total_cells, "n_studies": len(manifest.studies),
@@ -470,12 +480,14 @@ def atlas_warnings(ingested: list[dict]) -> list[str]:
 
 
 def _label_transfer(manifest: Manifest, ingested: list[dict], embed_files: dict[str, str], cache: Path, seed: int,
-                    force: bool) -> tuple[dict[str, dict], dict]:
-    """Predicted cell-type terms for every cell (compute.vocabulary.transfer_labels on the
-    embeddings), as cells-table columns per study, and the summary with the held-out accuracy.
-    Kept in ``cache`` (keyed by the embeddings and labels)."""
+                    force: bool) -> tuple[dict[str, np.ndarray], dict]:
+    """Predicted cell-type terms for every cell of the atlas, in atlas order (``term_id``,
+    ``confidence``; compute.vocabulary.transfer_labels on the embeddings), and the summary
+    with the held-out accuracy. Kept in ``cache`` (keyed by the embeddings and labels). An
+    atlas-level product: one study's change may move every study's predictions, so they are
+    stored beside the studies, not in them (unchanged studies are not rewritten)."""
     from compute.files import atomic_write
-    from compute.vocabulary import ontologies, term_relation, transfer_labels
+    from compute.vocabulary import term_relation, transfer_labels
 
     ids = [s.id for s in manifest.studies]
     terms = np.concatenate([np.asarray(r["cell_type_terms"], dtype=object).astype(str) for r in ingested])
@@ -489,16 +501,7 @@ def _label_transfer(manifest: Manifest, ingested: list[dict], embed_files: dict[
         res = transfer_labels(E, terms, studies, seed=seed, relation=term_relation(terms))
         pred, conf, summary = res.term_ids, res.confidence, res.summary()
         atomic_write(cache, lambda t: np.savez(t, pred=pred.astype(str), conf=conf, summary=json.dumps(summary)))
-    onto = ontologies()
-    labels = {t: (onto.term(t).label if onto.term(t) is not None else t) for t in set(pred) if t}
-    out, start = {}, 0
-    for sid, n in zip(ids, sizes, strict=True):
-        p = pred[start:start + n]
-        out[sid] = {"cell_type_predicted": np.array([labels.get(t, "") for t in p], dtype=object),
-                    "cell_type_predicted_ontology_term_id": np.asarray(p, dtype=object),
-                    "cell_type_prediction_confidence": np.asarray(conf[start:start + n], dtype=np.float32)}
-        start += n
-    return out, summary
+    return {"term_id": np.asarray(pred, dtype=object), "confidence": np.asarray(conf, dtype=np.float32)}, summary
 
 
 def _checksums(root: Path, names: list[str]) -> dict:

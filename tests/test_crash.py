@@ -144,3 +144,36 @@ def test_verify_reports_an_incomplete_atlas(tmp_path):
     (tmp_path / "studies").mkdir()
     report = verify_atlas(tmp_path)
     assert not report.ok and "incomplete" in report.problems[0]
+
+
+def test_a_rebuild_switches_versions_in_one_step_and_an_open_atlas_keeps_its_own(small, tmp_path):
+    """Issue 16: a build writes a new version beside the served one and switches a link to it;
+    a server that opened the old version keeps answering from it; --rewrite never removes the
+    served atlas.json; only the served version and the one before it are kept."""
+    from compute.atlas import versions_dir
+
+    data, _, _, _ = small
+    manifest = _manifest(tmp_path, data)
+    atlas_path = build_atlas(load_manifest(manifest), quiet=True, scheduler="sync")
+    assert atlas_path.is_symlink() and (atlas_path / "atlas.json").is_file()
+    served = Atlas.open(atlas_path, cache=False)
+    first_version = served.path
+    before = served.score(["S100A8", "LYZ", "CD14"])
+    title_before = served.studies[0].title
+
+    doc = yaml.safe_load(manifest.read_text())
+    doc["studies"][0]["title"] += " (renamed)"
+    manifest.write_text(yaml.safe_dump(doc, sort_keys=False))
+    build_atlas(load_manifest(manifest), quiet=True, scheduler="sync")
+    fresh = Atlas.open(atlas_path, cache=False)
+    assert fresh.path != first_version and fresh.studies[0].title.endswith("(renamed)")
+    # the server that opened the first version still reads it, whole and unchanged
+    assert served.studies[0].title == title_before and (first_version / "atlas.json").is_file()
+    np.testing.assert_array_equal(served.score(["S100A8", "LYZ", "CD14"]), before)
+    assert verify_atlas(first_version).ok and verify_atlas(atlas_path).ok
+
+    # a rewrite (after damage) builds a third version; the served atlas.json is never removed meanwhile
+    build_atlas(load_manifest(manifest), quiet=True, scheduler="sync", rewrite=True)
+    assert (atlas_path / "atlas.json").is_file() and verify_atlas(atlas_path).ok
+    kept = sorted(p.name for p in versions_dir(atlas_path).iterdir() if p.is_dir())
+    assert len(kept) == 2 and first_version.name not in kept, kept  # the served one and the one before it

@@ -17,10 +17,19 @@ from compute.atlas._report import (
 )
 from compute.atlas._store import GeneMajorStore, write_gene_major
 from compute.atlas._verify import VerifyReport, verify_atlas
-from compute.atlas._vocab import VOCABULARY_FILE, TermTree, write_vocabulary
+from compute.atlas._vocab import (
+    PREDICTIONS_FILE,
+    VOCABULARY_FILE,
+    TermTree,
+    write_predictions,
+    write_vocabulary,
+)
 from compute.atlas._write import (
     StudyArrays,
     begin_atlas,
+    publish_version,
+    stage_version,
+    versions_dir,
     write_atlas,
     write_root,
     write_study,
@@ -30,11 +39,16 @@ from compute.errors import AtlasFormatError, QueryError
 __all__ = [
     "FORMAT_VERSION",
     "ROOT_FILE",
+    "PREDICTIONS_FILE",
     "VOCABULARY_FILE",
+    "write_predictions",
     "TermTree",
     "write_vocabulary",
     "VerifyReport",
     "begin_atlas",
+    "publish_version",
+    "stage_version",
+    "versions_dir",
     "verify_atlas",
     "write_gene_major",
     "write_root",

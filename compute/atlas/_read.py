@@ -20,6 +20,7 @@ from compute.atlas._vocab import (
     TERM_COLUMNS,
     TermTree,
     filter_mask,
+    predicted_columns,
     read_vocabulary,
 )
 from compute.errors import AtlasFormatError, QueryError
@@ -77,7 +78,10 @@ class Atlas:
     """
 
     def __init__(self, path: Path, root: dict, *, cache: bool | str | Path = True):
-        self.path = path
+        # the version folder itself: an atlas path that is a link to the served version (see
+        # compute.atlas.publish_version) may be switched to a new build while this one is open
+        self.path = path.resolve()
+        self.link = path
         self.meta = root
         self.name: str = root.get("name", path.name)
         self.studies: tuple[StudyInfo, ...] = tuple(self._study_infos(root))
@@ -165,6 +169,9 @@ class Atlas:
                 raise AtlasFormatError(f"{s.dir}: cells table has {len(df)} rows, atlas.json says {s.n_cells}. {_REBUILD}")
             frames.append(df)
         cells = pd.concat(frames, ignore_index=True)
+        predicted = predicted_columns(self.path, self.meta, self.vocabulary, len(cells))
+        if predicted is not None:
+            cells = pd.concat([cells, predicted], axis=1)
         for c in ("study", "sample", "donor", "cell_type", "disease", "tissue", *(f"{k}_{suffix}" for k in TERM_COLUMNS
                   for suffix in ("original", "ontology_term_id")), "cell_type_predicted", "cell_type_predicted_ontology_term_id"):
             if c in cells:

@@ -13,9 +13,12 @@ import pandas as pd
 
 from compute.errors import AtlasFormatError, QueryError
 
-__all__ = ["VOCABULARY_FILE", "TermTree", "filter_mask", "read_vocabulary", "write_vocabulary"]
+__all__ = ["PREDICTIONS_FILE", "VOCABULARY_FILE", "TermTree", "filter_mask", "predicted_columns", "read_vocabulary",
+           "write_predictions", "write_vocabulary"]
 
 VOCABULARY_FILE = "vocabulary.json"
+# the label transfer's prediction for every cell, in atlas order (an atlas-level product)
+PREDICTIONS_FILE = "cell_type_predictions.parquet"
 # filter keyword -> cells column; the annotated columns also carry <column>_ontology_term_id
 FILTER_COLUMNS = {"cell_types": "cell_type", "diseases": "disease", "tissues": "tissue", "studies": "study"}
 TERM_COLUMNS = ("cell_type", "disease", "tissue")
@@ -130,6 +133,37 @@ def write_vocabulary(root: Path, terms: dict, versions: dict) -> str:
 
     write_json_atomic(root / VOCABULARY_FILE, {"versions": versions, "terms": terms})
     return VOCABULARY_FILE
+
+
+def write_predictions(root: Path, predicted: dict) -> str:
+    """Write the label transfer's per-cell ``term_id`` and ``confidence`` (atlas order) as
+    ``cell_type_predictions.parquet`` (atomically) and return its file name."""
+    from compute.files import atomic_write
+
+    table = pd.DataFrame({"cell_type_predicted_ontology_term_id": pd.Categorical(np.asarray(predicted["term_id"]).astype(str)),
+                          "cell_type_prediction_confidence": np.asarray(predicted["confidence"], dtype=np.float32)})
+    atomic_write(root / PREDICTIONS_FILE, lambda t: table.to_parquet(t, index=False))
+    return PREDICTIONS_FILE
+
+
+def predicted_columns(root: Path, meta: dict, tree: TermTree, n_cells: int) -> pd.DataFrame | None:
+    """The cells table's label-transfer columns (cell_type_predicted, its ontology term id and
+    the confidence), or None when the atlas has none."""
+    name = (meta.get("vocabulary") or {}).get("predictions")
+    if not name:
+        return None
+    path = root / name
+    try:
+        table = pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise AtlasFormatError(f"{path}: cannot read the label transfer's predictions ({exc}). "
+                               "Re-run `python -m compute build <manifest>`.") from exc
+    if len(table) != n_cells:
+        raise AtlasFormatError(f"{path}: {len(table)} rows for {n_cells} cells. Re-run `python -m compute build <manifest>`.")
+    ids = table["cell_type_predicted_ontology_term_id"].astype(str)
+    labels = {t: (tree.label(t) if t else "") for t in ids.unique()}
+    table.insert(0, "cell_type_predicted", ids.map(labels).astype("category"))
+    return table
 
 
 def _known(col: pd.Series) -> list[str]:

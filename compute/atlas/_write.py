@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,7 +23,8 @@ from compute.files import (
     write_text_atomic,
 )
 
-__all__ = ["StudyArrays", "checksum_files", "study_entry", "write_atlas", "write_root", "write_study"]
+__all__ = ["StudyArrays", "checksum_files", "publish_version", "stage_version", "study_entry", "versions_dir", "write_atlas",
+           "write_root", "write_study"]
 
 
 @dataclass
@@ -174,6 +176,57 @@ def write_root(
         "files": files if files is not None else checksum_files(root),
     }
     write_json_atomic(root / fmt.ROOT_FILE, doc)
+
+
+VERSIONS_SUFFIX = ".versions"
+KEEP_VERSIONS = 2  # the version served and the one before it (a server may still read it)
+
+
+def versions_dir(out: str | Path) -> Path:
+    """Where the versions of the atlas at ``out`` live: ``<parent>/.<name>.versions/``."""
+    out = Path(out)
+    return out.parent / f".{out.name}{VERSIONS_SUFFIX}"
+
+
+def stage_version(out: str | Path, name: str) -> Path:
+    """A version folder for a new build of the atlas at ``out`` (created if needed), seeded
+    with hard links to the files of the version served now, so that studies whose inputs did
+    not change are not written again (their markers match) while a rewritten file replaces
+    its link by a rename, never touching the served version. Returns the folder."""
+    out = Path(out)
+    stage = versions_dir(out) / name
+    stage.mkdir(parents=True, exist_ok=True)
+    current = out.resolve() if out.exists() else None
+    if current is not None and current != stage.resolve() and (current / fmt.STUDIES_DIR).is_dir():
+        for src in (current / fmt.STUDIES_DIR).rglob("*"):
+            dst = stage / src.relative_to(current)
+            if src.is_dir():
+                dst.mkdir(parents=True, exist_ok=True)
+            elif not dst.exists():
+                try:
+                    os.link(src, dst)
+                except OSError:  # no hard links here (another device, a file system without them): copy
+                    shutil.copy2(src, dst)
+    return stage
+
+
+def publish_version(out: str | Path, stage: str | Path) -> None:
+    """Point ``out`` at version ``stage`` in one atomic step (a symbolic link replaced by a
+    rename): a server that opened the previous version keeps reading it until it reopens.
+    An ``out`` that is still a plain folder (an atlas written before versions) is moved
+    among the versions first. Older versions beyond :data:`KEEP_VERSIONS` are removed."""
+    out, stage = Path(out), Path(stage)
+    versions = versions_dir(out)
+    link = out.parent / f".{out.name}.{os.getpid()}.link"
+    link.unlink(missing_ok=True)
+    os.symlink(os.path.relpath(stage, out.parent), link)
+    if out.is_dir() and not out.is_symlink():
+        os.replace(out, versions / f"unversioned-{int(os.path.getmtime(out))}")
+    os.replace(link, out)
+    served = out.resolve()
+    older = sorted((p for p in versions.iterdir() if p.is_dir() and p.resolve() != served), key=lambda p: p.stat().st_mtime)
+    for p in older[: max(0, len(older) - (KEEP_VERSIONS - 1))]:
+        shutil.rmtree(p, ignore_errors=True)
 
 
 def begin_atlas(out: str | Path, gene_order: list[str]) -> Path:
