@@ -12,6 +12,7 @@ from pathlib import Path
 
 __all__ = [
     "HALLMARK_ATTRIBUTION",
+    "MARKER_TERMS",
     "assets_dir",
     "hallmark_sets",
     "immune_markers",
@@ -22,6 +23,33 @@ __all__ = [
 HALLMARK_ATTRIBUTION = (
     "Hallmark gene sets: MSigDB v7.5.1 (Liberzon et al., Cell Systems 2015), CC BY 4.0."
 )
+# Cell Ontology terms of the immune marker sets (human_immune_cell_markers.json) that name one:
+# the presets select by them and the validation scores each atlas cell type against its markers
+MARKER_TERMS: dict[str, tuple[str, str]] = {
+    "T cell": ("CL:0000084", "T cell"),
+    "T regulatory cell": ("CL:0000815", "regulatory T cell"),
+    "T follicular helper cell": ("CL:0002038", "T follicular helper cell"),
+    "MAIT": ("CL:0000940", "mucosal-associated invariant T cell"),
+    "Gamma-delta T cell": ("CL:0000798", "gamma-delta T cell"),
+    "Natural killer cell": ("CL:0000623", "natural killer cell"),
+    "B cell": ("CL:0000236", "B cell"),
+    "Naive B cell": ("CL:0000788", "naive B cell"),
+    "Memory B cell": ("CL:0000787", "memory B cell"),
+    "Germinal Center B cell": ("CL:0000844", "germinal center B cell"),
+    "Plasma cell": ("CL:0000786", "plasma cell"),
+    # the marker sets describe the two blood populations, classical (CD14++ CD16-) and
+    # non-classical (CD14+ CD16++) monocytes, the terms studies annotate them with
+    "CD14+ Monocyte": ("CL:0000860", "classical monocyte"),
+    "CD16+ Monocyte": ("CL:0000875", "non-classical monocyte"),
+    "Plasmacytoid dendritic cell": ("CL:0000784", "plasmacytoid dendritic cell"),
+    "Hematopoietic stem cell": ("CL:0000037", "hematopoietic stem cell"),
+    "Platelet": ("CL:0000233", "platelet"),
+    "Neutrophil": ("CL:0000775", "neutrophil"),
+    "Basophil": ("CL:0000767", "basophil"),
+    "Macrophage": ("CL:0000235", "macrophage"),
+    "Mast cell": ("CL:0000097", "mast cell"),
+}
+
 # Clone-based lncRNA names (RP11-..., CTD-..., AC012345.1) that current gene orders lack.
 _LEGACY_CLONE = re.compile(r"^(RP\d+-|CT[ABCD]-|A[CLP]\d{6}\.\d+)")
 

@@ -112,3 +112,22 @@ def test_the_command_line_prints_both_rankings(tiny_build, capsys):
     assert main(["genes", str(tiny_build[1]), "--cell-type", "monocyte", "--disease", "sepsis", "--versus", "normal", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert len(doc["genes"]) == 30 and {"gene", "rank", "expr_rank", "q"} <= set(doc["genes"][0]) and doc["simulated"]
+
+
+def test_marker_and_housekeeping_shares_of_the_top_genes(tiny_atlas):
+    from compute.reference import MARKER_TERMS, immune_markers
+    from compute.validate._generank import HOUSEKEEPING, gene_ranking_table, markers_for
+
+    tree = tiny_atlas.vocabulary
+    # a classical monocyte has the monocyte markers; a B cell, CD19-positive inherits the B cell set
+    assert markers_for("CL:0000860", tree, immune_markers(), MARKER_TERMS) == set(immune_markers()["CD14+ Monocyte"])
+    assert set(immune_markers()["B cell"]) <= markers_for("CL:0001201", tree, immune_markers(), MARKER_TERMS)
+    assert HOUSEKEEPING["ribosomal"].match("RPL13A") and HOUSEKEEPING["ribosomal"].match("RPS4X")
+    assert not HOUSEKEEPING["ribosomal"].match("RPS6KA1") and HOUSEKEEPING["mitochondrial"].match("MT-CO1")
+    table = gene_ranking_table(tiny_atlas, studies=["PBMC68K"], cell_min=1).set_index("term")
+    mono = table.loc["CL:0000860"]
+    known = markers_for("CL:0000860", tree, immune_markers(), MARKER_TERMS) & set(tiny_atlas.genes)
+    r = gene_ranking(tiny_atlas, RankingParams(cell_types=("CL:0000860",), studies=("PBMC68K",), cell_min=1))
+    assert mono["markers attribution"] == pytest.approx(len(known & set(r.top(50))) / len(known))
+    for col in ("markers attribution", "markers expression", "ribosomal attribution", "mitochondrial expression"):
+        assert table[col].between(0, 1).all()
