@@ -24,6 +24,8 @@ from compute.errors import ManifestError
 __all__ = [
     "AtlasSpec",
     "AttributionSpec",
+    "CENSUS_FILTER_KEYS",
+    "CensusSource",
     "EmbeddingSpec",
     "FieldSpec",
     "IngestSpec",
@@ -39,7 +41,13 @@ __all__ = [
 
 MANIFEST_VERSION = 1
 _STUDY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-SOURCE_KINDS = ("h5ad", "scanpy-pbmc68k")
+SOURCE_KINDS = ("h5ad", "scanpy-pbmc68k", "census")
+# source.filter of a census entry: CELLxGENE Census obs columns; a value that is an ontology term id
+# (MONDO:0100096) selects on the column's *_ontology_term_id twin (compute.census)
+CENSUS_FILTER_KEYS = ("assay", "cell_type", "dataset_id", "development_stage", "disease", "donor_id",
+                      "self_reported_ethnicity", "sex", "suspension_type", "tissue", "tissue_general")
+# Census releases that move: an atlas must name the one it was built from
+_MOVING_CENSUS_VERSIONS = ("stable", "latest")
 # what a study's matrix holds (source.values); compute.ingest turns each into pseudo-counts
 VALUE_KINDS = ("counts", "tpm", "fpkm", "lognorm")
 # a study's species; the gene order is always human HGNC symbols (mouse joins through orthologs)
@@ -113,13 +121,37 @@ class EmbeddingSpec:
 
 
 @dataclass(frozen=True)
+class CensusSource:
+    """A census entry's cells: those of the pinned Census ``version`` (read from ``uri`` when given:
+    an offline mirror or a test fixture) that pass ``filter`` (column -> accepted values) and, with
+    ``primary_only``, are not duplicates of cells in another dataset; at most
+    ``max_cells_per_cell_type`` of each cell type and ``max_cells_per_dataset`` per dataset (seeded
+    stratified draws, compute.census), datasets with fewer than ``min_cells_per_dataset`` matching
+    cells left out, at most ``max_datasets`` (the largest). ``dataset_id`` and ``selection`` are set
+    when compute.census expands the entry into one study per dataset, never in the manifest."""
+
+    version: str
+    filter: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    uri: str | None = None
+    primary_only: bool = True
+    max_cells_per_dataset: int = 5000
+    max_cells_per_cell_type: int | None = None
+    min_cells_per_dataset: int = 50
+    max_datasets: int | None = None
+    dataset_id: str | None = None
+    selection: str | None = None
+
+
+@dataclass(frozen=True)
 class SourceSpec:
     """Where a study's cells come from and what its matrix holds: ``values`` is one of
-    :data:`VALUE_KINDS` (raw counts, TPM, FPKM or log-normalised values)."""
+    :data:`VALUE_KINDS` (raw counts, TPM, FPKM or log-normalised values); ``census`` the Census
+    selection of a ``census`` source."""
 
     kind: str
     path: Path | None = None
     values: str = "counts"
+    census: CensusSource | None = None
 
 
 @dataclass(frozen=True)
@@ -340,6 +372,8 @@ def _parse_study(d: Any, base: Path, file: Path, index: int) -> StudySpec:
     sid = _typed(d["id"], str, "id", where)
     if not _STUDY_ID.fullmatch(sid):  # match() would let a trailing newline through
         raise where.error("id", f"'{sid}' may only contain letters, digits, '_', '.', '-'")
+    if isinstance(d["source"], dict) and d["source"].get("kind") == "census":
+        return _parse_census_study(d, sid, base, where)
     src = _check_keys(d["source"], {"kind", "path", "values"}, {"kind"}, where, "source")
     kind = _typed(src["kind"], str, "source.kind", where)
     if kind not in SOURCE_KINDS:
@@ -390,6 +424,58 @@ def _parse_study(d: Any, base: Path, file: Path, index: int) -> StudySpec:
 
 
 LABEL_MAPS = ("cell_type_map", "disease_map", "tissue_map")
+_CENSUS_KEYS = ("kind", "version", "uri", "filter", "primary_only", "max_cells_per_dataset", "max_cells_per_cell_type",
+                "min_cells_per_dataset", "max_datasets")
+
+
+def _parse_census_study(d: dict, sid: str, base: Path, where: _Where) -> StudySpec:
+    """A ``source.kind: census`` entry: one study per Census dataset its filter selects (expanded by
+    compute.census at plan and build time). The Census's own cell_type, disease, tissue and donor_id
+    columns and their ontology term ids are used, so the per-study annotation keys are refused."""
+    for key in ("tissue", "disease", "columns", "simulated"):
+        if key in d:
+            raise where.error(key, "not used with source.kind 'census': the Census's own cell_type, disease, tissue "
+                                   "and donor_id columns (with their ontology term ids) are used; remove the key")
+    src = _check_keys(d["source"], set(_CENSUS_KEYS), {"kind", "version", "filter"}, where, "source")
+    version = _typed(src["version"], str, "source.version", where)
+    if version.strip().lower() in _MOVING_CENSUS_VERSIONS or not version.strip() or not version.isprintable():
+        raise where.error("source.version", f"pin a Census release (for example 2025-01-30), got {version!r}: "
+                                            "'stable' and 'latest' move, and an atlas must name the cells it was built from")
+    uri = None
+    if src.get("uri") is not None:
+        text = _typed(src["uri"], str, "source.uri", where)
+        # an object-store or file:// URI as given; anything else is a folder relative to the manifest
+        uri = text if "://" in text else str(_path(base, text, "source.uri", where))
+    filt = _check_keys(src["filter"], set(CENSUS_FILTER_KEYS), set(), where, "source.filter")
+    if not filt:
+        # the whole Census is tens of millions of cells: planning alone would read all of their metadata
+        raise where.error("source.filter", "is empty: name at least one column to select on (for example "
+                                           "tissue_general: blood)")
+    pairs = []
+    for key, value in filt.items():
+        values = [value] if isinstance(value, str) else _typed(value, list, f"source.filter.{key}", where)
+        if not values:
+            raise where.error(f"source.filter.{key}", "the list is empty: name at least one value, or remove the key")
+        for v in values:
+            _typed(v, str, f"source.filter.{key}", where)
+            if not v or not v.isprintable():
+                raise where.error(f"source.filter.{key}", f"{v!r} is not a value a Census column holds")
+        pairs.append((key, tuple(sorted(set(values)))))
+    kw: dict[str, Any] = {}
+    if "primary_only" in src:
+        kw["primary_only"] = _typed(src["primary_only"], bool, "source.primary_only", where)
+    for key in ("max_cells_per_dataset", "min_cells_per_dataset", "max_cells_per_cell_type", "max_datasets"):
+        if src.get(key) is not None:
+            kw[key] = _positive_int(src[key], f"source.{key}", where)
+        elif key in src and key in ("max_cells_per_dataset", "min_cells_per_dataset"):
+            raise where.error(f"source.{key}", "expected an integer >= 1, got null")
+    organism = _typed(d.get("organism", "human"), str, "organism", where)
+    if organism not in ORGANISMS:
+        raise where.error("organism", f"must be one of {', '.join(ORGANISMS)} (the Census experiment: homo_sapiens or "
+                                      f"mus_musculus), got '{organism}'")
+    census = CensusSource(version=version.strip(), filter=tuple(sorted(pairs)), uri=uri, **kw)
+    return StudySpec(id=sid, title=_typed(d.get("title", sid), str, "title", where),
+                     source=SourceSpec(kind="census", census=census), organism=organism)
 
 
 def _parse_label_map(value: Any, base: Path, key: str, where: _Where) -> tuple[tuple[str, str | None], ...]:

@@ -15,7 +15,7 @@ from compute.validate._real import (
     two_panel_manifest,
     two_panel_table,
 )
-from compute.validate._report import headline, verdicts, write_report
+from compute.validate._report import headline, integration_table, verdicts, write_report
 from compute.validate._run import FULL, QUICK, Profile, Scenario, run_validation, scenarios
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "evaluate_modules",
     "evaluate_pbmc",
     "headline",
+    "integration_table",
     "precision_at_k",
     "real_studies_section",
     "run_real_validation",

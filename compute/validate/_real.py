@@ -218,8 +218,10 @@ def real_studies_section(atlas, command: str) -> str:
     """The validation report's "Real studies" section (markdown): the two-panel table and the
     build report of the real atlas."""
     from compute.atlas import study_report_text
+    from compute.integration import integration_report
 
     table = two_panel_table(atlas)
+    integration = integration_report(atlas.embedding(), atlas.cells).text()
     cols = ["marker set", "genes"] + [f"{k}: {c}" for k in ("attr panel", "attr raw", "expr") for c in ("full", "765", "ratio", "twin ratio")]
     head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
     body = "".join("| " + " | ".join(f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in cols) + " |\n"
@@ -248,6 +250,8 @@ def real_studies_section(atlas, command: str) -> str:
         "atlas, 32,587 genes) put monocyte markers 3.2x apart (twin ratio 0.42) and lymphocyte markers at twin "
         "ratios near 2. This is a known limit, not solved: it needs an encoder that embeds and attributes a cell "
         "alike on any panel (issue 15).\n\n"
+        "Integration of the studies in the embedding (`compute.integration`; the two copies share the label 'PBMC', so "
+        f"an embedding that ignored the panel would put about half of a copy's neighbours in the other copy): {integration}.\n\n"
         "### Per-study build report\n\n```\n" + study_report_text(atlas.meta) + "\n```\n"
     )
 

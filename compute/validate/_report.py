@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["headline", "verdicts", "write_report"]
+from compute.integration import GOAL_MIXING, GOAL_PURITY
+
+__all__ = ["headline", "integration_table", "verdicts", "write_report"]
 
 TIE = 0.01  # a difference in AUROC smaller than this is reported as a tie
 DROP = 0.05  # "degrades" = falls this far below its own value at the axis's base level
@@ -67,6 +69,34 @@ def headline(results: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def integration_table(results: dict) -> pd.DataFrame:
+    """One row per atlas of the run: how well its embedding integrates the studies
+    (compute.integration; empty for a run recorded before they were measured)."""
+    rows = []
+    for sc in results.get("scenarios", []):
+        m = sc.get("integration")
+        if not m:
+            continue
+        mixing, purity = m.get("mixing"), m.get("purity")
+        rows.append({"condition": sc["label"], "scenario": sc["key"], "cross-study share": m["cross_study_share"],
+                     "perfect mixing": m["perfect_share"], "share / perfect": mixing, "purity": purity,
+                     "cell-type ASW": m["celltype_asw"], "batch ASW": m["batch_asw"], "iLISI within type": m["ilisi"],
+                     "goal met": mixing is not None and purity is not None and mixing >= GOAL_MIXING and purity >= GOAL_PURITY,
+                     # what integration costs: the encoder's eval reconstruction MSE (model card)
+                     "reconstruction MSE": (sc.get("model") or {}).get("reconstruction_mse")})
+    return pd.DataFrame(rows)
+
+
+def _integration_verdict(results: dict) -> str | None:
+    t = integration_table(results)
+    if t.empty:
+        return None
+    mix = t["share / perfect"].astype(float)
+    return (f"Integration of studies (goal: same-type neighbours from other studies at least {GOAL_MIXING:.0%} of perfect mixing, "
+            f"neighbourhood purity >= {GOAL_PURITY}): met in {int(t['goal met'].sum())} of {len(t)} atlases; share / perfect "
+            f"{_f(mix.min())}-{_f(mix.max())}, purity {_f(t['purity'].min())}-{_f(t['purity'].max())}.")
+
+
 def _axis_stats(means: pd.DataFrame, base_key: str, axis: str) -> dict[str, dict] | None:
     """Per method along one robustness axis: base value, the (label, sample AUROC) levels, the
     largest drop below base and the last (noisiest) level's value. None when the axis was not run."""
@@ -110,6 +140,9 @@ def verdicts(results: dict) -> list[str]:
         elif r["ahead (sample AUROC)"] == "expression":
             out.append(f"Attributions do **not** beat expression at **{r['condition']}** (sample AUROC {_f(r['_a'], 3)} vs "
                        f"{_f(r['_e'], 3)}).")
+    integration = _integration_verdict(results)
+    if integration:
+        out.append(integration)
     links = pd.DataFrame(results["links"])
     means = _means(links)
     base_key = results["base"]["robustness"]
@@ -332,6 +365,29 @@ def write_report(results: dict, path: Path) -> None:
     L.append(f"All at the robustness effect level (x{prof['robustness_effect']:g}); base noise: batch sd 0.25, depth sd 0.35, "
              "3-12% of genes missing per study. Means over the three programs.\n")
     L.append(_md(rt.rename(columns={"auroc": "disease AUROC", "precision_at_k": "precision@k", "sample_auroc": "sample AUROC"})))
+    L.append("")
+    L.append("## Integration of studies in the embedding\n")
+    it = integration_table(results)
+    if it.empty:
+        L.append("Not measured in this run (recorded before the integration metrics existed): re-run `python -m compute validate`.\n")
+    else:
+        loss = results["scenarios"][0].get("model") or {}
+        L.append("For each cell, its 15 nearest neighbours in the encoder's embedding (`compute.integration`, scIB definitions): "
+                 "*cross-study share*, the share that carry its cell type and come from another study; *perfect mixing*, that "
+                 "share if its same-type neighbours were drawn at random from all studies; *purity*, the share that carry its "
+                 "cell type; *cell-type ASW*, (silhouette on cell types + 1) / 2; *batch ASW*, 1 - |silhouette on studies| within "
+                 "each cell type; *iLISI within type*, the effective number of studies among a cell's 90 nearest cells of its type, "
+                 "scaled to [0, 1]. A cell whose type no other study has cannot have a cross-study partner (perfect mixing "
+                 "counts it as 0). Goal (issue 15): "
+                 f"share / perfect >= {GOAL_MIXING} with purity >= {GOAL_PURITY}"
+                 + (f". Encoder loss: {loss['triplet_weight']} x triplet (margin {loss['margin']}) + "
+                    f"{1 - loss['triplet_weight']:.3f} x reconstruction, {loss.get('epochs')} epochs.\n" if "triplet_weight" in loss else ".\n"))
+        shown = it.drop(columns=["scenario"]).copy()
+        for c in ("cross-study share", "perfect mixing", "share / perfect", "purity", "cell-type ASW", "batch ASW", "iLISI within type"):
+            shown[c] = shown[c].map(lambda x: _f(float("nan") if x is None else float(x)))
+        shown["goal met"] = shown["goal met"].map({True: "yes", False: "no"})
+        shown["reconstruction MSE"] = shown["reconstruction MSE"].map(lambda x: _f(float("nan") if x is None else float(x), 3))
+        L.append(_md(shown))
     L.append("")
     L.append("## Calibration of the null\n")
     cal = results["calibration"]

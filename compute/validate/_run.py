@@ -122,6 +122,7 @@ def _scenario_job(sc: Scenario, profile: Profile, work: str) -> tuple[dict, list
     """Simulate, build and measure one scenario (run in a worker process)."""
     from compute.atlas import Atlas
     from compute.build import build_atlas
+    from compute.integration import integration_report
     from compute.manifest import load_manifest
     from compute.validate import _metrics as m
 
@@ -134,13 +135,25 @@ def _scenario_job(sc: Scenario, profile: Profile, work: str) -> tuple[dict, list
     atlas = Atlas.open(path, cache=False)
     t1 = time.perf_counter()
     links = m.evaluate_links(atlas, truth, cell_min=profile.cell_min, samp_min=profile.samp_min)
+    # how well the encoder put the same cell type from different studies together (issue 15)
+    integration = integration_report(atlas.embedding(), atlas.cells).as_dict()
     for rec in links:
         rec.update(scenario=sc.key, axis=sc.axis, label=sc.label, effect_scale=sc.sim.effect_scale, batch_sd=sc.sim.batch_sd,
                    depth_sd=sc.sim.depth_sd, missing=list(sc.sim.missing_gene_fraction), model_seed=sc.model_seed)
     info = {"key": sc.key, "axis": sc.axis, "label": sc.label, "sim": asdict(sc.sim), "model_seed": sc.model_seed,
             "n_cells": atlas.n_cells, "build_s": round(t1 - t0, 1), "measure_s": round(time.perf_counter() - t1, 1),
+            "integration": integration, "model": _loss_settings(atlas.meta.get("model_card") or {}),
             "stages_s": {k: round(v, 1) for k, v in (stats.get("timings_s") or {}).items() if isinstance(v, int | float)}}
     return info, links
+
+
+def _loss_settings(card: dict) -> dict:
+    """The encoder's training settings that decide integration, from an atlas's model card."""
+    p = card.get("parameters") or {}
+    out = {k: p[k] for k in ("triplet_weight", "margin", "epochs", "batch_size") if k in p}
+    if "reconstruction_mse" in (card.get("training") or {}):
+        out["reconstruction_mse"] = card["training"]["reconstruction_mse"]
+    return out
 
 
 def run_validation(*, report: str | Path | None = "docs/validation.md", work: str | Path = ".validation", profile: Profile = FULL,
