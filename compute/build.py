@@ -65,12 +65,28 @@ def _source_key(spec: StudySpec) -> str:
         from importlib.metadata import version
 
         return f"scanpy-pbmc68k:{version('scanpy')}"
+    if spec.source.kind == "census":  # a pinned release's cells do not change: no need to hash the file
+        from compute.census import source_key
+
+        return source_key(spec)
     if spec.source.path is None or not spec.source.path.is_file():
         raise IngestError(
             f"study '{spec.id}' ({spec.source.path}): file not found. For the demo data run "
             "`python -m compute simulate`; otherwise fix 'source.path' (relative to the manifest)."
         )
     return _file_sha(spec.source.path)
+
+
+def _study_meta(spec: StudySpec) -> dict:
+    """What the atlas entry of a study says about it besides its cells (a census study: its release
+    and dataset, compute.census.study_provenance)."""
+    meta = {"id": spec.id, "title": spec.title, "simulated": spec.simulated, "organism": spec.organism,
+            "source": spec.source.kind}
+    if spec.source.kind == "census":
+        from compute.census import study_provenance
+
+        meta["census"] = study_provenance(spec)
+    return meta
 
 
 def work_dir(manifest: Manifest) -> Path:
@@ -200,6 +216,12 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
     for sub in ("ingest", "model", "attr", "embed", "umap", "transfer"):
         (work / sub).mkdir(parents=True, exist_ok=True)
 
+    if any(s.source.kind == "census" for s in manifest.studies):
+        from compute.census import expand_census
+
+        # each census entry becomes one study per Census dataset: planned (once, kept in the work
+        # folder) and downloaded here, one dataset at a time, before any study is read
+        manifest = expand_census(manifest, work / "census", progress=not quiet, log=log)
     source_keys, missing = {}, {}
     for s in manifest.studies:
         try:
@@ -319,6 +341,11 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
         log(f"  label transfer: {acc['n_evaluated']:,} labelled cells held out, "
             + (f"exact {100 * acc['exact']:.1f}%" if "exact" in acc else "no cell type shared by two studies")
             + (f", same cell type {100 * acc['compatible']:.1f}%" if "compatible" in acc else ""))
+        integration = transfer_summary.pop("integration", None)
+        if integration:
+            from compute.atlas import integration_line
+
+            log(f"  {integration_line({'report': {'integration': integration}})}")
         log.stage("label transfer", t0)
 
         # 5. UMAP: fit on a stated subsample, transform the rest ---------------------------------------
@@ -359,7 +386,7 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
         if Path(model_dir).resolve() != model_out.resolve():
             copy_tree_atomic(Path(model_dir), model_out)
         written = _run(client, tasks.write_study_task, [
-            (str(root), {"id": s.id, "title": s.title, "simulated": s.simulated, "organism": s.organism, "source": s.source.kind},
+            (str(root), _study_meta(s),
              s.organism, ingest_files[s.id], gene_order, min_overlap, attr_files[s.id], embed_files[s.id], umap_files[s.id],
              _sha(ATLAS_CONTENT_VERSION, FORMAT_VERSION, _study_dict(s), attr_files[s.id], embed_files[s.id], umap_files[s.id], shares[s.id]),
              rewrite or force, shares[s.id]) for s in manifest.studies], desc="write", quiet=quiet, names=[s.id for s in manifest.studies])
@@ -404,7 +431,9 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
         "departures": []
         if manifest.model.kind == "pretrained"
         else [f"encoder trained by SigAtlas on this atlas's {total_cells} cells with hidden sizes "
-              f"{list(manifest.model.hidden_sizes)}, not SCimilarity's released 28,231-gene model"],
+              f"{list(manifest.model.hidden_sizes)}, not SCimilarity's released 28,231-gene model",
+              f"triplet weight {manifest.model.triplet_weight} (SCimilarity: 0.001, which left every study on its own island; "
+              "README 'The method'), cells paired by Cell Ontology term"],
     }
     log.timings["total_before_root"] = round(time.perf_counter() - t_start, 2)
     write_root(
@@ -413,7 +442,7 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
                "pipeline_version": PIPELINE_VERSION, "source_keys": source_keys, "timings_s": log.timings,
                "ingest": asdict(manifest.ingest), "embedding": asdict(manifest.embedding),
                "scheduler": scheduler or "local"},
-        method=method, files=files, report={"warnings": build_warnings}, vocabulary=vocabulary,
+        method=method, files=files, report={"warnings": build_warnings, "integration": integration}, vocabulary=vocabulary,
     )
     if versioned:
         publish_version(out, root)
@@ -487,6 +516,7 @@ def _label_transfer(manifest: Manifest, ingested: list[dict], embed_files: dict[
     atlas-level product: one study's change may move every study's predictions, so they are
     stored beside the studies, not in them (unchanged studies are not rewritten)."""
     from compute.files import atomic_write
+    from compute.integration import integration_metrics
     from compute.vocabulary import term_relation, transfer_labels
 
     ids = [s.id for s in manifest.studies]
@@ -500,6 +530,8 @@ def _label_transfer(manifest: Manifest, ingested: list[dict], embed_files: dict[
         studies = np.repeat(np.array(ids), sizes)
         res = transfer_labels(E, terms, studies, seed=seed, relation=term_relation(terms))
         pred, conf, summary = res.term_ids, res.confidence, res.summary()
+        # how well the embedding integrates studies (scIB definitions), on the cell-type terms
+        summary["integration"] = integration_metrics(E, np.where(terms == "", None, terms), studies, seed=seed).as_dict()
         atomic_write(cache, lambda t: np.savez(t, pred=pred.astype(str), conf=conf, summary=json.dumps(summary)))
     return {"term_id": np.asarray(pred, dtype=object), "confidence": np.asarray(conf, dtype=np.float32)}, summary
 

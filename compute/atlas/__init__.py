@@ -8,6 +8,7 @@ from compute.atlas._read import Atlas, SignatureWarning, StudyInfo
 from compute.atlas._report import (
     NOT_RECORDED,
     atlas_warnings,
+    integration_line,
     label_transfer_line,
     measured_share,
     study_report_lines,
@@ -67,6 +68,7 @@ __all__ = [
     "read_study_panel",
     "NOT_RECORDED",
     "atlas_warnings",
+    "integration_line",
     "label_transfer_line",
     "measured_share",
     "study_report_lines",

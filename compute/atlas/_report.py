@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["NOT_RECORDED", "atlas_warnings", "label_transfer_line", "measured_share", "study_report_lines", "study_report_text",
+__all__ = ["NOT_RECORDED", "atlas_warnings", "integration_line", "label_transfer_line", "measured_share", "study_report_lines", "study_report_text",
            "study_warnings", "vocabulary_lines"]
 
 NOT_RECORDED = ("Ingest report: not recorded (this atlas was built before SigAtlas kept one; rebuild it with "
@@ -211,6 +211,23 @@ def label_transfer_line(meta: Mapping) -> str | None:
     return line + ". Filters and rankings use the annotations; the prediction is shown beside them."
 
 
+def integration_line(meta: Mapping) -> str | None:
+    """How well the encoder's embedding integrates studies (``meta["report"]["integration"]``,
+    scIB definitions on the cell-type terms) in one sentence; None when not recorded."""
+    m = _dict(_dict(_dict(meta).get("report")).get("integration"))
+    if not m:
+        return None
+
+    def f(key):
+        v = m.get(key)
+        return "n/a" if v is None else f"{v:.2f}"
+
+    return (f"Integration: of each cell's {m.get('k', 15)} nearest neighbours in the embedding, {f('cross_study_share')} are its cell "
+            f"type from another study (perfect mixing: {f('perfect_share')}; {f('mixing')} of it), neighbourhood purity "
+            f"{f('purity')}, cell-type ASW {f('celltype_asw')}, iLISI within type {f('ilisi')} "
+            f"({m.get('n_cells', 0):,} labelled cells, {m.get('n_studies', 0)} studies).")
+
+
 def study_report_lines(entry: Mapping) -> list[str]:
     """How the study of atlas root entry ``entry`` was read, one plain sentence per topic: value
     kind (with the TPM/FPKM approximation note), species and ortholog mapping, symbol renames
@@ -254,8 +271,8 @@ def study_report_text(meta: Mapping) -> str:
         lines.append(f"  {e['id']}{tag}: {_int(e.get('n_cells')) or 0:,} cells")
         lines += [f"    {line}" for line in study_report_lines(e)]
         lines += [f"    warning: {w}" for w in study_warnings(e)]
-    transfer = label_transfer_line(meta)
-    if transfer:
-        lines.append(f"  {transfer}")
+    for line in (integration_line(meta), label_transfer_line(meta)):
+        if line:
+            lines.append(f"  {line}")
     lines += [f"  warning: {w}" for w in atlas_warnings(meta)]
     return "\n".join(lines)
