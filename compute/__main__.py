@@ -1,4 +1,4 @@
-"""Command line: ``python -m compute {build,verify,simulate,info,import-signature,validate,modules,genes,bench} ...``."""
+"""Command line: ``python -m compute {build,census-plan,verify,simulate,info,import-signature,validate,modules,genes,bench} ...``."""
 
 from __future__ import annotations
 
@@ -28,6 +28,28 @@ def _cmd_build(args) -> int:
         from compute.atlas import Atlas, study_report_text
 
         print(study_report_text(Atlas.open(out, cache=False).meta))
+    return 0
+
+
+def _cmd_census_plan(args) -> int:
+    from compute.build import work_dir
+    from compute.census import census_entries, plan_json, plan_manifest, plan_text
+    from compute.manifest import load_manifest
+
+    if not args.bandwidth > 0:
+        print(f"error: --bandwidth must be a positive number of MB/s, got {args.bandwidth}", file=sys.stderr)
+        return 2
+    manifest = load_manifest(args.manifest)
+    if not census_entries(manifest):
+        print(f"error: {manifest.path} has no study with source.kind 'census' (see README, 'The CELLxGENE Census')",
+              file=sys.stderr)
+        return 2
+    log = (lambda _: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    plans = plan_manifest(manifest, work_dir(manifest) / "census", log=log)
+    if args.json:
+        print(json.dumps(plan_json(plans, manifest, args.bandwidth), indent=1, default=str))
+    else:
+        print(plan_text(plans, manifest, args.bandwidth))
     return 0
 
 
@@ -214,6 +236,14 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--rewrite", action="store_true", help="rewrite every atlas file from the work folder (after `verify` found damage)")
     b.add_argument("--verbose", action="store_true", help="show the tracebacks of failing studies and the Dask cluster's log")
     b.set_defaults(func=_cmd_build)
+
+    cp = sub.add_parser("census-plan", help="what a manifest's census entries bring in (datasets, cells, donors, diseases) "
+                        "and the disk and time they need, read from the Census obs before any expression is downloaded")
+    cp.add_argument("manifest", help="path to data_manifest.yaml")
+    cp.add_argument("--bandwidth", type=float, default=10.0, metavar="MB_PER_S", help="download speed assumed by the time "
+                    "estimate (default 10 MB/s)")
+    cp.add_argument("--json", action="store_true", help="print only JSON: the plans and the estimate")
+    cp.set_defaults(func=_cmd_census_plan)
 
     v = sub.add_parser("verify", help="check every atlas file against the checksums recorded in its root")
     v.add_argument("atlas")

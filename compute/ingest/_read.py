@@ -107,6 +107,10 @@ def _sum_columns(X: sp.csr_matrix, names: list[str | None]) -> tuple[sp.csr_matr
 def _load(spec: StudySpec):
     if spec.source.kind == "scanpy-pbmc68k":
         return _load_pbmc68k()
+    if spec.source.kind == "census":
+        from compute.census import read_census_study
+
+        return read_census_study(spec)
     import anndata as ad
 
     path = spec.source.path
