@@ -86,6 +86,7 @@ class Atlas:
         self.name: str = root.get("name", path.name)
         self.studies: tuple[StudyInfo, ...] = tuple(self._study_infos(root))
         self._stores: dict[tuple[str, str], GeneMajorStore] = {}
+        self._memo: dict[str, tuple] = {}
         fingerprint = hashlib.sha256((path / fmt.ROOT_FILE).read_bytes()).hexdigest()[:20] if (path / fmt.ROOT_FILE).is_file() else "none"
         self.fingerprint = fingerprint
         directory = cache if isinstance(cache, str | Path) and not isinstance(cache, bool) else None
@@ -366,6 +367,17 @@ class Atlas:
         """The ontology terms the atlas's cells use, with their ancestors (empty for atlases
         built before the vocabulary was recorded)."""
         return read_vocabulary(self.path, self.meta)
+
+    def remember(self, name: str, key, build):
+        """The value kept under ``name`` when it was made for ``key``; otherwise ``build()``,
+        kept (one value per name: the last one) and returned. In memory, for this process:
+        e.g. the query engine's selected-cells matrix, reused while the selection is the same."""
+        kept = self._memo.get(name)
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        value = build()
+        self._memo[name] = (key, value)
+        return value
 
     # -- queries ---------------------------------------------------------------------
     def gene_ranking(self, *, cell_types=None, diseases=None, tissues=None, studies=None, versus=None, store: str = "attr",

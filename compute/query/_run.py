@@ -203,19 +203,14 @@ def study_coverage_table(atlas, res: GeneResolution, selection: np.ndarray, min_
 def selection_matrix(atlas, selection: np.ndarray, filters: dict | None = None, tag=None) -> sp.csc_matrix:
     """Selected cells x genes attributions in memory (CSC), kept on the atlas for the last
     selection (``filters`` and ``tag`` name it; read one study at a time)."""
-    key = ("selection_matrix", atlas.fingerprint, tuple(sorted((filters or {}).items())) if filters else None, int(selection.sum()), tag)
-    memo = getattr(atlas, "_selection_memo", None)
-    if memo is not None and memo[0] == key:
-        return memo[1]
-    parts = []
-    for s in atlas.studies:
-        rows = selection[s.offset : s.offset + s.n_cells]
-        if not rows.any():
-            continue
-        parts.append(atlas.store(s.id).rows(rows))
-    M = sp.vstack(parts, format="csc") if parts else sp.csc_matrix((0, len(atlas.genes)), dtype=np.float32)
-    atlas._selection_memo = (key, M)
-    return M
+    key = (atlas.fingerprint, tuple(sorted((filters or {}).items())) if filters else None, int(selection.sum()), tag)
+
+    def build():
+        parts = [atlas.store(s.id).rows(selection[s.offset : s.offset + s.n_cells]) for s in atlas.studies
+                 if selection[s.offset : s.offset + s.n_cells].any()]
+        return sp.vstack(parts, format="csc") if parts else sp.csc_matrix((0, len(atlas.genes)), dtype=np.float32)
+
+    return atlas.remember("selection_matrix", key, build)
 
 
 def _sample_layout(result: QueryResult, cells: pd.DataFrame):

@@ -8,10 +8,10 @@ from compute.vocabulary._match import (
     TermMatch,
     harmonise,
     match_label,
-    normalise_label,
 )
 from compute.vocabulary._ontology import HEALTHY, KINDS, Ontologies, TermInfo, ontologies
 from compute.vocabulary._terms import POSITIVE_DISTANCE, term_closure, term_relation
+from compute.vocabulary._text import normalise_label
 from compute.vocabulary._transfer import TransferResult, transfer_labels
 
 __all__ = [

@@ -3,7 +3,6 @@ label and synonyms after normalising case and punctuation."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +10,7 @@ import pandas as pd
 
 from compute.errors import IngestError
 from compute.vocabulary._ontology import HEALTHY, KINDS, ontologies
+from compute.vocabulary._text import normalise_label
 
 __all__ = ["NO_LABEL", "Harmonised", "TermMatch", "harmonise", "match_label", "normalise_label"]
 
@@ -19,17 +19,6 @@ NO_LABEL = frozenset({"", "nan", "none", "na", "n/a", "unknown", "unassigned", "
 # disease values meaning "no disease": the CELLxGENE schema's PATO:0000461 "normal"
 _HEALTHY_WORDS = frozenset({"healthy", "normal", "control", "healthy control", "healthy donor", "healthy volunteer",
                             "no disease", "not diseased"})
-
-
-def normalise_label(text: str) -> str:
-    """Lower case; "+" -> " positive", "-" -> " negative" when it ends a marker ("CD14+",
-    "CD25-"); other punctuation -> space; spaces collapsed. "CD14+ Monocyte" and
-    "CD14-positive monocyte" both give "cd14 positive monocyte"."""
-    t = str(text).lower()
-    t = re.sub(r"(?<=[a-z0-9])\+", " positive ", t)
-    t = re.sub(r"(?<=[0-9])-(?=\s|/|$)", " negative ", t)
-    t = re.sub(r"[^a-z0-9]+", " ", t)
-    return " ".join(t.split())
 
 
 def _variants(norm: str, kind: str) -> list[str]:

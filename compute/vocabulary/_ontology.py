@@ -84,7 +84,7 @@ class Ontologies:
         return self._text_index[kind]
 
     def _build_text_index(self, kind: str) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
-        from compute.vocabulary._match import normalise_label
+        from compute.vocabulary._text import normalise_label
 
         labels: dict[str, set[str]] = {}
         synonyms: dict[str, set[str]] = {}
