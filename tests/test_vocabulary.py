@@ -245,3 +245,15 @@ def test_diseases_rank_at_a_parent_term(tiny_atlas):
     assert len(viral) == len(plain.samples[plain.samples["disease"].isin(["COVID-19", "influenza"])])
     with pytest.raises(QueryError, match="no disease term called 'not a disease'"):
         run_query(tiny_atlas, QueryParams.from_text("S100A8", disease_groups=("not a disease",)))
+
+
+def test_the_build_records_integration_and_label_transfer_in_its_report(tiny_atlas):
+    from compute.atlas import integration_line, label_transfer_line, study_report_text
+
+    m = tiny_atlas.meta["report"]["integration"]
+    assert m["n_studies"] == len(tiny_atlas.studies) and 0 <= m["purity"] <= 1 and 0 <= m["cross_study_share"] <= m["perfect_share"]
+    text = study_report_text(tiny_atlas.meta)
+    assert integration_line(tiny_atlas.meta) in text and label_transfer_line(tiny_atlas.meta) in text
+    assert f"{m['cross_study_share']:.2f} are its cell type from another study" in text
+    departures = " ".join(tiny_atlas.meta["method"]["departures"])
+    assert "triplet weight" in departures and "0.001" in departures
