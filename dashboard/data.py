@@ -14,7 +14,10 @@ import pandas as pd
 
 from compute.atlas import Atlas, ResultCache, measured_share, study_warnings
 from compute.errors import QueryError
+from compute.genemodules import GeneModules, gene_modules
 from compute.query import QueryParams, QueryResult, gene_group_summary, query_cells, run_query
+from dashboard.presets import PRESETS
+from dashboard.state import TABS
 
 __all__ = ["FILTER_KINDS", "DashboardData", "FilterChoices"]
 
@@ -233,6 +236,18 @@ class DashboardData:
     def query_cells(self, params: QueryParams) -> pd.DataFrame:
         """The cells table as ``params`` groups it (diseases pooled under disease_groups)."""
         return query_cells(self.atlas, params)
+
+    @cached_property
+    def known_values(self) -> dict:
+        """What a state may name (``dashboard.state.read_state``'s ``known``): per filter the
+        values it accepts, each mapped to the form its control shows (a term id to the term's
+        label), the disease groups, the studies, the presets and the tabs."""
+        return {**{key: self.filter_choices(key) for key in FILTER_KINDS}, "disease_groups": self.disease_group_choices,
+                "studies": [s.id for s in self.atlas.studies], "preset": list(PRESETS), "tab": list(TABS)}
+
+    def gene_modules(self) -> GeneModules:
+        """The atlas's gene modules (seconds the first time; then from the atlas's cache)."""
+        return gene_modules(self.atlas)
 
     @cached_property
     def study_options(self) -> list[dict]:

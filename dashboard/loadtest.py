@@ -35,8 +35,8 @@ __all__ = ["KINDS", "Record", "main", "make_request", "percentile", "summarise"]
 KINDS = {"query": 0.78, "bad_query": 0.05, "page": 0.07, "layout": 0.10}
 _SEPARATORS = (", ", "\n", " ", ";", "\t", " | ")
 # the bad queries and the word their 400 answer must contain
-_BAD = (({"genes": "CD14 LYZ", "null": "many"}, "null"), ({"genes": "CD14", "cell_types": ["no such cell"]}, "cell type"),
-        ({"genes": ""}, "genes"), ({"genes": "CD14", "cut": 150}, "cut"), ({"genes": "CD14", "atlas": "/etc"}, "parameter"),
+_BAD = (({"genes": "CD14 LYZ", "null_draws": "many"}, "null_draws"), ({"genes": "CD14", "cell_types": ["no such cell"]}, "cell type"),
+        ({"genes": ""}, "genes"), ({"genes": "CD14", "cutoff": 150}, "cutoff"), ({"genes": "CD14", "atlas": "/etc"}, "parameter"),
         ({"genes": "CD14", "min_coverage": 2}, "min_coverage"))
 # a random signature may hold few of the genes some studies measured: queries keep every study that
 # measured any of its genes (min_coverage 0), so the load is the full selection; the answer to a
@@ -123,7 +123,7 @@ class _Signatures:
         if rng.random() < 0.2:
             chosen += [f"NOTAGENE{rng.randint(1, 10**6)}" for _ in range(rng.randint(1, 3))]
         rng.shuffle(chosen)
-        query: dict = {"genes": rng.choice(_SEPARATORS).join(chosen), "null": 100 if rng.random() < 0.3 else 0, "min_coverage": 0}
+        query: dict = {"genes": rng.choice(_SEPARATORS).join(chosen), "null_draws": 100 if rng.random() < 0.3 else 0, "min_coverage": 0}
         if rng.random() < 0.3 and self.cell_types:
             query["cell_types"] = rng.sample(self.cell_types, k=min(len(self.cell_types), rng.randint(1, 3)))
         return query
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
     args = p.parse_args(argv)
     from compute.errors import SigAtlasError
-    from dashboard.wsgi import is_loopback, load_credentials
+    from dashboard.serving import is_loopback, load_credentials
 
     url = urllib.parse.urlsplit(args.url)
     if url.scheme not in ("http", "https") or not is_loopback(url.hostname):

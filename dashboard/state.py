@@ -1,19 +1,38 @@
-"""The whole dashboard state as a URL query string, so a view can be bookmarked and shared.
+"""The dashboard state: its settings, their defaults and rules, and the link that carries them.
 
-``encode_state`` writes only the settings that differ from ``DEFAULTS``; ``decode_state`` reads
-any link back, replacing every invalid value by its default with a message saying so (a shared
-link must never crash the page). Pure functions, no Dash.
+One owner for every setting. ``read_state`` checks settings from any source (a link, the
+controls, an API request) against the same rules: a link falls back to the default with a message
+per problem (a shared link must never crash the page); the controls and the API get a
+``StateError`` naming the setting. ``encode_state`` writes a link, ``decode_state`` reads one,
+``query_params`` is the one conversion of a state into compute's ``QueryParams`` (the gene text is
+parsed there, once). The hit rule's kinds, ranges and default are compute's (``HitRule``). Pure
+functions, no Dash.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from urllib.parse import parse_qsl, urlencode
 
-__all__ = ["CHOICES", "DEFAULTS", "FRACTION_RANGES", "TABS", "decode_state", "encode_state", "normalise_genes"]
+from compute.errors import QueryError
+from compute.query import (
+    DEFAULT_HIT_RULE,
+    HIT_KINDS,
+    HIT_RANGES,
+    HitRule,
+    QueryParams,
+    parse_gene_list,
+)
+
+__all__ = ["CHOICES", "DEFAULTS", "FRACTION_RANGES", "INT_RANGES", "LEGACY_KEYS", "LIST_KEYS", "LIST_SEP", "MAX_FIELDS",
+           "MAX_GENES_TEXT", "NULL_RANGE", "QUERY_KEYS", "TABS", "VIEW_KEYS", "StateError", "UnknownValues", "append_genes",
+           "check_setting", "decode_state", "default_cutoff", "encode_state", "normalise_genes", "query_params", "read_state"]
+
+_QUERY_DEFAULTS = {f.name: f.default for f in dataclasses.fields(QueryParams)}
 
 DEFAULTS: dict = {
     "genes": "",  # the pasted gene text
@@ -24,24 +43,31 @@ DEFAULTS: dict = {
     "studies": [],
     # disease terms to rank at: each disease under one of them counts as that term (QueryParams.disease_groups)
     "disease_groups": [],
-    "data": "all",
-    "rule": "percentile",
-    "cut": 90.0,
-    "cell_min": 25,
-    "samp_min": 3,
-    "min_coverage": 0.5,  # studies that measured less of the signature (share of its weight) are left out
+    "data_kind": _QUERY_DEFAULTS["data"],  # real, simulated or all studies
+    "rule": DEFAULT_HIT_RULE[0],  # the hit rule's kind; rule before cutoff: the cutoff is checked against it
+    "cutoff": float(DEFAULT_HIT_RULE[1]),  # the hit rule's value
+    "cell_min": _QUERY_DEFAULTS["cell_min"],
+    "samp_min": _QUERY_DEFAULTS["samp_min"],
+    # studies that measured less of the signature (share of its weight) are left out
+    "min_coverage": _QUERY_DEFAULTS["min_coverage"],
     "top_n": 0,  # 0: all groups
     "group_by": "disease",
     "heat": "heatmap",
     "order": "cluster",
     "color": "score",
-    "null": 1000,  # matched random gene sets for p-values (0: none; otherwise 100-10000 draws)
+    "null_draws": 1000,  # matched random gene sets for p-values (0: none; otherwise 100-10000 draws)
     "tab": "diseases",
 }
+# names older links (and API clients) use for a setting: still read, never written
+LEGACY_KEYS = {"data": "data_kind", "cut": "cutoff", "null": "null_draws"}
+# the settings that define a query; the others only change how its result is shown
+QUERY_KEYS = ("genes", "cell_types", "diseases", "tissues", "studies", "disease_groups", "data_kind", "rule", "cutoff",
+              "cell_min", "samp_min", "min_coverage", "null_draws")
+VIEW_KEYS = ("top_n", "group_by", "heat", "order", "color", "tab")
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "data": ("all", "real", "simulated"),
-    "rule": ("percentile", "quantile", "value"),
+    "data_kind": ("all", "real", "simulated"),
+    "rule": HIT_KINDS,
     "group_by": ("disease", "cell_type", "study"),
     "heat": ("heatmap", "dotplot"),
     "order": ("cluster", "score"),
@@ -52,21 +78,49 @@ CHOICES: dict[str, tuple[str, ...]] = {
 # the results tabs, in display order; a tab is only ever added, so every shared link stays valid
 TABS = ("diseases", "studies", "cells", "genes", "modules")
 LIST_KEYS = ("cell_types", "diseases", "tissues", "studies", "disease_groups")
+_LIST_NAMES = {"cell_types": "cell type", "diseases": "disease", "tissues": "tissue", "studies": "study",
+               "disease_groups": "disease group"}
+_TERM_FILTERS = ("cell_types", "diseases", "tissues")
 # lists are joined with "|" because cell type and disease names contain commas and spaces
 LIST_SEP = "|"
 # (lowest, highest) whole numbers accepted
 INT_RANGES = {"cell_min": (1, 1_000_000), "samp_min": (1, 100_000), "top_n": (0, 100_000)}
-NULL_RANGE = (100, 10_000)
+NULL_RANGE = (100, 10_000)  # null draws besides 0 (none)
 # (lowest, highest) shares accepted: the share of the signature's weight a study must have measured
 FRACTION_RANGES = {"min_coverage": (0.0, 1.0)}
-# the cut-off's range and, when the given one is invalid, its default under each hit rule
-CUT_RANGES = {"percentile": (0.0, 100.0), "quantile": (0.0, 1.0), "value": (-math.inf, math.inf)}
-CUT_DEFAULTS = {"percentile": 90.0, "quantile": 0.9, "value": 90.0}
 # preset keys and tab ids are short identifiers chosen by the app, never free text
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 MAX_GENES_TEXT = 100_000  # characters; far above MAX_GENES symbols, far below what breaks a server
 MAX_FIELDS = 200
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class StateError(QueryError):
+    """A setting is invalid. ``key``: the setting as it was named; ``reason``: what it must be;
+    ``given``: the value. The message reads "cutoff must be within 0-100 for the percentile rule, got 150"."""
+
+    def __init__(self, key: str, reason: str, given, message: str | None = None):
+        self.key, self.reason, self.given = key, reason, given
+        super().__init__(message or f"{key} {reason}, got {_shown_value(given)}")
+
+
+class UnknownValues(StateError):
+    """Items of a list setting the atlas does not have: ``unknown``; ``kept``: the others, in the
+    form their control shows."""
+
+    def __init__(self, key: str, list_key: str, unknown: list[str], kept: list[str], names):
+        self.unknown, self.kept = unknown, kept
+        shown = ", ".join(f"'{v[:60]}'" for v in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        listed = list(getattr(names, "option_values", names))
+        choices = ", ".join(listed[:30]) + (f" ... ({len(listed)} in all)" if len(listed) > 30 else "")
+        what = f"unknown {_LIST_NAMES[list_key]}{'s' if len(unknown) > 1 else ''} {shown}"
+        if list_key == "disease_groups":
+            message = (f"{what}: name a parent term of at least two of this atlas's diseases (a MONDO label or id); "
+                       f"this atlas has: {choices or 'none'}")
+        else:
+            hint = " (an ontology term label or id, a label without a term, or a study's own label)" if list_key in _TERM_FILTERS else ""
+            message = f"{what}{hint}; this atlas has: {choices}"
+        super().__init__(key, "names values this atlas does not have", unknown, message)
 
 
 def normalise_genes(text: str) -> str:
@@ -76,10 +130,190 @@ def normalise_genes(text: str) -> str:
     return ",".join(ln for ln in lines if ln)
 
 
+def append_genes(text: str | None, genes: list[str]) -> str:
+    """``text`` (the gene box) with ``genes`` added on new lines, leaving out those already in it."""
+    have = {g.upper() for g, _ in parse_gene_list(text or "")}
+    new = [g for g in dict.fromkeys(genes) if g.upper() not in have]
+    text = (text or "").rstrip()
+    return "\n".join([text, *new] if text else new)
+
+
+def default_cutoff(rule: str) -> float:
+    """The cut-off of hit rule ``rule`` when none is given: the default rule's, in ``rule``'s units
+    (90th percentile, 0.9 quantile; a score value of 90)."""
+    kind, value = DEFAULT_HIT_RULE
+    quantile = HitRule(kind, value).quantile
+    if rule == "quantile" and quantile is not None:
+        return float(quantile)
+    if rule == "percentile" and quantile is not None:
+        return float(quantile * 100)
+    return float(value)
+
+
+# -- checking one setting ---------------------------------------------------------------------
 def _fmt_num(v) -> str:
     """Shortest text that reads back as the same number ("90", not "90.0")."""
     v = float(v)
     return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
+
+
+def _show(raw: str) -> str:
+    return raw if len(raw) <= 40 else raw[:37] + "..."
+
+
+def _shown_value(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str):
+        return f"'{_show(value)}'"
+    return type(value).__name__
+
+
+def _number(key: str, value, *, whole: bool) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):  # JSON true/false are ints to Python
+        raise StateError(key, "must be a number", value)
+    try:
+        v = float(value)
+    except ValueError:
+        raise StateError(key, "must be a number", value) from None
+    if not math.isfinite(v):
+        raise StateError(key, "must be a finite number", value)
+    if whole:
+        if not v.is_integer():
+            raise StateError(key, "must be a whole number", value)
+        return int(v)
+    return v
+
+
+def _within(key: str, v, lo, hi, value, what: str = ""):
+    if not lo <= v <= hi:
+        raise StateError(key, f"must be within {lo:,}-{hi:,}{what}" if isinstance(lo, int) else
+                         f"must be within {_fmt_num(lo)}-{_fmt_num(hi)}{what}", value)
+    return v
+
+
+def _check_list(key: str, name: str, value, names) -> list[str]:
+    if isinstance(value, str):
+        items = value.split(LIST_SEP)
+    elif isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        items = list(value)
+    else:
+        raise StateError(name, f"must be a list of strings or one string separated by '{LIST_SEP}'", value)
+    items = list(dict.fromkeys(v for v in items if v))  # unique, in the order given
+    if names is None:
+        return items
+    unknown = [v for v in items if v not in names]
+    # a mapping names the form the control shows (a term id read as its label): the same cells
+    kept = list(dict.fromkeys(names[v] if isinstance(names, Mapping) else v for v in items if v in names))
+    if unknown:
+        raise UnknownValues(name, key, unknown, kept, names)
+    return kept
+
+
+def check_setting(key: str, value, state: Mapping, known: Mapping[str, Collection[str]] | None = None, *,
+                  name: str | None = None, null_max: int = NULL_RANGE[1]):
+    """``value`` of setting ``key`` in its canonical form (numbers as int or float, lists unique in
+    the order given, the gene text on one line), checked against the setting's rule; ``state``:
+    the settings checked before it (the cutoff is checked against ``state["rule"]``). ``known``
+    optionally maps list settings, "preset" and "tab" to the values that exist (a mapping: each
+    accepted value to the form its control shows). Raises StateError (UnknownValues for unknown
+    list items) naming the setting as ``name`` (default ``key``)."""
+    name = name or key
+    known = known or {}
+    if key == "genes":
+        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            value = "\n".join(value)
+        if not isinstance(value, str):
+            raise StateError(name, "must be text or a list of strings", value)
+        if len(value) > MAX_GENES_TEXT:
+            raise StateError(name, f"must be at most {MAX_GENES_TEXT:,} characters long", value)
+        return normalise_genes(value)
+    if key in LIST_KEYS:
+        return _check_list(key, name, value, known.get(key))
+    if key in CHOICES:
+        if not isinstance(value, str) or value not in CHOICES[key]:
+            raise StateError(name, f"must be one of {', '.join(CHOICES[key])}", value)
+        return value
+    if key in ("preset", "tab"):
+        if value in ("", None):
+            return DEFAULTS[key]
+        if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):  # match() would let a trailing newline through
+            raise StateError(name, "is not a valid name", value)
+        allowed = known.get(key)
+        if allowed is not None and value not in allowed:
+            raise StateError(name, "is not available", value)
+        return value
+    if key == "cutoff":
+        rule = state.get("rule", DEFAULTS["rule"])
+        v = _number(name, value, whole=False)
+        lo, hi = HIT_RANGES[rule]
+        return v if lo is None else _within(name, v, float(lo), float(hi), value, f" for the {rule} rule")
+    if key in FRACTION_RANGES:
+        return _within(name, _number(name, value, whole=False), *FRACTION_RANGES[key], value)
+    if key == "null_draws":
+        v = _number(name, value, whole=True)
+        if v != 0 and not NULL_RANGE[0] <= v <= null_max:
+            raise StateError(name, f"must be 0 (no p-values) or {NULL_RANGE[0]}-{null_max:,} draws", value)
+        return v
+    if key in INT_RANGES:
+        return _within(name, _number(name, value, whole=True), *INT_RANGES[key], value)
+    raise StateError(name, "is not a setting", value)
+
+
+# -- reading and writing a whole state ------------------------------------------------------------
+def read_state(pairs: Iterable[tuple[str, object]], known: Mapping[str, Collection[str]] | None = None, *, strict: bool,
+               defaults: Mapping = DEFAULTS, null_max: int = NULL_RANGE[1]) -> tuple[dict, list[str]]:
+    """(state, notes): the state with every key of DEFAULTS that the settings ``pairs`` ((name,
+    value) in order; older names of LEGACY_KEYS accepted) ask for, missing ones taking ``defaults``.
+
+    ``strict``: the first invalid setting raises StateError (the controls, the API). Otherwise
+    (a link) an invalid setting takes its default, unknown list items are dropped and unknown
+    names ignored, each with a note such as "cutoff=abc must be a number; using 90"."""
+    notes: list[str] = []
+    given: dict[str, tuple[str, object]] = {}
+    for name, value in pairs:
+        key = LEGACY_KEYS.get(name, name)
+        if key not in DEFAULTS:
+            if strict:
+                raise StateError(name, "is not a setting", value)
+            notes.append(f"unknown setting '{_show(name)}' in the link; ignored")
+            continue
+        if key in given:
+            if strict and given[key][0] != name:
+                raise StateError(name, f"is given twice (also as {given[key][0]})", value)
+            notes.append(f"{name} is given more than once; using the last ({_show(str(value))})")
+        given[key] = (name, value)
+    state: dict = {}
+    for key, default in defaults.items():  # DEFAULTS' order puts rule before cutoff, which is checked against it
+        if key not in given:
+            state[key] = copy.copy(default)
+            continue
+        name, value = given[key]
+        try:
+            state[key] = check_setting(key, value, state, known, name=name, null_max=null_max)
+        except UnknownValues as exc:
+            if strict:
+                raise
+            notes += [f"{name}: '{_show(v)}' is not in this atlas; dropped" for v in exc.unknown]
+            state[key] = exc.kept
+        except StateError as exc:
+            if strict:
+                raise
+            fallback = default_cutoff(state["rule"]) if key == "cutoff" else copy.copy(default)
+            shown = _fmt_num(fallback) if isinstance(fallback, float) else (fallback if fallback != "" else "none")
+            raw = value if isinstance(value, str) else _shown_value(value)
+            notes.append(f"{name}={_show(raw)} {exc.reason}; using {shown}")
+            state[key] = fallback
+    if "cutoff" not in given and "rule" in given:
+        lo, hi = HIT_RANGES[state["rule"]]
+        if lo is not None and not lo <= state["cutoff"] <= hi:  # the default cut-off (90) does not suit a quantile
+            state["cutoff"] = default_cutoff(state["rule"])
+            notes.append(f"no cutoff for the {state['rule']} rule; using {_fmt_num(state['cutoff'])}")
+    return state, notes
 
 
 def _canonical(key: str, value):
@@ -93,7 +327,7 @@ def _canonical(key: str, value):
     return value
 
 
-def encode_state(state: dict) -> str:
+def encode_state(state: Mapping) -> str:
     """"?key=value&..." for the settings of ``state`` that differ from DEFAULTS (in DEFAULTS'
     order), lists joined by "|", the gene text on one line; "" when everything is default.
     Keys not in DEFAULTS are ignored."""
@@ -113,127 +347,46 @@ def encode_state(state: dict) -> str:
     return "?" + urlencode(pairs, safe="|,") if pairs else ""
 
 
-def _show(raw: str) -> str:
-    return raw if len(raw) <= 40 else raw[:37] + "..."
-
-
-def _parse_float(raw: str) -> float | None:
-    try:
-        v = float(raw)
-    except ValueError:
-        return None
-    return v if math.isfinite(v) else None
-
-
-def _parse_int(raw: str) -> int | None:
-    v = _parse_float(raw)
-    return int(v) if v is not None and v.is_integer() else None
-
-
-def _decode_list(key: str, raw: str, known: Collection[str] | None, messages: list[str]) -> list[str]:
-    items = list(dict.fromkeys(v for v in raw.split(LIST_SEP) if v))  # unique, in link order
-    if known is None:
-        return items
-    kept = []
-    for v in items:
-        if v not in known:
-            messages.append(f"{key}: '{_show(v)}' is not in this atlas; dropped")
-        else:  # a mapping names the form the control shows (a term id read as its label): same cells
-            kept.append(known[v] if isinstance(known, Mapping) else v)
-    return list(dict.fromkeys(kept))
-
-
-def _decode_value(key: str, raw: str, state: dict, known: Mapping[str, Collection[str]], messages: list[str]):
-    """The value of setting ``key`` read from ``raw``, or its default with a message."""
-    default = DEFAULTS[key]
-
-    def bad(reason: str, fallback=default):
-        shown = fallback if not isinstance(fallback, float) else _fmt_num(fallback)
-        messages.append(f"{key}={_show(raw)} {reason}; using {shown if shown != '' else 'none'}")
-        return copy.copy(fallback)
-
-    if key == "genes":
-        if len(raw) > MAX_GENES_TEXT:
-            messages.append(f"genes: the gene text is longer than {MAX_GENES_TEXT:,} characters; ignored")
-            return default
-        return normalise_genes(raw)
-    if key in LIST_KEYS:
-        return _decode_list(key, raw, known.get(key), messages)
-    if key in CHOICES:
-        return raw if raw in CHOICES[key] else bad(f"is not one of {', '.join(CHOICES[key])}")
-    if key in ("preset", "tab"):
-        if raw == "":
-            return default
-        if not _IDENTIFIER.fullmatch(raw):  # match() would let a trailing newline through
-            return bad("is not a valid name")
-        allowed = known.get(key)
-        return raw if allowed is None or raw in allowed else bad("is not available")
-    if key == "cut":
-        rule = state["rule"]
-        fallback = CUT_DEFAULTS[rule]
-        v = _parse_float(raw)
-        if v is None:
-            return bad("is not a number", fallback)
-        lo, hi = CUT_RANGES[rule]
-        if not lo <= v <= hi:
-            return bad(f"is outside {_fmt_num(lo)}-{_fmt_num(hi)} for the {rule} rule", fallback)
-        return v
-    if key in FRACTION_RANGES:
-        v = _parse_float(raw)
-        if v is None:
-            return bad("is not a number")
-        lo, hi = FRACTION_RANGES[key]
-        return v if lo <= v <= hi else bad(f"is outside {_fmt_num(lo)}-{_fmt_num(hi)}")
-    v = _parse_int(raw)
-    if v is None:
-        return bad("is not a whole number")
-    if key == "null":
-        lo, hi = NULL_RANGE
-        return v if v == 0 or lo <= v <= hi else bad(f"must be 0 (no null) or {lo}-{hi:,} draws")
-    lo, hi = INT_RANGES[key]
-    if v < lo:
-        return bad(f"must be at least {lo}")
-    return v if v <= hi else bad(f"must be at most {hi:,}")
-
-
-def decode_state(search: str, known: Mapping[str, Collection[str]] | None = None) -> tuple[dict, list[str]]:
-    """(state, messages) for the query string ``search`` (with or without its leading "?").
-
-    The state has every key of DEFAULTS; a setting missing from the link takes its default, and
-    an invalid one (not a number, out of range, not a choice) takes its default with a message
-    such as "cut=abc is not a number; using 90". Unknown settings are ignored with a message.
-    ``known`` optionally maps "cell_types", "diseases", "tissues", "studies", "disease_groups",
-    "preset" and "tab" to the values that exist: other list items are dropped and other names
-    replaced, each with a message. Where a list key's values are a mapping, each accepted value is
-    replaced by the one it maps to (an ontology term id by the term's label, as the filter shows it).
-    decode_state(encode_state(s)) == s for every valid state s.
-    """
-    known = known or {}
-    messages: list[str] = []
+def decode_state(search: str | None, known: Mapping[str, Collection[str]] | None = None) -> tuple[dict, list[str]]:
+    """(state, notes) for the query string ``search`` (with or without its leading "?"): as
+    ``read_state(..., strict=False)`` (every key of DEFAULTS; invalid settings take their default
+    with a note; older names such as ``cut`` and ``null`` read as ``cutoff`` and ``null_draws``).
+    decode_state(encode_state(s)) == (s, []) for every valid state s."""
+    notes: list[str] = []
     search = search or ""
     if _SURROGATE.search(search):  # only a hand-made request holds them, and no link can be written with them
         search = _SURROGATE.sub("\ufffd", search)
-        messages.append("the link holds characters that are not text (lone surrogates); each was replaced by \ufffd")
+        notes.append("the link holds characters that are not text (lone surrogates); each was replaced by \ufffd")
     try:
         pairs = parse_qsl(search.lstrip("?"), keep_blank_values=True, max_num_fields=MAX_FIELDS)
     except ValueError:
-        return copy.deepcopy(DEFAULTS), [*messages, f"the link has more than {MAX_FIELDS} settings; all were ignored"]
-    raw: dict[str, str] = {}
-    for key, value in pairs:
-        if key not in DEFAULTS:
-            messages.append(f"unknown setting '{_show(key)}' in the link; ignored")
-            continue
-        if key in raw:
-            messages.append(f"{key} is given more than once; using the last ({_show(value)})")
-        raw[key] = value
-    state: dict = {}
-    # DEFAULTS' order puts rule before cut, which is checked against it
-    for key, default in DEFAULTS.items():
-        state[key] = _decode_value(key, raw[key], state, known, messages) if key in raw else copy.copy(default)
-    if "cut" not in raw and "rule" in raw:
-        # the default cut-off (90) only suits the percentile and value rules
-        lo, hi = CUT_RANGES[state["rule"]]
-        if not lo <= state["cut"] <= hi:
-            state["cut"] = CUT_DEFAULTS[state["rule"]]
-            messages.append(f"no cut for the {state['rule']} rule; using {_fmt_num(state['cut'])}")
-    return state, messages
+        return copy.deepcopy(DEFAULTS), [*notes, f"the link has more than {MAX_FIELDS} settings; all were ignored"]
+    state, more = read_state(pairs, known, strict=False)
+    return state, notes + more
+
+
+def query_params(state: Mapping, *, expression: bool = True) -> QueryParams | None:
+    """The query a checked state (``read_state``'s) asks for, or None when its gene text names no
+    gene; ``expression``: also rank by expression scores (only for atlases that store expression).
+    Raises QueryError for a query compute cannot form."""
+    genes = tuple(parse_gene_list(state["genes"] or ""))
+    if not genes:
+        return None
+    return QueryParams(
+        genes=genes,
+        cell_types=tuple(sorted(state["cell_types"] or ())),
+        diseases=tuple(sorted(state["diseases"] or ())),
+        tissues=tuple(sorted(state["tissues"] or ())),
+        studies=tuple(sorted(state["studies"] or ())),
+        # in the order chosen: a disease under two of them counts in the first
+        disease_groups=tuple(dict.fromkeys(state["disease_groups"] or ())),
+        data=state["data_kind"],
+        rule=HitRule(state["rule"], state["cutoff"]),
+        # plain Python numbers: the parameters' repr is the result's cache key (no np.float64)
+        cell_min=int(state["cell_min"]),
+        samp_min=int(state["samp_min"]),
+        min_coverage=float(state["min_coverage"]),
+        n_null=int(state["null_draws"]),
+        evidence=True,
+        expression=expression,
+    )

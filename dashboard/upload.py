@@ -7,6 +7,7 @@ import csv
 import io
 import math
 
+from compute.errors import SigAtlasError
 from compute.query import parse_gene_list
 
 __all__ = ["GeneFileError", "decode_upload", "parse_gene_file"]
@@ -14,7 +15,7 @@ __all__ = ["GeneFileError", "decode_upload", "parse_gene_file"]
 MAX_BYTES = 5_000_000
 
 
-class GeneFileError(ValueError):
+class GeneFileError(SigAtlasError, ValueError):
     """The uploaded file cannot be read as a gene list; the message says where and why."""
 
 

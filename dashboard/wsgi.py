@@ -16,22 +16,22 @@ workers of one machine share: a query started through one worker is polled throu
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from compute.errors import SigAtlasError
+from dashboard.serving import ServingError, is_loopback, load_credentials, remote_warning
 
 if TYPE_CHECKING:
     from flask import Flask
 
+# ServingError, is_loopback, load_credentials and remote_warning live in dashboard.serving (imported
+# here for the hooks below and for scripts that import them from this module)
 __all__ = ["ATLAS_ENV", "ServingError", "atlas_path_from_env", "is_loopback", "load_credentials", "remote_warning", "server"]
 
 ATLAS_ENV = "SIGATLAS_ATLAS"
-AUTH_ENV = "SIGATLAS_AUTH"  # "user:password"
-AUTH_FILE_ENV = "SIGATLAS_AUTH_FILE"  # a file whose first line is "user:password"
 
 # -- gunicorn settings (read by ``gunicorn -c python:dashboard.wsgi``) ----------------------------
 wsgi_app = "dashboard.wsgi:server"
@@ -51,10 +51,6 @@ control_socket_disable = True
 server: Flask  # the WSGI application, built on first access (``__getattr__`` below)
 
 
-class ServingError(SigAtlasError, ValueError):
-    """The server cannot start as configured: no atlas given, malformed credentials."""
-
-
 def atlas_path_from_env(environ=None) -> Path:
     """The atlas folder named by $SIGATLAS_ATLAS. Raises ServingError when unset or not a folder."""
     environ = os.environ if environ is None else environ
@@ -67,52 +63,6 @@ def atlas_path_from_env(environ=None) -> Path:
         raise ServingError(f"${ATLAS_ENV}={value}: no such folder (from {Path.cwd()}); build one with "
                            f"`python -m compute build data_manifest.yaml`")
     return path
-
-
-def _parse_credentials(text: str, where: str) -> tuple[str, str]:
-    user, sep, password = text.strip().partition(":")
-    if not sep or not user or not password:
-        raise ServingError(f"{where} must hold 'user:password' (both non-empty, separated by the first ':')")
-    return user, password
-
-
-def load_credentials(auth_file: str | Path | None = None, environ=None) -> tuple[str, str] | None:
-    """(user, password) for basic auth, or None for none: from ``auth_file`` (its first line
-    "user:password"), else the file named by $SIGATLAS_AUTH_FILE, else $SIGATLAS_AUTH. Never from
-    a command-line value, which every user of the machine can read in ``ps``. Raises ServingError."""
-    environ = os.environ if environ is None else environ
-    auth_file = auth_file or environ.get(AUTH_FILE_ENV) or None
-    if auth_file is not None:
-        try:
-            lines = Path(auth_file).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ServingError(f"cannot read the credentials file {auth_file}: {exc}") from exc
-        return _parse_credentials(lines[0] if lines else "", f"the first line of {auth_file}")
-    text = environ.get(AUTH_ENV, "")
-    return _parse_credentials(text, f"${AUTH_ENV}") if text else None
-
-
-def is_loopback(host: str | None) -> bool:
-    """Whether ``host`` (a name or an address, IPv6 with or without brackets) is this machine only."""
-    host = (host or "").strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def remote_warning(where: str, *, authenticated: bool) -> str:
-    """The banner printed when the dashboard listens beyond this machine."""
-    lines = [f"WARNING: serving on {where}: anyone who can reach this machine can use the dashboard."]
-    if authenticated:
-        lines.append("Basic auth is on; without a TLS proxy in front the password crosses the network in clear text.")
-    else:
-        lines.append(f"NO PASSWORD IS SET: set {AUTH_ENV}=user:password (or {AUTH_FILE_ENV}=FILE) for a shared demo.")
-    width = max(map(len, lines))
-    bar = "!" * (width + 4)
-    return "\n".join([bar, *(f"! {ln.ljust(width)} !" for ln in lines), bar])
 
 
 def _bind_host(address: str) -> str | None:

@@ -9,22 +9,27 @@ import dash
 import pandas as pd
 import pytest
 
+from compute.errors import SigAtlasError
 from compute.query import parse_gene_list
 from dashboard import ids
-from dashboard.app import (
-    answer_query,
-    append_genes,
-    apply_preset,
-    create_app,
-    driver_figure,
-    modules_table,
-    modules_view,
-    params_from_state,
-)
+from dashboard.app import answer_query, create_app
+from dashboard.callbacks import controls, link, modules, render
 from dashboard.data import DashboardData
-from dashboard.presets import PRESETS, preset_options
-from dashboard.state import DEFAULTS, TABS, decode_state, encode_state
+from dashboard.presets import PRESETS, apply_preset, preset_options
+from dashboard.state import (
+    DEFAULTS,
+    QUERY_KEYS,
+    TABS,
+    append_genes,
+    decode_state,
+    encode_state,
+    normalise_genes,
+    query_params,
+    read_state,
+)
 from dashboard.upload import GeneFileError, parse_gene_file
+from dashboard.views.modules import modules_table, modules_view
+from dashboard.views.results import RESULT_VIEWS, driver_figure
 
 from .conftest import REPO
 
@@ -54,14 +59,6 @@ def _find(component, id_):
     return _find(children, id_) if children is not None and not isinstance(children, str) else None
 
 
-def _callback(app, *, input_id: str | None = None, output: str | None = None):
-    """The plain function behind the one callback of ``app`` with that input id or output."""
-    found = [v["callback"] for k, v in app.callback_map.items()
-             if (input_id is not None and any(i["id"] == input_id for i in v["inputs"])) or (output is not None and output in k)]
-    assert len(found) == 1, f"{len(found)} callbacks match {input_id or output}"
-    return found[0].__wrapped__
-
-
 def test_dashboard_never_imports_torch(tiny_build):
     code = (
         "import sys; from dashboard.app import create_app; create_app(sys.argv[1]);"
@@ -77,7 +74,7 @@ def test_ms1_preset_answer(tiny_build):
     text, cell_types = apply_preset(data, "ms1")
     # one value, the Cell Ontology term: the filter expands it to every monocyte subtype
     assert "S100A8" in text and cell_types == ["monocyte"]
-    out = answer_query(data, _state(genes=text, cell_types=cell_types, null=200))
+    out = answer_query(data, _state(genes=text, cell_types=cell_types, null_draws=200))
     fig = out["disease_fig"].to_dict()
     order = [c.split("<br>")[0] for c in fig["layout"]["xaxis"]["categoryarray"]]
     assert order[0] == "infectious disease with sepsis"  # the MONDO term of the simulated "sepsis"
@@ -98,7 +95,7 @@ def test_ms1_preset_answer(tiny_build):
 def test_driver_genes_of_a_chosen_group(tiny_build):
     data = DashboardData(tiny_build[1])
     text, cell_types = apply_preset(data, "ms1")
-    result = data.query(params_from_state(_state(genes=text, cell_types=cell_types, null=0)))
+    result = data.query(query_params(_state(genes=text, cell_types=cell_types, null_draws=0)))
     top, second = (str(g) for g in result.diseases["group"].iloc[:2])
     default = driver_figure(data, result, None).to_dict()
     chosen = driver_figure(data, result, second).to_dict()
@@ -129,32 +126,45 @@ def test_top_n_and_filters(tiny_build):
     assert len(top2["tables"]["diseases"]) == 2
     assert list(top2["tables"]["diseases"]["group"]) == list(full["tables"]["diseases"]["group"][:2])
     # the one real study measured too little of MS1 for the default min_coverage: said, not scored
-    assert "lower min_coverage" in str(answer_query(data, _state(genes=text, data="real"))["status"])
-    real = answer_query(data, _state(genes=text, data="real", min_coverage=0.0))
-    assert "no cells match the filters" in str(real["status"]) or not real["tables"]["umap"]["simulated"].any()
+    assert "lower min_coverage" in str(answer_query(data, _state(genes=text, data_kind="real"))["status"])
+    # with every study kept, the real data alone is ranked: only real cells, and at least one
+    real = answer_query(data, _state(genes=text, data_kind="real", min_coverage=0.0))
+    cells = real["tables"]["umap"]
+    assert len(cells) == real["result"].n_selected > 0 and not cells["simulated"].any()
+    assert len(cells) == int((~data.atlas.cells["simulated"].astype(bool)).sum())
     # the studies' own labels select their terms' cells
-    sim = answer_query(data, _state(genes=text, data="simulated", diseases=["sepsis", "healthy"]))
+    sim = answer_query(data, _state(genes=text, data_kind="simulated", diseases=["sepsis", "healthy"]))
     assert set(sim["tables"]["umap"]["disease"]) <= {"infectious disease with sepsis", "normal"}
 
 
 def test_bad_input_is_shown_not_raised(tiny_build):
     data = DashboardData(tiny_build[1])
     out = answer_query(data, _state(genes="NOT_A_GENE ALSO_NOT"))
-    assert "none of the 2 requested genes" in str(out["status"])
+    assert "none of the 2 requested genes" in out["status"].children and out["status"].className == "error"
+    assert "result" not in out and out["study_rows"] == [] and "NOT_A_GENE" in _text(out["resolution"])
+    # a filter value the atlas does not have: named by the state's check, with what the atlas has
     out = answer_query(data, _state(genes="S100A8", cell_types=["no such cell type"]))
-    assert "no cell_type called 'no such cell type'" in str(out["status"]) or "no cells match" in str(out["status"])
-    assert answer_query(data, _state(genes=""))["study_rows"] == []
+    assert out["status"].children.startswith("unknown cell type 'no such cell type' (an ontology term label or id")
+    assert "this atlas has: " in out["status"].children and "result" not in out
+    # an emptied or out-of-range number: the same rule as a link's, named
+    out = answer_query(data, _state(genes="S100A8", cell_min=0))
+    assert out["status"].children == "cell_min must be within 1-1,000,000, got 0"
+    out = answer_query(data, _state(genes=""))
+    assert out["study_rows"] == [] and out["status"] == "Paste genes (any separators) or pick a preset, then Run"
+    # a link's bad values fall back to their defaults, each said; the query still runs
     state, notes = decode_state("?cut=abc&cell_min=-5&group_by=nonsense&zzz=1")
-    assert len(notes) >= 3
+    assert notes == ["unknown setting 'zzz' in the link; ignored", "cut=abc must be a number; using 90",
+                     "cell_min=-5 must be within 1-1,000,000; using 25", "group_by=nonsense must be one of disease, cell_type, study; using disease"]
+    assert (state["cutoff"], state["cell_min"], state["group_by"]) == (90.0, 25, "disease")
     out = answer_query(data, state | {"genes": "S100A8 VCAN"})
-    assert "cells selected" in out["status"]
+    assert "cells selected" in out["status"] and out["result"].params.cell_min == 25
 
 
 def test_state_round_trip_gives_the_same_query(tiny_build):
-    state = _state(genes="S100A8:2, VCAN\nCD14", cell_types=["classical monocyte"], rule="quantile", cut=0.95, null=100, tab="genes")
+    state = _state(genes="S100A8:2, VCAN\nCD14", cell_types=["classical monocyte"], rule="quantile", cutoff=0.95, null_draws=100, tab="genes")
     again, notes = decode_state(encode_state(state))
     assert not notes
-    assert params_from_state(again) == params_from_state(state)
+    assert query_params(again) == query_params(state)
 
 
 def test_presets_and_uploads():
@@ -168,6 +178,7 @@ def test_presets_and_uploads():
         parse_gene_file("bad.gmt", b"only-a-name\n")
     with pytest.raises(GeneFileError, match="not UTF-8"):
         parse_gene_file("bin.txt", b"\xff\xfe\x00bad")
+    assert issubclass(GeneFileError, SigAtlasError)  # the command line prints it as one line
 
 
 def test_create_app_rejects_missing_atlas(tmp_path):
@@ -181,22 +192,22 @@ def test_create_app_rejects_missing_atlas(tmp_path):
 
 @pytest.fixture(scope="module")
 def modules_app(tiny_build):
-    """(app, data, program genes, result key) for a planted program's genes plus one unknown gene."""
-    app = create_app(tiny_build[1])
+    """(data, program genes, result key) for a planted program's genes plus one unknown gene."""
     data = DashboardData(tiny_build[1])
     program = next(p for p in tiny_build[2]["programs"] if p["name"] == "interferon alpha response")
     genes = list(program["genes"])
-    params = params_from_state(_state(genes="\n".join([*genes, "NOT_A_GENE"]), null=0))
+    params = query_params(_state(genes="\n".join([*genes, "NOT_A_GENE"]), null_draws=0))
     data.query(params)
-    return app, data, genes, data.result_key(params)
+    return data, genes, data.result_key(params)
 
 
 def test_modules_tab_places_a_planted_program(modules_app):
     from compute.genemodules import gene_modules
 
-    app, data, genes, key = modules_app
-    render = _callback(app, output=f"{ids.MODULES_SUMMARY}.children")
-    summary, overlap, missing, add_disabled, fig, options, value, method, store = render(key, "modules", None, False)
+    data, genes, key = modules_app
+    out = modules.render_modules(data, key, None, "modules", None, False)
+    summary, overlap, missing, fig, options, value, method, store = (
+        out[k] for k in ("summary", "overlap_rows", "missing_rows", "figure", "module_options", "module_value", "method", "store"))
     gm = gene_modules(data.atlas)
     considered = [g for g in genes if g in set(gm.genes)]
     head = _text(_find(summary, ids.MODULES_HEAD))
@@ -216,7 +227,7 @@ def test_modules_tab_places_a_planted_program(modules_app):
     # co-attributing genes missing from the signature, strongest first
     assert len(missing) == 25 and not {r["gene"] for r in missing} & set(genes)
     assert [r["mean_r"] for r in missing] == sorted((r["mean_r"] for r in missing), reverse=True)
-    assert store["key"] == key and store["top_missing"] == [r["gene"] for r in missing[:10]] and add_disabled is False
+    assert store["key"] == key and store["top_missing"] == [r["gene"] for r in missing[:10]] and out["add_disabled"] is False
     # the heatmap: the considered signature genes, then the top 10 missing genes, split between them
     meta = fig.to_dict()["layout"]["meta"]
     assert meta["n_signature"] == len(considered) and meta["split"] == len(considered) - 0.5
@@ -226,39 +237,40 @@ def test_modules_tab_places_a_planted_program(modules_app):
     assert len(options) == len(gm.table) and options[0]["label"].startswith("M1 · ")
     assert gm.method in method and "permutation z-score against 500 bin-matched random gene sets" in method
     # shown once per result, and computed only for the Modules tab
-    for again in ((key, "modules", store, False), (key, "diseases", None, False)):
+    for again in ((key, None, "modules", store, False), (key, None, "diseases", None, False)):
         with pytest.raises(dash.exceptions.PreventUpdate):
-            render(*again)
+            modules.render_modules(data, *again)
 
 
 def test_add_the_top_10_and_use_a_module(modules_app):
     from compute.query import parse_gene_list
 
-    app, data, genes, key = modules_app
-    store = _callback(app, output=f"{ids.MODULES_SUMMARY}.children")(key, "modules", None, False)[-1]
+    data, genes, key = modules_app
+    store = modules.render_modules(data, key, None, "modules", None, False)["store"]
     text = "\n".join(genes)
-    add = _callback(app, input_id=ids.ADD_MISSING)
-    new_text, request = add(1, text, store, 3)
-    assert request == 4  # the query reruns
-    assert [g for g, _ in parse_gene_list(new_text)] == [*genes, *store["top_missing"]]
+    added = modules.add_missing(data, 1, text, store, 3)
+    assert added["request"] == 4  # the query reruns
+    assert [g for g, _ in parse_gene_list(added["genes"])] == [*genes, *store["top_missing"]]
     assert len(store["top_missing"]) == 10
     with pytest.raises(dash.exceptions.PreventUpdate):
-        add(None, text, store, 3)
+        modules.add_missing(data, None, text, store, 3)
     # the module browser
     module = str(next(iter(store["modules"])))
-    detail, disabled = _callback(app, input_id=ids.MODULE_SELECT)(module, store)
+    shown = modules.show_module(data, module, store)
+    detail = shown["detail"]
     info = store["modules"][module]
-    assert disabled is False and info["hub_genes"] == _text(_find(detail, ids.MODULE_HUBS))
+    assert shown["use_disabled"] is False and info["hub_genes"] == _text(_find(detail, ids.MODULE_HUBS))
     assert _text(_find(detail, ids.MODULE_GENES)).split(", ") == info["genes"]
     assert f"{info['name']}: {info['size']} genes" in _text(detail)
-    use = _callback(app, input_id=ids.USE_MODULE)
-    replaced, request = use(1, module, store, 7)
-    assert [g for g, _ in parse_gene_list(replaced)] == info["genes"] and request == 8
+    assert modules.show_module(data, "no such module", store)["use_disabled"] is True
+    assert modules.show_module(data, module, None) == {"detail": [], "use_disabled": True}
+    used = modules.use_module(data, 1, module, store, 7)
+    assert [g for g, _ in parse_gene_list(used["genes"])] == info["genes"] and used["request"] == 8
     from compute.genemodules import gene_modules
 
     assert sorted(info["genes"]) == sorted(gene_modules(data.atlas).module_genes(int(module)))
     with pytest.raises(dash.exceptions.PreventUpdate):
-        use(1, None, store, 7)
+        modules.use_module(data, 1, None, store, 7)
 
 
 def test_modules_heatmap_csv_is_the_drawn_matrix(modules_app):
@@ -266,7 +278,7 @@ def test_modules_heatmap_csv_is_the_drawn_matrix(modules_app):
 
     from compute.genemodules import gene_modules
 
-    app, data, genes, key = modules_app
+    data, genes, key = modules_app
     result = data.stored_result(key)
     gm = gene_modules(data.atlas)
     table = modules_table(data, result, gm)
@@ -285,10 +297,28 @@ def test_append_genes_keeps_the_text_and_skips_repeats():
     assert append_genes("", ["LYZ"]) == "LYZ" and append_genes(None, []) == ""
 
 
-def test_modules_tab_without_modules_a_query_or_success(modules_app, monkeypatch):
+class _ModulesFail(DashboardData):
+    """The atlas's data, whose gene modules cannot be computed."""
+
+    def gene_modules(self):
+        raise MemoryError("no room for the correlation matrix")
+
+
+class _ModulesDamaged(DashboardData):
+    """The atlas's data, whose gene modules hold no correlations: placing a signature fails."""
+
+    def gene_modules(self):
+        import dataclasses
+
+        import numpy as np
+
+        return dataclasses.replace(super().gene_modules(), corr=np.zeros((0, 0)))
+
+
+def test_modules_tab_without_modules_a_query_or_success(modules_app, tiny_build):
     from compute.genemodules import gene_modules
 
-    app, data, genes, key = modules_app
+    data, genes, key = modules_app
     # an atlas with too few genes for modules: an empty table, said in words
     few = gene_modules(data.atlas, max_genes=1, use_cache=False)
     assert len(few.table) == 0
@@ -300,20 +330,20 @@ def test_modules_tab_without_modules_a_query_or_success(modules_app, monkeypatch
     # no query yet: the browser alone
     out = modules_view(data, None, gene_modules(data.atlas))
     assert "appears once a query has run" in _text(out["summary"]) and out["module_options"] and out["top_missing"] == []
+    # the query failed: said in the tab, the browser still works
+    out = modules.render_modules(data, None, {"error": "no cells match the filters", "genes": "CD14"}, "modules", None, False)
+    assert _text(out["summary"]) == "The query failed: no cells match the filters" and out["module_options"]
+    assert out["store"]["error"] == {"error": "no cells match the filters", "genes": "CD14"} and out["store"]["key"] is None
     # a failure inside the modules computation: a message in the tab, not a traceback
-    import dashboard.app as app_module
-
-    def boom(atlas):
-        raise MemoryError("no room for the correlation matrix")
-
-    render = _callback(app, output=f"{ids.MODULES_SUMMARY}.children")
-    monkeypatch.setattr(app_module, "signature_modules", lambda gm, genes: boom(None))
-    summary, *_, store = render(key, "modules", None, False)
-    assert "This signature could not be placed among the gene modules: MemoryError: no room" in _text(summary) and store is None
-    monkeypatch.setattr(app_module, "gene_modules", boom)
-    summary, overlap, missing, add_disabled, fig, *_, store = render(key, "modules", None, False)
-    assert "could not be computed for this atlas: MemoryError: no room" in _text(summary) and store is None
-    assert overlap == missing == [] and add_disabled is True and "empty" in fig.to_dict()["layout"]["meta"]
+    damaged = _ModulesDamaged(tiny_build[1])
+    damaged.query(data.stored_result(key).params)
+    out = modules.render_modules(damaged, key, None, "modules", None, False)
+    assert _text(out["summary"]).startswith("This signature could not be placed among the gene modules: IndexError: ")
+    assert out["store"] is None
+    out = modules.render_modules(_ModulesFail(tiny_build[1]), key, None, "modules", None, False)
+    assert _text(out["summary"]) == "Gene modules could not be computed for this atlas: MemoryError: no room for the correlation matrix"
+    assert out["store"] is None and out["overlap_rows"] == out["missing_rows"] == [] and out["add_disabled"] is True
+    assert "empty" in out["figure"].to_dict()["layout"]["meta"]
 
 
 def test_modules_tab_is_in_the_layout_and_the_link(tiny_build):
@@ -340,19 +370,18 @@ def _left_out_query(data: DashboardData) -> tuple[dict, str]:
 def test_min_coverage_is_one_setting_from_the_link_to_the_query(tiny_build):
     state, notes = decode_state("?genes=CD14,LYZ&min_coverage=0.8")
     assert not notes and state["min_coverage"] == 0.8
-    assert params_from_state(state).min_coverage == 0.8
-    assert params_from_state(_state(genes="CD14")).min_coverage == DEFAULTS["min_coverage"] == 0.5
+    assert query_params(state).min_coverage == 0.8
+    assert query_params(_state(genes="CD14")).min_coverage == DEFAULTS["min_coverage"] == 0.5
     app = create_app(tiny_build[1])
     control = _find(app.layout, ids.MIN_COVERAGE)
     assert control.value == 0.5 and (control.min, control.max) == (0, 1) and "Min. study coverage" in control.label
     # the link restores it, and the query reruns with it
-    restore = _callback(app, input_id=ids.URL)
-    values = restore("?genes=CD14&min_coverage=0.9", 0)
-    assert 0.9 in values and values[-1] == 1
-    # an emptied or out-of-range control is a message, not a crash
     data = DashboardData(tiny_build[1])
-    assert "min_coverage must be a number" in str(answer_query(data, _state(genes="CD14 LYZ", min_coverage=""))["status"])
-    assert "min_coverage must be within 0-1" in str(answer_query(data, _state(genes="CD14 LYZ", min_coverage=1.5))["status"])
+    restored = link.restore(data, "?genes=CD14&min_coverage=0.9", 0)
+    assert restored["min_coverage"] == 0.9 and restored["genes"] == "CD14" and restored["request"] == 1 and restored["notes"] is None
+    # an emptied or out-of-range control is a message, not a crash
+    assert answer_query(data, _state(genes="CD14 LYZ", min_coverage=""))["status"].children == "min_coverage must be a number, got ''"
+    assert answer_query(data, _state(genes="CD14 LYZ", min_coverage=1.5))["status"].children == "min_coverage must be within 0-1, got 1.5"
 
 
 def test_a_study_below_min_coverage_is_left_out_with_its_reason(tiny_build):
@@ -364,9 +393,10 @@ def test_a_study_below_min_coverage_is_left_out_with_its_reason(tiny_build):
     n = len(result.excluded_studies)
     reason = result.excluded_studies.loc[low, "reason"]
     # under the disease ranking (and in the Studies tab): each left-out study with its reason
-    shown = _text(out["excluded"])
+    shown = _text(out["excluded_diseases"])
     assert f"Left out: {low} measured " in shown and reason in shown and "missing, not zero" in shown
-    assert out["excluded"].title.startswith(f"{n} {'study' if n == 1 else 'studies'} left out of the ranking")
+    assert _text(out["excluded_studies"]) == shown
+    assert out["excluded_diseases"].title.startswith(f"{n} {'study' if n == 1 else 'studies'} left out of the ranking")
     assert f"{n} {'study' if n == 1 else 'studies'} left out (signature coverage below" in out["status"]
     assert "left out" in out["disease_fig"].to_dict()["layout"]["title"]["text"]
     # the ranked studies carry their coverage; the left-out one is not ranked
@@ -383,16 +413,14 @@ def test_a_study_below_min_coverage_is_left_out_with_its_reason(tiny_build):
     assert table["included"].tolist() == [True] * len(out["study_rows"]) + [False] * n
     assert set(out["tables"]["coverage"]["study"]) == {s.id for s in data.atlas.studies}
     # the rendering callback fills both lists
-    app = create_app(tiny_build[1])
-    render = _callback(app, output=f"{ids.EXCLUDED_STUDIES}.children")
-    key = data.result_key(params_from_state(state, expression=data.atlas.has_expression))
-    values = render(key, False, 0, "disease", "heatmap", "cluster", "score", None)
-    panels = [v for v in values if getattr(v, "className", None) == "excluded"]
-    assert len(panels) == 2 and all(f"Left out: {low} measured" in _text(p) for p in panels)
-    assert values[4] == out["study_rows"]
+    key = data.result_key(query_params(state, expression=data.atlas.has_expression))
+    views = render.render(data, key, None, False, top_n=0, group_by="disease", heat="heatmap", order="cluster", color="score")
+    for name in ("excluded_diseases", "excluded_studies"):
+        assert views[name].className == "excluded" and f"Left out: {low} measured" in _text(views[name])
+    assert views["study_rows"] == out["study_rows"]
     # nothing left out at min_coverage 0: no list
     none = answer_query(data, state | {"min_coverage": 0.0})
-    assert none["excluded"] is None and "left out" not in none["status"]
+    assert none["excluded_diseases"] is None and none["excluded_studies"] is None and "left out" not in none["status"]
 
 
 def test_every_study_below_min_coverage_is_a_message_not_a_crash(tiny_build):
@@ -418,7 +446,7 @@ def test_studies_table_columns_and_help(tiny_build):
 
 
 def test_study_reports_in_plain_words(tiny_build):
-    from dashboard.app import study_reports_panel
+    from dashboard.views.studies import study_reports_panel
 
     data = DashboardData(tiny_build[1])
     panel = study_reports_panel(data)
@@ -491,12 +519,12 @@ def old_atlas(tiny_build, tmp_path_factory):
 def test_an_atlas_without_reports_or_panels_still_renders(old_atlas):
     from compute.atlas import NOT_RECORDED
     from dashboard import export
-    from dashboard.app import study_reports_panel
+    from dashboard.views.studies import study_reports_panel
 
     data = DashboardData(old_atlas)
     text, cell_types = apply_preset(data, "ms1")
     out = answer_query(data, _state(genes=text, cell_types=cell_types))
-    assert out["study_rows"] and out["excluded"] is None
+    assert out["study_rows"] and out["excluded_diseases"] is None
     for r in out["study_rows"]:
         assert r["measured"] == r["requested"] and r["coverage"] == 1.0 and r["measured_share"] is None and r["notes"] == ""
     panel = study_reports_panel(data)
@@ -547,18 +575,16 @@ def test_cell_type_filter_is_the_term_tree_with_cell_counts(tiny_build):
 def test_picking_monocyte_selects_every_monocyte_subtype(tiny_build):
     from urllib.parse import quote
 
-    from dashboard.app import link_vocabulary
-
     data = DashboardData(tiny_build[1])
     cells = data.atlas.cells
     text, _ = apply_preset(data, "ms1")
-    out = answer_query(data, _state(genes=text, cell_types=["monocyte"], min_coverage=0.0, null=0))
+    out = answer_query(data, _state(genes=text, cell_types=["monocyte"], min_coverage=0.0, null_draws=0))
     subtypes = {"classical monocyte", "non-classical monocyte"}
     assert set(out["tables"]["umap"]["cell_type"].astype(str)) == subtypes
     assert out["result"].n_selected == int(cells["cell_type"].astype(str).isin(subtypes).sum())
     assert "monocyte · hit" in out["disease_fig"].to_dict()["layout"]["title"]["text"]
     # in a link: the term's id, another case or an equivalent ancestor all mean the term, shown as it
-    known = link_vocabulary(data)
+    known = data.known_values
     for raw in ("monocyte", "CL:0000576", "Monocyte", "myeloid leukocyte"):
         if raw == "myeloid leukocyte" and raw not in known["cell_types"]:
             continue  # the ancestor is not in this atlas's vocabulary
@@ -570,32 +596,31 @@ def test_picking_monocyte_selects_every_monocyte_subtype(tiny_build):
 def test_old_links_with_study_labels_still_work(tiny_build):
     data = DashboardData(tiny_build[1])
     cells = data.atlas.cells
-    app = create_app(tiny_build[1])
-    restore = _callback(app, input_id=ids.URL)
-    values = restore("?genes=CD14&cell_types=CD14%2B+Monocyte|CL:0000576|Martian&diseases=healthy|sepsis", 0)
+    restored = link.restore(data, "?genes=CD14&cell_types=CD14%2B+Monocyte|CL:0000576|Martian&diseases=healthy|sepsis", 0)
     # a study's label that names its term alone becomes the term; one that shares it stays as written
-    assert ["CD14+ Monocyte", "monocyte"] in values and ["normal", "infectious disease with sepsis"] in values
-    assert "cell_types: 'Martian' is not in this atlas; dropped" in _text(values)
-    data_outputs = [v for v in values if isinstance(v, list) and v and isinstance(v[0], dict) and "group" in v[0]]
-    assert len(data_outputs) == 3  # the cell type, disease and tissue options
-    extra = data_outputs[0][-1]
+    assert restored["cell_types"] == ["CD14+ Monocyte", "monocyte"] and restored["diseases"] == ["normal", "infectious disease with sepsis"]
+    assert _text(restored["notes"]) == "cell_types: 'Martian' is not in this atlas; dropped"
+    # the filters' options: the study's own label is added to the cell types, nothing to the others
+    extra = restored["cell_types_options"][-1]
     assert extra["group"].startswith("From the link") and extra["items"] == [{"value": "CD14+ Monocyte", "label": "CD14+ Monocyte (study label)"}]
-    assert data_outputs[1] == data.filter_choices("diseases").options  # nothing extra to show
+    assert restored["cell_types_options"][:-1] == data.filter_choices("cell_types").options
+    assert restored["diseases_options"] == data.filter_choices("diseases").options
+    assert restored["tissues_options"] == data.filter_choices("tissues").options
     # the study's label selects exactly its cells, as before the vocabulary
     text, _ = apply_preset(data, "ms1")
-    out = answer_query(data, _state(genes=text, cell_types=["CD14+ Monocyte"], min_coverage=0.0, null=0))
+    out = answer_query(data, _state(genes=text, cell_types=["CD14+ Monocyte"], min_coverage=0.0, null_draws=0))
     assert out["result"].n_selected == int((cells["cell_type_original"].astype(str) == "CD14+ Monocyte").sum()) > 0
-    healthy = answer_query(data, _state(genes=text, diseases=["healthy"], null=0))["result"]
-    normal = answer_query(data, _state(genes=text, diseases=["normal"], null=0))["result"]
+    healthy = answer_query(data, _state(genes=text, diseases=["healthy"], null_draws=0))["result"]
+    normal = answer_query(data, _state(genes=text, diseases=["normal"], null_draws=0))["result"]
     assert healthy.n_selected == normal.n_selected > 0
 
 
 def test_disease_groups_from_the_link_to_the_ranking(tiny_build):
     from dashboard import export
-    from dashboard.app import disease_groups_note, link_vocabulary
+    from dashboard.views.studies import disease_groups_note
 
     data = DashboardData(tiny_build[1])
-    known = link_vocabulary(data)
+    known = data.known_values
     options = _options(data.disease_group_choices)
     assert {"infectious disease", "autoimmune disease"} <= set(options) and "COVID-19" not in options  # parent terms only
     # a term id and a label in a link; a disease that groups nothing is dropped with a note
@@ -605,8 +630,8 @@ def test_disease_groups_from_the_link_to_the_ranking(tiny_build):
     assert encode_state(state) == "?disease_groups=infectious+disease|autoimmune+disease"
     assert decode_state(encode_state(state), known) == (state, [])
     text, cell_types = apply_preset(data, "ms1")
-    state |= {"genes": text, "cell_types": cell_types, "null": 0}
-    params = params_from_state(state)
+    state |= {"genes": text, "cell_types": cell_types, "null_draws": 0}
+    params = query_params(state)
     assert params.disease_groups == ("infectious disease", "autoimmune disease")  # in the order chosen
     pooled = data.disease_grouping(params.disease_groups)
     members = {g: sorted(d for d, grp in pooled.items() if grp == g) for g in params.disease_groups}
@@ -631,9 +656,9 @@ def test_disease_groups_from_the_link_to_the_ranking(tiny_build):
     app = create_app(tiny_build[1])
     control = _find(app.layout, ids.DISEASE_GROUPS)
     assert control.data == data.disease_group_choices.options and control.value == []
-    assert _callback(app, input_id=ids.DISEASE_GROUPS)(["infectious disease"]).startswith("Ranked as one: infectious disease: ")
-    values = _callback(app, input_id=ids.URL)("?genes=CD14&disease_groups=MONDO:0005550", 0)
-    assert ["infectious disease"] in values
+    assert controls.show_disease_groups(data, ["infectious disease"])["note"].startswith("Ranked as one: infectious disease: ")
+    assert controls.show_disease_groups(data, []) == {"note": ""}
+    assert link.restore(data, "?genes=CD14&disease_groups=MONDO:0005550", 0)["disease_groups"] == ["infectious disease"]
 
 
 def test_ms1_preset_selects_the_monocyte_term(tiny_build):
@@ -644,8 +669,9 @@ def test_ms1_preset_selects_the_monocyte_term(tiny_build):
     assert apply_preset(data, "ms1")[1] == ["monocyte"]
     assert apply_preset(data, "h-interferon-alpha-response")[1] == []  # a gene set of no cell type selects none
     # opening a link with the preset fills the filter with the one term
-    values = _callback(create_app(tiny_build[1]), input_id=ids.URL)("?preset=ms1", 0)
-    assert ["monocyte"] in values and values[-1] == 1
+    restored = link.restore(data, "?preset=ms1", 0)
+    assert restored["cell_types"] == ["monocyte"] and restored["request"] == 1
+    assert [g for g, _ in parse_gene_list(restored["genes"])] == list(PRESETS["ms1"].genes)
     # marker sets name their term in the source (never selected: markers are run over all cells)
     b_cell = PRESETS["m-b-cell"]
     assert b_cell.marker_of == ("CL:0000236", "B cell") and "markers of B cell (CL:0000236)" in b_cell.source
@@ -670,7 +696,7 @@ def test_umap_says_which_cell_type_labels_it_shows(tiny_build):
     data = DashboardData(tiny_build[1])
     cells = data.atlas.cells
     text, cell_types = apply_preset(data, "ms1")
-    state = _state(genes=text, cell_types=cell_types, null=0, min_coverage=0.0)
+    state = _state(genes=text, cell_types=cell_types, null_draws=0, min_coverage=0.0)
     out = answer_query(data, state | {"color": "cell_type_predicted"})
     fig = out["umap_fig"].to_dict()
     assert "cell type (predicted by label transfer" in fig["layout"]["title"]["text"] and "SIMULATED" in fig["layout"]["title"]["text"]
@@ -699,7 +725,7 @@ def test_umap_says_which_cell_type_labels_it_shows(tiny_build):
 
 
 def test_study_reports_show_each_study_vocabulary_and_the_label_transfer(tiny_build):
-    from dashboard.app import study_reports_panel
+    from dashboard.views.studies import study_reports_panel
 
     data = DashboardData(tiny_build[1])
     panel = study_reports_panel(data)
@@ -752,7 +778,7 @@ def pre_vocabulary_atlas(tiny_build, tmp_path_factory):
 
 
 def test_an_atlas_without_a_vocabulary_uses_the_studies_labels(pre_vocabulary_atlas):
-    from dashboard.app import link_vocabulary, study_reports_panel
+    from dashboard.views.studies import study_reports_panel
 
     data = DashboardData(pre_vocabulary_atlas)
     assert not data.has_vocabulary
@@ -762,11 +788,222 @@ def test_an_atlas_without_a_vocabulary_uses_the_studies_labels(pre_vocabulary_at
     # the MS1 preset falls back to the cell types named like its term
     text, cell_types = apply_preset(data, "ms1")
     assert cell_types == [c for c in data.cell_types if "monocyte" in c]
-    state, notes = decode_state("?cell_types=CL:0000576&disease_groups=infectious+disease", link_vocabulary(data))
+    state, notes = decode_state("?cell_types=CL:0000576&disease_groups=infectious+disease", data.known_values)
     assert state["cell_types"] == state["disease_groups"] == [] and len(notes) == 2
-    out = answer_query(data, _state(genes=text, cell_types=cell_types, null=0, color="cell_type_predicted"))
+    out = answer_query(data, _state(genes=text, cell_types=cell_types, null_draws=0, color="cell_type_predicted"))
     assert out["tables"]["diseases"]["group"].iloc[0] == "infectious disease with sepsis"
     assert "no predicted cell types" in out["umap_fig"].to_dict()["layout"]["meta"]["empty"]
     assert "records no ontology terms" in _text(_find(study_reports_panel(data), ids.VOCABULARY_NOTE))
     app = create_app(pre_vocabulary_atlas)
     assert _find(app.layout, ids.DISEASE_GROUPS).disabled is True
+
+
+# -- every callback, called directly -------------------------------------------------------------
+def test_every_callback_is_a_top_level_function_of_a_callbacks_module(tiny_build):
+    """What Dash calls is a top-level function of dashboard.callbacks.* (given the data), with its
+    outputs named: the tests below call the same functions."""
+    import importlib
+
+    app = create_app(tiny_build[1])
+    found = set()
+    for spec in app.callback_map.values():
+        fn = spec["callback"]
+        while hasattr(fn, "__wrapped__"):
+            fn = fn.__wrapped__
+        module = importlib.import_module(fn.__module__)
+        assert fn.__module__.startswith("dashboard.callbacks.") and getattr(module, fn.__name__) is fn, fn.__qualname__
+        assert "<locals>" not in fn.__qualname__
+        # its outputs and inputs are named (a dict), none matched by position
+        assert isinstance(spec["outputs_indices"], dict) and isinstance(spec["inputs_state_indices"], dict), fn.__qualname__
+        found.add(f"{fn.__module__.rsplit('.', 1)[1]}.{fn.__name__}")
+    assert found == {"link.restore", "link.write_link", "controls.on_preset", "controls.on_upload", "controls.on_upload_set",
+                     "controls.show_disease_groups", "query.run_query", "render.render", "render.render_drivers",
+                     "modules.render_modules", "modules.show_module", "modules.add_missing", "modules.use_module",
+                     "export.download", "presenter.set_presenter", "presenter.save_view", "presenter.step"}
+
+
+@pytest.fixture(scope="module")
+def ms1_key(tiny_build):
+    """(data, state, result key) of the MS1 preset's query, run through the query callback."""
+    data = DashboardData(tiny_build[1])
+    text, cell_types = apply_preset(data, "ms1")
+    state = _state(genes=text, cell_types=cell_types, null_draws=0)
+    progress = []
+    ran = query_run(data, progress.append, state)
+    assert ran["query_error"] is None and ran["status"] is dash.no_update and progress[-1][0] == 100
+    return data, state, ran["result_key"]
+
+
+def query_run(data, set_progress, state):
+    from dashboard.callbacks import query
+
+    return query.run_query(data, set_progress, 1, None, **{k: state[k] for k in QUERY_KEYS})
+
+
+def test_the_query_callback_stores_a_result_or_says_why_not(ms1_key):
+    data, state, key = ms1_key
+    assert data.stored_result(key).params == query_params(read_state(state.items(), data.known_values, strict=True)[0],
+                                                          expression=data.atlas.has_expression)
+    progress = []
+    again = query_run(data, progress.append, state)
+    assert again == {"result_key": key, "query_error": None, "status": dash.no_update} and progress == [(100, "answered from the cache")]
+    # a query compute cannot answer: its error and the gene text, for the views to show
+    failed = query_run(data, progress.append, state | {"genes": "NOT_A_GENE"})
+    assert failed["result_key"] is None and failed["query_error"]["genes"] == "NOT_A_GENE"
+    assert "none of the 1 requested genes" in failed["query_error"]["error"]
+    # settings that form no query: said in the status, nothing stored
+    assert query_run(data, progress.append, state | {"genes": " , "}) == {
+        "result_key": None, "query_error": None, "status": "Paste genes (any separators) or pick a preset, then Run"}
+    bad = query_run(data, progress.append, state | {"cutoff": 150})
+    assert bad["result_key"] is None and bad["status"].children == "cutoff must be within 0-100 for the percentile rule, got 150"
+    # an emptied control (None) takes its default (here the value it had: the same, cached query;
+    # a new one with 1,000 null draws would also be the browser tests' first, which must run)
+    assert state["samp_min"] == DEFAULTS["samp_min"]
+    assert query_run(data, progress.append, state | {"samp_min": None})["result_key"] == key
+
+
+def test_the_render_callbacks_show_a_result_an_error_or_nothing(ms1_key):
+    data, state, key = ms1_key
+    view = {"top_n": 2, "group_by": "study", "heat": "dotplot", "order": "score", "color": "disease"}
+    views = render.render(data, key, None, False, None, **view)
+    assert set(views) == set(RESULT_VIEWS) and tuple(render.RENDER_OUTPUTS) == RESULT_VIEWS
+    assert len(views["disease_table"].children[1].children) == 2  # top 2
+    result = data.stored_result(key)
+    assert views["heatmap_fig"].to_dict()["data"][0]["type"] == "scatter" and "study" in views["heatmap_fig"].layout.title.text
+    assert views["driver_groups"] == [str(g) for g in result.diseases["group"]]
+    big = render.render(data, key, None, True, None, **view)
+    assert big["disease_fig"].layout.font.size == 18 and views["disease_fig"].layout.font.size < 18
+    # a bad view setting takes its default, as in a link
+    rows = render.render(data, key, None, False, None, **(view | {"top_n": ""}))["disease_table"].children[1].children
+    assert len(rows) == len(result.diseases) > 2
+    failed = render.render(data, None, {"error": "no cells match the filters", "genes": "CD14 NOPE"}, False, None, **view)
+    assert failed["status"].children == "no cells match the filters" and failed["study_rows"] == []
+    assert "NOPE" in _text(failed["resolution"]) and failed["disease_fig"].to_dict()["layout"]["meta"]["empty"] == "no cells match the filters"
+    for no_result in ((None, None), ("not-a-key", None)):
+        with pytest.raises(dash.exceptions.PreventUpdate):
+            render.render(data, *no_result, False, None, **view)
+    second = views["driver_groups"][1]
+    drivers = render.render_drivers(data, second, key, True)["driver_fig"]
+    assert drivers.layout.title.text.startswith(f"Driver genes in {second}") and drivers.layout.font.size == 18
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        render.render_drivers(data, second, None, False)
+
+
+def test_the_link_is_written_once_a_query_ran(ms1_key):
+    data, state, key = ms1_key
+    settings = {k: state[k] for k in state if k != "preset"} | {"tab": "genes", "null_draws": None}
+    search = link.write_link(data, key, None, **settings)["search"]
+    written = state | {"genes": normalise_genes(state["genes"]), "tab": "genes", "null_draws": DEFAULTS["null_draws"]}
+    assert decode_state(search, data.known_values) == (written, [])
+    assert "null_draws" not in search and "tab=genes" in search  # an emptied control is its default
+    assert link.write_link(data, None, {"error": "x", "genes": "CD14"}, **settings)["search"] == search
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        link.write_link(data, None, None, **settings)
+
+
+def test_presets_and_uploads_fill_the_gene_box(ms1_key):
+    import base64
+
+    data = ms1_key[0]
+    picked = controls.on_preset(data, [None, 1, None], None, 4, trigger={"type": "preset", "key": "ms1"})
+    assert picked == {"genes": apply_preset(data, "ms1")[0], "cell_types": ["monocyte"], "request": 5}
+    assert controls.on_preset(data, [None, None, None], "ms1", None, trigger=ids.PRESET_SELECT)["request"] == 1
+    for clicks, selected, trigger in (([None] * 3, None, {"type": "preset", "key": "ms1"}), ([None] * 3, "nope", ids.PRESET_SELECT)):
+        with pytest.raises(dash.exceptions.PreventUpdate):
+            controls.on_preset(data, clicks, selected, 0, trigger=trigger)
+    gmt = "data:text/plain;base64," + base64.b64encode(b"A\tdesc\tCD14\tVCAN\nB\tdesc\tMS4A1\n").decode()
+    up = controls.on_upload(data, gmt, "sets.gmt")
+    assert up == {"genes": "CD14\nVCAN", "set_options": ["A", "B"], "set_value": "A", "set_style": {}, "sets": {"A": "CD14\nVCAN", "B": "MS4A1"},
+                  "note": "sets.gmt: 2 gene sets; showing 'A'"}
+    assert controls.on_upload_set(data, "B", up["sets"]) == {"genes": "MS4A1"}
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        controls.on_upload_set(data, "C", up["sets"])
+    bad = controls.on_upload(data, "not a data url", "x.csv")
+    assert bad["genes"] is dash.no_update and bad["sets"] is None and bad["note"].children == "x.csv: the upload arrived damaged; try again"
+
+
+def test_downloads_are_the_views_data(ms1_key):
+    import io
+    import zipfile
+
+    from dashboard.callbacks import export as export_callbacks
+    from dashboard.views.results import view_tables
+
+    data, state, key = ms1_key
+    view = {k: state[k] for k in ("top_n", "group_by", "heat", "order", "color", "tab")}
+    buttons = list(export_callbacks.CSV_BUTTONS)
+
+    def csv_of(name):
+        clicks = [1 if b == f"{ids.CSV_PREFIX}{name}" else None for b in buttons]
+        return export_callbacks.download(data, None, clicks, key, None, trigger=f"{ids.CSV_PREFIX}{name}", **view)["file"]
+
+    diseases = csv_of("diseases")
+    expected = view_tables(data, data.stored_result(key), state)["diseases"]
+    assert diseases["filename"] == "sigatlas-diseases.csv" and diseases["type"] == "text/csv"
+    assert pd.read_csv(io.StringIO(diseases["content"]))["group"].tolist() == expected["group"].tolist()
+    assert csv_of("modules")["content"].startswith("gene,set,module,")
+    snap = export_callbacks.download(data, 1, [None] * len(buttons), key, "http://x/?genes=CD14", trigger=ids.SNAPSHOT, **view)["file"]
+    assert snap["filename"] == f"sigatlas-snapshot-{data.atlas.name}.zip"
+    names = zipfile.ZipFile(io.BytesIO(base64_bytes(snap))).namelist()
+    assert "genes_resolved.csv" in names and any(n.endswith(".json") for n in names)
+    # no click (a button appearing) or no result: nothing to download
+    for clicks, result_key in (([None] * len(buttons), key), ([1] * len(buttons), None)):
+        with pytest.raises(dash.exceptions.PreventUpdate):
+            export_callbacks.download(data, None, clicks, result_key, None, trigger=f"{ids.CSV_PREFIX}diseases", **view)
+
+
+def base64_bytes(payload: dict) -> bytes:
+    import base64
+
+    assert payload["base64"] is True
+    return base64.b64decode(payload["content"])
+
+
+def test_presenter_mode_and_saved_views(ms1_key):
+    from dashboard.callbacks import presenter
+
+    data = ms1_key[0]
+    assert presenter.set_presenter(data, True) == {"class_name": "app presenter"}
+    assert presenter.set_presenter(data, None) == {"class_name": "app"}
+    saved = presenter.save_view(data, 1, "?genes=CD14,LYZ,S100A8,VCAN", [], "CD14, LYZ\nS100A8 VCAN")["saved"]
+    assert saved == [{"search": "?genes=CD14,LYZ,S100A8,VCAN", "label": "CD14, LYZ, S100A8…"}]
+    saved = presenter.save_view(data, 2, "?genes=MS4A1", saved, "MS4A1")["saved"]
+    # saving a view again moves it last
+    assert [v["search"] for v in presenter.save_view(data, 3, "?genes=CD14,LYZ,S100A8,VCAN", saved, "CD14")["saved"]] == [
+        "?genes=MS4A1", "?genes=CD14,LYZ,S100A8,VCAN"]
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        presenter.save_view(data, 1, None, saved, "CD14")
+    assert presenter.step(data, 1, None, saved, "?genes=MS4A1", trigger=ids.NEXT_VIEW) == {
+        "search": "?genes=CD14,LYZ,S100A8,VCAN", "position": "view 1 of 2: CD14, LYZ, S100A8…"}
+    assert presenter.step(data, 1, None, saved, "?genes=CD14,LYZ,S100A8,VCAN", trigger=ids.PREV_VIEW)["search"] == "?genes=MS4A1"
+    assert presenter.step(data, None, None, saved, "?genes=MS4A1", trigger=ids.SAVED_VIEWS) == {"search": dash.no_update,
+                                                                                                   "position": "view 2 of 2"}
+    assert presenter.step(data, None, None, [], None, trigger=ids.SAVED_VIEWS)["position"] == "no saved views yet: use 'Save view'"
+
+
+def test_one_rule_for_a_setting_in_the_link_the_controls_and_the_api(ms1_key):
+    """The same bad value: a link falls back with a note, the controls and the API name it; the
+    same reason each time (dashboard.state owns it)."""
+    from compute.query import HIT_RANGES
+    from dashboard.api import ApiInputError, parse_query
+
+    data, state, _ = ms1_key
+    assert HIT_RANGES["quantile"] == (0.0, 1.0)
+    for new, old in (("cutoff", "cut"), ("null_draws", "null")):
+        value = 1.5 if new == "cutoff" else 50
+        base = {"rule": "quantile"} if new == "cutoff" else {}
+        for name in (new, old):
+            _, notes = decode_state(f"?{'rule=quantile&' if base else ''}{name}={value}", data.known_values)
+            reason = "must be within 0-1 for the quantile rule" if new == "cutoff" else "must be 0 (no p-values) or 100-10,000 draws"
+            assert notes == [f"{name}={value} {reason}; using {0.9 if new == 'cutoff' else 1000}"]
+            out = answer_query(data, state | base | {new: value})
+            assert out["status"].children == f"{new} {reason}, got {value:g}"
+            with pytest.raises(SigAtlasError, match=f"^{name} must be "):
+                parse_query({"genes": "CD14", **base, name: value}, data.known_values)
+    with pytest.raises(ApiInputError, match="genes is empty"):
+        parse_query({"genes": " ; "}, data.known_values)
+    assert issubclass(ApiInputError, SigAtlasError)
+    # an old link opens the same view as the new one
+    old, _ = decode_state("?genes=CD14&data=simulated&rule=quantile&cut=0.95&null=100", data.known_values)
+    assert old == decode_state("?genes=CD14&data_kind=simulated&rule=quantile&cutoff=0.95&null_draws=100", data.known_values)[0]
+    assert encode_state(old) == "?genes=CD14&data_kind=simulated&rule=quantile&cutoff=0.95&null_draws=100"

@@ -31,13 +31,13 @@ from compute.manifest import (
     ModelSpec,
     load_manifest,
 )
-from compute.query import parse_gene_list, resolve_genes
+from compute.query import HIT_RANGES, parse_gene_list, resolve_genes
 from compute.query._genes import STATUSES
 from dashboard.state import (
     CHOICES,
-    CUT_RANGES,
     DEFAULTS,
     INT_RANGES,
+    LEGACY_KEYS,
     LIST_KEYS,
     MAX_FIELDS,
     MAX_GENES_TEXT,
@@ -398,7 +398,8 @@ def test_oversize_file_is_named(extra, filename):
 
 # -- URL state --------------------------------------------------------------------------------
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_-]{1,40}")
-_STATE_KEYS = st.one_of(st.sampled_from(list(DEFAULTS)), st.text(_CHARS, max_size=10))
+# the settings, the older names links still use for some, and anything else
+_STATE_KEYS = st.one_of(st.sampled_from([*DEFAULTS, *LEGACY_KEYS]), st.text(_CHARS, max_size=10))
 _STATE_VALUES = st.one_of(
     st.sampled_from(sorted({v for c in CHOICES.values() for v in c})),
     _NUMBER_TEXT,
@@ -420,7 +421,7 @@ _QUERIES = st.builds(
         _PAIRS.map(lambda ps: "&".join(f"{k}={v}" for k, v in ps)),  # not encoded at all
         st.text(_CHARS, max_size=80),
         st.text(st.sampled_from("%&=?+|;#0123456789abcdefABCDEF xé"), max_size=80),
-        st.integers(MAX_FIELDS - 2, MAX_FIELDS + 2).map(lambda n: "&".join(["cut=5"] * n)),
+        st.integers(MAX_FIELDS - 2, MAX_FIELDS + 2).map(lambda n: "&".join(["cutoff=5"] * n)),
     ),
     st.sampled_from(["?", ""]),
 )
@@ -439,11 +440,11 @@ def _assert_valid_state(state: dict, known) -> None:
     assert list(state) == list(DEFAULTS)
     for key, choices in CHOICES.items():
         assert state[key] in choices
-    lo, hi = CUT_RANGES[state["rule"]]
-    assert isinstance(state["cut"], float) and math.isfinite(state["cut"]) and lo <= state["cut"] <= hi
+    lo, hi = HIT_RANGES[state["rule"]]
+    assert isinstance(state["cutoff"], float) and math.isfinite(state["cutoff"]) and (lo is None or lo <= state["cutoff"] <= hi)
     for key, (lo, hi) in INT_RANGES.items():
         assert type(state[key]) is int and lo <= state[key] <= hi
-    assert type(state["null"]) is int and (state["null"] == 0 or NULL_RANGE[0] <= state["null"] <= NULL_RANGE[1])
+    assert type(state["null_draws"]) is int and (state["null_draws"] == 0 or NULL_RANGE[0] <= state["null_draws"] <= NULL_RANGE[1])
     genes = state["genes"]
     assert isinstance(genes, str) and len(genes) <= MAX_GENES_TEXT and len(genes.splitlines()) <= 1 and "#" not in genes
     for key in LIST_KEYS:
@@ -489,16 +490,20 @@ def test_any_link_decodes_to_a_valid_state_with_reasons(search, known):
     except ValueError:
         assert state == DEFAULTS and len(notes) == 1 and str(MAX_FIELDS) in notes[0]
         return
-    given_ = dict(pairs)
-    for key, raw in given_.items():
+    # an older name reads as the setting it names: the last of either counts
+    canonical = [(LEGACY_KEYS.get(k, k), k, v) for k, v in pairs]
+    given_ = {key: (name, raw) for key, name, raw in canonical}
+    for key, (name, raw) in given_.items():
         if key not in DEFAULTS:
             assert any(f"'{key[:37]}" in n for n in notes), f"unknown setting {key!r} ignored without a note"
         elif not _taken_as_written(key, raw, state[key], known):
-            assert any(key in n for n in notes), f"{key}={raw!r} became {state[key]!r} without a note"
-    if "rule" in given_ and "cut" not in given_ and state["cut"] != DEFAULTS["cut"]:
-        assert any("cut" in n for n in notes)
-    for key in {k for k, _ in pairs if [k2 for k2, _ in pairs].count(k) > 1 and k in DEFAULTS}:
-        assert any(f"{key} is given more than once" in n for n in notes)
+            assert any(name in n for n in notes), f"{name}={raw!r} became {state[key]!r} without a note"
+    if "rule" in given_ and "cutoff" not in given_ and state["cutoff"] != DEFAULTS["cutoff"]:
+        assert any("cutoff" in n for n in notes)
+    keys = [key for key, _, _ in canonical]
+    for key, name, _ in canonical:
+        if key in DEFAULTS and keys.count(key) > 1 and name == given_[key][0]:
+            assert any(f"{name} is given more than once" in n for n in notes)
     # the link written for the decoded state is canonical: it reads back exactly, with no notes
     link = encode_state(state)
     assert decode_state(link, known) == (state, [])
@@ -728,10 +733,10 @@ def test_answer_query_shows_errors_never_raises(dashboard_data, data):
         none, one = st.just([]), st.lists(st.sampled_from(names), max_size=1)
         any_ = st.lists(st.one_of(st.sampled_from(names), _TEXT), max_size=3)
         pairs.append((key, "|".join(data.draw(st.one_of(none, none, none, one, any_), label=key))))
-    pairs += data.draw(st.lists(st.tuples(st.sampled_from(["rule", "cut", "cell_min", "samp_min", "data", "top_n",
+    pairs += data.draw(st.lists(st.tuples(st.sampled_from(["rule", "cutoff", "cut", "cell_min", "samp_min", "data_kind", "data", "top_n",
                                                           "group_by", "heat", "order", "color"]), _STATE_VALUES),
                                 max_size=6), label="settings")
-    pairs.append(("null", data.draw(st.sampled_from(["0", "100"]), label="null")))  # more draws: too slow here
+    pairs.append(("null_draws", data.draw(st.sampled_from(["0", "100"]), label="null")))  # more draws: too slow here
     state, _ = decode_state(urlencode(pairs))
     out = answer_query(dashboard_data, state)
     assert isinstance(out, dict) and {"status", "resolution", "disease_fig"} <= set(out)

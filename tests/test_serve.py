@@ -86,9 +86,9 @@ def test_api_ranks_the_planted_disease_first_with_counts(served, atlas_info, tin
     res = answer["resolution"]
     assert res["n_matched"] == len(res["matched"]) > 50 and res["n_missing"] == len(res["missing"])
     assert answer["cached"] is False
-    # the same query as a GET with "|"-separated cell types: the same ranking, now from the cache
-    # (answered by either worker: the cache is on disk, shared)
-    args = urllib.parse.urlencode({"genes": ",".join(ms1_signature()), "cell_types": "|".join(monocytes), "null": 100})
+    # the same query as a GET with "|"-separated cell types (and the null's name of today): the same
+    # ranking, now from the cache (answered by either worker: the cache is on disk, shared)
+    args = urllib.parse.urlencode({"genes": ",".join(ms1_signature()), "cell_types": "|".join(monocytes), "null_draws": 100})
     status, _, text = _call(f"{served}/api/v1/query?{args}")
     again = json.loads(text)
     assert status == 200 and again["cached"] is True and again["diseases"] == answer["diseases"]
@@ -190,6 +190,12 @@ def test_api_reports_every_gene_decision(served):
     ({"genes": "CD14", "disease_groups": 3}, "disease_groups must be"),
     ({"genes": "CD14", "cut": "nan"}, "finite"),
     ({"genes": "CD14", "cut": 150}, "cut must be within 0-100"),
+    # the names a link uses now (the older ones above still read), checked by the same rules
+    ({"genes": "CD14", "cutoff": 150}, "cutoff must be within 0-100 for the percentile rule, got 150"),
+    ({"genes": "CD14", "rule": "quantile", "cutoff": 90}, "cutoff must be within 0-1 for the quantile rule, got 90"),
+    ({"genes": "CD14", "null_draws": 5000}, "null_draws must be 0 (no p-values) or 100-1,000 draws, got 5,000"),
+    ({"genes": "CD14", "data_kind": "fake"}, "data_kind must be one of all, real, simulated, got 'fake'"),
+    ({"genes": "CD14", "null": 100, "null_draws": 100}, "null_draws is given twice (also as null)"),
     ({"genes": "CD14", "rule": "magic"}, "rule must be one of"),
     ({"genes": "CD14", "cell_min": 0}, "cell_min must be within"),
     ({"genes": "CD14", "min_coverage": 1.5}, "min_coverage must be within 0-1, got 1.5"),

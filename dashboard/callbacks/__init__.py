@@ -1,0 +1,47 @@
+"""The dashboard's callbacks, one module per job: ``link`` (the URL state), ``controls`` (presets,
+uploads, the disease-groups note), ``query`` (the background query), ``render`` (the result's
+views), ``modules`` (the Modules tab), ``export`` (CSV, snapshot, images) and ``presenter``.
+
+Each callback is a top-level function that takes the DashboardData first and returns its outputs
+by name (a dict mapped to Dash Outputs); the module's ``register(app, data)`` wires it to the page,
+so a test calls the same function the browser reaches.
+"""
+
+from __future__ import annotations
+
+import dash
+
+from dashboard.callbacks import controls, export, link, modules, presenter, query, render
+from dashboard.callbacks.wiring import QUERY_CONTROLS
+from dashboard.views.results import empty_views, view_tables
+
+__all__ = ["answer_query", "register"]
+
+
+def register(app: dash.Dash, data) -> None:
+    """Every callback of the dashboard on ``app``, answering from ``data``."""
+    for module in (link, controls, query, render, modules, export, presenter):
+        module.register(app, data)
+
+
+def answer_query(data, state: dict, progress=None) -> dict:
+    """What the page shows for ``state`` (every key of dashboard.state.DEFAULTS) after Run, through
+    the browser's own callbacks (``query.run_query``, then ``render.render``): the render outputs by
+    name, plus "result" (the QueryResult) and "tables" (the CSV exports' data) when the query was
+    answered. ``progress``: optional (fraction, message) callback. Bad input comes back as a message
+    in "status", never as an exception."""
+
+    def set_progress(update):
+        if progress is not None:
+            progress(update[0] / 100, update[1])
+
+    ran = query.run_query(data, set_progress, run_clicks=1, request=None, **{key: state[key] for key in QUERY_CONTROLS})
+    try:
+        out = render.render(data, ran["result_key"], ran["query_error"], presenter=False, driver_group=state.get("driver_group"),
+                            **{key: state[key] for key in render.RENDER_SETTINGS})
+    except dash.exceptions.PreventUpdate:  # no query ran: the page keeps its views, the status says why
+        out = empty_views() | {"status": ran["status"]}
+    if ran["result_key"] is None:
+        return out | {"tables": {}}
+    result = data.stored_result(ran["result_key"])
+    return out | {"result": result, "tables": view_tables(data, result, state)}

@@ -1,0 +1,65 @@
+"""How the callbacks reach the page: which control carries which setting of the state, and how a
+top-level callback gets the atlas's data when Dash calls it."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+
+from dash import Input, Output, State
+
+from dashboard import ids
+from dashboard.state import QUERY_KEYS, VIEW_KEYS
+
+__all__ = ["CONTROLS", "QUERY_CONTROLS", "VIEW_CONTROLS", "bind", "control_pairs", "controls"]
+
+# setting of the state -> (component id, property) of the control that shows it
+QUERY_CONTROLS: dict[str, tuple[str, str]] = {
+    "genes": (ids.GENES, "value"),
+    "cell_types": (ids.CELL_TYPES, "value"),
+    "diseases": (ids.DISEASES, "value"),
+    "tissues": (ids.TISSUES, "value"),
+    "studies": (ids.STUDIES, "value"),
+    "disease_groups": (ids.DISEASE_GROUPS, "value"),
+    "data_kind": (ids.DATA_KIND, "value"),
+    "rule": (ids.RULE, "value"),
+    "cutoff": (ids.CUT, "value"),
+    "cell_min": (ids.CELL_MIN, "value"),
+    "samp_min": (ids.SAMP_MIN, "value"),
+    "min_coverage": (ids.MIN_COVERAGE, "value"),
+    "null_draws": (ids.NULL_DRAWS, "value"),
+}
+# view-only settings: changing them re-renders the stored result
+VIEW_CONTROLS: dict[str, tuple[str, str]] = {
+    "top_n": (ids.TOP_N, "value"),
+    "group_by": (ids.GROUP_BY, "value"),
+    "heat": (ids.HEAT_MODE, "value"),
+    "order": (ids.HEAT_ORDER, "value"),
+    "color": (ids.UMAP_COLOR, "value"),
+    "tab": (ids.TABS, "value"),
+}
+CONTROLS = QUERY_CONTROLS | VIEW_CONTROLS
+assert tuple(QUERY_CONTROLS) == QUERY_KEYS and tuple(VIEW_CONTROLS) == VIEW_KEYS
+
+
+def controls(kind: type[Input] | type[State] | type[Output], keys=CONTROLS, **kw) -> dict:
+    """{setting: kind(component id, property)} for the controls of ``keys``, for a callback's
+    named inputs, states or outputs."""
+    return {key: kind(*CONTROLS[key], **kw) for key in keys}
+
+
+def control_pairs(values: Mapping) -> list[tuple[str, object]]:
+    """The settings that controls hold, as ``read_state`` takes them: an empty control (None)
+    is left out, so it takes its default."""
+    return [(key, value) for key, value in values.items() if value is not None]
+
+
+def bind(fn, data):
+    """``fn`` (a top-level callback taking ``data`` first) as Dash calls it, with ``data`` given.
+    Dash hashes the source of a background callback: ``inspect`` finds ``fn``'s through the wrapper."""
+
+    @functools.wraps(fn)
+    def callback(*args, **kwargs):
+        return fn(data, *args, **kwargs)
+
+    return callback

@@ -1,0 +1,157 @@
+"""The Modules tab: where a signature sits among the atlas's gene modules, the module browser and
+the co-attribution heatmap. Data in, views out (``signature_modules`` runs its permutations here,
+under a second)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import dash_mantine_components as dmc
+import numpy as np
+import pandas as pd
+from dash import html
+
+from compute.genemodules import GeneModules, signature_modules
+from dashboard import figures, ids
+
+if TYPE_CHECKING:
+    from dashboard.data import DashboardData
+
+__all__ = ["TOP_MISSING", "module_detail", "modules_table", "modules_view"]
+
+TOP_MISSING = 10  # co-attributing genes drawn in the modules heatmap and offered by "Add the top 10"
+SIGNIFICANT = 0.05  # the p-value under which the plain-language reading calls a result more than chance
+
+
+def _perm_p(p: float, n_perm: int) -> str:
+    return figures.format_p(p, 1 / (1 + n_perm) if n_perm > 0 else None)
+
+
+def _not_considered(res, sm, gm: GeneModules) -> list:
+    """Why each signature gene is left out of the module analysis, one line per reason."""
+    prm = gm.params
+    sparse = f"detected in < {prm.get('min_detection', 0.01):.0%} of cells, too few to correlate"
+    if prm.get("max_genes") and len(gm.genes) >= prm["max_genes"]:
+        sparse += f", or not among the {prm['max_genes']:,} most often detected genes"
+    groups = [(genes, why) for genes, why in ((res.missing, "absent from the gene order (not in the model)"),
+                                              (res.ambiguous, "ambiguous names (several genes of the gene order), not used"),
+                                              (sm.not_considered, sparse)) if genes]
+    if not groups:
+        return []
+    n = sum(len(g) for g, _ in groups)
+    return [html.Div([html.Span(f"Not considered ({n}):", className="lbl"),
+                      html.Ul([html.Li([", ".join(genes), html.Span(f" – {why}", className="lbl")]) for genes, why in groups])],
+                     id=ids.MODULES_NOT_CONSIDERED, className="missing")]
+
+
+def _reading(sm, top) -> str:
+    """One line for a clinician: do the signature's genes carry attribution together?"""
+    if len(sm.considered) < 2 or not np.isfinite(sm.z):
+        return "Too few of the signature's genes are detected widely enough to tell whether they carry attribution together."
+    if sm.p_value <= SIGNIFICANT and sm.z > 0:
+        text = ("Reading: the genes carry attribution together, in the same cells, more than random gene sets of the same "
+                "size do: they behave like one program.")
+        if top is not None:
+            text += f" The clearest overlap is module {top['name']} ({top['overlap']} of its {top['size']} genes)."
+        return text
+    return ("Reading: the genes carry attribution together no more than random gene sets of the same size: the signature may "
+            "mix several programs, or programs active in different cells.")
+
+
+def modules_view(data: DashboardData, result, gm: GeneModules) -> dict:
+    """The Modules tab: where the signature of ``result`` (None: no query yet) sits among the
+    atlas's gene modules ``gm``. Returns {"summary": components, "overlap_rows", "missing_rows":
+    grid rows, "top_missing": the first TOP_MISSING missing genes, "figure": the co-attribution
+    heatmap, "module_options", "module_value": the module Select's data and value, "modules":
+    {module number (str): name, size, coherence, z, p_value, hub_genes, genes}, "method": the
+    caption}. Pure: ``signature_modules`` runs its permutations here (under a second)."""
+    table = gm.table
+    prm = gm.params
+    n_perm = int(prm.get("n_perm", 0))
+    modules = {str(int(r["module"])): {"name": str(r["name"]), "size": int(r["size"]), "coherence": float(r["coherence"]),
+                                       "z": float(r["z"]), "p_value": float(r["p_value"]), "hub_genes": str(r["hub_genes"]),
+                                       "genes": [str(g) for g in r["genes"]]} for _, r in table.iterrows()}
+    options = [{"value": k, "label": f"{m['name']} · {m['size']} genes · z = {m['z']:.1f}"} for k, m in modules.items()]
+    method = (f"Modules are atlas-wide: every cell counts, whatever the cell filters. How they are found: "
+              f"{gm.method or 'not computed'}; genes detected in ≥ {prm.get('min_detection', 0.01):.0%} of "
+              f"cells ({len(gm.genes):,} genes), cut where the average correlation falls below r = {prm.get('r_cut', 0):g}, "
+              f"modules of ≥ {prm.get('min_size', 0)} genes. Coherence r̄ is the mean correlation over a gene set's pairs; its "
+              f"z-score is a permutation z-score against {n_perm:,} bin-matched random gene sets (each gene replaced by a random "
+              "gene of similar mean attribution and detection), with an empirical p-value. Overlap p-values are hypergeometric; "
+              "a missing gene's z compares its mean correlation with the signature against all other genes (median, MAD).")
+    out = {"summary": [], "overlap_rows": [], "missing_rows": [], "top_missing": [], "module_options": options,
+           "module_value": options[0]["value"] if options else None, "modules": modules, "method": method,
+           "figure": figures.empty_figure("Run a query to see how its genes co-attribute")}
+    if not modules:
+        n, size = len(gm.genes), prm.get("min_size", 0)
+        why = (f"only {n} {'gene qualifies' if n == 1 else 'genes qualify'} (detected in ≥ {prm.get('min_detection', 0.01):.0%} "
+               f"of cells), and a module needs at least {size}" if n < max(int(size), 2) else
+               f"none of its {n:,} widely detected genes fall into a group of at least {size} genes that carry attribution together")
+        out["summary"].append(dmc.Alert(f"This atlas has no gene modules: {why}.", color="orange", p="xs", id=ids.MODULES_NONE))
+    if result is None:
+        out["summary"].append(dmc.Text("The signature's place among the modules appears once a query has run (paste genes or "
+                                       "pick a preset).", id=ids.MODULES_READING))
+        return out
+    res = result.resolution
+    sm = signature_modules(gm, list(res.matched))
+    n_req = len(res.matched) + len(res.missing) + len(res.ambiguous)
+    n_in = len(sm.considered)
+    head = f"{n_in} of {n_req} signature genes are among the {len(gm.genes):,} module genes"
+    if n_in >= 2 and np.isfinite(sm.z):
+        head += (f"; coherence r̄ = {sm.coherence:.3f} (random gene sets of the same size: {sm.null_mean:.3f} ± {sm.null_sd:.3f}), "
+                 f"z = {sm.z:.1f}, {_perm_p(sm.p_value, sm.n_perm)}")
+    overlaps = sm.overlaps
+    top = overlaps.iloc[0] if len(overlaps) and overlaps["p_value"].iloc[0] <= SIGNIFICANT else None
+    out["summary"] += [dmc.Text(head, fw=700, id=ids.MODULES_HEAD),
+                       dmc.Text(_reading(sm, top), id=ids.MODULES_READING), *_not_considered(res, sm, gm)]
+    out["overlap_rows"] = [{"module": r.name, "size": int(r.size), "overlap": int(r.overlap), "overlap_genes": r.overlap_genes,
+                            "jaccard": round(float(r.jaccard), 3), "p_value": float(f"{r.p_value:.2g}"),
+                            "module_z": round(float(r.module_z), 1)} for r in overlaps.itertuples()]
+    missing = sm.missing
+    out["missing_rows"] = [{"gene": r.gene, "mean_r": round(float(r.mean_r), 3), "z": round(float(r.z), 1) if np.isfinite(r.z) else None,
+                            "module": r.module} for r in missing.itertuples()]
+    out["top_missing"] = [str(g) for g in missing["gene"].head(TOP_MISSING)]
+    if len(overlaps):
+        out["module_value"] = str(int(overlaps["module"].iloc[0]))
+    genes = [*sm.considered, *out["top_missing"]]
+    if len(genes) >= 2:
+        index = gm.index()
+        idx = [index[g] for g in genes]
+        names = {int(m): n for m, n in zip(table["module"], table["name"], strict=True)} if len(table) else {}
+        out["figure"] = figures.coattribution_heatmap(
+            gm.corr[np.ix_(idx, idx)], genes, n_in, modules=[names.get(int(gm.labels[i]), "") for i in idx],
+            simulated=data.atlas.has_simulated,
+            title=f"Co-attribution: the signature's {n_in} genes and the top {len(out['top_missing'])} genes missing from it")
+    else:
+        out["figure"] = figures.empty_figure("Fewer than two of the signature's genes are among the module genes: nothing to correlate")
+    return out
+
+
+def modules_table(data: DashboardData, result, gm: GeneModules):
+    """The data behind the modules heatmap (CSV export): one row per drawn gene (gene, set:
+    "signature" / "missing", module) and its correlation with every drawn gene."""
+
+    fig = modules_view(data, result, gm)["figure"]
+    meta = fig.layout.meta or {}
+    genes = meta.get("genes") or []
+    if not genes:
+        return pd.DataFrame(columns=["gene", "set", "module"])
+    idx = [gm.index()[g] for g in genes]
+    corr = pd.DataFrame(gm.corr[np.ix_(idx, idx)].astype(float).round(4), columns=genes)
+    n_sig = int(meta["n_signature"])
+    head = pd.DataFrame({"gene": genes, "set": ["signature" if i < n_sig else "missing" for i in range(len(genes))],
+                         "module": meta["modules"]})
+    return pd.concat([head, corr], axis=1)
+
+
+def module_detail(module: dict | None, n_perm: int = 0) -> list:
+    """The module browser's text for one module (an entry of ``modules_view(...)["modules"]``)."""
+    if not module:
+        return [dmc.Text("No module selected.", c="dimmed", size="sm")]
+    stats = (f"{module['name']}: {module['size']} genes · coherence r̄ = {module['coherence']:.3f} · z = {module['z']:.1f} · "
+             f"{_perm_p(module['p_value'], n_perm)}")
+    return [dmc.Text(stats, fw=700, size="sm"),
+            html.Div([html.Span("Hub genes (most correlated with the rest): ", className="lbl"),
+                      html.Span(module["hub_genes"], id=ids.MODULE_HUBS)]),
+            html.Div([html.Span("All genes: ", className="lbl"), html.Span(", ".join(module["genes"]), id=ids.MODULE_GENES)])]
+

@@ -1,0 +1,302 @@
+"""The views of one query result (the Diseases, Studies, Cells and Genes tabs): figures, tables
+and texts, and the data behind them for CSV export and the snapshot. Data in, views out; reads
+nothing but the gene columns the gene views summarise (through DashboardData)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import dash_mantine_components as dmc
+import pandas as pd
+from dash import html
+
+from compute.query import parse_gene_list
+from dashboard import export, figures, ids
+
+if TYPE_CHECKING:
+    from dashboard.data import DashboardData
+
+__all__ = ["FIGURE_VIEWS", "GROUP_LABELS", "PRESENTER_FONT", "RESULT_VIEWS", "driver_figure", "empty_views", "error_views", "excluded_panel",
+           "render_views", "resolution_panel", "umap_labels_note", "view_tables"]
+
+GROUP_LABELS = {"disease": "disease", "cell_type": "cell type", "study": "study"}
+COVERAGE_WARN = 0.7
+PRESENTER_FONT = {"size": 18}  # large type for a projector
+# every view of a result, by name: the render callback's outputs
+RESULT_VIEWS = ("resolution", "status", "disease_fig", "disease_table", "study_rows", "excluded_diseases", "excluded_studies",
+                "robust_fig", "driver_fig", "driver_groups", "compare_fig", "scatter_fig", "umap_fig", "umap_badge", "umap_labels",
+                "heatmap_fig")
+FIGURE_VIEWS = ("disease_fig", "robust_fig", "driver_fig", "compare_fig", "scatter_fig", "umap_fig", "heatmap_fig")
+
+
+# -- panels ---------------------------------------------------------------------------------
+def resolution_panel(res) -> list:
+    """Every pasted gene's fate: matched, renamed (case, previous symbol, alias, Ensembl id),
+    ambiguous, not in the model, duplicate; coverage with a warning when low."""
+    ambiguous = res.ambiguous
+    n_req = len(res.matched) + len(res.missing) + len(ambiguous)
+    cov = res.coverage
+    low = cov < COVERAGE_WARN
+    items = [dmc.Group([
+        dmc.Text(f"{len(res.matched)} of {n_req} genes matched", fw=700, id="res-head"),
+        dmc.Badge(f"{cov:.0%} coverage", color="orange" if low else "teal", variant="light"),
+    ], gap="xs")]
+    if low:
+        items.append(dmc.Alert("Low coverage: the score rests on fewer genes than you pasted.", color="orange", p="xs", id="res-low"))
+    notes = {d.token: d.note for d in res.decisions}
+    if res.renamed:
+        items.append(html.Div([html.Span("Renamed: ", className="lbl"), html.Span(
+            "; ".join(f"{a} → {b}" + (f" ({notes[a]})" if notes.get(a) else "") for a, b in res.renamed), id="res-renamed")]))
+    if ambiguous:
+        items.append(html.Div([html.Span(f"Ambiguous, not used ({len(ambiguous)}): ", className="lbl"),
+                               html.Span("; ".join(notes.get(a) and f"{a} ({notes[a]})" or a for a in ambiguous), id="res-ambiguous")],
+                              className="missing"))
+    if res.missing:
+        items.append(html.Div([html.Span(f"Not in the model ({len(res.missing)}): ", className="lbl"),
+                               html.Span(", ".join(res.missing), id="res-missing")], className="missing"))
+    if res.duplicates:
+        items.append(html.Div([html.Span(f"Duplicates ignored ({len(res.duplicates)}): ", className="lbl"),
+                               html.Span(", ".join(res.duplicates), id="res-duplicates")]))
+    if res.weighted:
+        items.append(html.Div("Weighted score: Σ w·a / Σ w.", className="note"))
+    return items
+
+
+
+def _ranking_table(ranking, null, terms: bool = False, grouped: bool = False) -> html.Table:
+    """The disease ranking as a table; its disease column says which labels it ranks (``terms``:
+    MONDO terms; ``grouped``: diseases pooled under the chosen parent terms)."""
+    p = null.p_values() if null is not None else {}
+    floor = null.p_floor if null is not None else None
+    disease = "disease" + (" (MONDO term or group)" if terms and grouped else " (MONDO term)" if terms else "")
+    head = html.Tr([html.Th(c) for c in ("#", disease, "mean hit %", "median hit %", "samples", "studies", "cells", "p (null)")])
+
+    def fmt_p(g):
+        return figures.format_p(p[g], floor).removeprefix("p ").lstrip("= ") if g in p else "–"
+
+    rows = [
+        html.Tr([html.Td(int(r.rank)), html.Td(r.group, className="grp"), html.Td(f"{r.mean_hit_pct:.1f}"),
+                 html.Td(f"{r.median_hit_pct:.1f}"), html.Td(int(r.n_samples)), html.Td(int(r.n_studies)),
+                 html.Td(f"{int(r.n_cells):,}"), html.Td(fmt_p(r.group))])
+        for r in ranking.itertuples()
+    ]
+    return html.Table([html.Thead(head), html.Tbody(rows)], id=ids.DISEASE_TABLE, className="rank-table")
+
+
+def _left_out_note(result) -> str:
+    """" · N studies left out (signature coverage below M%)", or "" when none was."""
+    n = len(result.excluded_studies)
+    if not n:
+        return ""
+    return f" · {n} {'study' if n == 1 else 'studies'} left out (signature coverage below {result.params.min_coverage:.0%})"
+
+
+def excluded_panel(result) -> dmc.Alert | None:
+    """The studies with cells in the filters that were left out of the rankings and the null
+    (coverage below min_coverage), each with its reason; None when no study was."""
+    excluded = result.excluded_studies
+    if not len(excluded):
+        return None
+    n = len(excluded)
+    items = [html.Li(f"Left out: {study} {reason}") for study, reason in excluded["reason"].items()]
+    return dmc.Alert([
+        html.Ul(items, className="left-out"),
+        dmc.Text("A gene a study never measured is missing, not zero: these studies measured too little of the signature to be "
+                 "scored on it. Lower 'Min. study coverage' to include them, or use genes they measured.", size="xs"),
+    ], title=f"{n} {'study' if n == 1 else 'studies'} left out of the ranking: signature coverage below "
+             f"{result.params.min_coverage:.0%}", color="orange", p="xs", className="excluded")
+
+
+# -- the views of a result --------------------------------------------------------------------
+def render_views(data: DashboardData, result, state: dict) -> dict:
+    """Every view of one query ``result`` (RESULT_VIEWS: figures, table components and rows,
+    texts) under the view settings in ``state`` (top_n, group_by, heat, order, color and
+    driver_group). Pure apart from reading gene columns for the heatmap."""
+    params = result.params
+    has_sim = data.atlas.has_simulated
+    sim_note = " · includes SIMULATED studies (open circles)" if data.atlas.has_simulated else ""
+    where = ", ".join(params.cell_types) if params.cell_types else "all cell types"
+    grouped = f" · diseases grouped by {', '.join(params.disease_groups)}" if params.disease_groups else ""
+    null = result.null.get("disease")
+    ranking = _shown_ranking(result, state)
+    left_out = _left_out_note(result)
+    title = (f"Diseases ranked by per-sample hit %<br><sub>{where}{grouped} · hit = {params.rule.describe()}{left_out}"
+             f"{sim_note}</sub>")
+    cells = data.query_cells(params)  # the disease column as the ranking groups it
+    base_rate = 100.0 - params.rule.value if params.rule.kind == "percentile" else None
+    by = _group_by(state)
+    null_text = (f" · null: {null.n_draws:,} matched gene sets over {null.n_cells:,} cells, p floor {null.p_floor:.2g}"
+                 if null is not None else " · no null (set null draws to get p-values)")
+    status = (f"{result.n_selected:,} cells selected · threshold {result.threshold:.3f} · {len(result.samples)} samples, "
+              f"{len(result.diseases)} diseases pass cell_min={params.cell_min}, samp_min={params.samp_min}{left_out}{null_text}")
+    out = {
+        "resolution": resolution_panel(result.resolution),
+        "status": status,
+        "disease_fig": figures.disease_ranking_figure(result.samples, ranking, base_rate=base_rate, title=title,
+                                                      null=null.groups if null is not None else None,
+                                                      p_floor=null.p_floor if null is not None else None),
+        "disease_table": _ranking_table(ranking, null, data.has_vocabulary, bool(params.disease_groups)),
+        "study_rows": data.study_rows(result),
+        # the same list twice: under the disease ranking and in the Studies tab
+        "excluded_diseases": excluded_panel(result),
+        "excluded_studies": excluded_panel(result),
+    }
+    ev = result.evidence
+    top = str(result.diseases["group"].iloc[0]) if len(result.diseases) else None
+    if ev is not None and len(ev.thresholds):
+        out["robust_fig"] = figures.robustness_figure(ev.thresholds, highlight=top, simulated=has_sim,
+                                                      title=f"Ranking across hit thresholds · rank stability {ev.rank_stability:.2f}")
+    else:
+        out["robust_fig"] = figures.empty_figure("No disease passes the filters")
+    out["driver_fig"] = driver_figure(data, result, state.get("driver_group"))
+    out["driver_groups"] = [str(g) for g in result.diseases["group"]]
+    if result.expression_diseases is not None:
+        out["compare_fig"] = figures.score_comparison_figure(result.diseases, result.expression_diseases,
+                                                             title="Attribution vs expression (score_genes) rankings, same cells and rule")
+        sel = result.selection
+        out["scatter_fig"] = figures.score_scatter_figure(result.scores[sel], result.expression_scores[sel],
+                                                          cells["disease"].to_numpy()[sel].astype(str),
+                                                          simulated=data.atlas.cells["simulated"].to_numpy()[sel],
+                                                          title="Per cell: attribution score vs expression score")
+    else:
+        msg = "This atlas stores no expression, so expression scores cannot be compared"
+        out["compare_fig"] = out["scatter_fig"] = figures.empty_figure(msg)
+    if data.umap is not None:
+        color = state.get("color") or "score"
+        if color not in cells.columns and color != "score":
+            out["umap_fig"] = figures.empty_figure(
+                "This atlas has no predicted cell types (built before label transfer): rebuild it with "
+                "python -m compute build, or colour by the annotated cell type" if color == "cell_type_predicted"
+                else f"The atlas's cells have no '{color}' column")
+        else:
+            out["umap_fig"] = figures.umap_figure(data.umap, result.scores, cells, result.selection, color_by=color,
+                                                  title=f"UMAP coloured by {_UMAP_COLOURS.get(color, color)}"
+                                                  + (" (includes SIMULATED data)" if sim_note else ""))
+        meta = out["umap_fig"].layout.meta or {}
+        out["umap_badge"] = f"{meta.get('shown', data.atlas.n_cells):,} of {meta.get('total', data.atlas.n_cells):,} cells shown"
+    else:
+        out["umap_fig"] = figures.empty_figure("This atlas has no UMAP (imported attributions carry no embedding)")
+        out["umap_badge"] = "no UMAP"
+    mean_table, pct_table = data.gene_groups(result, by)
+    order = state.get("order") or "cluster"
+    if state.get("heat") == "dotplot":
+        out["heatmap_fig"] = figures.dotplot_figure(mean_table, pct_table, group_label=GROUP_LABELS[by], order=order, simulated=has_sim,
+                                                    title=f"Genes x {GROUP_LABELS[by]}: colour = mean attribution, size = % of hit cells with the gene")
+    else:
+        out["heatmap_fig"] = figures.heatmap_figure(mean_table, group_label=GROUP_LABELS[by], order=order, simulated=has_sim,
+                                                    title=f"Mean attribution: genes x {GROUP_LABELS[by]}")
+    out["umap_labels"] = umap_labels_note(data, state.get("color") or "score")
+    return out
+
+
+# what the UMAP is coloured by, in words (its title says which cell-type labels it shows)
+_UMAP_COLOURS = {
+    "score": "signature score",
+    "cell_type": "cell type (annotated, harmonised to the Cell Ontology)",
+    "cell_type_predicted": "cell type (predicted by label transfer)",
+    "disease": "disease", "study": "study",
+}
+
+
+def umap_labels_note(data, color: str) -> str:
+    """Which cell-type labels the UMAP shows, and how far the prediction can be trusted."""
+    if color == "cell_type_predicted":
+        acc = ((data.atlas.meta.get("vocabulary") or {}).get("label_transfer") or {}).get("accuracy") or {}
+        held_out = (f" On {int(acc['n_evaluated']):,} labelled cells held out, {100 * acc['exact']:.1f}% got their own term."
+                    if "exact" in acc and acc.get("n_evaluated") else "")
+        return ("Shown: the cell type predicted by label transfer (the majority term among each cell's nearest labelled cells "
+                "of other studies in the encoder's embedding); the hover gives the confidence (the winning term's share of the "
+                f"votes) and the annotated label.{held_out} Filters and rankings use the annotated labels, never the prediction.")
+    if color == "cell_type":
+        return ("Shown: the annotated cell type, the studies' own labels harmonised to the Cell Ontology (the study's label "
+                "where no term matched); the hover gives the study's label and the predicted cell type. Filters and rankings "
+                "use these labels.")
+    return ("Cell types: the studies' annotations harmonised to the Cell Ontology (filters and rankings use them); "
+            "colour by 'cell type (predicted)' for the label transfer's prediction.")
+
+
+def driver_figure(data, result, group: str | None):
+    """Each gene's share of ``group``'s score (default: the top disease)."""
+    ev = result.evidence
+    top = str(result.diseases["group"].iloc[0]) if len(result.diseases) else None
+    group = group or top
+    if ev is None or group not in ev.gene_shares.columns:
+        return figures.empty_figure("Driver genes appear once a disease is ranked")
+    survive = ("" if ev.top_survives is None else
+               f" · without {ev.top_gene}: {top} {'stays first' if ev.top_survives else 'is no longer first'}")
+    return figures.driver_genes_figure(ev.gene_shares, group, simulated=data.atlas.has_simulated, title=f"Driver genes in {group}{survive}")
+
+
+
+def _shown_ranking(result, state: dict):
+    top_n = int(state.get("top_n") or 0)
+    return result.diseases.head(top_n) if top_n > 0 else result.diseases
+
+
+def _group_by(state: dict) -> str:
+    return state.get("group_by") if state.get("group_by") in GROUP_LABELS else "disease"
+
+
+def view_tables(data: DashboardData, result, state: dict) -> dict:
+    """The data behind every view, by name (diseases, samples, studies, genes, genes_pct_hit_cells,
+    resolution, coverage, robustness, drivers, comparison, umap, scatter), for CSV export and the
+    snapshot; ``state``: the view settings, as for render_views."""
+    return _tables(data, result, _shown_ranking(result, state), data.study_rows(result), *data.gene_groups(result, _group_by(state)))
+
+
+def _tables(data, result, ranking, study_rows, mean_table, pct_table) -> dict:
+    """The data behind every view, for CSV export and the snapshot."""
+    # the study CSV: the ranked studies, then those left out of the ranking with the reason
+    studies = pd.DataFrame([{**r, "included": True, "reason": ""} for r in study_rows] + data.excluded_rows(result))
+    for col in ("rank", "samples"):  # whole numbers, empty for the studies left out
+        if col in studies:
+            studies[col] = studies[col].astype("Int64")
+    tables = {"diseases": ranking, "samples": result.samples, "studies": studies,
+              "genes": mean_table.reset_index(names="gene"), "genes_pct_hit_cells": pct_table.reset_index(names="gene"),
+              "resolution": export.resolution_table(result.resolution)}
+    if result.coverage is not None:  # every study: its coverage, cells in the filters, included or why not
+        tables["coverage"] = result.coverage.reset_index(names="study")
+    null = result.null.get("disease")
+    if null is not None:
+        tables["diseases"] = ranking.merge(null.groups.drop(columns=["observed"], errors="ignore"), on="group", how="left")
+    ev = result.evidence
+    if ev is not None:
+        tables["robustness"] = ev.thresholds.reset_index(names="disease")
+        tables["drivers"] = ev.gene_shares.reset_index(names="gene")
+    if result.expression_diseases is not None:
+        tables["comparison"] = result.diseases[["group", "mean_hit_pct", "rank"]].merge(
+            result.expression_diseases[["group", "mean_hit_pct", "rank"]], on="group", how="outer", suffixes=("_attribution", "_expression"))
+    cells = data.atlas.cells
+    sel = result.selection
+    cols = [c for c in ("cell_id", "study", "sample", "cell_type", "cell_type_original", "cell_type_ontology_term_id",
+                        "cell_type_predicted", "cell_type_prediction_confidence", "disease", "disease_original",
+                        "disease_ontology_term_id", "tissue", "simulated") if c in cells]
+    umap = cells.loc[sel, cols].copy()
+    if result.params.disease_groups:  # the disease as the ranking counted it
+        umap.insert(cols.index("disease") + 1, "disease_group", data.query_cells(result.params)["disease"][sel].astype(str))
+    umap["score"] = result.scores[sel]
+    umap["hit"] = umap["score"] > result.threshold
+    if result.expression_scores is not None:
+        umap["expression_score"] = result.expression_scores[sel]
+    tables["umap"] = umap
+    tables["scatter"] = umap
+    return tables
+
+
+
+def error_views(data: DashboardData, error: str, genes: str) -> dict:
+    """The views (RESULT_VIEWS) of a query that failed with ``error``: the message, and the
+    decisions on the genes of ``genes`` (the gene text) when any was asked for."""
+    res = data.atlas.resolve(list(parse_gene_list(genes or "")))
+    empty = figures.empty_figure(error)
+    return {**{name: empty for name in FIGURE_VIEWS}, "resolution": resolution_panel(res) if res.requested else [],
+            "status": html.Div(error, className="error"), "disease_table": None, "study_rows": [], "excluded_diseases": None,
+            "excluded_studies": None, "driver_groups": [], "umap_badge": "", "umap_labels": ""}
+
+
+def empty_views() -> dict:
+    """The views (RESULT_VIEWS) before any query: empty figures that say what to do."""
+    return {**{name: figures.empty_figure("Appears after a query") for name in FIGURE_VIEWS},
+            "disease_fig": figures.empty_figure("Paste genes (any separators) or pick a preset, then Run"),
+            "resolution": [], "status": "", "disease_table": html.Div(), "study_rows": [], "excluded_diseases": None,
+            "excluded_studies": None, "driver_groups": [], "umap_badge": "", "umap_labels": ""}

@@ -1,0 +1,340 @@
+"""The shape of the code (house rules 1, 13 and 15): public names only across packages, no import
+cycles, a small app module. The checks read the source with ``ast`` (nothing is imported), and each
+is shown to fail on a small synthetic tree, so a passing run means something."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO
+
+PACKAGES = ("compute", "dashboard")
+# private-looking names that are public API of the standard library or of namedtuples
+ALLOWED_PRIVATE = frozenset({"_replace", "_asdict", "_fields", "_make", "_field_defaults", "_getframe", "_exit", "_current_frames"})
+MAX_APP_LINES = 300
+
+
+# -- reading the tree ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Module:
+    name: str  # dotted: "compute.query._run"; a package's __init__ is the package's name
+    path: Path
+    is_package: bool
+    tree: ast.Module
+
+    @property
+    def package(self) -> str:
+        """The package this module belongs to (itself for a package's __init__)."""
+        return self.name if self.is_package else self.name.rpartition(".")[0]
+
+
+def read_modules(root: Path, packages=PACKAGES) -> dict[str, Module]:
+    """Every module under ``root``/<package> for each package, by dotted name."""
+    out = {}
+    for top in packages:
+        for path in sorted((root / top).rglob("*.py")):
+            rel = path.relative_to(root).with_suffix("")
+            parts = list(rel.parts)
+            is_package = parts[-1] == "__init__"
+            if is_package:
+                parts = parts[:-1]
+            name = ".".join(parts)
+            out[name] = Module(name, path, is_package, ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
+    return out
+
+
+def _is_private(part: str) -> bool:
+    return part.startswith("_") and not (part.startswith("__") and part.endswith("__"))
+
+
+def _type_checking_only(node: ast.AST) -> bool:
+    test = node.test if isinstance(node, ast.If) else None
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _walk_runtime(node: ast.AST) -> Iterator[ast.AST]:
+    """Every node under ``node`` (module level, function bodies, ...) except ``if TYPE_CHECKING:``
+    blocks, which never run."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.If) and _type_checking_only(child):
+            for stmt in child.orelse:
+                yield stmt
+                yield from _walk_runtime(stmt)
+            continue
+        yield child
+        yield from _walk_runtime(child)
+
+
+@dataclass(frozen=True)
+class Import:
+    module: str  # the importing module
+    line: int
+    target: str  # the dotted name imported: a module, or a module's attribute ("compute.query.HitRule")
+
+
+def imports(module: Module) -> Iterator[Import]:
+    """Every import statement of ``module``, at module level and inside functions, relative
+    imports resolved; ``from x import y`` gives ``x.y``."""
+    for node in _walk_runtime(module.tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield Import(module.name, node.lineno, alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            for alias in node.names:
+                yield Import(module.name, node.lineno, source if alias.name == "*" else f"{source}.{alias.name}")
+
+
+def _owner(target: str, modules: dict[str, Module]) -> str | None:
+    """The package that owns the first private part of ``target`` ("compute.query" for
+    "compute.query._null.gene_bins"); None when ``target`` names nothing private."""
+    parts = target.split(".")
+    for i, part in enumerate(parts):
+        if i and _is_private(part):
+            parent = ".".join(parts[:i])
+            mod = modules.get(parent)
+            # a private name inside a plain module (compute.errors._x) belongs to that module's package
+            return parent if mod is None or mod.is_package else mod.package
+    return None
+
+
+def _inside(module: Module, package: str) -> bool:
+    return module.package == package or module.package.startswith(package + ".")
+
+
+def private_imports(modules: dict[str, Module]) -> list[str]:
+    """'module:line imports target' for each import of another package's private module or name."""
+    tops = {name.split(".")[0] for name in modules}
+    out = []
+    for mod in modules.values():
+        for imp in imports(mod):
+            if imp.target.split(".")[0] not in tops:
+                continue
+            owner = _owner(imp.target, modules)
+            if owner is not None and not _inside(mod, owner):
+                out.append(f"{mod.name}:{imp.line} imports {imp.target} (private to {owner})")
+    return out
+
+
+def _top_package(mod: Module) -> str:
+    """The package a module's private names are shared within: its package one level below the
+    top ("compute.query" for compute/query/_run.py and compute/query/sub/x.py), or the top-level
+    package for its own modules ("compute" for compute/build.py)."""
+    return ".".join(mod.package.split(".")[:2])
+
+
+def _defined_private_names(modules: dict[str, Module]) -> dict[str, set[str]]:
+    """{package (``_top_package``): private names its modules define}: functions, classes, module
+    and class attributes, and attributes its own methods set on ``self`` / ``cls`` (or through
+    ``object.__setattr__(self, "_x", ...)``)."""
+    out: dict[str, set[str]] = {}
+    for mod in modules.values():
+        names = out.setdefault(_top_package(mod), set())
+        for node in ast.walk(mod.tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and _is_private(node.name):
+                names.add(node.name)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and _is_private(node.id):
+                names.add(node.id)
+            elif (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) and _is_private(node.attr)
+                  and isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+                names.add(node.attr)
+            elif (isinstance(node, ast.Call) and len(node.args) >= 2 and isinstance(node.args[0], ast.Name)
+                  and node.args[0].id in ("self", "cls") and isinstance(node.args[1], ast.Constant)
+                  and isinstance(node.args[1].value, str) and _is_private(node.args[1].value)):
+                names.add(node.args[1].value)  # object.__setattr__(self, "_x", ...) in a frozen dataclass
+            elif isinstance(node, ast.alias) and _is_private((node.asname or node.name).split(".")[-1]):
+                names.add((node.asname or node.name).split(".")[-1])
+    return out
+
+
+def private_attribute_uses(modules: dict[str, Module]) -> list[str]:
+    """'module:line obj._name' for each use of a private attribute on something other than
+    ``self`` / ``cls`` that the module's own package does not define (so it belongs to an object
+    of another package: ``atlas._store(...)``, ``atlas._cache``, ``setattr(atlas, "_x", ...)``)."""
+    defined = _defined_private_names(modules)
+    out = []
+    for mod in modules.values():
+        own = defined.get(_top_package(mod), set())
+        for node in _walk_runtime(mod.tree):
+            name = target = None
+            if isinstance(node, ast.Attribute) and _is_private(node.attr):
+                name, target = node.attr, node.value
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "setattr", "hasattr")
+                  and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)
+                  and _is_private(node.args[1].value)):
+                name, target = node.args[1].value, node.args[0]
+            if name is None or name in ALLOWED_PRIVATE:
+                continue
+            if isinstance(target, ast.Name) and target.id in ("self", "cls"):
+                continue
+            if isinstance(target, ast.Call) and isinstance(target.func, ast.Name) and target.func.id == "super":
+                continue
+            if name in own:
+                continue
+            out.append(f"{mod.name}:{node.lineno} {ast.unparse(target)}.{name}")
+    return out
+
+
+def import_graph(modules: dict[str, Module]) -> dict[str, set[str]]:
+    """{module: the project modules it imports}: ``from pkg import name`` is an edge to
+    ``pkg.name`` when that is a module, else to ``pkg``."""
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for mod in modules.values():
+        for imp in imports(mod):
+            target = imp.target
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target != mod.name:
+                graph[mod.name].add(target)
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle (a list of modules, the first repeated at the end) per strongly connected
+    component of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+    counter = [0]
+
+    def strong(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                strong(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                components.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            strong(v)
+    return [_cycle_in(graph, set(comp)) for comp in components]
+
+
+def _cycle_in(graph: dict[str, set[str]], comp: set[str]) -> list[str]:
+    """A shortest cycle through the first module of a strongly connected component."""
+    start = min(comp)
+    paths = {start: [start]}
+    queue = [start]
+    while queue:
+        v = queue.pop(0)
+        for w in sorted(graph[v] & comp):
+            if w == start:
+                return [*paths[v], start]
+            if w not in paths:
+                paths[w] = [*paths[v], w]
+                queue.append(w)
+    raise AssertionError("a strongly connected component without a cycle")
+
+
+# -- the project -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def project() -> dict[str, Module]:
+    return read_modules(REPO)
+
+
+def test_no_module_imports_another_packages_private_module(project):
+    bad = private_imports(project)
+    assert not bad, "imports of another package's private module or name (export it from the package's __init__):\n" + "\n".join(bad)
+
+
+def test_no_module_uses_a_private_attribute_of_another_packages_object(project):
+    bad = private_attribute_uses(project)
+    assert not bad, "private attributes of another package's objects (add a public accessor):\n" + "\n".join(bad)
+
+
+def test_no_import_cycles(project):
+    cycles = import_cycles(import_graph(project))
+    assert not cycles, "import cycles (module-level and function-level imports):\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_app_module_stays_small():
+    n = len((REPO / "dashboard" / "app.py").read_text(encoding="utf-8").splitlines())
+    assert n <= MAX_APP_LINES, f"dashboard/app.py has {n} lines; at most {MAX_APP_LINES}: move views, layout or callbacks out"
+
+
+def test_the_dashboard_never_reaches_into_compute(project):
+    """The dashboard imports only what compute's packages export (their __init__ files)."""
+    for mod in (m for name, m in project.items() if name.startswith("dashboard")):
+        for imp in imports(mod):
+            if imp.target.startswith("compute."):
+                assert not any(_is_private(p) for p in imp.target.split(".")), f"{mod.name}:{imp.line} imports {imp.target}"
+
+
+# -- the checks fail where they should -------------------------------------------------------------
+def _tree(root: Path, files: dict[str, str]) -> dict[str, Module]:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return read_modules(root, packages=("pkg", "app"))
+
+
+def test_the_private_import_check_fails_on_a_private_module_of_another_package(tmp_path):
+    modules = _tree(tmp_path, {
+        "pkg/__init__.py": "", "pkg/query/__init__.py": "from pkg.query._null import draws\n",
+        "pkg/query/_null.py": "def draws(): ...\n", "pkg/query/_run.py": "from pkg.query import _null\nfrom ._null import draws\n",
+        "pkg/modules.py": "from pkg.query._null import draws\n",
+        "app/__init__.py": "", "app/view.py": "def f():\n    from pkg.query import _null\n    import pkg.query._run\n",
+        "app/ok.py": "from pkg.query import draws\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.query._null import draws\n",
+    })
+    assert sorted(private_imports(modules)) == [
+        "app.view:2 imports pkg.query._null (private to pkg.query)",
+        "app.view:3 imports pkg.query._run (private to pkg.query)",
+        "pkg.modules:1 imports pkg.query._null.draws (private to pkg.query)",
+    ]
+
+
+def test_the_private_attribute_check_fails_on_another_packages_private_attribute(tmp_path):
+    modules = _tree(tmp_path, {
+        "pkg/__init__.py": "", "pkg/atlas/__init__.py": "",
+        "pkg/atlas/_read.py": ("class Atlas:\n    def _store(self, s):\n        return self._cache\n"
+                               "    def __init__(self):\n        self._cache = {}\n"),
+        "pkg/atlas/_write.py": "def f(atlas):\n    return atlas._store(1), atlas._cache\n",  # same package: fine
+        "pkg/query/__init__.py": "",
+        "pkg/query/_run.py": ("def run(atlas, t):\n    s = atlas._store(1)\n    atlas._pinned = 3\n"
+                              "    setattr(atlas, '_pinned', 4)\n    return t._replace(a=1), s\n"),
+        "pkg/build.py": "def build(atlas):\n    return atlas._store(2)\n",  # the top package's own module: not atlas's package
+        "app/__init__.py": "", "app/data.py": "def f(atlas):\n    return getattr(atlas, '_cache', None)\n",
+    })
+    assert sorted(private_attribute_uses(modules)) == sorted([
+        "pkg.query._run:2 atlas._store", "pkg.query._run:3 atlas._pinned", "pkg.query._run:4 atlas._pinned",
+        "pkg.build:2 atlas._store", "app.data:2 atlas._cache"])
+
+
+def test_the_cycle_check_finds_a_cycle_hidden_in_a_function(tmp_path):
+    modules = _tree(tmp_path, {
+        "pkg/__init__.py": "", "pkg/a.py": "from pkg import b\n", "pkg/b.py": "def f():\n    from pkg.c import g\n",
+        "pkg/c.py": "from . import a\ndef g(): ...\n",
+        "app/__init__.py": "", "app/api.py": "def register():\n    from app.app import known\n",
+        "app/app.py": "from app import api\ndef known(): ...\n",
+        "app/fine.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from app.app import known\n",
+    })
+    assert sorted(import_cycles(import_graph(modules))) == [["app.api", "app.app", "app.api"], ["pkg.a", "pkg.b", "pkg.c", "pkg.a"]]
