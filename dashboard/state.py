@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from compute.errors import QueryError
 from compute.query import (
+    DATA_KINDS,
     DEFAULT_HIT_RULE,
     HIT_KINDS,
     HIT_RANGES,
@@ -66,7 +67,7 @@ QUERY_KEYS = ("genes", "cell_types", "diseases", "tissues", "studies", "disease_
 VIEW_KEYS = ("top_n", "group_by", "heat", "order", "color", "tab")
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "data_kind": ("all", "real", "simulated"),
+    "data_kind": DATA_KINDS,
     "rule": HIT_KINDS,
     "group_by": ("disease", "cell_type", "study"),
     "heat": ("heatmap", "dotplot"),
@@ -141,13 +142,7 @@ def append_genes(text: str | None, genes: list[str]) -> str:
 def default_cutoff(rule: str) -> float:
     """The cut-off of hit rule ``rule`` when none is given: the default rule's, in ``rule``'s units
     (90th percentile, 0.9 quantile; a score value of 90)."""
-    kind, value = DEFAULT_HIT_RULE
-    quantile = HitRule(kind, value).quantile
-    if rule == "quantile" and quantile is not None:
-        return float(quantile)
-    if rule == "percentile" and quantile is not None:
-        return float(quantile * 100)
-    return float(value)
+    return float(HitRule.default(rule).value)
 
 
 # -- checking one setting ---------------------------------------------------------------------

@@ -11,6 +11,7 @@ from compute.query._ranking import (
     sample_gene_means,
 )
 from compute.query._run import (
+    DATA_KINDS,
     Evidence,
     QueryParams,
     QueryResult,
@@ -31,6 +32,7 @@ from compute.query._stats import (
 from compute.query._symbols import SymbolTable, ensembl_base, symbol_table
 
 __all__ = [
+    "DATA_KINDS",
     "DEFAULT_HIT_RULE",
     "HIT_KINDS",
     "HIT_RANGES",

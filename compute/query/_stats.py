@@ -41,6 +41,17 @@ class HitRule:
             raise QueryError(f"a {self.kind} must be within {lo:g}-{hi:g}, got {self.value}")
         object.__setattr__(self, "value", value)
 
+    @classmethod
+    def default(cls, kind: str) -> HitRule:
+        """The default rule expressed as ``kind``: the 90th percentile, the 0.9 quantile, or (for
+        a fixed value, which has no default of its own) the default percentile's number."""
+        base = cls()
+        if kind == "quantile":
+            return cls("quantile", base.quantile)
+        if kind == "percentile":
+            return cls("percentile", base.quantile * 100)
+        return cls(kind, base.value)
+
     @property
     def quantile(self) -> float | None:
         """The rule as a quantile of the selected cells' scores (None for a fixed value)."""
