@@ -233,9 +233,10 @@ def test_diseases_rank_at_a_parent_term(tiny_atlas):
     from compute.query import QueryParams, run_query
     from compute.reference import ms1_signature
 
-    params = QueryParams.from_text("\n".join(ms1_signature()), cell_types=("monocyte",), samp_min=1)
+    ms1 = tuple((g, None) for g in ms1_signature())
+    params = QueryParams(genes=ms1, cell_types=("monocyte",), samp_min=1)
     plain = run_query(tiny_atlas, params)
-    grouped = run_query(tiny_atlas, QueryParams.from_text("\n".join(ms1_signature()), cell_types=("monocyte",), samp_min=1,
+    grouped = run_query(tiny_atlas, QueryParams(genes=ms1, cell_types=("monocyte",), samp_min=1,
                                                           disease_groups=("viral infectious disease",)))
     groups = set(grouped.diseases["group"])
     assert "viral infectious disease" in groups and "COVID-19" not in groups
@@ -244,7 +245,7 @@ def test_diseases_rank_at_a_parent_term(tiny_atlas):
     viral = grouped.samples[grouped.samples["disease"] == "viral infectious disease"]
     assert len(viral) == len(plain.samples[plain.samples["disease"].isin(["COVID-19", "influenza"])])
     with pytest.raises(QueryError, match="no disease term called 'not a disease'"):
-        run_query(tiny_atlas, QueryParams.from_text("S100A8", disease_groups=("not a disease",)))
+        run_query(tiny_atlas, QueryParams(genes=(("S100A8", None),), disease_groups=("not a disease",)))
 
 
 def test_the_build_records_integration_and_label_transfer_in_its_report(tiny_atlas):

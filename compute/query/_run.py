@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from compute.errors import QueryError
 from compute.query._expression import expression_scores
-from compute.query._genes import GeneResolution, parse_gene_list
+from compute.query._genes import GeneResolution
 from compute.query._null import NullResult, Panels, gene_bins, matched_draws, null_rankings
 from compute.query._stats import HitRule, rank_groups, sample_hit_table
 
@@ -46,10 +46,6 @@ class QueryParams:
     evidence: bool = False  # robustness across thresholds, driver genes, drop-top-gene
     expression: bool = False  # also rank by scanpy.tl.score_genes on stored expression
     seed: int = 0
-
-    @classmethod
-    def from_text(cls, text: str, **kw) -> QueryParams:
-        return cls(genes=tuple(parse_gene_list(text)), **kw)
 
 
 @dataclass
