@@ -177,3 +177,28 @@ def test_a_rebuild_switches_versions_in_one_step_and_an_open_atlas_keeps_its_own
     assert (atlas_path / "atlas.json").is_file() and verify_atlas(atlas_path).ok
     kept = sorted(p.name for p in versions_dir(atlas_path).iterdir() if p.is_dir())
     assert len(kept) == 2 and first_version.name not in kept, kept  # the served one and the one before it
+
+
+def test_a_damaged_study_is_refused_never_served(small, tmp_path):
+    """Issue 16: one flipped byte (same size) is found by the study's checksum on its first use
+    and refused with the file and the repair command; a truncated file stops the atlas at open;
+    the API answers with the error, not a changed number."""
+    data, _, _, _ = small
+    manifest = _manifest(tmp_path, data)
+    atlas_path = build_atlas(load_manifest(manifest), quiet=True, scheduler="sync")
+    good = Atlas.open(atlas_path, cache=False).score(["S100A8", "LYZ"])
+    study = sorted((atlas_path / "studies").iterdir())[0]
+    flipped = study / "attr.data.npy"
+    raw = bytearray(flipped.read_bytes())
+    raw[-5] ^= 0xFF
+    flipped.write_bytes(bytes(raw))
+    atlas = Atlas.open(atlas_path, cache=False)  # sizes match: opens
+    with pytest.raises(AtlasFormatError, match=rf"studies/{study.name}/attr.data.npy: content differs.*--rewrite"):
+        atlas.score(["S100A8", "LYZ"])
+    # a caller who asks for sizes only is served without the check: the default is what protects
+    assert Atlas.open(atlas_path, cache=False, verify="sizes").score(["S100A8", "LYZ"]).shape == good.shape
+    (study / "umap.npy").write_bytes((study / "umap.npy").read_bytes()[:-8])
+    with pytest.raises(AtlasFormatError, match=rf"studies/{study.name}/umap.npy: .*truncated"):
+        Atlas.open(atlas_path, cache=False)
+    build_atlas(load_manifest(manifest), quiet=True, scheduler="sync", rewrite=True)
+    np.testing.assert_array_equal(Atlas.open(atlas_path, cache=False).score(["S100A8", "LYZ"]), good)

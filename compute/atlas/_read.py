@@ -15,6 +15,7 @@ import pandas as pd
 from compute.atlas import _format as fmt
 from compute.atlas._cache import ResultCache
 from compute.atlas._store import AGGREGATES, GeneMajorStore
+from compute.atlas._verify import VERIFY_MODES
 from compute.atlas._vocab import (
     FILTER_COLUMNS,
     TERM_COLUMNS,
@@ -77,7 +78,7 @@ class Atlas:
     with ``cells``.
     """
 
-    def __init__(self, path: Path, root: dict, *, cache: bool | str | Path = True):
+    def __init__(self, path: Path, root: dict, *, cache: bool | str | Path = True, verify: str = "lazy"):
         # the version folder itself: an atlas path that is a link to the served version (see
         # compute.atlas.publish_version) may be switched to a new build while this one is open
         self.path = path.resolve()
@@ -87,6 +88,8 @@ class Atlas:
         self.studies: tuple[StudyInfo, ...] = tuple(self._study_infos(root))
         self._stores: dict[tuple[str, str], GeneMajorStore] = {}
         self._memo: dict[str, tuple] = {}
+        self._verify = verify
+        self._verified: set[str] = set()  # studies whose files matched their checksums
         fingerprint = hashlib.sha256((path / fmt.ROOT_FILE).read_bytes()).hexdigest()[:20] if (path / fmt.ROOT_FILE).is_file() else "none"
         self.fingerprint = fingerprint
         directory = cache if isinstance(cache, str | Path) and not isinstance(cache, bool) else None
@@ -94,11 +97,15 @@ class Atlas:
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | Path, *, cache: bool | str | Path = True) -> Atlas:
+    def open(cls, path: str | Path, *, cache: bool | str | Path = True, verify: str = "lazy") -> Atlas:
         """Open and validate the root of an atlas; raises AtlasFormatError saying what to re-run.
 
         ``cache``: True keeps query results in a disk cache (``$SIGATLAS_CACHE_DIR`` or
         ~/.cache/sigatlas, per atlas content), a path puts it there, False disables it.
+        ``verify``: how files are checked against the checksums atlas.json records: "lazy"
+        (default) the size of every file now and each study's checksums when the study is
+        first read (a damaged study is refused with the file and the repair command, never
+        served); "full" every checksum now; "sizes" sizes only; "none" no check.
         """
         path = Path(path)
         root_file = path / fmt.ROOT_FILE
@@ -129,7 +136,10 @@ class Atlas:
         for key in ("genes_file", "studies", "n_cells"):
             if key not in root:
                 raise AtlasFormatError(f"{root_file}: missing key '{key}'. {_REBUILD}")
-        atlas = cls(path, root, cache=cache)
+        if verify not in VERIFY_MODES:
+            raise ValueError(f"verify must be one of {', '.join(VERIFY_MODES)}, got {verify!r}")
+        atlas = cls(path, root, cache=cache, verify=verify)
+        atlas._check_at_open()
         required = [fmt.CELLS_FILE, *fmt.ATTR_FILES]
         required += [f for element, f in (("umap", fmt.UMAP_FILE), ("embedding", fmt.EMBEDDING_FILE)) if atlas.has_element(element)]
         for s in atlas.studies:
@@ -165,6 +175,7 @@ class Atlas:
         """One row per cell, all studies in atlas order (categorical columns)."""
         frames = []
         for s in self.studies:
+            self.verify_study(s)
             df = pd.read_parquet(s.dir / fmt.CELLS_FILE)
             if len(df) != s.n_cells:
                 raise AtlasFormatError(f"{s.dir}: cells table has {len(df)} rows, atlas.json says {s.n_cells}. {_REBUILD}")
@@ -214,12 +225,16 @@ class Atlas:
         """(n_cells, 2) UMAP coordinates aligned with ``cells``; AtlasFormatError when the atlas has none."""
         if not self.has_umap:
             raise AtlasFormatError(f"{self.path}: atlas '{self.name}' has no UMAP (check Atlas.has_umap first).")
+        for s in self.studies:
+            self.verify_study(s)
         return np.concatenate([np.load(s.dir / fmt.UMAP_FILE) for s in self.studies]) if self.studies else np.zeros((0, 2), np.float32)
 
     def embedding(self) -> np.ndarray:
         """(n_cells, latent_dim) embeddings aligned with ``cells``; AtlasFormatError when the atlas has none."""
         if not self.has_element("embedding"):
             raise AtlasFormatError(f"{self.path}: atlas '{self.name}' has no embedding.")
+        for s in self.studies:
+            self.verify_study(s)
         return np.concatenate([np.load(s.dir / fmt.EMBEDDING_FILE) for s in self.studies])
 
     # -- panels: what each study measured, and its scale (method.md section 6) -------------------
@@ -228,6 +243,7 @@ class Atlas:
         n = len(self.genes)
         out = {}
         for s in self.studies:
+            self.verify_study(s)
             f = s.dir / fmt.MEASURED_FILE
             if s.meta.get("has_measured") and f.is_file():
                 mask = np.zeros(n, dtype=bool)
@@ -301,9 +317,50 @@ class Atlas:
         gene order has a column (unmeasured genes are empty: see :meth:`measured`)."""
         return self._store(self._study_info(study), store)
 
+    # -- integrity: files against the checksums atlas.json records ------------------------
+    def _recorded(self, prefix: str) -> list[str]:
+        files = self.meta.get("files") or {}
+        return sorted(rel for rel in files if rel.startswith(prefix))
+
+    def _refuse(self, problems: list[str], studies: set[str]) -> None:
+        from compute.atlas._verify import repair_advice
+
+        raise AtlasFormatError(f"{self.path}: {len(problems)} file(s) do not match atlas.json, not served: "
+                               + "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else "")
+                               + f". To repair: {repair_advice(self.meta, self.path, studies)}")
+
+    def _check_at_open(self) -> None:
+        if self._verify == "none" or not self.meta.get("files"):
+            return
+        from compute.atlas._verify import check_recorded
+
+        files = self.meta["files"]
+        # every size now (a stat per file); the checksums of the root's own small files too
+        problems = check_recorded(self.path, files, sorted(files), hashes=False)
+        problems += check_recorded(self.path, files, [r for r in sorted(files) if not r.startswith(f"{fmt.STUDIES_DIR}/")
+                                                      and not r.startswith(f"{fmt.MODEL_DIR}/")], hashes=self._verify != "sizes")
+        if self._verify == "full":
+            problems += check_recorded(self.path, files, self._recorded(f"{fmt.STUDIES_DIR}/"), hashes=True)
+            self._verified.update(s.id for s in self.studies)
+        if problems:
+            self._refuse(problems, {p.split("/")[1] for p in problems if p.startswith(f"{fmt.STUDIES_DIR}/")})
+
+    def verify_study(self, s: StudyInfo) -> None:
+        """Check study ``s``'s files against their recorded checksums, once per process (with
+        ``verify="lazy"``); AtlasFormatError naming the damaged files and the repair command."""
+        if self._verify != "lazy" or s.id in self._verified or not self.meta.get("files"):
+            return
+        from compute.atlas._verify import check_recorded
+
+        problems = check_recorded(self.path, self.meta["files"], self._recorded(f"{fmt.STUDIES_DIR}/{s.id}/"), hashes=True)
+        if problems:
+            self._refuse(problems, {s.id})
+        self._verified.add(s.id)
+
     def _store(self, s: StudyInfo, prefix: str = fmt.ATTR_PREFIX) -> GeneMajorStore:
         key = (s.id, prefix)
         if key not in self._stores:
+            self.verify_study(s)
             self._stores[key] = GeneMajorStore(s.dir, prefix, len(self.genes), s.n_cells, hint=_REBUILD)
         return self._stores[key]
 

@@ -8,7 +8,34 @@ from pathlib import Path
 
 from compute.atlas import _format as fmt
 
-__all__ = ["VerifyReport", "verify_atlas"]
+__all__ = ["VERIFY_MODES", "VerifyReport", "check_recorded", "repair_advice", "verify_atlas"]
+
+# how Atlas.open checks files against atlas.json: "lazy" sizes of every file at open and each
+# study's checksums on its first use; "full" every checksum at open; "sizes" sizes only; "none"
+VERIFY_MODES = ("lazy", "full", "sizes", "none")
+
+
+def check_recorded(path: Path, files: dict, rels, *, hashes: bool) -> list[str]:
+    """Problems ("<file>: <what>") of the recorded files ``rels`` under ``path`` (``files``:
+    atlas.json's {relative path: {sha256, bytes}}): missing, wrong size, and (``hashes``) a
+    content that differs from its checksum."""
+    from compute.files import file_sha256
+
+    problems = []
+    for rel in rels:
+        rec, f = files[rel], path / rel
+        if not f.is_file():
+            problems.append(f"{rel}: missing")
+        elif f.stat().st_size != rec.get("bytes"):
+            problems.append(f"{rel}: {f.stat().st_size} bytes, {rec.get('bytes')} recorded (damaged or truncated)")
+        elif hashes and file_sha256(f) != rec.get("sha256"):
+            problems.append(f"{rel}: content differs from its recorded sha256 (damaged)")
+    return problems
+
+
+def repair_advice(root: dict, path: Path, damaged_studies: set[str]) -> str:
+    """What to run to repair the atlas (the build's --rewrite, or the import)."""
+    return _advice(root, path, damaged_studies)
 
 
 @dataclass
