@@ -19,6 +19,7 @@ atlas is fixed when the server starts.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 from collections.abc import Mapping
@@ -45,6 +46,7 @@ __all__ = ["API_PREFIX", "MAX_BODY_BYTES", "MAX_NULL", "PARAMETERS", "ApiInputEr
 API_PREFIX = "/api/v1"
 # a gene text of MAX_GENES_TEXT characters plus the filters fits many times over
 MAX_BODY_BYTES = 1_000_000
+MAX_JSON_DEPTH = 8  # the API's parameters are at most a list inside the object
 # an API answer is computed inside the request, within the server's worker timeout: 1,000 draws
 # (p-value floor 0.001) take under 2 s on the demo atlas; the dashboard's background jobs go to 10,000
 MAX_NULL = 1000
@@ -169,11 +171,30 @@ def _request_values() -> dict:
     if req.content_length is not None and req.content_length > MAX_BODY_BYTES:
         raise RequestEntityTooLarge(f"the request body is {req.content_length:,} bytes; at most {MAX_BODY_BYTES:,} are accepted")
     if req.is_json:
-        body = req.get_json(silent=True)
+        # read at most the limit from the stream: a chunked body has no Content-Length to check
+        raw = req.stream.read(MAX_BODY_BYTES + 1)
+        if len(raw) > MAX_BODY_BYTES:
+            raise RequestEntityTooLarge(f"the request body is over {MAX_BODY_BYTES:,} bytes, the most accepted")
+        try:
+            body = json.loads(raw)
+        except RecursionError:
+            raise ApiInputError(f"the JSON body is nested too deeply (at most {MAX_JSON_DEPTH} levels)") from None
+        except ValueError:
+            body = None
         if not isinstance(body, dict):
             raise ApiInputError("the body must be a JSON object such as {\"genes\": \"CD14 LYZ\", \"null_draws\": 100}")
+        if _depth(body) > MAX_JSON_DEPTH:
+            raise ApiInputError(f"the JSON body is nested too deeply (at most {MAX_JSON_DEPTH} levels)")
         return body
     return {k: (v[0] if len(v) == 1 else v) for k, v in req.form.lists()}
+
+
+def _depth(obj, level: int = 1) -> int:
+    """Nesting depth of a parsed JSON value (stops counting past MAX_JSON_DEPTH + 1)."""
+    if level > MAX_JSON_DEPTH or not isinstance(obj, dict | list):
+        return level
+    items = obj.values() if isinstance(obj, dict) else obj
+    return max((_depth(v, level + 1) for v in items), default=level)
 
 
 def _error(message: str, status: int):
@@ -197,6 +218,14 @@ def register(server: flask.Flask, data: DashboardData) -> None:
 
     server.add_url_rule(f"{API_PREFIX}/query", "sigatlas_api_query", query, methods=["GET", "POST"])
     server.add_url_rule(f"{API_PREFIX}/atlas", "sigatlas_api_atlas", lambda: flask.jsonify(atlas_info(data)), methods=["GET"])
+
+    def unknown(rest: str):
+        # more specific than Dash's catch-all page route: an API client gets JSON, not the app's HTML
+        if f"/api/{rest}".rstrip("/") in (f"{API_PREFIX}/query", f"{API_PREFIX}/atlas"):
+            return _error(f"Method Not Allowed: {flask.request.method} /api/{rest}", 405)
+        return _error(f"no API route /api/{rest}: the API is {API_PREFIX}/query (GET or POST) and {API_PREFIX}/atlas (GET)", 404)
+
+    server.add_url_rule("/api/<path:rest>", "sigatlas_api_unknown", unknown, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
 
     @server.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

@@ -228,6 +228,35 @@ def test_api_malformed_requests_get_json_errors(served):
     assert status == 413 and "Too Large" in json.loads(text)["error"]
 
 
+def _chunked_post(url: str, path: str, chunks) -> tuple[int, str]:
+    """(status, text) of a POST whose body is sent chunked (no Content-Length to check)."""
+    conn = http.client.HTTPConnection(urllib.parse.urlsplit(url).netloc, timeout=60)
+    try:
+        conn.request("POST", path, body=iter(chunks), headers=AUTH | {"Content-Type": "application/json"}, encode_chunked=True)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    except (BrokenPipeError, ConnectionResetError):  # the server answered and closed before the body ended
+        return 413, json.dumps({"error": "connection closed by the server"})
+    finally:
+        conn.close()
+
+
+def test_api_loose_ends_get_json_answers(served):
+    """Issue 16, failure 5: unknown /api paths, deep JSON, chunked bodies over the limit, huge integers."""
+    for path in ("/api/v2/query", "/api/v1/query/x", "/api/nope"):
+        status, _, text = _call(served + path)
+        assert status == 404 and "no API route" in json.loads(text)["error"], (path, text[:80])
+    deep = b'{"genes": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    status, _, text = _call(served + "/api/v1/query", data=deep, headers=AUTH | {"Content-Type": "application/json"})
+    assert status == 400 and "nested too deeply" in json.loads(text)["error"]
+    status, text = _chunked_post(served, "/api/v1/query", [b" " * 1_000_000 for _ in range(12)])
+    assert status == 413, text[:200]
+    status, text = _chunked_post(served, "/api/v1/query", [b'{"genes": "CD14 LYZ", ', b'"null_draws": 0}'])
+    assert status == 200 and json.loads(text)["diseases"], text[:200]
+    status, _, text = _call(served + "/api/v1/query?genes=CD14&cell_min=" + "9" * 400)
+    assert status == 400 and "cell_min" in json.loads(text)["error"]
+
+
 def test_no_request_reaches_files_outside_the_app(served):
     for path in ("/assets/../../pyproject.toml", "/assets/..%2F..%2Fpyproject.toml", "/_dash-component-suites/dash/../../../pyproject.toml",
                  "/_dash-component-suites/..%2F..%2F..%2Fpyproject.toml"):
