@@ -186,7 +186,9 @@ def evaluate_pbmc(atlas, study: str = "PBMC68K", percentile: float = 90.0) -> li
     sel = (cells["study"].astype(str) == study).to_numpy()
     if not sel.any():
         return []
-    labels = cells["cell_type"].astype(str).to_numpy()
+    # the study's own bulk labels (cell_type holds their ontology terms, several labels per term)
+    column = "cell_type_original" if "cell_type_original" in cells else "cell_type"
+    labels = cells[column].astype(str).to_numpy()
     lineage_of = {lab: lin for lab, (_, lin) in PBMC_TYPES.items()}
     lineages = np.array([lineage_of.get(lab, "other") for lab in labels])
     out = []
