@@ -20,7 +20,7 @@ from compute.manifest import FieldSpec, IngestSpec, SourceSpec, StudySpec
 
 from . import realdata as rd
 
-REPORT_KEYS = {"values", "species", "symbols", "qc", "n_genes_measured", "warnings"}
+REPORT_KEYS = {"values", "species", "symbols", "qc", "n_genes_measured", "vocabulary", "warnings"}
 
 
 def _spec(path, *, values="counts", organism="human", cell_type=None, sid="REAL1") -> StudySpec:
