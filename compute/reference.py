@@ -23,8 +23,10 @@ __all__ = [
 HALLMARK_ATTRIBUTION = (
     "Hallmark gene sets: MSigDB v7.5.1 (Liberzon et al., Cell Systems 2015), CC BY 4.0."
 )
-# Cell Ontology terms of the immune marker sets (human_immune_cell_markers.json) that name one:
-# the presets select by them and the validation scores each atlas cell type against its markers
+# Cell Ontology terms of the immune marker sets (human_immune_cell_markers.json) whose cell type has
+# an unambiguous one (the term's own label, or the name CELLxGENE datasets use for it; the others
+# name none rather than a guess): the dashboard's presets name them, the validation scores each
+# atlas cell type against its markers
 MARKER_TERMS: dict[str, tuple[str, str]] = {
     "T cell": ("CL:0000084", "T cell"),
     "T regulatory cell": ("CL:0000815", "regulatory T cell"),

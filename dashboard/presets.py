@@ -4,37 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from compute.reference import HALLMARK_ATTRIBUTION, hallmark_sets, immune_markers, ms1_signature
+# MARKER_TERMS: the marker sets' Cell Ontology terms, owned by compute.reference (the validation uses them too)
+from compute.reference import (
+    HALLMARK_ATTRIBUTION,
+    MARKER_TERMS,
+    hallmark_sets,
+    immune_markers,
+    ms1_signature,
+)
 
 __all__ = ["MARKER_TERMS", "PRESETS", "QUICK_PRESETS", "Preset", "apply_preset", "preset_options"]
 
 _MARKER_SOURCE = "Human immune cell markers (shared/reference, positive markers of every level)"
-
-# the Cell Ontology term of each marker set whose cell type has an unambiguous one (the term's
-# own label, or the name CELLxGENE datasets use for it); the others name none rather than a guess
-MARKER_TERMS = {
-    "T cell": ("CL:0000084", "T cell"),
-    "T regulatory cell": ("CL:0000815", "regulatory T cell"),
-    "T follicular helper cell": ("CL:0002038", "T follicular helper cell"),
-    "MAIT": ("CL:0000940", "mucosal-associated invariant T cell"),
-    "Gamma-delta T cell": ("CL:0000798", "gamma-delta T cell"),
-    "Natural killer cell": ("CL:0000623", "natural killer cell"),
-    "B cell": ("CL:0000236", "B cell"),
-    "Naive B cell": ("CL:0000788", "naive B cell"),
-    "Memory B cell": ("CL:0000787", "memory B cell"),
-    "Germinal Center B cell": ("CL:0000844", "germinal center B cell"),
-    "Plasma cell": ("CL:0000786", "plasma cell"),
-    "CD14+ Monocyte": ("CL:0001054", "CD14-positive monocyte"),
-    "CD16+ Monocyte": ("CL:0002396", "CD14-low, CD16-positive monocyte"),
-    "Plasmacytoid dendritic cell": ("CL:0000784", "plasmacytoid dendritic cell"),
-    "Hematopoietic stem cell": ("CL:0000037", "hematopoietic stem cell"),
-    "Platelet": ("CL:0000233", "platelet"),
-    "Neutrophil": ("CL:0000775", "neutrophil"),
-    "Basophil": ("CL:0000767", "basophil"),
-    "Macrophage": ("CL:0000235", "macrophage"),
-    "Mast cell": ("CL:0000097", "mast cell"),
-}
-
 
 @dataclass(frozen=True)
 class Preset:
