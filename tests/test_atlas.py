@@ -117,5 +117,9 @@ def test_open_errors_say_what_to_rerun(written, tmp_path):
     damaged = tmp_path / "damaged"
     shutil.copytree(written[0], damaged)
     (damaged / "studies" / "S2" / "attr.data.npy").unlink()
-    with pytest.raises(AtlasFormatError, match=r"study 'S2' is missing attr.data.npy"):
+    # checked against atlas.json's record of every file: the file, and what to do, are named
+    with pytest.raises(AtlasFormatError, match=r"studies/S2/attr.data.npy: missing.*To repair: .*\(studies: S2\)"):
         Atlas.open(damaged)
+    # without the recorded checks, the structural check still names it
+    with pytest.raises(AtlasFormatError, match=r"study 'S2' is missing attr.data.npy"):
+        Atlas.open(damaged, verify="none")
