@@ -335,10 +335,10 @@ class Atlas:
         from compute.atlas._verify import check_recorded
 
         files = self.meta["files"]
-        # every size now (a stat per file); the checksums of the root's own small files too
-        problems = check_recorded(self.path, files, sorted(files), hashes=False)
-        problems += check_recorded(self.path, files, [r for r in sorted(files) if not r.startswith(f"{fmt.STUDIES_DIR}/")
-                                                      and not r.startswith(f"{fmt.MODEL_DIR}/")], hashes=self._verify != "sizes")
+        # every size now (a stat per file); the root's own small files with their checksums too
+        root_files = {r for r in files if not r.startswith((f"{fmt.STUDIES_DIR}/", f"{fmt.MODEL_DIR}/"))}
+        problems = check_recorded(self.path, files, sorted(set(files) - root_files), hashes=False)
+        problems += check_recorded(self.path, files, sorted(root_files), hashes=self._verify != "sizes")
         if self._verify == "full":
             problems += check_recorded(self.path, files, self._recorded(f"{fmt.STUDIES_DIR}/"), hashes=True)
             self._verified.update(s.id for s in self.studies)
