@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from compute.files import atomic_write, file_record
 from compute.process import peak_rss
 
-__all__ = ["aligned_study", "cells_task", "ingest_task", "umap_fit_task", "umap_study_task", "write_study_task"]
+__all__ = ["aligned_study", "cells_task", "ingest_task", "train_piece_task", "umap_fit_task", "umap_study_task", "write_study_task"]
 
 
 def _peak() -> dict:
@@ -87,6 +87,21 @@ def aligned_study(ingest_file: str, gene_order: list[str], min_overlap: int, stu
     if share != 1.0:
         X.data = np.log1p(np.expm1(X.data.astype(np.float64)) * share).astype(np.float32)
     return a, X, ov
+
+
+# -- training data ------------------------------------------------------------------------------
+def train_piece_task(study_id: str, ingest_file: str, gene_order: list[str], min_overlap: int, share: float, folder: str,
+                     force: bool) -> dict:
+    """One study's cells aligned to ``gene_order`` (and scaled by its measured ``share``, as the
+    encoder sees them) written as a training piece in ``folder`` (compute.model.write_piece), so
+    training memory-maps it instead of holding the corpus; reused when finished."""
+    from compute.model import piece_ready, write_piece
+
+    computed = force or not piece_ready(folder)
+    if computed:
+        _, X, _ = aligned_study(ingest_file, gene_order, min_overlap, study_id, share)
+        write_piece(folder, X)
+    return {"id": study_id, "computed": bool(computed), **_peak()}
 
 
 @functools.lru_cache(maxsize=2)

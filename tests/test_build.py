@@ -57,8 +57,15 @@ def test_rebuild_with_unchanged_manifest_reuses_work(tiny_build, capsys):
     assert (atlas_path / "atlas.json").stat().st_mtime_ns == before
     captured = capsys.readouterr()
     assert "is up to date" in captured.out + captured.err
-    stages = {p.name for p in work_dir(load_manifest(manifest_path)).iterdir()}
-    assert {"ingest", "model", "attr", "embed", "umap"} <= stages
+    work = work_dir(load_manifest(manifest_path))
+    stages = {p.name for p in work.iterdir()}
+    assert {"ingest", "model", "train", "attr", "embed", "umap"} <= stages
+    # issue 22: the encoder was trained from one piece per study, streamed; its checkpoint is gone
+    pieces = sorted(p.name.split("-")[0] for p in (work / "train" / "pieces").iterdir())
+    assert pieces == sorted(s["id"] for s in json.loads((atlas_path / "atlas.json").read_text())["studies"])
+    assert not list((work / "train").glob("*/checkpoint.pt"))
+    training = json.loads((atlas_path / "atlas.json").read_text())["model_card"]["training"]
+    assert training["sampler"]["kind"] == "balanced" and training["max_rows_read_at_once"] <= training["sampler"]["batch_size"]
 
 
 def test_stage_cache_rewrites_same_atlas_content(tiny_build, tmp_path):

@@ -25,13 +25,13 @@ SMALL_SIM = dict(n_studies=3, disease_donors=2, healthy_donors=1, cells_per_samp
 SMALL_MODEL = {"kind": "train", "hidden_sizes": [64, 32], "latent_dim": 16, "epochs": 2, "batch_size": 256}
 
 
-def _manifest(folder: Path, data: Path) -> Path:
+def _manifest(folder: Path, data: Path, model: dict | None = None) -> Path:
     from compute.demo import SimulationConfig, demo_manifest_text
 
     doc = yaml.safe_load(demo_manifest_text(SimulationConfig(**SMALL_SIM), data_dir=str(data)))
     doc["studies"] = [s for s in doc["studies"] if s["source"]["kind"] != "scanpy-pbmc68k"]  # simulated only: faster
     doc["atlas"] = {"name": "small", "out": str(folder / "atlas")}
-    doc["model"] = SMALL_MODEL
+    doc["model"] = model or SMALL_MODEL
     doc["embedding"] = {"n_neighbors": 10, "min_dist": 0.3, "fit_cells": 400}  # fit on a subsample, transform the rest
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "manifest.yaml"
@@ -96,6 +96,39 @@ def test_kill_9_at_random_moments_then_rerun_gives_the_uninterrupted_atlas(small
     a, b = Atlas.open(atlas_path), Atlas.open(reference)
     np.testing.assert_array_equal(a.score(["S100A8", "S100A12", "VCAN"]), b.score(["S100A8", "S100A12", "VCAN"]))
     assert a.meta["method"]["umap"]["fit_cells"] < a.n_cells  # the layout was fitted on a subsample
+
+
+def test_kill_9_during_training_resumes_to_the_uninterrupted_weights(small, tmp_path):
+    """Issue 22: the build killed while training (after a checkpoint) resumes from the checkpoint
+    and ends with the weights, bit for bit, of a build that was never interrupted."""
+    import torch
+
+    data = small[0]
+    model = dict(SMALL_MODEL, batch_size=48, epochs=3)  # ~40 batches: time to be killed in between
+    env = dict(os.environ, SIGATLAS_THREADS="1")
+    reference = _manifest(tmp_path / "reference", data, model)
+    subprocess.run([sys.executable, "-m", "compute", "build", str(reference), "--quiet", "--scheduler", "sync"], cwd=REPO, env=env,
+                   check=True, capture_output=True)
+    manifest = _manifest(tmp_path / "killed", data, model)
+    cmd = [sys.executable, "-m", "compute", "build", str(manifest), "--quiet", "--scheduler", "sync", "--checkpoint-every", "2"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    train_dir = tmp_path / "killed" / ".atlas.work" / "train"
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline and not list(train_dir.glob("*/checkpoint.pt")):
+        time.sleep(0.005)
+    assert proc.poll() is None, f"the build ended before a checkpoint was seen: {proc.stderr.read().decode()[-2000:]}"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "atlas" / "model" / "encoder.ckpt").exists()
+    subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True)
+    card = json.loads((tmp_path / "killed" / "atlas" / "model" / "model_card.json").read_text())
+    assert card["training"]["resumed_from"]["epoch"] * 100 + card["training"]["resumed_from"]["batch"] > 0, card["training"]
+    got = torch.load(tmp_path / "killed" / "atlas" / "model" / "encoder.ckpt", weights_only=True)["state_dict"]
+    want = torch.load(tmp_path / "reference" / "atlas" / "model" / "encoder.ckpt", weights_only=True)["state_dict"]
+    assert got.keys() == want.keys()
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=0, atol=0, msg=f"{k} after resuming from {card['training']['resumed_from']}")
+    assert not list(train_dir.glob("*/checkpoint.pt"))  # the checkpoint goes once the model is saved
 
 
 def test_verify_names_damage_and_rewrite_repairs_it(small, tmp_path, capsys):

@@ -1,10 +1,13 @@
 """``python -m compute bench build``: the distributed build at scale, on SIMULATED studies.
 
 For each study count, a fresh atlas is built from the same simulated corpus (the first N
-studies) on a LocalCluster (or the scheduler given), and the benchmark prints the wall time,
-cells per second, the time of each stage and the peak memory of every worker process (the
-largest resident set its tasks saw), next to this process's own peak (it trains the encoder).
-Memory per worker should stay flat as the number of studies grows: each task holds one study.
+studies) on a LocalCluster (or the scheduler given), each build in a fresh process of its own,
+so every figure is that build's own peak. The benchmark prints the wall time, cells per second,
+the time of each stage and the peak resident memory of every process: each Dask worker (the
+largest resident set its tasks saw), the build process (the driver: gene order, label transfer,
+the atlas root) and the process(es) that trained the encoder (the build process itself, or the
+``--train-workers`` ranks). Memory should stay flat as the corpus grows: each task holds one
+study, and training reads the cells a batch at a time from memory-mapped pieces.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class BuildBenchConfig:
     n_steps: int = 20
     fit_cells: int = 50_000
     workers: int | None = None
+    train_workers: int = 1
     scheduler: str | None = None
     work: str | None = None  # folder for data and atlases (default: a temporary folder, removed after)
     seed: int = 0
@@ -40,18 +44,41 @@ def _mb(n: float) -> str:
     return f"{n / 2**20:,.0f} MB"
 
 
-def _self_peak() -> int:
+def _one_build(manifest: str, cfg: dict, out: str) -> None:
+    """Child process: build the atlas, write the stats, this process's peak and the trainer's."""
+    from compute.build import build_atlas
+    from compute.manifest import load_manifest
     from compute.process import peak_rss
 
-    return peak_rss()
+    stats: dict = {}
+    t0 = time.perf_counter()
+    atlas = build_atlas(load_manifest(manifest), quiet=True, scheduler=cfg["scheduler"], workers=cfg["workers"], stats=stats,
+                        train_workers=cfg["train_workers"])
+    stats["build_s"] = round(time.perf_counter() - t0, 1)
+    stats["driver_peak_bytes"] = peak_rss()
+    training = json.loads((Path(atlas) / "atlas.json").read_text())["model_card"]["training"]
+    stats["trainer_peak_bytes"] = int(training.get("peak_rss_bytes", 0))
+    Path(out).write_text(json.dumps(stats, default=str))
+
+
+def _build_in_fresh_process(folder: Path, cfg: BuildBenchConfig) -> dict:
+    """Run :func:`_one_build` in a spawned process (its peak memory is that build's alone)."""
+    import multiprocessing as mp
+
+    out = folder / "stats.json"
+    proc = mp.get_context("spawn").Process(target=_one_build, args=(str(folder / "manifest.yaml"), asdict(cfg), str(out)))
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0 or not out.is_file():
+        raise RuntimeError(f"the benchmark build in {folder} failed (exit code {proc.exitcode}); run "
+                           f"`python -m compute build {folder / 'manifest.yaml'}` to see why")
+    return json.loads(out.read_text())
 
 
 def run_build_bench(cfg: BuildBenchConfig, json_path: str | None = None) -> dict:
     import yaml
 
-    from compute.build import build_atlas
     from compute.demo import SimulationConfig, demo_manifest_text, simulate_studies
-    from compute.manifest import load_manifest
 
     base = Path(cfg.work) if cfg.work else Path(tempfile.mkdtemp(prefix="sigatlas-bench-build-"))
     base.mkdir(parents=True, exist_ok=True)
@@ -78,9 +105,8 @@ def run_build_bench(cfg: BuildBenchConfig, json_path: str | None = None) -> dict
                          attribution={"method": "ig", "n_steps": cfg.n_steps, "batch_size": 256},
                          embedding={"n_neighbors": 15, "min_dist": 0.3, "fit_cells": cfg.fit_cells})
             (folder / "manifest.yaml").write_text(yaml.safe_dump(doc_n, sort_keys=False))
-            stats: dict = {}
             t0 = time.perf_counter()
-            build_atlas(load_manifest(folder / "manifest.yaml"), quiet=True, scheduler=cfg.scheduler, workers=cfg.workers, stats=stats)
+            stats = _build_in_fresh_process(folder, cfg)
             wall = time.perf_counter() - t0
             by_worker: dict[str, int] = {}
             for task in stats["tasks"]:
@@ -90,12 +116,15 @@ def run_build_bench(cfg: BuildBenchConfig, json_path: str | None = None) -> dict
                 stage_peak[task["stage"]] = max(stage_peak.get(task["stage"], 0), task["peak_rss"])
             row = {"stage_worker_peak_bytes": stage_peak, "studies": n, "cells": stats["n_cells"], "wall_s": round(wall, 1), "cells_per_s": round(stats["n_cells"] / wall, 1),
                    "stages_s": stats["timings_s"], "worker_peak_bytes": sorted(by_worker.values()),
-                   "max_worker_peak_bytes": max(by_worker.values()), "driver_peak_bytes": _self_peak()}
+                   "max_worker_peak_bytes": max(by_worker.values()), "driver_peak_bytes": stats["driver_peak_bytes"],
+                   "trainer_peak_bytes": stats["trainer_peak_bytes"], "train_workers": cfg.train_workers,
+                   "build_s": stats["build_s"]}
             rows.append(row)
             stages = ", ".join(f"{k} {v:.0f} s" for k, v in stats["timings_s"].items() if k != "total_before_root")
             print(f"  {n:4d} studies {row['cells']:>10,} cells  {wall:7.0f} s  {row['cells_per_s']:8,.0f} cells/s  "
                   f"worker peak {_mb(row['max_worker_peak_bytes'])} (all: {', '.join(_mb(b) for b in row['worker_peak_bytes'])})  "
-                  f"this process {_mb(row['driver_peak_bytes'])} (cumulative)", flush=True)
+                  f"build process {_mb(row['driver_peak_bytes'])}  trainer {_mb(row['trainer_peak_bytes'])}"
+                  + (f" (rank 0 of {cfg.train_workers})" if cfg.train_workers > 1 else " (the build process)"), flush=True)
             print(f"       stages: {stages}", flush=True)
             print("       largest worker by the end of: " + ", ".join(f"{k} {_mb(v)}" for k, v in stage_peak.items()), flush=True)
             shutil.rmtree(folder, ignore_errors=True)
@@ -105,7 +134,9 @@ def run_build_bench(cfg: BuildBenchConfig, json_path: str | None = None) -> dict
     if len(rows) > 1:
         first, last = rows[0], rows[-1]
         print(f"  {last['studies'] / first['studies']:.0f}x the studies: worker peak memory x"
-              f"{last['max_worker_peak_bytes'] / first['max_worker_peak_bytes']:.2f}, wall time x{last['wall_s'] / first['wall_s']:.2f}")
+              f"{last['max_worker_peak_bytes'] / first['max_worker_peak_bytes']:.2f}, build process x"
+              f"{last['driver_peak_bytes'] / first['driver_peak_bytes']:.2f}, trainer x"
+              f"{last['trainer_peak_bytes'] / first['trainer_peak_bytes']:.2f}, wall time x{last['wall_s'] / first['wall_s']:.2f}")
     result = {"config": asdict(cfg), "rows": rows}
     if json_path:
         Path(json_path).write_text(json.dumps(result, indent=1))

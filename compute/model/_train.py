@@ -4,12 +4,21 @@ Triplets pair cells by label codes: by default a positive shares the anchor's la
 negative is any other label; with a ``relation`` matrix over the codes (1 positive, 0 negative,
 -1 neither), related ontology terms can pair and distant ancestors are left alone. Code -1 marks
 a cell without a usable label: it is reconstructed, never put in a triplet.
+
+The cells come a batch at a time from a CellCorpus (memory-mapped pieces) in the order of
+BalancedBatches, a function of (seed, epoch, batch); every random draw of a step (dropout masks,
+panels, the triplet pairs kept) is seeded by the same three numbers. So a run resumed from a
+checkpoint, and a run split over N ranks (each its rows of every batch, BatchNorm statistics and
+gradients summed over ranks), compute the steps of one uninterrupted process.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,8 +29,11 @@ from tqdm.auto import tqdm
 
 from compute.manifest import ModelSpec
 from compute.model._modules import Decoder, Encoder
+from compute.model._stream import BalancedBatches, CellCorpus
+from compute.process import peak_rss
 
-__all__ = ["TrainLoss", "label_codes_and_relation", "seed_everything", "train_encoder", "triplet_loss"]
+__all__ = ["TrainLoss", "TrainingStopped", "label_codes_and_relation", "seed_everything", "train_encoder", "train_on_corpus",
+           "triplet_loss"]
 
 _MAX_PAIRS = 4096  # anchor-positive pairs scored per batch; bounds the B x B x pairs work
 
@@ -86,13 +98,283 @@ def triplet_loss(
     return losses.mean(), int(valid.sum())
 
 
-def _batch_loss(encoder, decoder, x, labels, studies, spec: ModelSpec, gen, shown: torch.Tensor | None = None,
-                relation: torch.Tensor | None = None) -> TrainLoss:
-    z = encoder(x if shown is None else shown)
-    recon = F.mse_loss(decoder(z), x)
-    trip, n = triplet_loss(z, labels, studies, spec.margin, gen, relation)
+class TrainingStopped(RuntimeError):  # noqa: N818 (a stop asked for, not a failure)
+    """Raised by :func:`train_on_corpus` after ``stop_after`` batches (tests: a crash at a known
+    moment, after the checkpoints before it were written)."""
+
+
+@dataclass
+class _Share:
+    """One rank's rows ``[lo, hi)`` of a global batch of ``size`` cells over ``world`` ranks.
+
+    Everything random is drawn for the global batch from generators seeded by (seed, epoch,
+    batch), then sliced, and BatchNorm's statistics are summed over ranks: each rank computes
+    exactly its rows of what one process would compute on the whole batch (up to the order of
+    float sums)."""
+
+    lo: int
+    hi: int
+    size: int
+    world: int
+    gen: torch.Generator
+
+    def dropout(self, x: torch.Tensor, p: float) -> torch.Tensor:
+        if p <= 0:
+            return x
+        keep = torch.rand((self.size, x.shape[1]), generator=self.gen, device=self.gen.device) >= p
+        return x * keep[self.lo : self.hi].to(x.dtype) / (1.0 - p)
+
+    def _sum(self, t: torch.Tensor) -> torch.Tensor:
+        if self.world == 1:
+            return t
+        # differentiable: gradients flow back to every rank
+        from torch.distributed.nn.functional import all_reduce
+
+        with warnings.catch_warnings():  # its replacement (torch.distributed._functional_collectives) is private
+            warnings.simplefilter("ignore", FutureWarning)
+            return all_reduce(t)
+
+    def batch_norm(self, x: torch.Tensor, bn: torch.nn.BatchNorm1d) -> torch.Tensor:
+        n = self.size
+        mean = self._sum(x.sum(dim=0)) / n
+        var = self._sum(((x - mean) ** 2).sum(dim=0)) / n
+        with torch.no_grad():  # running statistics as BatchNorm1d keeps them (unbiased variance)
+            bn.num_batches_tracked += 1
+            m = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+            bn.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+            bn.running_var.mul_(1 - m).add_(var.detach() * (n / max(n - 1, 1)), alpha=m)
+        return (x - mean) / torch.sqrt(var + bn.eps) * bn.weight + bn.bias
+
+
+def _forward(network: torch.nn.ModuleList, x: torch.Tensor, share: _Share) -> torch.Tensor:
+    """``network`` (Encoder's or Decoder's blocks) in training mode, dropout and BatchNorm taken
+    over the global batch (:class:`_Share`); the modules' parameters and buffers are the ones used."""
+    for layer in network:
+        if isinstance(layer, torch.nn.Sequential):
+            drop, linear, bn, act = layer
+            x = act(share.batch_norm(linear(share.dropout(x, drop.p)), bn))
+        else:
+            x = layer(x)
+    return x
+
+
+def _trained_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """Every parameter but the bias of a Linear that feeds a BatchNorm: BatchNorm subtracts the
+    batch mean, so that bias has a true gradient of zero and Adam would turn its float noise into
+    steps of the learning rate's size (the runs of 1 and N processes would then drift apart in
+    it); it stays at its initial value, which changes no output."""
+    out = []
+    for block in module.network:
+        if isinstance(block, torch.nn.Sequential):
+            block[1].bias.requires_grad_(False)
+    for p in module.parameters():
+        if p.requires_grad:
+            out.append(p)
+    return out
+
+
+def _seed_of(*parts: int) -> int:
+    return int(np.random.default_rng([abs(int(p)) for p in parts]).integers(2**62))
+
+
+def _gather(z: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """Every rank's rows of ``z`` in rank order (differentiable: each rank's gradient comes back
+    to it, summed over the ranks that used it)."""
+    from torch.distributed.nn.functional import all_gather
+
+    pad = max(sizes) - z.shape[0]
+    with warnings.catch_warnings():  # see _Share._sum
+        warnings.simplefilter("ignore", FutureWarning)
+        parts = all_gather(F.pad(z, (0, 0, 0, pad)) if pad else z)
+    return torch.cat([p[:n] for p, n in zip(parts, sizes, strict=True)])
+
+
+def _bounds(size: int, world: int) -> list[tuple[int, int]]:
+    edges = np.linspace(0, size, world + 1).round().astype(int)
+    return [(int(edges[r]), int(edges[r + 1])) for r in range(world)]
+
+
+def _checkpoint_save(path: Path, state: dict) -> None:
+    from compute.files import atomic_write
+
+    atomic_write(path, lambda t: torch.save(state, t))
+
+
+def train_on_corpus(
+    corpus: CellCorpus,
+    study_codes: np.ndarray,
+    label_codes: np.ndarray,
+    gene_order: list[str],
+    spec: ModelSpec,
+    seed: int,
+    *,
+    relation: torch.Tensor | None = None,
+    panels: np.ndarray | None = None,
+    progress: bool = True,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    fingerprint: str = "",
+    rank: int = 0,
+    world: int = 1,
+    stop_after: int | None = None,
+    device: str | torch.device | None = None,
+) -> tuple[Encoder, dict]:
+    """Train an encoder on the cells of ``corpus`` (read a batch at a time; see CellCorpus), one
+    rank of ``world`` (``torch.distributed`` initialised by the caller when ``world`` > 1).
+
+    ``study_codes``, ``label_codes``: one integer per cell (label -1: no usable label; codes
+    index ``relation``, the (L, L) int8 pairing matrix of :func:`label_codes_and_relation`).
+    Batches come from :class:`BalancedBatches` (a function of seed, epoch and batch index);
+    each rank reads and runs its contiguous share of every global batch, and gradients are
+    summed over ranks, so any ``world`` computes the same steps as one process.
+
+    ``checkpoint``: a file; when it exists (written by a run with the same ``fingerprint`` and
+    sampler) training resumes from it, and it is rewritten atomically by rank 0 at the end of
+    every epoch and every ``checkpoint_every`` batches (model, optimiser, position, history).
+    A resumed run ends with the weights of an uninterrupted one. ``stop_after``: raise
+    :class:`TrainingStopped` after that many batches of this call (tests). ``device``: where the
+    model runs (default: this rank's GPU when there is one, else the CPU); the returned encoder
+    is on the CPU.
+
+    Returns the encoder in ``eval()`` mode (``gene_order`` set) and the history (per-epoch
+    losses, seconds, cells, sampler, resume point).
+    """
+    seed_everything(seed)
+    n_genes = corpus.n_genes
+    encoder = Encoder(n_genes, spec.hidden_sizes, spec.latent_dim, spec.input_dropout, spec.dropout)
+    decoder = Decoder(n_genes, spec.hidden_sizes, spec.latent_dim, spec.dropout)
+    if device is None:
+        device = f"cuda:{rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    encoder.to(device)
+    decoder.to(device)
+    if relation is not None:
+        relation = relation.to(device)
+    encoder.gene_order = list(gene_order)
+    params = _trained_parameters(encoder) + _trained_parameters(decoder)
+    opt = torch.optim.Adam(params, lr=spec.learning_rate)
+    study_codes = np.asarray(study_codes)
+    label_codes = np.asarray(label_codes)
+    sampler = BalancedBatches(study_codes, label_codes, spec.batch_size, seed)
+    batch = sampler.batch_size
+    bounds = _bounds(batch, world)
+    lo, hi = bounds[rank]
+    sizes = [b - a for a, b in bounds]
+    history: dict = {"epochs": [], "n_cells": corpus.n_cells, "n_genes": int(n_genes),
+                     "n_unlabelled": int((label_codes < 0).sum()), "relation": relation is not None,
+                     "sampler": sampler.state(), "batches_per_epoch": sampler.n_batches, "workers": int(world)}
+    start_epoch, start_batch = 0, 0
+    sums = _zero_sums()
+    ckpt = Path(checkpoint) if checkpoint else None
+    if ckpt is not None and ckpt.is_file():
+        try:
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        except Exception as exc:  # unreadable (another torch version, say): train from the start, and say so
+            state = {}
+            history["checkpoint_ignored"] = f"{ckpt}: {type(exc).__name__}: {exc}"[:300]
+        if state.get("fingerprint") == fingerprint and state.get("sampler") == sampler.state():
+            encoder.load_state_dict(state["encoder"])
+            decoder.load_state_dict(state["decoder"])
+            opt.load_state_dict(state["optimizer"])
+            start_epoch, start_batch, sums = state["epoch"], state["batch"], state["sums"]
+            history["epochs"] = state["history_epochs"]
+            history["resumed_from"] = {"epoch": start_epoch, "batch": start_batch}
     w = spec.triplet_weight
-    return TrainLoss(total=w * trip + (1 - w) * recon, reconstruction=recon, triplet=trip, n_triplets=n)
+    t0 = time.perf_counter()
+    done_here = 0
+    bar = tqdm(total=spec.epochs * sampler.n_batches, initial=start_epoch * sampler.n_batches + start_batch,
+               desc="train encoder", unit="batch", disable=not progress or rank != 0)
+
+    def save(epoch: int, b: int) -> None:
+        if ckpt is not None and rank == 0:
+            _checkpoint_save(ckpt, {"fingerprint": fingerprint, "sampler": sampler.state(), "epoch": epoch, "batch": b,
+                                    "encoder": encoder.state_dict(), "decoder": decoder.state_dict(), "optimizer": opt.state_dict(),
+                                    "sums": sums, "history_epochs": history["epochs"], "world": world})
+
+    encoder.train()
+    decoder.train()
+    # the next batch is read (a thread: file reads and numpy release the GIL) while this one
+    # trains; which cells, and in what order, is fixed by the sampler, so nothing else changes
+    positions = iter([(e, b) for e in range(start_epoch, spec.epochs)
+                      for b in range(start_batch if e == start_epoch else 0, sampler.n_batches)])
+
+    def fetch(pos):
+        idx = sampler.batch(*pos)
+        return idx, corpus.rows(idx[lo:hi])
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sigatlas-read")
+    first = next(positions, None)
+    pending = pool.submit(fetch, first) if first is not None else None
+    try:
+        for epoch in range(start_epoch, spec.epochs):
+            for b in range(start_batch if epoch == start_epoch else 0, sampler.n_batches):
+                idx, rows = pending.result()
+                upcoming = next(positions, None)
+                pending = pool.submit(fetch, upcoming) if upcoming is not None else None
+                x = torch.from_numpy(rows).to(device)
+                shown = x
+                prng = np.random.default_rng([seed, epoch, b, 7])
+                if panels is not None and spec.panel_dropout > 0 and len(panels) > 1 and prng.random() < spec.panel_dropout:
+                    other = prng.integers(len(panels) - 1, size=batch)
+                    other = other + (other >= study_codes[idx])  # another study's panel, never the cell's own
+                    shown = x * torch.from_numpy(np.asarray(panels)[other[lo:hi]].astype(np.float32)).to(device)
+                # on the model's device (a GPU draws its own masks: same seed, other numbers than a CPU)
+                share = _Share(lo, hi, batch, world, torch.Generator(device=device).manual_seed(_seed_of(seed, epoch, b, 1)))
+                z = F.normalize(_forward(encoder.network, shown, share), p=2, dim=1)
+                recon = ((_forward(decoder.network, z, share) - x) ** 2).sum() / (batch * n_genes)
+                z_all = z if world == 1 else _gather(z, sizes)
+                trip, n_trip = triplet_loss(z_all, torch.from_numpy(label_codes[idx].astype(np.int64)).to(device),
+                                            torch.from_numpy(study_codes[idx].astype(np.int64)).to(device), spec.margin,
+                                            torch.Generator().manual_seed(_seed_of(seed, epoch, b, 2)), relation)
+                # the triplet term is computed whole on every rank: each counts 1/world of it
+                total = w * trip / world + (1 - w) * recon
+                opt.zero_grad(set_to_none=False)
+                total.backward()
+                recon_value = recon.detach()
+                if world > 1:
+                    flat = torch.cat([p.grad.reshape(-1) for p in params])
+                    torch.distributed.all_reduce(flat)  # the whole batch's gradient: the ranks' sum
+                    offset = 0
+                    for p in params:
+                        p.grad.copy_(flat[offset : offset + p.numel()].view_as(p))
+                        offset += p.numel()
+                    recon_value = recon_value.clone()
+                    torch.distributed.all_reduce(recon_value)
+                opt.step()
+                sums["reconstruction"] += float(recon_value)
+                sums["triplet"] += float(trip.detach())
+                sums["total"] += w * float(trip.detach()) + (1 - w) * float(recon_value)
+                sums["n_triplets"] += int(n_trip)
+                sums["n_batches"] += 1
+                done_here += 1
+                bar.update()
+                if b + 1 < sampler.n_batches and checkpoint_every and (b + 1) % checkpoint_every == 0:
+                    save(epoch, b + 1)
+                if stop_after is not None and done_here >= stop_after:
+                    bar.close()
+                    raise TrainingStopped(f"stopped after {done_here} batches (epoch {epoch + 1}, batch {b + 1})")
+            nb = max(sums["n_batches"], 1)
+            ep = {k: (v / nb if k in ("total", "reconstruction", "triplet") else v) for k, v in sums.items() if k != "n_batches"}
+            ep["epoch"] = epoch + 1
+            history["epochs"].append(ep)
+            sums = _zero_sums()
+            bar.set_postfix(loss=f"{ep['total']:.4f}", triplet=f"{ep['triplet']:.4f}")
+            save(epoch + 1, 0)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    bar.close()
+    history["seconds"] = round(time.perf_counter() - t0, 2)
+    encoder.eval()
+    history["reconstruction_mse"] = _eval_reconstruction(encoder, decoder, corpus, seed, batch, device)
+    history["device"] = str(device)
+    encoder.to("cpu")
+    history["max_rows_read_at_once"] = corpus.max_rows_per_call
+    history["peak_rss_bytes"] = peak_rss()  # this rank's process (the build benchmark reports it)
+    return encoder, history
+
+
+def _zero_sums() -> dict:
+    return {"total": 0.0, "reconstruction": 0.0, "triplet": 0.0, "n_triplets": 0, "n_batches": 0}
 
 
 def train_encoder(
@@ -107,7 +389,8 @@ def train_encoder(
     panels: np.ndarray | None = None,
     relation: pd.DataFrame | None = None,
 ) -> tuple[Encoder, dict]:
-    """Train an encoder on log-normalised cells ``X`` (aligned to ``gene_order``).
+    """Train an encoder on log-normalised cells ``X`` in memory (aligned to ``gene_order``): the
+    same training as the build's (:func:`train_on_corpus`), on a matrix that fits in memory.
 
     ``cell_types``: one label per cell; a missing one (None, NaN, "unknown", ...: see
     ``compute.integration.MISSING_LABELS``) keeps the cell out of every triplet.
@@ -124,67 +407,26 @@ def train_encoder(
     Returns the encoder in ``eval()`` mode (with ``gene_order`` set) and a history dict
     (per-epoch losses, seconds, cells).
     """
-    seed_everything(seed)
-    gen = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    n_cells, n_genes = X.shape
-    encoder = Encoder(n_genes, spec.hidden_sizes, spec.latent_dim, spec.input_dropout, spec.dropout)
-    decoder = Decoder(n_genes, spec.hidden_sizes, spec.latent_dim, spec.dropout)
-    encoder.gene_order = list(gene_order)
-    params = list(encoder.parameters()) + list(decoder.parameters())
-    opt = torch.optim.Adam(params, lr=spec.learning_rate)
     label_codes, relation_t = label_codes_and_relation(cell_types, relation)
     _, study_codes = np.unique(np.asarray(studies, dtype=str), return_inverse=True)
-    labels_t = torch.as_tensor(label_codes, dtype=torch.long)
-    studies_t = torch.as_tensor(study_codes, dtype=torch.long)
-    X = sp.csr_matrix(X, dtype=np.float32)
-    batch = min(spec.batch_size, n_cells)
-    history: dict = {"epochs": [], "n_cells": int(n_cells), "n_genes": int(n_genes),
-                     "n_unlabelled": int((label_codes < 0).sum()), "relation": relation is not None}
-    t0 = time.perf_counter()
-    bar = tqdm(range(spec.epochs), desc="train encoder", unit="epoch", disable=not progress)
-    for epoch in bar:
-        encoder.train()
-        decoder.train()
-        order = rng.permutation(n_cells)
-        sums = {"total": 0.0, "reconstruction": 0.0, "triplet": 0.0, "n_triplets": 0}
-        n_batches = 0
-        # BatchNorm needs >1 sample: drop a last batch of one cell
-        for start in range(0, n_cells - (1 if n_cells % batch == 1 else 0), batch):
-            idx = np.sort(order[start : start + batch])
-            x = torch.from_numpy(X[idx].toarray())
-            shown = None
-            if panels is not None and spec.panel_dropout > 0 and len(panels) > 1 and rng.random() < spec.panel_dropout:
-                other = rng.integers(len(panels) - 1, size=idx.size)
-                other = other + (other >= study_codes[idx])  # another study's panel, never the cell's own
-                shown = x * torch.from_numpy(panels[other].astype(np.float32))
-            loss = _batch_loss(encoder, decoder, x, labels_t[idx], studies_t[idx], spec, gen, shown, relation_t)
-            opt.zero_grad(set_to_none=True)
-            loss.total.backward()
-            opt.step()
-            sums["total"] += loss.total.item()
-            sums["reconstruction"] += loss.reconstruction.item()
-            sums["triplet"] += loss.triplet.item()
-            sums["n_triplets"] += loss.n_triplets
-            n_batches += 1
-        ep = {k: (v / max(n_batches, 1) if k != "n_triplets" else v) for k, v in sums.items()}
-        ep["epoch"] = epoch + 1
-        history["epochs"].append(ep)
-        bar.set_postfix(loss=f"{ep['total']:.4f}", triplet=f"{ep['triplet']:.4f}")
-    history["seconds"] = round(time.perf_counter() - t0, 2)
-    encoder.eval()
-    history["reconstruction_mse"] = _eval_reconstruction(encoder, decoder, X, rng)
-    return encoder, history
+    return train_on_corpus(CellCorpus.from_csr(X), study_codes, label_codes, gene_order, spec, seed,
+                           relation=relation_t, panels=panels, progress=progress)
 
 
-def _eval_reconstruction(encoder: Encoder, decoder: Decoder, X: sp.csr_matrix, rng: np.random.Generator, n: int = 4096) -> float:
-    """Reconstruction MSE in eval mode on a seeded sample of ``n`` cells: whether the embedding
-    still represents expression (the triplet loss trades some of it for integration)."""
+def _eval_reconstruction(encoder: Encoder, decoder: Decoder, corpus: CellCorpus, seed: int, batch: int, device: torch.device,
+                         n: int = 4096) -> float:
+    """Reconstruction MSE in eval mode on a seeded sample of ``n`` cells, read ``batch`` at a time:
+    whether the embedding still represents expression (the triplet loss trades some of it for
+    integration)."""
     decoder.eval()
-    idx = np.sort(rng.choice(X.shape[0], min(n, X.shape[0]), replace=False))
+    rng = np.random.default_rng([seed, 4096])
+    idx = np.sort(rng.choice(corpus.n_cells, min(n, corpus.n_cells), replace=False))
+    total = 0.0
     with torch.no_grad():
-        x = torch.from_numpy(X[idx].toarray())
-        return round(float(F.mse_loss(decoder(encoder(x)), x)), 6)
+        for start in range(0, idx.size, batch):
+            x = torch.from_numpy(corpus.rows(idx[start : start + batch])).to(device)
+            total += float(((decoder(encoder(x)) - x) ** 2).sum(dtype=torch.float64))
+    return round(total / (idx.size * corpus.n_genes), 6)
 
 
 def label_codes_and_relation(cell_types, relation: pd.DataFrame | None = None) -> tuple[np.ndarray, torch.Tensor | None]:

@@ -1,0 +1,279 @@
+"""Training data that never sits in memory whole: per-study CSR pieces on disk, read a batch at
+a time (positioned reads of each row's values), and a seeded sampler that balances studies and
+cell types.
+
+A piece is a folder with ``data.npy`` (float32), ``indices.npy`` (int32) and ``indptr.npy``
+(int64) of one study's cells aligned to the gene order, and ``piece.json`` (rows, genes,
+stored values), written last: a folder without it is unfinished and is written again.
+
+The sampler is a pure function of (seed, epoch, batch index): a batch can be recomputed
+anywhere (a resumed run, another rank of a distributed run) without any state to carry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["BalancedBatches", "CellCorpus", "piece_ready", "write_piece"]
+
+_PIECE_FILES = ("data", "indices", "indptr")
+_MARKER = "piece.json"
+
+
+def write_piece(folder: str | Path, X: sp.csr_matrix) -> dict:
+    """Write ``X`` (cells x genes) as a piece in ``folder`` (every file atomically, the marker
+    last); returns the marker's content."""
+    from compute.files import save_npy_atomic, write_json_atomic
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    X = sp.csr_matrix(X, dtype=np.float32)
+    X.sort_indices()
+    save_npy_atomic(folder / "data.npy", X.data.astype(np.float32, copy=False))
+    save_npy_atomic(folder / "indices.npy", X.indices.astype(np.int32, copy=False))
+    save_npy_atomic(folder / "indptr.npy", X.indptr.astype(np.int64, copy=False))
+    info = {"n_rows": int(X.shape[0]), "n_genes": int(X.shape[1]), "nnz": int(X.nnz)}
+    write_json_atomic(folder / _MARKER, info)
+    return info
+
+
+def piece_ready(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a finished piece (its marker and every array)."""
+    folder = Path(folder)
+    return (folder / _MARKER).is_file() and all((folder / f"{n}.npy").is_file() for n in _PIECE_FILES)
+
+
+class _ArrayPiece:
+    """A piece held in memory (CellCorpus.from_csr)."""
+
+    def __init__(self, data: np.ndarray, indices: np.ndarray, indptr: np.ndarray):
+        self.data, self.indices, self.indptr = data, indices, indptr
+        self.n_rows = len(indptr) - 1
+
+    def read(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        starts, ends = self.indptr[rows], self.indptr[rows + 1]
+        lengths = ends - starts
+        pos = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(int(lengths.sum()))
+        return lengths, self.indices[pos], self.data[pos]
+
+
+class _FilePiece:
+    """A piece on disk, each row read with positioned reads (os.pread) of its stored values.
+
+    Not a memory map: pages of a mapped file that a process touched count in its resident set
+    until the kernel reclaims them, so reading random rows of a memory-mapped corpus for an
+    epoch would show a resident set the size of the corpus. Here a batch's rows are read into
+    fresh arrays and dropped with it."""
+
+    def __init__(self, folder: Path):
+        self.files, self.offsets, self.dtypes = {}, {}, {}
+        for name in _PIECE_FILES:
+            path = folder / f"{name}.npy"
+            with open(path, "rb") as fh:
+                version = np.lib.format.read_magic(fh)
+                header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, fortran, dtype = header(fh)
+                self.offsets[name], self.dtypes[name] = fh.tell(), np.dtype(dtype)
+            if fortran or len(shape) != 1:
+                raise ValueError(f"{path}: expected a 1-d array, got shape {shape}; re-run the build, which writes it again")
+            if name == "indptr":
+                self.n_rows = int(shape[0]) - 1
+        self.folder = folder
+
+    def open(self) -> None:
+        """Open the piece's files (CellCorpus keeps a bounded number of pieces open: 3 descriptors
+        each, and a corpus of thousands of studies would pass the usual limit of 1,024)."""
+        if not self.files:
+            self.files = {name: os.open(self.folder / f"{name}.npy", os.O_RDONLY) for name in _PIECE_FILES}
+
+    def _read(self, name: str, start: int, count: int) -> np.ndarray:
+        dt = self.dtypes[name]
+        raw = os.pread(self.files[name], count * dt.itemsize, self.offsets[name] + start * dt.itemsize)
+        return np.frombuffer(raw, dtype=dt, count=count)
+
+    def read(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        bounds = [self._read("indptr", int(r), 2) for r in rows]
+        lengths = np.array([int(b[1] - b[0]) for b in bounds], dtype=np.int64)
+        indices = [self._read("indices", int(b[0]), n) for b, n in zip(bounds, lengths, strict=True)]
+        data = [self._read("data", int(b[0]), n) for b, n in zip(bounds, lengths, strict=True)]
+        empty = (np.zeros(0, np.int32), np.zeros(0, np.float32))
+        return lengths, (np.concatenate(indices) if indices else empty[0]), (np.concatenate(data) if data else empty[1])
+
+    def close(self) -> None:
+        for fd in self.files.values():
+            os.close(fd)
+        self.files = {}
+
+    def __del__(self):
+        try:
+            self.close()
+        except OSError:
+            pass
+
+
+class CellCorpus:
+    """Rows of several CSR pieces addressed by one global cell index (pieces in order).
+
+    ``CellCorpus.open(folders, n_genes)`` reads pieces on disk a batch at a time (positioned
+    reads, never the whole piece); ``CellCorpus.from_csr(X)`` wraps a matrix already in memory
+    (same interface). ``rows(idx)`` returns the dense float32 rows and counts them in
+    ``rows_read`` and ``max_rows_per_call``, so a test can check how much was read at once.
+    """
+
+    MAX_OPEN = 128  # pieces with open files at a time (least recently read closed first)
+
+    def __init__(self, pieces: list, n_genes: int):
+        self._pieces = pieces
+        self._open: dict[int, None] = {}  # insertion order = recency
+        self.n_genes = int(n_genes)
+        sizes = np.array([p.n_rows for p in pieces], dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.n_cells = int(self.offsets[-1])
+        self.rows_read = 0
+        self.max_rows_per_call = 0
+
+    @classmethod
+    def open(cls, folders: list[str | Path], n_genes: int) -> CellCorpus:
+        pieces = []
+        for folder in map(Path, folders):
+            if not piece_ready(folder):
+                raise FileNotFoundError(f"{folder}: not a finished training piece (piece.json missing); re-run the build, "
+                                        "which writes it again")
+            info = json.loads((folder / _MARKER).read_text())
+            if info["n_genes"] != n_genes:
+                raise ValueError(f"{folder}: piece has {info['n_genes']} genes, the gene order {n_genes}; re-run the build")
+            pieces.append(_FilePiece(folder))
+        return cls(pieces, n_genes)
+
+    @classmethod
+    def from_csr(cls, X: sp.spmatrix) -> CellCorpus:
+        X = sp.csr_matrix(X, dtype=np.float32)
+        return cls([_ArrayPiece(X.data, X.indices, X.indptr.astype(np.int64))], X.shape[1])
+
+    @property
+    def n_open(self) -> int:
+        """Pieces whose files are open now (at most ``MAX_OPEN``)."""
+        return len(self._open)
+
+    def _touch(self, p: int) -> None:
+        self._open.pop(p, None)
+        self._open[p] = None
+        self._pieces[p].open()
+        while len(self._open) > self.MAX_OPEN:
+            oldest = next(iter(self._open))
+            del self._open[oldest]
+            self._pieces[oldest].close()
+
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        """Dense float32 rows ``idx`` (global cell indices, any order), in that order."""
+        idx = np.asarray(idx, dtype=np.int64)
+        out = np.zeros((idx.size, self.n_genes), dtype=np.float32)
+        piece_of = np.searchsorted(self.offsets, idx, side="right") - 1
+        for p in np.unique(piece_of):
+            at = np.flatnonzero(piece_of == p)
+            local = idx[at] - self.offsets[p]
+            order = np.argsort(local, kind="stable")  # in file order: reads move forward through the piece
+            piece = self._pieces[p]
+            if isinstance(piece, _FilePiece):
+                self._touch(int(p))
+            lengths, indices, data = piece.read(local[order])
+            out[np.repeat(at[order], lengths), indices] = data
+        self.rows_read += int(idx.size)
+        self.max_rows_per_call = max(self.max_rows_per_call, int(idx.size))
+        return out
+
+
+@dataclass(frozen=True)
+class _Strata:
+    order: np.ndarray  # cell indices sorted by (study, label)
+    study: np.ndarray  # per stratum
+    label: np.ndarray
+    start: np.ndarray
+    count: np.ndarray
+
+
+class BalancedBatches:
+    """Batches of global cell indices, a pure function of (seed, epoch, batch).
+
+    Each batch holds ``pair_share`` of its cells in cross-study groups: a cell type shared by
+    at least two studies (drawn with weight sqrt(its cells), so rare types come up more often
+    than their share), two different studies that have it (uniformly), and ``group`` cells of
+    that type from each, so every batch carries anchor-positive pairs for the triplet loss. The
+    rest is drawn study-balanced: a study with weight sqrt(its cells), a cell type (or the
+    study's unlabelled cells) within it with weight sqrt(their cells), then a cell. Draws are
+    with replacement; an epoch is ``n_cells / batch_size`` batches.
+
+    ``study_codes`` and ``label_codes``: one integer per cell (label -1: no usable label, used
+    for reconstruction only). The sampler holds two index arrays of the corpus's length (4 or 8
+    bytes a cell), never cell values.
+    """
+
+    def __init__(self, study_codes, label_codes, batch_size: int, seed: int, *, pair_share: float = 0.5, group: int = 4):
+        study = np.asarray(study_codes, dtype=np.int64)
+        label = np.asarray(label_codes, dtype=np.int64)
+        if study.shape != label.shape or study.ndim != 1:
+            raise ValueError(f"study_codes and label_codes must be 1-d of one length, got {study.shape} and {label.shape}")
+        self.n_cells = int(study.size)
+        if self.n_cells < 2:
+            raise ValueError(f"training needs at least 2 cells (BatchNorm), got {self.n_cells}")
+        self.batch_size = int(min(batch_size, self.n_cells))
+        self.seed = int(seed)
+        self.group = int(group)
+        self.n_batches = max(1, -(-self.n_cells // self.batch_size))
+        itype = np.int32 if self.n_cells < 2**31 else np.int64
+        order = np.lexsort((label, study)).astype(itype)
+        s, lab = study[order], label[order]
+        change = np.flatnonzero(np.r_[True, (s[1:] != s[:-1]) | (lab[1:] != lab[:-1])])
+        count = np.diff(np.r_[change, self.n_cells])
+        self._strata = _Strata(order, s[change], lab[change], change.astype(np.int64), count.astype(np.int64))
+        st = self._strata
+        self._studies = np.unique(st.study)
+        cells_in = np.array([st.count[st.study == k].sum() for k in self._studies], dtype=np.float64)
+        self._study_p = np.sqrt(cells_in) / np.sqrt(cells_in).sum()
+        self._strata_of = {int(k): np.flatnonzero(st.study == k) for k in self._studies}
+        self._within_p = {k: np.sqrt(st.count[v]) / np.sqrt(st.count[v]).sum() for k, v in self._strata_of.items()}
+        # cell types in two or more studies: what the cross-study groups are drawn from (the exact
+        # label: under an ontology relation it is always its own positive)
+        shared = {}
+        for i in range(len(st.label)):
+            if st.label[i] >= 0:
+                shared.setdefault(int(st.label[i]), []).append(i)
+        self._pair_labels = np.array(sorted(k for k, v in shared.items() if len(v) > 1), dtype=np.int64)
+        self._pair_strata = {k: np.array(shared[k]) for k in self._pair_labels}
+        w = np.sqrt([st.count[self._pair_strata[k]].sum() for k in self._pair_labels]) if self._pair_labels.size else np.zeros(0)
+        self._pair_p = w / w.sum() if w.size else w
+        self.pair_share = float(pair_share) if self._pair_labels.size else 0.0
+
+    def state(self) -> dict:
+        """What identifies the batches (to check a checkpoint was written by the same sampler)."""
+        return {"kind": "balanced", "seed": self.seed, "n_cells": self.n_cells, "batch_size": self.batch_size,
+                "pair_share": self.pair_share, "group": self.group, "n_batches": self.n_batches}
+
+    def batch(self, epoch: int, b: int) -> np.ndarray:
+        """The sorted global cell indices of batch ``b`` of ``epoch`` (length ``batch_size``)."""
+        rng = np.random.default_rng([self.seed, int(epoch), int(b), 22])
+        st = self._strata
+        picks: list[np.ndarray] = []
+        n_groups = int(self.batch_size * self.pair_share) // (2 * self.group)
+        if n_groups:
+            labels = rng.choice(self._pair_labels, size=n_groups, p=self._pair_p)
+            for lab in labels:
+                two = rng.choice(self._pair_strata[int(lab)], size=2, replace=False)
+                for k in two:
+                    picks.append(st.start[k] + rng.integers(st.count[k], size=self.group))
+        taken = sum(p.size for p in picks)
+        rest = self.batch_size - taken
+        if rest:
+            studies = rng.choice(self._studies, size=rest, p=self._study_p)
+            for k in np.unique(studies):
+                m = int((studies == k).sum())
+                strata = self._strata_of[int(k)]
+                which = strata[rng.choice(strata.size, size=m, p=self._within_p[int(k)])]
+                picks.append(st.start[which] + (rng.random(m) * st.count[which]).astype(np.int64))
+        return np.sort(st.order[np.concatenate(picks)].astype(np.int64))
