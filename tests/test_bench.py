@@ -36,3 +36,24 @@ def test_query_benchmark_runs_and_agrees_with_the_dense_reference():
     assert [r["cells"] for r in report["rows"]] == [500, 1500]
     assert all(r["max_abs_diff_vs_dense"] < 1e-4 for r in report["rows"])
     assert "ours/floor" in "\n".join(lines)
+
+
+def test_study_scale_benchmark_runs_on_simulated_atlases_and_keeps_stores_open(tmp_path):
+    from compute.atlas import Atlas
+    from compute.bench import StudyScaleConfig, run_study_scale_bench
+    from compute.bench._query import sparse_rows, write_simulated_atlas
+
+    lines: list[str] = []
+    cfg = StudyScaleConfig(studies=(2, 6), cells=3000, genes=200, density=0.05, samples_per_study=4, signature_genes=10, repeats=2,
+                           n_null=20, compare_cells=1200, compare_studies=3, signature=False)
+    report = run_study_scale_bench(cfg, out=lines.append, json_path=str(tmp_path / "scale.json"))
+    assert [r["studies"] for r in report["rows"]] == [2, 6]
+    assert all(r["store_opens"] == 0 and r["null_cells"] > 0 and r["disk_bytes"] > 0 for r in report["rows"])
+    assert report["compare"]["cells"] == 1200 and report["compare"]["many_over_one_cpu"] > 0
+    assert "SIMULATED" in lines[0] and (tmp_path / "scale.json").is_file()
+    # the same cells whatever the study count: the scores agree across splits
+    X = sparse_rows(500, 50, 0.1, seed=1)
+    a = Atlas.open(write_simulated_atlas(tmp_path / "one", X, 1, 2), cache=False)
+    b = Atlas.open(write_simulated_atlas(tmp_path / "five", X, 5, 2), cache=False)
+    assert len(b.studies) == 5 and b.cells["simulated"].all() and b.cells["study"].str.startswith("SIM").all()
+    np.testing.assert_array_equal(a.score(a.genes[:7], scale="raw"), b.score(b.genes[:7], scale="raw"))

@@ -140,3 +140,108 @@ def test_null_on_a_subsample_agrees_with_the_full_null(tiny_atlas, tiny_build):
     med_full = full.null["disease"].groups.set_index("group")["null_median"]
     med_half = half.null["disease"].groups.set_index("group")["null_median"]
     assert np.max(np.abs(med_full - med_half)) < 5.0  # percentage points: the band centre barely moves
+
+
+def _sparse_product_null(M, draws, weights, quantile, value, sample_codes, group_of_sample, kept_samples, panels=None, chunk=7):
+    """The null as it was computed before the compiled kernel (issue 17): each block of draws as
+    one scipy sparse product M @ D, cut with np.quantile, hits summed per sample. The reference
+    the kernel must equal exactly."""
+    M = sp.csc_matrix(M)
+    n_cells = M.shape[0]
+    n_samples = int(sample_codes.max()) + 1
+    per_sample = sp.csr_matrix((np.ones(n_cells), (sample_codes, np.arange(n_cells))), shape=(n_samples, n_cells))
+    cells_per_sample = np.asarray(per_sample.sum(axis=1)).ravel()
+    w = (np.asarray(weights, dtype=np.float64) / np.sum(weights)).astype(np.float32)
+    out = {by: [] for by in group_of_sample}
+    for start in range(0, draws.shape[0], chunk):
+        block = draws[start : start + chunk]
+        n = block.shape[0]
+        D = sp.csc_matrix((np.tile(w, n), (block.ravel(), np.repeat(np.arange(n), block.shape[1]))), shape=(M.shape[1], n), dtype=np.float32)
+        scores = (M @ D).toarray()
+        if panels is not None:
+            scores = panels.rescale(scores, D)
+        cut = np.quantile(scores, quantile, axis=0) if quantile is not None else np.full(n, value)
+        hits = (scores > cut).astype(np.float64)
+        pct = 100.0 * (per_sample @ hits) / np.maximum(cells_per_sample, 1)[:, None]
+        for by, gos in group_of_sample.items():
+            n_groups = int(gos.max()) + 1
+            keep = kept_samples & (gos >= 0)
+            G = sp.csr_matrix((np.ones(keep.sum()), (gos[keep], np.flatnonzero(keep))), shape=(n_groups, n_samples))
+            counts = np.asarray(G.sum(axis=1)).ravel()
+            out[by].append(((G @ pct) / np.maximum(counts, 1)[:, None]).T)
+    return {by: np.vstack(parts) for by, parts in out.items()}
+
+
+def test_compiled_null_equals_the_sparse_product_it_replaced_exactly(tiny_atlas):
+    from compute.query._run import selection_rows
+
+    params = QueryParams(genes=tuple((g, None) for g in ms1_signature()), cell_types=_monocytes(tiny_atlas), min_coverage=0)
+    result = run_query(tiny_atlas, params)
+    M = selection_matrix(tiny_atlas, result.selection, {"cell_type": sorted(params.cell_types)})
+    rows = selection_rows(tiny_atlas, result.selection, {"cell_type": sorted(params.cell_types)})
+    assert (M != rows).nnz == 0  # the cell-major copy holds the same values
+    codes, kept, groups = _sample_layout(result, tiny_atlas.cells)
+    panels = selection_panels(tiny_atlas, result.selection)
+    rng = np.random.default_rng(11)
+    measured_somewhere = np.flatnonzero(panels.measured.any(axis=0))
+    draws = np.array([rng.choice(measured_somewhere, 15, replace=False) for _ in range(40)])
+    draws[3, 5] = draws[3, 2]  # a gene twice in one draw: the sparse product sums its weights
+    w = np.linspace(0.5, 3.0, 15)
+    for quantile, value, with_panels in ((0.9, None, True), (0.5, None, False), (None, 0.05, True), (1.0, None, True), (0.0, None, False)):
+        p = panels if with_panels else None
+        want = _sparse_product_null(M, draws, w, quantile, value, codes, groups, kept, panels=p)
+        for matrix, chunk in ((M, None), (rows, 9)):
+            got = null_rankings(matrix, draws, w, quantile, value, codes, groups, kept, panels=p, chunk=chunk)
+            for by in want:
+                np.testing.assert_array_equal(got[by], want[by])  # bit for bit: same sums, same order, same cut
+
+
+def test_compiled_quantile_is_numpys_linear_quantile():
+    from compute.query._null_kernel import _quantile_linear
+
+    rng = np.random.default_rng(4)
+    for n in (1, 2, 3, 10, 101, 1000):
+        for values in (rng.random(n), np.round(rng.random(n), 1), np.zeros(n), rng.exponential(1, n).astype(np.float32).astype(np.float64)):
+            for q in (0.0, 0.1, 0.5, 0.9, 0.95, 0.999, 1.0):
+                assert _quantile_linear(values, q, np.empty(n)) == np.quantile(values, q), (n, q)
+
+
+def test_matched_draws_keep_their_seed_and_never_repeat_a_gene_where_pools_allow():
+    rng = np.random.default_rng(2)
+    mean, det = rng.gamma(1, 1, 1500), rng.uniform(0.05, 0.9, 1500)
+    bins = gene_bins(mean, det)
+    signature = np.arange(0, 120)  # about 3 signature genes per bin of ~35 candidates: draws collide and are redrawn
+    a = matched_draws(signature, bins, 500, seed=3)
+    b = matched_draws(signature, bins, 500, seed=3)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, matched_draws(signature, bins, 500, seed=4))
+    assert all(len(set(row)) == len(row) for row in a)
+
+
+def test_ranking_first_then_evidence_equals_the_whole_query(tiny_atlas):
+    from compute.query import add_evidence, run_ranking
+
+    params = QueryParams(genes=tuple((g, None) for g in ms1_signature()), cell_types=_monocytes(tiny_atlas), n_null=100, evidence=True, seed=5)
+    whole = run_query(tiny_atlas, params)
+    first = run_ranking(tiny_atlas, params)
+    assert first.null == {} and first.evidence is None  # the ranking alone, whatever params ask
+    pd.testing.assert_frame_equal(first.diseases, whole.diseases)
+    np.testing.assert_array_equal(first.scores, whole.scores)
+    done = add_evidence(tiny_atlas, first)
+    assert done is first
+    for by in ("disease", "study"):
+        pd.testing.assert_frame_equal(done.null[by].groups, whole.null[by].groups)
+    pd.testing.assert_frame_equal(done.evidence.thresholds, whole.evidence.thresholds)
+
+
+def test_subsampled_null_p_values_match_the_full_null(tiny_atlas):
+    """The documented subsample (QueryParams.null_max_cells, a per-sample stratified share of the
+    cells): p-values within 0.1 of the full null's, and the same calls at 0.05."""
+    params = dict(genes=tuple((g, None) for g in ms1_signature()), cell_types=_monocytes(tiny_atlas), n_null=400, seed=1)
+    full = run_query(tiny_atlas, QueryParams(**params))
+    sub = run_query(tiny_atlas, QueryParams(**params, null_max_cells=int(full.n_selected * 0.6)))
+    assert sub.null["disease"].n_cells < full.n_selected
+    p_full = full.null["disease"].groups.set_index("group")["p_value"]
+    p_sub = sub.null["disease"].groups.set_index("group")["p_value"].reindex(p_full.index)
+    assert np.max(np.abs(p_full - p_sub)) <= 0.1
+    assert ((p_full <= 0.05) == (p_sub <= 0.05)).all()

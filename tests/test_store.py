@@ -149,3 +149,77 @@ def test_store_write_read_and_errors(tmp_path):
     np.testing.assert_array_equal(counts, (M.toarray() != 0).sum(axis=0))
     with pytest.raises(Exception, match="does not match the gene order"):
         GeneMajorStore(tmp_path, "x", 9, 50)
+
+
+def test_score_equals_the_gathered_matrix_vector_product_it_replaced(store_atlas):
+    """Atlas.score sums straight from the mapped store (a compiled loop, issue 17): the same float32
+    operations in the same order as the scipy product over the gathered columns it replaced."""
+    atlas = store_atlas[0]
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        genes = rng.choice(len(GENES), rng.integers(1, 12), replace=False)
+        w = rng.uniform(0.1, 3.0, genes.size)
+        for aggregate in ("mean", "sum"):
+            got = atlas.score([GENES[g] for g in genes], w, aggregate, scale="raw")
+            for s in atlas.studies:
+                store = atlas.store(s.id)
+                want = store.gather(genes) @ (w / w.sum() if aggregate == "mean" else w).astype(np.float32)
+                np.testing.assert_array_equal(got[s.offset : s.offset + s.n_cells], want.astype(np.float64))
+
+
+def test_stores_stay_open_across_queries(store_atlas, monkeypatch):
+    """Only the first query maps the store files: later ones, over any genes and filters, open
+    none again (a fresh atlas without the result cache, so every query reads the stores)."""
+    atlas = Atlas.open(store_atlas[0].path, cache=False)
+    opened = []
+    real_load = np.load
+
+    def counting_load(*args, **kwargs):
+        opened.append(str(args[0]))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(np, "load", counting_load)
+    first = atlas.score(GENES[:3])
+    assert sum(f.rsplit("/", 1)[-1].startswith("attr.") for f in opened) == 3 * len(atlas.studies)  # indptr, indices, data of every study
+    opened.clear()
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        genes = [GENES[g] for g in rng.choice(len(GENES), 5, replace=False)]
+        atlas.score(genes, cell_types=["T", "mono"] if i % 2 else None)
+    np.testing.assert_array_equal(atlas.score(GENES[:3]), first)
+    assert opened == []
+
+
+def test_study_cell_counts_and_selected_studies(store_atlas):
+    atlas, _, cells = store_atlas
+    mask = (cells["cell_type"] == "T").to_numpy()
+    counts = atlas.study_cell_counts(mask)
+    assert counts.to_dict() == cells[mask].groupby("study").size().reindex([s.id for s in atlas.studies], fill_value=0).to_dict()
+    np.testing.assert_array_equal(atlas.study_bounds, np.cumsum([0] + [s.n_cells for s in atlas.studies]))
+
+
+def test_the_consolidated_store_scores_as_the_studies_do_and_is_made_once(store_atlas, tmp_path):
+    """Every study's attributions as one store (issue 17): scores bit-identical to the per-study
+    sums, written once to the cache folder of this atlas version and mapped from there after."""
+    path = store_atlas[0].path
+    first = Atlas.open(path, cache=tmp_path / "cache")
+    whole = first.consolidated_store()
+    assert whole is not None and whole.n_cells == first.n_cells and (tmp_path / "cache" / "consolidated").is_dir()
+    rng = np.random.default_rng(8)
+    for _ in range(10):
+        genes = rng.choice(len(GENES), rng.integers(1, 15), replace=False)
+        w = rng.uniform(0.1, 3.0, genes.size)
+        for aggregate in ("mean", "sum"):
+            res = first.resolve([GENES[g] for g in genes], w)
+            per_study = np.zeros(first.n_cells)
+            for s in first.studies:
+                per_study[s.offset : s.offset + s.n_cells] = first.store(s.id).aggregate(genes, w, aggregate) * first.panel_share(s.id)
+            mask = rng.random(first.n_cells) < 0.5
+            np.testing.assert_array_equal(first._score_consolidated(whole, np.asarray(res.indices), np.asarray(res.weights), aggregate, None,
+                                                                    "panel"), per_study)
+            got = first._score_consolidated(whole, np.asarray(res.indices), np.asarray(res.weights), aggregate, mask, "raw")
+            assert np.isnan(got[~mask]).all()
+    written = {f.name: f.stat().st_mtime_ns for f in (tmp_path / "cache" / "consolidated").iterdir()}
+    again = Atlas.open(path, cache=tmp_path / "cache")
+    np.testing.assert_array_equal(np.asarray(again.consolidated_store().data), np.asarray(whole.data))
+    assert {f.name: f.stat().st_mtime_ns for f in (tmp_path / "cache" / "consolidated").iterdir()} == written  # mapped, not made again

@@ -2,7 +2,14 @@
 
 from compute.query._genes import GeneDecision, GeneResolution, parse_gene_list, resolve_genes
 from compute.query._groups import gene_by_group, gene_group_summary
-from compute.query._null import N_DETECTION_BINS, N_MEAN_BINS, NullResult, gene_bins, matched_draws
+from compute.query._null import (
+    N_DETECTION_BINS,
+    N_MEAN_BINS,
+    NullResult,
+    gene_bins,
+    matched_draws,
+    prepare_null,
+)
 from compute.query._ranking import (
     GeneRanking,
     RankingParams,
@@ -15,8 +22,10 @@ from compute.query._run import (
     Evidence,
     QueryParams,
     QueryResult,
+    add_evidence,
     query_cells,
     run_query,
+    run_ranking,
     selection_mask,
     selection_matrix,
 )
@@ -40,6 +49,7 @@ __all__ = [
     "N_MEAN_BINS",
     "gene_bins",
     "matched_draws",
+    "prepare_null",
     "Evidence",
     "GeneDecision",
     "GeneResolution",
@@ -59,6 +69,8 @@ __all__ = [
     "rank_groups",
     "resolve_genes",
     "run_query",
+    "run_ranking",
+    "add_evidence",
     "sample_hit_table",
     "SymbolTable",
     "ensembl_base",

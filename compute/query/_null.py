@@ -15,11 +15,17 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["NullResult", "Panels", "gene_bins", "matched_draws", "null_rankings"]
+__all__ = ["NullResult", "Panels", "gene_bins", "matched_draws", "null_rankings", "prepare_null"]
 
 N_MEAN_BINS = 10
 N_DETECTION_BINS = 4
 MIN_POOL = 5
+# repeated genes redrawn one scalar draw at a time up to this many per round (MS1 with 1,000 draws
+# needs about 5,000); beyond, a vectorised redraw per column (seconds, not minutes, for 5,000 genes)
+MAX_SCALAR_REDRAWS = 50_000
+# the null's block of draws x cells (float32 scores) kept at once: 128 MB (every block reads the
+# selected cells' values once: fewer, larger blocks read less)
+BLOCK_BYTES = 128 * 2**20
 
 
 @dataclass
@@ -99,21 +105,38 @@ def _pool(g: int, bins: np.ndarray, sig_set: np.ndarray) -> np.ndarray:
 
 def _draw(candidates: list[np.ndarray], n_draws: int, k: int, rng) -> np.ndarray:
     """Column j of every draw from ``candidates[j]``, all draws at once; a gene repeated inside a
-    draw is drawn again (up to 8 rounds, where the pool allows)."""
+    draw is drawn again (up to 8 rounds, where the pool allows): each later copy, in column
+    order, row by row."""
     draws = np.empty((n_draws, k), dtype=np.int64)
     for j, pool in enumerate(candidates):
         draws[:, j] = pool[rng.integers(pool.size, size=n_draws)]
     for _ in range(8):
-        s = np.sort(draws, axis=1)
-        dup_rows = np.flatnonzero((s[:, 1:] == s[:, :-1]).any(axis=1))
+        later = _later_copies(draws)
+        dup_rows = np.flatnonzero(later.any(axis=1))
         if dup_rows.size == 0:
             break
-        for d in dup_rows:  # few rows: redraw the later copies of each repeated gene
-            _, first = np.unique(draws[d], return_index=True)
-            again = np.setdiff1d(np.arange(k), first)
-            for j in again:
+        if later.sum() > MAX_SCALAR_REDRAWS:
+            # a long gene list (thousands of genes from shared pools): redraw column by column,
+            # vectorised (a different random stream than the scalar redraws below)
+            for j in np.flatnonzero(later.any(axis=0)).tolist():
+                rows = np.flatnonzero(later[:, j])
+                draws[rows, j] = candidates[j][rng.integers(candidates[j].size, size=rows.size)]
+            continue
+        for d in dup_rows.tolist():  # few values: one scalar draw each keeps the random stream of a seed
+            for j in np.flatnonzero(later[d]).tolist():
                 draws[d, j] = candidates[j][rng.integers(candidates[j].size)]
     return draws
+
+
+def _later_copies(draws: np.ndarray) -> np.ndarray:
+    """Boolean like ``draws``: the gene already appears at an earlier column of its row."""
+    order = np.argsort(draws, axis=1, kind="stable")  # equal genes keep their column order
+    ordered = np.take_along_axis(draws, order, axis=1)
+    repeat = ordered[:, 1:] == ordered[:, :-1]
+    later = np.zeros(draws.shape, dtype=bool)
+    rows = np.nonzero(repeat)[0]
+    later[rows, order[:, 1:][repeat]] = True
+    return later
 
 
 @dataclass
@@ -133,6 +156,17 @@ class Panels:
         factor = np.divide(self.share[:, None], weight, out=np.zeros_like(weight), where=weight > 0)
         return sums * factor[self.cell_study]
 
+    def factors(self, draws: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """(studies, n_draws) float64: each draw's panel factor in each study, its study's share
+        over the weight of the draw genes the study measured (0 when it measured none), so that a
+        cell's panel score is its weighted sum over all draw genes times its study's factor.
+        ``w``: the float32 weights of a draw's columns."""
+        n = draws.shape[0]
+        D = sp.csc_matrix((np.tile(w, n), (draws.ravel(), np.repeat(np.arange(n), draws.shape[1]))),
+                          shape=(self.measured.shape[1], n), dtype=np.float32)
+        weight = np.asarray(sp.csr_matrix(D).T @ self.measured.T.astype(np.float64)).T  # studies x draws
+        return np.divide(self.share[:, None], weight, out=np.zeros_like(weight), where=weight > 0)
+
 
 def null_rankings(
     M: sp.csc_matrix,
@@ -144,7 +178,7 @@ def null_rankings(
     group_of_sample: dict[str, np.ndarray],
     kept_samples: np.ndarray,
     *,
-    chunk: int = 100,
+    chunk: int | None = None,
     progress=None,
     panels: Panels | None = None,
 ) -> dict[str, np.ndarray]:
@@ -154,35 +188,94 @@ def null_rankings(
     ``weights`` (k). The hit cut-off is the draw's own ``quantile`` of its scores, or the fixed
     ``value``. ``sample_codes``: sample index per selected cell; ``kept_samples``: samples that
     pass ``cell_min``; ``group_of_sample[by]``: group index per sample (-1 when the group is
-    not ranked); ``progress(fraction done)`` is called after each block of draws.
+    not ranked); ``progress(fraction done)`` is called after each block of ``chunk`` draws (by
+    default as many as fit BLOCK_BYTES of float32 scores). ``M`` may be CSC or CSR (a CSR is used
+    as it is: pass one to avoid a conversion per call).
     ``panels``: each cell's study panel and scale (method.md section 6): a draw's score then uses
     only the genes the cell's study measured, weights renormalised, times the study's share,
     exactly as the observed scores do. Returns {by: (n_draws, n_groups)}.
+
+    The draws are the columns of one sparse genes x draws matrix D; every draw's scores
+    (``M @ D``), its cut and its per-sample hit counts are computed in one compiled pass per
+    block of draws (``_null_kernel.hit_counts``) that never holds the whole cells x draws
+    product, bit-identical to the sparse product it replaces (tests/test_null.py keeps that as
+    the reference).
     """
+    from compute.query._null_kernel import hit_counts
+
     n_cells = M.shape[0]
+    n_draws = draws.shape[0]
+    sample_codes = np.asarray(sample_codes, dtype=np.int64)
     n_samples = int(sample_codes.max()) + 1 if sample_codes.size else 0
-    per_sample = sp.csr_matrix((np.ones(n_cells), (sample_codes, np.arange(n_cells))), shape=(n_samples, n_cells))
-    cells_per_sample = np.asarray(per_sample.sum(axis=1)).ravel()
-    # float32 like the stored values: a float64 operand would copy M to float64 for every block
+    cells_per_sample = np.bincount(sample_codes, minlength=n_samples).astype(np.float64)
+    # float32 like the stored values: the sums run in the precision the values are stored in
     w = (np.asarray(weights, dtype=np.float64) / np.sum(weights)).astype(np.float32)
-    out = {by: [] for by in group_of_sample}
-    for start in range(0, draws.shape[0], chunk):
-        block = draws[start : start + chunk]
-        n = block.shape[0]
-        D = sp.csc_matrix((np.tile(w, n), (block.ravel(), np.repeat(np.arange(n), block.shape[1]))), shape=(M.shape[1], n),
-                          dtype=np.float32)
-        scores = (M @ D).toarray()  # cells x draws
-        if panels is not None:
-            scores = panels.rescale(scores, D)
-        cut = np.quantile(scores, quantile, axis=0) if quantile is not None else np.full(n, value)
-        hits = (scores > cut).astype(np.float64)
-        pct = 100.0 * (per_sample @ hits) / np.maximum(cells_per_sample, 1)[:, None]  # samples x draws
-        for by, gos in group_of_sample.items():
-            n_groups = int(gos.max()) + 1 if (gos >= 0).any() else 0
-            keep = kept_samples & (gos >= 0)
-            G = sp.csr_matrix((np.ones(keep.sum()), (gos[keep], np.flatnonzero(keep))), shape=(n_groups, n_samples))
-            counts = np.asarray(G.sum(axis=1)).ravel()
-            out[by].append(((G @ pct) / np.maximum(counts, 1)[:, None]).T)
+    genes, gene_weights = _sorted_draws(np.asarray(draws, dtype=np.int64), w)
+    if panels is not None:
+        factor = panels.factors(draws, w)
+        cell_study = np.asarray(panels.cell_study, dtype=np.int64)
+    else:
+        factor, cell_study = np.ones((1, n_draws)), np.zeros(n_cells, dtype=np.int64)
+    counts = np.zeros((n_draws, n_samples), dtype=np.int64)
+    rows = M if sp.isspmatrix_csr(M) or isinstance(M, sp.csr_array) else sp.csr_matrix(M)
+    rows.sort_indices()  # the kernel adds a cell's genes in ascending order, as the sparse product did
+    data = np.asarray(rows.data, dtype=np.float32)
+    cut_q = -1.0 if quantile is None else float(quantile)
+    cut_v = 0.0 if value is None else float(value)
+    # a block of draws x cells in float32 of about BLOCK_BYTES: each block reads the matrix once
+    step = int(chunk) if chunk else max(8, min(1024, BLOCK_BYTES // max(4 * n_cells, 1)))
+    for start in range(0, n_draws, step):
+        stop = min(start + step, n_draws)
+        use_ptr, use_draw, use_weight = _gene_uses(genes[start:stop], gene_weights[start:stop], M.shape[1])
+        counts[start:stop] = hit_counts(rows.indptr, rows.indices, data, use_ptr, use_draw, use_weight, stop - start, cell_study,
+                                        np.ascontiguousarray(factor[:, start:stop]), cut_q, cut_v, sample_codes, n_samples)
         if progress is not None:
-            progress(min(start + chunk, draws.shape[0]) / draws.shape[0])
-    return {by: np.vstack(parts) if parts else np.zeros((0, 0)) for by, parts in out.items()}
+            progress(stop / n_draws)
+    pct = 100.0 * counts.T.astype(np.float64) / np.maximum(cells_per_sample, 1)[:, None]  # samples x draws
+    out = {}
+    for by, gos in group_of_sample.items():
+        n_groups = int(gos.max()) + 1 if (gos >= 0).any() else 0
+        keep = kept_samples & (gos >= 0)
+        G = sp.csr_matrix((np.ones(keep.sum()), (gos[keep], np.flatnonzero(keep))), shape=(n_groups, n_samples))
+        per_group = np.asarray(G.sum(axis=1)).ravel()
+        out[by] = ((G @ pct) / np.maximum(per_group, 1)[:, None]).T if n_draws else np.zeros((0, 0))
+    return out
+
+
+def prepare_null() -> None:
+    """Load (or, the first time after an install, compile) the null's kernel now rather than on
+    the first query that asks for p-values."""
+    from compute.query._null_kernel import column_totals
+
+    column_totals(np.zeros(1, dtype=np.int32), np.ones(1, dtype=np.float32), 1)
+    null_rankings(sp.csr_matrix(np.ones((2, 1), dtype=np.float32)), np.zeros((1, 1), dtype=np.int64), np.ones(1), 0.5, None,
+                  np.zeros(2, dtype=np.int64), {"disease": np.zeros(1, dtype=np.int64)}, np.ones(1, dtype=bool))
+
+
+def _gene_uses(genes: np.ndarray, weights: np.ndarray, n_genes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For a block of sorted draws: per gene (pointer array over ``n_genes``) the draws that use
+    it and its weight in each, so the kernel finds a stored value's draws without a search."""
+    d, j = np.nonzero(genes >= 0)
+    g = genes[d, j]
+    order = np.argsort(g, kind="stable")
+    use_ptr = np.zeros(n_genes + 1, dtype=np.int64)
+    np.cumsum(np.bincount(g, minlength=n_genes), out=use_ptr[1:])
+    return use_ptr, d[order].astype(np.int64), np.ascontiguousarray(weights[d, j][order], dtype=np.float32)
+
+
+def _sorted_draws(draws: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each draw's genes in ascending order with their weights, a gene drawn twice kept once
+    with the summed weight (-1 marks the dropped copy): the order in which a sparse genes x draws
+    matrix adds them, so the compiled sums equal the sparse product's."""
+    order = np.argsort(draws, axis=1, kind="stable")
+    genes = np.take_along_axis(draws, order, axis=1)
+    weights = np.ascontiguousarray(w[order], dtype=np.float32)
+    repeat = np.zeros(genes.shape, dtype=bool)
+    repeat[:, 1:] = genes[:, 1:] == genes[:, :-1]
+    if repeat.any():  # a draw the redraws could not clear (long gene lists): one entry per gene, weights summed
+        flat_w = weights.ravel()
+        starts = np.flatnonzero(~repeat.ravel())
+        weights = np.where(repeat, np.float32(0), np.add.reduceat(flat_w, starts)[np.cumsum(~repeat.ravel()) - 1].reshape(genes.shape))
+        weights = np.ascontiguousarray(weights, dtype=np.float32)
+        genes = np.where(repeat, -1, genes)
+    return np.ascontiguousarray(genes), weights

@@ -121,12 +121,29 @@ def _top_share(means: pd.DataFrame, top_n: int) -> pd.Series:
 
 
 def _welch(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Welch's t and two-sided p per column of samples x genes arrays (NaN: not measured)."""
+    """Welch's t and two-sided p per column of samples x genes arrays (NaN: not measured, left
+    out of that column), vectorised over the columns: scipy's ``nan_policy="omit"`` loops over
+    columns in Python (15 s for 5,000 genes with one missing value, against milliseconds here)."""
     from scipy import stats
 
+    def moments(x):
+        ok = ~np.isnan(x)
+        n = ok.sum(axis=0).astype(float)
+        filled = np.where(ok, x, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = filled.sum(axis=0) / n
+            var = np.where(ok, (x - mean) ** 2, 0.0).sum(axis=0) / (n - 1)
+        return n, mean, var
+
+    (na, ma, va), (nb, mb, vb) = moments(np.asarray(a, dtype=float)), moments(np.asarray(b, dtype=float))
     with np.errstate(invalid="ignore", divide="ignore"):
-        res = stats.ttest_ind(a, b, axis=0, equal_var=False, nan_policy="omit")
-    return np.asarray(res.statistic, dtype=float), np.asarray(res.pvalue, dtype=float)
+        sa, sb = va / na, vb / nb
+        se2 = sa + sb
+        t = (ma - mb) / np.sqrt(se2)
+        df = se2**2 / (sa**2 / (na - 1) + sb**2 / (nb - 1))
+        p = 2 * stats.t.sf(np.abs(t), df)
+    bad = (na < 2) | (nb < 2) | ~np.isfinite(t)
+    return np.where(bad, np.nan, t), np.where(bad, np.nan, p)
 
 
 def differential(means: pd.DataFrame, ref_means: pd.DataFrame) -> pd.DataFrame:

@@ -75,32 +75,55 @@ class HitRule:
         return f"score > {self.value:g}"
 
 
+SAMPLE_KEYS = ("study", "sample", "disease")
+
+
+def _sorted_codes(column: pd.Series, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(code per row of ``rows``, labels): each value of ``column`` at ``rows`` as text, coded by
+    its rank among the labels (sorted text), so codes order like the text. A categorical column
+    is coded through its categories (no text per cell): a million cells cost milliseconds."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes = column.cat.codes.to_numpy()[rows]
+        labels = column.cat.categories.astype(str).to_numpy(dtype=object)
+        if (codes < 0).any():  # a missing value reads "nan", as str() writes it
+            labels = np.append(labels, "nan")
+            codes = np.where(codes < 0, labels.size - 1, codes)
+        text, rank = np.unique(labels.astype(str), return_inverse=True)  # two categories with one text are one label
+        return rank[codes], text.astype(object)
+    text, codes = np.unique(column.to_numpy()[rows].astype(str), return_inverse=True)
+    return codes, text.astype(object)
+
+
 def sample_hit_table(cells: pd.DataFrame, scores: np.ndarray, selection: np.ndarray, threshold: float) -> pd.DataFrame:
-    """One row per (study, sample, disease) among selected cells: n_cells, n_hits, hit_pct,
-    mean_score, tissue, simulated."""
+    """One row per (study, sample, disease) among selected cells, sorted by them: n_cells,
+    n_hits, hit_pct, mean_score, tissue and simulated (of the sample's first cell)."""
     sel = np.asarray(selection, dtype=bool)
     if sel.sum() == 0:
         return pd.DataFrame(columns=["study", "sample", "disease", "tissue", "simulated", "n_cells", "n_hits", "hit_pct", "mean_score"])
-    df = pd.DataFrame(
-        {
-            "study": cells["study"].to_numpy()[sel].astype(str),
-            "sample": cells["sample"].to_numpy()[sel].astype(str),
-            "disease": cells["disease"].to_numpy()[sel].astype(str),
-            "tissue": cells["tissue"].to_numpy()[sel].astype(str),
-            "simulated": cells["simulated"].to_numpy()[sel].astype(bool),
-            "hit": scores[sel] > threshold,
-            "score": scores[sel],
-        }
-    )
-    g = df.groupby(["study", "sample", "disease"], sort=True, observed=True)
-    out = g.agg(
-        tissue=("tissue", "first"),
-        simulated=("simulated", "first"),
-        n_cells=("hit", "size"),
-        n_hits=("hit", "sum"),
-        mean_score=("score", "mean"),
-    ).reset_index()
-    out["n_hits"] = out["n_hits"].astype(int)
+    rows = np.flatnonzero(sel)
+    key = np.zeros(rows.size, dtype=np.int64)
+    labels = {}
+    for col in SAMPLE_KEYS:
+        codes, labels[col] = _sorted_codes(cells[col], rows)
+        key = key * labels[col].size + codes  # lexicographic: study, then sample, then disease
+    groups, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    values = scores[rows]
+    n_cells = np.bincount(inverse, minlength=groups.size)
+    n_hits = np.bincount(inverse, weights=values > threshold, minlength=groups.size).astype(np.int64)
+    out = {}
+    rest = groups
+    for col in reversed(SAMPLE_KEYS):
+        out[col] = labels[col][rest % labels[col].size]
+        rest = rest // labels[col].size
+    first_rows = rows[first]  # np.unique's index is each group's first selected cell
+    out = pd.DataFrame({
+        "study": out["study"], "sample": out["sample"], "disease": out["disease"],
+        "tissue": cells["tissue"].to_numpy()[first_rows].astype(str).astype(object),
+        "simulated": cells["simulated"].to_numpy()[first_rows].astype(bool),
+        "n_cells": n_cells.astype(np.int64),
+        "n_hits": n_hits,
+        "mean_score": np.bincount(inverse, weights=values, minlength=groups.size) / n_cells,
+    })
     out["hit_pct"] = 100.0 * out["n_hits"] / out["n_cells"]
     return out
 
@@ -118,19 +141,35 @@ def rank_groups(samples: pd.DataFrame, by: str = "disease", cell_min: int = 25, 
     kept = samples[samples["n_cells"] >= cell_min]
     if kept.empty:
         return pd.DataFrame(columns=cols)
-    g = kept.groupby(by, sort=False, observed=True)
-    out = g.agg(
-        mean_hit_pct=("hit_pct", "mean"),
-        median_hit_pct=("hit_pct", "median"),
-        sd_hit_pct=("hit_pct", "std"),
-        n_samples=("hit_pct", "size"),
-        n_studies=("study", "nunique"),
-        n_cells=("n_cells", "sum"),
-        n_simulated_samples=("simulated", "sum"),
-    ).reset_index().rename(columns={by: "group"})
+    # numpy over group codes rather than a pandas groupby with six aggregations (30 ms a call):
+    # the null and the evidence rank many times, and the ranking comes first
+    codes, groups = pd.factorize(kept[by].to_numpy(), sort=False)  # order of first appearance, as groupby(sort=False)
+    n_groups = len(groups)
+    hit = kept["hit_pct"].to_numpy(dtype=np.float64)
+    n = np.bincount(codes, minlength=n_groups)
+    mean = np.bincount(codes, weights=hit, minlength=n_groups) / n
+    order = np.lexsort((hit, codes))  # by group, then hit %
+    starts = np.concatenate([[0], np.cumsum(n)[:-1]])
+    ordered = hit[order]
+    lo, hi = starts + (n - 1) // 2, starts + n // 2
+    median = (ordered[lo] + ordered[hi]) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sd = np.sqrt(np.bincount(codes, weights=(hit - mean[codes]) ** 2, minlength=n_groups) / (n - 1))
+    sd[n < 2] = np.nan
+    study_codes = pd.factorize(kept["study"].to_numpy())[0]
+    pairs = np.unique(codes.astype(np.int64) * (study_codes.max() + 1) + study_codes)
+    out = pd.DataFrame({
+        "group": groups,
+        "mean_hit_pct": mean,
+        "median_hit_pct": median,
+        "sd_hit_pct": sd,
+        "n_samples": n.astype(np.int64),
+        "n_studies": np.bincount(pairs // (study_codes.max() + 1), minlength=n_groups).astype(np.int64),
+        "n_cells": np.bincount(codes, weights=kept["n_cells"].to_numpy(), minlength=n_groups).astype(np.int64),
+        "n_simulated_samples": np.bincount(codes, weights=kept["simulated"].to_numpy().astype(np.int64), minlength=n_groups).astype(int),
+    })
     out = out[out["n_samples"] >= samp_min]
     out = out.sort_values(["mean_hit_pct", "median_hit_pct", "group"], ascending=[False, False, True]).reset_index(drop=True)
-    out["n_simulated_samples"] = out["n_simulated_samples"].astype(int)
     out["rank"] = np.arange(1, len(out) + 1)
     return out[cols]
 
