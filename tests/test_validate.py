@@ -108,6 +108,7 @@ def test_quick_validation_writes_the_report(tmp_path):
     saved = json.loads((folder / "results.json").read_text())
     assert len(saved["links"]) == len(results["links"]) == 3 * 2 * len(scenarios(QUICK))
     assert saved["stability"] and saved["pbmc"] and saved["modules"]
+    assert saved["gene_ranking"]["all"]["rows"] and "## Genes ranked within a cell type" in text
     assert pd.DataFrame(saved["links"])["sample_auroc"].between(0, 1).all()
     from compute.atlas import Atlas
 
@@ -122,5 +123,51 @@ def test_quick_validation_writes_the_report(tmp_path):
 
 def test_validate_command_line_help():
     out = subprocess.run([sys.executable, "-m", "compute", "validate", "--help"], capture_output=True, text=True, check=True).stdout
-    for flag in ("--report", "--work", "--reuse", "--quick"):
+    for flag in ("--report", "--work", "--reuse", "--quick", "--gene-ranking"):
         assert flag in out
+
+
+# -- genes ranked within a cell type (issue 21) ---------------------------------------------------
+def _gr_row(cell_type, markers, ribosomal, mito=(0.0, 0.0), measured=(30, 2)) -> dict:
+    return {"cell type": cell_type, "term": "CL:x", "cells": 100, "samples": 4, "known markers": 10, "markers measured": 8,
+            "ribosomal measured": measured[0], "mitochondrial measured": measured[1],
+            "markers attribution": markers[0], "markers expression": markers[1], "ribosomal attribution": ribosomal[0],
+            "ribosomal expression": ribosomal[1], "mitochondrial attribution": mito[0], "mitochondrial expression": mito[1]}
+
+
+def test_gene_ranking_verdict_on_known_inputs():
+    from compute.validate import gene_ranking_section
+    from compute.validate._report import gene_ranking_verdict
+
+    rows = [_gr_row("A", (0.5, 0.2), (0.0, 0.1)), _gr_row("B", (0.3, 0.3), (0.2, 0.1)), _gr_row("C", (0.1, 0.4), (0.0, 0.0))]
+    markers, ribosomal, mito = gene_ranking_verdict(rows, 50, "Here")
+    # more known markers is better; fewer ribosomal genes is better
+    assert "attribution ahead in 1 of 3 cell types, expression in 1, tied in 1" in markers and "neither ranking is ahead" in markers
+    assert "attribution ahead in 1 of 3 cell types, expression in 1, tied in 1" in ribosomal
+    assert "fewer is better" in ribosomal and "more is better" in markers
+    assert "tied in 3" in mito and "Only 2 mitochondrial genes were measured at most" in mito  # too few to say anything
+    assert gene_ranking_verdict([], 50, "Here") == []
+    text = "\n".join(gene_ranking_section({"atlas": "x", "top": 50, "cell_min": 10, "min_cells": 30, "tf_note": "TF: not measured.",
+                                            "n_simulated": 0, "real": {"studies": ["R"], "rows": rows},
+                                            "all": {"studies": ["R"], "rows": rows}, "seconds": 1.0}))
+    assert "| A | 100 | 4 | 10 (8) | 0.50 / 0.20 |" in text and "- TF: not measured." in text
+    assert "Not measured in this run" in "\n".join(gene_ranking_section(None))
+
+
+def test_gene_ranking_section_on_the_tiny_atlas(tiny_atlas):
+    from compute.validate import TF_NOTE, evaluate_gene_ranking, gene_ranking_section
+
+    gr = evaluate_gene_ranking(tiny_atlas)
+    assert gr["real"]["studies"] == ["PBMC68K"] and len(gr["all"]["studies"]) == len(tiny_atlas.studies)
+    assert gr["real"]["rows"] and gr["all"]["rows"] and gr["n_simulated"] == len(tiny_atlas.studies) - 1
+    table = pd.DataFrame(gr["all"]["rows"])
+    for col in ("markers attribution", "markers expression", "ribosomal attribution", "ribosomal expression",
+                "mitochondrial attribution", "mitochondrial expression"):
+        assert table[col].between(0, 1).all(), col
+    assert (table["markers measured"] <= table["known markers"]).all() and list(table["cells"]) == sorted(table["cells"], reverse=True)
+    text = "\n".join(gene_ranking_section(json.loads(json.dumps(gr))))  # as read back from results.json
+    assert text.startswith("## Genes ranked within a cell type") and TF_NOTE in text
+    assert "**Real cells only** (studies PBMC68K" in text and "SIMULATED" in text
+    for row in gr["all"]["rows"]:
+        assert f"| {row['cell type']} | {row['cells']} |" in text
+    assert "On real PBMC cells, known markers in the top 50" in text and "On the whole atlas (mostly SIMULATED)" in text

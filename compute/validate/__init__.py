@@ -1,5 +1,12 @@
 """Validation suite: planted truth on SIMULATED atlases and real PBMC data (``python -m compute validate``)."""
 
+from compute.validate._generank import (
+    HOUSEKEEPING,
+    TF_NOTE,
+    evaluate_gene_ranking,
+    gene_ranking_table,
+    markers_for,
+)
 from compute.validate._metrics import (
     auroc,
     evaluate_calibration,
@@ -15,21 +22,42 @@ from compute.validate._real import (
     two_panel_manifest,
     two_panel_table,
 )
-from compute.validate._report import headline, integration_table, verdicts, write_report
-from compute.validate._run import FULL, QUICK, Profile, Scenario, run_validation, scenarios
+from compute.validate._report import (
+    gene_ranking_section,
+    headline,
+    integration_table,
+    verdicts,
+    write_report,
+)
+from compute.validate._run import (
+    FULL,
+    QUICK,
+    Profile,
+    Scenario,
+    add_gene_ranking,
+    run_validation,
+    scenarios,
+)
 
 __all__ = [
     "FULL",
+    "HOUSEKEEPING",
     "QUICK",
+    "TF_NOTE",
+    "add_gene_ranking",
     "Profile",
     "Scenario",
     "auroc",
     "evaluate_calibration",
     "evaluate_links",
     "evaluate_modules",
+    "evaluate_gene_ranking",
     "evaluate_pbmc",
+    "gene_ranking_section",
+    "gene_ranking_table",
     "headline",
     "integration_table",
+    "markers_for",
     "precision_at_k",
     "real_studies_section",
     "run_real_validation",

