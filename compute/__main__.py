@@ -23,7 +23,8 @@ def _cmd_build(args) -> int:
         logging.getLogger("sigatlas.build").setLevel(logging.DEBUG)
     manifest = load_manifest(args.manifest)
     out = build_atlas(manifest, force=args.force, quiet=args.quiet, scheduler=args.scheduler, workers=args.workers,
-                      rewrite=args.rewrite, verbose=args.verbose)
+                      rewrite=args.rewrite, verbose=args.verbose, train_workers=args.train_workers,
+                      checkpoint_every=args.checkpoint_every)
     if not args.quiet:
         from compute.atlas import Atlas, study_report_text
 
@@ -124,11 +125,46 @@ def _cmd_bench_attributions(args) -> int:
 
 
 def _cmd_bench_query(args) -> int:
-    from compute.bench import QueryBenchConfig, run_query_bench
+    from compute.bench import (
+        QueryBenchConfig,
+        StudyScaleConfig,
+        run_query_bench,
+        run_study_scale_bench,
+    )
 
-    cfg = QueryBenchConfig(sizes=tuple(args.sizes), genes=args.genes, density=args.density, repeats=args.repeats,
+    if args.atlas:
+        from compute.bench import run_atlas_query_bench
+        from compute.reference import ms1_signature
+
+        genes = [g for g in " ".join(args.signature_genes).replace(",", " ").split()] if args.signature_genes else list(ms1_signature())
+        run_atlas_query_bench(args.atlas, genes, cell_types=tuple(args.cell_types), n_null=args.null_draws,
+                              repeats=args.repeats if args.repeats is not None else 5, json_path=args.json)
+        return 0
+    if args.studies or args.cells:
+        scale = StudyScaleConfig()
+        cfg = StudyScaleConfig(studies=tuple(args.studies or scale.studies), cells=args.cells or scale.cells,
+                               genes=args.genes if args.genes is not None else scale.genes,
+                               density=args.density if args.density is not None else scale.density,
+                               repeats=args.repeats if args.repeats is not None else scale.repeats, n_null=args.null_draws,
+                               compare_cells=args.compare_cells, signature=not args.no_signature, work=args.work, seed=args.seed)
+        run_study_scale_bench(cfg, json_path=args.json)
+        return 0
+    base = QueryBenchConfig()
+    cfg = QueryBenchConfig(sizes=tuple(args.sizes), genes=args.genes if args.genes is not None else base.genes,
+                           density=args.density if args.density is not None else base.density,
+                           repeats=args.repeats if args.repeats is not None else base.repeats,
                            tiledb_max_cells=args.tiledb_max_cells, signature=not args.no_signature, seed=args.seed)
     run_query_bench(cfg, json_path=args.json)
+    return 0
+
+
+def _cmd_bench_training(args) -> int:
+    from compute.bench import TrainingBenchConfig, run_training_bench
+
+    cfg = TrainingBenchConfig(cells=tuple(args.cells), genes=args.genes, density=args.density, hidden=tuple(args.hidden),
+                              latent=args.latent, batch_size=args.batch_size, batches=args.batches, device=args.device,
+                              threads=args.threads, attribution_cells=args.attribution_cells, work=args.work)
+    run_training_bench(cfg, json_path=args.json)
     return 0
 
 
@@ -137,6 +173,7 @@ def _cmd_bench_build(args) -> int:
 
     cfg = BuildBenchConfig(studies=tuple(args.studies), cells_per_study=args.cells_per_study, max_genes=args.genes,
                            epochs=args.epochs, n_steps=args.n_steps, fit_cells=args.fit_cells, workers=args.workers,
+                           train_workers=args.train_workers,
                            scheduler=args.scheduler, work=args.work, seed=args.seed)
     run_build_bench(cfg, json_path=args.json)
     return 0
@@ -145,6 +182,11 @@ def _cmd_bench_build(args) -> int:
 def _cmd_validate(args) -> int:
     from compute.validate import FULL, QUICK, run_validation
 
+    if args.from_results and args.gene_ranking:  # measure only the gene ranking, on the atlas given
+        from compute.validate import add_gene_ranking
+
+        add_gene_ranking(args.from_results, args.gene_ranking, args.report)
+        return 0
     if args.from_results:
         from compute.validate import write_report
 
@@ -235,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes (default: CPU count, at most 4)")
     b.add_argument("--rewrite", action="store_true", help="rewrite every atlas file from the work folder (after `verify` found damage)")
     b.add_argument("--verbose", action="store_true", help="show the tracebacks of failing studies and the Dask cluster's log")
+    b.add_argument("--train-workers", type=int, default=1, metavar="N",
+                   help="train the encoder data parallel on N processes of this machine (torch.distributed: gloo on CPU, NCCL on "
+                        "GPU; $SIGATLAS_THREADS shared among them); default 1, in the build process")
+    b.add_argument("--checkpoint-every", type=int, default=1000, metavar="BATCHES",
+                   help="checkpoint training every BATCHES batches, besides the end of every epoch (default 1000)")
     b.set_defaults(func=_cmd_build)
 
     cp = sub.add_parser("census-plan", help="what a manifest's census entries bring in (datasets, cells, donors, diseases) "
@@ -277,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     va.add_argument("--reuse", action="store_true", help="keep the work folder: unchanged atlases are not rebuilt (the timing then is not a fresh run's)")
     va.add_argument("--jobs", type=int, default=None, help="atlases built at once, one thread each (default: one per core)")
     va.add_argument("--from-results", metavar="JSON", help="only rewrite the report from a run's results.json (no building)")
+    va.add_argument("--gene-ranking", metavar="ATLAS", help="with --from-results: measure only the gene-ranking section on ATLAS "
+                    "(e.g. atlas/demo), store it in that results.json and rewrite the report")
     va.add_argument("--quick", action="store_true", help="a small profile (minutes; for tests, not for conclusions)")
     va.add_argument("--real", action="store_true", help="only the real-studies section: the same real cells on two gene panels "
                     "(builds a small atlas of real cells, about a minute)")
@@ -319,11 +368,22 @@ def main(argv: list[str] | None = None) -> int:
     ba.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
     ba.set_defaults(func=_cmd_bench_attributions)
 
-    bq = bench_sub.add_parser("query", help="the gene-major store vs SIGnature's TileDB array and the in-memory floor")
+    bq = bench_sub.add_parser("query", help="the gene-major store vs SIGnature's TileDB array and the in-memory floor; with "
+                              "--studies/--cells, whole queries on SIMULATED atlases at SIGnature's shape")
     bq.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    bq.add_argument("--genes", type=int, default=5000)
-    bq.add_argument("--density", type=float, default=0.08)
-    bq.add_argument("--repeats", type=int, default=7)
+    bq.add_argument("--studies", type=int, nargs="+", default=None,
+                    help="study counts: one SIMULATED atlas of the same --cells split into each (default 20 100 400 with --cells)")
+    bq.add_argument("--cells", type=int, default=None, help="cells of the SIMULATED atlases (default 1,000,000 with --studies)")
+    bq.add_argument("--null-draws", type=int, default=1000, help="null draws of the whole query (with --studies or --atlas)")
+    bq.add_argument("--atlas", default=None, help="time new queries on this atlas instead (MS1 unless --signature-genes)")
+    bq.add_argument("--cell-types", nargs="*", default=[], help="with --atlas: the cell types queried (besides all cells)")
+    bq.add_argument("--signature-genes", nargs="*", default=None, help="with --atlas: the genes queried (default: MS1)")
+    bq.add_argument("--compare-cells", type=int, default=100_000,
+                    help="Atlas.score on these cells as 20 studies, as one, and SIGnature's (with --studies; 0: skip)")
+    bq.add_argument("--work", default=None, help="keep the SIMULATED atlases here (with --studies; default: a temporary folder)")
+    bq.add_argument("--genes", type=int, default=None, help="genes (default 5,000)")
+    bq.add_argument("--density", type=float, default=None, help="share of stored values (default 0.08; 0.02 with --studies)")
+    bq.add_argument("--repeats", type=int, default=None, help="timed queries, each a new gene set (default 7; 5 with --studies)")
     bq.add_argument("--tiledb-max-cells", type=int, default=100_000, help="largest size written with SIGnature's create_tiledb")
     bq.add_argument("--no-signature", action="store_true")
     bq.add_argument("--seed", type=int, default=0)
@@ -338,11 +398,27 @@ def main(argv: list[str] | None = None) -> int:
     bb.add_argument("--n-steps", type=int, default=20, help="integrated-gradient steps")
     bb.add_argument("--fit-cells", type=int, default=50_000, help="cells the UMAP is fitted on")
     bb.add_argument("--workers", type=int, default=None)
+    bb.add_argument("--train-workers", type=int, default=1, help="processes training the encoder (torch.distributed)")
     bb.add_argument("--scheduler", default=None)
     bb.add_argument("--work", default=None, help="keep data and atlases here (default: a temporary folder)")
     bb.add_argument("--seed", type=int, default=0)
     bb.add_argument("--json", metavar="PATH")
     bb.set_defaults(func=_cmd_bench_build)
+
+    bt = bench_sub.add_parser("training", help="encoder training alone on SIMULATED pieces: cells/s and peak memory as the corpus grows")
+    bt.add_argument("--cells", type=int, nargs="+", default=[250_000, 1_000_000, 4_000_000], help="corpus sizes, a fresh process each")
+    bt.add_argument("--genes", type=int, default=2000)
+    bt.add_argument("--density", type=float, default=0.05, help="share of non-zero values")
+    bt.add_argument("--hidden", type=int, nargs="+", default=[256, 128])
+    bt.add_argument("--latent", type=int, default=64)
+    bt.add_argument("--batch-size", type=int, default=512)
+    bt.add_argument("--batches", type=int, default=60, help="batches timed per size")
+    bt.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    bt.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    bt.add_argument("--attribution-cells", type=int, default=0, help="also time exact IG (50 steps) on this many cells")
+    bt.add_argument("--work", default="/tmp/sigatlas-bench-training", help="folder for the simulated pieces (kept for reuse)")
+    bt.add_argument("--json", metavar="PATH")
+    bt.set_defaults(func=_cmd_bench_training)
 
     args = p.parse_args(argv)
     try:

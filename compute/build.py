@@ -1,9 +1,12 @@
 """The build: manifest -> ingest -> encoder -> attributions -> embedding/UMAP -> atlas.
 
-The per-study stages (ingest, attributions and embedding, UMAP transform, writing) run as
-Dask tasks (``compute._build_tasks``): on a LocalCluster by default, or on the cluster whose
-scheduler address is given (the work folder and the atlas must then be on a file system every
-worker sees). Training the encoder stays one step, in this process (GPU when present).
+The per-study stages (ingest, training data, attributions and embedding, UMAP transform,
+writing) run as Dask tasks (``compute._build_tasks``): on a LocalCluster by default, or on the
+cluster whose scheduler address is given (the work folder and the atlas must then be on a file
+system every worker sees). Training the encoder is one step, in this process or on
+``train_workers`` processes (torch.distributed, data parallel; GPU when present), reading each
+study's cells a batch at a time from the pieces the training-data tasks wrote (never the whole
+corpus in memory), checkpointed in the work folder and resumed after a crash.
 
 Each stage's output is kept in a work folder beside the atlas (``.<name>.work``), keyed by a
 hash of its inputs (source file contents, manifest settings, seed, upstream keys), so
@@ -26,7 +29,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from compute.atlas import FORMAT_VERSION, ROOT_FILE
@@ -38,12 +40,16 @@ __all__ = ["PIPELINE_VERSION", "StudyFailures", "build_atlas", "dask_client", "w
 # a failed study's traceback goes here (shown by `python -m compute build --verbose`)
 log_exc = logging.getLogger("sigatlas.build")
 
+# Bump when training gives other weights for the same inputs (2: streamed balanced batches, data
+# parallel forward): invalidates the trained encoder and what depends on it, not ingest.
+TRAINING_VERSION = "2"
 # Bump when a stage's output for the same inputs changes: invalidates every cached stage.
 PIPELINE_VERSION = "3"  # 2: values kinds, symbol harmonisation, species, ingest report; 3: ontology terms
 # What the final write puts in the atlas; bumping it rewrites existing atlases from the cached
 # stages (2: the expression store was added).
-ATLAS_CONTENT_VERSION = "6"  # 3: file checksums in the root; 4: measured genes, gene means, ingest report;
-# 5: vocabulary.json and the label transfer; 6: predictions in one atlas-level file
+ATLAS_CONTENT_VERSION = "7"  # 3: file checksums in the root; 4: measured genes, gene means, ingest report;
+# 5: vocabulary.json and the label transfer; 6: predictions in one atlas-level file;
+# 7: gene modules precomputed and stored (gene_modules/)
 
 
 def _sha(*parts) -> str:
@@ -195,15 +201,20 @@ def _run(client, fn, calls: list[tuple], *, desc: str, quiet: bool, names: list[
 
 
 def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False, scheduler: str | None = None,
-                workers: int | None = None, rewrite: bool = False, stats: dict | None = None, verbose: bool = False) -> Path:
+                workers: int | None = None, rewrite: bool = False, stats: dict | None = None, verbose: bool = False,
+                train_workers: int = 1, checkpoint_every: int | None = 1000) -> Path:
     """Build (or bring up to date) the atlas described by ``manifest``; returns its path.
 
     ``scheduler``/``workers``: where the per-study tasks run (:func:`dask_client`). ``force``:
     recompute every stage. ``rewrite``: rewrite every atlas file from the work folder (after
     ``python -m compute verify`` found damage), without recomputing. ``stats``: filled with the
     per-task peak memory of each worker and the stage timings (for the build benchmark).
+    ``train_workers``: processes training the encoder data parallel (torch.distributed on this
+    machine; 1: in this process). ``checkpoint_every``: batches between training checkpoints
+    (besides one at the end of every epoch; None: at epoch ends only).
     """
     from compute import _build_tasks as tasks
+    from compute._build_modules import store_gene_modules
     from compute.atlas import begin_atlas, publish_version, stage_version, write_root
     from compute.attribution import describe_path
     from compute.files import copy_tree_atomic
@@ -213,7 +224,7 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
     t_start = time.perf_counter()
     out = manifest.atlas.out
     work = work_dir(manifest)
-    for sub in ("ingest", "model", "attr", "embed", "umap", "transfer"):
+    for sub in ("ingest", "model", "train", "attr", "embed", "umap", "transfer"):
         (work / sub).mkdir(parents=True, exist_ok=True)
 
     if any(s.source.kind == "census" for s in manifest.studies):
@@ -300,7 +311,8 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
         else:
             from compute.vocabulary import ontologies
 
-            model_key = _sha(asdict(manifest.model), manifest.seed, gene_order, ingest_keys, shares, ontologies().versions)[:16]
+            model_key = _sha(asdict(manifest.model), manifest.seed, gene_order, ingest_keys, shares, ontologies().versions,
+                             TRAINING_VERSION)[:16]
             model_dir = work / "model" / model_key
             if (model_dir / "encoder.ckpt").is_file() and not force:
                 encoder = load_encoder(model_dir)
@@ -308,11 +320,17 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
                 log(f"[3/6] encoder: reused trained model {model_key}")
             else:
                 log(f"[3/6] encoder: training {manifest.model.hidden_sizes} -> {manifest.model.latent_dim}")
-                encoder, model_card = _train(manifest, gene_order, ingest_files, min_overlap, quiet, train_threads, shares)
+                pieces, piece_peaks = _training_pieces(client, manifest, ingest_files, ingest_keys, gene_order, min_overlap, shares,
+                                                       work / "train" / "pieces", force, quiet)
+                peaks += piece_peaks
+                plan_dir = work / "train" / model_key
+                encoder, model_card = _train(manifest, gene_order, ingested, pieces, plan_dir, model_key, quiet, train_threads,
+                                             train_workers, checkpoint_every, force)
                 saving = model_dir.with_name(f".{model_dir.name}.{os.getpid()}.saving")
                 save_encoder(encoder, saving, card=model_card)
                 copy_tree_atomic(saving, model_dir)
                 shutil.rmtree(saving, ignore_errors=True)
+                shutil.rmtree(plan_dir, ignore_errors=True)  # the checkpoint: the model is saved
         log.stage("encoder", t0)
 
         # 4. attributions and embeddings, per study ------------------------------------------------
@@ -436,14 +454,21 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
               "README 'The method'), cells paired by Cell Ontology term"],
     }
     log.timings["total_before_root"] = round(time.perf_counter() - t_start, 2)
-    write_root(
-        root, name=manifest.atlas.name, gene_order=gene_order, entries=entries, model_card=model_card,
+    root_doc = dict(
+        name=manifest.atlas.name, gene_order=gene_order, entries=entries, model_card=model_card,
         build={"key": build_key, "manifest": str(manifest.path), "seed": manifest.seed,
                "pipeline_version": PIPELINE_VERSION, "source_keys": source_keys, "timings_s": log.timings,
                "ingest": asdict(manifest.ingest), "embedding": asdict(manifest.embedding),
                "scheduler": scheduler or "local"},
         method=method, files=files, report={"warnings": build_warnings, "integration": integration}, vocabulary=vocabulary,
     )
+    write_root(root, **root_doc)
+    # gene modules read the written studies through the atlas reader, then atlas.json is written
+    # again with them: no dashboard request ever computes them (issue 16)
+    t_modules = time.perf_counter()
+    modules_record, modules_files = store_gene_modules(root, work, files)
+    log.timings["gene_modules"] = round(time.perf_counter() - t_modules, 2)
+    write_root(root, **root_doc | {"files": files | modules_files, "gene_modules": modules_record})
     if versioned:
         publish_version(out, root)
     log.stage("write", t0)
@@ -542,37 +567,60 @@ def _checksums(root: Path, names: list[str]) -> dict:
     return {n: file_record(root / n) for n in names}
 
 
-def _train(manifest: Manifest, gene_order: list[str], ingest_files: dict[str, str], min_overlap: int, quiet: bool, threads: int,
-           shares: dict[str, float]):
-    """Train the encoder on every study (one step, in this process, ``threads`` torch threads)
-    -> (encoder, model card)."""
+def _training_pieces(client, manifest: Manifest, ingest_files: dict[str, str], ingest_keys: dict[str, str], gene_order: list[str],
+                     min_overlap: int, shares: dict[str, float], folder: Path, force: bool, quiet: bool) -> tuple[list[str], list[dict]]:
+    """Each study's cells aligned to ``gene_order`` as a training piece (compute.model.write_piece;
+    one Dask task per study, reused when finished): the encoder reads them a batch at a time.
+    Returns the piece folders in manifest order and the tasks' peak memory."""
+    from compute import _build_tasks as tasks
+
+    gene_key = _sha(gene_order)
+    dirs = {s.id: str(folder / f"{s.id}-{_sha(ingest_keys[s.id], gene_key, shares[s.id])[:16]}") for s in manifest.studies}
+    done = _run(client, tasks.train_piece_task, [(s.id, ingest_files[s.id], gene_order, min_overlap, shares[s.id], dirs[s.id], force)
+                                                 for s in manifest.studies],
+                desc="training data", quiet=quiet, names=[s.id for s in manifest.studies])
+    return [dirs[s.id] for s in manifest.studies], [dict(r, stage="training data") for r in done]
+
+
+def _train(manifest: Manifest, gene_order: list[str], ingested: list[dict], pieces: list[str], plan_dir: Path, model_key: str,
+           quiet: bool, threads: int, train_workers: int, checkpoint_every: int | None, force: bool):
+    """Train the encoder on every study's piece -> (encoder, model card): in this process with
+    ``threads`` torch threads, or on ``train_workers`` processes (torch.distributed, the threads
+    shared among them). Nothing here holds cell values: the plan (one label and study code a
+    cell, the panels) goes to ``plan_dir`` and the trainers memory-map the pieces. A checkpoint
+    in ``plan_dir`` from an interrupted run of the same model key is resumed (``force`` drops it)."""
     import torch
 
-    from compute._build_tasks import aligned_study
-    from compute.model import train_encoder
+    from compute.model import label_codes_and_relation, run_plan, train_distributed, write_plan
     from compute.vocabulary import term_relation
 
-    torch.set_num_threads(threads)
-
-    Xs, labels, studies, panel_genes = [], [], [], {}
-    for s in manifest.studies:
-        a, X, _ = aligned_study(ingest_files[s.id], gene_order, min_overlap, s.id, shares[s.id])
-        panel_genes[s.id] = list(map(str, a.var_names))
-        Xs.append(X)
-        labels.append(a.obs["cell_type_ontology_term_id"].astype(str).to_numpy())
-        studies.append(np.full(a.n_obs, s.id))
-    X_all = sp.vstack(Xs).tocsr()
-    # each study's panel, rows in the sorted order of the study ids (as train_encoder codes them)
-    pos = {g: i for i, g in enumerate(gene_order)}
-    panels = np.zeros((len(manifest.studies), len(gene_order)), dtype=bool)
-    for row, sid in enumerate(sorted(s.id for s in manifest.studies)):
-        panels[row, [pos[g] for g in panel_genes[sid] if g in pos]] = True
+    if force:
+        shutil.rmtree(plan_dir, ignore_errors=True)
+    ids = [s.id for s in manifest.studies]
+    code_of = {sid: i for i, sid in enumerate(sorted(ids))}  # the sorted order of the study ids, as the panels' rows
+    terms = [np.asarray(r["cell_type_terms"], dtype=object).astype(str) for r in ingested]
     # the triplet loss pairs cells by Cell Ontology term (the same term, or one a close ancestor of
     # the other); cells whose label matched no term take part in reconstruction only
-    term_ids = np.concatenate(labels)
-    relation = term_relation(term_ids)
-    encoder, history = train_encoder(X_all, term_ids, np.concatenate(studies), gene_order, manifest.model,
-                                     manifest.seed, progress=not quiet, panels=panels, relation=relation)
+    distinct = np.unique(np.concatenate([np.unique(t) for t in terms]))
+    relation = term_relation(distinct)
+    distinct_codes, relation_t = label_codes_and_relation(distinct, relation)
+    label_codes = np.concatenate([distinct_codes[np.searchsorted(distinct, t)] for t in terms]).astype(np.int32)
+    study_codes = np.concatenate([np.full(len(t), code_of[r["id"]], dtype=np.int32) for r, t in zip(ingested, terms, strict=True)])
+    pos = {g: i for i, g in enumerate(gene_order)}
+    panels = np.zeros((len(ids), len(gene_order)), dtype=bool)
+    for r in ingested:
+        panels[code_of[r["id"]], [pos[g] for g in r["var_names"] if g in pos]] = True
+    fingerprint = _sha(model_key, TRAINING_VERSION)
+    plan = write_plan(plan_dir, pieces=pieces, gene_order=gene_order, study_codes=study_codes, label_codes=label_codes,
+                      spec=manifest.model, seed=manifest.seed, fingerprint=fingerprint, relation=relation_t.numpy(),
+                      panels=panels, checkpoint_every=checkpoint_every)
+    del terms, label_codes, study_codes
+    workers = max(1, int(train_workers))
+    if workers > 1:
+        encoder, history = train_distributed(plan, workers, threads_per_worker=max(1, threads // workers), progress=not quiet)
+    else:
+        torch.set_num_threads(threads)
+        encoder, history = run_plan(plan, progress=not quiet)
     card = {
         "source": "trained by SigAtlas",
         "architecture": "SCimilarity (Heimberg et al., Nature 2024): Dropout-Linear-BatchNorm1d-PReLU blocks, "
@@ -582,7 +630,9 @@ def _train(manifest: Manifest, gene_order: list[str], ingest_files: dict[str, st
         "seed": manifest.seed,
         "loss": f"{manifest.model.triplet_weight} x triplet (margin {manifest.model.margin}, semi-hard, across studies) "
         f"+ {1 - manifest.model.triplet_weight:.3f} x reconstruction MSE",
+        "batches": "streamed from per-study pieces; half of each batch in cross-study groups of one cell type, the rest "
+                   "study- and cell-type-balanced (sqrt weights), seeded by (seed, epoch, batch)",
         "training": history,
-        "trained_on": {"n_cells": int(X_all.shape[0]), "n_studies": len(manifest.studies), "cpu_threads": threads},
+        "trained_on": {"n_cells": int(history["n_cells"]), "n_studies": len(ids), "cpu_threads": threads, "workers": workers},
     }
     return encoder, card

@@ -2,7 +2,7 @@
 
 The app mounts the parts that live in their own modules: the page (``dashboard.layout``), the
 callbacks (``dashboard.callbacks``), the JSON API (``dashboard.api``) and the request rules
-(``dashboard.serving``). Flow: the URL's query string is the whole state (``dashboard.state``);
+(``dashboard.serving``) and the check of every callback request's values (``dashboard.payloads``). Flow: the URL's query string is the whole state (``dashboard.state``);
 opening a link fills the controls and runs the query; the query runs as a background job
 (progress, cancel) whose result is stored in the disk cache under a key, from which the views are
 rendered, so switching a grouping, colour or ordering never recomputes the query. Here: the job
@@ -17,7 +17,7 @@ from pathlib import Path
 import dash
 
 from compute.reference import assets_dir
-from dashboard import api, callbacks, serving
+from dashboard import api, callbacks, payloads, serving
 from dashboard.callbacks import answer_query
 from dashboard.data import DashboardData
 from dashboard.layout import build_layout
@@ -61,21 +61,18 @@ def _background_manager(data: DashboardData):
 
 
 def _warm_up(data: DashboardData) -> None:
-    """Load the cells table and the gene symbol table in the background (about 2 s together), so
-    the first query does not wait for them; background jobs forked later inherit both."""
+    """Do in the background what the first query would otherwise wait for (``Atlas.prepare``: the
+    cells table, every study's store and the consolidated one, the compiled query loops, the gene
+    symbol table; about 3 s on the demo), so that background jobs forked later inherit it."""
     import threading
-
-    from compute.query import symbol_table
 
     def work():
         try:
-            _ = data.atlas.cells
-            symbol_table()
-        except Exception:  # noqa: BLE001 - the first query will load (and report) them itself
+            data.atlas.prepare()
+        except Exception:  # noqa: BLE001 - the first query will load (and report) what failed itself
             pass
 
     threading.Thread(target=work, name="sigatlas-warm-up", daemon=True).start()
-
 
 
 def create_app(atlas_path: str | Path, *, credentials: tuple[str, str] | None = None) -> dash.Dash:
@@ -92,6 +89,7 @@ def create_app(atlas_path: str | Path, *, credentials: tuple[str, str] | None = 
     )
     app.layout = build_layout(data)
     serving.protect(app.server, credentials)
+    payloads.install(app.server, app.layout)
     api.register(app.server, data)
     callbacks.register(app, data)
     _warm_up(data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from functools import cached_property
@@ -14,19 +15,36 @@ import pandas as pd
 
 from compute.atlas import Atlas, ResultCache, measured_share, study_warnings
 from compute.errors import QueryError
-from compute.genemodules import GeneModules, gene_modules
-from compute.query import QueryParams, QueryResult, gene_group_summary, query_cells, run_query
+from compute.genemodules import GeneModules, gene_modules, stored_modules
+from compute.query import (
+    QueryParams,
+    QueryResult,
+    add_evidence,
+    gene_group_summary,
+    query_cells,
+    run_ranking,
+)
+from dashboard.figures import bh_q_values
+from dashboard.jobs import JobSlots, default_job_limit
 from dashboard.presets import PRESETS
 from dashboard.state import TABS
 
-__all__ = ["FILTER_KINDS", "DashboardData", "FilterChoices"]
+__all__ = ["FILTER_KINDS", "DashboardData", "FilterChoices", "ModulesPending"]
 
+RANKING_VERSION = 1  # bump when GeneRanking changes shape
 RESULT_VERSION = 2  # bump when QueryResult changes shape, so older cached results are not read (2: per-study coverage)
 
 # filter (state / API key) -> the annotation column it filters
 FILTER_KINDS = {"cell_types": "cell_type", "diseases": "disease", "tissues": "tissue"}
 ONTOLOGIES = {"cell_type": "Cell Ontology", "disease": "MONDO", "tissue": "UBERON"}
 _INDENT = "\u00a0\u00a0"  # one tree level in an option's label (plain spaces would collapse)
+
+
+_RANKING_SUFFIX = "-ranking"
+
+
+class ModulesPending(RuntimeError):
+    """The atlas's gene modules are still being computed in the background; the message says so."""
 
 
 class FilterChoices(Mapping):
@@ -243,11 +261,42 @@ class DashboardData:
         values it accepts, each mapped to the form its control shows (a term id to the term's
         label), the disease groups, the studies, the presets and the tabs."""
         return {**{key: self.filter_choices(key) for key in FILTER_KINDS}, "disease_groups": self.disease_group_choices,
-                "studies": [s.id for s in self.atlas.studies], "preset": list(PRESETS), "tab": list(TABS)}
+                "studies": [s.id for s in self.atlas.studies], "preset": list(PRESETS), "tab": list(TABS),
+                "rank_gene": frozenset(self.atlas.genes)}
+
+    @cached_property
+    def job_slots(self) -> JobSlots:
+        """The machine-wide limit on jobs computing at once (dashboard.jobs): $SIGATLAS_MAX_JOBS, else the CPU count."""
+        return JobSlots(self.atlas.cache.directory / "job-slots", default_job_limit())
 
     def gene_modules(self) -> GeneModules:
-        """The atlas's gene modules (seconds the first time; then from the atlas's cache)."""
-        return gene_modules(self.atlas)
+        """The atlas's gene modules: those its build stored (read in milliseconds). An atlas built
+        before builds stored them gets them computed once, in a background thread of this process
+        (then from the atlas's cache, shared by every worker): until they are ready this raises
+        ModulesPending, so that no request ever computes them."""
+        stored = stored_modules(self.atlas)
+        if stored is not None:
+            return stored
+        with self._lock:
+            job = self.__dict__.get("_modules_job")
+            if job is None:
+                job = {"result": None, "error": None, "started": time.time()}
+                self.__dict__["_modules_job"] = job
+
+                def work():
+                    try:
+                        job["result"] = gene_modules(self.atlas)
+                    except Exception as exc:  # noqa: BLE001 - shown in the Modules tab by whoever asks next
+                        job["error"] = exc
+
+                threading.Thread(target=work, name="sigatlas-gene-modules", daemon=True).start()
+        if job["error"] is not None:
+            raise job["error"]
+        if job["result"] is None:
+            raise ModulesPending(f"Gene modules are being computed for this atlas (started {time.time() - job['started']:.0f} s ago; "
+                                 "about a minute on the demo). This atlas was built before builds stored them: rebuild it "
+                                 "(python -m compute build MANIFEST) to have them at once. This tab fills in when they are ready.")
+        return job["result"]
 
     @cached_property
     def study_options(self) -> list[dict]:
@@ -278,19 +327,72 @@ class DashboardData:
             "imported": self.atlas.meta.get("build", {}).get("source") == "import-signature",
         }
 
-    def query(self, params: QueryParams, progress=None) -> QueryResult:
+    def query(self, params: QueryParams, progress=None, on_ranking=None) -> QueryResult:
         """The answer to ``params``: from memory or the disk cache when asked before, else run
-        (and stored under :meth:`result_key` for the rendering callbacks)."""
+        (and stored under :meth:`result_key` for the rendering callbacks). A query that runs is
+        ranked first (``compute.query.run_ranking``, tens of milliseconds) and completed after
+        (``add_evidence``: the null, the evidence); ``on_ranking(key)``, when given, is called in
+        between with the key under which the ranking alone is stored (:meth:`partial_key`)."""
+        import copy
+
         key = self.result_key(params)
         result = self.stored_result(key)
         if result is None:
-            result = run_query(self.atlas, params, progress=progress)
+            result = run_ranking(self.atlas, params, progress=progress)
+            if on_ranking is not None:
+                # a copy: add_evidence completes ``result`` itself
+                self.store_result(self.partial_key(key), copy.deepcopy(result))
+                on_ranking(self.partial_key(key))
+            result = add_evidence(self.atlas, result, progress=progress)
             self.store_result(key, result)
         return result
 
-    def gene_groups(self, result: QueryResult, by: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """(mean attribution, % of hit cells carrying the gene): genes x groups."""
-        return gene_group_summary(self.atlas, result, by=by)
+    @staticmethod
+    def partial_key(key: str) -> str:
+        """The key of the ranking alone of the result stored under ``key``."""
+        return f"{key}{_RANKING_SUFFIX}"
+
+    @staticmethod
+    def final_key(partial_key: str) -> str:
+        """The key of the full result whose ranking alone is stored under ``partial_key``."""
+        return partial_key.removesuffix(_RANKING_SUFFIX)
+
+    def gene_ranking(self, *, cell_types: tuple = (), diseases: tuple = (), studies: tuple = (), versus: tuple = (),
+                     store: str = "attr"):
+        """Every gene ranked in the population the (checked) filters select, against the
+        reference diseases ``versus`` (Atlas.gene_ranking's GeneRanking): from memory or the disk
+        cache when asked before. Raises QueryError for an empty population or reference."""
+        args = {"cell_types": tuple(cell_types), "diseases": tuple(diseases), "studies": tuple(studies), "versus": tuple(versus),
+                "store": store}
+        key = self.atlas.cache.key("gene-ranking", RANKING_VERSION, repr(sorted(args.items())))
+        ranking = self.stored_result(key)
+        if ranking is None:
+            ranking = self.atlas.gene_ranking(**args)
+            self.store_result(key, ranking)
+        return ranking
+
+    def gene_groups(self, result: QueryResult, by: str, max_genes: int | None = 60) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(mean attribution, % of hit cells carrying the gene): genes x groups, the top
+        ``max_genes`` genes by mean attribution (None: every matched gene)."""
+        n = len(result.resolution.matched) if max_genes is None else max_genes
+        return gene_group_summary(self.atlas, result, by=by, max_genes=max(int(n), 1))
+
+    # links too long for an address: their query string kept under a short key in the disk cache,
+    # which the server processes (gunicorn workers) share
+    def store_link(self, search: str) -> str:
+        """A short key for the link's query string ``search`` (the same string gives the same key)."""
+        import hashlib
+
+        key = hashlib.sha256(search.encode("utf-8")).hexdigest()[:16]
+        self._results().set(f"link-{key}", search)
+        return key
+
+    def stored_link(self, key: str) -> str | None:
+        """The query string stored under ``key`` by :meth:`store_link`, or None when unknown."""
+        if not isinstance(key, str) or not key.isalnum() or len(key) > 64:
+            return None
+        value = self._results().get(f"link-{key}")
+        return value if isinstance(value, str) else None
 
     # results handed from the background query process to the rendering callbacks
     def result_key(self, params: QueryParams) -> str:
@@ -346,6 +448,7 @@ class DashboardData:
         diseases = result.samples.groupby("study")["disease"].agg(lambda d: ", ".join(sorted(set(d)))).to_dict()
         null = result.null.get("study")
         p = null.p_values() if null is not None else {}
+        q = bh_q_values(p)  # over the studies ranked: each is a test
         rows = []
         for r in result.studies.itertuples():
             rows.append({
@@ -356,8 +459,10 @@ class DashboardData:
                 "diseases": diseases.get(r.group, ""),
                 "samples": int(r.n_samples),
                 "cells": int(r.n_cells),
-                "mean_hit_pct": round(float(r.mean_hit_pct), 2),
-                "p_value": round(float(p[r.group]), 4) if r.group in p else None,
+                "mean_hit_pct": float(r.mean_hit_pct),
+                "p_value": float(p[r.group]) if r.group in p else None,
+                "p_floor": null.p_floor if null is not None else None,
+                "q_value": q.get(r.group),
                 **self._coverage_fields(str(r.group), result.coverage),
             })
         return rows
@@ -376,7 +481,7 @@ class DashboardData:
             rows.append({
                 "rank": None, "study": study, "title": titles.get(study, study), "data": "SIMULATED" if sim.get(study) else "real",
                 "diseases": ", ".join(sorted(map(str, self._study_meta.get(study, {}).get("diseases") or {}))),
-                "samples": None, "cells": int(r["n_selected"]), "mean_hit_pct": None, "p_value": None,
+                "samples": None, "cells": int(r["n_selected"]), "mean_hit_pct": None, "p_value": None, "p_floor": None, "q_value": None,
                 **self._coverage_fields(study, result.coverage), "included": False, "reason": str(r["reason"]),
             })
         return rows

@@ -3,6 +3,7 @@ snapshot zip that records everything needed to rerun the query. Pure functions, 
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import io
 import json
@@ -16,9 +17,10 @@ import numpy as np
 import pandas as pd
 
 from compute.atlas import atlas_warnings, measured_share, study_warnings
+from compute.errors import SigAtlasError
 from compute.query import N_DETECTION_BINS, N_MEAN_BINS
 
-__all__ = ["methods_paragraph", "params_dict", "resolution_table", "safe_csv", "snapshot_zip"]
+__all__ = ["ExportError", "decode_images", "methods_paragraph", "params_dict", "resolution_table", "safe_csv", "snapshot_zip"]
 
 SIGNATURE_CITATION = "SIGnature (Gold et al., Nat Biotechnol 2026)"
 SCIMILARITY_CITATION = "SCimilarity (Heimberg et al., Nature 2025)"
@@ -37,6 +39,10 @@ _ATTRIBUTION_NAMES = {
 }
 _RESOLUTION_COLUMNS = ["token", "status", "gene", "weight", "note"]
 _RESERVED = ("genes_resolved", "parameters", "atlas", "methods", "README")
+
+
+class ExportError(SigAtlasError, ValueError):
+    """An image the browser sent for the snapshot cannot be read (not an SVG or PNG data URL)."""
 
 
 # -- CSV ------------------------------------------------------------------------------------
@@ -338,6 +344,47 @@ def methods_paragraph(atlas, result) -> str:
     return " ".join(parts)
 
 
+# -- images ---------------------------------------------------------------------------------
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+MAX_IMAGE_BYTES = 20 * 2**20  # far above any figure's PNG; a larger payload is not one
+
+
+def _data_url_bytes(url: str, kind: str) -> bytes:
+    """The bytes of a ``data:`` URL as Plotly.toImage writes them (SVG: URL-encoded text; PNG: base64)."""
+    from urllib.parse import unquote_to_bytes
+
+    if not isinstance(url, str) or not url.startswith("data:image/"):
+        raise ExportError(f"the {kind} image is not a data URL (data:image/...); export it again from the dashboard")
+    head, _, body = url.partition(",")
+    raw = base64.b64decode(body, validate=False) if head.endswith(";base64") else unquote_to_bytes(body)
+    if len(raw) > MAX_IMAGE_BYTES:
+        raise ExportError(f"the {kind} image is {len(raw):,} bytes, over the {MAX_IMAGE_BYTES:,} accepted")
+    if kind == "png" and not raw.startswith(_PNG_MAGIC):
+        raise ExportError("the png image does not start with PNG's signature")
+    if kind == "svg" and b"<svg" not in raw[:4096]:
+        raise ExportError("the svg image holds no <svg> element")
+    return raw
+
+
+def decode_images(images: dict) -> dict[str, dict]:
+    """The browser's figure images ({view: {"svg", "png" (data URLs), "width", "height"} or
+    {"error": why it could not be drawn}}) as {view: {"svg": bytes, "png": bytes, "width",
+    "height"} or {"error": text}}; an image that cannot be read becomes an error entry naming why."""
+    out: dict[str, dict] = {}
+    for name, entry in (images or {}).items():
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("error"):
+            out[str(name)] = {"error": str(entry["error"])[:300]}
+            continue
+        try:
+            out[str(name)] = {"svg": _data_url_bytes(entry.get("svg"), "svg"), "png": _data_url_bytes(entry.get("png"), "png"),
+                              "width": int(entry.get("width") or 0), "height": int(entry.get("height") or 0)}
+        except (ExportError, ValueError, TypeError) as exc:
+            out[str(name)] = {"error": str(exc)}
+    return out
+
+
 # -- snapshot -------------------------------------------------------------------------------
 def _atlas_record(atlas) -> dict:
     meta = atlas.meta
@@ -384,7 +431,7 @@ def _zip_time(atlas) -> tuple[int, int, int, int, int, int]:
         return (1980, 1, 1, 0, 0, 0)
 
 
-def _readme(atlas, result, files: list[tuple[str, str]], url: str | None) -> str:
+def _readme(atlas, result, files: list[tuple[str, str]], url: str | None, notes: list[str] = ()) -> str:
     lines = [f"SigAtlas query snapshot: atlas '{atlas.name}' (fingerprint {atlas.fingerprint})", ""]
     if atlas.has_simulated:
         sim = [s.id for s in atlas.studies if s.simulated]
@@ -401,30 +448,53 @@ def _readme(atlas, result, files: list[tuple[str, str]], url: str | None) -> str
     lines += ["Contents:"]
     width = max(len(name) for name, _ in files)
     lines += [f"  {name.ljust(width)}  {what}" for name, what in files]
+    if notes:
+        lines += ["", "Notes:", *[f"  {note}" for note in notes]]
     return "\n".join(lines) + "\n"
 
 
 def snapshot_zip(atlas, result, tables: dict[str, pd.DataFrame], *, url: str | None = None,
-                 figures: dict[str, dict] | None = None) -> bytes:
+                 figures: dict[str, dict] | None = None, images: dict[str, dict] | None = None) -> bytes:
     """The bytes of a zip archive recording ``result`` on ``atlas``: genes_resolved.csv,
     parameters.json (every QueryParams field), atlas.json (identity, model card, build key and
     seed, elements), methods.md, one ``<name>.csv`` per table (formula-safe), one
-    ``figures/<name>.json`` per Plotly figure dict, and README.txt listing them with ``url``.
-    Raises ValueError for a table or figure name that would overwrite a fixed file."""
-    files: list[tuple[str, str, str]] = [  # (archive name, content, description)
+    ``figures/<name>.json`` per Plotly figure dict, ``figures/<name>.svg`` and ``.png`` per image
+    of ``images`` (decode_images' form; one that could not be drawn is named in the README), and
+    README.txt listing them with ``url``. A table whose CSV is byte for byte one already written
+    (the resolution, the cells behind the UMAP and the scatter) is written once; the README says
+    which file holds it. Raises ValueError for a table or figure name that would overwrite a fixed file."""
+    files: list[tuple[str, str | bytes, str]] = [  # (archive name, content, description)
         ("genes_resolved.csv", safe_csv(resolution_table(result.resolution)), "what happened to every requested gene"),
         ("parameters.json", json.dumps(params_dict(result.params), indent=1) + "\n", "every query parameter (rerun with these)"),
         ("atlas.json", json.dumps(_atlas_record(atlas), indent=1) + "\n", "the atlas queried: identity, model card, build"),
         ("methods.md", "# Methods\n\n" + methods_paragraph(atlas, result) + "\n", "a methods paragraph for a paper or notebook"),
     ]
+    written = {content: name for name, content, _ in files}
+    same: list[tuple[str, str]] = []  # (table, the file that holds it)
     for name, df in tables.items():
-        files.append((f"{_file_stem(name)}.csv", safe_csv(df), f"table '{name}'"))
+        text = safe_csv(df)
+        file = f"{_file_stem(name)}.csv"
+        if text in written:
+            same.append((name, written[text]))
+            continue
+        written[text] = file
+        files.append((file, text, f"table '{name}'"))
     for name, fig in (figures or {}).items():
         files.append((f"figures/{_file_stem(name)}.json", _figure_json(fig), f"Plotly figure '{name}' (plotly.io.from_json)"))
+    not_drawn = []
+    for name, entry in (images or {}).items():
+        if "error" in entry:
+            not_drawn.append(f"{name} ({entry['error']})")
+            continue
+        size = f"{entry.get('width', '?')} x {entry.get('height', '?')} px, as on screen"
+        files.append((f"figures/{_file_stem(name)}.svg", entry["svg"], f"figure '{name}' as SVG ({size})"))
+        files.append((f"figures/{_file_stem(name)}.png", entry["png"], f"figure '{name}' as PNG ({size})"))
     names = [n for n, _, _ in files]
     if len(set(names)) != len(names):
         raise ValueError(f"two tables or figures map to the same file name: {sorted({n for n in names if names.count(n) > 1})}")
-    readme = _readme(atlas, result, [("README.txt", "this file"), *[(n, d) for n, _, d in files]], url)
+    notes = [f"table '{name}' is the same as {file} (written once)" for name, file in same]
+    notes += [f"figure not drawn as an image: {what}" for what in not_drawn]
+    readme = _readme(atlas, result, [("README.txt", "this file"), *[(n, d) for n, _, d in files]], url, notes)
     when = _zip_time(atlas)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -432,5 +502,5 @@ def snapshot_zip(atlas, result, tables: dict[str, pd.DataFrame], *, url: str | N
             info = zipfile.ZipInfo(name, date_time=when)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16  # a readable file when unpacked, whatever the umask
-            zf.writestr(info, text.encode("utf-8"))
+            zf.writestr(info, text if isinstance(text, bytes) else text.encode("utf-8"))
     return buf.getvalue()

@@ -7,18 +7,23 @@ values, open markers or an explicit "SIMULATED" label wherever simulated data ap
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
 __all__ = [
+    "GRID_FORMATS",
     "PALETTE",
+    "bh_q_values",
     "coattribution_heatmap",
     "disease_ranking_figure",
     "dotplot_figure",
     "driver_genes_figure",
     "empty_figure",
     "format_p",
+    "format_value",
     "heatmap_figure",
     "robustness_figure",
     "score_comparison_figure",
@@ -33,11 +38,13 @@ PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F
 _FONT = dict(family="Inter, Segoe UI, Helvetica, Arial, sans-serif", size=14)
 # yellow vanishes as thin lines or small points on white: marks drawn on white use the rest
 _ON_WHITE = [c for c in PALETTE if c != "#F0E442"]
-_UNSELECTED = "#dddddd"  # cells outside the selection: context only
-_OTHER = "#8c8c8c"  # categories beyond the palette share one neutral grey instead of reusing a colour
+_UNSELECTED = "#e4e4e4"  # cells outside the selection: faint context only
+# categories beyond the palette share one dark grey, far from the faint "not selected" cells
+_OTHER = "#5a5a5a"
 _ATTR_UNIT = "mean |IG x input| attribution"
 _SIM_NOTE = "includes SIMULATED data"
 _ORDERS = ("cluster", "score")
+_UPRIGHT_MAX = 12  # diseases whose names (with counts and p) stand upright, wrapped, under the ranking
 
 
 def empty_figure(message: str) -> go.Figure:
@@ -53,21 +60,58 @@ def _is_empty(table) -> bool:
     return table is None or len(table) == 0 or (isinstance(table, pd.DataFrame) and table.shape[1] == 0)
 
 
-def _base_layout(fig: go.Figure, title: str, height: int, **kw) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0, font_size=16), template="plotly_white", font=_FONT, height=height, **kw)
+_TITLE_CHARS = 78  # a title line's length that fits the narrowest figure (1280 px screen, sidebar open) at 16 px
+_MODEBAR_PX = 34  # Plotly's toolbar sits in the top band of this height: titles start below it
+
+
+def _title_text(title: str, simulated: bool = False) -> str:
+    """``title`` broken into lines that fit (its <br> breaks kept), the "includes SIMULATED data"
+    note as its last line when ``simulated``: a note in the title cannot sit on a subtitle,
+    a legend or the plot."""
+    lines = []
+    for part in (title or "").split("<br>"):
+        small = re.fullmatch(r"<(sub|sup)>(.*)</\1>", part)
+        if small:  # smaller type: a line fits more characters
+            tag = small.group(1)
+            lines += [f"<{tag}>{line}</{tag}>" for line in _wrap(small.group(2), int(_TITLE_CHARS * 1.3)).split("<br>")]
+        elif part.startswith("<"):
+            lines.append(part)
+        elif part:
+            lines += _wrap(part, _TITLE_CHARS).split("<br>")
+    if simulated:
+        lines.append(f"<span style='font-size:13px;color:#D55E00'><b>{_SIM_NOTE}</b></span>")
+    return "<br>".join(line for line in lines if line is not None)
+
+
+def _base_layout(fig: go.Figure, title: str, height: int, *, simulated: bool = False, **kw) -> go.Figure:
+    """The shared look; the title (wrapped, with the SIMULATED note when ``simulated``) sits in
+    the top margin, which grows with its lines and leaves the toolbar its own band above it."""
+    text = _title_text(title, simulated)
+    n_lines = text.count("<br>") + 1 if text else 0
+    margin = dict(kw.pop("margin", None) or {})
+    top_extra = int(margin.pop("t_extra", 0))  # room the figure needs between the title and the plot (a key, top tick labels)
+    margin["t"] = _MODEBAR_PX + 22 * n_lines + 8 + top_extra
+    fig.update_layout(title=dict(text=text, x=0, xref="container", xanchor="left", y=1, yref="container", yanchor="top",
+                                 pad=dict(t=_MODEBAR_PX, l=8), font_size=16),
+                      template="plotly_white", font=_FONT, height=height + 22 * max(n_lines - 1, 0), margin=margin, **kw)
     return fig
 
 
-def _simulated_badge(fig: go.Figure) -> None:
-    """Top-right note for figures whose inputs carry no per-sample flag to mark simulated data by."""
-    fig.add_annotation(text=f"<b>{_SIM_NOTE}</b>", xref="paper", yref="paper", x=1, y=1.01, xanchor="right", yanchor="bottom",
-                       showarrow=False, font=dict(size=13, color="#D55E00"))
+def _wrap_word(word: str, width: int) -> list[str]:
+    """A word longer than ``width`` cut into hyphenated pieces, so a label never runs into its neighbour."""
+    if len(word) <= width or width < 4:
+        return [word]
+    pieces = []
+    while len(word) > width:
+        pieces.append(word[: width - 1] + "-")
+        word = word[width - 1:]
+    return [*pieces, word]
 
 
 def _wrap(text: str, width: int = 14) -> str:
     """Break a long axis label at spaces so neighbouring labels do not overlap."""
     lines, line = [], ""
-    for word in text.split():
+    for word in (piece for w in text.split() for piece in _wrap_word(w, width)):
         if line and len(line) + 1 + len(word) > width:
             lines.append(line)
             line = word
@@ -81,13 +125,45 @@ def _plural(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
 
 
+# how every number is shown, in one place: hit % with one decimal, p and q with two significant
+# digits, counts with thousands separators; GRID_FORMATS says the same to AG Grid (d3-format)
+_FORMATS = {"pct": "{:.1f}", "p": "{:.2g}", "q": "{:.2g}", "count": "{:,.0f}", "share": "{:.0%}"}
+GRID_FORMATS = {"pct": "d3.format('.1f')", "p": "d3.format('.2~g')", "q": "d3.format('.2~g')", "count": "d3.format(',d')",
+                "share": "d3.format('.0%')"}
+
+
+def format_value(value, kind: str, floor: float | None = None) -> str:
+    """``value`` as the dashboard shows numbers of ``kind``: "pct" (hit %: "38.5"), "p" and "q"
+    (two significant digits: "0.044"; "≤ 0.001" at ``floor``, the smallest p the draws allow),
+    "count" ("8,709") or "share" ("89%"); "–" for a missing value."""
+    if kind not in _FORMATS:
+        raise ValueError(f"kind must be one of {', '.join(_FORMATS)}, got '{kind}'")
+    if value is None or (isinstance(value, float | np.floating) and not np.isfinite(value)):
+        return "–"
+    if kind in ("p", "q") and floor is not None and value <= floor * (1 + 1e-9):
+        return f"≤ {_FORMATS[kind].format(floor)}"
+    return _FORMATS[kind].format(value)
+
+
 def format_p(p: float, floor: float | None = None) -> str:
     """"p = 0.012", or "p ≤ 0.001" when ``p`` is the smallest value the number of draws allows."""
     if p is None or not np.isfinite(p):
         return "p n/a"
-    if floor is not None and p <= floor * (1 + 1e-9):
-        return f"p ≤ {floor:.2g}"
-    return f"p = {p:.2g}"
+    text = format_value(p, "p", floor)
+    return f"p {text}" if text.startswith("≤") else f"p = {text}"
+
+
+def bh_q_values(p_values) -> dict:
+    """Benjamini-Hochberg q-values (the false discovery rate at which each group would be called)
+    for ``p_values`` ({group: p}); groups with a missing p are left out. scipy's procedure, as
+    compute's gene ranking uses."""
+    from scipy.stats import false_discovery_control
+
+    keys = [k for k, v in p_values.items() if v is not None and np.isfinite(v)]
+    if not keys:
+        return {}
+    q = false_discovery_control(np.array([float(p_values[k]) for k in keys]), method="bh")
+    return {k: float(v) for k, v in zip(keys, q, strict=True)}
 
 
 def subsample_indices(n: int, max_points: int, seed: int = 0) -> np.ndarray:
@@ -128,8 +204,11 @@ def disease_ranking_figure(samples: pd.DataFrame, ranking: pd.DataFrame, *, base
     nulls = None
     if null is not None and len(null):
         nulls = null.assign(group=null["group"].astype(str)).drop_duplicates("group").set_index("group")
-    # labels get narrower as diseases get more numerous, so they never run into each other
-    width = int(np.clip(150 // max(len(order), 1), 10, 24))
+    # labels get narrower as diseases get more numerous, so they never run into each other: a
+    # category gets about 780 px / n of the narrowest plot (1280 px screen), 6.8 px a character
+    # at 12 px; beyond _UPRIGHT_MAX diseases the names stand at an angle, alone
+    upright = len(order) <= _UPRIGHT_MAX
+    width = int(np.clip(780 / max(len(order), 1) / 6.8 - 1, 7, 24))
     keys, ticks, p_values = {}, {}, {}
     for r, group in zip(ranking.itertuples(), order, strict=True):
         n_samples, n_studies = _plural(int(r.n_samples), "sample", "samples"), _plural(int(r.n_studies), "study", "studies")
@@ -140,8 +219,8 @@ def disease_ranking_figure(samples: pd.DataFrame, ranking: pd.DataFrame, *, base
             p_values[group] = p
             p_line = format_p(p, p_floor)
         keys[group] = f"{group}<br>{counts}" + (f"<br>{p_line}" if p_line else "")
-        ticks[group] = (f"{_wrap(group, width)}<br>{n_samples}<br>{n_studies}"
-                        + (f"<br><b>{p_line}</b>" if p_line else ""))
+        ticks[group] = (f"{_wrap(group, width)}<br>{n_samples}<br>{n_studies}" + (f"<br><b>{p_line}</b>" if p_line else "")
+                        if upright else group)
     fig = go.Figure()
     if nulls is not None:
         banded = [g for g in order if g in nulls.index]
@@ -195,15 +274,19 @@ def disease_ranking_figure(samples: pd.DataFrame, ranking: pd.DataFrame, *, base
     if base_rate is not None:
         fig.add_hline(y=base_rate, line_dash="dash", line_color="#777", annotation_text=f"base rate {base_rate:g}%",
                       annotation_position="top right")
-    n_lines = max(t.count("<br>") for t in ticks.values()) + 1
-    bottom = 40 + 18 * n_lines + 40  # tick lines plus the legend row under them
+    if upright:
+        n_lines = max(t.count("<br>") for t in ticks.values()) + 1
+        labels_px = 16 * n_lines
+    else:  # names at -45 degrees: their height is about 0.7 of their length
+        labels_px = int(0.7 * 7.5 * max(len(g) for g in order)) + 16
+    bottom = 20 + labels_px + 50  # tick labels, then the legend row under them
     _base_layout(
         fig, title, 380 + bottom,
         yaxis=dict(title="hit % per sample", rangemode="tozero"),
-        xaxis=dict(categoryorder="array", categoryarray=[keys[g] for g in order], tickmode="array",
-                   tickvals=[keys[g] for g in order], ticktext=[ticks[g] for g in order], tickangle=0),
+        xaxis=dict(categoryorder="array", categoryarray=[keys[g] for g in order], tickmode="array", tickfont_size=12,
+                   tickvals=[keys[g] for g in order], ticktext=[ticks[g] for g in order], tickangle=0 if upright else -45),
         legend=dict(orientation="h", yref="container", y=0.01, yanchor="bottom", x=0, xanchor="left"),
-        margin=dict(l=70, r=20, t=80, b=bottom), boxgap=0.5, boxmode="overlay", barmode="overlay",
+        margin=dict(l=70, r=20, b=bottom), boxgap=0.5, boxmode="overlay", barmode="overlay",
         meta={"order": order, "p_values": p_values},
     )
     return fig
@@ -233,7 +316,7 @@ def _label_lines(hover: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
 
 
 def umap_figure(coords: np.ndarray, values: np.ndarray, hover: pd.DataFrame, selection: np.ndarray, *, color_by: str = "score",
-                max_points: int = 100_000, seed: int = 0, title: str = "") -> go.Figure:
+                max_points: int = 100_000, seed: int = 0, title: str = "", simulated: bool = False) -> go.Figure:
     """WebGL (``scattergl``) UMAP; cells outside ``selection`` are one grey trace drawn first.
 
     ``color_by="score"``: selected cells in one trace coloured by ``values`` (viridis, highest on
@@ -244,7 +327,8 @@ def umap_figure(coords: np.ndarray, values: np.ndarray, hover: pd.DataFrame, sel
     simulated cells and, where ``hover`` has them, the study's own cell-type label
     (``cell_type_original``, when it differs) and the predicted cell type with its confidence
     (``cell_type_predicted``, ``cell_type_prediction_confidence``). ``layout.meta``: {"shown": n,
-    "total": N, "color_by": color_by, "simulated": any simulated cell shown}.
+    "total": N, "color_by": color_by, "simulated": any simulated cell shown}. ``simulated``: the
+    title says the atlas includes SIMULATED data.
     """
     n = 0 if coords is None else len(coords)
     if n == 0:
@@ -261,6 +345,7 @@ def umap_figure(coords: np.ndarray, values: np.ndarray, hover: pd.DataFrame, sel
         fig.add_trace(go.Scattergl(x=coords[other, 0], y=coords[other, 1], mode="markers", name="not selected",
                                    marker=dict(size=3, color=_UNSELECTED), hoverinfo="skip", showlegend=color_by != "score"))
     chosen = idx[sel]
+    has_sim = simulated
     simulated = np.asarray(hover["simulated"], dtype=bool)[chosen] if "simulated" in hover.columns else np.zeros(chosen.size, bool)
 
     def column(name: str) -> np.ndarray:
@@ -290,7 +375,7 @@ def umap_figure(coords: np.ndarray, values: np.ndarray, hover: pd.DataFrame, sel
         rest = [c for c in cats if colours[c] == _OTHER]
         groups = [(c, labels == c, colours[c]) for c in named]
         if rest:
-            groups.append((f"other ({len(rest)})", np.isin(labels, rest), _OTHER))
+            groups.append((f"other ({len(rest)} smaller groups)", np.isin(labels, rest), _OTHER))
         # largest first: small categories are drawn last and stay visible
         for name, mask, colour in groups:
             fig.add_trace(go.Scattergl(x=coords[chosen[mask], 0], y=coords[chosen[mask], 1], mode="markers", name=name,
@@ -302,10 +387,10 @@ def umap_figure(coords: np.ndarray, values: np.ndarray, hover: pd.DataFrame, sel
         fig.add_annotation(text="hover marks SIMULATED cells", xref="paper", yref="paper", x=1, y=0, xanchor="right",
                            yanchor="bottom", showarrow=False, font=dict(size=13, color="#D55E00"),
                            bgcolor="rgba(255,255,255,0.7)")
-    _base_layout(fig, title, 540, showlegend=color_by != "score",
+    _base_layout(fig, title, 540, simulated=has_sim, showlegend=color_by != "score",
                  legend=dict(itemsizing="constant", title=dict(text=_LEGEND_TITLES.get(color_by, color_by.replace("_", " "))), y=1,
                              yanchor="top"),
-                 xaxis=dict(visible=False), yaxis=dict(visible=False, scaleanchor="x"), margin=dict(l=10, r=10, t=50, b=10),
+                 xaxis=dict(visible=False), yaxis=dict(visible=False, scaleanchor="x"), margin=dict(l=10, r=10, b=10),
                  meta={"shown": int(idx.size), "total": int(n), "color_by": color_by, "simulated": bool(simulated.any())})
     return fig
 
@@ -345,10 +430,19 @@ def _order_table(table: pd.DataFrame, order: str) -> pd.DataFrame:
     return table.loc[_cluster_order(table), _cluster_order(table.T)]
 
 
+def _top_axis_room(groups: list) -> int:
+    """Pixels the group names and the axis title need above the plot (angled names: their
+    height at -35 degrees at about 8 px per character)."""
+    longest = max((len(str(g)) for g in groups), default=0)
+    crowded = len(groups) > 4 and longest > 10
+    return 46 + (int(0.58 * 8 * longest) if crowded else 0)
+
+
 def _group_axis(groups: list, group_label: str) -> dict:
     # angled labels only when they would otherwise collide
     crowded = len(groups) > 4 and max(len(str(g)) for g in groups) > 10
-    return dict(title=group_label, tickangle=-35 if crowded else 0, automargin=True)
+    # on top: a long gene list scrolls, and the groups must stay named where the reading starts
+    return dict(title=dict(text=group_label, standoff=6), side="top", tickangle=-35 if crowded else 0, automargin=True)
 
 
 def heatmap_figure(table: pd.DataFrame, *, group_label: str = "disease", title: str = "", order: str = "cluster",
@@ -364,11 +458,10 @@ def heatmap_figure(table: pd.DataFrame, *, group_label: str = "disease", title: 
         colorbar=dict(title=dict(text="mean |IG x input|<br>attribution")),
         hovertemplate="%{y} in %{x}<br>mean attribution %{z:.3g}<extra></extra>",
     ))
-    if simulated:
-        _simulated_badge(fig)
-    _base_layout(fig, title, max(380, 18 * len(t.index) + 220), xaxis=_group_axis(list(t.columns), group_label),
+    _base_layout(fig, title, max(380, 18 * len(t.index) + 220), simulated=simulated,
+                 xaxis=_group_axis(list(t.columns), group_label),
                  yaxis=dict(title="gene", autorange="reversed", tickfont_size=12, automargin=True),
-                 margin=dict(l=90, r=20, t=60, b=40),
+                 margin=dict(l=90, r=20, b=20, t_extra=_top_axis_room(list(t.columns))),
                  meta={"order": order, "genes": [str(g) for g in t.index], "groups": [str(c) for c in t.columns]})
     return fig
 
@@ -376,16 +469,16 @@ def heatmap_figure(table: pd.DataFrame, *, group_label: str = "disease", title: 
 def _size_key(fig: go.Figure, max_size: float, percents=(25, 50, 100)) -> None:
     """A dot-size key above the plot, drawn as pixel-sized circles: legend-only traces would need
     fake data points on the category axes."""
-    mid = 16  # px above the plot's top edge
-    fig.add_annotation(text="dot size: gene non-zero in", xref="paper", yref="paper", x=0, y=1, xanchor="left", yanchor="middle",
+    mid = -22  # px below the plot's bottom edge (the group names sit on top)
+    fig.add_annotation(text="dot size: gene non-zero in", xref="paper", yref="paper", x=0, y=0, xanchor="left", yanchor="middle",
                        yshift=mid, showarrow=False, font=dict(size=13, color="#555"))
     offset = 200
     for p in percents:
         d = max_size * np.sqrt(p / 100)
-        fig.add_shape(type="circle", xref="paper", yref="paper", xsizemode="pixel", ysizemode="pixel", xanchor=0, yanchor=1,
+        fig.add_shape(type="circle", xref="paper", yref="paper", xsizemode="pixel", ysizemode="pixel", xanchor=0, yanchor=0,
                       x0=offset - d / 2, x1=offset + d / 2, y0=mid - d / 2, y1=mid + d / 2,
                       fillcolor="#777", line=dict(width=0), name=f"{p}%")
-        fig.add_annotation(text=f"{p}% of hit cells", xref="paper", yref="paper", x=0, y=1, xanchor="left", yanchor="middle",
+        fig.add_annotation(text=f"{p}% of hit cells", xref="paper", yref="paper", x=0, y=0, xanchor="left", yanchor="middle",
                            xshift=offset + max_size / 2 + 4, yshift=mid, showarrow=False, font=dict(size=13, color="#555"))
         offset += 150
 
@@ -417,15 +510,13 @@ def dotplot_figure(mean_table: pd.DataFrame, pct_table: pd.DataFrame, *, group_l
         customdata=detail, hovertemplate="%{y} in %{x}<br>mean attribution %{marker.color:.3g}<br>%{customdata}<extra></extra>",
     ))
     _size_key(fig, max_size)
-    if simulated:
-        _simulated_badge(fig)
-    _base_layout(fig, title, max(400, 22 * len(genes) + 200),
+    _base_layout(fig, title, max(400, 22 * len(genes) + 200), simulated=simulated,
                  # explicit ranges: autorange pads category axes for the marker sizes, leaving empty rows
                  xaxis=_group_axis(groups, group_label) | dict(categoryorder="array", categoryarray=groups,
                                                                range=[-0.5, len(groups) - 0.5]),
                  yaxis=dict(title="gene", categoryorder="array", categoryarray=genes, range=[len(genes) - 0.5, -0.5],
                             tickfont_size=12, automargin=True),
-                 margin=dict(l=90, r=20, t=90, b=40),
+                 margin=dict(l=90, r=20, b=50, t_extra=_top_axis_room(groups)),
                  meta={"order": order, "genes": genes, "groups": groups, "max_size": max_size})
     return fig
 
@@ -450,15 +541,10 @@ def driver_genes_figure(gene_shares: pd.DataFrame, group: str, *, top: int = 15,
         text=[f"{v:.1f}%" for v in shown], textposition="outside", cliponaxis=False,
         hovertemplate="%{y}: %{x:.1f}% of the summed score<extra></extra>",
     ))
-    note = f"top {len(shown)} of {len(s)} genes · the other genes carry {rest:.1f}%"
-    fig.add_annotation(text=note, xref="paper", yref="paper", x=0, y=1.0, xanchor="left", yanchor="bottom", showarrow=False,
-                       font=dict(size=13, color="#555"))
-    if simulated:
-        _simulated_badge(fig)
-    _base_layout(fig, title, max(320, 26 * len(shown) + 160),
-                 xaxis=dict(title=f"share of the summed score in {group} (%)", rangemode="tozero",
-                            range=[0, float(shown.max()) * 1.18]),
-                 yaxis=dict(autorange="reversed", automargin=True), margin=dict(l=90, r=30, t=80, b=60),
+    note = f"top {len(shown)} of {len(s)} genes · the other genes carry {format_value(rest, 'pct')}%"
+    _base_layout(fig, f"{title}<br><sub>{note}</sub>", max(320, 26 * len(shown) + 160), simulated=simulated,
+                 xaxis=dict(title="share of the summed score (%)", rangemode="tozero", range=[0, float(shown.max()) * 1.18]),
+                 yaxis=dict(autorange="reversed", automargin=True), margin=dict(l=90, r=30, b=60),
                  meta={"group": group, "genes": [str(g) for g in shown.index], "rest_pct": rest})
     return fig
 
@@ -510,15 +596,20 @@ def robustness_figure(thresholds: pd.DataFrame, *, highlight: str | None = None,
         names.append(f"<b>{group}</b>" if bold else str(group))
         colours.append(colour)
     ymax = float(np.nanmax(np.r_[t.to_numpy(dtype=float).ravel(), 100 - pcts]))
-    for name, y, colour in zip(names, _spread(np.array(ends), 0.045 * ymax), colours, strict=True):
+    height = max(460, 19 * len(names) + 200)
+    plot_px = height - 160  # the plot's height once the title and the axis title have their margins
+    # the names must sit a line apart in pixels: the axis reaches as high as the stacked names do
+    top = ymax * 1.08
+    for _ in range(3):
+        placed = _spread(np.array(ends), 18 / plot_px * top)
+        top = max(ymax, float(placed.max())) * 1.08
+    for name, y, colour in zip(names, placed, colours, strict=True):
         fig.add_annotation(text=name, x=1.01, xref="paper", y=y, yref="y", xanchor="left", showarrow=False,
                            font=dict(size=13, color=colour))
-    if simulated:
-        _simulated_badge(fig)
-    _base_layout(fig, title, 460, showlegend=False,
+    _base_layout(fig, title, height, simulated=simulated, showlegend=False,
                  xaxis=dict(title="hit threshold (percentile of the selected cells' scores)", tickvals=pcts,
                             ticktext=[f"{p:g}th" for p in pcts]),
-                 yaxis=dict(title="mean sample hit %", rangemode="tozero"), margin=dict(l=70, r=230, t=60, b=60),
+                 yaxis=dict(title="mean sample hit %", range=[0, top]), margin=dict(l=70, r=240, b=60),
                  meta={"order": [str(g) for g in t.index], "percentiles": pcts.tolist(), "highlight": hl})
     return fig
 
@@ -574,14 +665,13 @@ def score_comparison_figure(attr_ranking: pd.DataFrame, expr_ranking: pd.DataFra
         ))
     fig.add_annotation(text="rank: attribution / expression", xref="paper", yref="paper", x=0, y=1.0, xanchor="right",
                        yanchor="bottom", showarrow=False, font=dict(size=12, color="#555"))
-    if any(sim.values()):
-        fig.add_annotation(text="open markers: all samples SIMULATED", xref="paper", yref="paper", x=1, y=0, xanchor="right",
-                           yanchor="bottom", showarrow=False, font=dict(size=13, color="#D55E00"))
-    _base_layout(fig, title, max(340, 32 * len(order) + 170),
+    sim_line = ("<br><span style='font-size:13px;color:#D55E00'><b>open markers: all samples SIMULATED</b></span>"
+                if any(sim.values()) else "")
+    _base_layout(fig, f"{title}{sim_line}", max(340, 32 * len(order) + 170),
                  xaxis=dict(title="mean sample hit %", rangemode="tozero"),
                  yaxis=dict(categoryorder="array", categoryarray=[labels[g] for g in order], autorange="reversed", automargin=True),
                  legend=dict(orientation="h", yref="container", y=0.01, yanchor="bottom", x=0),
-                 margin=dict(l=40, r=20, t=70, b=90), meta={"order": order, "ranks": ranks})
+                 margin=dict(l=40, r=20, b=100, t_extra=22), meta={"order": order, "ranks": ranks})
     return fig
 
 
@@ -631,14 +721,15 @@ def score_scatter_figure(attr_scores: np.ndarray, expr_scores: np.ndarray, label
             first = False
     shown = f"{idx.size:,} of {finite.size:,} cells shown" + (" (random subsample)" if idx.size < finite.size else "")
     stat = f"Spearman ρ = {rho:.2f} over {finite.size:,} cells · " if np.isfinite(rho) else ""
-    fig.add_annotation(text=stat + shown, xref="paper", yref="paper", x=0, y=1.0, xanchor="left", yanchor="bottom",
-                       showarrow=False, font=dict(size=13, color="#555"))
-    if sim[idx].any():
-        fig.add_annotation(text="open circles: SIMULATED cells", xref="paper", yref="paper", x=1, y=0, xanchor="right",
-                           yanchor="bottom", showarrow=False, font=dict(size=13, color="#D55E00"))
-    _base_layout(fig, title, 500, xaxis=dict(title=f"attribution score ({_ATTR_UNIT} over signature genes)"),
-                 yaxis=dict(title="expression score (scanpy score_genes)"),
-                 legend=dict(itemsizing="constant", title=dict(text="disease")), margin=dict(l=70, r=20, t=80, b=60),
+    sim_line = ("<br><span style='font-size:13px;color:#D55E00'><b>open circles: SIMULATED cells</b></span>"
+                if sim[idx].any() else "")
+    n_rows = int(np.ceil(len(groups) / 4))  # a horizontal legend below: about four entries a row
+    _base_layout(fig, f"{title}<br><sub>{stat}{shown}</sub>{sim_line}", 520 + 22 * n_rows,
+                 xaxis=dict(title="attribution score (mean |IG x input| of the signature genes)"),
+                 yaxis=dict(title="expression score (score_genes)"),
+                 legend=dict(itemsizing="constant", title=dict(text="disease"), orientation="h", yref="container", y=0.01,
+                             yanchor="bottom", x=0),
+                 margin=dict(l=70, r=20, b=70 + 22 * n_rows),
                  meta={"shown": int(idx.size), "total": int(finite.size), "spearman": rho if np.isfinite(rho) else None})
     return fig
 
@@ -710,16 +801,13 @@ def coattribution_heatmap(corr: np.ndarray, genes: list[str], n_signature: int, 
             fig.add_annotation(text=f"<b>{label}</b>", x=x, xref="x", xanchor=anchor if split is not None else "center",
                                xshift=shift if split is not None else 0, y=1.0, yref="paper", yanchor="bottom", showarrow=False,
                                font=dict(size=13, color="#333"))
-    if simulated:
-        _simulated_badge(fig)
-        fig.layout.annotations[-1].update(yshift=22)  # above the block names
     axis = dict(categoryorder="array", categoryarray=names, tickmode="array", tickvals=names, ticktext=ticks,
                 tickfont_size=9 if small else 11, automargin=True, showgrid=False)
-    _base_layout(fig, title, max(420, (10 if small else 15) * n + 220),
+    _base_layout(fig, title, max(420, (10 if small else 15) * n + 220), simulated=simulated,
                  # beyond 60 genes the column labels overlap: the rows carry the names (and hover)
                  # explicit ranges: annotations placed on the x axis would otherwise widen its autorange
                  xaxis=axis | dict(tickangle=-90, showticklabels=not small, range=[-0.5, n - 0.5]),
                  yaxis=axis | dict(range=[n - 0.5, -0.5]),
-                 margin=dict(l=90, r=20, t=100, b=90),
+                 margin=dict(l=90, r=20, b=90, t_extra=26),  # the block names
                  meta={"genes": names, "modules": mods, "n_signature": int(n_signature), "split": split})
     return fig

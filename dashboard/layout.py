@@ -8,15 +8,22 @@ import dash_ag_grid as dag
 import dash_mantine_components as dmc
 from dash import dcc, html
 
-from dashboard import ids
+from dashboard import figures, ids
 from dashboard.data import DashboardData
 from dashboard.presets import PRESETS, QUICK_PRESETS, preset_options
 from dashboard.state import CHOICES, DEFAULTS, FRACTION_RANGES, INT_RANGES, NULL_RANGE
+from dashboard.views.genes_tab import cell_genes_tab
 from dashboard.views.modules import TOP_MISSING
-from dashboard.views.results import GROUP_LABELS
+from dashboard.views.results import (
+    GENE_VIEW_CAP,
+    GENE_VIEW_TOP,
+    GROUP_LABELS,
+    STAT_HELP,
+    stat_help_panel,
+)
 from dashboard.views.studies import COVERAGE_HELP, study_reports_panel
 
-__all__ = ["CSV_ONLY_VIEWS", "FIGURE_GRAPHS", "build_layout"]
+__all__ = ["CSV_ONLY_VIEWS", "FIGURE_GRAPHS", "LANDING_EXAMPLES", "build_layout"]
 
 FIGURE_GRAPHS = {  # view name -> graph id (each has CSV, SVG and PNG export)
     "diseases": ids.DISEASE_FIG, "robustness": ids.ROBUST_FIG, "drivers": ids.DRIVER_FIG,
@@ -38,7 +45,8 @@ def _export_bar(view: str) -> dmc.Group:
 def _graph(view: str, height: int | None = None) -> html.Div:
     # the figure sets its own height (long gene lists make tall heatmaps); ``height`` is the floor
     style = {"minHeight": f"{height}px"} if height else None
-    return html.Div([_export_bar(view), dcc.Graph(id=FIGURE_GRAPHS[view], style=style,
+    # an empty figure that says when it fills: a graph without one draws bare axes
+    return html.Div([_export_bar(view), dcc.Graph(id=FIGURE_GRAPHS[view], style=style, figure=figures.empty_figure("Appears after a query"),
                                                   config={"displaylogo": False, "toImageButtonOptions": {"format": "svg", "filename": f"sigatlas-{view}"}})],
                     className="panel")
 
@@ -56,7 +64,9 @@ def _sim_badge(summary: dict, id_: str, note: str = "") -> dmc.Badge:
 def _grid(id_: str, columns: list[dict], page_size: int = 10, csv_name: str | None = None) -> dag.AgGrid:
     """A sortable, filterable, paged table; ``csv_name``: the file its CSV export (all rows) is saved as."""
     extra = {"csvExportParams": {"fileName": csv_name}} if csv_name else {}
-    return dag.AgGrid(id=id_, columnDefs=columns, rowData=[], defaultColDef={"sortable": True, "filter": True, "resizable": True},
+    # headers wrap instead of shrinking to "Ra...": a column's name must stay readable at 1280 px
+    return dag.AgGrid(id=id_, columnDefs=columns, rowData=[], defaultColDef={"sortable": True, "filter": True, "resizable": True,
+                                                                            "wrapHeaderText": True, "autoHeaderHeight": True},
                       dashGridOptions={"domLayout": "autoHeight", "pagination": True, "paginationPageSize": page_size,
                                        "paginationPageSizeSelector": False},
                       className="ag-theme-alpine", **extra)
@@ -72,7 +82,7 @@ def _csv_button(id_: str) -> dmc.Button:
 
 def _modules_tab(data: DashboardData) -> dmc.Stack:
     """The Modules tab: the signature among the atlas's gene modules, then the module browser.
-    Filled by ``callbacks.modules.render_modules`` only while the tab shows (modules take seconds the first time)."""
+    Filled by ``callbacks.modules.render_modules`` only while the tab shows (the build stores the modules)."""
     s = data.summary
     overlap_grid = _grid(ids.MODULES_OVERLAP_GRID, [
         {"field": "module", "width": 105}, {"field": "size", "width": 90}, {"field": "overlap", "width": 105},
@@ -90,7 +100,7 @@ def _modules_tab(data: DashboardData) -> dmc.Stack:
         {"field": "z", "width": 85, "headerTooltip": "against all other genes: (x - median) / (1.4826 MAD)"},
         {"field": "module", "width": 105},
     ], csv_name="sigatlas-missing-genes.csv")
-    spinner = dmc.Group([dmc.Loader(size="sm"), dmc.Text("Computing gene modules (the first time takes a few seconds)…", size="sm")],
+    spinner = dmc.Group([dmc.Loader(size="sm"), dmc.Text("Reading the atlas's gene modules…", size="sm")],
                         gap="xs", className="modules-spinner")
     missing = html.Div([
         _grid_title("Co-attributing genes missing from the signature", _csv_button(ids.MODULES_MISSING_CSV)),
@@ -106,6 +116,7 @@ def _modules_tab(data: DashboardData) -> dmc.Stack:
         html.Div(id=ids.MODULE_DETAIL, className="module-detail"),
     ], className="panel modules-browser")
     content = html.Div([
+        dcc.Interval(id=ids.MODULES_POLL, interval=4000, disabled=True),
         html.Div(id=ids.MODULES_SUMMARY, className="modules-summary"),
         html.Div([_grid_title("Modules the signature overlaps", _csv_button(ids.MODULES_OVERLAP_CSV)), overlap_grid], className="panel"),
         # the two ways to rewrite the signature from here, side by side
@@ -145,7 +156,8 @@ def _controls(data: DashboardData):
         dmc.Group([dmc.Tooltip(dmc.Button(PRESETS[k].label.split(" (")[0], id={"type": "preset", "key": k}, size="compact-sm",
                                           variant="light", className="preset"), label=PRESETS[k].source, multiline=True, w=320)
                    for k in QUICK_PRESETS], gap=6),
-        dmc.Select(id=ids.PRESET_SELECT, data=preset_options(), searchable=True, clearable=True, size="xs",
+        # selectFirstOptionOnChange: Enter picks the match when the search leaves one
+        dmc.Select(id=ids.PRESET_SELECT, data=preset_options(), searchable=True, clearable=True, size="xs", selectFirstOptionOnChange=True,
                    placeholder="More presets: Hallmarks, immune markers…"),
         dcc.Upload(html.Div(["Drop or ", html.A("choose"), " a GMT / CSV / TSV gene list"]), id=ids.UPLOAD, className="upload",
                    multiple=False),
@@ -193,6 +205,23 @@ def _controls(data: DashboardData):
     ], gap=8, className="controls")
 
 
+# the landing page's examples: a cell-type program and a pathway (preset keys)
+LANDING_EXAMPLES = {"ms1": "Example: MS1 monocytes (sepsis program)", "h-interferon-alpha-response": "Example: Hallmark interferon alpha"}
+
+
+def _landing() -> html.Div:
+    """What to do before the first query, with two example buttons (hidden once a result shows)."""
+    return html.Div([
+        dmc.Text("Where is a gene signature active?", fw=700, size="lg"),
+        dmc.Text("1. Paste a gene signature in the box on the left (symbols, aliases or Ensembl ids; any separators; optional "
+                 "weights such as CD14:2), drop a GMT / CSV file, or pick a preset. 2. Optionally narrow the cells (cell types, "
+                 "diseases, studies). 3. Press Run query. The Diseases tab then ranks diseases by the share of their samples' cells "
+                 "in which the signature is active, against random gene sets, with a sentence that reads the result.", size="sm"),
+        dmc.Group([dmc.Button(label, id={"type": ids.EXAMPLE_TYPE, "key": key}, variant="filled", size="sm", className="example")
+                   for key, label in LANDING_EXAMPLES.items()], gap="sm"),
+    ], id=ids.LANDING, className="landing panel")
+
+
 def build_layout(data: DashboardData):
     """The page: the header, the presenter bar, the controls and the results tabs, with the stores
     the callbacks share (the state, the query request, the result key or the query's error)."""
@@ -217,25 +246,45 @@ def build_layout(data: DashboardData):
         dmc.Button("next view ▶", id=ids.NEXT_VIEW, size="compact-md", variant="light"),
     ], justify="center", className="presenter-bar")
     diseases_tab = dmc.Stack([
+        html.Div(id=ids.READING, className="reading"),
+        stat_help_panel(),
         _graph("diseases", 480),
         html.Details([html.Summary("Ranking as a table"), html.Div(id=ids.DISEASE_TABLE_WRAP)], open=True),
         html.Div(id=ids.EXCLUDED_DISEASES),
-        dmc.Grid([dmc.GridCol(_graph("robustness", 380), span={"base": 12, "lg": 6}),
+        # one figure a row: side by side, each got about 430 px at 1280 px and squeezed its labels
+        dmc.Grid([dmc.GridCol(_graph("robustness", 380), span=12),
                   dmc.GridCol(html.Div([
                       dmc.Select(id=ids.DRIVER_GROUP, data=[], placeholder="driver genes of… (default: the top disease)", size="xs",
                                  clearable=True, w=300),
-                      _graph("drivers", 380)]), span={"base": 12, "lg": 6})]),
-        dmc.Grid([dmc.GridCol(_graph("comparison", 380), span={"base": 12, "lg": 6}),
-                  dmc.GridCol(_graph("scatter", 380), span={"base": 12, "lg": 6})]),
+                      _graph("drivers", 380)]), span=12)]),
+        dmc.Grid([dmc.GridCol(_graph("comparison", 380), span=12),
+                  dmc.GridCol(_graph("scatter", 380), span=12)]),
     ], gap="sm")
+    fmt = figures.GRID_FORMATS
+
+    def shown(kind: str) -> dict:  # numbers as the rest of the dashboard writes them (figures.format_value)
+        return {"function": f"params.value == null ? '–' : {fmt[kind]}(params.value)"}
+
     grid = _grid(ids.STUDY_GRID, [
-        # the study stays in view while the coverage columns scroll in
-        {"field": "rank", "width": 80, "pinned": "left"}, {"field": "study", "width": 110, "pinned": "left"},
-        {"field": "title", "flex": 2, "minWidth": 220},
-        {"field": "data", "width": 120, "cellClassRules": {"sim-cell": "params.value == 'SIMULATED'"}},
-        {"field": "diseases", "flex": 1, "minWidth": 160}, {"field": "samples", "width": 100}, {"field": "cells", "width": 100},
-        {"field": "mean_hit_pct", "headerName": "mean hit %", "width": 120, "sort": "desc"},
-        {"field": "p_value", "headerName": "p (null)", "width": 110},
+        # the study stays in view while the coverage columns scroll in; the numbers a reader
+        # compares come first, the long texts last (they wrap)
+        {"field": "rank", "headerName": "#", "width": 64, "pinned": "left"}, {"field": "study", "width": 104, "pinned": "left"},
+        {"field": "mean_hit_pct", "headerName": "mean hit %", "width": 112, "sort": "desc", "valueFormatter": shown("pct"),
+         "filter": "agNumberColumnFilter", "headerTooltip": STAT_HELP["hit %"]},
+        # p at the floor the draws allow reads "≤ floor", as in the disease table
+        {"field": "p_value", "headerName": "p (null)", "width": 104, "filter": "agNumberColumnFilter",
+         "valueFormatter": {"function": f"params.value == null ? '–' : (params.data.p_floor != null && params.value <= "
+                                       f"params.data.p_floor * (1 + 1e-9) ? '≤ ' + {fmt['p']}(params.data.p_floor) : {fmt['p']}(params.value))"},
+         "headerTooltip": STAT_HELP["p"]},
+        {"field": "q_value", "headerName": "q (BH)", "width": 96, "valueFormatter": shown("q"), "filter": "agNumberColumnFilter",
+         "headerTooltip": STAT_HELP["q (BH)"]},
+        {"field": "data", "width": 128, "cellClassRules": {"sim-cell": "params.value == 'SIMULATED'"}},
+        {"field": "samples", "width": 116, "filter": "agNumberColumnFilter"},
+        {"field": "cells", "width": 96, "valueFormatter": shown("count"), "filter": "agNumberColumnFilter"},
+        {"field": "diseases", "flex": 1, "minWidth": 180, "wrapText": True, "autoHeight": True,
+         "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}},
+        {"field": "title", "flex": 2, "minWidth": 240, "wrapText": True, "autoHeight": True, "tooltipField": "title",
+         "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}},
         {"field": "measured", "headerName": "Genes measured", "width": 150, "filter": "agNumberColumnFilter",
          "valueFormatter": {"function": "params.value == null ? '' : params.value + ' / ' + params.data.requested"},
          "headerTooltip": "signature genes this study measured, of those matched in the model"},
@@ -252,7 +301,7 @@ def build_layout(data: DashboardData):
     tabs = dmc.Tabs([
         dmc.TabsList([dmc.TabsTab("Diseases", value="diseases"), dmc.TabsTab("Studies", value="studies"),
                       dmc.TabsTab("Cells (UMAP)", value="cells"), dmc.TabsTab("Genes", value="genes"),
-                      dmc.TabsTab("Modules", value="modules")]),
+                      dmc.TabsTab("Genes in a cell type", value="cell_genes"), dmc.TabsTab("Modules", value="modules")]),
         dmc.TabsPanel(diseases_tab, value="diseases", pt="sm"),
         dmc.TabsPanel(dmc.Stack([
             html.Div(id=ids.EXCLUDED_STUDIES),
@@ -273,13 +322,20 @@ def build_layout(data: DashboardData):
                 html.Div([dmc.Text("Groups", size="xs", c="dimmed"), _segmented(ids.GROUP_BY, GROUP_LABELS, DEFAULTS["group_by"])]),
                 html.Div([dmc.Text("View", size="xs", c="dimmed"), _segmented(ids.HEAT_MODE, {"heatmap": "heatmap", "dotplot": "dot plot"}, DEFAULTS["heat"])]),
                 html.Div([dmc.Text("Order", size="xs", c="dimmed"), _segmented(ids.HEAT_ORDER, {"cluster": "clustered", "score": "by score"}, DEFAULTS["order"])]),
+                html.Div([dmc.Text("Genes", size="xs", c="dimmed"),
+                          _segmented(ids.GENES_SHOWN, {"top": f"top {GENE_VIEW_TOP}", "all": f"all (up to {GENE_VIEW_CAP})"},
+                                     DEFAULTS["genes_shown"])]),
             ]),
+            dmc.Text(id=ids.GENES_NOTE, size="sm", className="genes-note"),
             _graph("genes", 640)]), value="genes", pt="sm"),
+        dmc.TabsPanel(cell_genes_tab(data), value="cell_genes", pt="sm"),
         dmc.TabsPanel(_modules_tab(data), value="modules", pt="sm"),
     ], id=ids.TABS, value=DEFAULTS["tab"])
     results = html.Div([
         html.Div(id=ids.STATE_NOTES),
         html.Div(id=ids.STATUS, className="status"),
+        html.Div(id=ids.STALE),
+        _landing(),
         tabs,
         html.Footer("Scores are mean Integrated-Gradients attributions of the signature genes (Gold et al., SIGnature); p-values "
                     "come from random gene sets matched on mean attribution and detection. Simulated studies carry planted programs "
@@ -290,9 +346,11 @@ def build_layout(data: DashboardData):
         dcc.Store(id=ids.STATE_SEARCH),
         dcc.Store(id=ids.QUERY_REQUEST, data=0),
         dcc.Store(id=ids.RESULT_KEY),  # the key of the stored result of the last query that ran
+        dcc.Store(id=ids.PARTIAL_KEY),  # while a query runs: its ranking, shown before the p-values are in
         dcc.Store(id=ids.QUERY_ERROR),  # why the last query failed ({"error", "genes"}), or None
         dcc.Store(id=ids.MODULES_STORE),
         dcc.Store(id=ids.SAVED_VIEWS, storage_type="local", data=[]),
+        dcc.Store(id=ids.SNAPSHOT_IMAGES),
         dcc.Download(id=ids.DOWNLOAD),
         header, presenter_bar,
         html.Div([_controls(data), results], className="main"),

@@ -1,6 +1,6 @@
 """``python -m dashboard.loadtest``: a bounded load test of a running SigAtlas server, loopback only.
 
-    python -m dashboard.loadtest --url http://127.0.0.1:8050 --clients 20 --seconds 60 [--json FILE]
+    python -m dashboard.loadtest --url http://127.0.0.1:8050 --clients 20 --seconds 60 [--mixed] [--server-pid PID] [--json FILE]
 
 Each client (a thread) loops until the time is up: mostly signature queries through the JSON
 API (random subsets of the shipped presets, 5-100 genes, sometimes restricted to random cell
@@ -10,6 +10,13 @@ prints the requests per second, the latency percentiles overall and per kind, an
 a request that failed, timed out, or got another answer than its kind expects. Exit status 1
 when any error happened, 2 when the test could not start. Credentials, when the server wants
 them, come from $SIGATLAS_AUTH or $SIGATLAS_AUTH_FILE, as the server's do.
+
+``--mixed`` adds what a served dashboard meets besides API calls (MIXED_KINDS): queries through
+the page's own background job (start, then poll until the result key comes back), the Modules
+tab, a client asking for 10,000 null draws (which must get a 400 at once), and one slow client
+that holds a connection open with half a request header for the whole test. ``--server-pid``
+(gunicorn's master) adds the workers' memory before and after, and how many were replaced
+(a worker killed for a timeout or for memory shows as a new process).
 """
 
 from __future__ import annotations
@@ -29,10 +36,11 @@ import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 
-__all__ = ["KINDS", "Record", "main", "make_request", "percentile", "summarise"]
+__all__ = ["KINDS", "MIXED_KINDS", "Record", "main", "make_request", "percentile", "summarise"]
 
 # kind -> share of the requests
 KINDS = {"query": 0.78, "bad_query": 0.05, "page": 0.07, "layout": 0.10}
+MIXED_KINDS = {"query": 0.45, "dash_query": 0.2, "modules": 0.1, "big_null": 0.05, "bad_query": 0.05, "page": 0.05, "layout": 0.10}
 _SEPARATORS = (", ", "\n", " ", ";", "\t", " | ")
 # the bad queries and the word their 400 answer must contain
 _BAD = (({"genes": "CD14 LYZ", "null_draws": "many"}, "null_draws"), ({"genes": "CD14", "cell_types": ["no such cell"]}, "cell type"),
@@ -64,8 +72,9 @@ def _latency(values: list[float]) -> dict:
     return {"n": len(values), **{f"p{q}_ms": None if (v := percentile(values, q)) is None else round(1000 * v, 1) for q in (50, 95, 99)}}
 
 
-def summarise(records: list[Record], elapsed: float) -> dict:
+def summarise(records: list[Record], elapsed: float, kinds=None) -> dict:
     """Totals, requests per second, latency percentiles (overall and per kind) and errors."""
+    kinds = kinds or KINDS
     errors = [r for r in records if r.error]
     queries = [r for r in records if r.kind == "query" and r.error is None]
     return {
@@ -73,7 +82,7 @@ def summarise(records: list[Record], elapsed: float) -> dict:
         "seconds": round(elapsed, 2),
         "requests_per_second": round(len(records) / elapsed, 2) if elapsed > 0 else None,
         "latency": _latency([r.seconds for r in records]),
-        "by_kind": {k: _latency([r.seconds for r in records if r.kind == k]) for k in KINDS},
+        "by_kind": {k: _latency([r.seconds for r in records if r.kind == k]) for k in kinds},
         "queries_from_cache": sum(1 for r in queries if r.cached),
         "errors": len(errors),
         "error_kinds": dict(Counter(r.error for r in errors).most_common()),
@@ -94,6 +103,12 @@ def format_report(summary: dict, settings: dict) -> str:
            *(line(k, v) for k, v in summary["by_kind"].items()),
            f"queries answered from the cache: {summary['queries_from_cache']:,} of {summary['by_kind']['query']['n']:,}",
            f"errors: {summary['errors']}"]
+    if "workers" in summary:
+        w = summary["workers"]
+        out.insert(-1, f"workers: {w['before']['n']} before ({w['before']['rss_mb']} MB RSS), {w['after']['n']} after "
+                       f"({w['after']['rss_mb']} MB RSS); replaced during the test: {w['replaced']}; job processes at the end: {w['jobs_after']}")
+    if "slow_client" in summary:
+        out.insert(-1, f"slow client: held {summary['slow_client']['connections']} connection(s) with half a header")
     out += [f"  {n:>5} x {kind}" for kind, n in summary["error_kinds"].items()]
     return "\n".join(out)
 
@@ -131,6 +146,10 @@ class _Signatures:
 
 def make_request(base: str, kind: str, rng: random.Random, signatures: _Signatures, headers: dict) -> tuple[urllib.request.Request, object]:
     """(request, what the answer must show) for one request of ``kind``."""
+    if kind == "big_null":  # the API's cap: answered 400 at once, never computed
+        body = dict(signatures.draw(rng), null_draws=10_000)
+        return urllib.request.Request(f"{base}/api/v1/query", data=json.dumps(body).encode(), method="POST",
+                                      headers=headers | {"Content-Type": "application/json"}), ("400", "null_draws")
     if kind == "page":
         return urllib.request.Request(f"{base}/", headers=headers), "_dash-config"
     if kind == "layout":
@@ -183,25 +202,151 @@ def _one(base: str, kind: str, rng: random.Random, signatures: _Signatures, head
     return Record(kind, seconds, error, cached)
 
 
+class _Page:
+    """What a Dash client needs to call the page's callbacks: the end id and the dependencies."""
+
+    def __init__(self, base: str, headers: dict, timeout: float):
+        import re
+
+        with urllib.request.urlopen(urllib.request.Request(f"{base}/", headers=headers), timeout=timeout) as resp:
+            page = resp.read().decode()
+        config = re.search(r'<script id="_dash-config" type="application/json">(.*?)</script>', page, re.S)
+        self.end_id = json.loads(config.group(1)).get("end_id", "") if config else ""
+        with urllib.request.urlopen(urllib.request.Request(f"{base}/_dash-dependencies", headers=headers), timeout=timeout) as resp:
+            deps = json.loads(resp.read())
+        self.query = next(d for d in deps if d["output"].startswith("..result-key.data") and d.get("background"))
+        self.modules = next(d for d in deps if d["output"].startswith("..modules-summary.children"))
+
+
+def _outputs(output: str) -> list[dict]:
+    """Dash's outputs list for a callback's output spec ("..id.prop...id.prop@hash.." or "id.prop")."""
+    specs = output[2:-2].split("...") if output.startswith("..") else [output]
+    return [dict(zip(("id", "property"), spec.partition("@")[0].rsplit(".", 1), strict=True)) for spec in specs]
+
+
+def _post(url: str, body: dict, headers: dict, timeout: float) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers=headers | {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            return resp.status, resp.read().decode("utf-8")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8", "replace")
+
+
+def _dash_query(base: str, page: _Page, query: dict, request_id: int, headers: dict, timeout: float) -> tuple[str | None, bool | None]:
+    """A query as the page runs it: start the background job, poll until the result key comes back.
+    Returns (error or None, None)."""
+    dep = page.query
+    values = {"genes": query["genes"], "cell-types": query.get("cell_types", []), "data-kind": "all", "rule": "percentile", "cut": 90,
+              "cell-min": 25, "samp-min": 3, "min-coverage": 0, "null-draws": 0 if query["null_draws"] == 0 else 1000}
+    body = {"output": dep["output"], "outputs": _outputs(dep["output"]), "changedPropIds": ["query-request.data"],
+            "inputs": [{"id": "run", "property": "n_clicks", "value": None}, {"id": "query-request", "property": "data", "value": request_id}],
+            "state": [dict(s, value=values.get(s["id"], [] if s["id"] in ("diseases", "tissues", "studies", "disease-groups") else None))
+                      for s in dep["state"]]}
+    url = f"{base}/_dash-update-component?endId={page.end_id}"
+    status, text = _post(url, body, headers, timeout)
+    if status != 200:
+        return f"dash_query: start HTTP {status}", None
+    start = json.loads(text)
+    if "cacheKey" not in start:
+        return "dash_query: no job started", None
+    poll = dict(body, inputs=[dict(i, value=None) for i in body["inputs"]], state=[dict(s, value=None) for s in body["state"]])
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        time.sleep(0.25)
+        status, text = _post(f"{url}&cacheKey={start['cacheKey']}&job={start['job']}", poll, headers, timeout)
+        if status == 204:
+            continue
+        if status != 200:
+            return f"dash_query: poll HTTP {status}", None
+        answer = json.loads(text)
+        if "response" in answer:
+            out = answer["response"]
+            ok = (out.get("result-key") or {}).get("data") or (out.get("query-error") or {}).get("data") or "status" in str(out)
+            return (None if ok else "dash_query: answer without a result key"), None
+    return "dash_query: timed out", None
+
+
+def _modules_tab(base: str, page: _Page, headers: dict, timeout: float) -> tuple[str | None, bool | None]:
+    """The Modules tab opened with no query yet: the module browser (read from the atlas)."""
+    dep = page.modules
+    values = {("tabs", "value"): "modules"}
+    body = {"output": dep["output"], "outputs": _outputs(dep["output"]), "changedPropIds": ["tabs.value"],
+            "inputs": [dict(i, value=values.get((i["id"], i["property"]))) for i in dep["inputs"]],
+            "state": [dict(s, value=None) for s in dep["state"]]}
+    status, text = _post(f"{base}/_dash-update-component?endId={page.end_id}", body, headers, timeout)
+    if status != 200:
+        return f"modules: HTTP {status}", None
+    return (None if "modules-summary" in text else "modules: answer without the modules summary"), None
+
+
+def _slow_client(base: str, stop: threading.Event, held: list) -> None:
+    """One client that opens a connection, sends half a request header and holds it, again and
+    again until ``stop`` (a server that serves one connection per worker is blocked by it)."""
+    import socket
+
+    host, port = urllib.parse.urlsplit(base).hostname, urllib.parse.urlsplit(base).port or 80
+    while not stop.is_set():
+        try:
+            with socket.create_connection((host, port), timeout=5) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                held.append(1)
+                while not stop.wait(1.0):
+                    sock.sendall(b"a")  # a byte a second: never a whole header
+        except OSError:
+            stop.wait(0.5)
+
+
+def _workers(master_pid: int) -> dict:
+    import psutil
+
+    master = psutil.Process(master_pid)
+    workers = master.children()
+    jobs = [c for w in workers for c in w.children(recursive=True)]
+    rss = sum(w.memory_info().rss for w in workers)
+    return {"pids": sorted(w.pid for w in workers), "n": len(workers), "rss_mb": round(rss / 2**20, 1), "jobs": len(jobs)}
+
+
 def _fetch_atlas(base: str, headers: dict, timeout: float) -> dict:
     with urllib.request.urlopen(urllib.request.Request(f"{base}/api/v1/atlas", headers=headers), timeout=timeout) as resp:
         return json.loads(resp.read())
 
 
-def run(base: str, clients: int, seconds: float, *, seed: int = 0, timeout: float = 120.0, headers: dict | None = None) -> tuple[list[Record], float]:
-    """(records, elapsed seconds) of ``clients`` threads sending requests for ``seconds``."""
+def run(base: str, clients: int, seconds: float, *, seed: int = 0, timeout: float = 120.0, headers: dict | None = None,
+        mixed: bool = False) -> tuple[list[Record], float]:
+    """(records, elapsed seconds) of ``clients`` threads sending requests for ``seconds``; with
+    ``mixed``, the MIXED_KINDS and one slow client besides (its connections in ``run.slow_held``)."""
     headers = headers or {}
     signatures = _Signatures(_fetch_atlas(base, headers, timeout))
+    page = _Page(base, headers, timeout) if mixed else None
     records: list[Record] = []
     lock = threading.Lock()
     start = time.perf_counter()
     deadline = start + seconds
-    kinds, weights = list(KINDS), list(KINDS.values())
+    table = MIXED_KINDS if mixed else KINDS
+    kinds, weights = list(table), list(table.values())
+    stop, held = threading.Event(), []
+    slow = threading.Thread(target=_slow_client, args=(base, stop, held), name="slow-client", daemon=True) if mixed else None
+    if slow is not None:
+        slow.start()
+
+    def one(kind: str, rng: random.Random, i: int) -> Record:
+        if kind not in ("dash_query", "modules"):
+            return _one(base, kind, rng, signatures, headers, timeout)
+        t0 = time.perf_counter()
+        try:
+            if kind == "dash_query":
+                error, cached = _dash_query(base, page, signatures.draw(rng), rng.randint(1, 10**9), headers, timeout)
+            else:
+                error, cached = _modules_tab(base, page, headers, timeout)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            error, cached = f"{kind}: {type(exc).__name__}: {str(exc)[:80]}", None
+        return Record(kind, time.perf_counter() - t0, error, cached)
 
     def client(i: int):
         rng = random.Random(seed * 1000 + i)
         while time.perf_counter() < deadline:
-            record = _one(base, rng.choices(kinds, weights)[0], rng, signatures, headers, timeout)
+            record = one(rng.choices(kinds, weights)[0], rng, i)
             with lock:
                 records.append(record)
 
@@ -210,6 +355,8 @@ def run(base: str, clients: int, seconds: float, *, seed: int = 0, timeout: floa
         t.start()
     for t in threads:
         t.join()
+    stop.set()
+    run.slow_held = len(held)
     return records, time.perf_counter() - start
 
 
@@ -221,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds before one request counts as failed (default 120)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
+    p.add_argument("--mixed", action="store_true", help="add page queries, the Modules tab, 10,000 null draws and a slow client")
+    p.add_argument("--server-pid", type=int, metavar="PID", help="gunicorn's master: report its workers' memory and replacements")
     args = p.parse_args(argv)
     from compute.errors import SigAtlasError
     from dashboard.serving import is_loopback, load_credentials
@@ -239,13 +388,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     headers = {"Authorization": "Basic " + base64.b64encode(":".join(credentials).encode()).decode()} if credentials else {}
     base = args.url.rstrip("/")
+    before = _workers(args.server_pid) if args.server_pid else None
     try:
-        records, elapsed = run(base, args.clients, args.seconds, seed=args.seed, timeout=args.timeout, headers=headers)
-    except (OSError, ValueError) as exc:
-        print(f"error: cannot start: {base}/api/v1/atlas did not answer as a SigAtlas server does ({exc})", file=sys.stderr)
+        records, elapsed = run(base, args.clients, args.seconds, seed=args.seed, timeout=args.timeout, headers=headers, mixed=args.mixed)
+    except (OSError, ValueError, StopIteration) as exc:
+        print(f"error: cannot start: {base} did not answer as a SigAtlas server does ({type(exc).__name__}: {exc})", file=sys.stderr)
         return 2
-    settings = {"url": base, "clients": args.clients, "seconds": args.seconds, "seed": args.seed}
-    summary = summarise(records, elapsed)
+    settings = {"url": base, "clients": args.clients, "seconds": args.seconds, "seed": args.seed, "mixed": args.mixed}
+    summary = summarise(records, elapsed, MIXED_KINDS if args.mixed else KINDS)
+    if args.mixed:
+        summary["slow_client"] = {"connections": run.slow_held}
+    if before is not None:
+        after = _workers(args.server_pid)
+        replaced = len(set(before["pids"]) - set(after["pids"]))
+        summary["workers"] = {"before": before, "after": after, "replaced": replaced, "jobs_after": after["jobs"]}
+        if replaced:
+            summary["errors"] += replaced
+            summary["error_kinds"]["a worker was replaced (killed or crashed)"] = replaced
     print(format_report(summary, settings), flush=True)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:

@@ -30,7 +30,8 @@ from compute.query import (
 )
 
 __all__ = ["CHOICES", "DEFAULTS", "FRACTION_RANGES", "INT_RANGES", "LEGACY_KEYS", "LIST_KEYS", "LIST_SEP", "MAX_FIELDS",
-           "MAX_GENES_TEXT", "NULL_RANGE", "QUERY_KEYS", "TABS", "VIEW_KEYS", "StateError", "UnknownValues", "append_genes",
+           "MAX_GENES_TEXT", "NULL_RANGE", "QUERY_KEYS", "RANKING_KEYS", "RANKING_LISTS", "TABS", "VIEW_KEYS", "StateError",
+           "UnknownValues", "append_genes",
            "check_setting", "decode_state", "default_cutoff", "encode_state", "normalise_genes", "query_params", "read_state"]
 
 _QUERY_DEFAULTS = {f.name: f.default for f in dataclasses.fields(QueryParams)}
@@ -56,15 +57,27 @@ DEFAULTS: dict = {
     "heat": "heatmap",
     "order": "cluster",
     "color": "score",
+    "genes_shown": "top",  # the gene views: the top GENE_VIEW_TOP genes, or all (up to GENE_VIEW_CAP)
     "null_draws": 1000,  # matched random gene sets for p-values (0: none; otherwise 100-10000 draws)
     "tab": "diseases",
+    # the "Genes in a cell type" tab: its population, its reference diseases and the gene whose spread shows
+    "rank_cell_types": [],
+    "rank_diseases": [],
+    "rank_studies": [],
+    "rank_versus": [],
+    "rank_gene": "",
 }
 # names older links (and API clients) use for a setting: still read, never written
 LEGACY_KEYS = {"data": "data_kind", "cut": "cutoff", "null": "null_draws"}
 # the settings that define a query; the others only change how its result is shown
 QUERY_KEYS = ("genes", "cell_types", "diseases", "tissues", "studies", "disease_groups", "data_kind", "rule", "cutoff",
               "cell_min", "samp_min", "min_coverage", "null_draws")
-VIEW_KEYS = ("top_n", "group_by", "heat", "order", "color", "tab")
+VIEW_KEYS = ("top_n", "group_by", "heat", "order", "color", "genes_shown", "tab", "rank_cell_types", "rank_diseases", "rank_studies", "rank_versus",
+             "rank_gene")
+# the view settings of the "Genes in a cell type" tab: they choose a gene ranking, not how a query's result shows
+RANKING_KEYS = ("rank_cell_types", "rank_diseases", "rank_studies", "rank_versus", "rank_gene")
+# each ranking filter accepts what the query filter of the same cells accepts
+RANKING_LISTS = {"rank_cell_types": "cell_types", "rank_diseases": "diseases", "rank_studies": "studies", "rank_versus": "diseases"}
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "data_kind": DATA_KINDS,
@@ -74,14 +87,16 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "order": ("cluster", "score"),
     # cell_type: the studies' annotations harmonised to the Cell Ontology; cell_type_predicted: label transfer
     "color": ("score", "cell_type", "cell_type_predicted", "disease", "study"),
+    "genes_shown": ("top", "all"),
 }
 
 # the results tabs, in display order; a tab is only ever added, so every shared link stays valid
-TABS = ("diseases", "studies", "cells", "genes", "modules")
-LIST_KEYS = ("cell_types", "diseases", "tissues", "studies", "disease_groups")
+TABS = ("diseases", "studies", "cells", "genes", "cell_genes", "modules")
+LIST_KEYS = ("cell_types", "diseases", "tissues", "studies", "disease_groups", *RANKING_LISTS)
 _LIST_NAMES = {"cell_types": "cell type", "diseases": "disease", "tissues": "tissue", "studies": "study",
-               "disease_groups": "disease group"}
-_TERM_FILTERS = ("cell_types", "diseases", "tissues")
+               "disease_groups": "disease group", "rank_cell_types": "cell type", "rank_diseases": "disease",
+               "rank_studies": "study", "rank_versus": "reference disease"}
+_TERM_FILTERS = ("cell_types", "diseases", "tissues", "rank_cell_types", "rank_diseases", "rank_versus")
 # lists are joined with "|" because cell type and disease names contain commas and spaces
 LIST_SEP = "|"
 # (lowest, highest) whole numbers accepted
@@ -173,7 +188,7 @@ def _number(key: str, value, *, whole: bool) -> float | int:
         raise StateError(key, "must be a number", value)
     try:
         v = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number; an integer of hundreds of digits
         raise StateError(key, "must be a number", value) from None
     if not math.isfinite(v):
         raise StateError(key, "must be a finite number", value)
@@ -228,7 +243,10 @@ def check_setting(key: str, value, state: Mapping, known: Mapping[str, Collectio
             raise StateError(name, f"must be at most {MAX_GENES_TEXT:,} characters long", value)
         return normalise_genes(value)
     if key in LIST_KEYS:
-        return _check_list(key, name, value, known.get(key))
+        # a ranking filter names what its query filter names (a term id read as its label, the same cells)
+        return _check_list(key, name, value, known.get(key, known.get(RANKING_LISTS.get(key, ""))))
+    if key == "rank_gene":
+        return _check_gene(name, value, known.get(key))
     if key in CHOICES:
         if not isinstance(value, str) or value not in CHOICES[key]:
             raise StateError(name, f"must be one of {', '.join(CHOICES[key])}", value)
@@ -257,6 +275,17 @@ def check_setting(key: str, value, state: Mapping, known: Mapping[str, Collectio
     if key in INT_RANGES:
         return _within(name, _number(name, value, whole=True), *INT_RANGES[key], value)
     raise StateError(name, "is not a setting", value)
+
+
+def _check_gene(name: str, value, genes) -> str:
+    """One gene of the gene order (``genes``: the symbols that exist), or "" for none."""
+    if value in ("", None):
+        return ""
+    if not isinstance(value, str) or len(value) > 100 or any(c.isspace() for c in value):
+        raise StateError(name, "must be one gene symbol", value)
+    if genes is not None and value not in genes:
+        raise StateError(name, "is not a gene of this atlas's gene order", value)
+    return value
 
 
 # -- reading and writing a whole state ------------------------------------------------------------

@@ -37,6 +37,14 @@ ATLAS_ENV = "SIGATLAS_ATLAS"
 wsgi_app = "dashboard.wsgi:server"
 bind = ["127.0.0.1:8050"]  # this machine only; another address is an explicit -b, announced loudly
 workers = 4
+# threaded workers: a connection whose request has not fully arrived (a slow or stalled client)
+# holds one thread, not a whole worker; the worker's main loop keeps answering gunicorn's
+# heartbeat, so such a client never gets a worker killed for a timeout. For more hostile
+# networks, put a buffering proxy in front (README, "Serving").
+worker_class = "gthread"
+threads = 8
+# an idle keep-alive connection is closed after this many seconds
+keepalive = 5
 # a request computes at most one query (an API query with up to 1,000 null draws, or a figure
 # render); the dashboard's long queries run as background jobs outside the request
 timeout = 120
@@ -80,7 +88,9 @@ def on_starting(arbiter) -> None:
         path = atlas_path_from_env()
         from compute.atlas import Atlas
 
-        Atlas.open(path)
+        # sizes and structure at open, then every study's checksums (reading its cells table checks
+        # them): a damaged atlas is refused here, in one line, not by every worker failing to boot
+        _ = Atlas.open(path).cells
         credentials = load_credentials()
     except SigAtlasError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)

@@ -211,7 +211,8 @@ def test_modules_tab_places_a_planted_program(modules_app):
     gm = gene_modules(data.atlas)
     considered = [g for g in genes if g in set(gm.genes)]
     head = _text(_find(summary, ids.MODULES_HEAD))
-    assert head.startswith(f"{len(considered)} of {len(genes) + 1} signature genes are among the {len(gm.genes):,} module genes; coherence r̄ = ")
+    assert head.startswith(f"{len(genes)} of {len(genes) + 1} signature genes matched the atlas; {len(considered)} of these {len(genes)} "
+                           f"are among the {len(gm.genes):,} genes the modules were built from; coherence r̄ = ")
     assert "random gene sets of the same size" in head and "z = " in head and "p ≤ 0.001" in head  # 1,000 draws: the floor
     assert "more than random gene sets" in _text(_find(summary, ids.MODULES_READING))
     skipped = _text(_find(summary, ids.MODULES_NOT_CONSIDERED))
@@ -233,7 +234,7 @@ def test_modules_tab_places_a_planted_program(modules_app):
     assert meta["n_signature"] == len(considered) and meta["split"] == len(considered) - 0.5
     assert set(meta["genes"][: len(considered)]) == set(considered) and meta["genes"][len(considered):] != []
     assert set(meta["genes"][len(considered):]) == set(store["top_missing"])
-    assert any("SIMULATED" in a["text"] for a in fig.to_dict()["layout"]["annotations"])  # the tiny atlas is simulated
+    assert "SIMULATED" in fig.to_dict()["layout"]["title"]["text"]  # the tiny atlas is simulated: said in the title
     assert len(options) == len(gm.table) and options[0]["label"].startswith("M1 · ")
     assert gm.method in method and "permutation z-score against 500 bin-matched random gene sets" in method
     # shown once per result, and computed only for the Modules tab
@@ -350,7 +351,7 @@ def test_modules_tab_is_in_the_layout_and_the_link(tiny_build):
     app = create_app(tiny_build[1])
     layout = app.layout
     tabs = _find(layout, ids.TABS)
-    assert [t.value for t in tabs.children[0].children][-2:] == ["genes", "modules"]
+    assert [t.value for t in tabs.children[0].children][-3:] == ["genes", "cell_genes", "modules"]
     assert "SIMULATED" in _text(_find(layout, ids.MODULES_SIM))
     state, notes = decode_state("?tab=modules", {"tab": TABS})
     assert state["tab"] == "modules" and not notes
@@ -822,9 +823,11 @@ def test_every_callback_is_a_top_level_function_of_a_callbacks_module(tiny_build
         assert isinstance(spec["outputs_indices"], dict) and isinstance(spec["inputs_state_indices"], dict), fn.__qualname__
         found.add(f"{fn.__module__.rsplit('.', 1)[1]}.{fn.__name__}")
     assert found == {"link.restore", "link.write_link", "controls.on_preset", "controls.on_upload", "controls.on_upload_set",
-                     "controls.show_disease_groups", "query.run_query", "render.render", "render.render_drivers",
+                     "controls.show_disease_groups", "query.run_query", "query.on_cancel", "query.stale_note", "render.render", "render.render_drivers",
                      "modules.render_modules", "modules.show_module", "modules.add_missing", "modules.use_module",
-                     "export.download", "presenter.set_presenter", "presenter.save_view", "presenter.step"}
+                     "export.download", "presenter.set_presenter", "presenter.save_view", "presenter.step",
+                     "celltype_genes.rank_genes", "celltype_genes.show_spread", "celltype_genes.pick_gene",
+                     "celltype_genes.send_top", "celltype_genes.send_selected"}
 
 
 @pytest.fixture(scope="module")
@@ -851,16 +854,21 @@ def test_the_query_callback_stores_a_result_or_says_why_not(ms1_key):
                                                           expression=data.atlas.has_expression)
     progress = []
     again = query_run(data, progress.append, state)
-    assert again == {"result_key": key, "query_error": None, "status": dash.no_update} and progress == [(100, "answered from the cache")]
+    assert again == {"result_key": key, "query_error": None, "status": dash.no_update, "resolution": dash.no_update}
+    assert progress == [(100, "answered from the cache")]
     # a query compute cannot answer: its error and the gene text, for the views to show
     failed = query_run(data, progress.append, state | {"genes": "NOT_A_GENE"})
     assert failed["result_key"] is None and failed["query_error"]["genes"] == "NOT_A_GENE"
     assert "none of the 1 requested genes" in failed["query_error"]["error"]
-    # settings that form no query: said in the status, nothing stored
+    assert progress[-1] == (0, "failed: see the message above the tabs")  # never left on a step (issue 18)
+    # settings that form no query: said in the status, nothing stored; the views keep the last
+    # result (no update: the out-of-date marker says so) and the old gene decisions go
     assert query_run(data, progress.append, state | {"genes": " , "}) == {
-        "result_key": None, "query_error": None, "status": "Paste genes (any separators) or pick a preset, then Run"}
+        "result_key": dash.no_update, "query_error": dash.no_update, "status": "Paste genes (any separators) or pick a preset, then Run",
+        "resolution": []}
+    assert progress[-1] == (0, "")
     bad = query_run(data, progress.append, state | {"cutoff": 150})
-    assert bad["result_key"] is None and bad["status"].children == "cutoff must be within 0-100 for the percentile rule, got 150"
+    assert bad["result_key"] is dash.no_update and bad["status"].children == "cutoff must be within 0-100 for the percentile rule, got 150"
     # an emptied control (None) takes its default (here the value it had: the same, cached query;
     # a new one with 1,000 null draws would also be the browser tests' first, which must run)
     assert state["samp_min"] == DEFAULTS["samp_min"]
@@ -877,7 +885,8 @@ def test_the_render_callbacks_show_a_result_an_error_or_nothing(ms1_key):
     assert views["heatmap_fig"].to_dict()["data"][0]["type"] == "scatter" and "study" in views["heatmap_fig"].layout.title.text
     assert views["driver_groups"] == [str(g) for g in result.diseases["group"]]
     big = render.render(data, key, None, True, None, **view)
-    assert big["disease_fig"].layout.font.size == 18 and views["disease_fig"].layout.font.size < 18
+    assert big["disease_fig"].layout.font.size == 20 and views["disease_fig"].layout.font.size < 20
+    assert big["disease_fig"].layout.height is None  # fitted to the screen by the page's CSS
     # a bad view setting takes its default, as in a link
     rows = render.render(data, key, None, False, None, **(view | {"top_n": ""}))["disease_table"].children[1].children
     assert len(rows) == len(result.diseases) > 2
@@ -889,7 +898,7 @@ def test_the_render_callbacks_show_a_result_an_error_or_nothing(ms1_key):
             render.render(data, *no_result, False, None, **view)
     second = views["driver_groups"][1]
     drivers = render.render_drivers(data, second, key, True)["driver_fig"]
-    assert drivers.layout.title.text.startswith(f"Driver genes in {second}") and drivers.layout.font.size == 18
+    assert drivers.layout.title.text.startswith(f"Driver genes in {second}") and drivers.layout.font.size == 20
     with pytest.raises(dash.exceptions.PreventUpdate):
         render.render_drivers(data, second, None, False)
 
@@ -906,12 +915,52 @@ def test_the_link_is_written_once_a_query_ran(ms1_key):
         link.write_link(data, None, None, **settings)
 
 
+def test_out_of_date_marker_cancel_and_short_links(ms1_key, tiny_atlas):
+    """Issue 18: settings that no longer ask for the result shown are said, Cancel says what the
+    views show, a list too long for an address gets a short link that reopens it line by line."""
+    from dashboard.callbacks import query
+    from dashboard.callbacks.wiring import CONTROLS
+
+    data, state, key = ms1_key
+    asked = {k: state[k] for k in QUERY_KEYS}
+    assert query.stale_note(data, key, None, **asked) == {"note": None}
+    assert query.stale_note(data, None, None, **asked) == {"note": None}  # no result shown
+    for change, why in (({"cutoff": 95}, "the genes, filters or hit settings changed"), ({"genes": ""}, "the gene box is empty"),
+                        ({"cutoff": 150}, "a setting is invalid")):
+        note = query.stale_note(data, key, None, **(asked | change))["note"]
+        assert note.title == "Out of date: run again" and why in _text(note), change
+    # the gene text in another layout (one gene a line, as a link restores it) is the same query
+    lines = "\n".join(g.strip() for g in asked["genes"].split(","))
+    assert query.stale_note(data, key, None, **(asked | {"genes": lines})) == {"note": None}
+    cancelled = query.on_cancel(data, 1, key)
+    assert cancelled["status"].children == query.CANCELLED and (cancelled["progress"], cancelled["progress_text"]) == (0, "cancelled")
+    assert "Nothing was run" in query.on_cancel(data, 1, None)["status"].children
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        query.on_cancel(data, None, key)
+    # the real/simulated switch named when it is why no cell matches
+    simulated = next(s.id for s in tiny_atlas.studies if s.simulated)
+    status = answer_query(data, _state(genes="CD14 LYZ", studies=[simulated], data_kind="real", null_draws=0))["status"]
+    assert status.children.startswith("No cells match: the filters select cells only in simulated studies, and the Data switch")
+    # a long list: a short link in the shared store, which restores the box one gene a line
+    long = state | {"genes": "\n".join([*lines.split("\n"), *(f"NOTAGENE{i:04d}" for i in range(700))])}
+    search = link.write_link(data, key, None, **{k: long[k] for k in CONTROLS if k in long})["search"]
+    assert search.startswith("?s=") and len(search) < 40
+    restored = link.restore(data, search, 3)
+    assert restored["genes"] == long["genes"] and restored["request"] == 4 and restored["notes"] is None
+    lost = link.restore(data, "?s=0123456789abcdef", 0)
+    assert "not known to this server" in _text(lost["notes"]) and lost["genes"] == ""
+    assert link.gene_box_text("CD14,LYZ 2.0,, VCAN:3") == "CD14\nLYZ 2.0\nVCAN:3"
+
+
 def test_presets_and_uploads_fill_the_gene_box(ms1_key):
     import base64
 
     data = ms1_key[0]
     picked = controls.on_preset(data, [None, 1, None], None, 4, trigger={"type": "preset", "key": "ms1"})
-    assert picked == {"genes": apply_preset(data, "ms1")[0], "cell_types": ["monocyte"], "request": 5}
+    # the preset list is emptied after use: it names no state the gene box keeps
+    assert picked == {"genes": apply_preset(data, "ms1")[0], "cell_types": ["monocyte"], "request": 5, "selected": None}
+    example = controls.on_preset(data, [None] * 3, None, 1, trigger={"type": ids.EXAMPLE_TYPE, "key": "ms1"}, examples=[1, None])
+    assert example["genes"] == picked["genes"] and example["request"] == 2
     assert controls.on_preset(data, [None, None, None], "ms1", None, trigger=ids.PRESET_SELECT)["request"] == 1
     for clicks, selected, trigger in (([None] * 3, None, {"type": "preset", "key": "ms1"}), ([None] * 3, "nope", ids.PRESET_SELECT)):
         with pytest.raises(dash.exceptions.PreventUpdate):
@@ -928,6 +977,7 @@ def test_presets_and_uploads_fill_the_gene_box(ms1_key):
 
 
 def test_downloads_are_the_views_data(ms1_key):
+    import base64
     import io
     import zipfile
 
@@ -947,10 +997,20 @@ def test_downloads_are_the_views_data(ms1_key):
     assert diseases["filename"] == "sigatlas-diseases.csv" and diseases["type"] == "text/csv"
     assert pd.read_csv(io.StringIO(diseases["content"]))["group"].tolist() == expected["group"].tolist()
     assert csv_of("modules")["content"].startswith("gene,set,module,")
-    snap = export_callbacks.download(data, 1, [None] * len(buttons), key, "http://x/?genes=CD14", trigger=ids.SNAPSHOT, **view)["file"]
+    # the snapshot: its images drawn in the browser (one figure here, one that could not be drawn)
+    svg = "data:image/svg+xml," + "%3Csvg%20xmlns%3D%22http%3A%2F%2Fwww.w3.org%2F2000%2Fsvg%22%3E%3C%2Fsvg%3E"
+    png = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(16)).decode()
+    images = {"images": {"diseases": {"svg": svg, "png": png, "width": 900, "height": 600}, "umap": {"error": "no WebGL"}}}
+    snap = export_callbacks.download(data, images, [None] * len(buttons), key, "http://x/?genes=CD14", trigger=ids.SNAPSHOT_IMAGES,
+                                     **view)["file"]
     assert snap["filename"] == f"sigatlas-snapshot-{data.atlas.name}.zip"
-    names = zipfile.ZipFile(io.BytesIO(base64_bytes(snap))).namelist()
+    zf = zipfile.ZipFile(io.BytesIO(base64_bytes(snap)))
+    names = zf.namelist()
     assert "genes_resolved.csv" in names and any(n.endswith(".json") for n in names)
+    assert {"figures/diseases.svg", "figures/diseases.png"} <= set(names) and "figures/umap.svg" not in names
+    assert "resolution.csv" not in names and "scatter.csv" not in names  # the same bytes as genes_resolved.csv and umap.csv
+    readme = zf.read("README.txt").decode()
+    assert "figure not drawn as an image: umap (no WebGL)" in readme and "table 'scatter' is the same as umap.csv" in readme
     # no click (a button appearing) or no result: nothing to download
     for clicks, result_key in (([None] * len(buttons), key), ([1] * len(buttons), None)):
         with pytest.raises(dash.exceptions.PreventUpdate):

@@ -204,3 +204,38 @@ def test_methods_and_snapshot_say_which_labels_were_used(tiny_atlas, tiny_result
     record = json.loads(zf.read("atlas.json"))["vocabulary"]
     assert record["versions"] == vocab["versions"] and record["label_transfer"] == vocab["label_transfer"]
     assert json.loads(zf.read("parameters.json"))["disease_groups"] == ["infectious disease"]
+
+
+def test_snapshot_carries_each_figure_as_svg_and_png_and_no_duplicate_files(tiny_atlas, tiny_result):
+    import base64
+    from urllib.parse import quote
+
+    from dashboard.export import ExportError, decode_images, resolution_table
+
+    svg = '<svg xmlns="http://www.w3.org/2000/svg" width="900" height="600"><text>sepsis</text></svg>'
+    png = b"\x89PNG\r\n\x1a\n" + bytes(32)
+    sent = {"ranking": {"svg": "data:image/svg+xml," + quote(svg), "png": "data:image/png;base64," + base64.b64encode(png).decode(),
+                        "width": 900, "height": 600},
+            "umap": {"error": "WebGL is not available"},
+            "bad": {"svg": "not a data url", "png": "data:image/png;base64,AAAA", "width": 1, "height": 1}}
+    images = decode_images(sent)
+    assert images["ranking"]["svg"] == svg.encode() and images["ranking"]["png"] == png
+    assert images["umap"] == {"error": "WebGL is not available"} and "not a data URL" in images["bad"]["error"]
+    cells = pd.DataFrame({"cell": ["c1", "c2"], "score": [0.1, 0.2]})
+    tables = {"diseases": tiny_result.diseases, "umap": cells, "scatter": cells.copy(),
+              "resolution": resolution_table(tiny_result.resolution)}
+    zf = zipfile.ZipFile(io.BytesIO(snapshot_zip(tiny_atlas, tiny_result, tables, figures={"ranking": {"data": []}}, images=images)))
+    names = set(zf.namelist())
+    assert {"figures/ranking.json", "figures/ranking.svg", "figures/ranking.png", "umap.csv", "diseases.csv"} <= names
+    assert zf.read("figures/ranking.png") == png and zf.read("figures/ranking.svg").decode() == svg
+    # the same bytes are written once: scatter.csv = umap.csv, resolution.csv = genes_resolved.csv
+    assert "scatter.csv" not in names and "resolution.csv" not in names and "figures/umap.svg" not in names
+    contents = [zf.read(n) for n in names]
+    assert len(set(contents)) == len(contents)
+    readme = zf.read("README.txt").decode()
+    assert "table 'scatter' is the same as umap.csv" in readme and "table 'resolution' is the same as genes_resolved.csv" in readme
+    assert "figure not drawn as an image: umap (WebGL is not available)" in readme and "900 x 600 px, as on screen" in readme
+    # an image that is not what it says becomes a named error, never a broken file in the zip
+    wrong = decode_images({"x": {"svg": "data:image/svg+xml,%3Csvg%3E", "png": "data:image/png;base64,AAAA"}})["x"]
+    assert wrong == {"error": "the png image does not start with PNG's signature"}
+    assert issubclass(ExportError, ValueError)

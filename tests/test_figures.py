@@ -162,7 +162,12 @@ def test_umap_categorical_one_trace_per_category_largest_first():
     counts = hover.loc[sel, "disease"].value_counts()
     assert [t["name"] for t in named] == sorted(counts.index, key=lambda c: (-counts[c], c))[:7]
     assert [t["marker"]["color"] for t in named] == [c for c in F.PALETTE if c != "#F0E442"]
-    assert cats[-1]["name"] == "other (3)"  # ten diseases, seven colours
+    assert cats[-1]["name"] == "other (3 smaller groups)"  # ten diseases, seven colours
+    # the grouped categories and the cells outside the selection must not look alike (issue 18)
+    assert cats[-1]["marker"]["color"] != grey["marker"]["color"]
+    dark = int(cats[-1]["marker"]["color"][1:3], 16)
+    faint = int(grey["marker"]["color"][1:3], 16)
+    assert faint - dark > 100
     for t in named:
         assert {c[3] for c in t["customdata"]} == {t["name"]}
     assert sum(arr(t["x"]).size for t in cats) == sel.sum()
@@ -450,15 +455,17 @@ def test_coattribution_heatmap_orders_each_block_by_module_and_marks_the_split()
     assert {(s["y0"], s["y1"]) for s in lines} == {(-0.5, 5.5), (3.5, 3.5)}
     notes = [a["text"] for a in layout["annotations"]]
     assert "<b>signature (4) ◂</b>" in notes and "<b>▸ missing from the signature (2)</b>" in notes
-    assert any("SIMULATED" in n for n in notes)
-    assert layout["title"]["text"] == "t"
+    # the SIMULATED note is the title's last line: in the title it cannot sit on the block names
+    assert not any("SIMULATED" in n for n in notes)
+    title = layout["title"]["text"].split("<br>")
+    assert title[0] == "t" and "includes SIMULATED data" in title[-1]
 
 
 def test_coattribution_heatmap_edge_cases():
     corr, genes, modules = _coattribution_input()
     only_signature = F.coattribution_heatmap(corr, genes, 6, modules=modules).to_dict()["layout"]
     assert only_signature["meta"]["split"] is None and not only_signature.get("shapes")
-    assert not any("SIMULATED" in a["text"] for a in only_signature["annotations"])
+    assert "SIMULATED" not in (only_signature["title"]["text"] or "")
     no_modules = F.coattribution_heatmap(corr, genes, 2).to_dict()["layout"]["meta"]
     assert no_modules["genes"] == genes and no_modules["modules"] == [""] * 6  # no modules: order kept
     assert is_empty(F.coattribution_heatmap(np.zeros((0, 0)), [], 0))
@@ -468,3 +475,140 @@ def test_coattribution_heatmap_edge_cases():
         F.coattribution_heatmap(corr, genes, 7)
     with pytest.raises(ValueError, match="one module per gene"):
         F.coattribution_heatmap(corr, genes, 2, modules=modules[:3])
+
+
+# -- issue 18: numbers one way, titles and labels that fit, the reading sentence ------------------
+def _plain(text: str) -> str:
+    import re
+
+    return re.sub(r"<[^>]+>", "", text)
+
+
+def test_numbers_are_formatted_one_way():
+    fmt = F.format_value
+    assert [fmt(38.46, "pct"), fmt(0.0437, "p"), fmt(0.00329, "q"), fmt(8709, "count"), fmt(0.885, "share")] == \
+        ["38.5", "0.044", "0.0033", "8,709", "88%"]
+    assert fmt(1 / 1001, "p", floor=1 / 1001) == "≤ 0.001" and fmt(0.5, "p", floor=1 / 1001) == "0.5"
+    assert fmt(None, "p") == fmt(float("nan"), "q") == "–"
+    with pytest.raises(ValueError, match="kind must be one of"):
+        fmt(1, "percent")
+    # the grid says the same with d3-format: one decimal for hit %, two significant digits for p and q
+    assert F.GRID_FORMATS["pct"] == "d3.format('.1f')" and F.GRID_FORMATS["p"] == F.GRID_FORMATS["q"] == "d3.format('.2~g')"
+
+
+def test_bh_q_values_by_hand():
+    q = F.bh_q_values({"a": 0.01, "b": 0.04, "c": 0.03, "d": 0.5, "e": None})
+    # sorted p 0.01, 0.03, 0.04, 0.5 over m = 4: q = min over j >= i of p_j * m / j
+    assert q == pytest.approx({"a": 0.04, "b": 0.04 * 4 / 3, "c": 0.04 * 4 / 3, "d": 0.5})
+    assert F.bh_q_values({}) == {} and F.bh_q_values({"x": float("nan")}) == {}
+
+
+def test_titles_wrap_and_carry_the_simulated_note_below_the_toolbar():
+    long = "Mean attribution: genes x disease in every monocyte of every study that measured the signature well enough"
+    fig = F.heatmap_figure(_blocks(), title=long, simulated=True)
+    layout = fig.to_dict()["layout"]
+    lines = layout["title"]["text"].split("<br>")
+    assert len(lines) == 3 and all(len(_plain(line)) <= 78 for line in lines)
+    assert "includes SIMULATED data" in lines[-1] and not layout.get("annotations")
+    # the title starts below the toolbar's band and the plot below the title's lines
+    assert layout["title"]["pad"]["t"] >= 30 and layout["margin"]["t"] >= layout["title"]["pad"]["t"] + 22 * len(lines)
+    short = F.heatmap_figure(_blocks(), title="t").to_dict()["layout"]
+    assert short["margin"]["t"] < layout["margin"]["t"] and short["height"] < layout["height"]
+
+
+def test_heatmap_and_dotplot_name_the_groups_on_top():
+    heat = F.heatmap_figure(_blocks(), title="t").to_dict()["layout"]
+    assert heat["xaxis"]["side"] == "top"
+    mean = _blocks()
+    pct = mean * 0 + 50
+    dot = F.dotplot_figure(mean, pct, group_label="disease", title="t").to_dict()["layout"]
+    assert dot["xaxis"]["side"] == "top"
+    # the dot-size key moved below the plot, out of the group names' way
+    assert all(s["yanchor"] == 0 and s["y1"] < 0 for s in dot["shapes"])
+    assert all(a["y"] == 0 and a["yshift"] < 0 for a in dot["annotations"])
+    assert dot["margin"]["b"] >= 45
+
+
+def test_ranking_labels_wrap_to_fit_and_stand_at_an_angle_when_many():
+    def ranking(names):
+        n = len(names)
+        table = pd.DataFrame({"group": names, "rank": range(1, n + 1), "n_samples": 3, "n_studies": 1, "mean_hit_pct": 10.0,
+                              "median_hit_pct": 10.0, "n_cells": 100})
+        samples = pd.DataFrame({"disease": names, "hit_pct": 10.0, "simulated": True, "study": "S", "sample": "s",
+                                "n_cells": 100, "n_hits": 10})
+        return samples, table
+
+    names = [f"systemic lupus erythematosus {i}" for i in range(10)]
+    layout = F.disease_ranking_figure(*ranking(names), base_rate=10, title="t").to_dict()["layout"]
+    width = int(780 / 10 / 6.8 - 1)
+    for tick in layout["xaxis"]["ticktext"]:
+        name_lines = tick.split("<br>")[:-2]  # the name, then samples and studies
+        assert all(len(line) <= width for line in name_lines), tick
+    assert "erythemat-" in layout["xaxis"]["ticktext"][0]  # a word too long for its column is hyphenated
+    assert layout["xaxis"]["tickangle"] == 0
+    many = [f"disease {i}" for i in range(20)]
+    angled = F.disease_ranking_figure(*ranking(many), base_rate=10, title="t").to_dict()["layout"]
+    assert angled["xaxis"]["tickangle"] == -45 and angled["xaxis"]["ticktext"] == many
+
+
+def test_scatter_and_comparison_keep_notes_out_of_the_plot(query):
+    sel = query.selection
+    fig = F.score_scatter_figure(query.scores[sel], query.expression_scores[sel], np.array(["a"] * int(sel.sum())),
+                                 simulated=np.ones(int(sel.sum()), bool), title="t").to_dict()["layout"]
+    assert fig["legend"]["orientation"] == "h" and fig["legend"]["yanchor"] == "bottom"  # below, not squeezing the plot
+    assert "Spearman" in fig["title"]["text"] and "SIMULATED" in fig["title"]["text"] and not fig.get("annotations")
+
+
+class _Null:
+    def __init__(self, p: dict, draws: int = 1000):
+        self._p, self.n_draws, self.p_floor = p, draws, 1 / (1 + draws)
+
+    def p_values(self):
+        return dict(self._p)
+
+
+def _result(null=True, p=None):
+    from types import SimpleNamespace
+
+    from compute.query import HitRule
+
+    diseases = pd.DataFrame({"group": ["sepsis", "COVID-19", "Kawasaki disease", "asthma"], "rank": [1, 2, 3, 4],
+                             "mean_hit_pct": [38.46, 33.1, 18.6, 3.5], "n_samples": [9, 9, 9, 6]})
+    samples = pd.DataFrame({"study": ["S1", "S2", "S3", "S4"], "simulated": [True, True, True, False]})
+    p = p or {"sepsis": 0.001, "COVID-19": 0.001, "Kawasaki disease": 0.001, "asthma": 0.9}
+    params = SimpleNamespace(rule=HitRule("percentile", 90), cell_types=("monocyte",), diseases=(), tissues=(), studies=(), data="all")
+    return SimpleNamespace(params=params, diseases=diseases, samples=samples, n_selected=8709,
+                           resolution=SimpleNamespace(matched=["G"] * 88), null={"disease": _Null(p)} if null else {})
+
+
+def test_reading_sentence_says_what_where_the_top_diseases_and_how_sure():
+    from dashboard.views.results import reading_sentence
+
+    text = reading_sentence(_result(), simulated_share=0.75)
+    assert text.startswith("Reading: In 8,709 cells (monocyte; 4 samples from 4 studies, 75% SIMULATED), the 88-gene signature")
+    assert "top 10% of scores (10% of a sample's cells expected by chance)" in text
+    assert "sepsis (38.5% of cells per sample), COVID-19 (33.1% of cells per sample) and Kawasaki disease (18.6%" in text
+    assert "3 of the 4 diseases tested (sepsis, COVID-19, Kawasaki disease) stand above" in text and "q ≤ 0.05" in text
+    assert text.count(".") - text.count("38.5") - text.count("33.1") - text.count("18.6") - text.count("0.05") == 1  # one sentence
+    none = reading_sentence(_result(p={"sepsis": 0.3, "COVID-19": 0.5, "Kawasaki disease": 0.6, "asthma": 0.9}))
+    assert "none of the 4 diseases tested stands above" in none and "no evidence of a disease-specific signal" in none
+    assert "not judged: no random gene sets were drawn" in reading_sentence(_result(null=False))
+
+
+def test_genes_note_says_how_many_genes_the_view_shows():
+    from dashboard.views.results import GENE_VIEW_CAP, genes_note
+
+    assert genes_note(60, 88, "top").startswith("Top 60 of 88 matched genes by mean attribution")
+    assert "the CSV export holds all 88" in genes_note(60, 88, "top")
+    assert genes_note(88, 88, "all").startswith("All 88 matched genes shown")
+    assert f"the view's cap is {GENE_VIEW_CAP}" in genes_note(GENE_VIEW_CAP, 500, "all")
+
+
+def test_presenter_figure_enlarges_type_and_fits_the_screen():
+    from dashboard.views.results import PRESENTER_TITLE, presenter_figure
+
+    fig = F.heatmap_figure(_blocks(), title="t")
+    top = fig.layout.margin.t
+    big = presenter_figure(fig).to_dict()["layout"]
+    assert big["title"]["font"]["size"] == PRESENTER_TITLE and big["font"]["size"] >= 20
+    assert "height" not in big and big["autosize"] is True and big["margin"]["t"] > top

@@ -126,3 +126,58 @@ def test_tiny_module_sets_give_nan_not_false_significance():
         sm = signature_modules(gm, genes, n_perm=100)
         assert np.isfinite(sm.coherence)
         assert np.isnan(sm.z) and np.isnan(sm.p_value), genes
+
+
+def test_the_build_stores_the_modules_and_they_are_read_not_computed(tiny_build, tiny_atlas, modules, monkeypatch):
+    """Issue 16, failure 2: the build stores the atlas's modules; reading them computes nothing."""
+    from compute.genemodules import MODULES_DIR, default_params, stored_modules
+
+    record = tiny_atlas.meta["gene_modules"]
+    assert record["dir"] == MODULES_DIR and record["params"] == default_params()
+    assert {f"{MODULES_DIR}/corr.npy", f"{MODULES_DIR}/modules.json"} <= set(tiny_atlas.meta["files"])
+    stored = stored_modules(tiny_atlas)
+    assert stored.genes == modules.genes and np.array_equal(stored.labels, modules.labels)
+    np.testing.assert_allclose(np.asarray(stored.corr), modules.corr, atol=1e-6)
+    assert stored.table[["name", "size", "hub_genes"]].equals(modules.table[["name", "size", "hub_genes"]])
+    np.testing.assert_allclose(stored.table["z"].to_numpy(float), modules.table["z"].to_numpy(float), equal_nan=True)
+    # with the defaults, gene_modules answers from the stored files: a computation would fail here
+    import compute.genemodules._modules as impl
+
+    monkeypatch.setattr(impl, "_metacell_matrix", lambda *a, **k: pytest.fail("modules computed, not read"))
+    assert gene_modules(tiny_atlas).genes == modules.genes
+    # other parameters are computed (and would fail here)
+    with pytest.raises(pytest.fail.Exception):
+        gene_modules(tiny_atlas, n_perm=7, use_cache=False)
+
+
+def test_an_atlas_without_stored_modules_computes_them_in_the_background(tiny_build, tmp_path):
+    """An atlas built before builds stored modules: the Modules tab says they are being computed
+    (a background thread; the request returns at once) and asks again until they are there."""
+    import json
+    import shutil
+    import time
+
+    from dashboard import ids
+    from dashboard.callbacks import modules as modules_tab
+    from dashboard.data import DashboardData
+
+    old = tmp_path / "old"
+    shutil.copytree(tiny_build[1], old, symlinks=False)
+    root = json.loads((old / "atlas.json").read_text())
+    root["gene_modules"] = None
+    root["files"] = {k: v for k, v in root["files"].items() if not k.startswith("gene_modules/")}
+    shutil.rmtree(old / "gene_modules")
+    (old / "atlas.json").write_text(json.dumps(root))
+    data = DashboardData(old)
+    t0 = time.perf_counter()
+    first = modules_tab.render_modules(data, None, None, "modules", None, False)
+    assert time.perf_counter() - t0 < 5
+    assert first["poll_disabled"] is False and first["store"] is None
+    assert first["summary"].id == ids.MODULES_PENDING and "being computed" in first["summary"].children
+    deadline = time.time() + 120
+    while True:
+        out = modules_tab.render_modules(data, None, None, "modules", None, False, poll=1)
+        if out["poll_disabled"] or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    assert out["poll_disabled"] is True and out["store"] is not None and out["module_options"]

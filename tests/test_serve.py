@@ -282,7 +282,9 @@ def _announce_body(url: str, n_bytes: int, path: str) -> tuple[int, str]:
 
 
 def _outputs(spec: str) -> list[dict]:
-    return [{"id": p.rsplit(".", 1)[0], "property": p.rsplit(".", 1)[1]} for p in spec.strip(".").split("...")]
+    # "..id.prop...id.prop@hash.." (a duplicate output carries its callback's hash)
+    parts = [p.partition("@")[0] for p in spec[2:-2].split("...")] if spec.startswith("..") else [spec.partition("@")[0]]
+    return [{"id": p.rsplit(".", 1)[0], "property": p.rsplit(".", 1)[1]} for p in parts]
 
 
 def _upload(served, deps, n_bytes: int) -> tuple[int, str]:
@@ -425,7 +427,7 @@ def _run_job(served: str, request_id: int) -> str:
     dep = next(d for d in deps if d["output"].startswith("..result-key.data") and d.get("background"))
     values = {"genes": "CD14 LYZ S100A8 S100A9 FCN1 VCAN", "data-kind": "all", "rule": "percentile", "cut": 90, "cell-min": 25,
               "samp-min": 3, "min-coverage": 0.5, "null-draws": 0}
-    body = {"output": dep["output"], "outputs": _outputs(dep["output"].split("@")[0] + ".."), "changedPropIds": ["query-request.data"],
+    body = {"output": dep["output"], "outputs": _outputs(dep["output"]), "changedPropIds": ["query-request.data"],
             "inputs": [{"id": "run", "property": "n_clicks", "value": None}, {"id": "query-request", "property": "data", "value": request_id}],
             "state": [dict(s, value=values.get(s["id"], [])) for s in dep["state"]]}
     start = json.loads(_call(f"{served}/_dash-update-component?endId={end_id}", body=body)[2])
@@ -487,3 +489,79 @@ def test_load_test_summary():
     assert s["requests"] == 4 and s["requests_per_second"] == 2.0 and s["errors"] == 1
     assert s["error_kinds"] == {"layout: HTTP 502": 1} and s["queries_from_cache"] == 1
     assert s["by_kind"]["query"] == {"n": 2, "p50_ms": 100.0, "p95_ms": 300.0, "p99_ms": 300.0}
+
+
+# -- issue 16: slow clients, the mixed load -------------------------------------------------------------
+def _master_pid(url: str) -> int:
+    import psutil
+
+    port = url.rsplit(":", 1)[1]
+    return next(p.pid for p in psutil.Process().children() if "gunicorn" in " ".join(p.cmdline()) and f":{port}" in " ".join(p.cmdline()))
+
+
+def test_slow_clients_do_not_block_the_workers(served):
+    """Issue 16, failure 9: with sync workers, four connections sending half a header each held all
+    the workers until they closed. Threaded workers give each such connection one thread."""
+    import socket
+
+    host, port = "127.0.0.1", int(served.rsplit(":", 1)[1])
+    slow = []
+    try:
+        for _ in range(6):  # more than the two workers of this server
+            sock = socket.create_connection((host, port), timeout=5)
+            sock.sendall(b"GET /_dash-layout HTTP/1.1\r\nHost: x\r\nX-Half: ")
+            slow.append(sock)
+        time.sleep(0.5)
+        t0 = time.time()
+        status, _, text = _call(served + "/api/v1/atlas")
+        assert status == 200 and "genes" in json.loads(text)
+        assert time.time() - t0 < 30  # answered while the slow connections are still open
+        for sock in slow:
+            sock.sendall(b"y")
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+def test_mixed_load_ends_with_no_errors_and_no_worker_replaced(served, tmp_path):
+    """Issue 16: API and page queries, the Modules tab, 10,000 null draws (a 400) and a slow client
+    at once: no server error, no worker killed (the note gives the 20-client, 60-s figures)."""
+    out = tmp_path / "mixed.json"
+    proc = subprocess.run([sys.executable, "-m", "dashboard.loadtest", "--url", served, "--clients", "4", "--seconds", "15", "--mixed",
+                           "--server-pid", str(_master_pid(served)), "--json", str(out)],
+                          cwd=REPO, capture_output=True, text=True, env=_env(SIGATLAS_AUTH=f"{USER}:{PASSWORD}"), timeout=300)
+    figures = json.loads(out.read_text()) if out.is_file() else {}
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert figures["errors"] == 0 and figures["workers"]["replaced"] == 0
+    assert figures["slow_client"]["connections"] >= 1
+    for kind in ("query", "dash_query", "modules", "big_null"):
+        assert figures["by_kind"][kind]["n"] > 0, kind
+    assert "workers: 2 before" in proc.stdout
+
+
+def test_a_damaged_atlas_is_never_served(tiny_build, tmp_path):
+    """Issue 16, failure 1: one flipped byte in a study's attributions, or a truncated index file:
+    neither server starts; each says in one line which file and how to repair it."""
+    import shutil
+
+    for damage in ("flip", "truncate"):
+        copy = tmp_path / damage
+        shutil.copytree(tiny_build[1], copy)
+        study = sorted((copy / "studies").iterdir())[1]
+        if damage == "flip":
+            target = study / "attr.data.npy"
+            raw = bytearray(target.read_bytes())
+            raw[-3] ^= 0x01
+            target.write_bytes(bytes(raw))
+        else:
+            target = study / "attr.indices.npy"
+            target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+        gunicorn = [sys.executable, "-m", "gunicorn", "-c", "python:dashboard.wsgi", "-b", f"127.0.0.1:{free_port()}"]
+        proc = subprocess.run(gunicorn, cwd=REPO, capture_output=True, text=True, env=_env(SIGATLAS_ATLAS=copy), timeout=120)
+        assert proc.returncode == 2 and "Booting worker" not in proc.stderr, proc.stderr
+        line = next(ln for ln in proc.stderr.splitlines() if ln.startswith("error:"))
+        assert f"studies/{study.name}/{target.name}" in line and "--rewrite" in line and "not served" in line
+        dash = subprocess.run([sys.executable, "-m", "dashboard", "--atlas", str(copy), "--port", str(free_port())], cwd=REPO,
+                              capture_output=True, text=True, env=_env(), timeout=120)
+        assert dash.returncode != 0 and f"studies/{study.name}/{target.name}" in dash.stderr and "--rewrite" in dash.stderr
+        assert "Traceback" not in dash.stderr

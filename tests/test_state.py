@@ -38,11 +38,15 @@ def valid_states(draw):
         "quantile": st.floats(0, 1),
         "value": st.floats(allow_nan=False, allow_infinity=False),
     }[rule]
-    return {
+    # settings this generator does not draw (those of other tabs) keep their defaults
+    return copy.deepcopy(DEFAULTS) | {
         # whatever was pasted (newlines, comments, any text), in the one-line form the link keeps
         "genes": draw(st.text(_CHARS, max_size=60).map(normalise_genes)),
         "preset": draw(st.one_of(st.just(""), _IDENT)),
         **{k: draw(st.lists(_NAME, max_size=4, unique=True)) for k in ("cell_types", "diseases", "tissues", "studies", "disease_groups")},
+        # the "Genes in a cell type" tab's population and gene
+        **{k: draw(st.lists(_NAME, max_size=4, unique=True)) for k in ("rank_cell_types", "rank_diseases", "rank_studies", "rank_versus")},
+        "rank_gene": draw(st.one_of(st.just(""), _IDENT)),
         **{k: draw(st.sampled_from(v)) for k, v in CHOICES.items() if k != "rule"},
         "rule": rule,
         "cutoff": draw(cut),

@@ -146,13 +146,15 @@ def write_root(
     files: dict | None = None,
     report: dict | None = None,
     vocabulary: dict | None = None,
+    gene_modules: dict | None = None,
 ) -> None:
     """Write atlas.json (last, atomically) for studies already written; drop stale study folders.
     ``model_card`` None: the atlas carries no encoder. ``attributions``: overrides of the
     attribution element's description (e.g. the row sum of imported values). ``files``: the
     checksums of the atlas files ({relative path: {sha256, bytes}}, checked by ``python -m compute
     verify``); computed here by reading every file when not given. ``vocabulary``: the
-    vocabulary file's name, ontology versions and label-transfer summary (None: none recorded)."""
+    vocabulary file's name, ontology versions and label-transfer summary (None: none recorded).
+    ``gene_modules``: {"dir", "params", ...} of the precomputed gene modules (None: none stored)."""
     studies_dir = root / fmt.STUDIES_DIR
     keep = {e["id"] for e in entries}
     for stale in (p for p in studies_dir.glob("*") if p.name not in keep) if studies_dir.is_dir() else ():
@@ -173,6 +175,7 @@ def write_root(
         "studies": entries,
         "report": report or {},
         "vocabulary": vocabulary,
+        "gene_modules": gene_modules,
         "files": files if files is not None else checksum_files(root),
     }
     write_json_atomic(root / fmt.ROOT_FILE, doc)

@@ -33,9 +33,12 @@ import scipy.sparse as sp
 
 from compute.query import gene_bins, matched_draws
 
-__all__ = ["GeneModules", "SignatureModules", "coherence_null", "gene_modules", "signature_modules"]
+__all__ = ["MODULES_DIR", "GeneModules", "SignatureModules", "coherence_null", "default_params", "gene_modules", "read_gene_modules",
+           "signature_modules", "stored_modules", "write_gene_modules"]
 
 MODULES_VERSION = 1
+MODULES_DIR = "gene_modules"  # the atlas's folder of its precomputed co-attribution modules
+_CORR_FILE, _META_FILE = "corr.npy", "modules.json"
 TABLE_COLUMNS = ["module", "name", "size", "coherence", "null_mean", "null_sd", "z", "p_value", "hub_genes", "genes"]
 
 
@@ -194,6 +197,8 @@ def gene_modules(atlas, *, max_metacells: int = 8000, k: int = 10, min_detection
 
     params = dict(max_metacells=max_metacells, k=k, min_detection=min_detection, max_genes=max_genes, r_cut=r_cut,
                   min_size=min_size, n_perm=n_perm, seed=seed, store=store)
+    if use_cache and (stored := stored_modules(atlas, params)) is not None:
+        return stored
     key = atlas.cache.key("gene_modules", MODULES_VERSION, params)
     if use_cache:
         hit = atlas.cache.get(key)
@@ -296,3 +301,61 @@ def signature_modules(gm: GeneModules, genes, *, n_missing: int = 25, n_perm: in
                 "module": [names.get(int(gm.labels[others[i]]), "") for i in top],
             })
     return SignatureModules(considered, not_considered, coh, mu, sd, z, p, overlaps, missing, n_perm)
+
+
+def default_params() -> dict:
+    """The parameters of :func:`gene_modules`'s defaults: the modules a build stores."""
+    import inspect
+
+    sig = inspect.signature(gene_modules)
+    return {name: p.default for name, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY and name != "use_cache"}
+
+
+def write_gene_modules(gm: GeneModules, folder) -> list[str]:
+    """Write ``gm`` into ``folder`` (the correlation matrix as .npy, memory-mapped when read; the
+    rest as JSON), each file atomically. Returns the file names written."""
+    import json
+    from pathlib import Path
+
+    from compute.files import atomic_write, save_npy_atomic
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_npy_atomic(folder / _CORR_FILE, np.ascontiguousarray(gm.corr, dtype=np.float32))
+    table = gm.table.astype(object).where(gm.table.notna(), None)
+    doc = {"version": MODULES_VERSION, "genes": list(gm.genes), "labels": gm.labels.astype(int).tolist(),
+           "bins": np.asarray(gm.bins).astype(int).tolist(), "n_metacells": int(gm.n_metacells), "params": gm.params,
+           "method": gm.method, "table_columns": list(gm.table.columns), "table": table.to_dict(orient="records")}
+    atomic_write(folder / _META_FILE, lambda t: t.write_text(json.dumps(doc, default=_plain)))
+    return [_CORR_FILE, _META_FILE]
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else list(value) if isinstance(value, np.ndarray) else str(value)
+
+
+def read_gene_modules(folder) -> GeneModules:
+    """The GeneModules written by :func:`write_gene_modules` in ``folder`` (the correlation matrix
+    memory-mapped, read-only). Raises ValueError for another modules version."""
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    doc = json.loads((folder / _META_FILE).read_text())
+    if doc.get("version") != MODULES_VERSION:
+        raise ValueError(f"{folder}: gene modules of version {doc.get('version')}, this SigAtlas reads {MODULES_VERSION}")
+    table = pd.DataFrame.from_records(doc["table"], columns=doc["table_columns"])
+    for col in ("coherence", "null_mean", "null_sd", "z", "p_value"):
+        if col in table:
+            table[col] = pd.to_numeric(table[col], errors="coerce")
+    return GeneModules(list(doc["genes"]), np.load(folder / _CORR_FILE, mmap_mode="r"), np.asarray(doc["labels"], dtype=np.int64),
+                       np.asarray(doc["bins"], dtype=np.int64), table, int(doc["n_metacells"]), dict(doc["params"]), doc["method"])
+
+
+def stored_modules(atlas, params: dict | None = None) -> GeneModules | None:
+    """The modules the atlas's build stored (``params``: only when stored with these), or None when
+    it stored none (atlases built before modules were stored, or with other parameters)."""
+    record = (getattr(atlas, "meta", None) or {}).get("gene_modules")
+    if not record or (params is not None and record.get("params") != params):
+        return None
+    return read_gene_modules(atlas.path / record["dir"])

@@ -1,6 +1,7 @@
 """The dashboard's callbacks, one module per job: ``link`` (the URL state), ``controls`` (presets,
 uploads, the disease-groups note), ``query`` (the background query), ``render`` (the result's
-views), ``modules`` (the Modules tab), ``export`` (CSV, snapshot, images) and ``presenter``.
+views), ``modules`` (the Modules tab), ``celltype_genes`` (the "Genes in a cell type" tab),
+``export`` (CSV, snapshot, images) and ``presenter``.
 
 Each callback is a top-level function that takes the DashboardData first and returns its outputs
 by name (a dict mapped to Dash Outputs); the module's ``register(app, data)`` wires it to the page,
@@ -11,7 +12,16 @@ from __future__ import annotations
 
 import dash
 
-from dashboard.callbacks import controls, export, link, modules, presenter, query, render
+from dashboard.callbacks import (
+    celltype_genes,
+    controls,
+    export,
+    link,
+    modules,
+    presenter,
+    query,
+    render,
+)
 from dashboard.callbacks.wiring import QUERY_CONTROLS
 from dashboard.views.results import empty_views, view_tables
 
@@ -20,7 +30,7 @@ __all__ = ["answer_query", "register"]
 
 def register(app: dash.Dash, data) -> None:
     """Every callback of the dashboard on ``app``, answering from ``data``."""
-    for module in (link, controls, query, render, modules, export, presenter):
+    for module in (link, controls, query, render, modules, celltype_genes, export, presenter):
         module.register(app, data)
 
 
@@ -36,6 +46,8 @@ def answer_query(data, state: dict, progress=None) -> dict:
             progress(update[0] / 100, update[1])
 
     ran = query.run_query(data, set_progress, run_clicks=1, request=None, **{key: state[key] for key in QUERY_CONTROLS})
+    if ran["result_key"] is dash.no_update:  # settings that form no query: no result (the page keeps its last one)
+        ran["result_key"], ran["query_error"] = None, None
     try:
         out = render.render(data, ran["result_key"], ran["query_error"], presenter=False, driver_group=state.get("driver_group"),
                             **{key: state[key] for key in render.RENDER_SETTINGS})

@@ -15,17 +15,20 @@ from dashboard.views.studies import disease_groups_note
 __all__ = ["on_preset", "on_upload", "on_upload_set", "register", "show_disease_groups"]
 
 
-def on_preset(data, clicks: list, selected: str | None, request: int | None, trigger=None) -> dict:
-    """The preset's genes and cell types, and the query request advanced (the query runs).
-    ``trigger``: what was used (a preset button's id {"type": "preset", "key": ...}, or the
-    preset list's id, whose value is ``selected``); default: Dash's triggered id."""
+def on_preset(data, clicks: list, selected: str | None, request: int | None, trigger=None, examples: list | None = None) -> dict:
+    """The preset's genes and cell types, the query request advanced (the query runs) and the
+    preset list emptied (it is an action, not a state: the gene box may change after it).
+    ``trigger``: what was used (a preset button's id {"type": "preset", "key": ...}, a landing
+    example's {"type": "example", "key": ...}, or the preset list's id, whose value is
+    ``selected``); default: Dash's triggered id. ``examples``: the landing examples' clicks."""
     trigger = dash.ctx.triggered_id if trigger is None else trigger
     button = isinstance(trigger, dict)
     key = trigger["key"] if button else selected
-    if key not in PRESETS or (button and not any(c for c in clicks if c)):
+    pressed = clicks if not button or trigger.get("type") == "preset" else (examples or [])
+    if key not in PRESETS or (button and not any(c for c in pressed if c)):
         raise dash.exceptions.PreventUpdate
     text, cell_types = apply_preset(data, key)
-    return {"genes": text, "cell_types": cell_types, "request": (request or 0) + 1}
+    return {"genes": text, "cell_types": cell_types, "request": (request or 0) + 1, "selected": None}
 
 
 def on_upload(data, contents: str | None, filename: str | None) -> dict:
@@ -58,8 +61,9 @@ def show_disease_groups(data, groups: list | None) -> dict:
 def register(app: dash.Dash, data) -> None:
     app.callback(
         output={"genes": Output(ids.GENES, "value", allow_duplicate=True), "cell_types": Output(ids.CELL_TYPES, "value", allow_duplicate=True),
-                "request": Output(ids.QUERY_REQUEST, "data", allow_duplicate=True)},
-        inputs={"clicks": Input({"type": "preset", "key": ALL}, "n_clicks"), "selected": Input(ids.PRESET_SELECT, "value")},
+                "request": Output(ids.QUERY_REQUEST, "data", allow_duplicate=True), "selected": Output(ids.PRESET_SELECT, "value")},
+        inputs={"clicks": Input({"type": "preset", "key": ALL}, "n_clicks"), "selected": Input(ids.PRESET_SELECT, "value"),
+                "examples": Input({"type": ids.EXAMPLE_TYPE, "key": ALL}, "n_clicks")},
         state={"request": State(ids.QUERY_REQUEST, "data")},
         prevent_initial_call=True,
     )(bind(on_preset, data))

@@ -1,13 +1,16 @@
 """Exports: each view's data as CSV and the snapshot zip (server side), figures as SVG and PNG
-(in the browser, by Plotly)."""
+(drawn in the browser by Plotly, at the size they have on screen; the snapshot's images too)."""
 
 from __future__ import annotations
+
+import json
 
 import dash
 from dash import Input, Output, State, clientside_callback, dcc
 
 from dashboard import export, ids
 from dashboard.callbacks.wiring import VIEW_CONTROLS, bind, control_pairs, controls
+from dashboard.data import ModulesPending
 from dashboard.layout import CSV_ONLY_VIEWS, FIGURE_GRAPHS
 from dashboard.state import read_state
 from dashboard.views.modules import modules_table
@@ -18,27 +21,43 @@ __all__ = ["CSV_BUTTONS", "download", "register"]
 CSV_BUTTONS = {f"{ids.CSV_PREFIX}{view}": view for view in (*FIGURE_GRAPHS, *CSV_ONLY_VIEWS)}  # button id -> view
 # the figures of the snapshot: file name -> view
 _SNAPSHOT_FIGURES = {"diseases": "disease_fig", "robustness": "robust_fig", "drivers": "driver_fig", "comparison": "compare_fig",
-                     "umap": "umap_fig", "genes": "heatmap_fig"}
+                     "scatter": "scatter_fig", "umap": "umap_fig", "genes": "heatmap_fig"}
+# the width a figure in a hidden tab is drawn at for the snapshot: the visible results column's
+_JS_SIZE = """
+    function sigatlasSize(el) {
+        const full = el._fullLayout || {};
+        const shown = el.offsetWidth > 0;
+        const column = document.querySelector('.results');
+        const width = shown ? full.width : Math.max(600, (column ? column.clientWidth : 1000) - 24);
+        return {width: Math.round(width || 1000), height: Math.round(full.height || (el.layout || {}).height || 600)};
+    }
+"""
 
 
-def download(data, snapshot: int | None, csv: list, result_key: str | None, link: str | None, trigger=None, **settings):
-    """{"file": a dcc.Download payload}: the snapshot zip (every table and figure, the methods and
-    the link) when ``trigger`` is the snapshot button, else the CSV of the view whose button it
-    is, under the view ``settings``. ``csv``: the CSV buttons' clicks (in CSV_BUTTONS' order);
-    ``trigger``: default, Dash's triggered id."""
+def download(data, snapshot: dict | None, csv: list, result_key: str | None, link: str | None, trigger=None, **settings):
+    """{"file": a dcc.Download payload}: the snapshot zip (every table and figure as Plotly JSON,
+    SVG and PNG, the methods and the link) when ``trigger`` is the snapshot's image store
+    (``snapshot``: {"images": {view: {"svg", "png", "width", "height"} or {"error"}}}, drawn in
+    the browser), else the CSV of the view whose button it is, under the view ``settings``.
+    ``csv``: the CSV buttons' clicks (in CSV_BUTTONS' order); ``trigger``: default, Dash's
+    triggered id."""
     trigger = dash.ctx.triggered_id if trigger is None else trigger
-    clicks = snapshot if trigger == ids.SNAPSHOT else dict(zip(CSV_BUTTONS, csv, strict=True)).get(trigger)
+    clicks = snapshot if trigger == ids.SNAPSHOT_IMAGES else dict(zip(CSV_BUTTONS, csv, strict=True)).get(trigger)
     result = data.stored_result(result_key) if result_key is not None else None
     if result is None or not clicks:
         raise dash.exceptions.PreventUpdate
     state, _ = read_state(control_pairs(settings), strict=False)
-    if trigger == ids.SNAPSHOT:
+    if trigger == ids.SNAPSHOT_IMAGES:
         views = render_views(data, result, state)
         figs = {name: views[view].to_plotly_json() for name, view in _SNAPSHOT_FIGURES.items()}
-        blob = export.snapshot_zip(data.atlas, result, view_tables(data, result, state), url=link, figures=figs)
+        images = export.decode_images((snapshot or {}).get("images") or {})
+        blob = export.snapshot_zip(data.atlas, result, view_tables(data, result, state), url=link, figures=figs, images=images)
         return {"file": dcc.send_bytes(blob, f"sigatlas-snapshot-{data.atlas.name}.zip")}
     view = CSV_BUTTONS[trigger]
-    table = modules_table(data, result, data.gene_modules()) if view == "modules" else view_tables(data, result, state).get(view)
+    try:
+        table = modules_table(data, result, data.gene_modules()) if view == "modules" else view_tables(data, result, state).get(view)
+    except ModulesPending:  # an old atlas's modules are still being computed: the tab says so
+        raise dash.exceptions.PreventUpdate from None
     if table is None:
         raise dash.exceptions.PreventUpdate
     return {"file": {"content": export.safe_csv(table), "filename": f"sigatlas-{view}.csv", "type": "text/csv"}}
@@ -47,17 +66,48 @@ def download(data, snapshot: int | None, csv: list, result_key: str | None, link
 def register(app: dash.Dash, data) -> None:
     app.callback(
         output={"file": Output(ids.DOWNLOAD, "data")},
-        inputs={"snapshot": Input(ids.SNAPSHOT, "n_clicks"), "csv": [Input(button, "n_clicks") for button in CSV_BUTTONS]},
+        inputs={"snapshot": Input(ids.SNAPSHOT_IMAGES, "data"), "csv": [Input(button, "n_clicks") for button in CSV_BUTTONS]},
         state={"result_key": State(ids.RESULT_KEY, "data"), "link": State(ids.SHARE_LINK, "value"), **controls(State, VIEW_CONTROLS)},
         prevent_initial_call=True,
     )(bind(download, data))
+    # the snapshot's images: every drawn figure as SVG and PNG at its on-screen size, drawn here
+    # (the browser has the fonts and WebGL the server lacks); then the download above zips them
+    clientside_callback(
+        f"""async function(n) {{
+            if (!n) {{ return window.dash_clientside.no_update; }}
+            {_JS_SIZE}
+            const graphs = {json.dumps(FIGURE_GRAPHS)};
+            const images = {{}};
+            for (const [name, id] of Object.entries(graphs)) {{
+                const el = document.querySelector('#' + id + ' .js-plotly-plot');
+                if (!el || !el.data || ((el.layout || {{}}).meta || {{}}).empty) {{ continue; }}
+                const size = sigatlasSize(el);
+                try {{
+                    const svg = await Plotly.toImage(el, {{format: 'svg', width: size.width, height: size.height}});
+                    const png = await Plotly.toImage(el, {{format: 'png', width: size.width, height: size.height}});
+                    images[name] = {{svg: svg, png: png, width: size.width, height: size.height}};
+                }} catch (e) {{
+                    images[name] = {{error: String(e)}};
+                }}
+            }}
+            return {{clicks: n, images: images}};
+        }}""",
+        Output(ids.SNAPSHOT_IMAGES, "data"),
+        Input(ids.SNAPSHOT, "n_clicks"),
+        prevent_initial_call=True,
+    )
     for view, graph_id in FIGURE_GRAPHS.items():
         for fmt in ("svg", "png"):
+            # the figure as it shows: its on-screen width and height, every label where it is
             clientside_callback(
                 f"""function(n) {{
                     if (!n) {{ return window.dash_clientside.no_update; }}
+                    {_JS_SIZE}
                     const el = document.querySelector('#{graph_id} .js-plotly-plot');
-                    if (el) {{ Plotly.downloadImage(el, {{format: '{fmt}', filename: 'sigatlas-{view}', width: 1200, height: 700}}); }}
+                    if (el) {{
+                        const size = sigatlasSize(el);
+                        Plotly.downloadImage(el, {{format: '{fmt}', filename: 'sigatlas-{view}', width: size.width, height: size.height}});
+                    }}
                     return '';
                 }}""",
                 Output(f"{ids.IMG_PREFIX}{view}-{fmt}", "title"),

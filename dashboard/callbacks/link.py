@@ -4,6 +4,8 @@ quick second click is not held behind a round trip that could reset the controls
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl, urlencode
+
 import dash
 import dash_mantine_components as dmc
 from dash import Input, Output, State, clientside_callback, html
@@ -14,10 +16,34 @@ from dashboard.callbacks.wiring import CONTROLS, QUERY_CONTROLS, VIEW_CONTROLS, 
 from dashboard.presets import PRESETS, apply_preset
 from dashboard.state import DEFAULTS, decode_state, encode_state
 
-__all__ = ["register", "restore", "write_link"]
+__all__ = ["MAX_LINK_CHARS", "SHORT_LINK_KEY", "gene_box_text", "register", "restore", "write_link"]
 
 # the filters whose options a link can extend (a study's own label from an older link)
 _FILTER_OPTIONS = {"cell_types": ids.CELL_TYPES, "diseases": ids.DISEASES, "tissues": ids.TISSUES}
+# a query string longer than this becomes a short link ("?s=<key>"): the whole request line
+# (method, path, host-less URL, protocol) must stay under gunicorn's 8,190 bytes
+# (dashboard.wsgi.limit_request_line), with room for the path and a proxy's additions
+MAX_LINK_CHARS = 6000
+SHORT_LINK_KEY = "s"
+
+
+def gene_box_text(genes: str) -> str:
+    """The gene box's text for a link's one-line gene list: one entry (a gene, with its weight) a
+    line, as a pasted list reads, instead of one comma-joined blob that wraps mid-symbol."""
+    return "\n".join(part.strip() for part in (genes or "").split(",") if part.strip())
+
+
+def _expand(data, search: str) -> tuple[str, list[str]]:
+    """The full query string of a short link ("?s=<key>"), with a note when the key is unknown;
+    any other ``search`` as it is."""
+    pairs = parse_qsl((search or "").lstrip("?"), keep_blank_values=True)
+    if len(pairs) != 1 or pairs[0][0] != SHORT_LINK_KEY:
+        return search, []
+    stored = data.stored_link(pairs[0][1])
+    if stored is None:
+        return "", [f"the short link '{pairs[0][1][:20]}' is not known to this server (its store was cleared, or the link is "
+                    "from another server): paste the genes again"]
+    return stored, []
 
 
 def restore(data, search: str | None, request: int | None) -> dict:
@@ -27,7 +53,9 @@ def restore(data, search: str | None, request: int | None) -> dict:
     the query request counter advanced when there are genes to run."""
     # the Location's search changes only when a page opens (a link), on back/forward and on a
     # presenter step: our own state changes go to the address bar without it (write_link)
-    state, notes = decode_state(search or "", data.known_values)
+    search, lost = _expand(data, search or "")
+    state, notes = decode_state(search, data.known_values)
+    notes = lost + notes
     if state["preset"] in PRESETS and not state["genes"]:
         state["genes"], cell_types = apply_preset(data, state["preset"])
         state["cell_types"] = state["cell_types"] or cell_types
@@ -36,16 +64,21 @@ def restore(data, search: str | None, request: int | None) -> dict:
     run = bool(parse_gene_list(state["genes"]))
     # a study's own label from an older link is kept (it selects exactly its cells) and shown
     options = {f"{key}_options": data.filter_choices(key).with_extra(state[key]) for key in _FILTER_OPTIONS}
-    return {**{key: state[key] for key in CONTROLS}, **options, "notes": note,
+    return {**{key: state[key] for key in CONTROLS}, "genes": gene_box_text(state["genes"]), **options, "notes": note,
             "request": (request or 0) + 1 if run else dash.no_update}
 
 
 def write_link(data, result_key: str | None, query_error: dict | None, **settings) -> dict:
-    """The link (``search``: "?key=value...") for the controls' ``settings``, once a query has run."""
+    """The link (``search``: "?key=value...") for the controls' ``settings``, once a query has run;
+    one longer than MAX_LINK_CHARS is kept in the server's store and given as "?s=<key>", which
+    opens the same view (on any worker: the store is the shared disk cache)."""
     if result_key is None and query_error is None:
         raise dash.exceptions.PreventUpdate
     state = dict(DEFAULTS) | {key: value for key, value in settings.items() if value is not None}
-    return {"search": encode_state(state)}
+    search = encode_state(state)
+    if len(search) > MAX_LINK_CHARS:
+        search = "?" + urlencode([(SHORT_LINK_KEY, data.store_link(search))])
+    return {"search": search}
 
 
 def register(app: dash.Dash, data) -> None:

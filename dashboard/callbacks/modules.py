@@ -1,5 +1,5 @@
-"""The Modules tab: the signature among the atlas's gene modules (computed only while the tab
-shows, once per result), the module browser, and the two ways to rewrite the signature from there."""
+"""The Modules tab: the signature among the atlas's gene modules (stored by the build; placed only
+while the tab shows, once per result), the module browser, and the two ways to rewrite the signature from there."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from dash import Input, Output, State, clientside_callback, html
 
 from dashboard import figures, ids
 from dashboard.callbacks.wiring import bind
+from dashboard.data import ModulesPending
 from dashboard.state import append_genes
 from dashboard.views.modules import module_detail, modules_view
 from dashboard.views.results import PRESENTER_FONT
@@ -29,29 +30,39 @@ MODULES_OUTPUTS = {
     "module_value": Output(ids.MODULE_SELECT, "value"),
     "method": Output(ids.MODULES_METHOD, "children"),
     "store": Output(ids.MODULES_STORE, "data"),
+    "poll_disabled": Output(ids.MODULES_POLL, "disabled"),
 }
 
 
 def _failed(message: str) -> dict:
     empty = figures.empty_figure("Gene modules could not be shown: see the message above")
     return {"summary": dmc.Alert(message, color="red", p="xs", id=ids.MODULES_ERROR), "overlap_rows": [], "missing_rows": [],
-            "add_disabled": True, "figure": empty, "module_options": [], "module_value": None, "method": "", "store": None}
+            "add_disabled": True, "figure": empty, "module_options": [], "module_value": None, "method": "", "store": None,
+            "poll_disabled": True}
+
+
+def _pending(message: str) -> dict:
+    # an old atlas's modules are being computed in the background: say so, and ask again soon
+    return _failed(message) | {"summary": dmc.Alert(message, color="blue", p="xs", id=ids.MODULES_PENDING),
+                               "figure": figures.empty_figure("Gene modules are being computed"), "poll_disabled": False}
 
 
 def render_modules(data, result_key: str | None, query_error: dict | None, tab: str | None, shown: dict | None,
-                   presenter: bool | None) -> dict:
+                   presenter: bool | None, poll: int | None = None) -> dict:
     """The Modules tab (MODULES_OUTPUTS, by name) for the stored result ``result_key`` (None: no
     query yet) or the failed query ``query_error``, while ``tab`` is "modules" and ``shown`` (the
     modules store) is of another result. A failure is shown in the tab (the traceback goes to the
     server log); the other tabs keep working. ``store``: {"key", "error", "top_missing",
-    "modules", "n_perm"} for the module browser and "Add the top 10"."""
-    # modules take seconds the first time (then the atlas's cache has them): only for the tab
-    # that shows them, and once per result
+    "modules", "n_perm"} for the module browser and "Add the top 10". ``poll``: the poll's ticks
+    while an old atlas's modules are computed in the background (ModulesPending)."""
+    # placing a signature takes a moment: only for the tab that shows it, and once per result
     if tab != "modules" or (shown is not None and shown.get("key") == result_key and shown.get("error") == query_error):
         raise dash.exceptions.PreventUpdate
     result = data.stored_result(result_key) if result_key is not None else None
     try:
         gm = data.gene_modules()
+    except ModulesPending as exc:
+        return _pending(str(exc))
     except Exception as exc:  # noqa: BLE001
         log.exception("gene modules failed")
         return _failed(f"Gene modules could not be computed for this atlas: {type(exc).__name__}: {exc}")
@@ -68,7 +79,7 @@ def render_modules(data, result_key: str | None, query_error: dict | None, tab: 
              "n_perm": int(gm.params.get("n_perm", 0))}
     return {"summary": out["summary"], "overlap_rows": out["overlap_rows"], "missing_rows": out["missing_rows"],
             "add_disabled": not out["top_missing"], "figure": out["figure"], "module_options": out["module_options"],
-            "module_value": out["module_value"], "method": out["method"], "store": store}
+            "module_value": out["module_value"], "method": out["method"], "store": store, "poll_disabled": True}
 
 
 def show_module(data, module: str | None, store: dict | None) -> dict:
@@ -100,7 +111,7 @@ def register(app: dash.Dash, data) -> None:
     app.callback(
         output=MODULES_OUTPUTS,
         inputs={"result_key": Input(ids.RESULT_KEY, "data"), "query_error": Input(ids.QUERY_ERROR, "data"),
-                "tab": Input(ids.TABS, "value")},
+                "tab": Input(ids.TABS, "value"), "poll": Input(ids.MODULES_POLL, "n_intervals")},
         state={"shown": State(ids.MODULES_STORE, "data"), "presenter": State(ids.PRESENTER, "checked")},
         prevent_initial_call=True,
     )(bind(render_modules, data))

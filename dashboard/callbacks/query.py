@@ -1,58 +1,152 @@
 """Running a query: a background callback (progress, cancel) that stores its result in the disk
 cache under a key; the views are rendered from that key by ``render``, so switching a grouping,
-colour or ordering never recomputes the query."""
+colour or ordering never recomputes the query. Also what the page says when the settings no
+longer match the result shown (``stale_note``) and after Cancel (``on_cancel``)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import dash
+import dash_mantine_components as dmc
 from dash import Input, Output, State, html
 
 from compute.errors import QueryError
+from compute.query import selection_mask
 from dashboard import ids
 from dashboard.callbacks.wiring import QUERY_CONTROLS, bind, control_pairs, controls
 from dashboard.state import query_params, read_state
 
-__all__ = ["NO_GENES", "register", "run_query"]
+__all__ = ["CANCELLED", "NO_GENES", "on_cancel", "register", "run_query", "stale_note"]
 
 NO_GENES = "Paste genes (any separators) or pick a preset, then Run"
+CANCELLED = "Query cancelled. The views below still show the previous result, for its own settings."
+
+
+def _no_cells_message(data, params, error: str) -> str:
+    """``error`` (no cells match), told plainly when the real/simulated switch caused it: the
+    filters alone do select cells, only not in studies of the kind chosen."""
+    if params.data == "all" or not error.startswith("no cells match"):
+        return error
+    try:
+        others = bool(selection_mask(data.atlas, dataclasses.replace(params, data="all")).any())
+    except QueryError:
+        return error
+    if not others:
+        return error
+    other = "simulated" if params.data == "real" else "real"
+    return (f"No cells match: the filters select cells only in {other} studies, and the Data switch keeps {params.data} "
+            f"studies only. Set Data to 'all' (or '{other}'), or widen the filters.")
 
 
 def run_query(data, set_progress, run_clicks: int | None, request: int | None, **settings) -> dict:
     """Run the query the query controls' ``settings`` ask for (checked by dashboard.state), or
-    find it in the cache. Returns {"result_key": the stored result's key, or None;
+    find it in the cache. Returns {"result_key": the stored result's key, None when the query
+    failed, no update when the settings form no query (the views keep the last result, which
+    ``stale_note`` marks as out of date, and the render is not triggered: it would rewrite the
+    status and the gene decisions);
     "query_error": {"error", "genes"} when the query could not be answered, else None;
-    "status": a message for settings that form no query, else no update}. ``set_progress``
-    takes (percent, message)."""
+    "status": a message for settings that form no query, else no update; "resolution": emptied
+    when the gene box is empty, else no update}. ``set_progress`` takes (percent, message); it
+    ends at 100 "done", or at 0 with what went wrong (never left on a step). A query that runs
+    shows its ranking first: the progress carries, third, the key of the ranking alone once it
+    is stored (render shows it while the p-values are computed)."""
+    partial: list = [None]
+    report = set_progress
+
+    def set_progress(update):  # noqa: F811 - every progress update carries the ranking's key
+        report((*update, partial[0]))
+
+    def ranked(key: str) -> None:
+        partial[0] = key
+        set_progress((15, "ranking shown; computing the p-values and the evidence"))
+
     try:
         state, _ = read_state(control_pairs(settings), data.known_values, strict=True)
         params = query_params(state, expression=data.atlas.has_expression)
     except QueryError as exc:  # a setting out of its range, an emptied number
-        return {"result_key": None, "query_error": None, "status": html.Div(str(exc), className="error")}
+        set_progress((0, "not run: a setting is invalid (see above)"))
+        return {"result_key": dash.no_update, "query_error": dash.no_update, "status": html.Div(str(exc), className="error"),
+                "resolution": dash.no_update}
     if params is None:
-        return {"result_key": None, "query_error": None, "status": NO_GENES}
+        set_progress((0, ""))
+        # the old gene decisions belong to genes no longer in the box
+        return {"result_key": dash.no_update, "query_error": dash.no_update, "status": NO_GENES, "resolution": []}
     key = data.result_key(params)
     if data.stored_result(key) is not None:
         set_progress((100, "answered from the cache"))
-        return {"result_key": key, "query_error": None, "status": dash.no_update}
+        return {"result_key": key, "query_error": None, "status": dash.no_update, "resolution": dash.no_update}
     set_progress((2, "starting"))
     try:
-        data.query(params, progress=lambda f, msg: set_progress((round(100 * f), msg)))
+        # at most N queries compute at once on this machine (dashboard.jobs); the others wait in line
+        with data.job_slots.slot(lambda pos, n: set_progress((1, f"waiting for a free slot: {pos} of {n} in line"))):
+            data.query(params, progress=lambda f, msg: set_progress((round(100 * f), msg)), on_ranking=ranked)
     except QueryError as exc:
-        return {"result_key": None, "query_error": {"error": str(exc), "genes": state["genes"]}, "status": dash.no_update}
+        partial[0] = None
+        set_progress((0, "failed: see the message above the tabs"))
+        message = _no_cells_message(data, params, str(exc))
+        return {"result_key": None, "query_error": {"error": message, "genes": state["genes"]}, "status": dash.no_update,
+                "resolution": dash.no_update}
+    partial[0] = None  # the full result is stored: the page renders it from result_key
     set_progress((100, "done"))
-    return {"result_key": key, "query_error": None, "status": dash.no_update}
+    return {"result_key": key, "query_error": None, "status": dash.no_update, "resolution": dash.no_update}
+
+
+def on_cancel(data, clicks: int | None, result_key: str | None) -> dict:
+    """After Cancel: the progress reset, and a status that says the views show the previous result (or none)."""
+    if not clicks:
+        raise dash.exceptions.PreventUpdate
+    text = CANCELLED if result_key else "Query cancelled. Nothing was run: press Run query to start again."
+    return {"status": html.Div(text, id="cancelled", className="cancelled"), "progress": 0, "progress_text": "cancelled"}
+
+
+def stale_note(data, result_key: str | None, query_error: dict | None, **settings):
+    """{"note": a warning when the query controls' ``settings`` no longer ask for the result shown
+    (``result_key``): the views are for the settings the query ran with; None when they match or
+    no result shows}."""
+    if result_key is None or query_error is not None:
+        return {"note": None}
+    try:
+        state, _ = read_state(control_pairs(settings), data.known_values, strict=True)
+        params = query_params(state, expression=data.atlas.has_expression)
+    except QueryError as exc:
+        why = f"a setting is invalid ({exc})"
+    else:
+        if params is not None and data.result_key(params) == result_key:
+            return {"note": None}
+        why = "the gene box is empty" if params is None else "the genes, filters or hit settings changed"
+    return {"note": dmc.Alert(f"Settings changed since this result ({why}): the views below are for the previous settings. "
+                              "Press Run query to update them.", title="Out of date: run again", color="yellow", p="xs",
+                              id="stale-alert", className="stale-alert")}
 
 
 def register(app: dash.Dash, data) -> None:
     app.callback(
         # the result key first: scripts that start a job read the dependency named after it
         output={"result_key": Output(ids.RESULT_KEY, "data"), "query_error": Output(ids.QUERY_ERROR, "data"),
-                "status": Output(ids.STATUS, "children", allow_duplicate=True)},
+                "status": Output(ids.STATUS, "children", allow_duplicate=True),
+                "resolution": Output(ids.RESOLUTION, "children", allow_duplicate=True)},
         inputs={"run_clicks": Input(ids.RUN, "n_clicks"), "request": Input(ids.QUERY_REQUEST, "data")},
         state=controls(State, QUERY_CONTROLS),
         background=True,
-        progress=[Output(ids.PROGRESS, "value"), Output(ids.PROGRESS_TEXT, "children")],
+        # the page asks for the job's progress (and the ranking's key) every 200 ms, not Dash's
+        # default second: the ranking is ready in tens of milliseconds
+        interval=200,
+        progress=[Output(ids.PROGRESS, "value"), Output(ids.PROGRESS_TEXT, "children"), Output(ids.PARTIAL_KEY, "data")],
         running=[(Output(ids.RUN, "loading"), True, False), (Output(ids.CANCEL, "style"), {}, {"display": "none"})],
         cancel=[Input(ids.CANCEL, "n_clicks")],
         prevent_initial_call=True,
     )(bind(run_query, data))
+    app.callback(
+        output={"status": Output(ids.STATUS, "children", allow_duplicate=True), "progress": Output(ids.PROGRESS, "value", allow_duplicate=True),
+                "progress_text": Output(ids.PROGRESS_TEXT, "children", allow_duplicate=True)},
+        inputs={"clicks": Input(ids.CANCEL, "n_clicks")},
+        state={"result_key": State(ids.RESULT_KEY, "data")},
+        prevent_initial_call=True,
+    )(bind(on_cancel, data))
+    app.callback(
+        output={"note": Output(ids.STALE, "children")},
+        inputs={"result_key": Input(ids.RESULT_KEY, "data"), "query_error": Input(ids.QUERY_ERROR, "data"),
+                **controls(Input, QUERY_CONTROLS)},
+        prevent_initial_call=True,
+    )(bind(stale_note, data))

@@ -4,26 +4,28 @@ the driver genes of a chosen disease."""
 from __future__ import annotations
 
 import dash
-from dash import Input, Output, State
+from dash import Input, Output, State, html
 
 from dashboard import ids
 from dashboard.callbacks.wiring import VIEW_CONTROLS, bind, control_pairs, controls
-from dashboard.state import read_state
+from dashboard.state import RANKING_KEYS, read_state
 from dashboard.views.results import (
     FIGURE_VIEWS,
-    PRESENTER_FONT,
     driver_figure,
     error_views,
+    presenter_figure,
     render_views,
 )
 
 __all__ = ["RENDER_OUTPUTS", "RENDER_SETTINGS", "register", "render", "render_drivers"]
 
-# the views do not depend on which tab shows: a tab switch only rewrites the URL
-RENDER_SETTINGS = tuple(key for key in VIEW_CONTROLS if key != "tab")
+# the views do not depend on which tab shows (a tab switch only rewrites the URL), nor on the
+# "Genes in a cell type" tab's settings (its own callbacks answer them)
+RENDER_SETTINGS = tuple(key for key in VIEW_CONTROLS if key != "tab" and key not in RANKING_KEYS)
 RENDER_OUTPUTS = {
     "resolution": Output(ids.RESOLUTION, "children"),
     "status": Output(ids.STATUS, "children"),
+    "reading": Output(ids.READING, "children"),
     "disease_fig": Output(ids.DISEASE_FIG, "figure"),
     "disease_table": Output(ids.DISEASE_TABLE_WRAP, "children"),
     "study_rows": Output(ids.STUDY_GRID, "rowData"),
@@ -38,14 +40,30 @@ RENDER_OUTPUTS = {
     "umap_badge": Output(ids.UMAP_BADGE, "children"),
     "umap_labels": Output(ids.UMAP_LABELS, "children"),
     "heatmap_fig": Output(ids.HEATMAP_FIG, "figure"),
+    "genes_note": Output(ids.GENES_NOTE, "children"),
+    "landing_style": Output(ids.LANDING, "style"),
 }
 
 
 def render(data, result_key: str | None, query_error: dict | None, presenter: bool | None, driver_group: str | None = None,
-           **settings) -> dict:
+           partial_key: str | None = None, trigger=None, **settings) -> dict:
     """Every view (RENDER_OUTPUTS, by name) of the stored result ``result_key`` under the view
     ``settings`` (top_n, group_by, heat, order, color; invalid ones take their default), or of the
-    failed query ``query_error``; large type when ``presenter``."""
+    failed query ``query_error``; large type when ``presenter``. When ``trigger`` (default: Dash's
+    triggered id) is the running query's ``partial_key``: its ranking alone, shown before the
+    p-values are in."""
+    if partial_key is not None and trigger is None:
+        trigger = dash.ctx.triggered_id
+    if partial_key is not None and trigger == ids.PARTIAL_KEY:
+        result = data.stored_result(partial_key) if partial_key else None
+        # the job started, or ended (its full result renders through result_key, whichever of the
+        # two updates reaches the page first): nothing to draw from the ranking alone
+        if result is None or data.stored_result(data.final_key(partial_key)) is not None:
+            raise dash.exceptions.PreventUpdate
+        state, _ = read_state(control_pairs(settings), strict=False)
+        views = render_views(data, result, state | {"driver_group": driver_group})
+        views["status"] = html.Div("Ranking shown; p-values, null band and evidence are being computed…", id=ids.PARTIAL_NOTE)
+        return views
     if query_error is not None:  # the query failed: show why, with the gene decisions
         return error_views(data, query_error["error"], query_error.get("genes") or "")
     result = data.stored_result(result_key) if result_key is not None else None
@@ -53,9 +71,9 @@ def render(data, result_key: str | None, query_error: dict | None, presenter: bo
         raise dash.exceptions.PreventUpdate
     state, _ = read_state(control_pairs(settings), strict=False)
     views = render_views(data, result, state | {"driver_group": driver_group})
-    if presenter:  # large type for a projector
+    if presenter:  # large type for a projector, each figure fitted to the screen
         for name in FIGURE_VIEWS:
-            views[name].update_layout(font=PRESENTER_FONT)
+            presenter_figure(views[name])
     return views
 
 
@@ -65,14 +83,15 @@ def render_drivers(data, group: str | None, result_key: str | None, presenter: b
     if result is None:
         raise dash.exceptions.PreventUpdate
     fig = driver_figure(data, result, group)
-    return {"driver_fig": fig.update_layout(font=PRESENTER_FONT) if presenter else fig}
+    return {"driver_fig": presenter_figure(fig) if presenter else fig}
 
 
 def register(app: dash.Dash, data) -> None:
     app.callback(
         output=RENDER_OUTPUTS,
         inputs={"result_key": Input(ids.RESULT_KEY, "data"), "query_error": Input(ids.QUERY_ERROR, "data"),
-                "presenter": Input(ids.PRESENTER, "checked"), **controls(Input, RENDER_SETTINGS)},
+                "presenter": Input(ids.PRESENTER, "checked"), "partial_key": Input(ids.PARTIAL_KEY, "data"),
+                **controls(Input, RENDER_SETTINGS)},
         # a State: the Select sets its own value whenever its options change, and as an Input
         # that re-ran this whole render, losing a view switch made meanwhile
         state={"driver_group": State(ids.DRIVER_GROUP, "value")},

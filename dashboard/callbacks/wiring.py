@@ -36,7 +36,14 @@ VIEW_CONTROLS: dict[str, tuple[str, str]] = {
     "heat": (ids.HEAT_MODE, "value"),
     "order": (ids.HEAT_ORDER, "value"),
     "color": (ids.UMAP_COLOR, "value"),
+    "genes_shown": (ids.GENES_SHOWN, "value"),
     "tab": (ids.TABS, "value"),
+    # the "Genes in a cell type" tab
+    "rank_cell_types": (ids.RANK_CELL_TYPES, "value"),
+    "rank_diseases": (ids.RANK_DISEASES, "value"),
+    "rank_studies": (ids.RANK_STUDIES, "value"),
+    "rank_versus": (ids.RANK_VERSUS, "value"),
+    "rank_gene": (ids.RANK_GENE, "value"),
 }
 CONTROLS = QUERY_CONTROLS | VIEW_CONTROLS
 assert tuple(QUERY_CONTROLS) == QUERY_KEYS and tuple(VIEW_CONTROLS) == VIEW_KEYS

@@ -96,7 +96,9 @@ def modules_view(data: DashboardData, result, gm: GeneModules) -> dict:
     sm = signature_modules(gm, list(res.matched))
     n_req = len(res.matched) + len(res.missing) + len(res.ambiguous)
     n_in = len(sm.considered)
-    head = f"{n_in} of {n_req} signature genes are among the {len(gm.genes):,} module genes"
+    # the same count as the gene box first ("88 of 99 matched"), then how many of those the modules cover
+    head = (f"{len(res.matched)} of {n_req} signature genes matched the atlas; {n_in} of these {len(res.matched)} are among "
+            f"the {len(gm.genes):,} genes the modules were built from")
     if n_in >= 2 and np.isfinite(sm.z):
         head += (f"; coherence r̄ = {sm.coherence:.3f} (random gene sets of the same size: {sm.null_mean:.3f} ± {sm.null_sd:.3f}), "
                  f"z = {sm.z:.1f}, {_perm_p(sm.p_value, sm.n_perm)}")

@@ -16,16 +16,37 @@ from dashboard import export, figures, ids
 if TYPE_CHECKING:
     from dashboard.data import DashboardData
 
-__all__ = ["FIGURE_VIEWS", "GROUP_LABELS", "PRESENTER_FONT", "RESULT_VIEWS", "driver_figure", "empty_views", "error_views", "excluded_panel",
-           "render_views", "resolution_panel", "umap_labels_note", "view_tables"]
+__all__ = ["FIGURE_VIEWS", "GENE_VIEW_CAP", "GENE_VIEW_TOP", "GROUP_LABELS", "PRESENTER_FONT", "PRESENTER_TITLE", "Q_SIGNIFICANT",
+           "RESULT_VIEWS", "STAT_HELP", "driver_figure", "empty_views", "error_views", "excluded_panel", "genes_note", "presenter_figure",
+           "reading_sentence", "render_views", "resolution_panel", "stat_help_panel", "umap_labels_note", "view_tables"]
 
 GROUP_LABELS = {"disease": "disease", "cell_type": "cell type", "study": "study"}
 COVERAGE_WARN = 0.7
-PRESENTER_FONT = {"size": 18}  # large type for a projector
+PRESENTER_FONT = {"size": 20}  # large type for a projector
+PRESENTER_TITLE = 30  # px: a figure's title in presenter mode
+# the gene views show the top GENE_VIEW_TOP genes by mean attribution, or on request all of them up
+# to GENE_VIEW_CAP (a heatmap row each: beyond it the page grows past what a browser draws
+# smoothly); the CSV export and the snapshot always hold every matched gene
+GENE_VIEW_TOP = 60
+GENE_VIEW_CAP = 200
+Q_SIGNIFICANT = 0.05  # the false discovery rate the reading sentence calls a disease "above the null" at
 # every view of a result, by name: the render callback's outputs
-RESULT_VIEWS = ("resolution", "status", "disease_fig", "disease_table", "study_rows", "excluded_diseases", "excluded_studies",
+RESULT_VIEWS = ("resolution", "status", "reading", "disease_fig", "disease_table", "study_rows", "excluded_diseases", "excluded_studies",
                 "robust_fig", "driver_fig", "driver_groups", "compare_fig", "scatter_fig", "umap_fig", "umap_badge", "umap_labels",
-                "heatmap_fig")
+                "heatmap_fig", "genes_note", "landing_style")
+# what each statistic means, in plain words: the help beside the ranking and the table's header tooltips
+STAT_HELP = {
+    "hit %": "A sample's hit %: the share of its selected cells whose signature score passes the hit rule. Diseases are ranked "
+             "by the mean over their samples: the sample, not the cell, is the unit of evidence.",
+    "base rate": "The hit % expected by chance: with hits defined as the top 10% of scores, every sample would show about 10% "
+                 "if the signature did not tell diseases apart.",
+    "null band": "The grey band: the central 95% of the mean hit % that random gene sets reach, each gene swapped for a gene of "
+                 "similar mean attribution and detection. A disease above its band is not explained by such genes.",
+    "p": "The share of random gene sets that reach at least the observed mean hit % (one-sided, empirical).",
+    "p floor": "The smallest p the draws allow: 1 / (1 + draws); with 1,000 draws p ≤ 0.001 means no random set reached it.",
+    "q (BH)": "p adjusted for testing every ranked disease at once (Benjamini-Hochberg false discovery rate): call diseases "
+              f"with q ≤ {Q_SIGNIFICANT:g} and expect at most {Q_SIGNIFICANT:.0%} of them to be false leads.",
+}
 FIGURE_VIEWS = ("disease_fig", "robust_fig", "driver_fig", "compare_fig", "scatter_fig", "umap_fig", "heatmap_fig")
 
 
@@ -63,24 +84,113 @@ def resolution_panel(res) -> list:
 
 
 
-def _ranking_table(ranking, null, terms: bool = False, grouped: bool = False) -> html.Table:
+def stat_help_panel() -> html.Div:
+    """What hit %, base rate, null band, p, the p floor and q mean: each term with its help as a
+    tooltip, all of them in a fold for reading (tooltips do not show on a projector or a phone)."""
+    terms = [dmc.Tooltip(html.Span(term, className="help-term", title=text), label=text, multiline=True, w=340, withArrow=True)
+             for term, text in STAT_HELP.items()]
+    listed = html.Ul([html.Li([html.B(term), ": ", text]) for term, text in STAT_HELP.items()])
+    return html.Div([html.Span("What the numbers mean: ", className="lbl"), *terms,
+                     html.Details([html.Summary("read all"), listed], className="help-all")], id=ids.STAT_HELP, className="stat-help")
+
+
+def _disease_q(result) -> dict:
+    """Benjamini-Hochberg q per ranked disease (over every ranked disease, not only those shown)."""
+    null = result.null.get("disease")
+    return figures.bh_q_values(null.p_values()) if null is not None else {}
+
+
+def _ranking_table(ranking, null, q: dict, terms: bool = False, grouped: bool = False) -> html.Table:
     """The disease ranking as a table; its disease column says which labels it ranks (``terms``:
-    MONDO terms; ``grouped``: diseases pooled under the chosen parent terms)."""
+    MONDO terms; ``grouped``: diseases pooled under the chosen parent terms); q: BH q per disease."""
     p = null.p_values() if null is not None else {}
     floor = null.p_floor if null is not None else None
     disease = "disease" + (" (MONDO term or group)" if terms and grouped else " (MONDO term)" if terms else "")
-    head = html.Tr([html.Th(c) for c in ("#", disease, "mean hit %", "median hit %", "samples", "studies", "cells", "p (null)")])
-
-    def fmt_p(g):
-        return figures.format_p(p[g], floor).removeprefix("p ").lstrip("= ") if g in p else "–"
-
+    helps = {"mean hit %": STAT_HELP["hit %"], "median hit %": STAT_HELP["hit %"], "p (null)": STAT_HELP["p"] + " " + STAT_HELP["p floor"],
+             "q (BH)": STAT_HELP["q (BH)"]}
+    head = html.Tr([html.Th(c, title=helps.get(c)) for c in ("#", disease, "mean hit %", "median hit %", "samples", "studies", "cells",
+                                                             "p (null)", "q (BH)")])
+    fmt = figures.format_value
     rows = [
-        html.Tr([html.Td(int(r.rank)), html.Td(r.group, className="grp"), html.Td(f"{r.mean_hit_pct:.1f}"),
-                 html.Td(f"{r.median_hit_pct:.1f}"), html.Td(int(r.n_samples)), html.Td(int(r.n_studies)),
-                 html.Td(f"{int(r.n_cells):,}"), html.Td(fmt_p(r.group))])
+        html.Tr([html.Td(int(r.rank)), html.Td(r.group, className="grp"), html.Td(fmt(r.mean_hit_pct, "pct")),
+                 html.Td(fmt(r.median_hit_pct, "pct")), html.Td(int(r.n_samples)), html.Td(int(r.n_studies)),
+                 html.Td(fmt(r.n_cells, "count")), html.Td(fmt(p.get(r.group), "p", floor)), html.Td(fmt(q.get(r.group), "q"))])
         for r in ranking.itertuples()
     ]
     return html.Table([html.Thead(head), html.Tbody(rows)], id=ids.DISEASE_TABLE, className="rank-table")
+
+
+def _where(params) -> str:
+    """The cells a query scored, in words ("monocyte", "all cell types", with the other filters)."""
+    parts = [", ".join(params.cell_types) if params.cell_types else "all cell types"]
+    for label, values in (("diseases", params.diseases), ("tissues", params.tissues), ("studies", params.studies)):
+        if values:
+            parts.append(f"{label} {', '.join(values)}")
+    if params.data != "all":
+        parts.append(f"{params.data} studies only")
+    return "; ".join(parts)
+
+
+def reading_sentence(result, *, simulated_share: float = 0.0) -> str:
+    """The result in one plain sentence: what was scored and where, the top diseases with their
+    hit % against the base rate, and how sure (BH q over every ranked disease, or that no null
+    was drawn). ``simulated_share``: the share of the ranked samples from SIMULATED studies."""
+    params, ranking = result.params, result.diseases
+    fmt = figures.format_value
+    n_samples = len(result.samples)
+    n_studies = result.samples["study"].nunique() if n_samples else 0
+    sim = ", all SIMULATED" if simulated_share >= 1 else f", {simulated_share:.0%} SIMULATED" if simulated_share > 0 else ""
+    where = (f"In {result.n_selected:,} cells ({_where(params)}; {n_samples:,} samples from {n_studies} "
+             f"{'study' if n_studies == 1 else 'studies'}{sim})")
+    genes = f"the {len(result.resolution.matched)}-gene signature"
+    if not len(ranking):
+        return f"Reading: {where}, no disease has enough samples to rank (cell_min / samp_min): lower them or widen the cell types."
+    if params.rule.kind == "percentile":
+        share = fmt(100 - params.rule.value, "pct").removesuffix(".0")
+        rule = f"is a hit in the top {share}% of scores ({share}% of a sample's cells expected by chance)"
+    else:
+        rule = f"is a hit when {params.rule.describe()}"
+    top = list(ranking.head(3).itertuples())
+    named = [f"{r.group} ({fmt(r.mean_hit_pct, 'pct')}% of cells per sample)" for r in top]
+    listing = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+    null = result.null.get("disease")
+    if null is None:
+        sure = "; how sure is not judged: no random gene sets were drawn (set 'Null' to 1,000 for p- and q-values)"
+    else:
+        q = _disease_q(result)
+        m = len(q)
+        called = [str(r.group) for r in ranking.itertuples() if q.get(r.group, 1.0) <= Q_SIGNIFICANT]
+        if called:
+            which = ", ".join(called[:4]) + (f" and {len(called) - 4} more" if len(called) > 4 else "")
+            sure = (f"; {len(called)} of the {m} diseases tested ({which}) stand above matched random gene sets after "
+                    f"correcting for testing {m} at once (q ≤ {Q_SIGNIFICANT:g})")
+        else:
+            sure = (f"; none of the {m} diseases tested stands above matched random gene sets after correcting for testing {m} at "
+                    f"once (every q > {Q_SIGNIFICANT:g}), so this ranking is no evidence of a disease-specific signal")
+    return f"Reading: {where}, {genes} {rule} most often in {listing}{sure}."
+
+
+def genes_note(n_shown: int, n_total: int, shown: str) -> str:
+    """"Top 60 of 88 matched genes ..." above the gene views: how many they show, and how to see all."""
+    if n_shown >= n_total:
+        return f"All {n_total} matched genes shown. The CSV export holds every one."
+    if shown == "all":
+        return (f"{n_shown} of {n_total} matched genes shown, by mean attribution: the view's cap is {GENE_VIEW_CAP}. "
+                f"The CSV export holds all {n_total}.")
+    return (f"Top {n_shown} of {n_total} matched genes by mean attribution. Choose 'all' to show every gene (up to {GENE_VIEW_CAP}); "
+            f"the CSV export holds all {n_total}.")
+
+
+def presenter_figure(fig):
+    """``fig`` for a projector: large type and title, its height left to the screen (the graph's
+    CSS fits it to the window)."""
+    text = (fig.layout.title.text or "") if fig.layout.title else ""
+    extra = (PRESENTER_TITLE - 16) * (text.count("<br>") + 1) if text else 0  # the larger title's lines need more room
+    top = (fig.layout.margin.t or 0) + extra
+    fig.update_layout(font=PRESENTER_FONT, title_font_size=PRESENTER_TITLE, height=None, autosize=True, margin_t=top)
+    if fig.layout.xaxis.tickfont.size:  # names sized for the sidebar's narrower plot: the full width has room for larger
+        fig.update_xaxes(tickfont_size=fig.layout.xaxis.tickfont.size + 3)
+    return fig
 
 
 def _left_out_note(result) -> str:
@@ -115,7 +225,7 @@ def render_views(data: DashboardData, result, state: dict) -> dict:
     params = result.params
     has_sim = data.atlas.has_simulated
     sim_note = " · includes SIMULATED studies (open circles)" if data.atlas.has_simulated else ""
-    where = ", ".join(params.cell_types) if params.cell_types else "all cell types"
+    where = _where(params)
     grouped = f" · diseases grouped by {', '.join(params.disease_groups)}" if params.disease_groups else ""
     null = result.null.get("disease")
     ranking = _shown_ranking(result, state)
@@ -129,13 +239,18 @@ def render_views(data: DashboardData, result, state: dict) -> dict:
                  if null is not None else " · no null (set null draws to get p-values)")
     status = (f"{result.n_selected:,} cells selected · threshold {result.threshold:.3f} · {len(result.samples)} samples, "
               f"{len(result.diseases)} diseases pass cell_min={params.cell_min}, samp_min={params.samp_min}{left_out}{null_text}")
+    q = _disease_q(result)
+    samples = result.samples
+    sim_share = float(samples["simulated"].astype(bool).mean()) if len(samples) and "simulated" in samples else 0.0
     out = {
         "resolution": resolution_panel(result.resolution),
         "status": status,
+        "reading": reading_sentence(result, simulated_share=sim_share),
+        "landing_style": {"display": "none"},
         "disease_fig": figures.disease_ranking_figure(result.samples, ranking, base_rate=base_rate, title=title,
                                                       null=null.groups if null is not None else None,
                                                       p_floor=null.p_floor if null is not None else None),
-        "disease_table": _ranking_table(ranking, null, data.has_vocabulary, bool(params.disease_groups)),
+        "disease_table": _ranking_table(ranking, null, q, data.has_vocabulary, bool(params.disease_groups)),
         "study_rows": data.study_rows(result),
         # the same list twice: under the disease ranking and in the Studies tab
         "excluded_diseases": excluded_panel(result),
@@ -170,14 +285,16 @@ def render_views(data: DashboardData, result, state: dict) -> dict:
                 else f"The atlas's cells have no '{color}' column")
         else:
             out["umap_fig"] = figures.umap_figure(data.umap, result.scores, cells, result.selection, color_by=color,
-                                                  title=f"UMAP coloured by {_UMAP_COLOURS.get(color, color)}"
-                                                  + (" (includes SIMULATED data)" if sim_note else ""))
+                                                  title=f"UMAP coloured by {_UMAP_COLOURS.get(color, color)}",
+                                                  simulated=bool(sim_note))
         meta = out["umap_fig"].layout.meta or {}
         out["umap_badge"] = f"{meta.get('shown', data.atlas.n_cells):,} of {meta.get('total', data.atlas.n_cells):,} cells shown"
     else:
         out["umap_fig"] = figures.empty_figure("This atlas has no UMAP (imported attributions carry no embedding)")
         out["umap_badge"] = "no UMAP"
-    mean_table, pct_table = data.gene_groups(result, by)
+    shown = state.get("genes_shown") or "top"
+    mean_table, pct_table = data.gene_groups(result, by, GENE_VIEW_CAP if shown == "all" else GENE_VIEW_TOP)
+    out["genes_note"] = genes_note(len(mean_table), len(result.resolution.matched), shown)
     order = state.get("order") or "cluster"
     if state.get("heat") == "dotplot":
         out["heatmap_fig"] = figures.dotplot_figure(mean_table, pct_table, group_label=GROUP_LABELS[by], order=order, simulated=has_sim,
@@ -241,7 +358,9 @@ def view_tables(data: DashboardData, result, state: dict) -> dict:
     """The data behind every view, by name (diseases, samples, studies, genes, genes_pct_hit_cells,
     resolution, coverage, robustness, drivers, comparison, umap, scatter), for CSV export and the
     snapshot; ``state``: the view settings, as for render_views."""
-    return _tables(data, result, _shown_ranking(result, state), data.study_rows(result), *data.gene_groups(result, _group_by(state)))
+    # every matched gene, whatever the view shows: an export is never cut short
+    return _tables(data, result, _shown_ranking(result, state), data.study_rows(result),
+                   *data.gene_groups(result, _group_by(state), max_genes=None))
 
 
 def _tables(data, result, ranking, study_rows, mean_table, pct_table) -> dict:
@@ -259,6 +378,8 @@ def _tables(data, result, ranking, study_rows, mean_table, pct_table) -> dict:
     null = result.null.get("disease")
     if null is not None:
         tables["diseases"] = ranking.merge(null.groups.drop(columns=["observed"], errors="ignore"), on="group", how="left")
+        q = _disease_q(result)
+        tables["diseases"]["q_value"] = tables["diseases"]["group"].astype(str).map(q).astype(float)
     ev = result.evidence
     if ev is not None:
         tables["robustness"] = ev.thresholds.reset_index(names="disease")
@@ -291,12 +412,14 @@ def error_views(data: DashboardData, error: str, genes: str) -> dict:
     empty = figures.empty_figure(error)
     return {**{name: empty for name in FIGURE_VIEWS}, "resolution": resolution_panel(res) if res.requested else [],
             "status": html.Div(error, className="error"), "disease_table": None, "study_rows": [], "excluded_diseases": None,
-            "excluded_studies": None, "driver_groups": [], "umap_badge": "", "umap_labels": ""}
+            "excluded_studies": None, "driver_groups": [], "umap_badge": "", "umap_labels": "", "reading": "", "genes_note": "",
+            "landing_style": {"display": "none"}}
 
 
 def empty_views() -> dict:
-    """The views (RESULT_VIEWS) before any query: empty figures that say what to do."""
+    """The views (RESULT_VIEWS) before any query: empty figures that say what to do, and the landing panel shown."""
     return {**{name: figures.empty_figure("Appears after a query") for name in FIGURE_VIEWS},
             "disease_fig": figures.empty_figure("Paste genes (any separators) or pick a preset, then Run"),
             "resolution": [], "status": "", "disease_table": html.Div(), "study_rows": [], "excluded_diseases": None,
-            "excluded_studies": None, "driver_groups": [], "umap_badge": "", "umap_labels": ""}
+            "excluded_studies": None, "driver_groups": [], "umap_badge": "", "umap_labels": "", "reading": "", "genes_note": "",
+            "landing_style": {}}

@@ -1,0 +1,111 @@
+"""At most N dashboard jobs compute at once, across every server process of the machine.
+
+Each query the page starts runs as a background job (a forked process: progress, cancel). Left
+alone, a room opening links at once forks one computing process per query (13 at once, 4 GB in
+one load test). A job first takes one of N slots, lock files in the atlas's cache folder that
+every gunicorn worker shares (``fcntl.flock``: the operating system frees a slot when its process
+ends, however it ends); the others wait in arrival order, each told its place in the queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+__all__ = ["JOBS_ENV", "JobSlots", "default_job_limit"]
+
+JOBS_ENV = "SIGATLAS_MAX_JOBS"
+
+
+def default_job_limit(environ=None) -> int:
+    """$SIGATLAS_MAX_JOBS when set (a whole number >= 1), else the machine's CPU count."""
+    environ = os.environ if environ is None else environ
+    text = environ.get(JOBS_ENV, "").strip()
+    if text:
+        if not text.isdigit() or int(text) < 1:
+            raise ValueError(f"${JOBS_ENV}={text!r}: must be a whole number of at least 1")
+        return int(text)
+    return max(1, os.cpu_count() or 1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class JobSlots:
+    """``limit`` slots under ``directory`` (created). ``with slots.slot(on_wait): ...`` runs the
+    block holding one; ``on_wait(position, waiting)`` is called while queued (position 1: next)."""
+
+    def __init__(self, directory: str | Path, limit: int, poll_s: float = 0.2):
+        self.directory = Path(directory)
+        self.limit = int(limit)
+        self.poll_s = poll_s
+        (self.directory / "queue").mkdir(parents=True, exist_ok=True)
+
+    def _queue(self) -> list[Path]:
+        """The waiting tickets in arrival order; tickets of processes that ended are removed."""
+        tickets = []
+        for p in self.directory.joinpath("queue").iterdir():
+            stamp, _, pid = p.name.partition("-")
+            if not (stamp.isdigit() and pid.isdigit()) or not _alive(int(pid)):
+                p.unlink(missing_ok=True)
+                continue
+            tickets.append((int(stamp), p))
+        return [p for _, p in sorted(tickets)]
+
+    def _try_take(self):
+        for i in range(self.limit):
+            fh = open(self.directory / f"slot-{i}.lock", "a+")  # noqa: SIM115 - held open while the slot is
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fh
+            except BlockingIOError:
+                fh.close()
+        return None
+
+    def busy(self) -> int:
+        """How many slots are held now."""
+        held = 0
+        for i in range(self.limit):
+            with open(self.directory / f"slot-{i}.lock", "a+") as fh:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+                except BlockingIOError:
+                    held += 1
+        return held
+
+    @contextlib.contextmanager
+    def slot(self, on_wait: Callable[[int, int], None] | None = None) -> Iterator[None]:
+        ticket = self.directory / "queue" / f"{time.time_ns()}-{os.getpid()}"
+        ticket.touch()
+        held = None
+        try:
+            last = None
+            while True:
+                queue = self._queue()
+                position = queue.index(ticket) if ticket in queue else 0
+                # only the first ``limit`` in line may take a slot: arrival order is kept
+                if position < self.limit and (held := self._try_take()) is not None:
+                    break
+                if on_wait is not None and (position, len(queue)) != last:
+                    on_wait(position + 1, len(queue))
+                    last = (position, len(queue))
+                time.sleep(self.poll_s)
+            ticket.unlink(missing_ok=True)
+            yield
+        finally:
+            ticket.unlink(missing_ok=True)
+            if held is not None:
+                fcntl.flock(held, fcntl.LOCK_UN)
+                held.close()

@@ -1,0 +1,63 @@
+"""The ranking first, the evidence after (issue 17): a query the page runs stores its ranking alone
+as soon as the cells are scored, tells the page its key through the progress, and the page shows
+it while the p-values are computed."""
+
+from __future__ import annotations
+
+import dash
+import numpy as np
+import pandas as pd
+import pytest
+
+from dashboard import ids
+from dashboard.callbacks import query, render
+from dashboard.callbacks.wiring import QUERY_CONTROLS
+from dashboard.data import DashboardData
+from dashboard.state import DEFAULTS
+
+
+@pytest.fixture(scope="module")
+def ran(tiny_build, tmp_path_factory):
+    from compute.atlas import Atlas
+
+    data = DashboardData(tiny_build[1])
+    data.atlas = Atlas.open(tiny_build[1], cache=tmp_path_factory.mktemp("cache"))  # never asked before
+    genes = "\n".join(next(p for p in tiny_build[2]["programs"] if p["name"] == "interferon alpha response")["genes"])
+    settings = {key: DEFAULTS[key] for key in QUERY_CONTROLS} | {"genes": genes, "null_draws": 200}
+    updates: list = []
+    out = query.run_query(data, updates.append, run_clicks=1, request=None, **settings)
+    return data, out, updates
+
+
+def test_the_progress_carries_the_rankings_key_before_the_p_values(ran):
+    data, out, updates = ran
+    final_key = out["result_key"]
+    assert isinstance(final_key, str) and all(len(u) == 3 for u in updates)
+    first = next(i for i, u in enumerate(updates) if u[2] is not None)
+    partial_key = updates[first][2]
+    assert partial_key == data.partial_key(final_key)
+    assert any("null" in str(u[1]) for u in updates[first:])  # the null ran after the ranking was shown
+    partial, final = data.stored_result(partial_key), data.stored_result(final_key)
+    assert not partial.null and final.null and partial.evidence is None
+    cols = ["group", "n_cells", "mean_hit_pct"]
+    pd.testing.assert_frame_equal(partial.diseases[cols].reset_index(drop=True), final.diseases[cols].reset_index(drop=True))
+    np.testing.assert_array_equal(partial.scores, final.scores)
+
+
+def test_render_shows_the_ranking_alone_and_says_what_is_coming(ran, monkeypatch):
+    data, out, updates = ran
+    partial_key = next(u[2] for u in updates if u[2] is not None)
+    assert updates[-1][2] is None  # "done": the page renders the full result from result_key
+    settings = {key: DEFAULTS[key] for key in render.RENDER_SETTINGS}
+    # once the full result is stored, a late ranking update never replaces it on the page
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        render.render(data, None, None, False, partial_key=partial_key, trigger=ids.PARTIAL_KEY, **settings)
+    # while the null runs (no full result yet), the ranking alone is drawn
+    monkeypatch.setattr(data, "final_key", lambda key: "not-stored-yet")
+    views = render.render(data, None, None, False, partial_key=partial_key, trigger=ids.PARTIAL_KEY, **settings)
+    assert views["status"].id == ids.PARTIAL_NOTE and "being computed" in views["status"].children
+    shown = [t for trace in views["disease_fig"].to_dict()["data"] for t in (trace.get("y") or trace.get("x") or [])]
+    assert len(shown) > 0
+    # the job's end resets the progress (partial key None): nothing to draw from it
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        render.render(data, None, None, False, partial_key=None, trigger=ids.PARTIAL_KEY, **settings)
