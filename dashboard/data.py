@@ -327,16 +327,26 @@ class DashboardData:
             "imported": self.atlas.meta.get("build", {}).get("source") == "import-signature",
         }
 
-    def query(self, params: QueryParams, progress=None, on_ranking=None) -> QueryResult:
+    def query(self, params: QueryParams, progress=None, on_ranking=None, on_wait=None) -> QueryResult:
         """The answer to ``params``: from memory or the disk cache when asked before, else run
         (and stored under :meth:`result_key` for the rendering callbacks). A query that runs is
         ranked first (``compute.query.run_ranking``, tens of milliseconds) and completed after
         (``add_evidence``: the null, the evidence); ``on_ranking(key)``, when given, is called in
-        between with the key under which the ranking alone is stored (:meth:`partial_key`)."""
-        import copy
-
+        between with the key under which the ranking alone is stored (:meth:`partial_key`).
+        A query that runs first takes one of the machine's job slots (:attr:`job_slots`; the
+        page's jobs and the API's requests alike), ``on_wait(position, waiting)`` told its place
+        while it waits."""
         key = self.result_key(params)
         result = self.stored_result(key)
+        if result is None:
+            with self.job_slots.slot(on_wait):
+                result = self._run(key, params, progress, on_ranking)
+        return result
+
+    def _run(self, key: str, params: QueryParams, progress, on_ranking) -> QueryResult:
+        import copy
+
+        result = self.stored_result(key)  # answered while this one waited for its slot
         if result is None:
             result = run_ranking(self.atlas, params, progress=progress)
             if on_ranking is not None:

@@ -855,18 +855,19 @@ def test_the_query_callback_stores_a_result_or_says_why_not(ms1_key):
     progress = []
     again = query_run(data, progress.append, state)
     assert again == {"result_key": key, "query_error": None, "status": dash.no_update, "resolution": dash.no_update}
-    assert progress == [(100, "answered from the cache")]
+    # (percent, message, the ranking's key: none, nothing ran)
+    assert progress == [(100, "answered from the cache", None)]
     # a query compute cannot answer: its error and the gene text, for the views to show
     failed = query_run(data, progress.append, state | {"genes": "NOT_A_GENE"})
     assert failed["result_key"] is None and failed["query_error"]["genes"] == "NOT_A_GENE"
     assert "none of the 1 requested genes" in failed["query_error"]["error"]
-    assert progress[-1] == (0, "failed: see the message above the tabs")  # never left on a step (issue 18)
+    assert progress[-1] == (0, "failed: see the message above the tabs", None)  # never left on a step (issue 18)
     # settings that form no query: said in the status, nothing stored; the views keep the last
     # result (no update: the out-of-date marker says so) and the old gene decisions go
     assert query_run(data, progress.append, state | {"genes": " , "}) == {
         "result_key": dash.no_update, "query_error": dash.no_update, "status": "Paste genes (any separators) or pick a preset, then Run",
         "resolution": []}
-    assert progress[-1] == (0, "")
+    assert progress[-1] == (0, "", None)
     bad = query_run(data, progress.append, state | {"cutoff": 150})
     assert bad["result_key"] is dash.no_update and bad["status"].children == "cutoff must be within 0-100 for the percentile rule, got 150"
     # an emptied control (None) takes its default (here the value it had: the same, cached query;

@@ -79,8 +79,8 @@ def run_query(data, set_progress, run_clicks: int | None, request: int | None, *
     set_progress((2, "starting"))
     try:
         # at most N queries compute at once on this machine (dashboard.jobs); the others wait in line
-        with data.job_slots.slot(lambda pos, n: set_progress((1, f"waiting for a free slot: {pos} of {n} in line"))):
-            data.query(params, progress=lambda f, msg: set_progress((round(100 * f), msg)), on_ranking=ranked)
+        data.query(params, progress=lambda f, msg: set_progress((round(100 * f), msg)), on_ranking=ranked,
+                   on_wait=lambda pos, n: set_progress((1, f"waiting for a free slot: {pos} of {n} in line")))
     except QueryError as exc:
         partial[0] = None
         set_progress((0, "failed: see the message above the tabs"))
