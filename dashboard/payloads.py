@@ -131,32 +131,30 @@ def record(required: tuple[str, ...] = (), **fields: Kind) -> Kind:
     return check
 
 
-def list_of(kind: Kind) -> Kind:
+def _each(kind: Kind, *, mapping: bool) -> Kind:
+    """A list (``mapping``: a mapping) of at most MAX_ITEMS values, none of them null, each of ``kind``."""
+    container, name = (dict, "mapping") if mapping else (list, "list")
+
     def check(value, where: str) -> None:
         if value is None:
             return
-        if not isinstance(value, list) or len(value) > MAX_ITEMS:
-            _fail(where, f"a list of at most {MAX_ITEMS:,} entries", value)
-        for i, v in enumerate(value):
+        if not isinstance(value, container) or len(value) > MAX_ITEMS:
+            _fail(where, f"a {name} of at most {MAX_ITEMS:,} entries", value)
+        for k, v in value.items() if mapping else enumerate(value):
+            label = f"{where}[{k!r}]" if mapping else f"{where}[{k}]"
             if v is None:
-                _fail(f"{where}[{i}]", "a value", v)
-            kind(v, f"{where}[{i}]")
+                _fail(label, "a value", v)
+            kind(v, label)
 
     return check
+
+
+def list_of(kind: Kind) -> Kind:
+    return _each(kind, mapping=False)
 
 
 def mapping_of(kind: Kind) -> Kind:
-    def check(value, where: str) -> None:
-        if value is None:
-            return
-        if not isinstance(value, dict) or len(value) > MAX_ITEMS:
-            _fail(where, f"a mapping of at most {MAX_ITEMS:,} entries", value)
-        for k, v in value.items():
-            if v is None:
-                _fail(f"{where}[{k!r}]", "a value", v)
-            kind(v, f"{where}[{k!r}]")
-
-    return check
+    return _each(kind, mapping=True)
 
 
 _QUERY_ERROR = record(required=("error",), error=text, genes=text)
