@@ -823,7 +823,7 @@ def test_every_callback_is_a_top_level_function_of_a_callbacks_module(tiny_build
         assert isinstance(spec["outputs_indices"], dict) and isinstance(spec["inputs_state_indices"], dict), fn.__qualname__
         found.add(f"{fn.__module__.rsplit('.', 1)[1]}.{fn.__name__}")
     assert found == {"link.restore", "link.write_link", "controls.on_preset", "controls.on_upload", "controls.on_upload_set",
-                     "controls.show_disease_groups", "query.run_query", "query.on_cancel", "query.stale_note", "render.render", "render.render_drivers",
+                     "controls.show_disease_groups", "query.run_query", "query.on_cancel", "query.stale_note", "render.render", "render.render_partial", "render.render_drivers",
                      "modules.render_modules", "modules.show_module", "modules.add_missing", "modules.use_module",
                      "export.download", "presenter.set_presenter", "presenter.save_view", "presenter.step",
                      "celltype_genes.rank_genes", "celltype_genes.show_spread", "celltype_genes.pick_gene",
@@ -855,19 +855,18 @@ def test_the_query_callback_stores_a_result_or_says_why_not(ms1_key):
     progress = []
     again = query_run(data, progress.append, state)
     assert again == {"result_key": key, "query_error": None, "status": dash.no_update, "resolution": dash.no_update}
-    # (percent, message, the ranking's key: none, nothing ran)
-    assert progress == [(100, "answered from the cache", None)]
+    assert progress == [(100, "answered from the cache")]
     # a query compute cannot answer: its error and the gene text, for the views to show
     failed = query_run(data, progress.append, state | {"genes": "NOT_A_GENE"})
     assert failed["result_key"] is None and failed["query_error"]["genes"] == "NOT_A_GENE"
     assert "none of the 1 requested genes" in failed["query_error"]["error"]
-    assert progress[-1] == (0, "failed: see the message above the tabs", None)  # never left on a step (issue 18)
+    assert progress[-1] == (0, "failed: see the message above the tabs")  # never left on a step (issue 18)
     # settings that form no query: said in the status, nothing stored; the views keep the last
     # result (no update: the out-of-date marker says so) and the old gene decisions go
     assert query_run(data, progress.append, state | {"genes": " , "}) == {
         "result_key": dash.no_update, "query_error": dash.no_update, "status": "Paste genes (any separators) or pick a preset, then Run",
         "resolution": []}
-    assert progress[-1] == (0, "", None)
+    assert progress[-1] == (0, "")
     bad = query_run(data, progress.append, state | {"cutoff": 150})
     assert bad["result_key"] is dash.no_update and bad["status"].children == "cutoff must be within 0-100 for the percentile rule, got 150"
     # an emptied control (None) takes its default (here the value it had: the same, cached query;

@@ -1,6 +1,6 @@
 """The ranking first, the evidence after (issue 17): a query the page runs stores its ranking alone
-as soon as the cells are scored, tells the page its key through the progress, and the page shows
-it while the p-values are computed."""
+as soon as the cells are scored, tells the page its key (dash.set_props on ids.PARTIAL_KEY), and
+the page shows it while the p-values are computed."""
 
 from __future__ import annotations
 
@@ -29,14 +29,14 @@ def ran(tiny_build, tmp_path_factory):
     return data, out, updates
 
 
-def test_the_progress_carries_the_rankings_key_before_the_p_values(ran):
+def test_the_ranking_alone_is_stored_before_the_p_values(ran):
     data, out, updates = ran
     final_key = out["result_key"]
-    assert isinstance(final_key, str) and all(len(u) == 3 for u in updates)
-    first = next(i for i, u in enumerate(updates) if u[2] is not None)
-    partial_key = updates[first][2]
-    assert partial_key == data.partial_key(final_key)
-    assert any("null" in str(u[1]) for u in updates[first:])  # the null ran after the ranking was shown
+    assert isinstance(final_key, str) and all(len(u) == 2 for u in updates)
+    messages = [str(m) for _, m in updates]
+    shown = next(i for i, m in enumerate(messages) if m.startswith("ranking shown"))
+    assert any("null" in m for m in messages[shown:])  # the null ran after the ranking was shown
+    partial_key = data.partial_key(final_key)
     partial, final = data.stored_result(partial_key), data.stored_result(final_key)
     assert not partial.null and final.null and partial.evidence is None
     cols = ["group", "n_cells", "mean_hit_pct"]
@@ -46,8 +46,7 @@ def test_the_progress_carries_the_rankings_key_before_the_p_values(ran):
 
 def test_render_shows_the_ranking_alone_and_says_what_is_coming(ran, monkeypatch):
     data, out, updates = ran
-    partial_key = next(u[2] for u in updates if u[2] is not None)
-    assert updates[-1][2] is None  # "done": the page renders the full result from result_key
+    partial_key = data.partial_key(out["result_key"])
     settings = {key: DEFAULTS[key] for key in render.RENDER_SETTINGS}
     # once the full result is stored, a late ranking update never replaces it on the page
     with pytest.raises(dash.exceptions.PreventUpdate):

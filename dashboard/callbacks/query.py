@@ -49,16 +49,15 @@ def run_query(data, set_progress, run_clicks: int | None, request: int | None, *
     "status": a message for settings that form no query, else no update; "resolution": emptied
     when the gene box is empty, else no update}. ``set_progress`` takes (percent, message); it
     ends at 100 "done", or at 0 with what went wrong (never left on a step). A query that runs
-    shows its ranking first: the progress carries, third, the key of the ranking alone once it
-    is stored (render shows it while the p-values are computed)."""
-    partial: list = [None]
-    report = set_progress
-
-    def set_progress(update):  # noqa: F811 - every progress update carries the ranking's key
-        report((*update, partial[0]))
+    shows its ranking first: once the ranking alone is stored, its key goes to the page's
+    ``ids.PARTIAL_KEY`` store (``dash.set_props``: not an output of this callback, so render runs
+    at once instead of after this callback ends) and render shows it while the p-values are computed."""
 
     def ranked(key: str) -> None:
-        partial[0] = key
+        try:
+            dash.set_props(ids.PARTIAL_KEY, {"data": key})
+        except dash.exceptions.MissingCallbackContextException:
+            pass  # called as a plain function (tests, scripts): DashboardData.partial_key names it
         set_progress((15, "ranking shown; computing the p-values and the evidence"))
 
     try:
@@ -82,12 +81,10 @@ def run_query(data, set_progress, run_clicks: int | None, request: int | None, *
         data.query(params, progress=lambda f, msg: set_progress((round(100 * f), msg)), on_ranking=ranked,
                    on_wait=lambda pos, n: set_progress((1, f"waiting for a free slot: {pos} of {n} in line")))
     except QueryError as exc:
-        partial[0] = None
         set_progress((0, "failed: see the message above the tabs"))
         message = _no_cells_message(data, params, str(exc))
         return {"result_key": None, "query_error": {"error": message, "genes": state["genes"]}, "status": dash.no_update,
                 "resolution": dash.no_update}
-    partial[0] = None  # the full result is stored: the page renders it from result_key
     set_progress((100, "done"))
     return {"result_key": key, "query_error": None, "status": dash.no_update, "resolution": dash.no_update}
 
@@ -129,10 +126,7 @@ def register(app: dash.Dash, data) -> None:
         inputs={"run_clicks": Input(ids.RUN, "n_clicks"), "request": Input(ids.QUERY_REQUEST, "data")},
         state=controls(State, QUERY_CONTROLS),
         background=True,
-        # the page asks for the job's progress (and the ranking's key) every 200 ms, not Dash's
-        # default second: the ranking is ready in tens of milliseconds
-        interval=200,
-        progress=[Output(ids.PROGRESS, "value"), Output(ids.PROGRESS_TEXT, "children"), Output(ids.PARTIAL_KEY, "data")],
+        progress=[Output(ids.PROGRESS, "value"), Output(ids.PROGRESS_TEXT, "children")],
         running=[(Output(ids.RUN, "loading"), True, False), (Output(ids.CANCEL, "style"), {}, {"display": "none"})],
         cancel=[Input(ids.CANCEL, "n_clicks")],
         prevent_initial_call=True,

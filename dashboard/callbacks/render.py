@@ -17,7 +17,7 @@ from dashboard.views.results import (
     render_views,
 )
 
-__all__ = ["RENDER_OUTPUTS", "RENDER_SETTINGS", "register", "render", "render_drivers"]
+__all__ = ["RENDER_OUTPUTS", "RENDER_SETTINGS", "register", "render", "render_drivers", "render_partial"]
 
 # the views do not depend on which tab shows (a tab switch only rewrites the URL), nor on the
 # "Genes in a cell type" tab's settings (its own callbacks answer them)
@@ -61,9 +61,10 @@ def render(data, result_key: str | None, query_error: dict | None, presenter: bo
         if result is None or data.stored_result(data.final_key(partial_key)) is not None:
             raise dash.exceptions.PreventUpdate
         state, _ = read_state(control_pairs(settings), strict=False)
-        views = render_views(data, result, state | {"driver_group": driver_group})
+        views = render_views(data, result, state | {"driver_group": driver_group}, ranking_only=True)
         views["status"] = html.Div("Ranking shown; p-values, null band and evidence are being computed…", id=ids.PARTIAL_NOTE)
-        return views
+        # the other views keep what they show until the full result renders
+        return {name: views.get(name, dash.no_update) for name in RENDER_OUTPUTS}
     if query_error is not None:  # the query failed: show why, with the gene decisions
         return error_views(data, query_error["error"], query_error.get("genes") or "")
     result = data.stored_result(result_key) if result_key is not None else None
@@ -75,6 +76,11 @@ def render(data, result_key: str | None, query_error: dict | None, presenter: bo
         for name in FIGURE_VIEWS:
             presenter_figure(views[name])
     return views
+
+
+def render_partial(data, partial_key: str | None, presenter: bool | None, driver_group: str | None = None, **settings) -> dict:
+    """:func:`render` of the running query's ranking alone (``partial_key``), before its p-values."""
+    return render(data, None, None, presenter, driver_group, partial_key=partial_key, trigger=ids.PARTIAL_KEY, **settings)
 
 
 def render_drivers(data, group: str | None, result_key: str | None, presenter: bool | None) -> dict:
@@ -90,13 +96,21 @@ def register(app: dash.Dash, data) -> None:
     app.callback(
         output=RENDER_OUTPUTS,
         inputs={"result_key": Input(ids.RESULT_KEY, "data"), "query_error": Input(ids.QUERY_ERROR, "data"),
-                "presenter": Input(ids.PRESENTER, "checked"), "partial_key": Input(ids.PARTIAL_KEY, "data"),
-                **controls(Input, RENDER_SETTINGS)},
+                "presenter": Input(ids.PRESENTER, "checked"), **controls(Input, RENDER_SETTINGS)},
         # a State: the Select sets its own value whenever its options change, and as an Input
         # that re-ran this whole render, losing a view switch made meanwhile
         state={"driver_group": State(ids.DRIVER_GROUP, "value")},
         prevent_initial_call=True,
     )(bind(render, data))
+    # the running query's ranking: its own callback, because the page holds back any callback whose
+    # inputs are outputs of a callback still running (the query's result key), as render's are
+    app.callback(
+        output={name: Output(out.component_id, out.component_property, allow_duplicate=True) for name, out in RENDER_OUTPUTS.items()},
+        inputs={"partial_key": Input(ids.PARTIAL_KEY, "data")},
+        state={"presenter": State(ids.PRESENTER, "checked"), "driver_group": State(ids.DRIVER_GROUP, "value"),
+               **controls(State, RENDER_SETTINGS)},
+        prevent_initial_call=True,
+    )(bind(render_partial, data))
     app.callback(
         output={"driver_fig": Output(ids.DRIVER_FIG, "figure", allow_duplicate=True)},
         inputs={"group": Input(ids.DRIVER_GROUP, "value")},

@@ -218,10 +218,12 @@ def excluded_panel(result) -> dmc.Alert | None:
 
 
 # -- the views of a result --------------------------------------------------------------------
-def render_views(data: DashboardData, result, state: dict) -> dict:
+def render_views(data: DashboardData, result, state: dict, *, ranking_only: bool = False) -> dict:
     """Every view of one query ``result`` (RESULT_VIEWS: figures, table components and rows,
     texts) under the view settings in ``state`` (top_n, group_by, heat, order, color and
-    driver_group). Pure apart from reading gene columns for the heatmap."""
+    driver_group). ``ranking_only``: only the views of the disease ranking and its texts (a
+    running query's ranking, drawn before its p-values). Pure apart from reading gene columns
+    for the heatmap."""
     params = result.params
     has_sim = data.atlas.has_simulated
     sim_note = " · includes SIMULATED studies (open circles)" if data.atlas.has_simulated else ""
@@ -256,6 +258,8 @@ def render_views(data: DashboardData, result, state: dict) -> dict:
         "excluded_diseases": excluded_panel(result),
         "excluded_studies": excluded_panel(result),
     }
+    if ranking_only:
+        return out
     ev = result.evidence
     top = str(result.diseases["group"].iloc[0]) if len(result.diseases) else None
     if ev is not None and len(ev.thresholds):
