@@ -128,45 +128,65 @@ def test_validate_command_line_help():
 
 
 # -- genes ranked within a cell type (issue 21) ---------------------------------------------------
-def _gr_row(cell_type, markers, ribosomal, mito=(0.0, 0.0), measured=(30, 2)) -> dict:
-    return {"cell type": cell_type, "term": "CL:x", "cells": 100, "samples": 4, "known markers": 10, "markers measured": 8,
-            "ribosomal measured": measured[0], "mitochondrial measured": measured[1],
-            "markers attribution": markers[0], "markers expression": markers[1], "ribosomal attribution": ribosomal[0],
-            "ribosomal expression": ribosomal[1], "mitochondrial attribution": mito[0], "mitochondrial expression": mito[1]}
+def _gr_row(cell_type, markers, ribosomal, mito=(0.0, 0.0), measured=(30, 2), tf=None) -> dict:
+    row = {"cell type": cell_type, "term": "CL:x", "cells": 100, "samples": 4, "known markers": 10, "markers measured": 8,
+           "ribosomal measured": measured[0], "mitochondrial measured": measured[1],
+           "markers attribution": markers[0], "markers expression": markers[1], "ribosomal attribution": ribosomal[0],
+           "ribosomal expression": ribosomal[1], "mitochondrial attribution": mito[0], "mitochondrial expression": mito[1]}
+    if tf is not None:
+        row |= {"TF attribution": tf[0], "TF expression": tf[1], "TF measured": 120, "genes measured": 1200}
+    return row
+
+
+_TF_LIST = {"release": "JASPAR2026", "source": "test", "count": 789, "n_names": 790, "renamed": {}, "unmapped": ["EWSR1-FLI1"]}
 
 
 def test_gene_ranking_verdict_on_known_inputs():
     from compute.validate import gene_ranking_section
     from compute.validate._report import gene_ranking_verdict
 
-    rows = [_gr_row("A", (0.5, 0.2), (0.0, 0.1)), _gr_row("B", (0.3, 0.3), (0.2, 0.1)), _gr_row("C", (0.1, 0.4), (0.0, 0.0))]
-    markers, ribosomal, mito = gene_ranking_verdict(rows, 50, "Here")
+    rows = [_gr_row("A", (0.5, 0.2), (0.0, 0.1), tf=(0.12, 0.02)), _gr_row("B", (0.3, 0.3), (0.2, 0.1), tf=(0.1, 0.04)),
+            _gr_row("C", (0.1, 0.4), (0.0, 0.0), tf=(0.0, 0.06))]
+    markers, tfs, ribosomal, mito = gene_ranking_verdict(rows, 50, "Here")
+    assert tfs.startswith("Here, transcription factors (JASPAR CORE) in the top 50 (more is better): attribution ranks better")
+    assert "attribution ahead in 2 of 3 cell types, expression in 1, tied in 0; mean share 0.07 by attribution vs 0.04" in tfs
+    assert tfs.endswith("a top 50 would hold a share of about 0.10 (120 listed TFs measured at most).")
     # more known markers is better; fewer ribosomal genes is better
     assert "attribution ahead in 1 of 3 cell types, expression in 1, tied in 1" in markers and "neither ranking is ahead" in markers
     assert "attribution ahead in 1 of 3 cell types, expression in 1, tied in 1" in ribosomal
     assert "fewer is better" in ribosomal and "more is better" in markers
     assert "tied in 3" in mito and "Only 2 mitochondrial genes were measured at most" in mito  # too few to say anything
     assert gene_ranking_verdict([], 50, "Here") == []
-    text = "\n".join(gene_ranking_section({"atlas": "x", "top": 50, "cell_min": 10, "min_cells": 30, "tf_note": "TF: not measured.",
-                                            "n_simulated": 0, "real": {"studies": ["R"], "rows": rows},
-                                            "all": {"studies": ["R"], "rows": rows}, "seconds": 1.0}))
-    assert "| A | 100 | 4 | 10 (8) | 0.50 / 0.20 |" in text and "- TF: not measured." in text
+    gr = {"atlas": "x", "top": 50, "cell_min": 10, "min_cells": 30, "tf_list": _TF_LIST, "n_simulated": 0,
+          "real": {"studies": ["R"], "rows": rows}, "all": {"studies": ["R"], "rows": rows}, "seconds": 1.0}
+    text = "\n".join(gene_ranking_section(gr))
+    assert "| A | 100 | 4 | 10 (8) | 0.50 / 0.20 | 0.12 / 0.02 | 120 | 0.00 / 0.10 |" in text
+    assert "| TFs (attr / expr) | TFs measured |" in text and "not measured" not in text
+    assert "the 789 human genes with a CORE binding profile in JASPAR 2026" in text and "EWSR1-FLI1, a fusion protein" in text
+    assert "lower bound" in text and "1,600 human TFs" in text
+    # results recorded before the TF share: their rows have no TF columns and their note is kept
+    old = {k: v for k, v in gr.items() if k != "tf_list"} | {"tf_note": "TF: not measured.",
+                                                            "real": {"studies": ["R"], "rows": [_gr_row("A", (0.5, 0.2), (0.0, 0.1))]}}
+    text = "\n".join(gene_ranking_section(old))
+    assert "| A | 100 | 4 | 10 (8) | 0.50 / 0.20 | 0.00 / 0.10 |" in text and "- TF: not measured." in text
     assert "Not measured in this run" in "\n".join(gene_ranking_section(None))
 
 
 def test_gene_ranking_section_on_the_tiny_atlas(tiny_atlas):
-    from compute.validate import TF_NOTE, evaluate_gene_ranking, gene_ranking_section
+    from compute.validate import evaluate_gene_ranking, gene_ranking_section, tf_list
 
     gr = evaluate_gene_ranking(tiny_atlas)
     assert gr["real"]["studies"] == ["PBMC68K"] and len(gr["all"]["studies"]) == len(tiny_atlas.studies)
     assert gr["real"]["rows"] and gr["all"]["rows"] and gr["n_simulated"] == len(tiny_atlas.studies) - 1
     table = pd.DataFrame(gr["all"]["rows"])
     for col in ("markers attribution", "markers expression", "ribosomal attribution", "ribosomal expression",
-                "mitochondrial attribution", "mitochondrial expression"):
+                "mitochondrial attribution", "mitochondrial expression", "TF attribution", "TF expression"):
         assert table[col].between(0, 1).all(), col
     assert (table["markers measured"] <= table["known markers"]).all() and list(table["cells"]) == sorted(table["cells"], reverse=True)
     text = "\n".join(gene_ranking_section(json.loads(json.dumps(gr))))  # as read back from results.json
-    assert text.startswith("## Genes ranked within a cell type") and TF_NOTE in text
+    assert text.startswith("## Genes ranked within a cell type") and "not measured" not in text
+    assert gr["tf_list"] == tf_list().summary() and (table["TF measured"] >= 0).all()
+    assert "On real PBMC cells, transcription factors (JASPAR CORE) in the top 50" in text
     assert "**Real cells only** (studies PBMC68K" in text and "SIMULATED" in text
     for row in gr["all"]["rows"]:
         assert f"| {row['cell type']} | {row['cells']} |" in text

@@ -2,7 +2,6 @@
 
 from compute.validate._generank import (
     HOUSEKEEPING,
-    TF_NOTE,
     evaluate_gene_ranking,
     gene_ranking_table,
     markers_for,
@@ -38,12 +37,22 @@ from compute.validate._run import (
     run_validation,
     scenarios,
 )
+from compute.validate._tfs import (
+    JASPAR_RELEASE,
+    TFList,
+    jaspar_human_tf_names,
+    split_dimers,
+    tf_list,
+    tf_share,
+    to_current_symbols,
+)
 
 __all__ = [
     "FULL",
     "HOUSEKEEPING",
     "QUICK",
-    "TF_NOTE",
+    "JASPAR_RELEASE",
+    "TFList",
     "add_gene_ranking",
     "Profile",
     "Scenario",
@@ -57,6 +66,7 @@ __all__ = [
     "gene_ranking_table",
     "headline",
     "integration_table",
+    "jaspar_human_tf_names",
     "markers_for",
     "precision_at_k",
     "real_studies_section",
@@ -65,7 +75,11 @@ __all__ = [
     "two_panel_table",
     "run_validation",
     "scenarios",
+    "split_dimers",
     "stability",
+    "tf_list",
+    "tf_share",
+    "to_current_symbols",
     "verdicts",
     "write_report",
 ]

@@ -285,8 +285,17 @@ def _figures(results: dict, folder: Path) -> list[tuple[str, str]]:
     return figs
 
 
-_GR_KINDS = (("markers", "known markers in the top {top}", True), ("ribosomal", "ribosomal genes in the top {top}", False),
-             ("mitochondrial", "mitochondrial genes in the top {top}", False))
+# (column prefix, table heading, words, whether more is better); TFs: more is what SIGnature claims
+# (regulatory genes stand out), though the list is partial
+_GR_KINDS = (("markers", "markers", "known markers in the top {top}", True),
+             ("TF", "TFs", "transcription factors (JASPAR CORE) in the top {top}", True),
+             ("ribosomal", "ribosomal", "ribosomal genes in the top {top}", False),
+             ("mitochondrial", "mitochondrial", "mitochondrial genes in the top {top}", False))
+
+
+def _gr_kinds(t: pd.DataFrame):
+    # results recorded before the TF share existed have no TF columns: show what they have
+    return [k for k in _GR_KINDS if f"{k[0]} attribution" in t]
 
 
 def _gr_winner(attr: float, expr: float, higher_better: bool) -> str:
@@ -297,12 +306,13 @@ def _gr_winner(attr: float, expr: float, higher_better: bool) -> str:
 
 def gene_ranking_verdict(rows: list[dict], top: int, where: str) -> list[str]:
     """Plain sentences: per measure, in how many cell types each ranking does better (more known
-    markers; fewer ribosomal and mitochondrial genes in the top ``top``) and the mean shares."""
+    markers and transcription factors; fewer ribosomal and mitochondrial genes in the top ``top``)
+    and the mean shares; for TFs also the share a top list would hold by chance."""
     if not rows:
         return []
     t = pd.DataFrame(rows)
     out = []
-    for kind, words, higher in _GR_KINDS:
+    for kind, _, words, higher in _gr_kinds(t):
         a, e = t[f"{kind} attribution"].astype(float), t[f"{kind} expression"].astype(float)
         won = [_gr_winner(x, y, higher) for x, y in zip(a, e, strict=True)]
         n = len(won)
@@ -314,6 +324,11 @@ def gene_ranking_verdict(rows: list[dict], top: int, where: str) -> list[str]:
             if most < 10:  # a handful of such genes cannot fill a top 50 whichever way it ranks
                 few = (f" Only {most} {kind} gene{'s' if most != 1 else ''} {'were' if most != 1 else 'was'} measured at most, "
                        "so this comparison says little here.")
+        if kind == "TF" and {"TF measured", "genes measured"} <= set(t):
+            # the list is partial, so the share a top list would hold by chance is the yardstick
+            chance = (t["TF measured"] / t["genes measured"].where(t["genes measured"] > 0)).mean()
+            few = (f" By chance (listed TFs among the genes measured) a top {top} would hold a share of about {_f(chance)}"
+                   f" ({int(t['TF measured'].max())} listed TFs measured at most).")
         out.append(f"{where}, {words.format(top=top)} ({'more' if higher else 'fewer'} is better): {lead}: attribution ahead in "
                    f"{won.count('attribution')} of {n} cell types, expression in {won.count('expression')}, tied in "
                    f"{won.count('tie')}; mean share {_f(a.mean())} by attribution vs {_f(e.mean())} by expression.{few}")
@@ -325,11 +340,27 @@ def _gene_ranking_table(rows: list[dict]) -> str:
     measured = t["markers measured"] if "markers measured" in t else t["known markers"]
     shown = pd.DataFrame({"cell type": t["cell type"], "cells": t["cells"], "samples": t["samples"],
                           "known markers (measured)": [f"{k} ({m})" for k, m in zip(t["known markers"], measured, strict=True)]})
-    for kind, _, _ in _GR_KINDS:
-        shown[f"{kind} (attr / expr)"] = [f"{_f(a)} / {_f(e)}" for a, e in zip(t[f"{kind} attribution"], t[f"{kind} expression"], strict=True)]
+    for kind, heading, _, _ in _gr_kinds(t):
+        shown[f"{heading} (attr / expr)"] = [f"{_f(a)} / {_f(e)}" for a, e in zip(t[f"{kind} attribution"], t[f"{kind} expression"], strict=True)]
         if kind != "markers" and f"{kind} measured" in t:
-            shown[f"{kind} measured"] = t[f"{kind} measured"]
+            shown[f"{heading} measured"] = t[f"{kind} measured"]
     return _md(shown)
+
+
+def _tf_words(tfs: dict | None, top: int) -> str:
+    """The report's description of the TF list (``results["gene_ranking"]["tf_list"]``)."""
+    if not tfs:
+        return ""
+    unmapped = tfs.get("unmapped") or []
+    left = (f"; {len(unmapped)} JASPAR name{'s' if len(unmapped) != 1 else ''} with no single current HGNC symbol left out "
+            f"({', '.join(unmapped)}{', a fusion protein' if unmapped == ['EWSR1-FLI1'] else ''})") if unmapped else ""
+    renamed = tfs.get("renamed") or {}
+    moved = (f"; renamed to current symbols: {', '.join(f'{a} -> {b}' for a, b in renamed.items())}") if renamed else ""
+    return (f"*Transcription factors* (TFs): the {tfs['count']:,} human genes with a CORE binding profile in "
+            f"{tfs['release'].replace('JASPAR', 'JASPAR ')} (read offline from the pyjaspar package's database; a dimer "
+            f"\"A::B\" counts as both genes; {tfs['n_names']:,} JASPAR names{left}{moved}), their share of the top {top} and how "
+            "many the population measured (TFs measured). This is a curated but partial TF list, TFs with a known motif "
+            "only: Lambert et al. (Cell 2018) count about 1,600 human TFs, so every TF share here is a lower bound. ")
 
 
 def gene_ranking_section(gr: dict | None) -> list[str]:
@@ -347,6 +378,7 @@ def gene_ranking_section(gr: dict | None) -> list[str]:
              f">= {gr['cell_min']} cells; all {top} top genes counted). *Known markers*: the shipped immune marker sets "
              "(`../shared/reference/human_immune_cell_markers.json`) of the type's Cell Ontology term or an ancestor, among the "
              f"atlas's genes (in brackets: how many the population's studies measured); the share of them in the top {top}. "
+             f"{_tf_words(gr.get('tf_list'), top)}"
              f"*Ribosomal* (RPL*/RPS*) and *mitochondrial* (MT-*): their share of the top {top}, and how many the population "
              "measured at all. Each share is \"attribution / expression\".\n")
     real = gr.get("real") or {}
@@ -367,7 +399,8 @@ def gene_ranking_section(gr: dict | None) -> list[str]:
     L.append("**In plain words.**\n")
     L += [f"- {v}" for v in gene_ranking_verdict(real.get("rows") or [], top, "On real PBMC cells")]
     L += [f"- {v}" for v in gene_ranking_verdict(every.get("rows") or [], top, "On the whole atlas" + (" (mostly SIMULATED)" if gr.get("n_simulated") else ""))]
-    L.append(f"- {gr['tf_note']}")
+    if gr.get("tf_note"):  # results recorded before the TF list existed say why they have no TF share
+        L.append(f"- {gr['tf_note']}")
     L.append(f"\nRanked in {gr.get('seconds', float('nan')):.0f} s.\n")
     return L
 
