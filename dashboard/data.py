@@ -348,14 +348,35 @@ class DashboardData:
 
         result = self.stored_result(key)  # answered while this one waited for its slot
         if result is None:
-            result = run_ranking(self.atlas, params, progress=progress)
+            partial = self.partial_key(key)
+            ranked = self.stored_result(partial)  # the page's request ranked it already (:meth:`rank`)
+            if ranked is not None:
+                result = copy.deepcopy(ranked)  # a copy: add_evidence completes ``result`` itself
+            else:
+                result = run_ranking(self.atlas, params, progress=progress)
+                if self.stored_result(partial) is None:  # (the page's request may have stored it meanwhile)
+                    self.store_result(partial, copy.deepcopy(result))
             if on_ranking is not None:
-                # a copy: add_evidence completes ``result`` itself
-                self.store_result(self.partial_key(key), copy.deepcopy(result))
-                on_ranking(self.partial_key(key))
+                on_ranking(partial)
             result = add_evidence(self.atlas, result, progress=progress)
             self.store_result(key, result)
         return result
+
+    def rank(self, params: QueryParams) -> str | None:
+        """The key under which the ranking alone of ``params`` is stored (:meth:`partial_key`),
+        computed now when needed (``compute.query.run_ranking``: tens of milliseconds, so the page
+        asks for it in the Run request itself and shows it before the background job has even
+        started). None when the full result is stored already, or when every job slot is busy
+        (a loaded server ranks in the job, in its turn). Raises QueryError as :meth:`query`."""
+        key = self.result_key(params)
+        if self.stored_result(key) is not None:
+            return None
+        partial = self.partial_key(key)
+        if self.stored_result(partial) is None:
+            if self.job_slots.busy() >= self.job_slots.limit:
+                return None
+            self.store_result(partial, run_ranking(self.atlas, params))
+        return partial
 
     @staticmethod
     def partial_key(key: str) -> str:

@@ -21,7 +21,7 @@ from dashboard.views.results import (
     STAT_HELP,
     stat_help_panel,
 )
-from dashboard.views.studies import COVERAGE_HELP, study_reports_panel
+from dashboard.views.studies import COVERAGE_HELP
 
 __all__ = ["CSV_ONLY_VIEWS", "FIGURE_GRAPHS", "LANDING_EXAMPLES", "build_layout"]
 
@@ -307,7 +307,10 @@ def build_layout(data: DashboardData):
             html.Div(id=ids.EXCLUDED_STUDIES),
             html.Div([_export_bar("studies"), grid, dmc.Text(COVERAGE_HELP, size="xs", c="dimmed", id=ids.COVERAGE_HELP)],
                      className="panel"),
-            study_reports_panel(data),
+            # filled while the tab shows (controls.show_study_reports): a component per report
+            # line and label made 2,500 of the page's 2,700 components, and the page's script
+            # walks every component on each update (1-3 s per query result on a busy machine)
+            html.Div(id=ids.STUDY_REPORTS_SLOT),
         ], gap="sm"), value="studies", pt="sm"),
         dmc.TabsPanel(dmc.Stack([
             dmc.Group([html.Div([dmc.Text("Colour by", size="xs", c="dimmed"),
@@ -347,6 +350,7 @@ def build_layout(data: DashboardData):
         dcc.Store(id=ids.QUERY_REQUEST, data=0),
         dcc.Store(id=ids.RESULT_KEY),  # the key of the stored result of the last query that ran
         dcc.Store(id=ids.PARTIAL_KEY),  # while a query runs: its ranking, shown before the p-values are in
+        dcc.Store(id=ids.UMAP_DRAWN),  # the result and colour the UMAP shows (drawn only while its tab shows)
         dcc.Store(id=ids.QUERY_ERROR),  # why the last query failed ({"error", "genes"}), or None
         dcc.Store(id=ids.MODULES_STORE),
         dcc.Store(id=ids.SAVED_VIEWS, storage_type="local", data=[]),

@@ -222,11 +222,15 @@ def test_cancel_says_the_views_show_the_previous_result(driver, server):
     draws.send_keys(Keys.CONTROL, "a")
     draws.send_keys("10000", Keys.TAB)
     _wait(driver, lambda d: "Out of date" in d.find_element(By.ID, "stale").text, what="new settings taken")
+    before = driver.find_element(By.ID, "disease-table").text
     driver.find_element(By.ID, "run").click()
     cancel = _wait(driver, lambda d: (lambda b: b if b.is_displayed() else False)(d.find_element(By.ID, "cancel")), what="Cancel shown")
+    # Run's own request draws the new ranking first; the p-values (10,000 draws) are still running
+    _wait(driver, lambda d: d.find_elements(By.ID, "partial-note"), what="the new ranking drawn before its p-values")
     cancel.click()
     _wait(driver, lambda d: "Query cancelled" in d.find_element(By.ID, "status").text, what="cancel message")
     assert "previous result" in driver.find_element(By.ID, "status").text
+    _wait(driver, lambda d: d.find_element(By.ID, "disease-table").text == before, what="the previous ranking drawn again")
     assert driver.find_element(By.ID, "progress-text").text == "cancelled"
     _wait(driver, lambda d: "Out of date" in d.find_element(By.ID, "stale").text, what="old result marked after Cancel")
 

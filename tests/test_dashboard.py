@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import dash
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -29,7 +30,7 @@ from dashboard.state import (
 )
 from dashboard.upload import GeneFileError, parse_gene_file
 from dashboard.views.modules import modules_table, modules_view
-from dashboard.views.results import RESULT_VIEWS, driver_figure
+from dashboard.views.results import RESULT_VIEWS, UMAP_VIEWS, driver_figure
 
 from .conftest import REPO
 
@@ -462,8 +463,10 @@ def test_study_reports_in_plain_words(tiny_build):
     assert f"{sim.id} · {sim.title} · {sim.n_cells:,} cells · SIMULATED" in text
     warnings = data.atlas.meta["report"]["warnings"]
     assert warnings and all(w in _text(_find(panel, ids.ATLAS_WARNINGS)) for w in warnings)
-    # it is in the Studies tab
-    assert _find(create_app(tiny_build[1]).layout, ids.STUDY_REPORTS) is not None
+    # it is in the Studies tab, while that tab shows
+    assert _find(create_app(tiny_build[1]).layout, ids.STUDY_REPORTS_SLOT) is not None
+    assert _find(controls.show_study_reports(data, "studies")["reports"], ids.STUDY_REPORTS) is not None
+    assert controls.show_study_reports(data, "diseases") == {"reports": []}
 
 
 def test_report_lines_for_tpm_mouse_and_qc_drops():
@@ -532,7 +535,7 @@ def test_an_atlas_without_reports_or_panels_still_renders(old_atlas):
     assert _text(panel).count(NOT_RECORDED) == len(data.atlas.studies) and _find(panel, ids.ATLAS_WARNINGS) is None
     assert "records no per-study gene panels" in export.methods_paragraph(data.atlas, out["result"])
     app = create_app(old_atlas)
-    assert _find(app.layout, ids.STUDY_REPORTS) is not None
+    assert _find(app.layout, ids.STUDY_REPORTS_SLOT) is not None
 
 
 # -- one vocabulary: ontology terms in the filters, disease groups, presets, label transfer ------
@@ -823,7 +826,8 @@ def test_every_callback_is_a_top_level_function_of_a_callbacks_module(tiny_build
         assert isinstance(spec["outputs_indices"], dict) and isinstance(spec["inputs_state_indices"], dict), fn.__qualname__
         found.add(f"{fn.__module__.rsplit('.', 1)[1]}.{fn.__name__}")
     assert found == {"link.restore", "link.write_link", "controls.on_preset", "controls.on_upload", "controls.on_upload_set",
-                     "controls.show_disease_groups", "query.run_query", "query.on_cancel", "query.stale_note", "render.render", "render.render_partial", "render.render_drivers",
+                     "controls.show_disease_groups", "controls.show_study_reports", "query.run_query", "query.rank_now", "query.on_cancel", "query.stale_note", "render.render", "render.render_partial",
+                     "render.render_umap", "render.render_drivers",
                      "modules.render_modules", "modules.show_module", "modules.add_missing", "modules.use_module",
                      "export.download", "presenter.set_presenter", "presenter.save_view", "presenter.step",
                      "celltype_genes.rank_genes", "celltype_genes.show_spread", "celltype_genes.pick_gene",
@@ -875,11 +879,43 @@ def test_the_query_callback_stores_a_result_or_says_why_not(ms1_key):
     assert query_run(data, progress.append, state | {"samp_min": None})["result_key"] == key
 
 
+def test_the_run_request_draws_the_ranking_before_the_job(ms1_key, monkeypatch):
+    """Run's own request ranks a new query and returns its ranking views (the job adds the
+    p-values); nothing for a stored result, settings that form no query, or a busy server."""
+    from dashboard.callbacks import query
+
+    data, state, key = ms1_key
+    view = {k: state[k] for k in render.RENDER_SETTINGS}
+
+    def rank(st):
+        return query.rank_now(data, 1, None, False, None, **{k: st[k] for k in QUERY_KEYS}, **view)
+
+    new = state | {"genes": "\n".join(state["genes"].split("\n")[:-1])}  # one gene less: never asked
+    params = query_params(read_state(new.items(), data.known_values, strict=True)[0], expression=data.atlas.has_expression)
+    assert data.stored_result(data.result_key(params)) is None
+    views = rank(new)
+    assert views["status"].id == ids.PARTIAL_NOTE and views["robust_fig"] is dash.no_update
+    ranked = data.stored_result(data.partial_key(data.result_key(params)))
+    assert ranked is not None and ranked.null == {} and len(_text(views["disease_table"])) > 0
+    assert _text(views["disease_table"]).count(str(ranked.diseases["group"].iloc[0])) >= 1
+    # the job completes that ranking: the same scores, now with p-values
+    full = data.query(params)
+    np.testing.assert_array_equal(full.scores, ranked.scores)
+    for no_update in (state, state | {"genes": " , "}, state | {"cutoff": 150}):
+        with pytest.raises(dash.exceptions.PreventUpdate):
+            rank(no_update)
+    monkeypatch.setattr(type(data.job_slots), "busy", lambda self: self.limit)
+    with pytest.raises(dash.exceptions.PreventUpdate):  # every slot taken: the job ranks it in its turn
+        rank(state | {"genes": "\n".join(state["genes"].split("\n")[:-2])})
+
+
 def test_the_render_callbacks_show_a_result_an_error_or_nothing(ms1_key):
     data, state, key = ms1_key
     view = {"top_n": 2, "group_by": "study", "heat": "dotplot", "order": "score", "color": "disease"}
     views = render.render(data, key, None, False, None, **view)
-    assert set(views) == set(RESULT_VIEWS) and tuple(render.RENDER_OUTPUTS) == RESULT_VIEWS
+    # every view but the Cells tab's, which render_umap draws while that tab shows
+    assert set(views) == set(RESULT_VIEWS) - set(UMAP_VIEWS) and tuple(render.RENDER_OUTPUTS) == tuple(
+        v for v in RESULT_VIEWS if v not in UMAP_VIEWS)
     assert len(views["disease_table"].children[1].children) == 2  # top 2
     result = data.stored_result(key)
     assert views["heatmap_fig"].to_dict()["data"][0]["type"] == "scatter" and "study" in views["heatmap_fig"].layout.title.text
@@ -896,6 +932,17 @@ def test_the_render_callbacks_show_a_result_an_error_or_nothing(ms1_key):
     for no_result in ((None, None), ("not-a-key", None)):
         with pytest.raises(dash.exceptions.PreventUpdate):
             render.render(data, *no_result, False, None, **view)
+    # the UMAP: only while its tab shows, once per result, colour and presenter mode
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        render.render_umap(data, key, None, "diseases", "disease", False, None)
+    umap = render.render_umap(data, key, None, "cells", "disease", False, None)
+    assert set(umap) == {*UMAP_VIEWS, "drawn"} and umap["drawn"].startswith(f"{key}|")
+    assert umap["umap_fig"].layout.meta["color_by"] == "disease" and umap["umap_badge"].endswith("cells shown")
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        render.render_umap(data, key, None, "cells", "disease", False, umap["drawn"])
+    assert render.render_umap(data, key, None, "cells", "score", True, umap["drawn"])["umap_fig"].layout.font.size == 20
+    gone = render.render_umap(data, None, {"error": "no cells match the filters", "genes": ""}, "cells", "score", False, umap["drawn"])
+    assert gone["umap_fig"].to_dict()["layout"]["meta"]["empty"] == "no cells match the filters"
     second = views["driver_groups"][1]
     drivers = render.render_drivers(data, second, key, True)["driver_fig"]
     assert drivers.layout.title.text.startswith(f"Driver genes in {second}") and drivers.layout.font.size == 20
@@ -934,6 +981,10 @@ def test_out_of_date_marker_cancel_and_short_links(ms1_key, tiny_atlas):
     assert query.stale_note(data, key, None, **(asked | {"genes": lines})) == {"note": None}
     cancelled = query.on_cancel(data, 1, key)
     assert cancelled["status"].children == query.CANCELLED and (cancelled["progress"], cancelled["progress_text"]) == (0, "cancelled")
+    # the previous result's views drawn again (the cancelled query's ranking may be on screen)
+    previous = render.render(data, key, None, False, None)
+    assert set(cancelled) == set(render.RENDER_OUTPUTS) | {"progress", "progress_text"}
+    assert _text(cancelled["disease_table"]) == _text(previous["disease_table"]) != ""
     assert "Nothing was run" in query.on_cancel(data, 1, None)["status"].children
     with pytest.raises(dash.exceptions.PreventUpdate):
         query.on_cancel(data, None, key)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["NullResult", "Panels", "gene_bins", "matched_draws", "null_rankings", "prepare_null"]
+__all__ = ["NullResult", "Panels", "gene_bins", "matched_draws", "null_rankings", "null_threads", "prepare_null"]
 
 N_MEAN_BINS = 10
 N_DETECTION_BINS = 4
@@ -26,6 +26,23 @@ MAX_SCALAR_REDRAWS = 50_000
 # the null's block of draws x cells (float32 scores) kept at once: 128 MB (every block reads the
 # selected cells' values once: fewer, larger blocks read less)
 BLOCK_BYTES = 128 * 2**20
+# with several threads, no block of fewer draws than this (smaller ones re-read the matrix for little)
+MIN_THREAD_DRAWS = 64
+
+
+def null_threads(environ=None) -> int:
+    """Threads one null uses: $SIGATLAS_QUERY_THREADS, else the CPU count, at most 4 (a query
+    is one of several a server runs; dashboard.jobs bounds how many at once)."""
+    import os
+
+    env = os.environ if environ is None else environ
+    raw = env.get("SIGATLAS_QUERY_THREADS", "").strip()
+    if raw:
+        try:
+            return max(1, int(raw))
+        except ValueError:
+            raise ValueError(f"$SIGATLAS_QUERY_THREADS must be a whole number of threads, got {raw!r}") from None
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass
@@ -181,6 +198,7 @@ def null_rankings(
     chunk: int | None = None,
     progress=None,
     panels: Panels | None = None,
+    threads: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Mean sample hit % per group for every draw.
 
@@ -193,7 +211,8 @@ def null_rankings(
     as it is: pass one to avoid a conversion per call).
     ``panels``: each cell's study panel and scale (method.md section 6): a draw's score then uses
     only the genes the cell's study measured, weights renormalised, times the study's share,
-    exactly as the observed scores do. Returns {by: (n_draws, n_groups)}.
+    exactly as the observed scores do. ``threads``: blocks of draws computed at once (default
+    :func:`null_threads`). Returns {by: (n_draws, n_groups)}.
 
     The draws are the columns of one sparse genes x draws matrix D; every draw's scores
     (``M @ D``), its cut and its per-sample hit counts are computed in one compiled pass per
@@ -222,15 +241,35 @@ def null_rankings(
     data = np.asarray(rows.data, dtype=np.float32)
     cut_q = -1.0 if quantile is None else float(quantile)
     cut_v = 0.0 if value is None else float(value)
-    # a block of draws x cells in float32 of about BLOCK_BYTES: each block reads the matrix once
-    step = int(chunk) if chunk else max(8, min(1024, BLOCK_BYTES // max(4 * n_cells, 1)))
-    for start in range(0, n_draws, step):
-        stop = min(start + step, n_draws)
+    n_threads = max(1, int(threads)) if threads else null_threads()
+    # a block of draws x cells in float32 of about BLOCK_BYTES (shared by the blocks that run at
+    # once): each block reads the matrix once; with several threads, at least one block each
+    step = int(chunk) if chunk else max(8, min(1024, BLOCK_BYTES // max(4 * n_cells * n_threads, 1)))
+    if not chunk and n_threads > 1 and n_draws >= 2 * MIN_THREAD_DRAWS:
+        step = min(step, max(MIN_THREAD_DRAWS, -(-n_draws // n_threads)))
+    blocks = [(start, min(start + step, n_draws)) for start in range(0, n_draws, step)]
+
+    def block_counts(block: tuple[int, int]) -> np.ndarray:
+        start, stop = block
         use_ptr, use_draw, use_weight = _gene_uses(genes[start:stop], gene_weights[start:stop], M.shape[1])
-        counts[start:stop] = hit_counts(rows.indptr, rows.indices, data, use_ptr, use_draw, use_weight, stop - start, cell_study,
-                                        np.ascontiguousarray(factor[:, start:stop]), cut_q, cut_v, sample_codes, n_samples)
-        if progress is not None:
-            progress(stop / n_draws)
+        return hit_counts(rows.indptr, rows.indices, data, use_ptr, use_draw, use_weight, stop - start, cell_study,
+                          np.ascontiguousarray(factor[:, start:stop]), cut_q, cut_v, sample_codes, n_samples)
+
+    # the kernel releases the GIL: blocks run side by side in threads, each draw's numbers the same
+    # whichever block holds it
+    if n_threads > 1 and len(blocks) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(n_threads, len(blocks)), thread_name_prefix="sigatlas-null") as pool:
+            for (start, stop), block in zip(blocks, pool.map(block_counts, blocks), strict=True):
+                counts[start:stop] = block
+                if progress is not None:
+                    progress(stop / n_draws)
+    else:
+        for start, stop in blocks:
+            counts[start:stop] = block_counts((start, stop))
+            if progress is not None:
+                progress(stop / n_draws)
     pct = 100.0 * counts.T.astype(np.float64) / np.maximum(cells_per_sample, 1)[:, None]  # samples x draws
     out = {}
     for by, gos in group_of_sample.items():

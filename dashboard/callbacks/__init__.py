@@ -23,7 +23,7 @@ from dashboard.callbacks import (
     render,
 )
 from dashboard.callbacks.wiring import QUERY_CONTROLS
-from dashboard.views.results import empty_views, view_tables
+from dashboard.views.results import UMAP_VIEWS, empty_views, view_tables
 
 __all__ = ["answer_query", "register"]
 
@@ -51,6 +51,10 @@ def answer_query(data, state: dict, progress=None) -> dict:
     try:
         out = render.render(data, ran["result_key"], ran["query_error"], presenter=False, driver_group=state.get("driver_group"),
                             **{key: state[key] for key in render.RENDER_SETTINGS})
+        # the Cells tab's views, as the page draws them when that tab shows
+        umap = render.render_umap(data, ran["result_key"], ran["query_error"], tab=render.UMAP_TAB, color=state.get("color"),
+                                  presenter=False, drawn=None)
+        out |= {name: umap[name] for name in UMAP_VIEWS}
     except dash.exceptions.PreventUpdate:  # no query ran: the page keeps its views, the status says why
         out = empty_views() | {"status": ran["status"]}
     if ran["result_key"] is None:

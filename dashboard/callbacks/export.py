@@ -16,8 +16,10 @@ from dashboard.state import read_state
 from dashboard.views.modules import modules_table
 from dashboard.views.results import render_views, view_tables
 
-__all__ = ["CSV_BUTTONS", "download", "register"]
+__all__ = ["CSV_BUTTONS", "UMAP_NOT_DRAWN", "download", "register"]
 
+UMAP_NOT_DRAWN = ("not drawn: the UMAP is drawn when the Cells (UMAP) tab is opened; open it before the snapshot to include "
+                  "its image (umap.json holds the figure)")
 CSV_BUTTONS = {f"{ids.CSV_PREFIX}{view}": view for view in (*FIGURE_GRAPHS, *CSV_ONLY_VIEWS)}  # button id -> view
 # the figures of the snapshot: file name -> view
 _SNAPSHOT_FIGURES = {"diseases": "disease_fig", "robustness": "robust_fig", "drivers": "driver_fig", "comparison": "compare_fig",
@@ -73,12 +75,17 @@ def register(app: dash.Dash, data) -> None:
     # the snapshot's images: every drawn figure as SVG and PNG at its on-screen size, drawn here
     # (the browser has the fonts and WebGL the server lacks); then the download above zips them
     clientside_callback(
-        f"""async function(n) {{
+        f"""async function(n, resultKey, umapDrawn) {{
             if (!n) {{ return window.dash_clientside.no_update; }}
             {_JS_SIZE}
             const graphs = {json.dumps(FIGURE_GRAPHS)};
             const images = {{}};
             for (const [name, id] of Object.entries(graphs)) {{
+                // the UMAP is drawn only once its tab has shown: an older result's is not this one's
+                if (id === {json.dumps(ids.UMAP_FIG)} && !String(umapDrawn || '').startsWith(String(resultKey) + '|')) {{
+                    images[name] = {{error: {json.dumps(UMAP_NOT_DRAWN)}}};
+                    continue;
+                }}
                 const el = document.querySelector('#' + id + ' .js-plotly-plot');
                 if (!el || !el.data || ((el.layout || {{}}).meta || {{}}).empty) {{ continue; }}
                 const size = sigatlasSize(el);
@@ -94,6 +101,8 @@ def register(app: dash.Dash, data) -> None:
         }}""",
         Output(ids.SNAPSHOT_IMAGES, "data"),
         Input(ids.SNAPSHOT, "n_clicks"),
+        State(ids.RESULT_KEY, "data"),
+        State(ids.UMAP_DRAWN, "data"),
         prevent_initial_call=True,
     )
     for view, graph_id in FIGURE_GRAPHS.items():

@@ -14,12 +14,15 @@ from dash import Input, Output, State, html
 from compute.errors import QueryError
 from compute.query import selection_mask
 from dashboard import ids
+from dashboard.callbacks.render import RENDER_OUTPUTS, RENDER_SETTINGS, render, render_partial
 from dashboard.callbacks.wiring import QUERY_CONTROLS, bind, control_pairs, controls
 from dashboard.state import query_params, read_state
+from dashboard.views.results import empty_views
 
-__all__ = ["CANCELLED", "NO_GENES", "on_cancel", "register", "run_query", "stale_note"]
+__all__ = ["CANCELLED", "NO_GENES", "on_cancel", "rank_now", "register", "run_query", "stale_note"]
 
 NO_GENES = "Paste genes (any separators) or pick a preset, then Run"
+JOB_POLL_MS = 250  # how often the page polls a running query's job
 CANCELLED = "Query cancelled. The views below still show the previous result, for its own settings."
 
 
@@ -49,15 +52,21 @@ def run_query(data, set_progress, run_clicks: int | None, request: int | None, *
     "status": a message for settings that form no query, else no update; "resolution": emptied
     when the gene box is empty, else no update}. ``set_progress`` takes (percent, message); it
     ends at 100 "done", or at 0 with what went wrong (never left on a step). A query that runs
-    shows its ranking first: once the ranking alone is stored, its key goes to the page's
-    ``ids.PARTIAL_KEY`` store (``dash.set_props``: not an output of this callback, so render runs
-    at once instead of after this callback ends) and render shows it while the p-values are computed."""
+    shows its ranking first: ``rank_now``, Run's own request, ranks and draws it; when every job
+    slot is busy (rank_now leaves it to the job), the ranking's key goes to the page's
+    ``ids.PARTIAL_KEY`` store once stored (``dash.set_props``: not an output of this callback, so
+    render runs at once instead of after this callback ends) and render shows it while the
+    p-values are computed."""
+
+    # rank_now (Run's own request) ranks and draws it unless every job slot is busy, as seen now
+    drawn_by_request = data.job_slots.busy() < data.job_slots.limit
 
     def ranked(key: str) -> None:
-        try:
-            dash.set_props(ids.PARTIAL_KEY, {"data": key})
-        except dash.exceptions.MissingCallbackContextException:
-            pass  # called as a plain function (tests, scripts): DashboardData.partial_key names it
+        if not drawn_by_request:
+            try:
+                dash.set_props(ids.PARTIAL_KEY, {"data": key})
+            except dash.exceptions.MissingCallbackContextException:
+                pass  # called as a plain function (tests, scripts): DashboardData.partial_key names it
         set_progress((15, "ranking shown; computing the p-values and the evidence"))
 
     try:
@@ -89,12 +98,41 @@ def run_query(data, set_progress, run_clicks: int | None, request: int | None, *
     return {"result_key": key, "query_error": None, "status": dash.no_update, "resolution": dash.no_update}
 
 
-def on_cancel(data, clicks: int | None, result_key: str | None) -> dict:
-    """After Cancel: the progress reset, and a status that says the views show the previous result (or none)."""
+def rank_now(data, run_clicks: int | None, request: int | None, presenter: bool | None = None, driver_group: str | None = None,
+             **settings) -> dict:
+    """The ranking views of the query the query controls' ``settings`` ask for, computed and
+    drawn in this request (DashboardData.rank, then render.render_partial under the view
+    settings in ``settings``), while ``run_query``'s background job computes the p-values and
+    the evidence: one round trip from Run to the ranking on screen. No update when the settings
+    form no query or an invalid one (``run_query`` says why), when the result is stored already
+    (the job answers from the cache at once), or when every job slot is busy (the job ranks it
+    in its turn and shows it through ``ids.PARTIAL_KEY``)."""
+    query_settings = {key: settings.pop(key) for key in list(settings) if key in QUERY_CONTROLS}
+    try:
+        state, _ = read_state(control_pairs(query_settings), data.known_values, strict=True)
+        params = query_params(state, expression=data.atlas.has_expression)
+        partial = data.rank(params) if params is not None else None
+    except QueryError:  # the job reports it, with the gene decisions
+        partial = None
+    if partial is None:
+        raise dash.exceptions.PreventUpdate
+    return render_partial(data, partial, presenter, driver_group, **settings)
+
+
+def on_cancel(data, clicks: int | None, result_key: str | None, presenter: bool | None = None, driver_group: str | None = None,
+              **settings) -> dict:
+    """After Cancel: the progress reset, the views of the previous result drawn again (the
+    cancelled query's ranking may have been drawn already, by its Run request), and a status
+    that says the views show the previous result (or none)."""
     if not clicks:
         raise dash.exceptions.PreventUpdate
     text = CANCELLED if result_key else "Query cancelled. Nothing was run: press Run query to start again."
-    return {"status": html.Div(text, id="cancelled", className="cancelled"), "progress": 0, "progress_text": "cancelled"}
+    try:
+        views = render(data, result_key, None, presenter, driver_group, **settings) if result_key else empty_views()
+    except dash.exceptions.PreventUpdate:  # the previous result is no longer stored: the page's views stay
+        views = {}
+    views = {name: views.get(name, dash.no_update) for name in RENDER_OUTPUTS}
+    return views | {"status": html.Div(text, id="cancelled", className="cancelled"), "progress": 0, "progress_text": "cancelled"}
 
 
 def stale_note(data, result_key: str | None, query_error: dict | None, **settings):
@@ -126,16 +164,29 @@ def register(app: dash.Dash, data) -> None:
         inputs={"run_clicks": Input(ids.RUN, "n_clicks"), "request": Input(ids.QUERY_REQUEST, "data")},
         state=controls(State, QUERY_CONTROLS),
         background=True,
+        # the page asks for the job's progress and result this often (Dash's default: 1 s, which
+        # made a 0.5 s query show its p-values after 1-2 s)
+        interval=JOB_POLL_MS,
         progress=[Output(ids.PROGRESS, "value"), Output(ids.PROGRESS_TEXT, "children")],
         running=[(Output(ids.RUN, "loading"), True, False), (Output(ids.CANCEL, "style"), {}, {"display": "none"})],
         cancel=[Input(ids.CANCEL, "n_clicks")],
         prevent_initial_call=True,
     )(bind(run_query, data))
+    # the ranking in the Run request itself, drawn before the job has started
     app.callback(
-        output={"status": Output(ids.STATUS, "children", allow_duplicate=True), "progress": Output(ids.PROGRESS, "value", allow_duplicate=True),
+        output={name: Output(out.component_id, out.component_property, allow_duplicate=True) for name, out in RENDER_OUTPUTS.items()},
+        inputs={"run_clicks": Input(ids.RUN, "n_clicks"), "request": Input(ids.QUERY_REQUEST, "data")},
+        state={"presenter": State(ids.PRESENTER, "checked"), "driver_group": State(ids.DRIVER_GROUP, "value"),
+               **controls(State, QUERY_CONTROLS), **controls(State, RENDER_SETTINGS)},
+        prevent_initial_call=True,
+    )(bind(rank_now, data))
+    app.callback(
+        output={**{name: Output(out.component_id, out.component_property, allow_duplicate=True) for name, out in RENDER_OUTPUTS.items()},
+                "progress": Output(ids.PROGRESS, "value", allow_duplicate=True),
                 "progress_text": Output(ids.PROGRESS_TEXT, "children", allow_duplicate=True)},
         inputs={"clicks": Input(ids.CANCEL, "n_clicks")},
-        state={"result_key": State(ids.RESULT_KEY, "data")},
+        state={"result_key": State(ids.RESULT_KEY, "data"), "presenter": State(ids.PRESENTER, "checked"),
+               "driver_group": State(ids.DRIVER_GROUP, "value"), **controls(State, RENDER_SETTINGS)},
         prevent_initial_call=True,
     )(bind(on_cancel, data))
     app.callback(

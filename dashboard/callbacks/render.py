@@ -11,17 +11,20 @@ from dashboard.callbacks.wiring import VIEW_CONTROLS, bind, control_pairs, contr
 from dashboard.state import RANKING_KEYS, read_state
 from dashboard.views.results import (
     FIGURE_VIEWS,
+    UMAP_VIEWS,
     driver_figure,
     error_views,
     presenter_figure,
     render_views,
+    umap_views,
 )
 
-__all__ = ["RENDER_OUTPUTS", "RENDER_SETTINGS", "register", "render", "render_drivers", "render_partial"]
+__all__ = ["RENDER_OUTPUTS", "RENDER_SETTINGS", "UMAP_OUTPUTS", "register", "render", "render_drivers", "render_partial", "render_umap"]
 
 # the views do not depend on which tab shows (a tab switch only rewrites the URL), nor on the
-# "Genes in a cell type" tab's settings (its own callbacks answer them)
-RENDER_SETTINGS = tuple(key for key in VIEW_CONTROLS if key != "tab" and key not in RANKING_KEYS)
+# "Genes in a cell type" tab's settings (its own callbacks answer them), nor on the UMAP's colour
+# (render_umap draws the Cells tab)
+RENDER_SETTINGS = tuple(key for key in VIEW_CONTROLS if key not in ("tab", "color") and key not in RANKING_KEYS)
 RENDER_OUTPUTS = {
     "resolution": Output(ids.RESOLUTION, "children"),
     "status": Output(ids.STATUS, "children"),
@@ -36,13 +39,18 @@ RENDER_OUTPUTS = {
     "driver_groups": Output(ids.DRIVER_GROUP, "data"),
     "compare_fig": Output(ids.COMPARE_FIG, "figure"),
     "scatter_fig": Output(ids.SCATTER_FIG, "figure"),
-    "umap_fig": Output(ids.UMAP_FIG, "figure"),
-    "umap_badge": Output(ids.UMAP_BADGE, "children"),
-    "umap_labels": Output(ids.UMAP_LABELS, "children"),
     "heatmap_fig": Output(ids.HEATMAP_FIG, "figure"),
     "genes_note": Output(ids.GENES_NOTE, "children"),
     "landing_style": Output(ids.LANDING, "style"),
 }
+# the Cells tab's views: their own callback, run while that tab shows (render_umap)
+UMAP_OUTPUTS = {
+    "umap_fig": Output(ids.UMAP_FIG, "figure"),
+    "umap_badge": Output(ids.UMAP_BADGE, "children"),
+    "umap_labels": Output(ids.UMAP_LABELS, "children"),
+    "drawn": Output(ids.UMAP_DRAWN, "data"),
+}
+UMAP_TAB = "cells"
 
 
 def render(data, result_key: str | None, query_error: dict | None, presenter: bool | None, driver_group: str | None = None,
@@ -66,16 +74,41 @@ def render(data, result_key: str | None, query_error: dict | None, presenter: bo
         # the other views keep what they show until the full result renders
         return {name: views.get(name, dash.no_update) for name in RENDER_OUTPUTS}
     if query_error is not None:  # the query failed: show why, with the gene decisions
-        return error_views(data, query_error["error"], query_error.get("genes") or "")
+        views = error_views(data, query_error["error"], query_error.get("genes") or "")
+        return {name: views[name] for name in RENDER_OUTPUTS}
     result = data.stored_result(result_key) if result_key is not None else None
     if result is None:
         raise dash.exceptions.PreventUpdate
     state, _ = read_state(control_pairs(settings), strict=False)
-    views = render_views(data, result, state | {"driver_group": driver_group})
+    views = render_views(data, result, state | {"driver_group": driver_group}, umap=False)
     if presenter:  # large type for a projector, each figure fitted to the screen
         for name in FIGURE_VIEWS:
-            presenter_figure(views[name])
+            if name in views:
+                presenter_figure(views[name])
     return views
+
+
+def render_umap(data, result_key: str | None, query_error: dict | None, tab: str | None, color: str | None, presenter: bool | None,
+                drawn: str | None) -> dict:
+    """The Cells tab's views (UMAP_OUTPUTS) of the stored result ``result_key`` coloured by
+    ``color``, when that tab shows (``tab``) and they do not show it already (``drawn``: what
+    was drawn last). Its figure is most of a result's bytes, so another tab never waits for it."""
+    if tab != UMAP_TAB:
+        raise dash.exceptions.PreventUpdate
+    want = f"{result_key}|{color}|{bool(presenter)}|{query_error is not None}"
+    if want == drawn:
+        raise dash.exceptions.PreventUpdate
+    if query_error is not None:
+        views = error_views(data, query_error["error"], "")
+        return {name: views[name] for name in UMAP_VIEWS} | {"drawn": want}
+    result = data.stored_result(result_key) if result_key is not None else None
+    if result is None:
+        raise dash.exceptions.PreventUpdate
+    state, _ = read_state(control_pairs({"color": color}), strict=False)
+    views = umap_views(data, result, state)
+    if presenter:
+        presenter_figure(views["umap_fig"])
+    return views | {"drawn": want}
 
 
 def render_partial(data, partial_key: str | None, presenter: bool | None, driver_group: str | None = None, **settings) -> dict:
@@ -111,6 +144,13 @@ def register(app: dash.Dash, data) -> None:
                **controls(State, RENDER_SETTINGS)},
         prevent_initial_call=True,
     )(bind(render_partial, data))
+    app.callback(
+        output=UMAP_OUTPUTS,
+        inputs={"result_key": Input(ids.RESULT_KEY, "data"), "query_error": Input(ids.QUERY_ERROR, "data"),
+                "tab": Input(ids.TABS, "value"), "color": Input(ids.UMAP_COLOR, "value"), "presenter": Input(ids.PRESENTER, "checked")},
+        state={"drawn": State(ids.UMAP_DRAWN, "data")},
+        prevent_initial_call=True,
+    )(bind(render_umap, data))
     app.callback(
         output={"driver_fig": Output(ids.DRIVER_FIG, "figure", allow_duplicate=True)},
         inputs={"group": Input(ids.DRIVER_GROUP, "value")},

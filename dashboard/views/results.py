@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     from dashboard.data import DashboardData
 
 __all__ = ["FIGURE_VIEWS", "GENE_VIEW_CAP", "GENE_VIEW_TOP", "GROUP_LABELS", "PRESENTER_FONT", "PRESENTER_TITLE", "Q_SIGNIFICANT",
-           "RESULT_VIEWS", "STAT_HELP", "driver_figure", "empty_views", "error_views", "excluded_panel", "genes_note", "presenter_figure",
-           "reading_sentence", "render_views", "resolution_panel", "stat_help_panel", "umap_labels_note", "view_tables"]
+           "RESULT_VIEWS", "STAT_HELP", "UMAP_VIEWS", "driver_figure", "empty_views", "error_views", "excluded_panel", "genes_note", "presenter_figure",
+           "reading_sentence", "render_views", "resolution_panel", "stat_help_panel", "umap_labels_note", "umap_views", "view_tables"]
 
 GROUP_LABELS = {"disease": "disease", "cell_type": "cell type", "study": "study"}
 COVERAGE_WARN = 0.7
@@ -218,12 +218,12 @@ def excluded_panel(result) -> dmc.Alert | None:
 
 
 # -- the views of a result --------------------------------------------------------------------
-def render_views(data: DashboardData, result, state: dict, *, ranking_only: bool = False) -> dict:
+def render_views(data: DashboardData, result, state: dict, *, ranking_only: bool = False, umap: bool = True) -> dict:
     """Every view of one query ``result`` (RESULT_VIEWS: figures, table components and rows,
     texts) under the view settings in ``state`` (top_n, group_by, heat, order, color and
     driver_group). ``ranking_only``: only the views of the disease ranking and its texts (a
-    running query's ranking, drawn before its p-values). Pure apart from reading gene columns
-    for the heatmap."""
+    running query's ranking, drawn before its p-values). ``umap``: False leaves out the Cells
+    tab's views (:func:`umap_views`). Pure apart from reading gene columns for the heatmap."""
     params = result.params
     has_sim = data.atlas.has_simulated
     sim_note = " · includes SIMULATED studies (open circles)" if data.atlas.has_simulated else ""
@@ -280,6 +280,32 @@ def render_views(data: DashboardData, result, state: dict, *, ranking_only: bool
     else:
         msg = "This atlas stores no expression, so expression scores cannot be compared"
         out["compare_fig"] = out["scatter_fig"] = figures.empty_figure(msg)
+    if umap:
+        out |= umap_views(data, result, state)
+    shown = state.get("genes_shown") or "top"
+    mean_table, pct_table = data.gene_groups(result, by, GENE_VIEW_CAP if shown == "all" else GENE_VIEW_TOP)
+    out["genes_note"] = genes_note(len(mean_table), len(result.resolution.matched), shown)
+    order = state.get("order") or "cluster"
+    if state.get("heat") == "dotplot":
+        out["heatmap_fig"] = figures.dotplot_figure(mean_table, pct_table, group_label=GROUP_LABELS[by], order=order, simulated=has_sim,
+                                                    title=f"Genes x {GROUP_LABELS[by]}: colour = mean attribution, size = % of hit cells with the gene")
+    else:
+        out["heatmap_fig"] = figures.heatmap_figure(mean_table, group_label=GROUP_LABELS[by], order=order, simulated=has_sim,
+                                                    title=f"Mean attribution: genes x {GROUP_LABELS[by]}")
+    return out
+
+
+UMAP_VIEWS = ("umap_fig", "umap_badge", "umap_labels")
+
+
+def umap_views(data: DashboardData, result, state: dict) -> dict:
+    """The Cells tab's views of ``result`` (UMAP_VIEWS) under the colour in ``state``: drawn
+    apart from the others because its figure is most of a result's bytes (1.5 MB of 1.9 MB for
+    MS1 on the demo's monocytes), so the page asks for it only while that tab shows."""
+    out = {}
+    params = result.params
+    sim_note = " · includes SIMULATED studies (open circles)" if data.atlas.has_simulated else ""
+    cells = data.query_cells(params)
     if data.umap is not None:
         color = state.get("color") or "score"
         if color not in cells.columns and color != "score":
@@ -296,16 +322,6 @@ def render_views(data: DashboardData, result, state: dict, *, ranking_only: bool
     else:
         out["umap_fig"] = figures.empty_figure("This atlas has no UMAP (imported attributions carry no embedding)")
         out["umap_badge"] = "no UMAP"
-    shown = state.get("genes_shown") or "top"
-    mean_table, pct_table = data.gene_groups(result, by, GENE_VIEW_CAP if shown == "all" else GENE_VIEW_TOP)
-    out["genes_note"] = genes_note(len(mean_table), len(result.resolution.matched), shown)
-    order = state.get("order") or "cluster"
-    if state.get("heat") == "dotplot":
-        out["heatmap_fig"] = figures.dotplot_figure(mean_table, pct_table, group_label=GROUP_LABELS[by], order=order, simulated=has_sim,
-                                                    title=f"Genes x {GROUP_LABELS[by]}: colour = mean attribution, size = % of hit cells with the gene")
-    else:
-        out["heatmap_fig"] = figures.heatmap_figure(mean_table, group_label=GROUP_LABELS[by], order=order, simulated=has_sim,
-                                                    title=f"Mean attribution: genes x {GROUP_LABELS[by]}")
     out["umap_labels"] = umap_labels_note(data, state.get("color") or "score")
     return out
 
