@@ -19,7 +19,7 @@ import dash
 from compute.reference import assets_dir
 from dashboard import api, callbacks, payloads, serving
 from dashboard.callbacks import answer_query
-from dashboard.data import DashboardData
+from dashboard.data import FORK_GUARD, DashboardData
 from dashboard.layout import build_layout
 
 # answer_query: the browser's query path without a browser (tests and scripts call it from here)
@@ -38,6 +38,11 @@ class _SharedJobManager(dash.DiskcacheManager):
 
     def build_cache_key(self, fn, args, cache_args_to_ignore, triggered):
         return f"{super().build_cache_key(fn, args, cache_args_to_ignore, triggered)}-{secrets.token_hex(8)}"
+
+    def call_job_fn(self, key, job_fn, args, context):
+        # never forked while another thread of this process holds a lock the job needs (FORK_GUARD)
+        with FORK_GUARD:
+            return super().call_job_fn(key, job_fn, args, context)
 
     def terminate_job(self, job):
         import psutil
@@ -68,7 +73,8 @@ def _warm_up(data: DashboardData) -> None:
 
     def work():
         try:
-            data.atlas.prepare()
+            with FORK_GUARD:  # a job forked meanwhile would inherit the locks prepare holds
+                data.atlas.prepare()
         except Exception:  # noqa: BLE001 - the first query will load (and report) what failed itself
             pass
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from functools import cached_property
@@ -29,7 +30,24 @@ from dashboard.jobs import JobSlots, default_job_limit
 from dashboard.presets import PRESETS
 from dashboard.state import TABS
 
-__all__ = ["FILTER_KINDS", "DashboardData", "FilterChoices", "ModulesPending"]
+__all__ = ["FILTER_KINDS", "FORK_GUARD", "DashboardData", "FilterChoices", "ModulesPending"]
+
+
+# Background jobs are forked from a server process whose other threads may be inside a lock at
+# that moment (this class's, a cached_property's, the numba compiler's): the child would wait on
+# it forever. Work that runs beside the page's requests and takes such locks (Run's own ranking,
+# the start-up warm-up) holds FORK_GUARD, and the job manager forks only while holding it
+# (dashboard.app). A forked child also gets fresh locks of its own (os.register_at_fork).
+FORK_GUARD = threading.Lock()
+_FORKED_RESETS: weakref.WeakSet = weakref.WeakSet()
+
+
+def _fresh_locks_in_child() -> None:
+    for data in list(_FORKED_RESETS):
+        data._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_locks_in_child)
 
 RANKING_VERSION = 1  # bump when GeneRanking changes shape
 RESULT_VERSION = 2  # bump when QueryResult changes shape, so older cached results are not read (2: per-study coverage)
@@ -116,6 +134,7 @@ class DashboardData:
         self.atlas = Atlas.open(atlas_path)
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        _FORKED_RESETS.add(self)
         self._by_key: OrderedDict[str, QueryResult] = OrderedDict()
         self._cover_cache: dict[str, dict[str, frozenset]] = {}
 
@@ -375,7 +394,8 @@ class DashboardData:
         if self.stored_result(partial) is None:
             if self.job_slots.busy() >= self.job_slots.limit:
                 return None
-            self.store_result(partial, run_ranking(self.atlas, params))
+            with FORK_GUARD:  # the query's job is forked now: not while this thread holds locks
+                self.store_result(partial, run_ranking(self.atlas, params))
         return partial
 
     @staticmethod

@@ -4,6 +4,8 @@ the page shows it while the p-values are computed."""
 
 from __future__ import annotations
 
+import time
+
 import dash
 import numpy as np
 import pandas as pd
@@ -60,3 +62,57 @@ def test_render_shows_the_ranking_alone_and_says_what_is_coming(ran, monkeypatch
     # the job's end resets the progress (partial key None): nothing to draw from it
     with pytest.raises(dash.exceptions.PreventUpdate):
         render.render(data, None, None, False, partial_key=None, trigger=ids.PARTIAL_KEY, **settings)
+
+
+def test_a_forked_job_never_waits_on_a_lock_another_thread_held(ran, monkeypatch):
+    """Run's own ranking runs in a request thread while the job is forked: a lock held by that
+    thread at the fork is fresh in the child (it would otherwise wait forever), and the job
+    manager forks only while no such work runs (FORK_GUARD)."""
+    import os
+    import threading
+
+    from dashboard.app import _SharedJobManager
+    from dashboard.data import FORK_GUARD
+
+    data, out, _ = ran
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with data._lock:
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait(10)
+    pid = os.fork()
+    if pid == 0:  # the child: store a result under the lock the parent's thread holds
+        code = 1
+        try:
+            data.store_result("fork-test", data.stored_result(out["result_key"]))
+            code = 0
+        finally:
+            os._exit(code)
+    release.set()
+    t.join()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child waited on the lock its parent's thread held")
+    assert os.waitstatus_to_exitcode(status) == 0
+    # the job manager's fork waits until FORK_GUARD is free
+    forked = threading.Event()
+    monkeypatch.setattr(dash.DiskcacheManager, "call_job_fn", lambda self, *args: forked.set())
+    manager = _SharedJobManager.__new__(_SharedJobManager)
+    with FORK_GUARD:
+        starter = threading.Thread(target=manager.call_job_fn, args=("key", None, (), None))
+        starter.start()
+        assert not forked.wait(0.5)
+    assert forked.wait(10)
+    starter.join()
