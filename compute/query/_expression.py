@@ -40,8 +40,13 @@ def score_genes_matrix(X, gene_positions, *, ctrl_size: int = 50, n_bins: int = 
     if len(pos) == 0:
         raise ValueError("score_genes_matrix: no gene of the set is a column of X")
     # the column means exactly as scanpy takes them on a CSR matrix (scipy sums in the matrix's
-    # dtype): a mean one float32 rounding apart can move a gene past a tie into the next bin
-    X = sp.csr_matrix(X)
+    # dtype, each column over its rows in order): a mean one float32 rounding apart can move a
+    # gene past a tie into the next bin. A CSC matrix with sorted rows adds in that same order
+    # (the atlas's expression store is gene-major: no conversion of every selected cell)
+    if not (sp.issparse(X) and X.format in ("csr", "csc")):
+        X = sp.csr_matrix(X)
+    if not X.has_sorted_indices:
+        X = X.sorted_indices()
     sums = np.asarray(X.sum(axis=0, dtype=np.float64)).ravel()
     avg = sums / n_cells
     pool = np.flatnonzero(np.isfinite(avg))  # scanpy drops genes whose mean is not finite
