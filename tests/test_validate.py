@@ -191,3 +191,23 @@ def test_gene_ranking_section_on_the_tiny_atlas(tiny_atlas):
     for row in gr["all"]["rows"]:
         assert f"| {row['cell type']} | {row['cells']} |" in text
     assert "On real PBMC cells, known markers in the top 50" in text and "On the whole atlas (mostly SIMULATED)" in text
+
+
+def test_the_two_panel_reading_says_what_its_table_shows():
+    """The real-studies section's words come from its table: a goal met or not, the sets within
+    1.5x named per scale, no claim written in advance."""
+    import pandas as pd
+
+    from compute.validate._real import _two_panel_reading
+
+    def table(panel_ratios, panel_twins):
+        return pd.DataFrame({"marker set": ["Mono", "NK"], "attr panel: ratio": panel_ratios, "attr panel: twin ratio": panel_twins,
+                             "attr raw: ratio": [4.0, 1.2], "attr raw: twin ratio": [2.5, 2.0],
+                             "expr: ratio": [1.0, 1.1], "expr: twin ratio": [0.9, 1.0]})
+
+    unmet = _two_panel_reading(table([3.0, 1.2], [0.5, 1.0]))
+    assert "panel scale 0.50-1.00" in unmet and "by panel-scale attribution: 1 of 2 marker sets (NK)" in unmet
+    assert "by raw attribution: 1 of 2 marker sets (NK)" in unmet and "by expression: 2 of 2" in unmet
+    assert "differ between marker sets" in unmet and "is not met" in unmet
+    met = _two_panel_reading(table([1.1, 1.3], [0.95, 1.0]))
+    assert "by panel-scale attribution: 2 of 2" in met and "is met." in met and "differ between" not in met

@@ -586,4 +586,10 @@ def write_report(results: dict, path: Path) -> None:
     L.append(_md(sc.rename(columns={"key": "atlas", "n_cells": "cells", "build_s": "build s", "measure_s": "measure s"})))
     L.append(f"\nCalibration {t['calibration_s']:.0f} s, stability {t['stability_s']:.0f} s, PBMC {t['pbmc_s']:.0f} s, modules "
              f"{t['modules_s']:.0f} s. Every number above is in `{folder.name}/results.json`.\n")
+    # the real-studies section comes from its own run (`validate --real`): kept when rewriting the rest
+    old = path.read_text() if path.is_file() else ""
+    real = old.find("## Real studies")
+    if real >= 0:
+        end = old.find("\n## ", real + 1)
+        L.append(old[real:] if end < 0 else old[real:end + 1])
     path.write_text("\n".join(L) + "\n")
