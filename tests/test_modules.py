@@ -181,3 +181,20 @@ def test_an_atlas_without_stored_modules_computes_them_in_the_background(tiny_bu
             break
         time.sleep(0.5)
     assert out["poll_disabled"] is True and out["store"] is not None and out["module_options"]
+
+
+def test_metacell_groups_are_read_study_by_study_with_the_same_numbers(tiny_atlas):
+    """The build's gene-modules stage groups cells without loading every cell's labels at once
+    (Atlas.study_cells): the same group keys and indices as np.unique over the whole table."""
+    import numpy as np
+
+    from compute.genemodules._modules import _group_codes
+
+    cells = tiny_atlas.cells
+    key = (cells["study"].astype(str) + "\x1f" + cells["sample"].astype(str) + "\x1f" + cells["cell_type"].astype(str)).to_numpy()
+    want_keys, want_inv = np.unique(key, return_inverse=True)
+    keys, inv = _group_codes(tiny_atlas)
+    assert list(keys) == list(want_keys) and np.array_equal(inv, want_inv)
+    first = tiny_atlas.studies[0]
+    part = tiny_atlas.study_cells(first.id, ["sample"])
+    assert list(part.columns) == ["sample"] and len(part) == first.n_cells

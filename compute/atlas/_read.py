@@ -171,6 +171,16 @@ class Atlas:
             raise AtlasFormatError(f"{f}: gene order file missing. {_REBUILD}")
         return [ln for ln in f.read_text().splitlines() if ln]
 
+    def study_cells(self, study: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """Study ``study``'s rows of the cells table as stored (``columns`` only, when given):
+        for work that goes study by study and must not hold every cell's labels at once."""
+        s = self._study_info(study)
+        self.verify_study(s)
+        df = pd.read_parquet(s.dir / fmt.CELLS_FILE, columns=columns)
+        if len(df) != s.n_cells:
+            raise AtlasFormatError(f"{s.dir}: cells table has {len(df)} rows, atlas.json says {s.n_cells}. {_REBUILD}")
+        return df
+
     @cached_property
     def cells(self) -> pd.DataFrame:
         """One row per cell, all studies in atlas order (categorical columns)."""
