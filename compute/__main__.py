@@ -174,7 +174,7 @@ def _cmd_bench_build(args) -> int:
     cfg = BuildBenchConfig(studies=tuple(args.studies), cells_per_study=args.cells_per_study, max_genes=args.genes,
                            epochs=args.epochs, n_steps=args.n_steps, fit_cells=args.fit_cells, workers=args.workers,
                            train_workers=args.train_workers,
-                           scheduler=args.scheduler, work=args.work, seed=args.seed)
+                           scheduler=args.scheduler, work=args.work, seed=args.seed, corpus_studies=args.corpus_studies)
     run_build_bench(cfg, json_path=args.json)
     return 0
 
@@ -402,6 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     bb.add_argument("--scheduler", default=None)
     bb.add_argument("--work", default=None, help="keep data and atlases here (default: a temporary folder)")
     bb.add_argument("--seed", type=int, default=0)
+    bb.add_argument("--corpus-studies", type=int, default=None,
+                    help="studies to simulate (default: the largest of --studies); with --work, a later run of fewer studies "
+                         "reuses the same simulated corpus")
     bb.add_argument("--json", metavar="PATH")
     bb.set_defaults(func=_cmd_bench_build)
 

@@ -19,7 +19,8 @@ import scipy.sparse as sp
 from compute.files import atomic_write, file_record
 from compute.process import peak_rss
 
-__all__ = ["aligned_study", "cells_task", "ingest_task", "train_piece_task", "umap_fit_task", "umap_study_task", "write_study_task"]
+__all__ = ["aligned_study", "cells_task", "ingest_task", "train_piece_task", "transfer_study_task", "umap_fit_task", "umap_study_task",
+           "write_study_task"]
 
 
 def _peak() -> dict:
@@ -61,10 +62,17 @@ def ingest_task(spec, ingest, out_file: str, force: bool) -> dict:
     out = {"id": spec.id, "n_obs": int(a.n_obs), "var_names": [str(g) for g in a.var_names],
            "expr_means": np.asarray(E.sum(axis=0)).ravel() / max(int(a.n_obs), 1),
            "cell_types": sorted(map(str, a.obs["cell_type"].unique())), "report": study_report(a),
-           "cell_type_terms": a.obs["cell_type_ontology_term_id"].astype(str).to_numpy(dtype=object),
+           "cell_type_terms": _one_object_per_value(a.obs["cell_type_ontology_term_id"].astype(str).to_numpy(dtype=object)),
            "terms": sorted({str(t) for c in ("cell_type", "disease", "tissue")
                             for t in a.obs[f"{c}_ontology_term_id"].astype(str).unique() if t})}
     return {**out, **_peak()}
+
+
+def _one_object_per_value(values: np.ndarray) -> np.ndarray:
+    """``values`` (str objects) with one object for each distinct value: the build process keeps
+    every study's array, 8 B a cell instead of ~65 (pickling keeps the sharing)."""
+    uniq, inv = np.unique(values, return_inverse=True)
+    return uniq[inv]
 
 
 def study_report(adata) -> dict:
@@ -134,6 +142,37 @@ def cells_task(study_id: str, ingest_file: str, gene_order: list[str], min_overl
             E = embed(encoder, X)
             atomic_write(Path(embed_file), lambda t: np.save(t, E))
     return {"id": study_id, "computed": bool(need_attr or need_embed), **_peak()}
+
+
+# -- label transfer: one study's cells against the fixed reference ---------------------------------
+@functools.lru_cache(maxsize=1)
+def _transfer_reference(path: str):
+    """The label transfer's reference (compute.vocabulary.TransferReference), read once per worker."""
+    from compute.vocabulary import TransferReference
+
+    with np.load(path, allow_pickle=False) as z:
+        return TransferReference(embedding=z["embedding"], term_codes=z["term_codes"], terms=z["terms"], studies=z["studies"])
+
+
+def transfer_study_task(study_id: str, embed_file: str, reference_file: str, terms: np.ndarray, shared: set[str], relation,
+                        k: int, out_file: str, force: bool, threads: int | None = None) -> dict:
+    """Predicted cell-type terms of one study's cells (``out_file``, npz: ``pred``, ``conf`` and
+    the study's held-out accuracy counts) from the reference's cells of other studies
+    (compute.vocabulary.predict_study); reused when present. Holds one study's embedding and
+    the bounded reference, never the atlas's."""
+    from compute.vocabulary import accuracy_counts, predict_study
+
+    path = Path(out_file)
+    computed = force or not path.is_file()
+    if computed:
+        _threads(threads)
+        pred, conf = predict_study(_transfer_reference(reference_file), np.load(embed_file), study_id, k=k)
+        counts = accuracy_counts(terms, pred, shared, relation)
+        atomic_write(path, lambda t: np.savez(t, pred=pred.astype(str), conf=conf, counts=json.dumps(counts)))
+    else:
+        with np.load(path, allow_pickle=False) as z:
+            counts = json.loads(str(z["counts"]))
+    return {"id": study_id, "computed": bool(computed), "counts": counts, **_peak()}
 
 
 # -- UMAP: fit on a stated subsample, transform the rest -------------------------------------------

@@ -110,13 +110,19 @@ class _Log:
     def __init__(self, quiet: bool):
         self.quiet = quiet
         self.timings: dict[str, float] = {}
+        # this process's peak resident memory by the end of each stage (cumulative): shows which
+        # stage of the build process grows with the corpus (the build benchmark prints it)
+        self.peaks: dict[str, int] = {}
 
     def __call__(self, msg: str) -> None:
         if not self.quiet:
             tqdm.write(msg)
 
     def stage(self, name: str, t0: float) -> None:
+        from compute.process import peak_rss
+
         self.timings[name] = round(time.perf_counter() - t0, 2)
+        self.peaks[name] = peak_rss()
         self(f"  {name}: {self.timings[name]:.1f} s")
 
 
@@ -352,9 +358,12 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
 
         # 4b. label transfer: a predicted cell-type term for every cell from other studies' labelled cells
         t0 = time.perf_counter()
-        transfer_key = _sha([embed_keys[s.id] for s in manifest.studies], [ingest_keys[s.id] for s in manifest.studies])[:16]
-        predicted, transfer_summary = _label_transfer(manifest, ingested, embed_files, work / "transfer" / f"{transfer_key}.npz",
-                                                      manifest.seed, force)
+        transfer_key = _sha(_transfer_settings(), [embed_keys[s.id] for s in manifest.studies],
+                            [ingest_keys[s.id] for s in manifest.studies], manifest.seed)[:16]
+        transfer_files, transfer_summary, transfer_peaks = _label_transfer(
+            client, manifest, ingested, embed_files, work / "transfer" / transfer_key, manifest.seed, force, quiet,
+            threads=1 if client is not None and scheduler in (None, "local") else None, timings=log.timings)
+        peaks += transfer_peaks
         acc = transfer_summary["accuracy"]
         log(f"  label transfer: {acc['n_evaluated']:,} labelled cells held out, "
             + (f"exact {100 * acc['exact']:.1f}%" if "exact" in acc else "no cell type shared by two studies")
@@ -420,9 +429,11 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
     from compute.atlas import write_predictions, write_vocabulary
     from compute.vocabulary import ontologies, term_closure
 
-    all_terms = set().union(*(r["terms"] for r in ingested)) | {t for t in predicted["term_id"] if t}
+    predicted = _read_predictions(transfer_files)
+    all_terms = set().union(*(r["terms"] for r in ingested)) | {t for t in np.unique(predicted["term_id"]) if t}
     vocab_file = write_vocabulary(root, term_closure(all_terms), ontologies().versions)
     predictions_file = write_predictions(root, predicted)
+    del predicted
     vocabulary = {"file": vocab_file, "predictions": predictions_file, "versions": ontologies().versions,
                   "label_transfer": transfer_summary,
                   "rule": "cell_type, disease and tissue hold the ontology term's label (the study's own label when no term "
@@ -465,15 +476,19 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
     write_root(root, **root_doc)
     # gene modules read the written studies through the atlas reader, then atlas.json is written
     # again with them: no dashboard request ever computes them (issue 16)
+    from compute.process import peak_rss
+
+    log.peaks["before gene_modules"] = peak_rss()
     t_modules = time.perf_counter()
     modules_record, modules_files = store_gene_modules(root, work, files)
     log.timings["gene_modules"] = round(time.perf_counter() - t_modules, 2)
+    log.peaks["gene_modules"] = peak_rss()
     write_root(root, **root_doc | {"files": files | modules_files, "gene_modules": modules_record})
     if versioned:
         publish_version(out, root)
     log.stage("write", t0)
     if stats is not None:
-        stats.update({"timings_s": dict(log.timings), "tasks": peaks, "n_cells": total_cells, "n_studies": len(manifest.studies),
+        stats.update({"timings_s": dict(log.timings), "build_process_peak_bytes": dict(log.peaks), "tasks": peaks, "n_cells": total_cells, "n_studies": len(manifest.studies),
                       "computed": [r["id"] for r in done if r["computed"]], "written": [w["entry"]["id"] for w in written if not w["skipped"]]})
     log(f"atlas written: {out} ({total_cells} cells, {len(manifest.studies)} studies) in {time.perf_counter() - t_start:.0f} s")
     return out
@@ -533,32 +548,110 @@ def atlas_warnings(ingested: list[dict]) -> list[str]:
     return out
 
 
-def _label_transfer(manifest: Manifest, ingested: list[dict], embed_files: dict[str, str], cache: Path, seed: int,
-                    force: bool) -> tuple[dict[str, np.ndarray], dict]:
-    """Predicted cell-type terms for every cell of the atlas, in atlas order (``term_id``,
-    ``confidence``; compute.vocabulary.transfer_labels on the embeddings), and the summary
-    with the held-out accuracy. Kept in ``cache`` (keyed by the embeddings and labels). An
-    atlas-level product: one study's change may move every study's predictions, so they are
-    stored beside the studies, not in them (unchanged studies are not rewritten)."""
-    from compute.files import atomic_write
-    from compute.integration import integration_metrics
-    from compute.vocabulary import term_relation, transfer_labels
+def _transfer_settings() -> dict:
+    """What the label transfer's results depend on besides the embeddings, labels and seed (in
+    its cache key): compute.vocabulary's k and reference size, and the integration sample
+    (integration_metrics' own default, 50,000 cells)."""
+    from compute.vocabulary import MAX_REFERENCE, TRANSFER_K
+
+    return {"version": 2, "k": TRANSFER_K, "max_reference": MAX_REFERENCE, "integration_cells": 50_000}
+
+
+def _label_transfer(client, manifest: Manifest, ingested: list[dict], embed_files: dict[str, str], folder: Path, seed: int,
+                    force: bool, quiet: bool, threads: int | None, timings: dict | None = None) -> tuple[list[str], dict, list[dict]]:
+    """Predicted cell-type terms for every cell (compute.vocabulary: a bounded reference of
+    labelled cells, then one Dask task a study against it), the summary with the held-out
+    accuracy and the integration metrics, and the tasks' peak memory. The build process holds
+    the reference (at most 100,000 cells) and a 50,000-cell sample for the integration
+    metrics, never every cell's embedding. Kept in ``folder`` (keyed by the embeddings, labels
+    and seed): a file a study, reused after a crash. An atlas-level product: one study's
+    change moves the reference, so the predictions are stored beside the studies, not in them
+    (unchanged studies are not rewritten). Returns the per-study files in manifest order."""
+    from compute import _build_tasks as tasks
+    from compute.files import atomic_write, write_json_atomic
+    from compute.vocabulary import (
+        accuracy_summary,
+        make_reference,
+        reference_positions,
+        shared_terms,
+        term_relation,
+        transfer_summary,
+    )
 
     ids = [s.id for s in manifest.studies]
-    terms = np.concatenate([np.asarray(r["cell_type_terms"], dtype=object).astype(str) for r in ingested])
-    sizes = [len(r["cell_type_terms"]) for r in ingested]
-    if cache.is_file() and not force:
-        with np.load(cache, allow_pickle=False) as z:
-            pred, conf, summary = z["pred"].astype(object), z["conf"], json.loads(str(z["summary"]))
-    else:
-        E = np.concatenate([np.load(embed_files[sid]) for sid in ids])
-        studies = np.repeat(np.array(ids), sizes)
-        res = transfer_labels(E, terms, studies, seed=seed, relation=term_relation(terms))
-        pred, conf, summary = res.term_ids, res.confidence, res.summary()
-        # how well the embedding integrates studies (scIB definitions), on the cell-type terms
-        summary["integration"] = integration_metrics(E, np.where(terms == "", None, terms), studies, seed=seed).as_dict()
-        atomic_write(cache, lambda t: np.savez(t, pred=pred.astype(str), conf=conf, summary=json.dumps(summary)))
-    return {"term_id": np.asarray(pred, dtype=object), "confidence": np.asarray(conf, dtype=np.float32)}, summary
+    terms = {r["id"]: np.asarray(r["cell_type_terms"], dtype=object) for r in ingested}  # no per-cell copy
+    folder.mkdir(parents=True, exist_ok=True)
+    out_files = [str(folder / f"{sid}.npz") for sid in ids]
+    summary_file = folder / "summary.json"
+    if force:
+        for p in folder.iterdir():
+            p.unlink()
+    if summary_file.is_file():
+        return out_files, json.loads(summary_file.read_text()), []
+    ref_file = folder / "reference.npz"
+    settings = _transfer_settings()
+    picks = reference_positions(terms, settings["max_reference"], seed)
+    if not ref_file.is_file():
+        ref = make_reference({sid: np.load(embed_files[sid], mmap_mode="r")[picks[sid]] for sid in ids},
+                             {sid: terms[sid][picks[sid]] for sid in ids})
+        atomic_write(ref_file, lambda t: np.savez(t, embedding=ref.embedding, term_codes=ref.term_codes, terms=ref.terms,
+                                                   studies=ref.studies))
+    shared = shared_terms(terms)
+    relation = term_relation(np.unique(np.concatenate([np.unique(t) for t in terms.values()])))
+    k = settings["k"]
+    done = _run(client, tasks.transfer_study_task,
+                [(sid, embed_files[sid], str(ref_file), terms[sid], shared, relation, k, out, False, threads)
+                 for sid, out in zip(ids, out_files, strict=True)], desc="label transfer", quiet=quiet, names=ids)
+    summary = transfer_summary(k, sum(p.size for p in picks.values()), accuracy_summary([r["counts"] for r in done]))
+    # how well the embedding integrates studies (scIB definitions), on the cell-type terms
+    t0 = time.perf_counter()
+    summary["integration"] = _integration(ids, embed_files, terms, seed, settings["integration_cells"])
+    if timings is not None:  # part of the stage's time, shown apart by the build benchmark
+        timings["integration metrics (in label transfer)"] = round(time.perf_counter() - t0, 2)
+    write_json_atomic(summary_file, summary)
+    return out_files, summary, [dict(r, stage="label transfer") for r in done if r["computed"]]
+
+
+def _integration(ids: list[str], embed_files: dict[str, str], terms: dict[str, np.ndarray], seed: int, max_cells: int) -> dict:
+    """compute.integration.integration_metrics on every labelled cell, reading only its seeded
+    subsample of ``max_cells`` labelled cells from the embedding files (drawn as
+    integration_metrics draws it, so the figures are those it gives on the whole embedding)."""
+    from dataclasses import replace
+
+    from compute.integration import integration_metrics, missing_labels
+
+    keep = {}
+    for sid in ids:  # missing_labels on each study's distinct terms, not on every cell
+        uniq, inv = np.unique(terms[sid], return_inverse=True)
+        keep[sid] = np.flatnonzero(~missing_labels(np.where(uniq == "", None, uniq).astype(object))[inv])
+    n = sum(k.size for k in keep.values())
+    chosen = np.sort(np.random.default_rng(seed).choice(n, max_cells, replace=False)) if n > max_cells else np.arange(n)
+    parts, types, studies = [], [], []
+    offset = 0
+    for sid in ids:
+        mine = chosen[(chosen >= offset) & (chosen < offset + keep[sid].size)] - offset
+        offset += keep[sid].size
+        rows = keep[sid][mine]
+        parts.append(np.asarray(np.load(embed_files[sid], mmap_mode="r")[rows], dtype=np.float32))
+        types.append(terms[sid][rows])
+        studies.append(np.full(rows.size, sid, dtype=object))
+    dims = parts[0].shape[1] if parts else 1
+    E = np.concatenate(parts) if parts else np.zeros((0, dims), np.float32)
+    m = integration_metrics(E, np.concatenate(types) if types else np.zeros(0, object),
+                            np.concatenate(studies).astype(str) if studies else np.zeros(0, str), seed=seed, max_cells=max_cells)
+    n_cells = sum(len(t) for t in terms.values())
+    return replace(m, n_unlabelled=int(n_cells - n), subsampled=bool(n > max_cells)).as_dict()
+
+
+def _read_predictions(files: list[str]) -> dict[str, np.ndarray]:
+    """The per-study label-transfer files as the atlas's predictions (atlas order)."""
+    pred, conf = [], []
+    for f in files:
+        with np.load(f, allow_pickle=False) as z:
+            pred.append(z["pred"])
+            conf.append(z["conf"])
+    return {"term_id": np.concatenate(pred) if pred else np.zeros(0, str),
+            "confidence": np.concatenate(conf).astype(np.float32) if conf else np.zeros(0, np.float32)}
 
 
 def _checksums(root: Path, names: list[str]) -> dict:
@@ -598,13 +691,15 @@ def _train(manifest: Manifest, gene_order: list[str], ingested: list[dict], piec
         shutil.rmtree(plan_dir, ignore_errors=True)
     ids = [s.id for s in manifest.studies]
     code_of = {sid: i for i, sid in enumerate(sorted(ids))}  # the sorted order of the study ids, as the panels' rows
-    terms = [np.asarray(r["cell_type_terms"], dtype=object).astype(str) for r in ingested]
+    # object arrays as ingest returned them (one str object a distinct term: 8 B a cell); a study's
+    # fixed-width copy (40 B a cell) is made one study at a time below
+    terms = [np.asarray(r["cell_type_terms"], dtype=object) for r in ingested]
     # the triplet loss pairs cells by Cell Ontology term (the same term, or one a close ancestor of
     # the other); cells whose label matched no term take part in reconstruction only
-    distinct = np.unique(np.concatenate([np.unique(t) for t in terms]))
+    distinct = np.unique(np.concatenate([np.unique(t.astype(str)) for t in terms]))
     relation = term_relation(distinct)
     distinct_codes, relation_t = label_codes_and_relation(distinct, relation)
-    label_codes = np.concatenate([distinct_codes[np.searchsorted(distinct, t)] for t in terms]).astype(np.int32)
+    label_codes = np.concatenate([distinct_codes[np.searchsorted(distinct, t.astype(str))] for t in terms]).astype(np.int32)
     study_codes = np.concatenate([np.full(len(t), code_of[r["id"]], dtype=np.int32) for r, t in zip(ingested, terms, strict=True)])
     pos = {g: i for i, g in enumerate(gene_order)}
     panels = np.zeros((len(ids), len(gene_order)), dtype=bool)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from compute.atlas import Atlas, AtlasFormatError
+from compute.atlas import PREDICTIONS_FILE, Atlas, AtlasFormatError
 from compute.atlas._verify import verify_atlas
 from compute.build import build_atlas
 from compute.manifest import load_manifest
@@ -96,6 +96,30 @@ def test_kill_9_at_random_moments_then_rerun_gives_the_uninterrupted_atlas(small
     a, b = Atlas.open(atlas_path), Atlas.open(reference)
     np.testing.assert_array_equal(a.score(["S100A8", "S100A12", "VCAN"]), b.score(["S100A8", "S100A12", "VCAN"]))
     assert a.meta["method"]["umap"]["fit_cells"] < a.n_cells  # the layout was fitted on a subsample
+    # the label transfer (per-study tasks, resumed from the files finished before a kill) too
+    assert (atlas_path / PREDICTIONS_FILE).read_bytes() == (reference / PREDICTIONS_FILE).read_bytes()
+    assert a.meta["vocabulary"]["label_transfer"] == b.meta["vocabulary"]["label_transfer"]
+
+
+def test_the_label_transfer_resumes_from_the_studies_it_finished(small, tmp_path):
+    """Issue 22: the label transfer writes one file a study (then its summary); a build that
+    stopped in between redoes only the missing studies and writes the same predictions."""
+    data, _, _, _ = small
+    manifest = _manifest(tmp_path, data)
+    atlas_path = build_atlas(load_manifest(manifest), quiet=True, scheduler="sync")
+    want = (atlas_path / PREDICTIONS_FILE).read_bytes()
+    summary = json.loads((atlas_path / "atlas.json").read_text())["vocabulary"]["label_transfer"]
+    (folder,) = [p for p in (tmp_path / ".atlas.work" / "transfer").iterdir() if p.is_dir()]
+    studies = sorted(p for p in folder.glob("*.npz") if p.name != "reference.npz")
+    assert len(studies) == len(load_manifest(manifest).studies) and (folder / "summary.json").is_file()
+    # as after a kill: the summary and the last study's predictions not written yet
+    (folder / "summary.json").unlink()
+    studies[-1].unlink()
+    kept = {p: p.stat().st_mtime_ns for p in studies[:-1]}
+    build_atlas(load_manifest(manifest), quiet=True, scheduler="sync", rewrite=True)
+    assert {p: p.stat().st_mtime_ns for p in studies[:-1]} == kept  # reused, not recomputed
+    assert studies[-1].is_file() and (atlas_path / PREDICTIONS_FILE).read_bytes() == want
+    assert json.loads((atlas_path / "atlas.json").read_text())["vocabulary"]["label_transfer"] == summary
 
 
 def test_kill_9_during_training_resumes_to_the_uninterrupted_weights(small, tmp_path):

@@ -14,10 +14,16 @@ from compute.atlas._vocab import filter_mask
 from compute.errors import IngestError, ManifestError, QueryError
 from compute.vocabulary import (
     HEALTHY,
+    accuracy_counts,
+    accuracy_summary,
     harmonise,
+    make_reference,
     match_label,
     normalise_label,
     ontologies,
+    predict_study,
+    reference_positions,
+    shared_terms,
     term_closure,
     term_relation,
     transfer_labels,
@@ -202,6 +208,35 @@ def test_label_transfer_recovers_held_out_labels_and_never_votes_within_a_study(
     # islands: when studies dominate the embedding, accuracy drops and the measure shows it
     E3, t3, s3 = _embedding(noise=0.5, study_shift=20.0)
     assert transfer_labels(E3, t3, s3, k=10).accuracy["exact"] < res.accuracy["exact"]
+
+
+def test_label_transfer_one_study_at_a_time_gives_the_whole_atlas_result_from_a_bounded_reference():
+    """Issue 22: the build predicts study by study against a bounded reference (no process holds
+    every cell's embedding); the predictions, confidences and accuracy are those of the
+    whole-atlas call, and the reference is a seeded, even sample whatever the studies' order."""
+    E, terms, studies = _embedding(noise=4.0, study_shift=0.5, seed=4)  # noisy: some cells are mispredicted
+    relation = term_relation(terms)
+    whole = transfer_labels(E, terms, studies, k=10, max_reference=60, seed=1, relation=relation)
+    by = {sid: terms[studies == sid] for sid in ("S2", "S0", "S1")}
+    picks = reference_positions(by, 60, seed=1)
+    assert {sid: p.size for sid, p in picks.items()} == {"S0": 20, "S1": 20, "S2": 20}
+    reordered = reference_positions(dict(reversed(by.items())), 60, seed=1)
+    assert all(np.array_equal(picks[sid], reordered[sid]) for sid in by)
+    assert not np.array_equal(picks["S0"], reference_positions(by, 60, seed=2)["S0"])  # the seed draws them
+    ref = make_reference({sid: E[studies == sid][p] for sid, p in picks.items()}, {sid: by[sid][p] for sid, p in picks.items()})
+    assert ref.size == whole.reference == 60 and list(ref.studies[::20]) == ["S0", "S1", "S2"]
+    shared, counts = shared_terms(by), []
+    for sid in by:
+        pred, conf = predict_study(ref, E[studies == sid], sid, k=10)
+        np.testing.assert_array_equal(pred, whole.term_ids[studies == sid])
+        np.testing.assert_array_equal(conf, whole.confidence[studies == sid])
+        counts.append(accuracy_counts(by[sid], pred, shared, relation))
+    assert accuracy_summary(counts) == whole.accuracy and 0.5 < whole.accuracy["exact"] < 1
+    # every labelled cell votes when there are no more than max_reference of them
+    assert transfer_labels(E, terms, studies, k=10, relation=relation).reference == len(terms)
+    # a study alone has no other study to vote: no prediction, confidence 0
+    pred, conf = predict_study(make_reference({"S0": E[:5]}, {"S0": terms[:5]}), E[:3], "S0")
+    assert list(pred) == ["", "", ""] and not conf.any()
 
 
 def test_the_built_atlas_speaks_one_vocabulary(tiny_atlas, tiny_build):

@@ -4,10 +4,12 @@ For each study count, a fresh atlas is built from the same simulated corpus (the
 studies) on a LocalCluster (or the scheduler given), each build in a fresh process of its own,
 so every figure is that build's own peak. The benchmark prints the wall time, cells per second,
 the time of each stage and the peak resident memory of every process: each Dask worker (the
-largest resident set its tasks saw), the build process (the driver: gene order, label transfer,
-the atlas root) and the process(es) that trained the encoder (the build process itself, or the
-``--train-workers`` ranks). Memory should stay flat as the corpus grows: each task holds one
-study, and training reads the cells a batch at a time from memory-mapped pieces.
+largest resident set its tasks saw), the build process (the driver: gene order, the label
+transfer's reference, the atlas root, the gene modules), also by the end of each stage, and the
+process(es) that trained the encoder (the build process itself, or the ``--train-workers``
+ranks). Memory should stay flat as the corpus grows: each task holds one study, training reads
+the cells a batch at a time from memory-mapped pieces, and the label transfer predicts one
+study at a time against a bounded reference.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class BuildBenchConfig:
     scheduler: str | None = None
     work: str | None = None  # folder for data and atlases (default: a temporary folder, removed after)
     seed: int = 0
+    corpus_studies: int | None = None  # studies simulated (default: the largest of ``studies``); the corpus is reused when it matches
 
 
 def _mb(n: float) -> str:
@@ -56,8 +59,9 @@ def _one_build(manifest: str, cfg: dict, out: str) -> None:
                         train_workers=cfg["train_workers"])
     stats["build_s"] = round(time.perf_counter() - t0, 1)
     stats["driver_peak_bytes"] = peak_rss()
-    training = json.loads((Path(atlas) / "atlas.json").read_text())["model_card"]["training"]
-    stats["trainer_peak_bytes"] = int(training.get("peak_rss_bytes", 0))
+    root = json.loads((Path(atlas) / "atlas.json").read_text())
+    stats["trainer_peak_bytes"] = int(root["model_card"]["training"].get("peak_rss_bytes", 0))
+    stats["label_transfer"] = (root.get("vocabulary") or {}).get("label_transfer", {})
     Path(out).write_text(json.dumps(stats, default=str))
 
 
@@ -83,9 +87,12 @@ def run_build_bench(cfg: BuildBenchConfig, json_path: str | None = None) -> dict
     base = Path(cfg.work) if cfg.work else Path(tempfile.mkdtemp(prefix="sigatlas-bench-build-"))
     base.mkdir(parents=True, exist_ok=True)
     per_sample = max(1, cfg.cells_per_study // cfg.samples_per_study)
-    sim = SimulationConfig(n_studies=max(cfg.studies), disease_donors=cfg.samples_per_study - 1, healthy_donors=1,
+    if cfg.corpus_studies is not None and cfg.corpus_studies < max(cfg.studies):
+        raise ValueError(f"--corpus-studies {cfg.corpus_studies} is below the largest of --studies ({max(cfg.studies)}): "
+                         "simulate at least as many studies as a build uses")
+    sim = SimulationConfig(n_studies=cfg.corpus_studies or max(cfg.studies), disease_donors=cfg.samples_per_study - 1, healthy_donors=1,
                            cells_per_sample=(per_sample, per_sample + 1), max_genes=cfg.max_genes, seed=cfg.seed)
-    print(f"SigAtlas build benchmark on SIMULATED data: {max(cfg.studies)} studies x ~{cfg.cells_per_study:,} cells, "
+    print(f"SigAtlas build benchmark on SIMULATED data: {sim.n_studies} studies x ~{cfg.cells_per_study:,} cells, "
           f"{cfg.max_genes} genes; encoder {list(cfg.hidden)} -> {cfg.latent}, {cfg.epochs} epoch(s); IG {cfg.n_steps} steps; "
           f"UMAP fitted on {cfg.fit_cells:,} cells", flush=True)
     t0 = time.perf_counter()
@@ -118,7 +125,8 @@ def run_build_bench(cfg: BuildBenchConfig, json_path: str | None = None) -> dict
                    "stages_s": stats["timings_s"], "worker_peak_bytes": sorted(by_worker.values()),
                    "max_worker_peak_bytes": max(by_worker.values()), "driver_peak_bytes": stats["driver_peak_bytes"],
                    "trainer_peak_bytes": stats["trainer_peak_bytes"], "train_workers": cfg.train_workers,
-                   "build_s": stats["build_s"]}
+                   "build_s": stats["build_s"], "build_process_peak_bytes": stats.get("build_process_peak_bytes", {}),
+                   "label_transfer": stats.get("label_transfer", {})}
             rows.append(row)
             stages = ", ".join(f"{k} {v:.0f} s" for k, v in stats["timings_s"].items() if k != "total_before_root")
             print(f"  {n:4d} studies {row['cells']:>10,} cells  {wall:7.0f} s  {row['cells_per_s']:8,.0f} cells/s  "
@@ -127,12 +135,18 @@ def run_build_bench(cfg: BuildBenchConfig, json_path: str | None = None) -> dict
                   + (f" (rank 0 of {cfg.train_workers})" if cfg.train_workers > 1 else " (the build process)"), flush=True)
             print(f"       stages: {stages}", flush=True)
             print("       largest worker by the end of: " + ", ".join(f"{k} {_mb(v)}" for k, v in stage_peak.items()), flush=True)
+            acc = row["label_transfer"].get("accuracy", {})
+            if "exact" in acc:
+                print(f"       label transfer: {acc['n_evaluated']:,} held-out cells, exact {100 * acc['exact']:.2f}%, against "
+                      f"{row['label_transfer'].get('reference_cells', 0):,} reference cells", flush=True)
+            print("       build process by the end of: " + ", ".join(f"{k} {_mb(v)}" for k, v in row["build_process_peak_bytes"].items()),
+                  flush=True)
             shutil.rmtree(folder, ignore_errors=True)
     finally:
         if not cfg.work:
             shutil.rmtree(base, ignore_errors=True)
     if len(rows) > 1:
-        first, last = rows[0], rows[-1]
+        first, last = min(rows, key=lambda r: r["studies"]), max(rows, key=lambda r: r["studies"])
         print(f"  {last['studies'] / first['studies']:.0f}x the studies: worker peak memory x"
               f"{last['max_worker_peak_bytes'] / first['max_worker_peak_bytes']:.2f}, build process x"
               f"{last['driver_peak_bytes'] / first['driver_peak_bytes']:.2f}, trainer x"

@@ -12,23 +12,46 @@ from compute.vocabulary._match import (
 from compute.vocabulary._ontology import HEALTHY, KINDS, Ontologies, TermInfo, ontologies
 from compute.vocabulary._terms import POSITIVE_DISTANCE, term_closure, term_relation
 from compute.vocabulary._text import normalise_label
-from compute.vocabulary._transfer import TransferResult, transfer_labels
+from compute.vocabulary._transfer import (
+    MAX_REFERENCE,
+    TRANSFER_K,
+    TransferReference,
+    TransferResult,
+    accuracy_counts,
+    accuracy_summary,
+    make_reference,
+    predict_study,
+    reference_positions,
+    shared_terms,
+    transfer_labels,
+    transfer_summary,
+)
 
 __all__ = [
     "HEALTHY",
     "KINDS",
+    "MAX_REFERENCE",
     "NO_LABEL",
     "POSITIVE_DISTANCE",
     "Harmonised",
     "Ontologies",
     "TermInfo",
     "TermMatch",
+    "TRANSFER_K",
+    "TransferReference",
     "TransferResult",
+    "accuracy_counts",
+    "accuracy_summary",
     "harmonise",
+    "make_reference",
     "match_label",
     "normalise_label",
     "ontologies",
+    "predict_study",
+    "reference_positions",
+    "shared_terms",
     "term_closure",
     "term_relation",
     "transfer_labels",
+    "transfer_summary",
 ]
