@@ -16,6 +16,7 @@ from pathlib import Path
 
 import dash
 
+from compute.atlas import sqlite_guard
 from compute.reference import assets_dir
 from dashboard import api, callbacks, payloads, serving
 from dashboard.callbacks import answer_query
@@ -41,7 +42,8 @@ class _SharedJobManager(dash.DiskcacheManager):
 
     def call_job_fn(self, key, job_fn, args, context):
         # never forked while another thread of this process holds a lock the job needs (FORK_GUARD)
-        with FORK_GUARD:
+        # or is inside SQLite (sqlite_guard: the caches, this manager's included, take it per call)
+        with FORK_GUARD, sqlite_guard():
             return super().call_job_fn(key, job_fn, args, context)
 
     def terminate_job(self, job):
@@ -62,7 +64,38 @@ def _background_manager(data: DashboardData):
 
     directory = data.atlas.cache.directory / "dash-jobs"
     directory.mkdir(parents=True, exist_ok=True)
-    return _SharedJobManager(diskcache.Cache(str(directory)))
+    manager = _SharedJobManager(diskcache.Cache(str(directory)))
+    manager.handle = _GuardedCache(manager.handle)
+    return manager
+
+
+class _GuardedCache:
+    """A diskcache.Cache whose every call (and every transaction, whole) holds sqlite_guard, so
+    that a job is never forked while a poll of another job is inside SQLite."""
+
+    def __init__(self, cache):
+        self._cache = cache
+
+    def transact(self, *args, **kwargs):
+        import contextlib
+
+        @contextlib.contextmanager
+        def guarded():
+            with sqlite_guard(), self._cache.transact(*args, **kwargs) as tx:
+                yield tx
+
+        return guarded()
+
+    def __getattr__(self, name):
+        attr = getattr(self._cache, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            with sqlite_guard():
+                return attr(*args, **kwargs)
+
+        return call
 
 
 def _warm_up(data: DashboardData) -> None:

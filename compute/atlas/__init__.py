@@ -1,6 +1,6 @@
 """The versioned on-disk atlas: writer (build side) and read-only ``Atlas`` (dashboard side)."""
 
-from compute.atlas._cache import ResultCache
+from compute.atlas._cache import ResultCache, sqlite_guard
 from compute.atlas._format import FORMAT_VERSION, ROOT_FILE
 from compute.atlas._import_signature import SignatureImportError, import_signature
 from compute.atlas._panel import measured_shares, read_study_panel
@@ -56,6 +56,7 @@ __all__ = [
     "write_study",
     "GeneMajorStore",
     "ResultCache",
+    "sqlite_guard",
     "Atlas",
     "AtlasFormatError",
     "QueryError",

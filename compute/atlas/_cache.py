@@ -8,12 +8,36 @@ workers may share it) and evicts least-recently-used entries beyond ``size_limit
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 
-__all__ = ["ResultCache", "cache_root"]
+__all__ = ["ResultCache", "cache_root", "sqlite_guard"]
+
+# SQLite is not fork-safe: a process forked while another of its threads is inside SQLite keeps
+# SQLite's mutexes locked, and the child's first connection waits forever (the dashboard forks a
+# process per query job, beside request threads that read the caches). Every SQLite call of the
+# disk caches holds this lock; a process that forks holds it too (sqlite_guard), and a forked
+# child starts with a fresh one.
+_SQLITE_LOCK = threading.RLock()
+
+
+def _fresh_lock_in_child() -> None:
+    global _SQLITE_LOCK
+    _SQLITE_LOCK = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_fresh_lock_in_child)
+
+
+@contextlib.contextmanager
+def sqlite_guard():
+    """Held, no thread of this process is inside a disk cache's SQLite call: fork under it."""
+    with _SQLITE_LOCK:
+        yield
 
 DEFAULT_SIZE_LIMIT = 2**30  # 1 GiB per atlas
 
@@ -37,7 +61,8 @@ class ResultCache:
             import diskcache
 
             self.directory.mkdir(parents=True, exist_ok=True)
-            self._cache = diskcache.Cache(str(self.directory), size_limit=self._size_limit)
+            with _SQLITE_LOCK:
+                self._cache = diskcache.Cache(str(self.directory), size_limit=self._size_limit)
         return self._cache
 
     @staticmethod
@@ -47,17 +72,24 @@ class ResultCache:
     def get(self, key: str):
         if not self.enabled:
             return None
-        return self._open().get(key)
+        cache = self._open()
+        with _SQLITE_LOCK:
+            return cache.get(key)
 
     def set(self, key: str, value) -> None:
         if self.enabled:
-            self._open().set(key, value)
+            cache = self._open()
+            with _SQLITE_LOCK:
+                cache.set(key, value)
 
     def clear(self) -> None:
         if self.enabled:
-            self._open().clear()
+            cache = self._open()
+            with _SQLITE_LOCK:
+                cache.clear()
 
     def close(self) -> None:
         if self._cache is not None:
-            self._cache.close()
+            with _SQLITE_LOCK:
+                self._cache.close()
             self._cache = None
