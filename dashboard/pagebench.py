@@ -121,6 +121,11 @@ def _wait(fn, timeout: float, what: str):
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def _finished(bench: dict | None) -> dict | None:
+    """The page's record once its p-values are on screen, else None."""
+    return bench if bench and bench.get("everything") is not None else None
+
+
 def measure(url: str, genes: list[str], *, cell_type: str | None, draws: int, repeats: int, timeout: float = 120.0) -> list[dict]:
     """One record per repeat: {"left_out", "ranking_s", "everything_s"} (seconds from Run)."""
     from selenium.webdriver.common.by import By
@@ -143,8 +148,7 @@ def measure(url: str, genes: list[str], *, cell_type: str | None, draws: int, re
             time.sleep(0.5)  # the gene box's own callbacks settle before Run
             drv.execute_script(_OBSERVE_JS, drv.execute_script(_TABLE_TEXT_JS))
             drv.find_element(By.ID, "run").click()
-            bench = _wait(lambda: (lambda b: b if b and b.get("everything") is not None else None)(drv.execute_script("return window.__bench;")),
-                          timeout, f"repeat {i + 1}'s p-values")
+            bench = _wait(lambda: _finished(drv.execute_script("return window.__bench;")), timeout, f"repeat {i + 1}'s p-values")
             records.append({"left_out": left_out, "ranking_s": bench["ranking"] / 1000, "everything_s": bench["everything"] / 1000,
                             "requests": [[what, round(a / 1000, 3), round(b / 1000, 3), status]
                                          for what, a, b, status in bench.get("requests") or [] if a >= 0]})
