@@ -11,6 +11,7 @@ manager those background jobs share, and the warm-up.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from pathlib import Path
 
@@ -77,8 +78,6 @@ class _GuardedCache:
         self._cache = cache
 
     def transact(self, *args, **kwargs):
-        import contextlib
-
         @contextlib.contextmanager
         def guarded():
             with sqlite_guard(), self._cache.transact(*args, **kwargs) as tx:

@@ -381,6 +381,11 @@ class DashboardData:
             self.store_result(key, result)
         return result
 
+    def ranks_in_request(self) -> bool:
+        """Whether Run's own request ranks a new query (:meth:`rank`): unless every job slot is
+        busy, when the query's job ranks it in its turn."""
+        return self.job_slots.busy() < self.job_slots.limit
+
     def rank(self, params: QueryParams) -> str | None:
         """The key under which the ranking alone of ``params`` is stored (:meth:`partial_key`),
         computed now when needed (``compute.query.run_ranking``: tens of milliseconds, so the page
@@ -392,7 +397,7 @@ class DashboardData:
             return None
         partial = self.partial_key(key)
         if self.stored_result(partial) is None:
-            if self.job_slots.busy() >= self.job_slots.limit:
+            if not self.ranks_in_request():
                 return None
             with FORK_GUARD:  # the query's job is forked now: not while this thread holds locks
                 self.store_result(partial, run_ranking(self.atlas, params))

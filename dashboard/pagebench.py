@@ -30,7 +30,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
-__all__ = ["main", "measure"]
+__all__ = ["find_program", "main", "measure", "measure_api"]
 
 # installed before Run is pressed: records when the ranking and the p-values first show
 _OBSERVE_JS = """
@@ -83,7 +83,8 @@ el.dispatchEvent(new Event('input', {bubbles: true}));
 """
 
 
-def _find(env: str, *names: str) -> str | None:
+def find_program(env: str, *names: str) -> str | None:
+    """The program named by $``env``, else the first of ``names`` on the PATH (None: none)."""
     if os.environ.get(env):
         return os.environ[env]
     for name in names:
@@ -96,8 +97,8 @@ def _driver():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    chrome = _find("CHROME_BIN", "chromium", "chromium-browser", "google-chrome")
-    chromedriver = _find("CHROMEDRIVER", "chromedriver")
+    chrome = find_program("CHROME_BIN", "chromium", "chromium-browser", "google-chrome")
+    chromedriver = find_program("CHROMEDRIVER", "chromedriver")
     if not chrome or not chromedriver:
         raise RuntimeError("Chromium and chromedriver are needed (set CHROME_BIN and CHROMEDRIVER, or put them on the PATH)")
     opts = webdriver.ChromeOptions()

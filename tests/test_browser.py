@@ -6,25 +6,16 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sys
 import urllib.request
 
 import pytest
 
+from dashboard.pagebench import find_program
+
 from .conftest import ARTIFACTS, free_port, running_server
 
 pytestmark = pytest.mark.browser
-
-
-def _find(env: str, *names: str) -> str | None:
-    if os.environ.get(env):
-        return os.environ[env]
-    for n in names:
-        path = shutil.which(n)
-        if path:
-            return path
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +25,8 @@ def downloads(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def driver(downloads):
-    chrome = _find("CHROME_BIN", "chromium", "chromium-browser", "google-chrome")
-    chromedriver = _find("CHROMEDRIVER", "chromedriver")
+    chrome = find_program("CHROME_BIN", "chromium", "chromium-browser", "google-chrome")
+    chromedriver = find_program("CHROMEDRIVER", "chromedriver")
     if not chrome or not chromedriver:
         msg = "Chromium/chromedriver not found (make test installs Debian's on Linux; or set CHROME_BIN and CHROMEDRIVER)"
         if os.environ.get("SIGATLAS_REQUIRE_BROWSER"):
@@ -233,6 +224,9 @@ def test_pasted_aliases_and_unknown_genes_show_every_decision(driver, server):
     box.send_keys("s100a8; FAM65B, NOT_A_GENE\nENSG00000170458 VCAN VCAN")  # a tab would move focus
     driver.find_element(By.ID, "run").click()
     _wait(driver, lambda d: "of 5 genes" in d.find_element(By.ID, "resolution").text, what="gene resolution")
+    # Run's own request draws the decisions with the ranking, the full result draws them again: read them after it
+    _wait(driver, lambda d: d.find_element(By.ID, "progress-text").text in ("done", "answered from the cache"), what="the query's end")
+    _wait(driver, lambda d: not d.find_elements(By.ID, "partial-note"), what="the full result drawn")
     text = driver.find_element(By.ID, "resolution").text
     assert "4 of 5 genes matched" in text
     assert "NOT_A_GENE" in driver.find_element(By.ID, "res-missing").text

@@ -58,8 +58,8 @@ def run_query(data, set_progress, run_clicks: int | None, request: int | None, *
     render runs at once instead of after this callback ends) and render shows it while the
     p-values are computed."""
 
-    # rank_now (Run's own request) ranks and draws it unless every job slot is busy, as seen now
-    drawn_by_request = data.job_slots.busy() < data.job_slots.limit
+    # rank_now (Run's own request) ranks and draws it, unless the server is busy, as seen now
+    drawn_by_request = data.ranks_in_request()
 
     def ranked(key: str) -> None:
         if not drawn_by_request:
