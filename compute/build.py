@@ -429,11 +429,10 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
     from compute.atlas import write_predictions, write_vocabulary
     from compute.vocabulary import ontologies, term_closure
 
-    predicted = _read_predictions(transfer_files)
-    all_terms = set().union(*(r["terms"] for r in ingested)) | {t for t in np.unique(predicted["term_id"]) if t}
+    predicted_terms: set[str] = set()
+    predictions_file = write_predictions(root, _prediction_chunks(transfer_files, predicted_terms))  # study by study
+    all_terms = set().union(*(r["terms"] for r in ingested)) | predicted_terms
     vocab_file = write_vocabulary(root, term_closure(all_terms), ontologies().versions)
-    predictions_file = write_predictions(root, predicted)
-    del predicted
     vocabulary = {"file": vocab_file, "predictions": predictions_file, "versions": ontologies().versions,
                   "label_transfer": transfer_summary,
                   "rule": "cell_type, disease and tissue hold the ontology term's label (the study's own label when no term "
@@ -643,15 +642,14 @@ def _integration(ids: list[str], embed_files: dict[str, str], terms: dict[str, n
     return replace(m, n_unlabelled=int(n_cells - n), subsampled=bool(n > max_cells)).as_dict()
 
 
-def _read_predictions(files: list[str]) -> dict[str, np.ndarray]:
-    """The per-study label-transfer files as the atlas's predictions (atlas order)."""
-    pred, conf = [], []
+def _prediction_chunks(files: list[str], terms: set[str]):
+    """The per-study label-transfer files, one dict (term_id, confidence) a study in atlas order;
+    each study's predicted terms are added to ``terms``."""
     for f in files:
         with np.load(f, allow_pickle=False) as z:
-            pred.append(z["pred"])
-            conf.append(z["conf"])
-    return {"term_id": np.concatenate(pred) if pred else np.zeros(0, str),
-            "confidence": np.concatenate(conf).astype(np.float32) if conf else np.zeros(0, np.float32)}
+            pred, conf = z["pred"], z["conf"].astype(np.float32)
+        terms.update(t for t in np.unique(pred).tolist() if t)
+        yield {"term_id": pred, "confidence": conf}
 
 
 def _checksums(root: Path, names: list[str]) -> dict:

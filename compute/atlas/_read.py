@@ -347,12 +347,20 @@ class Atlas:
         running = np.concatenate([[0], np.cumsum(np.asarray(mask, dtype=np.int64))])
         return pd.Series(np.diff(running[self.study_bounds]), index=[s.id for s in self.studies], dtype=np.int64)
 
-    def store(self, study: str, store: str = fmt.ATTR_PREFIX) -> GeneMajorStore:
+    def store(self, study: str, store: str = fmt.ATTR_PREFIX, *, keep: bool = True) -> GeneMajorStore:
         """Study ``study``'s gene-major store, memory-mapped and kept open: "attr" (attributions,
         as stored: SIGnature's rows-to-1,000) or "expr" (log-normalised expression). Its rows
         are the study's cells in ``cells`` order from ``StudyInfo.offset``; every gene of the
-        gene order has a column (unmeasured genes are empty: see :meth:`measured`)."""
-        return self._store(self._study_info(study), store)
+        gene order has a column (unmeasured genes are empty: see :meth:`measured`).
+
+        ``keep=False`` is for one pass over every study (the build's gene modules): a store the
+        atlas has not opened yet is opened for the caller only, and unmapped once the caller
+        drops it, so the pages read do not stay in this process's memory study after study."""
+        info = self._study_info(study)
+        if keep or (info.id, store) in self._stores:
+            return self._store(info, store)
+        self.verify_study(info)
+        return GeneMajorStore(info.dir, store, len(self.genes), info.n_cells, hint=_REBUILD)
 
     # -- integrity: files against the checksums atlas.json records ------------------------
     def _recorded(self, prefix: str) -> list[str]:

@@ -135,14 +135,28 @@ def write_vocabulary(root: Path, terms: dict, versions: dict) -> str:
     return VOCABULARY_FILE
 
 
-def write_predictions(root: Path, predicted: dict) -> str:
+def write_predictions(root: Path, predicted) -> str:
     """Write the label transfer's per-cell ``term_id`` and ``confidence`` (atlas order) as
-    ``cell_type_predictions.parquet`` (atomically) and return its file name."""
+    ``cell_type_predictions.parquet`` (atomically) and return its file name. ``predicted`` is one
+    dict of both arrays, or an iterable of such dicts (one per study, in atlas order) written one
+    row group at a time, so the writer never holds every cell's predictions."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     from compute.files import atomic_write
 
-    table = pd.DataFrame({"cell_type_predicted_ontology_term_id": pd.Categorical(np.asarray(predicted["term_id"]).astype(str)),
-                          "cell_type_prediction_confidence": np.asarray(predicted["confidence"], dtype=np.float32)})
-    atomic_write(root / PREDICTIONS_FILE, lambda t: table.to_parquet(t, index=False))
+    chunks = [predicted] if isinstance(predicted, dict) else predicted
+    schema = pa.schema([("cell_type_predicted_ontology_term_id", pa.dictionary(pa.int32(), pa.string())),
+                        ("cell_type_prediction_confidence", pa.float32())])
+
+    def write(target):
+        with pq.ParquetWriter(target, schema) as writer:
+            for chunk in chunks:
+                ids = pa.array(np.asarray(chunk["term_id"]).astype(str), type=pa.string()).dictionary_encode()
+                conf = pa.array(np.asarray(chunk["confidence"], dtype=np.float32))
+                writer.write_table(pa.Table.from_arrays([ids.cast(schema.field(0).type), conf], schema=schema))
+
+    atomic_write(root / PREDICTIONS_FILE, write)
     return PREDICTIONS_FILE
 
 

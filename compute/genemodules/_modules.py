@@ -141,7 +141,7 @@ def _metacell_matrix(atlas, keep_genes: np.ndarray, *, max_metacells: int, k: in
         rows_s = needed[s.offset : s.offset + s.n_cells]
         if not rows_s.any():
             continue
-        block = atlas.store(s.id, store).rows(rows_s)[:, keep_genes].tocsr().astype(np.float32)
+        block = atlas.store(s.id, store, keep=False).rows(rows_s)[:, keep_genes].tocsr().astype(np.float32)
         if store == "attr":
             block.data = np.log1p(block.data)  # the expression store is log1p-normalised already
         cols = s.offset + np.flatnonzero(rows_s)
@@ -227,7 +227,7 @@ def gene_modules(atlas, *, max_metacells: int = 8000, k: int = 10, min_detection
             return hit
     sums, counts = np.zeros(len(atlas.genes)), np.zeros(len(atlas.genes))
     for s in atlas.studies:
-        a, b = atlas.store(s.id, store).gene_totals()
+        a, b = atlas.store(s.id, store, keep=False).gene_totals()  # unmapped after each study
         sums += a
         counts += b
     detection = counts / max(atlas.n_cells, 1)
