@@ -66,6 +66,7 @@ UMAP_FIG = "umap-fig"
 UMAP_BADGE = "umap-badge"
 UMAP_LABELS = "umap-labels"  # which cell-type labels the UMAP shows
 UMAP_DRAWN = "umap-drawn"  # what the UMAP shows: result key, colour and presenter mode
+VIEWS_DRAWN = "views-drawn"  # what the other views show: result key and view settings (the query's job draws them)
 HEATMAP_FIG = "heatmap-fig"
 GENES_SHOWN = "genes-shown"  # the gene views: the top genes or all of them
 GENES_NOTE = "genes-note"  # "Top 60 of 88 genes ..."

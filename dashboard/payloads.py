@@ -167,6 +167,7 @@ STORE_SHAPES: dict[str, Kind] = {
     ids.RESULT_KEY: key,
     ids.PARTIAL_KEY: key,
     ids.UMAP_DRAWN: text,
+    ids.VIEWS_DRAWN: text,
     ids.QUERY_ERROR: _QUERY_ERROR,
     ids.UPLOAD_STORE: mapping_of(text),
     ids.SAVED_VIEWS: list_of(record(required=("search", "label"), search=text, label=text)),

@@ -50,6 +50,37 @@ def _text(component) -> str:
     return _text(getattr(component, "children", None))
 
 
+def _table_rows(component) -> list[list[str]]:
+    """The body rows (cell texts) of a table drawn as HTML in a dcc.Markdown (the disease ranking)."""
+    from html.parser import HTMLParser
+
+    class Rows(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.rows, self.body, self.cell = [], False, None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "tbody":
+                self.body = True
+            elif tag == "tr" and self.body:
+                self.rows.append([])
+            elif tag == "td" and self.body:
+                self.cell = ""
+
+        def handle_endtag(self, tag):
+            if tag == "td" and self.cell is not None:
+                self.rows[-1].append(self.cell)
+                self.cell = None
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell += data
+
+    parser = Rows()
+    parser.feed(component.children)
+    return parser.rows
+
+
 def _find(component, id_):
     """The component with ``id_`` inside a Dash component tree, or None."""
     if isinstance(component, list | tuple):
@@ -914,9 +945,14 @@ def test_the_render_callbacks_show_a_result_an_error_or_nothing(ms1_key):
     view = {"top_n": 2, "group_by": "study", "heat": "dotplot", "order": "score", "color": "disease"}
     views = render.render(data, key, None, False, None, **view)
     # every view but the Cells tab's, which render_umap draws while that tab shows
-    assert set(views) == set(RESULT_VIEWS) - set(UMAP_VIEWS) and tuple(render.RENDER_OUTPUTS) == tuple(
+    assert set(views) - {"drawn"} == set(RESULT_VIEWS) - set(UMAP_VIEWS) and tuple(render.RENDER_OUTPUTS) == tuple(
         v for v in RESULT_VIEWS if v not in UMAP_VIEWS)
-    assert len(views["disease_table"].children[1].children) == 2  # top 2
+    # what the drawing shows: drawn again with the same settings, nothing is sent; another setting redraws
+    assert views["drawn"] == render.views_signature(key, False, None, view)
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        render.render(data, key, None, False, None, drawn=views["drawn"], **view)
+    assert render.render(data, key, None, False, None, drawn=views["drawn"], **(view | {"top_n": 3}))["drawn"] != views["drawn"]
+    assert len(_table_rows(views["disease_table"])) == 2  # top 2
     result = data.stored_result(key)
     assert views["heatmap_fig"].to_dict()["data"][0]["type"] == "scatter" and "study" in views["heatmap_fig"].layout.title.text
     assert views["driver_groups"] == [str(g) for g in result.diseases["group"]]
@@ -924,8 +960,8 @@ def test_the_render_callbacks_show_a_result_an_error_or_nothing(ms1_key):
     assert big["disease_fig"].layout.font.size == 20 and views["disease_fig"].layout.font.size < 20
     assert big["disease_fig"].layout.height is None  # fitted to the screen by the page's CSS
     # a bad view setting takes its default, as in a link
-    rows = render.render(data, key, None, False, None, **(view | {"top_n": ""}))["disease_table"].children[1].children
-    assert len(rows) == len(result.diseases) > 2
+    rows = _table_rows(render.render(data, key, None, False, None, **(view | {"top_n": ""}))["disease_table"])
+    assert len(rows) == len(result.diseases) > 2 and [r[1] for r in rows] == [str(g) for g in result.diseases["group"]]
     failed = render.render(data, None, {"error": "no cells match the filters", "genes": "CD14 NOPE"}, False, None, **view)
     assert failed["status"].children == "no cells match the filters" and failed["study_rows"] == []
     assert "NOPE" in _text(failed["resolution"]) and failed["disease_fig"].to_dict()["layout"]["meta"]["empty"] == "no cells match the filters"
@@ -983,7 +1019,7 @@ def test_out_of_date_marker_cancel_and_short_links(ms1_key, tiny_atlas):
     assert cancelled["status"].children == query.CANCELLED and (cancelled["progress"], cancelled["progress_text"]) == (0, "cancelled")
     # the previous result's views drawn again (the cancelled query's ranking may be on screen)
     previous = render.render(data, key, None, False, None)
-    assert set(cancelled) == set(render.RENDER_OUTPUTS) | {"progress", "progress_text"}
+    assert set(cancelled) == set(render.RENDER_OUTPUTS) | {"progress", "progress_text", "drawn"} and cancelled["drawn"] is None
     assert _text(cancelled["disease_table"]) == _text(previous["disease_table"]) != ""
     assert "Nothing was run" in query.on_cancel(data, 1, None)["status"].children
     with pytest.raises(dash.exceptions.PreventUpdate):
@@ -1123,3 +1159,15 @@ def test_one_rule_for_a_setting_in_the_link_the_controls_and_the_api(ms1_key):
     old, _ = decode_state("?genes=CD14&data=simulated&rule=quantile&cut=0.95&null=100", data.known_values)
     assert old == decode_state("?genes=CD14&data_kind=simulated&rule=quantile&cutoff=0.95&null_draws=100", data.known_values)[0]
     assert encode_state(old) == "?genes=CD14&data_kind=simulated&rule=quantile&cutoff=0.95&null_draws=100"
+
+
+def test_the_disease_table_escapes_what_it_shows():
+    from dashboard.views.results import _ranking_table
+
+    name = "<img src=x onerror=alert(1)> & co"
+    ranking = pd.DataFrame({"rank": [1], "group": [name], "mean_hit_pct": [12.5], "median_hit_pct": [10.0], "n_samples": [3],
+                            "n_studies": [1], "n_cells": [1234]})
+    table = _ranking_table(ranking, None, {})
+    assert table.id == ids.DISEASE_TABLE and table.dangerously_allow_html
+    assert "<img" not in table.children and "&lt;img src=x onerror=alert(1)&gt; &amp; co" in table.children
+    assert _table_rows(table) == [["1", name, "12.5", "10.0", "3", "1", "1,234", "–", "–"]]

@@ -397,7 +397,10 @@ def test_score_scatter_on_the_query(tiny_atlas, query):
     for t in data:  # open circles and the SIMULATED hover exactly for simulated cells
         sim = t["marker"]["symbol"] == "circle-open"
         assert ("SIMULATED" in t["hovertemplate"]) == sim
-        assert set(t["customdata"]) <= ({t["name"]} if not t["name"].startswith("other") else set(labels))
+        if t["name"].startswith("other"):  # its points' own labels
+            assert set(t["customdata"]) <= set(labels) and "%{customdata}" in t["hovertemplate"]
+        else:  # one label: the trace's name
+            assert t["name"] in set(labels) and "customdata" not in t and "%{fullData.name}" in t["hovertemplate"]
     again = F.score_scatter_figure(a, e, labels, simulated=simulated, max_points=500, seed=3)
     assert again.to_dict() == fig.to_dict()
     titles = fig.to_dict()["layout"]
@@ -612,3 +615,21 @@ def test_presenter_figure_enlarges_type_and_fits_the_screen():
     big = presenter_figure(fig).to_dict()["layout"]
     assert big["title"]["font"]["size"] == PRESENTER_TITLE and big["font"]["size"] >= 20
     assert "height" not in big and big["autosize"] is True and big["margin"]["t"] > top
+
+
+def test_the_figures_template_is_plotly_white_for_what_they_draw():
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    from dashboard.figures import TEMPLATE, apply_template
+
+    white = pio.templates["plotly_white"].to_plotly_json()
+    light = TEMPLATE.to_plotly_json()
+    assert light["layout"] == {k: v for k, v in white["layout"].items() if k not in ("polar", "ternary", "scene", "geo", "mapbox")}
+    assert light["data"] == {k: white["data"][k] for k in ("bar", "scatter", "scattergl", "heatmap")}
+    # set without Plotly's second check and copy, it is the same template as one assigned the usual way
+    fig = apply_template(go.Figure(go.Bar(x=[1], y=[2])))
+    assert fig.to_json() == go.Figure(go.Bar(x=[1], y=[2])).update_layout(template=TEMPLATE).to_json()
+    assert fig.layout._validate  # Plotly's checks are back on for everything else
+    with pytest.raises(ValueError):
+        fig.update_layout(not_a_property=1)

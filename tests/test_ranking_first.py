@@ -175,3 +175,27 @@ def test_no_forked_job_waits_on_sqlite(ran, tmp_path):
     with handle.transact():
         handle.set("guarded", 1)
     assert handle.get("guarded") == 1
+
+
+def test_the_job_draws_its_result_and_render_does_not_draw_it_again(ran):
+    data, out, _ = ran
+    key = out["result_key"]
+    view = {key_: DEFAULTS[key_] for key_ in render.RENDER_SETTINGS}
+    genes = "\n".join(g for g, _ in data.stored_result(key).params.genes)  # the fixture's query: answered from the cache
+    settings = {key_: DEFAULTS[key_] for key_ in QUERY_CONTROLS} | {"genes": genes, "null_draws": 200}
+    progress: list = []
+    job = query.run_and_draw(data, progress.append, 1, None, False, None, **settings, **view)
+    assert job["result_key"] == key and progress[-1] == (100, "answered from the cache")
+    # the job's outputs hold every view of the result, as render draws them, and what they show
+    drawn = render.render(data, key, None, False, None, **view)
+    assert set(job) == {"result_key", "query_error", "status", "resolution", "drawn", *query.JOB_VIEWS}
+    assert job["drawn"] == drawn["drawn"] == render.views_signature(key, False, None, view)
+    assert job["disease_fig"].to_json() == drawn["disease_fig"].to_json() and str(job["disease_table"]) == str(drawn["disease_table"])
+    # the render that the new result key triggers sends nothing; a view changed meanwhile is drawn
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        render.render(data, key, None, False, None, drawn=job["drawn"], **view)
+    assert render.render(data, key, None, False, None, drawn=job["drawn"], **(view | {"top_n": 1}))["drawn"] != job["drawn"]
+    # a query that fails, or forms no query, leaves the views to render (the error) or as they are
+    failed = query.run_and_draw(data, progress.append, 1, None, False, None, **(settings | {"genes": "NOT_A_GENE"}), **view)
+    assert failed["result_key"] is None and failed["query_error"] and failed["drawn"] is dash.no_update
+    assert all(failed[name] is dash.no_update for name in query.JOB_VIEWS)

@@ -51,6 +51,7 @@ def answer_query(data, state: dict, progress=None) -> dict:
     try:
         out = render.render(data, ran["result_key"], ran["query_error"], presenter=False, driver_group=state.get("driver_group"),
                             **{key: state[key] for key in render.RENDER_SETTINGS})
+        out.pop("drawn", None)  # what the page's store records, not a view
         # the Cells tab's views, as the page draws them when that tab shows
         umap = render.render_umap(data, ran["result_key"], ran["query_error"], tab=render.UMAP_TAB, color=state.get("color"),
                                   presenter=False, drawn=None)

@@ -19,7 +19,7 @@ from dashboard.callbacks.wiring import QUERY_CONTROLS, bind, control_pairs, cont
 from dashboard.state import query_params, read_state
 from dashboard.views.results import empty_views
 
-__all__ = ["CANCELLED", "NO_GENES", "on_cancel", "rank_now", "register", "run_query", "stale_note"]
+__all__ = ["CANCELLED", "NO_GENES", "JOB_VIEWS", "on_cancel", "rank_now", "register", "run_and_draw", "run_query", "stale_note"]
 
 NO_GENES = "Paste genes (any separators) or pick a preset, then Run"
 JOB_POLL_MS = 250  # how often the page polls a running query's job
@@ -98,6 +98,34 @@ def run_query(data, set_progress, run_clicks: int | None, request: int | None, *
     return {"result_key": key, "query_error": None, "status": dash.no_update, "resolution": dash.no_update}
 
 
+# the views the query's job draws with its result (run_and_draw): every render output but the two
+# the job writes in any case
+JOB_VIEWS = tuple(name for name in RENDER_OUTPUTS if name not in ("status", "resolution"))
+
+
+def run_and_draw(data, set_progress, run_clicks: int | None, request: int | None, presenter: bool | None = None,
+                 driver_group: str | None = None, **settings) -> dict:
+    """The query's background job: ``run_query`` with the query controls' ``settings``, then, when
+    it stored a result, that result's views drawn by ``render`` under the view settings in
+    ``settings`` (what the page shows when Run was pressed), in the job itself. They reach the page
+    with the job's last poll: no render request after it. ``"drawn"`` (ids.VIEWS_DRAWN) says what
+    they show, so the render the new result key triggers draws nothing again, unless a view
+    setting changed meanwhile. Without a stored result the views are not updated here (render
+    shows the error or keeps the last result)."""
+    view_settings = {key: settings.pop(key) for key in list(settings) if key in RENDER_SETTINGS}
+    ran = run_query(data, set_progress, run_clicks, request, **settings)
+    key = ran["result_key"]
+    views = None
+    if isinstance(key, str) and ran["query_error"] is None:
+        try:
+            views = render(data, key, None, presenter, driver_group, **view_settings)
+        except dash.exceptions.PreventUpdate:  # no longer stored (evicted): render draws it from the key, or says so
+            views = None
+    if views is None:
+        return ran | {name: dash.no_update for name in JOB_VIEWS} | {"drawn": dash.no_update}
+    return ran | {name: views[name] for name in (*JOB_VIEWS, "status", "resolution", "drawn")}
+
+
 def rank_now(data, run_clicks: int | None, request: int | None, presenter: bool | None = None, driver_group: str | None = None,
              **settings) -> dict:
     """The ranking views of the query the query controls' ``settings`` ask for, computed and
@@ -132,7 +160,9 @@ def on_cancel(data, clicks: int | None, result_key: str | None, presenter: bool 
     except dash.exceptions.PreventUpdate:  # the previous result is no longer stored: the page's views stay
         views = {}
     views = {name: views.get(name, dash.no_update) for name in RENDER_OUTPUTS}
-    return views | {"status": html.Div(text, id="cancelled", className="cancelled"), "progress": 0, "progress_text": "cancelled"}
+    # render draws the page's views again for the next result key whatever they were
+    return views | {"status": html.Div(text, id="cancelled", className="cancelled"), "progress": 0, "progress_text": "cancelled",
+                    "drawn": None}
 
 
 def stale_note(data, result_key: str | None, query_error: dict | None, **settings):
@@ -160,9 +190,14 @@ def register(app: dash.Dash, data) -> None:
         # the result key first: scripts that start a job read the dependency named after it
         output={"result_key": Output(ids.RESULT_KEY, "data"), "query_error": Output(ids.QUERY_ERROR, "data"),
                 "status": Output(ids.STATUS, "children", allow_duplicate=True),
-                "resolution": Output(ids.RESOLUTION, "children", allow_duplicate=True)},
+                "resolution": Output(ids.RESOLUTION, "children", allow_duplicate=True),
+                # the result's views, drawn by the job: no render request after its last poll
+                **{name: Output(RENDER_OUTPUTS[name].component_id, RENDER_OUTPUTS[name].component_property, allow_duplicate=True)
+                   for name in JOB_VIEWS},
+                "drawn": Output(ids.VIEWS_DRAWN, "data", allow_duplicate=True)},
         inputs={"run_clicks": Input(ids.RUN, "n_clicks"), "request": Input(ids.QUERY_REQUEST, "data")},
-        state=controls(State, QUERY_CONTROLS),
+        state={"presenter": State(ids.PRESENTER, "checked"), "driver_group": State(ids.DRIVER_GROUP, "value"),
+               **controls(State, QUERY_CONTROLS), **controls(State, RENDER_SETTINGS)},
         background=True,
         # the page asks for the job's progress and result this often (Dash's default: 1 s, which
         # made a 0.5 s query show its p-values after 1-2 s)
@@ -171,7 +206,7 @@ def register(app: dash.Dash, data) -> None:
         running=[(Output(ids.RUN, "loading"), True, False), (Output(ids.CANCEL, "style"), {}, {"display": "none"})],
         cancel=[Input(ids.CANCEL, "n_clicks")],
         prevent_initial_call=True,
-    )(bind(run_query, data))
+    )(bind(run_and_draw, data))
     # the ranking in the Run request itself, drawn before the job has started
     app.callback(
         output={name: Output(out.component_id, out.component_property, allow_duplicate=True) for name, out in RENDER_OUTPUTS.items()},
@@ -183,7 +218,8 @@ def register(app: dash.Dash, data) -> None:
     app.callback(
         output={**{name: Output(out.component_id, out.component_property, allow_duplicate=True) for name, out in RENDER_OUTPUTS.items()},
                 "progress": Output(ids.PROGRESS, "value", allow_duplicate=True),
-                "progress_text": Output(ids.PROGRESS_TEXT, "children", allow_duplicate=True)},
+                "progress_text": Output(ids.PROGRESS_TEXT, "children", allow_duplicate=True),
+                "drawn": Output(ids.VIEWS_DRAWN, "data", allow_duplicate=True)},
         inputs={"clicks": Input(ids.CANCEL, "n_clicks")},
         state={"result_key": State(ids.RESULT_KEY, "data"), "presenter": State(ids.PRESENTER, "checked"),
                "driver_group": State(ids.DRIVER_GROUP, "value"), **controls(State, RENDER_SETTINGS)},

@@ -19,7 +19,8 @@ from dashboard.views.results import (
     umap_views,
 )
 
-__all__ = ["RENDER_OUTPUTS", "RENDER_SETTINGS", "UMAP_OUTPUTS", "register", "render", "render_drivers", "render_partial", "render_umap"]
+__all__ = ["RENDER_OUTPUTS", "RENDER_SETTINGS", "UMAP_OUTPUTS", "register", "render", "render_drivers", "render_partial", "render_umap",
+           "views_signature"]
 
 # the views do not depend on which tab shows (a tab switch only rewrites the URL), nor on the
 # "Genes in a cell type" tab's settings (its own callbacks answer them), nor on the UMAP's colour
@@ -53,13 +54,25 @@ UMAP_OUTPUTS = {
 UMAP_TAB = "cells"
 
 
+def views_signature(result_key: str | None, presenter: bool | None, driver_group: str | None, settings: dict) -> str:
+    """What a drawing of the views shows (ids.VIEWS_DRAWN): the result and every setting that
+    changes how it is drawn. The query's job draws its result's views and stores this beside
+    them, so that render, triggered by the new result key, does not draw them a second time."""
+    import json
+
+    shown = {key: settings.get(key) for key in RENDER_SETTINGS}
+    return json.dumps([result_key, bool(presenter), driver_group, shown], sort_keys=True, default=str)
+
+
 def render(data, result_key: str | None, query_error: dict | None, presenter: bool | None, driver_group: str | None = None,
-           partial_key: str | None = None, trigger=None, **settings) -> dict:
+           partial_key: str | None = None, trigger=None, drawn: str | None = None, **settings) -> dict:
     """Every view (RENDER_OUTPUTS, by name) of the stored result ``result_key`` under the view
     ``settings`` (top_n, group_by, heat, order, color; invalid ones take their default), or of the
     failed query ``query_error``; large type when ``presenter``. When ``trigger`` (default: Dash's
     triggered id) is the running query's ``partial_key``: its ranking alone, shown before the
-    p-values are in."""
+    p-values are in. A drawing of a result also says what it shows (``"drawn"``, for
+    ids.VIEWS_DRAWN); no update when ``drawn`` says the page shows these views already (the
+    query's job drew them)."""
     if partial_key is not None and trigger is None:
         trigger = dash.ctx.triggered_id
     if partial_key is not None and trigger == ids.PARTIAL_KEY:
@@ -75,7 +88,10 @@ def render(data, result_key: str | None, query_error: dict | None, presenter: bo
         return {name: views.get(name, dash.no_update) for name in RENDER_OUTPUTS}
     if query_error is not None:  # the query failed: show why, with the gene decisions
         views = error_views(data, query_error["error"], query_error.get("genes") or "")
-        return {name: views[name] for name in RENDER_OUTPUTS}
+        return {name: views[name] for name in RENDER_OUTPUTS} | {"drawn": None}
+    signature = views_signature(result_key, presenter, driver_group, settings)
+    if drawn is not None and drawn == signature:
+        raise dash.exceptions.PreventUpdate  # the query's job drew these views already
     result = data.stored_result(result_key) if result_key is not None else None
     if result is None:
         raise dash.exceptions.PreventUpdate
@@ -85,7 +101,7 @@ def render(data, result_key: str | None, query_error: dict | None, presenter: bo
         for name in FIGURE_VIEWS:
             if name in views:
                 presenter_figure(views[name])
-    return views
+    return views | {"drawn": signature}
 
 
 def render_umap(data, result_key: str | None, query_error: dict | None, tab: str | None, color: str | None, presenter: bool | None,
@@ -127,12 +143,12 @@ def render_drivers(data, group: str | None, result_key: str | None, presenter: b
 
 def register(app: dash.Dash, data) -> None:
     app.callback(
-        output=RENDER_OUTPUTS,
+        output=RENDER_OUTPUTS | {"drawn": Output(ids.VIEWS_DRAWN, "data")},
         inputs={"result_key": Input(ids.RESULT_KEY, "data"), "query_error": Input(ids.QUERY_ERROR, "data"),
                 "presenter": Input(ids.PRESENTER, "checked"), **controls(Input, RENDER_SETTINGS)},
         # a State: the Select sets its own value whenever its options change, and as an Input
         # that re-ran this whole render, losing a view switch made meanwhile
-        state={"driver_group": State(ids.DRIVER_GROUP, "value")},
+        state={"driver_group": State(ids.DRIVER_GROUP, "value"), "drawn": State(ids.VIEWS_DRAWN, "data")},
         prevent_initial_call=True,
     )(bind(render, data))
     # the running query's ranking: its own callback, because the page holds back any callback whose
