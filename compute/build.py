@@ -421,11 +421,24 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
 
     entries = [w["entry"] for w in written]
     panel_shares(root, entries, len(gene_order))
+    # partial panels: per-gene factors from the encoder's attributions of full-panel reference cells,
+    # whole and masked to each panel (compute._build_calibration)
+    from compute._build_calibration import calibrate_panels
+    from compute.files import file_record
+
+    t_cal = time.perf_counter()
+    calibrated = calibrate_panels(root, entries, len(gene_order), asdict(manifest.attribution), shares, seed=manifest.seed)
+    for w in written:
+        for name, path in calibrated.get(w["entry"]["id"], {}).items():
+            w["files"][name] = file_record(path)
+    log.timings["panel calibration"] = round(time.perf_counter() - t_cal, 2)
     for e in entries:
         if e["panel"]["attr_share"] < 0.5:
+            how = ("calibrated gene by gene against full-panel reference cells (README 'One scale across panels')"
+                   if e["panel"].get("gene_scale") else "rescaled by that share (method.md section 6), an atlas-wide estimate")
             build_warnings.append(f"study '{e['id']}' measured {e['panel']['n_genes_measured']:,} of {len(gene_order):,} genes, "
                                   f"estimated to carry {100 * e['panel']['attr_share']:.0f}% of a cell's attribution: its values are "
-                                  "rescaled by that share (method.md section 6), an atlas-wide estimate")
+                                  + how)
     from compute.atlas import write_predictions, write_vocabulary
     from compute.vocabulary import ontologies, term_closure
 
@@ -450,9 +463,12 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
         "normalisation": "counts -> 1e4 per cell -> log1p",
         "score": "mean attribution over the signature genes the cell's study measured, zeros included, weights "
                  "renormalised over them (method.md 4, 6)",
-        "panel_scale": "values x the study's measured share (the share of a cell's attribution its panel is estimated "
-                       "to carry, learned from the atlas; 1 for a study that measured every gene); SIGnature's rows-to-1,000 "
-                       "values are the stored ones (Atlas.score(..., scale='raw'))",
+        "panel_scale": "a partial-panel study's values x per-gene factors (studies/<id>/gene_scale.npy: for each gene, its "
+                       "attribution summed over full-panel reference cells / the same with their input masked to the study's "
+                       "panel, through this encoder); where the atlas has no full-panel study, values x the study's measured "
+                       "share (the share of a cell's attribution its panel is estimated to carry, learned from the atlas); 1 "
+                       "for a study that measured every gene; SIGnature's rows-to-1,000 values are the stored ones "
+                       "(Atlas.score(..., scale='raw'))",
         "umap": {"fit_cells": int(fitted), "total_cells": int(total_cells),
                  "rule": "fitted on a seeded sample drawn evenly from every study; the other cells transformed"}
         if manifest.embedding.umap else {"skipped": True, "rule": "embedding.umap: false in the manifest"},

@@ -237,9 +237,14 @@ def _query_sentences(atlas, result) -> list[str]:
                if res.weighted else "the mean attribution over the signature genes its study measured")
         out.append(f"Each cell's score was {agg}, a measured gene without "
                    "attribution in the cell counting as zero (aggregate: mean); a gene a study never measured was treated as "
-                   "missing, not zero, and the weights were renormalised over the measured genes. Each study's values were "
-                   "multiplied by its measured share (the share of a cell's attribution its gene panel is estimated to carry, "
-                   "learned from the atlas), so studies measured on different gene panels share one scale.")
+                   "missing, not zero, and the weights were renormalised over the measured genes. "
+                   + ("The values of studies measured on a partial gene panel were multiplied gene by gene by factors "
+                      "calibrated through the encoder (each gene's attribution over full-panel reference cells, whole and "
+                      "masked to the study's panel), so studies measured on different gene panels share one scale."
+                      if any(atlas.gene_scale(s.id) is not None for s in atlas.studies) else
+                      "Each study's values were multiplied by its measured share (the share of a cell's attribution its gene "
+                      "panel is estimated to carry, learned from the atlas), so studies measured on different gene panels "
+                      "share one scale."))
     else:
         out.append(f"Each cell's score was {agg}, zeros included (aggregate: mean); this atlas records no per-study gene "
                    "panels, so every gene counted as measured in every study.")

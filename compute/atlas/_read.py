@@ -87,6 +87,7 @@ class Atlas:
         self.name: str = root.get("name", path.name)
         self.studies: tuple[StudyInfo, ...] = tuple(self._study_infos(root))
         self._stores: dict[tuple[str, str], GeneMajorStore] = {}
+        self._gene_scales: dict[str, np.ndarray | None] = {}  # calibrated per-gene panel factors, read once (gene_scale)
         self._whole: GeneMajorStore | None = None  # every study's attributions as one store (consolidated_store)
         self._memo: dict[str, tuple] = {}
         self._verify = verify
@@ -299,6 +300,34 @@ class Atlas:
         panel = info.meta.get("panel") or {}
         return float(panel.get("expr_share" if store == fmt.EXPR_PREFIX else "attr_share", 1.0))
 
+    def gene_scale(self, study: str) -> np.ndarray | None:
+        """Per-gene factors (float64 over the gene order) that put ``study``'s stored attributions
+        on the panel-invariant scale, where its build calibrated them (README "One scale across
+        panels": the encoder's attributions of full-panel reference cells, whole and masked to
+        this study's panel, gene by gene); None where it did not (a full panel, or an atlas built
+        before calibration): then :meth:`panel_share` is the factor of every gene."""
+        info = self._study_info(study)
+        if info.id not in self._gene_scales:
+            name = (info.meta.get("panel") or {}).get("gene_scale")
+            scale = None
+            if name:
+                try:
+                    scale = np.load(info.dir / name).astype(np.float64)
+                except (OSError, ValueError) as exc:
+                    raise AtlasFormatError(f"{info.dir / name}: cannot read the study's gene scale ({exc}). {_REBUILD}") from exc
+                if scale.shape != (len(self.genes),):
+                    raise AtlasFormatError(f"{info.dir / name}: {scale.shape[0]} factors for {len(self.genes)} genes. {_REBUILD}")
+            self._gene_scales[info.id] = scale
+        return self._gene_scales[info.id]
+
+    def panel_factors(self, study: str, genes: np.ndarray) -> np.ndarray:
+        """The factors (float64, one per gene position in ``genes``) that put ``study``'s stored
+        attributions of those genes on the panel-invariant scale: its calibrated gene scale, or
+        its measured share for every gene."""
+        scale = self.gene_scale(study)
+        genes = np.asarray(genes, dtype=np.int64)
+        return scale[genes] if scale is not None else np.full(genes.size, self.panel_share(study))
+
     def study_coverage(self, genes, weights=None) -> pd.DataFrame:
         """Per study: how many of the signature's genes (those in the gene order) it measured.
 
@@ -332,8 +361,10 @@ class Atlas:
 
     @cached_property
     def _attr_shares(self) -> np.ndarray:
-        """Each study's panel share of the attributions (float64, atlas order)."""
-        return np.array([self.panel_share(s.id) for s in self.studies], dtype=np.float64)
+        """Each study's factor on its summed attributions on the panel scale (float64, atlas
+        order): its measured share, or 1 where a calibrated gene scale enters the weights."""
+        return np.array([1.0 if self.gene_scale(s.id) is not None else self.panel_share(s.id) for s in self.studies],
+                        dtype=np.float64)
 
     def _studies_selected(self, mask: np.ndarray | None) -> np.ndarray:
         """Bool per study: it has a cell in ``mask`` (None: every study with cells)."""
@@ -542,16 +573,17 @@ class Atlas:
         if unknown:
             raise QueryError(f"not in the gene order of atlas '{self.name}': {', '.join(unknown)}")
         out = np.zeros((self.n_cells, len(genes)), dtype=np.float32)
+        cols = np.array([pos[g] for g in genes], dtype=np.int64)
         for s in self.studies:
             st = self._store(s, store)
             mask = self._study_mask(s.id)
-            factor = self.panel_share(s.id) if scale == "panel" and store == fmt.ATTR_PREFIX else 1.0
-            for j, g in enumerate(genes):
-                if not mask[pos[g]]:
+            factors = self.panel_factors(s.id, cols) if scale == "panel" and store == fmt.ATTR_PREFIX else np.ones(cols.size)
+            for j, g in enumerate(cols.tolist()):
+                if not mask[g]:
                     out[s.offset : s.offset + s.n_cells, j] = np.nan
                     continue
-                idx, val = st.column(pos[g])
-                out[s.offset + idx, j] = val * factor if factor != 1.0 else val
+                idx, val = st.column(g)
+                out[s.offset + idx, j] = val * factors[j] if factors[j] != 1.0 else val
         return out
 
     def score(self, genes, weights=None, aggregate: str = "mean", *, cell_types=None, diseases=None, tissues=None, studies=None,
@@ -631,11 +663,15 @@ class Atlas:
             if not usable:
                 part[:] = np.nan  # the study measured none of the genes: no score, not zero
                 continue
+            gene_scale = self.gene_scale(s.id) if scale == "panel" and store == fmt.ATTR_PREFIX else None
+            if gene_scale is not None:  # calibrated gene by gene: the factors enter the weights
+                w32 = (w32 * gene_scale[genes_p]).astype(np.float32)
+                w_p = w_p * gene_scale[genes_p]
             if aggregate == "max":
                 self._store(s, store).aggregate(genes_p, w_p, aggregate, out=part)
             else:
                 part += self._store(s, store).weighted_sums(genes_p, w32)
-            factor = self.panel_share(s.id, store) if scale == "panel" and store == fmt.ATTR_PREFIX else 1.0
+            factor = self.panel_share(s.id, store) if scale == "panel" and store == fmt.ATTR_PREFIX and gene_scale is None else 1.0
             if factor != 1.0:
                 part *= factor
         if mask is not None:
@@ -685,11 +721,15 @@ class Atlas:
         unusable = np.zeros(len(self.studies), dtype=bool)
         for i in np.flatnonzero(selected).tolist():
             measured = panels[i]
-            key = measured.tobytes()
+            gene_scale = self.gene_scale(self.studies[i].id) if scale == "panel" else None
+            # studies calibrated gene by gene get their own weight row (the factors enter the weights)
+            key = measured.tobytes() + (gene_scale[idx].tobytes() if gene_scale is not None else b"")
             if key not in pattern_of:
                 row = np.zeros(idx.size, dtype=np.float32)
                 if measured.any() and w[measured].sum() > 0:
                     row[measured] = (w[measured] / w[measured].sum() if aggregate == "mean" else w[measured]).astype(np.float32)
+                    if gene_scale is not None:
+                        row = (row * gene_scale[idx]).astype(np.float32)
                     pattern_of[key] = len(rows)
                     rows.append(row)
                 else:

@@ -88,7 +88,7 @@ def sample_gene_means(atlas, selection: np.ndarray, store: str = "attr", scale: 
         indicator = sp.csr_matrix((np.ones(where.size, dtype=np.float64), (codes, where)), shape=(len(names), s.n_cells))
         values = atlas.store(s.id, store).rows(np.ones(s.n_cells, dtype=bool))
         sums = np.asarray((indicator @ values).todense(), dtype=np.float64)
-        factor = atlas.panel_share(s.id) if scale == "panel" and store == "attr" else 1.0
+        factor = atlas.panel_factors(s.id, np.arange(len(atlas.genes))) if scale == "panel" and store == "attr" else 1.0
         m = sums / counts[:, None] * factor
         m[:, ~atlas.measured_mask(s.id)] = np.nan
         disease = cells["disease"].to_numpy()[s.offset: s.offset + s.n_cells].astype(str)[sel]

@@ -295,15 +295,26 @@ def null_cell_budget(max_cells: int, values_per_cell: float, n_draws: int) -> in
     return int(min(max_cells, max(NULL_MAX_VALUES // per_cell, 1000)))
 
 
-def selection_rows(atlas, selection: np.ndarray, filters: dict | None = None, tag=None) -> sp.csr_matrix:
+def selection_rows(atlas, selection: np.ndarray, filters: dict | None = None, tag=None, scale: str = "panel") -> sp.csr_matrix:
     """Selected cells x genes attributions in memory as CSR (cell-major: the null walks it cell by
-    cell), kept on the atlas for the last selection like :func:`selection_matrix`."""
+    cell), kept on the atlas for the last selection like :func:`selection_matrix`. On the panel
+    ``scale`` a study calibrated gene by gene (Atlas.gene_scale) has its values multiplied by
+    its gene factors here (its share in :func:`selection_panels` is then 1); the other studies'
+    values are as stored and their share applies to the sums."""
     def build():
-        parts = [atlas.store(s.id).rows(selection[s.offset : s.offset + s.n_cells]).tocsr() for s in atlas.studies
-                 if selection[s.offset : s.offset + s.n_cells].any()]
+        parts = []
+        for s in atlas.studies:
+            rows = selection[s.offset : s.offset + s.n_cells]
+            if not rows.any():
+                continue
+            part = atlas.store(s.id).rows(rows).tocsr()  # new arrays (CSC to CSR): scaled in place below
+            gene_scale = atlas.gene_scale(s.id) if scale == "panel" else None
+            if gene_scale is not None:
+                part.data *= gene_scale[part.indices].astype(np.float32)
+            parts.append(part)
         return sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, len(atlas.genes)), dtype=np.float32)
 
-    return atlas.remember("selection_rows", _selection_key(atlas, selection, filters, tag), build)
+    return atlas.remember("selection_rows", (*_selection_key(atlas, selection, filters, tag), scale), build)
 
 
 def _row_gene_stats(R: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
@@ -320,7 +331,7 @@ def _null(atlas, result: QueryResult, filters: dict, progress=None) -> dict[str,
     n_selected = int(result.selection.sum())
     if n_selected <= params.null_max_cells:
         # the null runs on the whole selection: its matrix gives the gene statistics too
-        mean, detection = _row_gene_stats(selection_rows(atlas, result.selection, filters, tag="whole"))
+        mean, detection = _row_gene_stats(selection_rows(atlas, result.selection, filters, tag="whole", scale=params.scale))
     else:
         mean, detection = selection_gene_stats(atlas, result.selection)
     signature = np.asarray(result.resolution.indices, dtype=np.int64)
@@ -340,7 +351,7 @@ def _null(atlas, result: QueryResult, filters: dict, progress=None) -> dict[str,
         codes = codes[keep]
     # the whole selection is one matrix whatever the seed; a subsample depends on it
     tag = "whole" if null_sel is result.selection else ("subsample", max_cells, params.seed)
-    M = selection_rows(atlas, null_sel, filters, tag=tag)
+    M = selection_rows(atlas, null_sel, filters, tag=tag, scale=params.scale)
     if null_sel is not result.selection:
         panels = selection_panels(atlas, null_sel, params.scale)
     nulls = null_rankings(M, draws, np.asarray(result.resolution.weights), quantile, rule.value if rule.kind == "value" else None,
@@ -372,7 +383,8 @@ def selection_panels(atlas, selection: np.ndarray, scale: str = "panel") -> Pane
     measured = np.array([atlas.measured_mask(sid) for sid in study_ids], dtype=bool).reshape(len(study_ids), len(atlas.genes))
     # a study's cells are one block of rows, in atlas order: the selected cells' study codes follow
     cell_study = np.repeat(np.arange(len(chosen), dtype=np.int64), [n for _, n in chosen])
-    shares = [atlas.panel_share(sid) if scale == "panel" else 1.0 for sid in study_ids]
+    # a study calibrated gene by gene has its factors in selection_rows' values: its share here is 1
+    shares = [(1.0 if atlas.gene_scale(sid) is not None else atlas.panel_share(sid)) if scale == "panel" else 1.0 for sid in study_ids]
     return Panels(cell_study, measured, np.array(shares, dtype=np.float64))
 
 
