@@ -5,60 +5,103 @@ A study that measured a subset of the genes has its attributions scaled to 1,000
 subset, and the encoder, seeing the other genes at zero, also moves attribution between the genes
 it does see: a marker set can carry half or twice its full-panel share. One number per study (the
 measured share) cannot undo a shift that differs gene by gene. So the build asks the encoder
-itself: it takes a seeded sample of cells from the studies that measured (nearly) every gene, the
-reference, and attributes them twice, as they are (their stored attributions) and with their input
-as the partial study's cells are given it: only the panel's genes, each cell normalised again to
-10,000 x the study's input share. For each gene of the panel, the factor is the ratio of the two
-sums over the reference cells: what a gene's attribution becomes on the full panel per unit of its
-attribution on this panel. Genes the masked reference expresses in fewer than ``min_detected``
-cells take the panel's overall ratio. Studies with the same panel share one calibration.
+itself. The reference studies are those with the most complete panels (a measured share within
+``REFERENCE_SHARE`` of the largest). For a partial study, a seeded sample of its cells picks the
+nearest reference cell of each in the embedding (so blood is calibrated on blood); of those, the
+cells the study's own QC would keep on its panel are attributed twice: as they are (their stored
+attributions times their study's share) and with their input as the partial study's cells are
+given it (only the panel's genes, each cell normalised again to 10,000 x the study's input share).
+For each gene of the panel, the factor is the ratio of the two sums: what a gene's attribution is
+on a full panel per unit of its attribution on this panel. Genes the masked reference expresses in
+fewer than ``min_detected`` cells take the panel's overall ratio.
 
-A study keeps its measured share (no gene scale) when it measured nearly every gene, or when the
-atlas has no reference study to calibrate against.
+A study keeps its measured share (no gene scale) when it measured nearly every gene, when the atlas
+has no study with a near-full panel to calibrate against, or when too few matched reference cells
+would pass its QC.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["FULL_SHARE", "GENE_SCALE_FILE", "REFERENCE_CELLS", "calibrate_panels"]
+__all__ = ["FULL_SHARE", "GENE_SCALE_FILE", "POOL_CELLS", "REFERENCE_CELLS", "REFERENCE_SHARE", "calibrate_panels"]
 
 GENE_SCALE_FILE = "gene_scale.npy"
-FULL_SHARE = 0.99  # a study whose panel carries at least this share of the attribution counts as a full panel
-REFERENCE_CELLS = 1000  # reference cells attributed once more per distinct partial panel
+FULL_SHARE = 0.99  # a study whose panel carries at least this share of the attribution needs no calibration
+REFERENCE_SHARE = 0.9  # reference studies: a share within this factor of the most complete panel's
+POOL_CELLS = 5_000  # reference cells a partial study's own cells are matched among (on its genes)
+NEAREST = 5  # reference cells taken per cell of the partial study's sample (distinct ones kept)
+REFERENCE_CELLS = 1000  # a partial study's cells matched; their nearest reference cells are attributed once more
 MIN_DETECTED = 10
 
 
-def _reference_sample(root: Path, entries: list[dict], refs: list[int], n_genes: int, n_cells: int, seed: int):
-    """(reference cells' log-normalised input, their stored attributions, both cells x genes CSR;
-    their counts, float64), a seeded sample of at most ``n_cells`` cells drawn across the
-    reference studies in proportion to their sizes."""
+def _reference_pool(root: Path, entries: list[dict], refs: list[int], n_cells: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(study index, row within the study) of a seeded sample of at most ``n_cells`` cells drawn
+    across the reference studies in proportion to their sizes: the cells a partial study's
+    reference is matched from."""
+    sizes = np.array([entries[i]["n_cells"] for i in refs], dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(int(sizes.sum()), size=min(n_cells, int(sizes.sum())), replace=False))
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    which = np.searchsorted(bounds, pick, side="right") - 1
+    return np.asarray(refs, dtype=np.int64)[which], pick - bounds[which]
+
+
+def _own_input(root: Path, entry: dict, n_genes: int, n_cells: int, seed: int) -> sp.csr_matrix:
+    """A seeded sample of at most ``n_cells`` of a study's cells: their stored log-normalised input."""
+    from compute.atlas._format import EXPR_PREFIX
+    from compute.atlas._store import GeneMajorStore
+
+    n = int(entry["n_cells"])
+    mask = np.zeros(n, dtype=bool)
+    mask[np.random.default_rng(seed).choice(n, size=min(n_cells, n), replace=False)] = True
+    store = GeneMajorStore(root / entry["dir"], EXPR_PREFIX, n_genes, n)
+    return store.rows(mask).tocsr().astype(np.float32)
+
+
+def _nearest(Q: sp.csr_matrix, P: sp.csr_matrix, k: int = NEAREST) -> np.ndarray:
+    """Distinct rows of ``P`` among the ``k`` nearest (cosine) of some row of ``Q`` (several per
+    cell: a study whose cells all look most like a few reference cells still gets a varied
+    reference)."""
+    def unit(M):
+        norms = np.sqrt(np.asarray(M.multiply(M).sum(axis=1)).ravel())
+        return sp.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ M
+
+    sims = np.asarray((unit(Q) @ unit(P).T).todense())
+    if sims.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    k = min(k, sims.shape[1])
+    return np.unique(np.argpartition(-sims, k - 1, axis=1)[:, :k])
+
+
+def _reference_sample(root: Path, entries: list[dict], cells: tuple[np.ndarray, np.ndarray], n_genes: int):
+    """(the reference cells' log-normalised input, their attributions on their own panel scale
+    (stored values x their study's measured share), both cells x genes CSR; their counts) for
+    ``cells`` (study index, row within the study, in ascending order within each study, studies
+    in ascending order: the order of the rows returned)."""
     import pandas as pd
 
     from compute.atlas._format import ATTR_PREFIX, CELLS_FILE, EXPR_PREFIX
     from compute.atlas._store import GeneMajorStore
 
-    sizes = np.array([entries[i]["n_cells"] for i in refs], dtype=np.int64)
-    total = int(sizes.sum())
-    rng = np.random.default_rng(seed)
-    pick = np.sort(rng.choice(total, size=min(n_cells, total), replace=False))
-    bounds = np.concatenate([[0], np.cumsum(sizes)])
     X_parts, A_parts, counts = [], [], []
-    for j, i in enumerate(refs):
-        rows = pick[(pick >= bounds[j]) & (pick < bounds[j + 1])] - bounds[j]
-        if rows.size == 0:
-            continue
-        mask = np.zeros(int(sizes[j]), dtype=bool)
+    study_of, row_of = cells
+    for i in np.unique(study_of).tolist():
+        rows = np.sort(row_of[study_of == i])
+        n = int(entries[i]["n_cells"])
+        mask = np.zeros(n, dtype=bool)
         mask[rows] = True
         d = root / entries[i]["dir"]
         counts.append(pd.read_parquet(d / CELLS_FILE, columns=["n_counts"])["n_counts"].to_numpy(dtype=np.float64)[rows])
         for prefix, parts in ((EXPR_PREFIX, X_parts), (ATTR_PREFIX, A_parts)):
-            store = GeneMajorStore(d, prefix, n_genes, int(sizes[j]))
-            parts.append(store.rows(mask).tocsr().astype(np.float32))
+            store = GeneMajorStore(d, prefix, n_genes, n)
+            part = store.rows(mask).tocsr().astype(np.float32)
+            if prefix == ATTR_PREFIX:
+                part.data *= np.float32(entries[i]["panel"]["attr_share"])
+            parts.append(part)
             del store  # unmapped: one study's pages at a time
     return sp.vstack(X_parts, format="csr"), sp.vstack(A_parts, format="csr"), np.concatenate(counts)
 
@@ -112,35 +155,39 @@ def calibrate_panels(root: Path, entries: list[dict], n_genes: int, attribution:
     from compute.model import load_encoder
 
     shares = [float(e["panel"]["attr_share"]) for e in entries]
-    refs = [i for i, sh in enumerate(shares) if sh >= FULL_SHARE]
-    partial = [i for i, sh in enumerate(shares) if sh < FULL_SHARE]
+    if not entries or max(shares) < FULL_SHARE * REFERENCE_SHARE:
+        for e in entries:
+            if float(e["panel"]["attr_share"]) < FULL_SHARE:
+                e["panel"]["calibration"] = {"skipped": "no study measured nearly every gene: the measured share applies"}
+        return {}
+    # the reference: the studies with the most complete panels (a union gene order leaves every
+    # study some genes short); every other study short of a full panel is calibrated against them
+    refs = [i for i, sh in enumerate(shares) if sh >= REFERENCE_SHARE * max(shares)]
+    partial = [i for i, sh in enumerate(shares) if i not in refs and sh < FULL_SHARE]
     if not partial:
         return {}
-    if not refs:
-        for i in partial:
-            entries[i]["panel"]["calibration"] = {"skipped": "no study measured nearly every gene: the measured share applies"}
-        return {}
-    X, A_full, counts = _reference_sample(root, entries, refs, n_genes, reference_cells, seed)
+    pool_study, pool_row = _reference_pool(root, entries, refs, POOL_CELLS, seed)
+    X_pool, A_pool, counts_pool = _reference_sample(root, entries, (pool_study, pool_row), n_genes)
     encoder = load_encoder(root / "model")
     encoder.eval()
-    by_panel: dict[bytes, np.ndarray | None] = {}
-    summaries: dict[bytes, dict] = {}
     written: dict[str, dict] = {}
     for i in partial:
         measured = np.asarray(read_study_panel(root / entries[i]["dir"])[0], dtype=np.int64)
-        share = float(input_shares.get(entries[i]["id"], 1.0))
         qc = (entries[i].get("report") or {}).get("qc") or {}
-        # studies with the same panel, input share and QC share one calibration
-        key = measured.tobytes() + np.float64(share).tobytes() + json.dumps([qc.get("min_genes"), qc.get("min_counts")]).encode()
-        if key not in by_panel:
-            by_panel[key], summaries[key] = _calibrate_one(encoder, X, A_full, counts, measured, share, qc, float(shares[i]),
-                                                           attribution, min_detected)
-            summaries[key]["reference_studies"] = [entries[r]["id"] for r in refs]
-        entries[i]["panel"]["calibration"] = dict(summaries[key])
-        if by_panel[key] is None:
+        share = float(input_shares.get(entries[i]["id"], 1.0))
+        # the reference cells nearest to a sample of this study's cells, compared on its own genes as
+        # it measures them (in the input, not the embedding: an encoder that keeps studies apart
+        # matched every cell to the same few)
+        chosen = _nearest(_own_input(root, entries[i], n_genes, reference_cells, seed), _as_panel_input(X_pool, measured, share))
+        factors, summary = _calibrate_one(encoder, X_pool[chosen], A_pool[chosen], counts_pool[chosen], measured, share, qc,
+                                          float(shares[i]), attribution, min_detected)
+        studies, n = np.unique(pool_study[chosen], return_counts=True)
+        summary["reference_studies"] = {entries[r]["id"]: int(k) for r, k in zip(studies.tolist(), n.tolist(), strict=True)}
+        entries[i]["panel"]["calibration"] = summary
+        if factors is None:
             continue
         path = root / entries[i]["dir"] / GENE_SCALE_FILE
-        save_npy_atomic(path, by_panel[key])
+        save_npy_atomic(path, factors)
         entries[i]["panel"]["gene_scale"] = GENE_SCALE_FILE
         written[entries[i]["id"]] = {GENE_SCALE_FILE: str(path)}
     return written
