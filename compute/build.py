@@ -47,9 +47,10 @@ TRAINING_VERSION = "2"
 PIPELINE_VERSION = "3"  # 2: values kinds, symbol harmonisation, species, ingest report; 3: ontology terms
 # What the final write puts in the atlas; bumping it rewrites existing atlases from the cached
 # stages (2: the expression store was added).
-ATLAS_CONTENT_VERSION = "7"  # 3: file checksums in the root; 4: measured genes, gene means, ingest report;
+ATLAS_CONTENT_VERSION = "8"  # 3: file checksums in the root; 4: measured genes, gene means, ingest report;
 # 5: vocabulary.json and the label transfer; 6: predictions in one atlas-level file;
-# 7: gene modules precomputed and stored (gene_modules/)
+# 7: gene modules precomputed and stored (gene_modules/); 8: partial panels calibrated gene by gene
+# (studies/<id>/gene_scale.npy, compute._build_calibration)
 
 
 def _sha(*parts) -> str:

@@ -256,9 +256,21 @@ def study_report_lines(entry: Mapping) -> list[str]:
         genes += f" (the model has {_int(overlap['n_model_genes']):,})"
     lines.append(genes + "." if genes else None)
     share = measured_share(entry)
-    if share is not None:
+    calibration = (entry.get("panel") or {}).get("calibration") or {}
+    if share is not None and (entry.get("panel") or {}).get("gene_scale"):
+        refs = ", ".join(f"{k} {v:,}" for k, v in (calibration.get("reference_studies") or {}).items())
+        used, dropped = calibration.get("reference_cells", 0), calibration.get("reference_cells_dropped_by_qc", 0)
+        lines.append(f"Measured share: {share:.0%}. Panel calibration: its values are multiplied gene by gene by factors "
+                     f"from {used:,} reference cells of the most complete panels, attributed whole and on this panel (of "
+                     f"{used + dropped:,} matched to its cells: {refs}; {dropped:,} left out by this study's QC); "
+                     f"{calibration.get('genes_calibrated', 0):,} genes have their own factor, "
+                     f"{calibration.get('genes_overall_ratio', 0):,} the panel's overall ratio "
+                     f"({calibration.get('overall_ratio', 0):.3g}).")
+    elif share is not None:
+        skipped = f" Not calibrated gene by gene: {calibration['skipped']}." if calibration.get("skipped") else ""
         lines.append(f"Measured share: {share:.0%} (the share of a cell's attribution this study's genes are estimated to "
-                     "carry; its values are multiplied by it so studies measured on different gene panels share one scale).")
+                     "carry; its values are multiplied by it so studies measured on different gene panels share one scale)."
+                     + skipped)
     return [line for line in lines if line]
 
 
