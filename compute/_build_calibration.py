@@ -52,8 +52,7 @@ def _reference_pool(root: Path, entries: list[dict], refs: list[int], n_cells: i
 
 def _own_input(root: Path, entry: dict, n_genes: int, n_cells: int, seed: int) -> sp.csr_matrix:
     """A seeded sample of at most ``n_cells`` of a study's cells: their stored log-normalised input."""
-    from compute.atlas._format import EXPR_PREFIX
-    from compute.atlas._store import GeneMajorStore
+    from compute.atlas import EXPR_PREFIX, GeneMajorStore
 
     n = int(entry["n_cells"])
     mask = np.zeros(n, dtype=bool)
@@ -84,8 +83,7 @@ def _reference_sample(root: Path, entries: list[dict], cells: tuple[np.ndarray, 
     in ascending order: the order of the rows returned)."""
     import pandas as pd
 
-    from compute.atlas._format import ATTR_PREFIX, CELLS_FILE, EXPR_PREFIX
-    from compute.atlas._store import GeneMajorStore
+    from compute.atlas import ATTR_PREFIX, CELLS_FILE, EXPR_PREFIX, GeneMajorStore
 
     X_parts, A_parts, counts = [], [], []
     study_of, row_of = cells
@@ -150,7 +148,7 @@ def calibrate_panels(root: Path, entries: list[dict], n_genes: int, attribution:
     masked reference is attributed as the studies were; ``input_shares``: each study's input
     share (its cells' normalisation, compute.build.input_shares). Returns {study id: {file name: the
     absolute path}} of the files written."""
-    from compute.atlas._panel import read_study_panel
+    from compute.atlas import read_study_panel
     from compute.files import save_npy_atomic
     from compute.model import load_encoder
 

@@ -621,15 +621,14 @@ def test_the_figures_template_is_plotly_white_for_what_they_draw():
     import plotly.graph_objects as go
     import plotly.io as pio
 
-    from dashboard.figures import TEMPLATE, apply_template
+    from dashboard.figures import TEMPLATE
 
     white = pio.templates["plotly_white"].to_plotly_json()
     light = TEMPLATE.to_plotly_json()
     assert light["layout"] == {k: v for k, v in white["layout"].items() if k not in ("polar", "ternary", "scene", "geo", "mapbox")}
     assert light["data"] == {k: white["data"][k] for k in ("bar", "scatter", "scattergl", "heatmap")}
-    # set without Plotly's second check and copy, it is the same template as one assigned the usual way
-    fig = apply_template(go.Figure(go.Bar(x=[1], y=[2])))
+    # the default of every new figure (applied without a second check), the same as one assigned the usual way
+    assert pio.templates.default is TEMPLATE
+    fig = go.Figure(go.Bar(x=[1], y=[2]))
     assert fig.to_json() == go.Figure(go.Bar(x=[1], y=[2])).update_layout(template=TEMPLATE).to_json()
-    assert fig.layout._validate  # Plotly's checks are back on for everything else
-    with pytest.raises(ValueError):
-        fig.update_layout(not_a_property=1)
+    assert F.empty_figure("nothing").to_dict()["layout"]["template"] == light

@@ -1,7 +1,7 @@
 """The versioned on-disk atlas: writer (build side) and read-only ``Atlas`` (dashboard side)."""
 
 from compute.atlas._cache import ResultCache, sqlite_guard
-from compute.atlas._format import FORMAT_VERSION, ROOT_FILE
+from compute.atlas._format import ATTR_PREFIX, CELLS_FILE, EXPR_PREFIX, FORMAT_VERSION, ROOT_FILE
 from compute.atlas._import_signature import SignatureImportError, import_signature
 from compute.atlas._panel import measured_shares, read_study_panel
 from compute.atlas._read import Atlas, SignatureWarning, StudyInfo
@@ -38,6 +38,9 @@ from compute.atlas._write import (
 from compute.errors import AtlasFormatError, QueryError
 
 __all__ = [
+    "ATTR_PREFIX",
+    "CELLS_FILE",
+    "EXPR_PREFIX",
     "FORMAT_VERSION",
     "ROOT_FILE",
     "PREDICTIONS_FILE",

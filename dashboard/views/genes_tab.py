@@ -126,7 +126,7 @@ def rank_rank_figure(attr: pd.DataFrame, expr: pd.DataFrame | None, *, top: int 
         head = attr.iloc[:top]
         fig = go.Figure(go.Bar(x=head["mean"], y=[str(g) for g in head.index], orientation="h", marker_color=figures.PALETTE[0],
                                hovertemplate="%{y}: %{x:.4g}<extra></extra>"))
-        figures.apply_template(fig).update_layout(
+        fig.update_layout(
             title=dict(text=(title or "Top genes by attribution") + " · this atlas stores no expression", x=0, font_size=16),
             height=max(420, 16 * len(head) + 120), yaxis_autorange="reversed",
             xaxis_title=_ATTR, meta={"genes": top_a, "top": top, "both": [], "attribution_only": top_a, "expression_only": []})
@@ -165,7 +165,7 @@ def rank_rank_figure(attr: pd.DataFrame, expr: pd.DataFrame | None, *, top: int 
                                         [f"{v:.4g}" for v in a_mean], [f"{v:.4g}" for v in e_mean]]),
             hovertemplate="<b>%{customdata[0]}</b><br>attribution rank %{customdata[1]} (mean %{customdata[3]})"
                           "<br>expression rank %{customdata[2]} (mean %{customdata[4]})<extra></extra>"))
-    figures.apply_template(fig).update_layout(
+    fig.update_layout(
         title=dict(text=title or f"Top {top} genes: rank by attribution vs rank by expression", x=0, font_size=16),
         height=560, legend=dict(orientation="h", y=-0.15),
         # a margin around rank 1 so the top genes' names stay inside the plot
@@ -237,7 +237,7 @@ def spread_figure(gene: str, attr, expr=None, *, title: str = "") -> go.Figure:
     n_missing = max(missing.values()) if missing else 0
     sub_line = "one point per sample" + (f" · {n_missing} sample{'s' if n_missing > 1 else ''} did not measure it" if n_missing else "")
     text = f"{title or gene}<br><sup>{sub_line}</sup>"
-    figures.apply_template(fig).update_layout(title=dict(text=text, x=0, font_size=15), height=420,
+    fig.update_layout(title=dict(text=text, x=0, font_size=15), height=420,
                                               meta={"gene": gene, "panels": panels, "not_measured": missing})
     for col, (_, _, unit) in enumerate(stores, start=1):
         fig.update_yaxes(title_text=unit, row=1, col=col)
