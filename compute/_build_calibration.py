@@ -33,8 +33,8 @@ GENE_SCALE_FILE = "gene_scale.npy"
 FULL_SHARE = 0.99  # a study whose panel carries at least this share of the attribution needs no calibration
 REFERENCE_SHARE = 0.9  # reference studies: a share within this factor of the most complete panel's
 POOL_CELLS = 5_000  # reference cells a partial study's own cells are matched among (on its genes)
-NEAREST = 5  # reference cells taken per cell of the partial study's sample (distinct ones kept)
-REFERENCE_CELLS = 1000  # a partial study's cells matched; their nearest reference cells are attributed once more
+NEAREST = 3  # reference cells taken per cell of the partial study's sample (distinct ones kept)
+REFERENCE_CELLS = 500  # a partial study's cells matched; their nearest reference cells are attributed once more
 MIN_DETECTED = 10
 
 
