@@ -1,7 +1,9 @@
-"""Running a query: a background callback (progress, cancel) that stores its result in the disk
-cache under a key; the views are rendered from that key by ``render``, so switching a grouping,
-colour or ordering never recomputes the query. Also what the page says when the settings no
-longer match the result shown (``stale_note``) and after Cancel (``on_cancel``)."""
+"""Running a query: Run's own request ranks it and draws the ranking (``rank_now``); a background
+callback (progress, cancel) stores the full result in the disk cache under a key and draws its
+views in the job itself (``run_and_draw``). Later view changes are drawn from that key by
+``render``, so switching a grouping, colour or ordering never recomputes the query. Also what the
+page says when the settings no longer match the result shown (``stale_note``) and after Cancel
+(``on_cancel``)."""
 
 from __future__ import annotations
 
