@@ -420,6 +420,9 @@ def _start_and_poll(served: str, request_id: int, results: list) -> None:
         results.append(f"failed: {exc!r}")
 
 
+_LIST_CONTROLS = {"cell-types", "diseases", "tissues", "studies", "disease-groups"}
+
+
 def _run_job(served: str, request_id: int) -> str:
     page = _call(served + "/")[2]
     end_id = json.loads(re.search(r'<script id="_dash-config" type="application/json">(.*?)</script>', page, re.S).group(1))["end_id"]
@@ -429,7 +432,8 @@ def _run_job(served: str, request_id: int) -> str:
               "samp-min": 3, "min-coverage": 0.5, "null-draws": 0}
     body = {"output": dep["output"], "outputs": _outputs(dep["output"]), "changedPropIds": ["query-request.data"],
             "inputs": [{"id": "run", "property": "n_clicks", "value": None}, {"id": "query-request", "property": "data", "value": request_id}],
-            "state": [dict(s, value=values.get(s["id"], [])) for s in dep["state"]]}
+            # the filters are lists; any other control left empty (None) takes its default, as on the page
+            "state": [dict(s, value=values.get(s["id"], [] if s["id"] in _LIST_CONTROLS else None)) for s in dep["state"]]}
     start = json.loads(_call(f"{served}/_dash-update-component?endId={end_id}", body=body)[2])
     poll = dict(body, inputs=[dict(i, value=None) for i in body["inputs"]], state=[dict(s, value=None) for s in body["state"]])
     deadline = time.time() + 90

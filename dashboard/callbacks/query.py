@@ -123,6 +123,8 @@ def run_and_draw(data, set_progress, run_clicks: int | None, request: int | None
             views = render(data, key, None, presenter, driver_group, **view_settings)
         except dash.exceptions.PreventUpdate:  # no longer stored (evicted): render draws it from the key, or says so
             views = None
+        except Exception:  # noqa: BLE001 - the result is stored: render, triggered by its key, draws it (or shows the error)
+            views = None
     if views is None:
         return ran | {name: dash.no_update for name in JOB_VIEWS} | {"drawn": dash.no_update}
     return ran | {name: views[name] for name in (*JOB_VIEWS, "status", "resolution", "drawn")}
