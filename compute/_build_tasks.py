@@ -62,17 +62,20 @@ def ingest_task(spec, ingest, out_file: str, force: bool) -> dict:
     out = {"id": spec.id, "n_obs": int(a.n_obs), "var_names": [str(g) for g in a.var_names],
            "expr_means": np.asarray(E.sum(axis=0)).ravel() / max(int(a.n_obs), 1),
            "cell_types": sorted(map(str, a.obs["cell_type"].unique())), "report": study_report(a),
-           "cell_type_terms": _one_object_per_value(a.obs["cell_type_ontology_term_id"].astype(str).to_numpy(dtype=object)),
+           **_term_codes(a.obs["cell_type_ontology_term_id"].astype(str).to_numpy(dtype=object)),
            "terms": sorted({str(t) for c in ("cell_type", "disease", "tissue")
                             for t in a.obs[f"{c}_ontology_term_id"].astype(str).unique() if t})}
     return {**out, **_peak()}
 
 
-def _one_object_per_value(values: np.ndarray) -> np.ndarray:
-    """``values`` (str objects) with one object for each distinct value: the build process keeps
-    every study's array, 8 B a cell instead of ~65 (pickling keeps the sharing)."""
+def _term_codes(values: np.ndarray) -> dict:
+    """Each cell's Cell Ontology term as the study's distinct terms and one code a cell (int16
+    below 32,768 distinct terms): the build process keeps every study's, 2 B a cell (an
+    object array would be 8, and its pickle more in transit). ``compute.build.StudyTerms``
+    decodes them a study at a time."""
     uniq, inv = np.unique(values, return_inverse=True)
-    return uniq[inv]
+    return {"cell_type_term_names": [str(t) for t in uniq],
+            "cell_type_term_codes": inv.astype(np.int16 if uniq.size < 2**15 else np.int32)}
 
 
 def study_report(adata) -> dict:

@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
@@ -573,6 +574,34 @@ def _transfer_settings() -> dict:
     return {"version": 2, "k": TRANSFER_K, "max_reference": MAX_REFERENCE, "integration_cells": 50_000}
 
 
+class StudyTerms(Mapping):
+    """Each study's per-cell Cell Ontology terms ("" where the label matched none), in manifest
+    order, from the ingest records' distinct terms and codes: ``terms[sid]`` decodes one study
+    (an object array, one str object a distinct term), so nothing holds every cell's strings."""
+
+    def __init__(self, ingested: list[dict]):
+        self._parts = {r["id"]: (np.asarray(r["cell_type_term_names"], dtype=object), np.asarray(r["cell_type_term_codes"]))
+                       for r in ingested}
+
+    def names(self, sid: str) -> np.ndarray:
+        """The study's distinct terms, sorted (str)."""
+        return self._parts[sid][0].astype(str)
+
+    def codes(self, sid: str) -> np.ndarray:
+        """One index into :meth:`names` a cell."""
+        return self._parts[sid][1]
+
+    def __getitem__(self, sid: str) -> np.ndarray:
+        names, codes = self._parts[sid]
+        return names[codes]
+
+    def __iter__(self):
+        return iter(self._parts)
+
+    def __len__(self) -> int:
+        return len(self._parts)
+
+
 def _label_transfer(client, manifest: Manifest, ingested: list[dict], embed_files: dict[str, str], folder: Path, seed: int,
                     force: bool, quiet: bool, threads: int | None, timings: dict | None = None) -> tuple[list[str], dict, list[dict]]:
     """Predicted cell-type terms for every cell (compute.vocabulary: a bounded reference of
@@ -595,7 +624,7 @@ def _label_transfer(client, manifest: Manifest, ingested: list[dict], embed_file
     )
 
     ids = [s.id for s in manifest.studies]
-    terms = {r["id"]: np.asarray(r["cell_type_terms"], dtype=object) for r in ingested}  # no per-cell copy
+    terms = StudyTerms(ingested)  # decoded a study at a time
     folder.mkdir(parents=True, exist_ok=True)
     out_files = [str(folder / f"{sid}.npz") for sid in ids]
     summary_file = folder / "summary.json"
@@ -706,16 +735,16 @@ def _train(manifest: Manifest, gene_order: list[str], ingested: list[dict], piec
         shutil.rmtree(plan_dir, ignore_errors=True)
     ids = [s.id for s in manifest.studies]
     code_of = {sid: i for i, sid in enumerate(sorted(ids))}  # the sorted order of the study ids, as the panels' rows
-    # object arrays as ingest returned them (one str object a distinct term: 8 B a cell); a study's
-    # fixed-width copy (40 B a cell) is made one study at a time below
-    terms = [np.asarray(r["cell_type_terms"], dtype=object) for r in ingested]
+    terms = StudyTerms(ingested)
     # the triplet loss pairs cells by Cell Ontology term (the same term, or one a close ancestor of
     # the other); cells whose label matched no term take part in reconstruction only
-    distinct = np.unique(np.concatenate([np.unique(t.astype(str)) for t in terms]))
+    distinct = np.unique(np.concatenate([terms.names(sid) for sid in terms]))
     relation = term_relation(distinct)
     distinct_codes, relation_t = label_codes_and_relation(distinct, relation)
-    label_codes = np.concatenate([distinct_codes[np.searchsorted(distinct, t.astype(str))] for t in terms]).astype(np.int32)
-    study_codes = np.concatenate([np.full(len(t), code_of[r["id"]], dtype=np.int32) for r, t in zip(ingested, terms, strict=True)])
+    # from each study's distinct terms and codes: no per-cell string is made
+    label_codes = np.concatenate([distinct_codes[np.searchsorted(distinct, terms.names(sid))][terms.codes(sid)]
+                                  for sid in terms]).astype(np.int32)
+    study_codes = np.concatenate([np.full(len(terms.codes(sid)), code_of[sid], dtype=np.int32) for sid in terms])
     pos = {g: i for i, g in enumerate(gene_order)}
     panels = np.zeros((len(ids), len(gene_order)), dtype=bool)
     for r in ingested:
