@@ -351,7 +351,8 @@ def build_layout(data: DashboardData):
         dcc.Store(id=ids.RESULT_KEY),  # the key of the stored result of the last query that ran
         dcc.Store(id=ids.PARTIAL_KEY),  # while a query runs: its ranking, shown before the p-values are in
         dcc.Store(id=ids.UMAP_DRAWN),  # the result and colour the UMAP shows (drawn only while its tab shows)
-        dcc.Store(id=ids.VIEWS_DRAWN),  # the result and view settings the views show (the query's job draws them)
+        dcc.Store(id=ids.RANKED),  # the ranking Run's request drew: the request that draws the rest follows it
+        dcc.Store(id=ids.VIEWS_DRAWN),  # the result and view settings the views show (so a render does not draw them twice)
         dcc.Store(id=ids.QUERY_ERROR),  # why the last query failed ({"error", "genes"}), or None
         dcc.Store(id=ids.MODULES_STORE),
         dcc.Store(id=ids.SAVED_VIEWS, storage_type="local", data=[]),

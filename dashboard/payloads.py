@@ -166,6 +166,7 @@ STORE_SHAPES: dict[str, Kind] = {
     ids.QUERY_REQUEST: count,
     ids.RESULT_KEY: key,
     ids.PARTIAL_KEY: key,
+    ids.RANKED: key,
     ids.UMAP_DRAWN: text,
     ids.VIEWS_DRAWN: text,
     ids.QUERY_ERROR: _QUERY_ERROR,

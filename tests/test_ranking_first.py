@@ -4,6 +4,7 @@ the page shows it while the p-values are computed."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import dash
@@ -177,25 +178,46 @@ def test_no_forked_job_waits_on_sqlite(ran, tmp_path):
     assert handle.get("guarded") == 1
 
 
-def test_the_job_draws_its_result_and_render_does_not_draw_it_again(ran):
+def test_the_request_after_the_ranking_draws_the_result_once_the_job_stores_it(ran):
     data, out, _ = ran
     key = out["result_key"]
     view = {key_: DEFAULTS[key_] for key_ in render.RENDER_SETTINGS}
-    genes = "\n".join(g for g, _ in data.stored_result(key).params.genes)  # the fixture's query: answered from the cache
-    settings = {key_: DEFAULTS[key_] for key_ in QUERY_CONTROLS} | {"genes": genes, "null_draws": 200}
-    progress: list = []
-    job = query.run_and_draw(data, progress.append, 1, None, False, None, **settings, **view)
-    assert job["result_key"] == key and progress[-1] == (100, "answered from the cache")
-    # the job's outputs hold every view of the result, as render draws them, and what they show
+    ranked = data.partial_key(key)
+    # stored already: drawn at once, with its key, the query error cleared and what the views show
+    done = query.finish_now(data, ranked, False, None, **view)
     drawn = render.render(data, key, None, False, None, **view)
-    assert set(job) == {"result_key", "query_error", "status", "resolution", "drawn", *query.JOB_VIEWS}
-    assert job["drawn"] == drawn["drawn"] == render.views_signature(key, False, None, view)
-    assert job["disease_fig"].to_json() == drawn["disease_fig"].to_json() and str(job["disease_table"]) == str(drawn["disease_table"])
+    assert set(done) == {*render.RENDER_OUTPUTS, "drawn", "result_key", "query_error"}
+    assert done["result_key"] == key and done["query_error"] is None
+    assert done["drawn"] == drawn["drawn"] == render.views_signature(key, False, None, view)
+    assert done["disease_fig"].to_json() == drawn["disease_fig"].to_json() and str(done["disease_table"]) == str(drawn["disease_table"])
     # the render that the new result key triggers sends nothing; a view changed meanwhile is drawn
     with pytest.raises(dash.exceptions.PreventUpdate):
-        render.render(data, key, None, False, None, drawn=job["drawn"], **view)
-    assert render.render(data, key, None, False, None, drawn=job["drawn"], **(view | {"top_n": 1}))["drawn"] != job["drawn"]
-    # a query that fails, or forms no query, leaves the views to render (the error) or as they are
-    failed = query.run_and_draw(data, progress.append, 1, None, False, None, **(settings | {"genes": "NOT_A_GENE"}), **view)
-    assert failed["result_key"] is None and failed["query_error"] and failed["drawn"] is dash.no_update
-    assert all(failed[name] is dash.no_update for name in query.JOB_VIEWS)
+        render.render(data, key, None, False, None, drawn=done["drawn"], **view)
+    assert render.render(data, key, None, False, None, drawn=done["drawn"], **(view | {"top_n": 1}))["drawn"] != done["drawn"]
+    # stored while it waits (the job ending): drawn then; never stored: no update after wait_s
+    result = data.stored_result(key)
+    later = "0" * len(key)
+    timer = threading.Timer(0.3, data.store_result, (later, result))
+    timer.start()
+    t0 = time.monotonic()
+    try:
+        assert query.finish_now(data, data.partial_key(later), False, None, wait_s=5, **view)["result_key"] == later
+    finally:
+        timer.cancel()
+    assert 0.25 < time.monotonic() - t0 < 3
+    t0 = time.monotonic()
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        query.finish_now(data, data.partial_key("1" * len(key)), False, None, wait_s=0.2, **view)
+    assert time.monotonic() - t0 >= 0.2
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        query.finish_now(data, None, False, None, **view)
+
+
+def test_run_s_ranking_names_itself_for_the_request_that_follows(ran):
+    data, out, _ = ran
+    genes = "\n".join(g for g, _ in data.stored_result(out["result_key"]).params.genes)
+    settings = {key_: DEFAULTS[key_] for key_ in QUERY_CONTROLS} | {"genes": genes, "null_draws": 123}  # never run
+    view = {key_: DEFAULTS[key_] for key_ in render.RENDER_SETTINGS}
+    drawn = query.rank_now(data, 1, None, False, None, **settings, **view)
+    assert drawn["ranked"].endswith(data.partial_key("")) and data.stored_result(drawn["ranked"]) is not None
+    assert data.final_key(drawn["ranked"]) != out["result_key"]

@@ -1,13 +1,16 @@
 """Running a query: Run's own request ranks it and draws the ranking (``rank_now``); a background
-callback (progress, cancel) stores the full result in the disk cache under a key and draws its
-views in the job itself (``run_and_draw``). Later view changes are drawn from that key by
-``render``, so switching a grouping, colour or ordering never recomputes the query. Also what the
+callback (progress, cancel) stores the full result in the disk cache under a key; a request that
+follows the ranking draws every view as soon as the job has stored it (``finish_now``), else
+the job's key reaches the page with its last poll and ``render`` draws it. Later view changes
+are drawn from that key by ``render``, so switching a grouping, colour or ordering never
+recomputes the query. Also what the
 page says when the settings no longer match the result shown (``stale_note``) and after Cancel
 (``on_cancel``)."""
 
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import dash
 import dash_mantine_components as dmc
@@ -21,7 +24,7 @@ from dashboard.callbacks.wiring import QUERY_CONTROLS, bind, control_pairs, cont
 from dashboard.state import query_params, read_state
 from dashboard.views.results import empty_views
 
-__all__ = ["CANCELLED", "NO_GENES", "JOB_VIEWS", "on_cancel", "rank_now", "register", "run_and_draw", "run_query", "stale_note"]
+__all__ = ["CANCELLED", "FINISH_WAIT_S", "NO_GENES", "finish_now", "on_cancel", "rank_now", "register", "run_query", "stale_note"]
 
 NO_GENES = "Paste genes (any separators) or pick a preset, then Run"
 JOB_POLL_MS = 250  # how often the page polls a running query's job
@@ -100,34 +103,33 @@ def run_query(data, set_progress, run_clicks: int | None, request: int | None, *
     return {"result_key": key, "query_error": None, "status": dash.no_update, "resolution": dash.no_update}
 
 
-# the views the query's job draws with its result (run_and_draw): every render output but the two
-# the job writes in any case
-JOB_VIEWS = tuple(name for name in RENDER_OUTPUTS if name not in ("status", "resolution"))
+FINISH_WAIT_S = 3.0  # how long Run's follow-up request waits for the job's result (finish_now)
+FINISH_LOOK_S = 0.02  # how often it looks for it
 
 
-def run_and_draw(data, set_progress, run_clicks: int | None, request: int | None, presenter: bool | None = None,
-                 driver_group: str | None = None, **settings) -> dict:
-    """The query's background job: ``run_query`` with the query controls' ``settings``, then, when
-    it stored a result, that result's views drawn by ``render`` under the view settings in
-    ``settings`` (what the page shows when Run was pressed), in the job itself. They reach the page
-    with the job's last poll: no render request after it. ``"drawn"`` (ids.VIEWS_DRAWN) says what
-    they show, so the render the new result key triggers draws nothing again, unless a view
-    setting changed meanwhile. Without a stored result the views are not updated here (render
-    shows the error or keeps the last result)."""
-    view_settings = {key: settings.pop(key) for key in list(settings) if key in RENDER_SETTINGS}
-    ran = run_query(data, set_progress, run_clicks, request, **settings)
-    key = ran["result_key"]
-    views = None
-    if isinstance(key, str) and ran["query_error"] is None:
-        try:
-            views = render(data, key, None, presenter, driver_group, **view_settings)
-        except dash.exceptions.PreventUpdate:  # no longer stored (evicted): render draws it from the key, or says so
-            views = None
-        except Exception:  # noqa: BLE001 - the result is stored: render, triggered by its key, draws it (or shows the error)
-            views = None
-    if views is None:
-        return ran | {name: dash.no_update for name in JOB_VIEWS} | {"drawn": dash.no_update}
-    return ran | {name: views[name] for name in (*JOB_VIEWS, "status", "resolution", "drawn")}
+def finish_now(data, ranked: str | None, presenter: bool | None = None, driver_group: str | None = None, *,
+               wait_s: float = FINISH_WAIT_S, **settings) -> dict:
+    """Every view of the query whose ranking Run's own request has just drawn (``ranked``: that
+    ranking's key, ids.RANKED, written by ``rank_now``), drawn in this request as soon as the
+    query's job stores the full result: the server looks for it every 20 ms, up to ``wait_s``,
+    so it reaches the page without waiting for the page's next poll of the job, and it is drawn
+    by this server process, never in the forked job. The views come with their result key, the
+    query error cleared and what they show (``"drawn"``, ids.VIEWS_DRAWN): the render that the
+    key triggers, and the one the job's own last poll triggers, send nothing. No update when
+    the result is not stored within ``wait_s`` (a long query, a cancelled one): the job's poll
+    then brings the key and render draws it, as for every query Run's request did not rank.
+    Triggered by ``ranked``, it starts only once the ranking is on the page, so the ranking
+    never overwrites the full views."""
+    if not ranked:
+        raise dash.exceptions.PreventUpdate
+    key = data.final_key(ranked)
+    deadline = time.monotonic() + wait_s
+    while data.stored_result(key) is None:
+        if time.monotonic() >= deadline:
+            raise dash.exceptions.PreventUpdate
+        time.sleep(FINISH_LOOK_S)
+    views = render(data, key, None, presenter, driver_group, **settings)
+    return views | {"result_key": key, "query_error": None}
 
 
 def rank_now(data, run_clicks: int | None, request: int | None, presenter: bool | None = None, driver_group: str | None = None,
@@ -138,7 +140,8 @@ def rank_now(data, run_clicks: int | None, request: int | None, presenter: bool 
     the evidence: one round trip from Run to the ranking on screen. No update when the settings
     form no query or an invalid one (``run_query`` says why), when the result is stored already
     (the job answers from the cache at once), or when every job slot is busy (the job ranks it
-    in its turn and shows it through ``ids.PARTIAL_KEY``)."""
+    in its turn and shows it through ``ids.PARTIAL_KEY``). With the ranking, its key goes to
+    ``ids.RANKED``, which starts ``finish_now``."""
     query_settings = {key: settings.pop(key) for key in list(settings) if key in QUERY_CONTROLS}
     try:
         state, _ = read_state(control_pairs(query_settings), data.known_values, strict=True)
@@ -148,7 +151,8 @@ def rank_now(data, run_clicks: int | None, request: int | None, presenter: bool 
         partial = None
     if partial is None:
         raise dash.exceptions.PreventUpdate
-    return render_partial(data, partial, presenter, driver_group, **settings)
+    # ``ranked`` (ids.RANKED) starts finish_now once these views are on the page
+    return render_partial(data, partial, presenter, driver_group, **settings) | {"ranked": partial}
 
 
 def on_cancel(data, clicks: int | None, result_key: str | None, presenter: bool | None = None, driver_group: str | None = None,
@@ -196,8 +200,8 @@ def register(app: dash.Dash, data) -> None:
                 "status": Output(ids.STATUS, "children", allow_duplicate=True),
                 "resolution": Output(ids.RESOLUTION, "children", allow_duplicate=True)},
         inputs={"run_clicks": Input(ids.RUN, "n_clicks"), "request": Input(ids.QUERY_REQUEST, "data")},
-        # run_and_draw (the job drawing its views) is not registered: a browser test's job never ended once
-        # in CI, its views never drawn, most likely a lock copied by the fork into the job's rendering
+        # the job does not draw views: drawing in a forked child can wait forever on a lock another
+        # thread held at the fork (a browser test's job never ended once); finish_now draws them here
         state=controls(State, QUERY_CONTROLS),
         background=True,
         # the page asks for the job's progress and result this often (Dash's default: 1 s, which
@@ -210,12 +214,24 @@ def register(app: dash.Dash, data) -> None:
     )(bind(run_query, data))
     # the ranking in the Run request itself, drawn before the job has started
     app.callback(
-        output={name: Output(out.component_id, out.component_property, allow_duplicate=True) for name, out in RENDER_OUTPUTS.items()},
+        output={**{name: Output(out.component_id, out.component_property, allow_duplicate=True) for name, out in RENDER_OUTPUTS.items()},
+                "ranked": Output(ids.RANKED, "data")},
         inputs={"run_clicks": Input(ids.RUN, "n_clicks"), "request": Input(ids.QUERY_REQUEST, "data")},
         state={"presenter": State(ids.PRESENTER, "checked"), "driver_group": State(ids.DRIVER_GROUP, "value"),
                **controls(State, QUERY_CONTROLS), **controls(State, RENDER_SETTINGS)},
         prevent_initial_call=True,
     )(bind(rank_now, data))
+    # every view, as soon as the job has stored the result, in a request that follows the ranking
+    app.callback(
+        output={**{name: Output(out.component_id, out.component_property, allow_duplicate=True) for name, out in RENDER_OUTPUTS.items()},
+                "drawn": Output(ids.VIEWS_DRAWN, "data", allow_duplicate=True),
+                "result_key": Output(ids.RESULT_KEY, "data", allow_duplicate=True),
+                "query_error": Output(ids.QUERY_ERROR, "data", allow_duplicate=True)},
+        inputs={"ranked": Input(ids.RANKED, "data")},
+        state={"presenter": State(ids.PRESENTER, "checked"), "driver_group": State(ids.DRIVER_GROUP, "value"),
+               **controls(State, RENDER_SETTINGS)},
+        prevent_initial_call=True,
+    )(bind(finish_now, data))
     app.callback(
         output={**{name: Output(out.component_id, out.component_property, allow_duplicate=True) for name, out in RENDER_OUTPUTS.items()},
                 "progress": Output(ids.PROGRESS, "value", allow_duplicate=True),

@@ -56,8 +56,9 @@ UMAP_TAB = "cells"
 
 def views_signature(result_key: str | None, presenter: bool | None, driver_group: str | None, settings: dict) -> str:
     """What a drawing of the views shows (ids.VIEWS_DRAWN): the result and every setting that
-    changes how it is drawn. The query's job draws its result's views and stores this beside
-    them, so that render, triggered by the new result key, does not draw them a second time."""
+    changes how it is drawn. The request that follows Run's ranking (query.finish_now) draws the
+    result's views and stores this beside them, so that render, triggered by the new result key,
+    does not draw them a second time."""
     import json
 
     shown = {key: settings.get(key) for key in RENDER_SETTINGS}
@@ -71,8 +72,8 @@ def render(data, result_key: str | None, query_error: dict | None, presenter: bo
     failed query ``query_error``; large type when ``presenter``. When ``trigger`` (default: Dash's
     triggered id) is the running query's ``partial_key``: its ranking alone, shown before the
     p-values are in. A drawing of a result also says what it shows (``"drawn"``, for
-    ids.VIEWS_DRAWN); no update when ``drawn`` says the page shows these views already (the
-    query's job drew them)."""
+    ids.VIEWS_DRAWN); no update when ``drawn`` says the page shows these views already
+    (query.finish_now drew them)."""
     if partial_key is not None and trigger is None:
         trigger = dash.ctx.triggered_id
     if partial_key is not None and trigger == ids.PARTIAL_KEY:
@@ -91,7 +92,7 @@ def render(data, result_key: str | None, query_error: dict | None, presenter: bo
         return {name: views[name] for name in RENDER_OUTPUTS} | {"drawn": None}
     signature = views_signature(result_key, presenter, driver_group, settings)
     if drawn is not None and drawn == signature:
-        raise dash.exceptions.PreventUpdate  # the query's job drew these views already
+        raise dash.exceptions.PreventUpdate  # finish_now drew these views already
     result = data.stored_result(result_key) if result_key is not None else None
     if result is None:
         raise dash.exceptions.PreventUpdate
