@@ -205,12 +205,30 @@ def test_the_request_after_the_ranking_draws_the_result_once_the_job_stores_it(r
     finally:
         timer.cancel()
     assert 0.25 < time.monotonic() - t0 < 3
-    t0 = time.monotonic()
+    # while it draws, the render that the job's last poll triggers leaves the views to it
     with pytest.raises(dash.exceptions.PreventUpdate):
-        query.finish_now(data, data.partial_key("1" * len(key)), False, None, wait_s=0.2, **view)
+        render.render(data, key, None, False, None, drawn=render.pending_signature(key), **view)
+    assert render.render(data, key, None, False, None, drawn=render.pending_signature("other"), **view)["drawn"] == done["drawn"]
+    # never stored within wait_s: it clears that mark and draws nothing, so render draws the key when it comes
+    t0 = time.monotonic()
+    gave_up = query.finish_now(data, data.partial_key("1" * len(key)), False, None, wait_s=0.2, **view)
     assert time.monotonic() - t0 >= 0.2
+    assert gave_up["drawn"] is None and all(gave_up[name] is dash.no_update for name in (*render.RENDER_OUTPUTS, "result_key", "query_error"))
     with pytest.raises(dash.exceptions.PreventUpdate):
         query.finish_now(data, None, False, None, **view)
+
+
+def test_when_drawing_fails_the_request_hands_the_result_to_render(ran, monkeypatch):
+    data, out, _ = ran
+    key = out["result_key"]
+    view = {key_: DEFAULTS[key_] for key_ in render.RENDER_SETTINGS}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("drawing failed")
+
+    monkeypatch.setattr(query, "render", broken)
+    handed = query.finish_now(data, data.partial_key(key), False, None, **view)
+    assert handed["drawn"] is None and handed["result_key"] == key and handed["disease_fig"] is dash.no_update
 
 
 def test_run_s_ranking_names_itself_for_the_request_that_follows(ran):
@@ -220,4 +238,5 @@ def test_run_s_ranking_names_itself_for_the_request_that_follows(ran):
     view = {key_: DEFAULTS[key_] for key_ in render.RENDER_SETTINGS}
     drawn = query.rank_now(data, 1, None, False, None, **settings, **view)
     assert drawn["ranked"].endswith(data.partial_key("")) and data.stored_result(drawn["ranked"]) is not None
-    assert data.final_key(drawn["ranked"]) != out["result_key"]
+    final = data.final_key(drawn["ranked"])
+    assert final != out["result_key"] and drawn["drawn"] == render.pending_signature(final)

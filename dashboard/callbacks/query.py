@@ -19,7 +19,13 @@ from dash import Input, Output, State, html
 from compute.errors import QueryError
 from compute.query import selection_mask
 from dashboard import ids
-from dashboard.callbacks.render import RENDER_OUTPUTS, RENDER_SETTINGS, render, render_partial
+from dashboard.callbacks.render import (
+    RENDER_OUTPUTS,
+    RENDER_SETTINGS,
+    pending_signature,
+    render,
+    render_partial,
+)
 from dashboard.callbacks.wiring import QUERY_CONTROLS, bind, control_pairs, controls
 from dashboard.state import query_params, read_state
 from dashboard.views.results import empty_views
@@ -113,23 +119,36 @@ def finish_now(data, ranked: str | None, presenter: bool | None = None, driver_g
     ranking's key, ids.RANKED, written by ``rank_now``), drawn in this request as soon as the
     query's job stores the full result: the server looks for it every 20 ms, up to ``wait_s``,
     so it reaches the page without waiting for the page's next poll of the job, and it is drawn
-    by this server process, never in the forked job. The views come with their result key, the
-    query error cleared and what they show (``"drawn"``, ids.VIEWS_DRAWN): the render that the
-    key triggers, and the one the job's own last poll triggers, send nothing. No update when
-    the result is not stored within ``wait_s`` (a long query, a cancelled one): the job's poll
-    then brings the key and render draws it, as for every query Run's request did not rank.
-    Triggered by ``ranked``, it starts only once the ranking is on the page, so the ranking
-    never overwrites the full views."""
+    by this server process, never in the forked job. Triggered by ``ranked``, it starts only
+    once the ranking is on the page, so the ranking never overwrites the full views.
+
+    The views come with their result key, the query error cleared and what they show
+    (``"drawn"``, ids.VIEWS_DRAWN). Until then ids.VIEWS_DRAWN says they are being drawn here
+    (render.pending_signature, set by ``rank_now``), so the render that the job's last poll
+    triggers leaves them to this request. When the result is not stored within ``wait_s`` (a
+    long query, a cancelled one), or drawing it fails, this clears that mark and nothing else:
+    the job's poll then brings the key and render draws it (or shows the error), as for every
+    query Run's request did not rank."""
     if not ranked:
         raise dash.exceptions.PreventUpdate
     key = data.final_key(ranked)
     deadline = time.monotonic() + wait_s
     while data.stored_result(key) is None:
         if time.monotonic() >= deadline:
-            raise dash.exceptions.PreventUpdate
+            return _gave_up()
         time.sleep(FINISH_LOOK_S)
-    views = render(data, key, None, presenter, driver_group, **settings)
+    try:
+        views = render(data, key, None, presenter, driver_group, **settings)
+    except Exception:  # noqa: BLE001 - render, triggered by the key, draws it or shows what went wrong
+        return _gave_up(key)
     return views | {"result_key": key, "query_error": None}
+
+
+def _gave_up(key: str | None = None) -> dict:
+    """finish_now's answer when it does not draw: the pending mark cleared (and, when the result
+    is stored, its key, so that render draws it now)."""
+    out = {name: dash.no_update for name in RENDER_OUTPUTS} | {"drawn": None, "query_error": dash.no_update}
+    return out | {"result_key": key if key is not None else dash.no_update}
 
 
 def rank_now(data, run_clicks: int | None, request: int | None, presenter: bool | None = None, driver_group: str | None = None,
@@ -151,8 +170,10 @@ def rank_now(data, run_clicks: int | None, request: int | None, presenter: bool 
         partial = None
     if partial is None:
         raise dash.exceptions.PreventUpdate
-    # ``ranked`` (ids.RANKED) starts finish_now once these views are on the page
-    return render_partial(data, partial, presenter, driver_group, **settings) | {"ranked": partial}
+    # ``ranked`` (ids.RANKED) starts finish_now once these views are on the page; until it has drawn
+    # the rest, a render triggered by the result's key leaves them to it
+    return render_partial(data, partial, presenter, driver_group, **settings) | {
+        "ranked": partial, "drawn": pending_signature(data.final_key(partial))}
 
 
 def on_cancel(data, clicks: int | None, result_key: str | None, presenter: bool | None = None, driver_group: str | None = None,
@@ -215,7 +236,7 @@ def register(app: dash.Dash, data) -> None:
     # the ranking in the Run request itself, drawn before the job has started
     app.callback(
         output={**{name: Output(out.component_id, out.component_property, allow_duplicate=True) for name, out in RENDER_OUTPUTS.items()},
-                "ranked": Output(ids.RANKED, "data")},
+                "ranked": Output(ids.RANKED, "data"), "drawn": Output(ids.VIEWS_DRAWN, "data", allow_duplicate=True)},
         inputs={"run_clicks": Input(ids.RUN, "n_clicks"), "request": Input(ids.QUERY_REQUEST, "data")},
         state={"presenter": State(ids.PRESENTER, "checked"), "driver_group": State(ids.DRIVER_GROUP, "value"),
                **controls(State, QUERY_CONTROLS), **controls(State, RENDER_SETTINGS)},

@@ -19,8 +19,8 @@ from dashboard.views.results import (
     umap_views,
 )
 
-__all__ = ["RENDER_OUTPUTS", "RENDER_SETTINGS", "UMAP_OUTPUTS", "register", "render", "render_drivers", "render_partial", "render_umap",
-           "views_signature"]
+__all__ = ["RENDER_OUTPUTS", "RENDER_SETTINGS", "UMAP_OUTPUTS", "pending_signature", "register", "render", "render_drivers",
+           "render_partial", "render_umap", "views_signature"]
 
 # the views do not depend on which tab shows (a tab switch only rewrites the URL), nor on the
 # "Genes in a cell type" tab's settings (its own callbacks answer them), nor on the UMAP's colour
@@ -65,6 +65,12 @@ def views_signature(result_key: str | None, presenter: bool | None, driver_group
     return json.dumps([result_key, bool(presenter), driver_group, shown], sort_keys=True, default=str)
 
 
+def pending_signature(result_key: str | None) -> str:
+    """ids.VIEWS_DRAWN while the request that follows Run's ranking (query.finish_now) draws the
+    views of ``result_key``: render, triggered by that key, leaves them to it."""
+    return f"pending:{result_key}"
+
+
 def render(data, result_key: str | None, query_error: dict | None, presenter: bool | None, driver_group: str | None = None,
            partial_key: str | None = None, trigger=None, drawn: str | None = None, **settings) -> dict:
     """Every view (RENDER_OUTPUTS, by name) of the stored result ``result_key`` under the view
@@ -72,8 +78,8 @@ def render(data, result_key: str | None, query_error: dict | None, presenter: bo
     failed query ``query_error``; large type when ``presenter``. When ``trigger`` (default: Dash's
     triggered id) is the running query's ``partial_key``: its ranking alone, shown before the
     p-values are in. A drawing of a result also says what it shows (``"drawn"``, for
-    ids.VIEWS_DRAWN); no update when ``drawn`` says the page shows these views already
-    (query.finish_now drew them)."""
+    ids.VIEWS_DRAWN); no update when ``drawn`` says the page shows these views already, or
+    that query.finish_now is drawing them (:func:`pending_signature`)."""
     if partial_key is not None and trigger is None:
         trigger = dash.ctx.triggered_id
     if partial_key is not None and trigger == ids.PARTIAL_KEY:
@@ -91,8 +97,10 @@ def render(data, result_key: str | None, query_error: dict | None, presenter: bo
         views = error_views(data, query_error["error"], query_error.get("genes") or "")
         return {name: views[name] for name in RENDER_OUTPUTS} | {"drawn": None}
     signature = views_signature(result_key, presenter, driver_group, settings)
-    if drawn is not None and drawn == signature:
-        raise dash.exceptions.PreventUpdate  # finish_now drew these views already
+    if drawn is not None and drawn in (signature, pending_signature(result_key)):
+        # finish_now drew these views already, or is drawing them (Run's request ranked the query:
+        # the job's last poll brings the key while finish_now draws; it clears this when it gives up)
+        raise dash.exceptions.PreventUpdate
     result = data.stored_result(result_key) if result_key is not None else None
     if result is None:
         raise dash.exceptions.PreventUpdate
