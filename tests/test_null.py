@@ -113,6 +113,21 @@ def test_expression_scores_are_scanpys_score_genes_on_the_selected_cells(tiny_at
     assert result.expression_diseases["group"].iloc[0] == max(truth, key=truth.get)
 
 
+def test_expression_scores_read_the_selection_s_gene_sums_from_the_cache(tiny_build, tmp_path):
+    from compute.atlas import Atlas
+    from compute.query._expression import expression_scores
+
+    cached, plain = Atlas.open(tiny_build[1], cache=tmp_path), Atlas.open(tiny_build[1], cache=False)
+    sel = cached.select(cell_types=_monocytes(cached))
+    ms1 = [g for g in ms1_signature() if g in set(cached.genes)]
+    for genes in (ms1, ms1[:20], list(cached.genes[:300])):  # new genes, the same cells: sums from the cache
+        np.testing.assert_array_equal(expression_scores(cached, genes, sel), expression_scores(plain, genes, sel))
+    other = sel.copy()
+    other[np.flatnonzero(sel)[:5]] = False  # other cells: other sums, not the cached ones
+    np.testing.assert_array_equal(expression_scores(cached, ms1, other), expression_scores(plain, ms1, other))
+    assert not np.array_equal(expression_scores(cached, ms1, other)[other], expression_scores(cached, ms1, sel)[other])
+
+
 def test_stratified_subsample_keeps_every_sample_its_share():
     from compute.query._run import stratified_subsample
 

@@ -31,7 +31,6 @@ def score_genes_matrix(X, gene_positions, *, ctrl_size: int = 50, n_bins: int = 
     genes minus the mean of the control genes, in float64. NaN for every cell when no control
     gene was found (scanpy raises there)."""
     import scipy.sparse as sp
-    from scipy.stats import rankdata
 
     pos = np.unique(np.asarray(gene_positions, dtype=np.int64))
     n_cells, n_genes = X.shape
@@ -48,7 +47,20 @@ def score_genes_matrix(X, gene_positions, *, ctrl_size: int = 50, n_bins: int = 
     if not X.has_sorted_indices:
         X = X.sorted_indices()
     sums = np.asarray(X.sum(axis=0, dtype=np.float64)).ravel()
-    avg = sums / n_cells
+    picked = _set_and_controls(sums / n_cells, pos, ctrl_size, n_bins, seed)
+    if picked is None:
+        return np.full(n_cells, np.nan)
+    w_set, w_control = picked
+    return np.asarray(X @ w_set).ravel() - np.asarray(X @ w_control).ravel()
+
+
+def _set_and_controls(avg: np.ndarray, pos: np.ndarray, ctrl_size: int, n_bins: int, seed: int):
+    """(set weights, control weights) over the columns whose means are ``avg``, as
+    score_genes_matrix draws them (its docstring has the rule); None when no control gene was
+    found."""
+    from scipy.stats import rankdata
+
+    n_genes = avg.size
     pool = np.flatnonzero(np.isfinite(avg))  # scanpy drops genes whose mean is not finite
     with np.errstate(divide="ignore", invalid="ignore"):
         n_items = int(np.round(len(pool) / (n_bins - 1)))
@@ -66,10 +78,8 @@ def score_genes_matrix(X, gene_positions, *, ctrl_size: int = 50, n_bins: int = 
         control[members] = True
     control &= ~in_set
     if not control.any():
-        return np.full(n_cells, np.nan)
-    w_set = in_set / float(in_set.sum())
-    w_control = control / float(control.sum())
-    return np.asarray(X @ w_set).ravel() - np.asarray(X @ w_control).ravel()
+        return None
+    return in_set / float(in_set.sum()), control / float(control.sum())
 
 
 def expression_scores(atlas, genes, selection: np.ndarray, *, ctrl_size: int = 50, n_bins: int = 25, seed: int = 0) -> np.ndarray:
@@ -87,14 +97,50 @@ def expression_scores(atlas, genes, selection: np.ndarray, *, ctrl_size: int = 5
     column = {g: i for i, g in enumerate(atlas.genes)}
     wanted = np.zeros(len(atlas.genes), dtype=bool)
     wanted[[column[g] for g in set(genes) if g in column]] = True
+    sums_of = _gene_sums(atlas, selection)
     for s in atlas.studies:
         rows = selection[s.offset : s.offset + s.n_cells]
-        if not rows.any():
+        n_rows = int(rows.sum())
+        if not n_rows:
             continue
         measured = np.asarray(atlas.measured(s.id))
         in_set = np.flatnonzero(wanted[measured])
         if len(in_set) == 0:
             continue  # the study measured none of the genes: no score (NaN), not zero
-        X = atlas.expression_rows(s.id, rows)[:, measured]
-        out[s.offset : s.offset + s.n_cells][rows] = score_genes_matrix(X, in_set, ctrl_size=ctrl_size, n_bins=n_bins, seed=seed)
+        # score_genes_matrix on the selected cells x measured genes, without building that
+        # matrix: the gene means come from _gene_sums, and only the set's and the control genes'
+        # columns are read for the products (zero-weight columns add nothing)
+        store = atlas.store(s.id, "expr")
+        sums = sums_of[s.id]
+        picked = _set_and_controls(sums[measured] / n_rows, in_set, ctrl_size, n_bins, seed)
+        if picked is None:
+            out[s.offset : s.offset + s.n_cells][rows] = np.nan
+            continue
+        w_set, w_control = picked
+        used = np.flatnonzero((w_set != 0) | (w_control != 0))
+        X = store.gather(measured[used])[np.flatnonzero(rows)]
+        out[s.offset : s.offset + s.n_cells][rows] = np.asarray(X @ w_set[used]).ravel() - np.asarray(X @ w_control[used]).ravel()
+    return out
+
+
+def _gene_sums(atlas, selection: np.ndarray) -> dict[str, np.ndarray]:
+    """Each study's gene sums (float64, every gene of the gene order) of stored expression over
+    its selected cells: a masked pass over the gene-major store, summed in the order scipy sums
+    the selected rows. They depend on the cells, not on the genes asked for, so they are kept
+    in the atlas's result cache under the selection: a new gene set on the same cells (the
+    common case on the page) reads them instead of passing over every stored value again."""
+    import hashlib
+
+    selection = np.asarray(selection, dtype=bool)
+    digest = hashlib.blake2b(np.packbits(selection).tobytes() + str(selection.size).encode(), digest_size=20).hexdigest()
+    key = atlas.cache.key("expression-gene-sums", 1, digest)
+    hit = atlas.cache.get(key)
+    if hit is not None:
+        return hit
+    out = {}
+    for s in atlas.studies:
+        rows = selection[s.offset : s.offset + s.n_cells]
+        if rows.any():
+            out[s.id] = atlas.store(s.id, "expr").gene_totals(rows)[0]
+    atlas.cache.set(key, out)
     return out
