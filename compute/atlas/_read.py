@@ -87,6 +87,7 @@ class Atlas:
         self.name: str = root.get("name", path.name)
         self.studies: tuple[StudyInfo, ...] = tuple(self._study_infos(root))
         self._stores: dict[tuple[str, str], GeneMajorStore] = {}
+        self._has_expression: bool | None = None
         self._gene_scales: dict[str, np.ndarray | None] = {}  # calibrated per-gene panel factors, read once (gene_scale)
         self._whole: GeneMajorStore | None = None  # every study's attributions as one store (consolidated_store)
         self._memo: dict[str, tuple] = {}
@@ -450,8 +451,11 @@ class Atlas:
 
     @property
     def has_expression(self) -> bool:
-        """Whether every study stores its log-normalised expression (for expression scores)."""
-        return bool(self.studies) and all(GeneMajorStore.exists(s.dir, fmt.EXPR_PREFIX) for s in self.studies)
+        """Whether every study stores its log-normalised expression (for expression scores).
+        Looked up once per opened atlas (four files a study: every query asks)."""
+        if self._has_expression is None:  # a plain attribute, no lock: a forked job may ask it
+            self._has_expression = bool(self.studies) and all(GeneMajorStore.exists(s.dir, fmt.EXPR_PREFIX) for s in self.studies)
+        return self._has_expression
 
     # -- selections ------------------------------------------------------------------
     def select(self, *, cell_types=None, diseases=None, tissues=None, studies=None, simulated: bool | None = None) -> np.ndarray:
