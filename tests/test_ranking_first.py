@@ -186,8 +186,8 @@ def test_the_request_after_the_ranking_draws_the_result_once_the_job_stores_it(r
     # stored already: drawn at once, with its key, the query error cleared and what the views show
     done = query.finish_now(data, ranked, False, None, **view)
     drawn = render.render(data, key, None, False, None, **view)
-    assert set(done) == {*render.RENDER_OUTPUTS, "drawn", "result_key", "query_error"}
-    assert done["result_key"] == key and done["query_error"] is None
+    assert set(done) == {*render.RENDER_OUTPUTS, "drawn", "result_key", "query_error", "progress", "progress_text"}
+    assert done["result_key"] == key and done["query_error"] is None and (done["progress"], done["progress_text"]) == (100, "done")
     assert done["drawn"] == drawn["drawn"] == render.views_signature(key, False, None, view)
     assert done["disease_fig"].to_json() == drawn["disease_fig"].to_json() and str(done["disease_table"]) == str(drawn["disease_table"])
     # the render that the new result key triggers sends nothing; a view changed meanwhile is drawn
@@ -213,7 +213,8 @@ def test_the_request_after_the_ranking_draws_the_result_once_the_job_stores_it(r
     t0 = time.monotonic()
     gave_up = query.finish_now(data, data.partial_key("1" * len(key)), False, None, wait_s=0.2, **view)
     assert time.monotonic() - t0 >= 0.2
-    assert gave_up["drawn"] is None and all(gave_up[name] is dash.no_update for name in (*render.RENDER_OUTPUTS, "result_key", "query_error"))
+    assert gave_up["drawn"] is None and all(gave_up[name] is dash.no_update for name in (*render.RENDER_OUTPUTS, "result_key", "query_error", "progress",
+                                                                                  "progress_text"))
     with pytest.raises(dash.exceptions.PreventUpdate):
         query.finish_now(data, None, False, None, **view)
 

@@ -122,8 +122,8 @@ def finish_now(data, ranked: str | None, presenter: bool | None = None, driver_g
     by this server process, never in the forked job. Triggered by ``ranked``, it starts only
     once the ranking is on the page, so the ranking never overwrites the full views.
 
-    The views come with their result key, the query error cleared and what they show
-    (``"drawn"``, ids.VIEWS_DRAWN). Until then ids.VIEWS_DRAWN says they are being drawn here
+    The views come with their result key, the query error cleared, the progress at "done" and what
+    they show (``"drawn"``, ids.VIEWS_DRAWN). Until then ids.VIEWS_DRAWN says they are being drawn here
     (render.pending_signature, set by ``rank_now``), so the render that the job's last poll
     triggers leaves them to this request. When the result is not stored within ``wait_s`` (a
     long query, a cancelled one), or drawing it fails, this clears that mark and nothing else:
@@ -141,13 +141,14 @@ def finish_now(data, ranked: str | None, presenter: bool | None = None, driver_g
         views = render(data, key, None, presenter, driver_group, **settings)
     except Exception:  # noqa: BLE001 - render, triggered by the key, draws it or shows what went wrong
         return _gave_up(key)
-    return views | {"result_key": key, "query_error": None}
+    # the job stored its result and then said so: the progress the page shows catches up now
+    return views | {"result_key": key, "query_error": None, "progress": 100, "progress_text": "done"}
 
 
 def _gave_up(key: str | None = None) -> dict:
     """finish_now's answer when it does not draw: the pending mark cleared (and, when the result
     is stored, its key, so that render draws it now)."""
-    out = {name: dash.no_update for name in RENDER_OUTPUTS} | {"drawn": None, "query_error": dash.no_update}
+    out = {name: dash.no_update for name in (*RENDER_OUTPUTS, "query_error", "progress", "progress_text")} | {"drawn": None}
     return out | {"result_key": key if key is not None else dash.no_update}
 
 
@@ -247,7 +248,9 @@ def register(app: dash.Dash, data) -> None:
         output={**{name: Output(out.component_id, out.component_property, allow_duplicate=True) for name, out in RENDER_OUTPUTS.items()},
                 "drawn": Output(ids.VIEWS_DRAWN, "data", allow_duplicate=True),
                 "result_key": Output(ids.RESULT_KEY, "data", allow_duplicate=True),
-                "query_error": Output(ids.QUERY_ERROR, "data", allow_duplicate=True)},
+                "query_error": Output(ids.QUERY_ERROR, "data", allow_duplicate=True),
+                "progress": Output(ids.PROGRESS, "value", allow_duplicate=True),
+                "progress_text": Output(ids.PROGRESS_TEXT, "children", allow_duplicate=True)},
         inputs={"ranked": Input(ids.RANKED, "data")},
         state={"presenter": State(ids.PRESENTER, "checked"), "driver_group": State(ids.DRIVER_GROUP, "value"),
                **controls(State, RENDER_SETTINGS)},
