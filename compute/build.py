@@ -642,7 +642,7 @@ def _label_transfer(client, manifest: Manifest, ingested: list[dict], embed_file
         atomic_write(ref_file, lambda t: np.savez(t, embedding=ref.embedding, term_codes=ref.term_codes, terms=ref.terms,
                                                    studies=ref.studies))
     shared = shared_terms(terms)
-    relation = term_relation(np.unique(np.concatenate([np.unique(t) for t in terms.values()])))
+    relation = term_relation(np.unique(np.concatenate([terms.names(sid) for sid in terms])))
     k = settings["k"]
     done = _run(client, tasks.transfer_study_task,
                 [(sid, embed_files[sid], str(ref_file), terms[sid], shared, relation, k, out, False, threads)
@@ -657,7 +657,7 @@ def _label_transfer(client, manifest: Manifest, ingested: list[dict], embed_file
     return out_files, summary, [dict(r, stage="label transfer") for r in done if r["computed"]]
 
 
-def _integration(ids: list[str], embed_files: dict[str, str], terms: dict[str, np.ndarray], seed: int, max_cells: int) -> dict:
+def _integration(ids: list[str], embed_files: dict[str, str], terms: StudyTerms, seed: int, max_cells: int) -> dict:
     """compute.integration.integration_metrics on every labelled cell, reading only its seeded
     subsample of ``max_cells`` labelled cells from the embedding files (drawn as
     integration_metrics draws it, so the figures are those it gives on the whole embedding)."""
@@ -665,18 +665,19 @@ def _integration(ids: list[str], embed_files: dict[str, str], terms: dict[str, n
 
     from compute.integration import integration_metrics, missing_labels
 
-    keep = {}
-    for sid in ids:  # missing_labels on each study's distinct terms, not on every cell
+    def labelled(sid: str) -> np.ndarray:  # missing_labels on the study's distinct terms, not on every cell
         uniq, inv = np.unique(terms[sid], return_inverse=True)
-        keep[sid] = np.flatnonzero(~missing_labels(np.where(uniq == "", None, uniq).astype(object))[inv])
-    n = sum(k.size for k in keep.values())
+        return np.flatnonzero(~missing_labels(np.where(uniq == "", None, uniq).astype(object))[inv])
+
+    counts = {sid: labelled(sid).size for sid in ids}  # one study's positions at a time, never every cell's
+    n = sum(counts.values())
     chosen = np.sort(np.random.default_rng(seed).choice(n, max_cells, replace=False)) if n > max_cells else np.arange(n)
     parts, types, studies = [], [], []
     offset = 0
     for sid in ids:
-        mine = chosen[(chosen >= offset) & (chosen < offset + keep[sid].size)] - offset
-        offset += keep[sid].size
-        rows = keep[sid][mine]
+        mine = chosen[(chosen >= offset) & (chosen < offset + counts[sid])] - offset
+        offset += counts[sid]
+        rows = labelled(sid)[mine]
         parts.append(np.asarray(np.load(embed_files[sid], mmap_mode="r")[rows], dtype=np.float32))
         types.append(terms[sid][rows])
         studies.append(np.full(rows.size, sid, dtype=object))
@@ -684,7 +685,7 @@ def _integration(ids: list[str], embed_files: dict[str, str], terms: dict[str, n
     E = np.concatenate(parts) if parts else np.zeros((0, dims), np.float32)
     m = integration_metrics(E, np.concatenate(types) if types else np.zeros(0, object),
                             np.concatenate(studies).astype(str) if studies else np.zeros(0, str), seed=seed, max_cells=max_cells)
-    n_cells = sum(len(t) for t in terms.values())
+    n_cells = sum(len(terms.codes(sid)) for sid in ids)
     return replace(m, n_unlabelled=int(n_cells - n), subsampled=bool(n > max_cells)).as_dict()
 
 
@@ -741,10 +742,15 @@ def _train(manifest: Manifest, gene_order: list[str], ingested: list[dict], piec
     distinct = np.unique(np.concatenate([terms.names(sid) for sid in terms]))
     relation = term_relation(distinct)
     distinct_codes, relation_t = label_codes_and_relation(distinct, relation)
-    # from each study's distinct terms and codes: no per-cell string is made
-    label_codes = np.concatenate([distinct_codes[np.searchsorted(distinct, terms.names(sid))][terms.codes(sid)]
-                                  for sid in terms]).astype(np.int32)
-    study_codes = np.concatenate([np.full(len(terms.codes(sid)), code_of[sid], dtype=np.int32) for sid in terms])
+    # from each study's distinct terms and codes, written into one int32 array each (4 B a cell):
+    # no per-cell string, and no int64 copy of every cell's code
+    sizes = [len(terms.codes(sid)) for sid in terms]
+    label_codes, study_codes = np.empty(sum(sizes), dtype=np.int32), np.empty(sum(sizes), dtype=np.int32)
+    start = 0
+    for sid, n in zip(terms, sizes, strict=True):
+        label_codes[start:start + n] = distinct_codes[np.searchsorted(distinct, terms.names(sid))][terms.codes(sid)]
+        study_codes[start:start + n] = code_of[sid]
+        start += n
     pos = {g: i for i, g in enumerate(gene_order)}
     panels = np.zeros((len(ids), len(gene_order)), dtype=bool)
     for r in ingested:
