@@ -198,3 +198,31 @@ def test_metacell_groups_are_read_study_by_study_with_the_same_numbers(tiny_atla
     first = tiny_atlas.studies[0]
     part = tiny_atlas.study_cells(first.id, ["sample"])
     assert list(part.columns) == ["sample"] and len(part) == first.n_cells
+
+
+def test_metacells_built_study_by_study_are_those_of_one_global_shuffle(tiny_atlas):
+    """_metacell_members holds only the metacells drawn; they are the ones the plain rule gives:
+    one uniform draw a cell (atlas order), every group's cells sorted by it, cut into metacells
+    of k, groups in key order, then max_metacells of them drawn without replacement."""
+    import numpy as np
+
+    from compute.genemodules._modules import _group_codes, _metacell_members
+
+    keys, inv = _group_codes(tiny_atlas)
+    for max_metacells, k, seed in [(10**6, 10, 0), (40, 10, 3), (25, 4, 1)]:
+        rng = np.random.default_rng(seed)
+        order = np.lexsort((rng.random(inv.size), inv))
+        sizes = np.bincount(inv)
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        plain, plain_keys = [], []
+        for g in range(sizes.size):
+            block = order[starts[g] : starts[g] + sizes[g] - sizes[g] % k].reshape(-1, k)
+            plain.extend(block)
+            plain_keys += [keys[g]] * len(block)
+        if len(plain) > max_metacells:
+            pick = np.sort(rng.choice(len(plain), size=max_metacells, replace=False))
+            plain, plain_keys = [plain[i] for i in pick], [plain_keys[i] for i in pick]
+        members, member_keys = _metacell_members(tiny_atlas, max_metacells=max_metacells, k=k, rng=np.random.default_rng(seed))
+        assert members.shape == (len(plain), k) and np.array_equal(members, np.stack(plain)), (max_metacells, k)
+        assert list(member_keys) == plain_keys
+        assert len(plain) == min(max_metacells, int((sizes // k).sum()))

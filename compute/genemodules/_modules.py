@@ -92,46 +92,79 @@ class SignatureModules:
 _SEP = "\x1f"
 
 
-def _group_codes(atlas) -> tuple[np.ndarray, np.ndarray]:
-    """(the sorted keys "study\x1fsample\x1fcell type" of the atlas's cell groups, each cell's
-    group index), read study by study: the build process never holds every cell's labels (at a
-    million cells they made most of this stage's growth). The same numbers as np.unique over
-    every cell's key at once."""
-    local_keys, local_inv = [], []
+def _study_groups(atlas) -> tuple[np.ndarray, list]:
+    """(the sorted keys "study\x1fsample\x1fcell type" of the atlas's cell groups, and per study
+    in atlas order (study, the global index of each of its groups, each cell's group among its
+    own: uint16 below 65,536 groups)), read study by study: the build process never holds
+    every cell's labels (at a million cells they made most of this stage's growth), only 2 B a
+    cell."""
+    parts = []
     for s in atlas.studies:
         df = atlas.study_cells(s.id, ["study", "sample", "cell_type"])
         key = (df["study"].astype(str) + _SEP + df["sample"].astype(str) + _SEP + df["cell_type"].astype(str)).to_numpy()
         keys, inv = np.unique(key, return_inverse=True)
-        local_keys.append(keys)
-        local_inv.append(inv)
-    if not local_keys:
-        return np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64)
-    all_keys = np.unique(np.concatenate(local_keys))
-    inv = np.concatenate([np.searchsorted(all_keys, keys)[i] for keys, i in zip(local_keys, local_inv, strict=True)])
-    return all_keys, inv.astype(np.int64)
+        parts.append((s, keys, inv.astype(np.uint16 if keys.size < 2**16 else np.int32)))
+    if not parts:
+        return np.zeros(0, dtype=object), []
+    all_keys = np.unique(np.concatenate([keys for _, keys, _ in parts]))
+    return all_keys, [(s, np.searchsorted(all_keys, keys), inv) for s, keys, inv in parts]
+
+
+def _group_codes(atlas) -> tuple[np.ndarray, np.ndarray]:
+    """(the sorted group keys, each cell's group index): the same numbers as np.unique over
+    every cell's key at once."""
+    all_keys, parts = _study_groups(atlas)
+    if not parts:
+        return all_keys, np.zeros(0, dtype=np.int64)
+    return all_keys, np.concatenate([glob[inv] for _, glob, inv in parts]).astype(np.int64)
+
+
+def _metacell_members(atlas, *, max_metacells: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(metacells x k cell rows, each metacell's group key). The cells of each group in a random
+    order (one uniform draw a cell, in atlas order, ties by position), cut into metacells of
+    ``k`` (leftover cells unused), groups in key order; at most ``max_metacells`` of them, drawn
+    without replacement. Built study by study, holding only the metacells drawn: every cell's
+    order and one array a metacell (about 112 B each: 45 MB at 4M cells) are never made."""
+    all_keys, parts = _study_groups(atlas)
+    sizes = np.zeros(all_keys.size, dtype=np.int64)
+    for _, glob, inv in parts:
+        sizes[glob] += np.bincount(inv, minlength=glob.size)
+    cum = np.concatenate([[0], np.cumsum(sizes // k)])
+    n_members = int(cum[-1])
+    # the cells' uniform draws come first in the stream: skipped here, drawn again study by
+    # study below from the saved state (each draw is one step of the generator)
+    redo = np.random.Generator(type(rng.bit_generator)())
+    redo.bit_generator.state = rng.bit_generator.state
+    rng.bit_generator.advance(int(sizes.sum()))
+    if n_members > max_metacells:
+        pick = np.sort(rng.choice(n_members, size=max_metacells, replace=False))
+    else:
+        pick = np.arange(n_members)
+    group_of = np.searchsorted(cum, pick, side="right") - 1
+    nth = pick - cum[group_of]
+    members = np.zeros((pick.size, k), dtype=np.int64)
+    for s, glob, inv in parts:
+        r = redo.random(inv.size)
+        mine = np.flatnonzero(np.isin(group_of, glob))
+        if not mine.size:
+            continue
+        order = np.lexsort((r, inv))  # the study's cells by group (key order), then by draw
+        starts = np.concatenate([[0], np.cumsum(np.bincount(inv, minlength=glob.size))[:-1]])
+        first = starts[np.searchsorted(glob, group_of[mine])] + nth[mine] * k
+        members[mine] = s.offset + order[first[:, None] + np.arange(k)]
+    return members, all_keys[group_of]
 
 
 def _metacell_matrix(atlas, keep_genes: np.ndarray, *, max_metacells: int, k: int, seed: int, store: str = "attr"):
     """(metacells x kept genes) mean log1p attribution, each metacell's (study, cell type), and a method line.
 
     A metacell is ``k`` random cells of the same study, sample and cell type (leftover cells are
-    not used); at most ``max_metacells`` of them, drawn at random (seeded)."""
+    not used); at most ``max_metacells`` of them, drawn at random (seeded: :func:`_metacell_members`)."""
     rng = np.random.default_rng(seed)
-    groups_keys, inv = _group_codes(atlas)
-    order = np.lexsort((rng.random(inv.size), inv))  # random order within each group
-    sizes = np.bincount(inv)
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    members = []
-    for g in range(sizes.size):
-        block = order[starts[g] : starts[g] + sizes[g] - sizes[g] % k]
-        members.extend(block.reshape(-1, k))
-    if len(members) > max_metacells:
-        pick = np.sort(rng.choice(len(members), size=max_metacells, replace=False))
-        members = [members[i] for i in pick]
-    n_meta = len(members)
+    groups, group_keys = _metacell_members(atlas, max_metacells=max_metacells, k=k, rng=rng)
+    n_meta = len(groups)
     if n_meta == 0:
         return np.zeros((0, keep_genes.size), dtype=np.float32), np.zeros(0, dtype=object), "no metacells"
-    groups = np.stack(members)  # (n_meta, k) cell rows
     rows = np.repeat(np.arange(n_meta), k)
     A = sp.csr_matrix((np.full(rows.size, 1.0 / k, dtype=np.float32), (rows, groups.ravel())), shape=(n_meta, atlas.n_cells))
     needed = np.zeros(atlas.n_cells, dtype=bool)
@@ -146,9 +179,8 @@ def _metacell_matrix(atlas, keep_genes: np.ndarray, *, max_metacells: int, k: in
             block.data = np.log1p(block.data)  # the expression store is log1p-normalised already
         cols = s.offset + np.flatnonzero(rows_s)
         out += np.asarray((A[:, cols] @ block).todense(), dtype=np.float32)
-    first = groups[:, 0]
     # a group's key is study, sample and cell type joined by \x1f: its stratum is study and cell type
-    strata = np.array([f"{k.split(_SEP, 1)[0]}{_SEP}{k.rsplit(_SEP, 1)[1]}" for k in groups_keys[inv[first]]], dtype=object)
+    strata = np.array([f"{k.split(_SEP, 1)[0]}{_SEP}{k.rsplit(_SEP, 1)[1]}" for k in group_keys], dtype=object)
     method = (f"{n_meta:,} metacells of {k} cells each (same study, sample and cell type); values centred within "
               "study x cell type; Pearson correlation; average linkage")
     return out, strata, method
