@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard import ids
+from dashboard import ids, payloads
 from dashboard.callbacks import query, render
 from dashboard.callbacks.wiring import QUERY_CONTROLS
 from dashboard.data import DashboardData
@@ -238,6 +238,11 @@ def test_run_s_ranking_names_itself_for_the_request_that_follows(ran):
     settings = {key_: DEFAULTS[key_] for key_ in QUERY_CONTROLS} | {"genes": genes, "null_draws": 123}  # never run
     view = {key_: DEFAULTS[key_] for key_ in render.RENDER_SETTINGS}
     drawn = query.rank_now(data, 1, None, False, None, **settings, **view)
-    assert drawn["ranked"].endswith(data.partial_key("")) and data.stored_result(drawn["ranked"]) is not None
-    final = data.final_key(drawn["ranked"])
+    partial, _, suffix = drawn["ranked"].rpartition("_")
+    assert partial.endswith(data.partial_key("")) and data.stored_result(partial) is not None and suffix
+    final = data.final_key(partial)
     assert final != out["result_key"] and drawn["drawn"] == render.pending_signature(final)
+    # the same query again (after a Cancel, say): a new value, so the request that follows starts again
+    again = query.rank_now(data, 2, None, False, None, **settings, **view)
+    assert again["ranked"] != drawn["ranked"] and again["ranked"].rpartition("_")[0] == partial
+    payloads.STORE_SHAPES[ids.RANKED](again["ranked"], "ranked")  # a store value the server accepts back

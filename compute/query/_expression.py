@@ -110,15 +110,12 @@ def expression_scores(atlas, genes, selection: np.ndarray, *, ctrl_size: int = 5
         # score_genes_matrix on the selected cells x measured genes, without building that
         # matrix: the gene means come from _gene_sums, and only the set's and the control genes'
         # columns are read for the products (zero-weight columns add nothing)
-        store = atlas.store(s.id, "expr")
-        sums = sums_of[s.id]
-        picked = _set_and_controls(sums[measured] / n_rows, in_set, ctrl_size, n_bins, seed)
+        picked = _set_and_controls(sums_of[s.id][measured] / n_rows, in_set, ctrl_size, n_bins, seed)
         if picked is None:
-            out[s.offset : s.offset + s.n_cells][rows] = np.nan
-            continue
+            continue  # no control gene: NaN, as score_genes_matrix gives
         w_set, w_control = picked
         used = np.flatnonzero((w_set != 0) | (w_control != 0))
-        X = store.gather(measured[used])[np.flatnonzero(rows)]
+        X = atlas.store(s.id, "expr").gather(measured[used])[np.flatnonzero(rows)]
         out[s.offset : s.offset + s.n_cells][rows] = np.asarray(X @ w_set[used]).ravel() - np.asarray(X @ w_control[used]).ravel()
     return out
 

@@ -10,6 +10,7 @@ page says when the settings no longer match the result shown (``stale_note``) an
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import time
 
 import dash
@@ -116,7 +117,7 @@ FINISH_LOOK_S = 0.02  # how often it looks for it
 def finish_now(data, ranked: str | None, presenter: bool | None = None, driver_group: str | None = None, *,
                wait_s: float = FINISH_WAIT_S, **settings) -> dict:
     """Every view of the query whose ranking Run's own request has just drawn (``ranked``: that
-    ranking's key, ids.RANKED, written by ``rank_now``), drawn in this request as soon as the
+    ranking's key with a per-Run suffix, ids.RANKED, written by ``rank_now``), drawn in this request as soon as the
     query's job stores the full result: the server looks for it every 20 ms, up to ``wait_s``,
     so it reaches the page without waiting for the page's next poll of the job, and it is drawn
     by this server process, never in the forked job. Triggered by ``ranked``, it starts only
@@ -131,7 +132,7 @@ def finish_now(data, ranked: str | None, presenter: bool | None = None, driver_g
     query Run's request did not rank."""
     if not ranked:
         raise dash.exceptions.PreventUpdate
-    key = data.final_key(ranked)
+    key = data.final_key(ranked.rsplit("_", 1)[0])  # less rank_now's per-Run suffix
     deadline = time.monotonic() + wait_s
     while data.stored_result(key) is None:
         if time.monotonic() >= deadline:
@@ -173,8 +174,10 @@ def rank_now(data, run_clicks: int | None, request: int | None, presenter: bool 
         raise dash.exceptions.PreventUpdate
     # ``ranked`` (ids.RANKED) starts finish_now once these views are on the page; until it has drawn
     # the rest, a render triggered by the result's key leaves them to it
+    # the same query run again (after a Cancel) gives the same ranking key: a fresh suffix each
+    # Run makes it a new value, so finish_now starts every time
     return render_partial(data, partial, presenter, driver_group, **settings) | {
-        "ranked": partial, "drawn": pending_signature(data.final_key(partial))}
+        "ranked": f"{partial}_{secrets.token_hex(4)}", "drawn": pending_signature(data.final_key(partial))}
 
 
 def on_cancel(data, clicks: int | None, result_key: str | None, presenter: bool | None = None, driver_group: str | None = None,
