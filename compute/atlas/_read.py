@@ -526,6 +526,10 @@ class Atlas:
         whole = self.consolidated_store()
         if whole is not None and len(self.genes):
             self._score_consolidated(whole, np.zeros(1, dtype=np.int64), np.ones(1), "mean", None, "panel")
+        first = next((s for s in self.studies if s.n_cells), None)
+        if first is not None and self.has_expression:  # the expression scores' masked gene sums: a forked
+            # job then finds the loop loaded, and never compiles under a lock another thread held at the fork
+            self._store(first, fmt.EXPR_PREFIX).gene_totals(np.zeros(first.n_cells, dtype=bool))
         prepare_null()
         if symbols:
             try:
