@@ -157,12 +157,14 @@ def _transfer_reference(path: str):
         return TransferReference(embedding=z["embedding"], term_codes=z["term_codes"], terms=z["terms"], studies=z["studies"])
 
 
-def transfer_study_task(study_id: str, embed_file: str, reference_file: str, terms: np.ndarray, shared: set[str], relation,
-                        k: int, out_file: str, force: bool, threads: int | None = None) -> dict:
+def transfer_study_task(study_id: str, embed_file: str, reference_file: str, term_names: np.ndarray, term_codes: np.ndarray,
+                        shared: set[str], relation, k: int, out_file: str, force: bool, threads: int | None = None) -> dict:
     """Predicted cell-type terms of one study's cells (``out_file``, npz: ``pred``, ``conf`` and
     the study's held-out accuracy counts) from the reference's cells of other studies
     (compute.vocabulary.predict_study); reused when present. Holds one study's embedding and
-    the bounded reference, never the atlas's."""
+    the bounded reference, never the atlas's. The study's labels come as its distinct terms
+    and one code a cell (``compute.build.StudyTerms``), decoded here: the build process never
+    holds, nor sends, every study's decoded labels at once."""
     from compute.vocabulary import accuracy_counts, predict_study
 
     path = Path(out_file)
@@ -170,7 +172,7 @@ def transfer_study_task(study_id: str, embed_file: str, reference_file: str, ter
     if computed:
         _threads(threads)
         pred, conf = predict_study(_transfer_reference(reference_file), np.load(embed_file), study_id, k=k)
-        counts = accuracy_counts(terms, pred, shared, relation)
+        counts = accuracy_counts(np.asarray(term_names, dtype=object)[term_codes], pred, shared, relation)
         atomic_write(path, lambda t: np.savez(t, pred=pred.astype(str), conf=conf, counts=json.dumps(counts)))
     else:
         with np.load(path, allow_pickle=False) as z:

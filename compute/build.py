@@ -645,7 +645,7 @@ def _label_transfer(client, manifest: Manifest, ingested: list[dict], embed_file
     relation = term_relation(np.unique(np.concatenate([terms.names(sid) for sid in terms])))
     k = settings["k"]
     done = _run(client, tasks.transfer_study_task,
-                [(sid, embed_files[sid], str(ref_file), terms[sid], shared, relation, k, out, False, threads)
+                [(sid, embed_files[sid], str(ref_file), terms.names(sid), terms.codes(sid), shared, relation, k, out, False, threads)
                  for sid, out in zip(ids, out_files, strict=True)], desc="label transfer", quiet=quiet, names=ids)
     summary = transfer_summary(k, sum(p.size for p in picks.values()), accuracy_summary([r["counts"] for r in done]))
     # how well the embedding integrates studies (scIB definitions), on the cell-type terms
