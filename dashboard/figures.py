@@ -1,5 +1,10 @@
 """Pure figure functions: data in, ``go.Figure`` out. Tested on ``fig.to_dict()``.
 
+Each figure is written as plain dicts (its traces, annotations, shapes and layout) and made a
+``go.Figure`` once, by :func:`_figure`, which Plotly checks whole: building it trace by trace
+(``add_trace``, ``update_layout``) checked and copied every property again at each step, most of
+the time a result's views took to draw.
+
 Conventions shared by every figure: Okabe-Ito ``PALETTE`` for categories, viridis for continuous
 values, open markers or an explicit "SIMULATED" label wherever simulated data appears, and an
 ``empty_figure`` that says why whenever there is nothing to draw.
@@ -69,11 +74,9 @@ pio.templates.default = TEMPLATE
 
 def empty_figure(message: str) -> go.Figure:
     """A blank figure whose only content is ``message`` (why there is nothing to draw)."""
-    fig = go.Figure()
-    fig.add_annotation(text=message, showarrow=False, font=dict(size=15, color="#555"), xref="paper", yref="paper", x=0.5, y=0.5)
-    fig.update_layout(xaxis_visible=False, yaxis_visible=False, height=320, font=_FONT,
-                      margin=dict(l=10, r=10, t=30, b=10), meta={"empty": message})
-    return fig
+    note = dict(text=message, showarrow=False, font=dict(size=15, color="#555"), xref="paper", yref="paper", x=0.5, y=0.5)
+    return go.Figure({"data": [], "layout": dict(annotations=[note], xaxis=dict(visible=False), yaxis=dict(visible=False), height=320,
+                                                 font=_FONT, margin=dict(l=10, r=10, t=30, b=10), meta={"empty": message})})
 
 
 def _is_empty(table) -> bool:
@@ -103,18 +106,25 @@ def _title_text(title: str, simulated: bool = False) -> str:
     return "<br>".join(line for line in lines if line is not None)
 
 
-def _base_layout(fig: go.Figure, title: str, height: int, *, simulated: bool = False, **kw) -> go.Figure:
-    """The shared look; the title (wrapped, with the SIMULATED note when ``simulated``) sits in
-    the top margin, which grows with its lines and leaves the toolbar its own band above it."""
+def _figure(traces: list[dict], title: str, height: int, *, simulated: bool = False, annotations: list[dict] | None = None,
+            shapes: list[dict] | None = None, **layout) -> go.Figure:
+    """The figure of ``traces`` (dicts, each with its ``type``), ``annotations``, ``shapes`` and
+    the ``layout`` properties, in the shared look: the title (wrapped, with the SIMULATED note
+    when ``simulated``) sits in the top margin, which grows with its lines and leaves the toolbar
+    its own band above it. Plotly checks it once, whole."""
     text = _title_text(title, simulated)
     n_lines = text.count("<br>") + 1 if text else 0
-    margin = dict(kw.pop("margin", None) or {})
+    margin = dict(layout.pop("margin", None) or {})
     top_extra = int(margin.pop("t_extra", 0))  # room the figure needs between the title and the plot (a key, top tick labels)
     margin["t"] = _MODEBAR_PX + 22 * n_lines + 8 + top_extra
-    fig.update_layout(title=dict(text=text, x=0, xref="container", xanchor="left", y=1, yref="container",
-                                 yanchor="top", pad=dict(t=_MODEBAR_PX, l=8), font_size=16),
-                      font=_FONT, height=height + 22 * max(n_lines - 1, 0), margin=margin, **kw)
-    return fig
+    layout |= dict(title=dict(text=text, x=0, xref="container", xanchor="left", y=1, yref="container", yanchor="top",
+                              pad=dict(t=_MODEBAR_PX, l=8), font=dict(size=16)),
+                   font=_FONT, height=height + 22 * max(n_lines - 1, 0), margin=margin)
+    if annotations:
+        layout["annotations"] = annotations
+    if shapes:
+        layout["shapes"] = shapes
+    return go.Figure({"data": traces, "layout": layout})
 
 
 def _wrap_word(word: str, width: int) -> list[str]:
@@ -241,7 +251,7 @@ def disease_ranking_figure(samples: pd.DataFrame, ranking: pd.DataFrame, *, base
         keys[group] = f"{group}<br>{counts}" + (f"<br>{p_line}" if p_line else "")
         ticks[group] = (f"{_wrap(group, width)}<br>{n_samples}<br>{n_studies}" + (f"<br><b>{p_line}</b>" if p_line else "")
                         if upright else group)
-    fig = go.Figure()
+    traces = []
     if nulls is not None:
         banded = [g for g in order if g in nulls.index]
         lo = nulls.loc[banded, "null_lo"].to_numpy(dtype=float)
@@ -250,33 +260,34 @@ def disease_ranking_figure(samples: pd.DataFrame, ranking: pd.DataFrame, *, base
         p_text = [format_p(p_values[g], p_floor) for g in banded]
         share = band[1] - band[0]
         # a bar trace sits in plotly's bar layer, under boxes and points: the band stays behind
-        fig.add_trace(go.Bar(
-            x=[keys[g] for g in banded], y=hi - lo, base=lo.tolist(), width=0.8, name=f"null band: central {share:g}% of random gene sets",
-            marker=dict(color="rgba(110,110,110,0.22)", line_width=0), showlegend=True,
+        traces.append(dict(
+            type="bar", x=[keys[g] for g in banded], y=hi - lo, base=lo.tolist(), width=0.8,
+            name=f"null band: central {share:g}% of random gene sets",
+            marker=dict(color="rgba(110,110,110,0.22)", line=dict(width=0)), showlegend=True,
             # a list of rows keeps numbers numeric next to the text (np.stack would make all strings)
             customdata=[[float(a), float(b), float(c), t] for a, b, c, t in zip(lo, hi, med, p_text, strict=True)],
             hovertemplate=(f"null {band[0]:g}-{band[1]:g} percentile: %{{customdata[0]:.1f}}-%{{customdata[1]:.1f}}%<br>"
                            "null median %{customdata[2]:.1f}% · %{customdata[3]}<extra>matched random gene sets</extra>"),
         ))
-        fig.add_trace(go.Scatter(
-            x=[keys[g] for g in banded], y=med, mode="markers", name="null median",
+        traces.append(dict(
+            type="scatter", x=[keys[g] for g in banded], y=med, mode="markers", name="null median",
             marker=dict(symbol="line-ew", size=34, color="#444", line=dict(width=2, color="#444")),
             hovertemplate="null median %{y:.1f}%<extra></extra>",
         ))
     for i, group in enumerate(order):
         colour = _ON_WHITE[i % len(_ON_WHITE)]
         s = samples[samples["disease"].astype(str) == group]
-        fig.add_trace(go.Box(
-            x=[keys[group]] * len(s), y=s["hit_pct"], name=group, boxpoints=False, boxmean=True, marker_color=colour,
-            line_width=1.5, fillcolor="rgba(0,0,0,0)", showlegend=False, hoverinfo="skip",
+        traces.append(dict(
+            type="box", x=[keys[group]] * len(s), y=s["hit_pct"], name=group, boxpoints=False, boxmean=True,
+            marker=dict(color=colour), line=dict(width=1.5), fillcolor="rgba(0,0,0,0)", showlegend=False, hoverinfo="skip",
         ))
         for simulated, symbol in ((False, "circle"), (True, "circle-open")):
             part = s[s["simulated"].astype(bool) == simulated]
             if part.empty:
                 continue
-            fig.add_trace(go.Scatter(
-                x=[keys[group]] * len(part), y=part["hit_pct"], mode="markers", showlegend=False,
-                marker=dict(color=colour, symbol=symbol, size=9, line_width=1.8),
+            traces.append(dict(
+                type="scatter", x=[keys[group]] * len(part), y=part["hit_pct"], mode="markers", showlegend=False,
+                marker=dict(color=colour, symbol=symbol, size=9, line=dict(width=1.8)),
                 customdata=np.stack([part["study"], part["sample"], part["n_cells"], part["n_hits"],
                                      np.where(part["simulated"].astype(bool), "SIMULATED", "real")], axis=1),
                 hovertemplate="%{customdata[1]} (%{customdata[0]}, %{customdata[4]})<br>"
@@ -289,27 +300,29 @@ def disease_ranking_figure(samples: pd.DataFrame, ranking: pd.DataFrame, *, base
     for present, symbol, name in ((has_real, "circle", "sample (real study)"),
                                   (has_sim, "circle-open", "sample (SIMULATED study)")):
         if present:
-            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, showlegend=True, hoverinfo="skip",
-                                     marker=dict(symbol=symbol, color="#555", size=9, line_width=1.8)))
-    if base_rate is not None:
-        fig.add_hline(y=base_rate, line_dash="dash", line_color="#777", annotation_text=f"base rate {base_rate:g}%",
-                      annotation_position="top right")
+            traces.append(dict(type="scatter", x=[None], y=[None], mode="markers", name=name, showlegend=True, hoverinfo="skip",
+                               marker=dict(symbol=symbol, color="#555", size=9, line=dict(width=1.8))))
+    shapes, annotations = [], []
+    if base_rate is not None:  # a dashed line across the plot, named at its right end
+        shapes.append(dict(type="line", xref="x domain", x0=0, x1=1, yref="y", y0=base_rate, y1=base_rate,
+                           line=dict(dash="dash", color="#777")))
+        annotations.append(dict(text=f"base rate {base_rate:g}%", showarrow=False, xref="x domain", x=1, xanchor="right",
+                                yref="y", y=base_rate, yanchor="bottom"))
     if upright:
         n_lines = max(t.count("<br>") for t in ticks.values()) + 1
         labels_px = 16 * n_lines
     else:  # names at -45 degrees: their height is about 0.7 of their length
         labels_px = int(0.7 * 7.5 * max(len(g) for g in order)) + 16
     bottom = 20 + labels_px + 50  # tick labels, then the legend row under them
-    _base_layout(
-        fig, title, 380 + bottom,
+    return _figure(
+        traces, title, 380 + bottom, shapes=shapes, annotations=annotations,
         yaxis=dict(title="hit % per sample", rangemode="tozero"),
-        xaxis=dict(categoryorder="array", categoryarray=[keys[g] for g in order], tickmode="array", tickfont_size=12,
+        xaxis=dict(categoryorder="array", categoryarray=[keys[g] for g in order], tickmode="array", tickfont=dict(size=12),
                    tickvals=[keys[g] for g in order], ticktext=[ticks[g] for g in order], tickangle=0 if upright else -45),
         legend=dict(orientation="h", yref="container", y=0.01, yanchor="bottom", x=0, xanchor="left"),
         margin=dict(l=70, r=20, b=bottom), boxgap=0.5, boxmode="overlay", barmode="overlay",
         meta={"order": order, "p_values": p_values},
     )
-    return fig
 
 
 # -- UMAP --------------------------------------------------------------------------------------
@@ -359,11 +372,11 @@ def umap_figure(coords: np.ndarray, values: np.ndarray, hover: pd.DataFrame, sel
     values = np.asarray(values, dtype=float)
     idx = subsample_indices(n, max_points, seed)
     sel = np.asarray(selection, dtype=bool)[idx] & np.isfinite(values[idx])
-    fig = go.Figure()
+    traces = []
     other = idx[~sel]
     if other.size:
-        fig.add_trace(go.Scattergl(x=coords[other, 0], y=coords[other, 1], mode="markers", name="not selected",
-                                   marker=dict(size=3, color=_UNSELECTED), hoverinfo="skip", showlegend=color_by != "score"))
+        traces.append(dict(type="scattergl", x=coords[other, 0], y=coords[other, 1], mode="markers", name="not selected",
+                           marker=dict(size=3, color=_UNSELECTED), hoverinfo="skip", showlegend=color_by != "score"))
     chosen = idx[sel]
     has_sim = simulated
     simulated = np.asarray(hover["simulated"], dtype=bool)[chosen] if "simulated" in hover.columns else np.zeros(chosen.size, bool)
@@ -382,8 +395,9 @@ def umap_figure(coords: np.ndarray, values: np.ndarray, hover: pd.DataFrame, sel
     if color_by == "score":
         # draw high scores last so they sit on top
         o = np.argsort(values[chosen], kind="stable")
-        fig.add_trace(go.Scattergl(
-            x=coords[chosen[o], 0], y=coords[chosen[o], 1], mode="markers", name="selected cells", customdata=custom[o],
+        traces.append(dict(
+            type="scattergl", x=coords[chosen[o], 0], y=coords[chosen[o], 1], mode="markers", name="selected cells",
+            customdata=custom[o],
             marker=dict(size=4, color=values[chosen[o]], colorscale="Viridis", showscale=True,
                         colorbar=dict(title=dict(text="signature<br>score"))),
             hovertemplate=template, showlegend=False,
@@ -398,21 +412,20 @@ def umap_figure(coords: np.ndarray, values: np.ndarray, hover: pd.DataFrame, sel
             groups.append((f"other ({len(rest)} smaller groups)", np.isin(labels, rest), _OTHER))
         # largest first: small categories are drawn last and stay visible
         for name, mask, colour in groups:
-            fig.add_trace(go.Scattergl(x=coords[chosen[mask], 0], y=coords[chosen[mask], 1], mode="markers", name=name,
-                                       marker=dict(size=4, color=colour), customdata=custom[mask], hovertemplate=template))
+            traces.append(dict(type="scattergl", x=coords[chosen[mask], 0], y=coords[chosen[mask], 1], mode="markers", name=name,
+                               marker=dict(size=4, color=colour), customdata=custom[mask], hovertemplate=template))
     shown = f"{idx.size:,} of {n:,} cells shown" + (" (random subsample)" if idx.size < n else "")
-    fig.add_annotation(text=shown, xref="paper", yref="paper", x=0, y=0, xanchor="left", yanchor="bottom", showarrow=False,
-                       font=dict(size=13, color="#555"), bgcolor="rgba(255,255,255,0.7)")
+    annotations = [dict(text=shown, xref="paper", yref="paper", x=0, y=0, xanchor="left", yanchor="bottom", showarrow=False,
+                        font=dict(size=13, color="#555"), bgcolor="rgba(255,255,255,0.7)")]
     if simulated.any():
-        fig.add_annotation(text="hover marks SIMULATED cells", xref="paper", yref="paper", x=1, y=0, xanchor="right",
-                           yanchor="bottom", showarrow=False, font=dict(size=13, color="#D55E00"),
-                           bgcolor="rgba(255,255,255,0.7)")
-    _base_layout(fig, title, 540, simulated=has_sim, showlegend=color_by != "score",
+        annotations.append(dict(text="hover marks SIMULATED cells", xref="paper", yref="paper", x=1, y=0, xanchor="right",
+                                yanchor="bottom", showarrow=False, font=dict(size=13, color="#D55E00"),
+                                bgcolor="rgba(255,255,255,0.7)"))
+    return _figure(traces, title, 540, simulated=has_sim, annotations=annotations, showlegend=color_by != "score",
                  legend=dict(itemsizing="constant", title=dict(text=_LEGEND_TITLES.get(color_by, color_by.replace("_", " "))), y=1,
                              yanchor="top"),
                  xaxis=dict(visible=False), yaxis=dict(visible=False, scaleanchor="x"), margin=dict(l=10, r=10, b=10),
-                 meta={"shown": int(idx.size), "total": int(n), "color_by": color_by, "simulated": bool(simulated.any())})
-    return fig
+                   meta={"shown": int(idx.size), "total": int(n), "color_by": color_by, "simulated": bool(simulated.any())})
 
 
 # -- genes x groups ----------------------------------------------------------------------------
@@ -473,34 +486,35 @@ def heatmap_figure(table: pd.DataFrame, *, group_label: str = "disease", title: 
     if _is_empty(table):
         return empty_figure("No genes to show: none of the signature genes carries attribution in the selection")
     t = _order_table(table, order)
-    fig = go.Figure(go.Heatmap(
-        z=t.to_numpy(dtype=float), x=[str(c) for c in t.columns], y=[str(g) for g in t.index], colorscale="Viridis",
+    heat = dict(
+        type="heatmap", z=t.to_numpy(dtype=float), x=[str(c) for c in t.columns], y=[str(g) for g in t.index], colorscale="Viridis",
         colorbar=dict(title=dict(text="mean |IG x input|<br>attribution")),
         hovertemplate="%{y} in %{x}<br>mean attribution %{z:.3g}<extra></extra>",
-    ))
-    _base_layout(fig, title, max(380, 18 * len(t.index) + 220), simulated=simulated,
-                 xaxis=_group_axis(list(t.columns), group_label),
-                 yaxis=dict(title="gene", autorange="reversed", tickfont_size=12, automargin=True),
-                 margin=dict(l=90, r=20, b=20, t_extra=_top_axis_room(list(t.columns))),
-                 meta={"order": order, "genes": [str(g) for g in t.index], "groups": [str(c) for c in t.columns]})
-    return fig
+    )
+    return _figure([heat], title, max(380, 18 * len(t.index) + 220), simulated=simulated,
+                   xaxis=_group_axis(list(t.columns), group_label),
+                   yaxis=dict(title="gene", autorange="reversed", tickfont=dict(size=12), automargin=True),
+                   margin=dict(l=90, r=20, b=20, t_extra=_top_axis_room(list(t.columns))),
+                   meta={"order": order, "genes": [str(g) for g in t.index], "groups": [str(c) for c in t.columns]})
 
 
-def _size_key(fig: go.Figure, max_size: float, percents=(25, 50, 100)) -> None:
+def _size_key(max_size: float, percents=(25, 50, 100)) -> tuple[list[dict], list[dict]]:
     """A dot-size key above the plot, drawn as pixel-sized circles: legend-only traces would need
-    fake data points on the category axes."""
+    fake data points on the category axes. Its (annotations, shapes)."""
     mid = -22  # px below the plot's bottom edge (the group names sit on top)
-    fig.add_annotation(text="dot size: gene non-zero in", xref="paper", yref="paper", x=0, y=0, xanchor="left", yanchor="middle",
-                       yshift=mid, showarrow=False, font=dict(size=13, color="#555"))
+    annotations = [dict(text="dot size: gene non-zero in", xref="paper", yref="paper", x=0, y=0, xanchor="left", yanchor="middle",
+                        yshift=mid, showarrow=False, font=dict(size=13, color="#555"))]
+    shapes = []
     offset = 200
     for p in percents:
         d = max_size * np.sqrt(p / 100)
-        fig.add_shape(type="circle", xref="paper", yref="paper", xsizemode="pixel", ysizemode="pixel", xanchor=0, yanchor=0,
-                      x0=offset - d / 2, x1=offset + d / 2, y0=mid - d / 2, y1=mid + d / 2,
-                      fillcolor="#777", line=dict(width=0), name=f"{p}%")
-        fig.add_annotation(text=f"{p}% of hit cells", xref="paper", yref="paper", x=0, y=0, xanchor="left", yanchor="middle",
-                           xshift=offset + max_size / 2 + 4, yshift=mid, showarrow=False, font=dict(size=13, color="#555"))
+        shapes.append(dict(type="circle", xref="paper", yref="paper", xsizemode="pixel", ysizemode="pixel", xanchor=0, yanchor=0,
+                           x0=offset - d / 2, x1=offset + d / 2, y0=mid - d / 2, y1=mid + d / 2,
+                           fillcolor="#777", line=dict(width=0), name=f"{p}%"))
+        annotations.append(dict(text=f"{p}% of hit cells", xref="paper", yref="paper", x=0, y=0, xanchor="left", yanchor="middle",
+                                xshift=offset + max_size / 2 + 4, yshift=mid, showarrow=False, font=dict(size=13, color="#555")))
         offset += 150
+    return annotations, shapes
 
 
 def dotplot_figure(mean_table: pd.DataFrame, pct_table: pd.DataFrame, *, group_label: str, title: str = "",
@@ -522,23 +536,22 @@ def dotplot_figure(mean_table: pd.DataFrame, pct_table: pd.DataFrame, *, group_l
     # area, not diameter, proportional to the percentage: the eye compares areas
     size = max_size * np.sqrt(np.clip(np.nan_to_num(frac), 0, 100) / 100)
     detail = ["no hit cells in this group" if np.isnan(f) else f"non-zero in {f:.0f}% of hit cells" for f in frac]
-    fig = go.Figure(go.Scatter(
-        x=[g for _ in genes for g in groups], y=[g for g in genes for _ in groups], mode="markers", name="genes",
+    dots = dict(
+        type="scatter", x=[g for _ in genes for g in groups], y=[g for g in genes for _ in groups], mode="markers", name="genes",
         showlegend=False, cliponaxis=False,
         marker=dict(size=size, sizemode="diameter", color=mean, colorscale="Viridis", line=dict(width=0.5, color="#666"),
                     colorbar=dict(title=dict(text="mean |IG x input|<br>attribution"))),
         customdata=detail, hovertemplate="%{y} in %{x}<br>mean attribution %{marker.color:.3g}<br>%{customdata}<extra></extra>",
-    ))
-    _size_key(fig, max_size)
-    _base_layout(fig, title, max(400, 22 * len(genes) + 200), simulated=simulated,
-                 # explicit ranges: autorange pads category axes for the marker sizes, leaving empty rows
-                 xaxis=_group_axis(groups, group_label) | dict(categoryorder="array", categoryarray=groups,
-                                                               range=[-0.5, len(groups) - 0.5]),
-                 yaxis=dict(title="gene", categoryorder="array", categoryarray=genes, range=[len(genes) - 0.5, -0.5],
-                            tickfont_size=12, automargin=True),
-                 margin=dict(l=90, r=20, b=50, t_extra=_top_axis_room(groups)),
-                 meta={"order": order, "genes": genes, "groups": groups, "max_size": max_size})
-    return fig
+    )
+    annotations, shapes = _size_key(max_size)
+    return _figure([dots], title, max(400, 22 * len(genes) + 200), simulated=simulated, annotations=annotations, shapes=shapes,
+                   # explicit ranges: autorange pads category axes for the marker sizes, leaving empty rows
+                   xaxis=_group_axis(groups, group_label) | dict(categoryorder="array", categoryarray=groups,
+                                                                 range=[-0.5, len(groups) - 0.5]),
+                   yaxis=dict(title="gene", categoryorder="array", categoryarray=genes, range=[len(genes) - 0.5, -0.5],
+                              tickfont=dict(size=12), automargin=True),
+                   margin=dict(l=90, r=20, b=50, t_extra=_top_axis_room(groups)),
+                   meta={"order": order, "genes": genes, "groups": groups, "max_size": max_size})
 
 
 # -- evidence ----------------------------------------------------------------------------------
@@ -556,17 +569,16 @@ def driver_genes_figure(gene_shares: pd.DataFrame, group: str, *, top: int = 15,
     s = s.sort_values(ascending=False, kind="stable")
     shown = s.iloc[: max(int(top), 1)]
     rest = float(max(s.sum() - shown.sum(), 0.0))
-    fig = go.Figure(go.Bar(
-        x=shown.to_numpy(), y=[str(g) for g in shown.index], orientation="h", marker_color=PALETTE[0],
+    bars = dict(
+        type="bar", x=shown.to_numpy(), y=[str(g) for g in shown.index], orientation="h", marker=dict(color=PALETTE[0]),
         text=[f"{v:.1f}%" for v in shown], textposition="outside", cliponaxis=False,
         hovertemplate="%{y}: %{x:.1f}% of the summed score<extra></extra>",
-    ))
+    )
     note = f"top {len(shown)} of {len(s)} genes · the other genes carry {format_value(rest, 'pct')}%"
-    _base_layout(fig, f"{title}<br><sub>{note}</sub>", max(320, 26 * len(shown) + 160), simulated=simulated,
-                 xaxis=dict(title="share of the summed score (%)", rangemode="tozero", range=[0, float(shown.max()) * 1.18]),
-                 yaxis=dict(autorange="reversed", automargin=True), margin=dict(l=90, r=30, b=60),
-                 meta={"group": group, "genes": [str(g) for g in shown.index], "rest_pct": rest})
-    return fig
+    return _figure([bars], f"{title}<br><sub>{note}</sub>", max(320, 26 * len(shown) + 160), simulated=simulated,
+                   xaxis=dict(title="share of the summed score (%)", rangemode="tozero", range=[0, float(shown.max()) * 1.18]),
+                   yaxis=dict(autorange="reversed", automargin=True), margin=dict(l=90, r=30, b=60),
+                   meta={"group": group, "genes": [str(g) for g in shown.index], "rest_pct": rest})
 
 
 def _spread(y: np.ndarray, gap: float, floor: float = 0.0) -> np.ndarray:
@@ -593,9 +605,8 @@ def robustness_figure(thresholds: pd.DataFrame, *, highlight: str | None = None,
     t = t.loc[[g for g in t.mean(axis=1, skipna=True).sort_values(ascending=False, kind="stable").index
                if t.loc[g].notna().any()]]
     pcts = np.array([float(c) for c in t.columns])
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=pcts, y=100 - pcts, mode="lines", name="base rate (100 - percentile)",
-                             line=dict(color="#999", dash="dash", width=1.5), hovertemplate="base rate %{y:g}%<extra></extra>"))
+    traces = [dict(type="scatter", x=pcts, y=100 - pcts, mode="lines", name="base rate (100 - percentile)",
+                   line=dict(color="#999", dash="dash", width=1.5), hovertemplate="base rate %{y:g}%<extra></extra>")]
     dashes = ("solid", "dash", "dot", "dashdot")
     hl = str(highlight) if highlight is not None and str(highlight) in map(str, t.index) else None
     ends, names, colours = [], [], []
@@ -606,8 +617,8 @@ def robustness_figure(thresholds: pd.DataFrame, *, highlight: str | None = None,
         dash = dashes[(i // len(_ON_WHITE)) % len(dashes)]
         bold = hl is not None and str(group) == hl
         faded = hl is not None and not bold
-        fig.add_trace(go.Scatter(
-            x=pcts, y=y, mode="lines+markers", name=str(group), opacity=0.55 if faded else 1.0,
+        traces.append(dict(
+            type="scatter", x=pcts, y=y, mode="lines+markers", name=str(group), opacity=0.55 if faded else 1.0,
             line=dict(color=colour, dash=dash, width=5 if bold else 2), marker=dict(size=9 if bold else 6),
             hovertemplate=f"{group}<br>%{{x:g}}th percentile: %{{y:.1f}}% mean sample hits<extra></extra>",
         ))
@@ -623,15 +634,13 @@ def robustness_figure(thresholds: pd.DataFrame, *, highlight: str | None = None,
     for _ in range(3):
         placed = _spread(np.array(ends), 18 / plot_px * top)
         top = max(ymax, float(placed.max())) * 1.08
-    for name, y, colour in zip(names, placed, colours, strict=True):
-        fig.add_annotation(text=name, x=1.01, xref="paper", y=y, yref="y", xanchor="left", showarrow=False,
-                           font=dict(size=13, color=colour))
-    _base_layout(fig, title, height, simulated=simulated, showlegend=False,
-                 xaxis=dict(title="hit threshold (percentile of the selected cells' scores)", tickvals=pcts,
-                            ticktext=[f"{p:g}th" for p in pcts]),
-                 yaxis=dict(title="mean sample hit %", range=[0, top]), margin=dict(l=70, r=240, b=60),
-                 meta={"order": [str(g) for g in t.index], "percentiles": pcts.tolist(), "highlight": hl})
-    return fig
+    annotations = [dict(text=name, x=1.01, xref="paper", y=y, yref="y", xanchor="left", showarrow=False, font=dict(size=13, color=colour))
+                   for name, y, colour in zip(names, placed, colours, strict=True)]
+    return _figure(traces, title, height, simulated=simulated, annotations=annotations, showlegend=False,
+                   xaxis=dict(title="hit threshold (percentile of the selected cells' scores)", tickvals=pcts,
+                              ticktext=[f"{p:g}th" for p in pcts]),
+                   yaxis=dict(title="mean sample hit %", range=[0, top]), margin=dict(l=70, r=240, b=60),
+                   meta={"order": [str(g) for g in t.index], "percentiles": pcts.tolist(), "highlight": hl})
 
 
 def score_comparison_figure(attr_ranking: pd.DataFrame, expr_ranking: pd.DataFrame | None, *, title: str = "") -> go.Figure:
@@ -665,34 +674,32 @@ def score_comparison_figure(attr_ranking: pd.DataFrame, expr_ranking: pd.DataFra
     labels = {g: f"{g}  #{ranks[g][0] or '–'} / #{ranks[g][1] or '–'}" for g in order}
     xa = np.array([np.nan if get(a, g, "mean_hit_pct") is None else float(get(a, g, "mean_hit_pct")) for g in order])
     xe = np.array([np.nan if get(e, g, "mean_hit_pct") is None else float(get(e, g, "mean_hit_pct")) for g in order])
-    fig = go.Figure()
     lx, ly = [], []
     for g, va, ve in zip(order, xa, xe, strict=True):
         lx += [va, ve, None]
         ly += [labels[g], labels[g], None]
-    fig.add_trace(go.Scatter(x=lx, y=ly, mode="lines", line=dict(color="#bbb", width=3), hoverinfo="skip", showlegend=False,
-                             name="difference"))
+    traces = [dict(type="scatter", x=lx, y=ly, mode="lines", line=dict(color="#bbb", width=3), hoverinfo="skip", showlegend=False,
+                   name="difference")]
     for name, xs, symbol, colour, which in (("attribution score", xa, "circle", PALETTE[0], 0),
                                             ("expression score (score_genes)", xe, "diamond", PALETTE[5], 1)):
         keep = ~np.isnan(xs)
         gs = [g for g, k in zip(order, keep, strict=True) if k]
-        fig.add_trace(go.Scatter(
-            x=xs[keep], y=[labels[g] for g in gs], mode="markers", name=name,
-            marker=dict(symbol=[f"{symbol}-open" if sim[g] else symbol for g in gs], size=13, color=colour, line_width=2),
+        traces.append(dict(
+            type="scatter", x=xs[keep], y=[labels[g] for g in gs], mode="markers", name=name,
+            marker=dict(symbol=[f"{symbol}-open" if sim[g] else symbol for g in gs], size=13, color=colour, line=dict(width=2)),
             customdata=[[g, ranks[g][which], "all samples SIMULATED" if sim[g] else "real samples"] for g in gs],
             hovertemplate=f"<b>%{{customdata[0]}}</b><br>{name}: %{{x:.1f}}% (rank %{{customdata[1]}})<br>"
                           "%{customdata[2]}<extra></extra>",
         ))
-    fig.add_annotation(text="rank: attribution / expression", xref="paper", yref="paper", x=0, y=1.0, xanchor="right",
-                       yanchor="bottom", showarrow=False, font=dict(size=12, color="#555"))
+    key = dict(text="rank: attribution / expression", xref="paper", yref="paper", x=0, y=1.0, xanchor="right",
+               yanchor="bottom", showarrow=False, font=dict(size=12, color="#555"))
     sim_line = ("<br><span style='font-size:13px;color:#D55E00'><b>open markers: all samples SIMULATED</b></span>"
                 if any(sim.values()) else "")
-    _base_layout(fig, f"{title}{sim_line}", max(340, 32 * len(order) + 170),
-                 xaxis=dict(title="mean sample hit %", rangemode="tozero"),
-                 yaxis=dict(categoryorder="array", categoryarray=[labels[g] for g in order], autorange="reversed", automargin=True),
-                 legend=dict(orientation="h", yref="container", y=0.01, yanchor="bottom", x=0),
-                 margin=dict(l=40, r=20, b=100, t_extra=22), meta={"order": order, "ranks": ranks})
-    return fig
+    return _figure(traces, f"{title}{sim_line}", max(340, 32 * len(order) + 170), annotations=[key],
+                   xaxis=dict(title="mean sample hit %", rangemode="tozero"),
+                   yaxis=dict(categoryorder="array", categoryarray=[labels[g] for g in order], autorange="reversed", automargin=True),
+                   legend=dict(orientation="h", yref="container", y=0.01, yanchor="bottom", x=0),
+                   margin=dict(l=40, r=20, b=100, t_extra=22), meta={"order": order, "ranks": ranks})
 
 
 def score_scatter_figure(attr_scores: np.ndarray, expr_scores: np.ndarray, labels: np.ndarray, *, max_points: int = 5_000,
@@ -726,7 +733,7 @@ def score_scatter_figure(attr_scores: np.ndarray, expr_scores: np.ndarray, label
     groups = [(c, lab[idx] == c, colours[c]) for c in named]
     if rest:
         groups.append((f"other ({len(rest)})", np.isin(lab[idx], rest), _OTHER))
-    fig = go.Figure()
+    traces = []
     for name, mask, colour in groups:
         # scattergl draws no open symbol given per point, so real and simulated cells are two
         # traces under one legend entry
@@ -736,8 +743,8 @@ def score_scatter_figure(attr_scores: np.ndarray, expr_scores: np.ndarray, label
             if pts.size == 0:
                 continue
             other = colour == _OTHER
-            fig.add_trace(go.Scattergl(
-                x=x[pts], y=y[pts], mode="markers", name=name, legendgroup=name, showlegend=first,
+            traces.append(dict(
+                type="scattergl", x=x[pts], y=y[pts], mode="markers", name=name, legendgroup=name, showlegend=first,
                 marker=dict(size=5, color=colour, opacity=0.8, symbol=symbol),
                 customdata=lab[pts].tolist() if other else None,
                 hovertemplate=(f"{'%{customdata}' if other else '%{fullData.name}'}{suffix}<br>"
@@ -749,14 +756,13 @@ def score_scatter_figure(attr_scores: np.ndarray, expr_scores: np.ndarray, label
     sim_line = ("<br><span style='font-size:13px;color:#D55E00'><b>open circles: SIMULATED cells</b></span>"
                 if sim[idx].any() else "")
     n_rows = int(np.ceil(len(groups) / 4))  # a horizontal legend below: about four entries a row
-    _base_layout(fig, f"{title}<br><sub>{stat}{shown}</sub>{sim_line}", 520 + 22 * n_rows,
-                 xaxis=dict(title="attribution score (mean |IG x input| of the signature genes)"),
-                 yaxis=dict(title="expression score (score_genes)"),
-                 legend=dict(itemsizing="constant", title=dict(text="disease"), orientation="h", yref="container", y=0.01,
-                             yanchor="bottom", x=0),
-                 margin=dict(l=70, r=20, b=70 + 22 * n_rows),
-                 meta={"shown": int(idx.size), "total": int(finite.size), "spearman": rho if np.isfinite(rho) else None})
-    return fig
+    return _figure(traces, f"{title}<br><sub>{stat}{shown}</sub>{sim_line}", 520 + 22 * n_rows,
+                   xaxis=dict(title="attribution score (mean |IG x input| of the signature genes)"),
+                   yaxis=dict(title="expression score (score_genes)"),
+                   legend=dict(itemsizing="constant", title=dict(text="disease"), orientation="h", yref="container", y=0.01,
+                               yanchor="bottom", x=0),
+                   margin=dict(l=70, r=20, b=70 + 22 * n_rows),
+                   meta={"shown": int(idx.size), "total": int(finite.size), "spearman": rho if np.isfinite(rho) else None})
 
 
 # -- gene modules ------------------------------------------------------------------------------
@@ -804,18 +810,19 @@ def coattribution_heatmap(corr: np.ndarray, genes: list[str], n_signature: int, 
     mods = [modules[i] for i in order]
     ticks = [f"{g} · {m}" if m else g for g, m in zip(names, mods, strict=True)]
     small = n > 60
-    fig = go.Figure(go.Heatmap(
-        z=z, x=names, y=names, colorscale="RdBu_r", zmid=0, zmin=-zmax, zmax=zmax, hoverongaps=False,
+    heat = dict(
+        type="heatmap", z=z, x=names, y=names, colorscale="RdBu_r", zmid=0, zmin=-zmax, zmax=zmax, hoverongaps=False,
         colorbar=dict(title=dict(text="co-attribution<br>r")),
         customdata=[[m] * n for m in mods],
         hovertemplate="%{y} (%{customdata}) x %{x}<br>r = %{z:.3f}<extra></extra>",
-    ))
+    )
     split = None
+    shapes, annotations = [], []
     if 0 < n_signature < n:
         split = n_signature - 0.5
         line = dict(color="#000", width=2, dash="dash")
-        fig.add_shape(type="line", x0=split, x1=split, y0=-0.5, y1=n - 0.5, xref="x", yref="y", line=line, name="split")
-        fig.add_shape(type="line", x0=-0.5, x1=n - 0.5, y0=split, y1=split, xref="x", yref="y", line=line, name="split")
+        shapes = [dict(type="line", x0=split, x1=split, y0=-0.5, y1=n - 0.5, xref="x", yref="y", line=line, name="split"),
+                  dict(type="line", x0=-0.5, x1=n - 0.5, y0=split, y1=split, xref="x", yref="y", line=line, name="split")]
     # the block names meet at the split, each reading away from it, so a narrow block's name
     # never runs over the other's
     names_at = [(f"signature ({n_signature}) ◂", "right", -4, n_signature > 0),
@@ -823,16 +830,15 @@ def coattribution_heatmap(corr: np.ndarray, genes: list[str], n_signature: int, 
     for label, anchor, shift, present in names_at:
         if present:
             x = split if split is not None else (n - 1) / 2
-            fig.add_annotation(text=f"<b>{label}</b>", x=x, xref="x", xanchor=anchor if split is not None else "center",
-                               xshift=shift if split is not None else 0, y=1.0, yref="paper", yanchor="bottom", showarrow=False,
-                               font=dict(size=13, color="#333"))
+            annotations.append(dict(text=f"<b>{label}</b>", x=x, xref="x", xanchor=anchor if split is not None else "center",
+                                    xshift=shift if split is not None else 0, y=1.0, yref="paper", yanchor="bottom", showarrow=False,
+                                    font=dict(size=13, color="#333")))
     axis = dict(categoryorder="array", categoryarray=names, tickmode="array", tickvals=names, ticktext=ticks,
-                tickfont_size=9 if small else 11, automargin=True, showgrid=False)
-    _base_layout(fig, title, max(420, (10 if small else 15) * n + 220), simulated=simulated,
-                 # beyond 60 genes the column labels overlap: the rows carry the names (and hover)
-                 # explicit ranges: annotations placed on the x axis would otherwise widen its autorange
-                 xaxis=axis | dict(tickangle=-90, showticklabels=not small, range=[-0.5, n - 0.5]),
-                 yaxis=axis | dict(range=[n - 0.5, -0.5]),
-                 margin=dict(l=90, r=20, b=90, t_extra=26),  # the block names
-                 meta={"genes": names, "modules": mods, "n_signature": int(n_signature), "split": split})
-    return fig
+                tickfont=dict(size=9 if small else 11), automargin=True, showgrid=False)
+    return _figure([heat], title, max(420, (10 if small else 15) * n + 220), simulated=simulated, annotations=annotations, shapes=shapes,
+                   # beyond 60 genes the column labels overlap: the rows carry the names (and hover)
+                   # explicit ranges: annotations placed on the x axis would otherwise widen its autorange
+                   xaxis=axis | dict(tickangle=-90, showticklabels=not small, range=[-0.5, n - 0.5]),
+                   yaxis=axis | dict(range=[n - 0.5, -0.5]),
+                   margin=dict(l=90, r=20, b=90, t_extra=26),  # the block names
+                   meta={"genes": names, "modules": mods, "n_signature": int(n_signature), "split": split})
