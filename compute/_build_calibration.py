@@ -58,7 +58,7 @@ def _own_input(root: Path, entry: dict, n_genes: int, n_cells: int, seed: int) -
     mask = np.zeros(n, dtype=bool)
     mask[np.random.default_rng(seed).choice(n, size=min(n_cells, n), replace=False)] = True
     store = GeneMajorStore(root / entry["dir"], EXPR_PREFIX, n_genes, n)
-    return store.rows(mask).tocsr().astype(np.float32)
+    return store.rows_in_blocks(mask).tocsr().astype(np.float32)
 
 
 def _nearest(Q: sp.csr_matrix, P: sp.csr_matrix, k: int = NEAREST) -> np.ndarray:
@@ -96,7 +96,7 @@ def _reference_sample(root: Path, entries: list[dict], cells: tuple[np.ndarray, 
         counts.append(pd.read_parquet(d / CELLS_FILE, columns=["n_counts"])["n_counts"].to_numpy(dtype=np.float64)[rows])
         for prefix, parts in ((EXPR_PREFIX, X_parts), (ATTR_PREFIX, A_parts)):
             store = GeneMajorStore(d, prefix, n_genes, n)
-            part = store.rows(mask).tocsr().astype(np.float32)
+            part = store.rows_in_blocks(mask).tocsr().astype(np.float32)  # a block of genes at a time
             if prefix == ATTR_PREFIX:
                 part.data *= np.float32(entries[i]["panel"]["attr_share"])
             parts.append(part)

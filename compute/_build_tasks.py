@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import scipy.sparse as sp
 from compute.files import atomic_write, file_record
 from compute.process import peak_rss
 
-__all__ = ["aligned_study", "cells_task", "ingest_task", "train_piece_task", "transfer_study_task", "umap_fit_task", "umap_study_task",
+__all__ = ["ROWS_PER_BLOCK", "aligned_blocks", "aligned_study", "cells_task", "ingest_task", "train_piece_task", "transfer_study_task", "umap_fit_task", "umap_study_task",
            "write_study_task"]
 
 
@@ -50,21 +51,26 @@ def ingest_task(spec, ingest, out_file: str, force: bool) -> dict:
 
     path = Path(out_file)
     if path.is_file() and not force:
-        a = ad.read_h5ad(path)  # in memory: the expression means below need X itself, as on the first run
+        a = ad.read_h5ad(path, backed="r")  # X stays on disk: the expression means below read it a block at a time
     else:
         a = qc_and_normalise(read_study(spec), spec, ingest)
         for c in a.obs.columns:  # as categories already: anndata would print a line for each conversion
             if a.obs[c].dtype == object:
                 a.obs[c] = a.obs[c].astype("category")
         atomic_write(path, lambda t: a.write_h5ad(t))
-    E = sp.csr_matrix(a.X, dtype=np.float64, copy=True)
-    E.data = np.expm1(E.data)
+    sums = np.zeros(a.n_vars, dtype=np.float64)
+    for start in range(0, a.n_obs, ROWS_PER_BLOCK):  # a block at a time: a float64 copy of the study was its largest array
+        E = sp.csr_matrix(a.X[start : start + ROWS_PER_BLOCK], dtype=np.float64, copy=True)
+        E.data = np.expm1(E.data)
+        sums += np.asarray(E.sum(axis=0)).ravel()
     out = {"id": spec.id, "n_obs": int(a.n_obs), "var_names": [str(g) for g in a.var_names],
-           "expr_means": np.asarray(E.sum(axis=0)).ravel() / max(int(a.n_obs), 1),
+           "expr_means": sums / max(int(a.n_obs), 1),
            "cell_types": sorted(map(str, a.obs["cell_type"].unique())), "report": study_report(a),
            **_term_codes(a.obs["cell_type_ontology_term_id"].astype(str).to_numpy(dtype=object)),
            "terms": sorted({str(t) for c in ("cell_type", "disease", "tissue")
                             for t in a.obs[f"{c}_ontology_term_id"].astype(str).unique() if t})}
+    if a.isbacked:
+        a.file.close()
     return {**out, **_peak()}
 
 
@@ -100,18 +106,47 @@ def aligned_study(ingest_file: str, gene_order: list[str], min_overlap: int, stu
     return a, X, ov
 
 
+ROWS_PER_BLOCK = 4096  # cells a per-study task holds at a time (aligned input, attributions): its memory is
+# one block, whatever the study's size (about 300 MB at SCimilarity's 28,231 genes x 8% non-zero)
+
+
+def aligned_blocks(ingest_file: str, gene_order: list[str], min_overlap: int, study_id: str, share: float = 1.0,
+                   rows_per_block: int = ROWS_PER_BLOCK):
+    """Yield (first row, rows aligned to ``gene_order`` as :func:`aligned_study` makes them) of an
+    ingested study, ``rows_per_block`` rows at a time, read from the file (anndata's backed
+    mode): never the whole study in memory. The gene overlap is checked before the first block."""
+    import anndata as ad
+
+    from compute.ingest import align_to_genes
+
+    a = ad.read_h5ad(ingest_file, backed="r")
+    try:
+        genes = [str(g) for g in a.var_names]
+        align_to_genes(sp.csr_matrix((0, len(genes)), dtype=np.float32), genes, gene_order, min_overlap=min_overlap,
+                       where=f"study '{study_id}'")  # raises before any work when too few genes are shared
+        for start in range(0, a.n_obs, rows_per_block):
+            X, _ = align_to_genes(a.X[start : start + rows_per_block], genes, gene_order, where=f"study '{study_id}'")
+            if share != 1.0:
+                X.data = np.log1p(np.expm1(X.data.astype(np.float64)) * share).astype(np.float32)
+            yield start, X
+    finally:
+        a.file.close()
+
+
 # -- training data ------------------------------------------------------------------------------
 def train_piece_task(study_id: str, ingest_file: str, gene_order: list[str], min_overlap: int, share: float, folder: str,
                      force: bool) -> dict:
     """One study's cells aligned to ``gene_order`` (and scaled by its measured ``share``, as the
-    encoder sees them) written as a training piece in ``folder`` (compute.model.write_piece), so
-    training memory-maps it instead of holding the corpus; reused when finished."""
-    from compute.model import piece_ready, write_piece
+    encoder sees them) written as a piece in ``folder`` (compute.model.PieceWriter), a block of
+    rows at a time; reused when finished. Training reads it a batch at a time; the attributions,
+    embedding and the atlas's expression store read it a block at a time."""
+    from compute.model import PieceWriter, piece_ready
 
     computed = force or not piece_ready(folder)
     if computed:
-        _, X, _ = aligned_study(ingest_file, gene_order, min_overlap, study_id, share)
-        write_piece(folder, X)
+        with PieceWriter(folder, len(gene_order)) as w:
+            for _, X in aligned_blocks(ingest_file, gene_order, min_overlap, study_id, share):
+                w.append(X)
     return {"id": study_id, "computed": bool(computed), **_peak()}
 
 
@@ -126,25 +161,52 @@ def _encoder(model_dir: str, model_key: str):
 
 
 # -- attributions and embedding ----------------------------------------------------------------
-def cells_task(study_id: str, ingest_file: str, gene_order: list[str], min_overlap: int, model_dir: str, model_key: str,
-               attribution: dict, attr_file: str, embed_file: str, force: bool, threads: int | None = None, share: float = 1.0) -> dict:
-    """Attributions (``attr_file``, npz) and embedding (``embed_file``, npy) of one study."""
+def cells_task(study_id: str, piece: str, model_dir: str, model_key: str, attribution: dict, attr_dir: str, embed_file: str,
+               force: bool, threads: int | None = None) -> dict:
+    """Attributions (``attr_dir``, a piece: compute.model.PieceWriter) and embedding (``embed_file``,
+    npy) of one study, from its aligned cells (``piece``, :func:`train_piece_task`) a block of
+    rows at a time (a whole number of attribution batches): one block in memory."""
     from compute.attribution import attribute
     from compute.embedding import embed
+    from compute.model import PieceWriter, piece_blocks, piece_ready, piece_rows
 
-    need_attr = force or not Path(attr_file).is_file()
+    need_attr = force or not piece_ready(attr_dir)
     need_embed = force or not Path(embed_file).is_file()
     if need_attr or need_embed:
         _threads(threads)
-        _, X, _ = aligned_study(ingest_file, gene_order, min_overlap, study_id, share)
         encoder = _encoder(model_dir, model_key)
-        if need_attr:
-            A = attribute(encoder, X, method=attribution["method"], n_steps=attribution["n_steps"], batch_size=attribution["batch_size"])
-            atomic_write(Path(attr_file), lambda t: sp.save_npz(t, A, compressed=False))
-        if need_embed:
-            E = embed(encoder, X)
-            atomic_write(Path(embed_file), lambda t: np.save(t, E))
+        n, batch = piece_rows(piece), int(attribution["batch_size"])
+        rows = batch * max(1, ROWS_PER_BLOCK // batch)
+        emb_tmp = Path(embed_file).with_name(f".{Path(embed_file).name}.tmp.npy")
+        Path(embed_file).parent.mkdir(parents=True, exist_ok=True)
+        E = np.lib.format.open_memmap(emb_tmp, mode="w+", dtype=np.float32, shape=(n, encoder.latent_dim)) if need_embed else None
+        writer = None
+        try:
+            if need_attr:
+                writer = PieceWriter(attr_dir, _piece_genes(piece))
+            for start, X in piece_blocks(piece, rows):
+                if writer is not None:
+                    writer.append(attribute(encoder, X, method=attribution["method"], n_steps=attribution["n_steps"],
+                                            batch_size=batch))
+                if E is not None:
+                    E[start : start + X.shape[0]] = embed(encoder, X)
+            if writer is not None:
+                writer.close()
+                writer = None
+            if E is not None:
+                E.flush()
+                del E
+                os.replace(emb_tmp, embed_file)
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            emb_tmp.unlink(missing_ok=True)
+            raise
     return {"id": study_id, "computed": bool(need_attr or need_embed), **_peak()}
+
+
+def _piece_genes(piece: str) -> int:
+    return int(json.loads((Path(piece) / "piece.json").read_text())["n_genes"])
 
 
 # -- label transfer: one study's cells against the fixed reference ---------------------------------
@@ -243,11 +305,13 @@ def _study_files(study_dir: Path) -> list[Path]:
 
 
 def write_study_task(root: str, meta: dict, organism: str, ingest_file: str, gene_order: list[str], min_overlap: int,
-                     attr_file: str, embed_file: str, umap_file: str | None, key: str, rewrite: bool, share: float = 1.0) -> dict:
+                     piece: str, attr_dir: str, embed_file: str, umap_file: str | None, key: str, rewrite: bool) -> dict:
     """Write studies/<id>/ (every file atomically) and return its atlas.json entry and the
-    checksums of its files. Skipped when the study's marker records the same ``key`` (its
+    checksums of its files. The expression (``piece``: the aligned cells, :func:`train_piece_task`)
+    and the attributions (``attr_dir``, :func:`cells_task`) are read and stored a block of rows at
+    a time (compute.atlas.write_study_blocks). Skipped when the study's marker records the same ``key`` (its
     inputs and settings) and every recorded file is present with its recorded size."""
-    from compute.atlas import StudyArrays, write_study
+    from compute.atlas import write_study_blocks
 
     study_dir = Path(root) / "studies" / meta["id"]
     marker = study_dir / MARKER
@@ -261,16 +325,30 @@ def write_study_task(root: str, meta: dict, organism: str, ingest_file: str, gen
             (study_dir / name).is_file() and (study_dir / name).stat().st_size == rec["bytes"] for name, rec in files.items()
         ):
             return {"entry": done["entry"], "files": files, "skipped": True, **_peak()}
-    a, X, ov = aligned_study(ingest_file, gene_order, min_overlap, meta["id"], share)
-    cells = a.obs.reset_index(drop=True).copy()
+    import anndata as ad
+
+    from compute.ingest import align_to_genes
+    from compute.model import piece_blocks
+
+    a = ad.read_h5ad(ingest_file, backed="r")  # the cells' table and gene names; X is read from the pieces
+    try:
+        genes = [str(g) for g in a.var_names]
+        cells = a.obs.reset_index(drop=True).copy()
+        report = study_report(a)
+    finally:
+        a.file.close()
+    _, ov = align_to_genes(sp.csr_matrix((0, len(genes)), dtype=np.float32), genes, gene_order, min_overlap=min_overlap,
+                           where=f"study '{meta['id']}'")
     cells["organism"] = organism
     pos = {g: i for i, g in enumerate(gene_order)}
-    measured = np.array(sorted(pos[g] for g in map(str, a.var_names) if g in pos), dtype=np.int32)
-    entry = write_study(Path(root), StudyArrays(
-        meta={**meta, "gene_overlap": ov.as_dict(), "report": study_report(a)}, cells=cells,
-        attributions=sp.load_npz(attr_file).tocsr(), expression=X, embedding=np.load(embed_file),
-        umap=np.load(umap_file) if umap_file else None, measured=measured,
-    ))
+    measured = np.array(sorted(pos[g] for g in genes if g in pos), dtype=np.int32)
+    entry = write_study_blocks(
+        Path(root), meta={**meta, "gene_overlap": ov.as_dict(), "report": report}, cells=cells,
+        attributions=lambda: (X for _, X in piece_blocks(attr_dir, ROWS_PER_BLOCK)),
+        expression=lambda: (X for _, X in piece_blocks(piece, ROWS_PER_BLOCK)),
+        n_genes=len(gene_order), embedding=np.load(embed_file, mmap_mode="r"),
+        umap=np.load(umap_file, mmap_mode="r") if umap_file else None, measured=measured,
+    )
     files = {p.name: file_record(p) for p in _study_files(study_dir)}
     atomic_write(marker, lambda t: t.write_text(json.dumps({"key": key, "entry": entry, "files": files}, indent=1)))
     return {"entry": entry, "files": files, "skipped": False, **_peak()}

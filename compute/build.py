@@ -306,6 +306,7 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
         # 3. encoder (one step, here) --------------------------------------------------------------
         t0 = time.perf_counter()
         seed_everything(manifest.seed)
+        pieces = None  # each study's aligned cells on disk (training reads them; so do steps 4 and 6)
         if pretrained is not None:
             encoder = pretrained
             model_dir = manifest.model.path
@@ -346,14 +347,20 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
         spec_a = manifest.attribution
         log(f"[4/6] attributions ({describe_path(encoder, spec_a.method)}, {spec_a.n_steps} steps) and embeddings")
         del encoder
-        attr_files = {s.id: str(work / "attr" / f"{s.id}-{_sha(model_key, ingest_keys[s.id], asdict(spec_a), gene_order, shares[s.id])[:16]}.npz")
+        if pieces is None:  # not trained here: the aligned cells are written (or reused) now
+            pieces, piece_peaks = _training_pieces(client, manifest, ingest_files, ingest_keys, gene_order, min_overlap, shares,
+                                                   work / "train" / "pieces", force, quiet)
+            peaks += piece_peaks
+        piece_of = dict(zip([s.id for s in manifest.studies], pieces, strict=True))
+        # each study's attributions: a piece (compute.model.PieceWriter), written a block of rows at a time
+        attr_files = {s.id: str(work / "attr" / f"{s.id}-{_sha(model_key, ingest_keys[s.id], asdict(spec_a), gene_order, shares[s.id])[:16]}")
                       for s in manifest.studies}
         embed_keys = {s.id: _sha(model_key, ingest_keys[s.id], gene_order, shares[s.id])[:16] for s in manifest.studies}
         embed_files = {s.id: str(work / "embed" / f"{s.id}-{embed_keys[s.id]}.npy") for s in manifest.studies}
         threads = 1 if client is not None and scheduler in (None, "local") else None  # one torch thread per local worker
         done = _run(client, tasks.cells_task, [
-            (s.id, ingest_files[s.id], gene_order, min_overlap, str(model_dir), model_key, asdict(spec_a),
-             attr_files[s.id], embed_files[s.id], force, threads, shares[s.id]) for s in manifest.studies], desc="attributions", quiet=quiet,
+            (s.id, piece_of[s.id], str(model_dir), model_key, asdict(spec_a),
+             attr_files[s.id], embed_files[s.id], force, threads) for s in manifest.studies], desc="attributions", quiet=quiet,
             names=[s.id for s in manifest.studies])
         peaks += [dict(r, stage="attributions+embedding") for r in done]
         log.stage("attributions+embedding", t0)
@@ -416,9 +423,11 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
             copy_tree_atomic(Path(model_dir), model_out)
         written = _run(client, tasks.write_study_task, [
             (str(root), _study_meta(s),
-             s.organism, ingest_files[s.id], gene_order, min_overlap, attr_files[s.id], embed_files[s.id], umap_files[s.id],
-             _sha(ATLAS_CONTENT_VERSION, FORMAT_VERSION, _study_dict(s), attr_files[s.id], embed_files[s.id], umap_files[s.id], shares[s.id]),
-             rewrite or force, shares[s.id]) for s in manifest.studies], desc="write", quiet=quiet, names=[s.id for s in manifest.studies])
+             s.organism, ingest_files[s.id], gene_order, min_overlap, piece_of[s.id], attr_files[s.id], embed_files[s.id],
+             umap_files[s.id] or None,
+             _sha(ATLAS_CONTENT_VERSION, FORMAT_VERSION, _study_dict(s), piece_of[s.id], attr_files[s.id], embed_files[s.id],
+                  umap_files[s.id], shares[s.id]),
+             rewrite or force) for s in manifest.studies], desc="write", quiet=quiet, names=[s.id for s in manifest.studies])
         peaks += [dict(r, stage="write") for r in written if not r["skipped"]]
 
     entries = [w["entry"] for w in written]

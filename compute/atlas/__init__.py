@@ -34,6 +34,7 @@ from compute.atlas._write import (
     write_atlas,
     write_root,
     write_study,
+    write_study_blocks,
 )
 from compute.errors import AtlasFormatError, QueryError
 
@@ -57,6 +58,7 @@ __all__ = [
     "write_gene_major",
     "write_root",
     "write_study",
+    "write_study_blocks",
     "GeneMajorStore",
     "ResultCache",
     "sqlite_guard",

@@ -101,6 +101,36 @@ class GeneMajorWriter:
         return int(self.indptr[-1])
 
 
+BLOCK_VALUES = 4_000_000  # values a block read holds (16 MB of indices and 16 MB of data)
+
+
+class _PositionedReader:
+    """Ranges of 1-d .npy files read with positioned reads (os.pread), never memory-mapped."""
+
+    def __init__(self, paths: dict[str, Path]):
+        self._paths, self._fds, self._offsets, self._dtypes = dict(paths), {}, {}, {}
+        for name, path in paths.items():
+            with open(path, "rb") as fh:
+                version = np.lib.format.read_magic(fh)
+                header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                _, _, dtype = header(fh)
+                self._offsets[name], self._dtypes[name] = fh.tell(), np.dtype(dtype)
+            self._fds[name] = os.open(path, os.O_RDONLY)
+
+    def read(self, name: str, start: int, stop: int) -> np.ndarray:
+        dt, n = self._dtypes[name], stop - start
+        raw = os.pread(self._fds[name], n * dt.itemsize, self._offsets[name] + start * dt.itemsize)
+        if len(raw) != n * dt.itemsize:
+            raise AtlasFormatError(f"{self._paths[name]}: shorter than its store's index says ({len(raw)} of "
+                                   f"{n * dt.itemsize} bytes at value {start:,}); rebuild the atlas")
+        return np.frombuffer(raw, dtype=dt, count=n).copy()
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds = {}
+
+
 class GeneMajorStore:
     """Read side of a gene-major store. ``hint`` is appended to format errors (what to re-run)."""
 
@@ -118,6 +148,7 @@ class GeneMajorStore:
                 f"{d}: the '{prefix}' store does not match the gene order ({self.indptr.shape[0] - 1} vs {n_genes} genes). {hint}".rstrip()
             )
         self.n_genes, self.n_cells = n_genes, n_cells
+        self._paths = {name: d / f for name, f in zip(("indptr", "indices", "data"), store_files(prefix), strict=True)}
 
     @classmethod
     def from_arrays(cls, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, n_cells: int) -> GeneMajorStore:
@@ -125,6 +156,7 @@ class GeneMajorStore:
         store = cls.__new__(cls)
         store.indptr, store.indices, store.data = indptr, indices, data
         store.n_genes, store.n_cells = indptr.size - 1, int(n_cells)
+        store._paths = None
         return store
 
     @classmethod
@@ -189,6 +221,68 @@ class GeneMajorStore:
         csc = sp.csc_matrix((np.asarray(self.data), np.asarray(self.indices), np.asarray(self.indptr)), shape=(self.n_cells, self.n_genes))
         cells = np.asarray(cells, dtype=bool)
         return csc if cells.all() else csc[np.flatnonzero(cells)]
+
+    # -- reading a whole store with bounded memory (the build: panel calibration, gene modules) --
+    def _value_blocks(self, genes: np.ndarray | None = None, block_values: int = BLOCK_VALUES):
+        """Yield (gene positions, values per gene, cell positions, values) for runs of consecutive
+        genes (of ``genes``, ascending; all by default) holding at most ``block_values`` values
+        (or one gene, when a gene alone holds more). Read with positioned reads of the files, not
+        through the memory map: a mapped page this process touched counts in its resident memory
+        until the map is closed, so reading a whole store through the map would show the store's
+        size; here a block's arrays are dropped with it."""
+        indptr = np.asarray(self.indptr, dtype=np.int64)
+        genes = np.arange(self.n_genes, dtype=np.int64) if genes is None else np.asarray(genes, dtype=np.int64)
+        lo, hi = indptr[genes], indptr[genes + 1]
+        files = _PositionedReader(self._paths) if self._paths is not None else None
+        try:
+            i = 0
+            while i < genes.size:
+                # the longest run of genes from i, contiguous in the gene order, within block_values
+                j = i + 1
+                while j < genes.size and genes[j] == genes[j - 1] + 1 and hi[j] - lo[i] <= block_values:
+                    j += 1
+                a, b = int(lo[i]), int(hi[j - 1])
+                if files is not None:
+                    idx, val = files.read("indices", a, b), files.read("data", a, b)
+                else:
+                    idx, val = np.asarray(self.indices[a:b]), np.asarray(self.data[a:b])
+                yield genes[i:j], hi[i:j] - lo[i:j], idx, val
+                i = j
+        finally:
+            if files is not None:
+                files.close()
+
+    def rows_in_blocks(self, cells: np.ndarray, genes: np.ndarray | None = None, *, block_values: int = BLOCK_VALUES) -> sp.csc_matrix:
+        """As :meth:`rows` (then restricted to gene positions ``genes``, ascending, when given), read
+        a block of genes at a time (:meth:`_value_blocks`): memory is the selected values and
+        one block, whatever the store's size."""
+        cells = np.asarray(cells, dtype=bool)
+        new_row = np.cumsum(cells) - 1
+        cols = np.arange(self.n_genes, dtype=np.int64) if genes is None else np.asarray(genes, dtype=np.int64)
+        counts = np.zeros(cols.size, dtype=np.int64)
+        idx_parts, val_parts = [], []
+        at = 0
+        for block_genes, per_gene, idx, val in self._value_blocks(cols, block_values):
+            keep = cells[idx]
+            gene_of = np.repeat(np.arange(block_genes.size), per_gene)
+            counts[at : at + block_genes.size] = np.bincount(gene_of[keep], minlength=block_genes.size)
+            idx_parts.append(new_row[idx[keep]].astype(np.int32))
+            val_parts.append(val[keep].astype(np.float32, copy=False))
+            at += block_genes.size
+        indptr = np.zeros(cols.size + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        indices = np.concatenate(idx_parts) if idx_parts else np.zeros(0, np.int32)
+        data = np.concatenate(val_parts) if val_parts else np.zeros(0, np.float32)
+        return sp.csc_matrix((data, indices, indptr), shape=(int(cells.sum()), cols.size))
+
+    def gene_totals_in_blocks(self, *, block_values: int = BLOCK_VALUES) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`gene_totals` over every cell, read a block of genes at a time (sums in float64)."""
+        sums, counts = np.zeros(self.n_genes), np.zeros(self.n_genes, dtype=np.int64)
+        for block_genes, per_gene, _, val in self._value_blocks(None, block_values):
+            gene_of = np.repeat(np.arange(block_genes.size), per_gene)
+            sums[block_genes] = np.bincount(gene_of, weights=val.astype(np.float64), minlength=block_genes.size)
+            counts[block_genes] = per_gene
+        return sums, counts
 
     def gene_totals(self, cell_mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(sum of values, number of non-zero cells) per gene over the cells in ``cell_mask``."""

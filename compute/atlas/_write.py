@@ -24,7 +24,7 @@ from compute.files import (
 )
 
 __all__ = ["StudyArrays", "checksum_files", "publish_version", "stage_version", "study_entry", "versions_dir", "write_atlas",
-           "write_root", "write_study"]
+           "write_root", "write_study", "write_study_blocks"]
 
 
 @dataclass
@@ -77,6 +77,61 @@ def write_study(root: Path, s: StudyArrays) -> dict:
         n_measured = int(measured.size)
     return study_entry(s.meta, s.cells, attr_nnz=attr_nnz, has_expression=s.expression is not None,
                        has_embedding=s.embedding is not None, has_umap=s.umap is not None, n_genes_measured=n_measured)
+
+
+def write_study_blocks(root: Path, *, meta: dict, cells: pd.DataFrame, attributions, expression, n_genes: int,
+                       embedding: np.ndarray | None, umap: np.ndarray | None, measured: np.ndarray | None) -> dict:
+    """:func:`write_study` for a study read a block of rows at a time. ``attributions`` and
+    ``expression`` (or None) are callables that each return a fresh iterator over the study's
+    rows as CSR blocks, in order (each is read twice: the values per gene, then the values);
+    ``embedding`` and ``umap`` may be memory-mapped. The files are those :func:`write_study`
+    writes for the same matrices; memory is one block and the gene-major stores' index."""
+    from compute.atlas._store import GeneMajorWriter
+
+    sid = meta["id"]
+    d = root / fmt.STUDIES_DIR / sid
+    d.mkdir(parents=True, exist_ok=True)
+    n = len(cells)
+    sizes = [a.shape[0] for a in (embedding, umap) if a is not None]
+    if any(k != n for k in sizes):
+        raise ValueError(f"study '{sid}': arrays disagree on the number of cells")
+    write_cells(d, cells)
+    means = np.zeros((2, n_genes), dtype=np.float64)
+    nnz = {}
+    for row, (prefix, blocks) in enumerate(((fmt.ATTR_PREFIX, attributions), (fmt.EXPR_PREFIX, expression))):
+        if blocks is None:
+            continue
+        counts, rows = np.zeros(n_genes, dtype=np.int64), 0
+        for X in blocks():
+            counts += np.bincount(sp.csr_matrix(X).indices, minlength=n_genes)
+            rows += X.shape[0]
+        if rows != n:
+            raise ValueError(f"study '{sid}': {rows} rows of {prefix} for {n} cells")
+        writer = GeneMajorWriter(d, prefix, counts)
+        try:
+            for X in blocks():
+                X = sp.csr_matrix(X, dtype=np.float32)
+                writer.append(X)
+                if prefix == fmt.EXPR_PREFIX:
+                    X = X.astype(np.float64)
+                    X.data = np.expm1(X.data)
+                means[row] += np.asarray(X.sum(axis=0, dtype=np.float64)).ravel()
+            nnz[prefix] = writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+    if embedding is not None:
+        save_npy_atomic(d / fmt.EMBEDDING_FILE, np.ascontiguousarray(embedding, dtype=np.float32))
+    if umap is not None:
+        save_npy_atomic(d / fmt.UMAP_FILE, np.ascontiguousarray(umap, dtype=np.float32))
+    n_measured = None
+    if measured is not None:
+        measured = np.unique(np.asarray(measured, dtype=np.int32))
+        save_npy_atomic(d / fmt.MEASURED_FILE, measured)
+        save_npy_atomic(d / fmt.GENE_MEANS_FILE, means / max(n, 1))
+        n_measured = int(measured.size)
+    return study_entry(meta, cells, attr_nnz=nnz[fmt.ATTR_PREFIX], has_expression=expression is not None,
+                       has_embedding=embedding is not None, has_umap=umap is not None, n_genes_measured=n_measured)
 
 
 def gene_means(attributions, expression=None) -> np.ndarray:

@@ -174,7 +174,8 @@ def _metacell_matrix(atlas, keep_genes: np.ndarray, *, max_metacells: int, k: in
         rows_s = needed[s.offset : s.offset + s.n_cells]
         if not rows_s.any():
             continue
-        block = atlas.store(s.id, store, keep=False).rows(rows_s)[:, keep_genes].tocsr().astype(np.float32)
+        # a block of genes at a time: the build's memory does not grow with the study's size
+        block = atlas.store(s.id, store, keep=False).rows_in_blocks(rows_s, keep_genes).tocsr().astype(np.float32)
         if store == "attr":
             block.data = np.log1p(block.data)  # the expression store is log1p-normalised already
         cols = s.offset + np.flatnonzero(rows_s)
@@ -259,7 +260,7 @@ def gene_modules(atlas, *, max_metacells: int = 8000, k: int = 10, min_detection
             return hit
     sums, counts = np.zeros(len(atlas.genes)), np.zeros(len(atlas.genes))
     for s in atlas.studies:
-        a, b = atlas.store(s.id, store, keep=False).gene_totals()  # unmapped after each study
+        a, b = atlas.store(s.id, store, keep=False).gene_totals_in_blocks()  # a block of genes at a time
         sums += a
         counts += b
     detection = counts / max(atlas.n_cells, 1)

@@ -8,7 +8,15 @@ Training reads cells a batch at a time (``CellCorpus``: memory-mapped per-study 
 from compute.model._distributed import TrainPlan, run_plan, train_distributed, write_plan
 from compute.model._io import load_encoder, save_encoder
 from compute.model._modules import Decoder, Encoder
-from compute.model._stream import BalancedBatches, CellCorpus, piece_ready, write_piece
+from compute.model._stream import (
+    BalancedBatches,
+    CellCorpus,
+    PieceWriter,
+    piece_blocks,
+    piece_ready,
+    piece_rows,
+    write_piece,
+)
 from compute.model._train import (
     TrainingStopped,
     TrainLoss,
@@ -29,7 +37,10 @@ __all__ = [
     "TrainingStopped",
     "label_codes_and_relation",
     "load_encoder",
+    "PieceWriter",
+    "piece_blocks",
     "piece_ready",
+    "piece_rows",
     "run_plan",
     "save_encoder",
     "seed_everything",

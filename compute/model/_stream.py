@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["BalancedBatches", "CellCorpus", "piece_ready", "write_piece"]
+__all__ = ["BalancedBatches", "CellCorpus", "PieceWriter", "piece_blocks", "piece_ready", "piece_rows", "write_piece"]
 
 _PIECE_FILES = ("data", "indices", "indptr")
 _MARKER = "piece.json"
@@ -29,18 +29,105 @@ _MARKER = "piece.json"
 def write_piece(folder: str | Path, X: sp.csr_matrix) -> dict:
     """Write ``X`` (cells x genes) as a piece in ``folder`` (every file atomically, the marker
     last); returns the marker's content."""
-    from compute.files import save_npy_atomic, write_json_atomic
+    with PieceWriter(folder, sp.csr_matrix(X).shape[1]) as w:
+        w.append(X)
+    return w.info
 
+
+_HEADER = 128  # bytes before a piece array's values: the .npy header of any 1-d array of up to 10^18 values
+
+
+class PieceWriter:
+    """Write a piece from row blocks, one block in memory at a time.
+
+    Each block's values go straight to the end of temporary files; :meth:`close` writes their
+    .npy headers (1-d arrays, whose header always fits in :data:`_HEADER` bytes), the row index,
+    renames every file into place and writes the marker last. Used as a context manager, an
+    error drops the temporary files and leaves no marker: the piece is written again."""
+
+    def __init__(self, folder: str | Path, n_genes: int):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / _MARKER).unlink(missing_ok=True)  # unfinished until close
+        self.n_genes = int(n_genes)
+        self._tmp = {name: self.folder / f".{name}.{os.getpid()}.tmp.npy" for name in ("data", "indices")}
+        self._fh = {name: open(path, "wb") for name, path in self._tmp.items()}
+        for fh in self._fh.values():
+            fh.write(b"\0" * _HEADER)
+        self._row_nnz: list[np.ndarray] = []
+        self.n_rows, self.nnz, self.info = 0, 0, None
+
+    def append(self, block) -> None:
+        """The next rows (cells x genes, any scipy or numpy form); values are stored as float32,
+        each row's genes in ascending order."""
+        X = sp.csr_matrix(block, dtype=np.float32)
+        if X.shape[1] != self.n_genes:
+            raise ValueError(f"{self.folder}: a block of {X.shape[1]} genes, the piece has {self.n_genes}")
+        X.sort_indices()
+        self._fh["data"].write(np.ascontiguousarray(X.data, dtype=np.float32).tobytes())
+        self._fh["indices"].write(np.ascontiguousarray(X.indices, dtype=np.int32).tobytes())
+        self._row_nnz.append(np.diff(X.indptr).astype(np.int64))
+        self.n_rows += X.shape[0]
+        self.nnz += X.nnz
+
+    def abort(self) -> None:
+        for fh in self._fh.values():
+            fh.close()
+        for path in self._tmp.values():
+            path.unlink(missing_ok=True)
+
+    def close(self) -> dict:
+        from compute.files import save_npy_atomic, write_json_atomic
+
+        for name, dtype in (("data", np.float32), ("indices", np.int32)):
+            fh = self._fh[name]
+            fh.seek(0)
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": (self.nnz,)}
+            np.lib.format.write_array_header_1_0(fh, header)
+            if fh.tell() != _HEADER:
+                raise AssertionError(f"unexpected .npy header length {fh.tell()} for {self.nnz} values")
+            fh.flush()
+            os.fsync(fh.fileno())
+            fh.close()
+            os.replace(self._tmp[name], self.folder / f"{name}.npy")
+        indptr = np.zeros(self.n_rows + 1, dtype=np.int64)
+        if self._row_nnz:
+            np.cumsum(np.concatenate(self._row_nnz), out=indptr[1:])
+        save_npy_atomic(self.folder / "indptr.npy", indptr)
+        self.info = {"n_rows": int(self.n_rows), "n_genes": self.n_genes, "nnz": int(self.nnz)}
+        write_json_atomic(self.folder / _MARKER, self.info)
+        return self.info
+
+    def __enter__(self) -> PieceWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def piece_blocks(folder: str | Path, rows_per_block: int):
+    """Yield (first row, the rows as CSR float32) of a finished piece, ``rows_per_block`` rows at
+    a time, read with positioned reads (one block in memory)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    X = sp.csr_matrix(X, dtype=np.float32)
-    X.sort_indices()
-    save_npy_atomic(folder / "data.npy", X.data.astype(np.float32, copy=False))
-    save_npy_atomic(folder / "indices.npy", X.indices.astype(np.int32, copy=False))
-    save_npy_atomic(folder / "indptr.npy", X.indptr.astype(np.int64, copy=False))
-    info = {"n_rows": int(X.shape[0]), "n_genes": int(X.shape[1]), "nnz": int(X.nnz)}
-    write_json_atomic(folder / _MARKER, info)
-    return info
+    if not piece_ready(folder):
+        raise FileNotFoundError(f"{folder}: not a finished piece (piece.json missing); re-run the build, which writes it again")
+    n_genes = int(json.loads((folder / _MARKER).read_text())["n_genes"])
+    piece = _FilePiece(folder)
+    piece.open()
+    try:
+        for start in range(0, piece.n_rows, max(int(rows_per_block), 1)):
+            stop = min(start + int(rows_per_block), piece.n_rows)
+            yield start, piece.block(start, stop, n_genes)
+    finally:
+        piece.close()
+
+
+def piece_rows(folder: str | Path) -> int:
+    """The number of rows of a finished piece (from its marker)."""
+    return int(json.loads((Path(folder) / _MARKER).read_text())["n_rows"])
 
 
 def piece_ready(folder: str | Path) -> bool:
@@ -104,6 +191,13 @@ class _FilePiece:
         data = [self._read("data", int(b[0]), n) for b, n in zip(bounds, lengths, strict=True)]
         empty = (np.zeros(0, np.int32), np.zeros(0, np.float32))
         return lengths, (np.concatenate(indices) if indices else empty[0]), (np.concatenate(data) if data else empty[1])
+
+    def block(self, start: int, stop: int, n_genes: int) -> sp.csr_matrix:
+        """Rows ``start`` to ``stop`` as one CSR matrix: three contiguous reads."""
+        indptr = self._read("indptr", start, stop - start + 1).astype(np.int64)
+        a, n = int(indptr[0]), int(indptr[-1] - indptr[0])
+        return sp.csr_matrix((self._read("data", a, n).copy(), self._read("indices", a, n).copy(), indptr - a),
+                             shape=(stop - start, n_genes))
 
     def close(self) -> None:
         for fd in self.files.values():
