@@ -41,6 +41,18 @@ def write_gene_major(directory: str | Path, prefix: str, matrix) -> int:
     return int(csc.nnz)
 
 
+def _release(mapped: np.memmap) -> None:
+    """Drop a shared file mapping's pages from this process's resident memory (Linux: the values
+    stay in the page cache and reach the file as usual; a later access reads them back). The
+    pages a writer scatters values into would otherwise stay resident until the map closes: the
+    whole store's size. Does nothing where madvise is not offered."""
+    import mmap
+
+    raw = getattr(mapped, "_mmap", None)
+    if raw is not None and hasattr(raw, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        raw.madvise(mmap.MADV_DONTNEED)
+
+
 class GeneMajorWriter:
     """Write a gene-major store from row blocks without holding the matrix in memory.
 
@@ -79,6 +91,8 @@ class GeneMajorWriter:
         self._data[dest] = csc.data
         self._cursor += per_gene
         self.n_rows += csc.shape[0]
+        _release(self._indices)
+        _release(self._data)
 
     def abort(self) -> None:
         """Drop the temporary files; nothing is renamed into place."""
