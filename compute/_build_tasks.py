@@ -44,15 +44,17 @@ def _threads(n: int | None) -> None:
 
 # -- ingest ---------------------------------------------------------------------------------
 def ingest_task(spec, ingest, out_file: str, force: bool) -> dict:
-    """Read, QC and normalise one study into ``out_file`` (h5ad); reuse it when present."""
+    """Read, QC and normalise one study into ``out_file`` (h5ad); reuse it when present. Raw
+    counts in an h5ad are read and written a block of cells at a time
+    (compute.ingest.ingest_h5ad_in_blocks); other studies are held whole."""
     import anndata as ad
 
-    from compute.ingest import qc_and_normalise, read_study
+    from compute.ingest import ingest_h5ad_in_blocks, qc_and_normalise, read_study
 
     path = Path(out_file)
-    if path.is_file() and not force:
+    if (path.is_file() and not force) or ingest_h5ad_in_blocks(spec, ingest, path, ROWS_PER_BLOCK):
         a = ad.read_h5ad(path, backed="r")  # X stays on disk: the expression means below read it a block at a time
-    else:
+    else:  # not raw counts in an h5ad's CSR X: the whole study in memory
         a = qc_and_normalise(read_study(spec), spec, ingest)
         for c in a.obs.columns:  # as categories already: anndata would print a line for each conversion
             if a.obs[c].dtype == object:

@@ -186,3 +186,57 @@ def test_cells_task_holds_one_block_and_matches_the_whole_study(tmp_path, monkey
     np.testing.assert_allclose(A.toarray(), whole.toarray(), rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(np.load(tmp_path / "embed.npy"), embed(encoder, X), rtol=1e-5, atol=1e-6)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+# -- ingest in blocks: raw counts in an h5ad ---------------------------------------------------------
+def _whole_and_blocked(tmp_path, adata, rows, min_genes=200, **spec_kw):
+    from compute.ingest import ingest_h5ad_in_blocks, qc_and_normalise, read_study
+    from compute.manifest import IngestSpec, SourceSpec, StudySpec
+
+    from .realdata import write
+
+    src = write(adata, tmp_path / "source.h5ad")
+    spec = StudySpec(id="S1", title="t", source=SourceSpec(kind="h5ad", path=src, **spec_kw.pop("source", {})), **spec_kw)
+    ingest = IngestSpec(min_genes=min_genes)
+    target = tmp_path / "blocked.h5ad"
+    done = ingest_h5ad_in_blocks(spec, ingest, target, rows_per_block=rows)
+    if not done:
+        return None, None
+    whole = qc_and_normalise(read_study(spec), spec, ingest)
+    return whole, ad.read_h5ad(target)
+
+
+@pytest.mark.parametrize("rows", [7, 100, 10_000])
+def test_ingest_in_blocks_writes_what_the_whole_study_path_makes_real_counts(tmp_path, rows):
+    """celltypist's real counts (559 cells x 32,786 genes, symbols that harmonise onto one another,
+    cells QC drops): the same cells, genes, values, report and table, block size whatever."""
+    from compute.ingest import ingest_report
+
+    from .realdata import celltypist_counts
+
+    a = celltypist_counts(300)
+    a.obs["cell_type"] = np.where(np.arange(a.n_obs) % 3 == 0, "T cell", "monocyte")
+    median_genes = int(np.median(np.diff(sp.csr_matrix(a.X).indptr)))
+    whole, blocked = _whole_and_blocked(tmp_path, a, rows, min_genes=median_genes)
+    assert blocked is not None
+    assert whole.n_obs < a.n_obs  # QC dropped some: the blocks must keep the same ones
+    assert list(blocked.var_names) == list(whole.var_names) and list(blocked.obs_names) == list(whole.obs_names)
+    assert blocked.X.dtype == np.float32 and (sp.csr_matrix(blocked.X) != sp.csr_matrix(whole.X)).nnz == 0
+    assert ingest_report(blocked) == ingest_report(whole)
+    assert blocked.uns["log1p"] == {"base": None} and "log1p" in whole.uns
+    pd.testing.assert_frame_equal(blocked.obs.astype(str), whole.obs.astype(str))
+    np.testing.assert_array_equal(blocked.obs["n_counts"].to_numpy(), whole.obs["n_counts"].to_numpy())
+
+
+def test_ingest_in_blocks_leaves_other_values_to_the_whole_study_path(tmp_path):
+    from .conftest import make_counts_adata
+
+    a = make_counts_adata(n_cells=40, n_genes=30)
+    tpm = a.copy()
+    tpm.X = tpm.X * 1.5  # not integers: the whole-study path checks .raw and explains
+    assert _whole_and_blocked(tmp_path, tpm, 16) == (None, None)
+    assert not (tmp_path / "blocked.h5ad").exists()
+    dense = a.copy()
+    dense.X = dense.X.toarray()
+    assert _whole_and_blocked(tmp_path, dense, 16) == (None, None)
+    assert _whole_and_blocked(tmp_path, a, 16, source={"values": "tpm"}) == (None, None)

@@ -3,8 +3,9 @@ its genes to current HGNC symbols, QC, normalise (1e4 + log1p), align to the gen
 Each ingested study carries a report of every decision (:func:`ingest_report`)."""
 
 from compute.ingest._align import GeneOverlap, align_to_genes
+from compute.ingest._blocked import ingest_h5ad_in_blocks
 from compute.ingest._genes import detect_species, harmonise_symbols, ortholog_table
-from compute.ingest._qc import qc_and_normalise, qc_thresholds
+from compute.ingest._qc import qc_and_normalise, qc_decision, qc_thresholds
 from compute.ingest._read import CELL_COLUMNS, read_study
 from compute.ingest._report import REPORT_KEY, ingest_report
 
@@ -15,9 +16,11 @@ __all__ = [
     "align_to_genes",
     "detect_species",
     "harmonise_symbols",
+    "ingest_h5ad_in_blocks",
     "ingest_report",
     "ortholog_table",
     "qc_and_normalise",
+    "qc_decision",
     "qc_thresholds",
     "read_study",
 ]

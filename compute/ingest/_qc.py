@@ -12,7 +12,7 @@ from compute.ingest._read import _where
 from compute.ingest._report import ingest_report, store_report
 from compute.manifest import IngestSpec, StudySpec
 
-__all__ = ["FULL_PANEL", "qc_and_normalise", "qc_thresholds"]
+__all__ = ["FULL_PANEL", "qc_and_normalise", "qc_decision", "qc_thresholds"]
 
 # thresholds apply as set to panels of at least this many genes; a whole transcriptome
 # measures 20,000+, and min_genes 200 was chosen for those
@@ -63,7 +63,24 @@ def qc_and_normalise(adata, spec: StudySpec, ingest: IngestSpec):
     X.eliminate_zeros()  # a stored zero is not a detected gene
     n_counts = np.asarray(X.sum(axis=1)).ravel()
     n_genes = np.diff(X.indptr)
-    min_genes, min_counts, scale = qc_thresholds(ingest.min_genes, ingest.min_counts if is_counts else 0, adata.n_vars)
+    keep, report = qc_decision(n_counts, n_genes, adata.obs["cell_type"].astype(str).to_numpy(), adata.n_vars, report,
+                               is_counts, ingest, where)
+    out = adata[keep].copy()
+    out.obs["n_counts"] = n_counts[keep].astype(np.float32)
+    out.obs["n_genes"] = n_genes[keep].astype(np.int32)
+    sc.pp.normalize_total(out, target_sum=1e4)
+    sc.pp.log1p(out)
+    out.X = sp.csr_matrix(out.X, dtype=np.float32)
+    store_report(out, report)
+    return out
+
+
+def qc_decision(n_counts: np.ndarray, n_genes: np.ndarray, cell_type: np.ndarray, n_vars: int, report: dict, is_counts: bool,
+                ingest: IngestSpec, where: str) -> tuple[np.ndarray, dict]:
+    """(bool per cell: it passes QC; ``report`` with its qc section and QC warnings) from each
+    cell's counts and detected genes (see :func:`qc_and_normalise`). Raises IngestError when no
+    cell passes."""
+    min_genes, min_counts, scale = qc_thresholds(ingest.min_genes, ingest.min_counts if is_counts else 0, n_vars)
     low_genes = n_genes < min_genes
     low_counts = n_counts < min_counts
     keep = ~(low_genes | low_counts)
@@ -71,10 +88,9 @@ def qc_and_normalise(adata, spec: StudySpec, ingest: IngestSpec):
         raise IngestError(
             f"{where}: no cell passes QC (min_genes={min_genes}, min_counts={min_counts if is_counts else 'not applied'}, "
             f"from ingest.min_genes={ingest.min_genes}, ingest.min_counts={ingest.min_counts} scaled to its "
-            f"{adata.n_vars} genes); median genes per cell {np.median(n_genes):.0f}, median counts "
+            f"{n_vars} genes); median genes per cell {np.median(n_genes):.0f}, median counts "
             f"{np.median(n_counts):.0f}. Lower 'ingest.min_genes' / 'ingest.min_counts' in the manifest."
         )
-    cell_type = adata.obs["cell_type"].astype(str).to_numpy()
     by_type = {}
     warnings = list(report.get("warnings") or [])
     for ct in sorted(set(cell_type)):
@@ -98,7 +114,7 @@ def qc_and_normalise(adata, spec: StudySpec, ingest: IngestSpec):
         "panel_scale": round(scale, 4),
         "min_counts_note": None if is_counts else
         f"min_counts not applied: {report['values']['kind']} values carry no library size",
-        "cells_in": int(adata.n_obs),
+        "cells_in": int(len(n_counts)),
         "cells_kept": int(keep.sum()),
         "dropped": {
             "min_genes": int((low_genes & ~low_counts).sum()),
@@ -108,12 +124,5 @@ def qc_and_normalise(adata, spec: StudySpec, ingest: IngestSpec):
         "by_cell_type": by_type,
     }
     report["warnings"] = warnings
-    report.setdefault("n_genes_measured", int(adata.n_vars))
-    out = adata[keep].copy()
-    out.obs["n_counts"] = n_counts[keep].astype(np.float32)
-    out.obs["n_genes"] = n_genes[keep].astype(np.int32)
-    sc.pp.normalize_total(out, target_sum=1e4)
-    sc.pp.log1p(out)
-    out.X = sp.csr_matrix(out.X, dtype=np.float32)
-    store_report(out, report)
-    return out
+    report.setdefault("n_genes_measured", int(n_vars))
+    return keep, report

@@ -140,7 +140,15 @@ def read_study(spec: StudySpec):
     values = pseudo_counts(adata, spec.source.values, where)
     genes = study_gene_names(values.var, spec.organism, where)
     counts, symbols = _sum_columns(values.X, genes.names)
-    obs = adata.obs
+    table, vocabulary = standard_cells(adata.obs, spec)
+    out = ad.AnnData(X=counts, obs=table, var=pd.DataFrame(index=pd.Index(symbols, dtype=str)))
+    store_report(out, study_report_before_qc(genes, values.report, vocabulary, int(out.n_vars)))
+    return out
+
+
+def standard_cells(obs: pd.DataFrame, spec: StudySpec) -> tuple[pd.DataFrame, dict]:
+    """(the standard cells table, :data:`CELL_COLUMNS`, of a study's obs; the report's vocabulary
+    section)."""
     donor = _column(obs, spec.donor, "donor", spec, required=False)
     sample = _column(obs, spec.sample, "sample", spec, required=False)
     if sample is None:
@@ -166,18 +174,21 @@ def read_study(spec: StudySpec):
     table["simulated"] = bool(spec.simulated)
     table = table[list(CELL_COLUMNS)]
     table.index = pd.Index([str(i) for i in range(len(table))])
-    out = ad.AnnData(X=counts, obs=table, var=pd.DataFrame(index=pd.Index(symbols, dtype=str)))
+    return table, vocabulary
+
+
+def study_report_before_qc(genes, value_report: dict, vocabulary: dict, n_genes: int) -> dict:
+    """The ingest report of a study read (its qc section None until QC)."""
     warnings = list(genes.warnings)
-    value_report = dict(values.report)
+    value_report = dict(value_report)
     if "warning" in value_report:
         warnings.append(value_report.pop("warning") + ".")
-    store_report(out, {
+    return {
         "values": value_report,
         "species": genes.species,
         "symbols": genes.symbols,
         "qc": None,
-        "n_genes_measured": int(out.n_vars),
+        "n_genes_measured": int(n_genes),
         "vocabulary": vocabulary,
         "warnings": warnings,
-    })
-    return out
+    }
