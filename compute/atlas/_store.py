@@ -41,16 +41,35 @@ def write_gene_major(directory: str | Path, prefix: str, matrix) -> int:
     return int(csc.nnz)
 
 
-def _release(mapped: np.memmap) -> None:
-    """Drop a shared file mapping's pages from this process's resident memory (Linux: the values
-    stay in the page cache and reach the file as usual; a later access reads them back). The
-    pages a writer scatters values into would otherwise stay resident until the map closes: the
-    whole store's size. Does nothing where madvise is not offered."""
-    import mmap
+class _MappedArray:
+    """A new 1-d .npy file mapped for writing (Python's mmap: shared with the file), whose pages
+    can be dropped from this process's resident memory (:meth:`release`; Linux: the values stay
+    in the page cache and reach the file as usual, a later access reads them back). The pages a
+    writer scatters values into would otherwise stay resident until the map closes: the whole
+    store's size."""
 
-    raw = getattr(mapped, "_mmap", None)
-    if raw is not None and hasattr(raw, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-        raw.madvise(mmap.MADV_DONTNEED)
+    def __init__(self, path: Path, dtype, n: int):
+        import mmap
+
+        header = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(n,))  # writes the header, sizes the file
+        offset = header.offset
+        del header
+        self._fh = open(path, "r+b")  # noqa: SIM115 - closed in close()
+        self._map = mmap.mmap(self._fh.fileno(), 0)
+        self.array = np.frombuffer(self._map, dtype=dtype, count=n, offset=offset) if n else np.zeros(0, dtype=dtype)
+
+    def release(self) -> None:
+        import mmap
+
+        if hasattr(self._map, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+            self._map.madvise(mmap.MADV_DONTNEED)
+
+    def close(self, flush: bool = True) -> None:
+        self.array = None
+        if flush:
+            self._map.flush()
+        self._map.close()
+        self._fh.close()
 
 
 class GeneMajorWriter:
@@ -73,8 +92,8 @@ class GeneMajorWriter:
         self._files = store_files(prefix)
         nnz = int(self.indptr[-1])
         self._tmp = [self.dir / f".{f}.tmp.npy" for f in self._files]
-        self._indices = np.lib.format.open_memmap(self._tmp[1], mode="w+", dtype=np.int32, shape=(nnz,))
-        self._data = np.lib.format.open_memmap(self._tmp[2], mode="w+", dtype=np.float32, shape=(nnz,))
+        self._maps = [_MappedArray(self._tmp[1], np.int32, nnz), _MappedArray(self._tmp[2], np.float32, nnz)]
+        self._indices, self._data = (m.array for m in self._maps)
         self.n_rows = 0
 
     def append(self, block: sp.spmatrix) -> None:
@@ -91,12 +110,15 @@ class GeneMajorWriter:
         self._data[dest] = csc.data
         self._cursor += per_gene
         self.n_rows += csc.shape[0]
-        _release(self._indices)
-        _release(self._data)
+        for m in self._maps:
+            m.release()
 
     def abort(self) -> None:
         """Drop the temporary files; nothing is renamed into place."""
         self._indices = self._data = None
+        for m in self._maps:
+            m.close(flush=False)
+        self._maps = []
         for tmp in self._tmp:
             tmp.unlink(missing_ok=True)
 
@@ -106,9 +128,10 @@ class GeneMajorWriter:
             short = int(np.sum(self.indptr[1:] - self._cursor))
             self.abort()
             raise ValueError(f"gene-major store {self.dir}: {short} announced values never arrived")
-        self._indices.flush()
-        self._data.flush()
-        del self._indices, self._data
+        self._indices = self._data = None
+        for m in self._maps:
+            m.close()
+        self._maps = []
         np.save(self._tmp[0], self.indptr)
         for tmp, f in zip(self._tmp, self._files, strict=True):
             os.replace(tmp, self.dir / f)
