@@ -77,6 +77,8 @@ DISEASE_TERMS = {
     HEALTHY: "PATO:0000461", "sepsis": "MONDO:1040015", "COVID-19": "MONDO:0100096", "Kawasaki disease": "MONDO:0012727",
     "systemic lupus erythematosus": "MONDO:0007915", "influenza": "MONDO:0005812", "rheumatoid arthritis": "MONDO:0008383",
     "multiple sclerosis": "MONDO:0005301", "Crohn disease": "MONDO:0005011", "asthma": "MONDO:0004979",
+    # diseases only the planted studies of the evidence validation use (PlantedStudy)
+    "ulcerative colitis": "MONDO:0005101", "psoriasis": "MONDO:0005083",
 }
 TISSUE_TERMS = {"blood": "UBERON:0000178"}
 # scanpy's PBMC 68k bulk labels -> Cell Ontology (the demo manifest's columns.cell_type_map).
@@ -143,6 +145,22 @@ PROGRAMS = _programs()
 
 
 @dataclass(frozen=True)
+class PlantedStudy:
+    """A study added to the corpus to test what the disease evidence says (method.md 7): its
+    ``disease`` and donor counts; ``artifact_program``: that program's genes captured
+    ``artifact_fold`` x more in every donor of the study (a technical batch, no biology);
+    ``program_absent``: no program planted in this study whatever its disease's strength."""
+
+    id: str
+    disease: str
+    disease_donors: int = 3
+    healthy_donors: int = 2
+    artifact_program: str | None = None
+    artifact_fold: float = 2.0
+    program_absent: bool = False
+
+
+@dataclass(frozen=True)
 class SimulationConfig:
     """Sizes of the simulated corpus; the defaults are the demo's."""
 
@@ -158,6 +176,7 @@ class SimulationConfig:
     effect_scale: float = 1.0  # multiplies every planted program's fold change
     batch_sd: float = 0.25  # sd of log gene-specific capture per study
     depth_sd: float = 0.35  # sd of log sequencing depth per study
+    planted_studies: tuple[PlantedStudy, ...] = ()  # studies after the regular ones (see PlantedStudy)
 
     def __post_init__(self):
         if not self.effect_scale >= 0 or not np.isfinite(self.effect_scale):
@@ -171,7 +190,10 @@ class SimulationConfig:
             raise ValueError(f"missing_gene_fraction must be (lo, hi) with 0 <= lo <= hi < 1, got {self.missing_gene_fraction}")
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        doc = asdict(self)
+        if not self.planted_studies:  # corpora without planted studies keep the fingerprints they had
+            doc.pop("planted_studies")
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _pbmc68k_genes() -> list[str]:
@@ -219,8 +241,10 @@ class _Truth:
 
 
 def _study_plan(cfg: SimulationConfig) -> list[tuple[str, str]]:
-    """(study id, disease) for each simulated study; diseases cycle so each gets >= 2 studies."""
-    return [(f"SIM{i + 1:02d}", DISEASES[i % len(DISEASES)]) for i in range(cfg.n_studies)]
+    """(study id, disease) for each simulated study; diseases cycle so each gets >= 2 studies;
+    the planted studies last."""
+    return [(f"SIM{i + 1:02d}", DISEASES[i % len(DISEASES)]) for i in range(cfg.n_studies)] + [
+        (p.id, p.disease) for p in cfg.planted_studies]
 
 
 def _celltype_profiles(genes: list[str], rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -297,14 +321,22 @@ def simulate_studies(out_dir: str | Path, config: SimulationConfig | None = None
     ct_names = list(CELL_TYPES)
     ct_props = np.array([CELL_TYPES[c][1] for c in ct_names])
     seeds = np.random.SeedSequence(cfg.seed).spawn(len(plan))
+    planted = {p.id: p for p in cfg.planted_studies}
     for (sid, disease), seed in zip(plan, seeds, strict=True):
         rng = np.random.default_rng(seed)
         depth = float(np.exp(rng.normal(0, cfg.depth_sd)))
         capture = np.exp(rng.normal(0, cfg.batch_sd, size=n_genes))
         miss_frac = rng.uniform(*cfg.missing_gene_fraction)
         missing = np.sort(rng.choice(n_genes, size=int(miss_frac * n_genes), replace=False))
-        donors = [(f"{sid}_D{j + 1}", disease) for j in range(cfg.disease_donors)] + [
-            (f"{sid}_H{j + 1}", HEALTHY) for j in range(cfg.healthy_donors)
+        plant = planted.get(sid)
+        n_disease, n_healthy = (plant.disease_donors, plant.healthy_donors) if plant else (cfg.disease_donors, cfg.healthy_donors)
+        if plant is not None and plant.artifact_program:
+            # a capture bias on the program's genes in every donor of the study: batch, not biology
+            artifact = next(pg for p, pg, _ in programs if p.name == plant.artifact_program)
+            capture[artifact] *= plant.artifact_fold
+            missing = np.setdiff1d(missing, artifact)
+        donors = [(f"{sid}_D{j + 1}", disease) for j in range(n_disease)] + [
+            (f"{sid}_H{j + 1}", HEALTHY) for j in range(n_healthy)
         ]
         blocks, obs_rows, samples_truth = [], [], []
         for donor, dis in donors:
@@ -314,7 +346,7 @@ def simulate_studies(out_dir: str | Path, config: SimulationConfig | None = None
             mult = np.ones((n_cells, n_genes))
             sample_programs = {}
             for p, pg, w in programs:
-                strength = p.strength.get(dis, 0.0)
+                strength = 0.0 if plant is not None and plant.program_absent else p.strength.get(dis, 0.0)
                 factor = float(rng.uniform(0.5, 1.5))
                 frac = min(0.95, p.base_fraction + 0.6 * strength * factor)
                 eligible = np.isin(types, [ct_names.index(c) for c in p.cell_types])
@@ -355,6 +387,7 @@ def simulate_studies(out_dir: str | Path, config: SimulationConfig | None = None
         truth.studies.append(
             {
                 "id": sid,
+                "planted": asdict(plant) if plant else None,
                 "disease": _atlas_name(DISEASE_TERMS[disease]),
                 "depth_factor": round(depth, 4),
                 "missing_genes": [genes[i] for i in missing],
@@ -387,11 +420,18 @@ def demo_manifest_text(config: SimulationConfig | None = None, data_dir: str = "
             "simulated": False,
         }
     ]
+    planted = {p.id: p for p in cfg.planted_studies}
     for sid, disease in _study_plan(cfg):
+        plant = planted.get(sid)
+        title = f"SIMULATED {disease} vs healthy PBMC ({sid})"
+        if plant is not None:
+            title = (f"SIMULATED {disease} ({plant.disease_donors} donors) vs healthy ({plant.healthy_donors} donors) PBMC ({sid})"
+                     + (f"; {plant.artifact_program} genes captured {plant.artifact_fold:g}x (batch artifact)"
+                        if plant.artifact_program else "") + ("; no program planted" if plant.program_absent else ""))
         studies.append(
             {
                 "id": sid,
-                "title": f"SIMULATED {disease} vs healthy PBMC ({sid})",
+                "title": title,
                 "source": {"kind": "h5ad", "path": f"{data_dir}/{sid}.h5ad"},
                 "organism": "human",
                 "tissue": {"column": "tissue"},

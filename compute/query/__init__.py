@@ -2,6 +2,13 @@
 
 from compute.query._genes import GeneDecision, GeneResolution, parse_gene_list, resolve_genes
 from compute.query._groups import gene_by_group, gene_group_summary
+from compute.query._meta import (
+    EVIDENCE_LEVELS,
+    MetaAnalysis,
+    donor_table,
+    evidence_words,
+    meta_analyse,
+)
 from compute.query._null import (
     N_DETECTION_BINS,
     N_MEAN_BINS,
@@ -41,6 +48,11 @@ from compute.query._stats import (
 from compute.query._symbols import SymbolTable, ensembl_base, symbol_table
 
 __all__ = [
+    "EVIDENCE_LEVELS",
+    "MetaAnalysis",
+    "donor_table",
+    "evidence_words",
+    "meta_analyse",
     "DATA_KINDS",
     "DEFAULT_HIT_RULE",
     "HIT_KINDS",

@@ -47,13 +47,20 @@ def null_threads(environ=None) -> int:
 
 @dataclass
 class NullResult:
-    """Per group (disease or study): the null band of its mean sample hit % and a p-value."""
+    """Per group (disease or study): the null band of its mean sample hit % and a p-value, the
+    answer to "this signature, or would any gene set like it do?" (specificity against random
+    gene sets). The band and ``p_value`` are corrected for the correlation among the signature's
+    genes (``inflation`` = sqrt(vif / vif_null), at least 1); ``p_value_uncorrected`` is the
+    plain empirical one."""
 
-    groups: pd.DataFrame  # group, by, observed, null_median, null_lo, null_hi, p_value
+    groups: pd.DataFrame  # group, observed, null_median, null_lo, null_hi, p_value, p_value_uncorrected
     n_draws: int
     p_floor: float
     band: tuple[float, float]  # the band's percentiles, e.g. (2.5, 97.5)
     n_cells: int = 0  # selected cells the draws were scored on (a stratified subsample for large selections)
+    vif: float = 1.0  # the signature's variance inflation factor across the selected cells (CAMERA)
+    vif_null: float = 1.0  # the random sets' mean variance inflation factor
+    inflation: float = 1.0  # the factor the null's spread around its median was widened by
 
     def p_values(self) -> dict[str, float]:
         """{group: empirical p-value}."""

@@ -11,8 +11,10 @@ import scipy.sparse as sp
 from compute.errors import QueryError
 from compute.query._expression import expression_scores
 from compute.query._genes import GeneResolution
+from compute.query._meta import MetaAnalysis, donor_table, meta_analyse
 from compute.query._null import NullResult, Panels, gene_bins, matched_draws, null_rankings
 from compute.query._stats import HitRule, rank_groups, sample_hit_table
+from compute.query._vif import variance_inflation
 
 __all__ = ["Evidence", "QueryParams", "QueryResult", "add_evidence", "run_query", "run_ranking", "selection_matrix", "selection_rows"]
 
@@ -48,6 +50,9 @@ class QueryParams:
     evidence: bool = False  # robustness across thresholds, driver genes, drop-top-gene
     expression: bool = False  # also rank by scanpy.tl.score_genes on stored expression
     seed: int = 0
+    # the donors each disease is compared with, within its own studies (method.md 7): a disease
+    # term (id or label; its descendants count) or "normal" (PATO:0000461, healthy donors)
+    reference: str = "normal"
 
 
 @dataclass
@@ -66,6 +71,11 @@ class QueryResult:
     evidence: Evidence | None = None
     expression_scores: np.ndarray | None = None  # score_genes per cell (NaN outside the selection)
     expression_diseases: pd.DataFrame | None = None  # the disease ranking on expression scores, same rule
+    # per (disease, study, measure): Hedges' g of the disease's donors against the study's own
+    # reference donors (compute.query._meta.STUDY_COLUMNS); the pooled figures are columns of ``diseases``
+    study_effects: pd.DataFrame | None = None
+    expression_study_effects: pd.DataFrame | None = None
+    reference_labels: tuple[str, ...] = ()  # the disease labels counted as the reference
 
     @property
     def n_selected(self) -> int:
@@ -178,7 +188,41 @@ def run_ranking(atlas, params: QueryParams, *, progress=None) -> QueryResult:
     studies = rank_groups(samples, "study", params.cell_min, 1)
     if len(studies):
         studies = studies.join(coverage[["measured", "requested", "coverage"]], on="group")
-    return QueryResult(params, res, scores, sel, thr, samples, diseases, studies, coverage=coverage)
+    reference = reference_labels(atlas, params, cells)
+    diseases, study_effects = with_effects(diseases, samples, reference, params)
+    return QueryResult(params, res, scores, sel, thr, samples, diseases, studies, coverage=coverage, study_effects=study_effects,
+                       reference_labels=reference)
+
+
+def reference_labels(atlas, params: QueryParams, cells: pd.DataFrame) -> tuple[str, ...]:
+    """The disease labels of ``cells`` (as the query groups them) that count as the reference:
+    those under ``params.reference`` (an ontology term, id or label: its descendants count), or
+    the labels equal to it (case aside) in an atlas without a vocabulary. Raises QueryError for
+    a reference the atlas does not know."""
+    ref = str(params.reference or "").strip()
+    if not ref:
+        raise QueryError("the reference must name a disease or 'normal'")
+    present = {str(d) for d in atlas.cells["disease"].astype(str).unique()}
+    try:
+        under = set(atlas.disease_grouping([ref]))
+    except QueryError:
+        under = set()
+    under |= {d for d in present if d.casefold() == ref.casefold()}
+    if not under:
+        raise QueryError(f"the reference '{ref}' is not a disease of this atlas or a term above one: pick one of "
+                         f"{', '.join(sorted(present)[:12])}{' ...' if len(present) > 12 else ''}")
+    if params.disease_groups:
+        mapping = atlas.disease_grouping(params.disease_groups)
+        under = {mapping.get(d, d) for d in under}
+    return tuple(sorted(under))
+
+
+def with_effects(table: pd.DataFrame, samples: pd.DataFrame, reference: tuple[str, ...], params: QueryParams):
+    """(``table`` (a disease ranking) with the meta-analysis columns joined on its groups, the
+    per-study effects) for the per-sample table ``samples`` (method.md section 7)."""
+    meta: MetaAnalysis = meta_analyse(donor_table(samples, params.cell_min), table["group"].astype(str).tolist(), reference,
+                                      seed=params.seed)
+    return table.join(meta.diseases, on="group"), meta.studies
 
 
 def add_evidence(atlas, result: QueryResult, *, progress=None) -> QueryResult:
@@ -202,7 +246,9 @@ def add_evidence(atlas, result: QueryResult, *, progress=None) -> QueryResult:
         result.expression_scores = expr
         # a fixed cut-off is on the attribution scale: expression scores use the default percentile instead
         cut = params.rule.threshold(expr[sel]) if params.rule.kind != "value" else HitRule().threshold(expr[sel])
-        result.expression_diseases = rank_groups(sample_hit_table(query_cells(atlas, params), expr, sel, cut), "disease", params.cell_min, params.samp_min)
+        expr_samples = sample_hit_table(query_cells(atlas, params), expr, sel, cut)
+        result.expression_diseases, result.expression_study_effects = with_effects(
+            rank_groups(expr_samples, "disease", params.cell_min, params.samp_min), expr_samples, result.reference_labels, params)
     return result
 
 
@@ -356,21 +402,30 @@ def _null(atlas, result: QueryResult, filters: dict, progress=None) -> dict[str,
         panels = selection_panels(atlas, null_sel, params.scale)
     nulls = null_rankings(M, draws, np.asarray(result.resolution.weights), quantile, rule.value if rule.kind == "value" else None,
                           codes, groups, kept, progress=progress, panels=panels)
+    # the correlation among the signature's genes against the random sets' (CAMERA's variance
+    # inflation factor): the null's spread around its median is widened by the square root of
+    # their ratio, never narrowed (compute/query/_vif.py)
+    vif, vif_null = variance_inflation(M, signature, draws)
+    inflation = float(np.sqrt(max(vif, 1.0) / max(vif_null, 1.0))) if np.isfinite(vif) and np.isfinite(vif_null) else 1.0
+    inflation = max(inflation, 1.0)
     out = {}
     floor = 1.0 / (result.params.n_null + 1)
     for by, table in (("disease", result.diseases), ("study", result.studies)):
         dist = nulls[by]  # draws x groups
         obs = table["mean_hit_pct"].to_numpy(dtype=np.float64)
         if dist.size == 0 or obs.size == 0:
-            frame = pd.DataFrame(columns=["group", "observed", "null_median", "null_lo", "null_hi", "p_value"])
+            frame = pd.DataFrame(columns=["group", "observed", "null_median", "null_lo", "null_hi", "p_value", "p_value_uncorrected"])
         else:
-            p = (1 + (dist >= obs[None, :] - 1e-12).sum(axis=0)) / (dist.shape[0] + 1)
+            median = np.median(dist, axis=0)
+            wide = median[None, :] + (dist - median[None, :]) * inflation
             frame = pd.DataFrame({
-                "group": table["group"].to_numpy(), "observed": obs, "null_median": np.median(dist, axis=0),
-                "null_lo": np.percentile(dist, NULL_BAND[0], axis=0), "null_hi": np.percentile(dist, NULL_BAND[1], axis=0),
-                "p_value": p,
+                "group": table["group"].to_numpy(), "observed": obs, "null_median": median,
+                "null_lo": np.percentile(wide, NULL_BAND[0], axis=0), "null_hi": np.percentile(wide, NULL_BAND[1], axis=0),
+                "p_value": (1 + (wide >= obs[None, :] - 1e-12).sum(axis=0)) / (wide.shape[0] + 1),
+                "p_value_uncorrected": (1 + (dist >= obs[None, :] - 1e-12).sum(axis=0)) / (dist.shape[0] + 1),
             })
-        out[by] = NullResult(frame, result.params.n_null, floor, NULL_BAND, n_cells=int(M.shape[0]))
+        out[by] = NullResult(frame, result.params.n_null, floor, NULL_BAND, n_cells=int(M.shape[0]), vif=vif, vif_null=vif_null,
+                             inflation=inflation)
     return out
 
 

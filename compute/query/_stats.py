@@ -96,10 +96,12 @@ def _sorted_codes(column: pd.Series, rows: np.ndarray) -> tuple[np.ndarray, np.n
 
 def sample_hit_table(cells: pd.DataFrame, scores: np.ndarray, selection: np.ndarray, threshold: float) -> pd.DataFrame:
     """One row per (study, sample, disease) among selected cells, sorted by them: n_cells,
-    n_hits, hit_pct, mean_score, tissue and simulated (of the sample's first cell)."""
+    n_hits, hit_pct, mean_score, tissue, donor and simulated (of the sample's first cell; the
+    donor is the sample where the cells have no donor column)."""
     sel = np.asarray(selection, dtype=bool)
     if sel.sum() == 0:
-        return pd.DataFrame(columns=["study", "sample", "disease", "tissue", "simulated", "n_cells", "n_hits", "hit_pct", "mean_score"])
+        return pd.DataFrame(columns=["study", "sample", "disease", "tissue", "donor", "simulated", "n_cells", "n_hits", "hit_pct",
+                                     "mean_score"])
     rows = np.flatnonzero(sel)
     key = np.zeros(rows.size, dtype=np.int64)
     labels = {}
@@ -119,6 +121,7 @@ def sample_hit_table(cells: pd.DataFrame, scores: np.ndarray, selection: np.ndar
     out = pd.DataFrame({
         "study": out["study"], "sample": out["sample"], "disease": out["disease"],
         "tissue": cells["tissue"].to_numpy()[first_rows].astype(str).astype(object),
+        "donor": (cells["donor"].to_numpy()[first_rows].astype(str).astype(object) if "donor" in cells else out["sample"]),
         "simulated": cells["simulated"].to_numpy()[first_rows].astype(bool),
         "n_cells": n_cells.astype(np.int64),
         "n_hits": n_hits,
