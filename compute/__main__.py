@@ -198,12 +198,19 @@ def _cmd_validate(args) -> int:
 
         print(run_real_validation(report=args.report))
         return 0
+    if args.evidence:
+        from compute.validate import run_evidence_validation
+
+        run_evidence_validation(report=args.report, work=Path(args.work) / "evidence")
+        print(f"disease-evidence section written: {args.report}")
+        return 0
     profile = QUICK if args.quick else FULL
     run_validation(report=args.report, work=args.work, profile=profile, reuse=args.reuse, jobs=args.jobs)
-    if not args.quick:  # the full report includes the real-studies section
-        from compute.validate import run_real_validation
+    if not args.quick:  # the full report includes the real-studies and the disease-evidence sections
+        from compute.validate import run_evidence_validation, run_real_validation
 
         run_real_validation(report=args.report, work=Path(args.work) / "real")
+        run_evidence_validation(report=args.report, work=Path(args.work) / "evidence")
     return 0
 
 
@@ -329,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     va.add_argument("--quick", action="store_true", help="a small profile (minutes; for tests, not for conclusions)")
     va.add_argument("--real", action="store_true", help="only the real-studies section: the same real cells on two gene panels "
                     "(builds a small atlas of real cells, about a minute)")
+    va.add_argument("--evidence", action="store_true", help="only the disease-evidence section: calibration of the pooled "
+                    "within-study test and of the corrected gene-set null, power, a planted confound and heterogeneity (builds a "
+                    "small SIMULATED atlas, minutes)")
     va.set_defaults(func=_cmd_validate)
 
     mo = sub.add_parser("modules", help="gene modules from co-attribution; with --genes, where a signature sits among them")

@@ -31,10 +31,12 @@ from compute.query._run import (
     QueryResult,
     add_evidence,
     query_cells,
+    reference_labels,
     run_query,
     run_ranking,
     selection_mask,
     selection_matrix,
+    with_effects,
 )
 from compute.query._stats import (
     DEFAULT_HIT_RULE,
@@ -88,6 +90,8 @@ __all__ = [
     "ensembl_base",
     "symbol_table",
     "query_cells",
+    "reference_labels",
+    "with_effects",
     "selection_mask",
     "selection_matrix",
 ]

@@ -16,7 +16,8 @@ from compute.query._null import NullResult, Panels, gene_bins, matched_draws, nu
 from compute.query._stats import HitRule, rank_groups, sample_hit_table
 from compute.query._vif import variance_inflation
 
-__all__ = ["Evidence", "QueryParams", "QueryResult", "add_evidence", "run_query", "run_ranking", "selection_matrix", "selection_rows"]
+__all__ = ["Evidence", "QueryParams", "QueryResult", "add_evidence", "reference_labels", "run_query", "run_ranking", "selection_matrix",
+           "selection_rows", "with_effects"]
 
 ROBUSTNESS_PERCENTILES = (80.0, 90.0, 95.0, 99.0)
 NULL_BAND = (2.5, 97.5)

@@ -1,5 +1,11 @@
 """Validation suite: planted truth on SIMULATED atlases and real PBMC data (``python -m compute validate``)."""
 
+from compute.validate._evidence import (
+    EVIDENCE_SIM,
+    evaluate_evidence,
+    evidence_section,
+    run_evidence_validation,
+)
 from compute.validate._generank import (
     HOUSEKEEPING,
     evaluate_gene_ranking,
@@ -48,6 +54,10 @@ from compute.validate._tfs import (
 )
 
 __all__ = [
+    "EVIDENCE_SIM",
+    "evaluate_evidence",
+    "evidence_section",
+    "run_evidence_validation",
     "FULL",
     "HOUSEKEEPING",
     "QUICK",
