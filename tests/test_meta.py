@@ -134,3 +134,14 @@ def test_bh_q_over_the_diseases_tested():
     d = meta_analyse(table, ["A", "B"], ["normal"]).diseases
     p = d["effect_p"].to_numpy()
     assert np.allclose(d["effect_q"].to_numpy(), stats.false_discovery_control(p, method="bh"))
+
+
+def test_one_donor_on_a_side_counts_with_no_spread_of_its_own():
+    table = donors({"S1": {"D": 1, "normal": 4}, "S2": {"D": 4, "normal": 1}}, seed=10)
+    m = meta_analyse(table, ["D"], ["normal"])
+    assert m.studies["included"].all() and m.diseases.loc["D", "evidence"] == "pooled"
+    case = table[(table.study == "S1") & (table.disease == "D")]["hit_pct"].to_numpy()
+    ref = table[(table.study == "S1") & (table.disease == "normal")]["hit_pct"].to_numpy()
+    g = (1 - 3 / (4 * 5 - 9)) * (case.mean() - ref.mean()) / ref.std(ddof=1)
+    assert m.studies.query("study == 'S1' and measure == 'hit_pct'")["g"].iloc[0] == pytest.approx(g)
+    assert np.isfinite(m.diseases.loc["D", "effect_p"])

@@ -262,7 +262,9 @@ def test_subsampled_null_p_values_match_the_full_null(tiny_atlas):
     p_full = full.null["disease"].groups.set_index("group")["p_value"]
     p_sub = sub.null["disease"].groups.set_index("group")["p_value"].reindex(p_full.index)
     assert np.max(np.abs(p_full - p_sub)) <= 0.1
-    assert ((p_full <= 0.05) == (p_sub <= 0.05)).all()
+    # the same calls at 0.05, away from the line: a Monte-Carlo p within 0.03 of it may fall either side
+    clear = ((p_full - 0.05).abs() > 0.03) & ((p_sub - 0.05).abs() > 0.03)
+    assert ((p_full <= 0.05) == (p_sub <= 0.05))[clear].all()
 
 
 @pytest.mark.parametrize("seed", [3])

@@ -85,7 +85,9 @@ def _smd(case: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     """Hedges' g (case - reference) and its variance, by statsmodels."""
     from statsmodels.stats.meta_analysis import effectsize_smd
 
-    g, v = effectsize_smd(case.mean(), case.std(ddof=1), case.size, ref.mean(), ref.std(ddof=1), ref.size)
+    # one donor on a side has no spread of its own and no weight in the pooled SD ((n - 1) x sd^2)
+    g, v = effectsize_smd(case.mean(), case.std(ddof=1) if case.size > 1 else 0.0, case.size,
+                          ref.mean(), ref.std(ddof=1) if ref.size > 1 else 0.0, ref.size)
     return float(g), float(v)
 
 
@@ -128,8 +130,9 @@ def _arm_stats(values: np.ndarray, case: np.ndarray) -> tuple[np.ndarray, ...]:
     m_case, m_ref = (c @ values) / n_case, (r @ values) / n_ref
     ss_case = c @ values**2 - n_case * m_case**2
     ss_ref = r @ values**2 - n_ref * m_ref**2
-    sd_case = np.sqrt(np.clip(ss_case, 0, None) / (n_case - 1))
-    sd_ref = np.sqrt(np.clip(ss_ref, 0, None) / (n_ref - 1))
+    with np.errstate(invalid="ignore", divide="ignore"):  # one donor on a side: no spread, no weight (see _smd)
+        sd_case = np.where(n_case > 1, np.sqrt(np.clip(ss_case, 0, None) / np.maximum(n_case - 1, 1)), 0.0)
+        sd_ref = np.where(n_ref > 1, np.sqrt(np.clip(ss_ref, 0, None) / np.maximum(n_ref - 1, 1)), 0.0)
     return m_case, sd_case, n_case, m_ref, sd_ref, n_ref
 
 

@@ -49,11 +49,14 @@ def null_threads(environ=None) -> int:
 class NullResult:
     """Per group (disease or study): the null band of its mean sample hit % and a p-value, the
     answer to "this signature, or would any gene set like it do?" (specificity against random
-    gene sets). The band and ``p_value`` are corrected for the correlation among the signature's
-    genes (``inflation`` = sqrt(vif / vif_null), at least 1); ``p_value_uncorrected`` is the
-    plain empirical one."""
+    gene sets). For diseases the statistic is the disease's mean hit % above the reference's
+    (``relative_to``; the band is drawn at the reference's observed hit % plus the null's
+    difference, the reference itself gets no p-value); the band and ``p_value`` are widened for
+    the correlation among the signature's genes (``inflation`` = sqrt(vif / vif_null), at least
+    1). ``p_value_uncorrected``: the same without the widening; ``p_value_plain``: the mean hit %
+    itself against the draws', as before either correction (SIGnature's question)."""
 
-    groups: pd.DataFrame  # group, observed, null_median, null_lo, null_hi, p_value, p_value_uncorrected
+    groups: pd.DataFrame  # group, observed, null_median, null_lo, null_hi, p_value, p_value_uncorrected, p_value_plain
     n_draws: int
     p_floor: float
     band: tuple[float, float]  # the band's percentiles, e.g. (2.5, 97.5)
@@ -61,10 +64,14 @@ class NullResult:
     vif: float = 1.0  # the signature's variance inflation factor across the selected cells (CAMERA)
     vif_null: float = 1.0  # the random sets' mean variance inflation factor
     inflation: float = 1.0  # the factor the null's spread around its median was widened by
+    relative_to: tuple[str, ...] = ()  # the groups (the reference's) each disease's hit % is compared above
 
     def p_values(self) -> dict[str, float]:
-        """{group: empirical p-value}."""
-        return dict(zip(self.groups["group"].astype(str), self.groups["p_value"].astype(float), strict=True)) if len(self.groups) else {}
+        """{group: p-value} for the groups that have one (not the reference itself)."""
+        if not len(self.groups):
+            return {}
+        p = self.groups["p_value"].astype(float)
+        return {g: float(v) for g, v in zip(self.groups["group"].astype(str), p, strict=True) if np.isfinite(v)}
 
 
 def gene_bins(mean: np.ndarray, detection: np.ndarray) -> np.ndarray:

@@ -76,9 +76,14 @@ def _no_effect_sets(atlas, truth: dict, *, n_random: int, size: int, seed: int) 
         if s.simulated:
             everywhere &= atlas.measured_mask(s.id)
     pool = [g for g, c, m in zip(atlas.genes, detected, everywhere, strict=True) if c > 0 and m and g not in planted]
+    anywhere = [g for g, c, m in zip(atlas.genes, detected, everywhere, strict=True) if c > 0 and m]
     rng = np.random.default_rng(seed)
     sets = {f"random {i + 1}": ("random genes", tuple(rng.choice(pool, size=min(size, len(pool)), replace=False)))
             for i in range(n_random)}
+    # the gene-set null's own hypothesis: a set drawn like its random sets, from every gene
+    # (planted programs included, so not a no-effect set for the within-study test)
+    sets |= {f"any genes {i + 1}": ("random genes, any", tuple(rng.choice(anywhere, size=min(size, len(anywhere)), replace=False)))
+             for i in range(n_random)}
     markers = immune_markers()
     in_pool = set(pool)
     for ct, (entries, _) in CELL_TYPES.items():
@@ -98,26 +103,31 @@ def _calibration(atlas, truth: dict, *, n_random: int, size: int, n_null: int, c
         for d in r.diseases.itertuples():
             rows.append({"signature": name, "kind": kind, "disease": d.group, "evidence": d.evidence, "effect_p": d.effect_p,
                          "effect_z_p": d.effect_z_p, "null_p": null.loc[d.group, "p_value"],
-                         "null_p_uncorrected": null.loc[d.group, "p_value_uncorrected"], "vif": r.null["disease"].vif,
+                         "null_p_uncorrected": null.loc[d.group, "p_value_uncorrected"],
+                         "null_p_plain": null.loc[d.group, "p_value_plain"], "vif": r.null["disease"].vif,
                          "vif_null": r.null["disease"].vif_null})
     frame = pd.DataFrame(rows)
-    pooled = frame[frame["evidence"] == "pooled"]
+    no_effect = frame[frame["kind"] != "random genes, any"]
+    pooled = no_effect[no_effect["evidence"] == "pooled"]
     rates = []
-    for kind in ("random genes", "cell-type markers", "all"):
-        sub = frame if kind == "all" else frame[frame["kind"] == kind]
-        sub_pooled = pooled if kind == "all" else pooled[pooled["kind"] == kind]
-        for column, label in (("effect_p", "pooled effect, permutation p"), ("effect_z_p", "pooled effect, z-test p"),
-                              ("null_p", "gene-set null, corrected"), ("null_p_uncorrected", "gene-set null, uncorrected")):
-            source = sub_pooled if column.startswith("effect") else sub
-            rates += [r | {"signatures": kind} for r in _rates(source, column, label)]
+    for kind in ("random genes", "cell-type markers", "no-effect sets"):
+        sub = pooled if kind == "no-effect sets" else pooled[pooled["kind"] == kind]
+        for column, label in (("effect_p", "pooled effect, permutation p"), ("effect_z_p", "pooled effect, z-test p")):
+            rates += [r | {"signatures": kind} for r in _rates(sub, column, label)]
+    for kind in ("random genes, any", "cell-type markers", "random genes"):
+        sub = frame[frame["kind"] == kind]
+        for column, label in (("null_p", "gene-set null, corrected"), ("null_p_uncorrected", "gene-set null, without the VIF"),
+                              ("null_p_plain", "gene-set null as before (mean hit %, no correction)")):
+            rates += [r | {"signatures": kind} for r in _rates(sub, column, label)]
     return frame, pd.DataFrame(rates)
 
 
-def _within_study(samples: pd.DataFrame, reference: tuple[str, ...], cell_min: int) -> np.ndarray:
-    """Each sample's hit % minus the mean of its own study's reference donors (NaN: no reference donor)."""
+def _within_study(samples: pd.DataFrame, every: pd.DataFrame, reference: tuple[str, ...], cell_min: int) -> np.ndarray:
+    """Each of ``samples``' hit % minus the mean of its own study's reference donors among
+    ``every`` sample (NaN: the study has no reference donor)."""
     from compute.query import donor_table
 
-    donors = donor_table(samples, cell_min)
+    donors = donor_table(every, cell_min)
     ref = donors[donors["disease"].isin(reference)].groupby("study")["hit_pct"].mean()
     return samples["hit_pct"].to_numpy(dtype=float) - samples["study"].astype(str).map(ref).to_numpy(dtype=float)
 
@@ -149,7 +159,7 @@ def _power(atlas, truth: dict, *, cell_min: int, samp_min: int) -> list[dict]:
             effect = table["effect"].to_numpy(dtype=float)
             kept = samples[(samples["n_cells"] >= cell_min) & ~samples["disease"].isin(r.reference_labels)]
             sample_labels = np.array([(s, smp, prog["name"]) in active for s, smp in zip(kept["study"], kept["sample"], strict=True)])
-            within = _within_study(kept, r.reference_labels, cell_min)
+            within = _within_study(kept, samples, r.reference_labels, cell_min)
             has_within = np.isfinite(within)
             out.append({
                 "program": prog["name"], "method": method, "n_diseases": int(len(table)), "n_positive": int(labels.sum()),
@@ -170,20 +180,22 @@ def _planted_cases(atlas, truth: dict, *, cell_min: int, samp_min: int) -> dict:
     r = run_query(atlas, QueryParams(genes=tuple((g, None) for g in prog["genes"]), cell_types=tuple(prog["cell_types"]),
                                      data="simulated", cell_min=cell_min, samp_min=samp_min, n_null=199))
     d = r.diseases.set_index("group")
+    ints = ("rank", "n_studies_positive", "n_studies_with_reference", "n_donors", "n_reference_donors")
     cols = ["mean_hit_pct", "rank", "evidence", "effect", "effect_lo", "effect_hi", "effect_p", "effect_q", "tau2", "i2",
             "heterogeneity_p", "loo_lo", "loo_hi", "n_studies_positive", "n_studies_with_reference", "n_donors",
             "n_reference_donors"]
     null = r.null["disease"].groups.set_index("group")
-    out = {"ranking": [{"disease": g, **{c: (None if isinstance(v, float) and not np.isfinite(v) else v)
-                                         for c, v in d.loc[g, cols].items()},
+    def plain(row) -> dict:
+        return {c: (int(v) if c in ints else None if isinstance(v, float) and not np.isfinite(v) else v) for c, v in row.items()}
+
+    out = {"ranking": [{"disease": g, **plain(d.loc[g, cols]),
                         "null_p": float(null.loc[g, "p_value"])} for g in d.index]}
     effects = r.study_effects[r.study_effects["measure"] == "hit_pct"]
     for key, disease in (("confounded", CONFOUNDED), ("artifact_with_controls", ARTIFACT_WITH_CONTROLS),
                          ("heterogeneous", HETEROGENEOUS)):
         row = d.loc[disease] if disease in d.index else None
         out[key] = {"disease": disease, "present": row is not None,
-                    "row": None if row is None else {c: (None if isinstance(v, float) and not np.isfinite(v) else v)
-                                                     for c, v in row[cols].items()},
+                    "row": None if row is None else plain(row[cols]),
                     "studies": effects[effects["disease"] == disease][["study", "g", "g_lo", "g_hi", "weight", "n_donors",
                                                                        "n_reference_donors", "reason"]].to_dict("records")}
     return out
@@ -199,7 +211,7 @@ def evaluate_evidence(atlas, truth: dict, *, n_random: int = 40, size: int = 20,
     power = _power(atlas, truth, cell_min=cell_min, samp_min=samp_min)
     cases = _planted_cases(atlas, truth, cell_min=cell_min, samp_min=samp_min)
     return {"rates": rates.to_dict("records"), "n_signatures": int(frame["signature"].nunique()),
-            "n_tests": int(len(frame)), "n_pooled_tests": int((frame["evidence"] == "pooled").sum()),
+            "n_tests": int(len(frame)),
             "vif_median": float(frame.groupby("signature")["vif"].first().median()),
             "vif_markers_median": float(frame[frame["kind"] == "cell-type markers"].groupby("signature")["vif"].first().median())
             if (frame["kind"] == "cell-type markers").any() else float("nan"),
@@ -215,6 +227,25 @@ def _f(x, nd=2) -> str:
     return f"{x:.{nd}f}"
 
 
+def _calibration_reading(rates: list[dict]) -> str:
+    """The calibration table in a sentence: which tests stay inside the nominal range at 0.05."""
+    def at(test, kind, alpha=0.05):
+        return next((r for r in rates if r["test"] == test and r["signatures"] == kind and r["alpha"] == alpha), None)
+
+    pooled = [r for r in rates if r["test"] == "pooled effect, permutation p"]
+    ok = all(r["inside"] or r["rate"] < r["lo"] for r in pooled)
+    words = [("The pooled within-study test (the disease-against-reference p-value a clinician reads) is "
+              + ("calibrated at every alpha on both kinds of no-effect sets" if ok else "NOT calibrated on every kind of no-effect set")
+              + ".")]
+    for kind in ("random genes, any", "random genes", "cell-type markers"):
+        new, old = at("gene-set null, corrected", kind), at("gene-set null as before (mean hit %, no correction)", kind)
+        if new and old:
+            words.append(f"Gene-set null on {kind}: {new['rate']:.1%} of tests at p <= 0.05 after the corrections "
+                         f"({old['rate']:.1%} before; nominal range {new['lo']:.1%}-{new['hi']:.1%}): "
+                         + ("calibrated." if new["inside"] else "still too many." if new["rate"] > new["hi"] else "conservative."))
+    return " ".join(words)
+
+
 def evidence_section(res: dict, command: str) -> str:
     """The report's "Disease evidence" section (markdown) from :func:`evaluate_evidence`'s records."""
     L = ["## Disease evidence: within studies, pooled across studies", "",
@@ -225,16 +256,20 @@ def evidence_section(res: dict, command: str) -> str:
          "studies with their own controls and the same artifact on both sides; a third sepsis study without the MS1 program. "
          "The donor is the unit; the effect is Hedges' g of per-donor hit % against the same study's healthy donors, pooled by "
          "random effects (DerSimonian-Laird); its p-value permutes the disease and healthy labels among each study's donors.",
-         "", "### Calibration on signatures with no effect", "",
-         f"{res['n_signatures']} no-effect signatures (random genes never planted, and immune cell-type marker sets, whose genes "
-         f"are correlated), each queried over all simulated cells with {res['n_null']} null draws: {res['n_tests']} disease "
-         f"tests, {res['n_pooled_tests']} of them with pooled evidence (2+ studies with their own healthy donors). A test is "
-         "calibrated when the share of p-values at or below alpha lies inside the central 95% range of a binomial at alpha "
-         "(tests of one signature share its donors, so the range is a little narrow).", "",
+         "", "### Calibration", "",
+         f"{res['n_signatures']} signatures, each queried over all simulated cells with {res['n_null']} null draws "
+         f"({res['n_tests']} disease tests). The **pooled within-study test** is checked on sets with no effect: random genes "
+         "never planted, and immune cell-type marker sets (correlated genes), on the diseases with pooled evidence (2+ studies "
+         "with their own healthy donors). The **gene-set null** asks whether the signature beats random matched gene sets; "
+         "its hypothesis is a signature drawn like those sets, so it is checked on random genes drawn from every gene "
+         "('random genes, any', planted programs included), on the marker sets, and, for comparison, on the never-planted "
+         "genes. A test is calibrated when the share of p-values at or below alpha lies inside the central 95% range of a "
+         "binomial at alpha (tests of one signature share its donors, so the range is a little narrow).", "",
          "| signatures | test | alpha | tests | observed rate | 95% range of nominal | calibrated |", "|---|---|---|---|---|---|---|"]
     for r in res["rates"]:
         L.append(f"| {r['signatures']} | {r['test']} | {r['alpha']:.2f} | {r['tests']} | {r['rate']:.3f} | "
                  f"{r['lo']:.3f}-{r['hi']:.3f} | {'yes' if r['inside'] else ('conservative' if r['rate'] < r['lo'] else 'NO: too many')} |")
+    L += ["", _calibration_reading(res["rates"])]
     L += ["", f"The signatures' variance inflation factor (CAMERA: 1 + (m - 1) x mean correlation of their genes across the "
           f"selected cells): median {_f(res['vif_median'])} (marker sets {_f(res['vif_markers_median'])}), random draws "
           f"{_f(res['vif_null_median'])}; the gene-set null's spread is widened by sqrt(VIF / VIF of the draws).", ""]
