@@ -514,7 +514,9 @@ def write_report(results: dict, path: Path) -> None:
     L.append(f"On the `{cal['atlas']}` atlas, signatures with no planted effect: {prof['n_random']} random sets of "
              f"{prof['random_size']} genes (no planted-program gene) and the simulated cell types' marker sets (composition "
              f"varies by donor, no disease effect). Each query ran the engine's null with {cal['n_null']} bin-matched random gene "
-             f"sets (p-value floor {cal['p_floor']:.3f}); every disease (and healthy) in the ranking is one test.\n")
+             f"sets (p-value floor {cal['p_floor']:.3f}); every disease (and healthy) in the ranking is one test. These "
+             "figures are of the run recorded here; the disease-evidence section below measures the within-study test a "
+             "disease link now rests on, and the gene-set null as corrected since (`python -m compute validate --evidence`).\n")
     rates = pd.DataFrame(cal["rates"])
     if len(rates):
         rows = []
