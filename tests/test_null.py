@@ -63,7 +63,9 @@ def test_planted_program_is_significant_and_the_p_value_has_its_floor(tiny_atlas
     assert null.n_draws == 300 and null.p_floor == 1 / 301
     table = null.groups.set_index("group")
     assert table.loc[top, "p_value"] == null.p_floor
-    assert ((table["p_value"] >= null.p_floor) & (table["p_value"] <= 1)).all()
+    tested = table["p_value"].dropna()  # the reference (normal) is compared with itself: no p-value
+    assert list(table.index[table["p_value"].isna()]) == list(null.relative_to) == ["normal"]
+    assert ((tested >= null.p_floor) & (tested <= 1)).all()
     assert (table["null_lo"] <= table["null_median"]).all() and (table["null_median"] <= table["null_hi"]).all()
     assert set(result.null) == {"disease", "study"} and len(result.null["study"].groups) == len(result.studies)
 
