@@ -145,3 +145,20 @@ def test_one_donor_on_a_side_counts_with_no_spread_of_its_own():
     g = (1 - 3 / (4 * 5 - 9)) * (case.mean() - ref.mean()) / ref.std(ddof=1)
     assert m.studies.query("study == 'S1' and measure == 'hit_pct'")["g"].iloc[0] == pytest.approx(g)
     assert np.isfinite(m.diseases.loc["D", "effect_p"])
+
+
+def test_an_atlas_without_healthy_donors_answers_with_no_reference(tiny_atlas):
+    from compute.errors import QueryError
+    from compute.query import QueryParams, reference_labels
+
+    class NoHealthy:  # the tiny atlas as an atlas whose studies hold no healthy donor
+        cells = tiny_atlas.cells[tiny_atlas.cells["disease"].astype(str) != "normal"]
+
+        def disease_grouping(self, groups):
+            return {}
+
+    assert reference_labels(NoHealthy(), QueryParams(genes=(("CD14", None),)), NoHealthy.cells) == ()
+    with pytest.raises(QueryError, match="not a disease of this atlas"):
+        reference_labels(NoHealthy(), QueryParams(genes=(("CD14", None),), reference="lupus-ish"), NoHealthy.cells)
+    d = meta_analyse(donors({"S1": {"D": 3}}, seed=11), ["D"], ()).diseases
+    assert d.loc["D", "evidence"] == "no_reference"

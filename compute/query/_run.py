@@ -195,11 +195,15 @@ def run_ranking(atlas, params: QueryParams, *, progress=None) -> QueryResult:
                        reference_labels=reference)
 
 
+_HEALTHY_REFERENCE = frozenset({"normal", "healthy", "pato:0000461"})
+
+
 def reference_labels(atlas, params: QueryParams, cells: pd.DataFrame) -> tuple[str, ...]:
     """The disease labels of ``cells`` (as the query groups them) that count as the reference:
     those under ``params.reference`` (an ontology term, id or label: its descendants count), or
-    the labels equal to it (case aside) in an atlas without a vocabulary. Raises QueryError for
-    a reference the atlas does not know."""
+    the labels equal to it (case aside) in an atlas without a vocabulary; none for the default
+    "normal" in an atlas without healthy donors. Raises QueryError for another reference the
+    atlas does not know."""
     ref = str(params.reference or "").strip()
     if not ref:
         raise QueryError("the reference must name a disease or 'normal'")
@@ -209,6 +213,8 @@ def reference_labels(atlas, params: QueryParams, cells: pd.DataFrame) -> tuple[s
     except QueryError:
         under = set()
     under |= {d for d in present if d.casefold() == ref.casefold()}
+    if not under and ref.casefold() in _HEALTHY_REFERENCE:
+        return ()  # an atlas without healthy donors: every disease then says "no reference", no query fails
     if not under:
         raise QueryError(f"the reference '{ref}' is not a disease of this atlas or a term above one: pick one of "
                          f"{', '.join(sorted(present)[:12])}{' ...' if len(present) > 12 else ''}")
