@@ -94,10 +94,16 @@ def _no_effect_sets(atlas, truth: dict, *, n_random: int, size: int, seed: int) 
 
 
 def _calibration(atlas, truth: dict, *, n_random: int, size: int, n_null: int, cell_min: int, samp_min: int, seed: int):
-    rows = []
+    from compute.demo import CELL_TYPES
+
+    rows, runs = [], []
     for name, (kind, genes) in _no_effect_sets(atlas, truth, n_random=n_random, size=size, seed=seed).items():
-        params = QueryParams(genes=tuple((g, None) for g in genes), data="simulated", cell_min=cell_min, samp_min=samp_min,
-                             n_null=n_null, seed=len(rows) + seed)
+        runs.append((name, kind, genes, ()))
+        if kind == "cell-type markers":  # few sets: each also on every cell type alone, for more (correlated-gene) tests
+            runs += [(f"{name} on {ct}", kind, genes, (ct,)) for ct in CELL_TYPES]
+    for i, (name, kind, genes, cell_types) in enumerate(runs):
+        params = QueryParams(genes=tuple((g, None) for g in genes), data="simulated", cell_types=cell_types, cell_min=cell_min,
+                             samp_min=samp_min, n_null=n_null, seed=i + seed)
         r = run_query(atlas, params)
         null = r.null["disease"].groups.set_index("group")
         for d in r.diseases.itertuples():
@@ -257,7 +263,8 @@ def evidence_section(res: dict, command: str) -> str:
          "The donor is the unit; the effect is Hedges' g of per-donor hit % against the same study's healthy donors, pooled by "
          "random effects (DerSimonian-Laird); its p-value permutes the disease and healthy labels among each study's donors.",
          "", "### Calibration", "",
-         f"{res['n_signatures']} signatures, each queried over all simulated cells with {res['n_null']} null draws "
+         f"{res['n_signatures']} queries (each signature over all simulated cells; each marker set also on every cell type "
+         f"alone), each with {res['n_null']} null draws "
          f"({res['n_tests']} disease tests). The **pooled within-study test** is checked on sets with no effect: random genes "
          "never planted, and immune cell-type marker sets (correlated genes), on the diseases with pooled evidence (2+ studies "
          "with their own healthy donors). The **gene-set null** asks whether the signature beats random matched gene sets; "
