@@ -806,8 +806,8 @@ def forest_figure(studies: pd.DataFrame, pooled, *, disease: str, evidence: str,
     hi], "i2", "tau2", "loo": [lo, hi]}."""
     rows = _forest_rows(studies)
     if rows.empty:
-        return empty_figure(f"{disease}: {evidence}. No study holds both its donors and reference donors, so there is no "
-                            "within-study effect to draw")
+        return empty_figure(f"{disease}: {evidence}. No study gave a within-study effect to draw (each study's reason is "
+                            "listed below the plot)")
     order = rows["study"].tolist()
     k = len(order)
     y_of = {sid: float(k - i) for i, sid in enumerate(order)}  # top to bottom; the pooled diamond at 0

@@ -215,6 +215,20 @@ def test_study_effect_rows_say_the_evidence_and_why_a_study_gave_none():
     assert {r["study"] for r in rows if r["disease"] == "lupus"} == {"S1", "S2"}
 
 
+def test_api_fields_of_each_evidence_level_are_valid_json():
+    from dashboard.api import _effect_fields, _study_effects
+
+    result = _result()
+    rows = {r["group"]: _effect_fields(r) for r in result.diseases.to_dict("records")}
+    text = json.dumps({"diseases": rows, "study_effects": _study_effects(result.study_effects)}, allow_nan=False)
+    back = _strict_json(text)["diseases"]
+    assert back["gout"]["evidence"] == "no_within_study_reference" and back["gout"]["effect"] is None and back["gout"]["effect_p"] is None
+    assert back["gout"]["evidence_words"] == NO_REF_WORDS
+    lupus = result.diseases.set_index("group").loc["lupus"]
+    assert back["lupus"]["effect"] == pytest.approx(lupus["effect"]) and back["lupus"]["n_studies_with_reference"] == 2
+    assert back["asthma"]["tau2"] is None and back["asthma"]["evidence_words"] == "1 study with its own reference donors"
+
+
 def test_agreement_words():
     from dashboard.views.evidence import agreement
 
@@ -246,3 +260,83 @@ def test_state_round_trip_of_the_reference_and_the_disease_order():
         read_state([("genes", "CD14"), ("reference", "no such disease")], known, strict=True)
     with pytest.raises(StateError, match="disease_order must be one of hit, effect"):
         read_state([("disease_order", "size")], strict=True)
+
+
+# -- through the app, on the tiny atlas ---------------------------------------------------------
+def _strict_json(text: str):
+    """``text`` parsed as JSON that a strict parser accepts (no NaN or Infinity)."""
+    def refuse(constant):
+        raise AssertionError(f"{constant} in the JSON: not valid JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_api_rows_carry_the_within_study_evidence_as_valid_json(tiny_build):
+    from urllib.parse import urlencode
+
+    from compute.reference import ms1_signature
+    from dashboard.app import create_app
+
+    client = create_app(tiny_build[1]).server.test_client()
+    args = {"genes": ",".join(ms1_signature()), "cell_types": "monocyte", "min_coverage": 0}
+    reply = client.get("/api/v1/query?" + urlencode(args))
+    assert reply.status_code == 200, reply.get_data(as_text=True)
+    answer = _strict_json(reply.get_data(as_text=True))
+    assert answer["reference"] == "normal" and answer["reference_labels"] == ["normal"]
+    fields = {"effect", "effect_lo", "effect_hi", "effect_p", "effect_q", "tau2", "i2", "n_studies_with_reference", "n_donors",
+              "n_reference_donors", "evidence", "evidence_words", "effect_score", "heterogeneity_p", "loo_lo", "loo_hi"}
+    # the tiny atlas has one healthy donor per study: no study can give an effect (no spread on the
+    # reference side), so every disease comes without one, as null, each study with its reason
+    for row in answer["diseases"]:
+        assert fields <= set(row), fields - set(row)
+        assert row["evidence"] in ("no_within_study_reference", "no_reference") and row["effect"] is None and row["effect_p"] is None
+    effects = answer["study_effects"]
+    assert all(not e["included"] and e["reason"] and e["g"] is None for e in effects)
+    assert effects and {"disease", "study", "measure", "g", "g_lo", "g_hi", "weight", "n_donors", "n_reference_donors", "included",
+                        "reason"} <= set(effects[0])
+    ranked = {row["group"] for row in answer["diseases"]}
+    assert {e["disease"] for e in effects} <= ranked and {e["measure"] for e in effects} == {"hit_pct", "mean_score"}
+    # another reference, and one the atlas does not have (named in the error)
+    other = client.get("/api/v1/query?" + urlencode(args | {"reference": "infectious disease"}))
+    assert other.status_code == 200 and _strict_json(other.get_data(as_text=True))["reference"] == "infectious disease"
+    bad = client.get("/api/v1/query?" + urlencode(args | {"reference": "no such disease"}))
+    assert bad.status_code == 400 and "reference" in _strict_json(bad.get_data(as_text=True))["error"]
+
+
+def test_the_page_shows_the_evidence_and_the_forest_plot_of_a_picked_disease(tiny_build):
+    from compute.reference import ms1_signature
+    from dashboard.app import answer_query
+    from dashboard.callbacks import render
+    from dashboard.data import DashboardData
+    from dashboard.state import DEFAULTS
+
+    data = DashboardData(tiny_build[1])
+    state = dict(DEFAULTS) | {"genes": "\n".join(ms1_signature()), "cell_types": ["monocyte"], "min_coverage": 0.0, "null_draws": 0,
+                              "disease_order": "effect"}
+    out = answer_query(data, state)
+    result = out["result"]
+    shown = [str(g) for g in result.diseases.sort_values("effect", ascending=False, na_position="last")["group"]]
+    assert out["forest_groups"] == shown  # the picker lists the diseases in the order shown
+    # no study of the tiny atlas gives an effect (one healthy donor each): the plot says so, the note says why
+    first = out["forest_fig"].to_dict()["layout"]
+    assert first["meta"]["empty"].startswith(f"{shown[0]}: ") and "No study gave a within-study effect" in first["meta"]["empty"]
+    from tests.test_dashboard import _text
+
+    assert "no spread among the donors" in _text(out["forest_note"])
+    assert out["reading"].startswith(f"Reading: {shown[0]}, the top disease, ")
+    assert out["study_effect_rows"] and {r["disease"] for r in out["study_effect_rows"]} <= set(shown)
+    assert {"evidence", "evidence_words", "effect", "effect_lo", "effect_hi", "effect_p", "effect_q", "tau2", "i2"} <= set(
+        out["tables"]["diseases"].columns)
+    assert {"score", "disease", "evidence", "study", "g", "g_lo", "g_hi", "weight", "reason"} <= set(out["tables"]["study_effects"].columns)
+    assert out["tables"]["diseases"]["reference"].eq("normal").all()
+    # a click on another disease in the ranking figure picks it; its forest plot is drawn
+    click = {"points": [{"x": f"{shown[-1]}<br>3 samples · 1 study"}]}
+    picked = render.pick_forest_disease(data, click, out["forest_groups"])["group"]
+    assert picked == shown[-1]
+    key = data.result_key(result.params)
+    views = render.render_forest(data, picked, key, False, "effect")
+    assert views["forest_fig"].to_dict()["layout"]["meta"]["empty"].startswith(f"{picked}: ")
+    import dash
+
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        render.pick_forest_disease(data, {"points": [{"x": "not a disease<br>1 sample"}]}, out["forest_groups"])
