@@ -222,6 +222,9 @@ def disease_ranking_figure(samples: pd.DataFrame, ranking: pd.DataFrame, *, base
                            band: tuple[float, float] = (2.5, 97.5)) -> go.Figure:
     """Box + one point per sample of per-sample hit %, diseases in ranking order.
 
+    A disease whose ``evidence`` (compute's within-study level, when ``ranking`` has it) is
+    no_within_study_reference gets a "⚠ no within-study reference" line under its name.
+
     Returns a figure with, per disease: a ``bar`` trace entry (the null band null_lo..null_hi of
     the mean sample hit %, when ``null`` is given), a ``box`` (its mean dashed), and ``scatter``
     points (filled: real studies, open circles: SIMULATED studies); a ``scatter`` of null medians.
@@ -252,6 +255,9 @@ def disease_ranking_figure(samples: pd.DataFrame, ranking: pd.DataFrame, *, base
         keys[group] = f"{group}<br>{counts}" + (f"<br>{p_line}" if p_line else "")
         ticks[group] = (f"{_wrap(group, width)}<br>{n_samples}<br>{n_studies}" + (f"<br><b>{p_line}</b>" if p_line else "")
                         if upright else group)
+        if getattr(r, "evidence", None) == "no_within_study_reference":
+            # seen only in studies without reference donors: its hit % cannot be told apart from its study's batch
+            ticks[group] += "<br><span style='color:#D55E00'>⚠ no within-study reference</span>" if upright else " ⚠"
     traces = []
     if nulls is not None:
         banded = [g for g in order if g in nulls.index]

@@ -229,6 +229,14 @@ def test_api_fields_of_each_evidence_level_are_valid_json():
     assert back["asthma"]["tau2"] is None and back["asthma"]["evidence_words"] == "1 study with its own reference donors"
 
 
+def test_the_ranking_figure_marks_a_disease_without_a_within_study_reference():
+    result = _result()
+    ticks = dict(zip(result.diseases["group"], F.disease_ranking_figure(result.samples, result.diseases, base_rate=10, title="t")
+                     .to_dict()["layout"]["xaxis"]["ticktext"], strict=True))
+    assert ticks["gout"].endswith("⚠ no within-study reference</span>")
+    assert "⚠" not in ticks["lupus"] and "⚠" not in ticks["asthma"]
+
+
 def test_agreement_words():
     from dashboard.views.evidence import agreement
 
@@ -285,13 +293,16 @@ def test_api_rows_carry_the_within_study_evidence_as_valid_json(tiny_build):
     assert answer["reference"] == "normal" and answer["reference_labels"] == ["normal"]
     fields = {"effect", "effect_lo", "effect_hi", "effect_p", "effect_q", "tau2", "i2", "n_studies_with_reference", "n_donors",
               "n_reference_donors", "evidence", "evidence_words", "effect_score", "heterogeneity_p", "loo_lo", "loo_hi"}
-    # the tiny atlas has one healthy donor per study: no study can give an effect (no spread on the
-    # reference side), so every disease comes without one, as null, each study with its reason
+    # the tiny atlas has one healthy donor per study: whether such a study gives an effect is
+    # compute's rule; either way a disease has an effect with its CI and p, or neither (null)
     for row in answer["diseases"]:
         assert fields <= set(row), fields - set(row)
-        assert row["evidence"] in ("no_within_study_reference", "no_reference") and row["effect"] is None and row["effect_p"] is None
+        if row["evidence"] in ("pooled", "one_study"):
+            assert row["effect_lo"] <= row["effect"] <= row["effect_hi"] and 0 < row["effect_p"] <= 1
+        else:
+            assert row["effect"] is None and row["effect_p"] is None and row["effect_q"] is None
     effects = answer["study_effects"]
-    assert all(not e["included"] and e["reason"] and e["g"] is None for e in effects)
+    assert all((e["g"] is not None and not e["reason"]) if e["included"] else (e["g"] is None and e["reason"]) for e in effects)
     assert effects and {"disease", "study", "measure", "g", "g_lo", "g_hi", "weight", "n_donors", "n_reference_donors", "included",
                         "reason"} <= set(effects[0])
     ranked = {row["group"] for row in answer["diseases"]}
@@ -317,25 +328,39 @@ def test_the_page_shows_the_evidence_and_the_forest_plot_of_a_picked_disease(tin
     result = out["result"]
     shown = [str(g) for g in result.diseases.sort_values("effect", ascending=False, na_position="last")["group"]]
     assert out["forest_groups"] == shown  # the picker lists the diseases in the order shown
-    # no study of the tiny atlas gives an effect (one healthy donor each): the plot says so, the note says why
-    first = out["forest_fig"].to_dict()["layout"]
-    assert first["meta"]["empty"].startswith(f"{shown[0]}: ") and "No study gave a within-study effect" in first["meta"]["empty"]
+    # the forest plot of the first disease shown, or, when no study gave it an effect, a message
+    # naming it and, under the plot, each study's reason
     from tests.test_dashboard import _text
 
-    assert "no spread among the donors" in _text(out["forest_note"])
+    first = out["forest_fig"].to_dict()["layout"]["meta"]
+    effects = result.study_effects[(result.study_effects["disease"] == shown[0]) & (result.study_effects["measure"] == "hit_pct")]
+    if effects["included"].any():
+        assert first["disease"] == shown[0] and sorted(first["studies"]) == sorted(effects.loc[effects["included"], "study"])
+    else:
+        assert first["empty"].startswith(f"{shown[0]}: ") and "No study gave a within-study effect" in first["empty"]
+    for r in effects[~effects["included"]].itertuples():
+        assert f"{r.study}: {r.reason}" in _text(out["forest_note"])
     assert out["reading"].startswith(f"Reading: {shown[0]}, the top disease, ")
     assert out["study_effect_rows"] and {r["disease"] for r in out["study_effect_rows"]} <= set(shown)
     assert {"evidence", "evidence_words", "effect", "effect_lo", "effect_hi", "effect_p", "effect_q", "tau2", "i2"} <= set(
         out["tables"]["diseases"].columns)
     assert {"score", "disease", "evidence", "study", "g", "g_lo", "g_hi", "weight", "reason"} <= set(out["tables"]["study_effects"].columns)
     assert out["tables"]["diseases"]["reference"].eq("normal").all()
+    from dashboard.export import methods_paragraph
+
+    methods = methods_paragraph(data.atlas, result)
+    for words in ("compared with the reference donors, 'normal'", "Hedges' g of the donors' hit percentages", "the donor as the unit",
+                  "random-effects meta-analysis (DerSimonian-Laird", "permuting the disease and reference labels among each study's donors",
+                  "Benjamini-Hochberg over the diseases tested", "Of the diseases ranked, "):
+        assert words in methods, words
     # a click on another disease in the ranking figure picks it; its forest plot is drawn
     click = {"points": [{"x": f"{shown[-1]}<br>3 samples · 1 study"}]}
     picked = render.pick_forest_disease(data, click, out["forest_groups"])["group"]
     assert picked == shown[-1]
     key = data.result_key(result.params)
     views = render.render_forest(data, picked, key, False, "effect")
-    assert views["forest_fig"].to_dict()["layout"]["meta"]["empty"].startswith(f"{picked}: ")
+    meta = views["forest_fig"].to_dict()["layout"]["meta"]
+    assert meta.get("disease") == picked or meta["empty"].startswith(f"{picked}: ")
     import dash
 
     with pytest.raises(dash.exceptions.PreventUpdate):
