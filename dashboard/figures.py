@@ -257,7 +257,10 @@ def disease_ranking_figure(samples: pd.DataFrame, ranking: pd.DataFrame, *, base
                         if upright else group)
         if getattr(r, "evidence", None) == "no_within_study_reference":
             # seen only in studies without reference donors: its hit % cannot be told apart from its study's batch
-            ticks[group] += "<br><span style='color:#D55E00'>⚠ no within-study reference</span>" if upright else " ⚠"
+            # wrapped to the column's width, as the name is: a long line runs into the neighbours' labels
+            mark = "<br>".join(f"<span style='color:#D55E00'>{line}</span>"
+                               for line in _wrap("⚠ no within-study reference", width).split("<br>"))
+            ticks[group] += f"<br>{mark}" if upright else " ⚠"
     traces = []
     if nulls is not None:
         banded = [g for g in order if g in nulls.index]
