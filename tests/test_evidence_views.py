@@ -85,8 +85,9 @@ def test_forest_plot_has_a_row_per_study_its_ci_the_weights_and_the_pooled_diamo
     studies, diamond = d["data"][0], d["data"][1]
     # one marker per study with its g and its 95% CI as error bars
     assert sorted(d["layout"]["meta"]["studies"]) == ["S1", "S2"] and len(studies["x"]) == 2
-    for s, x, y, plus, minus in zip(d["layout"]["meta"]["studies"], studies["x"], studies["y"], studies["error_x"]["array"],
-                                    studies["error_x"]["arrayminus"], strict=True):
+    for i, (s, x, y, plus, minus) in enumerate(zip(d["layout"]["meta"]["studies"], studies["x"], studies["y"], studies["error_x"]["array"],
+                                                   studies["error_x"]["arrayminus"], strict=True)):
+        assert y == 2 - i  # a row per study, top to bottom, the pooled diamond under them at 0
         e = effects.set_index("study").loc[s]
         assert x == pytest.approx(e["g"]) and x + plus == pytest.approx(e["g_hi"]) and x - minus == pytest.approx(e["g_lo"])
     # marker size grows with the random-effects weight
@@ -248,7 +249,14 @@ def test_agreement_words():
 
 # -- the state: the reference and the disease order ---------------------------------------------
 def test_state_round_trip_of_the_reference_and_the_disease_order():
-    from dashboard.state import DEFAULTS, StateError, decode_state, encode_state, query_params, read_state
+    from dashboard.state import (
+        DEFAULTS,
+        StateError,
+        decode_state,
+        encode_state,
+        query_params,
+        read_state,
+    )
 
     state = dict(DEFAULTS) | {"genes": "CD14", "reference": "asthma", "disease_order": "effect"}
     link = encode_state(state)
