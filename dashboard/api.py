@@ -10,7 +10,15 @@ kept in the shared disk cache. Cell types, diseases and tissues are the studies'
 ontology terms: a filter value is a term label or id ("monocyte", "CL:0000576": the term and its
 subtypes), a label that matched no term, or a study's own label; ``disease_groups`` names parent
 disease terms ("autoimmune disease") to rank at, each disease under one counting as it (the
-first that applies). ``GET /api/v1/atlas`` describes the atlas: the values the filters accept,
+first that applies); ``reference`` (default "normal") names the donors each disease is compared
+with within its own studies. Each disease row carries that comparison: ``evidence`` (pooled,
+one_study, no_within_study_reference, no_reference) and ``evidence_words``, ``effect`` (pooled
+Hedges' g of per-donor hit % against the reference donors of the same studies, random effects),
+``effect_lo`` / ``effect_hi`` (95% CI), ``effect_p`` (labels permuted within studies), ``effect_q``
+(BH), ``tau2``, ``i2``, the donor counts and the same on per-donor mean score; ``study_effects``
+lists each disease's effect in each study (or why a study gave none). ``p_value`` is the second
+question, specificity against random gene sets (corrected for the signature genes' correlation).
+A missing number is null. ``GET /api/v1/atlas`` describes the atlas: the values the filters accept,
 the term hierarchies with cell counts, the disease groups, studies and genes. Bad input gets
 HTTP 400 and ``{"error": "..."}`` naming the problem. No parameter names a file or an atlas: the
 atlas is fixed when the server starts.
@@ -29,7 +37,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from compute.atlas import atlas_warnings, label_transfer_line, measured_share, study_warnings
 from compute.errors import QueryError, SigAtlasError
-from compute.query import QueryParams
+from compute.query import QueryParams, evidence_words
 from dashboard.data import FILTER_KINDS, DashboardData
 from dashboard.state import (
     DEFAULTS,
@@ -93,8 +101,36 @@ def parse_query(values: Mapping[str, object], known: Mapping[str, object]) -> Qu
 
 
 def _num(v):
+    if v is None:
+        return None
     v = float(v)
     return v if math.isfinite(v) else None
+
+
+# the within-study evidence of each disease (compute.query's meta-analysis columns), by kind
+_EFFECT_NUMBERS = ("effect", "effect_lo", "effect_hi", "effect_p", "effect_q", "effect_z_p", "effect_pm", "tau2", "i2",
+                   "heterogeneity_p", "loo_lo", "loo_hi", "effect_score", "effect_score_lo", "effect_score_hi", "effect_score_p",
+                   "effect_score_q")
+_EFFECT_COUNTS = ("n_studies_positive", "n_studies_with_reference", "n_donors", "n_reference_donors", "n_permutations")
+_STUDY_NUMBERS = ("g", "variance", "g_lo", "g_hi", "weight", "mean", "reference_mean")
+
+
+def _effect_fields(row: Mapping) -> dict:
+    """A disease row's within-study evidence as JSON values (NaN as null); {} for a row without it."""
+    if "evidence" not in row:
+        return {}
+    return ({c: _num(row.get(c)) for c in _EFFECT_NUMBERS} | {c: int(row.get(c) or 0) for c in _EFFECT_COUNTS}
+            | {"evidence": str(row["evidence"]), "evidence_words": evidence_words(row)})
+
+
+def _study_effects(effects) -> list[dict]:
+    """Each (disease, study, measure)'s effect against the study's own reference donors, or why there is none."""
+    if effects is None:
+        return []
+    return [{"disease": str(r["disease"]), "study": str(r["study"]), "measure": str(r["measure"]),
+             **{c: _num(r[c]) for c in _STUDY_NUMBERS}, "n_donors": int(r["n_donors"]),
+             "n_reference_donors": int(r["n_reference_donors"]), "included": bool(r["included"]), "reason": str(r["reason"])}
+            for r in effects.to_dict("records")]
 
 
 def answer(data: DashboardData, params: QueryParams) -> dict:
@@ -105,10 +141,10 @@ def answer(data: DashboardData, params: QueryParams) -> dict:
     res = result.resolution
     null = result.null.get("disease")
     p = null.p_values() if null is not None else {}
-    rows = [{"rank": int(r.rank), "group": str(r.group), "mean_hit_pct": _num(r.mean_hit_pct), "median_hit_pct": _num(r.median_hit_pct),
-             "n_samples": int(r.n_samples), "n_studies": int(r.n_studies), "n_cells": int(r.n_cells),
-             "p_value": _num(p[r.group]) if r.group in p else None}
-            for r in result.diseases.itertuples()]
+    rows = [{"rank": int(r["rank"]), "group": str(r["group"]), "mean_hit_pct": _num(r["mean_hit_pct"]),
+             "median_hit_pct": _num(r["median_hit_pct"]), "n_samples": int(r["n_samples"]), "n_studies": int(r["n_studies"]),
+             "n_cells": int(r["n_cells"]), "p_value": _num(p[r["group"]]) if r["group"] in p else None, **_effect_fields(r)}
+            for r in result.diseases.to_dict("records")]
     return {
         "atlas": data.atlas.name,
         "resolution": {
@@ -121,8 +157,13 @@ def answer(data: DashboardData, params: QueryParams) -> dict:
         "n_selected": result.n_selected,
         "threshold": _num(result.threshold),
         "hit_rule": params.rule.describe(),
-        "null": {"draws": null.n_draws, "p_floor": null.p_floor} if null is not None else None,
+        # the second question: specificity against random gene sets (p_value of each disease)
+        "null": {"draws": null.n_draws, "p_floor": null.p_floor, "vif": _num(null.vif), "vif_null": _num(null.vif_null),
+                 "inflation": _num(null.inflation)} if null is not None else None,
+        "reference": params.reference,
+        "reference_labels": [str(v) for v in result.reference_labels],
         "diseases": rows,
+        "study_effects": _study_effects(result.study_effects),
         "disease_groups": {"groups": list(params.disease_groups), "pooled": data.disease_grouping(params.disease_groups)},
         "labels": _LABELS if data.has_vocabulary else _LABELS_OLD,
         "studies": _study_coverage(result),

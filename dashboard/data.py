@@ -281,7 +281,9 @@ class DashboardData:
         label), the disease groups, the studies, the presets and the tabs."""
         return {**{key: self.filter_choices(key) for key in FILTER_KINDS}, "disease_groups": self.disease_group_choices,
                 "studies": [s.id for s in self.atlas.studies], "preset": list(PRESETS), "tab": list(TABS),
-                "rank_gene": frozenset(self.atlas.genes)}
+                "rank_gene": frozenset(self.atlas.genes),
+                # the reference donors' disease: any disease term the disease filter accepts (its subtypes count)
+                "reference": self.filter_choices("diseases")}
 
     @cached_property
     def job_slots(self) -> JobSlots:

@@ -301,6 +301,36 @@ def _coverage_sentence(result) -> str:
             + "; ".join(left) + ".")
 
 
+def _effect_sentences(result) -> list[str]:
+    """What the within-study effect is and what it was compared with (compute.query's
+    meta-analysis), and how many diseases rest on each level of evidence."""
+    diseases = result.diseases
+    if "evidence" not in diseases.columns:
+        return []
+    p = result.params
+    labels = [str(v) for v in getattr(result, "reference_labels", ()) or ()]
+    counted = f" (the labels counted: {_listing(labels)})" if labels and labels != [str(p.reference)] else ""
+    out = [f"Each disease was compared with the reference donors, '{p.reference}'{counted}, within its own studies, the donor "
+           "as the unit: a donor's value was the mean over its samples with at least cell_min selected cells of their hit "
+           "percentage. Per study holding both the disease's donors and reference donors (at least one of each and four in "
+           "all), the effect was Hedges' g of the donors' hit percentages (disease minus reference, bias-corrected "
+           "standardised mean difference); the studies' effects were pooled by a random-effects meta-analysis "
+           "(DerSimonian-Laird, with tau^2, I^2, Cochran's Q and the leave-one-study-out range; Paule-Mandel as a check; "
+           "statsmodels). Its p-value came from permuting the disease and reference labels among each study's donors "
+           "(every arrangement when there were at most 5,000; otherwise 2,000 random ones), and q-values by "
+           "Benjamini-Hochberg over the diseases tested. The same was computed on the donors' mean scores."]
+    counts = diseases["evidence"].astype(str).value_counts()
+    words = {"pooled": "two or more studies with their own reference donors (pooled)",
+             "one_study": "one study with its own reference donors (its effect and CI; no heterogeneity)",
+             "no_within_study_reference": "no within-study reference (seen only in studies without reference donors, so the "
+                                          "disease cannot be told apart from its study's batch; no p-value, hit % descriptive only)",
+             "no_reference": "no reference donors to compare with"}
+    parts = [f"{_plural(int(counts[k]), 'disease')} on {w}" for k, w in words.items() if counts.get(k, 0)]
+    if parts:
+        out.append("Of the diseases ranked, " + "; ".join(parts) + ".")
+    return out
+
+
 def _null_sentences(result) -> list[str]:
     if not result.null:
         return ["No null distribution was computed, so the ranking carries no p-values."]
@@ -309,12 +339,17 @@ def _null_sentences(result) -> list[str]:
     sub = (f" ({null.n_cells:,} cells, a per-sample stratified subsample of the {result.n_selected:,} selected because "
            f"the selection exceeds {p.null_max_cells:,}" if null.n_cells and null.n_cells < result.n_selected
            else f" (all {null.n_cells or result.n_selected:,} selected cells")
-    return [f"Significance came from {null.n_draws:,} random gene sets, each signature gene replaced by a random gene from "
+    inflation = getattr(null, "inflation", 1.0)
+    vif = (f" The null's spread around its median was widened by {inflation:.2f}, the square root of the signature genes' "
+           f"variance inflation factor ({getattr(null, 'vif', float('nan')):.2f}) over the random sets' "
+           f"({getattr(null, 'vif_null', float('nan')):.2f}) (CAMERA), for the correlation among the signature's genes."
+           if inflation and math.isfinite(inflation) else "")
+    return [f"As a second question, specificity against random gene sets, {null.n_draws:,} random gene sets were drawn, each signature gene replaced by a random gene from "
             f"its bin of mean attribution x detection rate in the selection ({N_MEAN_BINS} x {N_DETECTION_BINS} bins) with "
             f"its weight kept, rerunning the whole query on each draw{sub}; seed {p.seed}). A group's empirical p-value is "
             f"(1 + draws with a mean hit % at least the observed) / (1 + {null.n_draws:,}), so it cannot be below "
             f"1/(1 + {null.n_draws:,}) = {null.p_floor:.2g}; the null band is the {null.band[0]:g}-{null.band[1]:g} "
-            "percentile range of the draws."]
+            "percentile range of the draws." + vif]
 
 
 def _software_sentence() -> str:
@@ -335,7 +370,7 @@ def methods_paragraph(atlas, result) -> str:
     count, min_coverage and the studies it left out with their reasons), the null and
     its p-value floor, software versions, and the SIGnature and SCimilarity citations."""
     parts = [*_atlas_sentences(atlas), *_model_sentences(atlas), *_attribution_sentences(atlas),
-             *_query_sentences(atlas, result), *_null_sentences(result)]
+             *_query_sentences(atlas, result), *_effect_sentences(result), *_null_sentences(result)]
     if result.evidence is not None:
         parts.append("Robustness was checked by rerunning the disease ranking at the 80th, 90th, 95th and 99th percentiles "
                      "and without the gene that carries most of the top disease's score.")

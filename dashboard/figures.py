@@ -30,6 +30,7 @@ __all__ = [
     "driver_genes_figure",
     "empty_figure",
     "format_p",
+    "forest_figure",
     "format_value",
     "heatmap_figure",
     "robustness_figure",
@@ -221,6 +222,9 @@ def disease_ranking_figure(samples: pd.DataFrame, ranking: pd.DataFrame, *, base
                            band: tuple[float, float] = (2.5, 97.5)) -> go.Figure:
     """Box + one point per sample of per-sample hit %, diseases in ranking order.
 
+    A disease whose ``evidence`` (compute's within-study level, when ``ranking`` has it) is
+    no_within_study_reference gets a "⚠ no within-study reference" line under its name.
+
     Returns a figure with, per disease: a ``bar`` trace entry (the null band null_lo..null_hi of
     the mean sample hit %, when ``null`` is given), a ``box`` (its mean dashed), and ``scatter``
     points (filled: real studies, open circles: SIMULATED studies); a ``scatter`` of null medians.
@@ -251,6 +255,12 @@ def disease_ranking_figure(samples: pd.DataFrame, ranking: pd.DataFrame, *, base
         keys[group] = f"{group}<br>{counts}" + (f"<br>{p_line}" if p_line else "")
         ticks[group] = (f"{_wrap(group, width)}<br>{n_samples}<br>{n_studies}" + (f"<br><b>{p_line}</b>" if p_line else "")
                         if upright else group)
+        if getattr(r, "evidence", None) == "no_within_study_reference":
+            # seen only in studies without reference donors: its hit % cannot be told apart from its study's batch
+            # wrapped to the column's width, as the name is: a long line runs into the neighbours' labels
+            mark = "<br>".join(f"<span style='color:#D55E00'>{line}</span>"
+                               for line in _wrap("⚠ no within-study reference", width).split("<br>"))
+            ticks[group] += f"<br>{mark}" if upright else " ⚠"
     traces = []
     if nulls is not None:
         banded = [g for g in order if g in nulls.index]
@@ -763,6 +773,119 @@ def score_scatter_figure(attr_scores: np.ndarray, expr_scores: np.ndarray, label
                                yanchor="bottom", x=0),
                    margin=dict(l=70, r=20, b=70 + 22 * n_rows),
                    meta={"shown": int(idx.size), "total": int(finite.size), "spearman": rho if np.isfinite(rho) else None})
+
+
+# -- within-study evidence ---------------------------------------------------------------------
+
+def _label(text) -> str:
+    """A data label (a disease, a study) for Plotly's text: its HTML-like tags escaped, so a
+    label reads as written (Plotly turns the entities back into characters)."""
+    import html
+
+    return html.escape(str(text), quote=False)
+
+
+def _num_text(v, digits: int = 2) -> str:
+    return "–" if v is None or not np.isfinite(float(v)) else f"{float(v):.{digits}f}"
+
+
+def _forest_rows(studies: pd.DataFrame) -> pd.DataFrame:
+    """The included studies of one disease and measure, the heaviest first (ties by name)."""
+    if _is_empty(studies):
+        return pd.DataFrame(columns=["study", "g", "g_lo", "g_hi", "weight", "n_donors", "n_reference_donors"])
+    rows = studies[studies["included"].astype(bool)].copy()
+    rows["study"] = rows["study"].astype(str)
+    return rows.sort_values(["weight", "study"], ascending=[False, True], kind="stable")
+
+
+def forest_figure(studies: pd.DataFrame, pooled, *, disease: str, evidence: str, reference: str, measure: str = "hit %",
+                  second: tuple[pd.DataFrame, object, str] | None = None, simulated: bool = False) -> go.Figure:
+    """Forest plot of one disease's within-study effects (Hedges' g of its donors against the
+    study's own ``reference`` donors). ``studies``: its rows of ``QueryResult.study_effects`` for
+    one measure (g, g_lo, g_hi, weight, n_donors, n_reference_donors, included); ``pooled``: its
+    row of ``QueryResult.diseases`` (effect, effect_lo, effect_hi, effect_p, tau2, i2, loo_lo,
+    loo_hi, n_studies_with_reference). ``second``: (studies, pooled, name) of a second score
+    (expression), drawn beside each row in another colour.
+
+    Returns: one ``scatter`` of the studies (error bars: the 95% CI; marker size grows with the
+    random-effects weight), a filled ``scatter`` diamond for the pooled estimate and its 95% CI
+    (y = 0), the same for ``second``; a line at g = 0. The title carries ``evidence`` (in words),
+    the pooled g and CI, and, with two or more studies, I^2, tau^2 and the leave-one-study-out
+    range. ``layout.meta``: {"disease", "studies" (top to bottom), "weights", "pooled": [g, lo,
+    hi], "i2", "tau2", "loo": [lo, hi]}."""
+    rows = _forest_rows(studies)
+    if rows.empty:
+        return empty_figure(f"{disease}: {evidence}. No study gave a within-study effect to draw (each study's reason is "
+                            "listed below the plot)")
+    order = rows["study"].tolist()
+    k = len(order)
+    y_of = {sid: float(k - i) for i, sid in enumerate(order)}  # top to bottom; the pooled diamond at 0
+    sets = [(rows, pooled, measure, PALETTE[0], "circle")]
+    if second is not None:
+        sets.append((_forest_rows(second[0]), second[1], second[2], PALETTE[5], "diamond"))
+    shift = 0.14 if len(sets) > 1 else 0.0
+    traces = []
+    for j, (part, pool, name, colour, symbol) in enumerate(sets):
+        off = shift if j == 0 else -shift
+        part = part[part["study"].isin(y_of)]
+        g = part["g"].to_numpy(dtype=float)
+        w = part["weight"].to_numpy(dtype=float)
+        w_max = np.nanmax(w) if np.isfinite(w).any() else 1.0
+        sizes = 7 + 17 * np.sqrt(np.clip(np.nan_to_num(w / w_max), 0, 1))
+        traces.append(dict(
+            type="scatter", mode="markers", name=f"{name}: a study's g (95% CI; size: weight)",
+            x=g.tolist(), y=[y_of[s] + off for s in part["study"]],
+            error_x=dict(type="data", symmetric=False, array=(part["g_hi"].to_numpy(dtype=float) - g).tolist(),
+                         arrayminus=(g - part["g_lo"].to_numpy(dtype=float)).tolist(), color=colour, thickness=1.8, width=4),
+            marker=dict(color=colour, symbol=symbol, size=sizes.tolist(), line=dict(width=1, color="#333")),
+            customdata=[[_label(s), float(a), float(b), float(c), int(d), int(e)] for s, a, b, c, d, e in zip(
+                part["study"], part["g_lo"], part["g_hi"], np.nan_to_num(w), part["n_donors"], part["n_reference_donors"], strict=True)],
+            hovertemplate=(f"<b>%{{customdata[0]}}</b> ({_label(name)})<br>g = %{{x:.2f}} [%{{customdata[1]:.2f}}, "
+                           "%{customdata[2]:.2f}]<br>weight %{customdata[3]:.0%} · %{customdata[4]} disease / "
+                           "%{customdata[5]} reference donors<extra></extra>"),
+        ))
+        m, lo, hi = (float(pool[c]) if pool is not None and c in pool else np.nan for c in ("effect", "effect_lo", "effect_hi"))
+        if np.isfinite(m):
+            h = 0.28 if len(sets) == 1 else 0.12
+            traces.append(dict(
+                type="scatter", mode="lines", fill="toself", name=f"{name}: pooled g (95% CI)",
+                x=[lo, m, hi, m, lo], y=[off, off + h, off, off - h, off], line=dict(color=colour if j else "#222", width=1.5),
+                fillcolor=colour, hoverinfo="text",
+                text=f"pooled g = {m:.2f} [{lo:.2f}, {hi:.2f}] ({_label(name)})",
+            ))
+    p = pooled if pooled is not None else {}
+
+    def val(col):
+        return float(p[col]) if col in p and p[col] is not None else np.nan
+
+    lines = [f"{_label(disease)}: {_label(evidence)}"]
+    pooled_line = f"pooled g = {_num_text(val('effect'))} [{_num_text(val('effect_lo'))}, {_num_text(val('effect_hi'))}]"
+    if np.isfinite(val("effect_p")):
+        pooled_line += f" · p = {format_value(val('effect_p'), 'p')} (labels permuted within studies)"
+    lines.append(f"<sub>{pooled_line}</sub>")
+    if k >= 2:  # one study: no heterogeneity to judge
+        lines.append(f"<sub>I² = {_num_text(100 * val('i2'), 0)}% · τ² = {_num_text(val('tau2'))} · leave one study out: "
+                     f"{_num_text(val('loo_lo'))} to {_num_text(val('loo_hi'))}</sub>")
+    lines.append(f"<sub>Hedges' g of per-donor {_label(measure)} against {_label(reference)} donors of the same study</sub>")
+    title = "<br>".join(lines)
+    ticks = [f"{_label(s)} ({int(r.n_donors)} vs {int(r.n_reference_donors)})" for s, r in zip(order, rows.itertuples(), strict=True)]
+    xs = [v for t in traces for v in t["x"]]
+    xs += [float(v) for v in rows["g_lo"]] + [float(v) for v in rows["g_hi"]]
+    finite = [v for v in xs if v is not None and np.isfinite(v)] + [0.0]
+    pad = 0.08 * (max(finite) - min(finite) or 1.0)
+    return _figure(
+        traces, title, max(300, 46 * (k + 1) + 150), simulated=simulated,
+        shapes=[dict(type="line", xref="x", x0=0, x1=0, yref="paper", y0=0, y1=1, line=dict(color="#888", dash="dash"))],
+        xaxis=dict(title=f"Hedges' g ({_label(disease)} − {_label(reference)} donors, in SDs)", zeroline=False,
+                   range=[min(finite) - pad, max(finite) + pad]),
+        yaxis=dict(tickmode="array", tickvals=[y_of[s] for s in order] + [0.0], ticktext=[*ticks, "<b>pooled</b>"],
+                   range=[-0.7, k + 0.7], automargin=True, title="study (disease vs reference donors)"),
+        legend=dict(orientation="h", yref="container", y=0.01, yanchor="bottom", x=0),
+        margin=dict(l=60, r=20, b=80), showlegend=True,
+        meta={"disease": str(disease), "studies": order, "weights": rows["weight"].astype(float).tolist(),
+              "pooled": [val("effect"), val("effect_lo"), val("effect_hi")], "i2": val("i2"), "tau2": val("tau2"),
+              "loo": [val("loo_lo"), val("loo_hi")]},
+    )
 
 
 # -- gene modules ------------------------------------------------------------------------------

@@ -37,6 +37,8 @@ SAMP_MIN = "samp-min"
 MIN_COVERAGE = "min-coverage"
 TOP_N = "top-n"
 NULL_DRAWS = "null-draws"
+REFERENCE = "reference"  # the reference donors' disease (default normal), compared within each study
+DISEASE_ORDER = "disease-order"  # the disease ranking ordered by mean hit % or by the pooled effect
 
 TABS = "tabs"
 GROUP_BY = "group-by"
@@ -44,6 +46,12 @@ HEAT_MODE = "heat-mode"
 HEAT_ORDER = "heat-order"
 UMAP_COLOR = "umap-color"
 DRIVER_GROUP = "driver-group"
+FOREST_GROUP = "forest-group"  # the disease whose per-study effects the forest plot shows
+FOREST_FIG = "forest-fig"
+FOREST_NOTE = "forest-note"  # the studies of the disease shown that gave no effect, with the reason
+FOREST_LINK_CLASS = "forest-link"  # a disease name in the ranking table: a click shows its forest plot
+STUDY_EFFECTS_GRID = "study-effects-grid"  # the Studies tab: each disease's effect in each study, with its evidence
+EVIDENCE_HELP = "evidence-help"
 
 RESOLUTION = "resolution"
 STATUS = "status"

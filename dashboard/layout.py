@@ -12,6 +12,7 @@ from dashboard import figures, ids
 from dashboard.data import DashboardData
 from dashboard.presets import PRESETS, QUICK_PRESETS, preset_options
 from dashboard.state import CHOICES, DEFAULTS, FRACTION_RANGES, INT_RANGES, NULL_RANGE
+from dashboard.views.evidence import DISEASE_ORDERS, EFFECT_HELP
 from dashboard.views.genes_tab import cell_genes_tab
 from dashboard.views.modules import TOP_MISSING
 from dashboard.views.results import (
@@ -26,11 +27,11 @@ from dashboard.views.studies import COVERAGE_HELP
 __all__ = ["CSV_ONLY_VIEWS", "FIGURE_GRAPHS", "LANDING_EXAMPLES", "build_layout"]
 
 FIGURE_GRAPHS = {  # view name -> graph id (each has CSV, SVG and PNG export)
-    "diseases": ids.DISEASE_FIG, "robustness": ids.ROBUST_FIG, "drivers": ids.DRIVER_FIG,
+    "diseases": ids.DISEASE_FIG, "forest": ids.FOREST_FIG, "robustness": ids.ROBUST_FIG, "drivers": ids.DRIVER_FIG,
     "comparison": ids.COMPARE_FIG, "scatter": ids.SCATTER_FIG, "umap": ids.UMAP_FIG, "genes": ids.HEATMAP_FIG,
     "modules": ids.MODULES_FIG,
 }
-CSV_ONLY_VIEWS = ("studies",)  # views with a CSV export and no figure
+CSV_ONLY_VIEWS = ("studies", "study_effects")  # views with a CSV export and no figure
 _HIT_RULE_LABELS = {"percentile": "percentile", "quantile": "quantile", "value": "score value"}
 
 
@@ -201,7 +202,10 @@ def _controls(data: DashboardData):
                         label="Min. study coverage (0-1)",
                         description="min_coverage: studies that measured less of the signature's weight are left out, with the reason"),
         dmc.NumberInput(id=ids.NULL_DRAWS, value=d["null_draws"], min=0, max=NULL_RANGE[1], step=100, size="xs", debounce=True,
-                        label="Null: matched random gene sets (0 = off; 1,000 gives p ≥ 0.001)"),
+                        label="Specificity vs random gene sets: draws (0 = off; 1,000 gives p ≥ 0.001)"),
+        dmc.Select(id=ids.REFERENCE, data=data.filter_choices("diseases").options, value=d["reference"], searchable=True, size="xs",
+                   allowDeselect=False, label="Reference donors", maxDropdownHeight=320,
+                   description="each disease is compared with these donors within its own studies (a term includes its subtypes)"),
     ], gap=8, className="controls")
 
 
@@ -245,11 +249,20 @@ def build_layout(data: DashboardData):
         dmc.Text(id=ids.VIEW_POS, size="lg"),
         dmc.Button("next view ▶", id=ids.NEXT_VIEW, size="compact-md", variant="light"),
     ], justify="center", className="presenter-bar")
+    d = DEFAULTS
     diseases_tab = dmc.Stack([
         html.Div(id=ids.READING, className="reading"),
         stat_help_panel(),
         _graph("diseases", 480),
-        html.Details([html.Summary("Ranking as a table"), html.Div(id=ids.DISEASE_TABLE_WRAP)], open=True),
+        html.Div([dmc.Text("Order diseases by", size="xs", c="dimmed"), _segmented(ids.DISEASE_ORDER, DISEASE_ORDERS, d["disease_order"])]),
+        html.Details([html.Summary("Ranking as a table (click a disease for its studies)"), html.Div(id=ids.DISEASE_TABLE_WRAP)], open=True),
+        # the evidence within studies: one disease's effect in each study against its own reference donors
+        html.Div([
+            dmc.Select(id=ids.FOREST_GROUP, data=[], placeholder="per-study effects of… (default: the first disease shown)", size="xs",
+                       clearable=True, searchable=True, w=320),
+            _graph("forest", 320),
+            html.Div(id=ids.FOREST_NOTE),
+        ], id="forest-section"),
         html.Div(id=ids.EXCLUDED_DISEASES),
         # one figure a row: side by side, each got about 430 px at 1280 px and squeezed its labels
         dmc.Grid([dmc.GridCol(_graph("robustness", 380), span=12),
@@ -298,6 +311,22 @@ def build_layout(data: DashboardData):
         {"field": "notes", "headerName": "Notes", "flex": 2, "minWidth": 220, "wrapText": True, "autoHeight": True,
          "tooltipField": "notes", "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}},
     ], page_size=20)
+    effects_grid = _grid(ids.STUDY_EFFECTS_GRID, [
+        {"field": "disease", "width": 150, "pinned": "left"}, {"field": "study", "width": 104, "pinned": "left"},
+        {"field": "g", "headerName": "g vs reference", "width": 120, "valueFormatter": {"function": "params.value == null ? '–' : d3.format('.2f')(params.value)"},
+         "filter": "agNumberColumnFilter", "headerTooltip": EFFECT_HELP["g"]},
+        {"field": "g_lo", "headerName": "95% CI", "width": 130,
+         "valueFormatter": {"function": "params.value == null ? '–' : d3.format('.2f')(params.value) + ' to ' + d3.format('.2f')(params.data.g_hi)"}},
+        {"field": "weight", "width": 96, "valueFormatter": {"function": "params.value == null ? '–' : d3.format('.0%')(params.value)"},
+         "headerTooltip": "the study's share of the pooled effect (random effects)"},
+        {"field": "n_donors", "headerName": "donors", "width": 96}, {"field": "n_reference_donors", "headerName": "reference donors", "width": 120},
+        {"field": "mean_hit_pct", "headerName": "donors' hit %", "width": 112, "valueFormatter": shown("pct")},
+        {"field": "reference_hit_pct", "headerName": "reference hit %", "width": 120, "valueFormatter": shown("pct")},
+        {"field": "evidence", "flex": 2, "minWidth": 240, "wrapText": True, "autoHeight": True, "headerTooltip": EFFECT_HELP["evidence"],
+         "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}},
+        {"field": "reason", "headerName": "why no effect", "flex": 2, "minWidth": 220, "wrapText": True, "autoHeight": True,
+         "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}},
+    ], page_size=20)
     tabs = dmc.Tabs([
         dmc.TabsList([dmc.TabsTab("Diseases", value="diseases"), dmc.TabsTab("Studies", value="studies"),
                       dmc.TabsTab("Cells (UMAP)", value="cells"), dmc.TabsTab("Genes", value="genes"),
@@ -306,6 +335,9 @@ def build_layout(data: DashboardData):
         dmc.TabsPanel(dmc.Stack([
             html.Div(id=ids.EXCLUDED_STUDIES),
             html.Div([_export_bar("studies"), grid, dmc.Text(COVERAGE_HELP, size="xs", c="dimmed", id=ids.COVERAGE_HELP)],
+                     className="panel"),
+            html.Div([_grid_title("Each disease within each study, against the study's own reference donors"), _export_bar("study_effects"),
+                      effects_grid, dmc.Text(EFFECT_HELP["evidence"] + " " + EFFECT_HELP["g"], size="xs", c="dimmed", id=ids.EVIDENCE_HELP)],
                      className="panel"),
             # filled while the tab shows (controls.show_study_reports): a component per report
             # line and label made 2,500 of the page's 2,700 components, and the page's script

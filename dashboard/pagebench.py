@@ -10,7 +10,8 @@ MutationObserver, so the figures do not depend on how often this script looks), 
 event on Run:
 
 - ``ranking``: the disease ranking of this query is on screen (its table rows drawn);
-- ``everything``: its p-values are on screen too (the table's "p (null)" column filled) and the
+- ``everything``: its p-values are on screen too (the table's "specificity p (vs random gene
+  sets)" column, "p (null)" on older servers, filled) and the
   progress bar says done.
 
 Needs Chromium and chromedriver (``CHROME_BIN``/``CHROMEDRIVER``, or on the PATH) and selenium
@@ -48,7 +49,8 @@ function look() {
     const now = performance.now() - b.start;
     if (b.ranking === null) { b.ranking = now; }
     const heads = [...document.querySelectorAll('#disease-table th')].map(e => e.textContent.trim());
-    const pcol = heads.indexOf('p (null)');
+    // the gene-set null's p: 'specificity p (vs random gene sets)' beside the within-study evidence, 'p (null)' before it
+    const pcol = Math.max(heads.indexOf('p (null)'), heads.indexOf('specificity p (vs random gene sets)'));
     const said = (document.getElementById('progress-text') || {}).textContent;
     const done = said === 'done' || said === 'answered from the cache';
     if (b.everything === null && pcol >= 0 && done && !document.getElementById('partial-note')) {

@@ -30,7 +30,7 @@ from compute.query import (
 )
 
 __all__ = ["CHOICES", "DEFAULTS", "FRACTION_RANGES", "INT_RANGES", "LEGACY_KEYS", "LIST_KEYS", "LIST_SEP", "MAX_FIELDS",
-           "MAX_GENES_TEXT", "NULL_RANGE", "QUERY_KEYS", "RANKING_KEYS", "RANKING_LISTS", "TABS", "VIEW_KEYS", "StateError",
+           "MAX_GENES_TEXT", "MAX_REFERENCE_CHARS", "NULL_RANGE", "QUERY_KEYS", "RANKING_KEYS", "RANKING_LISTS", "TABS", "VIEW_KEYS", "StateError",
            "UnknownValues", "append_genes",
            "check_setting", "decode_state", "default_cutoff", "encode_state", "normalise_genes", "query_params", "read_state"]
 
@@ -59,6 +59,11 @@ DEFAULTS: dict = {
     "color": "score",
     "genes_shown": "top",  # the gene views: the top GENE_VIEW_TOP genes, or all (up to GENE_VIEW_CAP)
     "null_draws": 1000,  # matched random gene sets for p-values (0: none; otherwise 100-10000 draws)
+    # the donors each disease is compared with within its own studies (QueryParams.reference):
+    # a disease term (label or id; its descendants count), by default the healthy donors
+    "reference": _QUERY_DEFAULTS["reference"],
+    # the disease ranking's order: SIGnature's mean hit % per sample, or the pooled within-study effect
+    "disease_order": "hit",
     "tab": "diseases",
     # the "Genes in a cell type" tab: its population, its reference diseases and the gene whose spread shows
     "rank_cell_types": [],
@@ -71,9 +76,9 @@ DEFAULTS: dict = {
 LEGACY_KEYS = {"data": "data_kind", "cut": "cutoff", "null": "null_draws"}
 # the settings that define a query; the others only change how its result is shown
 QUERY_KEYS = ("genes", "cell_types", "diseases", "tissues", "studies", "disease_groups", "data_kind", "rule", "cutoff",
-              "cell_min", "samp_min", "min_coverage", "null_draws")
+              "cell_min", "samp_min", "min_coverage", "null_draws", "reference")
 VIEW_KEYS = ("top_n", "group_by", "heat", "order", "color", "genes_shown", "tab", "rank_cell_types", "rank_diseases", "rank_studies", "rank_versus",
-             "rank_gene")
+             "rank_gene", "disease_order")
 # the view settings of the "Genes in a cell type" tab: they choose a gene ranking, not how a query's result shows
 RANKING_KEYS = ("rank_cell_types", "rank_diseases", "rank_studies", "rank_versus", "rank_gene")
 # each ranking filter accepts what the query filter of the same cells accepts
@@ -88,6 +93,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     # cell_type: the studies' annotations harmonised to the Cell Ontology; cell_type_predicted: label transfer
     "color": ("score", "cell_type", "cell_type_predicted", "disease", "study"),
     "genes_shown": ("top", "all"),
+    # hit: mean hit % over a disease's samples (SIGnature's rule); effect: the pooled Hedges' g
+    # against the reference donors within each study (diseases without one follow, by hit %)
+    "disease_order": ("hit", "effect"),
 }
 
 # the results tabs, in display order; a tab is only ever added, so every shared link stays valid
@@ -106,6 +114,7 @@ NULL_RANGE = (100, 10_000)  # null draws besides 0 (none)
 FRACTION_RANGES = {"min_coverage": (0.0, 1.0)}
 # preset keys and tab ids are short identifiers chosen by the app, never free text
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+MAX_REFERENCE_CHARS = 200  # a disease term's label or id; far above the longest MONDO label
 MAX_GENES_TEXT = 100_000  # characters; far above MAX_GENES symbols, far below what breaks a server
 MAX_FIELDS = 200
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -247,6 +256,8 @@ def check_setting(key: str, value, state: Mapping, known: Mapping[str, Collectio
         return _check_list(key, name, value, known.get(key, known.get(RANKING_LISTS.get(key, ""))))
     if key == "rank_gene":
         return _check_gene(name, value, known.get(key))
+    if key == "reference":
+        return _check_reference(name, value, known.get(key))
     if key in CHOICES:
         if not isinstance(value, str) or value not in CHOICES[key]:
             raise StateError(name, f"must be one of {', '.join(CHOICES[key])}", value)
@@ -275,6 +286,23 @@ def check_setting(key: str, value, state: Mapping, known: Mapping[str, Collectio
     if key in INT_RANGES:
         return _within(name, _number(name, value, whole=True), *INT_RANGES[key], value)
     raise StateError(name, "is not a setting", value)
+
+
+def _check_reference(name: str, value, terms) -> str:
+    """One disease term (label or id) the reference donors are drawn from; ``terms``: the values
+    accepted, a mapping giving the form the control shows (a term id read as its label)."""
+    if value in ("", None):
+        return DEFAULTS["reference"]
+    if not isinstance(value, str) or len(value) > MAX_REFERENCE_CHARS or not value.strip() or any(c in value for c in "\r\n\t"):
+        raise StateError(name, f"must be one disease term's label or id (at most {MAX_REFERENCE_CHARS} characters), such as 'normal'",
+                         value)
+    value = value.strip()
+    if terms is None:
+        return value
+    if value not in terms:
+        raise StateError(name, "is not a disease of this atlas or a term above one (the reference donors' disease; "
+                         "default 'normal', the healthy donors)", value)
+    return terms[value] if isinstance(terms, Mapping) else value
 
 
 def _check_gene(name: str, value, genes) -> str:
@@ -411,6 +439,7 @@ def query_params(state: Mapping, *, expression: bool = True) -> QueryParams | No
         samp_min=int(state["samp_min"]),
         min_coverage=float(state["min_coverage"]),
         n_null=int(state["null_draws"]),
+        reference=str(state["reference"]),
         evidence=True,
         expression=expression,
     )

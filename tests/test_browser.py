@@ -339,3 +339,25 @@ def test_modules_tab_adds_the_top_co_attributing_genes(driver, server, downloads
           what="modules of the longer signature")
     assert "tab=modules" in driver.current_url
     _shot(driver, "modules_added")
+
+
+def test_a_disease_name_in_the_table_opens_its_forest_plot(driver, server):
+    """Issue 32: a click on a disease's name in the ranking table draws its per-study effects
+    (the forest plot) and brings them into view; the order switch orders the table by the
+    pooled effect, and the link carries it."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(server + "/?preset=ms1&null=0&disease_order=effect")
+    ranking = _wait(driver, lambda d: (lambda r: r if len(r) >= 3 else False)(_ranking(d)), what="disease ranking")
+    heads = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#disease-table th")]
+    assert heads[2:4] == ["evidence", "g vs reference [95% CI]"], heads
+    # a disease's forest plot, or the message that no study gave it an effect: either names it
+    shown = "((p.layout.meta || {}).disease || (p.layout.meta || {}).empty || '')"
+    _wait(driver, lambda d: (_plot(d, "forest-fig", shown) or "").startswith(ranking[0]), what="forest plot of the first disease")
+    target = ranking[-1]
+    cell = [c for c in driver.find_elements(By.CSS_SELECTOR, "#disease-table tbody td.grp") if c.text == target][0]
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", cell)
+    cell.click()
+    _wait(driver, lambda d: (_plot(d, "forest-fig", shown) or "").startswith(target), what=f"forest plot of {target}")
+    assert "disease_order=effect" in driver.find_element(By.ID, "share-link").get_attribute("value")
+    _shot(driver, "forest")

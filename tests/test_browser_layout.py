@@ -136,12 +136,15 @@ def test_figures_fit_without_overlapping_text(driver, server, shots, size):
     where = f"{size[0]}x{size[1]}"
     # the reading sentence and the help on every statistic sit above the ranking
     reading = driver.find_element(By.ID, "reading").text
-    assert reading.startswith("Reading: In ") and "most often in" in reading and "q ≤ 0.05" in reading, reading
+    # it leads with the top disease's evidence against reference donors within its studies (issue 32)
+    assert reading.startswith("Reading: ") and "the top disease" in reading.split(". In ")[0], reading
+    assert "most often in" in reading and "q ≤ 0.05" in reading, reading
     help_terms = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#stat-help .help-term")]
     assert help_terms == ["hit %", "base rate", "null band", "p", "p floor", "q (BH)"]
     assert all(e.get_attribute("title") for e in driver.find_elements(By.CSS_SELECTOR, "#stat-help .help-term"))
     heads = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#disease-table th")]
-    assert heads[-2:] == ["p (null)", "q (BH)"]
+    assert heads[-2:] == ["specificity p (vs random gene sets)", "specificity q (BH)"]
+    assert heads[2] == "evidence"
     for graph_id in DISEASE_FIGURES:
         _settled(driver, graph_id)
         found = _assert_fits(driver, graph_id, where)

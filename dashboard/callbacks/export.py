@@ -22,8 +22,9 @@ UMAP_NOT_DRAWN = ("not drawn: the UMAP is drawn when the Cells (UMAP) tab is ope
                   "its image (umap.json holds the figure)")
 CSV_BUTTONS = {f"{ids.CSV_PREFIX}{view}": view for view in (*FIGURE_GRAPHS, *CSV_ONLY_VIEWS)}  # button id -> view
 # the figures of the snapshot: file name -> view
-_SNAPSHOT_FIGURES = {"diseases": "disease_fig", "robustness": "robust_fig", "drivers": "driver_fig", "comparison": "compare_fig",
+_SNAPSHOT_FIGURES = {"diseases": "disease_fig", "forest": "forest_fig", "robustness": "robust_fig", "drivers": "driver_fig", "comparison": "compare_fig",
                      "scatter": "scatter_fig", "umap": "umap_fig", "genes": "heatmap_fig"}
+_CSV_TABLES = {"forest": "study_effects"}  # a view whose CSV is another view's table
 # the width a figure in a hidden tab is drawn at for the snapshot: the visible results column's
 _JS_SIZE = """
     function sigatlasSize(el) {
@@ -57,7 +58,9 @@ def download(data, snapshot: dict | None, csv: list, result_key: str | None, lin
         return {"file": dcc.send_bytes(blob, f"sigatlas-snapshot-{data.atlas.name}.zip")}
     view = CSV_BUTTONS[trigger]
     try:
-        table = modules_table(data, result, data.gene_modules()) if view == "modules" else view_tables(data, result, state).get(view)
+        # the forest plot's data: every disease's per-study effects (the Studies tab's table)
+        table = (modules_table(data, result, data.gene_modules()) if view == "modules"
+                 else view_tables(data, result, state).get(_CSV_TABLES.get(view, view)))
     except ModulesPending:  # an old atlas's modules are still being computed: the tab says so
         raise dash.exceptions.PreventUpdate from None
     if table is None:

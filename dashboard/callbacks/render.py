@@ -14,13 +14,14 @@ from dashboard.views.results import (
     UMAP_VIEWS,
     driver_figure,
     error_views,
+    forest_views,
     presenter_figure,
     render_views,
     umap_views,
 )
 
-__all__ = ["RENDER_OUTPUTS", "RENDER_SETTINGS", "UMAP_OUTPUTS", "pending_signature", "register", "render", "render_drivers",
-           "render_partial", "render_umap", "views_signature"]
+__all__ = ["RENDER_OUTPUTS", "RENDER_SETTINGS", "UMAP_OUTPUTS", "pending_signature", "pick_forest_disease", "register", "render",
+           "render_drivers", "render_forest", "render_partial", "render_umap", "views_signature"]
 
 # the views do not depend on which tab shows (a tab switch only rewrites the URL), nor on the
 # "Genes in a cell type" tab's settings (its own callbacks answer them), nor on the UMAP's colour
@@ -35,6 +36,10 @@ RENDER_OUTPUTS = {
     "study_rows": Output(ids.STUDY_GRID, "rowData"),
     "excluded_diseases": Output(ids.EXCLUDED_DISEASES, "children"),
     "excluded_studies": Output(ids.EXCLUDED_STUDIES, "children"),
+    "study_effect_rows": Output(ids.STUDY_EFFECTS_GRID, "rowData"),
+    "forest_fig": Output(ids.FOREST_FIG, "figure"),
+    "forest_note": Output(ids.FOREST_NOTE, "children"),
+    "forest_groups": Output(ids.FOREST_GROUP, "data"),
     "robust_fig": Output(ids.ROBUST_FIG, "figure"),
     "driver_fig": Output(ids.DRIVER_FIG, "figure"),
     "driver_groups": Output(ids.DRIVER_GROUP, "data"),
@@ -72,7 +77,7 @@ def pending_signature(result_key: str | None) -> str:
 
 
 def render(data, result_key: str | None, query_error: dict | None, presenter: bool | None, driver_group: str | None = None,
-           partial_key: str | None = None, trigger=None, drawn: str | None = None, **settings) -> dict:
+           partial_key: str | None = None, trigger=None, drawn: str | None = None, forest_group: str | None = None, **settings) -> dict:
     """Every view (RENDER_OUTPUTS, by name) of the stored result ``result_key`` under the view
     ``settings`` (top_n, group_by, heat, order, color; invalid ones take their default), or of the
     failed query ``query_error``; large type when ``presenter``. When ``trigger`` (default: Dash's
@@ -89,7 +94,7 @@ def render(data, result_key: str | None, query_error: dict | None, presenter: bo
         if result is None or data.stored_result(data.final_key(partial_key)) is not None:
             raise dash.exceptions.PreventUpdate
         state, _ = read_state(control_pairs(settings), strict=False)
-        views = render_views(data, result, state | {"driver_group": driver_group}, ranking_only=True)
+        views = render_views(data, result, state | {"driver_group": driver_group, "forest_group": forest_group}, ranking_only=True)
         views["status"] = html.Div("Ranking shown; p-values, null band and evidence are being computed…", id=ids.PARTIAL_NOTE)
         # the other views keep what they show until the full result renders
         return {name: views.get(name, dash.no_update) for name in RENDER_OUTPUTS}
@@ -105,7 +110,7 @@ def render(data, result_key: str | None, query_error: dict | None, presenter: bo
     if result is None:
         raise dash.exceptions.PreventUpdate
     state, _ = read_state(control_pairs(settings), strict=False)
-    views = render_views(data, result, state | {"driver_group": driver_group}, umap=False)
+    views = render_views(data, result, state | {"driver_group": driver_group, "forest_group": forest_group}, umap=False)
     if presenter:  # large type for a projector, each figure fitted to the screen
         for name in FIGURE_VIEWS:
             if name in views:
@@ -150,6 +155,32 @@ def render_drivers(data, group: str | None, result_key: str | None, presenter: b
     return {"driver_fig": presenter_figure(fig) if presenter else fig}
 
 
+def render_forest(data, group: str | None, result_key: str | None, presenter: bool | None, disease_order: str | None = None) -> dict:
+    """The forest plot of disease ``group`` (None: the first shown under ``disease_order``) in the
+    stored result, and the studies of it that gave no effect."""
+    result = data.stored_result(result_key) if result_key is not None else None
+    if result is None:
+        raise dash.exceptions.PreventUpdate
+    state, _ = read_state(control_pairs({"disease_order": disease_order}), strict=False)
+    views = forest_views(data, result, group, state)
+    if presenter:
+        presenter_figure(views["forest_fig"])
+    return views
+
+
+def pick_forest_disease(data, click: dict | None, groups: list | None) -> dict:
+    """{"group": the disease clicked in the ranking figure} for the forest plot's picker: a
+    click on a disease's box, points or band opens its per-study effects."""
+    try:
+        x = str(click["points"][0]["x"])
+    except (TypeError, KeyError, IndexError):
+        raise dash.exceptions.PreventUpdate from None
+    group = x.split("<br>", 1)[0]  # the ranking's categories are "<disease><br><counts>..."
+    if group not in (groups or []):
+        raise dash.exceptions.PreventUpdate
+    return {"group": group}
+
+
 def register(app: dash.Dash, data) -> None:
     app.callback(
         output=RENDER_OUTPUTS | {"drawn": Output(ids.VIEWS_DRAWN, "data")},
@@ -157,7 +188,8 @@ def register(app: dash.Dash, data) -> None:
                 "presenter": Input(ids.PRESENTER, "checked"), **controls(Input, RENDER_SETTINGS)},
         # a State: the Select sets its own value whenever its options change, and as an Input
         # that re-ran this whole render, losing a view switch made meanwhile
-        state={"driver_group": State(ids.DRIVER_GROUP, "value"), "drawn": State(ids.VIEWS_DRAWN, "data")},
+        state={"driver_group": State(ids.DRIVER_GROUP, "value"), "drawn": State(ids.VIEWS_DRAWN, "data"),
+               "forest_group": State(ids.FOREST_GROUP, "value")},
         prevent_initial_call=True,
     )(bind(render, data))
     # the running query's ranking: its own callback, because the page holds back any callback whose
@@ -182,3 +214,17 @@ def register(app: dash.Dash, data) -> None:
         state={"result_key": State(ids.RESULT_KEY, "data"), "presenter": State(ids.PRESENTER, "checked")},
         prevent_initial_call=True,
     )(bind(render_drivers, data))
+    app.callback(
+        output={"forest_fig": Output(ids.FOREST_FIG, "figure", allow_duplicate=True),
+                "forest_note": Output(ids.FOREST_NOTE, "children", allow_duplicate=True)},
+        inputs={"group": Input(ids.FOREST_GROUP, "value")},
+        state={"result_key": State(ids.RESULT_KEY, "data"), "presenter": State(ids.PRESENTER, "checked"),
+               "disease_order": State(ids.DISEASE_ORDER, "value")},
+        prevent_initial_call=True,
+    )(bind(render_forest, data))
+    app.callback(
+        output={"group": Output(ids.FOREST_GROUP, "value")},
+        inputs={"click": Input(ids.DISEASE_FIG, "clickData")},
+        state={"groups": State(ids.FOREST_GROUP, "data")},
+        prevent_initial_call=True,
+    )(bind(pick_forest_disease, data))

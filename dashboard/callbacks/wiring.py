@@ -28,6 +28,7 @@ QUERY_CONTROLS: dict[str, tuple[str, str]] = {
     "samp_min": (ids.SAMP_MIN, "value"),
     "min_coverage": (ids.MIN_COVERAGE, "value"),
     "null_draws": (ids.NULL_DRAWS, "value"),
+    "reference": (ids.REFERENCE, "value"),
 }
 # view-only settings: changing them re-renders the stored result
 VIEW_CONTROLS: dict[str, tuple[str, str]] = {
@@ -44,6 +45,7 @@ VIEW_CONTROLS: dict[str, tuple[str, str]] = {
     "rank_studies": (ids.RANK_STUDIES, "value"),
     "rank_versus": (ids.RANK_VERSUS, "value"),
     "rank_gene": (ids.RANK_GENE, "value"),
+    "disease_order": (ids.DISEASE_ORDER, "value"),
 }
 CONTROLS = QUERY_CONTROLS | VIEW_CONTROLS
 assert tuple(QUERY_CONTROLS) == QUERY_KEYS and tuple(VIEW_CONTROLS) == VIEW_KEYS

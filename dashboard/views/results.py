@@ -7,17 +7,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import dash_mantine_components as dmc
+import numpy as np
 import pandas as pd
 from dash import dcc, html
 
 from compute.query import parse_gene_list
 from dashboard import export, figures, ids
+from dashboard.views import evidence as within
 
 if TYPE_CHECKING:
     from dashboard.data import DashboardData
 
 __all__ = ["FIGURE_VIEWS", "GENE_VIEW_CAP", "GENE_VIEW_TOP", "GROUP_LABELS", "PRESENTER_FONT", "PRESENTER_TITLE", "Q_SIGNIFICANT",
-           "RESULT_VIEWS", "STAT_HELP", "UMAP_VIEWS", "driver_figure", "empty_views", "error_views", "excluded_panel", "genes_note", "presenter_figure",
+           "RESULT_VIEWS", "SPECIFICITY_P", "SPECIFICITY_Q", "STAT_HELP", "UMAP_VIEWS", "driver_figure", "empty_views", "error_views", "excluded_panel", "forest_views", "genes_note", "presenter_figure",
            "reading_sentence", "render_views", "resolution_panel", "stat_help_panel", "umap_labels_note", "umap_views", "view_tables"]
 
 GROUP_LABELS = {"disease": "disease", "cell_type": "cell type", "study": "study"}
@@ -32,7 +34,7 @@ GENE_VIEW_CAP = 200
 Q_SIGNIFICANT = 0.05  # the false discovery rate the reading sentence calls a disease "above the null" at
 # every view of a result, by name: the render callback's outputs
 RESULT_VIEWS = ("resolution", "status", "reading", "disease_fig", "disease_table", "study_rows", "excluded_diseases", "excluded_studies",
-                "robust_fig", "driver_fig", "driver_groups", "compare_fig", "scatter_fig", "umap_fig", "umap_badge", "umap_labels",
+                "study_effect_rows", "forest_fig", "forest_note", "forest_groups", "robust_fig", "driver_fig", "driver_groups", "compare_fig", "scatter_fig", "umap_fig", "umap_badge", "umap_labels",
                 "heatmap_fig", "genes_note", "landing_style")
 # what each statistic means, in plain words: the help beside the ranking and the table's header tooltips
 STAT_HELP = {
@@ -42,12 +44,14 @@ STAT_HELP = {
                  "if the signature did not tell diseases apart.",
     "null band": "The grey band: the central 95% of the mean hit % that random gene sets reach, each gene swapped for a gene of "
                  "similar mean attribution and detection. A disease above its band is not explained by such genes.",
-    "p": "The share of random gene sets that reach at least the observed mean hit % (one-sided, empirical).",
+    "p": "Specificity vs random gene sets, a second question: the share of random gene sets that reach at least the observed "
+         "mean hit % (one-sided, empirical), corrected for the correlation among the signature's genes (CAMERA's variance "
+         "inflation factor). It does not compare patients with reference donors: the within-study effect (g) does.",
     "p floor": "The smallest p the draws allow: 1 / (1 + draws); with 1,000 draws p ≤ 0.001 means no random set reached it.",
     "q (BH)": "p adjusted for testing every ranked disease at once (Benjamini-Hochberg false discovery rate): call diseases "
               f"with q ≤ {Q_SIGNIFICANT:g} and expect at most {Q_SIGNIFICANT:.0%} of them to be false leads.",
 }
-FIGURE_VIEWS = ("disease_fig", "robust_fig", "driver_fig", "compare_fig", "scatter_fig", "umap_fig", "heatmap_fig")
+FIGURE_VIEWS = ("disease_fig", "forest_fig", "robust_fig", "driver_fig", "compare_fig", "scatter_fig", "umap_fig", "heatmap_fig")
 
 
 # -- panels ---------------------------------------------------------------------------------
@@ -100,34 +104,78 @@ def _disease_q(result) -> dict:
     return figures.bh_q_values(null.p_values()) if null is not None else {}
 
 
-def ranking_table_rows(ranking, null, q: dict, terms: bool = False, grouped: bool = False) -> tuple[list[tuple[str, str]], list[list[str]]]:
+# the ranking table's columns of the within-study evidence (shown when the result has them), and
+# of the second question, the gene-set null
+SPECIFICITY_P = "specificity p (vs random gene sets)"
+SPECIFICITY_Q = "specificity q (BH)"
+
+
+def ranking_table_rows(ranking, null, q: dict, terms: bool = False, grouped: bool = False, *,
+                       expression=None) -> tuple[list[tuple[str, str]], list[list[str]]]:
     """The disease ranking table's header cells (text, tooltip) and its rows of cell texts, as
     shown; q: BH q per disease. Its disease column says which labels it ranks (``terms``: MONDO
-    terms; ``grouped``: diseases pooled under the chosen parent terms)."""
+    terms; ``grouped``: diseases pooled under the chosen parent terms). A ranking with the
+    within-study evidence (compute's ``evidence`` column) gets the evidence level in words, the
+    pooled g [95% CI] against the reference donors, its p and q, I², the donors on each side,
+    and, given the ``expression`` ranking, the expression score's g and whether the two agree;
+    the gene-set null's p and q are the specificity against random gene sets."""
     p = null.p_values() if null is not None else {}
     floor = null.p_floor if null is not None else None
     disease = "disease" + (" (MONDO term or group)" if terms and grouped else " (MONDO term)" if terms else "")
-    helps = {"mean hit %": STAT_HELP["hit %"], "median hit %": STAT_HELP["hit %"], "p (null)": STAT_HELP["p"] + " " + STAT_HELP["p floor"],
-             "q (BH)": STAT_HELP["q (BH)"]}
-    head = [(c, helps.get(c, "")) for c in ("#", disease, "mean hit %", "median hit %", "samples", "studies", "cells", "p (null)", "q (BH)")]
+    effects = "evidence" in ranking.columns
+    specificity_help = STAT_HELP["p"] + " " + STAT_HELP["p floor"]
+    helps = {"mean hit %": STAT_HELP["hit %"], "median hit %": STAT_HELP["hit %"], "p (null)": specificity_help,
+             "q (BH)": STAT_HELP["q (BH)"], SPECIFICITY_P: specificity_help, SPECIFICITY_Q: STAT_HELP["q (BH)"],
+             "evidence": within.EFFECT_HELP["evidence"], "g vs reference [95% CI]": within.EFFECT_HELP["g"],
+             "p (vs reference)": within.EFFECT_HELP["p (vs reference)"], "q (vs reference)": within.EFFECT_HELP["q (vs reference)"],
+             "I² · τ²": within.EFFECT_HELP["I²"], "donors (disease / reference)": "donors with a sample of at least cell_min cells",
+             "expression g [95% CI]": "the same within-study effect on expression scores (scanpy.tl.score_genes), same rule",
+             "attribution vs expression": "whether the two scores' pooled effects agree in sign and in whether their 95% CI excludes 0"}
+    names = ["#", disease]
+    if effects:
+        names += ["evidence", "g vs reference [95% CI]", "p (vs reference)", "q (vs reference)", "I² · τ²", "donors (disease / reference)"]
+        if expression is not None:
+            names += ["expression g [95% CI]", "attribution vs expression"]
+    names += ["mean hit %", "median hit %", "samples", "studies", "cells"]
+    names += [SPECIFICITY_P, SPECIFICITY_Q] if effects else ["p (null)", "q (BH)"]
+    head = [(c, helps.get(c, "")) for c in names]
     fmt = figures.format_value
-    rows = [[str(int(r.rank)), str(r.group), fmt(r.mean_hit_pct, "pct"), fmt(r.median_hit_pct, "pct"), str(int(r.n_samples)),
-             str(int(r.n_studies)), fmt(r.n_cells, "count"), fmt(p.get(r.group), "p", floor), fmt(q.get(r.group), "q")]
-            for r in ranking.itertuples()]
+    expr = ({str(g): r for g, r in zip(expression["group"], expression.to_dict("records"), strict=True)}
+            if expression is not None and effects else {})
+    rows = []
+    for i, r in enumerate(ranking.to_dict("records"), start=1):
+        group = str(r["group"])
+        row = [str(i) if effects else str(int(r["rank"])), group]
+        if effects:
+            pooled = r.get("evidence") in ("pooled", "one_study")
+            i2 = (f"{100 * float(r['i2']):.0f}% · {float(r['tau2']):.2f}" if r.get("evidence") == "pooled" and np.isfinite(float(r["i2"]))
+                  else "–")
+            row += [within.level_words(r), within.effect_text(r),
+                    fmt(r.get("effect_p"), "p") if pooled else "none: no within-study reference",
+                    fmt(r.get("effect_q"), "q") if pooled else "–", i2,
+                    f"{int(r['n_donors'])} / {int(r['n_reference_donors'])}" if pooled else f"{int(r['n_donors'])} / 0"]
+            if expression is not None:
+                row += [within.effect_text(expr[group]) if group in expr else "–", within.agreement(r, expr.get(group))]
+        row += [fmt(r["mean_hit_pct"], "pct"), fmt(r["median_hit_pct"], "pct"), str(int(r["n_samples"])), str(int(r["n_studies"])),
+                fmt(r["n_cells"], "count"), fmt(p.get(r["group"]), "p", floor), fmt(q.get(r["group"]), "q")]
+        rows.append(row)
     return head, rows
 
 
-def _ranking_table(ranking, null, q: dict, terms: bool = False, grouped: bool = False) -> dcc.Markdown:
+def _ranking_table(ranking, null, q: dict, terms: bool = False, grouped: bool = False, expression=None) -> dcc.Markdown:
     """The disease ranking as a table (:func:`ranking_table_rows`), written as escaped HTML in one
     component: as a hundred html.Td components it was a quarter of the page's components, and
     Dash's renderer checks every component of the page on each update of its store (the ranking
     took 0.3-0.8 s to draw)."""
     from html import escape
 
-    head, rows = ranking_table_rows(ranking, null, q, terms, grouped)
+    head, rows = ranking_table_rows(ranking, null, q, terms, grouped, expression=expression)
     th = "".join(f'<th title="{escape(tip)}">{escape(text)}</th>' if tip else f"<th>{escape(text)}</th>" for text, tip in head)
-    body = "".join("<tr>" + "".join(f'<td class="grp">{escape(c)}</td>' if j == 1 else f"<td>{escape(c)}</td>" for j, c in enumerate(row))
-                   + "</tr>" for row in rows)
+    # a disease without a within-study reference is marked (class no-ref): its place rests on hit % alone
+    marks = ['<tr class="no-ref">' if level == "no_within_study_reference" else "<tr>"
+             for level in (ranking["evidence"] if "evidence" in ranking.columns else [None] * len(rows))]
+    body = "".join(mark + "".join(f'<td class="grp">{escape(c)}</td>' if j == 1 else f"<td>{escape(c)}</td>" for j, c in enumerate(row))
+                   + "</tr>" for mark, row in zip(marks, rows, strict=True))
     return dcc.Markdown(f'<table class="rank-table"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>',
                         dangerously_allow_html=True, id=ids.DISEASE_TABLE, className="rank-table-wrap")
 
@@ -143,11 +191,22 @@ def _where(params) -> str:
     return "; ".join(parts)
 
 
-def reading_sentence(result, *, simulated_share: float = 0.0) -> str:
-    """The result in one plain sentence: what was scored and where, the top diseases with their
-    hit % against the base rate, and how sure (BH q over every ranked disease, or that no null
-    was drawn). ``simulated_share``: the share of the ranked samples from SIMULATED studies."""
-    params, ranking = result.params, result.diseases
+def reading_sentence(result, *, simulated_share: float = 0.0, ranking=None) -> str:
+    """The result in plain words: first the top disease's evidence against the reference donors
+    of its own studies (its level in words and, where there is one, the pooled effect), then in
+    one sentence what was scored and where, the top diseases with their hit % against the base
+    rate, and their specificity against random gene sets (BH q over every ranked disease, or that
+    no null was drawn). ``simulated_share``: the share of the ranked samples from SIMULATED
+    studies; ``ranking``: the diseases in the order shown (default: by hit %)."""
+    params = result.params
+    ranking = result.diseases if ranking is None else ranking
+    lead = within.evidence_lead(ranking.iloc[0], str(getattr(params, "reference", "normal"))) if len(ranking) else ""
+    text = _reading_body(result, ranking, simulated_share)
+    return f"Reading: {lead} {text}" if lead else f"Reading: {text}"
+
+
+def _reading_body(result, ranking, simulated_share: float) -> str:
+    params = result.params
     fmt = figures.format_value
     n_samples = len(result.samples)
     n_studies = result.samples["study"].nunique() if n_samples else 0
@@ -156,7 +215,7 @@ def reading_sentence(result, *, simulated_share: float = 0.0) -> str:
              f"{'study' if n_studies == 1 else 'studies'}{sim})")
     genes = f"the {len(result.resolution.matched)}-gene signature"
     if not len(ranking):
-        return f"Reading: {where}, no disease has enough samples to rank (cell_min / samp_min): lower them or widen the cell types."
+        return f"{where}, no disease has enough samples to rank (cell_min / samp_min): lower them or widen the cell types."
     if params.rule.kind == "percentile":
         share = fmt(100 - params.rule.value, "pct").removesuffix(".0")
         rule = f"is a hit in the top {share}% of scores ({share}% of a sample's cells expected by chance)"
@@ -167,19 +226,21 @@ def reading_sentence(result, *, simulated_share: float = 0.0) -> str:
     listing = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
     null = result.null.get("disease")
     if null is None:
-        sure = "; how sure is not judged: no random gene sets were drawn (set 'Null' to 1,000 for p- and q-values)"
+        sure = ("; specificity vs random gene sets is not judged: no random gene sets were drawn (set its draws to 1,000 for p- "
+                "and q-values)")
     else:
         q = _disease_q(result)
         m = len(q)
         called = [str(r.group) for r in ranking.itertuples() if q.get(r.group, 1.0) <= Q_SIGNIFICANT]
         if called:
             which = ", ".join(called[:4]) + (f" and {len(called) - 4} more" if len(called) > 4 else "")
-            sure = (f"; {len(called)} of the {m} diseases tested ({which}) stand above matched random gene sets after "
+            sure = (f"; on specificity vs random gene sets, {len(called)} of the {m} diseases tested ({which}) stand above matched random gene sets after "
                     f"correcting for testing {m} at once (q ≤ {Q_SIGNIFICANT:g})")
         else:
-            sure = (f"; none of the {m} diseases tested stands above matched random gene sets after correcting for testing {m} at "
-                    f"once (every q > {Q_SIGNIFICANT:g}), so this ranking is no evidence of a disease-specific signal")
-    return f"Reading: {where}, {genes} {rule} most often in {listing}{sure}."
+            sure = (f"; on specificity vs random gene sets, none of the {m} diseases tested stands above matched random gene sets "
+                    f"after correcting for testing {m} at once (every q > {Q_SIGNIFICANT:g}), so this ranking is no evidence of a "
+                    "disease-specific signal")
+    return f"{where}, {genes} {rule} most often in {listing}{sure}."
 
 
 def genes_note(n_shown: int, n_total: int, shown: str) -> str:
@@ -244,7 +305,10 @@ def render_views(data: DashboardData, result, state: dict, *, ranking_only: bool
     null = result.null.get("disease")
     ranking = _shown_ranking(result, state)
     left_out = _left_out_note(result)
-    title = (f"Diseases ranked by per-sample hit %<br><sub>{where}{grouped} · hit = {params.rule.describe()}{left_out}"
+    by_effect = state.get("disease_order") == "effect" and "effect" in result.diseases.columns
+    ordered = (f"ordered by the pooled effect vs {params.reference} donors within studies, then hit %" if by_effect
+               else "ranked by per-sample hit %")
+    title = (f"Diseases {ordered}<br><sub>{where}{grouped} · hit = {params.rule.describe()}{left_out}"
              f"{sim_note}</sub>")
     cells = data.query_cells(params)  # the disease column as the ranking groups it
     base_rate = 100.0 - params.rule.value if params.rule.kind == "percentile" else None
@@ -259,17 +323,18 @@ def render_views(data: DashboardData, result, state: dict, *, ranking_only: bool
     out = {
         "resolution": resolution_panel(result.resolution),
         "status": status,
-        "reading": reading_sentence(result, simulated_share=sim_share),
+        "reading": reading_sentence(result, simulated_share=sim_share, ranking=ranking),
         "landing_style": {"display": "none"},
         "disease_fig": figures.disease_ranking_figure(result.samples, ranking, base_rate=base_rate, title=title,
                                                       null=null.groups if null is not None else None,
                                                       p_floor=null.p_floor if null is not None else None),
-        "disease_table": _ranking_table(ranking, null, q, data.has_vocabulary, bool(params.disease_groups)),
+        "disease_table": _ranking_table(ranking, null, q, data.has_vocabulary, bool(params.disease_groups), result.expression_diseases),
         "study_rows": data.study_rows(result),
         # the same list twice: under the disease ranking and in the Studies tab
         "excluded_diseases": excluded_panel(result),
         "excluded_studies": excluded_panel(result),
     }
+    out |= _evidence_views(data, result, ranking, state)
     if ranking_only:
         return out
     ev = result.evidence
@@ -378,8 +443,27 @@ def driver_figure(data, result, group: str | None):
 
 
 def _shown_ranking(result, state: dict):
+    """The diseases as shown: in the order ``state`` asks (disease_order), the first top_n."""
     top_n = int(state.get("top_n") or 0)
-    return result.diseases.head(top_n) if top_n > 0 else result.diseases
+    ranking = within.ordered_ranking(result.diseases, state.get("disease_order") or "hit")
+    return ranking.head(top_n) if top_n > 0 else ranking
+
+
+def _evidence_views(data, result, ranking, state: dict) -> dict:
+    """The within-study evidence's views: the Studies tab's per-study rows, and the forest plot of
+    the disease ``state["forest_group"]`` (default: the first shown) with the studies that gave
+    no effect, and the diseases it can show."""
+    first = str(ranking["group"].iloc[0]) if len(ranking) else None
+    fig, note = within.forest_view(result, state.get("forest_group") or first, simulated=data.atlas.has_simulated)
+    return {"study_effect_rows": within.study_effect_rows(result), "forest_fig": fig, "forest_note": note,
+            "forest_groups": [str(g) for g in ranking["group"]]}
+
+
+def forest_views(data, result, group: str | None, state: dict) -> dict:
+    """{"forest_fig", "forest_note"}: the forest plot of disease ``group`` (None: the first shown
+    under ``state``'s order) in ``result``, for the disease picker's own callback."""
+    views = _evidence_views(data, result, _shown_ranking(result, state), state | {"forest_group": group})
+    return {"forest_fig": views["forest_fig"], "forest_note": views["forest_note"]}
 
 
 def _group_by(state: dict) -> str:
@@ -412,13 +496,24 @@ def _tables(data, result, ranking, study_rows, mean_table, pct_table) -> dict:
         tables["diseases"] = ranking.merge(null.groups.drop(columns=["observed"], errors="ignore"), on="group", how="left")
         q = _disease_q(result)
         tables["diseases"]["q_value"] = tables["diseases"]["group"].astype(str).map(q).astype(float)
+    tables["diseases"] = _with_evidence_words(tables["diseases"], result)
+    effects = within.study_effects_table(result)
+    if effects is not None:
+        tables["study_effects"] = effects
     ev = result.evidence
     if ev is not None:
         tables["robustness"] = ev.thresholds.reset_index(names="disease")
         tables["drivers"] = ev.gene_shares.reset_index(names="gene")
     if result.expression_diseases is not None:
-        tables["comparison"] = result.diseases[["group", "mean_hit_pct", "rank"]].merge(
-            result.expression_diseases[["group", "mean_hit_pct", "rank"]], on="group", how="outer", suffixes=("_attribution", "_expression"))
+        cols = ["group", "mean_hit_pct", "rank", *[c for c in ("effect", "effect_lo", "effect_hi", "effect_p", "effect_q", "evidence")
+                                                   if c in result.diseases.columns and c in result.expression_diseases.columns]]
+        tables["comparison"] = result.diseases[cols].merge(
+            result.expression_diseases[cols], on="group", how="outer", suffixes=("_attribution", "_expression"))
+        if "effect_attribution" in tables["comparison"]:
+            tables["comparison"]["agreement"] = [
+                within.agreement({k.removesuffix("_attribution"): v for k, v in r.items()},
+                                 {k.removesuffix("_expression"): v for k, v in r.items()})
+                for r in tables["comparison"].to_dict("records")]
     cells = data.atlas.cells
     sel = result.selection
     cols = [c for c in ("cell_id", "study", "sample", "cell_type", "cell_type_original", "cell_type_ontology_term_id",
@@ -437,6 +532,17 @@ def _tables(data, result, ranking, study_rows, mean_table, pct_table) -> dict:
 
 
 
+def _with_evidence_words(table: pd.DataFrame, result) -> pd.DataFrame:
+    """The disease table for export with ``evidence_words`` (the level in words) beside
+    ``evidence``, and the reference the effects compare with; unchanged without evidence columns."""
+    if "evidence" not in table.columns:
+        return table
+    table = table.copy()
+    table.insert(table.columns.get_loc("evidence") + 1, "evidence_words", [within.level_words(r) for r in table.to_dict("records")])
+    table.insert(table.columns.get_loc("evidence_words") + 1, "reference", str(result.params.reference))
+    return table
+
+
 def error_views(data: DashboardData, error: str, genes: str) -> dict:
     """The views (RESULT_VIEWS) of a query that failed with ``error``: the message, and the
     decisions on the genes of ``genes`` (the gene text) when any was asked for."""
@@ -444,6 +550,7 @@ def error_views(data: DashboardData, error: str, genes: str) -> dict:
     empty = figures.empty_figure(error)
     return {**{name: empty for name in FIGURE_VIEWS}, "resolution": resolution_panel(res) if res.requested else [],
             "status": html.Div(error, className="error"), "disease_table": None, "study_rows": [], "excluded_diseases": None,
+            "study_effect_rows": [], "forest_note": None, "forest_groups": [],
             "excluded_studies": None, "driver_groups": [], "umap_badge": "", "umap_labels": "", "reading": "", "genes_note": "",
             "landing_style": {"display": "none"}}
 
@@ -453,5 +560,6 @@ def empty_views() -> dict:
     return {**{name: figures.empty_figure("Appears after a query") for name in FIGURE_VIEWS},
             "disease_fig": figures.empty_figure("Paste genes (any separators) or pick a preset, then Run"),
             "resolution": [], "status": "", "disease_table": html.Div(), "study_rows": [], "excluded_diseases": None,
+            "study_effect_rows": [], "forest_note": None, "forest_groups": [],
             "excluded_studies": None, "driver_groups": [], "umap_badge": "", "umap_labels": "", "reading": "", "genes_note": "",
             "landing_style": {}}
