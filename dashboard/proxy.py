@@ -44,7 +44,7 @@ def render_nginx_conf(listen: str, upstream: str, run_dir: str | Path, template:
         text = Path(template).read_text(encoding="utf-8")
     except OSError as exc:
         raise ServingError(f"cannot read the nginx template {template}: {exc}") from exc
-    missing = [k for k in ("@LISTEN@", "@UPSTREAM@", "@RUN_DIR@", "@USER@") if k not in text]
+    missing = [k for k in ("@LISTEN@", "@UPSTREAM@", "@RUN_DIR@", "@USER@", "@MAX_BODY@", "@MAX_API_BODY@") if k not in text]
     if missing:
         raise ServingError(f"{template} is not SigAtlas's nginx template: it lacks {', '.join(missing)}")
     user = ""
@@ -54,8 +54,15 @@ def render_nginx_conf(listen: str, upstream: str, run_dir: str | Path, template:
 
         st = run_dir.stat()
         user = f"user {pwd.getpwuid(st.st_uid).pw_name} {grp.getgrgid(st.st_gid).gr_name};"
-    return (text.replace("@LISTEN@", _address(listen, "--listen")).replace("@UPSTREAM@", _address(upstream, "--upstream"))
-            .replace("@RUN_DIR@", str(run_dir)).replace("@USER@", user))
+    from dashboard.api import MAX_BODY_BYTES
+    from dashboard.serving import MAX_REQUEST_BYTES
+
+    values = {"@LISTEN@": _address(listen, "--listen"), "@UPSTREAM@": _address(upstream, "--upstream"), "@RUN_DIR@": str(run_dir),
+              "@USER@": user, "@MAX_BODY@": str(MAX_REQUEST_BYTES), "@MAX_API_BODY@": str(MAX_BODY_BYTES),
+              "@MAX_BODY_TEXT@": f"{MAX_REQUEST_BYTES:,}", "@MAX_API_BODY_TEXT@": f"{MAX_BODY_BYTES:,}"}
+    for key in sorted(values, key=len, reverse=True):  # @MAX_BODY_TEXT@ before @MAX_BODY@
+        text = text.replace(key, values[key])
+    return text
 
 
 def write_nginx_conf(listen: str, upstream: str, run_dir: str | Path, template: str | Path = NGINX_TEMPLATE) -> Path:
