@@ -23,9 +23,10 @@ from pathlib import Path
 
 from dashboard.serving import ServingError
 
-__all__ = ["NGINX_TEMPLATE", "main", "nginx_command", "render_nginx_conf", "write_nginx_conf"]
+__all__ = ["NGINX_ENV", "NGINX_TEMPLATE", "find_nginx", "main", "nginx_command", "render_nginx_conf", "write_nginx_conf"]
 
 NGINX_TEMPLATE = Path(__file__).resolve().parents[1] / "deploy" / "nginx.conf"
+NGINX_ENV = "SIGATLAS_NGINX"  # the nginx binary to run, when not on PATH
 
 
 def _address(value: str, what: str) -> str:
@@ -76,12 +77,21 @@ def write_nginx_conf(listen: str, upstream: str, run_dir: str | Path, template: 
     return conf
 
 
+def find_nginx() -> str | None:
+    """The nginx to run: $SIGATLAS_NGINX, else nginx on PATH or in /usr/sbin, else the one
+    ``make proxy-deps`` unpacked into .cache/nginx; None when there is none."""
+    candidates = [os.environ.get(NGINX_ENV), shutil.which("nginx"), "/usr/sbin/nginx",
+                  str(Path(__file__).resolve().parents[1] / ".cache" / "nginx" / "usr" / "sbin" / "nginx")]
+    return next((c for c in candidates if c and Path(c).is_file() and os.access(c, os.X_OK)), None)
+
+
 def nginx_command(conf: str | Path, nginx: str | None = None) -> list[str]:
     """The command that runs nginx in the foreground on ``conf`` (its folder as nginx's prefix;
     the error log there from the first line on). Raises ServingError when nginx is not installed."""
-    binary = nginx or shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").is_file() else None)
+    binary = nginx or find_nginx()
     if binary is None:
-        raise ServingError("nginx is not installed: `apt-get install nginx` (Debian/Ubuntu), or put nginx on PATH")
+        raise ServingError("nginx is not installed: `apt-get install nginx` (Debian/Ubuntu), `make proxy-deps` (unpacks Debian's "
+                           f"into .cache/nginx), or name it with ${NGINX_ENV}")
     run_dir = Path(conf).resolve().parent
     return [binary, "-e", str(run_dir / "error.log"), "-p", str(run_dir), "-c", str(Path(conf).resolve()), "-g", "daemon off;"]
 

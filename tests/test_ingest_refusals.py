@@ -12,7 +12,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 import yaml

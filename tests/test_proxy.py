@@ -4,14 +4,13 @@ gunicorn (2 threaded workers, basic auth) serves the tiny atlas; nginx, configur
 project's deploy/nginx.conf through ``python -m dashboard.proxy``, listens in front of it as an
 unprivileged foreground process on a free port, with its pid, logs and temporary files in a
 temporary folder. Logs: test-artifacts/proxy-*.log. nginx comes from Debian (``make test``
-installs it); without it these tests are skipped, or fail with SIGATLAS_REQUIRE_PROXY=1 (CI)."""
+unpacks its package into .cache/nginx: make proxy-deps); without it these tests are skipped, or fail with SIGATLAS_REQUIRE_PROXY=1 (CI)."""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -43,7 +42,9 @@ def _get(url: str, *, timeout: float = 60, data: bytes | None = None, headers=No
 
 
 def _nginx() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.isfile("/usr/sbin/nginx") else None)
+    from dashboard.proxy import find_nginx
+
+    found = find_nginx()
     if found is None:
         msg = "nginx not found (make test installs Debian's: make proxy-deps)"
         if os.environ.get("SIGATLAS_REQUIRE_PROXY"):
@@ -172,7 +173,7 @@ def test_oversized_requests_get_the_apps_413_through_the_proxy(servers):
 
 
 def test_proxy_configuration_is_checked(tmp_path):
-    from dashboard.proxy import nginx_command, render_nginx_conf, write_nginx_conf
+    from dashboard.proxy import find_nginx, nginx_command, render_nginx_conf, write_nginx_conf
     from dashboard.serving import ServingError
 
     with pytest.raises(ServingError, match="--listen must be HOST:PORT"):
@@ -184,7 +185,7 @@ def test_proxy_configuration_is_checked(tmp_path):
     conf = write_nginx_conf("127.0.0.1:8080", "127.0.0.1:8050", tmp_path / "run").read_text()
     assert not any(k in conf for k in ("@LISTEN@", "@UPSTREAM@", "@RUN_DIR@", "@USER@")) and f"pid {tmp_path / 'run'}/nginx.pid;" in conf
     assert "listen 127.0.0.1:8080;" in conf and "server 127.0.0.1:8050;" in conf and "proxy_request_buffering on;" in conf
-    if shutil.which("nginx") or os.path.isfile("/usr/sbin/nginx"):  # nginx itself accepts the file
+    if find_nginx() is not None:  # nginx itself accepts the file
         proc = subprocess.run([*nginx_command(tmp_path / "run" / "nginx.conf")[:-2], "-t"],
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
