@@ -1,6 +1,6 @@
 """``python -m dashboard.loadtest``: a bounded load test of a running SigAtlas server, loopback only.
 
-    python -m dashboard.loadtest --url http://127.0.0.1:8050 --clients 20 --seconds 60 [--mixed] [--server-pid PID] [--json FILE]
+    python -m dashboard.loadtest --url http://127.0.0.1:8050 --clients 20 --seconds 60 [--mixed] [--stalled N] [--server-pid PID] [--json FILE]
 
 Each client (a thread) loops until the time is up: mostly signature queries through the JSON
 API (random subsets of the shipped presets, 5-100 genes, sometimes restricted to random cell
