@@ -43,6 +43,8 @@ _RESERVATIONS = ".sigatlas-writes"  # in a folder being written: one file per wr
 
 
 def _alive(pid: int) -> bool:
+    if pid <= 0:  # not a writer's entry (os.kill(-1, 0) would ask about every process)
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
