@@ -111,24 +111,10 @@ class _Stalled:
             sock.close()
 
 
-def test_stalled_connections_stall_gunicorn_alone(servers):
-    """The failure, reproduced: 40 connections trickling half a header hold all 2 x 8 threads of
-    gunicorn's workers; a plain request to gunicorn directly gets no answer while they last."""
-    stalled = _Stalled(servers["gunicorn"], 40)
-    try:
-        time.sleep(2)
-        with pytest.raises((TimeoutError, urllib.error.URLError)):
-            _get(servers["gunicorn"] + "/api/v1/atlas", timeout=10)
-    finally:
-        stalled.close()
-    deadline = time.time() + 60  # gunicorn serves again once they are gone
-    while _get(servers["gunicorn"] + "/api/v1/atlas", timeout=30)[0] != 200 and time.time() < deadline:
-        time.sleep(1)
-
-
 def test_stalled_connections_do_not_stall_the_proxy(servers):
     """100 such connections to nginx: the API, the page and a query are answered while every one
-    of them is still open."""
+    of them is still open. (Pointed at gunicorn directly, 40 of them left every request
+    unanswered for 15 s; that is measured by a script, not asserted here: README, "Production".)"""
     from compute.reference import ms1_signature
 
     stalled = _Stalled(servers["proxy"], 100)
