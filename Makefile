@@ -11,7 +11,7 @@ MANIFEST ?= data_manifest.yaml
 ATLAS ?= atlas/demo
 PORT ?= 8050
 
-.PHONY: demo test setup browser-deps test-data atlas serve lint clean
+.PHONY: demo test setup browser-deps proxy-deps test-data atlas serve lint clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,31 @@ browser-deps:
 	else \
 		echo "browser: chromium/chromedriver not found and cannot apt-get them;"; \
 		echo "         browser tests will be skipped (set CHROME_BIN and CHROMEDRIVER to run them)."; \
+	fi
+
+# Debian's nginx for the production-serving tests (tests/test_proxy.py: nginx in front of gunicorn,
+# run by the tests as a foreground process on a free port). Not installed: its .deb is downloaded
+# (apt-get download, no root needed) and unpacked into .cache/nginx, so no system service starts.
+# Without it those tests are skipped (SIGATLAS_REQUIRE_PROXY=1 makes them fail instead).
+NGINX_DIR := .cache/nginx
+
+proxy-deps:
+	@if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || [ -x $(NGINX_DIR)/usr/sbin/nginx ]; then \
+		echo "proxy: nginx present"; \
+	elif command -v apt-get >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1; then \
+		echo "proxy: fetching Debian nginx into $(NGINX_DIR)"; \
+		tmp=$$(mktemp -d); \
+		( cd $$tmp && apt-get download -qq nginx >/dev/null 2>&1 ) \
+		|| { [ "$$(id -u)" = 0 ] && apt-get update -qq >/dev/null && ( cd $$tmp && apt-get download -qq nginx >/dev/null ); }; \
+		if ls $$tmp/nginx_*.deb >/dev/null 2>&1 && mkdir -p $(NGINX_DIR).part && dpkg-deb -x $$tmp/nginx_*.deb $(NGINX_DIR).part \
+			&& $(NGINX_DIR).part/usr/sbin/nginx -v >/dev/null 2>&1; then \
+			rm -rf $(NGINX_DIR) && mv $(NGINX_DIR).part $(NGINX_DIR) && echo "proxy: $(NGINX_DIR)/usr/sbin/nginx ready"; \
+		else \
+			rm -rf $(NGINX_DIR).part; echo "proxy: could not fetch nginx; the proxy tests will be skipped"; \
+		fi; \
+		rm -rf $$tmp; \
+	else \
+		echo "proxy: nginx not found and apt-get not available; the proxy tests will be skipped"; \
 	fi
 
 # Real test data that no PyPI package ships: HSMMSingleCell's FPKM of 271 myoblasts, taken from
@@ -77,7 +102,7 @@ serve: setup
 
 demo: atlas serve
 
-test: setup browser-deps test-data
+test: setup browser-deps proxy-deps test-data
 	$(PY) -m pytest
 
 lint: setup

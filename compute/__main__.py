@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -438,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except SigAtlasError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if _storage_failure(exc):
+            _exit_now(2)
         return 2
     except OSError as exc:
         from compute.files import storage_error
@@ -447,6 +450,23 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)  # disk full, read-only, no permission: one line, no traceback
         return 2
+
+
+def _storage_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or gathers (compute.build.StudyFailures), a failed write (StorageError)."""
+    from compute.errors import StorageError
+
+    failures = getattr(exc, "failures", None) or {}
+    return isinstance(exc, StorageError) or any(isinstance(e, StorageError) for e in failures.values())
+
+
+def _exit_now(code: int) -> None:
+    """Leave at once with ``code``, after the error is printed. An HDF5 file that met a full disk
+    cannot be closed; the interpreter's clean-up then frees its objects and HDF5 crashes the
+    process (a segmentation fault, exit 139) after the error was already said."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from compute.files import atomic_write, file_record
+from compute.files import allocate, atomic_write, estimated_h5ad_bytes, file_record, reserved_space
 from compute.process import peak_rss
 
 __all__ = ["ROWS_PER_BLOCK", "aligned_blocks", "aligned_study", "cells_task", "ingest_task", "train_piece_task", "transfer_study_task", "umap_fit_task", "umap_study_task",
@@ -59,7 +59,8 @@ def ingest_task(spec, ingest, out_file: str, force: bool) -> dict:
         for c in a.obs.columns:  # as categories already: anndata would print a line for each conversion
             if a.obs[c].dtype == object:
                 a.obs[c] = a.obs[c].astype("category")
-        atomic_write(path, lambda t: a.write_h5ad(t))
+        with reserved_space(path, estimated_h5ad_bytes(a.n_obs, int(sp.csr_matrix(a.X).nnz), a.n_vars)):
+            atomic_write(path, lambda t: a.write_h5ad(t))
     sums = np.zeros(a.n_vars, dtype=np.float64)
     for start in range(0, a.n_obs, ROWS_PER_BLOCK):  # a block at a time: a float64 copy of the study was its largest array
         E = sp.csr_matrix(a.X[start : start + ROWS_PER_BLOCK], dtype=np.float64, copy=True)
@@ -182,6 +183,8 @@ def cells_task(study_id: str, piece: str, model_dir: str, model_key: str, attrib
         emb_tmp = Path(embed_file).with_name(f".{Path(embed_file).name}.tmp.npy")
         Path(embed_file).parent.mkdir(parents=True, exist_ok=True)
         E = np.lib.format.open_memmap(emb_tmp, mode="w+", dtype=np.float32, shape=(n, encoder.latent_dim)) if need_embed else None
+        if E is not None:
+            allocate(emb_tmp)  # a full disk: an error here, not SIGBUS when the map is written
         writer = None
         try:
             if need_attr:

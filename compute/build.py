@@ -33,7 +33,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from compute.atlas import FORMAT_VERSION, ROOT_FILE
-from compute.errors import IngestError, SigAtlasError
+from compute.errors import IngestError, SigAtlasError, StorageError
 from compute.manifest import Manifest, StudySpec
 
 __all__ = ["PIPELINE_VERSION", "StudyFailures", "build_atlas", "dask_client", "work_dir"]
@@ -152,12 +152,18 @@ def dask_client(scheduler: str | None = None, workers: int | None = None, verbos
 class StudyFailures(SigAtlasError):
     """One or more studies failed in a build stage; ``failures`` maps study id -> exception."""
 
-    def __init__(self, stage: str, failures: dict[str, BaseException]):
-        self.stage, self.failures = stage, failures
+    def __init__(self, stage: str, failures: dict[str, BaseException], not_run: list[str] | None = None):
+        self.stage, self.failures, self.not_run = stage, failures, list(not_run or [])
         lines = [f"{len(failures)} of the manifest's studies failed at {stage}:"]
         lines += [f"  {sid}: {_one_line(exc)}" for sid, exc in failures.items()]
-        lines.append("Fix the studies named above (or remove them from the manifest) and re-run the build; "
-                     "finished work is kept. --verbose shows the tracebacks.")
+        if self.not_run:
+            lines.append(f"  not finished (the stage stopped at the write error above): {', '.join(self.not_run)}")
+        if any(isinstance(exc, StorageError) for exc in failures.values()):
+            lines.append("Make room where the write failed (or set atlas.out to a folder with room) and re-run the build; "
+                         "finished work is kept. --verbose shows the tracebacks.")
+        else:
+            lines.append("Fix the studies named above (or remove them from the manifest) and re-run the build; "
+                         "finished work is kept. --verbose shows the tracebacks.")
         super().__init__("\n".join(lines))
 
 
@@ -171,13 +177,16 @@ def _run(client, fn, calls: list[tuple], *, desc: str, quiet: bool, names: list[
 
     Every call runs even when some fail; then :class:`StudyFailures` names each failed one
     (``names[i]``: the study of ``calls[i]``), so a manifest with three broken studies says so
-    once, not one study per run."""
+    once, not one study per run. A StorageError (disk full, read-only, no permission) stops the
+    stage instead: every other study would meet the same disk, and HDF5 writes that meet a full
+    disk one after another can crash the process rather than fail."""
     if not calls:
         return []
     names = names or [str(i) for i in range(len(calls))]
     bar = tqdm(total=len(calls), desc=desc, unit="study", disable=quiet)
     failures: dict[str, BaseException] = {}
     out: list = [None] * len(calls)
+    done: set[int] = set()
     try:
         if client is None:
             for i, args in enumerate(calls):
@@ -185,7 +194,10 @@ def _run(client, fn, calls: list[tuple], *, desc: str, quiet: bool, names: list[
                     out[i] = fn(*args)
                 except Exception as exc:  # collected and reported together below
                     failures[names[i]] = exc
+                done.add(i)
                 bar.update()
+                if isinstance(failures.get(names[i]), StorageError):
+                    break
         else:
             from distributed import as_completed
 
@@ -195,16 +207,22 @@ def _run(client, fn, calls: list[tuple], *, desc: str, quiet: bool, names: list[
                 i = index[fut.key]
                 if fut.status == "error":
                     failures[names[i]] = fut.exception()
-                else:
+                elif fut.status == "finished":
                     out[i] = fut.result()
+                else:  # cancelled below
+                    continue
+                done.add(i)
                 bar.update()
+                if isinstance(failures.get(names[i]), StorageError):
+                    client.cancel([f for j, f in enumerate(futures) if j not in done])
+                    break
     finally:
         bar.close()
     if failures:
         ordered = {n: failures[n] for n in names if n in failures}
         for sid, exc in ordered.items():
             log_exc.debug("study %s failed at %s", sid, desc, exc_info=(type(exc), exc, exc.__traceback__))
-        raise StudyFailures(desc, ordered)
+        raise StudyFailures(desc, ordered, [names[i] for i in range(len(calls)) if i not in done])
     return out
 
 

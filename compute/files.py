@@ -4,6 +4,7 @@ when the write fails), and the one checksum."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -16,7 +17,7 @@ import numpy as np
 
 from compute.errors import StorageError
 
-__all__ = ["storage_error", "atomic_write", "copy_tree_atomic", "file_record", "file_sha256", "save_npy_atomic", "write_json_atomic",
+__all__ = ["allocate", "estimated_h5ad_bytes", "reserved_space", "storage_error", "atomic_write", "copy_tree_atomic", "file_record", "file_sha256", "save_npy_atomic", "write_json_atomic",
            "write_text_atomic"]
 
 
@@ -36,6 +37,91 @@ def storage_error(path: str | Path, exc: OSError) -> OSError:
     if need is None or isinstance(exc, StorageError):
         return exc
     return StorageError(f"cannot write {path}: {need}")
+
+
+_RESERVATIONS = ".sigatlas-writes"  # in a folder being written: one file per write in progress, holding its size
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:  # not a writer's entry (os.kill(-1, 0) would ask about every process)
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def reserved_space(path: str | Path, nbytes: int):
+    """Hold ``nbytes`` of the free space of ``path``'s device for a write of ``path`` (the body of
+    the ``with``), or raise StorageError naming the folder, before anything is written, when the
+    device's free space less the writes in progress in the same folder (other processes of a
+    build: Dask workers) cannot take it.
+
+    Why: HDF5 that meets a full disk halfway through a file cannot close it, and its clean-up
+    then crashes the process (a segmentation fault, exit 139) instead of raising. The writes in
+    progress are counted at their full size (conservative: some of it is already written); a
+    crashed writer's entry is ignored and removed."""
+    import fcntl
+    import uuid
+
+    path = Path(path)
+    folder = path.parent
+    ledger = folder / _RESERVATIONS
+    mine = ledger / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        ledger.mkdir(exist_ok=True)
+        with open(folder / f"{_RESERVATIONS}.lock", "a") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            held = 0
+            for entry in ledger.iterdir():
+                pid = int(entry.name.split("-", 1)[0]) if entry.name.split("-", 1)[0].isdigit() else -1
+                if not _alive(pid):
+                    entry.unlink(missing_ok=True)
+                    continue
+                try:
+                    held += int(entry.read_text() or 0)
+                except (OSError, ValueError):
+                    continue
+            free = shutil.disk_usage(folder).free
+            if free - held < nbytes:
+                raise StorageError(
+                    f"cannot write {path}: it needs about {nbytes / 2**20:,.1f} MB and {folder} has {free / 2**20:,.1f} MB free on "
+                    f"its device" + (f", {held / 2**20:,.1f} MB of it held for writes in progress" if held else "")
+                    + ": free some space (or write elsewhere) and re-run; finished work is kept")
+            mine.write_text(str(int(nbytes)))
+    except OSError as exc:
+        raise storage_error(folder, exc) from exc
+    try:
+        yield
+    finally:
+        mine.unlink(missing_ok=True)
+
+
+def estimated_h5ad_bytes(n_obs: int, nnz: int, n_vars: int) -> int:
+    """An upper estimate of an h5ad's size: a CSR X of ``nnz`` float32 values and int32 indices,
+    its row pointers, and a cells table and a gene list with room to spare."""
+    return int(1.05 * (8 * nnz + 8 * (n_obs + 1)) + 160 * n_obs + 64 * n_vars + 2**18)
+
+
+def allocate(path: str | Path) -> None:
+    """Give the file at ``path`` real disk blocks for its whole size (posix_fallocate). A file
+    sized by truncation and then written through a memory map has none: on a full disk the
+    write to the map kills the process (SIGBUS) instead of raising. Raises StorageError naming
+    the path when the device has no room; does nothing where the file system cannot allocate."""
+    path = Path(path)
+    try:
+        with open(path, "r+b") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size and hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fh.fileno(), 0, size)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            return  # no allocation on this file system: the map is written as before
+        raise storage_error(path, exc) from exc
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:

@@ -1,6 +1,6 @@
 """``python -m dashboard.loadtest``: a bounded load test of a running SigAtlas server, loopback only.
 
-    python -m dashboard.loadtest --url http://127.0.0.1:8050 --clients 20 --seconds 60 [--mixed] [--server-pid PID] [--json FILE]
+    python -m dashboard.loadtest --url http://127.0.0.1:8050 --clients 20 --seconds 60 [--mixed] [--stalled N] [--server-pid PID] [--json FILE]
 
 Each client (a thread) loops until the time is up: mostly signature queries through the JSON
 API (random subsets of the shipped presets, 5-100 genes, sometimes restricted to random cell
@@ -14,7 +14,10 @@ them, come from $SIGATLAS_AUTH or $SIGATLAS_AUTH_FILE, as the server's do.
 ``--mixed`` adds what a served dashboard meets besides API calls (MIXED_KINDS): queries through
 the page's own background job (start, then poll until the result key comes back), the Modules
 tab, a client asking for 10,000 null draws (which must get a 400 at once), and one slow client
-that holds a connection open with half a request header for the whole test. ``--server-pid``
+that holds a connection open with half a request header for the whole test. ``--stalled N``
+holds N more such connections open for the whole test (each sends half a header, then a byte a
+second; one the server closes is opened again): gunicorn alone is blocked by 16 of them, nginx
+in front (``python -m dashboard.proxy``) is not. ``--server-pid``
 (gunicorn's master) adds the workers' memory before and after, and how many were replaced
 (a worker killed for a timeout or for memory shows as a new process).
 """
@@ -109,6 +112,10 @@ def format_report(summary: dict, settings: dict) -> str:
                        f"({w['after']['rss_mb']} MB RSS); replaced during the test: {w['replaced']}; job processes at the end: {w['jobs_after']}")
     if "slow_client" in summary:
         out.insert(-1, f"slow client: held {summary['slow_client']['connections']} connection(s) with half a header")
+    if "stalled" in summary:
+        st = summary["stalled"]
+        out.insert(-1, f"stalled connections: {st['held']} of {st['asked']} held open with half a header at once; "
+                       f"{st['reopened']} reopened after the server closed them")
     out += [f"  {n:>5} x {kind}" for kind, n in summary["error_kinds"].items()]
     return "\n".join(out)
 
@@ -297,6 +304,39 @@ def _slow_client(base: str, stop: threading.Event, held: list) -> None:
             stop.wait(0.5)
 
 
+def _stalled_clients(base: str, n: int, stop: threading.Event, counts: dict) -> None:
+    """Hold ``n`` connections open with half a request header each until ``stop``: a byte a
+    second on each, and a connection the server closed opened again (``counts``: "open", the
+    most held at once, and "reopened")."""
+    import socket
+
+    host, port = urllib.parse.urlsplit(base).hostname, urllib.parse.urlsplit(base).port or 80
+    socks: list = [None] * n
+    while not stop.is_set():
+        for i in range(n):
+            if socks[i] is None:
+                try:
+                    socks[i] = socket.create_connection((host, port), timeout=5)
+                    socks[i].sendall(b"GET /_dash-layout HTTP/1.1\r\nHost: x\r\nX-Stalled: ")
+                    if counts.get("_started"):  # after the first round: one the server closed
+                        counts["reopened"] += 1
+                except OSError:
+                    socks[i] = None
+                    continue
+            else:
+                try:
+                    socks[i].sendall(b"a")  # never a whole header
+                except OSError:
+                    socks[i].close()
+                    socks[i] = None
+        counts["_started"] = True
+        counts["open"] = max(counts["open"], sum(s is not None for s in socks))
+        stop.wait(1.0)
+    for sock in socks:
+        if sock is not None:
+            sock.close()
+
+
 def _workers(master_pid: int) -> dict:
     import psutil
 
@@ -313,10 +353,28 @@ def _fetch_atlas(base: str, headers: dict, timeout: float) -> dict:
 
 
 def run(base: str, clients: int, seconds: float, *, seed: int = 0, timeout: float = 120.0, headers: dict | None = None,
-        mixed: bool = False) -> tuple[list[Record], float]:
+        mixed: bool = False, stalled: int = 0) -> tuple[list[Record], float]:
     """(records, elapsed seconds) of ``clients`` threads sending requests for ``seconds``; with
-    ``mixed``, the MIXED_KINDS and one slow client besides (its connections in ``run.slow_held``)."""
+    ``mixed``, the MIXED_KINDS and one slow client besides (its connections in ``run.slow_held``);
+    with ``stalled``, that many connections held open with half a header from before the first
+    request to the end (the most held at once and the reopened ones in ``run.stalled``)."""
     headers = headers or {}
+    run.stalled = {"open": 0, "reopened": 0}
+    stop_stalled = threading.Event()
+    if stalled:
+        threading.Thread(target=_stalled_clients, args=(base, stalled, stop_stalled, run.stalled), name="stalled", daemon=True).start()
+        for _ in range(100):  # every connection open before the load starts
+            if run.stalled["open"] >= stalled:
+                break
+            time.sleep(0.1)
+    try:
+        return _run(base, clients, seconds, seed=seed, timeout=timeout, headers=headers, mixed=mixed)
+    finally:
+        stop_stalled.set()
+        run.stalled.pop("_started", None)
+
+
+def _run(base: str, clients: int, seconds: float, *, seed: int, timeout: float, headers: dict, mixed: bool) -> tuple[list[Record], float]:
     signatures = _Signatures(_fetch_atlas(base, headers, timeout))
     page = _Page(base, headers, timeout) if mixed else None
     records: list[Record] = []
@@ -370,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
     p.add_argument("--mixed", action="store_true", help="add page queries, the Modules tab, 10,000 null draws and a slow client")
     p.add_argument("--server-pid", type=int, metavar="PID", help="gunicorn's master: report its workers' memory and replacements")
+    p.add_argument("--stalled", type=int, default=0, metavar="N",
+                   help="hold N connections open with half a request header for the whole test (default 0)")
     args = p.parse_args(argv)
     from compute.errors import SigAtlasError
     from dashboard.serving import is_loopback, load_credentials
@@ -378,8 +438,8 @@ def main(argv: list[str] | None = None) -> int:
     if url.scheme not in ("http", "https") or not is_loopback(url.hostname):
         print(f"error: {args.url} is not on this machine: the load test only targets loopback (127.0.0.1, localhost, ::1)", file=sys.stderr)
         return 2
-    if not 1 <= args.clients <= 1000 or not 0 < args.seconds <= 3600:
-        print("error: --clients must be 1-1000 and --seconds 0-3600", file=sys.stderr)
+    if not 1 <= args.clients <= 1000 or not 0 < args.seconds <= 3600 or not 0 <= args.stalled <= 1000:
+        print("error: --clients must be 1-1000, --seconds 0-3600 and --stalled 0-1000", file=sys.stderr)
         return 2
     try:
         credentials = load_credentials()
@@ -390,14 +450,18 @@ def main(argv: list[str] | None = None) -> int:
     base = args.url.rstrip("/")
     before = _workers(args.server_pid) if args.server_pid else None
     try:
-        records, elapsed = run(base, args.clients, args.seconds, seed=args.seed, timeout=args.timeout, headers=headers, mixed=args.mixed)
+        records, elapsed = run(base, args.clients, args.seconds, seed=args.seed, timeout=args.timeout, headers=headers, mixed=args.mixed,
+                               stalled=args.stalled)
     except (OSError, ValueError, StopIteration) as exc:
         print(f"error: cannot start: {base} did not answer as a SigAtlas server does ({type(exc).__name__}: {exc})", file=sys.stderr)
         return 2
-    settings = {"url": base, "clients": args.clients, "seconds": args.seconds, "seed": args.seed, "mixed": args.mixed}
+    settings = {"url": base, "clients": args.clients, "seconds": args.seconds, "seed": args.seed, "mixed": args.mixed,
+                "stalled": args.stalled}
     summary = summarise(records, elapsed, MIXED_KINDS if args.mixed else KINDS)
     if args.mixed:
         summary["slow_client"] = {"connections": run.slow_held}
+    if args.stalled:
+        summary["stalled"] = {"asked": args.stalled, "held": run.stalled["open"], "reopened": run.stalled["reopened"]}
     if before is not None:
         after = _workers(args.server_pid)
         replaced = len(set(before["pids"]) - set(after["pids"]))

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from compute.errors import AtlasFormatError
-from compute.files import save_npy_atomic
+from compute.files import allocate, save_npy_atomic
 
 __all__ = ["AGGREGATES", "GeneMajorStore", "GeneMajorWriter", "consolidate_stores", "store_files", "write_gene_major"]
 
@@ -54,6 +54,11 @@ class _MappedArray:
         header = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(n,))  # writes the header, sizes the file
         offset = header.offset
         del header
+        try:
+            allocate(path)  # a full disk: StorageError here, not SIGBUS when the map is written
+        except OSError:
+            path.unlink(missing_ok=True)
+            raise
         self._fh = open(path, "r+b")  # noqa: SIM115 - closed in close()
         self._map = mmap.mmap(self._fh.fileno(), 0)
         self.array = np.frombuffer(self._map, dtype=dtype, count=n, offset=offset) if n else np.zeros(0, dtype=dtype)
@@ -92,7 +97,12 @@ class GeneMajorWriter:
         self._files = store_files(prefix)
         nnz = int(self.indptr[-1])
         self._tmp = [self.dir / f".{f}.tmp.npy" for f in self._files]
-        self._maps = [_MappedArray(self._tmp[1], np.int32, nnz), _MappedArray(self._tmp[2], np.float32, nnz)]
+        self._maps = [_MappedArray(self._tmp[1], np.int32, nnz)]
+        try:
+            self._maps.append(_MappedArray(self._tmp[2], np.float32, nnz))
+        except OSError:
+            self.abort()
+            raise
         self._indices, self._data = (m.array for m in self._maps)
         self.n_rows = 0
 
@@ -362,6 +372,14 @@ def consolidate_stores(stores: list[GeneMajorStore], directory: str | Path | Non
         tmp = [d / f".{f}.{os.getpid()}.tmp.npy" for f in store_files(prefix)]
         indices = np.lib.format.open_memmap(tmp[1], mode="w+", dtype=np.int32 if n_cells < 2**31 else np.int64, shape=(nnz,))
         data = np.lib.format.open_memmap(tmp[2], mode="w+", dtype=np.float32, shape=(nnz,))
+        try:
+            for t in tmp[1:]:
+                allocate(t)  # a full disk: StorageError here, not SIGBUS when the map is written
+        except OSError:
+            del indices, data
+            for t in tmp:
+                t.unlink(missing_ok=True)
+            raise
     cursor = indptr[:-1].copy()
     offset = 0
     for st in stores:

@@ -41,7 +41,7 @@ def ingest_h5ad_in_blocks(spec, ingest, target: str | Path, rows_per_block: int 
     import scanpy as sc
     from anndata.io import sparse_dataset, write_elem
 
-    from compute.files import atomic_write
+    from compute.files import atomic_write, estimated_h5ad_bytes, reserved_space
     from compute.ingest._genes import study_gene_names
     from compute.ingest._qc import qc_decision
     from compute.ingest._read import _sum_columns, _where, standard_cells, study_report_before_qc
@@ -113,7 +113,9 @@ def ingest_h5ad_in_blocks(spec, ingest, target: str | Path, rows_per_block: int 
                         write_elem(f, "X", X)
                         written = True
 
-        atomic_write(Path(target), write)
+        # the kept cells' detected genes are the stored values of the normalised X
+        with reserved_space(Path(target), estimated_h5ad_bytes(int(keep.sum()), int(n_genes[keep].sum()), len(symbols))):
+            atomic_write(Path(target), write)
         return True
     finally:
         src.file.close()

@@ -269,6 +269,27 @@ def harmonise_symbols(names, table: SymbolTable | None = None, *, case_insensiti
     return [new[n] for n in names], decisions
 
 
+def _refuse_unknown_genes(names: list, final: list, table: SymbolTable, organism: str, shares: str, where: str) -> None:
+    """Raise IngestError when fewer than ``SPECIES_MIN_SHARE`` of a study's columns end as a gene
+    SigAtlas knows (a current human symbol in any case or an Ensembl id; for a mouse study, a
+    human ortholog). Accepted, such a study's names would join the atlas's gene order as new
+    genes (2,000 unknown names double a 2,000-gene order) and lower every other study's measured
+    share, which rescales all of their values."""
+    known = sum(1 for n in final if n is not None and (table.current.get(n.upper()) == n or ensembl_base(n)))
+    if not names or known >= SPECIES_MIN_SHARE * len(names):
+        return
+    unknown = [o for o, n in zip(names, final, strict=True)
+               if o and (n is None or not (table.current.get(n.upper()) == n or ensembl_base(n)))]
+    examples = ", ".join(f"'{n}'" for n in list(dict.fromkeys(unknown))[:3])
+    as_what = "have a human ortholog" if organism == "mouse" else "are current human symbols or Ensembl ids"
+    raise IngestError(
+        f"{where}: (almost) no known genes: {known:,} of its {len(names):,} gene names {as_what} after harmonising "
+        f"({100 * known / len(names):.1f}%; at least {100 * SPECIES_MIN_SHARE:.0f}% needed; e.g. not known: {examples}); "
+        f"{shares}. Index var by current gene symbols (HGNC; MGI with organism: mouse) or Ensembl ids, or keep "
+        f"them in a var column named {', '.join(SYMBOL_COLUMNS)}, and re-run."
+    )
+
+
 def study_gene_names(var: pd.DataFrame, organism: str, where: str) -> GeneNames:
     """Current human symbols for the columns of a study's ``var`` (see the module docstring).
 
@@ -292,6 +313,7 @@ def study_gene_names(var: pd.DataFrame, organism: str, where: str) -> GeneNames:
     if detected is None:
         warnings.append(f"Species not recognised from the gene names ({shares}); taken as {organism}, as the manifest says.")
     exact_dups = [[n, c] for n, c in Counter(names).items() if c > 1]
+    original = list(names)
     if organism == "mouse":
         names, species["orthologs"] = _mouse_to_human(names, orthologs)
         if not any(n is not None for n in names):
@@ -305,6 +327,7 @@ def study_gene_names(var: pd.DataFrame, organism: str, where: str) -> GeneNames:
     new_kept, decisions = harmonise_symbols(kept, table, case_insensitive=True)
     it = iter(new_kept)
     final = [None if n is None else next(it) for n in names]
+    _refuse_unknown_genes(original, final, table, organism, shares, where)
     # distinct input names that now share one symbol (their columns are summed)
     sources: dict[str, dict[str, None]] = {}
     for old, new in zip(kept, new_kept, strict=True):

@@ -148,7 +148,8 @@ def read_study(spec: StudySpec):
 
 def standard_cells(obs: pd.DataFrame, spec: StudySpec) -> tuple[pd.DataFrame, dict]:
     """(the standard cells table, :data:`CELL_COLUMNS`, of a study's obs; the report's vocabulary
-    section)."""
+    section). Raises IngestError when a cell id occurs more than once."""
+    refuse_duplicate_cells(obs.index, spec)
     donor = _column(obs, spec.donor, "donor", spec, required=False)
     sample = _column(obs, spec.sample, "sample", spec, required=False)
     if sample is None:
@@ -175,6 +176,23 @@ def standard_cells(obs: pd.DataFrame, spec: StudySpec) -> tuple[pd.DataFrame, di
     table = table[list(CELL_COLUMNS)]
     table.index = pd.Index([str(i) for i in range(len(table))])
     return table, vocabulary
+
+
+def refuse_duplicate_cells(cell_ids: pd.Index, spec: StudySpec) -> None:
+    """Raise IngestError naming how many cell ids of a study occur more than once, and a few:
+    the atlas finds a cell by its study and id, so two cells of one id would be one cell to
+    every lookup, export and link."""
+    ids = pd.Index(cell_ids.astype(str))
+    if ids.is_unique:
+        return
+    counts = ids.value_counts()
+    dups = counts[counts > 1]
+    examples = ", ".join(f"'{i}' x{n}" for i, n in dups.head(3).items())
+    raise IngestError(
+        f"{_where(spec)}: {len(dups):,} cell id(s) occur more than once in obs ({int(dups.sum()):,} cells; e.g. {examples}): "
+        "every cell needs its own id. Make them unique in the file (e.g. adata.obs_names_make_unique(), or prefix "
+        "each sample's barcodes with the sample) and re-run."
+    )
 
 
 def study_report_before_qc(genes, value_report: dict, vocabulary: dict, n_genes: int) -> dict:

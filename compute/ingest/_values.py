@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from compute.errors import IngestError
 
-__all__ = ["LOGNORM_SPREAD", "PseudoCounts", "describe_values", "lognorm_check", "pseudo_counts"]
+__all__ = ["LOGNORM_SPREAD", "PseudoCounts", "describe_values", "lognorm_check", "pseudo_counts", "refuse_non_finite"]
 
 # log-normalised rows: expm1 row sums may differ by at most 1% (max/min) ...
 LOGNORM_SPREAD = 1.01
@@ -56,7 +56,30 @@ def _csr(m) -> sp.csr_matrix:
 
 
 def _is_counts(m: sp.csr_matrix) -> bool:
-    return bool(np.all(m.data >= 0) and np.all(m.data == np.rint(m.data)))
+    # inf == rint(inf): without the finiteness check an Inf would pass as a count
+    return bool(np.all(np.isfinite(m.data)) and np.all(m.data >= 0) and np.all(m.data == np.rint(m.data)))
+
+
+def refuse_non_finite(m: sp.csr_matrix, slot: str, var, obs_names, where: str) -> None:
+    """Raise IngestError when ``m`` (the CSR of ``slot``, "X" or ".raw") holds NaN or Inf,
+    naming how many and the first cell and gene. A missing value is no count, TPM or log value:
+    normalising a cell that holds one turns all of its values into NaN."""
+    bad = ~np.isfinite(m.data)
+    if not bad.any():
+        return
+    n_nan = int(np.isnan(m.data).sum())
+    n_inf = int(bad.sum()) - n_nan
+    what = " and ".join(f"{n:,} {name}" for n, name in ((n_nan, "NaN"), (n_inf, "Inf")) if n)
+    first = int(np.flatnonzero(bad)[0])
+    row = int(np.searchsorted(m.indptr, first, side="right")) - 1
+    cell = str(obs_names[row]) if obs_names is not None and row < len(obs_names) else f"row {row}"
+    gene = str(var.index[m.indices[first]]) if var is not None else f"column {m.indices[first]}"
+    n_cells = int(np.unique(np.searchsorted(m.indptr, np.flatnonzero(bad), side="right")).size)
+    raise IngestError(
+        f"{where}: {slot} holds {what} value(s) in {n_cells:,} cell(s) (the first in cell '{cell}', gene '{gene}'): "
+        "every value must be a finite number, whatever source.values says. Replace them in the file "
+        "(0 where nothing was detected; drop cells or genes that were not measured) and re-run."
+    )
 
 
 def _row_sums(m: sp.csr_matrix) -> np.ndarray:
@@ -149,6 +172,10 @@ def _counts(adata, where: str) -> PseudoCounts:
         R = _csr(adata.raw.X)
         if _is_counts(R):
             return PseudoCounts(R, adata.raw.var, {"kind": "counts", "source": ".raw", "note": "raw counts from .raw (X was not counts)"})
+    # no slot holds counts: a NaN or Inf is the problem to name, not the kind of values around it
+    refuse_non_finite(X, "X", adata.var, adata.obs_names, where)
+    if adata.raw is not None:
+        refuse_non_finite(_csr(adata.raw.X), ".raw", adata.raw.var, adata.obs_names, where)
     x_kind, x_desc = describe_values(X)
     raw_desc, raw_kind = _raw_text(adata)
     if x_kind == "scaled":
@@ -177,6 +204,7 @@ def _linear(adata, kind: str, where: str) -> PseudoCounts:
         slots.append((".raw", adata.raw.X, adata.raw.var))
     for name, m, var in slots:
         m = _csr(m)
+        refuse_non_finite(m, name, var, adata.obs_names, where)
         if m.nnz == 0:
             refusals.append(f"{name} holds only zeros")
             continue
@@ -214,6 +242,7 @@ def _lognorm(adata, where: str) -> PseudoCounts:
     seen = []
     for name, m, var in slots:
         m = _csr(m)
+        refuse_non_finite(m, name, var, adata.obs_names, where)
         ok, what = lognorm_check(m)
         if ok:
             pseudo = m.copy()
