@@ -346,10 +346,16 @@ def _null_sentences(result) -> list[str]:
            if inflation and math.isfinite(inflation) else "")
     return [f"As a second question, specificity against random gene sets, {null.n_draws:,} random gene sets were drawn, each signature gene replaced by a random gene from "
             f"its bin of mean attribution x detection rate in the selection ({N_MEAN_BINS} x {N_DETECTION_BINS} bins) with "
-            f"its weight kept, rerunning the whole query on each draw{sub}; seed {p.seed}). A group's empirical p-value is "
-            f"(1 + draws with a mean hit % at least the observed) / (1 + {null.n_draws:,}), so it cannot be below "
-            f"1/(1 + {null.n_draws:,}) = {null.p_floor:.2g}; the null band is the {null.band[0]:g}-{null.band[1]:g} "
-            "percentile range of the draws." + vif]
+            f"its weight kept, rerunning the whole query on each draw{sub}; seed {p.seed}). "
+            + (f"A disease's statistic is its mean hit % minus that of the reference ({', '.join(null.relative_to)}), draw by "
+               "draw, so that a draw carrying another disease's program, which lowers every other group's hit % under the "
+               "pooled percentile cut-off, does not count as evidence; the reference gets no p-value. "
+               if getattr(null, "relative_to", ()) else "")
+            + f"A group's empirical p-value is (1 + draws with a statistic at least the observed) / (1 + {null.n_draws:,}), so "
+            f"it cannot be below 1/(1 + {null.n_draws:,}) = {null.p_floor:.2g}; the null band is the "
+            f"{null.band[0]:g}-{null.band[1]:g} percentile range of the draws" + (", drawn at the reference's observed hit %"
+                                                                              if getattr(null, "relative_to", ()) else "")
+            + "." + vif]
 
 
 def _software_sentence() -> str:

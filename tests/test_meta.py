@@ -162,3 +162,18 @@ def test_an_atlas_without_healthy_donors_answers_with_no_reference(tiny_atlas):
         reference_labels(NoHealthy(), QueryParams(genes=(("CD14", None),), reference="lupus-ish"), NoHealthy.cells)
     d = meta_analyse(donors({"S1": {"D": 3}}, seed=11), ["D"], ()).diseases
     assert d.loc["D", "evidence"] == "no_reference"
+
+
+def test_reference_donors_too_few_to_compare_are_named_as_such():
+    from compute.query import evidence_words
+
+    # 2 patients and 1 control: below the 4 donors a study's g needs
+    d = meta_analyse(donors({"S1": {"D": 2, "normal": 1}}, seed=12), ["D"], ["normal"]).diseases
+    row = d.loc["D"]
+    assert row["evidence"] == "no_within_study_reference" and row["n_studies_with_reference_donors"] == 1
+    assert "too few" in evidence_words(row) and "batch" in evidence_words(row)
+    # the same disease in a study with no control at all, beside another study that has some
+    table = donors({"S1": {"D": 3}, "S2": {"E": 3, "normal": 3}}, seed=12)
+    row = meta_analyse(table, ["D"], ["normal"]).diseases.loc["D"]
+    assert row["evidence"] == "no_within_study_reference" and row["n_studies_with_reference_donors"] == 0
+    assert "seen only in studies without reference donors" in evidence_words(row)

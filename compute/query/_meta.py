@@ -41,12 +41,16 @@ EVIDENCE_LEVELS = {
                                  "cannot be told apart from its study's batch",
     "no_reference": "no reference donors in the selection",
 }
+# the same level when a study does hold reference donors, but too few to compare or without spread
+NO_USABLE_REFERENCE = (f"no usable within-study reference: its studies' reference donors are too few ({MIN_DONORS} donors "
+                       "in all are needed) or show no spread, so this disease cannot be told apart from its study's batch")
 # the measures compared, each a column of the donor table; the first is the headline
 Z95 = 1.959963984540054  # the normal 97.5% point
 MEASURES = {"hit_pct": "effect", "mean_score": "effect_score"}
 
 EFFECT_COLUMNS = ["effect", "effect_lo", "effect_hi", "effect_p", "effect_q", "effect_z_p", "effect_pm", "tau2", "i2",
-                  "heterogeneity_p", "loo_lo", "loo_hi", "n_studies_positive", "n_studies_with_reference", "n_donors",
+                  "heterogeneity_p", "loo_lo", "loo_hi", "n_studies_positive", "n_studies_with_reference",
+                  "n_studies_with_reference_donors", "n_donors",
                   "n_reference_donors", "evidence", "effect_score", "effect_score_lo", "effect_score_hi", "effect_score_p",
                   "effect_score_q", "n_permutations"]
 STUDY_COLUMNS = ["disease", "study", "measure", "g", "variance", "g_lo", "g_hi", "weight", "n_donors", "n_reference_donors",
@@ -225,7 +229,7 @@ def meta_analyse(donors: pd.DataFrame, diseases, reference_labels, *, seed: int 
     rows, study_rows = [], []
     for i, disease in enumerate(map(str, diseases)):
         row = dict.fromkeys(EFFECT_COLUMNS, np.nan)
-        row["n_studies_with_reference"] = 0
+        row["n_studies_with_reference"] = row["n_studies_with_reference_donors"] = 0
         row["n_permutations"] = 0
         case_rows = disease_of == disease
         row["n_donors"], row["n_reference_donors"] = int(case_rows.sum()), 0
@@ -240,6 +244,7 @@ def meta_analyse(donors: pd.DataFrame, diseases, reference_labels, *, seed: int 
             case = values_all[idx[disease_of[idx] == disease]]
             ref = values_all[idx[is_ref[idx]]]
             reason = _reason(case.shape[0], ref.shape[0], np.vstack([case, ref]))
+            row["n_studies_with_reference_donors"] += int(ref.shape[0] > 0)
             stats_by_measure = {}
             if not reason:
                 for j, m in enumerate(measures):
@@ -307,7 +312,8 @@ def meta_analyse(donors: pd.DataFrame, diseases, reference_labels, *, seed: int 
         if ok.any():
             q[ok] = false_discovery_control(p[ok], method="bh")
         table[f"{col}_q"] = q
-    for col in ("n_studies_positive", "n_studies_with_reference", "n_donors", "n_reference_donors", "n_permutations"):
+    for col in ("n_studies_positive", "n_studies_with_reference", "n_studies_with_reference_donors", "n_donors",
+                "n_reference_donors", "n_permutations"):
         table[col] = table[col].fillna(0).astype(int)
     return MetaAnalysis(table, pd.DataFrame(study_rows, columns=STUDY_COLUMNS), reference)
 
@@ -318,4 +324,6 @@ def evidence_words(row) -> str:
     if level == "pooled":
         k = int(row["n_studies_with_reference"])
         return f"{k} studies with their own reference donors"
+    if level == "no_within_study_reference" and int(row.get("n_studies_with_reference_donors", 0) or 0) > 0:
+        return NO_USABLE_REFERENCE
     return EVIDENCE_LEVELS.get(str(level), str(level))
