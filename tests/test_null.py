@@ -348,3 +348,19 @@ def test_a_query_of_most_of_the_atlas_genes_with_a_null_is_a_400_not_a_500(tiny_
         assert f"leaving {len(genes) - n:,} to draw from" in error and "null_draws to 0" in error, error
     # the same signature without a null is answered
     assert client.post("/api/v1/query", json={"genes": " ".join(genes), "null_draws": 0}).status_code == 200
+
+
+def test_the_dashboard_query_job_says_the_signature_leaves_too_few_genes(tiny_build):
+    """The same refusal in the page: the query job answers with the message (shown above the tabs
+    with the gene decisions), not an exception."""
+    from dashboard.callbacks import query
+    from dashboard.callbacks.wiring import QUERY_CONTROLS
+    from dashboard.data import DashboardData
+    from dashboard.state import DEFAULTS
+
+    data = DashboardData(tiny_build[1])
+    genes = " ".join(data.atlas.genes)
+    settings = {key: DEFAULTS[key] for key in QUERY_CONTROLS} | {"genes": genes, "null_draws": 100}
+    out = query.run_query(data, lambda _: None, run_clicks=1, request=None, **settings)
+    error = out["query_error"]["error"]
+    assert "leaving 0 to draw from" in error and "null_draws to 0" in error and out["result_key"] is None
