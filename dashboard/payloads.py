@@ -473,7 +473,16 @@ def install(app, route_suffix: str = "_dash-update-component") -> None:
     import flask
 
     kinds = input_kinds(app.layout)
-    shapes = callback_shapes(app.callback_map)
+    # Dash adds callbacks of its own when it serves its first request (one per background
+    # callback's cancel input, "cancel.id"): the shapes are read again whenever the map has grown
+    shapes: dict[int, dict[str, CallbackShape]] = {}
+
+    def current_shapes() -> dict[str, CallbackShape]:
+        n = len(app.callback_map)
+        if n not in shapes:
+            shapes.clear()
+            shapes[n] = callback_shapes(app.callback_map)
+        return shapes[n]
 
     def check():
         request = flask.request
@@ -481,7 +490,7 @@ def install(app, route_suffix: str = "_dash-update-component") -> None:
             return None
         try:
             body = json.loads(request.get_data(cache=True) or b"null", parse_constant=lambda c: float("nan"))
-            check_callback_structure(body, shapes)
+            check_callback_structure(body, current_shapes())
             check_callback_body(body, kinds)
         except (PayloadError, ValueError, RecursionError) as exc:
             message = str(exc) if isinstance(exc, PayloadError) else f"callback request: not valid JSON ({type(exc).__name__})"
