@@ -127,8 +127,8 @@ def create_app(atlas_path: str | Path, *, credentials: tuple[str, str] | None = 
     )
     app.layout = build_layout(data)
     serving.protect(app.server, credentials)
-    payloads.install(app.server, app.layout)
     api.register(app.server, data)
     callbacks.register(app, data)
+    payloads.install(app)  # after the callbacks: requests are checked against them
     _warm_up(data)
     return app

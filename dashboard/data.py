@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 import weakref
@@ -18,6 +19,7 @@ from compute.atlas import Atlas, ResultCache, measured_share, study_warnings
 from compute.errors import QueryError
 from compute.genemodules import GeneModules, gene_modules, stored_modules
 from compute.query import (
+    GeneRanking,
     QueryParams,
     QueryResult,
     add_evidence,
@@ -30,7 +32,7 @@ from dashboard.jobs import JobSlots, default_job_limit
 from dashboard.presets import PRESETS
 from dashboard.state import TABS
 
-__all__ = ["FILTER_KINDS", "FORK_GUARD", "DashboardData", "FilterChoices", "ModulesPending"]
+__all__ = ["FILTER_KINDS", "FORK_GUARD", "DashboardData", "FilterChoices", "ModulesPending", "is_result_key"]
 
 
 # Background jobs are forked from a server process whose other threads may be inside a lock at
@@ -59,6 +61,19 @@ _INDENT = "\u00a0\u00a0"  # one tree level in an option's label (plain spaces wo
 
 
 _RANKING_SUFFIX = "-ranking"
+# a query result's key (result_key: ResultCache.key, a SHA-256 hex digest); its ranking's adds _RANKING_SUFFIX
+_RESULT_KEY = re.compile(r"[0-9a-f]{64}")
+
+
+def is_result_key(value, *, ranking: bool = False) -> bool:
+    """Whether ``value`` has the form of a query result's key (:meth:`DashboardData.result_key`;
+    ``ranking``: of its ranking's, :meth:`DashboardData.partial_key`). A short link's key, a
+    file name or any other text has not (issue 33: such a key reached the rendering callbacks)."""
+    if not isinstance(value, str):
+        return False
+    if ranking:
+        return value.endswith(_RANKING_SUFFIX) and _RESULT_KEY.fullmatch(value.removesuffix(_RANKING_SUFFIX)) is not None
+    return _RESULT_KEY.fullmatch(value) is not None
 
 
 class ModulesPending(RuntimeError):
@@ -423,7 +438,7 @@ class DashboardData:
         args = {"cell_types": tuple(cell_types), "diseases": tuple(diseases), "studies": tuple(studies), "versus": tuple(versus),
                 "store": store}
         key = self.atlas.cache.key("gene-ranking", RANKING_VERSION, repr(sorted(args.items())))
-        ranking = self.stored_result(key)
+        ranking = self.stored_result(key, GeneRanking)
         if ranking is None:
             ranking = self.atlas.gene_ranking(**args)
             self.store_result(key, ranking)
@@ -470,7 +485,9 @@ class DashboardData:
                 self._by_key.popitem(last=False)
         self._results().set(key, result)
 
-    def stored_result(self, key: str) -> QueryResult | None:
+    def stored_result(self, key: str, kind: type = QueryResult):
+        """The ``kind`` (a query result unless told) stored under ``key`` by :meth:`store_result`,
+        else None: a key that names an entry of another kind (a gene ranking) is no result."""
         with self._lock:
             hit = self._by_key.get(key)
         if hit is None:
@@ -478,7 +495,7 @@ class DashboardData:
             if hit is not None:
                 with self._lock:
                     self._by_key[key] = hit
-        return hit
+        return hit if isinstance(hit, kind) else None
 
     def _coverage_fields(self, study: str, coverage: pd.DataFrame | None) -> dict:
         """A study's signature coverage (genes measured of those requested, share of the

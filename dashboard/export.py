@@ -19,6 +19,7 @@ import pandas as pd
 from compute.atlas import atlas_warnings, measured_share, study_warnings
 from compute.errors import SigAtlasError
 from compute.query import N_DETECTION_BINS, N_MEAN_BINS
+from dashboard.markup import markdown_text
 
 __all__ = ["ExportError", "decode_images", "methods_paragraph", "params_dict", "resolution_table", "safe_csv", "snapshot_zip"]
 
@@ -130,16 +131,16 @@ def _plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n:,} {word if n == 1 else (many or word + 's')}"
 
 
-def _atlas_sentences(atlas) -> list[str]:
+def _atlas_sentences(atlas, label=str) -> list[str]:
     meta = atlas.meta
     n_cells = sum(s.n_cells for s in atlas.studies)
-    out = [f"Signature activity was measured with SigAtlas over the atlas '{atlas.name}' (atlas format version "
+    out = [f"Signature activity was measured with SigAtlas over the atlas '{label(atlas.name)}' (atlas format version "
            f"{meta.get('format_version', 'unknown')}, built {meta.get('created', 'at an unrecorded time')}, fingerprint "
            f"{atlas.fingerprint}), which holds {_plural(n_cells, 'cell')} from {_plural(len(atlas.studies), 'study', 'studies')}."]
     sim = [s for s in atlas.studies if s.simulated]
     if sim:
         n_sim = sum(s.n_cells for s in sim)
-        out.append(f"{len(sim)} of these studies ({n_sim:,} cells: {_listing(s.id for s in sim)}) {'is' if len(sim) == 1 else 'are'} SIMULATED data with "
+        out.append(f"{len(sim)} of these studies ({n_sim:,} cells: {_listing(label(s.id) for s in sim)}) {'is' if len(sim) == 1 else 'are'} SIMULATED data with "
                    "planted expression programs, not measurements of real samples; results that rest on them "
                    "demonstrate the method and are not biological findings.")
     else:
@@ -213,7 +214,7 @@ def _attribution_sentences(atlas) -> list[str]:
     return out
 
 
-def _query_sentences(atlas, result) -> list[str]:
+def _query_sentences(atlas, result, label=str) -> list[str]:
     p, res = result.params, result.resolution
     n_req = len(res.matched) + len(res.missing) + len(res.ambiguous)
     s = (f"The query signature listed {_plural(len(res.requested), 'gene token')}; {len(res.matched):,} of its {n_req:,} distinct "
@@ -221,14 +222,14 @@ def _query_sentences(atlas, result) -> list[str]:
     if res.renamed:
         # renamed covers case fixes, previous symbols, aliases and Ensembl ids (HGNC table)
         s += (f"; {_plural(len(res.renamed), 'gene')} matched after renaming (case, previous symbol, alias or Ensembl id: "
-              f"{_listing(f'{a} -> {b}' for a, b in res.renamed)})")
+              f"{_listing(f'{label(a)} -> {label(b)}' for a, b in res.renamed)})")
     if res.missing:
-        s += f"; {_plural(len(res.missing), 'gene')} not in the model {'was' if len(res.missing) == 1 else 'were'} left out ({_listing(res.missing)})"
+        s += f"; {_plural(len(res.missing), 'gene')} not in the model {'was' if len(res.missing) == 1 else 'were'} left out ({_listing(map(label, res.missing))})"
     if res.duplicates:
         s += f"; {_plural(len(res.duplicates), 'duplicate token')} counted once"
     ambiguous = res.ambiguous
     if ambiguous:
-        s += f"; {len(ambiguous):,} ambiguous ({_listing(ambiguous)})"
+        s += f"; {len(ambiguous):,} ambiguous ({_listing(map(label, ambiguous))})"
     out = [s + "."]
     agg = ("the weighted mean of the signature genes' attributions (sum w·a / sum w)" if res.weighted
            else "the mean attribution over the signature genes")
@@ -248,16 +249,16 @@ def _query_sentences(atlas, result) -> list[str]:
     else:
         out.append(f"Each cell's score was {agg}, zeros included (aggregate: mean); this atlas records no per-study gene "
                    "panels, so every gene counted as measured in every study.")
-    out.append(_coverage_sentence(result))
-    filters = [(label, values) for label, values in (("cell types", p.cell_types), ("diseases", p.diseases),
+    out.append(_coverage_sentence(result, label))
+    filters = [(kind, values) for kind, values in (("cell types", p.cell_types), ("diseases", p.diseases),
                                                        ("studies", p.studies), ("tissues", p.tissues)) if values]
-    where = [f"{label}: {_listing(sorted(map(str, v)))}" for label, v in filters]
+    where = [f"{kind}: {_listing(label(x) for x in sorted(map(str, v)))}" for kind, v in filters]
     data = p.data
     if data != "all":
         where.append(f"{data} studies only")
     kept = " in the studies kept" if len(result.excluded_studies) else ""
     out.append(f"The selection ({'; '.join(where) if where else 'all cells, no filter'}) held {result.n_selected:,} cells{kept}.")
-    out += _vocabulary_sentences(atlas, p)
+    out += _vocabulary_sentences(atlas, p, label)
     out.append(f"A cell counted as a hit by the rule '{p.rule.describe()}' (cut-off {result.threshold:.4g} here). For every sample "
                f"(study x sample x disease) with at least cell_min = {p.cell_min} selected cells the hit percentage was "
                f"computed; diseases with at least samp_min = {p.samp_min} such samples were ranked by the mean of their "
@@ -265,7 +266,7 @@ def _query_sentences(atlas, result) -> list[str]:
     return out
 
 
-def _vocabulary_sentences(atlas, p) -> list[str]:
+def _vocabulary_sentences(atlas, p, label=str) -> list[str]:
     """Which labels the filters and the ranking used: the ontologies (with versions), the rule
     for terms, and the disease groups with what each pooled."""
     vocab = atlas.meta.get("vocabulary") or {}
@@ -282,13 +283,14 @@ def _vocabulary_sentences(atlas, p) -> list[str]:
            "Predicted cell types from label transfer were not used."]
     if p.disease_groups:
         mapping = atlas.disease_grouping(p.disease_groups)
-        pooled = [f"{g} ({_listing(sorted(d for d, grp in mapping.items() if grp == g)) or 'no disease'})" for g in p.disease_groups]
+        pooled = [f"{label(g)} ({_listing(label(d) for d in sorted(d for d, grp in mapping.items() if grp == g)) or 'no disease'})"
+              for g in p.disease_groups]
         out.append("Diseases were ranked at parent terms, each disease under one counting as that term (the first that applies): "
                    + "; ".join(pooled) + ".")
     return out
 
 
-def _coverage_sentence(result) -> str:
+def _coverage_sentence(result, label=str) -> str:
     """The coverage rule and the studies it left out, with their reasons."""
     p = result.params
     s = (f"A study's coverage is the share of the signature's weight carried by the signature genes it measured; studies "
@@ -296,12 +298,12 @@ def _coverage_sentence(result) -> str:
     excluded = result.excluded_studies
     if not len(excluded):
         return s + "; no study with cells in the selection fell below it."
-    left = [f"{study} {reason}" for study, reason in excluded["reason"].items()]
+    left = [f"{label(study)} {reason}" for study, reason in excluded["reason"].items()]
     return (s + f": {_plural(len(excluded), 'study', 'studies')} {'was' if len(excluded) == 1 else 'were'} left out, "
             + "; ".join(left) + ".")
 
 
-def _effect_sentences(result) -> list[str]:
+def _effect_sentences(result, label=str) -> list[str]:
     """What the within-study effect is and what it was compared with (compute.query's
     meta-analysis), and how many diseases rest on each level of evidence."""
     diseases = result.diseases
@@ -309,8 +311,8 @@ def _effect_sentences(result) -> list[str]:
         return []
     p = result.params
     labels = [str(v) for v in getattr(result, "reference_labels", ()) or ()]
-    counted = f" (the labels counted: {_listing(labels)})" if labels and labels != [str(p.reference)] else ""
-    out = [f"Each disease was compared with the reference donors, '{p.reference}'{counted}, within its own studies, the donor "
+    counted = f" (the labels counted: {_listing([label(v) for v in labels])})" if labels and labels != [str(p.reference)] else ""
+    out = [f"Each disease was compared with the reference donors, '{label(str(p.reference))}'{counted}, within its own studies, the donor "
            "as the unit: a donor's value was the mean over its samples with at least cell_min selected cells of their hit "
            "percentage. Per study holding both the disease's donors and reference donors (at least one of each and four in "
            "all), the effect was Hedges' g of the donors' hit percentages (disease minus reference, bias-corrected "
@@ -331,7 +333,7 @@ def _effect_sentences(result) -> list[str]:
     return out
 
 
-def _null_sentences(result) -> list[str]:
+def _null_sentences(result, label=str) -> list[str]:
     if not result.null:
         return ["No null distribution was computed, so the ranking carries no p-values."]
     null = result.null.get("disease") or next(iter(result.null.values()))
@@ -347,7 +349,7 @@ def _null_sentences(result) -> list[str]:
     return [f"As a second question, specificity against random gene sets, {null.n_draws:,} random gene sets were drawn, each signature gene replaced by a random gene from "
             f"its bin of mean attribution x detection rate in the selection ({N_MEAN_BINS} x {N_DETECTION_BINS} bins) with "
             f"its weight kept, rerunning the whole query on each draw{sub}; seed {p.seed}). "
-            + (f"A disease's statistic is its mean hit % minus that of the reference ({', '.join(null.relative_to)}), draw by "
+            + (f"A disease's statistic is its mean hit % minus that of the reference ({', '.join(label(str(v)) for v in null.relative_to)}), draw by "
                "draw, so that a draw carrying another disease's program, which lowers every other group's hit % under the "
                "pooled percentile cut-off, does not count as evidence; the reference gets no p-value. "
                if getattr(null, "relative_to", ()) else "")
@@ -369,14 +371,17 @@ def _software_sentence() -> str:
     return "Software: " + ", ".join(parts) + "."
 
 
-def methods_paragraph(atlas, result) -> str:
-    """One paragraph (plain text, Markdown-safe) describing how ``result`` was computed on
+def methods_paragraph(atlas, result, *, markdown: bool = False) -> str:
+    """One paragraph (plain text; ``markdown``: for a Markdown document, every label from the atlas
+    or the query (atlas, study, cell type, disease, tissue, gene token) written by
+    markup.markdown_text so that it shows as written, never as Markdown) describing how ``result`` was computed on
     ``atlas``: the atlas and how many of its studies are SIMULATED, the encoder, the attribution
     method, the query (genes, filters, hit rule, cell_min, samp_min, aggregate, how unmeasured genes
     count, min_coverage and the studies it left out with their reasons), the null and
     its p-value floor, software versions, and the SIGnature and SCimilarity citations."""
-    parts = [*_atlas_sentences(atlas), *_model_sentences(atlas), *_attribution_sentences(atlas),
-             *_query_sentences(atlas, result), *_effect_sentences(result), *_null_sentences(result)]
+    label = markdown_text if markdown else str
+    parts = [*_atlas_sentences(atlas, label), *_model_sentences(atlas), *_attribution_sentences(atlas),
+             *_query_sentences(atlas, result, label), *_effect_sentences(result, label), *_null_sentences(result, label)]
     if result.evidence is not None:
         parts.append("Robustness was checked by rerunning the disease ranking at the 80th, 90th, 95th and 99th percentiles "
                      "and without the gene that carries most of the top disease's score.")
@@ -513,7 +518,7 @@ def snapshot_zip(atlas, result, tables: dict[str, pd.DataFrame], *, url: str | N
         ("genes_resolved.csv", safe_csv(resolution_table(result.resolution)), "what happened to every requested gene"),
         ("parameters.json", json.dumps(params_dict(result.params), indent=1) + "\n", "every query parameter (rerun with these)"),
         ("atlas.json", json.dumps(_atlas_record(atlas), indent=1) + "\n", "the atlas queried: identity, model card, build"),
-        ("methods.md", "# Methods\n\n" + methods_paragraph(atlas, result) + "\n", "a methods paragraph for a paper or notebook"),
+        ("methods.md", "# Methods\n\n" + methods_paragraph(atlas, result, markdown=True) + "\n", "a methods paragraph for a paper or notebook"),
     ]
     written = {content: name for name, content, _ in files}
     same: list[tuple[str, str]] = []  # (table, the file that holds it)

@@ -9,6 +9,14 @@ A component's kind follows from its class and property (a Textarea's ``value`` i
 MultiSelect's a list of texts, ``n_clicks`` a count); a ``dcc.Store`` holds what the server
 wrote into it, so each store's shape is declared here (STORE_SHAPES), and a store not declared
 takes bounded JSON.
+
+Before the values, the request's structure is checked against the app's registered callbacks
+(CallbackShape, from ``app.callback_map``): the ``output`` names a callback of this app, its
+``outputs``, ``inputs`` and ``state`` are that callback's, entry by entry (ids and properties; a
+pattern-matching input as a list of matching ids), and ``changedPropIds`` names only its inputs.
+A request built by hand with an unknown output id, a missing input, an extra state, forged
+outputs or no ``output`` is answered 400 naming what does not match, never dispatched (issue 33:
+each reached a callback with the wrong arguments, a 500).
 """
 
 from __future__ import annotations
@@ -17,16 +25,21 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from dashboard import ids
+from dashboard.data import is_result_key
+from dashboard.layout import FIGURE_GRAPHS
+from dashboard.state import RANKING_KEYS
 
-__all__ = ["MAX_DEPTH", "MAX_TEXT", "PayloadError", "STORE_SHAPES", "check_callback_body", "input_kinds", "install"]
+__all__ = ["MAX_DEPTH", "MAX_TEXT", "CallbackShape", "PayloadError", "STORE_SHAPES", "callback_shapes", "check_callback_body",
+           "check_callback_structure", "input_kinds", "install"]
 
 MAX_TEXT = 2 * 2**20  # characters in one text value (the gene box holds at most MAX_GENES_TEXT; uploads are base64)
 MAX_ITEMS = 20_000  # entries of one list or mapping
 MAX_DEPTH = 8
 MAX_INT = 2**53  # what a browser's number can hold exactly
-_KEY = re.compile(r"^[0-9a-zA-Z_-]{8,128}$")
+_TOKEN = re.compile(r"[0-9a-f]{1,32}")
 
 
 class PayloadError(ValueError):
@@ -86,8 +99,23 @@ def number(value, where: str) -> None:
 
 
 def key(value, where: str) -> None:
-    if value is not None and not (isinstance(value, str) and _KEY.match(value)):
-        _fail(where, "a result key written by this server", value)
+    """A query result's key as the server writes it (dashboard.data.is_result_key): not a short
+    link's key or any other cache entry's."""
+    if value is not None and not is_result_key(value):
+        _fail(where, "a query result's key written by this server", value)
+
+
+def ranking_key(value, where: str) -> None:
+    """The key of a query's ranking alone (DashboardData.partial_key)."""
+    if value is not None and not is_result_key(value, ranking=True):
+        _fail(where, "a ranking's key written by this server", value)
+
+
+def ranked_key(value, where: str) -> None:
+    """ids.RANKED as query.rank_now writes it: a ranking's key, "_" and a hexadecimal token."""
+    partial, _, token = value.rpartition("_") if isinstance(value, str) else ("", "", "")
+    if value is not None and not (is_result_key(partial, ranking=True) and _TOKEN.fullmatch(token)):
+        _fail(where, "a ranking's key written by this server", value)
 
 
 def json_value(value, where: str, depth: int = 0) -> None:
@@ -153,8 +181,19 @@ def list_of(kind: Kind) -> Kind:
     return _each(kind, mapping=False)
 
 
-def mapping_of(kind: Kind) -> Kind:
-    return _each(kind, mapping=True)
+def mapping_of(kind: Kind, keys: tuple[str, ...] | None = None) -> Kind:
+    """A mapping of values of ``kind``; ``keys``: the keys it may have (else any)."""
+    each = _each(kind, mapping=True)
+    if keys is None:
+        return each
+
+    def check(value, where: str) -> None:
+        each(value, where)
+        for k in value or {}:
+            if k not in keys:
+                _fail(where, f"a mapping with keys among {sorted(keys)}", k)
+
+    return check
 
 
 _QUERY_ERROR = record(required=("error",), error=text, genes=text)
@@ -165,14 +204,19 @@ STORE_SHAPES: dict[str, Kind] = {
     ids.STATE_SEARCH: text,
     ids.QUERY_REQUEST: count,
     ids.RESULT_KEY: key,
-    ids.PARTIAL_KEY: key,
-    ids.RANKED: key,
+    ids.PARTIAL_KEY: ranking_key,
+    ids.RANKED: ranked_key,
     ids.UMAP_DRAWN: text,
     ids.VIEWS_DRAWN: text,
     ids.QUERY_ERROR: _QUERY_ERROR,
     ids.UPLOAD_STORE: mapping_of(text),
     ids.SAVED_VIEWS: list_of(record(required=("search", "label"), search=text, label=text)),
     ids.MODULES_STORE: record(key=key, error=_QUERY_ERROR, top_missing=texts, modules=mapping_of(json_value), n_perm=count),
+    # the checked population of the ranking shown (celltype_genes.rank_genes): its filters, never its genes
+    ids.RANK_STORE: record(**{k: texts for k in RANKING_KEYS if k != "rank_gene"}),
+    # the snapshot's images, drawn in the browser (callbacks.export): one per figure, by its view name
+    ids.SNAPSHOT_IMAGES: record(clicks=count, images=mapping_of(
+        record(svg=upload_text, png=upload_text, width=number, height=number, error=text), keys=tuple(FIGURE_GRAPHS))),
 }
 
 # (component class name, property) -> kind
@@ -266,13 +310,179 @@ def check_callback_body(body, kinds: Mapping[tuple[str, str], Kind]) -> None:
             kinds.get((name, prop), json_value)(entry.get("value"), f"{name}.{prop}")
 
 
-def install(server, layout, route_suffix: str = "_dash-update-component") -> None:
-    """Check every callback request to ``server`` against the kinds of ``layout``'s components;
-    a wrong one is answered 400 with the message (JSON error bodies are the API's; Dash's route
-    answers text)."""
+# -- structure: the request against the app's registered callbacks ----------------------------
+_WILDCARDS = (["ALL"], ["MATCH"], ["ALLSMALLER"])
+
+
+@dataclass(frozen=True)
+class CallbackShape:
+    """One registered callback as a request must name it: ``output`` (the callback map's key),
+    its ``outputs``, ``inputs`` and ``state`` as (id, property) pairs in order (a pattern-matching
+    id as its dict, wildcards as Dash writes them: ["ALL"]), and whether it has no output."""
+
+    output: str
+    outputs: tuple[tuple[str | dict, str], ...]
+    multi_output: bool
+    inputs: tuple[tuple[str | dict, str], ...]
+    state: tuple[tuple[str | dict, str], ...]
+    no_output: bool = False
+
+
+def _spec_id(ident: str) -> str | dict:
+    return json.loads(ident) if ident.startswith("{") else ident
+
+
+def _split_output(spec: str) -> tuple[str | dict, str]:
+    ident, _, prop = spec.rpartition(".")
+    return _spec_id(ident), prop
+
+
+def callback_shapes(callback_map: Mapping[str, Mapping]) -> dict[str, CallbackShape]:
+    """{output key: CallbackShape} of every server-side callback of a Dash app's ``callback_map``
+    (a clientside callback, which the map holds without a function, runs in the browser: a
+    request for it names no callback of the server)."""
+    shapes = {}
+    for output, cb in callback_map.items():
+        if cb.get("callback") is None:
+            continue
+        multi = output.startswith("..") and output.endswith("..")
+        outputs = tuple(_split_output(o) for o in (output[2:-2].split("...") if multi else [output]))
+        shapes[output] = CallbackShape(
+            output=output, outputs=outputs, multi_output=multi,
+            inputs=tuple((_spec_id(d["id"]), d["property"]) for d in cb.get("inputs", [])),
+            state=tuple((_spec_id(d["id"]), d["property"]) for d in cb.get("state", [])),
+            no_output=bool(cb.get("no_output")))
+    return shapes
+
+
+def _shown(ident, prop: str = "") -> str:
+    text = json.dumps(ident, sort_keys=True, separators=(",", ":")) if isinstance(ident, dict) else str(ident)
+    return f"{text}.{prop}" if prop else text
+
+
+def _is_multi(ident) -> bool:
+    return isinstance(ident, dict) and any(v in (["ALL"], ["ALLSMALLER"]) for v in ident.values())
+
+
+def _id_matches(ident, spec) -> bool:
+    """Whether the id a request sent is the spec's (a pattern's: same keys, its fixed values, any
+    plain value where it has a wildcard)."""
+    if isinstance(spec, str):
+        return ident == spec
+    if not isinstance(ident, dict) or set(ident) != set(spec):
+        return False
+    return all((isinstance(ident[k], (str, int, float, bool)) if v in _WILDCARDS else ident[k] == v) for k, v in spec.items())
+
+
+def _prop_matches(prop, spec: str) -> bool:
+    # an output's property may carry Dash's "@<hash>" (allow_duplicate) or not
+    return isinstance(prop, str) and (prop == spec or prop == spec.partition("@")[0])
+
+
+def _entry_matches(entry, spec_id, spec_prop: str, *, output: bool = False) -> bool:
+    if not isinstance(entry, dict):
+        return False
+    prop_ok = _prop_matches(entry.get("property"), spec_prop) if output else entry.get("property") == spec_prop
+    return prop_ok and _id_matches(entry.get("id"), spec_id)
+
+
+def _where(shape: CallbackShape) -> str:
+    named = shape.output if len(shape.output) <= 60 else shape.output[:57] + "..."
+    return f"callback request for '{named}'"
+
+
+def _check_entries(part: str, items, specs, shape: CallbackShape) -> None:
+    where = _where(shape)
+    if items is None and not specs:
+        return
+    if not isinstance(items, list):
+        raise PayloadError(f"{where}: '{part}' must be a list of {len(specs)} entries")
+    if len(items) != len(specs):
+        expected = ", ".join(_shown(i, p) for i, p in specs) or "none"
+        raise PayloadError(f"{where}: '{part}' has {len(items)} entries; the callback takes {len(specs)} ({expected})")
+    for n, (item, (spec_id, spec_prop)) in enumerate(zip(items, specs, strict=True)):
+        if _is_multi(spec_id):
+            ok = isinstance(item, list) and all(_entry_matches(e, spec_id, spec_prop) for e in item)
+        else:
+            ok = _entry_matches(item, spec_id, spec_prop)
+        if not ok:
+            sent = _shown(item.get("id"), str(item.get("property"))) if isinstance(item, dict) else type(item).__name__
+            raise PayloadError(f"{where}: entry {n} of '{part}' is {sent[:80]}; the callback takes {_shown(spec_id, spec_prop)} there")
+
+
+def _check_outputs(outputs, shape: CallbackShape) -> None:
+    where = _where(shape)
+    if shape.no_output:
+        return
+    expected = ", ".join(_shown(i, p) for i, p in shape.outputs)
+    items = outputs if shape.multi_output else [outputs]
+    if not isinstance(items, list) or len(items) != len(shape.outputs) or not all(
+            _entry_matches(e, i, p, output=True) for e, (i, p) in zip(items, shape.outputs, strict=True)):
+        raise PayloadError(f"{where}: 'outputs' are not the callback's outputs ({expected[:200]})")
+
+
+def _changed_id(prop_id: str) -> tuple[object, str]:
+    if prop_id.startswith("{"):
+        ident, _, prop = prop_id.rpartition("}.")
+        try:
+            return json.loads(ident + "}"), prop
+        except ValueError:
+            return None, prop
+    ident, _, prop = prop_id.rpartition(".")
+    return ident, prop
+
+
+def _check_changed(changed, shape: CallbackShape) -> None:
+    where = _where(shape)
+    if changed is None:
+        return
+    if not isinstance(changed, list) or len(changed) > len(shape.inputs) * MAX_ITEMS:
+        raise PayloadError(f"{where}: 'changedPropIds' must be a list of the callback's inputs that changed")
+    for prop_id in changed:
+        ident, prop = _changed_id(prop_id) if isinstance(prop_id, str) else (None, "")
+        if not any(prop == p and _id_matches(ident, i) for i, p in shape.inputs):
+            inputs = ", ".join(_shown(i, p) for i, p in shape.inputs)
+            raise PayloadError(f"{where}: 'changedPropIds' names {str(prop_id)[:80]!r}, not an input of the callback ({inputs[:200]})")
+
+
+def check_callback_structure(body, shapes: Mapping[str, CallbackShape]) -> CallbackShape:
+    """The CallbackShape the callback request ``body`` names; raises PayloadError naming the first
+    thing in it that is not that callback's: no or an unknown ``output``, ``outputs`` other than
+    the callback's, missing or extra ``inputs`` or ``state`` entries, or entries of other
+    components or properties, ``changedPropIds`` that are not its inputs."""
+    if not isinstance(body, dict):
+        raise PayloadError("callback request: the body must be a JSON object")
+    output = body.get("output")
+    if not isinstance(output, str):
+        raise PayloadError("callback request: no 'output' (the callback's outputs as the page names them, a text)")
+    shape = shapes.get(output)
+    if shape is None:
+        raise PayloadError(f"callback request: no callback of this server has the output {output[:80]!r}")
+    _check_outputs(body.get("outputs"), shape)
+    _check_entries("inputs", body.get("inputs"), shape.inputs, shape)
+    _check_entries("state", body.get("state"), shape.state, shape)
+    _check_changed(body.get("changedPropIds"), shape)
+    return shape
+
+
+def install(app, route_suffix: str = "_dash-update-component") -> None:
+    """Check every callback request to the Dash ``app`` (its callbacks registered) for its
+    structure (check_callback_structure, against ``app.callback_map``) and its values (against the
+    kinds of ``app.layout``'s components); a wrong one is answered 400 with the message (JSON
+    error bodies are the API's; Dash's route answers text)."""
     import flask
 
-    kinds = input_kinds(layout)
+    kinds = input_kinds(app.layout)
+    # Dash adds callbacks of its own when it serves its first request (one per background
+    # callback's cancel input, "cancel.id"): the shapes are read again whenever the map has grown
+    shapes: dict[int, dict[str, CallbackShape]] = {}
+
+    def current_shapes() -> dict[str, CallbackShape]:
+        n = len(app.callback_map)
+        if n not in shapes:
+            shapes.clear()
+            shapes[n] = callback_shapes(app.callback_map)
+        return shapes[n]
 
     def check():
         request = flask.request
@@ -280,10 +490,11 @@ def install(server, layout, route_suffix: str = "_dash-update-component") -> Non
             return None
         try:
             body = json.loads(request.get_data(cache=True) or b"null", parse_constant=lambda c: float("nan"))
+            check_callback_structure(body, current_shapes())
             check_callback_body(body, kinds)
         except (PayloadError, ValueError, RecursionError) as exc:
             message = str(exc) if isinstance(exc, PayloadError) else f"callback request: not valid JSON ({type(exc).__name__})"
             return flask.Response(message + "\n", 400, {"Content-Type": "text/plain"})
         return None
 
-    server.before_request_funcs.setdefault(None, []).append(check)
+    app.server.before_request_funcs.setdefault(None, []).append(check)

@@ -322,3 +322,49 @@ def test_null_threads_give_the_same_numbers_as_one_thread():
     assert null_threads({"SIGATLAS_QUERY_THREADS": "3"}) == 3 and 1 <= null_threads({}) <= 4
     with pytest.raises(ValueError, match="SIGATLAS_QUERY_THREADS"):
         null_threads({"SIGATLAS_QUERY_THREADS": "many"})
+
+
+def test_matched_draws_refuse_a_signature_that_leaves_too_few_genes():
+    """Issue 33, failure 3: a signature of every gene (or most of them) left no gene to draw from
+    (``ValueError: high <= 0`` in the draw, a 500 from the API); now a QueryError says how many
+    genes are left and what to do. A signature of half the genes or fewer is drawn for."""
+    from compute.errors import QueryError
+
+    rng = np.random.default_rng(0)
+    bins = gene_bins(rng.gamma(1, 1, 60), rng.uniform(0.05, 0.9, 60))
+    for k, left in ((60, 0), (59, 1), (31, 29)):
+        with pytest.raises(QueryError, match=f"leaving {left} to draw from") as err:
+            matched_draws(np.arange(k), bins, 10, seed=1)
+        assert "at most 30 genes" in str(err.value) and "null_draws to 0" in str(err.value)
+    draws = matched_draws(np.arange(30), bins, 50, seed=1)  # as many left as needed: drawn from them
+    assert draws.shape == (50, 30) and draws.min() >= 30 and draws.max() < 60
+
+
+def test_a_query_of_most_of_the_atlas_genes_with_a_null_is_a_400_not_a_500(tiny_build):
+    from dashboard.app import create_app
+
+    client = create_app(tiny_build[1]).server.test_client()
+    genes = client.get("/api/v1/atlas").get_json()["genes"]
+    for n in (len(genes), len(genes) - 3):
+        resp = client.post("/api/v1/query", json={"genes": " ".join(genes[:n]), "null_draws": 100})
+        assert resp.status_code == 400, (n, resp.status_code, resp.get_json())
+        error = resp.get_json()["error"]
+        assert f"leaving {len(genes) - n:,} to draw from" in error and "null_draws to 0" in error, error
+    # the same signature without a null is answered
+    assert client.post("/api/v1/query", json={"genes": " ".join(genes), "null_draws": 0}).status_code == 200
+
+
+def test_the_dashboard_query_job_says_the_signature_leaves_too_few_genes(tiny_build):
+    """The same refusal in the page: the query job answers with the message (shown above the tabs
+    with the gene decisions), not an exception."""
+    from dashboard.callbacks import query
+    from dashboard.callbacks.wiring import QUERY_CONTROLS
+    from dashboard.data import DashboardData
+    from dashboard.state import DEFAULTS
+
+    data = DashboardData(tiny_build[1])
+    genes = " ".join(data.atlas.genes)
+    settings = {key: DEFAULTS[key] for key in QUERY_CONTROLS} | {"genes": genes, "null_draws": 100}
+    out = query.run_query(data, lambda _: None, run_clicks=1, request=None, **settings)
+    error = out["query_error"]["error"]
+    assert "leaving 0 to draw from" in error and "null_draws to 0" in error and out["result_key"] is None

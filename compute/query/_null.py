@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["NullResult", "Panels", "gene_bins", "matched_draws", "null_rankings", "null_threads", "prepare_null"]
+from compute.errors import QueryError
+
+__all__ = ["NullResult", "Panels", "check_draw_pool", "gene_bins", "matched_draws", "null_rankings", "null_threads", "prepare_null"]
 
 N_MEAN_BINS = 10
 N_DETECTION_BINS = 4
@@ -100,9 +102,14 @@ def matched_draws(signature: np.ndarray, bins: np.ndarray, n_draws: int, seed: i
 
     ``allowed[j]`` (bool over genes), when given, limits signature gene j's candidates, e.g. to
     genes measured in every study that measured gene j, so a random set covers each study as
-    the signature does; it is relaxed only when it leaves no candidate at all."""
+    the signature does; it is relaxed only when it leaves no candidate at all.
+
+    Raises QueryError when the genes outside the signature are fewer than its genes: a draw of
+    different genes matched to each signature gene cannot be made (with none left, nothing can be
+    drawn at all; with a few, every draw would be the same few genes, no null)."""
     rng = np.random.default_rng(seed)
     signature = np.asarray(signature, dtype=np.int64)
+    check_draw_pool(signature, bins.size)
     sig_set = np.zeros(bins.size, dtype=bool)
     sig_set[signature] = True
     candidates = []
@@ -114,6 +121,19 @@ def matched_draws(signature: np.ndarray, bins: np.ndarray, n_draws: int, seed: i
             excluded = sig_set
         candidates.append(_pool(g, bins, excluded))
     return _draw(candidates, n_draws, signature.size, rng)
+
+
+def check_draw_pool(signature: np.ndarray, n_genes: int) -> None:
+    """Raise QueryError, saying how many genes are left and what to do, when fewer of the
+    ``n_genes`` genes lie outside ``signature`` (gene positions) than the signature has: a null
+    draw needs that many different genes outside it."""
+    k = int(np.unique(np.asarray(signature, dtype=np.int64)).size)
+    left = n_genes - k
+    if left < k:
+        raise QueryError(
+            f"the null cannot draw random gene sets for this signature: it uses {k:,} of the atlas's {n_genes:,} genes, "
+            f"leaving {left:,} to draw from, and each draw replaces every signature gene by a different gene outside it "
+            f"({k:,} needed). Use a signature of at most {n_genes // 2:,} genes, or set null_draws to 0 (no p-values).")
 
 
 def _pool(g: int, bins: np.ndarray, sig_set: np.ndarray) -> np.ndarray:

@@ -12,7 +12,14 @@ from compute.errors import QueryError
 from compute.query._expression import expression_scores
 from compute.query._genes import GeneResolution
 from compute.query._meta import MetaAnalysis, donor_table, meta_analyse
-from compute.query._null import NullResult, Panels, gene_bins, matched_draws, null_rankings
+from compute.query._null import (
+    NullResult,
+    Panels,
+    check_draw_pool,
+    gene_bins,
+    matched_draws,
+    null_rankings,
+)
 from compute.query._stats import HitRule, rank_groups, sample_hit_table
 from compute.query._vif import variance_inflation
 
@@ -381,6 +388,9 @@ def _row_gene_stats(R: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
 
 def _null(atlas, result: QueryResult, filters: dict, progress=None) -> dict[str, NullResult]:
     params = result.params
+    # before the selection's gene statistics are read: a signature of most of the atlas's genes
+    # leaves too few to draw from, and the error says so at once
+    check_draw_pool(np.asarray(result.resolution.indices, dtype=np.int64), len(atlas.genes))
     n_selected = int(result.selection.sum())
     if n_selected <= params.null_max_cells:
         # the null runs on the whole selection: its matrix gives the gene statistics too

@@ -14,6 +14,7 @@ from dash import dcc, html
 from compute.query import parse_gene_list
 from dashboard import export, figures, ids
 from dashboard.views import evidence as within
+from dashboard.markup import html_text
 
 if TYPE_CHECKING:
     from dashboard.data import DashboardData
@@ -165,12 +166,12 @@ def ranking_table_rows(ranking, null, q: dict, terms: bool = False, grouped: boo
 
 
 def _ranking_table(ranking, null, q: dict, terms: bool = False, grouped: bool = False, expression=None) -> dcc.Markdown:
-    """The disease ranking as a table (:func:`ranking_table_rows`), written as escaped HTML in one
+    """The disease ranking as a table (:func:`ranking_table_rows`), written as HTML in one
     component: as a hundred html.Td components it was a quarter of the page's components, and
     Dash's renderer checks every component of the page on each update of its store (the ranking
-    took 0.3-0.8 s to draw)."""
-    from html import escape
-
+    took 0.3-0.8 s to draw). Every text goes through markup.html_text: a label is shown as
+    written, never read as Markdown or HTML (issue 33)."""
+    escape = html_text
     head, rows = ranking_table_rows(ranking, null, q, terms, grouped, expression=expression)
     th = "".join(f'<th title="{escape(tip)}">{escape(text)}</th>' if tip else f"<th>{escape(text)}</th>" for text, tip in head)
     # a disease without a within-study reference is marked (class no-ref): its place rests on hit % alone
