@@ -173,7 +173,7 @@ def test_damaged_cached_answers_and_links_are_recomputed_not_served(tiny_build, 
 
     monkeypatch.setenv("SIGATLAS_CACHE_DIR", str(tmp_path / "cache"))
     data = DashboardData(tiny_build[1])
-    params = QueryParams(genes="CD14 LYZ S100A8 S100A9 FCN1", null_draws=0)
+    params = QueryParams(genes=tuple((g, None) for g in ("CD14", "LYZ", "S100A8", "S100A9", "FCN1")))
     answer = data.query(params)
     key = data.result_key(params)
     link = data.store_link("genes=CD14&cut=90")
