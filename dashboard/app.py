@@ -41,7 +41,10 @@ class _SharedJobManager(dash.DiskcacheManager):
     so two users starting the same query at once (a link opened by a room) shared one key, the
     first poll took the result away and the other page never updated. A finished job that
     another worker forked stays a zombie until that worker reaps it: it is not waited for
-    (psutil waited 1 s for it, holding the cache's write lock)."""
+    (psutil waited 1 s for it, holding the cache's write lock). A cancel stops only a process
+    that a worker of this server started as a job (recorded in the job store, which only the
+    server's user can read): a job handle names a process id, and a forged one must not make the
+    server kill any process of its user (issue 33)."""
 
     def build_cache_key(self, fn, args, cache_args_to_ignore, triggered):
         return f"{super().build_cache_key(fn, args, cache_args_to_ignore, triggered)}-{secrets.token_hex(8)}"
@@ -51,7 +54,9 @@ class _SharedJobManager(dash.DiskcacheManager):
         # or is inside SQLite (sqlite_guard: the caches, this manager's included, take it per call)
         with FORK_GUARD, sqlite_guard():
             pid = super().call_job_fn(key, job_fn, args, context)
-        _record_job(self.handle, pid)  # the one kind of process a cancel may stop (terminate_job)
+        handle = getattr(self, "handle", None)  # (a manager built without a store, in tests, records nothing)
+        if handle is not None:
+            _record_job(handle, pid)  # the one kind of process a cancel may stop (terminate_job)
         return pid
 
     def terminate_job(self, job):
