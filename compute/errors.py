@@ -28,3 +28,12 @@ class StorageError(SigAtlasError, OSError):
 
 class QueryError(SigAtlasError, ValueError):
     """A query cannot be answered (no gene matched, empty selection, bad parameter)."""
+
+
+class CacheError(StorageError):
+    """The cache folder (``$SIGATLAS_CACHE_DIR``) cannot be used: full, read-only, removed and not
+    re-creatable. Names the folder and the fix; a server answers 503 with it, or refuses to start."""
+
+    def __init__(self, message: str, directory=None):
+        super().__init__(message)
+        self.directory = directory

@@ -20,13 +20,14 @@ def main(argv: list[str] | None = None) -> int:
                         "(or set SIGATLAS_AUTH=user:password; a password is never taken on the command line)")
     p.add_argument("--debug", action="store_true", help="Dash debug mode (reloader, error pages)")
     args = p.parse_args(argv)
-    from dashboard.serving import is_loopback, load_credentials, remote_warning
+    from dashboard.serving import is_loopback, load_credentials, private_files, remote_warning
 
     if not is_loopback(args.host) and not args.allow_remote:
         print(f"error: binding {args.host} exposes the dashboard to the network; add --allow-remote to do so", file=sys.stderr)
         return 2
     from dashboard.app import create_app
 
+    private_files()
     try:
         credentials = load_credentials(args.auth_file)
         app = create_app(args.atlas, credentials=credentials)

@@ -36,7 +36,7 @@ import flask
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from compute.atlas import atlas_warnings, label_transfer_line, measured_share, study_warnings
-from compute.errors import QueryError, SigAtlasError
+from compute.errors import CacheError, QueryError, SigAtlasError
 from compute.query import QueryParams, evidence_words
 from dashboard.data import FILTER_KINDS, DashboardData
 from dashboard.state import (
@@ -251,8 +251,8 @@ def register(server: flask.Flask, data: DashboardData) -> None:
             return flask.jsonify(answer(data, params))
         except (ApiInputError, QueryError) as exc:
             return _error(str(exc), 400)
-        except HTTPException:
-            raise
+        except (HTTPException, CacheError):
+            raise  # CacheError: 503 naming the cache folder (dashboard.serving.cache_unavailable)
         except Exception:  # noqa: BLE001 - a bug must still answer JSON, and leave its traceback in the log
             _log.exception("API request failed: %s", flask.request.full_path)
             return _error("internal error answering the query; the server log has the details", 500)

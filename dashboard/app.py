@@ -12,12 +12,15 @@ manager those background jobs share, and the warm-up.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import secrets
+import sqlite3
 from pathlib import Path
 
 import dash
 
-from compute.atlas import sqlite_guard
+from compute.atlas import cache_error, private_folder, sqlite_guard
 from compute.reference import assets_dir
 from dashboard import api, callbacks, payloads, serving
 from dashboard.callbacks import answer_query
@@ -26,6 +29,8 @@ from dashboard.layout import build_layout
 
 # answer_query: the browser's query path without a browser (tests and scripts call it from here)
 __all__ = ["answer_query", "create_app"]
+
+_log = logging.getLogger("sigatlas.jobs")
 
 
 class _SharedJobManager(dash.DiskcacheManager):
@@ -36,7 +41,10 @@ class _SharedJobManager(dash.DiskcacheManager):
     so two users starting the same query at once (a link opened by a room) shared one key, the
     first poll took the result away and the other page never updated. A finished job that
     another worker forked stays a zombie until that worker reaps it: it is not waited for
-    (psutil waited 1 s for it, holding the cache's write lock)."""
+    (psutil waited 1 s for it, holding the cache's write lock). A cancel stops only a process
+    that a worker of this server started as a job (recorded in the job store, which only the
+    server's user can read): a job handle names a process id, and a forged one must not make the
+    server kill any process of its user (issue 33)."""
 
     def build_cache_key(self, fn, args, cache_args_to_ignore, triggered):
         return f"{super().build_cache_key(fn, args, cache_args_to_ignore, triggered)}-{secrets.token_hex(8)}"
@@ -45,7 +53,11 @@ class _SharedJobManager(dash.DiskcacheManager):
         # never forked while another thread of this process holds a lock the job needs (FORK_GUARD)
         # or is inside SQLite (sqlite_guard: the caches, this manager's included, take it per call)
         with FORK_GUARD, sqlite_guard():
-            return super().call_job_fn(key, job_fn, args, context)
+            pid = super().call_job_fn(key, job_fn, args, context)
+        handle = getattr(self, "handle", None)  # (a manager built without a store, in tests, records nothing)
+        if handle is not None:
+            _record_job(handle, pid)  # the one kind of process a cancel may stop (terminate_job)
+        return pid
 
     def terminate_job(self, job):
         import psutil
@@ -53,46 +65,109 @@ class _SharedJobManager(dash.DiskcacheManager):
         if job is None:
             return
         try:
-            if psutil.Process(int(job)).status() == psutil.STATUS_ZOMBIE:
+            pid = int(job)
+            process = psutil.Process(pid)
+            record = self.handle.get(f"{_JOB_RECORD}{pid}")
+            # only a process this server forked as a job (recorded when it started, the same
+            # process: same parent, same start time); a pid from a request alone stops nothing
+            if not (isinstance(record, dict) and record.get("parent") == process.ppid() and record.get("started") == process.create_time()):
+                _log.warning("refused to stop process %s: not a query job this server started", pid)
+                return
+            if process.status() == psutil.STATUS_ZOMBIE:
                 return  # finished; its parent reaps it when it next starts a job
-        except psutil.NoSuchProcess:
+        except (ValueError, psutil.NoSuchProcess, psutil.AccessDenied):
             return
         super().terminate_job(job)
+        self.handle.delete(f"{_JOB_RECORD}{pid}")
+
+
+_JOB_RECORD = "sigatlas-job-"
+_SIGNING_SECRET_KEY = dash.DiskcacheManager.SIGNING_SECRET_KEY
+_JOB_RECORD_S = 7 * 24 * 3600  # a job's record outlives any job
+
+
+def _record_job(handle, pid) -> None:
+    import psutil
+
+    try:
+        handle.set(f"{_JOB_RECORD}{int(pid)}", {"parent": os.getpid(), "started": psutil.Process(int(pid)).create_time()},
+                   expire=_JOB_RECORD_S)
+    except (ValueError, TypeError, psutil.NoSuchProcess):
+        pass  # ended already: nothing to cancel
 
 
 def _background_manager(data: DashboardData):
     import diskcache
 
     directory = data.atlas.cache.directory / "dash-jobs"
-    directory.mkdir(parents=True, exist_ok=True)
-    manager = _SharedJobManager(diskcache.Cache(str(directory)))
-    manager.handle = _GuardedCache(manager.handle)
+    was_open = private_folder(directory)  # 0700: the store holds the secret that signs job handles
+    guarded = _GuardedCache(directory, lambda: diskcache.Cache(str(directory)))
+    manager = _SharedJobManager(guarded.cache)
+    manager.handle = guarded  # Dash reads and writes the store through it
+    if was_open:  # the folder was readable by others: its secret may be known, so a new one is made
+        _log.warning("job store %s was readable by other users; made private, its signing secret replaced", directory)
+        manager.handle.delete(manager.SIGNING_SECRET_KEY)
     return manager
 
 
 class _GuardedCache:
-    """A diskcache.Cache whose every call (and every transaction, whole) holds sqlite_guard, so
-    that a job is never forked while a poll of another job is inside SQLite."""
+    """The job store: a diskcache.Cache whose every call (and every transaction, whole) holds
+    sqlite_guard, so that a job is never forked while a poll of another job is inside SQLite;
+    made again (private) when its folder was removed while serving; a full or unwritable folder
+    raised as CacheError (503, naming the folder and the fix)."""
 
-    def __init__(self, cache):
-        self._cache = cache
+    def __init__(self, directory, make):
+        self._directory, self._make = directory, make
+        self._cache = None
+        self._open()
+
+    def _open(self):
+        if self._cache is not None and (self._directory / "cache.db").exists():
+            return self._cache
+        secret = None
+        if self._cache is not None:  # removed while serving: keep the signing secret the pages' handles carry
+            _log.warning("job store %s was removed; making it again", self._directory)
+            with contextlib.suppress(Exception):
+                secret = self._cache.get(_SIGNING_SECRET_KEY)
+        private_folder(self._directory)
+        try:
+            with sqlite_guard():
+                self._cache = self._make()
+                if secret is not None:
+                    self._cache.set(_SIGNING_SECRET_KEY, secret)
+        except (OSError, sqlite3.Error) as exc:
+            raise cache_error(self._directory, exc) from exc
+        for name in ("cache.db", "cache.db-wal", "cache.db-shm"):
+            with contextlib.suppress(OSError):
+                os.chmod(self._directory / name, 0o600)
+        return self._cache
+
+    @property
+    def cache(self):
+        return self._open()
 
     def transact(self, *args, **kwargs):
         @contextlib.contextmanager
         def guarded():
-            with sqlite_guard(), self._cache.transact(*args, **kwargs) as tx:
-                yield tx
+            try:
+                with sqlite_guard(), self._open().transact(*args, **kwargs) as tx:
+                    yield tx
+            except (OSError, sqlite3.Error) as exc:
+                raise cache_error(self._directory, exc) from exc
 
         return guarded()
 
     def __getattr__(self, name):
-        attr = getattr(self._cache, name)
+        attr = getattr(self._open(), name)
         if not callable(attr):
             return attr
 
         def call(*args, **kwargs):
-            with sqlite_guard():
-                return attr(*args, **kwargs)
+            try:
+                with sqlite_guard():
+                    return getattr(self._open(), name)(*args, **kwargs)
+            except (OSError, sqlite3.Error) as exc:
+                raise cache_error(self._directory, exc) from exc
 
         return call
 
@@ -116,8 +191,11 @@ def _warm_up(data: DashboardData) -> None:
 def create_app(atlas_path: str | Path, *, credentials: tuple[str, str] | None = None) -> dash.Dash:
     """Build the Dash app for the atlas at ``atlas_path`` (opened and validated once), with the
     JSON API (``dashboard.api``), a request size limit and, given ``credentials`` (user,
-    password), basic auth on every route. The Flask server is ``app.server``."""
+    password), basic auth on every route. The Flask server is ``app.server``. Raises CacheError
+when the atlas's cache folder cannot be made or written (AtlasFormatError for the atlas)."""
     data = DashboardData(atlas_path)
+    # a cache folder this server cannot write is refused now, in one line, not by each request
+    data.atlas.cache.check_writable()
     app = dash.Dash(
         __name__,
         title=f"SigAtlas · {data.atlas.name}",

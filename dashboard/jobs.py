@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from compute.atlas import cache_error, private_folder
+
 __all__ = ["JOBS_ENV", "JobSlots", "default_job_limit"]
 
 JOBS_ENV = "SIGATLAS_MAX_JOBS"
@@ -50,11 +52,18 @@ class JobSlots:
         self.directory = Path(directory)
         self.limit = int(limit)
         self.poll_s = poll_s
-        (self.directory / "queue").mkdir(parents=True, exist_ok=True)
+        self._ensure()
+
+    def _ensure(self) -> None:
+        """The folders, made again (private) when removed while serving; CacheError when that fails."""
+        if not (self.directory / "queue").is_dir():
+            private_folder(self.directory)
+            private_folder(self.directory / "queue")
 
     def _queue(self) -> list[Path]:
         """The waiting tickets in arrival order; tickets of processes that ended are removed."""
         tickets = []
+        self._ensure()
         for p in self.directory.joinpath("queue").iterdir():
             stamp, _, pid = p.name.partition("-")
             if not (stamp.isdigit() and pid.isdigit()) or not _alive(int(pid)):
@@ -75,6 +84,7 @@ class JobSlots:
 
     def busy(self) -> int:
         """How many slots are held now."""
+        self._ensure()
         held = 0
         for i in range(self.limit):
             with open(self.directory / f"slot-{i}.lock", "a+") as fh:
@@ -87,8 +97,12 @@ class JobSlots:
 
     @contextlib.contextmanager
     def slot(self, on_wait: Callable[[int, int], None] | None = None) -> Iterator[None]:
+        self._ensure()
         ticket = self.directory / "queue" / f"{time.time_ns()}-{os.getpid()}"
-        ticket.touch()
+        try:
+            ticket.touch()
+        except OSError as exc:
+            raise cache_error(self.directory, exc) from exc
         held = None
         try:
             last = None

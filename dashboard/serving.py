@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 import os
 from pathlib import Path
 
-from compute.errors import SigAtlasError
+from compute.errors import CacheError, SigAtlasError
 
-__all__ = ["AUTH_ENV", "AUTH_FILE_ENV", "MAX_REQUEST_BYTES", "ServingError", "is_loopback", "load_credentials", "protect",
+_log = logging.getLogger("sigatlas.serving")
+
+__all__ = ["AUTH_ENV", "AUTH_FILE_ENV", "MAX_REQUEST_BYTES", "ServingError", "cache_unavailable", "is_loopback", "private_files", "load_credentials", "protect",
            "remote_warning", "require_basic_auth"]
 
 AUTH_ENV = "SIGATLAS_AUTH"  # "user:password"
@@ -94,12 +97,32 @@ def require_basic_auth(server, credentials: tuple[str, str]) -> None:
     server.before_request_funcs.setdefault(None, []).insert(0, check)
 
 
+def private_files() -> None:
+    """From now on this process (and the workers it forks) creates files 0600 and folders 0700:
+    the cache folder's results and the job store's signing secret are the server user's alone."""
+    os.umask(0o077)
+
+
+def cache_unavailable(exc: CacheError):
+    """503 for a request that needed the cache folder when it could not be written (full, removed
+    and not re-creatable): the message names the folder and the fix; JSON on the API. Logged once
+    per request, without a traceback: the operator's problem is the folder, not the code."""
+    import flask
+
+    _log.error("503 for %s: %s", flask.request.path, exc)
+    if flask.request.path.startswith("/api/"):
+        return flask.jsonify({"error": str(exc)}), 503
+    return f"SigAtlas cannot answer now: {exc}\n", 503, {"Content-Type": "text/plain; charset=utf-8", "Retry-After": "60"}
+
+
 def protect(server, credentials: tuple[str, str] | None) -> None:
     """The request rules of a SigAtlas server: bodies up to MAX_REQUEST_BYTES, a script path
-    outside Dash's allow-list answered 404 (not 500), and basic auth when ``credentials`` are given."""
+    outside Dash's allow-list answered 404 (not 500), a cache folder that cannot be written
+    answered 503 naming it (:func:`cache_unavailable`), and basic auth when ``credentials`` are given."""
     import dash
 
     server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    server.register_error_handler(CacheError, cache_unavailable)
     # "/_dash-component-suites/dash/../x" is not found, not a server error
     server.register_error_handler(dash.exceptions.DependencyException, lambda exc: ("not found\n", 404, {"Content-Type": "text/plain"}))
     if credentials is not None:

@@ -22,14 +22,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from compute.errors import SigAtlasError
-from dashboard.serving import ServingError, is_loopback, load_credentials, remote_warning
+from dashboard.serving import (
+    ServingError,
+    is_loopback,
+    load_credentials,
+    private_files,
+    remote_warning,
+)
 
 if TYPE_CHECKING:
     from flask import Flask
 
 # ServingError, is_loopback, load_credentials and remote_warning live in dashboard.serving (imported
 # here for the hooks below and for scripts that import them from this module)
-__all__ = ["ATLAS_ENV", "ServingError", "atlas_path_from_env", "is_loopback", "load_credentials", "remote_warning", "server"]
+__all__ = ["ATLAS_ENV", "ServingError", "atlas_path_from_env", "is_loopback", "load_credentials", "refuse", "remote_warning", "server"]
 
 ATLAS_ENV = "SIGATLAS_ATLAS"
 
@@ -84,22 +90,34 @@ def _bind_host(address: str) -> str | None:
 def on_starting(arbiter) -> None:
     """gunicorn hook (master, once): refuse a missing or unreadable atlas or malformed credentials
     before forking workers, and print a banner for an address beyond loopback."""
+    private_files()  # before the cache folder is made: the workers inherit it
     try:
         path = atlas_path_from_env()
         from compute.atlas import Atlas
 
         # sizes and structure at open, then every study's checksums (reading its cells table checks
         # them): a damaged atlas is refused here, in one line, not by every worker failing to boot
-        _ = Atlas.open(path).cells
+        atlas = Atlas.open(path)
+        _ = atlas.cells
+        atlas.cache.check_writable()  # a read-only or uncreatable cache folder: refused here too
         credentials = load_credentials()
     except SigAtlasError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        refuse(str(exc))
     remote = [a for a in arbiter.cfg.bind if (h := _bind_host(a)) is not None and not is_loopback(h)]
     if remote:
         print(remote_warning(", ".join(remote), authenticated=credentials is not None), file=sys.stderr, flush=True)
     auth = " (basic auth on)" if credentials else ""
     print(f"SigAtlas: serving atlas {path} on {', '.join(arbiter.cfg.bind)} with {arbiter.cfg.workers} workers{auth}", flush=True)
+
+
+def refuse(message: str) -> None:
+    """Print ``error: message`` and end gunicorn's master with status 2, at once: ``os._exit``, not
+    ``sys.exit``, because the atlas check has started threads (pyarrow's pool, read the cells
+    table) that an interpreter shutting down inside gunicorn's arbiter sometimes aborted on
+    (SIGABRT in 1 of 5 starts on a damaged atlas, where status 2 was promised)."""
+    sys.stdout.flush()
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    os._exit(2)
 
 
 def create_server():

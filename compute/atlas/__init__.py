@@ -1,6 +1,13 @@
 """The versioned on-disk atlas: writer (build side) and read-only ``Atlas`` (dashboard side)."""
 
-from compute.atlas._cache import ResultCache, sqlite_guard
+from compute.atlas._cache import (
+    CacheError,
+    ResultCache,
+    cache_error,
+    private_folder,
+    probe_writable,
+    sqlite_guard,
+)
 from compute.atlas._format import ATTR_PREFIX, CELLS_FILE, EXPR_PREFIX, FORMAT_VERSION, ROOT_FILE
 from compute.atlas._import_signature import SignatureImportError, import_signature
 from compute.atlas._panel import measured_shares, read_study_panel
@@ -39,6 +46,10 @@ from compute.atlas._write import (
 from compute.errors import AtlasFormatError, QueryError
 
 __all__ = [
+    "CacheError",
+    "cache_error",
+    "private_folder",
+    "probe_writable",
     "ATTR_PREFIX",
     "CELLS_FILE",
     "EXPR_PREFIX",

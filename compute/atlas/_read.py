@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
+import threading
 import warnings
+import weakref
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -28,6 +32,18 @@ from compute.errors import AtlasFormatError, QueryError
 from compute.query import GeneResolution, resolve_genes
 
 __all__ = ["FILTER_COLUMNS", "Atlas", "SignatureWarning", "StudyInfo"]
+
+_cache_log = logging.getLogger("sigatlas.cache")
+_OPEN_ATLASES: weakref.WeakSet = weakref.WeakSet()
+
+
+def _fresh_locks_in_child() -> None:
+    # a process forked while another thread held an atlas's lock would wait on it forever
+    for atlas in list(_OPEN_ATLASES):
+        atlas._whole_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_locks_in_child)
 
 
 
@@ -90,6 +106,8 @@ class Atlas:
         self._has_expression: bool | None = None
         self._gene_scales: dict[str, np.ndarray | None] = {}  # calibrated per-gene panel factors, read once (gene_scale)
         self._whole: GeneMajorStore | None = None  # every study's attributions as one store (consolidated_store)
+        self._whole_lock = threading.Lock()
+        _OPEN_ATLASES.add(self)
         self._memo: dict[str, tuple] = {}
         self._verify = verify
         self._verified: set[str] = set()  # studies whose files matched their checksums
@@ -696,22 +714,19 @@ class Atlas:
         this atlas version (or in memory with ``cache=False``) and memory-mapped once."""
         if len(self.studies) < 2:
             return None
-        if self._whole is None:
-            from compute.atlas._store import consolidate_stores
-
-            stores = [self._store(s) for s in self.studies]  # checks every study, as its first read would
-            directory = self.cache.directory / "consolidated" if self.cache.enabled else None
-            if directory is not None and GeneMajorStore.exists(directory, fmt.ATTR_PREFIX):
-                try:
-                    self._whole = GeneMajorStore(directory, fmt.ATTR_PREFIX, len(self.genes), self.n_cells)
-                except AtlasFormatError:
-                    self._whole = None  # a damaged copy: made again below
-                if self._whole is not None and self._whole.data.shape[0] != sum(int(st.data.shape[0]) for st in stores):
-                    self._whole = None
+        with self._whole_lock:  # one thread of this process makes it; the others wait and share it
             if self._whole is None:
-                try:
-                    self._whole = consolidate_stores(stores, directory, fmt.ATTR_PREFIX)
-                except OSError:  # a read-only or full cache folder: in memory instead
+                from compute.atlas._store import consolidate_stores, consolidated_store
+
+                stores = [self._store(s) for s in self.studies]  # checks every study, as its first read would
+                if self.cache.enabled:
+                    directory = self.cache.directory / "consolidated"
+                    try:
+                        self.cache.prepare_directory()
+                        self._whole = consolidated_store(stores, directory, fmt.ATTR_PREFIX, log=_cache_log.warning)
+                    except OSError as exc:  # a read-only or full cache folder: in memory instead
+                        _cache_log.warning("consolidated store: cannot write %s (%s); held in memory by this process", directory, exc)
+                if self._whole is None:
                     self._whole = consolidate_stores(stores, None, fmt.ATTR_PREFIX)
         return self._whole
 

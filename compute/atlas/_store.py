@@ -9,6 +9,8 @@ contiguous slices of indices and data, whatever the number of cells; nothing els
 from __future__ import annotations
 
 import os
+import secrets
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,7 @@ import scipy.sparse as sp
 from compute.errors import AtlasFormatError
 from compute.files import allocate, save_npy_atomic
 
-__all__ = ["AGGREGATES", "GeneMajorStore", "GeneMajorWriter", "consolidate_stores", "store_files", "write_gene_major"]
+__all__ = ["AGGREGATES", "GeneMajorStore", "GeneMajorWriter", "consolidate_stores", "consolidated_store", "record_file", "store_files", "write_gene_major"]
 
 AGGREGATES = ("mean", "sum", "max")
 
@@ -349,12 +351,20 @@ class GeneMajorStore:
         return sums, counts
 
 
+def _unique_tmp(d: Path, name: str) -> Path:
+    """A temporary name beside ``name`` that no other process or thread uses: two writers of one
+    derived file must never open the same temporary file (one truncating what the other has
+    memory-mapped kills the other with SIGBUS)."""
+    return d / f".{name}.{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}.tmp.npy"
+
+
 def consolidate_stores(stores: list[GeneMajorStore], directory: str | Path | None = None, prefix: str = "attr") -> GeneMajorStore:
     """One gene-major store over ``stores`` stacked in order (the studies' cells one block after
     the other): each gene's values of every study in one contiguous slice, so a query reads k
-    slices whatever the number of studies. Written to ``directory`` (temporary names renamed
-    into place, then memory-mapped) or, without one, held in memory. Its values are the stores'
-    values, unchanged."""
+    slices whatever the number of studies. Written to ``directory`` (temporary names of this
+    writer alone, renamed into place, then memory-mapped) or, without one, held in memory. Its
+    values are the stores' values, unchanged. Writers of one directory must hold its lock
+    (:func:`consolidated_store`, which also records the checksums)."""
     from compute.atlas._store_kernel import copy_columns
 
     n_genes = stores[0].n_genes
@@ -369,28 +379,124 @@ def consolidate_stores(stores: list[GeneMajorStore], directory: str | Path | Non
     else:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        tmp = [d / f".{f}.{os.getpid()}.tmp.npy" for f in store_files(prefix)]
-        indices = np.lib.format.open_memmap(tmp[1], mode="w+", dtype=np.int32 if n_cells < 2**31 else np.int64, shape=(nnz,))
-        data = np.lib.format.open_memmap(tmp[2], mode="w+", dtype=np.float32, shape=(nnz,))
-        try:
+        tmp = [_unique_tmp(d, f) for f in store_files(prefix)]
+    try:
+        if directory is not None:
+            indices = np.lib.format.open_memmap(tmp[1], mode="w+", dtype=np.int32 if n_cells < 2**31 else np.int64, shape=(nnz,))
+            data = np.lib.format.open_memmap(tmp[2], mode="w+", dtype=np.float32, shape=(nnz,))
             for t in tmp[1:]:
                 allocate(t)  # a full disk: StorageError here, not SIGBUS when the map is written
-        except OSError:
-            del indices, data
+        cursor = indptr[:-1].copy()
+        offset = 0
+        for st in stores:
+            copy_columns(np.asarray(st.indptr, dtype=np.int64), st.indices, st.data, offset, cursor, indices, data)
+            offset += st.n_cells
+        if directory is None:
+            return GeneMajorStore.from_arrays(indptr, indices, data, n_cells)
+        indices.flush()
+        data.flush()
+        del indices, data
+        np.save(tmp[0], indptr)
+        for t, f in zip(tmp, store_files(prefix), strict=True):
+            os.replace(t, d / f)
+    finally:
+        if directory is not None:
             for t in tmp:
                 t.unlink(missing_ok=True)
-            raise
-    cursor = indptr[:-1].copy()
-    offset = 0
-    for st in stores:
-        copy_columns(np.asarray(st.indptr, dtype=np.int64), st.indices, st.data, offset, cursor, indices, data)
-        offset += st.n_cells
-    if directory is None:
-        return GeneMajorStore.from_arrays(indptr, indices, data, n_cells)
-    indices.flush()
-    data.flush()
-    del indices, data
-    np.save(tmp[0], indptr)
-    for t, f in zip(tmp, store_files(prefix), strict=True):
-        os.replace(t, d / f)
     return GeneMajorStore(d, prefix, n_genes, n_cells)
+
+
+RECORD_VERSION = 1
+
+
+def record_file(prefix: str) -> str:
+    """The file beside a consolidated store that records its files' checksums."""
+    return f"{prefix}.record.json"
+
+
+class _DirectoryLock:
+    """An exclusive lock on a derived directory, for every process and thread (``fcntl.flock``
+    on a file of its own: each holder opens the lock file itself, so two threads of one process
+    exclude each other as two processes do; the system frees it when its holder ends)."""
+
+    def __init__(self, directory: Path, prefix: str):
+        self.path = directory / f".{prefix}.lock"
+
+    def __enter__(self):
+        import fcntl
+
+        self._fh = open(self.path, "a+")  # noqa: SIM115 - closed in __exit__
+        fcntl.flock(self._fh, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        import fcntl
+
+        fcntl.flock(self._fh, fcntl.LOCK_UN)
+        self._fh.close()
+
+
+def _damage(d: Path, prefix: str, n_genes: int, n_cells: int, nnz: int) -> str | None:
+    """What is wrong with the consolidated store in ``d`` (its record missing or unreadable, a
+    file missing, of another size or another checksum than recorded, or a store of other
+    dimensions); None when every file matches its record."""
+    import json
+
+    from compute.files import file_sha256
+
+    record_path = d / record_file(prefix)
+    try:
+        record = json.loads(record_path.read_text())
+        files = record["files"]
+        if record.get("version") != RECORD_VERSION or [record.get("n_genes"), record.get("n_cells"), record.get("nnz")] != [n_genes, n_cells, nnz]:
+            return f"{record_path} describes another store ({record.get('n_genes')} genes, {record.get('n_cells')} cells, {record.get('nnz')} values)"
+    except FileNotFoundError:
+        return f"{record_path} is missing (a store written before checksums, or a write that did not finish)"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return f"{record_path} is unreadable ({exc})"
+    for f in store_files(prefix):
+        want = files.get(f) if isinstance(files, dict) else None
+        path = d / f
+        try:
+            size = path.stat().st_size
+            if not isinstance(want, dict) or size != want.get("bytes"):
+                return f"{path} has {size:,} bytes, its record {want.get('bytes') if isinstance(want, dict) else None}"
+            if file_sha256(path) != want.get("sha256"):
+                return f"{path} does not match its recorded checksum"
+        except OSError as exc:
+            return f"{path} cannot be read ({exc})"
+    return None
+
+
+def consolidated_store(stores: list[GeneMajorStore], directory: str | Path, prefix: str = "attr", *, log=None) -> GeneMajorStore:
+    """The consolidated store of ``stores`` (:func:`consolidate_stores`) kept in ``directory``:
+    the one there when every file matches the checksums recorded when it was written (checked
+    here, once per call: a process maps it once), else written again with a new record. One
+    writer at a time, of any process or thread (a lock file in ``directory``); a reader maps only
+    files that a finished write renamed into place, and a write never changes a file in place,
+    so a store another thread or process has mapped stays whole. A store found damaged is said
+    (``log(message)``), discarded and rebuilt. Raises OSError (CacheError, a StorageError) when
+    ``directory`` cannot be written."""
+    from compute.atlas._cache import private_folder
+    from compute.files import file_record, write_json_atomic
+
+    d = Path(directory)
+    private_folder(d)
+    n_genes, n_cells = stores[0].n_genes, sum(st.n_cells for st in stores)
+    nnz = sum(int(st.data.shape[0]) for st in stores)
+    with _DirectoryLock(d, prefix):
+        present = any((d / f).exists() for f in (*store_files(prefix), record_file(prefix)))
+        problem = _damage(d, prefix, n_genes, n_cells, nnz) if present else "absent"
+        if problem is None:
+            try:
+                return GeneMajorStore(d, prefix, n_genes, n_cells)
+            except AtlasFormatError as exc:
+                problem = str(exc)
+        if present and log is not None:
+            log(f"consolidated store {d}: {problem}; discarded and rebuilt from the atlas")
+        (d / record_file(prefix)).unlink(missing_ok=True)  # no record while the files change: a crash leaves it rebuilt
+        whole = consolidate_stores(stores, d, prefix)
+        write_json_atomic(d / record_file(prefix), {
+            "version": RECORD_VERSION, "n_genes": n_genes, "n_cells": n_cells, "nnz": nnz,
+            "files": {f: file_record(d / f) for f in store_files(prefix)}})
+        return whole
