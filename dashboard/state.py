@@ -299,6 +299,8 @@ def _check_reference(name: str, value, terms) -> str:
     value = value.strip()
     if terms is None:
         return value
+    if value not in terms and value.casefold() == str(DEFAULTS["reference"]).casefold():
+        return DEFAULTS["reference"]  # an atlas without healthy donors: compute answers with "no reference" for every disease
     if value not in terms:
         raise StateError(name, "is not a disease of this atlas or a term above one (the reference donors' disease; "
                          "default 'normal', the healthy donors)", value)
