@@ -338,6 +338,7 @@ def run_evidence_validation(report: str | Path = "docs/validation.md", work: str
     from compute.build import build_atlas
     from compute.demo import demo_manifest_text, simulate_studies
     from compute.manifest import load_manifest
+    from compute.validate._report import replace_section
 
     os.environ.setdefault("SIGATLAS_THREADS", "2")
     work = Path(work).resolve()
@@ -360,12 +361,5 @@ def run_evidence_validation(report: str | Path = "docs/validation.md", work: str
     (path.parent / "validation").mkdir(parents=True, exist_ok=True)
     (path.parent / "validation" / "evidence.json").write_text(json.dumps(res, indent=1, default=float))
     section = evidence_section(res, "python -m compute validate --evidence")
-    text = path.read_text() if path.is_file() else ""
-    start = text.find("## Disease evidence")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+    replace_section(path, "## Disease evidence", section)
     return res

@@ -283,18 +283,12 @@ def run_real_validation(report: str | Path = "docs/validation.md", work: str | P
     from compute.atlas import Atlas
     from compute.build import build_atlas
     from compute.manifest import load_manifest
+    from compute.validate._report import replace_section
 
     os.environ.setdefault("SIGATLAS_THREADS", "2")
     manifest = two_panel_manifest(work, epochs=epochs, extra_studies=other_real_studies(work))
     build_atlas(load_manifest(manifest), scheduler="sync", quiet=True)
     section = real_studies_section(Atlas.open(Path(work) / "atlas", cache=False), "python -m compute validate --real")
     path = Path(report)
-    text = path.read_text() if path.is_file() else ""
-    start = text.find("## Real studies")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+    replace_section(path, "## Real studies", section)
     return section

@@ -218,6 +218,19 @@ def bottom_line(results: dict) -> str:
     return " ".join(text)
 
 
+def replace_section(path: Path, heading: str, section: str) -> None:
+    """Put ``section`` into the report at ``path`` in place of the section whose heading starts
+    with ``heading`` (up to the next "## " heading), or at its end when there is none."""
+    text = path.read_text() if path.is_file() else ""
+    start = text.find(heading)
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
 def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     if n == 0:
         return float("nan"), float("nan")
