@@ -67,16 +67,9 @@ def _no_effect_sets(atlas, truth: dict, *, n_random: int, size: int, seed: int) 
     planted program's, and the immune cell-type marker sets among those genes."""
     from compute.demo import CELL_TYPES
     from compute.reference import immune_markers
+    from compute.validate._metrics import gene_pool
 
-    planted = {g for p in truth["programs"] for g in p["genes"]}
-    detected = np.zeros(len(atlas.genes))
-    everywhere = np.ones(len(atlas.genes), dtype=bool)
-    for s in atlas.studies:
-        detected += atlas.store(s.id).gene_totals()[1]
-        if s.simulated:
-            everywhere &= atlas.measured_mask(s.id)
-    pool = [g for g, c, m in zip(atlas.genes, detected, everywhere, strict=True) if c > 0 and m and g not in planted]
-    anywhere = [g for g, c, m in zip(atlas.genes, detected, everywhere, strict=True) if c > 0 and m]
+    pool, anywhere = gene_pool(atlas, truth), gene_pool(atlas)
     rng = np.random.default_rng(seed)
     sets = {f"random {i + 1}": ("random genes", tuple(rng.choice(pool, size=min(size, len(pool)), replace=False)))
             for i in range(n_random)}

@@ -104,6 +104,20 @@ def evaluate_links(atlas, truth: dict, *, cell_min: int, samp_min: int, percenti
     return out
 
 
+def gene_pool(atlas, truth: dict | None = None) -> list[str]:
+    """The genes random test sets are drawn from: detected in the atlas and measured by every
+    simulated study (a set is then scored on the same genes everywhere), without the genes of
+    ``truth``'s planted programs when it is given."""
+    planted = {g for p in truth["programs"] for g in p["genes"]} if truth else set()
+    detected = np.zeros(len(atlas.genes))
+    everywhere = np.ones(len(atlas.genes), dtype=bool)
+    for s in atlas.studies:
+        detected += atlas.store(s.id).gene_totals()[1]
+        if s.simulated:
+            everywhere &= atlas.measured_mask(s.id)
+    return [g for g, c, m in zip(atlas.genes, detected, everywhere, strict=True) if c > 0 and m and g not in planted]
+
+
 def evaluate_calibration(atlas, truth: dict, *, n_random: int, size: int, n_null: int, cell_min: int, samp_min: int,
                          marker_sets: dict[str, tuple[str, ...]] | None = None, seed: int = 0,
                          alphas=(0.01, 0.05, 0.10)) -> dict:
@@ -111,15 +125,7 @@ def evaluate_calibration(atlas, truth: dict, *, n_random: int, size: int, n_null
     planted effect: ``n_random`` random gene sets (``size`` genes, no planted-program gene) and
     cell-type marker sets (no disease effect planted on them). Returns the p-values and the
     observed rate at each nominal ``alphas`` (per disease test)."""
-    planted = {g for p in truth["programs"] for g in p["genes"]}
-    sums = np.zeros(len(atlas.genes))
-    everywhere = np.ones(len(atlas.genes), dtype=bool)
-    for s in atlas.studies:
-        sums += atlas.store(s.id).gene_totals()[1]
-        if s.simulated:
-            everywhere &= atlas.measured_mask(s.id)
-    # random genes every simulated study measured: a set is then scored on the same genes everywhere
-    pool = [g for g, c, m in zip(atlas.genes, sums, everywhere, strict=True) if c > 0 and m and g not in planted]
+    pool = gene_pool(atlas, truth)
     rng = np.random.default_rng(seed)
     sets = {f"random {i + 1}": tuple(rng.choice(pool, size=min(size, len(pool)), replace=False)) for i in range(n_random)}
     kinds = dict.fromkeys(sets, "random genes")
