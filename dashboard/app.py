@@ -22,7 +22,7 @@ import dash
 
 from compute.atlas import cache_error, private_folder, sqlite_guard
 from compute.reference import assets_dir
-from dashboard import api, callbacks, payloads, serving
+from dashboard import api, callbacks, forksafe, payloads, serving
 from dashboard.callbacks import answer_query
 from dashboard.data import FORK_GUARD, DashboardData
 from dashboard.layout import build_layout
@@ -208,5 +208,6 @@ when the atlas's cache folder cannot be made or written (AtlasFormatError for th
     api.register(app.server, data)
     callbacks.register(app, data)
     payloads.install(app)  # after the callbacks: requests are checked against them
+    forksafe.preload()  # no job may fork while a thread imports what the job needs (dashboard.forksafe)
     _warm_up(data)
     return app
