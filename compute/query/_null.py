@@ -1,7 +1,8 @@
 """A null for every ranking: random gene sets matched to the signature (method.md section 4).
 
 Each draw replaces every signature gene by a random gene from the same bin of the selection's
-gene statistics (mean attribution x detection rate), keeping its weight, and reruns the whole
+gene statistics (mean attribution x detection rate; the signature's own genes are in the bins
+too), keeping its weight, and reruns the whole
 query (hit threshold from the draw's own scores, per-sample hit %, group means). A group's
 empirical p-value is (1 + #draws with a mean hit % >= the observed) / (1 + draws): it cannot be
 below 1 / (1 + draws), the floor reported with it.
@@ -96,61 +97,64 @@ def gene_bins(mean: np.ndarray, detection: np.ndarray) -> np.ndarray:
 
 
 def matched_draws(signature: np.ndarray, bins: np.ndarray, n_draws: int, seed: int = 0, allowed: list[np.ndarray] | None = None) -> np.ndarray:
-    """(n_draws, |signature|) gene positions: each column drawn from its gene's bin (never a
-    signature gene), without repeats inside a draw. A bin with fewer than MIN_POOL candidates
-    borrows the neighbouring bins; an undetected signature gene is matched among all genes.
+    """(n_draws, |signature|) gene positions: each column drawn from its gene's whole bin, the
+    signature's own genes included, without repeats inside a draw. A bin with fewer than MIN_POOL
+    candidates borrows the neighbouring bins; an undetected signature gene is matched among all
+    genes.
+
+    The signature's genes stay in the pool because the null's question is "would a random gene set
+    like this one score as high?", and the signature is one such set: leaving its genes out made
+    the draws a different population. Genes of one bin are far from alike (a few carry a disease's
+    or a cell type's program), so a set holding one of those rare genes met a null that could never
+    hold it: 10-14% of no-effect sets had p <= 0.05 (docs/validation.md, "Disease evidence").
 
     ``allowed[j]`` (bool over genes), when given, limits signature gene j's candidates, e.g. to
     genes measured in every study that measured gene j, so a random set covers each study as
     the signature does; it is relaxed only when it leaves no candidate at all.
 
-    Raises QueryError when the genes outside the signature are fewer than its genes: a draw of
-    different genes matched to each signature gene cannot be made (with none left, nothing can be
-    drawn at all; with a few, every draw would be the same few genes, no null)."""
+    Raises QueryError when the genes outside the signature are fewer than its genes (a signature
+    of most of the atlas's genes): every draw would then be nearly the signature itself, no null."""
     rng = np.random.default_rng(seed)
     signature = np.asarray(signature, dtype=np.int64)
     check_draw_pool(signature, bins.size)
-    sig_set = np.zeros(bins.size, dtype=bool)
-    sig_set[signature] = True
+    nothing = np.zeros(bins.size, dtype=bool)
     candidates = []
     for j, g in enumerate(signature):
-        if allowed is not None and (~sig_set & allowed[j]).any():
-            # outside the allowed genes counts as a signature gene: never drawn for this column
-            excluded = sig_set | ~allowed[j]
-        else:
-            excluded = sig_set
+        # outside the allowed genes: never drawn for this column (unless nothing is allowed)
+        excluded = ~allowed[j] if allowed is not None and allowed[j].any() else nothing
         candidates.append(_pool(g, bins, excluded))
     return _draw(candidates, n_draws, signature.size, rng)
 
 
 def check_draw_pool(signature: np.ndarray, n_genes: int) -> None:
     """Raise QueryError, saying how many genes are left and what to do, when fewer of the
-    ``n_genes`` genes lie outside ``signature`` (gene positions) than the signature has: a null
-    draw needs that many different genes outside it."""
+    ``n_genes`` genes lie outside ``signature`` (gene positions) than the signature has: the
+    random sets would then be mostly the signature's own genes, no null."""
     k = int(np.unique(np.asarray(signature, dtype=np.int64)).size)
     left = n_genes - k
     if left < k:
         raise QueryError(
             f"the null cannot draw random gene sets for this signature: it uses {k:,} of the atlas's {n_genes:,} genes, "
-            f"leaving {left:,} to draw from, and each draw replaces every signature gene by a different gene outside it "
-            f"({k:,} needed). Use a signature of at most {n_genes // 2:,} genes, or set null_draws to 0 (no p-values).")
+            f"leaving {left:,} to draw from; random gene sets of {k:,} genes would be mostly the signature's own genes "
+            f"(at least {k:,} others needed). Use a signature of at most {n_genes // 2:,} genes, or set null_draws to 0 (no p-values).")
 
 
-def _pool(g: int, bins: np.ndarray, sig_set: np.ndarray) -> np.ndarray:
-    """Candidate genes for signature gene ``g``: its bin, widened until MIN_POOL genes."""
+def _pool(g: int, bins: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+    """Candidate genes for signature gene ``g``: its bin (minus ``excluded``), widened until
+    MIN_POOL genes."""
     b = bins[g]
     if b < 0:
-        pool = np.flatnonzero(~sig_set & (bins >= 0))
+        pool = np.flatnonzero(~excluded & (bins >= 0))
     else:
         width = 0
         while True:
             lo, hi = b - width, b + width
-            pool = np.flatnonzero(~sig_set & (bins >= lo) & (bins <= hi))
+            pool = np.flatnonzero(~excluded & (bins >= lo) & (bins <= hi))
             if pool.size >= MIN_POOL or width > N_MEAN_BINS * N_DETECTION_BINS:
                 break
             width += 1
     if pool.size == 0:
-        pool = np.flatnonzero(~sig_set)
+        pool = np.flatnonzero(~excluded)
     return pool
 
 
