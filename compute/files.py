@@ -93,6 +93,8 @@ def reserved_space(path: str | Path, nbytes: int):
                     f"its device" + (f", {held / 2**20:,.1f} MB of it held for writes in progress" if held else "")
                     + ": free some space (or write elsewhere) and re-run; finished work is kept")
             mine.write_text(str(int(nbytes)))
+    except StorageError:  # as it is: raised from itself, Dask would loop on its causes
+        raise
     except OSError as exc:
         raise storage_error(folder, exc) from exc
     try:
@@ -118,6 +120,8 @@ def allocate(path: str | Path) -> None:
             size = os.fstat(fh.fileno()).st_size
             if size and hasattr(os, "posix_fallocate"):
                 os.posix_fallocate(fh.fileno(), 0, size)
+    except StorageError:  # as it is: raised from itself, Dask would loop on its causes
+        raise
     except OSError as exc:
         if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
             return  # no allocation on this file system: the map is written as before
@@ -133,6 +137,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     try:
         write(tmp)
         os.replace(tmp, path)
+    except StorageError:  # as it is: raised from itself, Dask would loop on its causes
+        raise
     except OSError as exc:
         raise storage_error(path, exc) from exc
     finally:
@@ -170,6 +176,8 @@ def copy_tree_atomic(src: str | Path, dst: str | Path) -> None:
     except shutil.Error as exc:  # copytree gathers the per-file errors
         first = next((e for e in exc.args[0] if isinstance(e, tuple) and len(e) == 3), None) if exc.args else None
         raise StorageError(f"cannot copy {src} to {dst}: {first[2] if first else exc}") from exc
+    except StorageError:  # as it is: raised from itself, Dask would loop on its causes
+        raise
     except OSError as exc:
         raise storage_error(dst, exc) from exc
     finally:

@@ -64,3 +64,57 @@ def test_the_builds_dask_status_page_listens_on_loopback_only():
         port = client.scheduler_info()["services"]["dashboard"]
         listening = [c.laddr.ip for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port and c.status == "LISTEN"]
     assert listening and set(listening) <= {"127.0.0.1"}, listening
+
+
+def _causes_end(exc: BaseException) -> bool:
+    """Whether walking ``exc.__cause__`` (as Dask's collect_causes does) ends within 50 steps."""
+    for _ in range(50):
+        if exc.__cause__ is None:
+            return True
+        exc = exc.__cause__
+    return False
+
+
+def test_a_storage_error_met_inside_another_write_is_not_its_own_cause(tmp_path, monkeypatch):
+    """A full disk under the Dask build hung it for good (issue 33): reserved_space raised its
+    StorageError inside its own ``except OSError``, which raised it again ``from`` itself, and
+    Dask's worker walked that cause chain forever before reporting the task's failure."""
+    import shutil
+
+    from compute.atlas import cache_error
+    from compute.errors import CacheError
+    from compute.files import reserved_space
+
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=1000))
+    with pytest.raises(StorageError) as info:
+        with reserved_space(tmp_path / "big.h5ad", 10**6):
+            pass
+    assert _causes_end(info.value)
+    nested = tmp_path / "nested.npy"
+    with pytest.raises(StorageError) as info:  # a write whose own writer met a StorageError
+        atomic_write(nested, lambda tmp: save_npy_atomic(tmp, np.zeros(1)) or (_ for _ in ()).throw(StorageError("full")))
+    assert _causes_end(info.value)
+    assert isinstance(cache_error(tmp_path, CacheError("x", tmp_path)), CacheError)
+
+
+def test_a_full_disk_in_a_dask_task_is_reported_not_hung(tmp_path, monkeypatch):
+    """The same through a Dask worker (threads here, as the build's workers run its tasks): the
+    task's StorageError comes back to the client in seconds."""
+    import shutil
+
+    from distributed import Client
+
+    from compute.files import reserved_space
+
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=1000))
+
+    def write():
+        with reserved_space(tmp_path / "study.h5ad", 10**6):
+            pass
+
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
+        future = client.submit(write, pure=False)
+        with pytest.raises(StorageError, match="it needs about 1.0 MB"):
+            future.result(timeout=60)

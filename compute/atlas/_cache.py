@@ -99,6 +99,8 @@ def private_folder(directory: str | Path) -> bool:
             os.chmod(d, 0o700)
         if not os.access(d, os.W_OK | os.X_OK):
             raise OSError(errno.EACCES, "not writable", str(d))
+    except CacheError:  # as it is: raised from itself, Dask would loop on its causes
+        raise
     except FileExistsError as exc:  # created meanwhile by another worker
         if d.is_dir():
             return private_folder(d)
@@ -120,6 +122,8 @@ def probe_writable(directory: str | Path) -> None:
             os.write(fd, b"x")
         finally:
             os.close(fd)
+    except CacheError:  # as it is: raised from itself, Dask would loop on its causes
+        raise
     except OSError as exc:
         raise cache_error(d, exc) from exc
     finally:
@@ -172,6 +176,8 @@ class ResultCache:
             with _SQLITE_LOCK:
                 try:
                     self._cache = diskcache.Cache(str(self.directory), size_limit=self._size_limit)
+                except CacheError:  # as it is: raised from itself, Dask would loop on its causes
+                    raise
                 except Exception as exc:
                     if _is_cache_failure(exc):
                         raise cache_error(self.directory, exc) from exc
@@ -187,6 +193,8 @@ class ResultCache:
             try:
                 with _SQLITE_LOCK:
                     return getattr(cache, what)(*args)
+            except CacheError:  # as it is: raised from itself, Dask would loop on its causes
+                raise
             except Exception as exc:
                 if not _is_cache_failure(exc):
                     raise
