@@ -657,8 +657,12 @@ def score_comparison_figure(attr_ranking: pd.DataFrame, expr_ranking: pd.DataFra
     """Dumbbell per disease: mean sample hit % under attribution scores (circles) and expression
     scores (diamonds), joined by a grey line; diseases in attribution-rank order, expression-only
     ones after. Y labels carry "#attribution rank / #expression rank" ("–": not ranked). Markers
-    are open for diseases whose samples are all SIMULATED. ``layout.meta``: {"order", "ranks":
-    {disease: [attr_rank, expr_rank]} (None: not ranked)}."""
+    are open for diseases whose samples are all SIMULATED. When the rankings carry the disease
+    evidence (``effect``, ``effect_lo``, ``effect_hi``: compute.query._meta), a second panel on
+    the right shows each score's pooled within-study effect (Hedges' g, 95% CI) on the same rows,
+    so a disease where the two scores' effects disagree is seen beside its hit %. ``layout.meta``:
+    {"order", "ranks": {disease: [attr_rank, expr_rank]} (None: not ranked), "effects": {disease:
+    [attr g, expr g]} (None: no within-study effect)}."""
     if expr_ranking is None:
         return empty_figure("No expression ranking: the atlas stores no expression or the query did not ask for it")
     if _is_empty(attr_ranking) and _is_empty(expr_ranking):
@@ -705,11 +709,43 @@ def score_comparison_figure(attr_ranking: pd.DataFrame, expr_ranking: pd.DataFra
                yanchor="bottom", showarrow=False, font=dict(size=12, color="#555"))
     sim_line = ("<br><span style='font-size:13px;color:#D55E00'><b>open markers: all samples SIMULATED</b></span>"
                 if any(sim.values()) else "")
+    effects = {g: [None if get(df, g, "effect") is None or not np.isfinite(float(get(df, g, "effect"))) else float(get(df, g, "effect"))
+                   for df in (a, e)] for g in order} if "effect" in a.columns or "effect" in e.columns else {}
+    panels = {}
+    if any(v is not None for pair in effects.values() for v in pair):
+        traces += _effect_traces(order, labels, (a, e), get)
+        panels = dict(xaxis=dict(title="mean sample hit %", rangemode="tozero", domain=[0, 0.52]),
+                      xaxis2=dict(title="pooled effect g (95% CI), within studies", domain=[0.6, 1], zeroline=True,
+                                  zerolinecolor="#999", anchor="y"))
     return _figure(traces, f"{title}{sim_line}", max(340, 32 * len(order) + 170), annotations=[key],
-                   xaxis=dict(title="mean sample hit %", rangemode="tozero"),
+                   **(panels or dict(xaxis=dict(title="mean sample hit %", rangemode="tozero"))),
                    yaxis=dict(categoryorder="array", categoryarray=[labels[g] for g in order], autorange="reversed", automargin=True),
                    legend=dict(orientation="h", yref="container", y=0.01, yanchor="bottom", x=0),
-                   margin=dict(l=40, r=20, b=100, t_extra=22), meta={"order": order, "ranks": ranks})
+                   margin=dict(l=40, r=20, b=100, t_extra=22), meta={"order": order, "ranks": ranks, "effects": effects})
+
+
+def _effect_traces(order: list[str], labels: dict, tables: tuple[pd.DataFrame, pd.DataFrame], get) -> list[dict]:
+    """The comparison figure's right panel: per score, each disease's pooled g with its 95% CI
+    (x2), the attribution's a little above its row and the expression's a little below."""
+    out = []
+    for name, df, symbol, colour in (("attribution score", tables[0], "circle", PALETTE[0]),
+                                     ("expression score (score_genes)", tables[1], "diamond", PALETTE[5])):
+        rows = [g for g in order if get(df, g, "effect") is not None and np.isfinite(float(get(df, g, "effect")))]
+        if not rows:
+            continue
+        g_ = np.array([float(get(df, g, "effect")) for g in rows])
+        lo = np.array([float(get(df, g, "effect_lo")) if get(df, g, "effect_lo") is not None else np.nan for g in rows])
+        hi = np.array([float(get(df, g, "effect_hi")) if get(df, g, "effect_hi") is not None else np.nan for g in rows])
+        out.append(dict(
+            type="scatter", x=g_, y=[labels[g] for g in rows], xaxis="x2", yaxis="y", mode="markers", name=f"{name}: effect",
+            showlegend=False, marker=dict(symbol=symbol, size=11, color=colour),
+            error_x=dict(type="data", symmetric=False, array=np.nan_to_num(hi - g_), arrayminus=np.nan_to_num(g_ - lo), color=colour,
+                         thickness=1.5, width=4),
+            customdata=[[g, lo_, hi_] for g, lo_, hi_ in zip(rows, lo, hi, strict=True)],
+            hovertemplate=f"<b>%{{customdata[0]}}</b><br>{name}: g %{{x:.2f}} [%{{customdata[1]:.2f}}, %{{customdata[2]:.2f}}]"
+                          "<extra></extra>",
+        ))
+    return out
 
 
 def score_scatter_figure(attr_scores: np.ndarray, expr_scores: np.ndarray, labels: np.ndarray, *, max_points: int = 5_000,

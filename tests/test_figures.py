@@ -633,3 +633,23 @@ def test_the_figures_template_is_plotly_white_for_what_they_draw():
     fig = go.Figure(go.Bar(x=[1], y=[2]))
     assert fig.to_json() == go.Figure(go.Bar(x=[1], y=[2])).update_layout(template=TEMPLATE).to_json()
     assert F.empty_figure("nothing").to_dict()["layout"]["template"] == light
+
+
+def test_score_comparison_shows_both_scores_pooled_effects_beside_the_hit_pct(query):
+    """Issue 32, item 5: attribution and expression scores' meta-analyses side by side."""
+    attr, expr = query.diseases, query.expression_diseases
+    fig = F.score_comparison_figure(attr, expr).to_dict()
+    meta = fig["layout"]["meta"]
+    assert "domain" in fig["layout"]["xaxis"] and fig["layout"]["xaxis2"]["title"]["text"].startswith("pooled effect g")
+    effect_traces = [t for t in traces(F.score_comparison_figure(attr, expr)) if t.get("xaxis") == "x2"]
+    assert {t["name"] for t in effect_traces} == {"attribution score: effect", "expression score (score_genes): effect"}
+    for t, table in zip(effect_traces, (attr, expr), strict=True):
+        rows = table.set_index("group")
+        names = [c[0] for c in t["customdata"]]
+        np.testing.assert_allclose(arr(t["x"]), rows.loc[names, "effect"].to_numpy(dtype=float))
+        np.testing.assert_allclose(arr(t["error_x"]["array"]), (rows.loc[names, "effect_hi"] - rows.loc[names, "effect"]).to_numpy(dtype=float))
+    with_effect = attr.dropna(subset=["effect"])
+    assert len(with_effect) and all(meta["effects"][g][0] == pytest.approx(v) for g, v in zip(with_effect["group"], with_effect["effect"], strict=True))
+    # without evidence columns the figure is the hit % panel alone
+    plain = F.score_comparison_figure(attr.drop(columns=["effect"]), expr.drop(columns=["effect"])).to_dict()
+    assert "xaxis2" not in plain["layout"] and plain["layout"]["meta"]["effects"] == {}
