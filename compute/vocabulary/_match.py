@@ -9,16 +9,19 @@ import numpy as np
 import pandas as pd
 
 from compute.errors import IngestError
+from compute.vocabulary._disease import ASSUMED_HEALTHY, read_disease
 from compute.vocabulary._ontology import HEALTHY, KINDS, ontologies
+from compute.vocabulary._reader import blocked_synonyms, read_cell_type, read_phrase
 from compute.vocabulary._text import normalise_label
 
 __all__ = ["NO_LABEL", "Harmonised", "TermMatch", "harmonise", "match_label", "normalise_label"]
 
+NO_TERM = "no term with this label or synonym"
 # values that say "no annotation": kept as their own group, never matched to a term
 NO_LABEL = frozenset({"", "nan", "none", "na", "n/a", "unknown", "unassigned", "unannotated", "not available", "other"})
 # disease values meaning "no disease": the CELLxGENE schema's PATO:0000461 "normal"
-_HEALTHY_WORDS = frozenset({"healthy", "normal", "control", "healthy control", "healthy donor", "healthy volunteer",
-                            "no disease", "not diseased"})
+_HEALTHY_WORDS = frozenset({"healthy", "normal", "healthy control", "healthy controls", "healthy donor", "healthy donors",
+                            "healthy volunteer", "healthy volunteers", "no disease", "not diseased", "hc"})
 
 
 def _variants(norm: str, kind: str) -> list[str]:
@@ -35,13 +38,24 @@ def _variants(norm: str, kind: str) -> list[str]:
 @dataclass(frozen=True)
 class TermMatch:
     """How one label was matched: ``term_id``/``term_label`` (None when unmapped), ``how``
-    (map, id, label, synonym, healthy or None) and, when unmapped, ``reason``."""
+    (map, id, label, synonym, healthy, assumed healthy, phrase, reader, alternatives, parent or
+    None) and, when unmapped, ``reason`` and ``proposal`` (a term id to map the label to by
+    hand, never applied). ``score``: the reader's share of the label it accounts for (1.0 for
+    exact readings); ``notes``: what was read, assumed or left aside."""
 
     label: str
     term_id: str | None
     term_label: str | None
     how: str | None
     reason: str | None = None
+    proposal: str | None = None
+    score: float = 1.0
+    notes: tuple[str, ...] = ()
+
+    @property
+    def proposal_label(self) -> str | None:
+        t = ontologies().term(self.proposal) if self.proposal else None
+        return t.label if t is not None else ("normal" if self.proposal == HEALTHY else None)
 
     @property
     def mapped(self) -> bool:
@@ -93,20 +107,57 @@ def match_label(label: str, kind: str, mapping: dict | None = None) -> TermMatch
         return TermMatch(text, t.id, t.label, "id")
     if kind == "disease" and norm in _HEALTHY_WORDS:
         return TermMatch(text, HEALTHY, "normal", "healthy")
+    if kind == "disease" and norm in ASSUMED_HEALTHY:
+        return TermMatch(text, HEALTHY, "normal", "assumed healthy", notes=(
+            f"'{text}' read as healthy donors (PATO:0000461 normal): if this study's controls are patients, "
+            "map the label in disease_map",))
+    curated = _curated(text, kind)
+    if curated is not None:
+        return curated
     labels, synonyms = onto.text_index(kind)
+    blocked = blocked_synonyms(kind)
     ambiguous: tuple[str, ...] = ()
     for cand in (norm, *_variants(norm, kind)):
         if len(ids := labels.get(cand, ())) == 1:
             return TermMatch(text, ids[0], onto.term(ids[0]).label, "label")
-        ids = synonyms.get(cand, ())
+        ids = tuple(i for i in synonyms.get(cand, ()) if (cand, i) not in blocked)
         if len(ids) == 1:
             return TermMatch(text, ids[0], onto.term(ids[0]).label, "synonym")
         if len(ids) > 1 and not ambiguous:
             ambiguous = ids
-    if ambiguous:
+    if ambiguous:  # the ontology itself gives the text to several terms: never read further
         names = ", ".join(f"{i} {onto.term(i).label}" for i in ambiguous[:4])
-        return TermMatch(text, None, None, None, f"ambiguous synonym of {len(ambiguous)} terms ({names}): map it")
-    return TermMatch(text, None, None, None, "no term with this label or synonym")
+        return TermMatch(text, None, None, None, f"ambiguous synonym of {len(ambiguous)} terms ({names}): map it",
+                         proposal=ambiguous[0])
+    return _read(text, kind)
+
+
+def _curated(text: str, kind: str) -> TermMatch | None:
+    """The curated table's reading of a whole label (assets/vocabulary), or None."""
+    onto = ontologies()
+    r = read_phrase(text, kind)
+    if r is None:
+        return None
+    if r.term_id:
+        return TermMatch(text, r.term_id, onto.term(r.term_id).label, r.how, score=r.score,
+                         notes=(*r.notes, f"source: {r.source}") if r.source else r.notes)
+    return TermMatch(text, None, None, None, NO_TERM, proposal=r.proposal, score=0.0,
+                     notes=(r.reason, *r.notes, *([f"source: {r.source}"] if r.source else [])))
+
+
+def _read(text: str, kind: str) -> TermMatch:
+    """The label reader (compute.vocabulary._reader / _disease) for what no label or synonym
+    matched: a term when one wins clearly, else the reason and a proposal."""
+    onto = ontologies()
+    if kind == "cell_type":
+        r = read_cell_type(text, resolve=lambda alt: match_label(alt, kind).term_id)
+    elif kind == "disease":
+        r = read_disease(text, resolve=lambda alt: match_label(alt, kind).term_id)
+    else:
+        return TermMatch(text, None, None, None, NO_TERM)
+    if r.term_id:
+        return TermMatch(text, r.term_id, onto.term(r.term_id).label, r.how, score=r.score, notes=r.notes)
+    return TermMatch(text, None, None, None, NO_TERM, proposal=r.proposal, score=0.0, notes=(r.reason, *r.notes))
 
 
 @dataclass(frozen=True)
@@ -124,7 +175,12 @@ class Harmonised:
         mapped = [{"label": m.label, "term_id": m.term_id, "term_label": m.term_label, "how": m.how, "n_cells": n}
                   for m, n in self.matches if m.mapped]
         unmapped = [{"label": m.label, "reason": m.reason, "n_cells": n} for m, n in self.matches if not m.mapped]
-        return {"mapped": mapped, "unmapped": unmapped}
+        # what the label reader proposes for the unmapped labels (never applied) and what it
+        # read, assumed or left aside for the matched ones
+        proposals = [{"label": m.label, "proposal": m.proposal, "proposal_label": m.proposal_label, "why": list(m.notes)}
+                     for m, _ in self.matches if not m.mapped and m.proposal]
+        notes = [{"label": m.label, "how": m.how, "notes": list(m.notes)} for m, _ in self.matches if m.mapped and m.notes]
+        return {"mapped": mapped, "unmapped": unmapped, "proposals": proposals, "notes": notes}
 
 
 def harmonise(values, kind: str, mapping: dict | None = None, ids=None) -> Harmonised:
