@@ -38,13 +38,16 @@ _LONG_MARKER = re.compile(r"(?<![a-z0-9])([a-z][a-z0-9]*)((?:-alpha|-beta)*)[- ]
 _SHORT_MARKER = re.compile(r"(?<![a-z0-9])([a-z][a-z0-9]*)(\+\+|\+|-|bright|dim|hi|lo|int|neg|pos)(?![a-z0-9+])")
 _BARE_CD = re.compile(r"(?<![a-z0-9])(cd\d+[a-z]?)(?![a-z0-9])")
 _ANY_STATE = re.compile(r"(\+/-|\+-|±)")
-_TOOL_SUFFIX = re.compile(r"_\d{1,2}$")
+_TOOL_SUFFIX = re.compile(r"(?<!th\d)(?<!th\d\d)_\d{1,2}$", re.IGNORECASE)  # "Th1_17" (DICE) is Th1/Th17, not a cluster number
+# a gene symbol with a sign, as written ("CRTAM+", "PD1-"): a marker even when no alias is known
+_UPPER_MARKER = re.compile(r"(?<![A-Za-z0-9])([A-Z][A-Z0-9]{1,9})(\+\+|\+|-(?=[\s/,_)]|$))")
 
 
 def label_key(text: str) -> str:
     """The key a label is looked up by in the table of phrases: a tool's numbered suffix
-    ("CD4 TCM_1") dropped, then :func:`normalise_label`."""
-    return normalise_label(_TOOL_SUFFIX.sub("", str(text).strip()))
+    ("CD4 TCM_1") and a last word "cell(s)" dropped, then :func:`normalise_label`."""
+    key = normalise_label(_TOOL_SUFFIX.sub("", str(text).strip()))
+    return re.sub(r"(?<=.) cells?$", "", key)
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class WordTable:
     lineage: frozenset
     ignore: frozenset  # tuples of words
     notes: dict  # word -> note
+    modifiers: frozenset  # words a label may carry beyond its term's (the term is then a broader one)
     sources: dict = field(default_factory=dict)  # (kind, text) -> source
 
 
@@ -79,7 +83,7 @@ def load_table(kind: str) -> WordTable:
     lines = [ln for ln in path.read_text().splitlines() if ln and not ln.startswith("#")]
     rows = list(csv.DictReader(lines, delimiter="\t"))
     phrases, refusals, words, markers, implies, lmark, notes, sources = {}, {}, {}, {}, {}, {}, {}, {}
-    blocked, lineage, ignore = set(), set(), set()
+    blocked, lineage, ignore, modifiers = set(), set(), set(), set()
     for r in rows:
         text, kind, means, source, note = (r.get(k) or "" for k in ("text", "kind", "means", "source", "note"))
         if not source:
@@ -106,11 +110,13 @@ def load_table(kind: str) -> WordTable:
             ignore.add(tuple(key.split()))
         elif kind == "note":
             notes[text] = note
+        elif kind == "modifier":
+            modifiers.add(text)
         else:
             raise ValueError(f"{path}: unknown kind '{kind}' for '{text}'")
     return WordTable(phrases=phrases, refusals=refusals, blocked=frozenset(blocked), words=words, markers=markers,
                      implies=implies, lineage_markers=lmark, lineage=frozenset(lineage), ignore=frozenset(ignore),
-                     notes=notes, sources=sources)
+                     notes=notes, modifiers=frozenset(modifiers), sources=sources)
 
 
 def _marker_name(stem: str, table: WordTable) -> str:
@@ -123,10 +129,16 @@ def _tokens(text: str, table: WordTable, query: bool, vocabulary: frozenset = fr
     plurals and bare CD names read too) rather than an ontology label or synonym."""
     notes: list[str] = []
     t = str(text).replace("−", "-").replace("–", "-")
+    markers: dict[str, str] = {}
+    if _ANY_STATE.search(t):  # "CD16+/-": either state, so the marker says nothing
+        t = re.sub(r"(?<![A-Za-z0-9])[A-Za-z][A-Za-z0-9]*(\+/-|\+-|±)", " ", t)
+        notes.append("a '+/-' marker says nothing about the cells")
     if query:
         t = _TOOL_SUFFIX.sub("", t.strip())
+        for m in _UPPER_MARKER.finditer(t):
+            markers[_marker_name(m.group(1).lower(), table)] = _STATE[m.group(2)]
+        t = _UPPER_MARKER.sub(" ", t)
     t = t.lower()
-    markers: dict[str, str] = {}
 
     def take(m: re.Match, stem_group: int, state: str, extra: str = "") -> str:
         stem = m.group(stem_group)
@@ -135,9 +147,6 @@ def _tokens(text: str, table: WordTable, query: bool, vocabulary: frozenset = fr
         markers[_marker_name(stem + extra, table)] = _STATE[state]
         return " "
 
-    if _ANY_STATE.search(t):  # "CD16+/-": either state, so the marker says nothing
-        t = re.sub(r"(?<![a-z0-9])[a-z][a-z0-9]*(\+/-|\+-|±)", " ", t)
-        notes.append("a '+/-' marker says nothing about the cells")
     t = _LONG_MARKER.sub(lambda m: take(m, 1, m.group(3), m.group(2)), t)
     t = _SHORT_MARKER.sub(lambda m: take(m, 1, m.group(2)), t)
     if query:
@@ -295,8 +304,10 @@ def _read_one(label: str) -> Reading:
     tied = [t for t, s, _ in ranked if s == top_score]
     winner = next((t for t in tied if all(t == o or t in ontologies().term(o).ancestors for o in tied)), None)
     cands = tuple((t, round(c, 2)) for t, _, c in ranked[:5])
-    if winner is None:
-        return Reading(label, None, notes=tuple(notes), candidates=cands, proposal=tied[0],
+    if winner is None:  # propose what the tied terms share, when it is close to them
+        anc, steps = _common_ancestor(tied)
+        return Reading(label, None, notes=tuple(notes), candidates=cands,
+                       proposal=anc if anc is not None and steps <= ALTERNATIVES_MAX_STEPS else tied[0],
                        reason="ambiguous: " + "; ".join(_describe(t) for t in tied[:4]) + " read it equally well")
     rivals = [t for t, s, _ in ranked if t != winner and s > top_score - MARGIN and not _related(t, winner)]
     if rivals:
@@ -307,10 +318,10 @@ def _read_one(label: str) -> Reading:
     for e in entries:
         if e.term_id == winner and e.words <= set(words):
             covered |= e.words
-    unknown = [w for w in words if w not in vocab and w not in covered]
-    if unknown:
+    unknown = [w for w in words if w not in covered and w not in table.modifiers]
+    if unknown:  # a word the term does not account for may change what the cells are: never guess
         return Reading(label, None, notes=tuple(notes), candidates=cands, proposal=winner,
-                       reason=f"words no term uses: {', '.join(unknown)}")
+                       reason=f"'{' '.join(unknown)}' read by no term of {_describe(winner)} or narrower")
     left = [w for w in words if w not in covered]
     if left:
         notes.append("read and left aside (no narrower term): " + ", ".join(left))
