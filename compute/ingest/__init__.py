@@ -6,7 +6,7 @@ from compute.ingest._align import GeneOverlap, align_to_genes
 from compute.ingest._blocked import ingest_h5ad_in_blocks
 from compute.ingest._genes import detect_species, harmonise_symbols, ortholog_table
 from compute.ingest._qc import qc_and_normalise, qc_decision, qc_thresholds
-from compute.ingest._read import CELL_COLUMNS, read_study
+from compute.ingest._read import CELL_COLUMNS, read_study, standard_cells
 from compute.ingest._report import REPORT_KEY, ingest_report
 
 __all__ = [
@@ -23,4 +23,5 @@ __all__ = [
     "qc_decision",
     "qc_thresholds",
     "read_study",
+    "standard_cells",
 ]

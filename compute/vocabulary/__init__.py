@@ -2,6 +2,8 @@
 UBERON terms (PATO:0000461 "normal" for healthy donors), from cellxgene-ontology-guide's
 bundled ontologies (offline); label transfer through the encoder's embedding."""
 
+from compute.vocabulary._disease import read_disease
+from compute.vocabulary._evaluate import LabelScore, score_labels, steps_between
 from compute.vocabulary._match import (
     NO_LABEL,
     Harmonised,
@@ -10,6 +12,8 @@ from compute.vocabulary._match import (
     match_label,
 )
 from compute.vocabulary._ontology import HEALTHY, KINDS, Ontologies, TermInfo, ontologies
+from compute.vocabulary._preview import StudyLabels, labels_json, labels_text, preview_labels
+from compute.vocabulary._reader import Reading, read_cell_type
 from compute.vocabulary._terms import POSITIVE_DISTANCE, term_closure, term_relation
 from compute.vocabulary._text import normalise_label
 from compute.vocabulary._transfer import (
@@ -34,6 +38,9 @@ __all__ = [
     "NO_LABEL",
     "POSITIVE_DISTANCE",
     "Harmonised",
+    "LabelScore",
+    "Reading",
+    "StudyLabels",
     "Ontologies",
     "TermInfo",
     "TermMatch",
@@ -43,13 +50,20 @@ __all__ = [
     "accuracy_counts",
     "accuracy_summary",
     "harmonise",
+    "labels_json",
+    "labels_text",
     "make_reference",
     "match_label",
     "normalise_label",
     "ontologies",
     "predict_study",
+    "preview_labels",
+    "read_cell_type",
+    "read_disease",
     "reference_positions",
+    "score_labels",
     "shared_terms",
+    "steps_between",
     "term_closure",
     "term_relation",
     "transfer_labels",
