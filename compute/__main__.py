@@ -240,8 +240,8 @@ def _cmd_modules(args) -> int:
 
 
 def _cmd_labels(args) -> int:
+    from compute.ingest import labels_json, labels_text, preview_labels
     from compute.manifest import load_manifest
-    from compute.vocabulary import labels_json, labels_text, preview_labels
 
     previews = preview_labels(load_manifest(args.manifest), tuple(args.study or ()))
     if args.json:

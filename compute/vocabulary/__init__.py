@@ -12,7 +12,6 @@ from compute.vocabulary._match import (
     match_label,
 )
 from compute.vocabulary._ontology import HEALTHY, KINDS, Ontologies, TermInfo, ontologies
-from compute.vocabulary._preview import StudyLabels, labels_json, labels_text, preview_labels
 from compute.vocabulary._reader import Reading, read_cell_type
 from compute.vocabulary._terms import POSITIVE_DISTANCE, term_closure, term_relation
 from compute.vocabulary._text import normalise_label
@@ -40,7 +39,6 @@ __all__ = [
     "Harmonised",
     "LabelScore",
     "Reading",
-    "StudyLabels",
     "Ontologies",
     "TermInfo",
     "TermMatch",
@@ -50,14 +48,11 @@ __all__ = [
     "accuracy_counts",
     "accuracy_summary",
     "harmonise",
-    "labels_json",
-    "labels_text",
     "make_reference",
     "match_label",
     "normalise_label",
     "ontologies",
     "predict_study",
-    "preview_labels",
     "read_cell_type",
     "read_disease",
     "reference_positions",

@@ -75,8 +75,8 @@ def preview_labels(manifest, studies: tuple[str, ...] = ()) -> list[StudyLabels]
     """A :class:`StudyLabels` per study of ``manifest`` (those named in ``studies``, when given).
     A study that cannot be read gets its ``error``; the others are still previewed."""
     from compute.errors import SigAtlasError
-    from compute.ingest import standard_cells
-    from compute.vocabulary._match import match_label
+    from compute.ingest._read import standard_cells
+    from compute.vocabulary import match_label
 
     out = []
     for spec in manifest.studies:
