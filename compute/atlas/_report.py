@@ -159,7 +159,9 @@ def _qc_line(qc: dict) -> str | None:
 
 _KIND_NAMES = {"cell_type": ("Cell types", "Cell Ontology"), "disease": ("Diseases", "MONDO"), "tissue": ("Tissues", "UBERON")}
 _HOW = {"id": "by term id", "map": "by the manifest's map", "label": "by term label", "synonym": "by synonym",
-        "healthy": "healthy -> normal"}
+        "healthy": "healthy -> normal", "phrase": "by the curated table of label spellings", "reader": "by reading the label",
+        "alternatives": "as the common term of the label's alternatives",
+        "assumed healthy": "'control' assumed healthy (map it if the controls are patients)"}
 
 
 def _vocabulary_line(kind: str, section: dict) -> str | None:
@@ -182,8 +184,15 @@ def _vocabulary_line(kind: str, section: dict) -> str | None:
         extra = sum(1 for m in mapped if m.get("term_label") != m.get("label")) - len(renamed)
         line += f" and {extra} more" if extra > 0 else ""
     if unmapped:
+        proposed = {str(p.get("label")): p for p in section.get("proposals", []) if isinstance(p, Mapping)}
+
+        def _proposal(label) -> str:
+            p = proposed.get(str(label))
+            return f"; proposed, not applied: {p.get('proposal_label')} ({p.get('proposal')})" if p else ""
+
         line += "; not matched, kept as their own group: " + ", ".join(
-            f"'{m.get('label')}' ({_int(m.get('n_cells')) or 0:,} cells, {m.get('reason')})" for m in unmapped)
+            f"'{m.get('label')}' ({_int(m.get('n_cells')) or 0:,} cells, {m.get('reason')}{_proposal(m.get('label'))})"
+            for m in unmapped)
     return line + "."
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 __all__ = ["StudyLabels", "labels_json", "labels_text", "preview_labels"]
 
 PREVIEW_KINDS = ("cell_type", "disease")
+_SIMPLE_KEY_MAX = 1000
 
 
 @dataclass(frozen=True)
@@ -131,11 +132,15 @@ def map_lines(rows: list[dict], kind: str, indent: str = "      ") -> list[str]:
     for r in rows:
         key = _yaml_key(r["label"])
         if r["term_id"]:
-            lines.append(f"{indent}{key}: {r['term_id']}  # {_comment(r['term_label'])} ({r['how']})")
+            value = f"{r['term_id']}  # {_comment(r['term_label'])} ({r['how']})"
         elif r["proposal"]:
-            lines.append(f"{indent}{key}: {r['proposal']}  # PROPOSED, check it: {_comment(r['proposal_label'] or '')}")
+            value = f"{r['proposal']}  # PROPOSED, check it: {_comment(r['proposal_label'] or '')}"
         else:
-            lines.append(f"{indent}{key}: null  # no term; left unmapped ({_comment(r['reason'] or '')})")
+            value = f"null  # no term; left unmapped ({_comment(r['reason'] or '')})"
+        if len(key) > _SIMPLE_KEY_MAX:  # YAML's simple keys end at 1,024 characters: an explicit key
+            lines += [f"{indent}? {key}", f"{indent}: {value}"]
+        else:
+            lines.append(f"{indent}{key}: {value}")
     return lines
 
 
