@@ -243,7 +243,7 @@ def _cmd_labels(args) -> int:
     from compute.ingest import labels_json, labels_text, preview_labels
     from compute.manifest import load_manifest
 
-    previews = preview_labels(load_manifest(args.manifest), tuple(args.study or ()))
+    previews = preview_labels(load_manifest(args.manifest), tuple(args.study or ()), markers=args.markers)
     if args.json:
         print(json.dumps(labels_json(previews), indent=1, ensure_ascii=False))
     else:
@@ -370,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
                         "would get, how, and a proposal where none; prints ready-to-paste cell_type_map / disease_map")
     la.add_argument("manifest")
     la.add_argument("--study", action="append", help="only this study (repeatable)")
+    la.add_argument("--markers", action="store_true", help="also weigh each cell-type label against its cells' marker "
+                    "genes (reads the studies' values: slower); a text match the cells contradict is flagged CHECK")
     la.add_argument("--json", action="store_true", help="print only JSON")
     la.set_defaults(func=_cmd_labels)
 

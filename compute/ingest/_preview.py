@@ -72,9 +72,34 @@ def _rows(report: dict, matches_by_label: dict) -> list[dict]:
     return rows
 
 
-def preview_labels(manifest, studies: tuple[str, ...] = ()) -> list[StudyLabels]:
+def _marker_rows(spec, rows: list[dict]) -> None:
+    """Adds to each cell-type row ``markers``: {verdict, text, set, score, confidence,
+    proposal} from the cells' own marker genes (compute.vocabulary.marker_evidence); reads the
+    study's values (as ingest reads them), normalised to 1e4 per cell and log1p."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from compute.ingest._read import read_study
+    from compute.vocabulary import judge_markers, marker_evidence
+
+    a = read_study(spec)
+    X = sp.csr_matrix(a.X, dtype=np.float64)
+    X = sp.diags(1e4 / np.maximum(np.asarray(X.sum(axis=1)).ravel(), 1.0)) @ X
+    X.data = np.log1p(X.data)
+    evidence = marker_evidence(X, list(a.var_names), a.obs["cell_type_original"].astype(str).to_numpy())
+    for r in rows:
+        ev = evidence.get(str(r["label"]))
+        verdict, text = judge_markers(ev, r["term_id"])
+        r["markers"] = {"verdict": verdict, "text": text, "set": ev.best if ev else None,
+                        "score": ev.score if ev else None, "confidence": ev.confidence if ev else None,
+                        "proposal": ev.terms[0] if ev is not None and ev.best and verdict in ("proposed", "contradicted") else None}
+
+
+def preview_labels(manifest, studies: tuple[str, ...] = (), markers: bool = False) -> list[StudyLabels]:
     """A :class:`StudyLabels` per study of ``manifest`` (those named in ``studies``, when given).
-    A study that cannot be read gets its ``error``; the others are still previewed."""
+    A study that cannot be read gets its ``error``; the others are still previewed. With
+    ``markers``, each cell-type label also gets the evidence of its cells' marker genes (the
+    study's values are read: slower)."""
     from compute.errors import SigAtlasError
     from compute.ingest._read import standard_cells
     from compute.vocabulary import match_label
@@ -103,6 +128,12 @@ def preview_labels(manifest, studies: tuple[str, ...] = ()) -> list[StudyLabels]
                     if r["proposal"]:
                         r["notes"] = [f"without the map: {auto.how or 'unmatched'}", *auto.notes]
             kinds[kind] = rows
+        if markers:
+            try:
+                _marker_rows(spec, kinds["cell_type"])
+            except SigAtlasError as exc:
+                out.append(StudyLabels(spec.id, source, int(len(obs)), kinds, error=f"marker evidence: {exc}"))
+                continue
         out.append(StudyLabels(spec.id, source, int(len(obs)), kinds))
     missing = [s for s in studies if s not in {p.study for p in out}]
     if missing:
@@ -152,7 +183,8 @@ def labels_text(previews: list[StudyLabels]) -> str:
         out.append(f"study {p.study} ({p.source})" + (f": {p.n_cells:,} cells" if not p.error else ""))
         if p.error:
             out.append(f"  ERROR: {p.error}")
-            continue
+            if not p.kinds:
+                continue
         for kind, rows in p.kinds.items():
             n_map = sum(r["term_id"] is not None for r in rows)
             out.append(f"  {kind}: {len(rows)} labels, {n_map} matched, {len(rows) - n_map} unmatched")
@@ -167,6 +199,8 @@ def labels_text(previews: list[StudyLabels]) -> str:
                 out.append(line)
                 for n in r["notes"]:
                     out.append(f"        {_comment(n)}")
+                if r.get("markers"):
+                    out.append(f"        cells: {r['markers']['verdict']}: {_comment(r['markers']['text'])}")
         out.append(f"  ready to paste under study {p.study}'s columns: (a map entry wins over automatic matching)")
         for kind, rows in p.kinds.items():
             out += map_lines(rows, kind)

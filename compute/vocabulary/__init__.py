@@ -4,6 +4,7 @@ bundled ontologies (offline); label transfer through the encoder's embedding."""
 
 from compute.vocabulary._disease import read_disease
 from compute.vocabulary._evaluate import LabelScore, score_labels, steps_between
+from compute.vocabulary._markers import MarkerEvidence, judge_markers, marker_evidence, marker_sets
 from compute.vocabulary._match import (
     NO_LABEL,
     Harmonised,
@@ -38,6 +39,7 @@ __all__ = [
     "POSITIVE_DISTANCE",
     "Harmonised",
     "LabelScore",
+    "MarkerEvidence",
     "Reading",
     "Ontologies",
     "TermInfo",
@@ -48,7 +50,10 @@ __all__ = [
     "accuracy_counts",
     "accuracy_summary",
     "harmonise",
+    "judge_markers",
     "make_reference",
+    "marker_evidence",
+    "marker_sets",
     "match_label",
     "normalise_label",
     "ontologies",

@@ -1,0 +1,134 @@
+"""Evidence from the cells for a cell-type label: which known marker set the label's cells
+express (the immune marker sets of ``assets/reference``, each tied to Cell Ontology terms in
+``assets/vocabulary/marker_sets.tsv``), and whether that supports or contradicts the term the
+text gave (issue 34: a label read as pDC whose cells express CD1C/FCER1A, not LILRA4/CLEC4C,
+is flagged). Evidence is shown, never applied."""
+
+from __future__ import annotations
+
+import csv
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["MarkerEvidence", "judge_markers", "marker_evidence", "marker_sets"]
+
+MIN_CELLS = 10  # fewer cells under a label: no evidence from them
+MIN_GENES = 2  # a set with fewer of its genes measured does not speak
+SUPPORT = 0.5  # a set speaks for a label when its genes are this much higher there than in the study's other cells (log1p units)
+CONTRADICT_SHARE = 0.5  # the text's term is contradicted when its own sets score below this share of the winning set's
+
+
+@functools.cache
+def marker_sets() -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Set name -> (Cell Ontology terms it describes, its positive marker genes)."""
+    from compute.reference import assets_dir, immune_markers
+
+    genes = immune_markers()
+    lines = [ln for ln in (assets_dir() / "vocabulary" / "marker_sets.tsv").read_text().splitlines()
+             if ln and not ln.startswith("#")]
+    out = {}
+    for r in csv.DictReader(lines, delimiter="\t"):
+        if not r.get("source"):
+            raise ValueError(f"marker_sets.tsv: the set '{r['name']}' names no source")
+        if r["name"] not in genes:
+            raise ValueError(f"marker_sets.tsv: no set '{r['name']}' in human_immune_cell_markers.json")
+        out[r["name"]] = (tuple(t for t in r["terms"].split("|") if t), genes[r["name"]])
+    return out
+
+
+@dataclass(frozen=True)
+class MarkerEvidence:
+    """One label's cells against every marker set: ``scores`` (set name -> mean over its
+    measured genes of the label's mean log1p expression minus the study's other cells'),
+    ``best`` the highest set (None when none reaches :data:`SUPPORT`) with its ``score`` and
+    ``terms``, and ``runner_up`` the next set describing other terms."""
+
+    label: str
+    n_cells: int
+    scores: dict
+    best: str | None
+    score: float
+    terms: tuple[str, ...]
+    runner_up: str | None = None
+
+    @property
+    def confidence(self) -> float:
+        """The winning set's margin over the runner-up (log1p units; 0 when no set wins)."""
+        if self.best is None:
+            return 0.0
+        return round(self.score - (self.scores.get(self.runner_up, 0.0) if self.runner_up else 0.0), 3)
+
+
+def marker_evidence(X, genes, labels, min_cells: int = MIN_CELLS) -> dict[str, MarkerEvidence]:
+    """Per distinct label (with at least ``min_cells`` cells and other cells to compare with)
+    its :class:`MarkerEvidence`. ``X``: cells x genes, log1p of normalised counts (dense or
+    sparse); ``genes``: its column symbols; ``labels``: per cell."""
+    import scipy.sparse as sp
+
+    labels = np.asarray(labels, dtype=object).astype(str)
+    col = {g: i for i, g in enumerate(map(str, genes))}
+    sets = {name: (terms, [col[g] for g in gs if g in col]) for name, (terms, gs) in marker_sets().items()}
+    sets = {k: v for k, v in sets.items() if len(v[1]) >= MIN_GENES}
+    used = sorted({i for _, idx in sets.values() for i in idx})
+    if not used:
+        return {}
+    sub = X[:, used]
+    sub = np.asarray(sub.todense()) if sp.issparse(sub) else np.asarray(sub)
+    pos = {g: j for j, g in enumerate(used)}
+    total = sub.sum(axis=0)
+    n = len(labels)
+    out = {}
+    for label in dict.fromkeys(labels):
+        mask = labels == label
+        k = int(mask.sum())
+        if k < min_cells or n - k < min_cells:
+            continue
+        inside = sub[mask].mean(axis=0)
+        rest = (total - sub[mask].sum(axis=0)) / (n - k)
+        diff = inside - rest
+        scores = {name: round(float(np.mean([diff[pos[i]] for i in idx])), 3) for name, (_, idx) in sets.items()}
+        ranked = sorted(scores, key=lambda s: -scores[s])
+        best = ranked[0] if ranked and scores[ranked[0]] >= SUPPORT else None
+        runner = None
+        if best is not None:
+            runner = next((s for s in ranked[1:] if not _compatible(sets[s][0], sets[best][0])), None)
+        out[label] = MarkerEvidence(label, k, scores, best, scores[best] if best else 0.0,
+                                    sets[best][0] if best else (), runner)
+    return out
+
+
+def _related(a: str, b: str) -> bool:
+    from compute.vocabulary._ontology import ontologies
+
+    onto = ontologies()
+    ta, tb = onto.term(a), onto.term(b)
+    return a == b or (ta is not None and b in ta.ancestors) or (tb is not None and a in tb.ancestors)
+
+
+def _compatible(terms_a, terms_b) -> bool:
+    return any(_related(a, b) for a in terms_a for b in terms_b)
+
+
+def judge_markers(evidence: MarkerEvidence | None, term_id: str | None) -> tuple[str, str]:
+    """(verdict, sentence) for a label's term given its cells' marker evidence: "supported"
+    (the winning set describes the term, an ancestor or a descendant), "contradicted" (it
+    describes another lineage and the term's own sets score below half of it), "proposed"
+    (no term: the winning set's term is offered), or "not settled"."""
+    if evidence is None:
+        return "not settled", "too few cells for marker evidence"
+    if evidence.best is None:
+        return "not settled", "no known marker set is clearly expressed"
+    sets = marker_sets()
+    what = f"markers of {evidence.best} ({', '.join(sets[evidence.best][1][:4])}, ...) {evidence.score:+.2f}"
+    if term_id is None:
+        return "proposed", f"the cells express {what}: proposed {evidence.terms[0]} (margin {evidence.confidence:.2f}), not applied"
+    if _compatible(evidence.terms, (term_id,)):
+        return "supported", f"the cells express {what}"
+    own = [s for s, (terms, _) in sets.items() if _compatible(terms, (term_id,)) and s in evidence.scores]
+    own_best = max((evidence.scores[s] for s in own), default=None)
+    if own_best is None or own_best < CONTRADICT_SHARE * evidence.score:
+        mine = f"; the term's own markers {own_best:+.2f}" if own_best is not None else "; no known markers for the term"
+        return "contradicted", f"CHECK: the cells express {what}, which describe {evidence.terms[0]}, not the text's term{mine}"
+    return "not settled", f"the cells express {what}, and the term's own markers nearly as much ({own_best:+.2f})"
