@@ -124,3 +124,26 @@ def test_labels_preview_on_the_demo_manifest(tmp_path, capsys):
     pbmc = {r["label"]: r for r in studies[0]["labels"]["cell_type"]}
     assert sum(r["term_id"] is not None for r in pbmc.values()) == 9 and pbmc["CD34+"]["proposal"] == "CL:0008001"
     assert all(r["term_id"] for s in studies[1:] for kind in ("cell_type", "disease") for r in s["labels"][kind])
+
+
+def test_a_manifest_switch_accepts_the_proposals_and_says_so(tmp_path, capsys):
+    from compute.errors import ManifestError
+
+    path = _hostile(tmp_path)
+    doc = yaml.safe_load(path.read_text())
+    doc["studies"][0]["columns"]["accept_proposals"] = ["cell_type"]
+    doc["studies"][0]["columns"]["cell_type_map"] = {"Doublet": None}
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    assert load_manifest(path).studies[0].accept_proposals == ("cell_type",)
+    assert main(["labels", str(path), "--json"]) == 0
+    labels = json.loads(capsys.readouterr().out)[0]["labels"]
+    rows = {r["label"]: r for r in labels["cell_type"]}
+    assert (rows["CD34+"]["term_id"], rows["CD34+"]["how"]) == ("CL:0008001", "accepted proposal")
+    assert any("accept_proposals" in n for n in rows["CD34+"]["notes"])
+    assert rows["Doublet"]["term_id"] is None  # the map leaves it unmapped on purpose
+    dis = {r["label"]: r for r in labels["disease"]}
+    assert dis["RA"]["term_id"] is None  # diseases were not asked for
+    doc["studies"][0]["columns"]["accept_proposals"] = ["cell_types"]
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    with pytest.raises(ManifestError, match="columns.accept_proposals.*unknown kind 'cell_types'"):
+        load_manifest(path)

@@ -161,7 +161,8 @@ _KIND_NAMES = {"cell_type": ("Cell types", "Cell Ontology"), "disease": ("Diseas
 _HOW = {"id": "by term id", "map": "by the manifest's map", "label": "by term label", "synonym": "by synonym",
         "healthy": "healthy -> normal", "phrase": "by the curated table of label spellings", "reader": "by reading the label",
         "alternatives": "as the common term of the label's alternatives",
-        "assumed healthy": "'control' assumed healthy (map it if the controls are patients)"}
+        "assumed healthy": "'control' assumed healthy (map it if the controls are patients)",
+        "accepted proposal": "by a proposal the manifest accepted (columns.accept_proposals)"}
 
 
 def _vocabulary_line(kind: str, section: dict) -> str | None:

@@ -183,11 +183,13 @@ class Harmonised:
         return {"mapped": mapped, "unmapped": unmapped, "proposals": proposals, "notes": notes}
 
 
-def harmonise(values, kind: str, mapping: dict | None = None, ids=None) -> Harmonised:
+def harmonise(values, kind: str, mapping: dict | None = None, ids=None, accept_proposals: bool = False) -> Harmonised:
     """Harmonise one study's ``values`` (per cell, original labels) of annotation ``kind``.
 
     ``ids``: per cell term ids from the file (a CELLxGENE-schema ``*_ontology_term_id``
-    column); a valid id wins over the label, an invalid one falls back to the label."""
+    column); a valid id wins over the label, an invalid one falls back to the label.
+    ``accept_proposals`` (the manifest's columns.accept_proposals): an unmatched label with a
+    proposal takes it, reported as "accepted proposal" (a label the map leaves unmapped stays)."""
     values = pd.Series(np.asarray(values, dtype=object)).astype(str)
     onto = ontologies()
     if ids is not None:
@@ -209,6 +211,11 @@ def harmonise(values, kind: str, mapping: dict | None = None, ids=None) -> Harmo
                 m = TermMatch(label, t.id, t.label, "id")
         if m is None:
             m = match_label(label, kind, mapping)
+            if accept_proposals and not m.mapped and m.proposal and label not in (mapping or {}):
+                t = onto.term(m.proposal)
+                m = TermMatch(label, m.proposal, t.label if t is not None else "normal", "accepted proposal", score=0.0,
+                              notes=("a proposal, applied because the manifest's columns.accept_proposals asks for it",
+                                     *m.notes))
         term_ids[i] = m.term_id or ""
         labels[i] = m.term_label if m.mapped else label
         by_label.setdefault((m.label, m.term_id), [m, 0])[1] += int(counts[i])
