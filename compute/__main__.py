@@ -243,7 +243,15 @@ def _cmd_labels(args) -> int:
     from compute.ingest import labels_json, labels_text, preview_labels
     from compute.manifest import load_manifest
 
-    previews = preview_labels(load_manifest(args.manifest), tuple(args.study or ()), markers=args.markers)
+    cells = None
+    if args.atlas:
+        from compute.atlas import Atlas
+        from compute.errors import AtlasFormatError
+
+        cells = Atlas.open(args.atlas, cache=False).cells
+        if "cell_type_predicted_ontology_term_id" not in cells.columns:
+            raise AtlasFormatError(f"{args.atlas}: the atlas has no label transfer; rebuild it with `python -m compute build`")
+    previews = preview_labels(load_manifest(args.manifest), tuple(args.study or ()), markers=args.markers, atlas_cells=cells)
     if args.json:
         print(json.dumps(labels_json(previews), indent=1, ensure_ascii=False))
     else:
@@ -372,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     la.add_argument("--study", action="append", help="only this study (repeatable)")
     la.add_argument("--markers", action="store_true", help="also weigh each cell-type label against its cells' marker "
                     "genes (reads the studies' values: slower); a text match the cells contradict is flagged CHECK")
+    la.add_argument("--atlas", metavar="ATLAS", help="a built atlas of these studies: also show, per cell-type label, the "
+                    "term its cells' neighbours in other studies carry (the label transfer's majority)")
     la.add_argument("--json", action="store_true", help="print only JSON")
     la.set_defaults(func=_cmd_labels)
 

@@ -92,3 +92,27 @@ def test_the_labels_command_shows_the_cells_evidence(tmp_path, capsys):
     assert rows["cluster 7"]["term_id"] is None and rows["cluster 7"]["markers"]["proposal"] == "CL:0000784"
     assert main(["labels", str(tmp_path / "m.yaml"), "--markers"]) == 0
     assert "cells: contradicted: CHECK" in capsys.readouterr().out
+
+
+def test_the_neighbours_majority_supports_contradicts_or_proposes():
+    from compute.vocabulary import judge_transfer, transfer_evidence
+
+    labels = ["pDC"] * 20 + ["B"] * 20 + ["x"] * 20 + ["few"] * 3
+    predicted = ["CL:0002399"] * 18 + ["CL:0000784"] * 2 + ["CL:0000788"] * 20 + ["CL:0000784"] * 15 + [""] * 5 + ["CL:0000236"] * 3
+    ev = transfer_evidence(labels, predicted)
+    assert (ev["pDC"].term, ev["pDC"].share) == ("CL:0002399", 0.9)
+    assert ev["x"].n_cells == 15 and "few" not in ev  # cells with no prediction do not vote
+    assert judge_transfer(ev["pDC"], "CL:0000784")[0] == "contradicted"
+    assert judge_transfer(ev["B"], "CL:0000236")[0] == "supported"  # naive B cell is a B cell
+    assert judge_transfer(ev["x"], None)[0] == "proposed"
+    assert judge_transfer(None, "CL:0000236")[0] == "not settled"
+
+
+def test_the_labels_command_shows_the_neighbours_of_a_built_atlas(tiny_build, capsys):
+    manifest, atlas, _ = tiny_build
+    assert main(["labels", str(manifest), "--atlas", str(atlas), "--study", "PBMC68K", "--json"]) == 0
+    rows = {r["label"]: r for r in json.loads(capsys.readouterr().out)[0]["labels"]["cell_type"]}
+    assert rows["CD34+"]["transfer"]["term"]  # an unmatched label: what its neighbours say, as a proposal
+    assert rows["CD34+"]["transfer"]["verdict"] in ("proposed", "not settled")
+    assert {r["transfer"]["verdict"] for r in rows.values()} <= {"supported", "contradicted", "proposed", "not settled"}
+    assert sum(r["transfer"]["verdict"] == "supported" for r in rows.values()) >= 3

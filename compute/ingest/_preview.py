@@ -95,11 +95,28 @@ def _marker_rows(spec, rows: list[dict]) -> None:
                         "proposal": ev.terms[0] if ev is not None and ev.best and verdict in ("proposed", "contradicted") else None}
 
 
-def preview_labels(manifest, studies: tuple[str, ...] = (), markers: bool = False) -> list[StudyLabels]:
+def _transfer_rows(study: str, rows: list[dict], cells) -> None:
+    """Adds to each cell-type row ``transfer``: {verdict, text, term, share} from a built
+    atlas's label transfer (``cells``: its cells table) for the study's cells."""
+    from compute.vocabulary import judge_transfer, transfer_evidence
+
+    mine = cells[cells["study"].astype(str) == study]
+    evidence = transfer_evidence(mine["cell_type_original"], mine["cell_type_predicted_ontology_term_id"]) if len(mine) else {}
+    for r in rows:
+        ev = evidence.get(str(r["label"]))
+        verdict, text = judge_transfer(ev, r["term_id"])
+        if not len(mine):
+            text = "the atlas has no cells of this study"
+        r["transfer"] = {"verdict": verdict, "text": text, "term": ev.term if ev else None, "share": ev.share if ev else None}
+
+
+def preview_labels(manifest, studies: tuple[str, ...] = (), markers: bool = False, atlas_cells=None) -> list[StudyLabels]:
     """A :class:`StudyLabels` per study of ``manifest`` (those named in ``studies``, when given).
     A study that cannot be read gets its ``error``; the others are still previewed. With
     ``markers``, each cell-type label also gets the evidence of its cells' marker genes (the
-    study's values are read: slower)."""
+    study's values are read: slower). With ``atlas_cells`` (a built atlas's cells table, with
+    its label transfer's columns), each cell-type label also gets the majority term its cells'
+    neighbours in other studies carry."""
     from compute.errors import SigAtlasError
     from compute.ingest._read import standard_cells
     from compute.vocabulary import match_label
@@ -128,6 +145,8 @@ def preview_labels(manifest, studies: tuple[str, ...] = (), markers: bool = Fals
                     if r["proposal"]:
                         r["notes"] = [f"without the map: {auto.how or 'unmatched'}", *auto.notes]
             kinds[kind] = rows
+        if atlas_cells is not None:
+            _transfer_rows(spec.id, kinds["cell_type"], atlas_cells)
         if markers:
             try:
                 _marker_rows(spec, kinds["cell_type"])
@@ -201,6 +220,8 @@ def labels_text(previews: list[StudyLabels]) -> str:
                     out.append(f"        {_comment(n)}")
                 if r.get("markers"):
                     out.append(f"        cells: {r['markers']['verdict']}: {_comment(r['markers']['text'])}")
+                if r.get("transfer"):
+                    out.append(f"        neighbours: {r['transfer']['verdict']}: {_comment(r['transfer']['text'])}")
         out.append(f"  ready to paste under study {p.study}'s columns: (a map entry wins over automatic matching)")
         for kind, rows in p.kinds.items():
             out += map_lines(rows, kind)

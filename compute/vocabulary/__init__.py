@@ -4,7 +4,15 @@ bundled ontologies (offline); label transfer through the encoder's embedding."""
 
 from compute.vocabulary._disease import read_disease
 from compute.vocabulary._evaluate import LabelScore, score_labels, steps_between
-from compute.vocabulary._markers import MarkerEvidence, judge_markers, marker_evidence, marker_sets
+from compute.vocabulary._markers import (
+    MarkerEvidence,
+    TransferEvidence,
+    judge_markers,
+    judge_transfer,
+    marker_evidence,
+    marker_sets,
+    transfer_evidence,
+)
 from compute.vocabulary._match import (
     NO_LABEL,
     Harmonised,
@@ -45,12 +53,14 @@ __all__ = [
     "TermInfo",
     "TermMatch",
     "TRANSFER_K",
+    "TransferEvidence",
     "TransferReference",
     "TransferResult",
     "accuracy_counts",
     "accuracy_summary",
     "harmonise",
     "judge_markers",
+    "judge_transfer",
     "make_reference",
     "marker_evidence",
     "marker_sets",
@@ -66,6 +76,7 @@ __all__ = [
     "steps_between",
     "term_closure",
     "term_relation",
+    "transfer_evidence",
     "transfer_labels",
     "transfer_summary",
 ]

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MarkerEvidence", "judge_markers", "marker_evidence", "marker_sets"]
+__all__ = ["MarkerEvidence", "TransferEvidence", "judge_markers", "judge_transfer", "marker_evidence", "marker_sets",
+           "transfer_evidence"]
 
 MIN_CELLS = 10  # fewer cells under a label: no evidence from them
 MIN_GENES = 2  # a set with fewer of its genes measured does not speak
@@ -132,3 +133,52 @@ def judge_markers(evidence: MarkerEvidence | None, term_id: str | None) -> tuple
         mine = f"; the term's own markers {own_best:+.2f}" if own_best is not None else "; no known markers for the term"
         return "contradicted", f"CHECK: the cells express {what}, which describe {evidence.terms[0]}, not the text's term{mine}"
     return "not settled", f"the cells express {what}, and the term's own markers nearly as much ({own_best:+.2f})"
+
+
+TRANSFER_SHARE = 0.6  # the neighbours' majority term speaks for a label when this share of its cells carry it
+
+
+@dataclass(frozen=True)
+class TransferEvidence:
+    """One label's cells in a built atlas: the label transfer's majority term among them
+    (``term``, its ``share`` of the cells with a prediction) over ``n_cells`` cells."""
+
+    label: str
+    n_cells: int
+    term: str | None
+    share: float
+
+
+def transfer_evidence(labels, predicted, min_cells: int = MIN_CELLS) -> dict[str, TransferEvidence]:
+    """Per distinct label (with at least ``min_cells`` predicted cells) the majority of the
+    label transfer's predicted terms (compute.vocabulary.transfer_labels: each cell's nearest
+    labelled cells of other studies) among its cells."""
+    import pandas as pd
+
+    df = pd.DataFrame({"label": np.asarray(labels, dtype=object).astype(str),
+                       "term": np.asarray(predicted, dtype=object).astype(str)})
+    df = df[df["term"] != ""]
+    out = {}
+    for label, g in df.groupby("label", sort=False):
+        if len(g) < min_cells:
+            continue
+        counts = g["term"].value_counts()
+        out[str(label)] = TransferEvidence(str(label), len(g), str(counts.index[0]), round(float(counts.iloc[0] / len(g)), 3))
+    return out
+
+
+def judge_transfer(evidence: TransferEvidence | None, term_id: str | None) -> tuple[str, str]:
+    """(verdict, sentence), as :func:`judge_markers`, from the label transfer's majority."""
+    if evidence is None or evidence.term is None:
+        return "not settled", "no label transfer for these cells (too few, or no other study labelled)"
+    from compute.vocabulary._ontology import ontologies
+
+    t = ontologies().term(evidence.term)
+    what = f"{evidence.share:.0%} of its {evidence.n_cells:,} cells' neighbours in other studies say {evidence.term} {t.label if t else ''}"
+    if evidence.share < TRANSFER_SHARE:
+        return "not settled", what + " (no clear majority)"
+    if term_id is None:
+        return "proposed", what + ": proposed, not applied"
+    if _related(evidence.term, term_id):
+        return "supported", what
+    return "contradicted", "CHECK: " + what + ", not the text's term"
