@@ -166,3 +166,14 @@ def test_the_build_report_carries_the_proposals():
     assert {p["label"]: p["proposal"] for p in rep["proposals"]} == {"CD34+": "CL:0008001", "dnT": "CL:0000084"}
     assert [u["label"] for u in rep["unmapped"]] == ["CD34+", "dnT"]
     assert {m["label"]: m["how"] for m in rep["mapped"]} == {"CD14 Mono": "phrase"}
+
+
+@pytest.mark.parametrize("spelling", [str.lower, str.upper, str.title, lambda s: f"  {s.replace(' ', '  ')} ",
+                                      lambda s: s.replace(" ", "_"), lambda s: s.replace(" ", "."),
+                                      lambda s: s.replace(" ", "-")],
+                         ids=["lower", "upper", "title", "spaces", "underscores", "dots", "hyphens"])
+def test_another_spelling_of_a_real_label_is_never_matched_wrongly(spelling):
+    rows = _fixture_rows()
+    score = score_labels([(spelling(r["label"]), r["expected"]) for r in rows])
+    assert not [r for r in score.rows if r["outcome"] == "wrong"], score.text()
+    assert score.summary()["matched_right_or_close"] >= 0.85, score.text()

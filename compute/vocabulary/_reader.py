@@ -37,7 +37,7 @@ _LONG_MARKER = re.compile(r"(?<![a-z0-9])([a-z][a-z0-9]*)((?:-alpha|-beta)*)[- ]
 # "CD14+", "CD16-", "CD56bright", "CD14++", "CD25hi" (how labels write them)
 _SHORT_MARKER = re.compile(r"(?<![a-z0-9])([a-z][a-z0-9]*)(\+\+|\+|-|bright|dim|hi|lo|int|neg|pos)(?![a-z0-9+])")
 _BARE_CD = re.compile(r"(?<![a-z0-9])(cd\d+[a-z]?)(?![a-z0-9])")
-_ANY_STATE = re.compile(r"(\+/-|\+-|±)")
+_ANY_STATE = re.compile(r"(\+/-|±)")
 _TOOL_SUFFIX = re.compile(r"(?<!th\d)(?<!th\d\d)_\d{1,2}$", re.IGNORECASE)  # "Th1_17" (DICE) is Th1/Th17, not a cluster number
 # a gene symbol with a sign, as written ("CRTAM+", "PD1-"): a marker even when no alias is known
 _UPPER_MARKER = re.compile(r"(?<![A-Za-z0-9])([A-Z][A-Z0-9]{1,9})(\+\+|\+|-(?=[\s/,_)]|$))")
@@ -129,9 +129,11 @@ def _tokens(text: str, table: WordTable, query: bool, vocabulary: frozenset = fr
     plurals and bare CD names read too) rather than an ontology label or synonym."""
     notes: list[str] = []
     t = str(text).replace("−", "-").replace("–", "-")
+    # "CD14-CD16+", "CD4+CD25+": a sign followed at once by the next marker ends the first one
+    t = re.sub(r"(?<=[A-Za-z0-9])(\+\+|\+|-)(?=[A-Za-z]{2,}[0-9])", r"\1 ", t)
     markers: dict[str, str] = {}
     if _ANY_STATE.search(t):  # "CD16+/-": either state, so the marker says nothing
-        t = re.sub(r"(?<![A-Za-z0-9])[A-Za-z][A-Za-z0-9]*(\+/-|\+-|±)", " ", t)
+        t = re.sub(r"(?<![A-Za-z0-9])[A-Za-z][A-Za-z0-9]*(\+/-|±)", " ", t)
         notes.append("a '+/-' marker says nothing about the cells")
     if query:
         t = _TOOL_SUFFIX.sub("", t.strip())
