@@ -177,3 +177,35 @@ def test_another_spelling_of_a_real_label_is_never_matched_wrongly(spelling):
     score = score_labels([(spelling(r["label"]), r["expected"]) for r in rows])
     assert not [r for r in score.rows if r["outcome"] == "wrong"], score.text()
     assert score.summary()["matched_right_or_close"] >= 0.85, score.text()
+
+
+@pytest.mark.parametrize(("label", "term", "aside"), [
+    ("severe COVID-19", "MONDO:0100096", "severe"),
+    ("COVID-19 (severe)", "MONDO:0100096", "severe"),
+    ("convalescent COVID-19", "MONDO:0100096", "convalescent"),
+    ("active SLE", "MONDO:0007915", "active"),
+    ("mild sepsis", "MONDO:1040015", "mild"),
+])
+def test_a_severity_or_stage_is_left_aside_and_said(label, term, aside):
+    m = match_label(label, "disease")
+    assert m.term_id == term and any(f"'{aside}' left aside" in n for n in m.notes)
+
+
+@pytest.mark.parametrize(("label", "candidates"), [
+    ("HD", {"PATO:0000461", "MONDO:0007739"}),  # healthy donor, not only Huntington disease
+    ("MM", {"MONDO:0009693", "MONDO:0009685"}),  # multiple myeloma, not only Miyoshi myopathy
+])
+def test_abbreviations_that_mondo_gives_another_disease_are_refused(label, candidates):
+    m = match_label(label, "disease")
+    assert not m.mapped and m.proposal in candidates
+
+
+def test_controls_described_as_patients_are_not_assumed_healthy():
+    for label in ("ICU control", "Control (non-septic ICU)", "disease controls"):
+        m = match_label(label, "disease")
+        assert not m.mapped and "may be patients" in m.notes[0], label
+
+
+def test_a_disease_abbreviation_read_through_a_synonym_says_so():
+    m = match_label("AML", "disease")
+    assert m.term_id == "MONDO:0018874" and "abbreviation" in m.notes[0]

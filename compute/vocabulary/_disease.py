@@ -34,6 +34,10 @@ def _spellings(norm: str) -> list[str]:
             i += 1
     base = " ".join(words)
     out = [norm, base]
+    # a severity or stage ("severe COVID-19", "COVID-19 (severe)") left aside, tried last
+    kept = [w for w in base.split() if w not in table.modifiers]
+    if kept and len(kept) < len(base.split()):
+        out.append(" ".join(kept))
     for suf in _SUFFIXES:
         if base.endswith(suf):
             out.append(base[: -len(suf)])
@@ -49,6 +53,10 @@ def _spellings(norm: str) -> list[str]:
     return list(dict.fromkeys(o for o in out if o))
 
 
+def _base_words(norm: str) -> list[str]:
+    return re.sub(r"\b([a-z]+) s\b", r"\1", norm).split()
+
+
 def read_disease(label: str, resolve=None) -> Reading:
     """Read one disease ``label``: a :class:`Reading` with the MONDO term when one spelling
     names exactly one term, else the reason and the candidates. ``resolve`` is unused (the
@@ -60,18 +68,25 @@ def read_disease(label: str, resolve=None) -> Reading:
     labels, synonyms = onto.text_index("disease")
     blocked = blocked_synonyms("disease")
     table = load_table("disease")
+    norm = normalise_label(label)
+    words = norm.split()
+    if any(w in ASSUMED_HEALTHY for w in words) and len(words) > 1:  # "ICU control", "Control (non-septic ICU)"
+        return Reading(label, None, reason=(f"controls described as '{label}': they may be patients, not healthy donors; "
+                                            "map the label (PATO:0000461 normal if they are healthy)"))
     ambiguous: tuple[str, ...] = ()
-    for spelling in _spellings(normalise_label(label)):
+    for spelling in _spellings(norm):
+        left = [w for w in _base_words(norm) if w in table.modifiers and w not in spelling.split()]
+        aside = (f"'{' '.join(left)}' left aside ({table.sources[('modifier', left[0])]})",) if left else ()
         if spelling in table.phrases:
             tid, source = table.phrases[spelling]
-            return Reading(label, tid, "phrase", 1.0, (f"read as '{spelling}'",), source=source)
+            return Reading(label, tid, "phrase", 1.0, (f"read as '{spelling}'", *aside), source=source)
         if spelling in table.refusals:
             return read_phrase(spelling, "disease")
         if len(ids := labels.get(spelling, ())) == 1:
-            return Reading(label, ids[0], "reader", 1.0, (f"read as '{spelling}' (the term's label)",))
+            return Reading(label, ids[0], "reader", 1.0, (f"read as '{spelling}' (the term's label)", *aside))
         ids = tuple(i for i in synonyms.get(spelling, ()) if (spelling, i) not in blocked)
         if len(ids) == 1:
-            return Reading(label, ids[0], "reader", 1.0, (f"read as '{spelling}' (a synonym of the term)",))
+            return Reading(label, ids[0], "reader", 1.0, (f"read as '{spelling}' (a synonym of the term)", *aside))
         if len(ids) > 1 and not ambiguous:
             ambiguous = ids
     if ambiguous:

@@ -3,6 +3,7 @@ label and synonyms after normalising case and punctuation."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,7 @@ from compute.vocabulary._text import normalise_label
 __all__ = ["NO_LABEL", "Harmonised", "TermMatch", "harmonise", "match_label", "normalise_label"]
 
 NO_TERM = "no term with this label or synonym"
+_ABBREVIATION = re.compile(r"^[A-Z][A-Z0-9-]{1,5}$")
 # values that say "no annotation": kept as their own group, never matched to a term
 NO_LABEL = frozenset({"", "nan", "none", "na", "n/a", "unknown", "unassigned", "unannotated", "not available", "other"})
 # disease values meaning "no disease": the CELLxGENE schema's PATO:0000461 "normal"
@@ -122,7 +124,11 @@ def match_label(label: str, kind: str, mapping: dict | None = None) -> TermMatch
             return TermMatch(text, ids[0], onto.term(ids[0]).label, "label")
         ids = tuple(i for i in synonyms.get(cand, ()) if (cand, i) not in blocked)
         if len(ids) == 1:
-            return TermMatch(text, ids[0], onto.term(ids[0]).label, "synonym")
+            notes = ()
+            if kind == "disease" and _ABBREVIATION.match(text.strip()):  # "AML", "CF": say what it was read as
+                notes = (f"'{text}' read as an abbreviation of {onto.term(ids[0]).label} (a MONDO synonym): check that the "
+                         "study means it",)
+            return TermMatch(text, ids[0], onto.term(ids[0]).label, "synonym", notes=notes)
         if len(ids) > 1 and not ambiguous:
             ambiguous = ids
     if ambiguous:  # the ontology itself gives the text to several terms: never read further
