@@ -75,20 +75,21 @@ def marker_evidence(X, genes, labels, min_cells: int = MIN_CELLS) -> dict[str, M
     used = sorted({i for _, idx in sets.values() for i in idx})
     if not used:
         return {}
-    sub = X[:, used]
-    sub = np.asarray(sub.todense()) if sp.issparse(sub) else np.asarray(sub)
+    sub = sp.csr_matrix(X[:, used], dtype=np.float64)  # only the marker genes; never densified per cell
     pos = {g: j for j, g in enumerate(used)}
-    total = sub.sum(axis=0)
+    uniq, codes = np.unique(labels, return_inverse=True)
+    onehot = sp.csr_matrix((np.ones(len(labels)), (codes, np.arange(len(labels)))), shape=(len(uniq), len(labels)))
+    sums = np.asarray((onehot @ sub).todense())  # labels x marker genes
+    sizes = np.bincount(codes, minlength=len(uniq))
+    total = sums.sum(axis=0)
     n = len(labels)
     out = {}
     for label in dict.fromkeys(labels):
-        mask = labels == label
-        k = int(mask.sum())
+        li = int(np.searchsorted(uniq, label))
+        k = int(sizes[li])
         if k < min_cells or n - k < min_cells:
             continue
-        inside = sub[mask].mean(axis=0)
-        rest = (total - sub[mask].sum(axis=0)) / (n - k)
-        diff = inside - rest
+        diff = sums[li] / k - (total - sums[li]) / (n - k)
         scores = {name: round(float(np.mean([diff[pos[i]] for i in idx])), 3) for name, (_, idx) in sets.items()}
         ranked = sorted(scores, key=lambda s: -scores[s])
         best = ranked[0] if ranked and scores[ranked[0]] >= SUPPORT else None
