@@ -116,3 +116,27 @@ def test_the_labels_command_shows_the_neighbours_of_a_built_atlas(tiny_build, ca
     assert rows["CD34+"]["transfer"]["verdict"] in ("proposed", "not settled")
     assert {r["transfer"]["verdict"] for r in rows.values()} <= {"supported", "contradicted", "proposed", "not settled"}
     assert sum(r["transfer"]["verdict"] == "supported" for r in rows.values()) >= 3
+
+
+def test_the_build_report_flags_what_the_cells_contradict(tmp_path):
+    import anndata as ad
+
+    from compute.atlas._report import evidence_line, study_report_lines
+    from compute.ingest import ingest_report, qc_and_normalise, read_study
+    from compute.manifest import IngestSpec, load_manifest
+
+    counts, labels = _counts(GROUPS, seed=4)
+    obs = pd.DataFrame({"ct": labels}, index=[f"c{i}" for i in range(len(labels))])
+    ad.AnnData(X=sp.csr_matrix(counts), obs=obs, var=pd.DataFrame(index=GENES)).write_h5ad(tmp_path / "s.h5ad")
+    doc = {"version": 1, "atlas": {"name": "t", "out": "out"},
+           "studies": [{"id": "S", "source": {"kind": "h5ad", "path": "s.h5ad"}, "disease": "healthy", "tissue": "blood",
+                        "columns": {"cell_type": "ct"}}]}
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(doc))
+    spec = load_manifest(tmp_path / "m.yaml").studies[0]
+    report = ingest_report(qc_and_normalise(read_study(spec), spec, IngestSpec(min_genes=1, min_counts=1)))
+    ev = report["vocabulary"]["cell_type"]["evidence"]
+    assert [f["label"] for f in ev["flags"]] == ["pDC"] and ev["flags"][0]["proposal"] == "CL:0002399"
+    assert [p["label"] for p in ev["proposals"]] == ["cluster 7"] and ev["supported"] >= 1
+    line = evidence_line({"report": report})
+    assert "CHECK" in line and "'pDC'" in line and "'cluster 7' -> CL:0000784" in line
+    assert line in study_report_lines({"report": report})

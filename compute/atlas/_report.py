@@ -197,6 +197,27 @@ def _vocabulary_line(kind: str, section: dict) -> str | None:
     return line + "."
 
 
+def evidence_line(entry: Mapping) -> str | None:
+    """The study's cell-type labels weighed against their cells' marker genes, in one sentence:
+    how many the cells support, each text match they contradict (CHECK) and each proposal for
+    an unmatched label (None when not recorded)."""
+    vocab = _dict(_dict(_dict(entry).get("report")).get("vocabulary"))
+    ev = _dict(_dict(vocab.get("cell_type")).get("evidence"))
+    if not ev:
+        return None
+    line = (f"Cells' own marker genes: {_int(ev.get('supported')) or 0} cell-type labels supported, "
+            f"{_int(ev.get('not_settled')) or 0} not settled")
+    flags = [f for f in ev.get("flags") or [] if isinstance(f, Mapping)]
+    props = [f for f in ev.get("proposals") or [] if isinstance(f, Mapping)]
+    if flags:
+        line += "; CHECK, the cells contradict the text's term: " + ", ".join(
+            f"'{f.get('label')}' ({f.get('term_id')}; markers of {f.get('set')}, {float(f.get('score') or 0):+.2f})" for f in flags)
+    if props:
+        line += "; unmatched labels, the markers propose (not applied): " + ", ".join(
+            f"'{f.get('label')}' -> {f.get('proposal')} ({f.get('set')})" for f in props)
+    return line + "."
+
+
 def vocabulary_lines(entry: Mapping) -> list[str]:
     """The study's labels as matched to ontology terms, one sentence per annotation kind
     ([] when the atlas recorded no vocabulary for it)."""
@@ -248,7 +269,8 @@ def study_report_lines(entry: Mapping) -> list[str]:
     lines = []
     if report:
         lines += [_values_line(_dict(report.get("values"))), _species_line(_dict(report.get("species"))),
-                  _symbols_line(_dict(report.get("symbols"))), _qc_line(_dict(report.get("qc"))), *vocabulary_lines(entry)]
+                  _symbols_line(_dict(report.get("symbols"))), _qc_line(_dict(report.get("qc"))), *vocabulary_lines(entry),
+                  evidence_line(entry)]
     else:
         lines.append(NOT_RECORDED)
     panel = _dict(entry.get("panel"))

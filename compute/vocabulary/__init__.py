@@ -6,11 +6,14 @@ from compute.vocabulary._disease import read_disease
 from compute.vocabulary._evaluate import LabelScore, score_labels, steps_between
 from compute.vocabulary._markers import (
     MarkerEvidence,
+    MarkerSums,
     TransferEvidence,
+    evidence_from_sums,
     judge_markers,
     judge_transfer,
     marker_evidence,
     marker_sets,
+    marker_sums,
     transfer_evidence,
 )
 from compute.vocabulary._match import (
@@ -48,6 +51,7 @@ __all__ = [
     "Harmonised",
     "LabelScore",
     "MarkerEvidence",
+    "MarkerSums",
     "Reading",
     "Ontologies",
     "TermInfo",
@@ -58,12 +62,14 @@ __all__ = [
     "TransferResult",
     "accuracy_counts",
     "accuracy_summary",
+    "evidence_from_sums",
     "harmonise",
     "judge_markers",
     "judge_transfer",
     "make_reference",
     "marker_evidence",
     "marker_sets",
+    "marker_sums",
     "match_label",
     "normalise_label",
     "ontologies",

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MarkerEvidence", "TransferEvidence", "judge_markers", "judge_transfer", "marker_evidence", "marker_sets",
-           "transfer_evidence"]
+__all__ = ["MarkerEvidence", "MarkerSums", "TransferEvidence", "evidence_from_sums", "judge_markers", "judge_transfer",
+           "marker_evidence", "marker_sets", "marker_sums", "transfer_evidence"]
 
 MIN_CELLS = 10  # fewer cells under a label: no evidence from them
 MIN_GENES = 2  # a set with fewer of its genes measured does not speak
@@ -62,35 +62,75 @@ class MarkerEvidence:
         return round(self.score - (self.scores.get(self.runner_up, 0.0) if self.runner_up else 0.0), 3)
 
 
+@dataclass(frozen=True)
+class MarkerSums:
+    """Per label the sum of each measured marker gene's log1p values over its cells
+    (``sums``: labels x ``genes``), the labels' cell counts (``sizes``); what
+    :func:`evidence_from_sums` weighs. Sums of blocks of cells add up (:meth:`plus`)."""
+
+    labels: tuple[str, ...]
+    genes: tuple[str, ...]
+    sums: np.ndarray
+    sizes: np.ndarray
+
+    def plus(self, other: MarkerSums) -> MarkerSums:
+        labels = tuple(dict.fromkeys((*self.labels, *other.labels)))
+        pos = {lab: i for i, lab in enumerate(labels)}
+        sums = np.zeros((len(labels), len(self.genes)))
+        sizes = np.zeros(len(labels), dtype=np.int64)
+        for part in (self, other):
+            idx = [pos[lab] for lab in part.labels]
+            sums[idx] += part.sums
+            sizes[idx] += part.sizes
+        return MarkerSums(labels, self.genes, sums, sizes)
+
+
+def _marker_genes(genes) -> list[int]:
+    col = {g: i for i, g in enumerate(map(str, genes))}
+    return sorted({col[g] for _, gs in marker_sets().values() for g in gs if g in col})
+
+
+def marker_sums(X, genes, labels) -> MarkerSums:
+    """:class:`MarkerSums` of ``X`` (cells x ``genes``, log1p of normalised counts, dense or
+    sparse) for per-cell ``labels``; only the marker genes are read."""
+    import scipy.sparse as sp
+
+    labels = np.asarray(labels, dtype=object).astype(str)
+    used = _marker_genes(genes)
+    names = [str(genes[i]) for i in used]
+    uniq, codes = np.unique(labels, return_inverse=True)
+    if not used or not len(labels):
+        return MarkerSums(tuple(map(str, uniq)), tuple(names), np.zeros((len(uniq), len(used))),
+                          np.bincount(codes, minlength=len(uniq)))
+    sub = sp.csr_matrix(X[:, used], dtype=np.float64)  # only the marker genes; never densified per cell
+    onehot = sp.csr_matrix((np.ones(len(labels)), (codes, np.arange(len(labels)))), shape=(len(uniq), len(labels)))
+    return MarkerSums(tuple(map(str, uniq)), tuple(names), np.asarray((onehot @ sub).todense()),
+                      np.bincount(codes, minlength=len(uniq)))
+
+
 def marker_evidence(X, genes, labels, min_cells: int = MIN_CELLS) -> dict[str, MarkerEvidence]:
     """Per distinct label (with at least ``min_cells`` cells and other cells to compare with)
     its :class:`MarkerEvidence`. ``X``: cells x genes, log1p of normalised counts (dense or
     sparse); ``genes``: its column symbols; ``labels``: per cell."""
-    import scipy.sparse as sp
+    return evidence_from_sums(marker_sums(X, genes, labels), min_cells)
 
-    labels = np.asarray(labels, dtype=object).astype(str)
-    col = {g: i for i, g in enumerate(map(str, genes))}
-    sets = {name: (terms, [col[g] for g in gs if g in col]) for name, (terms, gs) in marker_sets().items()}
+
+def evidence_from_sums(ms: MarkerSums, min_cells: int = MIN_CELLS) -> dict[str, MarkerEvidence]:
+    """:func:`marker_evidence` from a study's :class:`MarkerSums` (labels in first-seen order)."""
+    pos = {g: j for j, g in enumerate(ms.genes)}
+    sets = {name: (terms, [pos[g] for g in gs if g in pos]) for name, (terms, gs) in marker_sets().items()}
     sets = {k: v for k, v in sets.items() if len(v[1]) >= MIN_GENES}
-    used = sorted({i for _, idx in sets.values() for i in idx})
-    if not used:
+    if not sets:
         return {}
-    sub = sp.csr_matrix(X[:, used], dtype=np.float64)  # only the marker genes; never densified per cell
-    pos = {g: j for j, g in enumerate(used)}
-    uniq, codes = np.unique(labels, return_inverse=True)
-    onehot = sp.csr_matrix((np.ones(len(labels)), (codes, np.arange(len(labels)))), shape=(len(uniq), len(labels)))
-    sums = np.asarray((onehot @ sub).todense())  # labels x marker genes
-    sizes = np.bincount(codes, minlength=len(uniq))
-    total = sums.sum(axis=0)
-    n = len(labels)
+    total = ms.sums.sum(axis=0)
+    n = int(ms.sizes.sum())
     out = {}
-    for label in dict.fromkeys(labels):
-        li = int(np.searchsorted(uniq, label))
-        k = int(sizes[li])
+    for li, label in enumerate(ms.labels):
+        k = int(ms.sizes[li])
         if k < min_cells or n - k < min_cells:
             continue
-        diff = sums[li] / k - (total - sums[li]) / (n - k)
-        scores = {name: round(float(np.mean([diff[pos[i]] for i in idx])), 3) for name, (_, idx) in sets.items()}
+        diff = ms.sums[li] / k - (total - ms.sums[li]) / (n - k)
+        scores = {name: round(float(np.mean(diff[idx])), 3) for name, (_, idx) in sets.items()}
         ranked = sorted(scores, key=lambda s: -scores[s])
         best = ranked[0] if ranked and scores[ranked[0]] >= SUPPORT else None
         runner = None
