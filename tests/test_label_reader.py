@@ -38,6 +38,7 @@ def test_real_labels_are_matched_right_or_left_unmatched_with_a_proposal():
     rows = _fixture_rows()
     score = score_labels([(r["label"], r["expected"]) for r in rows])
     s = score.summary()
+    print(score.text())  # the figures (pytest -s)
     wrong = [r for r in score.rows if r["outcome"] == "wrong"]
     assert not wrong, wrong
     assert s["matched_right_or_close"] >= 0.90, score.text()
