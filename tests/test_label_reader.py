@@ -210,3 +210,20 @@ def test_controls_described_as_patients_are_not_assumed_healthy():
 def test_a_disease_abbreviation_read_through_a_synonym_says_so():
     m = match_label("AML", "disease")
     assert m.term_id == "MONDO:0018874" and "abbreviation" in m.notes[0]
+
+
+@pytest.mark.parametrize(("label", "proposal"), [("T cell?", "CL:0000084"), ("NK cells ?", "CL:0000623")])
+def test_a_label_its_annotator_was_unsure_of_is_proposed_not_matched(label, proposal):
+    m = match_label(label, "cell_type")
+    assert not m.mapped and m.proposal == proposal and "unsure" in m.notes[0]
+
+
+@pytest.mark.parametrize("label", ["DN2", "DP"])
+def test_thymocyte_abbreviations_that_blood_studies_use_otherwise_are_refused(label):
+    m = match_label(label, "cell_type")
+    assert not m.mapped and m.proposal and "ambiguous" in m.notes[0]
+
+
+@pytest.mark.parametrize("label", ["T and B cells", "T & B", "T cells + B cells", "T/B cells"])
+def test_two_lineages_in_one_label_meet_at_their_common_term(label):
+    assert match_label(label, "cell_type").term_id == "CL:0000542"  # lymphocyte

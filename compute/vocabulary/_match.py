@@ -113,6 +113,10 @@ def match_label(label: str, kind: str, mapping: dict | None = None) -> TermMatch
         return TermMatch(text, HEALTHY, "normal", "assumed healthy", notes=(
             f"'{text}' read as healthy donors (PATO:0000461 normal): if this study's controls are patients, "
             "map the label in disease_map",))
+    if "?" in text:  # "T cell?": the annotator was unsure; say what it would be, match nothing
+        unsure = match_label(text.replace("?", " "), kind)
+        return TermMatch(text, None, None, None, NO_TERM, proposal=unsure.term_id or unsure.proposal, score=0.0,
+                         notes=("the label says its annotator was unsure ('?')", *unsure.notes))
     curated = _curated(text, kind)
     if curated is not None:
         return curated

@@ -356,11 +356,12 @@ def blocked_synonyms(kind: str) -> frozenset:
 
 
 def _split_alternatives(label: str) -> list[str] | None:
-    """["A cells", "B cells"] for "A/B cells" or "A or B cells"; None when the label holds no
+    """["A cells", "B cells"] for "A/B cells", "A or B cells", "A and B cells", "A & B", "A + B";
+    None when the label holds no
     alternatives (a slash between markers, "CD4+/CD25-", joins them: both hold)."""
     text = _TOOL_SUFFIX.sub("", str(label).strip())
     text = _ANY_STATE.sub("±", text)
-    parts = [p.strip() for p in re.split(r"\s*/\s*|\s+or\s+", text) if p.strip()]
+    parts = [p.strip() for p in re.split(r"\s*/\s*|\s+(?:or|and|&|\+)\s+|\s*&\s*", text) if p.strip()]
     if len(parts) < 2:
         return None
     table = word_table()
