@@ -254,12 +254,13 @@ def _score_words(words: tuple[str, ...], markers: dict, table: WordTable) -> tup
     for e in entries:
         if not e.words <= qw or not (lineage <= e.words):
             continue
-        shared = missing = 0
+        shared = missing = 0.0
         conflict = False
         for gene, state in e.markers.items():
             q = markers.get(gene)
             if q == state:
-                shared += 1
+                # a graded state the label spells out ("CD56bright") says more than a "+"
+                shared += 1.5 if state in ("hi", "lo") else 1
             elif q is not None and (q, state) in _CONFLICT:
                 conflict = True
             else:
