@@ -81,9 +81,14 @@ def match_label(label: str, kind: str, mapping: dict | None = None) -> TermMatch
     """Match one free-text ``label`` of annotation ``kind`` (cell_type, disease, tissue).
 
     Order: ``mapping`` (the manifest's map: label -> term id or exact term label, or None to
-    leave the label unmapped on purpose), a term id, "healthy"-like words (disease), the
-    term's label, its synonyms (only when one term has it), then a plural or, for cell types,
-    the label with " cell" added. Raises IngestError for a map value that names no term."""
+    leave the label unmapped on purpose), a term id, "healthy"-like words (disease; "control"
+    only with the assumption in ``notes``), a label with "?" (never matched: proposed), the
+    curated table of spellings (assets/vocabulary: phrases and refusals), the term's label, its
+    synonyms (only when one term has it, and not one the table blocks), then a plural or, for
+    cell types, the label with " cell" added; last the label reader (compute.vocabulary._reader
+    for cell types, _disease for diseases), which matches only when one term wins clearly.
+    An unmatched label carries the reason in ``notes`` and, where one is known, a ``proposal``
+    (never applied). Raises IngestError for a map value that names no term."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got '{kind}'")
     onto = ontologies()
