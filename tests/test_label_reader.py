@@ -227,3 +227,21 @@ def test_thymocyte_abbreviations_that_blood_studies_use_otherwise_are_refused(la
 @pytest.mark.parametrize("label", ["T and B cells", "T & B", "T cells + B cells", "T/B cells"])
 def test_two_lineages_in_one_label_meet_at_their_common_term(label):
     assert match_label(label, "cell_type").term_id == "CL:0000542"  # lymphocyte
+
+
+def test_real_disease_labels_are_matched_right_or_refused_with_help():
+    lines = [ln for ln in (Path(__file__).parent / "data" / "real_disease_labels.tsv").read_text().splitlines()
+             if ln and not ln.startswith("#")]
+    rows = list(csv.DictReader(lines, delimiter="\t"))
+    assert len(rows) >= 40
+    wrong, unhelped = [], []
+    for r in rows:
+        m = match_label(r["label"], "disease")
+        if r["expected"] == "-":
+            if m.mapped:
+                wrong.append((r["label"], m.term_id))
+            elif not (m.proposal or m.notes):
+                unhelped.append(r["label"])
+        elif m.term_id != r["expected"]:
+            (wrong if m.mapped else unhelped).append((r["label"], m.term_id))
+    assert not wrong and not unhelped, (wrong, unhelped)
