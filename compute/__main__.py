@@ -1,4 +1,4 @@
-"""Command line: ``python -m compute {build,census-plan,verify,simulate,info,import-signature,validate,modules,genes,bench} ...``."""
+"""Command line: ``python -m compute {build,census-plan,verify,simulate,info,import-signature,validate,modules,labels,genes,bench} ...``."""
 
 from __future__ import annotations
 
@@ -239,6 +239,31 @@ def _cmd_modules(args) -> int:
     return 0
 
 
+def _cmd_labels(args) -> int:
+    from compute.ingest import labels_json, labels_text, preview_labels
+    from compute.manifest import load_manifest
+
+    cells = None
+    if args.atlas:
+        from compute.atlas import Atlas
+        from compute.errors import AtlasFormatError
+
+        cells = Atlas.open(args.atlas, cache=False).cells
+        if "cell_type_predicted_ontology_term_id" not in cells.columns:
+            raise AtlasFormatError(f"{args.atlas}: the atlas has no label transfer; rebuild it with `python -m compute build`")
+    previews = preview_labels(load_manifest(args.manifest), tuple(args.study or ()), markers=args.markers, atlas_cells=cells)
+    if args.json:
+        print(json.dumps(labels_json(previews), indent=1, ensure_ascii=False))
+    else:
+        print(labels_text(previews))
+    failed = [p.study for p in previews if p.error]
+    if failed:
+        print(f"error: {len(failed)} of {len(previews)} studies could not be read: {', '.join(failed)} (see ERROR above)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_genes(args) -> int:
     from compute.atlas import Atlas
     from compute.query import RankingParams, gene_ranking
@@ -348,6 +373,17 @@ def main(argv: list[str] | None = None) -> int:
     mo.add_argument("--store", choices=("attr", "expr"), default="attr", help="co-attribution (default) or co-expression")
     mo.add_argument("--top", type=int, default=20)
     mo.set_defaults(func=_cmd_modules)
+
+    la = sub.add_parser("labels", help="before a build: every study's cell-type and disease labels with the term each "
+                        "would get, how, and a proposal where none; prints ready-to-paste cell_type_map / disease_map")
+    la.add_argument("manifest")
+    la.add_argument("--study", action="append", help="only this study (repeatable)")
+    la.add_argument("--markers", action="store_true", help="also weigh each cell-type label against its cells' marker "
+                    "genes (reads the studies' values: slower); a text match the cells contradict is flagged CHECK")
+    la.add_argument("--atlas", metavar="ATLAS", help="a built atlas of these studies: also show, per cell-type label, the "
+                    "term its cells' neighbours in other studies carry (the label transfer's majority)")
+    la.add_argument("--json", action="store_true", help="print only JSON")
+    la.set_defaults(func=_cmd_labels)
 
     ge = sub.add_parser("genes", help="genes of a cell population ranked by mean attribution (expression rank beside), "
                         "the sample as the unit; --versus tests against a reference")

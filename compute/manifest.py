@@ -182,6 +182,9 @@ class StudySpec:
     cell_type_map: tuple[tuple[str, str | None], ...] = ()
     disease_map: tuple[tuple[str, str | None], ...] = ()
     tissue_map: tuple[tuple[str, str | None], ...] = ()
+    # columns.accept_proposals: the kinds (cell_type, disease, tissue) whose unmatched labels take
+    # the label reader's proposal (shown first by `python -m compute labels`); never by default
+    accept_proposals: tuple[str, ...] = ()
 
     def label_map(self, kind: str) -> dict[str, str | None]:
         """The manifest's map for annotation ``kind`` (cell_type, disease, tissue) as a dict."""
@@ -402,10 +405,11 @@ def _parse_study(d: Any, base: Path, file: Path, index: int) -> StudySpec:
         )
     cols = d.get("columns")
     cols = {} if cols is None else cols  # "columns:" left empty; [] or 0 is an error below
-    cols = _check_keys(cols, {"cell_type", "sample", "donor", *LABEL_MAPS}, set(), where, "columns")
+    cols = _check_keys(cols, {"cell_type", "sample", "donor", "accept_proposals", *LABEL_MAPS}, set(), where, "columns")
     for k, v in cols.items():
-        if v is not None and k not in LABEL_MAPS:
+        if v is not None and k not in LABEL_MAPS and k != "accept_proposals":
             _typed(v, str, f"columns.{k}", where)
+    accept = _parse_accept_proposals(cols.get("accept_proposals"), where)
     maps = {k: _parse_label_map(cols.get(k), base, f"columns.{k}", where) for k in LABEL_MAPS}
     simulated = _typed(d.get("simulated", False), bool, "simulated", where)
     return StudySpec(
@@ -419,11 +423,28 @@ def _parse_study(d: Any, base: Path, file: Path, index: int) -> StudySpec:
         sample=cols.get("sample"),
         donor=cols.get("donor"),
         simulated=simulated,
+        accept_proposals=accept,
         **maps,
     )
 
 
 LABEL_MAPS = ("cell_type_map", "disease_map", "tissue_map")
+_PROPOSAL_KINDS = ("cell_type", "disease", "tissue")
+
+
+def _parse_accept_proposals(value: Any, where: _Where) -> tuple[str, ...]:
+    """columns.accept_proposals: true (every kind), false/absent (none) or a list of kinds."""
+    key = "columns.accept_proposals"
+    if value is None or value is False:
+        return ()
+    if value is True:
+        return _PROPOSAL_KINDS
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise where.error(key, f"expected true, false or a list of {', '.join(_PROPOSAL_KINDS)}, got {value!r}")
+    bad = [v for v in value if v not in _PROPOSAL_KINDS]
+    if bad:
+        raise where.error(key, f"unknown kind {bad[0]!r} (allowed: {', '.join(_PROPOSAL_KINDS)})")
+    return tuple(dict.fromkeys(value))
 _CENSUS_KEYS = ("kind", "version", "uri", "filter", "primary_only", "max_cells_per_dataset", "max_cells_per_cell_type",
                 "min_cells_per_dataset", "max_datasets")
 

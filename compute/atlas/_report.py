@@ -159,7 +159,10 @@ def _qc_line(qc: dict) -> str | None:
 
 _KIND_NAMES = {"cell_type": ("Cell types", "Cell Ontology"), "disease": ("Diseases", "MONDO"), "tissue": ("Tissues", "UBERON")}
 _HOW = {"id": "by term id", "map": "by the manifest's map", "label": "by term label", "synonym": "by synonym",
-        "healthy": "healthy -> normal"}
+        "healthy": "healthy -> normal", "phrase": "by the curated table of label spellings", "reader": "by reading the label",
+        "alternatives": "as the common term of the label's alternatives",
+        "assumed healthy": "'control' assumed healthy (map it if the controls are patients)",
+        "accepted proposal": "by a proposal the manifest accepted (columns.accept_proposals)"}
 
 
 def _vocabulary_line(kind: str, section: dict) -> str | None:
@@ -182,8 +185,36 @@ def _vocabulary_line(kind: str, section: dict) -> str | None:
         extra = sum(1 for m in mapped if m.get("term_label") != m.get("label")) - len(renamed)
         line += f" and {extra} more" if extra > 0 else ""
     if unmapped:
+        proposed = {str(p.get("label")): p for p in section.get("proposals", []) if isinstance(p, Mapping)}
+
+        def _proposal(label) -> str:
+            p = proposed.get(str(label))
+            return f"; proposed, not applied: {p.get('proposal_label')} ({p.get('proposal')})" if p else ""
+
         line += "; not matched, kept as their own group: " + ", ".join(
-            f"'{m.get('label')}' ({_int(m.get('n_cells')) or 0:,} cells, {m.get('reason')})" for m in unmapped)
+            f"'{m.get('label')}' ({_int(m.get('n_cells')) or 0:,} cells, {m.get('reason')}{_proposal(m.get('label'))})"
+            for m in unmapped)
+    return line + "."
+
+
+def evidence_line(entry: Mapping) -> str | None:
+    """The study's cell-type labels weighed against their cells' marker genes, in one sentence:
+    how many the cells support, each text match they contradict (CHECK) and each proposal for
+    an unmatched label (None when not recorded)."""
+    vocab = _dict(_dict(_dict(entry).get("report")).get("vocabulary"))
+    ev = _dict(_dict(vocab.get("cell_type")).get("evidence"))
+    if not ev:
+        return None
+    line = (f"Cells' own marker genes: {_int(ev.get('supported')) or 0} cell-type labels supported, "
+            f"{_int(ev.get('not_settled')) or 0} not settled")
+    flags = [f for f in ev.get("flags") or [] if isinstance(f, Mapping)]
+    props = [f for f in ev.get("proposals") or [] if isinstance(f, Mapping)]
+    if flags:
+        line += "; CHECK, the cells contradict the text's term: " + ", ".join(
+            f"'{f.get('label')}' ({f.get('term_id')}; markers of {f.get('set')}, {float(f.get('score') or 0):+.2f})" for f in flags)
+    if props:
+        line += "; unmatched labels, the markers propose (not applied): " + ", ".join(
+            f"'{f.get('label')}' -> {f.get('proposal')} ({f.get('set')})" for f in props)
     return line + "."
 
 
@@ -238,7 +269,8 @@ def study_report_lines(entry: Mapping) -> list[str]:
     lines = []
     if report:
         lines += [_values_line(_dict(report.get("values"))), _species_line(_dict(report.get("species"))),
-                  _symbols_line(_dict(report.get("symbols"))), _qc_line(_dict(report.get("qc"))), *vocabulary_lines(entry)]
+                  _symbols_line(_dict(report.get("symbols"))), _qc_line(_dict(report.get("qc"))), *vocabulary_lines(entry),
+                  evidence_line(entry)]
     else:
         lines.append(NOT_RECORDED)
     panel = _dict(entry.get("panel"))

@@ -5,6 +5,7 @@ Each ingested study carries a report of every decision (:func:`ingest_report`)."
 from compute.ingest._align import GeneOverlap, align_to_genes
 from compute.ingest._blocked import ingest_h5ad_in_blocks
 from compute.ingest._genes import detect_species, harmonise_symbols, ortholog_table
+from compute.ingest._preview import StudyLabels, labels_json, labels_text, preview_labels
 from compute.ingest._qc import qc_and_normalise, qc_decision, qc_thresholds
 from compute.ingest._read import CELL_COLUMNS, read_study
 from compute.ingest._report import REPORT_KEY, ingest_report
@@ -13,6 +14,7 @@ __all__ = [
     "CELL_COLUMNS",
     "GeneOverlap",
     "REPORT_KEY",
+    "StudyLabels",
     "align_to_genes",
     "detect_species",
     "harmonise_symbols",
@@ -22,5 +24,8 @@ __all__ = [
     "qc_and_normalise",
     "qc_decision",
     "qc_thresholds",
+    "labels_json",
+    "labels_text",
+    "preview_labels",
     "read_study",
 ]

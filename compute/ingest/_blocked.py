@@ -42,11 +42,13 @@ def ingest_h5ad_in_blocks(spec, ingest, target: str | Path, rows_per_block: int 
     from anndata.io import sparse_dataset, write_elem
 
     from compute.files import atomic_write, estimated_h5ad_bytes, reserved_space
+    from compute.ingest._evidence import evidence_summary
     from compute.ingest._genes import study_gene_names
     from compute.ingest._qc import qc_decision
     from compute.ingest._read import _sum_columns, _where, standard_cells, study_report_before_qc
-    from compute.ingest._report import store_report
+    from compute.ingest._report import REPORT_KEY, store_report
     from compute.ingest._values import _csr, _is_counts
+    from compute.vocabulary import marker_sums
 
     path = spec.source.path
     if (spec.source.kind in ("scanpy-pbmc68k", "census") or spec.source.values != "counts" or path is None
@@ -98,6 +100,8 @@ def ingest_h5ad_in_blocks(spec, ingest, target: str | Path, rows_per_block: int 
 
             with h5py.File(tmp, "a") as f:
                 written = False
+                originals = table["cell_type_original"].astype(str).to_numpy()
+                sums = None  # the cells' marker genes per label, for the report's evidence (as qc_and_normalise)
                 for start, B in _blocks(src.X, src.n_obs, rows):
                     C, _ = _sum_columns(_csr(B), genes.names)
                     k = keep[start : start + C.shape[0]]
@@ -107,11 +111,21 @@ def ingest_h5ad_in_blocks(spec, ingest, target: str | Path, rows_per_block: int 
                     sc.pp.normalize_total(block, target_sum=1e4)
                     sc.pp.log1p(block)
                     X = sp.csr_matrix(block.X, dtype=np.float32)
+                    part = marker_sums(X, list(symbols), originals[start : start + C.shape[0]][k])
+                    sums = part if sums is None else sums.plus(part)
                     if written:
                         sparse_dataset(f["X"]).append(X)
                     else:
                         write_elem(f, "X", X)
                         written = True
+                if sums is not None:
+                    report["vocabulary"].setdefault("cell_type", {})["evidence"] = evidence_summary(
+                        sums, obs["cell_type_original"].astype(str).to_numpy(),
+                        obs["cell_type_ontology_term_id"].astype(str).to_numpy())
+                    holder = ad.AnnData(obs=pd.DataFrame(index=["0"]))
+                    store_report(holder, report)
+                    del f["uns"][REPORT_KEY]
+                    write_elem(f["uns"], REPORT_KEY, holder.uns[REPORT_KEY])
 
         # the kept cells' detected genes are the stored values of the normalised X
         with reserved_space(Path(target), estimated_h5ad_bytes(int(keep.sum()), int(n_genes[keep].sum()), len(symbols))):

@@ -71,6 +71,11 @@ def qc_and_normalise(adata, spec: StudySpec, ingest: IngestSpec):
     sc.pp.normalize_total(out, target_sum=1e4)
     sc.pp.log1p(out)
     out.X = sp.csr_matrix(out.X, dtype=np.float32)
+    if {"cell_type_original", "cell_type_ontology_term_id"} <= set(out.obs.columns) and isinstance(report.get("vocabulary"), dict):
+        from compute.ingest._evidence import label_evidence
+
+        report["vocabulary"].setdefault("cell_type", {})["evidence"] = label_evidence(
+            out.X, list(out.var_names), out.obs["cell_type_original"].to_numpy(), out.obs["cell_type_ontology_term_id"].to_numpy())
     store_report(out, report)
     return out
 

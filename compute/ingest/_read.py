@@ -88,7 +88,7 @@ def _harmonised(obs: pd.DataFrame, kind: str, values: np.ndarray, column: str | 
     if not constant and column in (None, kind) and id_column in obs.columns:
         ids = obs[id_column].astype(str).to_numpy(dtype=object)
     try:
-        return harmonise(values, kind, spec.label_map(kind), ids=ids)
+        return harmonise(values, kind, spec.label_map(kind), ids=ids, accept_proposals=kind in spec.accept_proposals)
     except IngestError as exc:
         raise IngestError(f"{_where(spec)}: columns.{kind}_map: {exc}") from exc
 

@@ -2,6 +2,20 @@
 UBERON terms (PATO:0000461 "normal" for healthy donors), from cellxgene-ontology-guide's
 bundled ontologies (offline); label transfer through the encoder's embedding."""
 
+from compute.vocabulary._disease import read_disease
+from compute.vocabulary._evaluate import LabelScore, score_labels, steps_between
+from compute.vocabulary._markers import (
+    MarkerEvidence,
+    MarkerSums,
+    TransferEvidence,
+    evidence_from_sums,
+    judge_markers,
+    judge_transfer,
+    marker_evidence,
+    marker_sets,
+    marker_sums,
+    transfer_evidence,
+)
 from compute.vocabulary._match import (
     NO_LABEL,
     Harmonised,
@@ -10,6 +24,7 @@ from compute.vocabulary._match import (
     match_label,
 )
 from compute.vocabulary._ontology import HEALTHY, KINDS, Ontologies, TermInfo, ontologies
+from compute.vocabulary._reader import Reading, read_cell_type
 from compute.vocabulary._terms import POSITIVE_DISTANCE, term_closure, term_relation
 from compute.vocabulary._text import normalise_label
 from compute.vocabulary._transfer import (
@@ -34,24 +49,40 @@ __all__ = [
     "NO_LABEL",
     "POSITIVE_DISTANCE",
     "Harmonised",
+    "LabelScore",
+    "MarkerEvidence",
+    "MarkerSums",
+    "Reading",
     "Ontologies",
     "TermInfo",
     "TermMatch",
     "TRANSFER_K",
+    "TransferEvidence",
     "TransferReference",
     "TransferResult",
     "accuracy_counts",
     "accuracy_summary",
+    "evidence_from_sums",
     "harmonise",
+    "judge_markers",
+    "judge_transfer",
     "make_reference",
+    "marker_evidence",
+    "marker_sets",
+    "marker_sums",
     "match_label",
     "normalise_label",
     "ontologies",
     "predict_study",
+    "read_cell_type",
+    "read_disease",
     "reference_positions",
+    "score_labels",
     "shared_terms",
+    "steps_between",
     "term_closure",
     "term_relation",
+    "transfer_evidence",
     "transfer_labels",
     "transfer_summary",
 ]
