@@ -342,7 +342,7 @@ def _null_sentences(result, label=str) -> list[str]:
            f"the selection exceeds {p.null_max_cells:,}" if null.n_cells and null.n_cells < result.n_selected
            else f" (all {null.n_cells or result.n_selected:,} selected cells")
     inflation = getattr(null, "inflation", 1.0)
-    vif = (f" The null's spread around its median was widened by {inflation:.2f}, the square root of the signature genes' "
+    vif = (f" The null's spread around its median was scaled by {inflation:.2f}, the square root of the signature genes' "
            f"variance inflation factor ({getattr(null, 'vif', float('nan')):.2f}) over the random sets' "
            f"({getattr(null, 'vif_null', float('nan')):.2f}) (CAMERA), for the correlation among the signature's genes."
            if inflation and math.isfinite(inflation) else "")

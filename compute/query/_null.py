@@ -54,9 +54,10 @@ class NullResult:
     answer to "this signature, or would any gene set like it do?" (specificity against random
     gene sets). For diseases the statistic is the disease's mean hit % above the reference's
     (``relative_to``; the band is drawn at the reference's observed hit % plus the null's
-    difference, the reference itself gets no p-value); the band and ``p_value`` are widened for
-    the correlation among the signature's genes (``inflation`` = sqrt(vif / vif_null), at least
-    1). ``p_value_uncorrected``: the same without the widening; ``p_value_plain``: the mean hit %
+    difference, the reference itself gets no p-value); the band and ``p_value`` are scaled for
+    the correlation among the signature's genes (``inflation`` = sqrt(vif / vif_null): wider for a
+    set more correlated than the random sets, narrower for one less). ``p_value_uncorrected``: the
+    same without that scaling; ``p_value_plain``: the mean hit %
     itself against the draws', as before either correction (SIGnature's question)."""
 
     groups: pd.DataFrame  # group, observed, null_median, null_lo, null_hi, p_value, p_value_uncorrected, p_value_plain
@@ -66,7 +67,7 @@ class NullResult:
     n_cells: int = 0  # selected cells the draws were scored on (a stratified subsample for large selections)
     vif: float = 1.0  # the signature's variance inflation factor across the selected cells (CAMERA)
     vif_null: float = 1.0  # the random sets' mean variance inflation factor
-    inflation: float = 1.0  # the factor the null's spread around its median was widened by
+    inflation: float = 1.0  # the factor the null's spread around its median was scaled by
     relative_to: tuple[str, ...] = ()  # the groups (the reference's) each disease's hit % is compared above
 
     def p_values(self) -> dict[str, float]:

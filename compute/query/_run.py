@@ -428,11 +428,12 @@ def _null(atlas, result: QueryResult, filters: dict, progress=None) -> dict[str,
     nulls = null_rankings(M, draws, np.asarray(result.resolution.weights), quantile, rule.value if rule.kind == "value" else None,
                           codes, groups, kept, progress=progress, panels=panels)
     # the correlation among the signature's genes against the random sets' (CAMERA's variance
-    # inflation factor): the null's spread around its median is widened by the square root of
-    # their ratio, never narrowed (compute/query/_vif.py)
+    # inflation factor): the null's spread around its median is scaled by the square root of
+    # their ratio, wider for a set more correlated than the draws, narrower for one less
+    # (compute/query/_vif.py; never widening made the null conservative: docs/validation.md)
     vif, vif_null = variance_inflation(M, signature, draws)
-    inflation = float(np.sqrt(max(vif, 1.0) / max(vif_null, 1.0))) if np.isfinite(vif) and np.isfinite(vif_null) else 1.0
-    inflation = max(inflation, 1.0)
+    ok = np.isfinite(vif) and np.isfinite(vif_null)
+    inflation = float(np.sqrt(max(vif, 1e-3) / max(vif_null, 1e-3))) if ok else 1.0
     out = {}
     floor = 1.0 / (result.params.n_null + 1)
     columns = ["group", "observed", "null_median", "null_lo", "null_hi", "p_value", "p_value_uncorrected", "p_value_plain"]

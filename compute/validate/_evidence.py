@@ -272,7 +272,7 @@ def evidence_section(res: dict, command: str) -> str:
     L += ["", _calibration_reading(res["rates"])]
     L += ["", f"The signatures' variance inflation factor (CAMERA: 1 + (m - 1) x mean correlation of their genes across the "
           f"selected cells): median {_f(res['vif_median'])} (marker sets {_f(res['vif_markers_median'])}), random draws "
-          f"{_f(res['vif_null_median'])}; the gene-set null's spread is widened by sqrt(VIF / VIF of the draws).", ""]
+          f"{_f(res['vif_null_median'])}; the gene-set null's spread is scaled by sqrt(VIF / VIF of the draws).", ""]
     L += ["### Power: pooled effect against mean hit %", "",
           "Per planted program (its genes on its planted cell types): disease AUROC of the pooled effect (diseases without one "
           "rank last) and of the mean sample hit % (SIGnature's rule); sample AUROC of the within-study hit % (a sample's hit % "

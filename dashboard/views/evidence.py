@@ -41,8 +41,8 @@ EFFECT_HELP = {
     "specificity": "A second question: would random gene sets, each gene matched on mean attribution and detection, lift "
                    "this disease as far above the reference? Its p is corrected for the correlation among the signature's "
                    "genes (CAMERA's variance inflation factor). It says the signature beats genes like it, not that patients "
-                   "differ from reference donors; on planted data it still calls more no-effect links than nominal "
-                   "(docs/validation.md).",
+                   "differ from reference donors; on planted data it calls no more no-effect links than nominal "
+                   "(a few fewer for sparse gene sets: docs/validation.md).",
 }
 _SHORT = {"no_within_study_reference": "⚠ no within-study reference: seen only in studies without reference donors, so this "
                                        "disease cannot be told apart from its study's batch"}

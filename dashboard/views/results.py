@@ -46,10 +46,10 @@ STAT_HELP = {
     "null band": "The grey band: the central 95% of the mean hit % that random gene sets reach, each gene swapped for a gene of "
                  "similar mean attribution and detection. A disease above its band is not explained by such genes.",
     "p": "Specificity vs random gene sets, a second question: the share of random gene sets whose disease hit % stands at "
-         "least as far above the reference's as the signature's does (one-sided, empirical), the random sets' spread widened "
+         "least as far above the reference's as the signature's does (one-sided, empirical), the random sets' spread scaled "
          "for the correlation among the signature's genes (CAMERA's variance inflation factor); the reference itself has "
          "none. It does not compare patients with reference donors: the within-study effect (g) does. On planted data it "
-         "still calls more no-effect links than its nominal rate (docs/validation.md): read it as a screen.",
+         "calls no more no-effect links than its nominal rate, a few fewer for sparse gene sets (docs/validation.md).",
     "p floor": "The smallest p the draws allow: 1 / (1 + draws); with 1,000 draws p ≤ 0.001 means no random set reached it.",
     "q (BH)": "p adjusted for testing every ranked disease at once (Benjamini-Hochberg false discovery rate): call diseases "
               f"with q ≤ {Q_SIGNIFICANT:g} and expect at most {Q_SIGNIFICANT:.0%} of them to be false leads.",
