@@ -16,12 +16,12 @@ import logging
 import os
 import secrets
 import sqlite3
+from importlib import resources
 from pathlib import Path
 
 import dash
 
 from compute.atlas import cache_error, private_folder, sqlite_guard
-from compute.reference import assets_dir
 from dashboard import api, callbacks, payloads, serving
 from dashboard.callbacks import answer_query
 from dashboard.data import FORK_GUARD, DashboardData
@@ -199,7 +199,7 @@ when the atlas's cache folder cannot be made or written (AtlasFormatError for th
     app = dash.Dash(
         __name__,
         title=f"SigAtlas · {data.atlas.name}",
-        assets_folder=str(assets_dir() / "dashboard"),
+        assets_folder=str(resources.files("dashboard") / "assets"),
         background_callback_manager=_background_manager(data),
         suppress_callback_exceptions=False,
     )

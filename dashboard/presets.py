@@ -1,4 +1,4 @@
-"""Gene-set presets shipped in ``assets/``: MS1, the 50 MSigDB Hallmarks, immune cell-type markers."""
+"""Gene-set presets shipped in ``compute/assets/``: MS1, the 50 MSigDB Hallmarks, immune cell-type markers."""
 
 from __future__ import annotations
 
