@@ -20,8 +20,8 @@ import scipy.sparse as sp
 from compute.files import allocate, atomic_write, estimated_h5ad_bytes, file_record, reserved_space
 from compute.process import peak_rss
 
-__all__ = ["ROWS_PER_BLOCK", "aligned_blocks", "aligned_study", "cells_task", "ingest_task", "train_piece_task", "transfer_study_task", "umap_fit_task", "umap_study_task",
-           "write_study_task"]
+__all__ = ["ROWS_PER_BLOCK", "aligned_blocks", "aligned_study", "cells_task", "ingest_task", "train_piece_task", "transfer_study_task",
+           "umap_fit_task", "umap_study_task", "write_study_task"]
 
 
 def _peak() -> dict:

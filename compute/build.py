@@ -532,7 +532,8 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
         publish_version(out, root)
     log.stage("write", t0)
     if stats is not None:
-        stats.update({"timings_s": dict(log.timings), "build_process_peak_bytes": dict(log.peaks), "tasks": peaks, "n_cells": total_cells, "n_studies": len(manifest.studies),
+        stats.update({"timings_s": dict(log.timings), "build_process_peak_bytes": dict(log.peaks), "tasks": peaks, "n_cells": total_cells,
+                      "n_studies": len(manifest.studies),
                       "computed": [r["id"] for r in done if r["computed"]], "written": [w["entry"]["id"] for w in written if not w["skipped"]]})
     log(f"atlas written: {out} ({total_cells} cells, {len(manifest.studies)} studies) in {time.perf_counter() - t_start:.0f} s")
     return out

@@ -17,8 +17,8 @@ import numpy as np
 
 from compute.errors import StorageError
 
-__all__ = ["allocate", "estimated_h5ad_bytes", "reserved_space", "storage_error", "atomic_write", "copy_tree_atomic", "file_record", "file_sha256", "save_npy_atomic", "write_json_atomic",
-           "write_text_atomic"]
+__all__ = ["allocate", "estimated_h5ad_bytes", "reserved_space", "storage_error", "atomic_write", "copy_tree_atomic", "file_record", "file_sha256",
+           "save_npy_atomic", "write_json_atomic", "write_text_atomic"]
 
 
 _NEEDS = {

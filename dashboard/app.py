@@ -2,7 +2,8 @@
 
 The app mounts the parts that live in their own modules: the page (``dashboard.layout``), the
 callbacks (``dashboard.callbacks``), the JSON API (``dashboard.api``) and the request rules
-(``dashboard.serving``) and the check of every callback request's values (``dashboard.payloads``). Flow: the URL's query string is the whole state (``dashboard.state``);
+(``dashboard.serving``) and the check of every callback request's values (``dashboard.payloads``).
+Flow: the URL's query string is the whole state (``dashboard.state``);
 opening a link fills the controls and runs the query; the query runs as a background job
 (progress, cancel) whose result is stored in the disk cache under a key, from which the views are
 rendered, so switching a grouping, colour or ordering never recomputes the query. Here: the job

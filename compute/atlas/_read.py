@@ -459,14 +459,6 @@ class Atlas:
             self._stores[key] = GeneMajorStore(s.dir, prefix, len(self.genes), s.n_cells, hint=_REBUILD)
         return self._stores[key]
 
-    def expression_rows(self, study: str, rows: np.ndarray | None = None):
-        """Study ``study``'s log-normalised expression (cells x gene order, scipy CSC), restricted
-        to the cells where boolean ``rows`` is true; QueryError when the atlas stores none."""
-        if not self.has_expression:
-            raise QueryError(f"atlas '{self.name}' stores no expression (built before it was added): re-run `python -m compute build <manifest>`")
-        info = self._study_info(study)
-        return self._store(info, fmt.EXPR_PREFIX).rows(np.ones(info.n_cells, dtype=bool) if rows is None else rows)
-
     @property
     def has_expression(self) -> bool:
         """Whether every study stores its log-normalised expression (for expression scores).
