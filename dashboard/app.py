@@ -23,6 +23,7 @@ from pathlib import Path
 import dash
 
 from compute.atlas import cache_error, private_folder, sqlite_guard
+from compute.query import prepare_atlas
 from dashboard import api, callbacks, payloads, serving
 from dashboard.callbacks import answer_query
 from dashboard.data import FORK_GUARD, DashboardData
@@ -174,7 +175,7 @@ class _GuardedCache:
 
 
 def _warm_up(data: DashboardData) -> None:
-    """Do in the background what the first query would otherwise wait for (``Atlas.prepare``: the
+    """Do in the background what the first query would otherwise wait for (``prepare_atlas``: the
     cells table, every study's store and the consolidated one, the compiled query loops, the gene
     symbol table; about 3 s on the demo), so that background jobs forked later inherit it."""
     import threading
@@ -182,7 +183,7 @@ def _warm_up(data: DashboardData) -> None:
     def work():
         try:
             with FORK_GUARD:  # a job forked meanwhile would inherit the locks prepare holds
-                data.atlas.prepare()
+                prepare_atlas(data.atlas)
         except Exception:  # noqa: BLE001 - the first query will load (and report) what failed itself
             pass
 

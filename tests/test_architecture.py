@@ -288,6 +288,72 @@ def test_the_dashboard_never_reaches_into_compute(project):
                 assert not any(_is_private(p) for p in imp.target.split(".")), f"{mod.name}:{imp.line} imports {imp.target}"
 
 
+# which packages a package may import from (itself always): the floors, bottom first
+FLOOR_RULES = {
+    # gene symbols and gene-list resolution: the bottom floor, used by ingest, atlas and query
+    "compute.genes": {"compute.errors"},
+    # the on-disk format: reading, writing, verifying; never the query that computes over it
+    "compute.atlas": {"compute.errors", "compute.files", "compute.genes"},
+}
+
+
+def _imported_packages(modules: dict[str, Module], package: str) -> dict[str, list[str]]:
+    """{project package (two levels: "compute.query") imported by ``package``'s modules: 'module:line'}."""
+    tops = {name.split(".")[0] for name in modules}
+    out: dict[str, list[str]] = {}
+    for mod in modules.values():
+        if not _inside(mod, package):
+            continue
+        for imp in imports(mod):
+            parts = imp.target.split(".")
+            if parts[0] not in tops:
+                continue
+            target = ".".join(parts[:2]) if len(parts) > 1 and f"{parts[0]}.{parts[1]}" in modules else parts[0]
+            if target != package and not target.startswith(package + ".") and target != parts[0]:
+                out.setdefault(target, []).append(f"{mod.name}:{imp.line}")
+    return out
+
+
+def floor_violations(modules: dict[str, Module], rules: dict[str, set[str]]) -> list[str]:
+    """'package imports other (where)' for each import a package's floor rule does not allow."""
+    out = []
+    for package, allowed in rules.items():
+        for target, where in sorted(_imported_packages(modules, package).items()):
+            if target not in allowed:
+                out.append(f"{package} imports {target} ({', '.join(where)})")
+    return out
+
+
+def test_each_floor_imports_only_the_floors_below_it(project):
+    bad = floor_violations(project, FLOOR_RULES)
+    assert not bad, "imports against the floors (compute.atlas never imports compute.query):\n" + "\n".join(bad)
+
+
+def _members(cls: ast.ClassDef) -> set[str]:
+    """The names a class defines: methods, properties, class attributes, and ``self.x`` set in its methods."""
+    out = set()
+    for node in ast.walk(cls):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            out.add(node.name)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            out.add(node.target.id)
+        elif (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) and isinstance(node.value, ast.Name)
+              and node.value.id == "self"):
+            out.add(node.attr)
+    return out
+
+
+def _class(modules: dict[str, Module], module: str, name: str) -> ast.ClassDef:
+    return next(n for n in modules[module].tree.body if isinstance(n, ast.ClassDef) and n.name == name)
+
+
+def test_the_atlas_has_every_member_the_query_contract_names(project):
+    """compute.query states what it needs from an atlas (AtlasView); compute.atlas.Atlas provides it."""
+    contract = _members(_class(project, "compute.query._contract", "AtlasView"))
+    missing = sorted(contract - _members(_class(project, "compute.atlas._read", "Atlas")))
+    assert contract and not missing, f"Atlas lacks what compute.query.AtlasView names: {', '.join(missing)}"
+
+
 # -- the checks fail where they should -------------------------------------------------------------
 def _tree(root: Path, files: dict[str, str]) -> dict[str, Module]:
     for rel, text in files.items():
@@ -327,6 +393,17 @@ def test_the_private_attribute_check_fails_on_another_packages_private_attribute
     assert sorted(private_attribute_uses(modules)) == sorted([
         "pkg.query._run:2 atlas._store", "pkg.query._run:3 atlas._pinned", "pkg.query._run:4 atlas._pinned",
         "pkg.build:2 atlas._store", "app.data:2 atlas._cache"])
+
+
+def test_the_floor_check_fails_on_an_import_from_above(tmp_path):
+    modules = _tree(tmp_path, {
+        "pkg/__init__.py": "", "pkg/errors.py": "", "pkg/genes/__init__.py": "from pkg.errors import E\n",
+        "pkg/query/__init__.py": "from pkg.genes import g\n", "pkg/atlas/__init__.py": "from pkg.genes import g\n",
+        "pkg/atlas/_read.py": "def f():\n    from pkg.query import run\n",
+        "app/__init__.py": "",
+    })
+    rules = {"pkg.genes": {"pkg.errors"}, "pkg.atlas": {"pkg.errors", "pkg.genes"}}
+    assert floor_violations(modules, rules) == ["pkg.atlas imports pkg.query (pkg.atlas._read:2)"]
 
 
 def test_the_cycle_check_finds_a_cycle_hidden_in_a_function(tmp_path):

@@ -393,11 +393,11 @@ def run_atlas_query_bench(path: str | Path, genes: list[str], *, cell_types: tup
     the whole ``run_query``, on ``cell_types`` and on all cells; then a ``long_list``-gene list
     (half the atlas's genes, the rest unknown names) on all cells. Medians of wall and CPU time."""
     from compute.atlas import Atlas
-    from compute.query import QueryParams, add_evidence, run_query, run_ranking, with_effects
+    from compute.query import QueryParams, add_evidence, prepare_atlas, run_query, run_ranking, with_effects
 
     atlas = Atlas.open(path, cache=False)
     t0 = time.perf_counter()
-    atlas.prepare()
+    prepare_atlas(atlas)
     report: dict = {"atlas": str(path), "n_cells": atlas.n_cells, "studies": len(atlas.studies), "prepare_s": time.perf_counter() - t0,
                     "rows": []}
     out(f"{atlas.name}: {atlas.n_cells:,} cells, {len(atlas.studies)} studies; Atlas.prepare {report['prepare_s']:.1f} s (once per process)")
