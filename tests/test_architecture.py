@@ -130,7 +130,7 @@ def private_imports(modules: dict[str, Module]) -> list[str]:
 def _top_package(mod: Module) -> str:
     """The package a module's private names are shared within: its package one level below the
     top ("compute.query" for compute/query/_run.py and compute/query/sub/x.py), or the top-level
-    package for its own modules ("compute" for compute/build.py)."""
+    package for its own modules ("compute" for compute/manifest.py)."""
     return ".".join(mod.package.split(".")[:2])
 
 
@@ -329,6 +329,28 @@ def test_each_floor_imports_only_the_floors_below_it(project):
     assert not bad, "imports against the floors (compute.atlas never imports compute.query):\n" + "\n".join(bad)
 
 
+# folders whose functions stay short enough to read at once: the build's stages, the callbacks
+SHORT_FUNCTION_FOLDERS = ("compute/build", "dashboard/callbacks")
+MAX_FUNCTION_LINES = 80
+
+
+def long_functions(root: Path, folders=SHORT_FUNCTION_FOLDERS, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """'path:line name (n lines)' for each function (nested ones too) over ``limit`` lines in ``folders``."""
+    out = []
+    for folder in folders:
+        for path in sorted((root / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > limit:
+                    rel = path.relative_to(root).as_posix()
+                    out.append(f"{rel}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    return out
+
+
+def test_the_build_and_the_callbacks_have_no_long_function():
+    bad = long_functions(REPO)
+    assert not bad, f"functions over {MAX_FUNCTION_LINES} lines (split them into named steps):\n" + "\n".join(bad)
+
+
 def _members(cls: ast.ClassDef) -> set[str]:
     """The names a class defines: methods, properties, class attributes, and ``self.x`` set in its methods."""
     out = set()
@@ -404,6 +426,13 @@ def test_the_floor_check_fails_on_an_import_from_above(tmp_path):
     })
     rules = {"pkg.genes": {"pkg.errors"}, "pkg.atlas": {"pkg.errors", "pkg.genes"}}
     assert floor_violations(modules, rules) == ["pkg.atlas imports pkg.query (pkg.atlas._read:2)"]
+
+
+def test_the_long_function_check_finds_a_long_nested_function(tmp_path):
+    body = "\n".join(f"        x{i} = {i}" for i in range(80))
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "stages.py").write_text(f"def outer():\n    def inner():\n{body}\n    return inner\n\ndef short():\n    pass\n")
+    assert long_functions(tmp_path, folders=("pkg",)) == ["pkg/stages.py:1 outer (83 lines)", "pkg/stages.py:2 inner (81 lines)"]
 
 
 def test_the_cycle_check_finds_a_cycle_hidden_in_a_function(tmp_path):

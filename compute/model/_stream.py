@@ -124,12 +124,12 @@ def piece_blocks(folder: str | Path, rows_per_block: int):
         piece.close()
 
 
-def piece_info(folder: str | Path) -> dict:
-    """A finished piece's marker: {"n_rows", "n_genes", "nnz"}; FileNotFoundError saying what to
-    re-run when the piece is unfinished."""
+def piece_info(folder: str | Path, what: str = "piece") -> dict:
+    """A finished piece's marker: {"n_rows", "n_genes", "nnz"}; FileNotFoundError naming it (``what``)
+    and what to re-run when the piece is unfinished."""
     folder = Path(folder)
     if not piece_ready(folder):
-        raise FileNotFoundError(f"{folder}: not a finished piece (piece.json missing); re-run the build, which writes it again")
+        raise FileNotFoundError(f"{folder}: not a finished {what} (piece.json missing); re-run the build, which writes it again")
     return {k: int(v) for k, v in json.loads((folder / _MARKER).read_text()).items()}
 
 
@@ -231,7 +231,7 @@ class CellCorpus:
     def open(cls, folders: list[str | Path], n_genes: int) -> CellCorpus:
         pieces = []
         for folder in map(Path, folders):
-            info = piece_info(folder)
+            info = piece_info(folder, "training piece")
             if info["n_genes"] != n_genes:
                 raise ValueError(f"{folder}: piece has {info['n_genes']} genes, the gene order {n_genes}; re-run the build")
             pieces.append(_FilePiece(folder))
