@@ -302,7 +302,7 @@ def _imported_packages(modules: dict[str, Module], package: str) -> dict[str, li
     tops = {name.split(".")[0] for name in modules}
     out: dict[str, list[str]] = {}
     for mod in modules.values():
-        if not _inside(mod, package):
+        if mod.name != package and not _inside(mod, package):  # a package, or a plain module (compute.files)
             continue
         for imp in imports(mod):
             parts = imp.target.split(".")
@@ -327,6 +327,18 @@ def floor_violations(modules: dict[str, Module], rules: dict[str, set[str]]) -> 
 def test_each_floor_imports_only_the_floors_below_it(project):
     bad = floor_violations(project, FLOOR_RULES)
     assert not bad, "imports against the floors (compute.atlas never imports compute.query):\n" + "\n".join(bad)
+
+
+# what the stages below the query never import: the query, the build that drives them, the dashboard
+BELOW_THE_QUERY = ("compute.errors", "compute.files", "compute.genes", "compute.manifest", "compute.vocabulary", "compute.census",
+                   "compute.ingest", "compute.model", "compute.attribution", "compute.embedding", "compute.atlas")
+
+
+def test_the_stages_below_the_query_never_import_it_or_the_build(project):
+    imported = {pkg: _imported_packages(project, pkg) for pkg in BELOW_THE_QUERY}
+    bad = [f"{pkg} imports {target} ({', '.join(where)})" for pkg, targets in imported.items() for target, where in sorted(targets.items())
+           if target in ("compute.query", "compute.build") or target.split(".")[0] == "dashboard"]
+    assert not bad, "imports from above (pass what is needed in, or move it down to compute.genes):\n" + "\n".join(bad)
 
 
 # folders whose functions stay short enough to read at once: the build's stages, the callbacks
