@@ -17,8 +17,8 @@ import numpy as np
 
 from compute.errors import StorageError
 
-__all__ = ["allocate", "estimated_h5ad_bytes", "reserved_space", "storage_error", "atomic_write", "copy_tree_atomic", "file_record", "file_sha256", "save_npy_atomic", "write_json_atomic",
-           "write_text_atomic"]
+__all__ = ["PositionedNpy", "allocate", "estimated_h5ad_bytes", "reserved_space", "storage_error", "atomic_write", "copy_tree_atomic", "file_record",
+           "file_sha256", "save_npy_atomic", "write_json_atomic", "write_text_atomic"]
 
 
 _NEEDS = {
@@ -28,6 +28,50 @@ _NEEDS = {
     errno.EACCES: "no permission to write there: fix the folder's permissions or write elsewhere",
     errno.EPERM: "no permission to write there: fix the folder's permissions or write elsewhere",
 }
+
+
+class PositionedNpy:
+    """A 1-d .npy file read by ranges with positioned reads (os.pread), never memory-mapped: pages
+    of a mapped file that a process touched count in its resident set until the kernel reclaims
+    them, so random reads over a large mapped file show a resident set the size of the file. Here
+    each range is read into a fresh array and dropped with it. The header is read at once (shape
+    ``length``, ``dtype``); the file descriptor is opened on the first read (or ``open()``) and
+    closed by ``close()``, so an owner of thousands of files can bound how many are open."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        with open(self.path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = header(fh)
+            self.offset, self.dtype = fh.tell(), np.dtype(dtype)
+        if fortran or len(shape) != 1:
+            raise ValueError(f"{self.path}: expected a 1-d array, got shape {shape}; re-run the build, which writes it again")
+        self.length = int(shape[0])
+        self._fd: int | None = None
+
+    def open(self) -> None:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        """Values ``start`` to ``start + count`` (a read-only array over the bytes read); ValueError
+        naming the file when it holds fewer."""
+        self.open()
+        size = count * self.dtype.itemsize
+        raw = os.pread(self._fd, size, self.offset + start * self.dtype.itemsize)
+        if len(raw) != size:
+            raise ValueError(f"{self.path}: shorter than expected ({len(raw)} of {size} bytes at value {start:,})")
+        return np.frombuffer(raw, dtype=self.dtype, count=count)
+
+    @property
+    def is_open(self) -> bool:
+        return self._fd is not None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def storage_error(path: str | Path, exc: OSError) -> OSError:

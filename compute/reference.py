@@ -1,4 +1,5 @@
-"""Read the reference files shipped in ``assets/`` (gene sets, markers, presets).
+"""Read the reference files shipped in the package's ``compute/assets/`` (gene sets, markers,
+presets), found through ``importlib.resources`` so an installed wheel reads its own copy.
 
 Pure readers with no heavy imports: the dashboard uses them too.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 __all__ = [
@@ -57,8 +59,10 @@ _LEGACY_CLONE = re.compile(r"^(RP\d+-|CT[ABCD]-|A[CLP]\d{6}\.\d+)")
 
 
 def assets_dir() -> Path:
-    """The repository's ``assets/`` folder."""
-    return Path(__file__).resolve().parent.parent / "assets"
+    """The ``assets/`` folder inside the installed ``compute`` package (``presets/``,
+    ``reference/``): package data, so a non-editable install has it too."""
+    # files() of a package installed as folders (what pip does with this wheel) is a real path
+    return Path(str(resources.files("compute") / "assets"))
 
 
 @lru_cache(maxsize=1)

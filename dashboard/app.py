@@ -2,7 +2,8 @@
 
 The app mounts the parts that live in their own modules: the page (``dashboard.layout``), the
 callbacks (``dashboard.callbacks``), the JSON API (``dashboard.api``) and the request rules
-(``dashboard.serving``) and the check of every callback request's values (``dashboard.payloads``). Flow: the URL's query string is the whole state (``dashboard.state``);
+(``dashboard.serving``) and the check of every callback request's values (``dashboard.payloads``).
+Flow: the URL's query string is the whole state (``dashboard.state``);
 opening a link fills the controls and runs the query; the query runs as a background job
 (progress, cancel) whose result is stored in the disk cache under a key, from which the views are
 rendered, so switching a grouping, colour or ordering never recomputes the query. Here: the job
@@ -16,13 +17,14 @@ import logging
 import os
 import secrets
 import sqlite3
+from importlib import resources
 from pathlib import Path
 
 import dash
 
 from compute.atlas import cache_error, private_folder, sqlite_guard
 from compute.errors import CacheError
-from compute.reference import assets_dir
+from compute.query import prepare_atlas
 from dashboard import api, callbacks, forksafe, payloads, serving
 from dashboard.callbacks import answer_query
 from dashboard.data import FORK_GUARD, DashboardData
@@ -180,7 +182,7 @@ class _GuardedCache:
 
 
 def _warm_up(data: DashboardData) -> None:
-    """Do in the background what the first query would otherwise wait for (``Atlas.prepare``: the
+    """Do in the background what the first query would otherwise wait for (``prepare_atlas``: the
     cells table, every study's store and the consolidated one, the compiled query loops, the gene
     symbol table; about 3 s on the demo), so that background jobs forked later inherit it."""
     import threading
@@ -188,7 +190,7 @@ def _warm_up(data: DashboardData) -> None:
     def work():
         try:
             with FORK_GUARD:  # a job forked meanwhile would inherit the locks prepare holds
-                data.atlas.prepare()
+                prepare_atlas(data.atlas)
         except Exception:  # noqa: BLE001 - the first query will load (and report) what failed itself
             pass
 
@@ -206,7 +208,7 @@ when the atlas's cache folder cannot be made or written (AtlasFormatError for th
     app = dash.Dash(
         __name__,
         title=f"SigAtlas · {data.atlas.name}",
-        assets_folder=str(assets_dir() / "dashboard"),
+        assets_folder=str(resources.files("dashboard") / "assets"),
         background_callback_manager=_background_manager(data),
         suppress_callback_exceptions=False,
     )

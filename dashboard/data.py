@@ -24,6 +24,7 @@ from compute.query import (
     QueryResult,
     add_evidence,
     gene_group_summary,
+    gene_ranking,
     query_cells,
     run_ranking,
 )
@@ -433,14 +434,14 @@ class DashboardData:
     def gene_ranking(self, *, cell_types: tuple = (), diseases: tuple = (), studies: tuple = (), versus: tuple = (),
                      store: str = "attr"):
         """Every gene ranked in the population the (checked) filters select, against the
-        reference diseases ``versus`` (Atlas.gene_ranking's GeneRanking): from memory or the disk
+        reference diseases ``versus`` (compute.query.gene_ranking's GeneRanking): from memory or the disk
         cache when asked before. Raises QueryError for an empty population or reference."""
         args = {"cell_types": tuple(cell_types), "diseases": tuple(diseases), "studies": tuple(studies), "versus": tuple(versus),
                 "store": store}
         key = self.atlas.cache.key("gene-ranking", RANKING_VERSION, repr(sorted(args.items())))
         ranking = self.stored_result(key, GeneRanking)
         if ranking is None:
-            ranking = self.atlas.gene_ranking(**args)
+            ranking = gene_ranking(self.atlas, **args)
             self.store_result(key, ranking)
         return ranking
 

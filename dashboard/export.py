@@ -140,7 +140,8 @@ def _atlas_sentences(atlas, label=str) -> list[str]:
     sim = [s for s in atlas.studies if s.simulated]
     if sim:
         n_sim = sum(s.n_cells for s in sim)
-        out.append(f"{len(sim)} of these studies ({n_sim:,} cells: {_listing(label(s.id) for s in sim)}) {'is' if len(sim) == 1 else 'are'} SIMULATED data with "
+        out.append(f"{len(sim)} of these studies ({n_sim:,} cells: {_listing(label(s.id) for s in sim)}) "
+                   f"{'is' if len(sim) == 1 else 'are'} SIMULATED data with "
                    "planted expression programs, not measurements of real samples; results that rest on them "
                    "demonstrate the method and are not biological findings.")
     else:
@@ -224,7 +225,8 @@ def _query_sentences(atlas, result, label=str) -> list[str]:
         s += (f"; {_plural(len(res.renamed), 'gene')} matched after renaming (case, previous symbol, alias or Ensembl id: "
               f"{_listing(f'{label(a)} -> {label(b)}' for a, b in res.renamed)})")
     if res.missing:
-        s += f"; {_plural(len(res.missing), 'gene')} not in the model {'was' if len(res.missing) == 1 else 'were'} left out ({_listing(map(label, res.missing))})"
+        s += (f"; {_plural(len(res.missing), 'gene')} not in the model {'was' if len(res.missing) == 1 else 'were'} left out "
+              f"({_listing(map(label, res.missing))})")
     if res.duplicates:
         s += f"; {_plural(len(res.duplicates), 'duplicate token')} counted once"
     ambiguous = res.ambiguous
@@ -346,7 +348,8 @@ def _null_sentences(result, label=str) -> list[str]:
            f"variance inflation factor ({getattr(null, 'vif', float('nan')):.2f}) over the random sets' "
            f"({getattr(null, 'vif_null', float('nan')):.2f}) (CAMERA), for the correlation among the signature's genes."
            if inflation and math.isfinite(inflation) else "")
-    return [f"As a second question, specificity against random gene sets, {null.n_draws:,} random gene sets were drawn, each signature gene replaced by a random gene from "
+    return [f"As a second question, specificity against random gene sets, {null.n_draws:,} random gene sets were drawn, "
+            "each signature gene replaced by a random gene from "
             f"its bin of mean attribution x detection rate in the selection ({N_MEAN_BINS} x {N_DETECTION_BINS} bins) with "
             f"its weight kept, rerunning the whole query on each draw{sub}; seed {p.seed}). "
             + (f"A disease's statistic is its mean hit % minus that of the reference ({', '.join(label(str(v)) for v in null.relative_to)}), draw by "

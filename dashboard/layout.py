@@ -313,7 +313,8 @@ def build_layout(data: DashboardData):
     ], page_size=20)
     effects_grid = _grid(ids.STUDY_EFFECTS_GRID, [
         {"field": "disease", "width": 150, "pinned": "left"}, {"field": "study", "width": 104, "pinned": "left"},
-        {"field": "g", "headerName": "g vs reference", "width": 120, "valueFormatter": {"function": "params.value == null ? '–' : d3.format('.2f')(params.value)"},
+        {"field": "g", "headerName": "g vs reference", "width": 120,
+         "valueFormatter": {"function": "params.value == null ? '–' : d3.format('.2f')(params.value)"},
          "filter": "agNumberColumnFilter", "headerTooltip": EFFECT_HELP["g"]},
         {"field": "g_lo", "headerName": "95% CI", "width": 130,
          "valueFormatter": {"function": "params.value == null ? '–' : d3.format('.2f')(params.value) + ' to ' + d3.format('.2f')(params.data.g_hi)"}},
@@ -356,7 +357,8 @@ def build_layout(data: DashboardData):
             dmc.Group([
                 html.Div([dmc.Text("Groups", size="xs", c="dimmed"), _segmented(ids.GROUP_BY, GROUP_LABELS, DEFAULTS["group_by"])]),
                 html.Div([dmc.Text("View", size="xs", c="dimmed"), _segmented(ids.HEAT_MODE, {"heatmap": "heatmap", "dotplot": "dot plot"}, DEFAULTS["heat"])]),
-                html.Div([dmc.Text("Order", size="xs", c="dimmed"), _segmented(ids.HEAT_ORDER, {"cluster": "clustered", "score": "by score"}, DEFAULTS["order"])]),
+                html.Div([dmc.Text("Order", size="xs", c="dimmed"),
+                          _segmented(ids.HEAT_ORDER, {"cluster": "clustered", "score": "by score"}, DEFAULTS["order"])]),
                 html.Div([dmc.Text("Genes", size="xs", c="dimmed"),
                           _segmented(ids.GENES_SHOWN, {"top": f"top {GENE_VIEW_TOP}", "all": f"all (up to {GENE_VIEW_CAP})"},
                                      DEFAULTS["genes_shown"])]),

@@ -31,6 +31,8 @@ import time
 import urllib.parse
 from pathlib import Path
 
+from compute.reference import assets_dir
+
 __all__ = ["find_program", "main", "measure", "measure_api"]
 
 # installed before Run is pressed: records when the ranking and the p-values first show
@@ -199,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"error: --url {args.url}: loopback only (this drives a browser against the server)", file=sys.stderr)
         return 2
-    preset = Path(__file__).resolve().parent.parent / "assets" / "presets" / "ms1.txt"
+    preset = assets_dir() / "presets" / "ms1.txt"
     genes = [line.split("#")[0].strip() for line in preset.read_text(encoding="utf-8").splitlines()]
     genes = [g for g in genes if g]
     try:

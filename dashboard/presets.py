@@ -1,4 +1,4 @@
-"""Gene-set presets shipped in ``assets/``: MS1, the 50 MSigDB Hallmarks, immune cell-type markers."""
+"""Gene-set presets shipped in ``compute/assets/``: MS1, the 50 MSigDB Hallmarks, immune cell-type markers."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from compute.reference import (
 
 __all__ = ["MARKER_TERMS", "PRESETS", "QUICK_PRESETS", "Preset", "apply_preset", "preset_options"]
 
-_MARKER_SOURCE = "Human immune cell markers (shared/reference, positive markers of every level)"
+_MARKER_SOURCE = "Human immune cell markers (compute/assets/reference, positive markers of every level)"
 
 @dataclass(frozen=True)
 class Preset:

@@ -130,7 +130,7 @@ def private_imports(modules: dict[str, Module]) -> list[str]:
 def _top_package(mod: Module) -> str:
     """The package a module's private names are shared within: its package one level below the
     top ("compute.query" for compute/query/_run.py and compute/query/sub/x.py), or the top-level
-    package for its own modules ("compute" for compute/build.py)."""
+    package for its own modules ("compute" for compute/manifest.py)."""
     return ".".join(mod.package.split(".")[:2])
 
 
@@ -288,6 +288,106 @@ def test_the_dashboard_never_reaches_into_compute(project):
                 assert not any(_is_private(p) for p in imp.target.split(".")), f"{mod.name}:{imp.line} imports {imp.target}"
 
 
+# which packages a package may import from (itself always): the floors, bottom first
+FLOOR_RULES = {
+    # gene symbols and gene-list resolution: the bottom floor, used by ingest, atlas and query
+    "compute.genes": {"compute.errors"},
+    # the on-disk format: reading, writing, verifying; never the query that computes over it
+    "compute.atlas": {"compute.errors", "compute.files", "compute.genes"},
+}
+
+
+def _imported_packages(modules: dict[str, Module], package: str) -> dict[str, list[str]]:
+    """{project package (two levels: "compute.query") imported by ``package``'s modules: 'module:line'}."""
+    tops = {name.split(".")[0] for name in modules}
+    out: dict[str, list[str]] = {}
+    for mod in modules.values():
+        if mod.name != package and not _inside(mod, package):  # a package, or a plain module (compute.files)
+            continue
+        for imp in imports(mod):
+            parts = imp.target.split(".")
+            if parts[0] not in tops:
+                continue
+            target = ".".join(parts[:2]) if len(parts) > 1 and f"{parts[0]}.{parts[1]}" in modules else parts[0]
+            if target != package and not target.startswith(package + ".") and target != parts[0]:
+                out.setdefault(target, []).append(f"{mod.name}:{imp.line}")
+    return out
+
+
+def floor_violations(modules: dict[str, Module], rules: dict[str, set[str]]) -> list[str]:
+    """'package imports other (where)' for each import a package's floor rule does not allow."""
+    out = []
+    for package, allowed in rules.items():
+        for target, where in sorted(_imported_packages(modules, package).items()):
+            if target not in allowed:
+                out.append(f"{package} imports {target} ({', '.join(where)})")
+    return out
+
+
+def test_each_floor_imports_only_the_floors_below_it(project):
+    bad = floor_violations(project, FLOOR_RULES)
+    assert not bad, "imports against the floors (compute.atlas never imports compute.query):\n" + "\n".join(bad)
+
+
+# what the stages below the query never import: the query, the build that drives them, the dashboard
+BELOW_THE_QUERY = ("compute.errors", "compute.files", "compute.genes", "compute.manifest", "compute.vocabulary", "compute.census",
+                   "compute.ingest", "compute.model", "compute.attribution", "compute.embedding", "compute.atlas")
+
+
+def test_the_stages_below_the_query_never_import_it_or_the_build(project):
+    imported = {pkg: _imported_packages(project, pkg) for pkg in BELOW_THE_QUERY}
+    bad = [f"{pkg} imports {target} ({', '.join(where)})" for pkg, targets in imported.items() for target, where in sorted(targets.items())
+           if target in ("compute.query", "compute.build") or target.split(".")[0] == "dashboard"]
+    assert not bad, "imports from above (pass what is needed in, or move it down to compute.genes):\n" + "\n".join(bad)
+
+
+# folders whose functions stay short enough to read at once: the build's stages, the callbacks
+SHORT_FUNCTION_FOLDERS = ("compute/build", "dashboard/callbacks")
+MAX_FUNCTION_LINES = 80
+
+
+def long_functions(root: Path, folders=SHORT_FUNCTION_FOLDERS, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """'path:line name (n lines)' for each function (nested ones too) over ``limit`` lines in ``folders``."""
+    out = []
+    for folder in folders:
+        for path in sorted((root / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > limit:
+                    rel = path.relative_to(root).as_posix()
+                    out.append(f"{rel}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    return out
+
+
+def test_the_build_and_the_callbacks_have_no_long_function():
+    bad = long_functions(REPO)
+    assert not bad, f"functions over {MAX_FUNCTION_LINES} lines (split them into named steps):\n" + "\n".join(bad)
+
+
+def _members(cls: ast.ClassDef) -> set[str]:
+    """The names a class defines: methods, properties, class attributes, and ``self.x`` set in its methods."""
+    out = set()
+    for node in ast.walk(cls):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            out.add(node.name)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            out.add(node.target.id)
+        elif (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) and isinstance(node.value, ast.Name)
+              and node.value.id == "self"):
+            out.add(node.attr)
+    return out
+
+
+def _class(modules: dict[str, Module], module: str, name: str) -> ast.ClassDef:
+    return next(n for n in modules[module].tree.body if isinstance(n, ast.ClassDef) and n.name == name)
+
+
+def test_the_atlas_has_every_member_the_query_contract_names(project):
+    """compute.query states what it needs from an atlas (AtlasView); compute.atlas.Atlas provides it."""
+    contract = _members(_class(project, "compute.query._contract", "AtlasView"))
+    missing = sorted(contract - _members(_class(project, "compute.atlas._read", "Atlas")))
+    assert contract and not missing, f"Atlas lacks what compute.query.AtlasView names: {', '.join(missing)}"
+
+
 # -- the checks fail where they should -------------------------------------------------------------
 def _tree(root: Path, files: dict[str, str]) -> dict[str, Module]:
     for rel, text in files.items():
@@ -327,6 +427,24 @@ def test_the_private_attribute_check_fails_on_another_packages_private_attribute
     assert sorted(private_attribute_uses(modules)) == sorted([
         "pkg.query._run:2 atlas._store", "pkg.query._run:3 atlas._pinned", "pkg.query._run:4 atlas._pinned",
         "pkg.build:2 atlas._store", "app.data:2 atlas._cache"])
+
+
+def test_the_floor_check_fails_on_an_import_from_above(tmp_path):
+    modules = _tree(tmp_path, {
+        "pkg/__init__.py": "", "pkg/errors.py": "", "pkg/genes/__init__.py": "from pkg.errors import E\n",
+        "pkg/query/__init__.py": "from pkg.genes import g\n", "pkg/atlas/__init__.py": "from pkg.genes import g\n",
+        "pkg/atlas/_read.py": "def f():\n    from pkg.query import run\n",
+        "app/__init__.py": "",
+    })
+    rules = {"pkg.genes": {"pkg.errors"}, "pkg.atlas": {"pkg.errors", "pkg.genes"}}
+    assert floor_violations(modules, rules) == ["pkg.atlas imports pkg.query (pkg.atlas._read:2)"]
+
+
+def test_the_long_function_check_finds_a_long_nested_function(tmp_path):
+    body = "\n".join(f"        x{i} = {i}" for i in range(80))
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "stages.py").write_text(f"def outer():\n    def inner():\n{body}\n    return inner\n\ndef short():\n    pass\n")
+    assert long_functions(tmp_path, folders=("pkg",)) == ["pkg/stages.py:1 outer (83 lines)", "pkg/stages.py:2 inner (81 lines)"]
 
 
 def test_the_cycle_check_finds_a_cycle_hidden_in_a_function(tmp_path):

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from compute import _build_tasks as tasks
 from compute.atlas import StudyArrays, write_study, write_study_blocks
 from compute.atlas._store import GeneMajorStore, store_files, write_gene_major
+from compute.build import _tasks as tasks
 from compute.errors import IngestError
 from compute.model import Encoder, PieceWriter, piece_blocks, piece_ready, save_encoder, write_piece
 
@@ -141,10 +141,20 @@ def _ingested(tmp_path, n_cells=90, seed=0):
     return str(path), genes
 
 
+def _aligned_study(ingest_file: str, gene_order: list[str], share: float) -> sp.csr_matrix:
+    """The whole study aligned at once (what the build did before it worked in blocks)."""
+    from compute.ingest import align_to_genes
+
+    a = ad.read_h5ad(ingest_file)
+    X, _ = align_to_genes(a.X, list(a.var_names), gene_order)
+    X.data = np.log1p(np.expm1(X.data.astype(np.float64)) * share).astype(np.float32)
+    return X
+
+
 def test_aligned_blocks_are_the_aligned_study(tmp_path):
     path, genes = _ingested(tmp_path)
     order = sorted(genes[5:] + ["NEW1", "NEW2"])
-    _, whole, _ = tasks.aligned_study(path, order, 10, "s1", share=0.7)
+    whole = _aligned_study(path, order, share=0.7)
     parts = list(tasks.aligned_blocks(path, order, 10, "s1", share=0.7, rows_per_block=16))
     assert [s for s, _ in parts] == list(range(0, 90, 16)) and max(X.shape[0] for _, X in parts) == 16
     assert (sp.vstack([X for _, X in parts]) != whole).nnz == 0

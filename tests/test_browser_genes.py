@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from compute.query import gene_ranking
+
 from .test_browser import _plot, _shot, _tab, _wait, downloads, driver, server  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.browser
@@ -56,7 +58,7 @@ def test_rank_a_cell_type_and_run_its_top_genes(driver, server, downloads, tiny_
     _wait(driver, lambda d: (_plot(d, "rank-fig", "(p.layout.meta || {}).genes") or []) != [], what="rank-rank plot")
     meta = _plot(driver, "rank-fig", "p.layout.meta")
     assert len(meta["both"]) + len(meta["attribution_only"]) == 50 and len(meta["both"]) + len(meta["expression_only"]) == 50
-    ranking = tiny_atlas.gene_ranking(cell_types=MONO)
+    ranking = gene_ranking(tiny_atlas, cell_types=MONO)
     assert set(ranking.top(50)) == set(meta["both"]) | set(meta["attribution_only"])
     assert "SIMULATED" in _plot(driver, "rank-fig", "p.layout.title.text")
     assert "SIMULATED" in driver.find_element(By.ID, "rank-sim").text

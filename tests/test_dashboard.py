@@ -857,7 +857,8 @@ def test_every_callback_is_a_top_level_function_of_a_callbacks_module(tiny_build
         assert isinstance(spec["outputs_indices"], dict) and isinstance(spec["inputs_state_indices"], dict), fn.__qualname__
         found.add(f"{fn.__module__.rsplit('.', 1)[1]}.{fn.__name__}")
     assert found == {"link.restore", "link.write_link", "controls.on_preset", "controls.on_upload", "controls.on_upload_set",
-                     "controls.show_disease_groups", "controls.show_study_reports", "query.run_query", "query.rank_now", "query.finish_now", "query.on_cancel", "query.stale_note", "render.render", "render.render_partial",
+                     "controls.show_disease_groups", "controls.show_study_reports", "query.run_query", "query.rank_now", "query.finish_now", "query.on_cancel",
+                     "query.stale_note", "render.render", "render.render_partial",
                      "render.render_umap", "render.render_drivers", "render.render_forest", "render.pick_forest_disease",
                      "modules.render_modules", "modules.show_module", "modules.add_missing", "modules.use_module",
                      "export.download", "presenter.set_presenter", "presenter.save_view", "presenter.step",

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from compute.errors import ManifestError, QueryError
+from compute.genes import STATUSES
 from compute.manifest import (
     AttributionSpec,
     EmbeddingSpec,
@@ -32,7 +33,6 @@ from compute.manifest import (
     load_manifest,
 )
 from compute.query import HIT_RANGES, parse_gene_list, resolve_genes
-from compute.query._genes import STATUSES
 from dashboard.state import (
     CHOICES,
     DEFAULTS,

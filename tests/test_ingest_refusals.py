@@ -41,7 +41,7 @@ def _study(tmp_path, name: str, *, genes=None, values: str = "counts", edit=None
 
 def _ingest(spec, out):
     """The build's ingest task on one study (the blocked path first, then the whole-study path)."""
-    from compute._build_tasks import ingest_task
+    from compute.build._tasks import ingest_task
 
     return ingest_task(spec, IngestSpec(min_genes=5, min_counts=10), str(out), False)
 

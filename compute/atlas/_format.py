@@ -41,7 +41,8 @@ ELEMENTS = {
     "attributions": {"encoding": "csc-gene-major", "version": 1, "dtype": "float32", "row_sum": 1000.0},
     "embedding": {"encoding": "dense-npy", "version": 1, "dtype": "float32"},
     # optional: present when every study has it (atlases built before it was added lack it)
-    "expression": {"encoding": "csc-gene-major", "version": 1, "dtype": "float32", "values": "log1p(count / cell total * 1e4 * the study measured share of expression)"},
+    "expression": {"encoding": "csc-gene-major", "version": 1, "dtype": "float32",
+                   "values": "log1p(count / cell total * 1e4 * the study measured share of expression)"},
     "umap": {"encoding": "dense-npy", "version": 1, "dtype": "float32"},
     # optional: atlases built before per-study panels were recorded (and imported ones) lack
     # them; every gene then counts as measured and every measured share is 1

@@ -29,7 +29,7 @@ from compute.atlas._vocab import (
     read_vocabulary,
 )
 from compute.errors import AtlasFormatError, QueryError
-from compute.query import GeneResolution, resolve_genes
+from compute.genes import GeneResolution, resolve_genes, symbol_table
 
 __all__ = ["FILTER_COLUMNS", "Atlas", "SignatureWarning", "StudyInfo"]
 
@@ -459,14 +459,6 @@ class Atlas:
             self._stores[key] = GeneMajorStore(s.dir, prefix, len(self.genes), s.n_cells, hint=_REBUILD)
         return self._stores[key]
 
-    def expression_rows(self, study: str, rows: np.ndarray | None = None):
-        """Study ``study``'s log-normalised expression (cells x gene order, scipy CSC), restricted
-        to the cells where boolean ``rows`` is true; QueryError when the atlas stores none."""
-        if not self.has_expression:
-            raise QueryError(f"atlas '{self.name}' stores no expression (built before it was added): re-run `python -m compute build <manifest>`")
-        info = self._study_info(study)
-        return self._store(info, fmt.EXPR_PREFIX).rows(np.ones(info.n_cells, dtype=bool) if rows is None else rows)
-
     @property
     def has_expression(self) -> bool:
         """Whether every study stores its log-normalised expression (for expression scores).
@@ -527,13 +519,12 @@ class Atlas:
         """Do now, once, what the first query of a process would otherwise pay for: check every
         study's checksums (``verify="lazy"``) and map its attribution store and the consolidated
         store (:meth:`consolidated_store`, made the first time), read the cells table,
-        the vocabulary and the panels, load the compiled query loops and (``symbols``) the gene
-        symbol table. A server calls it before it forks its workers, so that each inherits an
-        atlas ready to answer (the demo's first MS1 query drops from about 3 s to its usual tens of
+        the vocabulary and the panels, load the compiled score loops and (``symbols``) the gene
+        symbol table. ``compute.query.prepare_atlas`` calls it and also loads the null's kernel: a
+        server calls that before it forks its workers, so that each inherits an atlas ready to
+        answer (the demo's first MS1 query drops from about 3 s to its usual tens of
         milliseconds). Returns the seconds it took."""
         import time
-
-        from compute.query import prepare_null, symbol_table
 
         t0 = time.perf_counter()
         _ = self.cells, self.vocabulary, self._panel_matrix, self.study_bounds
@@ -548,7 +539,6 @@ class Atlas:
         if first is not None and self.has_expression:  # the expression scores' masked gene sums: a forked
             # job then finds the loop loaded, and never compiles under a lock another thread held at the fork
             self._store(first, fmt.EXPR_PREFIX).gene_totals(np.zeros(first.n_cells, dtype=bool))
-        prepare_null()
         if symbols:
             try:
                 symbol_table()
@@ -567,21 +557,7 @@ class Atlas:
         self._memo[name] = (key, value)
         return value
 
-    # -- queries ---------------------------------------------------------------------
-    def gene_ranking(self, *, cell_types=None, diseases=None, tissues=None, studies=None, versus=None, store: str = "attr",
-                     scale: str = "panel", cell_min: int = 10, top_n: int = 50):
-        """Every gene ranked by mean attribution (``store="expr"``: expression) in the cells the
-        filters select, the sample as the unit; ``versus``: reference diseases for a sample-level
-        test (compute.query.gene_ranking; returns its GeneRanking)."""
-        from compute.query import RankingParams, gene_ranking
-
-        def tup(v):
-            return () if v is None else (v,) if isinstance(v, str) else tuple(v)
-
-        return gene_ranking(self, RankingParams(cell_types=tup(cell_types), diseases=tup(diseases), tissues=tup(tissues),
-                                                studies=tup(studies), versus=tup(versus), store=store, scale=scale,
-                                                cell_min=cell_min, top_n=top_n))
-
+    # -- reading values: a score is the weighted read of the stores the format defines ----------
     def resolve(self, genes, weights=None) -> GeneResolution:
         """Match ``genes`` (strings or (gene, weight) pairs) to the gene order; see GeneResolution."""
         if isinstance(genes, str):

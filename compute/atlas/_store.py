@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from compute.errors import AtlasFormatError
-from compute.files import allocate, save_npy_atomic
+from compute.files import PositionedNpy, allocate, save_npy_atomic
 
 __all__ = ["AGGREGATES", "GeneMajorStore", "GeneMajorWriter", "consolidate_stores", "consolidated_store", "record_file", "store_files", "write_gene_major"]
 
@@ -154,30 +154,23 @@ BLOCK_VALUES = 4_000_000  # values a block read holds (16 MB of indices and 16 M
 
 
 class _PositionedReader:
-    """Ranges of 1-d .npy files read with positioned reads (os.pread), never memory-mapped."""
+    """Ranges of a store's 1-d .npy files read with positioned reads (compute.files.PositionedNpy),
+    never memory-mapped; a short file is an AtlasFormatError."""
 
     def __init__(self, paths: dict[str, Path]):
-        self._paths, self._fds, self._offsets, self._dtypes = dict(paths), {}, {}, {}
-        for name, path in paths.items():
-            with open(path, "rb") as fh:
-                version = np.lib.format.read_magic(fh)
-                header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                _, _, dtype = header(fh)
-                self._offsets[name], self._dtypes[name] = fh.tell(), np.dtype(dtype)
-            self._fds[name] = os.open(path, os.O_RDONLY)
+        self._files = {name: PositionedNpy(path) for name, path in paths.items()}
+        for f in self._files.values():
+            f.open()
 
     def read(self, name: str, start: int, stop: int) -> np.ndarray:
-        dt, n = self._dtypes[name], stop - start
-        raw = os.pread(self._fds[name], n * dt.itemsize, self._offsets[name] + start * dt.itemsize)
-        if len(raw) != n * dt.itemsize:
-            raise AtlasFormatError(f"{self._paths[name]}: shorter than its store's index says ({len(raw)} of "
-                                   f"{n * dt.itemsize} bytes at value {start:,}); rebuild the atlas")
-        return np.frombuffer(raw, dtype=dt, count=n).copy()
+        try:
+            return self._files[name].read(start, stop - start).copy()
+        except ValueError as exc:
+            raise AtlasFormatError(f"{exc}, which its store's index says it holds: rebuild the atlas") from exc
 
     def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds = {}
+        for f in self._files.values():
+            f.close()
 
 
 class GeneMajorStore:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -218,7 +218,7 @@ def write_root(
         "format": fmt.FORMAT_NAME,
         "format_version": fmt.FORMAT_VERSION,
         "name": name,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "n_cells": int(sum(e["n_cells"] for e in entries)),
         "n_genes": len(gene_order),
         "genes_file": fmt.GENES_FILE,

@@ -11,4 +11,5 @@ from compute.bench._query import (
 )
 from compute.bench._training import TrainingBenchConfig, run_training_bench
 
-__all__ = ["AttributionBenchConfig", "BuildBenchConfig", "QueryBenchConfig", "run_attribution_bench", "run_build_bench", "run_query_bench", "run_study_scale_bench", "StudyScaleConfig", "run_atlas_query_bench", "TrainingBenchConfig", "run_training_bench"]
+__all__ = ["AttributionBenchConfig", "BuildBenchConfig", "QueryBenchConfig", "run_attribution_bench", "run_build_bench", "run_query_bench",
+           "run_study_scale_bench", "StudyScaleConfig", "run_atlas_query_bench", "TrainingBenchConfig", "run_training_bench"]

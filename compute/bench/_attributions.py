@@ -292,7 +292,8 @@ def run_attribution_bench(cfg: AttributionBenchConfig, *, out=print, json_path: 
                 continue
             r = runs[key]
             ratio = r["cells_per_s"] / captum["cells_per_s"]
-            out(f"  {names[key]:<38}{r['cells']:>7,}{r['cells_per_s']:>10.1f}{r['wall_s']:>9.1f}{_mb(r['rss_peak']):>11}{_mb(r['rss_above_start']):>13}{ratio:>10.1f}x")
+            out(f"  {names[key]:<38}{r['cells']:>7,}{r['cells_per_s']:>10.1f}{r['wall_s']:>9.1f}{_mb(r['rss_peak']):>11}"
+                f"{_mb(r['rss_above_start']):>13}{ratio:>10.1f}x")
             if "gpu_peak_bytes" in r:
                 out(f"  {'':<38}GPU peak {_mb(r['gpu_peak_bytes'])}")
         report["runs"] = runs

@@ -121,7 +121,8 @@ def run_build_bench(cfg: BuildBenchConfig, json_path: str | None = None) -> dict
             stage_peak: dict[str, int] = {}  # the largest worker's resident set by the end of each stage (cumulative)
             for task in stats["tasks"]:
                 stage_peak[task["stage"]] = max(stage_peak.get(task["stage"], 0), task["peak_rss"])
-            row = {"stage_worker_peak_bytes": stage_peak, "studies": n, "cells": stats["n_cells"], "wall_s": round(wall, 1), "cells_per_s": round(stats["n_cells"] / wall, 1),
+            row = {"stage_worker_peak_bytes": stage_peak, "studies": n, "cells": stats["n_cells"], "wall_s": round(wall, 1),
+                   "cells_per_s": round(stats["n_cells"] / wall, 1),
                    "stages_s": stats["timings_s"], "worker_peak_bytes": sorted(by_worker.values()),
                    "max_worker_peak_bytes": max(by_worker.values()), "driver_peak_bytes": stats["driver_peak_bytes"],
                    "trainer_peak_bytes": stats["trainer_peak_bytes"], "train_workers": cfg.train_workers,

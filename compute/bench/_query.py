@@ -388,19 +388,19 @@ def _compare_one_and_many(cfg: StudyScaleConfig, work: Path, out) -> dict:
 def run_atlas_query_bench(path: str | Path, genes: list[str], *, cell_types: tuple[str, ...] = (), n_null: int = 1000, repeats: int = 5,
                           long_list: int = 5000, out=print, json_path: str | None = None) -> dict:
     """Time new queries of ``genes`` on the atlas at ``path`` (no result cache; each query drops
-    a different gene, so none was asked before): ``Atlas.prepare`` once, then the ranking
+    a different gene, so none was asked before): ``prepare_atlas`` once, then the ranking
     (``run_ranking``), the p-values and null band (``add_evidence`` with ``n_null`` draws) and
     the whole ``run_query``, on ``cell_types`` and on all cells; then a ``long_list``-gene list
     (half the atlas's genes, the rest unknown names) on all cells. Medians of wall and CPU time."""
     from compute.atlas import Atlas
-    from compute.query import QueryParams, add_evidence, run_query, run_ranking, with_effects
+    from compute.query import QueryParams, add_evidence, prepare_atlas, run_query, run_ranking, with_effects
 
     atlas = Atlas.open(path, cache=False)
     t0 = time.perf_counter()
-    atlas.prepare()
+    prepare_atlas(atlas)
     report: dict = {"atlas": str(path), "n_cells": atlas.n_cells, "studies": len(atlas.studies), "prepare_s": time.perf_counter() - t0,
                     "rows": []}
-    out(f"{atlas.name}: {atlas.n_cells:,} cells, {len(atlas.studies)} studies; Atlas.prepare {report['prepare_s']:.1f} s (once per process)")
+    out(f"{atlas.name}: {atlas.n_cells:,} cells, {len(atlas.studies)} studies; prepare_atlas {report['prepare_s']:.1f} s (once per process)")
     out(f"  a new {len(genes)}-gene query each time, {n_null:,} null draws; median of {repeats}, wall (CPU)")
 
     def params(i, cts, null):

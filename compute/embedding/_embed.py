@@ -35,7 +35,8 @@ def umap_fit(embedding: np.ndarray, *, n_neighbors: int = 15, min_dist: float = 
     if n < 4:
         return None, np.zeros((n, 2), dtype=np.float32)
     reducer = umap.UMAP(
-        n_neighbors=min(n_neighbors, n - 1), min_dist=min_dist, metric="cosine", random_state=seed, n_jobs=1, init="spectral" if n > n_neighbors + 2 else "random"
+        n_neighbors=min(n_neighbors, n - 1), min_dist=min_dist, metric="cosine", random_state=seed, n_jobs=1,
+        init="spectral" if n > n_neighbors + 2 else "random",
     )
     return reducer, reducer.fit_transform(embedding).astype(np.float32)
 

@@ -2,7 +2,7 @@
 its genes to current HGNC symbols, QC, normalise (1e4 + log1p), align to the gene order.
 Each ingested study carries a report of every decision (:func:`ingest_report`)."""
 
-from compute.ingest._align import GeneOverlap, align_to_genes
+from compute.ingest._align import GeneOverlap, align_to_genes, gene_overlap
 from compute.ingest._blocked import ingest_h5ad_in_blocks
 from compute.ingest._genes import detect_species, harmonise_symbols, ortholog_table
 from compute.ingest._preview import StudyLabels, labels_json, labels_text, preview_labels
@@ -16,6 +16,7 @@ __all__ = [
     "REPORT_KEY",
     "StudyLabels",
     "align_to_genes",
+    "gene_overlap",
     "detect_species",
     "harmonise_symbols",
     "ingest_h5ad_in_blocks",

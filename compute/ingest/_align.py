@@ -9,7 +9,7 @@ import scipy.sparse as sp
 
 from compute.errors import IngestError
 
-__all__ = ["GeneOverlap", "align_to_genes"]
+__all__ = ["GeneOverlap", "align_to_genes", "gene_overlap"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,24 @@ class GeneOverlap:
         }
 
 
+def gene_overlap(study_genes, gene_order, *, min_overlap: int = 0, where: str = "study") -> GeneOverlap:
+    """How many of ``study_genes`` the gene order has. Raises IngestError when fewer than
+    ``min_overlap`` genes are shared (before any work on the study's cells)."""
+    pos = {g: i for i, g in enumerate(gene_order)}
+    return _overlap(np.array([pos.get(g, -1) for g in study_genes], dtype=np.int64), len(gene_order), min_overlap, where)
+
+
+def _overlap(col_map: np.ndarray, n_order: int, min_overlap: int, where: str) -> GeneOverlap:
+    shared = int((col_map >= 0).sum())
+    if shared < min_overlap:
+        raise IngestError(
+            f"{where}: only {shared} of its {col_map.size} genes are in the model's gene order of "
+            f"{n_order} (minimum {min_overlap}, 'ingest.min_gene_overlap'). Check that genes are "
+            "human HGNC symbols (or Ensembl ids with var['feature_name'])."
+        )
+    return GeneOverlap(col_map.size, n_order, shared)
+
+
 def align_to_genes(
     X: sp.csr_matrix, study_genes, gene_order, *, min_overlap: int = 0, where: str = "study"
 ) -> tuple[sp.csr_matrix, GeneOverlap]:
@@ -42,14 +60,7 @@ def align_to_genes(
     """
     pos = {g: i for i, g in enumerate(gene_order)}
     col_map = np.array([pos.get(g, -1) for g in study_genes], dtype=np.int64)
-    shared = int((col_map >= 0).sum())
-    overlap = GeneOverlap(len(study_genes), len(gene_order), shared)
-    if shared < min_overlap:
-        raise IngestError(
-            f"{where}: only {shared} of its {len(study_genes)} genes are in the model's gene order of "
-            f"{len(gene_order)} (minimum {min_overlap}, 'ingest.min_gene_overlap'). Check that genes are "
-            "human HGNC symbols (or Ensembl ids with var['feature_name'])."
-        )
+    overlap = _overlap(col_map, len(gene_order), min_overlap, where)
     X = sp.csr_matrix(X)
     new_cols = col_map[X.indices]
     keep = new_cols >= 0

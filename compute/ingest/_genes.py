@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from compute.errors import IngestError
-from compute.query import SymbolTable, ensembl_base, symbol_table
+from compute.genes import SymbolTable, ensembl_base, symbol_table
 
 __all__ = ["GeneNames", "OrthologTable", "detect_species", "harmonise_symbols", "ortholog_table", "study_gene_names"]
 

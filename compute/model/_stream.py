@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["BalancedBatches", "CellCorpus", "PieceWriter", "piece_blocks", "piece_ready", "piece_rows", "write_piece"]
+from compute.files import PositionedNpy
+
+__all__ = ["BalancedBatches", "CellCorpus", "PieceWriter", "piece_blocks", "piece_info", "piece_ready", "piece_rows", "write_piece"]
 
 _PIECE_FILES = ("data", "indices", "indptr")
 _MARKER = "piece.json"
@@ -111,11 +113,8 @@ class PieceWriter:
 def piece_blocks(folder: str | Path, rows_per_block: int):
     """Yield (first row, the rows as CSR float32) of a finished piece, ``rows_per_block`` rows at
     a time, read with positioned reads (one block in memory)."""
-    folder = Path(folder)
-    if not piece_ready(folder):
-        raise FileNotFoundError(f"{folder}: not a finished piece (piece.json missing); re-run the build, which writes it again")
-    n_genes = int(json.loads((folder / _MARKER).read_text())["n_genes"])
-    piece = _FilePiece(folder)
+    n_genes = piece_info(folder)["n_genes"]
+    piece = _FilePiece(Path(folder))
     piece.open()
     try:
         for start in range(0, piece.n_rows, max(int(rows_per_block), 1)):
@@ -125,9 +124,18 @@ def piece_blocks(folder: str | Path, rows_per_block: int):
         piece.close()
 
 
+def piece_info(folder: str | Path, what: str = "piece") -> dict:
+    """A finished piece's marker: {"n_rows", "n_genes", "nnz"}; FileNotFoundError naming it (``what``)
+    and what to re-run when the piece is unfinished."""
+    folder = Path(folder)
+    if not piece_ready(folder):
+        raise FileNotFoundError(f"{folder}: not a finished {what} (piece.json missing); re-run the build, which writes it again")
+    return {k: int(v) for k, v in json.loads((folder / _MARKER).read_text()).items()}
+
+
 def piece_rows(folder: str | Path) -> int:
     """The number of rows of a finished piece (from its marker)."""
-    return int(json.loads((Path(folder) / _MARKER).read_text())["n_rows"])
+    return piece_info(folder)["n_rows"]
 
 
 def piece_ready(folder: str | Path) -> bool:
@@ -159,30 +167,18 @@ class _FilePiece:
     fresh arrays and dropped with it."""
 
     def __init__(self, folder: Path):
-        self.files, self.offsets, self.dtypes = {}, {}, {}
-        for name in _PIECE_FILES:
-            path = folder / f"{name}.npy"
-            with open(path, "rb") as fh:
-                version = np.lib.format.read_magic(fh)
-                header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                shape, fortran, dtype = header(fh)
-                self.offsets[name], self.dtypes[name] = fh.tell(), np.dtype(dtype)
-            if fortran or len(shape) != 1:
-                raise ValueError(f"{path}: expected a 1-d array, got shape {shape}; re-run the build, which writes it again")
-            if name == "indptr":
-                self.n_rows = int(shape[0]) - 1
+        self.files = {name: PositionedNpy(folder / f"{name}.npy") for name in _PIECE_FILES}
+        self.n_rows = self.files["indptr"].length - 1
         self.folder = folder
 
     def open(self) -> None:
         """Open the piece's files (CellCorpus keeps a bounded number of pieces open: 3 descriptors
         each, and a corpus of thousands of studies would pass the usual limit of 1,024)."""
-        if not self.files:
-            self.files = {name: os.open(self.folder / f"{name}.npy", os.O_RDONLY) for name in _PIECE_FILES}
+        for f in self.files.values():
+            f.open()
 
     def _read(self, name: str, start: int, count: int) -> np.ndarray:
-        dt = self.dtypes[name]
-        raw = os.pread(self.files[name], count * dt.itemsize, self.offsets[name] + start * dt.itemsize)
-        return np.frombuffer(raw, dtype=dt, count=count)
+        return self.files[name].read(start, count)
 
     def read(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         bounds = [self._read("indptr", int(r), 2) for r in rows]
@@ -200,9 +196,8 @@ class _FilePiece:
                              shape=(stop - start, n_genes))
 
     def close(self) -> None:
-        for fd in self.files.values():
-            os.close(fd)
-        self.files = {}
+        for f in self.files.values():
+            f.close()
 
     def __del__(self):
         try:
@@ -236,10 +231,7 @@ class CellCorpus:
     def open(cls, folders: list[str | Path], n_genes: int) -> CellCorpus:
         pieces = []
         for folder in map(Path, folders):
-            if not piece_ready(folder):
-                raise FileNotFoundError(f"{folder}: not a finished training piece (piece.json missing); re-run the build, "
-                                        "which writes it again")
-            info = json.loads((folder / _MARKER).read_text())
+            info = piece_info(folder, "training piece")
             if info["n_genes"] != n_genes:
                 raise ValueError(f"{folder}: piece has {info['n_genes']} genes, the gene order {n_genes}; re-run the build")
             pieces.append(_FilePiece(folder))

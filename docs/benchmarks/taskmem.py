@@ -12,7 +12,7 @@ import numpy as np, yaml
 mode, stage = sys.argv[1], sys.argv[2]
 W = Path(os.environ.get("TASKMEM_OUT", "/tmp/tm")) / mode; W.mkdir(parents=True, exist_ok=True)
 from compute.process import peak_rss
-from compute import _build_tasks as tasks
+from compute.build import _tasks as tasks
 from compute.manifest import parse_manifest
 from compute.demo import SimulationConfig, demo_manifest_text
 sim = SimulationConfig(n_studies=25, disease_donors=4, healthy_donors=1, cells_per_sample=(32000, 32001), max_genes=1000, seed=0)

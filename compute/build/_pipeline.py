@@ -1,7 +1,7 @@
 """The build: manifest -> ingest -> encoder -> attributions -> embedding/UMAP -> atlas.
 
 The per-study stages (ingest, training data, attributions and embedding, UMAP transform,
-writing) run as Dask tasks (``compute._build_tasks``): on a LocalCluster by default, or on the
+writing) run as Dask tasks (``compute.build._tasks``): on a LocalCluster by default, or on the
 cluster whose scheduler address is given (the work folder and the atlas must then be on a file
 system every worker sees). Training the encoder is one step, in this process or on
 ``train_workers`` processes (torch.distributed, data parallel; GPU when present), reading each
@@ -26,15 +26,34 @@ import os
 import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field, replace
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from compute.atlas import FORMAT_VERSION, ROOT_FILE
+from compute.atlas import (
+    FORMAT_VERSION,
+    ROOT_FILE,
+    begin_atlas,
+    integration_line,
+    measured_shares,
+    publish_version,
+    read_study_panel,
+    stage_version,
+    write_predictions,
+    write_root,
+    write_vocabulary,
+)
+from compute.build import _tasks as tasks
+from compute.build._calibration import calibrate_panels
+from compute.build._modules import store_gene_modules
 from compute.errors import IngestError, SigAtlasError, StorageError
+from compute.files import atomic_write, copy_tree_atomic, file_record, file_sha256, write_json_atomic
 from compute.manifest import Manifest, StudySpec
+from compute.process import peak_rss
 
 __all__ = ["PIPELINE_VERSION", "StudyFailures", "build_atlas", "dask_client", "work_dir"]
 
@@ -45,13 +64,13 @@ log_exc = logging.getLogger("sigatlas.build")
 # parallel forward): invalidates the trained encoder and what depends on it, not ingest.
 TRAINING_VERSION = "2"
 # Bump when a stage's output for the same inputs changes: invalidates every cached stage.
-PIPELINE_VERSION = "3"  # 2: values kinds, symbol harmonisation, species, ingest report; 3: ontology terms
+PIPELINE_VERSION = "4"  # 2: values kinds, symbol harmonisation, species, ingest report; 3: ontology terms; 4: the label reader
 # What the final write puts in the atlas; bumping it rewrites existing atlases from the cached
 # stages (2: the expression store was added).
 ATLAS_CONTENT_VERSION = "8"  # 3: file checksums in the root; 4: measured genes, gene means, ingest report;
 # 5: vocabulary.json and the label transfer; 6: predictions in one atlas-level file;
 # 7: gene modules precomputed and stored (gene_modules/); 8: partial panels calibrated gene by gene
-# (studies/<id>/gene_scale.npy, compute._build_calibration)
+# (studies/<id>/gene_scale.npy, compute.build._calibration)
 
 
 def _sha(*parts) -> str:
@@ -63,14 +82,12 @@ def _sha(*parts) -> str:
 
 
 def _file_sha(path: Path) -> str:
-    from compute.files import file_sha256
 
     return file_sha256(path)
 
 
 def _source_key(spec: StudySpec) -> str:
     if spec.source.kind == "scanpy-pbmc68k":
-        from importlib.metadata import version
 
         return f"scanpy-pbmc68k:{version('scanpy')}"
     if spec.source.kind == "census":  # a pinned release's cells do not change: no need to hash the file
@@ -121,7 +138,6 @@ class _Log:
             tqdm.write(msg)
 
     def stage(self, name: str, t0: float) -> None:
-        from compute.process import peak_rss
 
         self.timings[name] = round(time.perf_counter() - t0, 2)
         self.peaks[name] = peak_rss()
@@ -226,6 +242,77 @@ def _run(client, fn, calls: list[tuple], *, desc: str, quiet: bool, names: list[
     return out
 
 
+@dataclass
+class _Build:
+    """One build: its settings and what its stages have made so far. Each stage reads the fields
+    the stages before it set and sets its own (named in its docstring); ``build_atlas`` runs them
+    in order."""
+
+    manifest: Manifest
+    force: bool
+    rewrite: bool
+    quiet: bool
+    scheduler: str | None
+    train_workers: int
+    checkpoint_every: int | None
+    log: _Log
+    out: Path
+    work: Path
+    t_start: float
+    # training results depend on the thread count: set it explicitly ($SIGATLAS_THREADS, default
+    # the CPU count), not from OMP_NUM_THREADS, which a Dask cluster sets to 1 in this process
+    # for its workers; an interrupted and resumed build then trains exactly as an uninterrupted one
+    train_threads: int = field(default_factory=lambda: int(os.environ.get("SIGATLAS_THREADS") or os.cpu_count() or 1))
+    client: Any = None
+    peaks: list[dict] = field(default_factory=list)  # every task's peak memory, by stage (the build benchmark's)
+    source_keys: dict[str, str] = field(default_factory=dict)
+    build_key: str = ""
+    ingested: list[dict] = field(default_factory=list)
+    ingest_keys: dict[str, str] = field(default_factory=dict)
+    ingest_files: dict[str, str] = field(default_factory=dict)
+    n_obs: dict[str, int] = field(default_factory=dict)
+    pretrained: Any = None
+    gene_order: list[str] = field(default_factory=list)
+    shares: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    encoder: Any = None
+    model_dir: Path | None = None
+    model_key: str = ""
+    model_card: dict = field(default_factory=dict)
+    pieces: list[str] | None = None  # each study's aligned cells on disk (training reads them; so do the cells and write stages)
+    piece_of: dict[str, str] = field(default_factory=dict)
+    attr_files: dict[str, str] = field(default_factory=dict)
+    embed_keys: dict[str, str] = field(default_factory=dict)
+    embed_files: dict[str, str] = field(default_factory=dict)
+    cells_done: list[dict] = field(default_factory=list)
+    transfer_files: list[str] = field(default_factory=list)
+    transfer_summary: dict = field(default_factory=dict)
+    integration: dict | None = None
+    umap_files: dict[str, str] = field(default_factory=dict)
+    fitted: int = 0
+    root: Path | None = None
+    versioned: bool = False
+    model_out: Path | None = None
+    written: list[dict] = field(default_factory=list)
+    write_t0: float = 0.0  # the write stage's start: it ends after the root is written
+
+    @property
+    def ids(self) -> list[str]:
+        return [s.id for s in self.manifest.studies]
+
+    @property
+    def total_cells(self) -> int:
+        return sum(self.n_obs.values())
+
+    @property
+    def task_threads(self) -> int | None:
+        """Torch threads of a per-study task: one on each local worker; None (the task's choice) elsewhere."""
+        return 1 if self.client is not None and self.scheduler in (None, "local") else None
+
+    def run(self, fn, calls: list[tuple], *, desc: str, names: list[str] | None = None, quiet: bool | None = None) -> list:
+        return _run(self.client, fn, calls, desc=desc, quiet=self.quiet if quiet is None else quiet, names=names)
+
+
 def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False, scheduler: str | None = None,
                 workers: int | None = None, rewrite: bool = False, stats: dict | None = None, verbose: bool = False,
                 train_workers: int = 1, checkpoint_every: int | None = 1000) -> Path:
@@ -239,252 +326,327 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
     machine; 1: in this process). ``checkpoint_every``: batches between training checkpoints
     (besides one at the end of every epoch; None: at epoch ends only).
     """
-    from compute import _build_tasks as tasks
-    from compute._build_modules import store_gene_modules
-    from compute.atlas import begin_atlas, publish_version, stage_version, write_root
-    from compute.attribution import describe_path
-    from compute.files import copy_tree_atomic
-    from compute.model import load_encoder, save_encoder, seed_everything
-
-    log = _Log(quiet)
-    t_start = time.perf_counter()
-    out = manifest.atlas.out
-    work = work_dir(manifest)
+    b = _Build(manifest, force, rewrite, quiet, scheduler, train_workers, checkpoint_every, log=_Log(quiet),
+               out=manifest.atlas.out, work=work_dir(manifest), t_start=time.perf_counter())
     for sub in ("ingest", "model", "train", "attr", "embed", "umap", "transfer"):
-        (work / sub).mkdir(parents=True, exist_ok=True)
+        (b.work / sub).mkdir(parents=True, exist_ok=True)
+    _expand_census(b)
+    _key_sources(b)
+    if _up_to_date(b):
+        return b.out
+    with dask_client(scheduler, workers, verbose) as client:
+        b.client = client
+        _ingest(b)
+        _choose_gene_order(b)
+        _prepare_encoder(b)
+        _attribute_and_embed(b)
+        _transfer_labels(b)
+        _umap(b)
+        _write_studies(b)
+    b.client = None
+    _calibrate_panels(b)
+    _write_root_and_modules(b, _write_vocabulary(b))
+    if stats is not None:
+        stats.update({"timings_s": dict(b.log.timings), "build_process_peak_bytes": dict(b.log.peaks), "tasks": b.peaks,
+                      "n_cells": b.total_cells, "n_studies": len(b.manifest.studies),
+                      "computed": [r["id"] for r in b.cells_done if r["computed"]],
+                      "written": [w["entry"]["id"] for w in b.written if not w["skipped"]]})
+    b.log(f"atlas written: {b.out} ({b.total_cells} cells, {len(b.manifest.studies)} studies) in "
+          f"{time.perf_counter() - b.t_start:.0f} s")
+    return b.out
 
-    if any(s.source.kind == "census" for s in manifest.studies):
+
+# -- the stages, in the order build_atlas runs them ---------------------------------------------------
+def _expand_census(b: _Build) -> None:
+    """Sets ``manifest``: each census entry becomes one study per Census dataset, planned (once, kept
+    in the work folder) and downloaded here, one dataset at a time, before any study is read."""
+    if any(s.source.kind == "census" for s in b.manifest.studies):
         from compute.census import expand_census
 
-        # each census entry becomes one study per Census dataset: planned (once, kept in the work
-        # folder) and downloaded here, one dataset at a time, before any study is read
-        manifest = expand_census(manifest, work / "census", progress=not quiet, log=log)
-    source_keys, missing = {}, {}
-    for s in manifest.studies:
+        b.manifest = expand_census(b.manifest, b.work / "census", progress=not b.quiet, log=b.log)
+
+
+def _key_sources(b: _Build) -> None:
+    """Sets ``source_keys`` (each study's source file, hashed) and ``build_key``; StudyFailures
+    naming every study whose source is missing."""
+    missing = {}
+    for s in b.manifest.studies:
         try:
-            source_keys[s.id] = _source_key(s)
+            b.source_keys[s.id] = _source_key(s)
         except IngestError as exc:
             missing[s.id] = exc
     if missing:
         raise StudyFailures("finding the source files", missing)
-    build_key = _sha(PIPELINE_VERSION, ATLAS_CONTENT_VERSION, FORMAT_VERSION, manifest.fingerprint(), source_keys)
-    root_file = out / ROOT_FILE
-    if not (force or rewrite) and root_file.is_file():
-        try:
-            if json.loads(root_file.read_text()).get("build", {}).get("key") == build_key:
-                log(f"atlas {out} is up to date (manifest and sources unchanged); nothing to do "
-                    f"(`python -m compute verify {out}` checks its files)")
-                return out
-        except json.JSONDecodeError:
-            pass
-    peaks: list[dict] = []
-    # training results depend on the thread count: set it explicitly ($SIGATLAS_THREADS, default
-    # the CPU count), not from OMP_NUM_THREADS, which a Dask cluster sets to 1 in this process
-    # for its workers; an interrupted and resumed build then trains exactly as an uninterrupted one
-    train_threads = int(os.environ.get("SIGATLAS_THREADS") or os.cpu_count() or 1)
+    b.build_key = _sha(PIPELINE_VERSION, ATLAS_CONTENT_VERSION, FORMAT_VERSION, b.manifest.fingerprint(), b.source_keys)
 
-    with dask_client(scheduler, workers, verbose) as client:
-        where = "in this process" if client is None else f"on {len(client.scheduler_info()['workers'])} Dask workers"
-        # 1. ingest --------------------------------------------------------------------------
-        t0 = time.perf_counter()
-        log(f"[1/6] ingest {len(manifest.studies)} studies {where}")
-        # what ingest reads: not the title or organism (written with the study), so renaming a
-        # study rewrites its entry and files without recomputing anything
-        ingest_keys = {s.id: _sha(PIPELINE_VERSION, {k: v for k, v in _study_dict(s).items() if k != "title"},
-                                  asdict(manifest.ingest), source_keys[s.id])[:16] for s in manifest.studies}
-        ingest_files = {s.id: str(work / "ingest" / f"{s.id}-{ingest_keys[s.id]}.h5ad") for s in manifest.studies}
-        ingested = _run(client, tasks.ingest_task, [(s, manifest.ingest, ingest_files[s.id], force) for s in manifest.studies],
-                        desc="ingest", quiet=quiet, names=[s.id for s in manifest.studies])
-        peaks += [dict(r, stage="ingest") for r in ingested]
-        n_obs = {r["id"]: r["n_obs"] for r in ingested}
-        log.stage("ingest", t0)
 
-        # 2. gene order ------------------------------------------------------------------------
-        pretrained = None
-        if manifest.model.kind == "pretrained":
-            pretrained = load_encoder(manifest.model.path)
-            gene_order = list(pretrained.gene_order)
-        else:
-            gene_order = sorted(set().union(*(set(r["var_names"]) for r in ingested)))
-        min_overlap = manifest.ingest.min_gene_overlap
-        total_cells = sum(n_obs.values())
-        log(f"[2/6] gene order: {len(gene_order)} genes; {total_cells} cells pass QC")
-        in_order = set(gene_order)
-        short = {r["id"]: IngestError(
-            f"only {n} of its {len(r['var_names'])} genes are in the model's gene order of {len(gene_order)} "
-            f"(minimum {min_overlap}, 'ingest.min_gene_overlap')")
-            for r in ingested if (n := len(in_order.intersection(r["var_names"]))) < min_overlap}
-        if short:
-            raise StudyFailures("gene alignment", short)
-        shares = input_shares(ingested, gene_order)
-        build_warnings = atlas_warnings(ingested)
-        for w in build_warnings:
-            log(f"  warning: {w}")
+def _up_to_date(b: _Build) -> bool:
+    """Whether the atlas at ``out`` was built from this manifest and these sources (and no
+    force or rewrite asks for more)."""
+    root_file = b.out / ROOT_FILE
+    if b.force or b.rewrite or not root_file.is_file():
+        return False
+    try:
+        if json.loads(root_file.read_text()).get("build", {}).get("key") == b.build_key:
+            b.log(f"atlas {b.out} is up to date (manifest and sources unchanged); nothing to do "
+                  f"(`python -m compute verify {b.out}` checks its files)")
+            return True
+    except json.JSONDecodeError:
+        pass
+    return False
 
-        # 3. encoder (one step, here) --------------------------------------------------------------
-        t0 = time.perf_counter()
-        seed_everything(manifest.seed)
-        pieces = None  # each study's aligned cells on disk (training reads them; so do steps 4 and 6)
-        if pretrained is not None:
-            encoder = pretrained
-            model_dir = manifest.model.path
-            model_key = _sha("pretrained", _file_sha(model_dir / "encoder.ckpt"))[:16]
-            model_card = {"source": "pretrained", "path": str(model_dir), "n_genes": encoder.n_genes,
-                          "hidden_sizes": list(encoder.hidden_sizes), "latent_dim": encoder.latent_dim}
-            card_file = model_dir / "model_card.json"
-            if card_file.is_file():
-                model_card["card"] = json.loads(card_file.read_text())
-            log(f"[3/6] encoder: loaded {model_dir}")
-        else:
-            from compute.vocabulary import ontologies
 
-            model_key = _sha(asdict(manifest.model), manifest.seed, gene_order, ingest_keys, shares, ontologies().versions,
-                             TRAINING_VERSION)[:16]
-            model_dir = work / "model" / model_key
-            if (model_dir / "encoder.ckpt").is_file() and not force:
-                encoder = load_encoder(model_dir)
-                model_card = json.loads((model_dir / "model_card.json").read_text())
-                log(f"[3/6] encoder: reused trained model {model_key}")
-            else:
-                log(f"[3/6] encoder: training {manifest.model.hidden_sizes} -> {manifest.model.latent_dim}")
-                pieces, piece_peaks = _training_pieces(client, manifest, ingest_files, ingest_keys, gene_order, min_overlap, shares,
-                                                       work / "train" / "pieces", force, quiet)
-                peaks += piece_peaks
-                plan_dir = work / "train" / model_key
-                encoder, model_card = _train(manifest, gene_order, ingested, pieces, plan_dir, model_key, quiet, train_threads,
-                                             train_workers, checkpoint_every, force)
-                saving = model_dir.with_name(f".{model_dir.name}.{os.getpid()}.saving")
-                save_encoder(encoder, saving, card=model_card)
-                copy_tree_atomic(saving, model_dir)
-                shutil.rmtree(saving, ignore_errors=True)
-                shutil.rmtree(plan_dir, ignore_errors=True)  # the checkpoint: the model is saved
-        log.stage("encoder", t0)
+def _ingest(b: _Build) -> None:
+    """Stage 1. Sets ``ingest_keys``, ``ingest_files``, ``ingested`` (each study's task result) and ``n_obs``."""
+    t0 = time.perf_counter()
+    where = "in this process" if b.client is None else f"on {len(b.client.scheduler_info()['workers'])} Dask workers"
+    b.log(f"[1/6] ingest {len(b.manifest.studies)} studies {where}")
+    # what ingest reads: not the title or organism (written with the study), so renaming a
+    # study rewrites its entry and files without recomputing anything
+    b.ingest_keys = {s.id: _sha(PIPELINE_VERSION, {k: v for k, v in _study_dict(s).items() if k != "title"},
+                                asdict(b.manifest.ingest), b.source_keys[s.id])[:16] for s in b.manifest.studies}
+    b.ingest_files = {s.id: str(b.work / "ingest" / f"{s.id}-{b.ingest_keys[s.id]}.h5ad") for s in b.manifest.studies}
+    b.ingested = b.run(tasks.ingest_task, [(s, b.manifest.ingest, b.ingest_files[s.id], b.force) for s in b.manifest.studies],
+                       desc="ingest", names=b.ids)
+    b.peaks += [dict(r, stage="ingest") for r in b.ingested]
+    b.n_obs = {r["id"]: r["n_obs"] for r in b.ingested}
+    b.log.stage("ingest", t0)
 
-        # 4. attributions and embeddings, per study ------------------------------------------------
-        t0 = time.perf_counter()
-        spec_a = manifest.attribution
-        log(f"[4/6] attributions ({describe_path(encoder, spec_a.method)}, {spec_a.n_steps} steps) and embeddings")
-        del encoder
-        if pieces is None:  # not trained here: the aligned cells are written (or reused) now
-            pieces, piece_peaks = _training_pieces(client, manifest, ingest_files, ingest_keys, gene_order, min_overlap, shares,
-                                                   work / "train" / "pieces", force, quiet)
-            peaks += piece_peaks
-        piece_of = dict(zip([s.id for s in manifest.studies], pieces, strict=True))
-        # each study's attributions: a piece (compute.model.PieceWriter), written a block of rows at a time
-        attr_files = {s.id: str(work / "attr" / f"{s.id}-{_sha(model_key, ingest_keys[s.id], asdict(spec_a), gene_order, shares[s.id])[:16]}")
-                      for s in manifest.studies}
-        embed_keys = {s.id: _sha(model_key, ingest_keys[s.id], gene_order, shares[s.id])[:16] for s in manifest.studies}
-        embed_files = {s.id: str(work / "embed" / f"{s.id}-{embed_keys[s.id]}.npy") for s in manifest.studies}
-        threads = 1 if client is not None and scheduler in (None, "local") else None  # one torch thread per local worker
-        done = _run(client, tasks.cells_task, [
-            (s.id, piece_of[s.id], str(model_dir), model_key, asdict(spec_a),
-             attr_files[s.id], embed_files[s.id], force, threads) for s in manifest.studies], desc="attributions", quiet=quiet,
-            names=[s.id for s in manifest.studies])
-        peaks += [dict(r, stage="attributions+embedding") for r in done]
-        log.stage("attributions+embedding", t0)
 
-        # 4b. label transfer: a predicted cell-type term for every cell from other studies' labelled cells
-        t0 = time.perf_counter()
-        transfer_key = _sha(_transfer_settings(), [embed_keys[s.id] for s in manifest.studies],
-                            [ingest_keys[s.id] for s in manifest.studies], manifest.seed)[:16]
-        transfer_files, transfer_summary, transfer_peaks = _label_transfer(
-            client, manifest, ingested, embed_files, work / "transfer" / transfer_key, manifest.seed, force, quiet,
-            threads=1 if client is not None and scheduler in (None, "local") else None, timings=log.timings)
-        peaks += transfer_peaks
-        acc = transfer_summary["accuracy"]
-        log(f"  label transfer: {acc['n_evaluated']:,} labelled cells held out, "
-            + (f"exact {100 * acc['exact']:.1f}%" if "exact" in acc else "no cell type shared by two studies")
-            + (f", same cell type {100 * acc['compatible']:.1f}%" if "compatible" in acc else ""))
-        integration = transfer_summary.pop("integration", None)
-        if integration:
-            from compute.atlas import integration_line
+def _choose_gene_order(b: _Build) -> None:
+    """Stage 2. Sets ``pretrained`` (a pretrained encoder, or None), ``gene_order`` (the encoder's,
+    or every ingested gene), ``shares`` and ``warnings``; StudyFailures naming the studies that share
+    too few genes with it."""
+    from compute.model import load_encoder
 
-            log(f"  {integration_line({'report': {'integration': integration}})}")
-        log.stage("label transfer", t0)
+    if b.manifest.model.kind == "pretrained":
+        b.pretrained = load_encoder(b.manifest.model.path)
+        b.gene_order = list(b.pretrained.gene_order)
+    else:
+        b.gene_order = sorted(set().union(*(set(r["var_names"]) for r in b.ingested)))
+    min_overlap = b.manifest.ingest.min_gene_overlap
+    b.log(f"[2/6] gene order: {len(b.gene_order)} genes; {b.total_cells} cells pass QC")
+    in_order = set(b.gene_order)
+    short = {r["id"]: IngestError(
+        f"only {n} of its {len(r['var_names'])} genes are in the model's gene order of {len(b.gene_order)} "
+        f"(minimum {min_overlap}, 'ingest.min_gene_overlap')")
+        for r in b.ingested if (n := len(in_order.intersection(r["var_names"]))) < min_overlap}
+    if short:
+        raise StudyFailures("gene alignment", short)
+    b.shares = input_shares(b.ingested, b.gene_order)
+    b.warnings = atlas_warnings(b.ingested)
+    for w in b.warnings:
+        b.log(f"  warning: {w}")
 
-        # 5. UMAP: fit on a stated subsample, transform the rest ---------------------------------------
-        t0 = time.perf_counter()
-        fit_cells = max(int(manifest.embedding.fit_cells), 10)
-        umap_key = _sha([embed_keys[s.id] for s in manifest.studies], asdict(manifest.embedding), manifest.seed)[:16]
-        umap_dir = work / "umap" / umap_key
-        umap_files = {s.id: str(umap_dir / f"{s.id}.npy") for s in manifest.studies}
-        fitted = min(fit_cells, total_cells) if manifest.embedding.umap else 0
-        if not manifest.embedding.umap:
-            umap_files = dict.fromkeys(umap_files, "")
-            log("[5/6] UMAP: skipped (embedding.umap: false)")
-        else:
-            log(f"[5/6] UMAP: fit on {fitted:,} of {total_cells:,} cells" + (", the rest transformed" if fitted < total_cells else ""))
-        if manifest.embedding.umap and (force or not all(Path(f).is_file() for f in umap_files.values())):
-            params = {"n_neighbors": manifest.embedding.n_neighbors, "min_dist": manifest.embedding.min_dist}
-            fit = _run(client, tasks.umap_fit_task, [(embed_files, n_obs, fit_cells, params, manifest.seed, str(umap_dir))],
-                       desc="umap fit", quiet=True)
-            peaks += [dict(r, stage="umap fit") for r in fit]
-            if fit[0]["fit_cells"] < total_cells:
-                peaks += [dict(r, stage="umap transform") for r in _run(
-                    client, tasks.umap_study_task, [(s.id, embed_files[s.id], str(umap_dir)) for s in manifest.studies],
-                    desc="umap transform", quiet=quiet, names=[s.id for s in manifest.studies])]
-        log.stage("umap", t0)
 
-        # 6. write: studies (tasks), then the model and genes, the root last -----------------------------
-        t0 = time.perf_counter()
-        log(f"[6/6] writing atlas to {out}")
-        # a new version beside the one being served, switched to in one step at the end; a
-        # rerun after a crash resumes the same version (its name is the build key)
-        versioned = os.name != "nt"  # symbolic links need privileges on Windows: write in place there
-        if versioned:
-            name = build_key[:16] if not (force or rewrite) else f"{build_key[:16]}.{time.strftime('%Y%m%dT%H%M%S')}"
-            root = begin_atlas(stage_version(out, name), gene_order)
-        else:
-            root = begin_atlas(out, gene_order)
-        model_out = root / "model"
-        if Path(model_dir).resolve() != model_out.resolve():
-            copy_tree_atomic(Path(model_dir), model_out)
-        written = _run(client, tasks.write_study_task, [
-            (str(root), _study_meta(s),
-             s.organism, ingest_files[s.id], gene_order, min_overlap, piece_of[s.id], attr_files[s.id], embed_files[s.id],
-             umap_files[s.id] or None,
-             _sha(ATLAS_CONTENT_VERSION, FORMAT_VERSION, _study_dict(s), piece_of[s.id], attr_files[s.id], embed_files[s.id],
-                  umap_files[s.id], shares[s.id]),
-             rewrite or force) for s in manifest.studies], desc="write", quiet=quiet, names=[s.id for s in manifest.studies])
-        peaks += [dict(r, stage="write") for r in written if not r["skipped"]]
+def _prepare_encoder(b: _Build) -> None:
+    """Stage 3, one step here. Sets ``encoder``, ``model_dir``, ``model_key`` and ``model_card``: the
+    pretrained encoder, a trained one reused from the work folder, or one trained now (then also
+    ``pieces``, the training data)."""
+    from compute.model import seed_everything
 
-    entries = [w["entry"] for w in written]
-    panel_shares(root, entries, len(gene_order))
-    # partial panels: per-gene factors from the encoder's attributions of full-panel reference cells,
-    # whole and masked to each panel (compute._build_calibration)
-    from compute._build_calibration import calibrate_panels
-    from compute.files import file_record
+    t0 = time.perf_counter()
+    seed_everything(b.manifest.seed)
+    if b.pretrained is not None:
+        _use_pretrained(b)
+    else:
+        _train_or_reuse(b)
+    b.log.stage("encoder", t0)
 
+
+def _use_pretrained(b: _Build) -> None:
+    b.encoder = b.pretrained
+    b.model_dir = b.manifest.model.path
+    b.model_key = _sha("pretrained", _file_sha(b.model_dir / "encoder.ckpt"))[:16]
+    b.model_card = {"source": "pretrained", "path": str(b.model_dir), "n_genes": b.encoder.n_genes,
+                    "hidden_sizes": list(b.encoder.hidden_sizes), "latent_dim": b.encoder.latent_dim}
+    card_file = b.model_dir / "model_card.json"
+    if card_file.is_file():
+        b.model_card["card"] = json.loads(card_file.read_text())
+    b.log(f"[3/6] encoder: loaded {b.model_dir}")
+
+
+def _train_or_reuse(b: _Build) -> None:
+    from compute.model import load_encoder, save_encoder
+    from compute.vocabulary import ontologies
+
+    m = b.manifest
+    b.model_key = _sha(asdict(m.model), m.seed, b.gene_order, b.ingest_keys, b.shares, ontologies().versions, TRAINING_VERSION)[:16]
+    b.model_dir = b.work / "model" / b.model_key
+    if (b.model_dir / "encoder.ckpt").is_file() and not b.force:
+        b.encoder = load_encoder(b.model_dir)
+        b.model_card = json.loads((b.model_dir / "model_card.json").read_text())
+        b.log(f"[3/6] encoder: reused trained model {b.model_key}")
+        return
+    b.log(f"[3/6] encoder: training {m.model.hidden_sizes} -> {m.model.latent_dim}")
+    _write_training_pieces(b)
+    plan_dir = b.work / "train" / b.model_key
+    b.encoder, b.model_card = _train(m, b.gene_order, b.ingested, b.pieces, plan_dir, b.model_key, b.quiet, b.train_threads,
+                                     b.train_workers, b.checkpoint_every, b.force)
+    saving = b.model_dir.with_name(f".{b.model_dir.name}.{os.getpid()}.saving")
+    save_encoder(b.encoder, saving, card=b.model_card)
+    copy_tree_atomic(saving, b.model_dir)
+    shutil.rmtree(saving, ignore_errors=True)
+    shutil.rmtree(plan_dir, ignore_errors=True)  # the checkpoint: the model is saved
+
+
+def _write_training_pieces(b: _Build) -> None:
+    """Sets ``pieces`` (compute.model.write_piece folders, in manifest order): each study's cells aligned to
+    the gene order, one task per study, reused when finished; the encoder reads them a batch at a time."""
+    gene_key = _sha(b.gene_order)
+    folder = b.work / "train" / "pieces"
+    dirs = {s.id: str(folder / f"{s.id}-{_sha(b.ingest_keys[s.id], gene_key, b.shares[s.id])[:16]}") for s in b.manifest.studies}
+    min_overlap = b.manifest.ingest.min_gene_overlap
+    done = b.run(tasks.train_piece_task, [(s.id, b.ingest_files[s.id], b.gene_order, min_overlap, b.shares[s.id], dirs[s.id], b.force)
+                                          for s in b.manifest.studies], desc="training data", names=b.ids)
+    b.pieces = [dirs[s.id] for s in b.manifest.studies]
+    b.peaks += [dict(r, stage="training data") for r in done]
+
+
+def _attribute_and_embed(b: _Build) -> None:
+    """Stage 4, one task per study. Sets ``piece_of``, ``attr_files`` (each study's attributions: a
+    piece, written a block of rows at a time), ``embed_keys``, ``embed_files`` and ``cells_done``."""
+    from compute.attribution import describe_path
+    t0 = time.perf_counter()
+    spec_a = b.manifest.attribution
+    b.log(f"[4/6] attributions ({describe_path(b.encoder, spec_a.method)}, {spec_a.n_steps} steps) and embeddings")
+    b.encoder = b.pretrained = None  # the tasks load it themselves: not held here while they run
+    if b.pieces is None:  # not trained here: the aligned cells are written (or reused) now
+        _write_training_pieces(b)
+    b.piece_of = dict(zip(b.ids, b.pieces, strict=True))
+    b.attr_files = {s.id: str(b.work / "attr" / f"{s.id}-"
+                              f"{_sha(b.model_key, b.ingest_keys[s.id], asdict(spec_a), b.gene_order, b.shares[s.id])[:16]}")
+                    for s in b.manifest.studies}
+    b.embed_keys = {s.id: _sha(b.model_key, b.ingest_keys[s.id], b.gene_order, b.shares[s.id])[:16] for s in b.manifest.studies}
+    b.embed_files = {s.id: str(b.work / "embed" / f"{s.id}-{b.embed_keys[s.id]}.npy") for s in b.manifest.studies}
+    b.cells_done = b.run(tasks.cells_task, [
+        (s.id, b.piece_of[s.id], str(b.model_dir), b.model_key, asdict(spec_a),
+         b.attr_files[s.id], b.embed_files[s.id], b.force, b.task_threads) for s in b.manifest.studies],
+        desc="attributions", names=b.ids)
+    b.peaks += [dict(r, stage="attributions+embedding") for r in b.cells_done]
+    b.log.stage("attributions+embedding", t0)
+
+
+def _transfer_labels(b: _Build) -> None:
+    """Stage 4b: a predicted cell-type term for every cell from other studies' labelled cells. Sets
+    ``transfer_files``, ``transfer_summary`` and ``integration``."""
+    t0 = time.perf_counter()
+    transfer_key = _sha(_transfer_settings(), [b.embed_keys[i] for i in b.ids], [b.ingest_keys[i] for i in b.ids],
+                        b.manifest.seed)[:16]
+    b.transfer_files, b.transfer_summary, transfer_peaks = _label_transfer(
+        b.client, b.manifest, b.ingested, b.embed_files, b.work / "transfer" / transfer_key, b.manifest.seed, b.force, b.quiet,
+        threads=b.task_threads, timings=b.log.timings)
+    b.peaks += transfer_peaks
+    acc = b.transfer_summary["accuracy"]
+    b.log(f"  label transfer: {acc['n_evaluated']:,} labelled cells held out, "
+          + (f"exact {100 * acc['exact']:.1f}%" if "exact" in acc else "no cell type shared by two studies")
+          + (f", same cell type {100 * acc['compatible']:.1f}%" if "compatible" in acc else ""))
+    b.integration = b.transfer_summary.pop("integration", None)
+    if b.integration:
+
+        b.log(f"  {integration_line({'report': {'integration': b.integration}})}")
+    b.log.stage("label transfer", t0)
+
+
+def _umap(b: _Build) -> None:
+    """Stage 5: fit on a stated subsample, transform the rest. Sets ``umap_files`` ("" each when the
+    manifest skips the UMAP) and ``fitted``."""
+    t0 = time.perf_counter()
+    m, total = b.manifest, b.total_cells
+    fit_cells = max(int(m.embedding.fit_cells), 10)
+    umap_key = _sha([b.embed_keys[i] for i in b.ids], asdict(m.embedding), m.seed)[:16]
+    umap_dir = b.work / "umap" / umap_key
+    b.umap_files = {sid: str(umap_dir / f"{sid}.npy") for sid in b.ids}
+    b.fitted = min(fit_cells, total) if m.embedding.umap else 0
+    if not m.embedding.umap:
+        b.umap_files = dict.fromkeys(b.umap_files, "")
+        b.log("[5/6] UMAP: skipped (embedding.umap: false)")
+    else:
+        b.log(f"[5/6] UMAP: fit on {b.fitted:,} of {total:,} cells" + (", the rest transformed" if b.fitted < total else ""))
+    if m.embedding.umap and (b.force or not all(Path(f).is_file() for f in b.umap_files.values())):
+        params = {"n_neighbors": m.embedding.n_neighbors, "min_dist": m.embedding.min_dist}
+        fit = b.run(tasks.umap_fit_task, [(b.embed_files, b.n_obs, fit_cells, params, m.seed, str(umap_dir))],
+                    desc="umap fit", quiet=True)
+        b.peaks += [dict(r, stage="umap fit") for r in fit]
+        if fit[0]["fit_cells"] < total:
+            b.peaks += [dict(r, stage="umap transform") for r in b.run(
+                tasks.umap_study_task, [(sid, b.embed_files[sid], str(umap_dir)) for sid in b.ids],
+                desc="umap transform", names=b.ids)]
+    b.log.stage("umap", t0)
+
+
+def _write_studies(b: _Build) -> None:
+    """Stage 6 (its first part; the log's "write" stage ends with the root): the atlas folder, the
+    model and each study's files (one task per study). Sets ``root``, ``versioned``,
+    ``model_out`` and ``written``."""
+
+    b.write_t0 = time.perf_counter()
+    b.log(f"[6/6] writing atlas to {b.out}")
+    # a new version beside the one being served, switched to in one step at the end; a
+    # rerun after a crash resumes the same version (its name is the build key)
+    b.versioned = os.name != "nt"  # symbolic links need privileges on Windows: write in place there
+    if b.versioned:
+        name = b.build_key[:16] if not (b.force or b.rewrite) else f"{b.build_key[:16]}.{time.strftime('%Y%m%dT%H%M%S')}"
+        b.root = begin_atlas(stage_version(b.out, name), b.gene_order)
+    else:
+        b.root = begin_atlas(b.out, b.gene_order)
+    b.model_out = b.root / "model"
+    if Path(b.model_dir).resolve() != b.model_out.resolve():
+        copy_tree_atomic(Path(b.model_dir), b.model_out)
+    min_overlap = b.manifest.ingest.min_gene_overlap
+    calls = []
+    for s in b.manifest.studies:
+        key = _sha(ATLAS_CONTENT_VERSION, FORMAT_VERSION, _study_dict(s), b.piece_of[s.id], b.attr_files[s.id], b.embed_files[s.id],
+                   b.umap_files[s.id], b.shares[s.id])
+        calls.append((str(b.root), _study_meta(s), s.organism, b.ingest_files[s.id], b.gene_order, min_overlap, b.piece_of[s.id],
+                      b.attr_files[s.id], b.embed_files[s.id], b.umap_files[s.id] or None, key, b.rewrite or b.force))
+    b.written = b.run(tasks.write_study_task, calls, desc="write", names=b.ids)
+    b.peaks += [dict(r, stage="write") for r in b.written if not r["skipped"]]
+
+
+def _calibrate_panels(b: _Build) -> None:
+    """Each entry's panel share, then partial panels' per-gene factors from the encoder's
+    attributions of full-panel reference cells, whole and masked to each panel
+    (compute/build/_calibration.py); their files join ``written``, a warning each to ``warnings``."""
+
+    entries = [w["entry"] for w in b.written]
+    panel_shares(b.root, entries, len(b.gene_order))
     t_cal = time.perf_counter()
-    calibrated = calibrate_panels(root, entries, len(gene_order), asdict(manifest.attribution), shares, seed=manifest.seed)
-    for w in written:
+    calibrated = calibrate_panels(b.root, entries, len(b.gene_order), asdict(b.manifest.attribution), b.shares, seed=b.manifest.seed)
+    for w in b.written:
         for name, path in calibrated.get(w["entry"]["id"], {}).items():
             w["files"][name] = file_record(path)
-    log.timings["panel calibration"] = round(time.perf_counter() - t_cal, 2)
+    b.log.timings["panel calibration"] = round(time.perf_counter() - t_cal, 2)
     for e in entries:
         if e["panel"]["attr_share"] < 0.5:
             how = ("calibrated gene by gene against full-panel reference cells (README 'One scale across panels')"
                    if e["panel"].get("gene_scale") else "rescaled by that share (method.md section 6), an atlas-wide estimate")
-            build_warnings.append(f"study '{e['id']}' measured {e['panel']['n_genes_measured']:,} of {len(gene_order):,} genes, "
-                                  f"estimated to carry {100 * e['panel']['attr_share']:.0f}% of a cell's attribution: its values are "
-                                  + how)
-    from compute.atlas import write_predictions, write_vocabulary
+            b.warnings.append(f"study '{e['id']}' measured {e['panel']['n_genes_measured']:,} of {len(b.gene_order):,} genes, "
+                              f"estimated to carry {100 * e['panel']['attr_share']:.0f}% of a cell's attribution: its values are "
+                              + how)
+
+
+def _write_vocabulary(b: _Build) -> dict:
+    """The label transfer's predictions and the terms' closure written into the atlas; returns the
+    root's ``vocabulary`` record."""
     from compute.vocabulary import ontologies, term_closure
 
     predicted_terms: set[str] = set()
-    predictions_file = write_predictions(root, _prediction_chunks(transfer_files, predicted_terms))  # study by study
-    all_terms = set().union(*(r["terms"] for r in ingested)) | predicted_terms
-    vocab_file = write_vocabulary(root, term_closure(all_terms), ontologies().versions)
-    vocabulary = {"file": vocab_file, "predictions": predictions_file, "versions": ontologies().versions,
-                  "label_transfer": transfer_summary,
-                  "rule": "cell_type, disease and tissue hold the ontology term's label (the study's own label when no term "
-                          "matched, kept as its own group); *_original the study's label; *_ontology_term_id the term; a filter "
-                          "on a term selects its descendants; cell_type_predicted is the label transfer's term (never used by "
-                          "filters or groupings)"}
-    files = {f"studies/{e['id']}/{name}": rec for w, e in zip(written, entries, strict=True) for name, rec in w["files"].items()}
-    files |= {k: v for k, v in _checksums(root, ["genes.tsv", vocab_file, predictions_file,
-                                                 *(f"model/{p.name}" for p in sorted(model_out.iterdir()) if p.is_file())]).items()}
-    method = {
+    predictions_file = write_predictions(b.root, _prediction_chunks(b.transfer_files, predicted_terms))  # study by study
+    all_terms = set().union(*(r["terms"] for r in b.ingested)) | predicted_terms
+    vocab_file = write_vocabulary(b.root, term_closure(all_terms), ontologies().versions)
+    return {"file": vocab_file, "predictions": predictions_file, "versions": ontologies().versions,
+            "label_transfer": b.transfer_summary,
+            "rule": "cell_type, disease and tissue hold the ontology term's label (the study's own label when no term "
+                    "matched, kept as its own group); *_original the study's label; *_ontology_term_id the term; a filter "
+                    "on a term selects its descendants; cell_type_predicted is the label transfer's term (never used by "
+                    "filters or groupings)"}
+
+
+def _method_record(manifest: Manifest, fitted: int, total_cells: int) -> dict:
+    """The root's ``method``: how the values were made, and where the build departs from SIGnature's."""
+    spec_a = manifest.attribution
+    return {
         "attribution": {"method": spec_a.method, "n_steps": spec_a.n_steps, "baseline": "zeros",
                         "rule": "Gauss-Legendre", "target": "sum_d |e_d * f(x')_d|, e = f(x) fixed",
                         "post": "abs, rows scaled to 1000", "implementation": "exact first-layer identity (method.md 3)"
@@ -508,34 +670,37 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
               f"triplet weight {manifest.model.triplet_weight} (SCimilarity: 0.001, which left every study on its own island; "
               "README 'The method'), cells paired by Cell Ontology term"],
     }
-    log.timings["total_before_root"] = round(time.perf_counter() - t_start, 2)
-    root_doc = dict(
-        name=manifest.atlas.name, gene_order=gene_order, entries=entries, model_card=model_card,
-        build={"key": build_key, "manifest": str(manifest.path), "seed": manifest.seed,
-               "pipeline_version": PIPELINE_VERSION, "source_keys": source_keys, "timings_s": log.timings,
-               "ingest": asdict(manifest.ingest), "embedding": asdict(manifest.embedding),
-               "scheduler": scheduler or "local"},
-        method=method, files=files, report={"warnings": build_warnings, "integration": integration}, vocabulary=vocabulary,
-    )
-    write_root(root, **root_doc)
-    # gene modules read the written studies through the atlas reader, then atlas.json is written
-    # again with them: no dashboard request ever computes them (issue 16)
-    from compute.process import peak_rss
 
-    log.peaks["before gene_modules"] = peak_rss()
+
+def _write_root_and_modules(b: _Build, vocabulary: dict) -> None:
+    """The root (atlas.json) with every file's checksum; then the gene modules, read from the
+    written studies through the atlas reader, and the root again with them (no dashboard request
+    ever computes them, issue 16); then the new version published."""
+
+    entries = [w["entry"] for w in b.written]
+    files = {f"studies/{e['id']}/{name}": rec for w, e in zip(b.written, entries, strict=True) for name, rec in w["files"].items()}
+    files |= _checksums(b.root, ["genes.tsv", vocabulary["file"], vocabulary["predictions"],
+                                 *(f"model/{p.name}" for p in sorted(b.model_out.iterdir()) if p.is_file())])
+    b.log.timings["total_before_root"] = round(time.perf_counter() - b.t_start, 2)
+    m = b.manifest
+    root_doc = dict(
+        name=m.atlas.name, gene_order=b.gene_order, entries=entries, model_card=b.model_card,
+        build={"key": b.build_key, "manifest": str(m.path), "seed": m.seed,
+               "pipeline_version": PIPELINE_VERSION, "source_keys": b.source_keys, "timings_s": b.log.timings,
+               "ingest": asdict(m.ingest), "embedding": asdict(m.embedding), "scheduler": b.scheduler or "local"},
+        method=_method_record(m, b.fitted, b.total_cells), files=files,
+        report={"warnings": b.warnings, "integration": b.integration}, vocabulary=vocabulary,
+    )
+    write_root(b.root, **root_doc)
+    b.log.peaks["before gene_modules"] = peak_rss()
     t_modules = time.perf_counter()
-    modules_record, modules_files = store_gene_modules(root, work, files)
-    log.timings["gene_modules"] = round(time.perf_counter() - t_modules, 2)
-    log.peaks["gene_modules"] = peak_rss()
-    write_root(root, **root_doc | {"files": files | modules_files, "gene_modules": modules_record})
-    if versioned:
-        publish_version(out, root)
-    log.stage("write", t0)
-    if stats is not None:
-        stats.update({"timings_s": dict(log.timings), "build_process_peak_bytes": dict(log.peaks), "tasks": peaks, "n_cells": total_cells, "n_studies": len(manifest.studies),
-                      "computed": [r["id"] for r in done if r["computed"]], "written": [w["entry"]["id"] for w in written if not w["skipped"]]})
-    log(f"atlas written: {out} ({total_cells} cells, {len(manifest.studies)} studies) in {time.perf_counter() - t_start:.0f} s")
-    return out
+    modules_record, modules_files = store_gene_modules(b.root, b.work, files)
+    b.log.timings["gene_modules"] = round(time.perf_counter() - t_modules, 2)
+    b.log.peaks["gene_modules"] = peak_rss()
+    write_root(b.root, **root_doc | {"files": files | modules_files, "gene_modules": modules_record})
+    if b.versioned:
+        publish_version(b.out, b.root)
+    b.log.stage("write", b.write_t0)
 
 
 def input_shares(ingested: list[dict], gene_order: list[str]) -> dict[str, float]:
@@ -543,7 +708,6 @@ def input_shares(ingested: list[dict], gene_order: list[str]) -> dict[str, float
     normalised expression of its genes): its cells are normalised to 10,000 x share before the
     encoder, so a gene's input does not grow because the panel around it is small. Rounded
     to 6 digits: it enters the stage keys."""
-    from compute.atlas import measured_shares
 
     pos = {g: i for i, g in enumerate(gene_order)}
     profiles, measured = [], []
@@ -561,7 +725,6 @@ def input_shares(ingested: list[dict], gene_order: list[str]) -> dict[str, float
 def panel_shares(root: Path, entries: list[dict], n_genes: int) -> None:
     """Add ``panel`` (genes measured, measured shares of attribution and expression) to every
     study entry, from the study files already written (compute.atlas.measured_shares)."""
-    from compute.atlas import measured_shares, read_study_panel
 
     panels = [read_study_panel(root / e["dir"]) for e in entries]
     measured, means = [p[0] for p in panels], [p[1] for p in panels]
@@ -639,8 +802,6 @@ def _label_transfer(client, manifest: Manifest, ingested: list[dict], embed_file
     and seed): a file a study, reused after a crash. An atlas-level product: one study's
     change moves the reference, so the predictions are stored beside the studies, not in them
     (unchanged studies are not rewritten). Returns the per-study files in manifest order."""
-    from compute import _build_tasks as tasks
-    from compute.files import atomic_write, write_json_atomic
     from compute.vocabulary import (
         accuracy_summary,
         make_reference,
@@ -688,7 +849,6 @@ def _integration(ids: list[str], embed_files: dict[str, str], terms: StudyTerms,
     """compute.integration.integration_metrics on every labelled cell, reading only its seeded
     subsample of ``max_cells`` labelled cells from the embedding files (drawn as
     integration_metrics draws it, so the figures are those it gives on the whole embedding)."""
-    from dataclasses import replace
 
     from compute.integration import integration_metrics, missing_labels
 
@@ -727,24 +887,8 @@ def _prediction_chunks(files: list[str], terms: set[str]):
 
 
 def _checksums(root: Path, names: list[str]) -> dict:
-    from compute.files import file_record
 
     return {n: file_record(root / n) for n in names}
-
-
-def _training_pieces(client, manifest: Manifest, ingest_files: dict[str, str], ingest_keys: dict[str, str], gene_order: list[str],
-                     min_overlap: int, shares: dict[str, float], folder: Path, force: bool, quiet: bool) -> tuple[list[str], list[dict]]:
-    """Each study's cells aligned to ``gene_order`` as a training piece (compute.model.write_piece;
-    one Dask task per study, reused when finished): the encoder reads them a batch at a time.
-    Returns the piece folders in manifest order and the tasks' peak memory."""
-    from compute import _build_tasks as tasks
-
-    gene_key = _sha(gene_order)
-    dirs = {s.id: str(folder / f"{s.id}-{_sha(ingest_keys[s.id], gene_key, shares[s.id])[:16]}") for s in manifest.studies}
-    done = _run(client, tasks.train_piece_task, [(s.id, ingest_files[s.id], gene_order, min_overlap, shares[s.id], dirs[s.id], force)
-                                                 for s in manifest.studies],
-                desc="training data", quiet=quiet, names=[s.id for s in manifest.studies])
-    return [dirs[s.id] for s in manifest.studies], [dict(r, stage="training data") for r in done]
 
 
 def _train(manifest: Manifest, gene_order: list[str], ingested: list[dict], pieces: list[str], plan_dir: Path, model_key: str,

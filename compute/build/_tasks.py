@@ -20,8 +20,8 @@ import scipy.sparse as sp
 from compute.files import allocate, atomic_write, estimated_h5ad_bytes, file_record, reserved_space
 from compute.process import peak_rss
 
-__all__ = ["ROWS_PER_BLOCK", "aligned_blocks", "aligned_study", "cells_task", "ingest_task", "train_piece_task", "transfer_study_task", "umap_fit_task", "umap_study_task",
-           "write_study_task"]
+__all__ = ["ROWS_PER_BLOCK", "aligned_blocks", "cells_task", "ingest_task", "train_piece_task", "transfer_study_task",
+           "umap_fit_task", "umap_study_task", "write_study_task"]
 
 
 def _peak() -> dict:
@@ -93,40 +93,26 @@ def study_report(adata) -> dict:
     return json.loads(raw) if isinstance(raw, str) else {}
 
 
-def aligned_study(ingest_file: str, gene_order: list[str], min_overlap: int, study_id: str, share: float = 1.0):
-    """(ingested AnnData, X aligned to ``gene_order``, overlap). ``share``: the study's measured
-    share of expression (method.md section 6); each cell is normalised to 10,000 x share
-    instead of 10,000, so a gene has the same value whether the panel around it is large or
-    small: log1p(expm1(x) * share)."""
-    import anndata as ad
-
-    from compute.ingest import align_to_genes
-
-    a = ad.read_h5ad(ingest_file)
-    X, ov = align_to_genes(a.X, list(a.var_names), gene_order, min_overlap=min_overlap, where=f"study '{study_id}'")
-    if share != 1.0:
-        X.data = np.log1p(np.expm1(X.data.astype(np.float64)) * share).astype(np.float32)
-    return a, X, ov
-
-
 ROWS_PER_BLOCK = 4096  # cells a per-study task holds at a time (aligned input, attributions): its memory is
 # one block, whatever the study's size (about 300 MB at SCimilarity's 28,231 genes x 8% non-zero)
 
 
 def aligned_blocks(ingest_file: str, gene_order: list[str], min_overlap: int, study_id: str, share: float = 1.0,
                    rows_per_block: int = ROWS_PER_BLOCK):
-    """Yield (first row, rows aligned to ``gene_order`` as :func:`aligned_study` makes them) of an
-    ingested study, ``rows_per_block`` rows at a time, read from the file (anndata's backed
-    mode): never the whole study in memory. The gene overlap is checked before the first block."""
+    """Yield (first row, rows aligned to ``gene_order``) of an ingested study, ``rows_per_block``
+    rows at a time, read from the file (anndata's backed mode): never the whole study in memory.
+    ``share``: the study's measured share of expression (method.md section 6); each cell is
+    normalised to 10,000 x share instead of 10,000, so a gene has the same value whether the panel
+    around it is large or small: log1p(expm1(x) * share). The gene overlap is checked before the
+    first block."""
     import anndata as ad
 
-    from compute.ingest import align_to_genes
+    from compute.ingest import align_to_genes, gene_overlap
 
     a = ad.read_h5ad(ingest_file, backed="r")
     try:
         genes = [str(g) for g in a.var_names]
-        align_to_genes(sp.csr_matrix((0, len(genes)), dtype=np.float32), genes, gene_order, min_overlap=min_overlap,
-                       where=f"study '{study_id}'")  # raises before any work when too few genes are shared
+        gene_overlap(genes, gene_order, min_overlap=min_overlap, where=f"study '{study_id}'")  # raises before any work
         for start in range(0, a.n_obs, rows_per_block):
             X, _ = align_to_genes(a.X[start : start + rows_per_block], genes, gene_order, where=f"study '{study_id}'")
             if share != 1.0:
@@ -171,7 +157,7 @@ def cells_task(study_id: str, piece: str, model_dir: str, model_key: str, attrib
     rows at a time (a whole number of attribution batches): one block in memory."""
     from compute.attribution import attribute
     from compute.embedding import embed
-    from compute.model import PieceWriter, piece_blocks, piece_ready, piece_rows
+    from compute.model import PieceWriter, piece_blocks, piece_info, piece_ready, piece_rows
 
     need_attr = force or not piece_ready(attr_dir)
     need_embed = force or not Path(embed_file).is_file()
@@ -188,7 +174,7 @@ def cells_task(study_id: str, piece: str, model_dir: str, model_key: str, attrib
         writer = None
         try:
             if need_attr:
-                writer = PieceWriter(attr_dir, _piece_genes(piece))
+                writer = PieceWriter(attr_dir, piece_info(piece)["n_genes"])
             for start, X in piece_blocks(piece, rows):
                 if writer is not None:
                     writer.append(attribute(encoder, X, method=attribution["method"], n_steps=attribution["n_steps"],
@@ -208,10 +194,6 @@ def cells_task(study_id: str, piece: str, model_dir: str, model_key: str, attrib
             emb_tmp.unlink(missing_ok=True)
             raise
     return {"id": study_id, "computed": bool(need_attr or need_embed), **_peak()}
-
-
-def _piece_genes(piece: str) -> int:
-    return int(json.loads((Path(piece) / "piece.json").read_text())["n_genes"])
 
 
 # -- label transfer: one study's cells against the fixed reference ---------------------------------
@@ -332,7 +314,7 @@ def write_study_task(root: str, meta: dict, organism: str, ingest_file: str, gen
             return {"entry": done["entry"], "files": files, "skipped": True, **_peak()}
     import anndata as ad
 
-    from compute.ingest import align_to_genes
+    from compute.ingest import gene_overlap
     from compute.model import piece_blocks
 
     a = ad.read_h5ad(ingest_file, backed="r")  # the cells' table and gene names; X is read from the pieces
@@ -342,8 +324,7 @@ def write_study_task(root: str, meta: dict, organism: str, ingest_file: str, gen
         report = study_report(a)
     finally:
         a.file.close()
-    _, ov = align_to_genes(sp.csr_matrix((0, len(genes)), dtype=np.float32), genes, gene_order, min_overlap=min_overlap,
-                           where=f"study '{meta['id']}'")
+    ov = gene_overlap(genes, gene_order, min_overlap=min_overlap, where=f"study '{meta['id']}'")
     cells["organism"] = organism
     pos = {g: i for i, g in enumerate(gene_order)}
     measured = np.array(sorted(pos[g] for g in genes if g in pos), dtype=np.int32)

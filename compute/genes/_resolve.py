@@ -9,7 +9,7 @@ import warnings
 from dataclasses import dataclass, field
 from functools import cache
 
-from compute.query._symbols import SymbolTable, ensembl_base, symbol_table
+from compute.genes._symbols import SymbolTable, ensembl_base, symbol_table
 
 __all__ = ["STATUSES", "GeneDecision", "GeneResolution", "parse_gene_list", "resolve_genes"]
 
@@ -256,7 +256,7 @@ def resolve_genes(genes, gene_order, weights=None, *, symbols: bool = True) -> G
     :class:`GeneResolution` says what happened to each token.
 
     Matching is exact first, then case-insensitive; then, with ``symbols`` (the offline HGNC /
-    NCBI / Ensembl table of :mod:`compute.query._symbols`), a previous symbol, an Ensembl gene
+    NCBI / Ensembl table of :mod:`compute.genes._symbols`), a previous symbol, an Ensembl gene
     id (with or without version), an earlier Ensembl name, then an alias. An approved symbol
     only ever means its own gene. Current symbols are compared both ways, so a gene order that
     holds an outdated symbol or Ensembl ids still matches the current symbol. A name that
