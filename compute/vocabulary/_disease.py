@@ -2,7 +2,7 @@
 "HIV"), "COVID19", "SARS-CoV-2 infection", possessives ("Crohn's"), "X" for "X disease" and
 "X infection" for "X infectious disease". Ambiguous abbreviations ("RA", "lupus") are refused
 with their candidates; a disease MONDO has no term for ("septic shock") is refused with its
-nearest parent proposed. The curated entries are ``assets/vocabulary/disease_words.tsv``."""
+nearest parent proposed. The curated entries are ``compute/assets/vocabulary/disease_words.tsv``."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Evidence from the cells for a cell-type label: which known marker set the label's cells
-express (the immune marker sets of ``assets/reference``, each tied to Cell Ontology terms in
-``assets/vocabulary/marker_sets.tsv``), and whether that supports or contradicts the term the
+express (the immune marker sets of ``compute/assets/reference``, each tied to Cell Ontology terms in
+``compute/assets/vocabulary/marker_sets.tsv``), and whether that supports or contradicts the term the
 text gave (issue 34: a label read as pDC whose cells express CD1C/FCER1A, not LILRA4/CLEC4C,
 is flagged). Evidence is shown, never applied."""
 

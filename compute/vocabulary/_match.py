@@ -83,7 +83,7 @@ def match_label(label: str, kind: str, mapping: dict | None = None) -> TermMatch
     Order: ``mapping`` (the manifest's map: label -> term id or exact term label, or None to
     leave the label unmapped on purpose), a term id, "healthy"-like words (disease; "control"
     only with the assumption in ``notes``), a label with "?" (never matched: proposed), the
-    curated table of spellings (assets/vocabulary: phrases and refusals), the term's label, its
+    curated table of spellings (compute/assets/vocabulary: phrases and refusals), the term's label, its
     synonyms (only when one term has it, and not one the table blocks), then a plural or, for
     cell types, the label with " cell" added; last the label reader (compute.vocabulary._reader
     for cell types, _disease for diseases), which matches only when one term wins clearly.
@@ -148,7 +148,7 @@ def match_label(label: str, kind: str, mapping: dict | None = None) -> TermMatch
 
 
 def _curated(text: str, kind: str) -> TermMatch | None:
-    """The curated table's reading of a whole label (assets/vocabulary), or None."""
+    """The curated table's reading of a whole label (compute/assets/vocabulary), or None."""
     onto = ontologies()
     r = read_phrase(text, kind)
     if r is None:

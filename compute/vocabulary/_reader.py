@@ -4,7 +4,7 @@ alternatives in one label ("A/B cells", "A or B"), plurals and tool suffixes ("_
 
 Every Cell Ontology label and synonym is read the same way into words and markers; a label is
 scored against each term's readings and matched only when one term wins clearly. What the
-words mean comes from ``assets/vocabulary/cell_type_words.tsv``, where every entry names its
+words mean comes from ``compute/assets/vocabulary/cell_type_words.tsv``, where every entry names its
 source."""
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def label_key(text: str) -> str:
 
 @dataclass(frozen=True)
 class WordTable:
-    """``assets/vocabulary/cell_type_words.tsv`` by kind (see the file's header)."""
+    """``compute/assets/vocabulary/cell_type_words.tsv`` by kind (see the file's header)."""
 
     phrases: dict  # label key -> (term id, source)
     refusals: dict  # label key -> (proposal term ids ("" for none), source, note)
@@ -69,7 +69,7 @@ class WordTable:
 
 
 def word_table() -> WordTable:
-    """The cell-type table (``assets/vocabulary/cell_type_words.tsv``), read once."""
+    """The cell-type table (``compute/assets/vocabulary/cell_type_words.tsv``), read once."""
     return load_table("cell_type")
 
 
