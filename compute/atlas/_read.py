@@ -480,7 +480,10 @@ class Atlas:
         return self._mask(filters)
 
     def _mask(self, filters: dict[str, list[str]]) -> np.ndarray:
-        return filter_mask(self.cells, self.vocabulary, filters, self.name)
+        # the last filters' mask kept (a page's queries mostly repeat them; 10-60 ms each), a copy
+        # handed out so no caller can change the kept one
+        key = tuple(sorted((k, tuple(v)) for k, v in filters.items()))
+        return self.remember("select", key, lambda: filter_mask(self.cells, self.vocabulary, filters, self.name)).copy()
 
     def disease_grouping(self, groups) -> dict[str, str]:
         """{disease label: group label} for the diseases of the atlas under one of ``groups``

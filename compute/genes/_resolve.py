@@ -153,6 +153,24 @@ class _OrderKeys:
         return out
 
 
+# the last few gene orders' keys, by identity: an atlas resolves every query against the same
+# gene order, and building its keys (every gene through the table) took 60-250 ms a query
+_ORDER_KEYS: list[tuple[object, SymbolTable, _OrderKeys]] = []
+_ORDER_KEYS_KEPT = 4
+
+
+def _order_keys(gene_order, table: SymbolTable) -> _OrderKeys:
+    """:class:`_OrderKeys` of ``gene_order`` (the same object as a recent call's: not copied,
+    not compared element by element) through ``table``, built once."""
+    for order, tab, keys in _ORDER_KEYS:
+        if order is gene_order and tab is table:
+            return keys
+    keys = _OrderKeys(gene_order, table)
+    _ORDER_KEYS.insert(0, (gene_order, table, keys))
+    del _ORDER_KEYS[_ORDER_KEYS_KEPT:]
+    return keys
+
+
 def _canonical(name: str, table: SymbolTable, *, order_side: bool = False):
     """(kind, gene keys, detail) for a name the table knows without aliases, else None. kind:
     "current", "same" (another current symbol of the same HGNC gene), "ensembl" (detail: bare
@@ -297,7 +315,7 @@ def resolve_genes(genes, gene_order, weights=None, *, symbols: bool = True) -> G
             status, hit, note = "missing", None, _NOT_IN_ORDER
         else:
             if order is None:
-                order = _OrderKeys(gene_order, table)
+                order = _order_keys(gene_order, table)
             status, p, note, cands = _via_table(tok, table, order)
             hit = None if p is None else gene_order[p]
         if hit is None:
