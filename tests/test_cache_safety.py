@@ -362,3 +362,32 @@ def test_gunicorn_refuses_a_damaged_atlas_with_status_2_every_time(tiny_build, t
         errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
         outcomes.append((proc.returncode, len(errors)))
     assert outcomes == [(2, 1)] * 5, outcomes
+
+
+def test_a_damaged_cache_database_is_discarded_and_made_again(tmp_path, caplog):
+    """Issue 33, item 2, one layer down: the result cache's SQLite file itself damaged (pages
+    overwritten) answered 503 for good. It is now checked by SQLite, discarded (logged) and made
+    again; the values it held are computed anew, never read from the damaged file."""
+    import logging
+
+    from compute.atlas import ResultCache
+
+    cache = ResultCache("fp", tmp_path / "results")
+    for i in range(200):
+        cache.set(f"k{i}", {"value": i, "pad": "x" * 500})
+    assert cache.get("k7") == {"value": 7, "pad": "x" * 500}
+    cache.close()
+    db = tmp_path / "results" / "cache.db"
+    raw = bytearray(db.read_bytes())
+    raw[100:] = b"\\xff" * (len(raw) - 100)  # every page after the header's first bytes
+    db.write_bytes(bytes(raw))
+    again = ResultCache("fp", tmp_path / "results")
+    with caplog.at_level(logging.ERROR, logger="sigatlas.cache"):
+        assert again.get("k7") is None  # not served, not a 503
+    assert any("damaged" in r.getMessage() for r in caplog.records)
+    again.set("k7", {"value": 70})
+    assert again.get("k7") == {"value": 70}
+    # a healthy database is never discarded by the check (another worker may have made it anew)
+    from compute.atlas._cache import _discard_if_damaged
+
+    assert _discard_if_damaged(tmp_path / "results") is False and again.get("k7") == {"value": 70}

@@ -6,7 +6,8 @@ an older atlas's results. diskcache handles concurrent readers and writers (seve
 workers may share it) and evicts least-recently-used entries beyond ``size_limit``.
 
 Nothing read from the cache is trusted: every value is stored with the sha256 of its bytes and
-checked when read (a mismatch is logged, dropped and computed again). The folders are the
+checked when read (a mismatch is logged, dropped and computed again); a database file SQLite
+finds damaged is discarded and made again (logged), the answers computed anew. The folders are the
 server's user's alone (0700: the job store beside the results holds the secret that signs job
 handles). A folder removed while serving is made again; a full, read-only or uncreatable one
 raises CacheError, which names the folder and the fix.
@@ -139,6 +140,42 @@ def _private_files(directory: Path) -> None:
             os.chmod(directory / name, 0o600)
 
 
+def _is_corrupt(exc: BaseException) -> bool:
+    """SQLite's words for a damaged database file (not a full or read-only disk)."""
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.DatabaseError) and ("malformed" in text or "not a database" in text)
+
+
+def _discard_if_damaged(directory: Path) -> bool:
+    """Remove the result cache's database under ``directory`` (and diskcache's value files) when
+    SQLite's own check finds it damaged; True when removed. Under a lock every process of the
+    server shares, and only after the check: another worker that already replaced a damaged file
+    keeps its fresh one."""
+    import fcntl
+    import shutil
+
+    db = directory / "cache.db"
+    with open(directory / ".repair.lock", "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+            try:
+                healthy = con.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+            finally:
+                con.close()
+        except sqlite3.DatabaseError:
+            healthy = False
+        if healthy:
+            return False
+        _log.error("the cache database %s is damaged (SQLite's check fails): discarded; answers are computed again", db)
+        for name in ("cache.db", "cache.db-wal", "cache.db-shm"):
+            (directory / name).unlink(missing_ok=True)
+        for sub in directory.iterdir():  # diskcache's large values: two-hex-digit folders
+            if sub.is_dir() and len(sub.name) == 2 and all(c in "0123456789abcdef" for c in sub.name):
+                shutil.rmtree(sub, ignore_errors=True)
+        return True
+
+
 def _is_cache_failure(exc: BaseException) -> bool:
     """A failure of the cache's storage (not of the value): a full, read-only or vanished disk."""
     if isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError):
@@ -174,14 +211,18 @@ class ResultCache:
 
             private_folder(self.directory)
             with _SQLITE_LOCK:
-                try:
-                    self._cache = diskcache.Cache(str(self.directory), size_limit=self._size_limit)
-                except CacheError:  # as it is: raised from itself, Dask would loop on its causes
-                    raise
-                except Exception as exc:
-                    if _is_cache_failure(exc):
-                        raise cache_error(self.directory, exc) from exc
-                    raise
+                for attempt in (0, 1):
+                    try:
+                        self._cache = diskcache.Cache(str(self.directory), size_limit=self._size_limit)
+                        break
+                    except CacheError:  # as it is: raised from itself, Dask would loop on its causes
+                        raise
+                    except Exception as exc:
+                        if attempt == 0 and _is_corrupt(exc) and _discard_if_damaged(self.directory):
+                            continue  # a damaged database is discarded and made again, never served from
+                        if _is_cache_failure(exc):
+                            raise cache_error(self.directory, exc) from exc
+                        raise
             _private_files(self.directory)
         return self._cache
 
@@ -200,6 +241,10 @@ class ResultCache:
                     raise
                 if attempt == 0 and not (self.directory / "cache.db").exists():
                     continue  # removed meanwhile: _open makes it again
+                if attempt == 0 and _is_corrupt(exc):
+                    self.close()
+                    _discard_if_damaged(self.directory)  # (or another worker already did)
+                    continue
                 raise cache_error(self.directory, exc) from exc
         return None
 
