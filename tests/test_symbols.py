@@ -151,12 +151,16 @@ def test_weights_carried_through_renames():
     assert res.weights == (2.0, 3.0, 1.0)
 
 
-def test_unknown_token_stays_missing_with_a_note():
+def test_unknown_token_is_not_a_gene_with_a_note():
     res = resolve_genes(["NOTAGENE1", "CD14", "NOTAGENE1"], ["CD14"])
-    assert res.missing == ("NOTAGENE1",)
-    assert [d.status for d in res.decisions] == ["missing", "matched", "missing"]
-    assert res.decisions[0].note == "not in the model's gene order"
-    assert res.coverage == 0.5
+    assert res.not_genes == ("NOTAGENE1",) and res.missing == ()
+    assert [d.status for d in res.decisions] == ["not_gene", "matched", "not_gene"]
+    assert res.decisions[0].note == "not a gene name: no HGNC, NCBI or Ensembl gene has it"
+    # not a gene: left out of the coverage of the genes, counted in the share of entries read as genes
+    assert res.coverage == 1.0 and res.recognised == 0.5
+    # a current symbol the model lacks is a gene this atlas lacks
+    _, d = _one("GAPDH", ["CD14"])
+    assert (d.status, d.note) == ("missing", "not in the model's gene order")
     # a known name whose gene the model lacks says what it is
     _, d = _one("FAM65B", ["CD14"])
     assert d.status == "missing"
