@@ -380,8 +380,12 @@ def test_gmt_line_without_genes_is_named(sets, at, broken):
     if broken == "":  # a blank line is allowed
         assert len(parse_gene_file("s.gmt", raw)) == len(sets)
         return
-    with pytest.raises(GeneFileError, match=rf"^s\.gmt, line {at + 1}: a GMT line needs"):
-        parse_gene_file("s.gmt", raw)
+    # the valid sets are kept, the bad line named (issue 36, item 10)
+    kept = parse_gene_file("s.gmt", raw)
+    assert len(kept) == len(sets) and len(kept.skipped) == 1
+    assert kept.skipped[0].startswith(f"s.gmt, line {at + 1}: a GMT line needs")
+    with pytest.raises(GeneFileError, match=r"^s\.gmt, line 1: a GMT line needs"):
+        parse_gene_file("s.gmt", broken.replace("name", "X").encode())
 
 
 @fuzz(100)

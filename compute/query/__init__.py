@@ -1,6 +1,6 @@
 """Signature queries: gene-list parsing and resolution, hits, per-sample rankings. No torch."""
 
-from compute.query._genes import MIN_RECOGNISED, GeneDecision, GeneResolution, parse_gene_list, resolve_genes
+from compute.query._genes import GeneDecision, GeneResolution, parse_gene_list, resolve_genes
 from compute.query._groups import gene_by_group, gene_group_summary
 from compute.query._meta import (
     EVIDENCE_LEVELS,
@@ -52,7 +52,6 @@ from compute.query._symbols import SymbolTable, ensembl_base, symbol_table
 
 __all__ = [
     "EVIDENCE_LEVELS",
-    "MIN_RECOGNISED",
     "MetaAnalysis",
     "donor_table",
     "evidence_words",

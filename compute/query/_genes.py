@@ -8,6 +8,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from functools import cache
+from typing import ClassVar
 
 from compute.query._symbols import SymbolTable, ensembl_base, symbol_table
 
@@ -179,6 +180,8 @@ class GeneResolution:
     ambiguous: tuple[str, ...] = ()
     decisions: tuple[GeneDecision, ...] = field(default=(), repr=False)
     not_genes: tuple[str, ...] = ()
+    # the share of entries read as genes below which the page asks before running
+    min_recognised: ClassVar[float] = MIN_RECOGNISED
 
     @property
     def coverage(self) -> float:
@@ -193,6 +196,11 @@ class GeneResolution:
         gene of the gene order; below :data:`MIN_RECOGNISED` the page asks before running."""
         n = len(self.matched) + len(self.missing) + len(self.ambiguous) + len(self.not_genes)
         return len(self.matched) / n if n else 0.0
+
+    @property
+    def few_genes(self) -> bool:
+        """Whether fewer than ``min_recognised`` of the entries are genes of the gene order."""
+        return self.recognised < self.min_recognised
 
 
 def _names(genes) -> str:
