@@ -122,7 +122,7 @@ def test_ms1_preset_answer(tiny_build):
     # the p floor in the diseases CSV, as in the studies' (issue 36, item 3); q beside p in the figure
     table = out["tables"]["diseases"]
     assert (table["p_floor"] == 1 / 201).all() and (table["p_at_floor"] == (table["p_value"] <= 1 / 201 + 1e-12)).all()
-    ticks = [c for c in fig["layout"]["xaxis"]["categoryarray"] if "p " in c]
+    ticks = [c for c in fig["layout"]["xaxis"]["categoryarray"] if "p = " in c or "p ≤ " in c]
     assert ticks and all(" · q " in c for c in ticks)
     # the chance level, the actual share of hits, stated in the status line and drawn
     assert "% of cells above it: the chance level" in out["status"]

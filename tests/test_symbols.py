@@ -278,3 +278,20 @@ def _timed(tokens, order) -> float:
     t0 = time.perf_counter()
     resolve_genes(tokens, order)
     return time.perf_counter() - t0
+
+
+def test_no_lower_case_word_is_read_through_an_alias():
+    """Issue 36, item 1: lower-case words matched genes through aliases ("in" -> CD44); no
+    lower-case word is read through one, and in a sentence no lower-case word is a gene at all."""
+    t = symbol_table()
+    words = sorted(k.lower() for k in t.alias if k.isascii() and k.isalpha() and len(k) > 1)[:5000]
+    order = sorted({g for w in words for g in t.alias[w.upper()]})
+    res = resolve_genes([(w, None) for w in words], order)
+    assert not [d for d in res.decisions if d.status == "alias"]
+    # written in capitals, the same names are aliases again
+    upper = resolve_genes([(w.upper(), None) for w in words[:200]], order)
+    assert any(d.status == "alias" for d in upper.decisions)
+    # the same words in a sentence, with the current symbols they could be: none is a gene
+    current = sorted({t.current[w.upper()] for w in ("was", "set", "rest", "cat", "impact", "tank", "star") if w.upper() in t.current})
+    sentence = "It was found in the cohort and " + " ".join(words[:2000]) + " " + " ".join(w.lower() for w in current)
+    assert resolve_genes(parse_gene_list(sentence), order + current).matched == ()
