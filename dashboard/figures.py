@@ -198,14 +198,15 @@ def format_q(q: float | None, p: float | None = None, floor: float | None = None
     return f"≤ {text}" if at_floor and text != "–" else text
 
 
-def format_pq(p: float | None, q: float | None, floor: float | None = None) -> str:
-    """"p = 0.023 · q = 0.07": a p-value beside its BH q, wherever significance is shown, so a
-    label never calls significant what q does not ("p ≤ 0.001 · q ≤ 0.0033" at the floor)."""
+def format_pq(p: float | None, q: float | None, floor: float | None = None, sep: str = " · ") -> str:
+    """"p = 0.023 · q = 0.07": a p-value beside its BH q (joined by ``sep``), wherever
+    significance is shown, so a label never calls significant what q does not ("p ≤ 0.001 ·
+    q ≤ 0.0033" at the floor)."""
     text = format_p(p, floor)
     if q is None or not np.isfinite(q):
         return text
     qt = format_q(q, p, floor)
-    return f"{text} · q {qt}" if qt.startswith("≤") else f"{text} · q = {qt}"
+    return f"{text}{sep}q {qt}" if qt.startswith("≤") else f"{text}{sep}q = {qt}"
 
 
 def bh_q_values(p_values) -> dict:
@@ -299,9 +300,12 @@ def disease_ranking_figure(samples: pd.DataFrame, ranking: pd.DataFrame, *, base
         if nulls is not None and group in nulls.index:
             p = float(nulls.at[group, "p_value"])
             p_values[group] = p
-            p_line = format_pq(p, (q_values or {}).get(group, (q_values or {}).get(r.group)), p_floor)
+            q = (q_values or {}).get(group, (q_values or {}).get(r.group))
+            p_line = format_pq(p, q, p_floor)
+            # under the name, p and q a line each: side by side they ran into the neighbours' at 1280 px
+            p_tick = "<br>".join(f"<b>{part}</b>" for part in format_pq(p, q, p_floor, sep="\n").split("\n"))
         keys[group] = f"{group}<br>{counts}" + (f"<br>{p_line}" if p_line else "")
-        ticks[group] = (f"{_wrap(group, width)}<br>{n_samples}<br>{n_studies}" + (f"<br><b>{p_line}</b>" if p_line else "")
+        ticks[group] = (f"{_wrap(group, width)}<br>{n_samples}<br>{n_studies}" + (f"<br>{p_tick}" if p_line else "")
                         if upright else group)
         if getattr(r, "evidence", None) == "no_within_study_reference":
             # seen only in studies without reference donors: its hit % cannot be told apart from its study's batch

@@ -78,3 +78,22 @@ def test_one_status_q_beside_p_and_one_colour_per_disease(driver, server):  # no
     shared = set(first) & set(second)
     assert shared and all(first[d] == second[d] for d in shared)
     assert len(set(second.values())) == len(second)  # no two diseases of the figure share a colour
+
+
+def test_image_exports_on_the_landing_page_download_nothing(driver, server, downloads):  # noqa: F811
+    """Issue 36, item 9: before a query the figures say "Appears after a query"; their SVG/PNG
+    buttons download no such image and say why."""
+    import time
+
+    from selenium.webdriver.common.by import By
+
+    from dashboard.callbacks.export import NOTHING_TO_EXPORT
+
+    driver.get(server + "/?tab=diseases")
+    _wait(driver, lambda d: _plot(d, "disease-fig", "(p.layout.meta || {}).empty"), what="the landing page's empty ranking")
+    button = driver.find_element(By.ID, "img-diseases-svg")
+    driver.execute_script("arguments[0].click();", button)
+    _wait(driver, lambda d: d.find_element(By.ID, "img-diseases-svg").get_attribute("title") == NOTHING_TO_EXPORT,
+          what="the reason nothing was exported")
+    time.sleep(1.5)  # a download would have landed by now
+    assert not list(downloads.glob("sigatlas-diseases*"))
