@@ -949,7 +949,7 @@ def test_few_genes_among_the_entries_asks_before_running(ms1_key):
     text = f"Monocytes of these patients expressed {genes[0]} and {genes[1]} at a higher level than in controls (was it 2 fold)."
     progress = []
     asked = query_run(data, progress.append, state | {"genes": text})
-    assert asked["result_key"] is dash.no_update and asked["ask"] == {}
+    assert asked["result_key"] is dash.no_update and asked["ask"] == {} and asked["status"].children == query.NOT_RUN_FEW_GENES
     assert asked["ask_text"].startswith("Only 2 of the ") and "no gene (words, numbers)" in asked["ask_text"]
     assert progress[-1] == (0, "not run: few of the entries are genes (see above)")
     assert "2 of 2 genes matched" in _text(asked["resolution"]) and "Not genes, not used" in _text(asked["resolution"])

@@ -31,12 +31,13 @@ from dashboard.callbacks.wiring import QUERY_CONTROLS, bind, control_pairs, cont
 from dashboard.state import normalise_genes, query_params, read_state
 from dashboard.views.results import empty_views, resolution_panel
 
-__all__ = ["CANCELLED", "FINISH_WAIT_S", "NO_GENES", "asks_first", "finish_now", "on_cancel", "rank_now", "register", "run_anyway",
+__all__ = ["CANCELLED", "FINISH_WAIT_S", "NO_GENES", "NOT_RUN_FEW_GENES", "asks_first", "finish_now", "on_cancel", "rank_now", "register", "run_anyway",
            "run_query", "stale_note"]
 
 NO_GENES = "Paste genes (any separators) or pick a preset, then Run"
 JOB_POLL_MS = 250  # how often the page polls a running query's job
 CANCELLED = "Query cancelled. The views below still show the previous result, for its own settings."
+NOT_RUN_FEW_GENES = "Not run: few of the pasted entries are genes of this atlas. See the question under Run query."
 
 
 def _no_cells_message(data, params, error: str) -> str:
@@ -129,8 +130,8 @@ def run_query(data, set_progress, run_clicks: int | None, request: int | None, a
     asked = asks_first(data, params, state["genes"], accepted)
     if asked is not None:
         set_progress((0, "not run: few of the entries are genes (see above)"))
-        return {"result_key": dash.no_update, "query_error": dash.no_update, "status": "", "resolution": resolution_panel(asked[0]),
-                "ask": {}, "ask_text": asked[1]}
+        return {"result_key": dash.no_update, "query_error": dash.no_update, "status": html.Div(NOT_RUN_FEW_GENES, className="note"),
+                "resolution": resolution_panel(asked[0]), "ask": {}, "ask_text": asked[1]}
     key = data.result_key(params)
     if data.stored_result(key) is not None:
         set_progress((100, "answered from the cache"))
