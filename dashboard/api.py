@@ -153,6 +153,7 @@ def answer(data: DashboardData, params: QueryParams) -> dict:
             "n_ambiguous": len(res.ambiguous), "n_duplicates": len(res.duplicates), "coverage": round(res.coverage, 4),
             "matched": list(res.matched), "missing": list(res.missing), "renamed": [list(pair) for pair in res.renamed],
             "ambiguous": list(res.ambiguous), "duplicates": list(res.duplicates),
+            "not_genes": list(res.not_genes), "recognised": round(res.recognised, 4),
         },
         "n_selected": result.n_selected,
         "threshold": _num(result.threshold),

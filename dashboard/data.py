@@ -28,7 +28,7 @@ from compute.query import (
     query_cells,
     run_ranking,
 )
-from dashboard.figures import bh_q_values
+from dashboard.figures import bh_q_values, label_colours
 from dashboard.jobs import JobSlots, default_job_limit
 from dashboard.presets import PRESETS
 from dashboard.state import TABS
@@ -153,6 +153,7 @@ class DashboardData:
         _FORKED_RESETS.add(self)
         self._by_key: OrderedDict[str, QueryResult] = OrderedDict()
         self._cover_cache: dict[str, dict[str, frozenset]] = {}
+        self._colour_cache: dict[str, dict[str, str]] = {}
 
     def __reduce__(self):
         return (DashboardData, (self.atlas.path, self._cache_size))
@@ -176,6 +177,21 @@ class DashboardData:
     @cached_property
     def tissues(self) -> list[str]:
         return self._values("tissue")
+
+    def label_colours(self, kind: str) -> dict[str, str]:
+        """One colour per label of the cells' ``kind`` column ("disease", "study", "cell_type",
+        "cell_type_predicted"; a disease's groups too) for the whole atlas (figures.label_colours):
+        the same in every figure and every query."""
+        if kind not in self._colour_cache:
+            cells = self.atlas.cells
+            labels = self._values(kind) if kind in cells.columns else []
+            extra = ()
+            if kind == "disease":  # a ranking's disease groups too
+                extra = [item["value"] for option in self.disease_group_choices.options for item in option["items"]]
+            elif kind == "cell_type" and "cell_type_predicted" in cells.columns:  # a predicted type as its annotated namesake
+                extra = self._values("cell_type_predicted")
+            self._colour_cache[kind] = label_colours(labels, extra)
+        return self._colour_cache[kind]
 
     @cached_property
     def has_vocabulary(self) -> bool:

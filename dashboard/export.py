@@ -227,6 +227,9 @@ def _query_sentences(atlas, result, label=str) -> list[str]:
     if res.missing:
         s += (f"; {_plural(len(res.missing), 'gene')} not in the model {'was' if len(res.missing) == 1 else 'were'} left out "
               f"({_listing(map(label, res.missing))})")
+    if res.not_genes:
+        s += (f"; {_plural(len(res.not_genes), 'token')} read as no gene (words, numbers) "
+              f"{'was' if len(res.not_genes) == 1 else 'were'} not used ({_listing(map(label, res.not_genes))})")
     if res.duplicates:
         s += f"; {_plural(len(res.duplicates), 'duplicate token')} counted once"
     ambiguous = res.ambiguous
@@ -360,7 +363,8 @@ def _null_sentences(result, label=str) -> list[str]:
             f"it cannot be below 1/(1 + {null.n_draws:,}) = {null.p_floor:.2g}; the null band is the "
             f"{null.band[0]:g}-{null.band[1]:g} percentile range of the draws" + (", drawn at the reference's observed hit %"
                                                                               if getattr(null, "relative_to", ()) else "")
-            + "." + vif]
+            + ". The p-values were adjusted for testing every ranked disease at once by the Benjamini-Hochberg procedure "
+            "(false discovery rate, the q-values); a q made from a p at its floor is an upper bound likewise." + vif]
 
 
 def _software_sentence() -> str:
@@ -493,7 +497,8 @@ def _readme(atlas, result, files: list[tuple[str, str]], url: str | None, notes:
                   f"({_listing(sim)}) carry planted programs and are not real samples.", ""]
     lines += [f"Link to this view: {url}" if url else "Link to this view: not recorded", ""]
     res = result.resolution
-    lines += [f"Genes matched: {len(res.matched)} of {len(res.matched) + len(res.missing)}; "
+    lines += [f"Genes matched: {len(res.matched)} of {len(res.matched) + len(res.missing) + len(res.ambiguous)}"
+              + (f" ({len(res.not_genes)} other entries no gene)" if res.not_genes else "") + "; "
               f"hit rule: {result.params.rule.describe()} (cut-off {result.threshold:.6g}); "
               f"{result.n_selected:,} cells selected.", ""]
     excluded = result.excluded_studies

@@ -30,6 +30,8 @@ __all__ = [
     "driver_genes_figure",
     "empty_figure",
     "format_p",
+    "format_q",
+    "label_colours",
     "forest_figure",
     "format_value",
     "heatmap_figure",
@@ -46,6 +48,10 @@ PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F
 _FONT = dict(family="Inter, Segoe UI, Helvetica, Arial, sans-serif", size=14)
 # yellow vanishes as thin lines or small points on white: marks drawn on white use the rest
 _ON_WHITE = [c for c in PALETTE if c != "#F0E442"]
+# one colour per label for the whole atlas (label_colours): Okabe-Ito on white, then Paul Tol's
+# muted and light schemes, 22 colours that stay apart on white
+LABEL_PALETTE = [*_ON_WHITE, "#882255", "#44AA99", "#999933", "#332288", "#AA4499", "#117733", "#88CCEE", "#CC6677",
+                 "#DDCC77", "#99DDFF", "#EE8866", "#BBCC33", "#994455", "#6699CC", "#997700"]
 _UNSELECTED = "#e4e4e4"  # cells outside the selection: faint context only
 # categories beyond the palette share one dark grey, far from the faint "not selected" cells
 _OTHER = "#5a5a5a"
@@ -184,6 +190,25 @@ def format_p(p: float, floor: float | None = None) -> str:
     return f"p {text}" if text.startswith("≤") else f"p = {text}"
 
 
+def format_q(q: float | None, p: float | None = None, floor: float | None = None) -> str:
+    """A q-value as format_value shows it ("0.044"), "≤ 0.0033" when its p is at the floor
+    (an upper bound: no random set reached it, so the q made from it is one too)."""
+    text = format_value(q, "q")
+    at_floor = p is not None and floor is not None and np.isfinite(p) and p <= floor * (1 + 1e-9)
+    return f"≤ {text}" if at_floor and text != "–" else text
+
+
+def format_pq(p: float | None, q: float | None, floor: float | None = None, sep: str = " · ") -> str:
+    """"p = 0.023 · q = 0.07": a p-value beside its BH q (joined by ``sep``), wherever
+    significance is shown, so a label never calls significant what q does not ("p ≤ 0.001 ·
+    q ≤ 0.0033" at the floor)."""
+    text = format_p(p, floor)
+    if q is None or not np.isfinite(q):
+        return text
+    qt = format_q(q, p, floor)
+    return f"{text}{sep}q {qt}" if qt.startswith("≤") else f"{text}{sep}q = {qt}"
+
+
 def bh_q_values(p_values) -> dict:
     """Benjamini-Hochberg q-values (the false discovery rate at which each group would be called)
     for ``p_values`` ({group: p}); groups with a missing p are left out. scipy's procedure, as
@@ -205,12 +230,32 @@ def subsample_indices(n: int, max_points: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
 
 
-def _category_colours(labels: np.ndarray) -> tuple[list[str], dict[str, str]]:
-    """(categories largest first, colour per category). Only as many categories as the palette has
-    colours get one; the rest share a neutral grey so no two categories look alike."""
+def label_colours(vocabulary, extra=()) -> dict[str, str]:
+    """One colour per label of ``vocabulary`` (an atlas's diseases, studies or cell types): the
+    labels sorted, each given the next colour of LABEL_PALETTE, then those of ``extra`` (labels
+    some queries use, such as disease groups) not among them, sorted, so a disease has the same
+    colour in every figure of every query on that atlas. Beyond the palette's 22 colours they repeat."""
+    labels = sorted(set(map(str, vocabulary)))
+    labels += sorted(set(map(str, extra)) - set(labels))
+    return {label: LABEL_PALETTE[i % len(LABEL_PALETTE)] for i, label in enumerate(labels)}
+
+
+def _colour_of(label: str, colours: dict | None, i: int) -> str:
+    """``label``'s colour in ``colours`` (label_colours), else the ``i``-th of the palette."""
+    if colours and str(label) in colours:
+        return colours[str(label)]
+    return _ON_WHITE[i % len(_ON_WHITE)]
+
+
+def _category_colours(labels: np.ndarray, fixed: dict | None = None) -> tuple[list[str], dict[str, str]]:
+    """(categories largest first, colour per category). With ``fixed`` (label_colours), each
+    category has its atlas-wide colour; without, only as many categories as the palette has
+    colours get one and the rest share a neutral grey so no two categories look alike."""
     counts = pd.Series(labels).value_counts(sort=False)
     # largest first, ties by name, so the colour assignment is stable across redraws
     cats = sorted(counts.index, key=lambda c: (-counts[c], str(c)))
+    if fixed:
+        return cats, {c: fixed.get(str(c), _OTHER) for c in cats}
     colours = {c: (_ON_WHITE[i] if i < len(_ON_WHITE) else _OTHER) for i, c in enumerate(cats)}
     return cats, colours
 
@@ -218,7 +263,8 @@ def _category_colours(labels: np.ndarray) -> tuple[list[str], dict[str, str]]:
 # -- disease ranking ---------------------------------------------------------------------------
 
 def disease_ranking_figure(samples: pd.DataFrame, ranking: pd.DataFrame, *, base_rate: float | None, title: str,
-                           null: pd.DataFrame | None = None, p_floor: float | None = None,
+                           null: pd.DataFrame | None = None, p_floor: float | None = None, q_values: dict | None = None,
+                           colours: dict | None = None,
                            band: tuple[float, float] = (2.5, 97.5)) -> go.Figure:
     """Box + one point per sample of per-sample hit %, diseases in ranking order.
 
@@ -229,8 +275,11 @@ def disease_ranking_figure(samples: pd.DataFrame, ranking: pd.DataFrame, *, base
     the mean sample hit %, when ``null`` is given), a ``box`` (its mean dashed), and ``scatter``
     points (filled: real studies, open circles: SIMULATED studies); a ``scatter`` of null medians.
     The x categories are "<disease><br><n> samples · <m> studies[<br>p = ...]"; the shown tick text
-    wraps the name. A dashed line marks the base rate (100 - percentile). ``layout.meta``:
-    {"order": diseases, "p_values": {disease: p}}.
+    wraps the name. A dashed line marks ``base_rate``, the hit % expected by chance (the share of
+    all selected cells that are hits: QueryResult.chance_pct), named "chance level". ``layout.meta``:
+    {"order": diseases, "p_values": {disease: p}, "colours": {disease: colour}}. ``q_values``: BH q per
+    disease, printed beside its p (format_pq) so a label never calls significant what q does not.
+    ``colours``: the atlas's colour per disease (label_colours), else by rank.
     """
     if _is_empty(ranking):
         return empty_figure("No disease passes cell_min / samp_min: lower them or widen the cell types")
@@ -251,9 +300,12 @@ def disease_ranking_figure(samples: pd.DataFrame, ranking: pd.DataFrame, *, base
         if nulls is not None and group in nulls.index:
             p = float(nulls.at[group, "p_value"])
             p_values[group] = p
-            p_line = format_p(p, p_floor)
+            q = (q_values or {}).get(group, (q_values or {}).get(r.group))
+            p_line = format_pq(p, q, p_floor)
+            # under the name, p and q a line each: side by side they ran into the neighbours' at 1280 px
+            p_tick = "<br>".join(f"<b>{part}</b>" for part in format_pq(p, q, p_floor, sep="\n").split("\n"))
         keys[group] = f"{group}<br>{counts}" + (f"<br>{p_line}" if p_line else "")
-        ticks[group] = (f"{_wrap(group, width)}<br>{n_samples}<br>{n_studies}" + (f"<br><b>{p_line}</b>" if p_line else "")
+        ticks[group] = (f"{_wrap(group, width)}<br>{n_samples}<br>{n_studies}" + (f"<br>{p_tick}" if p_line else "")
                         if upright else group)
         if getattr(r, "evidence", None) == "no_within_study_reference":
             # seen only in studies without reference donors: its hit % cannot be told apart from its study's batch
@@ -267,7 +319,7 @@ def disease_ranking_figure(samples: pd.DataFrame, ranking: pd.DataFrame, *, base
         lo = nulls.loc[banded, "null_lo"].to_numpy(dtype=float)
         hi = nulls.loc[banded, "null_hi"].to_numpy(dtype=float)
         med = nulls.loc[banded, "null_median"].to_numpy(dtype=float)
-        p_text = [format_p(p_values[g], p_floor) for g in banded]
+        p_text = [format_pq(p_values[g], (q_values or {}).get(g), p_floor) for g in banded]
         share = band[1] - band[0]
         # a bar trace sits in plotly's bar layer, under boxes and points: the band stays behind
         traces.append(dict(
@@ -284,8 +336,9 @@ def disease_ranking_figure(samples: pd.DataFrame, ranking: pd.DataFrame, *, base
             marker=dict(symbol="line-ew", size=34, color="#444", line=dict(width=2, color="#444")),
             hovertemplate="null median %{y:.1f}%<extra></extra>",
         ))
+    shown_colours = {}
     for i, group in enumerate(order):
-        colour = _ON_WHITE[i % len(_ON_WHITE)]
+        colour = shown_colours[group] = _colour_of(group, colours, i)
         s = samples[samples["disease"].astype(str) == group]
         traces.append(dict(
             type="box", x=[keys[group]] * len(s), y=s["hit_pct"], name=group, boxpoints=False, boxmean=True,
@@ -316,7 +369,7 @@ def disease_ranking_figure(samples: pd.DataFrame, ranking: pd.DataFrame, *, base
     if base_rate is not None:  # a dashed line across the plot, named at its right end
         shapes.append(dict(type="line", xref="x domain", x0=0, x1=1, yref="y", y0=base_rate, y1=base_rate,
                            line=dict(dash="dash", color="#777")))
-        annotations.append(dict(text=f"base rate {base_rate:g}%", showarrow=False, xref="x domain", x=1, xanchor="right",
+        annotations.append(dict(text=f"chance level {base_rate:.3g}%", showarrow=False, xref="x domain", x=1, xanchor="right",
                                 yref="y", y=base_rate, yanchor="bottom"))
     if upright:
         n_lines = max(t.count("<br>") for t in ticks.values()) + 1
@@ -331,7 +384,7 @@ def disease_ranking_figure(samples: pd.DataFrame, ranking: pd.DataFrame, *, base
                    tickvals=[keys[g] for g in order], ticktext=[ticks[g] for g in order], tickangle=0 if upright else -45),
         legend=dict(orientation="h", yref="container", y=0.01, yanchor="bottom", x=0, xanchor="left"),
         margin=dict(l=70, r=20, b=bottom), boxgap=0.5, boxmode="overlay", barmode="overlay",
-        meta={"order": order, "p_values": p_values},
+        meta={"order": order, "p_values": p_values, "colours": shown_colours},
     )
 
 
@@ -359,7 +412,8 @@ def _label_lines(hover: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
 
 
 def umap_figure(coords: np.ndarray, values: np.ndarray, hover: pd.DataFrame, selection: np.ndarray, *, color_by: str = "score",
-                max_points: int = 100_000, seed: int = 0, title: str = "", simulated: bool = False) -> go.Figure:
+                max_points: int = 100_000, seed: int = 0, title: str = "", simulated: bool = False,
+                colours: dict | None = None) -> go.Figure:
     """WebGL (``scattergl``) UMAP; cells outside ``selection`` are one grey trace drawn first.
 
     ``color_by="score"``: selected cells in one trace coloured by ``values`` (viridis, highest on
@@ -414,10 +468,10 @@ def umap_figure(coords: np.ndarray, values: np.ndarray, hover: pd.DataFrame, sel
         ))
     else:
         labels = column(color_by)
-        cats, colours = _category_colours(labels)
-        named = [c for c in cats if colours[c] != _OTHER]
-        rest = [c for c in cats if colours[c] == _OTHER]
-        groups = [(c, labels == c, colours[c]) for c in named]
+        cats, by_cat = _category_colours(labels, colours)
+        named = [c for c in cats if by_cat[c] != _OTHER]
+        rest = [c for c in cats if by_cat[c] == _OTHER]
+        groups = [(c, labels == c, by_cat[c]) for c in named]
         if rest:
             groups.append((f"other ({len(rest)} smaller groups)", np.isin(labels, rest), _OTHER))
         # largest first: small categories are drawn last and stay visible
@@ -604,39 +658,54 @@ def _spread(y: np.ndarray, gap: float, floor: float = 0.0) -> np.ndarray:
 
 
 def robustness_figure(thresholds: pd.DataFrame, *, highlight: str | None = None, title: str = "",
-                      simulated: bool = False) -> go.Figure:
+                      simulated: bool = False, chance: pd.Series | None = None, colours: dict | None = None) -> go.Figure:
     """Mean sample hit % per disease across hit thresholds (``Evidence.thresholds``: group x
-    percentile). One ``scatter`` line per disease (highest first), a dashed base-rate line
-    (100 - percentile), and each disease's name at its line's right end; ``highlight`` is drawn
-    bold and the others faded. ``layout.meta``: {"order", "percentiles", "highlight"}."""
+    percentile). One ``scatter`` line per disease (highest first), a dashed grey line at the
+    chance level, named "chance" at its right end (``chance``: percentile -> the share of all
+    selected cells that are hits there, ``Evidence.chance``; without it 100 - percentile, which
+    ties at the cut-off make too high), and each disease's name at its line's right end;
+    ``highlight`` is drawn bold and the others faded; ``colours``: the atlas's colour per disease
+    (label_colours). Disease lines are solid; a disease that shares its colour with one drawn
+    before it is dotted, and says so in its hover. ``layout.meta``: {"order", "percentiles",
+    "highlight", "chance", "colours"}."""
     if _is_empty(thresholds) or not np.isfinite(thresholds.to_numpy(dtype=float)).any():
         return empty_figure("No disease is ranked at any hit threshold: lower cell_min / samp_min")
     t = thresholds[sorted(thresholds.columns, key=float)]
     t = t.loc[[g for g in t.mean(axis=1, skipna=True).sort_values(ascending=False, kind="stable").index
                if t.loc[g].notna().any()]]
     pcts = np.array([float(c) for c in t.columns])
-    traces = [dict(type="scatter", x=pcts, y=100 - pcts, mode="lines", name="base rate (100 - percentile)",
-                   line=dict(color="#999", dash="dash", width=1.5), hovertemplate="base rate %{y:g}%<extra></extra>")]
-    dashes = ("solid", "dash", "dot", "dashdot")
+    base = 100 - pcts
+    if chance is not None:
+        by_pct = {float(k): float(v) for k, v in chance.items()}
+        base = np.array([by_pct.get(p, 100 - p) for p in pcts])
+    traces = [dict(type="scatter", x=pcts, y=base, mode="lines", name="chance level (share of all selected cells that are hits)",
+                   line=dict(color="#999", dash="dash", width=1.5),
+                   hovertemplate="chance level %{y:.1f}%: the share of all selected cells above this cut-off<extra></extra>")]
     hl = str(highlight) if highlight is not None and str(highlight) in map(str, t.index) else None
-    ends, names, colours = [], [], []
+    ends, names, line_colours = [], [], []
+    used: set[str] = set()
     for i, (group, row) in enumerate(t.iterrows()):
         y = row.to_numpy(dtype=float)
-        colour = _ON_WHITE[i % len(_ON_WHITE)]
-        # beyond seven lines the colours repeat: the dash style tells the repeats apart
-        dash = dashes[(i // len(_ON_WHITE)) % len(dashes)]
+        colour = _colour_of(str(group), colours, i)
+        # a colour already drawn (beyond the palette's colours) is dotted; the dashed line is the chance level alone
+        dash = "dot" if colour in used else "solid"
+        used.add(colour)
         bold = hl is not None and str(group) == hl
         faded = hl is not None and not bold
         traces.append(dict(
             type="scatter", x=pcts, y=y, mode="lines+markers", name=str(group), opacity=0.55 if faded else 1.0,
             line=dict(color=colour, dash=dash, width=5 if bold else 2), marker=dict(size=9 if bold else 6),
-            hovertemplate=f"{group}<br>%{{x:g}}th percentile: %{{y:.1f}}% mean sample hits<extra></extra>",
+            hovertemplate=(f"{group}{' (dotted: its colour is also another disease’s)' if dash == 'dot' else ''}<br>"
+                           "%{x:g}th percentile: %{y:.1f}% mean sample hits<extra></extra>"),
         ))
         last = np.flatnonzero(np.isfinite(y))[-1]
         ends.append(y[last])
         names.append(f"<b>{group}</b>" if bold else str(group))
-        colours.append(colour)
-    ymax = float(np.nanmax(np.r_[t.to_numpy(dtype=float).ravel(), 100 - pcts]))
+        line_colours.append(colour)
+    ends.append(float(base[-1]))
+    names.append("chance (dashed)")
+    line_colours.append("#777")
+    ymax = float(np.nanmax(np.r_[t.to_numpy(dtype=float).ravel(), base]))
     height = max(460, 19 * len(names) + 200)
     plot_px = height - 160  # the plot's height once the title and the axis title have their margins
     # the names must sit a line apart in pixels: the axis reaches as high as the stacked names do
@@ -645,12 +714,13 @@ def robustness_figure(thresholds: pd.DataFrame, *, highlight: str | None = None,
         placed = _spread(np.array(ends), 18 / plot_px * top)
         top = max(ymax, float(placed.max())) * 1.08
     annotations = [dict(text=name, x=1.01, xref="paper", y=y, yref="y", xanchor="left", showarrow=False, font=dict(size=13, color=colour))
-                   for name, y, colour in zip(names, placed, colours, strict=True)]
+                   for name, y, colour in zip(names, placed, line_colours, strict=True)]
     return _figure(traces, title, height, simulated=simulated, annotations=annotations, showlegend=False,
                    xaxis=dict(title="hit threshold (percentile of the selected cells' scores)", tickvals=pcts,
                               ticktext=[f"{p:g}th" for p in pcts]),
                    yaxis=dict(title="mean sample hit %", range=[0, top]), margin=dict(l=70, r=240, b=60),
-                   meta={"order": [str(g) for g in t.index], "percentiles": pcts.tolist(), "highlight": hl})
+                   meta={"order": [str(g) for g in t.index], "percentiles": pcts.tolist(), "highlight": hl,
+                         "chance": base.tolist(), "colours": dict(zip(map(str, t.index), line_colours, strict=False))})
 
 
 def score_comparison_figure(attr_ranking: pd.DataFrame, expr_ranking: pd.DataFrame | None, *, title: str = "") -> go.Figure:
@@ -749,7 +819,8 @@ def _effect_traces(order: list[str], labels: dict, tables: tuple[pd.DataFrame, p
 
 
 def score_scatter_figure(attr_scores: np.ndarray, expr_scores: np.ndarray, labels: np.ndarray, *, max_points: int = 5_000,
-                         seed: int = 0, title: str = "", simulated: np.ndarray | None = None) -> go.Figure:
+                         seed: int = 0, title: str = "", simulated: np.ndarray | None = None,
+                         colours: dict | None = None) -> go.Figure:
     """Per selected cell: attribution score (x) vs expression score (y), one ``scattergl`` trace
     per label (disease), the largest first; labels beyond the palette share a grey "other" trace.
     Cells with a non-finite score are dropped; above ``max_points`` a seeded random subsample is
@@ -773,10 +844,10 @@ def score_scatter_figure(attr_scores: np.ndarray, expr_scores: np.ndarray, label
     if finite.size >= 3 and np.ptp(x[finite]) > 0 and np.ptp(y[finite]) > 0:
         rho = float(spearmanr(x[finite], y[finite]).statistic)
     idx = finite[subsample_indices(finite.size, max_points, seed)]
-    cats, colours = _category_colours(lab[idx])
-    named = [c for c in cats if colours[c] != _OTHER]
-    rest = [c for c in cats if colours[c] == _OTHER]
-    groups = [(c, lab[idx] == c, colours[c]) for c in named]
+    cats, by_cat = _category_colours(lab[idx], colours)
+    named = [c for c in cats if by_cat[c] != _OTHER]
+    rest = [c for c in cats if by_cat[c] == _OTHER]
+    groups = [(c, lab[idx] == c, by_cat[c]) for c in named]
     if rest:
         groups.append((f"other ({len(rest)})", np.isin(lab[idx], rest), _OTHER))
     traces = []

@@ -15,6 +15,11 @@ UPLOAD_SETS = "upload-sets"
 UPLOAD_STORE = "upload-store"
 UPLOAD_NOTE = "upload-note"
 QUERY_REQUEST = "query-request"
+# few of the pasted entries are genes: the page asks before running (the panel, its text, its button, the text accepted)
+LOW_GENES = "low-genes"
+LOW_GENES_TEXT = "low-genes-text"
+RUN_ANYWAY = "run-anyway"
+GENES_ACCEPTED = "genes-accepted"
 RESULT_KEY = "result-key"  # the stored result of the last query that ran
 PARTIAL_NOTE = "partial-note"  # "ranking shown; p-values are being computed"
 PARTIAL_KEY = "partial-key"  # the key of the running query's ranking, shown before its p-values

@@ -170,6 +170,10 @@ def _controls(data: DashboardData):
                    dmc.Button("Cancel", id=ids.CANCEL, variant="outline", color="red", style={"display": "none"})], gap=6),
         html.Div([dmc.Progress(id=ids.PROGRESS, value=0, size="sm"), dmc.Text(id=ids.PROGRESS_TEXT, size="xs", c="dimmed")],
                  className="progress-wrap"),
+        html.Div(dmc.Alert([html.Div(id=ids.LOW_GENES_TEXT),
+                            dmc.Button("Run anyway", id=ids.RUN_ANYWAY, size="xs", variant="outline", color="orange", mt=6)],
+                           title="Few of these entries are genes", color="orange", p="xs"),
+                 id=ids.LOW_GENES, style={"display": "none"}),
         html.Div(id=ids.RESOLUTION, className="resolution"),
         dmc.Divider(label="Cells", labelPosition="left"),
         _term_filter(data, ids.CELL_TYPES, "cell_types", "Cell types", "all cell types"),
@@ -289,7 +293,10 @@ def build_layout(data: DashboardData):
          "valueFormatter": {"function": f"params.value == null ? '–' : (params.data.p_floor != null && params.value <= "
                                        f"params.data.p_floor * (1 + 1e-9) ? '≤ ' + {fmt['p']}(params.data.p_floor) : {fmt['p']}(params.value))"},
          "headerTooltip": STAT_HELP["p"]},
-        {"field": "q_value", "headerName": "q (BH)", "width": 96, "valueFormatter": shown("q"), "filter": "agNumberColumnFilter",
+        # a q made from a p at the floor is an upper bound too (figures.format_q)
+        {"field": "q_value", "headerName": "q (BH)", "width": 96, "filter": "agNumberColumnFilter",
+         "valueFormatter": {"function": f"params.value == null ? '–' : (params.data.p_floor != null && params.data.p_value != null && "
+                                       f"params.data.p_value <= params.data.p_floor * (1 + 1e-9) ? '≤ ' : '') + {fmt['q']}(params.value)"},
          "headerTooltip": STAT_HELP["q (BH)"]},
         {"field": "data", "width": 128, "cellClassRules": {"sim-cell": "params.value == 'SIMULATED'"}},
         {"field": "samples", "width": 116, "filter": "agNumberColumnFilter"},
@@ -382,6 +389,7 @@ def build_layout(data: DashboardData):
         dcc.Location(id=ids.URL, refresh=False),
         dcc.Store(id=ids.STATE_SEARCH),
         dcc.Store(id=ids.QUERY_REQUEST, data=0),
+        dcc.Store(id=ids.GENES_ACCEPTED),  # the gene text run anyway although few of its entries are genes
         dcc.Store(id=ids.RESULT_KEY),  # the key of the stored result of the last query that ran
         dcc.Store(id=ids.PARTIAL_KEY),  # while a query runs: its ranking, shown before the p-values are in
         dcc.Store(id=ids.UMAP_DRAWN),  # the result and colour the UMAP shows (drawn only while its tab shows)

@@ -203,6 +203,7 @@ _MODULE_INFO = record(name=text, size=number, genes=texts, hub_genes=text, coher
 STORE_SHAPES: dict[str, Kind] = {
     ids.STATE_SEARCH: text,
     ids.QUERY_REQUEST: count,
+    ids.GENES_ACCEPTED: text,
     ids.RESULT_KEY: key,
     ids.PARTIAL_KEY: ranking_key,
     ids.RANKED: ranked_key,

@@ -225,12 +225,23 @@ def _check_list(key: str, name: str, value, names) -> list[str]:
     items = list(dict.fromkeys(v for v in items if v))  # unique, in the order given
     if names is None:
         return items
+    # a hand-edited link that joins values with "," instead of "|": an unknown item whose
+    # comma-separated parts are all known is read as those parts (names may hold commas themselves)
+    items = list(dict.fromkeys(part for v in items for part in _comma_parts(v, names)))
     unknown = [v for v in items if v not in names]
     # a mapping names the form the control shows (a term id read as its label): the same cells
     kept = list(dict.fromkeys(names[v] if isinstance(names, Mapping) else v for v in items if v in names))
     if unknown:
         raise UnknownValues(name, key, unknown, kept, names)
     return kept
+
+
+def _comma_parts(value: str, names) -> list[str]:
+    """``value`` split at its commas when it is not a known name and every part is one, else [value]."""
+    if value in names or "," not in value:
+        return [value]
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    return parts if parts and all(p in names for p in parts) else [value]
 
 
 def check_setting(key: str, value, state: Mapping, known: Mapping[str, Collection[str]] | None = None, *,

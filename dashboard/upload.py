@@ -10,13 +10,22 @@ import math
 from compute.errors import SigAtlasError
 from compute.query import parse_gene_list
 
-__all__ = ["GeneFileError", "decode_upload", "parse_gene_file"]
+__all__ = ["GeneFileError", "GeneSets", "decode_upload", "parse_gene_file"]
 
 MAX_BYTES = 5_000_000
 
 
 class GeneFileError(SigAtlasError, ValueError):
     """The uploaded file cannot be read as a gene list; the message says where and why."""
+
+
+class GeneSets(dict):
+    """{set name: gene-box text}, with ``skipped``: a line each for the lines of the file that
+    were left out ("sets.gmt, line 3: a GMT line needs ..."), the other sets kept."""
+
+    def __init__(self, sets=(), skipped=()):
+        super().__init__(sets)
+        self.skipped: list[str] = list(skipped)
 
 
 def decode_upload(contents: str, filename: str | None = None) -> bytes:
@@ -29,10 +38,13 @@ def decode_upload(contents: str, filename: str | None = None) -> bytes:
         raise GeneFileError(f"{filename + ': ' if filename else ''}the upload arrived damaged; try again") from exc
 
 
-def parse_gene_file(filename: str, raw: bytes) -> dict[str, str]:
-    """Gene sets in a file, as {set name: text for the gene box ("GENE" or "GENE:weight" lines)}.
+def parse_gene_file(filename: str, raw: bytes) -> GeneSets:
+    """Gene sets in a file, as {set name: text for the gene box ("GENE" or "GENE:weight" lines)}
+    (a :class:`GeneSets`, whose ``skipped`` names each line left out and why).
 
-    ``.gmt``: one set per line (name, description, genes...); a repeated name gets " (line N)".
+    ``.gmt``: one set per line (name, description, genes...); a repeated name gets " (line N)";
+    a malformed line is left out, named in ``skipped``, and the valid sets kept (all lines
+    malformed: GeneFileError naming the first).
     ``.csv``/``.tsv``/``.txt``: the first column holds genes; a numeric second column, if any,
     holds finite weights; the first row is a header when its second field is not a number.
     Sets the gene box would read no gene from are left out. Raises GeneFileError naming the
@@ -45,12 +57,15 @@ def parse_gene_file(filename: str, raw: bytes) -> dict[str, str]:
     except UnicodeDecodeError as exc:
         raise GeneFileError(f"{filename}: not UTF-8 text (byte {exc.start})") from exc
     name = filename.lower()
-    sets = _gmt(filename, text) if name.endswith(".gmt") else {_stem(filename): _table(filename, text)}
+    skipped: list[str] = []
+    sets = _gmt(filename, text, skipped) if name.endswith(".gmt") else {_stem(filename): _table(filename, text)}
     # a set is kept when the gene box reads at least one gene from it (not only quotes or '#')
     sets = {k: v for k, v in sets.items() if parse_gene_list(v)}
     if not sets:
+        if skipped:
+            raise GeneFileError(skipped[0] + (f" (and {len(skipped) - 1} more such lines)" if len(skipped) > 1 else ""))
         raise GeneFileError(f"{filename}: no genes found")
-    return sets
+    return GeneSets(sets, skipped)
 
 
 def _stem(filename: str) -> str:
@@ -58,14 +73,16 @@ def _stem(filename: str) -> str:
     return (base.rsplit(".", 1)[0] if "." in base else base) or "upload"
 
 
-def _gmt(filename: str, text: str) -> dict[str, str]:
+def _gmt(filename: str, text: str, skipped: list[str]) -> dict[str, str]:
+    """The sets of a GMT text; each malformed line is added to ``skipped`` with its reason."""
     out: dict[str, str] = {}
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.rstrip("\r\n").split("\t")
         if len(parts) < 3:
-            raise GeneFileError(f"{filename}, line {lineno}: a GMT line needs a name, a description and genes, separated by tabs")
+            skipped.append(f"{filename}, line {lineno}: a GMT line needs a name, a description and genes, separated by tabs")
+            continue
         genes = [g.strip() for g in parts[2:] if g.strip()]
         name = parts[0].strip() or f"set {lineno}"
         while name in out:  # keep both sets of a repeated name

@@ -198,6 +198,8 @@ def test_changed_settings_mark_the_result_out_of_date(driver, server):
     # running again clears it
     driver.find_element(By.ID, "run").click()
     _wait(driver, lambda d: not d.find_elements(By.ID, "stale-alert"), what="marker gone after Run")
+    # the marker goes as soon as the new ranking is drawn (issue 36); Run takes a click again once the query is done
+    _wait(driver, lambda d: d.find_element(By.ID, "progress-text").text in ("done", "answered from the cache"), what="the query done")
     # an emptied gene box: the old gene decisions go, the result is marked
     driver.execute_script(
         "const el = document.getElementById('genes');"

@@ -119,6 +119,13 @@ def test_ms1_preset_answer(tiny_build):
     for name in ("diseases", "samples", "studies", "genes", "resolution", "robustness", "drivers", "comparison", "umap"):
         assert len(out["tables"][name]) > 0, name
     assert "p_value" in out["tables"]["diseases"].columns
+    # the p floor in the diseases CSV, as in the studies' (issue 36, item 3); q beside p in the figure
+    table = out["tables"]["diseases"]
+    assert (table["p_floor"] == 1 / 201).all() and (table["p_at_floor"] == (table["p_value"] <= 1 / 201 + 1e-12)).all()
+    ticks = [c for c in fig["layout"]["xaxis"]["categoryarray"] if "p = " in c or "p ≤ " in c]
+    assert ticks and all(" · q " in c for c in ticks)
+    # the chance level, the actual share of hits, stated in the status line and drawn
+    assert "% of cells above it: the chance level" in out["status"]
     umap = out["umap_fig"].to_dict()
     assert umap["data"][-1]["type"] == "scattergl"
     assert out["umap_badge"].endswith("cells shown")
@@ -208,6 +215,9 @@ def test_presets_and_uploads():
         parse_gene_file("w.csv", b"gene,weight\nCD14,2\nVCAN,high\n")
     with pytest.raises(GeneFileError, match="line 1: a GMT line needs"):
         parse_gene_file("bad.gmt", b"only-a-name\n")
+    kept = parse_gene_file("mixed.gmt", b"A\tdesc\tCD14\nbroken line\nB\tdesc\tMS4A1\n")
+    assert kept == {"A": "CD14", "B": "MS4A1"}
+    assert kept.skipped == ["mixed.gmt, line 2: a GMT line needs a name, a description and genes, separated by tabs"]
     with pytest.raises(GeneFileError, match="not UTF-8"):
         parse_gene_file("bin.txt", b"\xff\xfe\x00bad")
     assert issubclass(GeneFileError, SigAtlasError)  # the command line prints it as one line
@@ -243,12 +253,12 @@ def test_modules_tab_places_a_planted_program(modules_app):
     gm = gene_modules(data.atlas)
     considered = [g for g in genes if g in set(gm.genes)]
     head = _text(_find(summary, ids.MODULES_HEAD))
-    assert head.startswith(f"{len(genes)} of {len(genes) + 1} signature genes matched the atlas; {len(considered)} of these {len(genes)} "
+    assert head.startswith(f"{len(genes)} of {len(genes)} signature genes matched the atlas; {len(considered)} of these {len(genes)} "
                            f"are among the {len(gm.genes):,} genes the modules were built from; coherence r̄ = ")
     assert "random gene sets of the same size" in head and "z = " in head and "p ≤ 0.001" in head  # 1,000 draws: the floor
     assert "more than random gene sets" in _text(_find(summary, ids.MODULES_READING))
     skipped = _text(_find(summary, ids.MODULES_NOT_CONSIDERED))
-    assert "NOT_A_GENE – absent from the gene order" in skipped
+    assert "NOT_A_GENE – not a gene" in skipped  # no gene has the name (issue 36): told apart from genes the model lacks
     for g in set(genes) - set(considered):
         assert g in skipped and "detected in < 1% of cells" in skipped
     # overlapping modules: the planted program sits mostly in one module
@@ -650,6 +660,21 @@ def test_old_links_with_study_labels_still_work(tiny_build):
     assert healthy.n_selected == normal.n_selected > 0
 
 
+def test_a_link_with_commas_for_bars_is_read_or_not_run(tiny_build):
+    """Issue 36, item 10: a hand-edited link that joins values with "," instead of "|" is read
+    when every part is known, and otherwise never runs on all cells: it says so and waits."""
+    data = DashboardData(tiny_build[1])
+    read = link.restore(data, "?genes=CD14&diseases=normal,infectious%20disease%20with%20sepsis", 0)
+    assert read["diseases"] == ["normal", "infectious disease with sepsis"] and read["request"] == 1 and read["notes"] is None
+    refused = link.restore(data, "?genes=CD14&diseases=normal,Martian%20flu", 0)
+    assert refused["diseases"] == [] and refused["request"] is dash.no_update
+    assert "diseases: none of the link's values is in this atlas, so the query was not run" in _text(refused["notes"])
+    assert "separate several with '|'" in _text(refused["notes"])
+    # one value known, one not: the known one is kept and the query runs on it, the other named
+    part = link.restore(data, "?genes=CD14&diseases=normal|Martian", 0)
+    assert part["diseases"] == ["normal"] and part["request"] == 1
+
+
 def test_disease_groups_from_the_link_to_the_ranking(tiny_build):
     from dashboard import export
     from dashboard.views.studies import disease_groups_note
@@ -752,6 +777,9 @@ def test_umap_says_which_cell_type_labels_it_shows(tiny_build):
     assert "Filters and rankings use these labels" in out["umap_labels"]
     table = out["tables"]["umap"]
     assert {"cell_type_original", "cell_type_ontology_term_id", "cell_type_predicted", "cell_type_prediction_confidence"} <= set(table)
+    # the UMAP CSV holds the coordinates the figure draws (issue 36, item 9)
+    assert list(table.columns[:2]) == ["umap_1", "umap_2"]
+    np.testing.assert_allclose(table[["umap_1", "umap_2"]].to_numpy(), data.umap[out["result"].selection])
     # the control offers both, and a link keeps the choice
     control = _find(create_app(tiny_build[1]).layout, ids.UMAP_COLOR)
     labels = {d["value"]: d["label"] for d in control.data}
@@ -857,8 +885,8 @@ def test_every_callback_is_a_top_level_function_of_a_callbacks_module(tiny_build
         assert isinstance(spec["outputs_indices"], dict) and isinstance(spec["inputs_state_indices"], dict), fn.__qualname__
         found.add(f"{fn.__module__.rsplit('.', 1)[1]}.{fn.__name__}")
     assert found == {"link.restore", "link.write_link", "controls.on_preset", "controls.on_upload", "controls.on_upload_set",
-                     "controls.show_disease_groups", "controls.show_study_reports", "query.run_query", "query.rank_now", "query.finish_now", "query.on_cancel",
-                     "query.stale_note", "render.render", "render.render_partial",
+                     "controls.show_disease_groups", "controls.show_study_reports", "query.run_query", "query.run_anyway", "query.rank_now",
+                     "query.finish_now", "query.on_cancel", "query.stale_note", "render.render", "render.render_partial",
                      "render.render_umap", "render.render_drivers", "render.render_forest", "render.pick_forest_disease",
                      "modules.render_modules", "modules.show_module", "modules.add_missing", "modules.use_module",
                      "export.download", "presenter.set_presenter", "presenter.save_view", "presenter.step",
@@ -890,7 +918,8 @@ def test_the_query_callback_stores_a_result_or_says_why_not(ms1_key):
                                                           expression=data.atlas.has_expression)
     progress = []
     again = query_run(data, progress.append, state)
-    assert again == {"result_key": key, "query_error": None, "status": dash.no_update, "resolution": dash.no_update}
+    assert again == {"result_key": key, "query_error": None, "status": dash.no_update, "resolution": dash.no_update,
+                     "ask": {"display": "none"}, "ask_text": dash.no_update}
     assert progress == [(100, "answered from the cache")]
     # a query compute cannot answer: its error and the gene text, for the views to show
     failed = query_run(data, progress.append, state | {"genes": "NOT_A_GENE"})
@@ -901,7 +930,7 @@ def test_the_query_callback_stores_a_result_or_says_why_not(ms1_key):
     # result (no update: the out-of-date marker says so) and the old gene decisions go
     assert query_run(data, progress.append, state | {"genes": " , "}) == {
         "result_key": dash.no_update, "query_error": dash.no_update, "status": "Paste genes (any separators) or pick a preset, then Run",
-        "resolution": []}
+        "resolution": [], "ask": {"display": "none"}, "ask_text": dash.no_update}
     assert progress[-1] == (0, "")
     bad = query_run(data, progress.append, state | {"cutoff": 150})
     assert bad["result_key"] is dash.no_update and bad["status"].children == "cutoff must be within 0-100 for the percentile rule, got 150"
@@ -909,6 +938,35 @@ def test_the_query_callback_stores_a_result_or_says_why_not(ms1_key):
     # a new one with 1,000 null draws would also be the browser tests' first, which must run)
     assert state["samp_min"] == DEFAULTS["samp_min"]
     assert query_run(data, progress.append, state | {"samp_min": None})["result_key"] == key
+
+
+def test_few_genes_among_the_entries_asks_before_running(ms1_key):
+    """A paper's sentence with few genes among its words (issue 36, item 1): the query is not run
+    and the page asks, with the gene decisions; 'Run anyway' accepts that text and runs it."""
+    from dashboard.callbacks import query
+
+    data, state, key = ms1_key
+    genes = list(data.atlas.genes[:2])
+    text = f"Monocytes of these patients expressed {genes[0]} and {genes[1]} at a higher level than in controls (was it 2 fold)."
+    progress = []
+    asked = query_run(data, progress.append, state | {"genes": text})
+    assert asked["result_key"] is dash.no_update and asked["ask"] == {} and asked["status"].children == query.NOT_RUN_FEW_GENES
+    assert asked["ask_text"].startswith("Only 2 of the ") and "no gene (words, numbers)" in asked["ask_text"]
+    assert progress[-1] == (0, "not run: few of the entries are genes (see above)")
+    assert "2 of 2 genes matched" in _text(asked["resolution"]) and "Not genes, not used" in _text(asked["resolution"])
+    # nor does Run's own request rank it
+    view = {k: state[k] for k in render.RENDER_SETTINGS}
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        query.rank_now(data, 1, None, False, None, **{k: (state | {"genes": text})[k] for k in QUERY_KEYS}, **view)
+    # 'Run anyway': the text accepted, a new request; then the query runs on the two genes
+    anyway = query.run_anyway(data, 1, text, 4)
+    assert anyway["request"] == 5 and anyway["ask"] == {"display": "none"}
+    ran = query.run_query(data, progress.append, None, 5, accepted=anyway["accepted"],
+                          **{k: (state | {"genes": text})[k] for k in QUERY_KEYS})
+    assert ran["query_error"] is None and ran["ask"] == {"display": "none"}
+    assert data.stored_result(ran["result_key"]).resolution.matched == tuple(genes)
+    # a list that is mostly genes runs without asking
+    assert query_run(data, progress.append, state)["ask"] == {"display": "none"}
 
 
 def test_the_run_request_draws_the_ranking_before_the_job(ms1_key, monkeypatch):
@@ -1016,11 +1074,14 @@ def test_out_of_date_marker_cancel_and_short_links(ms1_key, tiny_atlas):
     # the gene text in another layout (one gene a line, as a link restores it) is the same query
     lines = "\n".join(g.strip() for g in asked["genes"].split(","))
     assert query.stale_note(data, key, None, **(asked | {"genes": lines})) == {"note": None}
-    cancelled = query.on_cancel(data, 1, key)
+    cancelled = query.on_cancel(data, 1, key, **(asked | {"cutoff": 95}))
     assert cancelled["status"].children == query.CANCELLED and (cancelled["progress"], cancelled["progress_text"]) == (0, "cancelled")
+    # the query controls ask for another query than the result drawn again: it is marked out of date again (issue 36)
+    assert cancelled["stale"].title == "Out of date: run again"
+    assert query.on_cancel(data, 1, key, **asked)["stale"] is None
     # the previous result's views drawn again (the cancelled query's ranking may be on screen)
     previous = render.render(data, key, None, False, None)
-    assert set(cancelled) == set(render.RENDER_OUTPUTS) | {"progress", "progress_text", "drawn"} and cancelled["drawn"] is None
+    assert set(cancelled) == set(render.RENDER_OUTPUTS) | {"progress", "progress_text", "drawn", "stale"} and cancelled["drawn"] is None
     assert _text(cancelled["disease_table"]) == _text(previous["disease_table"]) != ""
     assert "Nothing was run" in query.on_cancel(data, 1, None)["status"].children
     with pytest.raises(dash.exceptions.PreventUpdate):
@@ -1062,6 +1123,12 @@ def test_presets_and_uploads_fill_the_gene_box(ms1_key):
         controls.on_upload_set(data, "C", up["sets"])
     bad = controls.on_upload(data, "not a data url", "x.csv")
     assert bad["genes"] is dash.no_update and bad["sets"] is None and bad["note"].children == "x.csv: the upload arrived damaged; try again"
+    # a GMT with one malformed line keeps its valid sets and names the line (issue 36, item 10)
+    mixed = "data:text/plain;base64," + base64.b64encode(b"A\tdesc\tCD14\nbroken line\nB\tdesc\tMS4A1\n").decode()
+    up = controls.on_upload(data, mixed, "mixed.gmt")
+    assert up["sets"] == {"A": "CD14", "B": "MS4A1"} and up["genes"] == "CD14"
+    assert "mixed.gmt, line 2: a GMT line needs a name, a description and genes" in _text(up["note"])
+    assert "2 gene sets" in _text(up["note"])
 
 
 def test_downloads_are_the_views_data(ms1_key):
@@ -1173,3 +1240,26 @@ def test_the_disease_table_escapes_what_it_shows():
     # written as character references (dashboard.markup.html_text; tests/test_markup.py renders hostile labels)
     assert "<img" not in table.children and "&#60;img src=x onerror=alert(1)&#62; &#38; co" in table.children
     assert _table_rows(table) == [["1", name, "12.5", "10.0", "3", "1", "1,234", "–", "–"]]
+
+
+def test_a_disease_keeps_its_colour_across_queries(ms1_key):
+    """Issue 36, item 4: two queries that rank the diseases differently colour each disease alike
+    in every figure (the atlas's sorted vocabulary gives the colours, not the rank)."""
+    from dashboard.views.results import render_views
+
+    data, state, key = ms1_key
+    first = data.stored_result(key)
+    other = data.query(query_params(read_state((state | {"genes": "\n".join(list(data.atlas.genes[-40:]))}).items(),
+                                               data.known_values, strict=True)[0], expression=data.atlas.has_expression))
+    colours = data.label_colours("disease")
+    seen = {}
+    for result in (first, other):
+        views = render_views(data, result, state | {"color": "disease"})
+        for name in ("disease_fig", "robust_fig"):
+            meta = views[name].to_dict()["layout"]["meta"]
+            for disease, colour in meta["colours"].items():
+                assert colour == colours[disease], (name, disease)
+                assert seen.setdefault(disease, colour) == colour
+        umap = [t for t in views["umap_fig"].to_dict()["data"] if t["name"] in colours]
+        assert umap and all(t["marker"]["color"] == colours[t["name"]] for t in umap)
+    assert len(seen) >= 2

@@ -53,6 +53,7 @@ def _result(expression: bool = False, reference: str = "normal"):
     params = SimpleNamespace(rule=HitRule("percentile", 90), cell_types=("monocyte",), diseases=(), tissues=(), studies=(), data="all",
                              reference=reference, disease_groups=(), min_coverage=0.5)
     out = SimpleNamespace(params=params, diseases=table, samples=samples, n_selected=1800, study_effects=meta.studies,
+                          chance_pct=10.0, threshold=0.5,
                           reference_labels=("normal",), resolution=SimpleNamespace(matched=["G"] * 20), null={},
                           expression_diseases=None, expression_study_effects=None)
     if expression:

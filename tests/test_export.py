@@ -92,8 +92,12 @@ def test_methods_paragraph_is_plain_about_simulation_and_the_p_floor(tiny_atlas,
     assert "Integrated Gradients" in text and "50 steps" in text and "all-zero baseline" in text and "1,000" in text
     assert tiny_result.params.rule.describe() in text and "cell_min = 25" in text and "samp_min = 3" in text
     res = tiny_result.resolution
-    assert f"listed {len(res.requested)} gene tokens; {len(res.matched)} of its {len(res.matched) + 2} distinct genes" in text
+    # NOT_A_GENE and "=1+1" are no genes (issue 36): told apart from the genes, named
+    assert res.not_genes == ("NOT_A_GENE", "=1+1")
+    assert f"listed {len(res.requested)} gene tokens; {len(res.matched)} of its {len(res.matched)} distinct genes" in text
+    assert "2 tokens read as no gene (words, numbers) were not used" in text
     assert f"{res.renamed[0][0]} -> {res.renamed[0][1]}" in text and "NOT_A_GENE" in text and "1 duplicate token" in text
+    assert "Benjamini-Hochberg" in text and "docs/" not in text
     assert "weighted mean" in text
     assert "Gold et al." in text and "Heimberg et al." in text and "SIGnature" in text and "SCimilarity" in text
     assert tiny_atlas.name in text and tiny_atlas.fingerprint in text and "SigAtlas 0" in text and "NumPy" in text

@@ -326,8 +326,13 @@ def test_robustness_one_line_per_disease_with_labels_and_highlight(query):
     top = query.diseases["group"].iloc[0]
     fig = F.robustness_figure(th, highlight=top)
     base, *lines = traces(fig, "scatter")
-    assert base["name"].startswith("base rate")
+    assert base["name"].startswith("chance level")
     np.testing.assert_allclose(arr(base["y"]), 100 - np.array([80.0, 90.0, 95.0, 99.0]))
+    # given the chance levels the plot's rule met (ties at a cut-off lower them), the line is at them, named
+    chance = pd.Series([15.0, 6.0, 4.0, 1.0], index=[80, 90, 95, 99])
+    tied = F.robustness_figure(th, highlight=top, chance=chance)
+    np.testing.assert_allclose(arr(traces(tied, "scatter")[0]["y"]), chance.to_numpy())
+    assert "chance (dashed)" in [a["text"] for a in tied.to_dict()["layout"]["annotations"]]
     assert {t["name"] for t in lines} == set(th.index)
     for t in lines:
         np.testing.assert_allclose(arr(t["x"]), [80, 90, 95, 99])
@@ -335,7 +340,7 @@ def test_robustness_one_line_per_disease_with_labels_and_highlight(query):
         assert t["line"]["width"] == (5 if t["name"] == top else 2)
     layout = fig.to_dict()["layout"]
     texts = [a["text"] for a in layout["annotations"]]
-    assert all(any(str(g) in s for s in texts) for g in th.index) and f"<b>{top}</b>" in texts
+    assert all(any(str(g) in s for s in texts) for g in th.index) and f"<b>{top}</b>" in texts and "chance (dashed)" in texts
     # lines ordered by the mean hit % across thresholds (the top disease at the query's rule need not lead there)
     by_mean = th.mean(axis=1, skipna=True).sort_values(ascending=False, kind="stable")
     assert layout["meta"]["highlight"] == top and layout["meta"]["order"] == [str(g) for g in by_mean.index if th.loc[g].notna().any()]
@@ -571,7 +576,7 @@ class _Null:
         return dict(self._p)
 
 
-def _result(null=True, p=None):
+def _result(null=True, p=None, chance=10.0, rule=None):
     from types import SimpleNamespace
 
     from compute.query import HitRule
@@ -580,8 +585,9 @@ def _result(null=True, p=None):
                              "mean_hit_pct": [38.46, 33.1, 18.6, 3.5], "n_samples": [9, 9, 9, 6]})
     samples = pd.DataFrame({"study": ["S1", "S2", "S3", "S4"], "simulated": [True, True, True, False]})
     p = p or {"sepsis": 0.001, "COVID-19": 0.001, "Kawasaki disease": 0.001, "asthma": 0.9}
-    params = SimpleNamespace(rule=HitRule("percentile", 90), cell_types=("monocyte",), diseases=(), tissues=(), studies=(), data="all")
-    return SimpleNamespace(params=params, diseases=diseases, samples=samples, n_selected=8709,
+    params = SimpleNamespace(rule=rule or HitRule("percentile", 90), cell_types=("monocyte",), diseases=(), tissues=(), studies=(),
+                             data="all")
+    return SimpleNamespace(params=params, diseases=diseases, samples=samples, n_selected=8709, chance_pct=chance, threshold=0.0,
                            resolution=SimpleNamespace(matched=["G"] * 88), null={"disease": _Null(p)} if null else {})
 
 
@@ -597,6 +603,37 @@ def test_reading_sentence_says_what_where_the_top_diseases_and_how_sure():
     none = reading_sentence(_result(p={"sepsis": 0.3, "COVID-19": 0.5, "Kawasaki disease": 0.6, "asthma": 0.9}))
     assert "none of the 4 diseases tested stands above" in none and "no evidence of a disease-specific signal" in none
     assert "not judged: no random gene sets were drawn" in reading_sentence(_result(null=False))
+
+
+def test_chance_level_is_the_actual_share_of_hits_with_ties_at_the_cut_off():
+    """Issue 36, item 2: a sparse signature scores 0 in most cells, so its 90th percentile is 0
+    and only the cells above 0 are hits: the chance level is that share, never "10%"."""
+    from compute.query import HitRule
+    from compute.query._stats import hit_share
+    from dashboard.views.results import reading_sentence
+
+    scores = np.r_[np.zeros(94), np.linspace(1, 2, 6)]
+    rule = HitRule("percentile", 90)
+    assert rule.threshold(scores) == 0.0 and hit_share(scores, 0.0) == pytest.approx(6.0)
+    assert hit_share(np.arange(100.0), rule.threshold(np.arange(100.0))) == pytest.approx(10.0)
+    text = reading_sentence(_result(chance=6.0))
+    assert "10% of a sample's cells expected by chance" not in text and "top 10%" not in text
+    assert "only 6% of the cells pass as many tie at it (6% of a sample's cells expected by chance, not 10%)" in text
+    # a fixed cut-off states the real share too
+    fixed = reading_sentence(_result(chance=3.2, rule=HitRule("value", 0.5)))
+    assert "is a hit when score > 0.5 (3.2% of all selected cells are: the share a sample shows by chance)" in fixed
+
+
+def test_query_result_chance_pct_counts_hits_as_the_ranking_does(query):
+    sel = query.selection
+    assert query.chance_pct == pytest.approx(100 * np.mean(query.scores[sel] > query.threshold))
+    # the ranking figure's dashed line is at that share, named as the chance level
+    layout = F.disease_ranking_figure(query.samples, query.diseases, base_rate=query.chance_pct, title="t").to_dict()["layout"]
+    assert layout["shapes"][0]["y0"] == pytest.approx(query.chance_pct)
+    assert any(a["text"].startswith("chance level ") for a in layout["annotations"])
+    # every percentile of the robustness plot has its own chance level, ties counted
+    chance = query.evidence.chance
+    assert list(chance.index) == [80, 90, 95, 99] and ((chance > 0) & (chance <= 20 + 1e-9)).all()
 
 
 def test_genes_note_says_how_many_genes_the_view_shows():
@@ -653,3 +690,34 @@ def test_score_comparison_shows_both_scores_pooled_effects_beside_the_hit_pct(qu
     # without evidence columns the figure is the hit % panel alone
     plain = F.score_comparison_figure(attr.drop(columns=["effect"]), expr.drop(columns=["effect"])).to_dict()
     assert "xaxis2" not in plain["layout"] and plain["layout"]["meta"]["effects"] == {}
+
+
+def test_one_colour_per_label_for_the_whole_atlas(query):
+    """Issue 36, item 4: a disease's colour comes from the atlas's sorted vocabulary, not its
+    rank: the same in the ranking, the thresholds plot and the per-cell scatter, whichever
+    disease leads, and no two diseases of one figure share one (within the palette's size)."""
+    vocabulary = sorted(set(query.diseases["group"].astype(str)) | set(query.samples["disease"].astype(str)))
+    colours = F.label_colours(reversed(vocabulary))
+    assert colours == F.label_colours(vocabulary) and list(colours) == vocabulary
+    assert len(set(colours.values())) == min(len(vocabulary), len(F.LABEL_PALETTE))
+    assert F.label_colours(["b", "a"], extra=["group", "a"]) == {"a": F.LABEL_PALETTE[0], "b": F.LABEL_PALETTE[1],
+                                                                 "group": F.LABEL_PALETTE[2]}
+    ranking = F.disease_ranking_figure(query.samples, query.diseases, base_rate=10.0, title="t", colours=colours)
+    shown = ranking.to_dict()["layout"]["meta"]["colours"]
+    assert shown == {g: colours[g] for g in shown}
+    # the same diseases ranked in reverse order keep their colours
+    flipped = query.diseases.iloc[::-1].reset_index(drop=True)
+    assert F.disease_ranking_figure(query.samples, flipped, base_rate=10.0, title="t", colours=colours).to_dict()["layout"]["meta"][
+        "colours"] == shown
+    boxes = {t["name"]: t["marker"]["color"] for t in traces(ranking, "box")}
+    assert boxes == shown
+    robust = F.robustness_figure(query.evidence.thresholds, colours=colours)
+    lines = [t for t in traces(robust, "scatter")[1:]]
+    assert all(t["line"]["color"] == colours[t["name"]] and t["line"]["dash"] == "solid" for t in lines)
+    # the only dashed line is the chance level, and it is named on the plot
+    assert traces(robust, "scatter")[0]["line"]["dash"] == "dash"
+    sel = query.selection
+    labels = query.samples["disease"].astype(str)
+    cells = np.resize(labels.to_numpy(), int(sel.sum()))
+    scatter = F.score_scatter_figure(query.scores[sel], query.expression_scores[sel], cells, colours=colours)
+    assert all(t["marker"]["color"] == colours[t["name"]] for t in traces(scatter, "scattergl"))

@@ -104,11 +104,17 @@ def gene_texts(pool: list[str] = _GENE_POOL) -> st.SearchStrategy[str]:
     return st.one_of(joined, st.text(_CHARS, max_size=60))
 
 
+_OPENING = "([{<\"'\u201c\u2018\u00ab"
+_CLOSING = ")]}>\"'\u201d\u2019\u00bb.,:;!?*\u2020\u2021\u00a7\u00b6"
+
+
 def _tokens_as_read(text: str) -> list[str]:
     """The tokens the documented format holds: '#' starts a comment, then any run of
-    whitespace, ',', ';' or '|' separates; quotes around a token are not part of it."""
+    whitespace, ',', ';' or '|' separates; brackets, quotes and punctuation around a token are
+    not part of it, and a token of nothing else is none."""
     lines = " ".join(ln.split("#", 1)[0] for ln in text.splitlines())
-    return [t for t in (t.strip("'\"") for t in re.split(r"[\s,;|]+", lines)) if t]
+    cleaned = (t.lstrip(_OPENING).rstrip(_CLOSING) for t in re.split(r"[\s,;|]+", lines))
+    return [t for t in cleaned if any(c.isalnum() for c in t)]
 
 
 def _same_number(text: str, weight: float) -> bool:
@@ -122,6 +128,13 @@ def _consumed(entry: tuple[str, float | None], tokens: list[str], j: int) -> int
     """How many tokens from ``tokens[j]`` spell ``entry`` ("G", "G:w", "G=w" or "G w"); 0: none."""
     gene, weight = entry
     tok = tokens[j]
+    pair = re.fullmatch(r"(\S+) \((\S+)\)", gene)
+    if pair:  # "GENE (OTHER)": the two tokens, or "GENE(OTHER)" in one
+        a, b = pair.groups()
+        step = 1 if tok == f"{a}({b}" else 2 if tok == a and tokens[j + 1:j + 2] == [b] else 0
+        if weight is None or not step:
+            return step
+        return step + 1 if j + step < len(tokens) and _same_number(tokens[j + step], weight) else 0
     if weight is None:
         return int(tok == gene)
     if any(tok.startswith(gene + sep) and _same_number(tok[len(gene) + 1:], weight) for sep in ":="):
@@ -170,7 +183,8 @@ def _assert_resolution_explains(res, items, order) -> None:
 def test_gene_list_reads_every_token(text):
     parsed = parse_gene_list(text)
     for gene, weight in parsed:
-        assert gene and not re.search(r"[\s,;|#]", gene)
+        assert gene and not re.search(r"[,;|#]", gene)
+        assert " " not in gene or re.fullmatch(r"\S+ \(\S+\)", gene), gene
         assert weight is None or math.isfinite(weight)
     _assert_every_token_read(text, parsed)
     # the one-line form a link keeps reads back the same, and is already one line
@@ -198,11 +212,11 @@ def test_unusable_weights_and_stray_numbers_are_named(gene, sep, bad, stray):
     res = resolve_genes(parse_gene_list(f"{gene}{sep}{bad} CD14 {bad} LYZ 2 {stray}"), ["CD14", "LYZ"])
     by_token = {d.token: d for d in res.decisions}
     assert len(res.decisions) == 5
-    assert by_token[f"{gene}{sep}{bad}"].status == "missing" and f"weight '{bad}'" in by_token[f"{gene}{sep}{bad}"].note
+    assert by_token[f"{gene}{sep}{bad}"].status == "not_gene" and f"weight '{bad}'" in by_token[f"{gene}{sep}{bad}"].note
     if bad[-1].isdigit():  # "CD14 1e999": not CD14's weight; a word like "inf" may be a gene name (an alias of CBLIF)
-        assert by_token[bad].status == "missing" and "finite" in by_token[bad].note
+        assert by_token[bad].status == "not_gene" and "finite" in by_token[bad].note
     assert by_token["CD14"].weight == 1.0 and by_token["LYZ"].weight == 2.0
-    assert by_token[str(stray)].status == "missing" and "a number, not a gene" in by_token[str(stray)].note
+    assert by_token[str(stray)].status == "not_gene" and "a number, not a gene" in by_token[str(stray)].note
 
 
 @fuzz(40)
@@ -366,8 +380,12 @@ def test_gmt_line_without_genes_is_named(sets, at, broken):
     if broken == "":  # a blank line is allowed
         assert len(parse_gene_file("s.gmt", raw)) == len(sets)
         return
-    with pytest.raises(GeneFileError, match=rf"^s\.gmt, line {at + 1}: a GMT line needs"):
-        parse_gene_file("s.gmt", raw)
+    # the valid sets are kept, the bad line named (issue 36, item 10)
+    kept = parse_gene_file("s.gmt", raw)
+    assert len(kept) == len(sets) and len(kept.skipped) == 1
+    assert kept.skipped[0].startswith(f"s.gmt, line {at + 1}: a GMT line needs")
+    with pytest.raises(GeneFileError, match=r"^s\.gmt, line 1: a GMT line needs"):
+        parse_gene_file("s.gmt", broken.replace("name", "X").encode())
 
 
 @fuzz(100)

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from compute.errors import QueryError
+from compute.genes import MIN_RECOGNISED
 from compute.query import HitRule, parse_gene_list, rank_groups, resolve_genes, sample_hit_table
 
 
@@ -62,3 +63,63 @@ def test_percentile_hits_are_strictly_above():
         HitRule("percentile", 120)
     with pytest.raises(QueryError, match="no cells in the selection"):
         HitRule().threshold(np.array([]))
+
+
+# -- a gene list pasted from a paper (issue 36, item 1) ---------------------------------------
+_PAPER_ORDER = ["IFI27", "RSAD2", "SIGLEC1", "ADGRE3", "CD44", "WAS", "CD14", "IFI44L", "LYZ"]
+
+
+def test_parse_strips_brackets_and_punctuation_and_keeps_gene_with_alias():
+    text = 'upregulated (IFI27, RSAD2 and SIGLEC1). ADGRE3 (EMR3), IFI44L(IFI44) "CD14"; LYZ* – &'
+    genes = [g for g, _ in parse_gene_list(text)]
+    assert genes == ["upregulated", "IFI27", "RSAD2", "and", "SIGLEC1", "ADGRE3 (EMR3)", "IFI44L (IFI44)", "CD14", "LYZ"]
+    # weights still follow their gene, also after a bracketed name
+    assert parse_gene_list("ADGRE3 (EMR3) 2.5, CD14:2") == [("ADGRE3 (EMR3)", 2.5), ("CD14", 2.0)]
+
+
+def test_paper_sentence_reads_only_its_genes():
+    text = "Monocytes of these patients expressed IFI27 (ISG12), RSAD2 and SIGLEC1, and the level was high in (IFI44L."
+    res = resolve_genes(parse_gene_list(text), _PAPER_ORDER)
+    assert res.matched == ("IFI27", "RSAD2", "SIGLEC1", "IFI44L")
+    # "in" (an alias of CD44) and "was" (the symbol WAS) are words here, not genes
+    assert "CD44" not in res.matched and "WAS" not in res.matched
+    assert res.missing == () and res.ambiguous == ()
+    assert {"and", "was", "in", "the", "Monocytes", "expressed"} <= set(res.not_genes)
+    assert all(d.note for d in res.decisions if d.status == "not_gene")
+    by_token = {d.token: d for d in res.decisions}
+    assert by_token["IFI27 (ISG12)"].gene == "IFI27"
+    # few of the entries are genes: below the share at which the page asks before running
+    assert res.recognised < MIN_RECOGNISED and res.few_genes
+
+
+def test_gene_with_alias_falls_back_to_the_name_in_brackets():
+    res = resolve_genes(parse_gene_list("EMR3 (ADGRE3)"), ["ADGRE3"])
+    (d,) = res.decisions
+    assert (d.token, d.status, d.gene) == ("EMR3 (ADGRE3)", "matched", "ADGRE3") or (d.status, d.gene) == ("previous", "ADGRE3")
+    res = resolve_genes(parse_gene_list("NOTAGENE9 (ADGRE3)"), ["ADGRE3"])
+    assert res.matched == ("ADGRE3",) and res.decisions[0].note.startswith("read as ADGRE3")
+
+
+def test_words_are_not_genes_but_capitals_and_lowercase_lists_are():
+    # a lower-case gene list (no prose) still matches by case; capitals mean the gene
+    assert resolve_genes(parse_gene_list("cd14, lyz, ifi27"), _PAPER_ORDER).matched == ("CD14", "LYZ", "IFI27")
+    assert resolve_genes(parse_gene_list("WAS CD14"), _PAPER_ORDER).matched == ("WAS", "CD14")
+    res = resolve_genes(parse_gene_list("was, and, in, The"), _PAPER_ORDER)
+    assert res.matched == () and res.not_genes == ("was", "and", "in", "The") and res.recognised == 0.0
+    # a lower-case word is never read through an alias, even outside prose ("in" would be CD44)
+    res = resolve_genes(parse_gene_list("CD14 in"), _PAPER_ORDER)
+    assert res.matched == ("CD14",) and res.not_genes == ("in",)
+
+
+def test_a_gene_this_atlas_lacks_is_told_apart_from_not_a_gene():
+    res = resolve_genes(parse_gene_list("42, CD14, GAPDH, FAM65B, NOTAGENE1, and"), ["CD14"])
+    assert res.missing == ("GAPDH", "FAM65B")
+    assert res.not_genes == ("42", "NOTAGENE1", "and")
+    assert res.coverage == 1 / 3 and res.recognised == 1 / 6
+
+
+def test_random_english_words_match_no_gene():
+    words = ("the results of this study were consistent with a role for interferon in severe disease and we found that "
+             "cells from patients was also in line with our model set impact rest map can spring star tank cat").split()
+    res = resolve_genes(parse_gene_list(" ".join(words)), _PAPER_ORDER + ["SET", "REST", "CAT", "STAR", "TANK", "IMPACT"])
+    assert res.matched == () and res.recognised == 0.0

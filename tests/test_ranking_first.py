@@ -186,7 +186,8 @@ def test_the_request_after_the_ranking_draws_the_result_once_the_job_stores_it(r
     # stored already: drawn at once, with its key, the query error cleared and what the views show
     done = query.finish_now(data, ranked, False, None, **view)
     drawn = render.render(data, key, None, False, None, **view)
-    assert set(done) == {*render.RENDER_OUTPUTS, "drawn", "result_key", "query_error", "progress", "progress_text"}
+    assert set(done) == {*render.RENDER_OUTPUTS, "drawn", "result_key", "query_error", "progress", "progress_text", "stale"}
+    assert done["stale"] is None  # the views drawn are the query's: no out-of-date marker (issue 36)
     assert done["result_key"] == key and done["query_error"] is None and (done["progress"], done["progress_text"]) == (100, "done")
     assert done["drawn"] == drawn["drawn"] == render.views_signature(key, False, None, view)
     assert done["disease_fig"].to_json() == drawn["disease_fig"].to_json() and str(done["disease_table"]) == str(drawn["disease_table"])
@@ -242,6 +243,10 @@ def test_run_s_ranking_names_itself_for_the_request_that_follows(ran):
     assert partial.endswith(data.partial_key("")) and data.stored_result(partial) is not None and suffix
     final = data.final_key(partial)
     assert final != out["result_key"] and drawn["drawn"] == render.pending_signature(final)
+    # the new ranking is drawn: the out-of-date marker goes with the old one, and the reading says
+    # the random gene sets are being drawn, not that none were (issue 36, item 3)
+    assert drawn["stale"] is None
+    assert "being computed (123 random gene sets)" in drawn["reading"] and "no random gene sets were drawn" not in drawn["reading"]
     # the same query again (after a Cancel, say): a new value, so the request that follows starts again
     again = query.rank_now(data, 2, None, False, None, **settings, **view)
     assert again["ranked"] != drawn["ranked"] and again["ranked"].rpartition("_")[0] == partial

@@ -149,12 +149,16 @@ def test_weights_carried_through_renames():
     assert res.weights == (2.0, 3.0, 1.0)
 
 
-def test_unknown_token_stays_missing_with_a_note():
+def test_unknown_token_is_not_a_gene_with_a_note():
     res = resolve_genes(["NOTAGENE1", "CD14", "NOTAGENE1"], ["CD14"])
-    assert res.missing == ("NOTAGENE1",)
-    assert [d.status for d in res.decisions] == ["missing", "matched", "missing"]
-    assert res.decisions[0].note == "not in the model's gene order"
-    assert res.coverage == 0.5
+    assert res.not_genes == ("NOTAGENE1",) and res.missing == ()
+    assert [d.status for d in res.decisions] == ["not_gene", "matched", "not_gene"]
+    assert res.decisions[0].note == "not a gene name: no HGNC, NCBI or Ensembl gene has it"
+    # not a gene: left out of the coverage of the genes, counted in the share of entries read as genes
+    assert res.coverage == 1.0 and res.recognised == 0.5
+    # a current symbol the model lacks is a gene this atlas lacks
+    _, d = _one("GAPDH", ["CD14"])
+    assert (d.status, d.note) == ("missing", "not in the model's gene order")
     # a known name whose gene the model lacks says what it is
     _, d = _one("FAM65B", ["CD14"])
     assert d.status == "missing"
@@ -272,3 +276,20 @@ def _timed(tokens, order) -> float:
     t0 = time.perf_counter()
     resolve_genes(tokens, order)
     return time.perf_counter() - t0
+
+
+def test_no_lower_case_word_is_read_through_an_alias():
+    """Issue 36, item 1: lower-case words matched genes through aliases ("in" -> CD44); no
+    lower-case word is read through one, and in a sentence no lower-case word is a gene at all."""
+    t = symbol_table()
+    words = sorted(k.lower() for k in t.alias if k.isascii() and k.isalpha() and len(k) > 1)[:5000]
+    order = sorted({g for w in words for g in t.alias[w.upper()]})
+    res = resolve_genes([(w, None) for w in words], order)
+    assert not [d for d in res.decisions if d.status == "alias"]
+    # written in capitals, the same names are aliases again
+    upper = resolve_genes([(w.upper(), None) for w in words[:200]], order)
+    assert any(d.status == "alias" for d in upper.decisions)
+    # the same words in a sentence, with the current symbols they could be: none is a gene
+    current = sorted({t.current[w.upper()] for w in ("was", "set", "rest", "cat", "impact", "tank", "star") if w.upper() in t.current})
+    sentence = "It was found in the cohort and " + " ".join(words[:2000]) + " " + " ".join(w.lower() for w in current)
+    assert resolve_genes(parse_gene_list(sentence), order + current).matched == ()

@@ -8,27 +8,62 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from functools import cache
+from typing import ClassVar
 
 from compute.genes._symbols import SymbolTable, ensembl_base, symbol_table
 
-__all__ = ["STATUSES", "GeneDecision", "GeneResolution", "parse_gene_list", "resolve_genes"]
+__all__ = ["MIN_RECOGNISED", "STATUSES", "GeneDecision", "GeneResolution", "parse_gene_list", "resolve_genes"]
 
 # a gene token, optionally followed by a weight: "CD14", "CD14 2.0", "CD14:2", "CD14=2", "CD14\t2"
 _SPLIT = re.compile(r"[\s,;|]+")
+# what a paper's text puts around a gene: brackets and quotes before it; brackets, quotes,
+# punctuation and footnote marks after it ("(IFI27", "SIGLEC1.", "CD14*")
+_LEADING = "([{<\"'\u201c\u2018\u00ab"
+_PUNCTUATION = ".,:;!?*\u2020\u2021\u00a7\u00b6"
+_TRAILING = ")]}>\"'\u201d\u2019\u00bb" + _PUNCTUATION
+_NAME = r"[A-Za-z0-9][A-Za-z0-9_.\-@/]*"
+# "ADGRE3 (EMR3)", "ADGRE3(EMR3)": one gene and the other name a paper gives it
+_BRACKETED = re.compile(rf"^\(({_NAME})\)$")
+_GLUED = re.compile(rf"^({_NAME})\(({_NAME})\)$")
+_PAIR = re.compile(rf"^({_NAME}) \(({_NAME})\)$")
 _WEIGHTED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.\-@/]*?)[:=]([-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)$")
 _NUMBER = re.compile(r"^[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?$")
+
+
+def _clean(token: str) -> str:
+    """``token`` without the brackets, quotes and punctuation a sentence puts around it; ""
+    when nothing with a letter or digit is left (a dash, "&", "<")."""
+    token = token.lstrip(_LEADING).rstrip(_TRAILING)
+    return token if any(c.isalnum() for c in token) else ""
 
 
 def parse_gene_list(text: str) -> list[tuple[str, float | None]]:
     """Tokens of ``text`` as (gene, weight or None), in order. Any separators (space, comma,
     semicolon, tab, newline, |); ``GENE:2``, ``GENE=2`` or ``GENE 2.0`` give finite weights;
-    '#' starts a comment. Every other token is kept as a gene, a stray number or ``GENE:inf``
-    included, so that resolve_genes reports it instead of it vanishing."""
+    '#' starts a comment. Brackets, quotes and punctuation around a token are dropped (text
+    pasted from a paper: "(IFI27", "SIGLEC1."), and a token of none but those is no token;
+    "GENE (OTHER)" or "GENE(OTHER)" is one entry, "GENE (OTHER)", that resolve_genes reads
+    as GENE, else OTHER. Every other token is kept as a gene, a stray number, a word or
+    ``GENE:inf`` included, so that resolve_genes reports it instead of it vanishing."""
     lines = [ln.split("#", 1)[0] for ln in (text or "").splitlines()]
-    tokens = [t for t in _SPLIT.split(" ".join(lines)) if t]
     out: list[tuple[str, float | None]] = []
     weighable = False  # the last entry is a gene without a weight yet
-    for tok in tokens:
+    pairable = False  # the last entry is a gene without a weight or a bracketed name yet
+    for raw in _SPLIT.split(" ".join(lines)):
+        other = _BRACKETED.match(raw.rstrip(_PUNCTUATION))  # "(EMR3)", "(EMR3),"
+        if other and pairable:
+            out[-1] = (f"{out[-1][0]} ({other.group(1)})", None)
+            pairable = False
+            continue
+        glued = _GLUED.match(raw.lstrip(_LEADING).rstrip(_PUNCTUATION))
+        if glued:
+            out.append((f"{glued.group(1)} ({glued.group(2)})", None))
+            weighable, pairable = True, False
+            continue
+        tok = _clean(raw)
+        if not tok:
+            continue
+        pairable = False
         m = _WEIGHTED.match(tok)
         weight = _finite(m.group(2)) if m else None
         if weight is not None:
@@ -37,10 +72,10 @@ def parse_gene_list(text: str) -> list[tuple[str, float | None]]:
         elif weighable and _NUMBER.match(tok) and (weight := _finite(tok)) is not None:
             out[-1] = (out[-1][0], weight)  # "GENE 2.0": a number after a gene is its weight
             weighable = False
-        elif gene := tok.strip("'\""):
+        else:
             # a stray or non-finite number stays a token too, so its decision can say why it is not used
-            out.append((gene, None))
-            weighable = not _NUMBER.match(tok)
+            out.append((tok, None))
+            weighable = pairable = not _NUMBER.match(tok)
     return out
 
 
@@ -61,9 +96,47 @@ def _not_a_gene(tok: str) -> str | None:
     return None if not sep or finite else f"the weight '{weight}' of {gene} is not a finite number"
 
 
-# what a GeneDecision's status can be; the first five put the token's gene into the score
-STATUSES = ("matched", "case", "previous", "ensembl", "alias", "ambiguous", "missing", "duplicate")
+# what a GeneDecision's status can be; the first five put the token's gene into the score.
+# "missing": a gene this atlas lacks; "not_gene": a word, a number or a name no gene has
+STATUSES = ("matched", "case", "previous", "ensembl", "alias", "ambiguous", "missing", "duplicate", "not_gene")
+_USED = STATUSES[:5]
 _NOT_IN_ORDER = "not in the model's gene order"
+# below this share of the pasted entries read as genes of the atlas, the page asks before running
+MIN_RECOGNISED = 0.5
+
+# common English words: written in lower case or with a capital first letter they are never
+# read as genes ("in" is an alias of CD44, "was" the symbol WAS); in capitals (WAS) they are.
+# Two of them in a text make it prose, where no lower-case word is read as a gene.
+_ENGLISH = frozenset("""
+a about above after again against all also although am among an and another any are as at be
+because been before being below between both but by can could did do does doing done down during
+each either else ever every few for from further had has have having he her here hers him his how
+however i if in into is it its itself just least less many may me might more most much must my
+near neither no nor not now of off often on once one only onto or other others our out over own
+per rather same several she should since so some such than that the their them then there
+therefore these they this those though through thus to too under until up upon us very via was
+we well were what when where whether which while who whom whose why will with within without would
+yet you your
+fold found gene genes high higher increased low lower decreased expression expressed level levels
+patients patient cells cell signature score scores including respectively compared versus vs
+table figure fig see shown show shows observed upregulated downregulated significantly
+""".split())
+_LOWER_WORD = re.compile(r"^[a-z]+(?:[-'][a-z]+)*$")
+_TITLE_WORD = re.compile(r"^[A-Z][a-z]+$")
+
+
+def _is_prose(tokens) -> bool:
+    """Whether the tokens read as a sentence: two or more distinct common English words in lower case."""
+    return len({t for t in tokens if t in _ENGLISH}) >= 2
+
+
+def _word_reason(tok: str, prose: bool) -> str | None:
+    """Why ``tok`` is read as an English word and not a gene, else None."""
+    if tok.lower() in _ENGLISH and (tok.islower() or _TITLE_WORD.match(tok)):
+        return "a common English word, not read as a gene (written in capitals it would be)"
+    if prose and _LOWER_WORD.match(tok):
+        return "a lower-case word in a sentence, not read as a gene (gene symbols in prose are written in capitals)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -106,12 +179,28 @@ class GeneResolution:
     indices: tuple[int, ...] = field(default=(), repr=False)
     ambiguous: tuple[str, ...] = ()
     decisions: tuple[GeneDecision, ...] = field(default=(), repr=False)
+    not_genes: tuple[str, ...] = ()
+    # the share of entries read as genes below which the page asks before running
+    min_recognised: ClassVar[float] = MIN_RECOGNISED
 
     @property
     def coverage(self) -> float:
-        """Share of distinct requested genes that matched; ambiguous ones count as not matched."""
+        """Share of distinct requested genes that matched; ambiguous ones count as not matched,
+        entries that are not genes (``not_genes``: words, numbers) not at all."""
         n = len(self.matched) + len(self.missing) + len(self.ambiguous)
         return len(self.matched) / n if n else 0.0
+
+    @property
+    def recognised(self) -> float:
+        """Share of the distinct entries (genes, words, numbers; duplicates left out) read as a
+        gene of the gene order; below :data:`MIN_RECOGNISED` the page asks before running."""
+        n = len(self.matched) + len(self.missing) + len(self.ambiguous) + len(self.not_genes)
+        return len(self.matched) / n if n else 0.0
+
+    @property
+    def few_genes(self) -> bool:
+        """Whether fewer than ``min_recognised`` of the entries are genes of the gene order."""
+        return self.recognised < self.min_recognised
 
 
 def _names(genes) -> str:
@@ -237,7 +326,7 @@ def _via_table(tok: str, table: SymbolTable, order: _OrderKeys):
         if up in table.ensembl_names:
             release, keys = table.ensembl_name_keys(up)
             steps.append(("previous", f"Ensembl {release} name of {{}}", keys))
-        if up in table.alias:
+        if up in table.alias and not _LOWER_WORD.match(tok):  # "in" (CD44), "p" in prose: words
             steps.append(("alias", "alias of {}", table.alias[up]))
     absent: list[str] = []  # what the token is known as, for a missing token's note
     told: set[str] = set()  # genes already named there (a previous symbol is often also an earlier Ensembl name)
@@ -256,6 +345,13 @@ def _via_table(tok: str, table: SymbolTable, order: _OrderKeys):
     if absent:
         return "missing", None, f"{'; '.join(absent)}; {_NOT_IN_ORDER}", ()
     return "missing", None, _NOT_IN_ORDER, ()
+
+
+def _known(name: str, table: SymbolTable) -> bool:
+    """Whether the table knows ``name`` as a gene's name or Ensembl id (current or not)."""
+    up = name.upper()
+    return (up in table.current or up in table.same_gene or up in table.previous or up in table.ensembl_names
+            or ensembl_base(name) is not None or (up in table.alias and not _LOWER_WORD.match(name)))
 
 
 @cache
@@ -282,6 +378,12 @@ def resolve_genes(genes, gene_order, weights=None, *, symbols: bool = True) -> G
     on the first token that needs it (once per process, 1.5-2 s); without its packages the
     table steps are skipped with a RuntimeWarning. Weights default to 1; negative or zero
     weights are kept as given (callers validate).
+
+    Text from a paper: a common English word in lower case or with a capital first letter
+    ("and", "In") is never a gene; once two of them show the text is prose, no lower-case word
+    is; a lower-case word is never read through an alias ("in" is not CD44). Such words,
+    numbers and names no gene has are ``not_genes``, apart from the genes the model lacks
+    (``missing``). "GENE (OTHER)" is read as GENE, else OTHER.
     """
     pos = {g: i for i, g in enumerate(gene_order)}
     upper: dict[str, str] = {}
@@ -294,40 +396,55 @@ def resolve_genes(genes, gene_order, weights=None, *, symbols: bool = True) -> G
         else:
             w = None if weights is None else float(weights[i])
             items.append((str(g), w))
+    prose = _is_prose(t for t, _ in items)
     # the table and the gene order's view through it are built on the first token that needs them
     table: SymbolTable | None = None
     order: _OrderKeys | None = None
+
+    def decide(name: str) -> tuple[str, str | None, str, tuple[str, ...]]:
+        """(status, gene-order symbol or None, note, candidates) of one name."""
+        nonlocal table, order
+        word = _word_reason(name, prose)
+        if word is not None:
+            return "not_gene", None, word, ()
+        if name in pos:
+            return "matched", name, "", ()
+        if name.upper() in upper:
+            hit = upper[name.upper()]
+            return "case", hit, f"case differs from {hit}", ()
+        why = _not_a_gene(name)
+        if why is not None:
+            return "not_gene", None, why, ()
+        if not symbols or (table := table or _table_or_none()) is None:
+            return "missing", None, _NOT_IN_ORDER, ()
+        if order is None:
+            order = _order_keys(gene_order, table)
+        status, p, note, cands = _via_table(name, table, order)
+        if status == "missing" and not _known(name, table):
+            if _LOWER_WORD.match(name) and name.upper() in table.alias:
+                meant = _names(table.alias[name.upper()][:3])
+                return "not_gene", None, f"a lower-case word, not read as an alias of {meant} (write {name.upper()} to mean it)", ()
+            return "not_gene", None, "not a gene name: no HGNC, NCBI or Ensembl gene has it", ()
+        return status, None if p is None else gene_order[p], note, cands
+
     matched: list[str] = []
     ws: list[float] = []
-    renamed, missing, ambiguous, dups = [], [], [], []
-    missing_seen: set[str] = set()
-    ambiguous_seen: set[str] = set()
+    renamed, missing, ambiguous, dups, not_genes = [], [], [], [], []
     decisions: list[GeneDecision] = []
     seen: set[str] = set()
     for tok, w in items:
-        cands: tuple[str, ...] = ()
-        if tok in pos:
-            status, hit, note = "matched", tok, ""
-        elif tok.upper() in upper:
-            hit = upper[tok.upper()]
-            status, note = "case", f"case differs from {hit}"
-        elif not symbols or (table := table or _table_or_none()) is None:
-            status, hit, note = "missing", None, _NOT_IN_ORDER
-        else:
-            if order is None:
-                order = _order_keys(gene_order, table)
-            status, p, note, cands = _via_table(tok, table, order)
-            hit = None if p is None else gene_order[p]
+        pair = _PAIR.match(tok)
+        status, hit, note, cands = decide(pair.group(1) if pair else tok)
+        if pair and status not in _USED:  # "ADGRE3 (EMR3)": the name in brackets when the first is not used
+            other = decide(pair.group(2))
+            if other[0] in _USED:
+                status, hit, note, cands = other[0], other[1], f"read as {pair.group(2)}" + (f": {other[2]}" if other[2] else ""), other[3]
+            elif status == "not_gene" and other[0] != "not_gene":
+                status, hit, note, cands = other
         if hit is None:
-            if status == "missing" and note == _NOT_IN_ORDER:
-                note = _not_a_gene(tok) or note
-            if status == "ambiguous":
-                if tok not in ambiguous_seen:
-                    ambiguous_seen.add(tok)
-                    ambiguous.append(tok)
-            elif tok not in missing_seen:
-                missing_seen.add(tok)
-                missing.append(tok)
+            into = {"ambiguous": ambiguous, "not_gene": not_genes}.get(status, missing)
+            if tok not in into:
+                into.append(tok)
             decisions.append(GeneDecision(tok, status, None, None, note, cands))
             continue
         if hit in seen:
@@ -352,4 +469,5 @@ def resolve_genes(genes, gene_order, weights=None, *, symbols: bool = True) -> G
         indices=tuple(pos[g] for g in matched),
         ambiguous=tuple(ambiguous),
         decisions=tuple(decisions),
+        not_genes=tuple(not_genes),
     )

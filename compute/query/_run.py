@@ -20,7 +20,7 @@ from compute.query._null import (
     matched_draws,
     null_rankings,
 )
-from compute.query._stats import HitRule, rank_groups, sample_hit_table
+from compute.query._stats import HitRule, hit_share, rank_groups, sample_hit_table
 from compute.query._vif import variance_inflation
 
 __all__ = ["Evidence", "QueryParams", "QueryResult", "add_evidence", "reference_labels", "run_query", "run_ranking", "selection_matrix",
@@ -90,6 +90,14 @@ class QueryResult:
         return int(self.selection.sum())
 
     @property
+    def chance_pct(self) -> float:
+        """The hit % a sample shows by chance: the share of all selected cells that are hits
+        (score strictly above ``threshold``, as ``sample_hit_table`` counts them). The top 10%
+        rule gives 10 only without ties: where most cells score 0 the 90th percentile is 0 and
+        fewer cells pass it. NaN with no cell selected."""
+        return hit_share(self.scores[self.selection], self.threshold)
+
+    @property
     def excluded_studies(self) -> pd.DataFrame:
         """Studies with cells in the filters that were left out (coverage below ``min_coverage``), with the reason."""
         if self.coverage is None:
@@ -109,6 +117,9 @@ class Evidence:
     top_gene: str | None
     without_top_gene: pd.DataFrame  # the disease ranking recomputed without ``top_gene``
     top_survives: bool | None  # the top disease is still first without its top gene
+    # percentile -> the hit % a sample shows by chance there (QueryResult.chance_pct at that
+    # percentile: below 100 - percentile where cells tie at the cut-off); None in results stored before it
+    chance: pd.Series | None = None
 
 
 def _filters(params: QueryParams) -> dict[str, list[str]]:
@@ -514,9 +525,10 @@ def _evidence(atlas, result: QueryResult) -> Evidence:
     cells = query_cells(atlas, params)
     scores_sel = result.scores[result.selection]
     full = result.scores.copy()
-    hit_pct, ranks = {}, {}
+    hit_pct, ranks, chance = {}, {}, {}
     for pct in ROBUSTNESS_PERCENTILES:
         thr = float(np.quantile(scores_sel, pct / 100))
+        chance[pct] = hit_share(scores_sel, thr)
         table = rank_groups(sample_hit_table(cells, full, result.selection, thr), "disease", params.cell_min, params.samp_min)
         hit_pct[pct] = table.set_index("group")["mean_hit_pct"]
         ranks[pct] = table.set_index("group")["rank"]
@@ -552,4 +564,4 @@ def _evidence(atlas, result: QueryResult) -> Evidence:
         thr = params.rule.threshold(reduced)
         without = rank_groups(sample_hit_table(cells, full, result.selection, thr), "disease", params.cell_min, params.samp_min)
         survives = bool(len(without) and without["group"].iloc[0] == groups[0])
-    return Evidence(thresholds, rank_table, stability, shares, top_gene, without, survives)
+    return Evidence(thresholds, rank_table, stability, shares, top_gene, without, survives, chance=pd.Series(chance, dtype=float))

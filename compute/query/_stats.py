@@ -9,7 +9,7 @@ import pandas as pd
 
 from compute.errors import QueryError
 
-__all__ = ["HitRule", "group_gene_means", "rank_groups", "sample_hit_table"]
+__all__ = ["HitRule", "group_gene_means", "hit_share", "rank_groups", "sample_hit_table"]
 
 HIT_KINDS = ("percentile", "quantile", "value")
 # the allowed value range of each hit-rule kind (None: unbounded), and the default rule
@@ -76,6 +76,13 @@ class HitRule:
 
 
 SAMPLE_KEYS = ("study", "sample", "disease")
+
+
+def hit_share(scores: np.ndarray, threshold: float) -> float:
+    """The % of ``scores`` that are hits: strictly above ``threshold`` (the rule sample_hit_table
+    counts by), so cells tied at the cut-off are not hits. NaN for no scores."""
+    scores = np.asarray(scores)
+    return float(100.0 * np.count_nonzero(scores > threshold) / scores.size) if scores.size else float("nan")
 
 
 def _sorted_codes(column: pd.Series, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -42,8 +42,12 @@ def on_upload(data, contents: str | None, filename: str | None) -> dict:
     first = next(iter(sets))
     many = len(sets) > 1
     note = f"{filename}: {len(sets)} gene sets; showing '{first}'" if many else f"{filename}: loaded '{first}'"
+    skipped = getattr(sets, "skipped", [])
+    if skipped:  # the valid sets are kept; each line left out is named
+        note = html.Span([note, html.Div(f"{len(skipped)} line{'s' if len(skipped) > 1 else ''} left out:", className="error"),
+                          *(html.Div(line, className="error") for line in skipped[:10])], id="upload-skipped")
     return {"genes": sets[first], "set_options": list(sets), "set_value": first, "set_style": {} if many else {"display": "none"},
-            "sets": sets, "note": note}
+            "sets": dict(sets), "note": note}
 
 
 def on_upload_set(data, name: str | None, sets: dict | None) -> dict:

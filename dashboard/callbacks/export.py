@@ -16,10 +16,12 @@ from dashboard.state import read_state
 from dashboard.views.modules import modules_table
 from dashboard.views.results import render_views, view_tables
 
-__all__ = ["CSV_BUTTONS", "UMAP_NOT_DRAWN", "download", "register"]
+__all__ = ["CSV_BUTTONS", "NOTHING_TO_EXPORT", "UMAP_NOT_DRAWN", "download", "register"]
 
 UMAP_NOT_DRAWN = ("not drawn: the UMAP is drawn when the Cells (UMAP) tab is opened; open it before the snapshot to include "
                   "its image (umap.json holds the figure)")
+# an image button's tooltip after a press on a figure that shows no result yet
+NOTHING_TO_EXPORT = "Nothing to export yet: this figure appears after a query"
 CSV_BUTTONS = {f"{ids.CSV_PREFIX}{view}": view for view in (*FIGURE_GRAPHS, *CSV_ONLY_VIEWS)}  # button id -> view
 # the figures of the snapshot: file name -> view
 _SNAPSHOT_FIGURES = {"diseases": "disease_fig", "forest": "forest_fig", "robustness": "robust_fig", "drivers": "driver_fig", "comparison": "compare_fig",
@@ -116,10 +118,10 @@ def register(app: dash.Dash, data) -> None:
                     if (!n) {{ return window.dash_clientside.no_update; }}
                     {_JS_SIZE}
                     const el = document.querySelector('#{graph_id} .js-plotly-plot');
-                    if (el) {{
-                        const size = sigatlasSize(el);
-                        Plotly.downloadImage(el, {{format: '{fmt}', filename: 'sigatlas-{view}', width: size.width, height: size.height}});
-                    }}
+                    // an empty figure ("Appears after a query") is no image of a result: nothing is downloaded
+                    if (!el || !el.data || ((el.layout || {{}}).meta || {{}}).empty) {{ return {json.dumps(NOTHING_TO_EXPORT)}; }}
+                    const size = sigatlasSize(el);
+                    Plotly.downloadImage(el, {{format: '{fmt}', filename: 'sigatlas-{view}', width: size.width, height: size.height}});
                     return '';
                 }}""",
                 Output(f"{ids.IMG_PREFIX}{view}-{fmt}", "title"),

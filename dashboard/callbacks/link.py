@@ -14,7 +14,7 @@ from compute.query import parse_gene_list
 from dashboard import ids
 from dashboard.callbacks.wiring import CONTROLS, QUERY_CONTROLS, VIEW_CONTROLS, bind, controls
 from dashboard.presets import PRESETS, apply_preset
-from dashboard.state import DEFAULTS, decode_state, encode_state
+from dashboard.state import DEFAULTS, LEGACY_KEYS, LIST_SEP, decode_state, encode_state
 
 __all__ = ["MAX_LINK_CHARS", "SHORT_LINK_KEY", "gene_box_text", "register", "restore", "write_link"]
 
@@ -31,6 +31,22 @@ def gene_box_text(genes: str) -> str:
     """The gene box's text for a link's one-line gene list: one entry (a gene, with its weight) a
     line, as a pasted list reads, instead of one comma-joined blob that wraps mid-symbol."""
     return "\n".join(part.strip() for part in (genes or "").split(",") if part.strip())
+
+
+# the query filters a link names, and what one of them selects when it is empty
+_FILTER_WORDS = {"cell_types": "cell type", "diseases": "disease", "tissues": "tissue", "studies": "study",
+                 "disease_groups": "disease, ungrouped"}
+
+
+def _emptied_filters(search: str, state: dict) -> list[str]:
+    """The query filters the link ``search`` names values for of which none was read (all unknown:
+    the filter is empty, which selects every cell)."""
+    named = set()
+    for name, value in parse_qsl((search or "").lstrip("?"), keep_blank_values=True):
+        key = LEGACY_KEYS.get(name, name)
+        if key in _FILTER_WORDS and any(v.strip() for v in value.split(LIST_SEP)):
+            named.add(key)
+    return [key for key in _FILTER_WORDS if key in named and not state.get(key)]
 
 
 def _expand(data, search: str) -> tuple[str, list[str]]:
@@ -50,7 +66,8 @@ def restore(data, search: str | None, request: int | None) -> dict:
     """Every control as the link's query string ``search`` sets it (dashboard.state.decode_state:
     invalid values take their default, said in ``notes``), a preset's genes and cell types when
     the link names one, the filters' options (with a study's own label from an older link), and
-    the query request counter advanced when there are genes to run."""
+    the query request counter advanced when there are genes to run, and not when a query filter
+    the link names reads as empty (none of its values known: it would run on every cell)."""
     # the Location's search changes only when a page opens (a link), on back/forward and on a
     # presenter step: our own state changes go to the address bar without it (write_link)
     search, lost = _expand(data, search or "")
@@ -59,9 +76,14 @@ def restore(data, search: str | None, request: int | None) -> dict:
     if state["preset"] in PRESETS and not state["genes"]:
         state["genes"], cell_types = apply_preset(data, state["preset"])
         state["cell_types"] = state["cell_types"] or cell_types
+    emptied = _emptied_filters(search, state)
+    if emptied:  # never run on all cells what the link meant to run on some
+        notes = notes + [f"{key}: none of the link's values is in this atlas, so the query was not run (it would have run on "
+                         f"every {_FILTER_WORDS.get(key, key)}); choose them in the filter, or separate several with '|', "
+                         "then press Run query" for key in emptied]
     note = dmc.Alert([html.Div(n) for n in notes], title="Some link values were not understood", color="orange",
                      id="state-alert") if notes else None
-    run = bool(parse_gene_list(state["genes"]))
+    run = bool(parse_gene_list(state["genes"])) and not emptied
     # a study's own label from an older link is kept (it selects exactly its cells) and shown
     options = {f"{key}_options": data.filter_choices(key).with_extra(state[key]) for key in _FILTER_OPTIONS}
     return {**{key: state[key] for key in CONTROLS}, "genes": gene_box_text(state["genes"]), **options, "notes": note,

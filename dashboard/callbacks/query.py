@@ -28,14 +28,16 @@ from dashboard.callbacks.render import (
     render_partial,
 )
 from dashboard.callbacks.wiring import QUERY_CONTROLS, bind, control_pairs, controls
-from dashboard.state import query_params, read_state
-from dashboard.views.results import empty_views
+from dashboard.state import normalise_genes, query_params, read_state
+from dashboard.views.results import empty_views, resolution_panel
 
-__all__ = ["CANCELLED", "FINISH_WAIT_S", "NO_GENES", "finish_now", "on_cancel", "rank_now", "register", "run_query", "stale_note"]
+__all__ = ["CANCELLED", "FINISH_WAIT_S", "NO_GENES", "NOT_RUN_FEW_GENES", "asks_first", "finish_now", "on_cancel", "rank_now", "register", "run_anyway",
+           "run_query", "stale_note"]
 
 NO_GENES = "Paste genes (any separators) or pick a preset, then Run"
 JOB_POLL_MS = 250  # how often the page polls a running query's job
 CANCELLED = "Query cancelled. The views below still show the previous result, for its own settings."
+NOT_RUN_FEW_GENES = "Not run: few of the pasted entries are genes of this atlas. See the question under Run query."
 
 
 def _no_cells_message(data, params, error: str) -> str:
@@ -54,7 +56,38 @@ def _no_cells_message(data, params, error: str) -> str:
             f"studies only. Set Data to 'all' (or '{other}'), or widen the filters.")
 
 
-def run_query(data, set_progress, run_clicks: int | None, request: int | None, **settings) -> dict:
+HIDDEN = {"display": "none"}
+
+
+def asks_first(data, params, genes: str, accepted: str | None):
+    """(the gene decisions, what the page asks) when fewer than GeneResolution.min_recognised of the entries of
+    ``params``'s gene text (``genes``, as the state holds it) are genes of the atlas and that text
+    is not the one run anyway (``accepted``); else None."""
+    if accepted is not None and accepted == genes:
+        return None
+    res = data.atlas.resolve(list(params.genes))
+    if not res.few_genes or not res.matched:  # none matched: compute says so
+        return None
+    n = len(res.matched) + len(res.missing) + len(res.ambiguous) + len(res.not_genes)
+    parts = [f"{len(res.not_genes)} {'is' if len(res.not_genes) == 1 else 'are'} no gene (words, numbers)"] if res.not_genes else []
+    if res.missing or res.ambiguous:
+        parts.append(f"{len(res.missing) + len(res.ambiguous)} {'is a gene' if len(res.missing) + len(res.ambiguous) == 1 else 'are genes'}"
+                     " the atlas lacks or cannot tell apart")
+    text = (f"Only {len(res.matched)} of the {n} entries read are genes of this atlas ({res.recognised:.0%}; the page asks below "
+            f"{res.min_recognised:.0%}){': ' + ', '.join(parts) if parts else ''}. Check the decisions below, correct the list, or run "
+            f"it anyway on the {len(res.matched)} {'gene' if len(res.matched) == 1 else 'genes'} read.")
+    return res, text
+
+
+def run_anyway(data, clicks: int | None, genes: str | None, request: int | None) -> dict:
+    """After 'Run anyway': the gene text accepted as it is (so the query runs although few of its
+    entries are genes), a new query request, and the question hidden."""
+    if not clicks:
+        raise dash.exceptions.PreventUpdate
+    return {"accepted": normalise_genes(genes or ""), "request": (request or 0) + 1, "ask": HIDDEN}
+
+
+def run_query(data, set_progress, run_clicks: int | None, request: int | None, accepted: str | None = None, **settings) -> dict:
     """Run the query the query controls' ``settings`` ask for (checked by dashboard.state), or
     find it in the cache. Returns {"result_key": the stored result's key, None when the query
     failed, no update when the settings form no query (the views keep the last result, which
@@ -62,7 +95,9 @@ def run_query(data, set_progress, run_clicks: int | None, request: int | None, *
     status and the gene decisions);
     "query_error": {"error", "genes"} when the query could not be answered, else None;
     "status": a message for settings that form no query, else no update; "resolution": emptied
-    when the gene box is empty, else no update}. ``set_progress`` takes (percent, message); it
+    when the gene box is empty, else no update; "ask", "ask_text": the question shown, and the
+    gene decisions, instead of running when few of the entries are genes (``asks_first``;
+    ``accepted``: the gene text run anyway), else the question hidden}. ``set_progress`` takes (percent, message); it
     ends at 100 "done", or at 0 with what went wrong (never left on a step). A query that runs
     shows its ranking first: ``rank_now``, Run's own request, ranks and draws it; when every job
     slot is busy (rank_now leaves it to the job), the ranking's key goes to the page's
@@ -87,15 +122,20 @@ def run_query(data, set_progress, run_clicks: int | None, request: int | None, *
     except QueryError as exc:  # a setting out of its range, an emptied number
         set_progress((0, "not run: a setting is invalid (see above)"))
         return {"result_key": dash.no_update, "query_error": dash.no_update, "status": html.Div(str(exc), className="error"),
-                "resolution": dash.no_update}
+                "resolution": dash.no_update, "ask": HIDDEN, "ask_text": dash.no_update}
     if params is None:
         set_progress((0, ""))
         # the old gene decisions belong to genes no longer in the box
-        return {"result_key": dash.no_update, "query_error": dash.no_update, "status": NO_GENES, "resolution": []}
+        return {"result_key": dash.no_update, "query_error": dash.no_update, "status": NO_GENES, "resolution": [], "ask": HIDDEN, "ask_text": dash.no_update}
+    asked = asks_first(data, params, state["genes"], accepted)
+    if asked is not None:
+        set_progress((0, "not run: few of the entries are genes (see above)"))
+        return {"result_key": dash.no_update, "query_error": dash.no_update, "status": html.Div(NOT_RUN_FEW_GENES, className="note"),
+                "resolution": resolution_panel(asked[0]), "ask": {}, "ask_text": asked[1]}
     key = data.result_key(params)
     if data.stored_result(key) is not None:
         set_progress((100, "answered from the cache"))
-        return {"result_key": key, "query_error": None, "status": dash.no_update, "resolution": dash.no_update}
+        return {"result_key": key, "query_error": None, "status": dash.no_update, "resolution": dash.no_update, "ask": HIDDEN, "ask_text": dash.no_update}
     set_progress((2, "starting"))
     try:
         # at most N queries compute at once on this machine (dashboard.jobs); the others wait in line
@@ -105,9 +145,9 @@ def run_query(data, set_progress, run_clicks: int | None, request: int | None, *
         set_progress((0, "failed: see the message above the tabs"))
         message = _no_cells_message(data, params, str(exc))
         return {"result_key": None, "query_error": {"error": message, "genes": state["genes"]}, "status": dash.no_update,
-                "resolution": dash.no_update}
+                "resolution": dash.no_update, "ask": HIDDEN, "ask_text": dash.no_update}
     set_progress((100, "done"))
-    return {"result_key": key, "query_error": None, "status": dash.no_update, "resolution": dash.no_update}
+    return {"result_key": key, "query_error": None, "status": dash.no_update, "resolution": dash.no_update, "ask": HIDDEN, "ask_text": dash.no_update}
 
 
 FINISH_WAIT_S = 3.0  # how long Run's follow-up request waits for the job's result (finish_now)
@@ -143,30 +183,33 @@ def finish_now(data, ranked: str | None, presenter: bool | None = None, driver_g
     except Exception:  # noqa: BLE001 - render, triggered by the key, draws it or shows what went wrong
         return _gave_up(key)
     # the job stored its result and then said so: the progress the page shows catches up now
-    return views | {"result_key": key, "query_error": None, "progress": 100, "progress_text": "done"}
+    return views | {"result_key": key, "query_error": None, "progress": 100, "progress_text": "done", "stale": None}
 
 
 def _gave_up(key: str | None = None) -> dict:
     """finish_now's answer when it does not draw: the pending mark cleared (and, when the result
     is stored, its key, so that render draws it now)."""
-    out = {name: dash.no_update for name in (*RENDER_OUTPUTS, "query_error", "progress", "progress_text")} | {"drawn": None}
+    out = {name: dash.no_update for name in (*RENDER_OUTPUTS, "query_error", "progress", "progress_text", "stale")} | {"drawn": None}
     return out | {"result_key": key if key is not None else dash.no_update}
 
 
 def rank_now(data, run_clicks: int | None, request: int | None, presenter: bool | None = None, driver_group: str | None = None,
-             **settings) -> dict:
+             accepted: str | None = None, **settings) -> dict:
     """The ranking views of the query the query controls' ``settings`` ask for, computed and
     drawn in this request (DashboardData.rank, then render.render_partial under the view
     settings in ``settings``), while ``run_query``'s background job computes the p-values and
     the evidence: one round trip from Run to the ranking on screen. No update when the settings
     form no query or an invalid one (``run_query`` says why), when the result is stored already
     (the job answers from the cache at once), or when every job slot is busy (the job ranks it
-    in its turn and shows it through ``ids.PARTIAL_KEY``). With the ranking, its key goes to
-    ``ids.RANKED``, which starts ``finish_now``."""
+    in its turn and shows it through ``ids.PARTIAL_KEY``), or when few of the entries are genes
+    and the text was not run anyway (``accepted``; ``run_query`` asks). With the ranking, its key
+    goes to ``ids.RANKED``, which starts ``finish_now``."""
     query_settings = {key: settings.pop(key) for key in list(settings) if key in QUERY_CONTROLS}
     try:
         state, _ = read_state(control_pairs(query_settings), data.known_values, strict=True)
         params = query_params(state, expression=data.atlas.has_expression)
+        if params is not None and asks_first(data, params, state["genes"], accepted) is not None:
+            params = None  # run_query asks first
         partial = data.rank(params) if params is not None else None
     except QueryError:  # the job reports it, with the gene decisions
         partial = None
@@ -176,17 +219,20 @@ def rank_now(data, run_clicks: int | None, request: int | None, presenter: bool 
     # the rest, a render triggered by the result's key leaves them to it
     # the same query run again (after a Cancel) gives the same ranking key: a fresh suffix each
     # Run makes it a new value, so finish_now starts every time
+    # the views now show the query the controls ask for: the out-of-date marker goes with the old ranking
     return render_partial(data, partial, presenter, driver_group, **settings) | {
-        "ranked": f"{partial}_{secrets.token_hex(4)}", "drawn": pending_signature(data.final_key(partial))}
+        "ranked": f"{partial}_{secrets.token_hex(4)}", "drawn": pending_signature(data.final_key(partial)), "stale": None}
 
 
 def on_cancel(data, clicks: int | None, result_key: str | None, presenter: bool | None = None, driver_group: str | None = None,
               **settings) -> dict:
     """After Cancel: the progress reset, the views of the previous result drawn again (the
-    cancelled query's ranking may have been drawn already, by its Run request), and a status
-    that says the views show the previous result (or none)."""
+    cancelled query's ranking may have been drawn already, by its Run request), a status that
+    says the views show the previous result (or none), and the out-of-date marker again when
+    the query controls (among ``settings``) no longer ask for that result."""
     if not clicks:
         raise dash.exceptions.PreventUpdate
+    query_settings = {key: settings.pop(key) for key in list(settings) if key in QUERY_CONTROLS}
     text = CANCELLED if result_key else "Query cancelled. Nothing was run: press Run query to start again."
     try:
         views = render(data, result_key, None, presenter, driver_group, **settings) if result_key else empty_views()
@@ -194,8 +240,9 @@ def on_cancel(data, clicks: int | None, result_key: str | None, presenter: bool 
         views = {}
     views = {name: views.get(name, dash.no_update) for name in RENDER_OUTPUTS}
     # render draws the page's views again for the next result key whatever they were
+    stale = stale_note(data, result_key, None, **query_settings)["note"] if result_key else None
     return views | {"status": html.Div(text, id="cancelled", className="cancelled"), "progress": 0, "progress_text": "cancelled",
-                    "drawn": None}
+                    "drawn": None, "stale": stale}
 
 
 def stale_note(data, result_key: str | None, query_error: dict | None, **settings):
@@ -223,11 +270,12 @@ def register(app: dash.Dash, data) -> None:
         # the result key first: scripts that start a job read the dependency named after it
         output={"result_key": Output(ids.RESULT_KEY, "data"), "query_error": Output(ids.QUERY_ERROR, "data"),
                 "status": Output(ids.STATUS, "children", allow_duplicate=True),
-                "resolution": Output(ids.RESOLUTION, "children", allow_duplicate=True)},
+                "resolution": Output(ids.RESOLUTION, "children", allow_duplicate=True),
+                "ask": Output(ids.LOW_GENES, "style"), "ask_text": Output(ids.LOW_GENES_TEXT, "children")},
         inputs={"run_clicks": Input(ids.RUN, "n_clicks"), "request": Input(ids.QUERY_REQUEST, "data")},
         # the job does not draw views: drawing in a forked child can wait forever on a lock another
         # thread held at the fork (a browser test's job never ended once); finish_now draws them here
-        state=controls(State, QUERY_CONTROLS),
+        state={"accepted": State(ids.GENES_ACCEPTED, "data"), **controls(State, QUERY_CONTROLS)},
         background=True,
         # the page asks for the job's progress and result this often (Dash's default: 1 s, which
         # made a 0.5 s query show its p-values after 1-2 s)
@@ -240,12 +288,20 @@ def register(app: dash.Dash, data) -> None:
     # the ranking in the Run request itself, drawn before the job has started
     app.callback(
         output={**{name: Output(out.component_id, out.component_property, allow_duplicate=True) for name, out in RENDER_OUTPUTS.items()},
-                "ranked": Output(ids.RANKED, "data"), "drawn": Output(ids.VIEWS_DRAWN, "data", allow_duplicate=True)},
+                "ranked": Output(ids.RANKED, "data"), "drawn": Output(ids.VIEWS_DRAWN, "data", allow_duplicate=True),
+                "stale": Output(ids.STALE, "children", allow_duplicate=True)},
         inputs={"run_clicks": Input(ids.RUN, "n_clicks"), "request": Input(ids.QUERY_REQUEST, "data")},
         state={"presenter": State(ids.PRESENTER, "checked"), "driver_group": State(ids.DRIVER_GROUP, "value"),
-               **controls(State, QUERY_CONTROLS), **controls(State, RENDER_SETTINGS)},
+               "accepted": State(ids.GENES_ACCEPTED, "data"), **controls(State, QUERY_CONTROLS), **controls(State, RENDER_SETTINGS)},
         prevent_initial_call=True,
     )(bind(rank_now, data))
+    app.callback(
+        output={"accepted": Output(ids.GENES_ACCEPTED, "data"), "request": Output(ids.QUERY_REQUEST, "data", allow_duplicate=True),
+                "ask": Output(ids.LOW_GENES, "style", allow_duplicate=True)},
+        inputs={"clicks": Input(ids.RUN_ANYWAY, "n_clicks")},
+        state={"genes": State(ids.GENES, "value"), "request": State(ids.QUERY_REQUEST, "data")},
+        prevent_initial_call=True,
+    )(bind(run_anyway, data))
     # every view, as soon as the job has stored the result, in a request that follows the ranking
     app.callback(
         output={**{name: Output(out.component_id, out.component_property, allow_duplicate=True) for name, out in RENDER_OUTPUTS.items()},
@@ -253,7 +309,8 @@ def register(app: dash.Dash, data) -> None:
                 "result_key": Output(ids.RESULT_KEY, "data", allow_duplicate=True),
                 "query_error": Output(ids.QUERY_ERROR, "data", allow_duplicate=True),
                 "progress": Output(ids.PROGRESS, "value", allow_duplicate=True),
-                "progress_text": Output(ids.PROGRESS_TEXT, "children", allow_duplicate=True)},
+                "progress_text": Output(ids.PROGRESS_TEXT, "children", allow_duplicate=True),
+                "stale": Output(ids.STALE, "children", allow_duplicate=True)},
         inputs={"ranked": Input(ids.RANKED, "data")},
         state={"presenter": State(ids.PRESENTER, "checked"), "driver_group": State(ids.DRIVER_GROUP, "value"),
                **controls(State, RENDER_SETTINGS)},
@@ -263,14 +320,15 @@ def register(app: dash.Dash, data) -> None:
         output={**{name: Output(out.component_id, out.component_property, allow_duplicate=True) for name, out in RENDER_OUTPUTS.items()},
                 "progress": Output(ids.PROGRESS, "value", allow_duplicate=True),
                 "progress_text": Output(ids.PROGRESS_TEXT, "children", allow_duplicate=True),
-                "drawn": Output(ids.VIEWS_DRAWN, "data", allow_duplicate=True)},
+                "drawn": Output(ids.VIEWS_DRAWN, "data", allow_duplicate=True),
+                "stale": Output(ids.STALE, "children", allow_duplicate=True)},
         inputs={"clicks": Input(ids.CANCEL, "n_clicks")},
         state={"result_key": State(ids.RESULT_KEY, "data"), "presenter": State(ids.PRESENTER, "checked"),
-               "driver_group": State(ids.DRIVER_GROUP, "value"), **controls(State, RENDER_SETTINGS)},
+               "driver_group": State(ids.DRIVER_GROUP, "value"), **controls(State, RENDER_SETTINGS), **controls(State, QUERY_CONTROLS)},
         prevent_initial_call=True,
     )(bind(on_cancel, data))
     app.callback(
-        output={"note": Output(ids.STALE, "children")},
+        output={"note": Output(ids.STALE, "children", allow_duplicate=True)},
         inputs={"result_key": Input(ids.RESULT_KEY, "data"), "query_error": Input(ids.QUERY_ERROR, "data"),
                 **controls(Input, QUERY_CONTROLS)},
         prevent_initial_call=True,

@@ -34,6 +34,7 @@ def _not_considered(res, sm, gm: GeneModules) -> list:
     if prm.get("max_genes") and len(gm.genes) >= prm["max_genes"]:
         sparse += f", or not among the {prm['max_genes']:,} most often detected genes"
     groups = [(genes, why) for genes, why in ((res.missing, "absent from the gene order (not in the model)"),
+                                              (res.not_genes, "not a gene (a word, a number, a name no gene has)"),
                                               (res.ambiguous, "ambiguous names (several genes of the gene order), not used"),
                                               (sm.not_considered, sparse)) if genes]
     if not groups:

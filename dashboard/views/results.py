@@ -43,8 +43,10 @@ RESULT_VIEWS = ("resolution", "status", "reading", "disease_fig", "disease_table
 STAT_HELP = {
     "hit %": "A sample's hit %: the share of its selected cells whose signature score passes the hit rule. Diseases are ranked "
              "by the mean over their samples: the sample, not the cell, is the unit of evidence.",
-    "base rate": "The hit % expected by chance: with hits defined as the top 10% of scores, every sample would show about 10% "
-                 "if the signature did not tell diseases apart.",
+    "base rate": "The hit % expected by chance (the dashed 'chance level' line): the share of all selected cells that are hits. "
+                 "If the signature did not tell diseases apart, every sample would show about that share. With hits as the top 10% "
+                 "of scores it is 10%, less where many cells tie at the cut-off (a sparse signature scores 0 in most cells, so its "
+                 "90th percentile is 0 and only the cells above 0 are hits).",
     "null band": "The grey band: the central 95% of the mean hit % that random gene sets reach, each gene swapped for a gene of "
                  "similar mean attribution and detection. A disease above its band is not explained by such genes.",
     "p": "Specificity vs random gene sets, a second question: the share of random gene sets whose disease hit % stands at "
@@ -62,7 +64,8 @@ FIGURE_VIEWS = ("disease_fig", "forest_fig", "robust_fig", "driver_fig", "compar
 # -- panels ---------------------------------------------------------------------------------
 def resolution_panel(res) -> list:
     """Every pasted gene's fate: matched, renamed (case, previous symbol, alias, Ensembl id),
-    ambiguous, not in the model, duplicate; coverage with a warning when low."""
+    ambiguous, not in the model, duplicate, and the entries that are no gene (words, numbers);
+    coverage (of the genes) with a warning when low."""
     ambiguous = res.ambiguous
     n_req = len(res.matched) + len(res.missing) + len(ambiguous)
     cov = res.coverage
@@ -82,8 +85,14 @@ def resolution_panel(res) -> list:
                                html.Span("; ".join(notes.get(a) and f"{a} ({notes[a]})" or a for a in ambiguous), id="res-ambiguous")],
                               className="missing"))
     if res.missing:
-        items.append(html.Div([html.Span(f"Not in the model ({len(res.missing)}): ", className="lbl"),
+        items.append(html.Div([html.Span(f"Genes not in the model ({len(res.missing)}): ", className="lbl"),
                                html.Span(", ".join(res.missing), id="res-missing")], className="missing"))
+    if res.not_genes:
+        # words, numbers and names no gene has: told apart from genes the model lacks
+        items.append(html.Div([html.Span(f"Not genes, not used ({len(res.not_genes)}): ", className="lbl"),
+                               html.Span(", ".join(res.not_genes), id="res-not-genes",
+                                         title="; ".join(dict.fromkeys(f"{t}: {notes[t]}" for t in res.not_genes[:20] if notes.get(t))))],
+                              className="missing"))
     if res.duplicates:
         items.append(html.Div([html.Span(f"Duplicates ignored ({len(res.duplicates)}): ", className="lbl"),
                                html.Span(", ".join(res.duplicates), id="res-duplicates")]))
@@ -162,7 +171,7 @@ def ranking_table_rows(ranking, null, q: dict, terms: bool = False, grouped: boo
             if expression is not None:
                 row += [within.effect_text(expr[group]) if group in expr else "–", within.agreement(r, expr.get(group))]
         row += [fmt(r["mean_hit_pct"], "pct"), fmt(r["median_hit_pct"], "pct"), str(int(r["n_samples"])), str(int(r["n_studies"])),
-                fmt(r["n_cells"], "count"), fmt(p.get(r["group"]), "p", floor), fmt(q.get(r["group"]), "q")]
+                fmt(r["n_cells"], "count"), fmt(p.get(r["group"]), "p", floor), figures.format_q(q.get(r["group"]), p.get(r["group"]), floor)]
         rows.append(row)
     return head, rows
 
@@ -196,21 +205,22 @@ def _where(params) -> str:
     return "; ".join(parts)
 
 
-def reading_sentence(result, *, simulated_share: float = 0.0, ranking=None) -> str:
+def reading_sentence(result, *, simulated_share: float = 0.0, ranking=None, pending: bool = False) -> str:
     """The result in plain words: first the top disease's evidence against the reference donors
     of its own studies (its level in words and, where there is one, the pooled effect), then in
     one sentence what was scored and where, the top diseases with their hit % against the base
     rate, and their specificity against random gene sets (BH q over every ranked disease, or that
     no null was drawn). ``simulated_share``: the share of the ranked samples from SIMULATED
-    studies; ``ranking``: the diseases in the order shown (default: by hit %)."""
+    studies; ``ranking``: the diseases in the order shown (default: by hit %); ``pending``: the
+    ranking of a query still running, whose random gene sets are being drawn."""
     params = result.params
     ranking = result.diseases if ranking is None else ranking
     lead = within.evidence_lead(ranking.iloc[0], str(getattr(params, "reference", "normal"))) if len(ranking) else ""
-    text = _reading_body(result, ranking, simulated_share)
+    text = _reading_body(result, ranking, simulated_share, pending)
     return f"Reading: {lead} {text}" if lead else f"Reading: {text}"
 
 
-def _reading_body(result, ranking, simulated_share: float) -> str:
+def _reading_body(result, ranking, simulated_share: float, pending: bool = False) -> str:
     params = result.params
     fmt = figures.format_value
     n_samples = len(result.samples)
@@ -221,16 +231,26 @@ def _reading_body(result, ranking, simulated_share: float) -> str:
     genes = f"the {len(result.resolution.matched)}-gene signature"
     if not len(ranking):
         return f"{where}, no disease has enough samples to rank (cell_min / samp_min): lower them or widen the cell types."
-    if params.rule.kind == "percentile":
+    chance = fmt(result.chance_pct, "pct").removesuffix(".0")
+    if params.rule.kind == "percentile" and abs(result.chance_pct - (100 - params.rule.value)) < 0.05:
         share = fmt(100 - params.rule.value, "pct").removesuffix(".0")
         rule = f"is a hit in the top {share}% of scores ({share}% of a sample's cells expected by chance)"
+    elif params.rule.kind == "percentile":
+        # ties at the cut-off: the chance level is the share that passes it, not 100 - percentile
+        rule = (f"is a hit above the {params.rule.value:g}th percentile of scores ({result.threshold:.3g}), which only "
+                f"{chance}% of the cells pass as many tie at it ({chance}% of a sample's cells expected by chance, not "
+                f"{fmt(100 - params.rule.value, 'pct').removesuffix('.0')}%)")
     else:
-        rule = f"is a hit when {params.rule.describe()}"
+        rule = f"is a hit when {params.rule.describe()} ({chance}% of all selected cells are: the share a sample shows by chance)"
     top = list(ranking.head(3).itertuples())
     named = [f"{r.group} ({fmt(r.mean_hit_pct, 'pct')}% of cells per sample)" for r in top]
     listing = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
     null = result.null.get("disease")
-    if null is None:
+    draws = int(getattr(params, "n_null", 0) or 0)
+    if null is None and pending and draws:
+        # one story while the query runs: its random gene sets are being drawn, not absent
+        sure = f"; specificity vs random gene sets is being computed ({draws:,} random gene sets)"
+    elif null is None:
         sure = ("; specificity vs random gene sets is not judged: no random gene sets were drawn (set its draws to 1,000 for p- "
                 "and q-values)")
     else:
@@ -316,11 +336,13 @@ def render_views(data: DashboardData, result, state: dict, *, ranking_only: bool
     title = (f"Diseases {ordered}<br><sub>{where}{grouped} · hit = {params.rule.describe()}{left_out}"
              f"{sim_note}</sub>")
     cells = data.query_cells(params)  # the disease column as the ranking groups it
-    base_rate = 100.0 - params.rule.value if params.rule.kind == "percentile" else None
+    base_rate = result.chance_pct if result.n_selected else None  # the actual share of hits, ties at the cut-off counted
     by = _group_by(state)
     null_text = (f" · null: {null.n_draws:,} matched gene sets over {null.n_cells:,} cells, p floor {null.p_floor:.2g}"
-                 if null is not None else " · no null (set null draws to get p-values)")
-    status = (f"{result.n_selected:,} cells selected · threshold {result.threshold:.3f} · {len(result.samples)} samples, "
+                 if null is not None else f" · null: {params.n_null:,} matched gene sets being drawn" if ranking_only and params.n_null
+                 else " · no null (set null draws to get p-values)")
+    status = (f"{result.n_selected:,} cells selected · threshold {result.threshold:.3f} ({figures.format_value(result.chance_pct, 'pct')}% of "
+              f"cells above it: the chance level) · {len(result.samples)} samples, "
               f"{len(result.diseases)} diseases pass cell_min={params.cell_min}, samp_min={params.samp_min}{left_out}{null_text}")
     q = _disease_q(result)
     samples = result.samples
@@ -328,10 +350,11 @@ def render_views(data: DashboardData, result, state: dict, *, ranking_only: bool
     out = {
         "resolution": resolution_panel(result.resolution),
         "status": status,
-        "reading": reading_sentence(result, simulated_share=sim_share, ranking=ranking),
+        "reading": reading_sentence(result, simulated_share=sim_share, ranking=ranking, pending=ranking_only),
         "landing_style": {"display": "none"},
         "disease_fig": figures.disease_ranking_figure(result.samples, ranking, base_rate=base_rate, title=title,
-                                                      null=null.groups if null is not None else None,
+                                                      null=null.groups if null is not None else None, q_values=q,
+                                                      colours=data.label_colours("disease"),
                                                       p_floor=null.p_floor if null is not None else None),
         "disease_table": _ranking_table(ranking, null, q, data.has_vocabulary, bool(params.disease_groups), result.expression_diseases),
         "study_rows": data.study_rows(result),
@@ -345,7 +368,8 @@ def render_views(data: DashboardData, result, state: dict, *, ranking_only: bool
     ev = result.evidence
     top = str(result.diseases["group"].iloc[0]) if len(result.diseases) else None
     if ev is not None and len(ev.thresholds):
-        out["robust_fig"] = figures.robustness_figure(ev.thresholds, highlight=top, simulated=has_sim,
+        out["robust_fig"] = figures.robustness_figure(ev.thresholds, highlight=top, simulated=has_sim, chance=ev.chance,
+                                                      colours=data.label_colours("disease"),
                                                       title=f"Ranking across hit thresholds · rank stability {ev.rank_stability:.2f}")
     else:
         out["robust_fig"] = figures.empty_figure("No disease passes the filters")
@@ -358,6 +382,7 @@ def render_views(data: DashboardData, result, state: dict, *, ranking_only: bool
         out["scatter_fig"] = figures.score_scatter_figure(result.scores[sel], result.expression_scores[sel],
                                                           cells["disease"].to_numpy()[sel].astype(str),
                                                           simulated=data.atlas.cells["simulated"].to_numpy()[sel],
+                                                          colours=data.label_colours("disease"),
                                                           title="Per cell: attribution score vs expression score")
     else:
         msg = "This atlas stores no expression, so expression scores cannot be compared"
@@ -398,7 +423,10 @@ def umap_views(data: DashboardData, result, state: dict) -> dict:
         else:
             out["umap_fig"] = figures.umap_figure(data.umap, result.scores, cells, result.selection, color_by=color,
                                                   title=f"UMAP coloured by {_UMAP_COLOURS.get(color, color)}",
-                                                  simulated=bool(sim_note))
+                                                  simulated=bool(sim_note),
+                                                  # the atlas's colour per label: a predicted cell type as its annotated namesake
+                                                  colours=None if color == "score" else
+                                                  data.label_colours("cell_type" if color == "cell_type_predicted" else color))
         meta = out["umap_fig"].layout.meta or {}
         out["umap_badge"] = f"{meta.get('shown', data.atlas.n_cells):,} of {meta.get('total', data.atlas.n_cells):,} cells shown"
     else:
@@ -501,6 +529,9 @@ def _tables(data, result, ranking, study_rows, mean_table, pct_table) -> dict:
         tables["diseases"] = ranking.merge(null.groups.drop(columns=["observed"], errors="ignore"), on="group", how="left")
         q = _disease_q(result)
         tables["diseases"]["q_value"] = tables["diseases"]["group"].astype(str).map(q).astype(float)
+        # p is an upper bound at the floor (no random set reached it), and so is the q made from it
+        tables["diseases"]["p_floor"] = null.p_floor
+        tables["diseases"]["p_at_floor"] = tables["diseases"]["p_value"] <= null.p_floor * (1 + 1e-9)
     tables["diseases"] = _with_evidence_words(tables["diseases"], result)
     effects = within.study_effects_table(result)
     if effects is not None:
@@ -527,6 +558,9 @@ def _tables(data, result, ranking, study_rows, mean_table, pct_table) -> dict:
     umap = cells.loc[sel, cols].copy()
     if result.params.disease_groups:  # the disease as the ranking counted it
         umap.insert(cols.index("disease") + 1, "disease_group", data.query_cells(result.params)["disease"][sel].astype(str))
+    if data.umap is not None:  # the coordinates the Cells tab draws, so the CSV redraws its figure
+        umap.insert(0, "umap_2", data.umap[sel, 1])
+        umap.insert(0, "umap_1", data.umap[sel, 0])
     umap["score"] = result.scores[sel]
     umap["hit"] = umap["score"] > result.threshold
     if result.expression_scores is not None:
