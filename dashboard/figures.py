@@ -785,7 +785,7 @@ def score_comparison_figure(attr_ranking: pd.DataFrame, expr_ranking: pd.DataFra
     if any(v is not None for pair in effects.values() for v in pair):
         traces += _effect_traces(order, labels, (a, e), get)
         panels = dict(xaxis=dict(title="mean sample hit %", rangemode="tozero", domain=[0, 0.52]),
-                      xaxis2=dict(title="pooled effect g (95% CI), within studies", domain=[0.6, 1], zeroline=True,
+                      xaxis2=dict(title="pooled g (95% CI)", domain=[0.6, 1], zeroline=True,
                                   zerolinecolor="#999", anchor="y"))
     return _figure(traces, f"{title}{sim_line}", max(340, 32 * len(order) + 170), annotations=[key],
                    **(panels or dict(xaxis=dict(title="mean sample hit %", rangemode="tozero"))),

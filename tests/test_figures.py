@@ -677,7 +677,7 @@ def test_score_comparison_shows_both_scores_pooled_effects_beside_the_hit_pct(qu
     attr, expr = query.diseases, query.expression_diseases
     fig = F.score_comparison_figure(attr, expr).to_dict()
     meta = fig["layout"]["meta"]
-    assert "domain" in fig["layout"]["xaxis"] and fig["layout"]["xaxis2"]["title"]["text"].startswith("pooled effect g")
+    assert "domain" in fig["layout"]["xaxis"] and fig["layout"]["xaxis2"]["title"]["text"].startswith("pooled g")
     effect_traces = [t for t in traces(F.score_comparison_figure(attr, expr)) if t.get("xaxis") == "x2"]
     assert {t["name"] for t in effect_traces} == {"attribution score: effect", "expression score (score_genes): effect"}
     for t, table in zip(effect_traces, (attr, expr), strict=True):
