@@ -5,6 +5,7 @@ when the write fails), and the one checksum."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
 import hashlib
 import json
@@ -76,9 +77,13 @@ class PositionedNpy:
 
 def storage_error(path: str | Path, exc: OSError) -> OSError:
     """``exc`` as a one-line StorageError naming ``path`` and what is needed, when it is a
-    disk-full, read-only or permission error; ``exc`` itself otherwise."""
+    disk-full, read-only or permission error; a copy of ``exc`` when it is a StorageError already
+    (raised ``from exc``, the same object would be its own cause, and Dask's workers walk causes
+    until None: a full disk hung the build); ``exc`` itself otherwise."""
+    if isinstance(exc, StorageError):
+        return copy.copy(exc)
     need = _NEEDS.get(exc.errno)
-    if need is None or isinstance(exc, StorageError):
+    if need is None:
         return exc
     return StorageError(f"cannot write {path}: {need}")
 
@@ -137,8 +142,6 @@ def reserved_space(path: str | Path, nbytes: int):
                     f"its device" + (f", {held / 2**20:,.1f} MB of it held for writes in progress" if held else "")
                     + ": free some space (or write elsewhere) and re-run; finished work is kept")
             mine.write_text(str(int(nbytes)))
-    except StorageError:  # as it is: raised from itself, Dask would loop on its causes
-        raise
     except OSError as exc:
         raise storage_error(folder, exc) from exc
     try:
@@ -164,8 +167,6 @@ def allocate(path: str | Path) -> None:
             size = os.fstat(fh.fileno()).st_size
             if size and hasattr(os, "posix_fallocate"):
                 os.posix_fallocate(fh.fileno(), 0, size)
-    except StorageError:  # as it is: raised from itself, Dask would loop on its causes
-        raise
     except OSError as exc:
         if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
             return  # no allocation on this file system: the map is written as before
@@ -181,8 +182,6 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     try:
         write(tmp)
         os.replace(tmp, path)
-    except StorageError:  # as it is: raised from itself, Dask would loop on its causes
-        raise
     except OSError as exc:
         raise storage_error(path, exc) from exc
     finally:
@@ -220,8 +219,6 @@ def copy_tree_atomic(src: str | Path, dst: str | Path) -> None:
     except shutil.Error as exc:  # copytree gathers the per-file errors
         first = next((e for e in exc.args[0] if isinstance(e, tuple) and len(e) == 3), None) if exc.args else None
         raise StorageError(f"cannot copy {src} to {dst}: {first[2] if first else exc}") from exc
-    except StorageError:  # as it is: raised from itself, Dask would loop on its causes
-        raise
     except OSError as exc:
         raise storage_error(dst, exc) from exc
     finally:

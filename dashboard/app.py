@@ -23,7 +23,6 @@ from pathlib import Path
 import dash
 
 from compute.atlas import cache_error, private_folder, sqlite_guard
-from compute.errors import CacheError
 from compute.query import prepare_atlas
 from dashboard import api, callbacks, forksafe, payloads, serving
 from dashboard.callbacks import answer_query
@@ -138,8 +137,6 @@ class _GuardedCache:
                 self._cache = self._make()
                 if secret is not None:
                     self._cache.set(_SIGNING_SECRET_KEY, secret)
-        except CacheError:  # as it is: raised from itself, Dask would loop on its causes
-            raise
         except (OSError, sqlite3.Error) as exc:
             raise cache_error(self._directory, exc) from exc
         for name in ("cache.db", "cache.db-wal", "cache.db-shm"):
@@ -157,8 +154,6 @@ class _GuardedCache:
             try:
                 with sqlite_guard(), self._open().transact(*args, **kwargs) as tx:
                     yield tx
-            except CacheError:  # as it is: raised from itself, Dask would loop on its causes
-                raise
             except (OSError, sqlite3.Error) as exc:
                 raise cache_error(self._directory, exc) from exc
 
@@ -173,8 +168,6 @@ class _GuardedCache:
             try:
                 with sqlite_guard():
                     return getattr(self._open(), name)(*args, **kwargs)
-            except CacheError:  # as it is: raised from itself, Dask would loop on its causes
-                raise
             except (OSError, sqlite3.Error) as exc:
                 raise cache_error(self._directory, exc) from exc
 

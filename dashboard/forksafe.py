@@ -76,9 +76,16 @@ def lazy_imports(root: str | Path | None = None) -> list[str]:
     return sorted(found)
 
 
+_DONE: dict[Path, list[str]] = {}  # root -> the modules not imported: the scan runs once a process
+
+
 def preload(root: str | Path | None = None) -> list[str]:
-    """Import every module of :func:`lazy_imports` now; returns those that could not be imported
+    """Import every module of :func:`lazy_imports` now (once per process and ``root``: a second
+    app in the same process finds them imported); returns those that could not be imported
     (logged: an optional package missing here only matters to the function that needs it)."""
+    key = Path(root) if root is not None else _ROOT
+    if key in _DONE:
+        return list(_DONE[key])
     missing = []
     for name in lazy_imports(root):
         try:
@@ -86,4 +93,5 @@ def preload(root: str | Path | None = None) -> list[str]:
         except ImportError as exc:
             missing.append(name)
             _log.info("not preloaded (%s): %s", exc, name)
-    return missing
+    _DONE[key] = missing
+    return list(missing)

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from compute.atlas import cache_error, private_folder
-from compute.errors import CacheError
 
 __all__ = ["JOBS_ENV", "JobSlots", "default_job_limit"]
 
@@ -102,8 +101,6 @@ class JobSlots:
         ticket = self.directory / "queue" / f"{time.time_ns()}-{os.getpid()}"
         try:
             ticket.touch()
-        except CacheError:  # as it is: raised from itself, Dask would loop on its causes
-            raise
         except OSError as exc:
             raise cache_error(self.directory, exc) from exc
         held = None

@@ -75,16 +75,21 @@ def test_evidence_does_not_depend_on_gene_order_or_storage():
     assert {k: (v.best, v.score) for k, v in a.items()} == {k: (v.best, v.score) for k, v in b.items()}
 
 
-def test_the_labels_command_shows_the_cells_evidence(tmp_path, capsys):
+def _write_study(tmp_path, seed: int) -> None:
+    """One study of GROUPS' simulated cells (labels in column "ct") as s.h5ad, and m.yaml naming it."""
     import anndata as ad
 
-    counts, labels = _counts(GROUPS, seed=3)
+    counts, labels = _counts(GROUPS, seed=seed)
     obs = pd.DataFrame({"ct": labels}, index=[f"c{i}" for i in range(len(labels))])
     ad.AnnData(X=sp.csr_matrix(counts), obs=obs, var=pd.DataFrame(index=GENES)).write_h5ad(tmp_path / "s.h5ad")
     doc = {"version": 1, "atlas": {"name": "t", "out": "out"},
            "studies": [{"id": "S", "source": {"kind": "h5ad", "path": "s.h5ad"}, "disease": "healthy", "tissue": "blood",
                         "columns": {"cell_type": "ct"}}]}
     (tmp_path / "m.yaml").write_text(yaml.safe_dump(doc))
+
+
+def test_the_labels_command_shows_the_cells_evidence(tmp_path, capsys):
+    _write_study(tmp_path, seed=3)
     assert main(["labels", str(tmp_path / "m.yaml"), "--markers", "--json"]) == 0
     rows = {r["label"]: r for r in json.loads(capsys.readouterr().out)[0]["labels"]["cell_type"]}
     assert rows["pDC"]["term_id"] == "CL:0000784" and rows["pDC"]["markers"]["verdict"] == "contradicted"
@@ -119,19 +124,11 @@ def test_the_labels_command_shows_the_neighbours_of_a_built_atlas(tiny_build, ca
 
 
 def test_the_build_report_flags_what_the_cells_contradict(tmp_path):
-    import anndata as ad
-
     from compute.atlas._report import evidence_line, study_report_lines
     from compute.ingest import ingest_report, qc_and_normalise, read_study
     from compute.manifest import IngestSpec, load_manifest
 
-    counts, labels = _counts(GROUPS, seed=4)
-    obs = pd.DataFrame({"ct": labels}, index=[f"c{i}" for i in range(len(labels))])
-    ad.AnnData(X=sp.csr_matrix(counts), obs=obs, var=pd.DataFrame(index=GENES)).write_h5ad(tmp_path / "s.h5ad")
-    doc = {"version": 1, "atlas": {"name": "t", "out": "out"},
-           "studies": [{"id": "S", "source": {"kind": "h5ad", "path": "s.h5ad"}, "disease": "healthy", "tissue": "blood",
-                        "columns": {"cell_type": "ct"}}]}
-    (tmp_path / "m.yaml").write_text(yaml.safe_dump(doc))
+    _write_study(tmp_path, seed=4)
     spec = load_manifest(tmp_path / "m.yaml").studies[0]
     report = ingest_report(qc_and_normalise(read_study(spec), spec, IngestSpec(min_genes=1, min_counts=1)))
     ev = report["vocabulary"]["cell_type"]["evidence"]

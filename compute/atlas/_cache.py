@@ -16,6 +16,7 @@ raises CacheError, which names the folder and the fix.
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
 import hashlib
 import json
@@ -72,8 +73,8 @@ def cache_root() -> Path:
 def cache_error(directory: str | Path, exc: BaseException) -> CacheError:
     """``exc`` (an OSError, or SQLite's "database or disk is full" and kin) met writing the cache
     folder ``directory``, as a one-line CacheError naming the folder, why and the fix."""
-    if isinstance(exc, CacheError):
-        return exc
+    if isinstance(exc, CacheError):  # a copy: raised ``from exc``, exc itself would be its own cause
+        return copy.copy(exc)
     why, fix = _WHY.get(getattr(exc, "errno", None), (None, None))
     if why is None:  # SQLite's own words: "database or disk is full", "attempt to write a readonly database", ...
         text = str(exc)
@@ -100,8 +101,6 @@ def private_folder(directory: str | Path) -> bool:
             os.chmod(d, 0o700)
         if not os.access(d, os.W_OK | os.X_OK):
             raise OSError(errno.EACCES, "not writable", str(d))
-    except CacheError:  # as it is: raised from itself, Dask would loop on its causes
-        raise
     except FileExistsError as exc:  # created meanwhile by another worker
         if d.is_dir():
             return private_folder(d)
@@ -123,8 +122,6 @@ def probe_writable(directory: str | Path) -> None:
             os.write(fd, b"x")
         finally:
             os.close(fd)
-    except CacheError:  # as it is: raised from itself, Dask would loop on its causes
-        raise
     except OSError as exc:
         raise cache_error(d, exc) from exc
     finally:
@@ -215,8 +212,6 @@ class ResultCache:
                     try:
                         self._cache = diskcache.Cache(str(self.directory), size_limit=self._size_limit)
                         break
-                    except CacheError:  # as it is: raised from itself, Dask would loop on its causes
-                        raise
                     except Exception as exc:
                         if attempt == 0 and _is_corrupt(exc) and _discard_if_damaged(self.directory):
                             continue  # a damaged database is discarded and made again, never served from
@@ -234,8 +229,6 @@ class ResultCache:
             try:
                 with _SQLITE_LOCK:
                     return getattr(cache, what)(*args)
-            except CacheError:  # as it is: raised from itself, Dask would loop on its causes
-                raise
             except Exception as exc:
                 if not _is_cache_failure(exc):
                     raise
