@@ -4,6 +4,7 @@ nothing but the gene columns the gene views summarise (through DashboardData).""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import dash_mantine_components as dmc
@@ -299,8 +300,13 @@ def presenter_figure(fig):
 
     fig.for_each_xaxis(lambda ax: ax.update(tickfont_size=at_least(ax.tickfont), title_font_size=at_least(ax.title.font)))
     fig.for_each_yaxis(lambda ax: ax.update(tickfont_size=at_least(ax.tickfont), title_font_size=at_least(ax.title.font)))
+    right = 0  # notes set beside the plot, right of it: the margin grows with their larger type
     for note in fig.layout.annotations or ():
         note.font.size = at_least(note.font)
+        if note.xref == "paper" and (note.x or 0) > 1 and note.xanchor == "left":
+            right = max(right, round(0.58 * note.font.size * len(re.sub(r"<[^>]+>", "", str(note.text or "")))) + 24)
+    if right > (fig.layout.margin.r or 0):
+        fig.update_layout(margin_r=right)
     if fig.layout.legend is not None:
         fig.layout.legend.font.size = at_least(fig.layout.legend.font)
     return fig
