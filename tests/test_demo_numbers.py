@@ -34,7 +34,7 @@ def test_the_paragraph_carries_every_measured_figure_and_update_rewrites_only_it
                             {"disease": "asthma", "hit_pct": 7.1, "p": 0.93}],
                "top_gene": "VCAN", "top_survives": False, "without_top_gene": [{"disease": "COVID-19", "hit_pct": 37.4}],
                "expression": [{"disease": "COVID-19", "hit_pct": 48.9}], "left_out": [{"study": "PBMC68K", "coverage": 0.148}]}
-    text = numbers_markdown(numbers)
+    text = " ".join(numbers_markdown(numbers).split())  # the paragraph is wrapped at 100 characters
     for figure in ("8,709", "38.4%", "32.6%", "17.8%", "p ≤ 0.001", "p = 0.002", "p ≥ 0.93", "VCAN", "37.4%",
                    "does not stay first", "48.9%", "g = 2.80 [0.34, 5.26]", "PBMC68K measured 15%"):
         assert figure in text, (figure, text)
