@@ -285,7 +285,7 @@ def build_layout(data: DashboardData):
                       _graph("drivers", 380)]), span=12)]),
         dmc.Grid([dmc.GridCol(_graph("comparison", 380), span=12),
                   dmc.GridCol(_graph("scatter", 380), span=12)]),
-    ], gap="sm")
+    ], gap="sm", className="diseases-tab")
     fmt = figures.GRID_FORMATS
 
     def shown(kind: str) -> dict:  # numbers as the rest of the dashboard writes them (figures.format_value)

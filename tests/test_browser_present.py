@@ -63,6 +63,12 @@ def test_presenter_mode_fits_a_1920x1080_screen_and_names_saved_views(driver, se
     listed = driver.execute_script(
         "const i = document.getElementById('saved-view-pick'); return i ? i.value : null;")
     assert listed == "1. Sepsis monocytes, MS1"
+    # at the page's top the ranking shows whole under the tabs: the disease names and p-values above the fold
+    driver.execute_script("window.scrollTo(0, 0);")
+    _settled(driver, "disease-fig")
+    top = driver.execute_script("const r = document.getElementById('disease-fig').getBoundingClientRect();"
+                                "return [r.top, r.bottom, window.innerHeight];")
+    assert 0 <= top[0] and top[1] <= top[2], f"the ranking runs below the screen at the page's top: {top}"
     tabs = driver.execute_script("return Array.from(document.querySelectorAll('button[role=tab]'))"
                                  ".map(b => [b.textContent, parseFloat(getComputedStyle(b).fontSize)]);")
     assert tabs and all(size >= LEAST_PX for _, size in tabs), tabs
