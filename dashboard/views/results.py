@@ -301,12 +301,21 @@ def presenter_figure(fig):
     fig.for_each_xaxis(lambda ax: ax.update(tickfont_size=at_least(ax.tickfont), title_font_size=at_least(ax.title.font)))
     fig.for_each_yaxis(lambda ax: ax.update(tickfont_size=at_least(ax.tickfont), title_font_size=at_least(ax.title.font)))
     right = 0  # notes set beside the plot, right of it: the margin grows with their larger type
+    grown = 1.0  # how much the notes placed in pixels grew: their offsets and pixel-sized shapes (a key) grow alike
     for note in fig.layout.annotations or ():
+        before = int(note.font.size or 0)
         note.font.size = at_least(note.font)
+        if before and (note.xshift or note.yshift):
+            grown = max(grown, note.font.size / before)
+            note.xshift, note.yshift = (note.xshift or 0) * note.font.size / before, (note.yshift or 0) * note.font.size / before
         if note.xref == "paper" and (note.x or 0) > 1 and note.xanchor == "left":
             right = max(right, round(0.58 * note.font.size * len(re.sub(r"<[^>]+>", "", str(note.text or "")))) + 24)
     if right > (fig.layout.margin.r or 0):
         fig.update_layout(margin_r=right)
+    if grown > 1:
+        for shape in fig.layout.shapes or ():
+            if shape.xsizemode == "pixel" and shape.ysizemode == "pixel":
+                shape.update(x0=shape.x0 * grown, x1=shape.x1 * grown, y0=shape.y0 * grown, y1=shape.y1 * grown)
     if fig.layout.legend is not None:
         fig.layout.legend.font.size = at_least(fig.layout.legend.font)
     return fig
