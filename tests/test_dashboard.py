@@ -1097,6 +1097,11 @@ def test_out_of_date_marker_cancel_and_short_links(ms1_key, tiny_atlas):
     assert search.startswith("?s=") and len(search) < 40
     restored = link.restore(data, search, 3)
     assert restored["genes"] == long["genes"] and restored["request"] == 4 and restored["notes"] is None
+    # the short link opens its view without asking again: the server wrote it once the list ran (run anyway)
+    from dashboard.state import normalise_genes
+
+    assert restored["accepted"] == normalise_genes(long["genes"])
+    assert link.restore(data, "?genes=CD14", 0)["accepted"] is dash.no_update
     lost = link.restore(data, "?s=0123456789abcdef", 0)
     assert "not known to this server" in _text(lost["notes"]) and lost["genes"] == ""
     assert link.gene_box_text("CD14,LYZ 2.0,, VCAN:3") == "CD14\nLYZ 2.0\nVCAN:3"
