@@ -929,7 +929,7 @@ def test_the_query_callback_stores_a_result_or_says_why_not(ms1_key):
     assert progress[-1] == (0, "failed: see the message above the tabs")  # never left on a step (issue 18)
     # the Data switch keeping only the real study, which holds healthy donors alone: one message, nothing
     # computed (no result stored, no null drawn: issue 36, item 8)
-    real = state | {"data_kind": "real", "min_coverage": 0.0}
+    real = state | {"data_kind": "real", "cell_types": [], "min_coverage": 0.0}
     real_params = query_params(read_state(real.items(), data.known_values, strict=True)[0], expression=data.atlas.has_expression)
     nothing = query_run(data, progress.append, real)
     assert nothing["result_key"] is None and nothing["query_error"]["error"].startswith("Nothing to rank: ")
