@@ -215,6 +215,19 @@ def _cmd_validate(args) -> int:
     return 0
 
 
+def _cmd_demo_numbers(args) -> int:
+    from compute.atlas import Atlas
+    from compute.demo import demo_numbers, numbers_markdown, update_readme, write_numbers
+
+    numbers = demo_numbers(Atlas.open(args.atlas), n_null=args.draws)
+    write_numbers(Path(args.json), numbers)
+    print(numbers_markdown(numbers))
+    if args.readme:
+        changed = update_readme(Path(args.readme), numbers)
+        print(f"{args.json} written; {args.readme} {'rewritten' if changed else 'already up to date'}")
+    return 0
+
+
 def _cmd_modules(args) -> int:
     from compute.atlas import Atlas
     from compute.genemodules import gene_modules, signature_modules
@@ -366,6 +379,14 @@ def main(argv: list[str] | None = None) -> int:
                     "within-study test and of the corrected gene-set null, power, a planted confound and heterogeneity (builds a "
                     "small SIMULATED atlas, minutes)")
     va.set_defaults(func=_cmd_validate)
+
+    dn = sub.add_parser("demo-numbers", help="the demo's MS1 result as the README quotes it, measured on the built demo atlas: "
+                        "writes docs/demo-numbers.json and the README's generated paragraph")
+    dn.add_argument("--atlas", default="atlas/demo", help="the built demo atlas (default atlas/demo)")
+    dn.add_argument("--json", default="docs/demo-numbers.json", help="where the numbers go (default docs/demo-numbers.json)")
+    dn.add_argument("--readme", default="README.md", help="the README whose generated paragraph is rewritten ('' for none)")
+    dn.add_argument("--draws", type=int, default=1000, help="random gene sets for the specificity p (default 1,000)")
+    dn.set_defaults(func=_cmd_demo_numbers)
 
     mo = sub.add_parser("modules", help="gene modules from co-attribution; with --genes, where a signature sits among them")
     mo.add_argument("atlas")

@@ -139,12 +139,17 @@ _FILTER_HELP = {
 }
 
 
+# a tree option drawn with its depth as padding, so a wrapped label keeps its indentation (assets/picker.js)
+INDENTED_OPTION = {"function": "indentedOption"}
+
+
 def _term_filter(data: DashboardData, id_: str, key: str, label: str, placeholder: str) -> dmc.MultiSelect:
     """A filter over one annotation: the atlas's ontology terms as a tree with cell counts, and
     the labels that matched no term; the values are term labels (or those labels)."""
     help_text = _FILTER_HELP[key] if data.has_vocabulary else "the studies' own labels (this atlas records no ontology terms)"
     return dmc.MultiSelect(id=id_, data=data.filter_choices(key).options, value=[], searchable=True, clearable=True, size="xs",
-                           label=label, placeholder=placeholder, description=help_text, maxDropdownHeight=360)
+                           label=label, placeholder=placeholder, description=help_text, maxDropdownHeight=360,
+                           renderOption=INDENTED_OPTION)
 
 
 def _controls(data: DashboardData):
@@ -199,7 +204,7 @@ def _controls(data: DashboardData):
                         size="xs", label="Group diseases by", placeholder="each disease on its own" if data.has_vocabulary else
                         "this atlas records no disease terms", disabled=not data.disease_group_choices.options,
                         description="MONDO parent terms: each disease under one counts as it (the first chosen that applies)",
-                        maxDropdownHeight=320),
+                        maxDropdownHeight=320, renderOption=INDENTED_OPTION),
         html.Div(id=ids.DISEASE_GROUPS_NOTE, className="note"),
         dmc.NumberInput(id=ids.MIN_COVERAGE, value=d["min_coverage"], min=FRACTION_RANGES["min_coverage"][0],
                         max=FRACTION_RANGES["min_coverage"][1], step=0.05, decimalScale=2, size="xs", debounce=True,
@@ -208,7 +213,7 @@ def _controls(data: DashboardData):
         dmc.NumberInput(id=ids.NULL_DRAWS, value=d["null_draws"], min=0, max=NULL_RANGE[1], step=100, size="xs", debounce=True,
                         label="Specificity vs random gene sets: draws (0 = off; 1,000 gives p ≥ 0.001)"),
         dmc.Select(id=ids.REFERENCE, data=data.filter_choices("diseases").options, value=d["reference"], searchable=True, size="xs",
-                   allowDeselect=False, label="Reference donors", maxDropdownHeight=320,
+                   allowDeselect=False, label="Reference donors", maxDropdownHeight=320, renderOption=INDENTED_OPTION,
                    description="each disease is compared with these donors within its own studies (a term includes its subtypes)"),
     ], gap=8, className="controls")
 
@@ -244,6 +249,8 @@ def build_layout(data: DashboardData):
             dmc.TextInput(id=ids.SHARE_LINK, value="", readOnly=True, size="xs", w=260, className="share-link"),
             dcc.Clipboard(target_id=ids.SHARE_LINK, id=ids.COPY_LINK, title="copy link to this view", className="copy-link"),
             dmc.Button("Snapshot (zip)", id=ids.SNAPSHOT, size="compact-sm", variant="default"),
+            dmc.TextInput(id=ids.VIEW_NAME, placeholder="name this view", size="xs", w=150,
+                          **{"aria-label": "name of the view to save"}),
             dmc.Button("Save view", id=ids.SAVE_VIEW, size="compact-sm", variant="default"),
             dmc.Switch(id=ids.PRESENTER, label="Presenter", size="sm"),
         ], gap="xs"),
@@ -251,6 +258,8 @@ def build_layout(data: DashboardData):
     presenter_bar = dmc.Group([
         dmc.Button("◀ previous view", id=ids.PREV_VIEW, size="compact-md", variant="light"),
         dmc.Text(id=ids.VIEW_POS, size="lg"),
+        dmc.Select(id=ids.SAVED_VIEW_PICK, data=[], placeholder="open a saved view", size="md", w=320, clearable=False,
+                   **{"aria-label": "saved views, by name"}),
         dmc.Button("next view ▶", id=ids.NEXT_VIEW, size="compact-md", variant="light"),
     ], justify="center", className="presenter-bar")
     d = DEFAULTS
@@ -276,7 +285,7 @@ def build_layout(data: DashboardData):
                       _graph("drivers", 380)]), span=12)]),
         dmc.Grid([dmc.GridCol(_graph("comparison", 380), span=12),
                   dmc.GridCol(_graph("scatter", 380), span=12)]),
-    ], gap="sm")
+    ], gap="sm", className="diseases-tab")
     fmt = figures.GRID_FORMATS
 
     def shown(kind: str) -> dict:  # numbers as the rest of the dashboard writes them (figures.format_value)

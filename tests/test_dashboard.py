@@ -890,6 +890,7 @@ def test_every_callback_is_a_top_level_function_of_a_callbacks_module(tiny_build
                      "render.render_umap", "render.render_drivers", "render.render_forest", "render.pick_forest_disease",
                      "modules.render_modules", "modules.show_module", "modules.add_missing", "modules.use_module",
                      "export.download", "presenter.set_presenter", "presenter.save_view", "presenter.step",
+                     "presenter.saved_view_options", "presenter.open_saved_view",
                      "celltype_genes.rank_genes", "celltype_genes.show_spread", "celltype_genes.pick_gene",
                      "celltype_genes.send_top", "celltype_genes.send_selected"}
 
@@ -926,6 +927,15 @@ def test_the_query_callback_stores_a_result_or_says_why_not(ms1_key):
     assert failed["result_key"] is None and failed["query_error"]["genes"] == "NOT_A_GENE"
     assert "none of the 1 requested genes" in failed["query_error"]["error"]
     assert progress[-1] == (0, "failed: see the message above the tabs")  # never left on a step (issue 18)
+    # the Data switch keeping only the real study, which holds healthy donors alone: one message, nothing
+    # computed (no result stored, no null drawn: issue 36, item 8)
+    real = state | {"data_kind": "real", "cell_types": [], "min_coverage": 0.0}
+    real_params = query_params(read_state(real.items(), data.known_values, strict=True)[0], expression=data.atlas.has_expression)
+    nothing = query_run(data, progress.append, real)
+    assert nothing["result_key"] is None and nothing["query_error"]["error"].startswith("Nothing to rank: ")
+    assert "no null was drawn" in nothing["query_error"]["error"] and "1 samples" not in nothing["query_error"]["error"]
+    assert progress[-1] == (0, "not run: nothing to rank (see the message above the tabs)")
+    assert data.stored_result(data.result_key(real_params)) is None
     # settings that form no query: said in the status, nothing stored; the views keep the last
     # result (no update: the out-of-date marker says so) and the old gene decisions go
     assert query_run(data, progress.append, state | {"genes": " , "}) == {
@@ -1000,6 +1010,8 @@ def test_the_run_request_draws_the_ranking_before_the_job(ms1_key, monkeypatch):
 
 
 def test_the_render_callbacks_show_a_result_an_error_or_nothing(ms1_key):
+    from dashboard.views.results import NO_RESULT_NOTE
+
     data, state, key = ms1_key
     view = {"top_n": 2, "group_by": "study", "heat": "dotplot", "order": "score", "color": "disease"}
     views = render.render(data, key, None, False, None, **view)
@@ -1023,7 +1035,9 @@ def test_the_render_callbacks_show_a_result_an_error_or_nothing(ms1_key):
     assert len(rows) == len(result.diseases) > 2 and [r[1] for r in rows] == [str(g) for g in result.diseases["group"]]
     failed = render.render(data, None, {"error": "no cells match the filters", "genes": "CD14 NOPE"}, False, None, **view)
     assert failed["status"].children == "no cells match the filters" and failed["study_rows"] == []
-    assert "NOPE" in _text(failed["resolution"]) and failed["disease_fig"].to_dict()["layout"]["meta"]["empty"] == "no cells match the filters"
+    assert "NOPE" in _text(failed["resolution"]) and failed["disease_fig"].to_dict()["layout"]["meta"]["empty"] == NO_RESULT_NOTE
+    # the message shows once, in the status; the figures only point to it (issue 36, item 8)
+    assert "no cells match the filters" in _text(failed["status"])
     for no_result in ((None, None), ("not-a-key", None)):
         with pytest.raises(dash.exceptions.PreventUpdate):
             render.render(data, *no_result, False, None, **view)
@@ -1037,7 +1051,7 @@ def test_the_render_callbacks_show_a_result_an_error_or_nothing(ms1_key):
         render.render_umap(data, key, None, "cells", "disease", False, umap["drawn"])
     assert render.render_umap(data, key, None, "cells", "score", True, umap["drawn"])["umap_fig"].layout.font.size == 20
     gone = render.render_umap(data, None, {"error": "no cells match the filters", "genes": ""}, "cells", "score", False, umap["drawn"])
-    assert gone["umap_fig"].to_dict()["layout"]["meta"]["empty"] == "no cells match the filters"
+    assert gone["umap_fig"].to_dict()["layout"]["meta"]["empty"] == NO_RESULT_NOTE
     second = views["driver_groups"][1]
     drivers = render.render_drivers(data, second, key, True)["driver_fig"]
     assert drivers.layout.title.text.startswith(f"Driver genes in {second}") and drivers.layout.font.size == 20
@@ -1096,6 +1110,11 @@ def test_out_of_date_marker_cancel_and_short_links(ms1_key, tiny_atlas):
     assert search.startswith("?s=") and len(search) < 40
     restored = link.restore(data, search, 3)
     assert restored["genes"] == long["genes"] and restored["request"] == 4 and restored["notes"] is None
+    # the short link opens its view without asking again: the server wrote it once the list ran (run anyway)
+    from dashboard.state import normalise_genes
+
+    assert restored["accepted"] == normalise_genes(long["genes"])
+    assert link.restore(data, "?genes=CD14", 0)["accepted"] is dash.no_update
     lost = link.restore(data, "?s=0123456789abcdef", 0)
     assert "not known to this server" in _text(lost["notes"]) and lost["genes"] == ""
     assert link.gene_box_text("CD14,LYZ 2.0,, VCAN:3") == "CD14\nLYZ 2.0\nVCAN:3"
@@ -1197,7 +1216,18 @@ def test_presenter_mode_and_saved_views(ms1_key):
         "search": "?genes=CD14,LYZ,S100A8,VCAN", "position": "view 1 of 2: CD14, LYZ, S100A8…"}
     assert presenter.step(data, 1, None, saved, "?genes=CD14,LYZ,S100A8,VCAN", trigger=ids.PREV_VIEW)["search"] == "?genes=MS4A1"
     assert presenter.step(data, None, None, saved, "?genes=MS4A1", trigger=ids.SAVED_VIEWS) == {"search": dash.no_update,
-                                                                                                   "position": "view 2 of 2"}
+                                                                                                   "position": "view 2 of 2: MS4A1"}
+    # a view saved under a name is listed, stepped to and reopened by that name (issue 36, item 7)
+    named = presenter.save_view(data, 4, "?genes=IFI27", saved, "IFI27", "  Sepsis:\n the monocyte  signature ")["saved"]
+    assert named[-1] == {"search": "?genes=IFI27", "label": "Sepsis: the monocyte signature"}
+    assert presenter.save_view(data, 5, "?genes=X", [], "X", "n" * 200)["saved"][0]["label"] == "n" * presenter.MAX_VIEW_NAME
+    assert presenter.step(data, 1, None, named, "?genes=MS4A1", trigger=ids.NEXT_VIEW)["position"] == "view 3 of 3: Sepsis: the monocyte signature"
+    listed = presenter.saved_view_options(data, named, "?genes=IFI27")
+    assert [o["label"] for o in listed["options"]] == ["1. CD14, LYZ, S100A8…", "2. MS4A1", "3. Sepsis: the monocyte signature"]
+    assert listed["value"] == "?genes=IFI27"
+    assert presenter.open_saved_view(data, "?genes=MS4A1", "?genes=IFI27") == {"search": "?genes=MS4A1"}
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        presenter.open_saved_view(data, "?genes=IFI27", "?genes=IFI27")
     assert presenter.step(data, None, None, [], None, trigger=ids.SAVED_VIEWS)["position"] == "no saved views yet: use 'Save view'"
 
 

@@ -29,6 +29,7 @@ from dashboard.callbacks.render import (
 )
 from dashboard.callbacks.wiring import QUERY_CONTROLS, bind, control_pairs, controls
 from dashboard.state import normalise_genes, query_params, read_state
+from dashboard.views.nothing_to_rank import nothing_to_rank
 from dashboard.views.results import empty_views, resolution_panel
 
 __all__ = ["CANCELLED", "FINISH_WAIT_S", "NO_GENES", "NOT_RUN_FEW_GENES", "STUDY_GRIDS", "asks_first", "finish_now", "on_cancel", "rank_now",
@@ -127,6 +128,11 @@ def run_query(data, set_progress, run_clicks: int | None, request: int | None, a
         set_progress((0, ""))
         # the old gene decisions belong to genes no longer in the box
         return {"result_key": dash.no_update, "query_error": dash.no_update, "status": NO_GENES, "resolution": [], "ask": HIDDEN, "ask_text": dash.no_update}
+    nothing = nothing_to_rank(data.atlas, params)
+    if nothing is not None:  # the Data switch keeps no disease to rank: said once, nothing computed (issue 36, item 8)
+        set_progress((0, "not run: nothing to rank (see the message above the tabs)"))
+        return {"result_key": None, "query_error": {"error": nothing, "genes": state["genes"]}, "status": dash.no_update,
+                "resolution": dash.no_update, "ask": HIDDEN, "ask_text": dash.no_update}
     asked = asks_first(data, params, state["genes"], accepted)
     if asked is not None:
         set_progress((0, "not run: few of the entries are genes (see above)"))
@@ -214,8 +220,9 @@ def rank_now(data, run_clicks: int | None, request: int | None, presenter: bool 
     try:
         state, _ = read_state(control_pairs(query_settings), data.known_values, strict=True)
         params = query_params(state, expression=data.atlas.has_expression)
-        if params is not None and asks_first(data, params, state["genes"], accepted) is not None:
-            params = None  # run_query asks first
+        if params is not None and (nothing_to_rank(data.atlas, params) is not None
+                                   or asks_first(data, params, state["genes"], accepted) is not None):
+            params = None  # run_query says there is nothing to rank, or asks first
         partial = data.rank(params) if params is not None else None
     except QueryError:  # the job reports it, with the gene decisions
         partial = None
