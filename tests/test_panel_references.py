@@ -124,3 +124,55 @@ def test_the_build_report_shows_the_label_transfer_per_label(tissue_atlas):
     rows = [r for r in label_rows(entry["BLOOD_PANEL"]) if r["kind"] == "cell_type"]
     assert all(r["neighbours"] and r["neighbours"].split(":")[0] in ("supported", "not settled", "contradicted") for r in rows
                if r["label"] in {t["label"] for t in transfer})
+
+
+def _entry_with_evidence() -> dict:
+    """An atlas entry's report as the build writes it: a matched label the neighbours support, one
+    they contradict, an unmatched label with the text's, the neighbours' and the markers' proposals."""
+    return {"id": "S", "report": {"vocabulary": {
+        "cell_type": {
+            "mapped": [{"label": "CD56+ NK", "term_id": NK, "term_label": "natural killer cell", "how": "reader", "n_cells": 31},
+                       {"label": "DC2", "term_id": "CL:0000784", "term_label": "plasmacytoid dendritic cell", "how": "synonym",
+                        "n_cells": 20}],
+            "unmapped": [{"label": "Cluster 7", "reason": "no term with this label or synonym", "n_cells": 40}],
+            "proposals": [{"label": "Cluster 7", "proposal": MONOCYTE, "proposal_label": "classical monocyte"}],
+            "evidence": {"supported": 1, "not_settled": 1, "flags": [{"label": "DC2", "term_id": "CL:0000784", "set": "cDC2",
+                                                                     "score": -0.4}],
+                         "proposals": [{"label": "Cluster 7", "proposal": MONOCYTE, "set": "CD14+ Monocyte"}]},
+            "transfer": [{"label": "Cluster 7", "n_cells": 40, "term": MONOCYTE, "term_label": "classical monocyte", "share": 0.9,
+                          "verdict": "proposed", "text": "90% of its 40 cells' neighbours say CL:0000860: proposed, not applied"},
+                         {"label": "CD56+ NK", "n_cells": 31, "term": NK, "term_label": "natural killer cell", "share": 0.8,
+                          "verdict": "supported", "text": "80% of its 31 cells' neighbours say CL:0000623 natural killer cell"},
+                         {"label": "DC2", "n_cells": 20, "term": "CL:0002399", "term_label": "CD1c-positive myeloid dendritic cell",
+                          "share": 0.7, "verdict": "contradicted", "text": "CHECK: 70% of its 20 cells' neighbours say CL:0002399"}]},
+        "disease": {"mapped": [{"label": "healthy", "term_id": "PATO:0000461", "term_label": "normal", "how": "healthy",
+                                "n_cells": 91}], "unmapped": []}}}}
+
+
+def test_label_rows_and_the_studies_tab_show_term_how_evidence_and_proposal():
+    from compute.atlas import label_rows, transfer_line
+    from dashboard import ids
+    from dashboard.views.studies import study_vocabulary_table
+
+    entry = _entry_with_evidence()
+    rows = {r["label"]: r for r in label_rows(entry)}
+    assert rows["CD56+ NK"]["how"] == "by reading the label" and rows["CD56+ NK"]["neighbours"].startswith("supported:")
+    assert rows["DC2"]["neighbours"].startswith("contradicted: CHECK") and "cDC2" in rows["DC2"]["markers"]
+    assert rows["Cluster 7"]["term_id"] is None and rows["Cluster 7"]["how"] == "no term with this label or synonym"
+    proposal = rows["Cluster 7"]["proposal"]
+    assert "classical monocyte (CL:0000860) from the label's text" in proposal
+    assert "from its cells' neighbours in other studies (90%)" in proposal and "from its cells' marker genes" in proposal
+    assert "not applied" in proposal and rows["healthy"]["proposal"] is None
+    line = transfer_line(entry)
+    assert "1 cell-type labels supported" in line and "CHECK, the neighbours contradict" in line and "'DC2'" in line
+    assert "the neighbours propose (not applied): 'Cluster 7' -> classical monocyte" in line
+
+    table = study_vocabulary_table("S", entry)
+    assert table.id == f"{ids.STUDY_VOCABULARY_PREFIX}S"
+    cells = [[str(td.children) for td in tr.children] for tr in table.children[1].children]
+    by_label = {c[1]: c for c in cells}
+    assert by_label["CD56+ NK"][2:5] == ["natural killer cell", NK, "by reading the label"]
+    assert by_label["CD56+ NK"][6].startswith("supported:")
+    assert by_label["Cluster 7"][2] == "no term: kept as its own group" and by_label["Cluster 7"][6].startswith("PROPOSED: classical monocyte")
+    assert "CHECK" in by_label["DC2"][6] and by_label["healthy"][4] == "healthy -> normal (PATO)"
+    assert study_vocabulary_table("S", {"report": {}}) is None

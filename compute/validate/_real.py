@@ -108,7 +108,8 @@ def other_real_studies(work: str | Path) -> list[dict]:
     return out
 
 
-def two_panel_manifest(work: str | Path, *, epochs: int = 8, extra_studies: list[dict] | None = None, panel_dropout: float = 0.0) -> Path:
+def two_panel_manifest(work: str | Path, *, epochs: int = 8, extra_studies: list[dict] | None = None, panel_dropout: float = 0.0,
+                       panel_consistency: float = 0.0) -> Path:
     """Write the two copies (h5ad) and a manifest for them plus PBMC 68k into ``work``;
     returns the manifest path. Both copies label their cells 'PBMC' (the sample has no
     annotation), so the triplet loss pairs them; each copy is one sample."""
@@ -134,7 +135,7 @@ def two_panel_manifest(work: str | Path, *, epochs: int = 8, extra_studies: list
     manifest = {
         "version": 1, "atlas": {"name": "real-two-panel", "out": "atlas"}, "seed": 0,
         "model": {"kind": "train", "hidden_sizes": [256, 128], "latent_dim": 64, "epochs": epochs, "batch_size": 256,
-                  "panel_dropout": panel_dropout},
+                  "panel_dropout": panel_dropout, "panel_consistency": panel_consistency},
         "ingest": {"min_genes": 200, "min_counts": 500, "min_gene_overlap": 300},
         "attribution": {"method": "ig", "n_steps": 50, "batch_size": 256},
         "embedding": {"umap": False},
