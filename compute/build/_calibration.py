@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["FULL_SHARE", "GENE_SCALE_FILE", "POOL_CELLS", "REFERENCE_CELLS", "REFERENCE_SHARE", "calibrate_panels"]
+__all__ = ["FULL_SHARE", "GENE_SCALE_FILE", "POOL_CELLS", "REFERENCE_CELLS", "REFERENCE_SHARE", "calibrate_panels", "factors_from_cells"]
 
 GENE_SCALE_FILE = "gene_scale.npy"
 FULL_SHARE = 0.99  # a study whose panel carries at least this share of the attribution needs no calibration
@@ -265,6 +265,25 @@ def calibrate_panels(root: Path, entries: list[dict], n_genes: int, attribution:
         entries[i]["panel"]["gene_scale"] = GENE_SCALE_FILE
         written[entries[i]["id"]] = {GENE_SCALE_FILE: str(path)}
     return written
+
+
+def factors_from_cells(root: Path, entries: list[dict], n_genes: int, study_id: str, cells: tuple[np.ndarray, np.ndarray],
+                       attribution: dict, min_detected: int = MIN_DETECTED) -> tuple[np.ndarray | None, dict]:
+    """The factors of written partial-panel study ``study_id`` computed through the atlas's encoder
+    from the given reference cells (study index, row within the study; studies ascending, rows
+    ascending within each) as the build computes them, less its matching step: (float32 factors
+    over the gene order, or None when too few of the cells would pass the study's QC; the summary).
+    For checks on cells the build's calibration never saw."""
+    from compute.atlas import read_study_panel
+    from compute.model import load_encoder
+
+    entry = next(e for e in entries if e["id"] == study_id)
+    X, A_full, counts = _reference_sample(root, entries, cells, n_genes)
+    encoder = load_encoder(root / "model")
+    encoder.eval()
+    measured = np.asarray(read_study_panel(root / entry["dir"])[0], dtype=np.int64)
+    return _calibrate_one(encoder, X, A_full, counts, measured, float(entry["panel"]["expr_share"]), entry["report"]["qc"],
+                          float(entry["panel"]["attr_share"]), attribution, min_detected)
 
 
 def _calibrate_one(encoder, X: sp.csr_matrix, A_full: sp.csr_matrix, counts: np.ndarray, measured: np.ndarray, share: float,

@@ -330,17 +330,19 @@ def train_on_corpus(
                 recon = ((_forward(decoder.network, z, share) - x) ** 2).sum() / (batch * n_genes)
                 consistency = z.sum() * 0.0
                 if masked and spec.panel_consistency > 0:
-                    # the target: each cell as measured, embedded as the atlas will embed it (eval mode:
-                    # running statistics, no dropout) and held fixed. A target taken in training mode
-                    # (batch statistics, other dropout masks) taught nothing that held in eval mode:
-                    # the two copies stayed apart (issue 34)
-                    with torch.no_grad():
-                        encoder.eval()
-                        target = encoder(x)
-                        encoder.train()
+                    # the cells shown on another panel, and the same cells as measured (held fixed), both
+                    # embedded as the atlas embeds them (eval mode: running statistics, no dropout), the
+                    # gradient through the first. Pulled together in training mode instead (batch
+                    # statistics, other dropout masks), the embeddings drew together there and not in
+                    # eval mode: the two copies of real cells stayed apart (issue 34)
                     rows = torch.from_numpy(on_other[lo:hi]).to(device)
+                    encoder.eval()
+                    with torch.no_grad():
+                        target = encoder(x[rows])
+                    seen = encoder(shown[rows])
+                    encoder.train()
                     # this rank's rows over the global batch size: the ranks' gradients sum to the batch's
-                    consistency = ((z - target)[rows] ** 2).sum() / batch
+                    consistency = ((seen - target) ** 2).sum() / batch
                 z_all = z if world == 1 else _gather(z, sizes)
                 trip, n_trip = triplet_loss(z_all, torch.from_numpy(label_codes[idx].astype(np.int64)).to(device),
                                             torch.from_numpy(study_codes[idx].astype(np.int64)).to(device), spec.margin,
