@@ -483,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
                               "two copies of the same cells, two-panel hit ratios, references, training time")
     bp.add_argument("--epochs", type=int, default=8)
     bp.add_argument("--panel-dropout", type=float, default=0.5, help="model.panel_dropout of the 'after' build")
-    bp.add_argument("--panel-consistency", type=float, default=100.0, help="model.panel_consistency of the 'after' build")
+    bp.add_argument("--panel-consistency", type=float, default=10.0, help="model.panel_consistency of the 'after' build")
     bp.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     bp.add_argument("--work", default="/tmp/sigatlas-bench-panels", help="folder for the two atlases (kept for reuse)")
     bp.add_argument("--json", metavar="PATH")

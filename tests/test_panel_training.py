@@ -42,17 +42,20 @@ def _mixing(X, studies, labels, panels, **spec_kw) -> float:
                                      panels=panels)
     with torch.no_grad():
         Z = encoder(torch.from_numpy(X.toarray())).numpy()
-    return integration_metrics(Z, labels.astype(object), studies).mixing, history
+    return integration_metrics(Z, labels.astype(object), studies), history
 
 
 def test_panel_consistency_brings_the_two_panels_of_the_same_cells_together():
     X, studies, labels, panels = _two_panels()
-    before, _ = _mixing(X, studies, labels, panels)
-    dropout_only, _ = _mixing(X, studies, labels, panels, panel_dropout=0.5)
-    after, history = _mixing(X, studies, labels, panels, panel_dropout=0.5, panel_consistency=100.0)
+    before = _mixing(X, studies, labels, panels)[0].mixing
+    dropout_only = _mixing(X, studies, labels, panels, panel_dropout=0.5)[0].mixing
+    metrics, history = _mixing(X, studies, labels, panels, panel_dropout=0.5, panel_consistency=100.0)
+    after = metrics.mixing
     assert before < 0.05 and dropout_only < 0.05  # an island: the panel alone tells the copies apart
-    # measured 0.45 on this corpus (15 epochs, 1 thread); the bound leaves room for float noise
-    assert after > 0.25 and after > before + 0.2, (before, dropout_only, after)
+    # measured 0.52 of perfect mixing on this corpus (15 epochs, 1 thread), purity 0.92; the bounds
+    # leave room for float noise
+    assert after > 0.3 and after > before + 0.25, (before, dropout_only, after)
+    assert metrics.purity >= 0.8, metrics.text()  # the cell types stay apart
     assert history["epochs"][-1]["consistency"] < history["epochs"][0]["consistency"]
 
 

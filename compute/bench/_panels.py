@@ -24,7 +24,7 @@ __all__ = ["PanelBenchConfig", "panel_figures", "run_panel_bench"]
 class PanelBenchConfig:
     epochs: int = 8
     panel_dropout: float = 0.5
-    panel_consistency: float = 100.0
+    panel_consistency: float = 10.0
     threads: int = 1
     work: str = "/tmp/sigatlas-bench-panels"
 
