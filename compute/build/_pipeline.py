@@ -642,9 +642,10 @@ def _transfer_evidence(b: _Build) -> None:
     for w in b.written:
         entry = w["entry"]
         section = ((entry.get("report") or {}).get("vocabulary") or {}).get("cell_type")
-        if not isinstance(section, dict) or entry["id"] not in files:
+        cells_file = b.root / entry["dir"] / CELLS_FILE
+        if not isinstance(section, dict) or entry["id"] not in files or not cells_file.is_file() or not Path(files[entry["id"]]).is_file():
             continue
-        labels = pd.read_parquet(b.root / entry["dir"] / CELLS_FILE, columns=["cell_type_original"])["cell_type_original"]
+        labels = pd.read_parquet(cells_file, columns=["cell_type_original"])["cell_type_original"]
         with np.load(files[entry["id"]], allow_pickle=False) as z:
             predicted = z["pred"]
         if len(predicted) != len(labels):  # not the cells written: say nothing rather than something wrong
