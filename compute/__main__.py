@@ -180,6 +180,15 @@ def _cmd_bench_build(args) -> int:
     return 0
 
 
+def _cmd_bench_panels(args) -> int:
+    from compute.bench import PanelBenchConfig, run_panel_bench
+
+    cfg = PanelBenchConfig(epochs=args.epochs, panel_dropout=args.panel_dropout, panel_consistency=args.panel_consistency,
+                           threads=args.threads, work=args.work)
+    run_panel_bench(cfg, json_path=args.json)
+    return 0
+
+
 def _cmd_validate(args) -> int:
     from compute.validate import FULL, QUICK, run_validation
 
@@ -490,6 +499,16 @@ def main(argv: list[str] | None = None) -> int:
     bt.add_argument("--work", default="/tmp/sigatlas-bench-training", help="folder for the simulated pieces (kept for reuse)")
     bt.add_argument("--json", metavar="PATH")
     bt.set_defaults(func=_cmd_bench_training)
+
+    bp = bench_sub.add_parser("panels", help="the real two-panel atlas with and without panel-aware training: mixing of the "
+                              "two copies of the same cells, two-panel hit ratios, references, training time")
+    bp.add_argument("--epochs", type=int, default=8)
+    bp.add_argument("--panel-dropout", type=float, default=0.5, help="model.panel_dropout of the 'after' build")
+    bp.add_argument("--panel-consistency", type=float, default=10.0, help="model.panel_consistency of the 'after' build")
+    bp.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    bp.add_argument("--work", default="/tmp/sigatlas-bench-panels", help="folder for the two atlases (kept for reuse)")
+    bp.add_argument("--json", metavar="PATH")
+    bp.set_defaults(func=_cmd_bench_panels)
 
     args = p.parse_args(argv)
     try:

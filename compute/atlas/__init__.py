@@ -16,12 +16,15 @@ from compute.atlas._read import Atlas, SignatureWarning, StudyInfo
 from compute.atlas._report import (
     NOT_RECORDED,
     atlas_warnings,
+    how_matched,
     integration_line,
+    label_rows,
     label_transfer_line,
     measured_share,
     study_report_lines,
     study_report_text,
     study_warnings,
+    transfer_line,
     vocabulary_lines,
 )
 from compute.atlas._store import GeneMajorStore, write_gene_major
@@ -87,12 +90,15 @@ __all__ = [
     "read_study_panel",
     "NOT_RECORDED",
     "atlas_warnings",
+    "how_matched",
     "integration_line",
+    "label_rows",
     "label_transfer_line",
     "measured_share",
     "study_report_lines",
     "study_report_text",
     "study_warnings",
+    "transfer_line",
     "vocabulary_lines",
     "write_atlas",
 ]
