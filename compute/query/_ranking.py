@@ -170,6 +170,21 @@ def differential(means: pd.DataFrame, ref_means: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _reference_taken_out(atlas, params: RankingParams, sel: np.ndarray) -> tuple[np.ndarray, int]:
+    """(the reference's cells: the population's other filters with the ``versus`` diseases, how
+    many of them the population ``sel`` held). A population that asks for every disease (or
+    for a reference disease among others) holds the reference; the comparison takes it out of
+    the population rather than compare cells with themselves. Raises QueryError when nothing
+    of the population is left."""
+    ref_sel = atlas.select(cell_types=params.cell_types or None, diseases=list(params.versus),
+                           tissues=params.tissues or None, studies=params.studies or None)
+    shared = int((sel & ref_sel).sum())
+    if shared and not (sel & ~ref_sel).any():
+        raise QueryError(f"the population is its reference ({', '.join(params.versus)}): every one of its {shared:,} cells is a "
+                         "reference cell; choose other diseases for the population (for example sepsis versus normal)")
+    return ref_sel, shared
+
+
 def gene_ranking(atlas, params: RankingParams | None = None, **kw) -> GeneRanking:
     """Rank every gene of ``atlas`` in the population ``params`` selects (see RankingParams;
     keyword arguments build one). Raises QueryError for an empty population or reference."""
@@ -178,6 +193,10 @@ def gene_ranking(atlas, params: RankingParams | None = None, **kw) -> GeneRankin
                                         for k, v in kw.items()})
     sel = atlas.select(cell_types=params.cell_types or None, diseases=params.diseases or None,
                        tissues=params.tissues or None, studies=params.studies or None)
+    ref_sel, taken_out = None, 0
+    if params.versus:
+        ref_sel, taken_out = _reference_taken_out(atlas, params, sel)
+        sel = sel & ~ref_sel
     samples, means = sample_gene_means(atlas, sel, params.store, params.scale, params.cell_min)
     if samples.empty:
         raise QueryError(f"no sample has {params.cell_min}+ cells in the population (cell types "
@@ -192,12 +211,6 @@ def gene_ranking(atlas, params: RankingParams | None = None, **kw) -> GeneRankin
              f"each sample counts once (the mean over its cells), whatever its size"]
     ref_samples = ref_means = None
     if params.versus:
-        ref_sel = atlas.select(cell_types=params.cell_types or None, diseases=list(params.versus),
-                               tissues=params.tissues or None, studies=params.studies or None)
-        overlap = sel & ref_sel
-        if overlap.any():
-            raise QueryError(f"the population and its reference share {int(overlap.sum()):,} cells: choose diseases "
-                             "that do not overlap (for example a disease versus normal)")
         ref_samples, ref_means = sample_gene_means(atlas, ref_sel, params.store, params.scale, params.cell_min)
         if ref_samples.empty:
             raise QueryError(f"no reference sample ({', '.join(params.versus)}) has {params.cell_min}+ cells of the population")
@@ -207,6 +220,9 @@ def gene_ranking(atlas, params: RankingParams | None = None, **kw) -> GeneRankin
         tested = diff["p"].notna().to_numpy()
         notes.append(f"reference: {len(ref_samples)} samples ({', '.join(params.versus)}); Welch's t-test over sample means, "
                      f"{int(tested.sum()):,} genes tested (2+ samples measured on each side), Benjamini-Hochberg q-values")
+        if taken_out:
+            notes.append(f"the reference's {taken_out:,} cells ({', '.join(params.versus)}) are taken out of the population: "
+                         "it holds the other diseases only")
     table = table.sort_values(["mean", "top_share"], ascending=False, kind="stable")
     table.insert(0, "rank", np.arange(1, len(table) + 1))
     table.index.name = "gene"
