@@ -71,20 +71,30 @@ def ranking_rows(attr, expr=None) -> list[dict]:
     ``gene``, ``rank`` (by attribution), ``expr_rank`` (by expression; None when ``expr`` is None
     or the gene was not measured), ``mean_attr``, ``mean_expr``, ``top_share``, ``n_samples`` and,
     with a reference, ``ref_mean``, ``diff``, ``log2fc``, ``p`` and ``q`` (of the attributions)."""
+    # column by column (an iterrows over 5,000 genes took 0.7 s of the tab's answer)
     t = attr.table
     e = expr.table.reindex(t.index) if expr is not None else None
-    has_ref = "q" in t.columns
-    rows = []
-    for i, (gene, r) in enumerate(t.iterrows()):
-        row = {"gene": str(gene), "rank": int(r["rank"]),
-               "expr_rank": None if e is None or not np.isfinite(e["rank"].iloc[i]) else int(e["rank"].iloc[i]),
-               "mean_attr": _num(r["mean"]), "mean_expr": None if e is None else _num(e["mean"].iloc[i]),
-               "top_share": _num(r["top_share"], 3), "n_samples": int(r["n_samples"])}
-        if has_ref:
-            row |= {"ref_mean": _num(r["ref_mean"]), "diff": _num(r["diff"]), "log2fc": _num(r["log2fc"], 3),
-                    "p": _num(r["p"], 3), "q": _num(r["q"], 3)}
-        rows.append(row)
-    return rows
+    n = len(t)
+    none = [None] * n
+    columns = {"gene": [str(g) for g in t.index], "rank": [int(v) for v in t["rank"]],
+               "expr_rank": none if e is None else _ints(e["rank"]), "mean_attr": _nums(t["mean"]),
+               "mean_expr": none if e is None else _nums(e["mean"]), "top_share": _nums(t["top_share"], 3),
+               "n_samples": [int(v) for v in t["n_samples"]]}
+    if "q" in t.columns:
+        columns |= {"ref_mean": _nums(t["ref_mean"]), "diff": _nums(t["diff"]), "log2fc": _nums(t["log2fc"], 3),
+                    "p": _nums(t["p"], 3), "q": _nums(t["q"], 3)}
+    names = list(columns)
+    return [dict(zip(names, values)) for values in zip(*columns.values())]
+
+
+def _nums(values, digits: int = 4) -> list:
+    """:func:`_num` of each value."""
+    return [_num(v, digits) for v in np.asarray(values, dtype=float).tolist()]
+
+
+def _ints(values) -> list:
+    """Whole numbers, None for NaN (a gene the other ranking does not hold)."""
+    return [int(v) if np.isfinite(v) else None for v in np.asarray(values, dtype=float).tolist()]
 
 
 def grid_columns(has_ref: bool) -> list[dict]:
