@@ -148,3 +148,16 @@ SAVED_VIEWS = "saved-views"
 PREV_VIEW = "prev-view"
 NEXT_VIEW = "next-view"
 VIEW_POS = "view-pos"
+
+# the Cells tab's explorer (issue 36 item 13): any column or gene painted, split, two lassoed groups compared
+CELLS_FIG = "cells-fig"
+CELLS_COLOR = "cells-color"  # a cell-type, sample or donor column of the atlas's cells
+CELLS_GENE = "cells-gene"  # a gene painted on the UMAP (overrides the column)
+CELLS_GENE_STORE = "cells-gene-store"  # attribution or expression
+CELLS_SPLIT = "cells-split"  # one panel per value of a column
+CELLS_SET_A = "cells-set-a"
+CELLS_SET_B = "cells-set-b"
+CELLS_COMPARE = "cells-compare"
+CELLS_GROUPS = "cells-groups"  # the two groups' cell positions (re-checked on the server)
+CELLS_GROUPS_NOTE = "cells-groups-note"
+CELLS_NOTE = "cells-note"

@@ -12,6 +12,7 @@ from dashboard import figures, ids
 from dashboard.data import DashboardData
 from dashboard.presets import PRESETS, QUICK_PRESETS, preset_options
 from dashboard.state import CHOICES, DEFAULTS, FRACTION_RANGES, INT_RANGES, NULL_RANGE
+from dashboard.views.cell_selection import cells_explorer
 from dashboard.views.evidence import DISEASE_ORDERS, EFFECT_HELP
 from dashboard.views.genes_tab import cell_genes_tab
 from dashboard.views.modules import TOP_MISSING
@@ -359,7 +360,8 @@ def build_layout(data: DashboardData):
                                                              "study": "study"}, DEFAULTS["color"])]),
                        dmc.Badge(id=ids.UMAP_BADGE, variant="light", size="lg")]),
             dmc.Text(id=ids.UMAP_LABELS, size="xs", c="dimmed"),
-            _graph("umap", 620)]), value="cells", pt="sm"),
+            _graph("umap", 620),
+            cells_explorer(data)]), value="cells", pt="sm"),
         dmc.TabsPanel(dmc.Stack([
             dmc.Group([
                 html.Div([dmc.Text("Groups", size="xs", c="dimmed"), _segmented(ids.GROUP_BY, GROUP_LABELS, DEFAULTS["group_by"])]),

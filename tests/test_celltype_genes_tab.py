@@ -176,3 +176,54 @@ def test_figures_without_expression_or_a_gene():
     assert meta["attribution_only"] == ["A", "B"] and meta["expression_only"] == ["C", "D"] and meta["both"] == []
     assert "empty" in spread_figure("A", None).to_dict()["layout"]["meta"]
     assert np.isfinite(rank_rank_figure(attr, expr, top=2).to_dict()["layout"]["xaxis"]["range"]).all()
+
+
+def _texts(component) -> str:
+    """Every string inside a component tree, joined."""
+    if isinstance(component, str):
+        return component
+    children = getattr(component, "children", None)
+    items = children if isinstance(children, list | tuple) else [children] if children is not None else []
+    return " ".join(_texts(c) for c in items)
+
+
+def test_versus_normal_takes_the_reference_out_and_sends_the_versus_ranking(data):
+    """Issue 36 item 5: "classical monocyte versus normal" works (the normal monocytes leave the
+    population, and the view says so); "send the top N" sends the versus test's top genes and
+    the gene box's resolution panel shows the sent genes, not the last query's."""
+    out = cg.rank_genes(data, **_settings(rank_cell_types=[MONO], rank_versus=["normal"]))
+    assert out["store"] is not None and "q" in [c["field"] for c in out["columns"]]
+    assert "taken out of the population" in _texts(out["note"]) and "every disease but normal" in _texts(out["note"])
+    assert out["send_label"] == cg.SEND_VERSUS_LABEL
+    ranking = gene_ranking(data.atlas, cell_types=MONO, versus="normal")
+    assert "normal" not in set(ranking.samples["disease"])
+    sent = cg.send_top(data, 1, 5, out["store"])
+    genes = sent["genes"].split("\n")
+    table = ranking.table
+    up = table[(table["diff"] > 0) & table["p"].notna()]
+    assert genes == list(up.sort_values(["p", "diff"], ascending=[True, False]).index[:5])
+    assert genes != list(table.index[:5]) or up.index[:5].equals(table.index[:5])
+    assert (table.loc[genes, "diff"] > 0).all() and "versus" in sent["sent"] or "reference" in sent["sent"]
+    panel = _texts(sent["resolution"])
+    assert f"{len(genes)} of {len(genes)} genes matched" in panel and "not run yet" in panel
+    # without a reference, the button and the send are the attribution ranking's
+    plain = cg.rank_genes(data, **_settings(rank_cell_types=[MONO]))
+    assert plain["send_label"] == cg.SEND_TOP_LABEL
+
+
+def test_the_spread_plot_titles_fit():
+    """Issue 36 item 5: the per-sample spread names each panel's unit above it (two y-axis titles
+    side by side ran into each other) and leaves room for its two title lines."""
+    import pandas as pd
+
+    from compute.query import GeneRanking, RankingParams
+
+    samples = pd.DataFrame({"study": ["S1", "S2"], "sample": ["a", "b"], "disease": ["x", "x"], "n_cells": [5, 6],
+                            "simulated": [False, True]}, index=["S1/a", "S2/b"])
+    per = pd.DataFrame({"S1/a": [1.0], "S2/b": [2.0]}, index=["G"])
+    table = pd.DataFrame({"rank": [1], "mean": [1.5]}, index=["G"])
+    r = GeneRanking(params=RankingParams(), table=table, samples=samples, per_sample=per)
+    fig = spread_figure("G", r, r, title="<b>G</b> in<br>a long population label").to_dict()["layout"]
+    assert not fig["yaxis"].get("title", {}).get("text") and not fig["yaxis2"].get("title", {}).get("text")
+    assert [a["text"] for a in fig["annotations"]][:2] == ["mean attribution per sample", "mean log expression per sample"]
+    assert fig["margin"]["t"] >= 100
