@@ -83,7 +83,9 @@ def empty_figure(message: str) -> go.Figure:
     """A blank figure whose only content is ``message`` (why there is nothing to draw)."""
     note = dict(text=message, showarrow=False, font=dict(size=15, color="#555"), xref="paper", yref="paper", x=0.5, y=0.5)
     return go.Figure({"data": [], "layout": dict(annotations=[note], xaxis=dict(visible=False), yaxis=dict(visible=False), height=320,
-                                                 font=_FONT, margin=dict(l=10, r=10, t=30, b=10), meta={"empty": message})})
+                                                 font=_FONT, margin=dict(l=10, r=10, t=30, b=10), meta={"empty": message},
+                                                 # no camera on a placeholder: its image is no result (issue 36 item 9)
+                                                 modebar=dict(remove=["toImage"]))})
 
 
 def _is_empty(table) -> bool:

@@ -161,3 +161,4 @@ CELLS_COMPARE = "cells-compare"
 CELLS_GROUPS = "cells-groups"  # the two groups' cell positions (re-checked on the server)
 CELLS_GROUPS_NOTE = "cells-groups-note"
 CELLS_NOTE = "cells-note"
+SNAPSHOT_READY = "snapshot-ready"  # the snapshot's click, once this result's UMAP is drawn (callbacks.export.snapshot_umap)

@@ -36,11 +36,16 @@ CSV_ONLY_VIEWS = ("studies", "study_effects")  # views with a CSV export and no 
 _HIT_RULE_LABELS = {"percentile": "percentile", "quantile": "quantile", "value": "score value"}
 
 
+EXPORT_WAITS = "Exports are ready once a query has run"  # a disabled export button's tooltip (callbacks.export.export_ready)
+
+
 def _export_bar(view: str) -> dmc.Group:
-    buttons = [dmc.Button("CSV", id=f"{ids.CSV_PREFIX}{view}", size="compact-xs", variant="default", className="export")]
+    # disabled until a result exists: the landing page's placeholders are no figure to export
+    wait = {"disabled": True, "attributes": {"title": EXPORT_WAITS}}
+    buttons = [dmc.Button("CSV", id=f"{ids.CSV_PREFIX}{view}", size="compact-xs", variant="default", className="export", **wait)]
     if view not in CSV_ONLY_VIEWS:
-        buttons += [dmc.Button("SVG", id=f"{ids.IMG_PREFIX}{view}-svg", size="compact-xs", variant="default", className="export"),
-                    dmc.Button("PNG", id=f"{ids.IMG_PREFIX}{view}-png", size="compact-xs", variant="default", className="export")]
+        buttons += [dmc.Button("SVG", id=f"{ids.IMG_PREFIX}{view}-svg", size="compact-xs", variant="default", className="export", **wait),
+                    dmc.Button("PNG", id=f"{ids.IMG_PREFIX}{view}-png", size="compact-xs", variant="default", className="export", **wait)]
     return dmc.Group(buttons, gap=4, justify="flex-end", className="export-bar")
 
 
@@ -244,7 +249,8 @@ def build_layout(data: DashboardData):
             sim_badge,
             dmc.TextInput(id=ids.SHARE_LINK, value="", readOnly=True, size="xs", w=260, className="share-link"),
             dcc.Clipboard(target_id=ids.SHARE_LINK, id=ids.COPY_LINK, title="copy link to this view", className="copy-link"),
-            dmc.Button("Snapshot (zip)", id=ids.SNAPSHOT, size="compact-sm", variant="default"),
+            dmc.Button("Snapshot (zip)", id=ids.SNAPSHOT, size="compact-sm", variant="default", disabled=True,
+                       attributes={"title": EXPORT_WAITS}),
             dmc.Button("Save view", id=ids.SAVE_VIEW, size="compact-sm", variant="default"),
             dmc.Switch(id=ids.PRESENTER, label="Presenter", size="sm"),
         ], gap="xs"),
@@ -394,6 +400,7 @@ def build_layout(data: DashboardData):
         dcc.Store(id=ids.GENES_ACCEPTED),  # the gene text run anyway although few of its entries are genes
         dcc.Store(id=ids.RESULT_KEY),  # the key of the stored result of the last query that ran
         dcc.Store(id=ids.PARTIAL_KEY),  # while a query runs: its ranking, shown before the p-values are in
+        dcc.Store(id=ids.SNAPSHOT_READY),
         dcc.Store(id=ids.UMAP_DRAWN),  # the result and colour the UMAP shows (drawn only while its tab shows)
         dcc.Store(id=ids.RANKED),  # the ranking Run's request drew: the request that draws the rest follows it
         dcc.Store(id=ids.VIEWS_DRAWN),  # the result and view settings the views show (so a render does not draw them twice)

@@ -83,9 +83,9 @@ def test_a_term_id_reads_as_its_label_and_bad_input_is_shown(data, mono):
     assert bad["rows"] == [] and bad["store"] is None and "unknown cell type 'no such cell'" in bad["note"].children
     none = cg.rank_genes(data, **_settings())
     assert none["rows"] == [] and none["note"] == "Choose a cell type to rank its genes." and none["send_disabled"] is True
-    # the population and its reference may not overlap: compute's reason is shown
+    # a population that is its reference is refused (compute's reason shown); one that holds it loses it (issue 36)
     overlap = cg.rank_genes(data, **_settings(rank_cell_types=[MONO], rank_versus=["normal"], rank_diseases=["normal"]))
-    assert overlap["rows"] == [] and "share" in overlap["note"].children
+    assert overlap["rows"] == [] and "is its reference" in overlap["note"].children
 
 
 def test_a_reference_adds_the_test_and_the_spread_shows_every_sample(data):
@@ -227,3 +227,74 @@ def test_the_spread_plot_titles_fit():
     assert not fig["yaxis"].get("title", {}).get("text") and not fig["yaxis2"].get("title", {}).get("text")
     assert [a["text"] for a in fig["annotations"]][:2] == ["mean attribution per sample", "mean log expression per sample"]
     assert fig["margin"]["t"] >= 100
+
+
+def test_two_groups_of_cells_compared_donors_as_the_unit(data):
+    """Issue 36 item 13: two groups picked on the UMAP (a lasso's points carry their cell
+    positions) are compared in the Genes in a cell type view, each sample counting once."""
+    from compute.query import compare_cell_groups, differential, sample_gene_means
+    from dashboard.callbacks import cell_selection as cs
+
+    cells = data.atlas.cells
+    mono = (cells["cell_type"] == MONO).to_numpy()
+    normal = (cells["disease"] == "normal").to_numpy()
+    a, b = np.flatnonzero(mono & ~normal), np.flatnonzero(mono & normal)
+    lasso = lambda idx: {"points": [{"customdata": int(i), "x": 0, "y": 0} for i in idx] + [{"customdata": -5}, {"customdata": "x"}]}  # noqa: E731
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        cs.set_group_a(data, None, lasso(a), None)
+    empty = cs.set_group(data, "a", {"points": []}, None)
+    assert empty["groups"] is dash.no_update and "No cell selected" in empty["note"]
+    g = cs.set_group_a(data, 1, lasso(a), None)
+    assert g["groups"]["a"] == sorted(map(int, a)) and g["compare_disabled"] is True
+    g = cs.set_group_b(data, 1, lasso(b), g["groups"])
+    assert g["compare_disabled"] is False and f"group B: {len(b):,} cells" in g["note"]
+    out = cs.compare_groups(data, 1, g["groups"])
+    assert out["tab"] == "cell_genes" and out["store"]["lasso"].startswith(cg.LASSO_PREFIX)
+    # the same numbers as the per-sample means of each group, tested over samples
+    ref = compare_cell_groups(data.atlas, a, b, cell_min=cs.GROUP_CELL_MIN)
+    s_a, m_a = sample_gene_means(data.atlas, mono & ~normal, cell_min=cs.GROUP_CELL_MIN)
+    s_b, m_b = sample_gene_means(data.atlas, mono & normal, cell_min=cs.GROUP_CELL_MIN)
+    gene = out["rows"][0]["gene"]
+    assert out["rows"][0]["mean_attr"] == pytest.approx(m_a[gene].mean(), rel=1e-3)
+    assert out["rows"][0]["ref_mean"] == pytest.approx(m_b[gene].mean(), rel=1e-3, nan_ok=True)
+    assert ref.table.loc[gene, "p"] == pytest.approx(differential(m_a[[gene]], m_b[[gene]]).loc[gene, "p"], nan_ok=True)
+    assert len(ref.samples) == len(s_a) and len(ref.ref_samples) == len(s_b)
+    # the spread and the send answer from the stored comparison
+    spread = cg.show_spread(data, gene, out["store"])["spread"].to_dict()["layout"]
+    assert spread["meta"]["gene"] == gene and "picked on the UMAP" in spread["title"]["text"]
+    assert cg.send_top(data, 1, 3, out["store"])["genes"].count("\n") == 2
+    # a tampered store, or a group of positions outside the atlas, is said, not raised
+    assert cg.send_top(data, 1, 3, {"lasso": "nope", "label": "x"})["sent"].startswith("Nothing sent")
+    bad = cs.compare_groups(data, 1, {"a": [data.atlas.n_cells + 3], "b": list(map(int, b))})
+    assert bad["tab"] is dash.no_update and "Pick group A and group B first" in str(bad["note"])
+
+
+def test_the_cells_explorer_colours_splits_and_paints(data):
+    """Issue 36 item 13: colour by any sample or donor column the cells carry, split by one,
+    and one gene painted (unmeasured cells apart); every point names its cell."""
+    from dashboard.callbacks import cell_selection as cs
+    from dashboard.views.cell_selection import sample_columns
+
+    cells = data.atlas.cells
+    columns = sample_columns(cells)
+    assert {"study", "sample", "donor", "disease"} <= set(columns) and "cell_id" not in columns and "n_counts" not in columns
+    # a donor column the atlas had (sex) is offered as soon as the cells carry it
+    with_sex = cells.assign(sex=np.where(cells["sample"].astype(str).str.len() % 2 == 0, "female", "male"))
+    assert "sex" in sample_columns(with_sex)
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        cs.draw_cells(data, "diseases", "study", None, "attr", None, None)
+    fig = cs.draw_cells(data, "cells", "study", None, "attr", None, None)["figure"].to_dict()
+    names = [t["name"] for t in fig["data"]]
+    assert sorted(names) == sorted(cells["study"].astype(str).unique())
+    colours = [t["marker"]["color"] for t in fig["data"]]
+    assert len(set(colours)) == len(colours)  # every study its own colour
+    assert sum(len(t["customdata"]) for t in fig["data"]) == data.atlas.n_cells
+    split = cs.draw_cells(data, "cells", "cell_type", None, "attr", "disease", None)["figure"].to_dict()
+    assert split["layout"]["meta"]["panels"] == sorted(cells["disease"].astype(str).unique())
+    gene = data.atlas.genes[0]
+    painted = cs.draw_cells(data, "cells", "study", gene, "expr", None, None)
+    values = data.atlas.gene_values([gene], store="expr")[:, 0]
+    drawn = {t["name"]: t for t in painted["figure"].to_dict()["data"]}
+    assert len(drawn[gene]["customdata"]) == int(np.isfinite(values).sum())
+    np.testing.assert_allclose(drawn[gene]["marker"]["color"], values[drawn[gene]["customdata"]], rtol=1e-6)
+    assert cs.draw_cells(data, "cells", "no_such_column", "NOT_A_GENE", "attr", None, None)["note"]
