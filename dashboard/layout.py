@@ -289,41 +289,46 @@ def build_layout(data: DashboardData):
     def shown(kind: str) -> dict:  # numbers as the rest of the dashboard writes them (figures.format_value)
         return {"function": f"params.value == null ? '–' : {fmt[kind]}(params.value)"}
 
+    wrap = {"wrapText": True, "autoHeight": True,
+            "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}}
+    # 860 px at 1280 x 800 (beside the sidebar): the numbers a reader compares in view, the long texts
+    # (title, notes) and the coverage details in column groups that open with their header's arrow
+    # (issue 36 item 6: the fourteen columns were 1,880 px wide and ran out of view)
     grid = _grid(ids.STUDY_GRID, [
-        # the study stays in view while the coverage columns scroll in; the numbers a reader
-        # compares come first, the long texts last (they wrap)
-        {"field": "rank", "headerName": "#", "width": 64, "pinned": "left"}, {"field": "study", "width": 104, "pinned": "left"},
-        {"field": "mean_hit_pct", "headerName": "mean hit %", "width": 112, "sort": "desc", "valueFormatter": shown("pct"),
+        {"field": "rank", "headerName": "#", "width": 48, "pinned": "left"},
+        {"headerName": "Study", "marryChildren": True, "children": [
+            {"field": "study", "width": 96, "pinned": "left"},
+            {"field": "title", "columnGroupShow": "open", "width": 260, "tooltipField": "title", **wrap},
+            {"field": "notes", "headerName": "Notes", "columnGroupShow": "open", "width": 240, "tooltipField": "notes", **wrap}]},
+        {"field": "mean_hit_pct", "headerName": "mean hit %", "width": 80, "sort": "desc", "valueFormatter": shown("pct"),
          "filter": "agNumberColumnFilter", "headerTooltip": STAT_HELP["hit %"]},
         # p at the floor the draws allow reads "≤ floor", as in the disease table
-        {"field": "p_value", "headerName": "p (null)", "width": 104, "filter": "agNumberColumnFilter",
+        {"field": "p_value", "headerName": "p (null)", "width": 84, "filter": "agNumberColumnFilter",
          "valueFormatter": {"function": f"params.value == null ? '–' : (params.data.p_floor != null && params.value <= "
                                        f"params.data.p_floor * (1 + 1e-9) ? '≤ ' + {fmt['p']}(params.data.p_floor) : {fmt['p']}(params.value))"},
          "headerTooltip": STAT_HELP["p"]},
         # a q made from a p at the floor is an upper bound too (figures.format_q)
-        {"field": "q_value", "headerName": "q (BH)", "width": 96, "filter": "agNumberColumnFilter",
+        {"field": "q_value", "headerName": "q (BH)", "width": 80, "filter": "agNumberColumnFilter",
          "valueFormatter": {"function": f"params.value == null ? '–' : (params.data.p_floor != null && params.data.p_value != null && "
                                        f"params.data.p_value <= params.data.p_floor * (1 + 1e-9) ? '≤ ' : '') + {fmt['q']}(params.value)"},
          "headerTooltip": STAT_HELP["q (BH)"]},
-        {"field": "data", "width": 128, "cellClassRules": {"sim-cell": "params.value == 'SIMULATED'"}},
-        {"field": "samples", "width": 116, "filter": "agNumberColumnFilter"},
-        {"field": "cells", "width": 96, "valueFormatter": shown("count"), "filter": "agNumberColumnFilter"},
-        {"field": "diseases", "flex": 1, "minWidth": 180, "wrapText": True, "autoHeight": True,
-         "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}},
-        {"field": "title", "flex": 2, "minWidth": 240, "wrapText": True, "autoHeight": True, "tooltipField": "title",
-         "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}},
-        {"field": "measured", "headerName": "Genes measured", "width": 150, "filter": "agNumberColumnFilter",
-         "valueFormatter": {"function": "params.value == null ? '' : params.value + ' / ' + params.data.requested"},
-         "headerTooltip": "signature genes this study measured, of those matched in the model"},
-        {"field": "coverage", "headerName": "Coverage", "width": 120, "filter": "agNumberColumnFilter",
-         "valueFormatter": {"function": "params.value == null ? '' : d3.format('.0%')(params.value)"},
-         "headerTooltip": "the share of the signature's weight carried by the genes this study measured"},
-        {"field": "measured_share", "headerName": "Measured share", "width": 150, "filter": "agNumberColumnFilter",
-         "valueFormatter": {"function": "params.value == null ? 'not recorded' : d3.format('.0%')(params.value)"},
-         "headerTooltip": "the share of a cell's attribution this study's gene panel is estimated to carry; its values are "
-                          "multiplied by it to put every panel on one scale"},
-        {"field": "notes", "headerName": "Notes", "flex": 2, "minWidth": 220, "wrapText": True, "autoHeight": True,
-         "tooltipField": "notes", "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}},
+        {"field": "data", "width": 100, "cellClassRules": {"sim-cell": "params.value == 'SIMULATED'"}},
+        {"field": "samples", "width": 80, "filter": "agNumberColumnFilter"},
+        {"field": "cells", "width": 76, "valueFormatter": shown("count"), "filter": "agNumberColumnFilter"},
+        {"field": "diseases", "flex": 1, "minWidth": 120, **wrap},
+        {"headerName": "Genes", "marryChildren": True, "children": [
+            {"field": "coverage", "headerName": "Coverage", "width": 92, "filter": "agNumberColumnFilter",
+             "valueFormatter": {"function": "params.value == null ? '' : d3.format('.0%')(params.value)"},
+             "headerTooltip": "the share of the signature's weight carried by the genes this study measured"},
+            {"field": "measured", "headerName": "Genes measured", "columnGroupShow": "open", "width": 110,
+             "filter": "agNumberColumnFilter",
+             "valueFormatter": {"function": "params.value == null ? '' : params.value + ' / ' + params.data.requested"},
+             "headerTooltip": "signature genes this study measured, of those matched in the model"},
+            {"field": "measured_share", "headerName": "Measured share", "columnGroupShow": "open", "width": 110,
+             "filter": "agNumberColumnFilter",
+             "valueFormatter": {"function": "params.value == null ? 'not recorded' : d3.format('.0%')(params.value)"},
+             "headerTooltip": "the share of a cell's attribution this study's gene panel is estimated to carry; its values are "
+                              "multiplied by it to put every panel on one scale"}]},
     ], page_size=20)
     effects_grid = _grid(ids.STUDY_EFFECTS_GRID, [
         {"field": "disease", "width": 150, "pinned": "left"}, {"field": "study", "width": 104, "pinned": "left"},
