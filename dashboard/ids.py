@@ -158,6 +158,7 @@ CELLS_SPLIT = "cells-split"  # one panel per value of a column
 CELLS_SET_A = "cells-set-a"
 CELLS_SET_B = "cells-set-b"
 CELLS_COMPARE = "cells-compare"
+CELLS_PICKED = "cells-picked"  # the cell positions of the UMAP's selection, taken in the page
 CELLS_GROUPS = "cells-groups"  # the two groups' cell positions (re-checked on the server)
 CELLS_GROUPS_NOTE = "cells-groups-note"
 CELLS_NOTE = "cells-note"

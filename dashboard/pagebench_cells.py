@@ -62,7 +62,7 @@ _SELECT_JS = """
 const gd = document.querySelector('#cells-fig .js-plotly-plot');
 const want = arguments[0], inside = arguments[1];
 const points = [];
-gd.data.forEach((t, c) => {
+gd._fullData.forEach((t, c) => {
     if ((String(t.name) === want) !== inside) { return; }
     (t.customdata || []).forEach((cell, i) => points.push({curveNumber: c, pointNumber: i, pointIndex: i, x: t.x[i], y: t.y[i],
                                                            customdata: cell}));
@@ -124,7 +124,7 @@ def measure_views(url: str, *, repeats: int, timeout: float = 120.0) -> dict[str
                 out["cells_tab"].append({"what": "open the Cells tab", "seconds": seconds})
         cell_types = drv.execute_script(
             "const p = document.querySelector('#cells-fig .js-plotly-plot');"
-            "return p.data.map(t => [String(t.name), (t.customdata || []).length]);")
+            "return p._fullData.map(t => [String(t.name), (t.customdata || []).length]);")
         cell_types = [name for name, n in sorted(cell_types, key=lambda x: -x[1]) if n >= 30]
         for i, name in enumerate(cell_types[: repeats + 1]):
             drv.execute_script(_SELECT_JS, name, True)

@@ -42,7 +42,7 @@ def _emit_selection(browser, pick: str) -> int:
         "const gd = document.querySelector('#cells-fig .js-plotly-plot');"
         f"const pick = (name) => {pick};"
         "const points = [];"
-        "gd.data.forEach((t, c) => { if (!pick(String(t.name))) { return; }"
+        "gd._fullData.forEach((t, c) => { if (!pick(String(t.name))) { return; }"
         "  (t.customdata || []).forEach((cell, i) => points.push({curveNumber: c, pointNumber: i, pointIndex: i,"
         "    x: t.x[i], y: t.y[i], customdata: cell})); });"
         "gd.emit('plotly_selected', {points: points});"

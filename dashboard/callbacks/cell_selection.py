@@ -12,7 +12,7 @@ import json
 
 import dash
 import dash_mantine_components as dmc
-from dash import Input, Output, State
+from dash import Input, Output, State, clientside_callback
 
 from compute.errors import QueryError
 from compute.query import compare_cell_groups
@@ -40,7 +40,7 @@ def _clean(groups: dict | None, n_cells: int) -> dict:
 
 
 def draw_cells(data, tab: str | None, color: str | None, gene: str | None, store: str | None, split: str | None,
-               groups: dict | None) -> dict:
+               groups: dict | None = None) -> dict:
     """{"figure", "note"}: the explorer's UMAP under the chosen colour column or painted gene
     (``store``: attr or expr), split by ``split``, the groups outlined; drawn while the Cells tab
     shows (``tab``). A column or gene the atlas lacks is said in the note, not raised."""
@@ -71,9 +71,13 @@ def draw_cells(data, tab: str | None, color: str | None, gene: str | None, store
 
 def set_group(data, which: str, selection: dict | None, groups: dict | None) -> dict:
     """{"groups", "note", "compare_disabled"}: group ``which`` ("a" or "b") set to the cells of the
-    lasso or box ``selection``; nothing selected says so."""
+    lasso or box ``selection`` (Plotly's selection event, or the cell positions the page took from
+    it); nothing selected says so."""
     groups = _clean(groups, data.atlas.n_cells)
-    picked = selected_cells(selection, data.atlas.n_cells)
+    if isinstance(selection, dict):  # a selection event as Plotly gives it
+        picked = selected_cells(selection, data.atlas.n_cells)
+    else:  # the cell positions the page took from it (ids.CELLS_PICKED)
+        picked = _clean({"a": selection if isinstance(selection, list) else []}, data.atlas.n_cells)["a"]
     if not picked:
         return {"groups": dash.no_update, "note": "No cell selected: draw a lasso or a box around cells on the UMAP first.",
                 "compare_disabled": not (groups["a"] and groups["b"])}
@@ -134,16 +138,27 @@ def register(app: dash.Dash, data) -> None:
     app.callback(
         output={"figure": Output(ids.CELLS_FIG, "figure"), "note": Output(ids.CELLS_NOTE, "children")},
         inputs={"tab": Input(ids.TABS, "value"), "color": Input(ids.CELLS_COLOR, "value"), "gene": Input(ids.CELLS_GENE, "value"),
-                "store": Input(ids.CELLS_GENE_STORE, "value"), "split": Input(ids.CELLS_SPLIT, "value"),
-                "groups": Input(ids.CELLS_GROUPS, "data")},
+                "store": Input(ids.CELLS_GENE_STORE, "value"), "split": Input(ids.CELLS_SPLIT, "value")},
     )(bind(draw_cells, data))
+    # the selection's cell positions taken in the page: a lasso around 30,000 cells made a 3 MB
+    # selection (a dict per point) that the server refused; their positions are 200 kB
+    clientside_callback(
+        """function(sel) {
+            const out = new Set();
+            for (const p of ((sel || {}).points || [])) {
+                const c = Array.isArray(p.customdata) ? p.customdata[0] : p.customdata;
+                if (Number.isInteger(c) && c >= 0) { out.add(c); }
+            }
+            return Array.from(out).sort((a, b) => a - b);
+        }""",
+        Output(ids.CELLS_PICKED, "data"), Input(ids.CELLS_FIG, "selectedData"))
     for fn, button in ((set_group_a, ids.CELLS_SET_A), (set_group_b, ids.CELLS_SET_B)):
         app.callback(
             output={"groups": Output(ids.CELLS_GROUPS, "data", allow_duplicate=True),
                     "note": Output(ids.CELLS_GROUPS_NOTE, "children", allow_duplicate=True),
                     "compare_disabled": Output(ids.CELLS_COMPARE, "disabled", allow_duplicate=True)},
             inputs={"clicks": Input(button, "n_clicks")},
-            state={"selection": State(ids.CELLS_FIG, "selectedData"), "groups": State(ids.CELLS_GROUPS, "data")},
+            state={"selection": State(ids.CELLS_PICKED, "data"), "groups": State(ids.CELLS_GROUPS, "data")},
             prevent_initial_call=True,
         )(bind(fn, data))
     app.callback(

@@ -76,8 +76,9 @@ def explore_figure(coords: np.ndarray, cells: pd.DataFrame, *, color: str = "cel
     figures.distinct_colours: every category its own), or, given ``gene`` and ``gene_values``
     (one per cell; NaN where the cell's study did not measure it), the gene's ``store`` value
     (viridis, highest on top; unmeasured cells a faint grey trace). ``split``: one panel per value
-    of that column (at most MAX_PANELS). Every point's ``customdata`` is its cell position, so a
-    lasso or box selection names cells. ``groups`` ({"a": positions, "b": positions}) outlines
+    of that column (at most MAX_PANELS). Every point's ``customdata`` is its cell position (a plain
+    list: Dash reads a selection's customdata from the trace by index, which a typed array does
+    not allow), so a lasso or box selection names cells. ``groups`` ({"a": positions, "b": positions}) outlines
     the chosen groups. ``layout.meta``: {"color", "gene", "store", "split", "panels", "n_cells"}."""
     n = len(cells)
     if coords is None or len(coords) != n or n == 0:
@@ -114,12 +115,12 @@ def explore_figure(coords: np.ndarray, cells: pd.DataFrame, *, color: str = "cel
             missing = idx[~np.isfinite(values[idx])]
             if missing.size:
                 fig.add_trace(go.Scattergl(x=coords[missing, 0], y=coords[missing, 1], mode="markers", name="not measured",
-                                           marker=dict(size=3, color="#e4e4e4"), customdata=missing, showlegend=k == 0,
+                                           marker=dict(size=3, color="#e4e4e4"), customdata=missing.tolist(), showlegend=k == 0,
                                            legendgroup="nm", hovertemplate="not measured in this cell's study<extra></extra>"), **where)
             have = idx[np.isfinite(values[idx])]
             have = have[np.argsort(values[have], kind="stable")]
             fig.add_trace(go.Scattergl(
-                x=coords[have, 0], y=coords[have, 1], mode="markers", name=gene, showlegend=False, customdata=have,
+                x=coords[have, 0], y=coords[have, 1], mode="markers", name=gene, showlegend=False, customdata=have.tolist(),
                 marker=dict(size=3 if split else 4, color=values[have], colorscale="Viridis", cmin=0, cmax=cmax, showscale=k == 0,
                             colorbar=dict(title=dict(text=f"{gene}<br>{GENE_STORES[store]}"))),
                 text=[f"{v:.3g}" for v in values[have]],
@@ -132,7 +133,7 @@ def explore_figure(coords: np.ndarray, cells: pd.DataFrame, *, color: str = "cel
                 # one legend entry per category, whichever panel draws it first
                 fig.add_trace(go.Scattergl(x=coords[idx, 0], y=coords[idx, 1], mode="markers", name=str(c), legendgroup=str(c),
                                            showlegend=c not in in_legend, marker=dict(size=3 if split else 4, color=colour_of[c]),
-                                           customdata=idx, hovertemplate=f"{column_label(color)}: {c}<extra></extra>"), **where)
+                                           customdata=idx.tolist(), hovertemplate=f"{column_label(color)}: {c}<extra></extra>"), **where)
                 in_legend.add(c)
     if groups:
         for key, colour in (("a", "#D55E00"), ("b", "#0072B2")):
@@ -141,7 +142,7 @@ def explore_figure(coords: np.ndarray, cells: pd.DataFrame, *, color: str = "cel
             if pos.size and not split:
                 fig.add_trace(go.Scattergl(x=coords[pos, 0], y=coords[pos, 1], mode="markers", name=f"group {key.upper()}",
                                            marker=dict(size=7, color="rgba(0,0,0,0)", line=dict(width=1.2, color=colour)),
-                                           hoverinfo="skip", customdata=pos))
+                                           hoverinfo="skip", customdata=pos.tolist()))
     what = f"{gene} ({GENE_STORES[store]})" if painted else column_label(color)
     title = f"UMAP of all {n:,} cells coloured by {what}" + (f", split by {column_label(split)}" if split else "")
     height = 560 if not split else max(420, 230 * n_rows + 90)
@@ -214,5 +215,6 @@ def cells_explorer(data: DashboardData) -> html.Div:
         dmc.Text("Colour or split the cells by any column the studies carry, paint a gene, or pick two groups of cells with "
                  "the lasso or the box and compare their genes (each donor's sample counts once).", size="xs", c="dimmed"),
         controls, compare, html.Div(id=ids.CELLS_NOTE, className="note"), dcc.Store(id=ids.CELLS_GROUPS, data={"a": [], "b": []}),
+        dcc.Store(id=ids.CELLS_PICKED, data=[]),
         graph,
     ], className="panel", id="cells-explorer")
