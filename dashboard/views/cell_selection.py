@@ -214,7 +214,7 @@ def cells_explorer(data: DashboardData) -> html.Div:
         dmc.Text("Every cell of the atlas", fw=700, size="sm"),
         dmc.Text("Colour or split the cells by any column the studies carry, paint a gene, or pick two groups of cells with "
                  "the lasso or the box and compare their genes (each donor's sample counts once).", size="xs", c="dimmed"),
-        controls, compare, html.Div(id=ids.CELLS_NOTE, className="note"), dcc.Store(id=ids.CELLS_GROUPS, data={"a": [], "b": []}),
-        dcc.Store(id=ids.CELLS_PICKED, data=[]),
+        controls, compare, html.Div(id=ids.CELLS_NOTE, className="note"), dcc.Store(id=ids.CELLS_GROUPS, data={"a": "", "b": ""}),
+        dcc.Store(id=ids.CELLS_PICKED, data=""),
         graph,
     ], className="panel", id="cells-explorer")
