@@ -130,13 +130,13 @@ def group_key(data, groups: dict) -> str:
 
 def compare_groups(data, clicks: int | None, groups: dict | None) -> dict:
     """The "Genes in a cell type" view (RANK_OUTPUTS, by name) for group A against group B, and
-    ``tab`` (that view shows) and ``note``; bad or empty groups are said in the note."""
+    ``tab`` (that view shows) and ``cells_note`` (the explorer's); bad or empty groups are said there."""
     if not clicks:
         raise dash.exceptions.PreventUpdate
     groups = _clean(groups, data.atlas.n_cells)
     if not groups["a"] or not groups["b"]:
         return {name: dash.no_update for name in RANK_OUTPUTS} | {
-            "tab": dash.no_update, "note": dmc.Alert("Pick group A and group B first.", color="orange", p="xs")}
+            "tab": dash.no_update, "cells_note": dmc.Alert("Pick group A and group B first.", color="orange", p="xs")}
     key = group_key(data, groups)
     names = (f"group A ({len(groups['a']):,} cells)", f"group B ({len(groups['b']):,} cells)")
     try:
@@ -147,11 +147,12 @@ def compare_groups(data, clicks: int | None, groups: dict | None) -> dict:
             data.store_result(f"{key}|{store}", rankings[store])
     except QueryError as exc:
         return {name: dash.no_update for name in RANK_OUTPUTS} | {
-            "tab": dash.no_update, "note": dmc.Alert(f"These groups cannot be compared: {exc}", color="red", p="xs", id="cells-error")}
+            "tab": dash.no_update, "cells_note": dmc.Alert(f"These groups cannot be compared: {exc}", color="red", p="xs",
+                                                           id="cells-error")}
     label = f"{names[0]} vs {names[1]} (picked on the UMAP)"
     pop = {"rank_gene": None, "lasso": key, "label": label}
     views = ranked_views(data, pop, rankings["attr"], rankings.get("expr"), label)
-    return views | {"tab": CELLS_TAB_TARGET, "note": None}
+    return views | {"tab": CELLS_TAB_TARGET, "cells_note": None}
 
 
 CELLS_TAB_TARGET = "cell_genes"  # the "Genes in a cell type" tab
@@ -192,7 +193,7 @@ def register(app: dash.Dash, data) -> None:
     app.callback(
         output={**{name: Output(out.component_id, out.component_property, allow_duplicate=True) for name, out in RANK_OUTPUTS.items()},
                 "tab": Output(ids.TABS, "value", allow_duplicate=True),
-                "note": Output(ids.CELLS_NOTE, "children", allow_duplicate=True)},
+                "cells_note": Output(ids.CELLS_NOTE, "children", allow_duplicate=True)},
         inputs={"clicks": Input(ids.CELLS_COMPARE, "n_clicks")},
         state={"groups": State(ids.CELLS_GROUPS, "data")},
         prevent_initial_call=True,
