@@ -86,7 +86,7 @@ def _click_option(drv, control_id: str, label: str, timeout: float) -> None:
     """Open a Mantine (Multi)Select, type ``label`` and click its option (the click the clock sees)."""
     from selenium.webdriver.common.by import By
 
-    box = drv.find_element(By.ID, control_id)
+    box = _wait(lambda: (lambda b: b if b.is_displayed() else None)(drv.find_element(By.ID, control_id)), timeout, control_id)
     box.click()
     box.send_keys(label)
     _wait(lambda: drv.execute_script(
