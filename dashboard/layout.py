@@ -312,10 +312,10 @@ def build_layout(data: DashboardData):
          "valueFormatter": {"function": f"params.value == null ? '–' : (params.data.p_floor != null && params.data.p_value != null && "
                                        f"params.data.p_value <= params.data.p_floor * (1 + 1e-9) ? '≤ ' : '') + {fmt['q']}(params.value)"},
          "headerTooltip": STAT_HELP["q (BH)"]},
-        {"field": "data", "width": 100, "cellClassRules": {"sim-cell": "params.value == 'SIMULATED'"}},
+        {"field": "data", "width": 96, "cellClassRules": {"sim-cell": "params.value == 'SIMULATED'"}},
         {"field": "samples", "width": 80, "filter": "agNumberColumnFilter"},
         {"field": "cells", "width": 76, "valueFormatter": shown("count"), "filter": "agNumberColumnFilter"},
-        {"field": "diseases", "flex": 1, "minWidth": 120, **wrap},
+        {"field": "diseases", "flex": 1, "minWidth": 108, **wrap},
         {"headerName": "Genes", "marryChildren": True, "children": [
             {"field": "coverage", "headerName": "Coverage", "width": 92, "filter": "agNumberColumnFilter",
              "valueFormatter": {"function": "params.value == null ? '' : d3.format('.0%')(params.value)"},

@@ -164,8 +164,9 @@ def rank_rank_figure(attr: pd.DataFrame, expr: pd.DataFrame | None, *, top: int 
     names = {"both": f"top {top} by both", "attribution_only": f"top {top} by attribution only",
              "expression_only": f"top {top} by expression only"}
     colours = {"both": figures.PALETTE[2], "attribution_only": figures.PALETTE[0], "expression_only": figures.PALETTE[1]}
-    labelled = set(top_a[:_LABELLED]) | set(top_e[:_LABELLED])
     pos = {g: i for i, g in enumerate(genes)}
+    labelled = _labels_apart([g for pair in zip(top_a[:_LABELLED], top_e[:_LABELLED], strict=False) for g in pair],
+                             {g: (x[pos[g]], y[pos[g]]) for g in genes}, far)
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=[1, far], y=[1, far], mode="lines", line=dict(color="#bbbbbb", dash="dot", width=1),
                              hoverinfo="skip", showlegend=False))
@@ -192,6 +193,26 @@ def rank_rank_figure(attr: pd.DataFrame, expr: pd.DataFrame | None, *, top: int 
     if simulated:
         _sim_annotation(fig)
     return fig
+
+
+def _labels_apart(candidates: list[str], at: dict, far: float, *, width_px: float = 460, height_px: float = 380) -> set[str]:
+    """The genes of ``candidates`` (in priority order) whose names, drawn above their points on the
+    log-log rank plot (``at``: gene -> (x rank, y rank)), do not run into a name already kept: the
+    plot's pixels estimated from the narrowest screen's plot area (``width_px`` x ``height_px``),
+    about 7 px per character and 15 px a line (issue 36: neighbouring top genes' names overlapped)."""
+    span = np.log10(far) + 0.2
+    kept, boxes = set(), []
+    for g in dict.fromkeys(candidates):
+        if g not in at:
+            continue
+        cx = np.log10(max(at[g][0], 1.0)) / span * width_px
+        cy = np.log10(max(at[g][1], 1.0)) / span * height_px - 12  # the name sits above the point
+        half = 3.6 * len(g) + 3
+        box = (cx - half, cx + half, cy - 8, cy + 8)
+        if all(box[1] < b[0] or box[0] > b[1] or box[3] < b[2] or box[2] > b[3] for b in boxes):
+            kept.add(g)
+            boxes.append(box)
+    return kept
 
 
 def _rank_text(v) -> str:
