@@ -225,7 +225,7 @@ def test_the_spread_plot_titles_fit():
     r = GeneRanking(params=RankingParams(), table=table, samples=samples, per_sample=per)
     fig = spread_figure("G", r, r, title="<b>G</b> in<br>a long population label").to_dict()["layout"]
     assert not fig["yaxis"].get("title", {}).get("text") and not fig["yaxis2"].get("title", {}).get("text")
-    assert [a["text"] for a in fig["annotations"]][:2] == ["mean attribution per sample", "mean log expression per sample"]
+    assert [a["text"] for a in fig["annotations"]][:2] == ["attribution<br>(mean per sample)", "log expression<br>(mean per sample)"]
     assert fig["margin"]["t"] >= 100
 
 

@@ -32,6 +32,8 @@ _LABELLED = 12  # genes named on the rank-rank plot: the top of each ranking
 _SIM = "includes SIMULATED data"
 _ATTR = "mean attribution per sample"
 _EXPR = "mean log expression per sample"
+# the spread's panel titles: two lines, so the two stay apart in a narrow figure
+_PANEL_TITLES = {_ATTR: "attribution<br>(mean per sample)", _EXPR: "log expression<br>(mean per sample)"}
 
 
 # -- texts ------------------------------------------------------------------------------------
@@ -207,8 +209,8 @@ def _labels_apart(candidates: list[str], at: dict, far: float, *, width_px: floa
             continue
         cx = np.log10(max(at[g][0], 1.0)) / span * width_px
         cy = np.log10(max(at[g][1], 1.0)) / span * height_px - 12  # the name sits above the point
-        half = 3.6 * len(g) + 3
-        box = (cx - half, cx + half, cy - 8, cy + 8)
+        half = 4.2 * len(g) + 4
+        box = (cx - half, cx + half, cy - 10, cy + 10)
         if all(box[1] < b[0] or box[0] > b[1] or box[3] < b[2] or box[2] > b[3] for b in boxes):
             kept.add(g)
             boxes.append(box)
@@ -245,7 +247,8 @@ def spread_figure(gene: str, attr, expr=None, *, title: str = "") -> go.Figure:
         return figures.empty_figure(f"{gene or 'No gene'} is not ranked in this population: pick a gene from the table or the plot")
     stores = [("attribution", attr, _ATTR)] + ([("expression", expr, _EXPR)] if expr is not None else [])
     # each panel's unit in its own title: two y-axis titles side by side ran into each other
-    fig = make_subplots(rows=1, cols=len(stores), subplot_titles=[s[2] for s in stores], horizontal_spacing=0.12)
+    fig = make_subplots(rows=1, cols=len(stores), subplot_titles=[_PANEL_TITLES[s[2]] for s in stores],
+                        horizontal_spacing=0.12)
     panels, missing, any_sim = {}, {}, False
     for col, (store, ranking, _) in enumerate(stores, start=1):
         panels[store], missing[store] = {}, 0
@@ -281,8 +284,10 @@ def spread_figure(gene: str, attr, expr=None, *, title: str = "") -> go.Figure:
                       meta={"gene": gene, "panels": panels, "not_measured": missing})
     fig.update_annotations(font_size=12)
     if any_sim:
-        fig.add_annotation(text="open circles: samples of SIMULATED studies", xref="paper", yref="paper", x=1, y=-0.12,
-                           xanchor="right", showarrow=False, font=dict(size=12, color="#D55E00"))
+        # below the group names, in a margin of its own
+        fig.add_annotation(text="open circles: samples of SIMULATED studies", xref="paper", yref="paper", x=1, y=0,
+                           yshift=-44, yanchor="top", xanchor="right", showarrow=False, font=dict(size=12, color="#D55E00"))
+        fig.update_layout(margin_b=80)
     return fig
 
 
