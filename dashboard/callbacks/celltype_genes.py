@@ -157,7 +157,7 @@ def show_spread(data, gene: str | None, store: dict | None) -> dict:
         return {"spread": figures.empty_figure(f"No spread to show: {exc}")}
     label = pop.get("label") or population_label(pop["rank_cell_types"], pop["rank_diseases"], pop["rank_studies"], pop["rank_versus"])
     # the gene, then the population on a line of its own: one long line ran out of the figure
-    return {"spread": spread_figure(pop["rank_gene"], attr, expr, title=f"<b>{pop['rank_gene']}</b> in<br>{label}")}
+    return {"spread": spread_figure(pop["rank_gene"], attr, expr, title=f"<b>{pop['rank_gene']}</b> in<br>{label.replace(' vs ', '<br>vs ')}")}
 
 
 def pick_gene(data, click: dict | None, cell: dict | None, trigger: str | None = None) -> dict:
