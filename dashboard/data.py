@@ -53,7 +53,7 @@ def _fresh_locks_in_child() -> None:
 
 os.register_at_fork(after_in_child=_fresh_locks_in_child)
 
-RANKING_VERSION = 1  # bump when GeneRanking changes shape
+RANKING_VERSION = 2  # bump when GeneRanking changes shape
 RESULT_VERSION = 2  # bump when QueryResult changes shape, so older cached results are not read (2: per-study coverage)
 
 # filter (state / API key) -> the annotation column it filters

@@ -83,7 +83,9 @@ def empty_figure(message: str) -> go.Figure:
     """A blank figure whose only content is ``message`` (why there is nothing to draw)."""
     note = dict(text=message, showarrow=False, font=dict(size=15, color="#555"), xref="paper", yref="paper", x=0.5, y=0.5)
     return go.Figure({"data": [], "layout": dict(annotations=[note], xaxis=dict(visible=False), yaxis=dict(visible=False), height=320,
-                                                 font=_FONT, margin=dict(l=10, r=10, t=30, b=10), meta={"empty": message})})
+                                                 font=_FONT, margin=dict(l=10, r=10, t=30, b=10), meta={"empty": message},
+                                                 # no camera on a placeholder: its image is no result (issue 36 item 9)
+                                                 modebar=dict(remove=["toImage"]))})
 
 
 def _is_empty(table) -> bool:
@@ -238,7 +240,29 @@ def label_colours(vocabulary, extra=()) -> dict[str, str]:
     colour in every figure of every query on that atlas. Beyond the palette's 22 colours they repeat."""
     labels = sorted(set(map(str, vocabulary)))
     labels += sorted(set(map(str, extra)) - set(labels))
-    return {label: LABEL_PALETTE[i % len(LABEL_PALETTE)] for i, label in enumerate(labels)}
+    palette = distinct_colours(len(labels))
+    return {label: palette[i] for i, label in enumerate(labels)}
+
+
+def distinct_colours(n: int) -> list[str]:
+    """``n`` different colours: LABEL_PALETTE, then (beyond its 22) colours spread around the hue
+    circle by the golden angle at three lightness levels, so that 25 studies never share one
+    (issue 36 item 6: a UMAP by study with repeated or grey colours cannot show mixing)."""
+    import colorsys
+
+    out = list(LABEL_PALETTE[:n])
+    taken = {c.lower() for c in out}
+    i = 0
+    while len(out) < n:
+        hue = (0.11 + i * 0.381966) % 1.0
+        light, sat = (0.42, 0.55, 0.32)[i % 3], (0.75, 0.6, 0.7)[(i // 3) % 3]
+        r, g, b = colorsys.hls_to_rgb(hue, light, sat)
+        colour = f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
+        if colour not in taken:
+            out.append(colour)
+            taken.add(colour)
+        i += 1
+    return out
 
 
 def _colour_of(label: str, colours: dict | None, i: int) -> str:
@@ -257,8 +281,8 @@ def _category_colours(labels: np.ndarray, fixed: dict | None = None) -> tuple[li
     cats = sorted(counts.index, key=lambda c: (-counts[c], str(c)))
     if fixed:
         return cats, {c: fixed.get(str(c), _OTHER) for c in cats}
-    colours = {c: (_ON_WHITE[i] if i < len(_ON_WHITE) else _OTHER) for i, c in enumerate(cats)}
-    return cats, colours
+    palette = [*_ON_WHITE, *distinct_colours(len(LABEL_PALETTE) + max(len(cats) - len(_ON_WHITE), 0))[len(_ON_WHITE):]]
+    return cats, {c: palette[i] for i, c in enumerate(cats)}
 
 
 # -- disease ranking ---------------------------------------------------------------------------
@@ -474,7 +498,7 @@ def umap_figure(coords: np.ndarray, values: np.ndarray, hover: pd.DataFrame, sel
         rest = [c for c in cats if by_cat[c] == _OTHER]
         groups = [(c, labels == c, by_cat[c]) for c in named]
         if rest:
-            groups.append((f"other ({len(rest)} smaller groups)", np.isin(labels, rest), _OTHER))
+            groups.append((f"other ({len(rest)} smaller group{'s' if len(rest) > 1 else ''})", np.isin(labels, rest), _OTHER))
         # largest first: small categories are drawn last and stay visible
         for name, mask, colour in groups:
             traces.append(dict(type="scattergl", x=coords[chosen[mask], 0], y=coords[chosen[mask], 1], mode="markers", name=name,
@@ -528,19 +552,44 @@ def _order_table(table: pd.DataFrame, order: str) -> pd.DataFrame:
     return table.loc[_cluster_order(table), _cluster_order(table.T)]
 
 
+_GROUP_AXIS_PX = 620  # the narrowest plot width the group names must share (a 1280 px screen's figure)
+
+
+def _group_angle(groups: list) -> int:
+    """The group names' angle: upright when each fits its column (about 7.5 px per character),
+    else -35 degrees, else (columns too narrow even for angled names) -90. Many short names
+    (25 study ids) ran together upright, where only long names were angled before."""
+    longest = max((len(str(g)) for g in groups), default=0)
+    column = _GROUP_AXIS_PX / max(len(groups), 1)
+    if len(groups) <= 4 and longest <= 10 or column >= 7.5 * longest + 10:
+        return 0
+    # angled names of neighbouring columns stand column * sin(35) apart: at least a line of text
+    return -35 if column * 0.57 >= 16 else -90
+
+
 def _top_axis_room(groups: list) -> int:
     """Pixels the group names and the axis title need above the plot (angled names: their
-    height at -35 degrees at about 8 px per character)."""
+    height at their angle at about 8 px per character)."""
     longest = max((len(str(g)) for g in groups), default=0)
-    crowded = len(groups) > 4 and longest > 10
-    return 46 + (int(0.58 * 8 * longest) if crowded else 0)
+    angle = _group_angle(groups)
+    return 46 + (0 if angle == 0 else int((0.58 if angle == -35 else 1.0) * 8 * longest))
 
 
 def _group_axis(groups: list, group_label: str) -> dict:
-    # angled labels only when they would otherwise collide
-    crowded = len(groups) > 4 and max(len(str(g)) for g in groups) > 10
     # on top: a long gene list scrolls, and the groups must stay named where the reading starts
-    return dict(title=dict(text=group_label, standoff=6), side="top", tickangle=-35 if crowded else 0, automargin=True)
+    return dict(title=dict(text=group_label, standoff=6), side="top", tickangle=_group_angle(groups), automargin=True)
+
+
+# white cells of a genes x groups view: no value, not a low one (issue 36 item 6: it had no legend)
+NOT_MEASURED_NOTE = "white: the gene was not measured in this group (no study of it measured the gene)"
+
+
+def _not_measured_key(values: np.ndarray) -> list[dict]:
+    """The note under a heatmap saying what white means, when any cell is empty."""
+    if not np.isnan(np.asarray(values, dtype=float)).any():
+        return []
+    return [dict(text=NOT_MEASURED_NOTE, xref="paper", yref="paper", x=0, y=0, xanchor="left", yanchor="top", yshift=-8,
+                 showarrow=False, font=dict(size=12, color="#555"))]
 
 
 def heatmap_figure(table: pd.DataFrame, *, group_label: str = "disease", title: str = "", order: str = "cluster",
@@ -556,10 +605,11 @@ def heatmap_figure(table: pd.DataFrame, *, group_label: str = "disease", title: 
         colorbar=dict(title=dict(text="mean |IG x input|<br>attribution")),
         hovertemplate="%{y} in %{x}<br>mean attribution %{z:.3g}<extra></extra>",
     )
-    return _figure([heat], title, max(380, 18 * len(t.index) + 220), simulated=simulated,
+    key = _not_measured_key(t.to_numpy(dtype=float))
+    return _figure([heat], title, max(380, 18 * len(t.index) + 220 + (30 if key else 0)), simulated=simulated, annotations=key,
                    xaxis=_group_axis(list(t.columns), group_label),
                    yaxis=dict(title="gene", autorange="reversed", tickfont=dict(size=12), automargin=True),
-                   margin=dict(l=90, r=20, b=20, t_extra=_top_axis_room(list(t.columns))),
+                   margin=dict(l=90, r=20, b=44 if key else 20, t_extra=_top_axis_room(list(t.columns))),
                    meta={"order": order, "genes": [str(g) for g in t.index], "groups": [str(c) for c in t.columns]})
 
 

@@ -150,3 +150,18 @@ NEXT_VIEW = "next-view"
 VIEW_POS = "view-pos"
 VIEW_NAME = "view-name"  # the name a saved view is listed under
 SAVED_VIEW_PICK = "saved-view-pick"  # the saved views by name, to reopen one
+
+# the Cells tab's explorer (issue 36 item 13): any column or gene painted, split, two lassoed groups compared
+CELLS_FIG = "cells-fig"
+CELLS_COLOR = "cells-color"  # a cell-type, sample or donor column of the atlas's cells
+CELLS_GENE = "cells-gene"  # a gene painted on the UMAP (overrides the column)
+CELLS_GENE_STORE = "cells-gene-store"  # attribution or expression
+CELLS_SPLIT = "cells-split"  # one panel per value of a column
+CELLS_SET_A = "cells-set-a"
+CELLS_SET_B = "cells-set-b"
+CELLS_COMPARE = "cells-compare"
+CELLS_PICKED = "cells-picked"  # the cell positions of the UMAP's selection, taken in the page
+CELLS_GROUPS = "cells-groups"  # the two groups' cell positions (re-checked on the server)
+CELLS_GROUPS_NOTE = "cells-groups-note"
+CELLS_NOTE = "cells-note"
+SNAPSHOT_READY = "snapshot-ready"  # the snapshot's click, once this result's UMAP is drawn (callbacks.export.snapshot_umap)

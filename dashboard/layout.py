@@ -12,6 +12,7 @@ from dashboard import figures, ids
 from dashboard.data import DashboardData
 from dashboard.presets import PRESETS, QUICK_PRESETS, preset_options
 from dashboard.state import CHOICES, DEFAULTS, FRACTION_RANGES, INT_RANGES, NULL_RANGE
+from dashboard.views.cell_selection import cells_explorer
 from dashboard.views.evidence import DISEASE_ORDERS, EFFECT_HELP
 from dashboard.views.genes_tab import cell_genes_tab
 from dashboard.views.modules import TOP_MISSING
@@ -35,11 +36,16 @@ CSV_ONLY_VIEWS = ("studies", "study_effects")  # views with a CSV export and no 
 _HIT_RULE_LABELS = {"percentile": "percentile", "quantile": "quantile", "value": "score value"}
 
 
+EXPORT_WAITS = "Exports are ready once a query has run"  # a disabled export button's tooltip (callbacks.export.export_ready)
+
+
 def _export_bar(view: str) -> dmc.Group:
-    buttons = [dmc.Button("CSV", id=f"{ids.CSV_PREFIX}{view}", size="compact-xs", variant="default", className="export")]
+    # disabled until a result exists: the landing page's placeholders are no figure to export
+    wait = {"disabled": True, "attributes": {"title": EXPORT_WAITS}}
+    buttons = [dmc.Button("CSV", id=f"{ids.CSV_PREFIX}{view}", size="compact-xs", variant="default", className="export", **wait)]
     if view not in CSV_ONLY_VIEWS:
-        buttons += [dmc.Button("SVG", id=f"{ids.IMG_PREFIX}{view}-svg", size="compact-xs", variant="default", className="export"),
-                    dmc.Button("PNG", id=f"{ids.IMG_PREFIX}{view}-png", size="compact-xs", variant="default", className="export")]
+        buttons += [dmc.Button("SVG", id=f"{ids.IMG_PREFIX}{view}-svg", size="compact-xs", variant="default", className="export", **wait),
+                    dmc.Button("PNG", id=f"{ids.IMG_PREFIX}{view}-png", size="compact-xs", variant="default", className="export", **wait)]
     return dmc.Group(buttons, gap=4, justify="flex-end", className="export-bar")
 
 
@@ -248,7 +254,8 @@ def build_layout(data: DashboardData):
             sim_badge,
             dmc.TextInput(id=ids.SHARE_LINK, value="", readOnly=True, size="xs", w=260, className="share-link"),
             dcc.Clipboard(target_id=ids.SHARE_LINK, id=ids.COPY_LINK, title="copy link to this view", className="copy-link"),
-            dmc.Button("Snapshot (zip)", id=ids.SNAPSHOT, size="compact-sm", variant="default"),
+            dmc.Button("Snapshot (zip)", id=ids.SNAPSHOT, size="compact-sm", variant="default", disabled=True,
+                       attributes={"title": EXPORT_WAITS}),
             dmc.TextInput(id=ids.VIEW_NAME, placeholder="name this view", size="xs", w=150,
                           **{"aria-label": "name of the view to save"}),
             dmc.Button("Save view", id=ids.SAVE_VIEW, size="compact-sm", variant="default"),
@@ -291,41 +298,46 @@ def build_layout(data: DashboardData):
     def shown(kind: str) -> dict:  # numbers as the rest of the dashboard writes them (figures.format_value)
         return {"function": f"params.value == null ? '–' : {fmt[kind]}(params.value)"}
 
+    wrap = {"wrapText": True, "autoHeight": True,
+            "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}}
+    # 860 px at 1280 x 800 (beside the sidebar): the numbers a reader compares in view, the long texts
+    # (title, notes) and the coverage details in column groups that open with their header's arrow
+    # (issue 36 item 6: the fourteen columns were 1,880 px wide and ran out of view)
     grid = _grid(ids.STUDY_GRID, [
-        # the study stays in view while the coverage columns scroll in; the numbers a reader
-        # compares come first, the long texts last (they wrap)
-        {"field": "rank", "headerName": "#", "width": 64, "pinned": "left"}, {"field": "study", "width": 104, "pinned": "left"},
-        {"field": "mean_hit_pct", "headerName": "mean hit %", "width": 112, "sort": "desc", "valueFormatter": shown("pct"),
+        {"field": "rank", "headerName": "#", "width": 48, "pinned": "left"},
+        {"headerName": "Study", "marryChildren": True, "children": [
+            {"field": "study", "width": 96, "pinned": "left"},
+            {"field": "title", "columnGroupShow": "open", "width": 260, "tooltipField": "title", **wrap},
+            {"field": "notes", "headerName": "Notes", "columnGroupShow": "open", "width": 240, "tooltipField": "notes", **wrap}]},
+        {"field": "mean_hit_pct", "headerName": "mean hit %", "width": 80, "sort": "desc", "valueFormatter": shown("pct"),
          "filter": "agNumberColumnFilter", "headerTooltip": STAT_HELP["hit %"]},
         # p at the floor the draws allow reads "≤ floor", as in the disease table
-        {"field": "p_value", "headerName": "p (null)", "width": 104, "filter": "agNumberColumnFilter",
+        {"field": "p_value", "headerName": "p (null)", "width": 84, "filter": "agNumberColumnFilter",
          "valueFormatter": {"function": f"params.value == null ? '–' : (params.data.p_floor != null && params.value <= "
                                        f"params.data.p_floor * (1 + 1e-9) ? '≤ ' + {fmt['p']}(params.data.p_floor) : {fmt['p']}(params.value))"},
          "headerTooltip": STAT_HELP["p"]},
         # a q made from a p at the floor is an upper bound too (figures.format_q)
-        {"field": "q_value", "headerName": "q (BH)", "width": 96, "filter": "agNumberColumnFilter",
+        {"field": "q_value", "headerName": "q (BH)", "width": 80, "filter": "agNumberColumnFilter",
          "valueFormatter": {"function": f"params.value == null ? '–' : (params.data.p_floor != null && params.data.p_value != null && "
                                        f"params.data.p_value <= params.data.p_floor * (1 + 1e-9) ? '≤ ' : '') + {fmt['q']}(params.value)"},
          "headerTooltip": STAT_HELP["q (BH)"]},
-        {"field": "data", "width": 128, "cellClassRules": {"sim-cell": "params.value == 'SIMULATED'"}},
-        {"field": "samples", "width": 116, "filter": "agNumberColumnFilter"},
-        {"field": "cells", "width": 96, "valueFormatter": shown("count"), "filter": "agNumberColumnFilter"},
-        {"field": "diseases", "flex": 1, "minWidth": 180, "wrapText": True, "autoHeight": True,
-         "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}},
-        {"field": "title", "flex": 2, "minWidth": 240, "wrapText": True, "autoHeight": True, "tooltipField": "title",
-         "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}},
-        {"field": "measured", "headerName": "Genes measured", "width": 150, "filter": "agNumberColumnFilter",
-         "valueFormatter": {"function": "params.value == null ? '' : params.value + ' / ' + params.data.requested"},
-         "headerTooltip": "signature genes this study measured, of those matched in the model"},
-        {"field": "coverage", "headerName": "Coverage", "width": 120, "filter": "agNumberColumnFilter",
-         "valueFormatter": {"function": "params.value == null ? '' : d3.format('.0%')(params.value)"},
-         "headerTooltip": "the share of the signature's weight carried by the genes this study measured"},
-        {"field": "measured_share", "headerName": "Measured share", "width": 150, "filter": "agNumberColumnFilter",
-         "valueFormatter": {"function": "params.value == null ? 'not recorded' : d3.format('.0%')(params.value)"},
-         "headerTooltip": "the share of a cell's attribution this study's gene panel is estimated to carry; its values are "
-                          "multiplied by it to put every panel on one scale"},
-        {"field": "notes", "headerName": "Notes", "flex": 2, "minWidth": 220, "wrapText": True, "autoHeight": True,
-         "tooltipField": "notes", "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}},
+        {"field": "data", "width": 96, "cellClassRules": {"sim-cell": "params.value == 'SIMULATED'"}},
+        {"field": "samples", "width": 80, "filter": "agNumberColumnFilter"},
+        {"field": "cells", "width": 76, "valueFormatter": shown("count"), "filter": "agNumberColumnFilter"},
+        {"field": "diseases", "flex": 1, "minWidth": 108, **wrap},
+        {"headerName": "Genes", "marryChildren": True, "children": [
+            {"field": "coverage", "headerName": "Coverage", "width": 92, "filter": "agNumberColumnFilter",
+             "valueFormatter": {"function": "params.value == null ? '' : d3.format('.0%')(params.value)"},
+             "headerTooltip": "the share of the signature's weight carried by the genes this study measured"},
+            {"field": "measured", "headerName": "Genes measured", "columnGroupShow": "open", "width": 110,
+             "filter": "agNumberColumnFilter",
+             "valueFormatter": {"function": "params.value == null ? '' : params.value + ' / ' + params.data.requested"},
+             "headerTooltip": "signature genes this study measured, of those matched in the model"},
+            {"field": "measured_share", "headerName": "Measured share", "columnGroupShow": "open", "width": 110,
+             "filter": "agNumberColumnFilter",
+             "valueFormatter": {"function": "params.value == null ? 'not recorded' : d3.format('.0%')(params.value)"},
+             "headerTooltip": "the share of a cell's attribution this study's gene panel is estimated to carry; its values are "
+                              "multiplied by it to put every panel on one scale"}]},
     ], page_size=20)
     effects_grid = _grid(ids.STUDY_EFFECTS_GRID, [
         {"field": "disease", "width": 150, "pinned": "left"}, {"field": "study", "width": 104, "pinned": "left"},
@@ -368,7 +380,8 @@ def build_layout(data: DashboardData):
                                                              "study": "study"}, DEFAULTS["color"])]),
                        dmc.Badge(id=ids.UMAP_BADGE, variant="light", size="lg")]),
             dmc.Text(id=ids.UMAP_LABELS, size="xs", c="dimmed"),
-            _graph("umap", 620)]), value="cells", pt="sm"),
+            _graph("umap", 620),
+            cells_explorer(data)]), value="cells", pt="sm"),
         dmc.TabsPanel(dmc.Stack([
             dmc.Group([
                 html.Div([dmc.Text("Groups", size="xs", c="dimmed"), _segmented(ids.GROUP_BY, GROUP_LABELS, DEFAULTS["group_by"])]),
@@ -401,6 +414,7 @@ def build_layout(data: DashboardData):
         dcc.Store(id=ids.GENES_ACCEPTED),  # the gene text run anyway although few of its entries are genes
         dcc.Store(id=ids.RESULT_KEY),  # the key of the stored result of the last query that ran
         dcc.Store(id=ids.PARTIAL_KEY),  # while a query runs: its ranking, shown before the p-values are in
+        dcc.Store(id=ids.SNAPSHOT_READY),
         dcc.Store(id=ids.UMAP_DRAWN),  # the result and colour the UMAP shows (drawn only while its tab shows)
         dcc.Store(id=ids.RANKED),  # the ranking Run's request drew: the request that draws the rest follows it
         dcc.Store(id=ids.VIEWS_DRAWN),  # the result and view settings the views show (so a render does not draw them twice)

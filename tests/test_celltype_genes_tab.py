@@ -83,9 +83,9 @@ def test_a_term_id_reads_as_its_label_and_bad_input_is_shown(data, mono):
     assert bad["rows"] == [] and bad["store"] is None and "unknown cell type 'no such cell'" in bad["note"].children
     none = cg.rank_genes(data, **_settings())
     assert none["rows"] == [] and none["note"] == "Choose a cell type to rank its genes." and none["send_disabled"] is True
-    # the population and its reference may not overlap: compute's reason is shown
+    # a population that is its reference is refused (compute's reason shown); one that holds it loses it (issue 36)
     overlap = cg.rank_genes(data, **_settings(rank_cell_types=[MONO], rank_versus=["normal"], rank_diseases=["normal"]))
-    assert overlap["rows"] == [] and "share" in overlap["note"].children
+    assert overlap["rows"] == [] and "is its reference" in overlap["note"].children
 
 
 def test_a_reference_adds_the_test_and_the_spread_shows_every_sample(data):
@@ -176,3 +176,139 @@ def test_figures_without_expression_or_a_gene():
     assert meta["attribution_only"] == ["A", "B"] and meta["expression_only"] == ["C", "D"] and meta["both"] == []
     assert "empty" in spread_figure("A", None).to_dict()["layout"]["meta"]
     assert np.isfinite(rank_rank_figure(attr, expr, top=2).to_dict()["layout"]["xaxis"]["range"]).all()
+
+
+def _texts(component) -> str:
+    """Every string inside a component tree, joined."""
+    if isinstance(component, str):
+        return component
+    children = getattr(component, "children", None)
+    items = children if isinstance(children, list | tuple) else [children] if children is not None else []
+    return " ".join(_texts(c) for c in items)
+
+
+def test_versus_normal_takes_the_reference_out_and_sends_the_versus_ranking(data):
+    """Issue 36 item 5: "classical monocyte versus normal" works (the normal monocytes leave the
+    population, and the view says so); "send the top N" sends the versus test's top genes and
+    the gene box's resolution panel shows the sent genes, not the last query's."""
+    out = cg.rank_genes(data, **_settings(rank_cell_types=[MONO], rank_versus=["normal"]))
+    assert out["store"] is not None and "q" in [c["field"] for c in out["columns"]]
+    assert "taken out of the population" in _texts(out["note"]) and "every disease but normal" in _texts(out["note"])
+    assert out["send_label"] == cg.SEND_VERSUS_LABEL
+    ranking = gene_ranking(data.atlas, cell_types=MONO, versus="normal")
+    assert "normal" not in set(ranking.samples["disease"])
+    sent = cg.send_top(data, 1, 5, out["store"])
+    genes = sent["genes"].split("\n")
+    table = ranking.table
+    up = table[(table["diff"] > 0) & table["p"].notna()]
+    assert genes == list(up.sort_values(["p", "diff"], ascending=[True, False]).index[:5])
+    assert genes != list(table.index[:5]) or up.index[:5].equals(table.index[:5])
+    assert (table.loc[genes, "diff"] > 0).all() and "versus" in sent["sent"] or "reference" in sent["sent"]
+    panel = _texts(sent["resolution"])
+    assert f"{len(genes)} of {len(genes)} genes matched" in panel and "not run yet" in panel
+    # without a reference, the button and the send are the attribution ranking's
+    plain = cg.rank_genes(data, **_settings(rank_cell_types=[MONO]))
+    assert plain["send_label"] == cg.SEND_TOP_LABEL
+
+
+def test_the_spread_plot_titles_fit():
+    """Issue 36 item 5: the per-sample spread names each panel's unit above it (two y-axis titles
+    side by side ran into each other) and leaves room for its two title lines."""
+    import pandas as pd
+
+    from compute.query import GeneRanking, RankingParams
+
+    samples = pd.DataFrame({"study": ["S1", "S2"], "sample": ["a", "b"], "disease": ["x", "x"], "n_cells": [5, 6],
+                            "simulated": [False, True]}, index=["S1/a", "S2/b"])
+    per = pd.DataFrame({"S1/a": [1.0], "S2/b": [2.0]}, index=["G"])
+    table = pd.DataFrame({"rank": [1], "mean": [1.5]}, index=["G"])
+    r = GeneRanking(params=RankingParams(), table=table, samples=samples, per_sample=per)
+    fig = spread_figure("G", r, r, title="<b>G</b> in<br>a long population label").to_dict()["layout"]
+    assert not fig["yaxis"].get("title", {}).get("text") and not fig["yaxis2"].get("title", {}).get("text")
+    assert [a["text"] for a in fig["annotations"]][:2] == ["attribution<br>(mean per sample)", "log expression<br>(mean per sample)"]
+    assert fig["margin"]["t"] >= 100
+
+
+def test_two_groups_of_cells_compared_donors_as_the_unit(data):
+    """Issue 36 item 13: two groups picked on the UMAP (a lasso's points carry their cell
+    positions) are compared in the Genes in a cell type view, each sample counting once."""
+    from compute.query import compare_cell_groups, differential, sample_gene_means
+    from dashboard.callbacks import cell_selection as cs
+
+    cells = data.atlas.cells
+    mono = (cells["cell_type"] == MONO).to_numpy()
+    normal = (cells["disease"] == "normal").to_numpy()
+    a, b = np.flatnonzero(mono & ~normal), np.flatnonzero(mono & normal)
+    lasso = lambda idx: {"points": [{"customdata": int(i), "x": 0, "y": 0} for i in idx] + [{"customdata": -5}, {"customdata": "x"}]}  # noqa: E731
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        cs.set_group_a(data, None, lasso(a), None)
+    empty = cs.set_group(data, "a", {"points": []}, None)
+    assert empty["groups"] is dash.no_update and "No cell selected" in empty["note"]
+    g = cs.set_group_a(data, 1, lasso(a), None)
+    assert g["groups"]["a"] == cs.bit_set(sorted(map(int, a)), data.atlas.n_cells) and g["compare_disabled"] is True
+    # the page sends the selection as a bit set (a list of 23,000 positions was refused)
+    assert cs.set_group_a(data, 1, cs.bit_set(a, data.atlas.n_cells), None)["groups"] == g["groups"]
+    g = cs.set_group_b(data, 1, lasso(b), g["groups"])
+    assert g["compare_disabled"] is False and f"group B: {len(b):,} cells" in g["note"]
+    out = cs.compare_groups(data, 1, g["groups"])
+    assert out["tab"] == "cell_genes" and out["store"]["lasso"].startswith(cg.LASSO_PREFIX)
+    assert "group B" in _texts(out["note"]) and out["cells_note"] is None
+    # the same numbers as the per-sample means of each group, tested over samples
+    ref = compare_cell_groups(data.atlas, a, b, cell_min=cs.GROUP_CELL_MIN)
+    s_a, m_a = sample_gene_means(data.atlas, mono & ~normal, cell_min=cs.GROUP_CELL_MIN)
+    s_b, m_b = sample_gene_means(data.atlas, mono & normal, cell_min=cs.GROUP_CELL_MIN)
+    gene = out["rows"][0]["gene"]
+    assert out["rows"][0]["mean_attr"] == pytest.approx(m_a[gene].mean(), rel=1e-3)
+    assert out["rows"][0]["ref_mean"] == pytest.approx(m_b[gene].mean(), rel=1e-3, nan_ok=True)
+    assert ref.table.loc[gene, "p"] == pytest.approx(differential(m_a[[gene]], m_b[[gene]]).loc[gene, "p"], nan_ok=True)
+    assert len(ref.samples) == len(s_a) and len(ref.ref_samples) == len(s_b)
+    # the spread and the send answer from the stored comparison
+    spread = cg.show_spread(data, gene, out["store"])["spread"].to_dict()["layout"]
+    assert spread["meta"]["gene"] == gene and "picked on the UMAP" in spread["title"]["text"]
+    assert cg.send_top(data, 1, 3, out["store"])["genes"].count("\n") == 2
+    # a tampered store, or a group of positions outside the atlas, is said, not raised
+    assert cg.send_top(data, 1, 3, {"lasso": "nope", "label": "x"})["sent"].startswith("Nothing sent")
+    bad = cs.compare_groups(data, 1, {"a": [data.atlas.n_cells + 3], "b": list(map(int, b))})
+    assert bad["tab"] is dash.no_update and "Pick group A and group B first" in str(bad["cells_note"])
+    assert bad["note"] is dash.no_update  # the ranking's own note is another output (the two once shared a name)
+
+
+def test_the_cells_explorer_colours_splits_and_paints(data):
+    """Issue 36 item 13: colour by any sample or donor column the cells carry, split by one,
+    and one gene painted (unmeasured cells apart); every point names its cell."""
+    from dashboard.callbacks import cell_selection as cs
+    from dashboard.views.cell_selection import sample_columns
+
+    cells = data.atlas.cells
+    columns = sample_columns(cells)
+    assert {"study", "sample", "donor", "disease"} <= set(columns) and "cell_id" not in columns and "n_counts" not in columns
+    # a donor column the atlas had (sex) is offered as soon as the cells carry it
+    with_sex = cells.assign(sex=np.where(cells["sample"].astype(str).str.len() % 2 == 0, "female", "male"))
+    assert "sex" in sample_columns(with_sex)
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        cs.draw_cells(data, "diseases", "study", None, "attr", None, None)
+    fig = cs.draw_cells(data, "cells", "study", None, "attr", None, None)["figure"].to_dict()
+    names = [t["name"] for t in fig["data"]]
+    assert sorted(names) == sorted(cells["study"].astype(str).unique())
+    colours = [t["marker"]["color"] for t in fig["data"]]
+    assert len(set(colours)) == len(colours)  # every study its own colour
+    assert sum(_values(t["customdata"]).size for t in fig["data"]) == data.atlas.n_cells
+    split = cs.draw_cells(data, "cells", "cell_type", None, "attr", "disease", None)["figure"].to_dict()
+    assert split["layout"]["meta"]["panels"] == sorted(cells["disease"].astype(str).unique())
+    gene = data.atlas.genes[0]
+    painted = cs.draw_cells(data, "cells", "study", gene, "expr", None, None)
+    values = data.atlas.gene_values([gene], store="expr")[:, 0]
+    drawn = {t["name"]: t for t in painted["figure"].to_dict()["data"]}
+    cells_drawn = _values(drawn[gene]["customdata"])
+    assert cells_drawn.size == int(np.isfinite(values).sum())
+    np.testing.assert_allclose(_values(drawn[gene]["marker"]["color"]), values[cells_drawn], rtol=1e-6)
+    assert cs.draw_cells(data, "cells", "no_such_column", "NOT_A_GENE", "attr", None, None)["note"]
+
+
+def _values(v) -> np.ndarray:
+    """A figure array as numbers (Plotly writes long arrays as {"dtype", "bdata"}: base64)."""
+    import base64
+
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+    return np.asarray(v)

@@ -479,7 +479,8 @@ def test_every_study_below_min_coverage_is_a_message_not_a_crash(tiny_build):
 def test_studies_table_columns_and_help(tiny_build):
     app = create_app(tiny_build[1])
     grid = _find(app.layout, ids.STUDY_GRID)
-    headers = {c.get("headerName", c["field"]): c for c in grid.columnDefs}
+    flat = [child for c in grid.columnDefs for child in c.get("children", [c])]  # column groups open to their children
+    headers = {c.get("headerName", c["field"]): c for c in flat}
     for name in ("Genes measured", "Coverage", "Measured share", "Notes"):
         assert name in headers, name
     assert "' / ' + params.data.requested" in headers["Genes measured"]["valueFormatter"]["function"]

@@ -95,12 +95,27 @@ def test_versus_reference_and_errors(tiny_atlas):
     r = gene_ranking(tiny_atlas, RankingParams(cell_types=("classical monocyte",), diseases=("sepsis",), versus=("healthy",), cell_min=1))
     assert {"ref_mean", "p", "q", "log2fc"} <= set(r.table.columns) and r.ref_samples is not None
     assert set(r.samples["disease"]) == {"infectious disease with sepsis"} and set(r.ref_samples["disease"]) == {"normal"}
-    with pytest.raises(QueryError, match="share"):
-        gene_ranking(tiny_atlas, RankingParams(cell_types=("classical monocyte",), versus=("healthy",), cell_min=1))
+    with pytest.raises(QueryError, match="is its reference"):
+        gene_ranking(tiny_atlas, RankingParams(cell_types=("classical monocyte",), diseases=("healthy",), versus=("healthy",), cell_min=1))
     with pytest.raises(QueryError, match="no sample"):
         gene_ranking(tiny_atlas, RankingParams(cell_types=("classical monocyte",), cell_min=100_000))
     with pytest.raises(QueryError, match="store"):
         RankingParams(store="nope")
+
+
+def test_a_population_that_holds_its_reference_loses_it(tiny_atlas):
+    """Issue 36 item 5: "classical monocyte versus normal" ranks the other diseases' monocytes
+    against the normal ones (the reference taken out of the population, and the note says so)."""
+    whole = gene_ranking(tiny_atlas, RankingParams(cell_types=("classical monocyte",), cell_min=1))
+    r = gene_ranking(tiny_atlas, RankingParams(cell_types=("classical monocyte",), versus=("normal",), cell_min=1))
+    assert "normal" in set(whole.samples["disease"]) and "normal" not in set(r.samples["disease"])
+    assert set(r.ref_samples["disease"]) == {"normal"} and r.table["p"].notna().any()
+    assert not set(r.samples.index) & set(r.ref_samples.index)
+    assert any("taken out of the population" in n for n in r.notes)
+    # the same as asking for every other disease by name
+    others = tuple(sorted(set(whole.samples["disease"]) - {"normal"}))
+    named = gene_ranking(tiny_atlas, RankingParams(cell_types=("classical monocyte",), diseases=others, versus=("normal",), cell_min=1))
+    np.testing.assert_allclose(r.table["mean"].to_numpy(), named.table.loc[r.table.index, "mean"].to_numpy())
 
 
 def test_the_command_line_prints_both_rankings(tiny_build, capsys):

@@ -35,6 +35,7 @@ from compute.query._null import (
 from compute.query._ranking import (
     GeneRanking,
     RankingParams,
+    compare_cell_groups,
     differential,
     gene_ranking,
     sample_gene_means,
@@ -69,6 +70,7 @@ __all__ = [
     "ResultCacheView",
     "StudyView",
     "prepare_atlas",
+    "compare_cell_groups",
     "EVIDENCE_LEVELS",
     "MetaAnalysis",
     "donor_table",

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 from compute.errors import QueryError
 
-__all__ = ["GeneRanking", "RankingParams", "differential", "gene_ranking", "sample_gene_means"]
+__all__ = ["GeneRanking", "RankingParams", "compare_cell_groups", "differential", "gene_ranking", "sample_gene_means"]
 
 STORES = ("attr", "expr")
 
@@ -65,6 +65,18 @@ class GeneRanking:
         """The ``n`` top genes by mean."""
         return list(self.table.index[:n])
 
+    def versus_order(self) -> list[str]:
+        """With a reference: the genes higher in the population than in the reference (``diff`` > 0)
+        by the versus test, most significant first (``p``, then the larger ``diff``); genes the
+        test could not judge (fewer than 2 samples on a side) after them by ``diff``. Raises
+        QueryError without a reference."""
+        if "p" not in self.table.columns:
+            raise QueryError("this ranking has no reference: rank it versus a disease (for example normal) first")
+        up = self.table[self.table["diff"] > 0]
+        tested = up[up["p"].notna()].sort_values(["p", "diff"], ascending=[True, False], kind="stable")
+        untested = up[up["p"].isna()].sort_values("diff", ascending=False, kind="stable")
+        return [str(g) for g in tested.index] + [str(g) for g in untested.index]
+
 
 def sample_gene_means(atlas, selection: np.ndarray, store: str = "attr", scale: str = "panel",
                       cell_min: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -85,9 +97,11 @@ def sample_gene_means(atlas, selection: np.ndarray, store: str = "attr", scale: 
         if not keep.any():
             continue
         where = np.flatnonzero(sel)
-        indicator = sp.csr_matrix((np.ones(where.size, dtype=np.float64), (codes, where)), shape=(len(names), s.n_cells))
-        values = atlas.store(s.id, store).rows(np.ones(s.n_cells, dtype=bool))
-        sums = np.asarray((indicator @ values).todense(), dtype=np.float64)
+        # genes x cells (the stored compressed columns read as rows, no copy) times cells x samples:
+        # indicator @ store converted the whole store to rows first, most of a ranking's time
+        by_gene = atlas.store(s.id, store).rows(np.ones(s.n_cells, dtype=bool)).T
+        indicator = sp.csr_matrix((np.ones(where.size, dtype=np.float64), (where, codes)), shape=(s.n_cells, len(names)))
+        sums = np.asarray((by_gene @ indicator).toarray(), dtype=np.float64).T
         factor = atlas.panel_factors(s.id, np.arange(len(atlas.genes))) if scale == "panel" and store == "attr" else 1.0
         m = sums / counts[:, None] * factor
         m[:, ~atlas.measured_mask(s.id)] = np.nan
@@ -170,6 +184,21 @@ def differential(means: pd.DataFrame, ref_means: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _reference_taken_out(atlas, params: RankingParams, sel: np.ndarray) -> tuple[np.ndarray, int]:
+    """(the reference's cells: the population's other filters with the ``versus`` diseases, how
+    many of them the population ``sel`` held). A population that asks for every disease (or
+    for a reference disease among others) holds the reference; the comparison takes it out of
+    the population rather than compare cells with themselves. Raises QueryError when nothing
+    of the population is left."""
+    ref_sel = atlas.select(cell_types=params.cell_types or None, diseases=list(params.versus),
+                           tissues=params.tissues or None, studies=params.studies or None)
+    shared = int((sel & ref_sel).sum())
+    if shared and not (sel & ~ref_sel).any():
+        raise QueryError(f"the population is its reference ({', '.join(params.versus)}): every one of its {shared:,} cells is a "
+                         "reference cell; choose other diseases for the population (for example sepsis versus normal)")
+    return ref_sel, shared
+
+
 def gene_ranking(atlas, params: RankingParams | None = None, **kw) -> GeneRanking:
     """Rank every gene of ``atlas`` in the population ``params`` selects (see RankingParams;
     keyword arguments build one). Raises QueryError for an empty population or reference."""
@@ -178,6 +207,10 @@ def gene_ranking(atlas, params: RankingParams | None = None, **kw) -> GeneRankin
                                         for k, v in kw.items()})
     sel = atlas.select(cell_types=params.cell_types or None, diseases=params.diseases or None,
                        tissues=params.tissues or None, studies=params.studies or None)
+    ref_sel, taken_out = None, 0
+    if params.versus:
+        ref_sel, taken_out = _reference_taken_out(atlas, params, sel)
+        sel = sel & ~ref_sel
     samples, means = sample_gene_means(atlas, sel, params.store, params.scale, params.cell_min)
     if samples.empty:
         raise QueryError(f"no sample has {params.cell_min}+ cells in the population (cell types "
@@ -192,12 +225,6 @@ def gene_ranking(atlas, params: RankingParams | None = None, **kw) -> GeneRankin
              f"each sample counts once (the mean over its cells), whatever its size"]
     ref_samples = ref_means = None
     if params.versus:
-        ref_sel = atlas.select(cell_types=params.cell_types or None, diseases=list(params.versus),
-                               tissues=params.tissues or None, studies=params.studies or None)
-        overlap = sel & ref_sel
-        if overlap.any():
-            raise QueryError(f"the population and its reference share {int(overlap.sum()):,} cells: choose diseases "
-                             "that do not overlap (for example a disease versus normal)")
         ref_samples, ref_means = sample_gene_means(atlas, ref_sel, params.store, params.scale, params.cell_min)
         if ref_samples.empty:
             raise QueryError(f"no reference sample ({', '.join(params.versus)}) has {params.cell_min}+ cells of the population")
@@ -207,9 +234,70 @@ def gene_ranking(atlas, params: RankingParams | None = None, **kw) -> GeneRankin
         tested = diff["p"].notna().to_numpy()
         notes.append(f"reference: {len(ref_samples)} samples ({', '.join(params.versus)}); Welch's t-test over sample means, "
                      f"{int(tested.sum()):,} genes tested (2+ samples measured on each side), Benjamini-Hochberg q-values")
+        if taken_out:
+            notes.append(f"the reference's {taken_out:,} cells ({', '.join(params.versus)}) are taken out of the population: "
+                         "it holds the other diseases only")
     table = table.sort_values(["mean", "top_share"], ascending=False, kind="stable")
     table.insert(0, "rank", np.arange(1, len(table) + 1))
     table.index.name = "gene"
     return GeneRanking(params=params, table=table, samples=samples, per_sample=means.T.loc[table.index],
                        ref_samples=ref_samples, ref_per_sample=None if ref_means is None else ref_means.T.loc[table.index],
                        notes=notes)
+
+
+def compare_cell_groups(atlas, group_a, group_b, *, store: str = "attr", scale: str = "panel", cell_min: int = 3,
+                        top_n: int = 50, names: tuple[str, str] = ("group A", "group B")) -> GeneRanking:
+    """Every gene ranked in the cells ``group_a`` (cell positions of the atlas, or a boolean mask)
+    against the cells ``group_b`` (two groups picked by hand, e.g. a lasso on the UMAP), with the
+    sample (donor) as the unit as in :func:`gene_ranking`: each group's cells averaged per sample,
+    samples with fewer than ``cell_min`` of the group's cells left out, Welch's test over the
+    sample means. Cells in both groups count in A only (B is the reference). Returns a
+    GeneRanking whose ``params.versus`` is ``(names[1],)``. Raises QueryError for an empty group,
+    a position outside the atlas, or a group with no sample of ``cell_min`` cells."""
+    n = atlas.n_cells
+    masks = []
+    for name, group in zip(names, (group_a, group_b), strict=True):
+        g = np.asarray(group)
+        if g.dtype == bool:
+            if g.shape != (n,):
+                raise QueryError(f"{name}: a mask of {g.shape[0]:,} cells for an atlas of {n:,}")
+            mask = g.copy()
+        else:
+            g = g.astype(np.int64, copy=False).ravel()
+            if g.size and (g.min() < 0 or g.max() >= n):
+                raise QueryError(f"{name}: cell positions must lie within 0-{n - 1:,}")
+            mask = np.zeros(n, dtype=bool)
+            mask[g] = True
+        masks.append(mask)
+    a, b = masks[0], masks[1] & ~masks[0]
+    params = RankingParams(versus=(names[1],), store=store, scale=scale, cell_min=cell_min, top_n=top_n)
+    for name, mask in zip(names, (a, b), strict=True):
+        if not mask.any():
+            raise QueryError(f"{name} holds no cell" + (" of its own (every one is in the other group)" if name == names[1] else "")
+                             + ": select cells on the UMAP first")
+    samples, means = sample_gene_means(atlas, a, store, scale, cell_min)
+    ref_samples, ref_means = sample_gene_means(atlas, b, store, scale, cell_min)
+    for name, got, mask in ((names[0], samples, a), (names[1], ref_samples, b)):
+        if got.empty:
+            raise QueryError(f"{name}: none of its samples has {cell_min}+ of its {int(mask.sum()):,} cells (the donor is the unit): "
+                             "select more cells")
+    measured = means.notna().sum(axis=0)
+    keep = measured.index[measured > 0]
+    means, ref_means = means[keep], ref_means[keep]
+    table = pd.DataFrame({"mean": means.mean(axis=0, skipna=True), "sd": means.std(axis=0, skipna=True, ddof=1),
+                          "n_samples": measured[keep].astype(int), "top_share": _top_share(means, top_n)}).join(differential(means, ref_means))
+    tested = int(table["p"].notna().sum())
+    notes = [f"{names[0]}: {int(a.sum()):,} cells, {len(samples)} samples of {samples['study'].nunique()} studies; "
+             f"{names[1]}: {int(b.sum()):,} cells, {len(ref_samples)} samples; each sample counts once (samples with fewer than "
+             f"{cell_min} of a group's cells left out)",
+             f"Welch's t-test over sample means, {tested:,} genes tested (2+ samples on each side), Benjamini-Hochberg q-values"]
+    if tested == 0:
+        notes.append("no gene could be tested: a group needs cells from 2 or more samples (donors) for a p-value")
+    shared = int((masks[0] & masks[1]).sum())
+    if shared:
+        notes.append(f"{shared:,} cells in both groups count in {names[0]} only")
+    table = table.sort_values(["mean", "top_share"], ascending=False, kind="stable")
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    table.index.name = "gene"
+    return GeneRanking(params=params, table=table, samples=samples, per_sample=means.T.loc[table.index],
+                       ref_samples=ref_samples, ref_per_sample=ref_means.T.loc[table.index], notes=notes)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dash
 
 from dashboard.callbacks import (
+    cell_selection,
     celltype_genes,
     controls,
     export,
@@ -30,7 +31,7 @@ __all__ = ["answer_query", "register"]
 
 def register(app: dash.Dash, data) -> None:
     """Every callback of the dashboard on ``app``, answering from ``data``."""
-    for module in (link, controls, query, render, modules, celltype_genes, export, presenter):
+    for module in (link, controls, query, render, modules, celltype_genes, cell_selection, export, presenter):
         module.register(app, data)
 
 

@@ -27,8 +27,10 @@ from dashboard.views.genes_tab import (
     sim_note,
     spread_figure,
 )
+from dashboard.views.results import resolution_panel
 
-__all__ = ["RANK_OUTPUTS", "pick_gene", "rank_genes", "register", "send_selected", "send_top", "show_spread"]
+__all__ = ["LASSO_PREFIX", "RANK_OUTPUTS", "lasso_rankings", "pick_gene", "rank_genes", "ranked_views", "register", "send_selected",
+           "send_top", "show_spread"]
 
 RANK_OUTPUTS = {
     "figure": Output(ids.RANK_FIG, "figure"),
@@ -43,8 +45,11 @@ RANK_OUTPUTS = {
     "store": Output(ids.RANK_STORE, "data"),
     "send_disabled": Output(ids.SEND_TOP, "disabled"),
     "select_disabled": Output(ids.SEND_SELECTED, "disabled"),
+    "send_label": Output(ids.SEND_TOP, "children"),
 }
 _HIDDEN = {"display": "none"}
+SEND_TOP_LABEL = "Send the top N to the signature"
+SEND_VERSUS_LABEL = "Send the top N versus the reference to the signature"
 
 
 def _population(data, settings: dict) -> dict:
@@ -52,6 +57,10 @@ def _population(data, settings: dict) -> dict:
     checked by the state's one validator, canonical (a term id read as its label). Raises
     StateError naming the first invalid filter; a gene the atlas does not have reads as none
     (it only chooses which spread shows)."""
+    if settings.get("lasso"):  # two groups of cells picked on the UMAP (callbacks.cell_selection)
+        gene, _ = read_state(control_pairs({"rank_gene": settings.get("rank_gene")}), data.known_values, strict=False)
+        return {key: [] for key in RANKING_KEYS} | {"rank_gene": gene["rank_gene"], "lasso": str(settings["lasso"]),
+                                                     "label": str(settings.get("label") or "group A vs group B")}
     filters = {k: v for k, v in settings.items() if k in RANKING_KEYS and k != "rank_gene"}
     state, _ = read_state(control_pairs(filters), data.known_values, strict=True)
     gene, _ = read_state(control_pairs({"rank_gene": settings.get("rank_gene")}), data.known_values, strict=False)
@@ -60,6 +69,8 @@ def _population(data, settings: dict) -> dict:
 
 def _rankings(data, pop: dict):
     """(attribution ranking, expression ranking or None) of the checked population ``pop``."""
+    if pop.get("lasso"):
+        return lasso_rankings(data, pop["lasso"])
     args = {"cell_types": tuple(pop["rank_cell_types"]), "diseases": tuple(pop["rank_diseases"]),
             "studies": tuple(pop["rank_studies"]), "versus": tuple(pop["rank_versus"])}
     attr = data.gene_ranking(**args, store="attr")
@@ -70,7 +81,8 @@ def _rankings(data, pop: dict):
 def _nothing(message: str, *, error: bool = False) -> dict:
     note = dmc.Alert(message, color="red", p="xs", id="rank-error") if error else message
     return {"figure": figures.empty_figure(message), "rows": [], "columns": grid_columns(False), "note": note, "sim": "",
-            "sim_style": _HIDDEN, "gene_options": [], "gene": None, "store": None, "send_disabled": True, "select_disabled": True}
+            "sim_style": _HIDDEN, "gene_options": [], "gene": None, "store": None, "send_disabled": True, "select_disabled": True,
+            "send_label": SEND_TOP_LABEL}
 
 
 def rank_genes(data, **settings) -> dict:
@@ -89,6 +101,30 @@ def rank_genes(data, **settings) -> dict:
     except QueryError as exc:
         return _nothing(f"This population cannot be ranked: {exc}", error=True)
     label = population_label(pop["rank_cell_types"], pop["rank_diseases"], pop["rank_studies"], pop["rank_versus"])
+    return ranked_views(data, pop, attr, expr, label)
+
+
+LASSO_PREFIX = "cell-groups"
+
+
+def lasso_rankings(data, key: str):
+    """The (attribution, expression or None) rankings of two groups of cells stored under ``key``
+    by the comparison (callbacks.cell_selection.compare_groups). Raises QueryError when the key is
+    not one, or its rankings left the cache."""
+    from compute.query import GeneRanking
+
+    if not isinstance(key, str) or not key.startswith(LASSO_PREFIX):
+        raise QueryError("not a comparison of two groups of cells")
+    attr = data.stored_result(f"{key}|attr", GeneRanking)
+    expr = data.stored_result(f"{key}|expr", GeneRanking) if data.atlas.has_expression else None
+    if attr is None or (data.atlas.has_expression and expr is None):
+        raise QueryError("this comparison of two groups of cells is no longer held: press Compare A vs B again")
+    return attr, expr
+
+
+def ranked_views(data, pop: dict, attr, expr, label: str) -> dict:
+    """RANK_OUTPUTS (by name) for the rankings ``attr``/``expr`` of the checked population ``pop``
+    (filters, or two groups of cells), titled ``label``."""
     badge = sim_note(attr)
     # the population on one line, what is drawn below it: a long population must not push the rest off
     title = (f"{label}<br><sup>top {FIGURE_TOP} genes: rank by attribution vs rank by expression"
@@ -101,7 +137,10 @@ def rank_genes(data, **settings) -> dict:
                     + ([] if expr is not None else [html.Div("This atlas stores no expression: attribution only.")]), id="rank-notes")
     return {"figure": fig, "rows": ranking_rows(attr, expr), "columns": grid_columns("q" in attr.table.columns), "note": note,
             "sim": badge or "", "sim_style": None if badge else _HIDDEN, "gene_options": offered, "gene": gene,
-            "store": {key: pop[key] for key in RANKING_KEYS if key != "rank_gene"}, "send_disabled": False, "select_disabled": False}
+            "store": ({"lasso": pop["lasso"], "label": pop["label"]} if pop.get("lasso") else
+                      {key: pop[key] for key in RANKING_KEYS if key != "rank_gene"}),
+            "send_disabled": False, "select_disabled": False,
+            "send_label": SEND_VERSUS_LABEL if "p" in attr.table.columns else SEND_TOP_LABEL}
 
 
 def show_spread(data, gene: str | None, store: dict | None) -> dict:
@@ -116,8 +155,9 @@ def show_spread(data, gene: str | None, store: dict | None) -> dict:
         attr, expr = _rankings(data, pop)
     except QueryError as exc:  # StateError is one
         return {"spread": figures.empty_figure(f"No spread to show: {exc}")}
-    label = population_label(pop["rank_cell_types"], pop["rank_diseases"], pop["rank_studies"], pop["rank_versus"])
-    return {"spread": spread_figure(pop["rank_gene"], attr, expr, title=f"{pop['rank_gene']} in {label}")}
+    label = pop.get("label") or population_label(pop["rank_cell_types"], pop["rank_diseases"], pop["rank_studies"], pop["rank_versus"])
+    # the gene, then the population on a line of its own: one long line ran out of the figure
+    return {"spread": spread_figure(pop["rank_gene"], attr, expr, title=f"<b>{pop['rank_gene']}</b> in<br>{label.replace(' vs ', '<br>vs ')}")}
 
 
 def pick_gene(data, click: dict | None, cell: dict | None, trigger: str | None = None) -> dict:
@@ -135,8 +175,14 @@ def pick_gene(data, click: dict | None, cell: dict | None, trigger: str | None =
     return {"gene": gene}
 
 
-def _send(genes: list[str], what: str) -> dict:
-    return {"genes": "\n".join(genes), "sent": f"{len(genes)} genes {what} are in the signature box: press Run query."}
+def _send(data, genes: list[str], what: str) -> dict:
+    """The signature box's new text, what was sent, and the gene box's resolution panel for the
+    sent genes (the last query's decisions belong to genes no longer in the box)."""
+    sent = f"{len(genes)} genes {what} are in the signature box: press Run query."
+    res = data.atlas.resolve(list(genes))
+    return {"genes": "\n".join(genes), "sent": sent,
+            "resolution": html.Div([dmc.Text("Sent from Genes in a cell type, not run yet:", size="xs", c="dimmed"),
+                                    *resolution_panel(res)], id="res-sent")}
 
 
 def send_top(data, clicks: int | None, n, store: dict | None) -> dict:
@@ -149,12 +195,18 @@ def send_top(data, clicks: int | None, n, store: dict | None) -> dict:
     except (TypeError, ValueError):
         n = 0
     if not 1 <= n <= MAX_SEND:
-        return {"genes": dash.no_update, "sent": f"top N must be a whole number within 1-{MAX_SEND}"}
+        return {"genes": dash.no_update, "sent": f"top N must be a whole number within 1-{MAX_SEND}",
+                "resolution": dash.no_update}
     try:
         attr, _ = _rankings(data, _population(data, store))
     except QueryError as exc:
-        return {"genes": dash.no_update, "sent": f"Nothing sent: {exc}"}
-    return _send(attr.top(n), f"(the top {n} by attribution)")
+        return {"genes": dash.no_update, "sent": f"Nothing sent: {exc}", "resolution": dash.no_update}
+    if "p" in attr.table.columns:  # a versus is shown: its ranking, not the population's own
+        genes = attr.versus_order()[:n]
+        what = f"(the top {len(genes)} higher than the reference {', '.join(attr.params.versus)}, by the versus test's p)"
+        return _send(data, genes, what) if genes else {"genes": dash.no_update, "sent": "No gene is higher than the reference here: "
+                                                        "nothing sent.", "resolution": dash.no_update}
+    return _send(data, attr.top(n), f"(the top {n} by attribution)")
 
 
 def send_selected(data, clicks: int | None, selected: list | None, store: dict | None) -> dict:
@@ -166,11 +218,11 @@ def send_selected(data, clicks: int | None, selected: list | None, store: dict |
     try:
         attr, _ = _rankings(data, _population(data, store))
     except QueryError as exc:
-        return {"genes": dash.no_update, "sent": f"Nothing sent: {exc}"}
+        return {"genes": dash.no_update, "sent": f"Nothing sent: {exc}", "resolution": dash.no_update}
     genes = [g for g in attr.table.index if g in asked][:MAX_SEND]
     if not genes:
-        return {"genes": dash.no_update, "sent": "Select rows in the table (the boxes on the left) first."}
-    return _send(genes, "(the selected rows)")
+        return {"genes": dash.no_update, "sent": "Select rows in the table (the boxes on the left) first.", "resolution": dash.no_update}
+    return _send(data, genes, "(the selected rows)")
 
 
 def register(app: dash.Dash, data) -> None:
@@ -184,7 +236,8 @@ def register(app: dash.Dash, data) -> None:
     app.callback(output={"gene": Output(ids.RANK_GENE, "value", allow_duplicate=True)},
                  inputs={"click": Input(ids.RANK_FIG, "clickData"), "cell": Input(ids.RANK_GRID, "cellClicked")},
                  prevent_initial_call=True)(bind(pick_gene, data))
-    sent = {"genes": Output(ids.GENES, "value", allow_duplicate=True), "sent": Output(ids.RANK_SENT, "children")}
+    sent = {"genes": Output(ids.GENES, "value", allow_duplicate=True), "sent": Output(ids.RANK_SENT, "children"),
+            "resolution": Output(ids.RESOLUTION, "children", allow_duplicate=True)}
     app.callback(output=sent, inputs={"clicks": Input(ids.SEND_TOP, "n_clicks")},
                  state={"n": State(ids.RANK_TOP_N, "value"), "store": State(ids.RANK_STORE, "data")},
                  prevent_initial_call=True)(bind(send_top, data))

@@ -9,6 +9,7 @@ import dash
 from dash import Input, Output, State, clientside_callback, dcc
 
 from dashboard import export, ids
+from dashboard.callbacks.render import UMAP_OUTPUTS, UMAP_TAB, render_umap
 from dashboard.callbacks.wiring import VIEW_CONTROLS, bind, control_pairs, controls
 from dashboard.data import ModulesPending
 from dashboard.layout import CSV_ONLY_VIEWS, FIGURE_GRAPHS
@@ -16,10 +17,11 @@ from dashboard.state import read_state
 from dashboard.views.modules import modules_table
 from dashboard.views.results import render_views, view_tables
 
-__all__ = ["CSV_BUTTONS", "NOTHING_TO_EXPORT", "UMAP_NOT_DRAWN", "download", "register"]
+__all__ = ["CSV_BUTTONS", "EXPORT_BUTTONS", "NOTHING_TO_EXPORT", "UMAP_NOT_DRAWN", "download", "export_ready", "register",
+           "snapshot_umap"]
 
-UMAP_NOT_DRAWN = ("not drawn: the UMAP is drawn when the Cells (UMAP) tab is opened; open it before the snapshot to include "
-                  "its image (umap.json holds the figure)")
+UMAP_NOT_DRAWN = ("not drawn: the UMAP of this result could not be drawn in the browser before the snapshot "
+                  "(umap.json holds the figure)")
 # an image button's tooltip after a press on a figure that shows no result yet
 NOTHING_TO_EXPORT = "Nothing to export yet: this figure appears after a query"
 CSV_BUTTONS = {f"{ids.CSV_PREFIX}{view}": view for view in (*FIGURE_GRAPHS, *CSV_ONLY_VIEWS)}  # button id -> view
@@ -70,7 +72,40 @@ def download(data, snapshot: dict | None, csv: list, result_key: str | None, lin
     return {"file": {"content": export.safe_csv(table), "filename": f"sigatlas-{view}.csv", "type": "text/csv"}}
 
 
+EXPORT_BUTTONS = (*CSV_BUTTONS, *(f"{ids.IMG_PREFIX}{view}-{fmt}" for view in FIGURE_GRAPHS for fmt in ("svg", "png")), ids.SNAPSHOT)
+
+
+def export_ready(data, result_key: str | None) -> dict:
+    """{"disabled": one flag per EXPORT_BUTTONS}: every export button waits for a result (the
+    landing page's "Appears after a query" placeholders are no figure to download)."""
+    return {"disabled": [result_key is None] * len(EXPORT_BUTTONS)}
+
+
+def snapshot_umap(data, clicks: int | None, result_key: str | None, query_error: dict | None, color: str | None,
+                  presenter: bool | None, drawn: str | None) -> dict:
+    """Before the snapshot's images are drawn: the Cells tab's UMAP of this result drawn even if that
+    tab never showed (render_umap, as if it did), then ``ready`` (the click) starts the images."""
+    if not clicks:
+        raise dash.exceptions.PreventUpdate
+    try:
+        views = render_umap(data, result_key, query_error, UMAP_TAB, color, presenter, drawn)
+    except dash.exceptions.PreventUpdate:  # drawn already (or no result): the images go ahead
+        views = {name: dash.no_update for name in UMAP_OUTPUTS} | {"drawn": dash.no_update}
+    return views | {"ready": clicks}
+
+
 def register(app: dash.Dash, data) -> None:
+    app.callback(output={"disabled": [Output(button, "disabled") for button in EXPORT_BUTTONS]},
+                 inputs={"result_key": Input(ids.RESULT_KEY, "data")})(bind(export_ready, data))
+    app.callback(
+        output={**{name: Output(out.component_id, out.component_property, allow_duplicate=True) for name, out in UMAP_OUTPUTS.items()},
+                "drawn": Output(ids.UMAP_DRAWN, "data", allow_duplicate=True), "ready": Output(ids.SNAPSHOT_READY, "data")},
+        inputs={"clicks": Input(ids.SNAPSHOT, "n_clicks")},
+        state={"result_key": State(ids.RESULT_KEY, "data"), "query_error": State(ids.QUERY_ERROR, "data"),
+               "color": State(ids.UMAP_COLOR, "value"), "presenter": State(ids.PRESENTER, "checked"),
+               "drawn": State(ids.UMAP_DRAWN, "data")},
+        prevent_initial_call=True,
+    )(bind(snapshot_umap, data))
     app.callback(
         output={"file": Output(ids.DOWNLOAD, "data")},
         inputs={"snapshot": Input(ids.SNAPSHOT_IMAGES, "data"), "csv": [Input(button, "n_clicks") for button in CSV_BUTTONS]},
@@ -85,8 +120,16 @@ def register(app: dash.Dash, data) -> None:
             {_JS_SIZE}
             const graphs = {json.dumps(FIGURE_GRAPHS)};
             const images = {{}};
+            // snapshot_umap has just sent this result's UMAP (its tab may never have shown): wait for it to be drawn
+            const umapEl = () => document.querySelector('#' + {json.dumps(ids.UMAP_FIG)} + ' .js-plotly-plot');
+            for (let i = 0; i < 100; i++) {{
+                const u = umapEl();
+                if (String(umapDrawn || '').startsWith(String(resultKey) + '|') && u && u.data && u.data.length
+                    && !((u.layout || {{}}).meta || {{}}).empty) {{ break; }}
+                await new Promise(r => setTimeout(r, 100));
+            }}
             for (const [name, id] of Object.entries(graphs)) {{
-                // the UMAP is drawn only once its tab has shown: an older result's is not this one's
+                // an older result's UMAP is not this one's
                 if (id === {json.dumps(ids.UMAP_FIG)} && !String(umapDrawn || '').startsWith(String(resultKey) + '|')) {{
                     images[name] = {{error: {json.dumps(UMAP_NOT_DRAWN)}}};
                     continue;
@@ -105,7 +148,7 @@ def register(app: dash.Dash, data) -> None:
             return {{clicks: n, images: images}};
         }}""",
         Output(ids.SNAPSHOT_IMAGES, "data"),
-        Input(ids.SNAPSHOT, "n_clicks"),
+        Input(ids.SNAPSHOT_READY, "data"),
         State(ids.RESULT_KEY, "data"),
         State(ids.UMAP_DRAWN, "data"),
         prevent_initial_call=True,
