@@ -12,8 +12,8 @@ from dashboard import figures, ids
 from dashboard.data import DashboardData
 from dashboard.presets import PRESETS, QUICK_PRESETS, preset_options
 from dashboard.state import CHOICES, DEFAULTS, FRACTION_RANGES, INT_RANGES, NULL_RANGE
-from dashboard.views.evidence import DISEASE_ORDERS, EFFECT_HELP
-from dashboard.views.genes_tab import cell_genes_tab
+from dashboard.views.cell_genes import cell_genes_tab
+from dashboard.views.diseases import DISEASE_ORDERS, EFFECT_HELP
 from dashboard.views.modules import TOP_MISSING
 from dashboard.views.results import (
     GENE_VIEW_CAP,

@@ -213,7 +213,7 @@ STORE_SHAPES: dict[str, Kind] = {
     ids.UPLOAD_STORE: mapping_of(text),
     ids.SAVED_VIEWS: list_of(record(required=("search", "label"), search=text, label=text)),
     ids.MODULES_STORE: record(key=key, error=_QUERY_ERROR, top_missing=texts, modules=mapping_of(json_value), n_perm=count),
-    # the checked population of the ranking shown (celltype_genes.rank_genes): its filters, never its genes
+    # the checked population of the ranking shown (cell_genes.rank_genes): its filters, never its genes
     ids.RANK_STORE: record(**{k: texts for k in RANKING_KEYS if k != "rank_gene"}),
     # the snapshot's images, drawn in the browser (callbacks.export): one per figure, by its view name
     ids.SNAPSHOT_IMAGES: record(clicks=count, images=mapping_of(

@@ -10,11 +10,11 @@ import pytest
 from compute.query import gene_ranking
 from dashboard import ids
 from dashboard.app import create_app
-from dashboard.callbacks import celltype_genes as cg
+from dashboard.callbacks import cell_genes as cg
 from dashboard.callbacks.render import RENDER_SETTINGS
 from dashboard.data import DashboardData
 from dashboard.state import DEFAULTS, RANKING_KEYS, TABS, decode_state, encode_state
-from dashboard.views.genes_tab import FIGURE_TOP, MAX_SEND, rank_rank_figure, spread_figure
+from dashboard.views.cell_genes import FIGURE_TOP, MAX_SEND, rank_rank_figure, spread_figure
 
 MONO = "classical monocyte"
 MONO_ID = "CL:0000860"

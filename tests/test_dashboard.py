@@ -890,8 +890,8 @@ def test_every_callback_is_a_top_level_function_of_a_callbacks_module(tiny_build
                      "render.render_umap", "render.render_drivers", "render.render_forest", "render.pick_forest_disease",
                      "modules.render_modules", "modules.show_module", "modules.add_missing", "modules.use_module",
                      "export.download", "presenter.set_presenter", "presenter.save_view", "presenter.step",
-                     "celltype_genes.rank_genes", "celltype_genes.show_spread", "celltype_genes.pick_gene",
-                     "celltype_genes.send_top", "celltype_genes.send_selected"}
+                     "cell_genes.rank_genes", "cell_genes.show_spread", "cell_genes.pick_gene",
+                     "cell_genes.send_top", "cell_genes.send_selected"}
 
 
 @pytest.fixture(scope="module")

@@ -72,7 +72,7 @@ def test_the_fixture_holds_each_evidence_level():
 
 # -- the forest plot ----------------------------------------------------------------------------
 def _forest(result, disease: str):
-    from dashboard.views.evidence import forest_view
+    from dashboard.views.diseases import forest_view
 
     return forest_view(result, disease)
 
@@ -183,7 +183,7 @@ def test_reading_sentence_leads_with_the_evidence_level():
     assert by_hit.startswith("Reading: gout, the top disease, has no within-study reference: it is seen only in studies without "
                              "normal donors, so it cannot be told apart from its study's batch")
     assert "no disease-vs-reference p-value" in by_hit and "p =" not in by_hit.split(". In ")[0]
-    from dashboard.views.evidence import ordered_ranking
+    from dashboard.views.diseases import ordered_ranking
 
     by_effect = reading_sentence(result, ranking=ordered_ranking(result.diseases, "effect"))
     lupus = result.diseases.set_index("group").loc["lupus"]
@@ -195,7 +195,7 @@ def test_reading_sentence_leads_with_the_evidence_level():
 
 
 def test_ordering_by_effect_puts_diseases_without_one_last():
-    from dashboard.views.evidence import ordered_ranking
+    from dashboard.views.diseases import ordered_ranking
 
     result = _result()
     assert result.diseases["group"].tolist()[0] == "gout"  # by hit %
@@ -206,7 +206,7 @@ def test_ordering_by_effect_puts_diseases_without_one_last():
 
 
 def test_study_effect_rows_say_the_evidence_and_why_a_study_gave_none():
-    from dashboard.views.evidence import study_effect_rows
+    from dashboard.views.diseases import study_effect_rows
 
     rows = study_effect_rows(_result())
     json.dumps(rows, allow_nan=False)  # no NaN reaches the grid
@@ -240,7 +240,7 @@ def test_the_ranking_figure_marks_a_disease_without_a_within_study_reference():
 
 
 def test_agreement_words():
-    from dashboard.views.evidence import agreement
+    from dashboard.views.diseases import agreement
 
     assert agreement({"effect": 1.0, "effect_lo": 0.2, "effect_hi": 1.8}, {"effect": 0.8, "effect_lo": 0.1, "effect_hi": 1.5}) == "agree"
     assert agreement({"effect": 1.0, "effect_lo": 0.2, "effect_hi": 1.8},

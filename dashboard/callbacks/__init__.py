@@ -1,6 +1,6 @@
 """The dashboard's callbacks, one module per job: ``link`` (the URL state), ``controls`` (presets,
 uploads, the disease-groups note), ``query`` (the background query), ``render`` (the result's
-views), ``modules`` (the Modules tab), ``celltype_genes`` (the "Genes in a cell type" tab),
+views), ``modules`` (the Modules tab), ``cell_genes`` (the "Genes in a cell type" tab),
 ``export`` (CSV, snapshot, images) and ``presenter``.
 
 Each callback is a top-level function that takes the DashboardData first and returns its outputs
@@ -13,7 +13,7 @@ from __future__ import annotations
 import dash
 
 from dashboard.callbacks import (
-    celltype_genes,
+    cell_genes,
     controls,
     export,
     link,
@@ -30,7 +30,7 @@ __all__ = ["answer_query", "register"]
 
 def register(app: dash.Dash, data) -> None:
     """Every callback of the dashboard on ``app``, answering from ``data``."""
-    for module in (link, controls, query, render, modules, celltype_genes, export, presenter):
+    for module in (link, controls, query, render, modules, cell_genes, export, presenter):
         module.register(app, data)
 
 

@@ -14,7 +14,7 @@ from dash import dcc, html
 from compute.query import parse_gene_list
 from dashboard import export, figures, ids
 from dashboard.markup import html_text
-from dashboard.views import evidence as within
+from dashboard.views import diseases as within
 
 if TYPE_CHECKING:
     from dashboard.data import DashboardData

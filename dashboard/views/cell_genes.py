@@ -254,7 +254,7 @@ def _multi(data: DashboardData, id_: str, options: list, label: str, placeholder
 
 
 def cell_genes_tab(data: DashboardData) -> dmc.Stack:
-    """The tab's components, empty: the callbacks (``callbacks.celltype_genes``) fill them."""
+    """The tab's components, empty: the callbacks (``callbacks.cell_genes``) fill them."""
     cell_types = data.filter_choices("cell_types").options
     diseases = data.filter_choices("diseases").options
     population = dmc.Group([

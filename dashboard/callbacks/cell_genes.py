@@ -16,7 +16,7 @@ from compute.errors import QueryError
 from dashboard import figures, ids
 from dashboard.callbacks.wiring import bind, control_pairs
 from dashboard.state import RANKING_KEYS, StateError, read_state
-from dashboard.views.genes_tab import (
+from dashboard.views.cell_genes import (
     FIGURE_TOP,
     GENE_OPTIONS,
     MAX_SEND,
