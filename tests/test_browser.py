@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from dashboard.pagebench import find_program
+from dashboard.devtools.pagebench import find_program
 
 from .conftest import ARTIFACTS, free_port, running_server
 

@@ -134,7 +134,7 @@ def test_mixed_load_with_100_stalled_connections_through_the_proxy(servers, tmp_
     """The load test's mixed load through nginx with 100 stalled connections held throughout: no
     error, no gunicorn worker replaced (the 20-client, 60-s figures are in the README)."""
     out = tmp_path / "proxy.json"
-    proc = subprocess.run([sys.executable, "-m", "dashboard.loadtest", "--url", servers["proxy"], "--clients", "4", "--seconds", "15",
+    proc = subprocess.run([sys.executable, "-m", "dashboard.devtools.loadtest", "--url", servers["proxy"], "--clients", "4", "--seconds", "15",
                            "--mixed", "--stalled", "100", "--server-pid", str(servers["master"]), "--json", str(out)],
                           cwd=REPO, capture_output=True, text=True, env=_env(SIGATLAS_AUTH=f"{USER}:{PASSWORD}"), timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr

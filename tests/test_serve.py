@@ -466,7 +466,7 @@ def test_pages_starting_the_same_query_at_once_all_get_its_result(served):
 # -- the load test ----------------------------------------------------------------------------------
 def test_load_test_against_two_workers_reports_no_errors(served, tmp_path):
     out = tmp_path / "load.json"
-    proc = subprocess.run([sys.executable, "-m", "dashboard.loadtest", "--url", served, "--clients", "4", "--seconds", "5", "--json", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "dashboard.devtools.loadtest", "--url", served, "--clients", "4", "--seconds", "5", "--json", str(out)],
                           cwd=REPO, capture_output=True, text=True, env=_env(SIGATLAS_AUTH=f"{USER}:{PASSWORD}"), timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     figures = json.loads(out.read_text())
@@ -476,19 +476,19 @@ def test_load_test_against_two_workers_reports_no_errors(served, tmp_path):
 
 
 def test_load_test_with_wrong_credentials_cannot_start(served):
-    proc = subprocess.run([sys.executable, "-m", "dashboard.loadtest", "--url", served, "--clients", "1", "--seconds", "1"],
+    proc = subprocess.run([sys.executable, "-m", "dashboard.devtools.loadtest", "--url", served, "--clients", "1", "--seconds", "1"],
                           cwd=REPO, capture_output=True, text=True, env=_env(SIGATLAS_AUTH=f"{USER}:nope"), timeout=60)
     assert proc.returncode == 2 and "did not answer" in proc.stderr  # even the atlas description is refused
 
 
 def test_load_test_is_loopback_only():
-    proc = subprocess.run([sys.executable, "-m", "dashboard.loadtest", "--url", "http://192.0.2.1:8050", "--seconds", "1"],
+    proc = subprocess.run([sys.executable, "-m", "dashboard.devtools.loadtest", "--url", "http://192.0.2.1:8050", "--seconds", "1"],
                           cwd=REPO, capture_output=True, text=True, env=_env(), timeout=60)
     assert proc.returncode == 2 and "only targets loopback" in proc.stderr
 
 
 def test_load_test_summary():
-    from dashboard.loadtest import Record, percentile, summarise
+    from dashboard.devtools.loadtest import Record, percentile, summarise
 
     assert percentile([], 50) is None and percentile([3.0, 1.0, 2.0], 50) == 2.0 and percentile([1.0, 2.0], 99) == 2.0
     records = [Record("query", 0.1, cached=True), Record("query", 0.3), Record("page", 0.2), Record("layout", 1.0, "layout: HTTP 502")]
@@ -534,7 +534,7 @@ def test_mixed_load_ends_with_no_errors_and_no_worker_replaced(served, tmp_path)
     """Issue 16: API and page queries, the Modules tab, 10,000 null draws (a 400) and a slow client
     at once: no server error, no worker killed (the note gives the 20-client, 60-s figures)."""
     out = tmp_path / "mixed.json"
-    proc = subprocess.run([sys.executable, "-m", "dashboard.loadtest", "--url", served, "--clients", "4", "--seconds", "15", "--mixed",
+    proc = subprocess.run([sys.executable, "-m", "dashboard.devtools.loadtest", "--url", served, "--clients", "4", "--seconds", "15", "--mixed",
                            "--server-pid", str(_master_pid(served)), "--json", str(out)],
                           cwd=REPO, capture_output=True, text=True, env=_env(SIGATLAS_AUTH=f"{USER}:{PASSWORD}"), timeout=300)
     figures = json.loads(out.read_text()) if out.is_file() else {}

@@ -1,6 +1,6 @@
-"""``python -m dashboard.loadtest``: a bounded load test of a running SigAtlas server, loopback only.
+"""``python -m dashboard.devtools.loadtest``: a bounded load test of a running SigAtlas server, loopback only.
 
-    python -m dashboard.loadtest --url http://127.0.0.1:8050 --clients 20 --seconds 60 [--mixed] [--stalled N] [--server-pid PID] [--json FILE]
+    python -m dashboard.devtools.loadtest --url http://127.0.0.1:8050 --clients 20 --seconds 60 [--mixed] [--stalled N] [--server-pid PID] [--json FILE]
 
 Each client (a thread) loops until the time is up: mostly signature queries through the JSON
 API (random subsets of the shipped presets, 5-100 genes, sometimes restricted to random cell
@@ -419,7 +419,7 @@ def _run(base: str, clients: int, seconds: float, *, seed: int, timeout: float, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dashboard.loadtest", description="Load-test a SigAtlas server on this machine")
+    p = argparse.ArgumentParser(prog="python -m dashboard.devtools.loadtest", description="Load-test a SigAtlas server on this machine")
     p.add_argument("--url", default="http://127.0.0.1:8050", help="the server (loopback only; default http://127.0.0.1:8050)")
     p.add_argument("--clients", type=int, default=20, help="concurrent clients (default 20)")
     p.add_argument("--seconds", type=float, default=60.0, help="how long to send requests (default 60)")

@@ -1,7 +1,7 @@
-"""``python -m dashboard.pagebench``: how long a user waits on the page for a new query, measured
+"""``python -m dashboard.devtools.pagebench``: how long a user waits on the page for a new query, measured
 in a real (headless Chromium) browser against a running SigAtlas server, loopback only.
 
-    python -m dashboard.pagebench --url http://127.0.0.1:8050 [--cell-type "classical monocyte"]
+    python -m dashboard.devtools.pagebench --url http://127.0.0.1:8050 [--cell-type "classical monocyte"]
                                   [--draws 1000] [--repeats 5] [--json FILE]
 
 Each repeat pastes the MS1 preset less two genes at random (a list never asked before, so nothing comes from
@@ -188,7 +188,7 @@ def measure_api(url: str, genes: list[str], *, cell_type: str | None, draws: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dashboard.pagebench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m dashboard.devtools.pagebench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:8050")
     parser.add_argument("--cell-type", default="classical monocyte", help="restrict the query to this cell type ('' for all cells)")
     parser.add_argument("--draws", type=int, default=1000, help="null draws (default 1000)")
