@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 from dashboard import ids
 from dashboard.data import is_result_key
-from dashboard.layout import FIGURE_GRAPHS
 from dashboard.state import RANKING_KEYS
+from dashboard.views.components import FIGURE_GRAPHS
 
 __all__ = ["MAX_DEPTH", "MAX_TEXT", "CallbackShape", "PayloadError", "STORE_SHAPES", "callback_shapes", "check_callback_body",
            "check_callback_structure", "input_kinds", "install"]

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import math
 
+import dash_mantine_components as dmc
 import numpy as np
 import pandas as pd
 from dash import html
 
 from compute.query import EVIDENCE_LEVELS, evidence_words
-from dashboard import figures
+from dashboard import figures, ids
+from dashboard.state import DEFAULTS
+from dashboard.views import components as ui
 
-__all__ = ["DISEASE_ORDERS", "EFFECT_HELP", "agreement", "effect_text", "evidence_lead", "excluded_studies_note", "forest_view",
-           "level_words", "ordered_ranking", "study_effect_rows", "study_effects_table"]
+__all__ = ["DISEASE_ORDERS", "EFFECT_HELP", "Q_SIGNIFICANT", "STAT_HELP", "agreement", "diseases_tab", "effect_text", "evidence_lead",
+           "excluded_studies_note", "forest_view", "level_words", "ordered_ranking", "stat_help_panel", "study_effect_rows",
+           "study_effects_table"]
 
 # the disease orders (dashboard.state's disease_order), in words for the control
 DISEASE_ORDERS = {"hit": "mean hit % (SIGnature)", "effect": "pooled effect vs reference"}
@@ -46,6 +50,27 @@ EFFECT_HELP = {
 }
 _SHORT = {"no_within_study_reference": "⚠ no within-study reference: seen only in studies without reference donors, so this "
                                        "disease cannot be told apart from its study's batch"}
+
+Q_SIGNIFICANT = 0.05  # the false discovery rate the reading sentence calls a disease "above the null" at
+# what each statistic means, in plain words: the help beside the ranking and the table's header tooltips
+STAT_HELP = {
+    "hit %": "A sample's hit %: the share of its selected cells whose signature score passes the hit rule. Diseases are ranked "
+             "by the mean over their samples: the sample, not the cell, is the unit of evidence.",
+    "base rate": "The hit % expected by chance (the dashed 'chance level' line): the share of all selected cells that are hits. "
+                 "If the signature did not tell diseases apart, every sample would show about that share. With hits as the top 10% "
+                 "of scores it is 10%, less where many cells tie at the cut-off (a sparse signature scores 0 in most cells, so its "
+                 "90th percentile is 0 and only the cells above 0 are hits).",
+    "null band": "The grey band: the central 95% of the mean hit % that random gene sets reach, each gene swapped for a gene of "
+                 "similar mean attribution and detection. A disease above its band is not explained by such genes.",
+    "p": "Specificity vs random gene sets, a second question: the share of random gene sets whose disease hit % stands at "
+         "least as far above the reference's as the signature's does (one-sided, empirical), the random sets' spread scaled "
+         "for the correlation among the signature's genes (CAMERA's variance inflation factor); the reference itself has "
+         "none. It does not compare patients with reference donors: the within-study effect (g) does. On planted data it "
+         "calls no more no-effect links than its nominal rate, a few fewer for sparse gene sets (docs/validation.md).",
+    "p floor": "The smallest p the draws allow: 1 / (1 + draws); with 1,000 draws p ≤ 0.001 means no random set reached it.",
+    "q (BH)": "p adjusted for testing every ranked disease at once (Benjamini-Hochberg false discovery rate): call diseases "
+              f"with q ≤ {Q_SIGNIFICANT:g} and expect at most {Q_SIGNIFICANT:.0%} of them to be false leads.",
+}
 
 
 def _f(value) -> float:
@@ -237,3 +262,41 @@ def study_effects_table(result) -> pd.DataFrame | None:
 def _json(v):
     v = _f(v)
     return v if np.isfinite(v) else None
+
+def stat_help_panel() -> html.Div:
+    """What hit %, base rate, null band, p, the p floor and q mean: each term with its help as a
+    tooltip, all of them in a fold for reading (tooltips do not show on a projector or a phone)."""
+    terms = [dmc.Tooltip(html.Span(term, className="help-term", title=text), label=text, multiline=True, w=340, withArrow=True)
+             for term, text in STAT_HELP.items()]
+    listed = html.Ul([html.Li([html.B(term), ": ", text]) for term, text in STAT_HELP.items()])
+    return html.Div([html.Span("What the numbers mean: ", className="lbl"), *terms,
+                     html.Details([html.Summary("read all"), listed], className="help-all")], id=ids.STAT_HELP, className="stat-help")
+
+
+# -- the layout --------------------------------------------------------------------------------
+def diseases_tab() -> dmc.Stack:
+    """The Diseases tab's components, empty: ``callbacks.render`` (the ranking, the evidence) and
+    ``callbacks.diseases`` (the driver genes, the forest plot of a chosen disease) fill them."""
+    return dmc.Stack([
+        html.Div(id=ids.READING, className="reading"),
+        stat_help_panel(),
+        ui.graph("diseases", 480),
+        html.Div([dmc.Text("Order diseases by", size="xs", c="dimmed"), ui.segmented(ids.DISEASE_ORDER, DISEASE_ORDERS, DEFAULTS["disease_order"])]),
+        html.Details([html.Summary("Ranking as a table (click a disease for its studies)"), html.Div(id=ids.DISEASE_TABLE_WRAP)], open=True),
+        # the evidence within studies: one disease's effect in each study against its own reference donors
+        html.Div([
+            dmc.Select(id=ids.FOREST_GROUP, data=[], placeholder="per-study effects of… (default: the first disease shown)", size="xs",
+                       clearable=True, searchable=True, w=320),
+            ui.graph("forest", 320),
+            html.Div(id=ids.FOREST_NOTE),
+        ], id="forest-section"),
+        html.Div(id=ids.EXCLUDED_DISEASES),
+        # one figure a row: side by side, each got about 430 px at 1280 px and squeezed its labels
+        dmc.Grid([dmc.GridCol(ui.graph("robustness", 380), span=12),
+                  dmc.GridCol(html.Div([
+                      dmc.Select(id=ids.DRIVER_GROUP, data=[], placeholder="driver genes of… (default: the top disease)", size="xs",
+                                 clearable=True, w=300),
+                      ui.graph("drivers", 380)]), span=12)]),
+        dmc.Grid([dmc.GridCol(ui.graph("comparison", 380), span=12),
+                  dmc.GridCol(ui.graph("scatter", 380), span=12)]),
+    ], gap="sm")

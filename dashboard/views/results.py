@@ -15,6 +15,7 @@ from compute.query import parse_gene_list
 from dashboard import export, figures, ids
 from dashboard.markup import html_text
 from dashboard.views import diseases as within
+from dashboard.views.diseases import Q_SIGNIFICANT, STAT_HELP, stat_help_panel
 
 if TYPE_CHECKING:
     from dashboard.data import DashboardData
@@ -33,31 +34,11 @@ PRESENTER_TITLE = 30  # px: a figure's title in presenter mode
 # smoothly); the CSV export and the snapshot always hold every matched gene
 GENE_VIEW_TOP = 60
 GENE_VIEW_CAP = 200
-Q_SIGNIFICANT = 0.05  # the false discovery rate the reading sentence calls a disease "above the null" at
 # every view of a result, by name: the render callback's outputs
 RESULT_VIEWS = ("resolution", "status", "reading", "disease_fig", "disease_table", "study_rows", "excluded_diseases", "excluded_studies",
                 "study_effect_rows", "forest_fig", "forest_note", "forest_groups", "robust_fig", "driver_fig", "driver_groups", "compare_fig", "scatter_fig",
                 "umap_fig", "umap_badge", "umap_labels",
                 "heatmap_fig", "genes_note", "landing_style")
-# what each statistic means, in plain words: the help beside the ranking and the table's header tooltips
-STAT_HELP = {
-    "hit %": "A sample's hit %: the share of its selected cells whose signature score passes the hit rule. Diseases are ranked "
-             "by the mean over their samples: the sample, not the cell, is the unit of evidence.",
-    "base rate": "The hit % expected by chance (the dashed 'chance level' line): the share of all selected cells that are hits. "
-                 "If the signature did not tell diseases apart, every sample would show about that share. With hits as the top 10% "
-                 "of scores it is 10%, less where many cells tie at the cut-off (a sparse signature scores 0 in most cells, so its "
-                 "90th percentile is 0 and only the cells above 0 are hits).",
-    "null band": "The grey band: the central 95% of the mean hit % that random gene sets reach, each gene swapped for a gene of "
-                 "similar mean attribution and detection. A disease above its band is not explained by such genes.",
-    "p": "Specificity vs random gene sets, a second question: the share of random gene sets whose disease hit % stands at "
-         "least as far above the reference's as the signature's does (one-sided, empirical), the random sets' spread scaled "
-         "for the correlation among the signature's genes (CAMERA's variance inflation factor); the reference itself has "
-         "none. It does not compare patients with reference donors: the within-study effect (g) does. On planted data it "
-         "calls no more no-effect links than its nominal rate, a few fewer for sparse gene sets (docs/validation.md).",
-    "p floor": "The smallest p the draws allow: 1 / (1 + draws); with 1,000 draws p ≤ 0.001 means no random set reached it.",
-    "q (BH)": "p adjusted for testing every ranked disease at once (Benjamini-Hochberg false discovery rate): call diseases "
-              f"with q ≤ {Q_SIGNIFICANT:g} and expect at most {Q_SIGNIFICANT:.0%} of them to be false leads.",
-}
 FIGURE_VIEWS = ("disease_fig", "forest_fig", "robust_fig", "driver_fig", "compare_fig", "scatter_fig", "umap_fig", "heatmap_fig")
 
 
@@ -102,14 +83,6 @@ def resolution_panel(res) -> list:
 
 
 
-def stat_help_panel() -> html.Div:
-    """What hit %, base rate, null band, p, the p floor and q mean: each term with its help as a
-    tooltip, all of them in a fold for reading (tooltips do not show on a projector or a phone)."""
-    terms = [dmc.Tooltip(html.Span(term, className="help-term", title=text), label=text, multiline=True, w=340, withArrow=True)
-             for term, text in STAT_HELP.items()]
-    listed = html.Ul([html.Li([html.B(term), ": ", text]) for term, text in STAT_HELP.items()])
-    return html.Div([html.Span("What the numbers mean: ", className="lbl"), *terms,
-                     html.Details([html.Summary("read all"), listed], className="help-all")], id=ids.STAT_HELP, className="stat-help")
 
 
 def _disease_q(result) -> dict:

@@ -16,12 +16,14 @@ from compute.atlas import (
     study_warnings,
     vocabulary_lines,
 )
-from dashboard import ids
+from dashboard import figures, ids
+from dashboard.views import components as ui
+from dashboard.views.diseases import EFFECT_HELP, STAT_HELP
 
 if TYPE_CHECKING:
     from dashboard.data import DashboardData
 
-__all__ = ["COVERAGE_HELP", "disease_groups_note", "study_reports_panel", "study_vocabulary_table", "vocabulary_note"]
+__all__ = ["COVERAGE_HELP", "studies_tab", "disease_groups_note", "study_reports_panel", "study_vocabulary_table", "vocabulary_note"]
 
 COVERAGE_HELP = (
     "Genes measured: the signature genes (matched in the model) this study measured. Coverage: their share of the "
@@ -128,3 +130,78 @@ def disease_groups_note(data: DashboardData, groups) -> str:
         parts.append(f"{g}: {', '.join(pooled)}" if pooled else f"{g}: no disease left (an earlier group took them)")
     return "Ranked as one: " + "; ".join(parts) + "."
 
+
+# -- the layout --------------------------------------------------------------------------------
+def studies_tab() -> dmc.Stack:
+    """The Studies tab's components, empty: ``callbacks.render`` fills the tables and
+    ``callbacks.studies`` the per-study reports while the tab shows."""
+    fmt = figures.GRID_FORMATS
+
+    def shown(kind: str) -> dict:  # numbers as the rest of the dashboard writes them (figures.format_value)
+        return {"function": f"params.value == null ? '–' : {fmt[kind]}(params.value)"}
+
+    grid = ui.grid(ids.STUDY_GRID, [
+        # the study stays in view while the coverage columns scroll in; the numbers a reader
+        # compares come first, the long texts last (they wrap)
+        {"field": "rank", "headerName": "#", "width": 64, "pinned": "left"}, {"field": "study", "width": 104, "pinned": "left"},
+        {"field": "mean_hit_pct", "headerName": "mean hit %", "width": 112, "sort": "desc", "valueFormatter": shown("pct"),
+         "filter": "agNumberColumnFilter", "headerTooltip": STAT_HELP["hit %"]},
+        # p at the floor the draws allow reads "≤ floor", as in the disease table
+        {"field": "p_value", "headerName": "p (null)", "width": 104, "filter": "agNumberColumnFilter",
+         "valueFormatter": {"function": f"params.value == null ? '–' : (params.data.p_floor != null && params.value <= "
+                                       f"params.data.p_floor * (1 + 1e-9) ? '≤ ' + {fmt['p']}(params.data.p_floor) : {fmt['p']}(params.value))"},
+         "headerTooltip": STAT_HELP["p"]},
+        # a q made from a p at the floor is an upper bound too (figures.format_q)
+        {"field": "q_value", "headerName": "q (BH)", "width": 96, "filter": "agNumberColumnFilter",
+         "valueFormatter": {"function": f"params.value == null ? '–' : (params.data.p_floor != null && params.data.p_value != null && "
+                                       f"params.data.p_value <= params.data.p_floor * (1 + 1e-9) ? '≤ ' : '') + {fmt['q']}(params.value)"},
+         "headerTooltip": STAT_HELP["q (BH)"]},
+        {"field": "data", "width": 128, "cellClassRules": {"sim-cell": "params.value == 'SIMULATED'"}},
+        {"field": "samples", "width": 116, "filter": "agNumberColumnFilter"},
+        {"field": "cells", "width": 96, "valueFormatter": shown("count"), "filter": "agNumberColumnFilter"},
+        {"field": "diseases", "flex": 1, "minWidth": 180, "wrapText": True, "autoHeight": True,
+         "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}},
+        {"field": "title", "flex": 2, "minWidth": 240, "wrapText": True, "autoHeight": True, "tooltipField": "title",
+         "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}},
+        {"field": "measured", "headerName": "Genes measured", "width": 150, "filter": "agNumberColumnFilter",
+         "valueFormatter": {"function": "params.value == null ? '' : params.value + ' / ' + params.data.requested"},
+         "headerTooltip": "signature genes this study measured, of those matched in the model"},
+        {"field": "coverage", "headerName": "Coverage", "width": 120, "filter": "agNumberColumnFilter",
+         "valueFormatter": {"function": "params.value == null ? '' : d3.format('.0%')(params.value)"},
+         "headerTooltip": "the share of the signature's weight carried by the genes this study measured"},
+        {"field": "measured_share", "headerName": "Measured share", "width": 150, "filter": "agNumberColumnFilter",
+         "valueFormatter": {"function": "params.value == null ? 'not recorded' : d3.format('.0%')(params.value)"},
+         "headerTooltip": "the share of a cell's attribution this study's gene panel is estimated to carry; its values are "
+                          "multiplied by it to put every panel on one scale"},
+        {"field": "notes", "headerName": "Notes", "flex": 2, "minWidth": 220, "wrapText": True, "autoHeight": True,
+         "tooltipField": "notes", "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}},
+    ], page_size=20)
+    effects_grid = ui.grid(ids.STUDY_EFFECTS_GRID, [
+        {"field": "disease", "width": 150, "pinned": "left"}, {"field": "study", "width": 104, "pinned": "left"},
+        {"field": "g", "headerName": "g vs reference", "width": 120,
+         "valueFormatter": {"function": "params.value == null ? '–' : d3.format('.2f')(params.value)"},
+         "filter": "agNumberColumnFilter", "headerTooltip": EFFECT_HELP["g"]},
+        {"field": "g_lo", "headerName": "95% CI", "width": 130,
+         "valueFormatter": {"function": "params.value == null ? '–' : d3.format('.2f')(params.value) + ' to ' + d3.format('.2f')(params.data.g_hi)"}},
+        {"field": "weight", "width": 96, "valueFormatter": {"function": "params.value == null ? '–' : d3.format('.0%')(params.value)"},
+         "headerTooltip": "the study's share of the pooled effect (random effects)"},
+        {"field": "n_donors", "headerName": "donors", "width": 96}, {"field": "n_reference_donors", "headerName": "reference donors", "width": 120},
+        {"field": "mean_hit_pct", "headerName": "donors' hit %", "width": 112, "valueFormatter": shown("pct")},
+        {"field": "reference_hit_pct", "headerName": "reference hit %", "width": 120, "valueFormatter": shown("pct")},
+        {"field": "evidence", "flex": 2, "minWidth": 240, "wrapText": True, "autoHeight": True, "headerTooltip": EFFECT_HELP["evidence"],
+         "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}},
+        {"field": "reason", "headerName": "why no effect", "flex": 2, "minWidth": 220, "wrapText": True, "autoHeight": True,
+         "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}},
+    ], page_size=20)
+    return dmc.Stack([
+        html.Div(id=ids.EXCLUDED_STUDIES),
+        html.Div([ui.export_bar("studies"), grid, dmc.Text(COVERAGE_HELP, size="xs", c="dimmed", id=ids.COVERAGE_HELP)],
+                 className="panel"),
+        html.Div([ui.grid_title("Each disease within each study, against the study's own reference donors"), ui.export_bar("study_effects"),
+                  effects_grid, dmc.Text(EFFECT_HELP["evidence"] + " " + EFFECT_HELP["g"], size="xs", c="dimmed", id=ids.EVIDENCE_HELP)],
+                 className="panel"),
+        # filled while the tab shows (controls.show_study_reports): a component per report
+        # line and label made 2,500 of the page's 2,700 components, and the page's script
+        # walks every component on each update (1-3 s per query result on a busy machine)
+        html.Div(id=ids.STUDY_REPORTS_SLOT),
+    ], gap="sm")

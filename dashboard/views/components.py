@@ -1,0 +1,66 @@
+"""The parts every tab's layout is built from: a figure panel with its export buttons, a paged
+table, a segmented switch, the simulated-data badge. Shared by the tabs (``dashboard.views.<tab>``)
+and the page shell (``dashboard.layout``); no tab's own components."""
+
+from __future__ import annotations
+
+import dash_ag_grid as dag
+import dash_mantine_components as dmc
+from dash import dcc, html
+
+from dashboard import figures, ids
+
+__all__ = ["CSV_ONLY_VIEWS", "FIGURE_GRAPHS", "csv_button", "export_bar", "graph", "grid", "grid_title", "segmented", "sim_badge"]
+
+FIGURE_GRAPHS = {  # view name -> graph id (each has CSV, SVG and PNG export)
+    "diseases": ids.DISEASE_FIG, "forest": ids.FOREST_FIG, "robustness": ids.ROBUST_FIG, "drivers": ids.DRIVER_FIG,
+    "comparison": ids.COMPARE_FIG, "scatter": ids.SCATTER_FIG, "umap": ids.UMAP_FIG, "genes": ids.HEATMAP_FIG,
+    "modules": ids.MODULES_FIG,
+}
+CSV_ONLY_VIEWS = ("studies", "study_effects")  # views with a CSV export and no figure
+
+
+def export_bar(view: str) -> dmc.Group:
+    buttons = [dmc.Button("CSV", id=f"{ids.CSV_PREFIX}{view}", size="compact-xs", variant="default", className="export")]
+    if view not in CSV_ONLY_VIEWS:
+        buttons += [dmc.Button("SVG", id=f"{ids.IMG_PREFIX}{view}-svg", size="compact-xs", variant="default", className="export"),
+                    dmc.Button("PNG", id=f"{ids.IMG_PREFIX}{view}-png", size="compact-xs", variant="default", className="export")]
+    return dmc.Group(buttons, gap=4, justify="flex-end", className="export-bar")
+
+
+def graph(view: str, height: int | None = None) -> html.Div:
+    # the figure sets its own height (long gene lists make tall heatmaps); ``height`` is the floor
+    style = {"minHeight": f"{height}px"} if height else None
+    # an empty figure that says when it fills: a graph without one draws bare axes
+    return html.Div([export_bar(view), dcc.Graph(id=FIGURE_GRAPHS[view], style=style, figure=figures.empty_figure("Appears after a query"),
+                                                  config={"displaylogo": False, "toImageButtonOptions": {"format": "svg", "filename": f"sigatlas-{view}"}})],
+                    className="panel")
+
+
+def segmented(id_, options: dict, value) -> dmc.SegmentedControl:
+    return dmc.SegmentedControl(id=id_, data=[{"value": k, "label": v} for k, v in options.items()], value=value, size="xs")
+
+
+def sim_badge(summary: dict, id_: str, note: str = "") -> dmc.Badge:
+    """The orange badge that labels views of an atlas holding simulated studies."""
+    return dmc.Badge(f"Includes SIMULATED data: {summary['n_simulated']} of {summary['n_studies']} studies{note}", id=id_, color="orange",
+                     variant="outline", size="lg")
+
+
+def grid(id_: str, columns: list[dict], page_size: int = 10, csv_name: str | None = None) -> dag.AgGrid:
+    """A sortable, filterable, paged table; ``csv_name``: the file its CSV export (all rows) is saved as."""
+    extra = {"csvExportParams": {"fileName": csv_name}} if csv_name else {}
+    # headers wrap instead of shrinking to "Ra...": a column's name must stay readable at 1280 px
+    return dag.AgGrid(id=id_, columnDefs=columns, rowData=[], defaultColDef={"sortable": True, "filter": True, "resizable": True,
+                                                                            "wrapHeaderText": True, "autoHeaderHeight": True},
+                      dashGridOptions={"domLayout": "autoHeight", "pagination": True, "paginationPageSize": page_size,
+                                       "paginationPageSizeSelector": False},
+                      className="ag-theme-alpine", **extra)
+
+
+def grid_title(text: str, *buttons) -> dmc.Group:
+    return dmc.Group([dmc.Text(text, fw=700, size="sm"), dmc.Group(list(buttons), gap=6)], justify="space-between", className="grid-title")
+
+
+def csv_button(id_: str) -> dmc.Button:
+    return dmc.Button("CSV", id=id_, size="compact-xs", variant="default", className="export")
