@@ -14,7 +14,7 @@ from compute.errors import SigAtlasError
 from compute.query import parse_gene_list
 from dashboard import ids
 from dashboard.app import answer_query, create_app
-from dashboard.callbacks import controls, link, modules, render
+from dashboard.callbacks import cells, controls, diseases, link, modules, render, studies
 from dashboard.data import DashboardData
 from dashboard.presets import PRESETS, apply_preset, preset_options
 from dashboard.state import (
@@ -506,8 +506,8 @@ def test_study_reports_in_plain_words(tiny_build):
     assert warnings and all(w in _text(_find(panel, ids.ATLAS_WARNINGS)) for w in warnings)
     # it is in the Studies tab, while that tab shows
     assert _find(create_app(tiny_build[1]).layout, ids.STUDY_REPORTS_SLOT) is not None
-    assert _find(controls.show_study_reports(data, "studies")["reports"], ids.STUDY_REPORTS) is not None
-    assert controls.show_study_reports(data, "diseases") == {"reports": []}
+    assert _find(studies.show_study_reports(data, "studies")["reports"], ids.STUDY_REPORTS) is not None
+    assert studies.show_study_reports(data, "diseases") == {"reports": []}
 
 
 def test_report_lines_for_tpm_mouse_and_qc_drops():
@@ -885,9 +885,9 @@ def test_every_callback_is_a_top_level_function_of_a_callbacks_module(tiny_build
         assert isinstance(spec["outputs_indices"], dict) and isinstance(spec["inputs_state_indices"], dict), fn.__qualname__
         found.add(f"{fn.__module__.rsplit('.', 1)[1]}.{fn.__name__}")
     assert found == {"link.restore", "link.write_link", "controls.on_preset", "controls.on_upload", "controls.on_upload_set",
-                     "controls.show_disease_groups", "controls.show_study_reports", "query.run_query", "query.run_anyway", "query.rank_now",
+                     "controls.show_disease_groups", "studies.show_study_reports", "query.run_query", "query.run_anyway", "query.rank_now",
                      "query.finish_now", "query.on_cancel", "query.stale_note", "render.render", "render.render_partial",
-                     "render.render_umap", "render.render_drivers", "render.render_forest", "render.pick_forest_disease",
+                     "cells.render_umap", "diseases.render_drivers", "diseases.render_forest", "diseases.pick_forest_disease",
                      "modules.render_modules", "modules.show_module", "modules.add_missing", "modules.use_module",
                      "export.download", "presenter.set_presenter", "presenter.save_view", "presenter.step",
                      "cell_genes.rank_genes", "cell_genes.show_spread", "cell_genes.pick_gene",
@@ -1029,20 +1029,20 @@ def test_the_render_callbacks_show_a_result_an_error_or_nothing(ms1_key):
             render.render(data, *no_result, False, None, **view)
     # the UMAP: only while its tab shows, once per result, colour and presenter mode
     with pytest.raises(dash.exceptions.PreventUpdate):
-        render.render_umap(data, key, None, "diseases", "disease", False, None)
-    umap = render.render_umap(data, key, None, "cells", "disease", False, None)
+        cells.render_umap(data, key, None, "diseases", "disease", False, None)
+    umap = cells.render_umap(data, key, None, "cells", "disease", False, None)
     assert set(umap) == {*UMAP_VIEWS, "drawn"} and umap["drawn"].startswith(f"{key}|")
     assert umap["umap_fig"].layout.meta["color_by"] == "disease" and umap["umap_badge"].endswith("cells shown")
     with pytest.raises(dash.exceptions.PreventUpdate):
-        render.render_umap(data, key, None, "cells", "disease", False, umap["drawn"])
-    assert render.render_umap(data, key, None, "cells", "score", True, umap["drawn"])["umap_fig"].layout.font.size == 20
-    gone = render.render_umap(data, None, {"error": "no cells match the filters", "genes": ""}, "cells", "score", False, umap["drawn"])
+        cells.render_umap(data, key, None, "cells", "disease", False, umap["drawn"])
+    assert cells.render_umap(data, key, None, "cells", "score", True, umap["drawn"])["umap_fig"].layout.font.size == 20
+    gone = cells.render_umap(data, None, {"error": "no cells match the filters", "genes": ""}, "cells", "score", False, umap["drawn"])
     assert gone["umap_fig"].to_dict()["layout"]["meta"]["empty"] == "no cells match the filters"
     second = views["driver_groups"][1]
-    drivers = render.render_drivers(data, second, key, True)["driver_fig"]
+    drivers = diseases.render_drivers(data, second, key, True)["driver_fig"]
     assert drivers.layout.title.text.startswith(f"Driver genes in {second}") and drivers.layout.font.size == 20
     with pytest.raises(dash.exceptions.PreventUpdate):
-        render.render_drivers(data, second, None, False)
+        diseases.render_drivers(data, second, None, False)
 
 
 def test_the_link_is_written_once_a_query_ran(ms1_key):

@@ -326,7 +326,7 @@ def test_api_rows_carry_the_within_study_evidence_as_valid_json(tiny_build):
 def test_the_page_shows_the_evidence_and_the_forest_plot_of_a_picked_disease(tiny_build):
     from compute.reference import ms1_signature
     from dashboard.app import answer_query
-    from dashboard.callbacks import render
+    from dashboard.callbacks import diseases
     from dashboard.data import DashboardData
     from dashboard.state import DEFAULTS
 
@@ -364,13 +364,13 @@ def test_the_page_shows_the_evidence_and_the_forest_plot_of_a_picked_disease(tin
         assert words in methods, words
     # a click on another disease in the ranking figure picks it; its forest plot is drawn
     click = {"points": [{"x": f"{shown[-1]}<br>3 samples · 1 study"}]}
-    picked = render.pick_forest_disease(data, click, out["forest_groups"])["group"]
+    picked = diseases.pick_forest_disease(data, click, out["forest_groups"])["group"]
     assert picked == shown[-1]
     key = data.result_key(result.params)
-    views = render.render_forest(data, picked, key, False, "effect")
+    views = diseases.render_forest(data, picked, key, False, "effect")
     meta = views["forest_fig"].to_dict()["layout"]["meta"]
     assert meta.get("disease") == picked or meta["empty"].startswith(f"{picked}: ")
     import dash
 
     with pytest.raises(dash.exceptions.PreventUpdate):
-        render.pick_forest_disease(data, {"points": [{"x": "not a disease<br>1 sample"}]}, out["forest_groups"])
+        diseases.pick_forest_disease(data, {"points": [{"x": "not a disease<br>1 sample"}]}, out["forest_groups"])

@@ -200,7 +200,7 @@ def studies_tab() -> dmc.Stack:
         html.Div([ui.grid_title("Each disease within each study, against the study's own reference donors"), ui.export_bar("study_effects"),
                   effects_grid, dmc.Text(EFFECT_HELP["evidence"] + " " + EFFECT_HELP["g"], size="xs", c="dimmed", id=ids.EVIDENCE_HELP)],
                  className="panel"),
-        # filled while the tab shows (controls.show_study_reports): a component per report
+        # filled while the tab shows (callbacks.studies.show_study_reports): a component per report
         # line and label made 2,500 of the page's 2,700 components, and the page's script
         # walks every component on each update (1-3 s per query result on a busy machine)
         html.Div(id=ids.STUDY_REPORTS_SLOT),
