@@ -15,6 +15,7 @@ from dashboard.callbacks.render import RENDER_SETTINGS
 from dashboard.data import DashboardData
 from dashboard.state import DEFAULTS, RANKING_KEYS, TABS, decode_state, encode_state
 from dashboard.views.cell_genes import FIGURE_TOP, MAX_SEND, rank_rank_figure, spread_figure
+from dashboard.views.filters import known_values
 
 MONO = "classical monocyte"
 MONO_ID = "CL:0000860"
@@ -152,14 +153,14 @@ def test_the_tab_in_the_layout_and_the_link(data, tiny_build):
         assert _find(layout, id_) is not None, id_
     # the tab's settings go through the one state validator: a term id reads as its label, an unknown gene is dropped
     state, notes = decode_state(f"?tab=cell_genes&rank_cell_types={MONO_ID}&rank_versus=normal&rank_gene=NOT_A_GENE",
-                                data.known_values)
+                                known_values(data))
     assert state["tab"] == "cell_genes" and state["rank_cell_types"] == [MONO] and state["rank_versus"] == ["normal"]
     assert state["rank_gene"] == "" and notes == ["rank_gene=NOT_A_GENE is not a gene of this atlas's gene order; using none"]
     gene = data.atlas.genes[0]
     kept = state | {"rank_gene": gene}
-    assert decode_state(encode_state(kept), data.known_values) == (kept, [])
+    assert decode_state(encode_state(kept), known_values(data)) == (kept, [])
     # links written before the tab read as before, and its settings never re-render a query's views
-    old, old_notes = decode_state("?genes=CD14&tab=modules", data.known_values)
+    old, old_notes = decode_state("?genes=CD14&tab=modules", known_values(data))
     assert not old_notes and all(old[k] == DEFAULTS[k] for k in RANKING_KEYS)
     assert not set(RANKING_KEYS) & set(RENDER_SETTINGS)
 

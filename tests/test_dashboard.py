@@ -16,7 +16,7 @@ from dashboard import ids
 from dashboard.app import answer_query, create_app
 from dashboard.callbacks import cells, controls, diseases, link, modules, render, studies
 from dashboard.data import DashboardData
-from dashboard.presets import PRESETS, apply_preset, preset_options
+from dashboard.presets import PRESETS, preset_options
 from dashboard.state import (
     DEFAULTS,
     QUERY_KEYS,
@@ -29,6 +29,8 @@ from dashboard.state import (
     read_state,
 )
 from dashboard.upload import GeneFileError, parse_gene_file
+from dashboard.views.components import label_colours
+from dashboard.views.filters import apply_preset, disease_group_choices, filter_choices, known_values
 from dashboard.views.modules import modules_table, modules_view
 from dashboard.views.results import RESULT_VIEWS, UMAP_VIEWS, driver_figure
 
@@ -593,7 +595,7 @@ def test_cell_type_filter_is_the_term_tree_with_cell_counts(tiny_build):
     data = DashboardData(tiny_build[1])
     cells = data.atlas.cells
     n = cells["cell_type"].astype(str).value_counts()
-    choices = data.filter_choices("cell_types")
+    choices = filter_choices(data, "cell_types")
     options = _options(choices)
     # the parent term above classical and non-classical monocytes, with their summed cells
     assert options["monocyte"].strip("\u00a0") == f"monocyte ({n['classical monocyte'] + n['non-classical monocyte']:,})"
@@ -609,12 +611,12 @@ def test_cell_type_filter_is_the_term_tree_with_cell_counts(tiny_build):
     assert last["group"].startswith("No ontology term") and sorted(i["value"] for i in last["items"]) == unmapped
     assert options[unmapped[0]] == f"{unmapped[0]} (no ontology term) ({n[unmapped[0]]:,})"
     # the same for diseases (healthy donors: normal) and tissues; the layout shows these options
-    diseases = _options(data.filter_choices("diseases"))
+    diseases = _options(filter_choices(data, "diseases"))
     assert {"normal", "infectious disease with sepsis", "infectious disease"} <= set(diseases)
     layout = create_app(tiny_build[1]).layout
     for id_, key in ((ids.CELL_TYPES, "cell_types"), (ids.DISEASES, "diseases"), (ids.TISSUES, "tissues")):
         control = _find(layout, id_)
-        assert control.data == data.filter_choices(key).options and "a term includes its" in control.description
+        assert control.data == filter_choices(data, key).options and "a term includes its" in control.description
 
 
 def test_picking_monocyte_selects_every_monocyte_subtype(tiny_build):
@@ -629,7 +631,7 @@ def test_picking_monocyte_selects_every_monocyte_subtype(tiny_build):
     assert out["result"].n_selected == int(cells["cell_type"].astype(str).isin(subtypes).sum())
     assert "monocyte · hit" in out["disease_fig"].to_dict()["layout"]["title"]["text"]
     # in a link: the term's id, another case or an equivalent ancestor all mean the term, shown as it
-    known = data.known_values
+    known = known_values(data)
     for raw in ("monocyte", "CL:0000576", "Monocyte", "myeloid leukocyte"):
         if raw == "myeloid leukocyte" and raw not in known["cell_types"]:
             continue  # the ancestor is not in this atlas's vocabulary
@@ -648,9 +650,9 @@ def test_old_links_with_study_labels_still_work(tiny_build):
     # the filters' options: the study's own label is added to the cell types, nothing to the others
     extra = restored["cell_types_options"][-1]
     assert extra["group"].startswith("From the link") and extra["items"] == [{"value": "CD14+ Monocyte", "label": "CD14+ Monocyte (study label)"}]
-    assert restored["cell_types_options"][:-1] == data.filter_choices("cell_types").options
-    assert restored["diseases_options"] == data.filter_choices("diseases").options
-    assert restored["tissues_options"] == data.filter_choices("tissues").options
+    assert restored["cell_types_options"][:-1] == filter_choices(data, "cell_types").options
+    assert restored["diseases_options"] == filter_choices(data, "diseases").options
+    assert restored["tissues_options"] == filter_choices(data, "tissues").options
     # the study's label selects exactly its cells, as before the vocabulary
     text, _ = apply_preset(data, "ms1")
     out = answer_query(data, _state(genes=text, cell_types=["CD14+ Monocyte"], min_coverage=0.0, null_draws=0))
@@ -680,8 +682,8 @@ def test_disease_groups_from_the_link_to_the_ranking(tiny_build):
     from dashboard.views.studies import disease_groups_note
 
     data = DashboardData(tiny_build[1])
-    known = data.known_values
-    options = _options(data.disease_group_choices)
+    known = known_values(data)
+    options = _options(disease_group_choices(data))
     assert {"infectious disease", "autoimmune disease"} <= set(options) and "COVID-19" not in options  # parent terms only
     # a term id and a label in a link; a disease that groups nothing is dropped with a note
     state, notes = decode_state("?disease_groups=infectious+disease|MONDO:0007179|asthma", known)
@@ -715,7 +717,7 @@ def test_disease_groups_from_the_link_to_the_ranking(tiny_build):
     # the control: in the layout, in the link, with the note's callback
     app = create_app(tiny_build[1])
     control = _find(app.layout, ids.DISEASE_GROUPS)
-    assert control.data == data.disease_group_choices.options and control.value == []
+    assert control.data == disease_group_choices(data).options and control.value == []
     assert controls.show_disease_groups(data, ["infectious disease"])["note"].startswith("Ranked as one: infectious disease: ")
     assert controls.show_disease_groups(data, []) == {"note": ""}
     assert link.restore(data, "?genes=CD14&disease_groups=MONDO:0005550", 0)["disease_groups"] == ["infectious disease"]
@@ -850,13 +852,13 @@ def test_an_atlas_without_a_vocabulary_uses_the_studies_labels(pre_vocabulary_at
 
     data = DashboardData(pre_vocabulary_atlas)
     assert not data.has_vocabulary
-    choices = data.filter_choices("cell_types")
+    choices = filter_choices(data, "cell_types")
     assert [g["group"] for g in choices.options] == ["Labels as the studies gave them (this atlas records no ontology terms)"]
     assert choices.option_values == data.cell_types
     # the MS1 preset falls back to the cell types named like its term
     text, cell_types = apply_preset(data, "ms1")
     assert cell_types == [c for c in data.cell_types if "monocyte" in c]
-    state, notes = decode_state("?cell_types=CL:0000576&disease_groups=infectious+disease", data.known_values)
+    state, notes = decode_state("?cell_types=CL:0000576&disease_groups=infectious+disease", known_values(data))
     assert state["cell_types"] == state["disease_groups"] == [] and len(notes) == 2
     out = answer_query(data, _state(genes=text, cell_types=cell_types, null_draws=0, color="cell_type_predicted"))
     assert out["tables"]["diseases"]["group"].iloc[0] == "infectious disease with sepsis"
@@ -914,7 +916,7 @@ def query_run(data, set_progress, state):
 
 def test_the_query_callback_stores_a_result_or_says_why_not(ms1_key):
     data, state, key = ms1_key
-    assert data.stored_result(key).params == query_params(read_state(state.items(), data.known_values, strict=True)[0],
+    assert data.stored_result(key).params == query_params(read_state(state.items(), known_values(data), strict=True)[0],
                                                           expression=data.atlas.has_expression)
     progress = []
     again = query_run(data, progress.append, state)
@@ -981,7 +983,7 @@ def test_the_run_request_draws_the_ranking_before_the_job(ms1_key, monkeypatch):
         return query.rank_now(data, 1, None, False, None, **{k: st[k] for k in QUERY_KEYS}, **view)
 
     new = state | {"genes": "\n".join(state["genes"].split("\n")[:-1])}  # one gene less: never asked
-    params = query_params(read_state(new.items(), data.known_values, strict=True)[0], expression=data.atlas.has_expression)
+    params = query_params(read_state(new.items(), known_values(data), strict=True)[0], expression=data.atlas.has_expression)
     assert data.stored_result(data.result_key(params)) is None
     views = rank(new)
     assert views["status"].id == ids.PARTIAL_NOTE and views["robust_fig"] is dash.no_update
@@ -1050,7 +1052,7 @@ def test_the_link_is_written_once_a_query_ran(ms1_key):
     settings = {k: state[k] for k in state if k != "preset"} | {"tab": "genes", "null_draws": None}
     search = link.write_link(data, key, None, **settings)["search"]
     written = state | {"genes": normalise_genes(state["genes"]), "tab": "genes", "null_draws": DEFAULTS["null_draws"]}
-    assert decode_state(search, data.known_values) == (written, [])
+    assert decode_state(search, known_values(data)) == (written, [])
     assert "null_draws" not in search and "tab=genes" in search  # an emptied control is its default
     assert link.write_link(data, None, {"error": "x", "genes": "CD14"}, **settings)["search"] == search
     with pytest.raises(dash.exceptions.PreventUpdate):
@@ -1213,19 +1215,19 @@ def test_one_rule_for_a_setting_in_the_link_the_controls_and_the_api(ms1_key):
         value = 1.5 if new == "cutoff" else 50
         base = {"rule": "quantile"} if new == "cutoff" else {}
         for name in (new, old):
-            _, notes = decode_state(f"?{'rule=quantile&' if base else ''}{name}={value}", data.known_values)
+            _, notes = decode_state(f"?{'rule=quantile&' if base else ''}{name}={value}", known_values(data))
             reason = "must be within 0-1 for the quantile rule" if new == "cutoff" else "must be 0 (no p-values) or 100-10,000 draws"
             assert notes == [f"{name}={value} {reason}; using {0.9 if new == 'cutoff' else 1000}"]
             out = answer_query(data, state | base | {new: value})
             assert out["status"].children == f"{new} {reason}, got {value:g}"
             with pytest.raises(SigAtlasError, match=f"^{name} must be "):
-                parse_query({"genes": "CD14", **base, name: value}, data.known_values)
+                parse_query({"genes": "CD14", **base, name: value}, known_values(data))
     with pytest.raises(ApiInputError, match="genes is empty"):
-        parse_query({"genes": " ; "}, data.known_values)
+        parse_query({"genes": " ; "}, known_values(data))
     assert issubclass(ApiInputError, SigAtlasError)
     # an old link opens the same view as the new one
-    old, _ = decode_state("?genes=CD14&data=simulated&rule=quantile&cut=0.95&null=100", data.known_values)
-    assert old == decode_state("?genes=CD14&data_kind=simulated&rule=quantile&cutoff=0.95&null_draws=100", data.known_values)[0]
+    old, _ = decode_state("?genes=CD14&data=simulated&rule=quantile&cut=0.95&null=100", known_values(data))
+    assert old == decode_state("?genes=CD14&data_kind=simulated&rule=quantile&cutoff=0.95&null_draws=100", known_values(data))[0]
     assert encode_state(old) == "?genes=CD14&data_kind=simulated&rule=quantile&cutoff=0.95&null_draws=100"
 
 
@@ -1250,8 +1252,8 @@ def test_a_disease_keeps_its_colour_across_queries(ms1_key):
     data, state, key = ms1_key
     first = data.stored_result(key)
     other = data.query(query_params(read_state((state | {"genes": "\n".join(list(data.atlas.genes[-40:]))}).items(),
-                                               data.known_values, strict=True)[0], expression=data.atlas.has_expression))
-    colours = data.label_colours("disease")
+                                               known_values(data), strict=True)[0], expression=data.atlas.has_expression))
+    colours = label_colours(data, "disease")
     seen = {}
     for result in (first, other):
         views = render_views(data, result, state | {"color": "disease"})

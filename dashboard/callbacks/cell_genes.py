@@ -27,6 +27,7 @@ from dashboard.views.cell_genes import (
     sim_note,
     spread_figure,
 )
+from dashboard.views.filters import known_values
 
 __all__ = ["RANK_OUTPUTS", "pick_gene", "rank_genes", "register", "send_selected", "send_top", "show_spread"]
 
@@ -53,8 +54,8 @@ def _population(data, settings: dict) -> dict:
     StateError naming the first invalid filter; a gene the atlas does not have reads as none
     (it only chooses which spread shows)."""
     filters = {k: v for k, v in settings.items() if k in RANKING_KEYS and k != "rank_gene"}
-    state, _ = read_state(control_pairs(filters), data.known_values, strict=True)
-    gene, _ = read_state(control_pairs({"rank_gene": settings.get("rank_gene")}), data.known_values, strict=False)
+    state, _ = read_state(control_pairs(filters), known_values(data), strict=True)
+    gene, _ = read_state(control_pairs({"rank_gene": settings.get("rank_gene")}), known_values(data), strict=False)
     return {key: state[key] for key in RANKING_KEYS} | {"rank_gene": gene["rank_gene"]}
 
 
@@ -130,7 +131,7 @@ def pick_gene(data, click: dict | None, cell: dict | None, trigger: str | None =
         gene = (point.get("customdata") or [None])[0]
     elif trigger == ids.RANK_GRID and cell and cell.get("colId") == "gene":
         gene = cell.get("value")
-    if not isinstance(gene, str) or gene not in data.known_values["rank_gene"]:
+    if not isinstance(gene, str) or gene not in known_values(data)["rank_gene"]:
         raise dash.exceptions.PreventUpdate
     return {"gene": gene}
 

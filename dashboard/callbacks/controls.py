@@ -8,8 +8,9 @@ from dash import ALL, Input, Output, State, clientside_callback, html
 
 from dashboard import ids
 from dashboard.callbacks.wiring import bind
-from dashboard.presets import PRESETS, apply_preset
+from dashboard.presets import PRESETS
 from dashboard.upload import MAX_BYTES, GeneFileError, decode_upload, parse_gene_file
+from dashboard.views.filters import apply_preset
 from dashboard.views.studies import disease_groups_note
 
 __all__ = ["on_preset", "on_upload", "on_upload_set", "register", "show_disease_groups"]

@@ -29,6 +29,7 @@ from dashboard.callbacks.render import (
 )
 from dashboard.callbacks.wiring import QUERY_CONTROLS, bind, control_pairs, controls
 from dashboard.state import normalise_genes, query_params, read_state
+from dashboard.views.filters import known_values
 from dashboard.views.results import empty_views, resolution_panel
 
 __all__ = ["CANCELLED", "FINISH_WAIT_S", "NO_GENES", "NOT_RUN_FEW_GENES", "asks_first", "finish_now", "on_cancel", "rank_now", "register", "run_anyway",
@@ -117,7 +118,7 @@ def run_query(data, set_progress, run_clicks: int | None, request: int | None, a
         set_progress((15, "ranking shown; computing the p-values and the evidence"))
 
     try:
-        state, _ = read_state(control_pairs(settings), data.known_values, strict=True)
+        state, _ = read_state(control_pairs(settings), known_values(data), strict=True)
         params = query_params(state, expression=data.atlas.has_expression)
     except QueryError as exc:  # a setting out of its range, an emptied number
         set_progress((0, "not run: a setting is invalid (see above)"))
@@ -206,7 +207,7 @@ def rank_now(data, run_clicks: int | None, request: int | None, presenter: bool 
     goes to ``ids.RANKED``, which starts ``finish_now``."""
     query_settings = {key: settings.pop(key) for key in list(settings) if key in QUERY_CONTROLS}
     try:
-        state, _ = read_state(control_pairs(query_settings), data.known_values, strict=True)
+        state, _ = read_state(control_pairs(query_settings), known_values(data), strict=True)
         params = query_params(state, expression=data.atlas.has_expression)
         if params is not None and asks_first(data, params, state["genes"], accepted) is not None:
             params = None  # run_query asks first
@@ -252,7 +253,7 @@ def stale_note(data, result_key: str | None, query_error: dict | None, **setting
     if result_key is None or query_error is not None:
         return {"note": None}
     try:
-        state, _ = read_state(control_pairs(settings), data.known_values, strict=True)
+        state, _ = read_state(control_pairs(settings), known_values(data), strict=True)
         params = query_params(state, expression=data.atlas.has_expression)
     except QueryError as exc:
         why = f"a setting is invalid ({exc})"

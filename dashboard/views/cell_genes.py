@@ -17,6 +17,7 @@ from dash import dcc, html
 from plotly.subplots import make_subplots
 
 from dashboard import figures, ids
+from dashboard.views.filters import filter_choices, study_options
 
 if TYPE_CHECKING:
     from dashboard.data import DashboardData
@@ -255,12 +256,12 @@ def _multi(data: DashboardData, id_: str, options: list, label: str, placeholder
 
 def cell_genes_tab(data: DashboardData) -> dmc.Stack:
     """The tab's components, empty: the callbacks (``callbacks.cell_genes``) fill them."""
-    cell_types = data.filter_choices("cell_types").options
-    diseases = data.filter_choices("diseases").options
+    cell_types = filter_choices(data, "cell_types").options
+    diseases = filter_choices(data, "diseases").options
     population = dmc.Group([
         _multi(data, ids.RANK_CELL_TYPES, cell_types, "Cell type", "choose a cell type", "a term includes its subtypes"),
         _multi(data, ids.RANK_DISEASES, diseases, "Diseases", "all diseases", "the population's diseases"),
-        _multi(data, ids.RANK_STUDIES, data.study_options, "Studies", "all studies", "the population's studies"),
+        _multi(data, ids.RANK_STUDIES, study_options(data), "Studies", "all studies", "the population's studies"),
         _multi(data, ids.RANK_VERSUS, diseases, "Versus (reference)", "no reference",
                "the same cell types in these diseases (e.g. normal): a per-gene test over samples"),
     ], gap="sm", align="flex-start")

@@ -1,16 +1,22 @@
 """The parts every tab's layout is built from: a figure panel with its export buttons, a paged
-table, a segmented switch, the simulated-data badge. Shared by the tabs (``dashboard.views.<tab>``)
+table, a segmented switch, the simulated-data badge, one colour per label across the figures. Shared by the tabs (``dashboard.views.<tab>``)
 and the page shell (``dashboard.layout``); no tab's own components."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import dash_ag_grid as dag
 import dash_mantine_components as dmc
 from dash import dcc, html
 
 from dashboard import figures, ids
+from dashboard.views.filters import disease_group_choices
 
-__all__ = ["CSV_ONLY_VIEWS", "FIGURE_GRAPHS", "csv_button", "export_bar", "graph", "grid", "grid_title", "segmented", "sim_badge"]
+if TYPE_CHECKING:
+    from dashboard.data import DashboardData
+
+__all__ = ["CSV_ONLY_VIEWS", "FIGURE_GRAPHS", "csv_button", "export_bar", "graph", "grid", "grid_title", "label_colours", "segmented", "sim_badge"]
 
 FIGURE_GRAPHS = {  # view name -> graph id (each has CSV, SVG and PNG export)
     "diseases": ids.DISEASE_FIG, "forest": ids.FOREST_FIG, "robustness": ids.ROBUST_FIG, "drivers": ids.DRIVER_FIG,
@@ -64,3 +70,21 @@ def grid_title(text: str, *buttons) -> dmc.Group:
 
 def csv_button(id_: str) -> dmc.Button:
     return dmc.Button("CSV", id=id_, size="compact-xs", variant="default", className="export")
+
+
+def label_colours(data: DashboardData, kind: str) -> dict[str, str]:
+    """One colour per label of the cells' ``kind`` column ("disease", "study", "cell_type",
+    "cell_type_predicted"; a disease's groups too) for the whole atlas (figures.label_colours):
+    the same in every figure and every query."""
+
+    def build() -> dict[str, str]:
+        cells = data.atlas.cells
+        labels = data.column_values(kind) if kind in cells.columns else []
+        extra = ()
+        if kind == "disease":  # a ranking's disease groups too
+            extra = [item["value"] for option in disease_group_choices(data).options for item in option["items"]]
+        elif kind == "cell_type" and "cell_type_predicted" in cells.columns:  # a predicted type as its annotated namesake
+            extra = data.column_values("cell_type_predicted")
+        return figures.label_colours(labels, extra)
+
+    return data.memo(f"label_colours:{kind}", build)

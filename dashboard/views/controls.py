@@ -13,6 +13,7 @@ from dashboard import ids
 from dashboard.presets import PRESETS, QUICK_PRESETS, preset_options
 from dashboard.state import CHOICES, DEFAULTS, FRACTION_RANGES, INT_RANGES, NULL_RANGE
 from dashboard.views import components as ui
+from dashboard.views.filters import disease_group_choices, filter_choices, study_options
 
 if TYPE_CHECKING:
     from dashboard.data import DashboardData
@@ -33,7 +34,7 @@ def _term_filter(data: DashboardData, id_: str, key: str, label: str, placeholde
     """A filter over one annotation: the atlas's ontology terms as a tree with cell counts, and
     the labels that matched no term; the values are term labels (or those labels)."""
     help_text = _FILTER_HELP[key] if data.has_vocabulary else "the studies' own labels (this atlas records no ontology terms)"
-    return dmc.MultiSelect(id=id_, data=data.filter_choices(key).options, value=[], searchable=True, clearable=True, size="xs",
+    return dmc.MultiSelect(id=id_, data=filter_choices(data, key).options, value=[], searchable=True, clearable=True, size="xs",
                            label=label, placeholder=placeholder, description=help_text, maxDropdownHeight=360)
 
 
@@ -70,7 +71,7 @@ def controls_panel(data: DashboardData) -> dmc.Stack:
         _term_filter(data, ids.CELL_TYPES, "cell_types", "Cell types", "all cell types"),
         _term_filter(data, ids.DISEASES, "diseases", "Diseases", "all diseases"),
         _term_filter(data, ids.TISSUES, "tissues", "Tissues", "all tissues"),
-        dmc.MultiSelect(id=ids.STUDIES, data=data.study_options, value=[], searchable=True, clearable=True, size="xs",
+        dmc.MultiSelect(id=ids.STUDIES, data=study_options(data), value=[], searchable=True, clearable=True, size="xs",
                         label="Studies", placeholder="all studies"),
         html.Div([dmc.Text("Data", size="xs", c="dimmed"),
                   ui.segmented(ids.DATA_KIND, {k: k for k in CHOICES["data_kind"]}, d["data_kind"])]),
@@ -86,9 +87,9 @@ def controls_panel(data: DashboardData) -> dmc.Stack:
             dmc.NumberInput(id=ids.SAMP_MIN, value=d["samp_min"], min=INT_RANGES["samp_min"][0], step=1, size="xs", label="samp_min", debounce=True),
             dmc.NumberInput(id=ids.TOP_N, value=d["top_n"], min=INT_RANGES["top_n"][0], step=1, size="xs", label="top N (0 = all)", debounce=True),
         ], gap=6, grow=True),
-        dmc.MultiSelect(id=ids.DISEASE_GROUPS, data=data.disease_group_choices.options, value=[], searchable=True, clearable=True,
+        dmc.MultiSelect(id=ids.DISEASE_GROUPS, data=disease_group_choices(data).options, value=[], searchable=True, clearable=True,
                         size="xs", label="Group diseases by", placeholder="each disease on its own" if data.has_vocabulary else
-                        "this atlas records no disease terms", disabled=not data.disease_group_choices.options,
+                        "this atlas records no disease terms", disabled=not disease_group_choices(data).options,
                         description="MONDO parent terms: each disease under one counts as it (the first chosen that applies)",
                         maxDropdownHeight=320),
         html.Div(id=ids.DISEASE_GROUPS_NOTE, className="note"),
@@ -98,7 +99,7 @@ def controls_panel(data: DashboardData) -> dmc.Stack:
                         description="min_coverage: studies that measured less of the signature's weight are left out, with the reason"),
         dmc.NumberInput(id=ids.NULL_DRAWS, value=d["null_draws"], min=0, max=NULL_RANGE[1], step=100, size="xs", debounce=True,
                         label="Specificity vs random gene sets: draws (0 = off; 1,000 gives p ≥ 0.001)"),
-        dmc.Select(id=ids.REFERENCE, data=data.filter_choices("diseases").options, value=d["reference"], searchable=True, size="xs",
+        dmc.Select(id=ids.REFERENCE, data=filter_choices(data, "diseases").options, value=d["reference"], searchable=True, size="xs",
                    allowDeselect=False, label="Reference donors", maxDropdownHeight=320,
                    description="each disease is compared with these donors within its own studies (a term includes its subtypes)"),
     ], gap=8, className="controls")

@@ -15,7 +15,9 @@ from compute.query import parse_gene_list
 from dashboard import export, figures, ids
 from dashboard.markup import html_text
 from dashboard.views import diseases as within
+from dashboard.views.components import label_colours
 from dashboard.views.diseases import Q_SIGNIFICANT, STAT_HELP, stat_help_panel
+from dashboard.views.studies import excluded_rows, study_rows
 
 if TYPE_CHECKING:
     from dashboard.data import DashboardData
@@ -327,10 +329,10 @@ def render_views(data: DashboardData, result, state: dict, *, ranking_only: bool
         "landing_style": {"display": "none"},
         "disease_fig": figures.disease_ranking_figure(result.samples, ranking, base_rate=base_rate, title=title,
                                                       null=null.groups if null is not None else None, q_values=q,
-                                                      colours=data.label_colours("disease"),
+                                                      colours=label_colours(data, "disease"),
                                                       p_floor=null.p_floor if null is not None else None),
         "disease_table": _ranking_table(ranking, null, q, data.has_vocabulary, bool(params.disease_groups), result.expression_diseases),
-        "study_rows": data.study_rows(result),
+        "study_rows": study_rows(data, result),
         # the same list twice: under the disease ranking and in the Studies tab
         "excluded_diseases": excluded_panel(result),
         "excluded_studies": excluded_panel(result),
@@ -342,7 +344,7 @@ def render_views(data: DashboardData, result, state: dict, *, ranking_only: bool
     top = str(result.diseases["group"].iloc[0]) if len(result.diseases) else None
     if ev is not None and len(ev.thresholds):
         out["robust_fig"] = figures.robustness_figure(ev.thresholds, highlight=top, simulated=has_sim, chance=ev.chance,
-                                                      colours=data.label_colours("disease"),
+                                                      colours=label_colours(data, "disease"),
                                                       title=f"Ranking across hit thresholds · rank stability {ev.rank_stability:.2f}")
     else:
         out["robust_fig"] = figures.empty_figure("No disease passes the filters")
@@ -355,7 +357,7 @@ def render_views(data: DashboardData, result, state: dict, *, ranking_only: bool
         out["scatter_fig"] = figures.score_scatter_figure(result.scores[sel], result.expression_scores[sel],
                                                           cells["disease"].to_numpy()[sel].astype(str),
                                                           simulated=data.atlas.cells["simulated"].to_numpy()[sel],
-                                                          colours=data.label_colours("disease"),
+                                                          colours=label_colours(data, "disease"),
                                                           title="Per cell: attribution score vs expression score")
     else:
         msg = "This atlas stores no expression, so expression scores cannot be compared"
@@ -399,7 +401,7 @@ def umap_views(data: DashboardData, result, state: dict) -> dict:
                                                   simulated=bool(sim_note),
                                                   # the atlas's colour per label: a predicted cell type as its annotated namesake
                                                   colours=None if color == "score" else
-                                                  data.label_colours("cell_type" if color == "cell_type_predicted" else color))
+                                                  label_colours(data, "cell_type" if color == "cell_type_predicted" else color))
         meta = out["umap_fig"].layout.meta or {}
         out["umap_badge"] = f"{meta.get('shown', data.atlas.n_cells):,} of {meta.get('total', data.atlas.n_cells):,} cells shown"
     else:
@@ -481,14 +483,14 @@ def view_tables(data: DashboardData, result, state: dict) -> dict:
     resolution, coverage, robustness, drivers, comparison, umap, scatter), for CSV export and the
     snapshot; ``state``: the view settings, as for render_views."""
     # every matched gene, whatever the view shows: an export is never cut short
-    return _tables(data, result, _shown_ranking(result, state), data.study_rows(result),
+    return _tables(data, result, _shown_ranking(result, state), study_rows(data, result),
                    *data.gene_groups(result, _group_by(state), max_genes=None))
 
 
 def _tables(data, result, ranking, study_rows, mean_table, pct_table) -> dict:
     """The data behind every view, for CSV export and the snapshot."""
     # the study CSV: the ranked studies, then those left out of the ranking with the reason
-    studies = pd.DataFrame([{**r, "included": True, "reason": ""} for r in study_rows] + data.excluded_rows(result))
+    studies = pd.DataFrame([{**r, "included": True, "reason": ""} for r in study_rows] + excluded_rows(data, result))
     for col in ("rank", "samples"):  # whole numbers, empty for the studies left out
         if col in studies:
             studies[col] = studies[col].astype("Int64")

@@ -7,11 +7,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import dash_mantine_components as dmc
+import numpy as np
+import pandas as pd
 from dash import html
 
 from compute.atlas import (
     atlas_warnings,
     label_transfer_line,
+    measured_share,
     study_report_lines,
     study_warnings,
     vocabulary_lines,
@@ -23,7 +26,8 @@ from dashboard.views.diseases import EFFECT_HELP, STAT_HELP
 if TYPE_CHECKING:
     from dashboard.data import DashboardData
 
-__all__ = ["COVERAGE_HELP", "studies_tab", "disease_groups_note", "study_reports_panel", "study_vocabulary_table", "vocabulary_note"]
+__all__ = ["COVERAGE_HELP", "disease_groups_note", "excluded_rows", "studies_tab", "study_reports_panel",
+           "study_rows", "study_vocabulary_table", "vocabulary_note"]
 
 COVERAGE_HELP = (
     "Genes measured: the signature genes (matched in the model) this study measured. Coverage: their share of the "
@@ -129,6 +133,74 @@ def disease_groups_note(data: DashboardData, groups) -> str:
         pooled = sorted(d for d, grp in mapping.items() if grp == g)
         parts.append(f"{g}: {', '.join(pooled)}" if pooled else f"{g}: no disease left (an earlier group took them)")
     return "Ranked as one: " + "; ".join(parts) + "."
+
+
+# -- the study table's rows -------------------------------------------------------------------
+def _coverage_fields(data: DashboardData, study: str, coverage: pd.DataFrame | None) -> dict:
+    """A study's signature coverage (genes measured of those requested, share of the
+    signature's weight), its measured share (None: not recorded) and its ingest warnings."""
+    meta = _study_meta(data).get(study, {})
+    out = {"measured": None, "requested": None, "coverage": None,
+           "measured_share": measured_share(meta), "notes": "; ".join(study_warnings(meta))}
+    if coverage is not None and study in coverage.index:
+        row = coverage.loc[study]
+        m, r, c = int(row["measured"]), int(row["requested"]), float(row["coverage"])
+        out |= {"measured": m, "requested": r, "coverage": round(c, 4) if np.isfinite(c) else None}
+    return out
+
+
+def _study_meta(data: DashboardData) -> dict[str, dict]:
+    return data.memo("study_meta", lambda: {s.id: s.meta for s in data.atlas.studies})
+
+
+def study_rows(data: DashboardData, result) -> list[dict]:
+    """Rows for the study table: one per ranked study, with its null p-value when computed,
+    its signature coverage (``measured`` of the ``requested`` signature genes, ``coverage``:
+    the measured genes' share of the signature's weight, 0-1), ``measured_share`` (None: not recorded) and ``notes`` (its ingest
+    warnings)."""
+    titles = {s.id: s.title for s in data.atlas.studies}
+    sim = {s.id: s.simulated for s in data.atlas.studies}
+    diseases = result.samples.groupby("study")["disease"].agg(lambda d: ", ".join(sorted(set(d)))).to_dict()
+    null = result.null.get("study")
+    p = null.p_values() if null is not None else {}
+    q = figures.bh_q_values(p)  # over the studies ranked: each is a test
+    rows = []
+    for r in result.studies.itertuples():
+        rows.append({
+            "rank": int(r.rank),
+            "study": r.group,
+            "title": titles.get(r.group, r.group),
+            "data": "SIMULATED" if sim.get(r.group) else "real",
+            "diseases": diseases.get(r.group, ""),
+            "samples": int(r.n_samples),
+            "cells": int(r.n_cells),
+            "mean_hit_pct": float(r.mean_hit_pct),
+            "p_value": float(p[r.group]) if r.group in p else None,
+            "p_floor": null.p_floor if null is not None else None,
+            "q_value": q.get(r.group),
+            **_coverage_fields(data, str(r.group), result.coverage),
+        })
+    return rows
+
+
+def excluded_rows(data: DashboardData, result) -> list[dict]:
+    """One row per study with cells in the filters that was left out of the rankings and the
+    null (its coverage below ``min_coverage``): the study table's columns (no rank, hit % or
+    p-value; ``cells``: its cells in the filters; ``diseases``: every disease the study holds),
+    ``included`` (False) and ``reason``."""
+    excluded = result.excluded_studies
+    titles = {s.id: s.title for s in data.atlas.studies}
+    sim = {s.id: s.simulated for s in data.atlas.studies}
+    rows = []
+    for study, r in excluded.iterrows():
+        study = str(study)
+        rows.append({
+            "rank": None, "study": study, "title": titles.get(study, study), "data": "SIMULATED" if sim.get(study) else "real",
+            "diseases": ", ".join(sorted(map(str, _study_meta(data).get(study, {}).get("diseases") or {}))),
+            "samples": None, "cells": int(r["n_selected"]), "mean_hit_pct": None, "p_value": None, "p_floor": None, "q_value": None,
+            **_coverage_fields(data, study, result.coverage), "included": False, "reason": str(r["reason"]),
+        })
+    return rows
 
 
 # -- the layout --------------------------------------------------------------------------------
