@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from SIGnature import SIGnature
 
 from compute.__main__ import main as compute_main
-from compute.atlas import Atlas, SignatureImportError, import_signature
-from compute.atlas._store import GeneMajorStore, GeneMajorWriter, write_gene_major
+from compute.atlas import Atlas, GeneMajorStore, SignatureImportError, import_signature, write_gene_major
+from compute.atlas._store import GeneMajorWriter
 from compute.query import QueryParams, run_query
 
 N_GENES = 300

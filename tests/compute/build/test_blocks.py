@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from compute.atlas import StudyArrays, write_study, write_study_blocks
-from compute.atlas._store import GeneMajorStore, store_files, write_gene_major
+from compute.atlas import GeneMajorStore, StudyArrays, write_gene_major, write_study, write_study_blocks
+from compute.atlas._store import store_files
 from compute.build import _tasks as tasks
 from compute.errors import IngestError
 from compute.model import Encoder, PieceWriter, piece_blocks, piece_ready, save_encoder, write_piece

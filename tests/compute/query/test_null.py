@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from compute.query import QueryParams, rank_groups, run_query, sample_hit_table, selection_matrix
-from compute.query._null import gene_bins, matched_draws, null_rankings
+from compute.query import QueryParams, gene_bins, matched_draws, rank_groups, run_query, sample_hit_table, selection_matrix
+from compute.query._null import null_rankings
 from compute.query._run import _sample_layout, selection_panels
 from compute.reference import ms1_signature
 

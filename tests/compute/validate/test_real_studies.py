@@ -18,7 +18,8 @@ from compute.atlas import Atlas, measured_shares
 from compute.build import StudyFailures, build_atlas
 from compute.manifest import load_manifest
 from compute.query import QueryParams, run_query
-from compute.validate._real import FULL, PANEL, two_panel_manifest, two_panel_table
+from compute.validate import FULL, two_panel_manifest, two_panel_table
+from compute.validate._real import PANEL
 
 pytestmark = pytest.mark.slow
 

@@ -124,7 +124,8 @@ def test_the_labels_command_shows_the_neighbours_of_a_built_atlas(tiny_build, ca
 
 
 def test_the_build_report_flags_what_the_cells_contradict(tmp_path):
-    from compute.atlas._report import evidence_line, study_report_lines
+    from compute.atlas import study_report_lines
+    from compute.atlas._report import evidence_line
     from compute.ingest import ingest_report, qc_and_normalise, read_study
     from compute.manifest import IngestSpec, load_manifest
 

@@ -7,8 +7,8 @@ import csv
 
 import pytest
 
-from compute.vocabulary import HEALTHY, match_label, ontologies, score_labels
-from compute.vocabulary._reader import TABLES, load_table, read_cell_type
+from compute.vocabulary import HEALTHY, match_label, ontologies, read_cell_type, score_labels
+from compute.vocabulary._reader import TABLES, load_table
 from tests.conftest import REPO
 
 FIXTURE = REPO / "tests" / "data" / "real_cell_type_labels.tsv"
