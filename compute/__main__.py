@@ -180,6 +180,15 @@ def _cmd_bench_build(args) -> int:
     return 0
 
 
+def _cmd_bench_panels(args) -> int:
+    from compute.bench import PanelBenchConfig, run_panel_bench
+
+    cfg = PanelBenchConfig(epochs=args.epochs, panel_dropout=args.panel_dropout, panel_consistency=args.panel_consistency,
+                           threads=args.threads, work=args.work)
+    run_panel_bench(cfg, json_path=args.json)
+    return 0
+
+
 def _cmd_validate(args) -> int:
     from compute.validate import FULL, QUICK, run_validation
 
@@ -212,6 +221,19 @@ def _cmd_validate(args) -> int:
 
         run_real_validation(report=args.report, work=Path(args.work) / "real")
         run_evidence_validation(report=args.report, work=Path(args.work) / "evidence")
+    return 0
+
+
+def _cmd_demo_numbers(args) -> int:
+    from compute.atlas import Atlas
+    from compute.demo import demo_numbers, numbers_markdown, update_readme, write_numbers
+
+    numbers = demo_numbers(Atlas.open(args.atlas), n_null=args.draws)
+    write_numbers(Path(args.json), numbers)
+    print(numbers_markdown(numbers))
+    if args.readme:
+        changed = update_readme(Path(args.readme), numbers)
+        print(f"{args.json} written; {args.readme} {'rewritten' if changed else 'already up to date'}")
     return 0
 
 
@@ -367,6 +389,14 @@ def main(argv: list[str] | None = None) -> int:
                     "small SIMULATED atlas, minutes)")
     va.set_defaults(func=_cmd_validate)
 
+    dn = sub.add_parser("demo-numbers", help="the demo's MS1 result as the README quotes it, measured on the built demo atlas: "
+                        "writes docs/demo-numbers.json and the README's generated paragraph")
+    dn.add_argument("--atlas", default="atlas/demo", help="the built demo atlas (default atlas/demo)")
+    dn.add_argument("--json", default="docs/demo-numbers.json", help="where the numbers go (default docs/demo-numbers.json)")
+    dn.add_argument("--readme", default="README.md", help="the README whose generated paragraph is rewritten ('' for none)")
+    dn.add_argument("--draws", type=int, default=1000, help="random gene sets for the specificity p (default 1,000)")
+    dn.set_defaults(func=_cmd_demo_numbers)
+
     mo = sub.add_parser("modules", help="gene modules from co-attribution; with --genes, where a signature sits among them")
     mo.add_argument("atlas")
     mo.add_argument("--genes", help="a gene list (symbols, comma/space separated)")
@@ -469,6 +499,16 @@ def main(argv: list[str] | None = None) -> int:
     bt.add_argument("--work", default="/tmp/sigatlas-bench-training", help="folder for the simulated pieces (kept for reuse)")
     bt.add_argument("--json", metavar="PATH")
     bt.set_defaults(func=_cmd_bench_training)
+
+    bp = bench_sub.add_parser("panels", help="the real two-panel atlas with and without panel-aware training: mixing of the "
+                              "two copies of the same cells, two-panel hit ratios, references, training time")
+    bp.add_argument("--epochs", type=int, default=8)
+    bp.add_argument("--panel-dropout", type=float, default=0.5, help="model.panel_dropout of the 'after' build")
+    bp.add_argument("--panel-consistency", type=float, default=10.0, help="model.panel_consistency of the 'after' build")
+    bp.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    bp.add_argument("--work", default="/tmp/sigatlas-bench-panels", help="folder for the two atlases (kept for reuse)")
+    bp.add_argument("--json", metavar="PATH")
+    bp.set_defaults(func=_cmd_bench_panels)
 
     args = p.parse_args(argv)
     try:

@@ -91,6 +91,10 @@ class ModelSpec:
     # genes outside it zeroed; reconstruction still targets the cell as measured), so the
     # encoder learns to embed and attribute a cell alike whatever panel it was measured on
     panel_dropout: float = 0.0
+    # with panel dropout: weight of a term that pulls a cell's embedding on the other panel to its
+    # embedding as measured (squared distance, the measured one held fixed). Reconstruction alone
+    # left the same cells on two panels apart: 0.00 of perfect mixing (issue 34, item 5)
+    panel_consistency: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -321,6 +325,11 @@ def _parse_model(d: Any, base: Path, where: _Where) -> ModelSpec:
     for key in ("input_dropout", "dropout", "triplet_weight", "panel_dropout"):
         if key in d:
             kw[key] = _fraction(d[key], f"model.{key}", where)
+    if "panel_consistency" in d:
+        v = _finite(d["panel_consistency"], "model.panel_consistency", where)
+        if v < 0:
+            raise where.error("model.panel_consistency", f"must be >= 0, got {v}")
+        kw["panel_consistency"] = v
     for key in ("learning_rate", "margin"):
         if key in d:
             v = _finite(d[key], f"model.{key}", where)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import dash
 
-from compute.atlas import cache_error, private_folder, sqlite_guard
+from compute.atlas import cache_error, fork_safe_cache, private_folder, sqlite_guard
 from compute.query import prepare_atlas
 from dashboard import api, callbacks, forksafe, payloads, serving
 from dashboard.callbacks import answer_query
@@ -99,11 +99,10 @@ def _record_job(handle, pid) -> None:
 
 
 def _background_manager(data: DashboardData):
-    import diskcache
-
     directory = data.atlas.cache.directory / "dash-jobs"
     was_open = private_folder(directory)  # 0700: the store holds the secret that signs job handles
-    guarded = _GuardedCache(directory, lambda: diskcache.Cache(str(directory)))
+    # its per-thread connections close under the guard too, never at a request thread's end
+    guarded = _GuardedCache(directory, lambda: fork_safe_cache(directory))
     manager = _SharedJobManager(guarded.cache)
     manager.handle = guarded  # Dash reads and writes the store through it
     if was_open:  # the folder was readable by others: its secret may be known, so a new one is made

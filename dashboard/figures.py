@@ -90,6 +90,7 @@ def _is_empty(table) -> bool:
     return table is None or len(table) == 0 or (isinstance(table, pd.DataFrame) and table.shape[1] == 0)
 
 
+NARROW_BLOCK = 0.35  # the modules heatmap: a block narrower than this share of the genes has its name on a line of its own
 _TITLE_CHARS = 78  # a title line's length that fits the narrowest figure (1280 px screen, sidebar open) at 16 px
 _MODEBAR_PX = 34  # Plotly's toolbar sits in the top band of this height: titles start below it
 
@@ -1055,14 +1056,22 @@ def coattribution_heatmap(corr: np.ndarray, genes: list[str], n_signature: int, 
                   dict(type="line", x0=-0.5, x1=n - 0.5, y0=split, y1=split, xref="x", yref="y", line=line, name="split")]
     # the block names meet at the split, each reading away from it, so a narrow block's name
     # never runs over the other's
-    names_at = [(f"signature ({n_signature}) ◂", "right", -4, n_signature > 0),
-                (f"▸ missing from the signature ({n - n_signature})", "left", 4, n_signature < n)]
-    for label, anchor, shift, present in names_at:
-        if present:
-            x = split if split is not None else (n - 1) / 2
-            annotations.append(dict(text=f"<b>{label}</b>", x=x, xref="x", xanchor=anchor if split is not None else "center",
-                                    xshift=shift if split is not None else 0, y=1.0, yref="paper", yanchor="bottom", showarrow=False,
-                                    font=dict(size=13, color="#333")))
+    names_at = [(f"signature ({n_signature}) ◂", "right", -4, n_signature > 0, n_signature, (-0.5, "left")),
+                (f"▸ missing from the signature ({n - n_signature})", "left", 4, n_signature < n, n - n_signature, (n - 0.5, "right"))]
+    raised = 0
+    for label, anchor, shift, present, width, (end, end_anchor) in names_at:
+        if not present:
+            continue
+        x = split if split is not None else (n - 1) / 2
+        note = dict(text=f"<b>{label}</b>", x=x, xref="x", xanchor=anchor if split is not None else "center",
+                    xshift=shift if split is not None else 0, y=1.0, yref="paper", yanchor="bottom", showarrow=False,
+                    font=dict(size=13, color="#333"))
+        if split is not None and width < NARROW_BLOCK * n:
+            # a narrow block's name would run past the figure's edge from the split: a line above
+            # the other name, held at the plot's own end
+            note |= dict(x=end, xanchor=end_anchor, xshift=0, yshift=20)
+            raised = 20
+        annotations.append(note)
     axis = dict(categoryorder="array", categoryarray=names, tickmode="array", tickvals=names, ticktext=ticks,
                 tickfont=dict(size=9 if small else 11), automargin=True, showgrid=False)
     return _figure([heat], title, max(420, (10 if small else 15) * n + 220), simulated=simulated, annotations=annotations, shapes=shapes,
@@ -1070,5 +1079,5 @@ def coattribution_heatmap(corr: np.ndarray, genes: list[str], n_signature: int, 
                    # explicit ranges: annotations placed on the x axis would otherwise widen its autorange
                    xaxis=axis | dict(tickangle=-90, showticklabels=not small, range=[-0.5, n - 0.5]),
                    yaxis=axis | dict(range=[n - 0.5, -0.5]),
-                   margin=dict(l=90, r=20, b=90, t_extra=26),  # the block names
+                   margin=dict(l=90, r=20, b=90, t_extra=26 + raised),  # the block names
                    meta={"genes": names, "modules": mods, "n_signature": int(n_signature), "split": split})

@@ -148,3 +148,5 @@ SAVED_VIEWS = "saved-views"
 PREV_VIEW = "prev-view"
 NEXT_VIEW = "next-view"
 VIEW_POS = "view-pos"
+VIEW_NAME = "view-name"  # the name a saved view is listed under
+SAVED_VIEW_PICK = "saved-view-pick"  # the saved views by name, to reopen one

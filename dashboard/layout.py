@@ -61,6 +61,8 @@ def build_layout(data: DashboardData):
             dmc.TextInput(id=ids.SHARE_LINK, value="", readOnly=True, size="xs", w=260, className="share-link"),
             dcc.Clipboard(target_id=ids.SHARE_LINK, id=ids.COPY_LINK, title="copy link to this view", className="copy-link"),
             dmc.Button("Snapshot (zip)", id=ids.SNAPSHOT, size="compact-sm", variant="default"),
+            dmc.TextInput(id=ids.VIEW_NAME, placeholder="name this view", size="xs", w=150,
+                          **{"aria-label": "name of the view to save"}),
             dmc.Button("Save view", id=ids.SAVE_VIEW, size="compact-sm", variant="default"),
             dmc.Switch(id=ids.PRESENTER, label="Presenter", size="sm"),
         ], gap="xs"),
@@ -68,6 +70,8 @@ def build_layout(data: DashboardData):
     presenter_bar = dmc.Group([
         dmc.Button("◀ previous view", id=ids.PREV_VIEW, size="compact-md", variant="light"),
         dmc.Text(id=ids.VIEW_POS, size="lg"),
+        dmc.Select(id=ids.SAVED_VIEW_PICK, data=[], placeholder="open a saved view", size="md", w=320, clearable=False,
+                   **{"aria-label": "saved views, by name"}),
         dmc.Button("next view ▶", id=ids.NEXT_VIEW, size="compact-md", variant="light"),
     ], justify="center", className="presenter-bar")
     panels = {"diseases": diseases_tab(), "studies": studies_tab(), "cells": cells_tab(), "genes": genes_tab(),

@@ -391,7 +391,7 @@ def test_the_atlas_has_every_member_the_query_contract_names(project):
 
 # one name per results tab: views/<tab>.py (with its layout, <tab>_tab) and callbacks/<tab>.py, so a
 # reader finds a tab's code by the value in the URL; the other modules there are shared, by name
-SHARED_VIEWS = {"__init__", "components", "controls", "filters", "results"}
+SHARED_VIEWS = {"__init__", "components", "controls", "filters", "nothing_to_rank", "results"}
 SHARED_CALLBACKS = {"__init__", "controls", "export", "link", "presenter", "query", "render", "wiring"}
 # tabs drawn with the whole result by callbacks/render.py (one callback, one request): no callbacks of their own
 NO_OWN_CALLBACKS = {"genes"}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import errno
+import functools
 import hashlib
 import json
 import logging
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from compute.errors import CacheError
 
-__all__ = ["CacheError", "ResultCache", "cache_error", "cache_root", "private_folder", "probe_writable", "sqlite_guard"]
+__all__ = ["CacheError", "ResultCache", "cache_error", "cache_root", "private_folder", "fork_safe_cache", "probe_writable", "sqlite_guard"]
 
 _log = logging.getLogger("sigatlas.cache")
 
@@ -54,6 +55,51 @@ def sqlite_guard():
     """Held, no thread of this process is inside a disk cache's SQLite call: fork under it."""
     with _SQLITE_LOCK:
         yield
+
+
+class _ClosedUnderGuard:
+    """Holds one thread's SQLite connection and closes it under the guard when that thread's
+    storage is dropped. diskcache keeps a connection per thread in a threading.local; when a
+    thread ends (a server that runs each request in a new thread ends one per request), Python
+    frees that connection in the ending thread, and SQLite's close takes its global mutexes
+    outside the guard: a job forked at that moment inherited them locked and waited forever in
+    its first connect. Holding a reference here, the connection is closed by this finaliser,
+    under the guard, before it is freed."""
+
+    __slots__ = ("con",)
+
+    def __init__(self, con):
+        self.con = con
+
+    def __del__(self):
+        with _SQLITE_LOCK, contextlib.suppress(Exception):
+            self.con.close()
+
+
+@functools.cache
+def _fork_safe_class():
+    import diskcache
+
+    class ForkSafeCache(diskcache.Cache):
+        """diskcache.Cache whose per-thread connections are closed under the guard
+        (_ClosedUnderGuard), never by a thread's end."""
+
+        @property
+        def _con(self):
+            con = super()._con
+            holder = getattr(self._local, "holder", None)
+            if holder is None or holder.con is not con:
+                self._local.holder = _ClosedUnderGuard(con)
+            return con
+
+    return ForkSafeCache
+
+
+def fork_safe_cache(directory: str | Path, **kwargs):
+    """A diskcache.Cache over ``directory`` that is safe in a process that forks while other
+    threads start and end: each call still needs :func:`sqlite_guard` (or ResultCache's own
+    guard) around it; a thread's connection is then also closed under it."""
+    return _fork_safe_class()(str(directory), **kwargs)
 
 DEFAULT_SIZE_LIMIT = 2**30  # 1 GiB per atlas
 _ENVELOPE = b"SIGATLAS-SHA256-1\n"  # then the 32-byte sha256 of the pickled value, then the value
@@ -204,13 +250,11 @@ class ResultCache:
             _log.warning("cache folder %s was removed; making it again", self.directory)
             self.close()
         if self._cache is None:
-            import diskcache
-
             private_folder(self.directory)
             with _SQLITE_LOCK:
                 for attempt in (0, 1):
                     try:
-                        self._cache = diskcache.Cache(str(self.directory), size_limit=self._size_limit)
+                        self._cache = fork_safe_cache(self.directory, size_limit=self._size_limit)
                         break
                     except Exception as exc:
                         if attempt == 0 and _is_corrupt(exc) and _discard_if_damaged(self.directory):
@@ -236,7 +280,8 @@ class ResultCache:
                     continue  # removed meanwhile: _open makes it again
                 if attempt == 0 and _is_corrupt(exc):
                     self.close()
-                    _discard_if_damaged(self.directory)  # (or another worker already did)
+                    with _SQLITE_LOCK:  # its check opens SQLite too: never beside a fork
+                        _discard_if_damaged(self.directory)  # (or another worker already did)
                     continue
                 raise cache_error(self.directory, exc) from exc
         return None

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["NOT_RECORDED", "atlas_warnings", "integration_line", "label_transfer_line", "measured_share", "study_report_lines", "study_report_text",
-           "study_warnings", "vocabulary_lines"]
+__all__ = ["NOT_RECORDED", "atlas_warnings", "how_matched", "integration_line", "label_rows", "label_transfer_line", "measured_share",
+           "study_report_lines", "study_report_text", "study_warnings", "transfer_line", "vocabulary_lines"]
 
 NOT_RECORDED = ("Ingest report: not recorded (this atlas was built before SigAtlas kept one; rebuild it with "
                 "python -m compute build to see how the study was read)")
@@ -218,6 +218,87 @@ def evidence_line(entry: Mapping) -> str | None:
     return line + "."
 
 
+def transfer_line(entry: Mapping) -> str | None:
+    """The study's cell-type labels weighed against the label transfer (the majority term among each
+    label's cells' neighbours in other studies), in one sentence: how many it supports, each text
+    match it contradicts (CHECK) and each proposal for an unmatched label (None when not recorded)."""
+    vocab = _dict(_dict(_dict(entry).get("report")).get("vocabulary"))
+    rows = [r for r in _dict(vocab.get("cell_type")).get("transfer") or [] if isinstance(r, Mapping)]
+    if not rows:
+        return None
+    by = {v: [r for r in rows if r.get("verdict") == v] for v in ("supported", "not settled", "contradicted", "proposed")}
+
+    def said(r: Mapping) -> str:
+        return f"'{r.get('label')}' -> {r.get('term_label') or r.get('term')} ({r.get('term')}; {float(r.get('share') or 0):.0%} of " \
+               f"{_int(r.get('n_cells')) or 0:,} cells)"
+
+    line = (f"Neighbours in other studies (label transfer): {len(by['supported'])} cell-type labels supported, "
+            f"{len(by['not settled'])} not settled")
+    if by["supported"]:
+        line += " (" + ", ".join(said(r) for r in by["supported"][:8]) + (" and more" if len(by["supported"]) > 8 else "") + ")"
+    if by["contradicted"]:
+        line += "; CHECK, the neighbours contradict the text's term: " + ", ".join(said(r) for r in by["contradicted"])
+    if by["proposed"]:
+        line += "; unmatched labels, the neighbours propose (not applied): " + ", ".join(said(r) for r in by["proposed"])
+    return line + "."
+
+
+def how_matched(how) -> str:
+    """How a label was matched to its term, in words (the build report's wording)."""
+    return _HOW.get(str(how), str(how))
+
+
+def label_rows(entry: Mapping) -> list[dict]:
+    """Every label of the study (cell type, disease, tissue) as one record: {kind, label, n_cells,
+    term_id, term_label, how (in words; for a label with no term, why), how_key (the record's code,
+    None without a term), proposal (for a label with no term: the term proposed and by what, never applied; else None), neighbours (cell types: the
+    label transfer's verdict in words, or None), markers (cell types the cells' marker genes
+    contradict: the CHECK in words, or None)}; [] when the atlas recorded no vocabulary."""
+    vocab = _dict(_dict(_dict(entry).get("report")).get("vocabulary"))
+    out = []
+    for kind in _KIND_NAMES:
+        section = _dict(vocab.get(kind))
+        text_props = {str(p.get("label")): p for p in section.get("proposals") or [] if isinstance(p, Mapping)}
+        ev = _dict(section.get("evidence"))
+        marker_props = {str(p.get("label")): p for p in ev.get("proposals") or [] if isinstance(p, Mapping)}
+        marker_flags = {str(p.get("label")): p for p in ev.get("flags") or [] if isinstance(p, Mapping)}
+        transfer = {str(r.get("label")): r for r in section.get("transfer") or [] if isinstance(r, Mapping)}
+        for m in section.get("mapped") or []:
+            if not isinstance(m, Mapping):
+                continue
+            label = str(m.get("label"))
+            flag = marker_flags.get(label)
+            out.append({"kind": kind, "label": label, "n_cells": _int(m.get("n_cells")) or 0, "term_id": m.get("term_id"),
+                        "term_label": m.get("term_label"), "how": how_matched(m.get("how")), "how_key": m.get("how"), "proposal": None,
+                        "neighbours": _neighbours(transfer.get(label)),
+                        "markers": (f"CHECK: the cells' markers say {flag.get('set')} ({float(flag.get('score') or 0):+.2f})"
+                                    if flag else None)})
+        for m in section.get("unmapped") or []:
+            if not isinstance(m, Mapping):
+                continue
+            label = str(m.get("label"))
+            proposals = []
+            if (p := text_props.get(label)) and p.get("proposal"):
+                proposals.append(f"{p.get('proposal_label')} ({p.get('proposal')}) from the label's text")
+            if (r := transfer.get(label)) and r.get("verdict") == "proposed":
+                proposals.append(f"{r.get('term_label') or r.get('term')} ({r.get('term')}) from its cells' neighbours in other "
+                                 f"studies ({float(r.get('share') or 0):.0%})")
+            if (p := marker_props.get(label)) and p.get("proposal"):
+                proposals.append(f"{p.get('proposal')} from its cells' marker genes ({p.get('set')})")
+            out.append({"kind": kind, "label": label, "n_cells": _int(m.get("n_cells")) or 0, "term_id": None, "term_label": None,
+                        "how": str(m.get("reason") or "no term"), "how_key": None,
+                        "proposal": ("; ".join(proposals) + "; not applied (columns.accept_proposals or a map entry applies it)")
+                        if proposals else None,
+                        "neighbours": _neighbours(transfer.get(label)), "markers": None})
+    return out
+
+
+def _neighbours(row: Mapping | None) -> str | None:
+    if not row:
+        return None
+    return f"{row.get('verdict')}: {' '.join(str(row.get('text') or '').split())}"
+
+
 def vocabulary_lines(entry: Mapping) -> list[str]:
     """The study's labels as matched to ontology terms, one sentence per annotation kind
     ([] when the atlas recorded no vocabulary for it)."""
@@ -259,6 +340,21 @@ def integration_line(meta: Mapping) -> str | None:
             f"({m.get('n_cells', 0):,} labelled cells, {m.get('n_studies', 0)} studies).")
 
 
+def _reference_rule(calibration: Mapping) -> str:
+    """', of its tissue (...) and lineage (...)' from a calibration record ('' when not recorded)."""
+    rule = _dict(calibration.get("reference_rule"))
+    if not rule:
+        return ""
+    tissues, lineages = ", ".join(map(str, rule.get("tissues") or [])), ", ".join(map(str, rule.get("lineages") or []))
+    return f", cells of its tissue ({tissues or 'unknown'}) and lineage ({lineages or 'any'})"
+
+
+def _left_out(calibration: Mapping) -> str:
+    """'; studies left out: A (why), ...' from a calibration record ('' when none was)."""
+    left = _dict(calibration.get("references_left_out"))
+    return ("; near-full panels left out: " + ", ".join(f"{k} ({v})" for k, v in left.items())) if left else ""
+
+
 def study_report_lines(entry: Mapping) -> list[str]:
     """How the study of atlas root entry ``entry`` was read, one plain sentence per topic: value
     kind (with the TPM/FPKM approximation note), species and ortholog mapping, symbol renames
@@ -270,7 +366,7 @@ def study_report_lines(entry: Mapping) -> list[str]:
     if report:
         lines += [_values_line(_dict(report.get("values"))), _species_line(_dict(report.get("species"))),
                   _symbols_line(_dict(report.get("symbols"))), _qc_line(_dict(report.get("qc"))), *vocabulary_lines(entry),
-                  evidence_line(entry)]
+                  evidence_line(entry), transfer_line(entry)]
     else:
         lines.append(NOT_RECORDED)
     panel = _dict(entry.get("panel"))
@@ -293,13 +389,14 @@ def study_report_lines(entry: Mapping) -> list[str]:
         refs = ", ".join(f"{k} {v:,}" for k, v in (calibration.get("reference_studies") or {}).items())
         used, dropped = calibration.get("reference_cells", 0), calibration.get("reference_cells_dropped_by_qc", 0)
         lines.append(f"Measured share: {share:.0%}. Panel calibration: its values are multiplied gene by gene by factors "
-                     f"from {used:,} reference cells of the most complete panels, attributed whole and on this panel (of "
-                     f"{used + dropped:,} matched to its cells: {refs}; {dropped:,} left out by this study's QC); "
-                     f"{calibration.get('genes_calibrated', 0):,} genes have their own factor, "
+                     f"from {used:,} reference cells of the most complete panels{_reference_rule(calibration)}, attributed whole "
+                     f"and on this panel (of {used + dropped:,} matched to its cells: {refs}; {dropped:,} left out by this study's "
+                     f"QC); {calibration.get('genes_calibrated', 0):,} genes have their own factor, "
                      f"{calibration.get('genes_overall_ratio', 0):,} the panel's overall ratio "
-                     f"({calibration.get('overall_ratio', 0):.3g}).")
+                     f"({calibration.get('overall_ratio', 0):.3g}){_left_out(calibration)}.")
     elif share is not None:
-        skipped = f" Not calibrated gene by gene: {calibration['skipped']}." if calibration.get("skipped") else ""
+        skipped = (f" Not calibrated gene by gene: {calibration['skipped']}{_left_out(calibration)}." if calibration.get("skipped")
+                   else "")
         lines.append(f"Measured share: {share:.0%} (the share of a cell's attribution this study's genes are estimated to "
                      "carry; its values are multiplied by it so studies measured on different gene panels share one scale)."
                      + skipped)

@@ -6,6 +6,7 @@ state; the per-study stages run as Dask tasks (``_tasks.py``); the partial panel
 (``_calibration.py``) and the stored gene modules (``_modules.py``) sit beside them.
 """
 
+from compute.build._calibration import factors_from_cells
 from compute.build._pipeline import (
     ATLAS_CONTENT_VERSION,
     PIPELINE_VERSION,
@@ -29,6 +30,7 @@ __all__ = [
     "atlas_warnings",
     "build_atlas",
     "dask_client",
+    "factors_from_cells",
     "input_shares",
     "panel_shares",
     "work_dir",

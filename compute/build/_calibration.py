@@ -6,8 +6,11 @@ subset, and the encoder, seeing the other genes at zero, also moves attribution 
 it does see: a marker set can carry half or twice its full-panel share. One number per study (the
 measured share) cannot undo a shift that differs gene by gene. So the build asks the encoder
 itself. The reference studies are those with the most complete panels (a measured share within
-``REFERENCE_SHARE`` of the largest). For a partial study, a seeded sample of its cells picks the
-nearest reference cell of each in the embedding (so blood is calibrated on blood); of those, the
+``REFERENCE_SHARE`` of the largest), and of their cells only those of the partial study's tissue and
+cell lineage are candidates (a blood study is never calibrated on myoblasts, however alike their
+inputs look on its genes; the build report names the studies chosen and those left out, and why).
+For a partial study, a seeded sample of its cells picks the nearest candidate cells of each in
+the input on its own genes; of those, the
 cells the study's own QC would keep on its panel are attributed twice: as they are (their stored
 attributions times their study's share) and with their input as the partial study's cells are
 given it (only the panel's genes, each cell normalised again to 10,000 x the study's input share).
@@ -16,8 +19,8 @@ on a full panel per unit of its attribution on this panel. Genes the masked refe
 fewer than ``min_detected`` cells take the panel's overall ratio.
 
 A study keeps its measured share (no gene scale) when it measured nearly every gene, when the atlas
-has no study with a near-full panel to calibrate against, or when too few matched reference cells
-would pass its QC.
+has no study with a near-full panel to calibrate against, when no such study holds cells of its
+tissue and lineage, or when too few matched reference cells would pass its QC.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["FULL_SHARE", "GENE_SCALE_FILE", "POOL_CELLS", "REFERENCE_CELLS", "REFERENCE_SHARE", "calibrate_panels"]
+__all__ = ["FULL_SHARE", "GENE_SCALE_FILE", "POOL_CELLS", "REFERENCE_CELLS", "REFERENCE_SHARE", "calibrate_panels", "factors_from_cells"]
 
 GENE_SCALE_FILE = "gene_scale.npy"
 FULL_SHARE = 0.99  # a study whose panel carries at least this share of the attribution needs no calibration
@@ -38,16 +41,75 @@ REFERENCE_CELLS = 500  # a partial study's cells matched; their nearest referenc
 MIN_DETECTED = 10
 
 
-def _reference_pool(root: Path, entries: list[dict], refs: list[int], n_cells: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(study index, row within the study) of a seeded sample of at most ``n_cells`` cells drawn
-    across the reference studies in proportion to their sizes: the cells a partial study's
+def _cell_context(root: Path, entry: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(tissue key, cell-type term) of every cell of a written study: the tissue's UBERON term, or
+    the study's own tissue label where none matched; the Cell Ontology term or ''."""
+    import pandas as pd
+
+    from compute.atlas import CELLS_FILE
+
+    df = pd.read_parquet(root / entry["dir"] / CELLS_FILE,
+                         columns=["tissue_ontology_term_id", "tissue_original", "cell_type_ontology_term_id"])
+
+    def text(col: str) -> np.ndarray:
+        return df[col].astype(object).where(df[col].notna(), "").astype(str).to_numpy()
+
+    term, own = text("tissue_ontology_term_id"), text("tissue_original")
+    return np.where(term != "", term, own), text("cell_type_ontology_term_id")
+
+
+def _lineages_of(terms: np.ndarray) -> dict[str, frozenset]:
+    from compute.vocabulary import cell_lineages
+
+    return {t: cell_lineages(t) for t in np.unique(terms).tolist()}
+
+
+def _term_name(key: str) -> str:
+    from compute.vocabulary import ontologies
+
+    info = ontologies().term(key) if key else None
+    return info.label if info is not None else (key or "no tissue")
+
+
+def _candidates(partial: tuple[np.ndarray, np.ndarray], context: dict[int, tuple[np.ndarray, np.ndarray]],
+                entries: list[dict]) -> tuple[dict[int, np.ndarray], dict, dict[str, str]]:
+    """Which cells of each reference study (``context``: study index -> its cells' tissue keys and
+    cell-type terms) may calibrate a partial study whose cells are ``partial``: those whose tissue
+    is one of its tissues (or a close relative: compute.vocabulary.tissues_related) and whose cell
+    type is of one of its cells' lineages (when its cells have a lineage at all). Returns (study
+    index -> bool mask over its cells, the rule {tissues, lineages} in words, study id -> why it
+    was left out, for the studies without a candidate cell)."""
+    from compute.vocabulary import tissues_related
+
+    tissues = sorted(set(partial[0].tolist()) - {""})
+    lineages = frozenset().union(*_lineages_of(partial[1]).values())
+    masks, left_out = {}, {}
+    for r, (tissue, cell_type) in context.items():
+        ok_tissue = {t: any(tissues_related(t, mine) for mine in tissues) for t in np.unique(tissue).tolist()}
+        of_lineage = _lineages_of(cell_type)
+        ok_lineage = {t: (not lineages) or bool(of_lineage[t] & lineages) for t in of_lineage}
+        by_tissue = np.array([ok_tissue[t] for t in tissue.tolist()], dtype=bool)
+        by_lineage = np.array([ok_lineage[t] for t in cell_type.tolist()], dtype=bool)
+        masks[r] = by_tissue & by_lineage
+        if not masks[r].any():
+            theirs = ", ".join(sorted({_term_name(t) for t in np.unique(tissue).tolist()}))
+            kinds = ", ".join(sorted(set().union(*of_lineage.values()))) or "no known lineage"
+            left_out[entries[r]["id"]] = (f"tissue {theirs}, not {', '.join(map(_term_name, tissues)) or 'known'}" if not by_tissue.any()
+                                          else f"cells of lineage {kinds}, not {', '.join(sorted(lineages))}")
+    rule = {"tissues": [_term_name(t) for t in tissues], "lineages": sorted(lineages)}
+    return masks, rule, left_out
+
+
+def _reference_pool(masks: dict[int, np.ndarray], n_cells: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(study index, row within the study) of a seeded sample of at most ``n_cells`` of the
+    candidate cells (``masks``: study index -> bool over its cells), drawn evenly among them;
+    studies in ascending order, rows ascending within each: the cells a partial study's
     reference is matched from."""
-    sizes = np.array([entries[i]["n_cells"] for i in refs], dtype=np.int64)
+    study = np.concatenate([np.full(int(masks[r].sum()), r, dtype=np.int64) for r in sorted(masks)] or [np.zeros(0, np.int64)])
+    row = np.concatenate([np.flatnonzero(masks[r]).astype(np.int64) for r in sorted(masks)] or [np.zeros(0, np.int64)])
     rng = np.random.default_rng(seed)
-    pick = np.sort(rng.choice(int(sizes.sum()), size=min(n_cells, int(sizes.sum())), replace=False))
-    bounds = np.concatenate([[0], np.cumsum(sizes)])
-    which = np.searchsorted(bounds, pick, side="right") - 1
-    return np.asarray(refs, dtype=np.int64)[which], pick - bounds[which]
+    pick = np.sort(rng.choice(study.size, size=min(n_cells, study.size), replace=False))
+    return study[pick], row[pick]
 
 
 def _own_input(root: Path, entry: dict, n_genes: int, n_cells: int, seed: int) -> sp.csr_matrix:
@@ -164,12 +226,24 @@ def calibrate_panels(root: Path, entries: list[dict], n_genes: int, attribution:
     partial = [i for i, sh in enumerate(shares) if i not in refs and sh < FULL_SHARE]
     if not partial:
         return {}
-    pool_study, pool_row = _reference_pool(root, entries, refs, POOL_CELLS, seed)
-    X_pool, A_pool, counts_pool = _reference_sample(root, entries, (pool_study, pool_row), n_genes)
+    context = {r: _cell_context(root, entries[r]) for r in refs}
     encoder = load_encoder(root / "model")
     encoder.eval()
+    pools: dict[bytes, tuple] = {}  # partial studies with the same candidate cells share one sample of them
     written: dict[str, dict] = {}
     for i in partial:
+        masks, rule, left_out = _candidates(_cell_context(root, entries[i]), context, entries)
+        if not any(m.any() for m in masks.values()):
+            entries[i]["panel"]["calibration"] = {
+                "skipped": f"no study with a near-full panel holds cells of its tissue ({', '.join(rule['tissues']) or 'unknown'}) "
+                           f"and lineage ({', '.join(rule['lineages']) or 'unknown'}): the measured share applies",
+                "reference_rule": rule, "references_left_out": left_out}
+            continue
+        key = b"".join(np.packbits(masks[r]).tobytes() for r in sorted(masks))
+        if key not in pools:
+            pool_study, pool_row = _reference_pool(masks, POOL_CELLS, seed)
+            pools[key] = (pool_study, *_reference_sample(root, entries, (pool_study, pool_row), n_genes))
+        pool_study, X_pool, A_pool, counts_pool = pools[key]
         measured = np.asarray(read_study_panel(root / entries[i]["dir"])[0], dtype=np.int64)
         qc = (entries[i].get("report") or {}).get("qc") or {}
         share = float(input_shares.get(entries[i]["id"], 1.0))
@@ -181,6 +255,8 @@ def calibrate_panels(root: Path, entries: list[dict], n_genes: int, attribution:
                                           float(shares[i]), attribution, min_detected)
         studies, n = np.unique(pool_study[chosen], return_counts=True)
         summary["reference_studies"] = {entries[r]["id"]: int(k) for r, k in zip(studies.tolist(), n.tolist(), strict=True)}
+        summary["reference_rule"] = rule
+        summary["references_left_out"] = left_out
         entries[i]["panel"]["calibration"] = summary
         if factors is None:
             continue
@@ -189,6 +265,25 @@ def calibrate_panels(root: Path, entries: list[dict], n_genes: int, attribution:
         entries[i]["panel"]["gene_scale"] = GENE_SCALE_FILE
         written[entries[i]["id"]] = {GENE_SCALE_FILE: str(path)}
     return written
+
+
+def factors_from_cells(root: Path, entries: list[dict], n_genes: int, study_id: str, cells: tuple[np.ndarray, np.ndarray],
+                       attribution: dict, min_detected: int = MIN_DETECTED) -> tuple[np.ndarray | None, dict]:
+    """The factors of written partial-panel study ``study_id`` computed through the atlas's encoder
+    from the given reference cells (study index, row within the study; studies ascending, rows
+    ascending within each) as the build computes them, less its matching step: (float32 factors
+    over the gene order, or None when too few of the cells would pass the study's QC; the summary).
+    For checks on cells the build's calibration never saw."""
+    from compute.atlas import read_study_panel
+    from compute.model import load_encoder
+
+    entry = next(e for e in entries if e["id"] == study_id)
+    X, A_full, counts = _reference_sample(root, entries, cells, n_genes)
+    encoder = load_encoder(root / "model")
+    encoder.eval()
+    measured = np.asarray(read_study_panel(root / entry["dir"])[0], dtype=np.int64)
+    return _calibrate_one(encoder, X, A_full, counts, measured, float(entry["panel"]["expr_share"]), entry["report"]["qc"],
+                          float(entry["panel"]["attr_share"]), attribution, min_detected)
 
 
 def _calibrate_one(encoder, X: sp.csr_matrix, A_full: sp.csr_matrix, counts: np.ndarray, measured: np.ndarray, share: float,

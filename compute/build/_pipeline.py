@@ -61,8 +61,9 @@ __all__ = ["PIPELINE_VERSION", "StudyFailures", "build_atlas", "dask_client", "w
 log_exc = logging.getLogger("sigatlas.build")
 
 # Bump when training gives other weights for the same inputs (2: streamed balanced batches, data
-# parallel forward): invalidates the trained encoder and what depends on it, not ingest.
-TRAINING_VERSION = "2"
+# parallel forward; 3: a mixture term such as PBMC is no triplet negative of its lineage's types):
+# invalidates the trained encoder and what depends on it, not ingest.
+TRAINING_VERSION = "3"
 # Bump when a stage's output for the same inputs changes: invalidates every cached stage.
 PIPELINE_VERSION = "4"  # 2: values kinds, symbol harmonisation, species, ingest report; 3: ontology terms; 4: the label reader
 # What the final write puts in the atlas; bumping it rewrites existing atlases from the cached
@@ -345,6 +346,7 @@ def build_atlas(manifest: Manifest, *, force: bool = False, quiet: bool = False,
         _write_studies(b)
     b.client = None
     _calibrate_panels(b)
+    _transfer_evidence(b)
     _write_root_and_modules(b, _write_vocabulary(b))
     if stats is not None:
         stats.update({"timings_s": dict(b.log.timings), "build_process_peak_bytes": dict(b.log.peaks), "tasks": b.peaks,
@@ -624,6 +626,38 @@ def _calibrate_panels(b: _Build) -> None:
             b.warnings.append(f"study '{e['id']}' measured {e['panel']['n_genes_measured']:,} of {len(b.gene_order):,} genes, "
                               f"estimated to carry {100 * e['panel']['attr_share']:.0f}% of a cell's attribution: its values are "
                               + how)
+
+
+def _transfer_evidence(b: _Build) -> None:
+    """Each study's cell-type labels weighed against the label transfer (the majority term among a
+    label's cells' neighbours in other studies): ``report.vocabulary.cell_type.transfer`` of its
+    entry, one record a label {label, n_cells, term, term_label, share, verdict, text}, as
+    ``python -m compute labels --atlas`` shows them. Reads one study's labels at a time."""
+    import pandas as pd
+
+    from compute.atlas import CELLS_FILE
+    from compute.vocabulary import judge_transfer, ontologies, transfer_evidence
+
+    files = dict(zip(b.ids, b.transfer_files, strict=True))
+    for w in b.written:
+        entry = w["entry"]
+        section = ((entry.get("report") or {}).get("vocabulary") or {}).get("cell_type")
+        cells_file = b.root / entry["dir"] / CELLS_FILE
+        if not isinstance(section, dict) or entry["id"] not in files or not cells_file.is_file() or not Path(files[entry["id"]]).is_file():
+            continue
+        labels = pd.read_parquet(cells_file, columns=["cell_type_original"])["cell_type_original"]
+        with np.load(files[entry["id"]], allow_pickle=False) as z:
+            predicted = z["pred"]
+        if len(predicted) != len(labels):  # not the cells written: say nothing rather than something wrong
+            continue
+        term_of = {str(m["label"]): m["term_id"] for m in section.get("mapped", [])}
+        rows = []
+        for label, ev in transfer_evidence(labels.astype(str).to_numpy(), predicted).items():
+            verdict, text = judge_transfer(ev, term_of.get(label))
+            info = ontologies().term(ev.term) if ev.term else None
+            rows.append({"label": label, "n_cells": ev.n_cells, "term": ev.term, "term_label": info.label if info else None,
+                         "share": ev.share, "verdict": verdict, "text": text})
+        section["transfer"] = sorted(rows, key=lambda r: (-r["n_cells"], r["label"]))
 
 
 def _write_vocabulary(b: _Build) -> dict:

@@ -1,5 +1,6 @@
 """Demo data: simulated immune studies with planted programs (labelled simulated everywhere)."""
 
+from compute.demo._numbers import README_BEGIN, README_END, demo_numbers, numbers_markdown, readme_block, update_readme, write_numbers
 from compute.demo._simulate import (
     CELL_TYPES,
     DISEASES,
@@ -16,10 +17,17 @@ __all__ = [
     "CELL_TYPES",
     "DISEASES",
     "PROGRAMS",
+    "README_BEGIN",
+    "README_END",
     "PlantedStudy",
     "ProgramSpec",
     "SimulationConfig",
     "demo_manifest_text",
+    "demo_numbers",
     "gene_universe",
+    "numbers_markdown",
+    "readme_block",
     "simulate_studies",
+    "update_readme",
+    "write_numbers",
 ]

@@ -314,20 +314,41 @@ def train_on_corpus(
                 x = torch.from_numpy(rows).to(device)
                 shown = x
                 prng = np.random.default_rng([seed, epoch, b, 7])
-                if panels is not None and spec.panel_dropout > 0 and len(panels) > 1 and prng.random() < spec.panel_dropout:
+                masked = False
+                if panels is not None and spec.panel_dropout > 0 and len(panels) > 1:
+                    # each cell, with that chance, on another study's panel: a batch holds both kinds, so
+                    # BatchNorm's batch statistics are those its running statistics (eval) average
+                    on_other = prng.random(batch) < spec.panel_dropout
                     other = prng.integers(len(panels) - 1, size=batch)
                     other = other + (other >= study_codes[idx])  # another study's panel, never the cell's own
-                    shown = x * torch.from_numpy(np.asarray(panels)[other[lo:hi]].astype(np.float32)).to(device)
+                    keep = np.where(on_other[:, None], np.asarray(panels)[other], True)[lo:hi]
+                    shown = x * torch.from_numpy(keep.astype(np.float32)).to(device)
+                    masked = bool(on_other.any())
                 # on the model's device (a GPU draws its own masks: same seed, other numbers than a CPU)
                 share = _Share(lo, hi, batch, world, torch.Generator(device=device).manual_seed(_seed_of(seed, epoch, b, 1)))
                 z = F.normalize(_forward(encoder.network, shown, share), p=2, dim=1)
                 recon = ((_forward(decoder.network, z, share) - x) ** 2).sum() / (batch * n_genes)
+                consistency = z.sum() * 0.0
+                if masked and spec.panel_consistency > 0:
+                    # the cells shown on another panel, and the same cells as measured (held fixed), both
+                    # embedded as the atlas embeds them (eval mode: running statistics, no dropout), the
+                    # gradient through the first. Pulled together in training mode instead (batch
+                    # statistics, other dropout masks), the embeddings drew together there and not in
+                    # eval mode: the two copies of real cells stayed apart (issue 34)
+                    rows = torch.from_numpy(on_other[lo:hi]).to(device)
+                    encoder.eval()
+                    with torch.no_grad():
+                        target = encoder(x[rows])
+                    seen = encoder(shown[rows])
+                    encoder.train()
+                    # this rank's rows over the global batch size: the ranks' gradients sum to the batch's
+                    consistency = ((seen - target) ** 2).sum() / batch
                 z_all = z if world == 1 else _gather(z, sizes)
                 trip, n_trip = triplet_loss(z_all, torch.from_numpy(label_codes[idx].astype(np.int64)).to(device),
                                             torch.from_numpy(study_codes[idx].astype(np.int64)).to(device), spec.margin,
                                             torch.Generator().manual_seed(_seed_of(seed, epoch, b, 2)), relation)
                 # the triplet term is computed whole on every rank: each counts 1/world of it
-                total = w * trip / world + (1 - w) * recon
+                total = w * trip / world + (1 - w) * recon + spec.panel_consistency * consistency
                 opt.zero_grad(set_to_none=False)
                 total.backward()
                 recon_value = recon.detach()
@@ -345,6 +366,7 @@ def train_on_corpus(
                 sums["triplet"] += float(trip.detach())
                 sums["total"] += w * float(trip.detach()) + (1 - w) * float(recon_value)
                 sums["n_triplets"] += int(n_trip)
+                sums["consistency"] = sums.get("consistency", 0.0) + float(consistency.detach())
                 sums["n_batches"] += 1
                 done_here += 1
                 bar.update()
@@ -354,7 +376,8 @@ def train_on_corpus(
                     bar.close()
                     raise TrainingStopped(f"stopped after {done_here} batches (epoch {epoch + 1}, batch {b + 1})")
             nb = max(sums["n_batches"], 1)
-            ep = {k: (v / nb if k in ("total", "reconstruction", "triplet") else v) for k, v in sums.items() if k != "n_batches"}
+            ep = {k: (v / nb if k in ("total", "reconstruction", "triplet", "consistency") else v) for k, v in sums.items()
+                  if k != "n_batches"}
             ep["epoch"] = epoch + 1
             history["epochs"].append(ep)
             sums = _zero_sums()
@@ -374,7 +397,7 @@ def train_on_corpus(
 
 
 def _zero_sums() -> dict:
-    return {"total": 0.0, "reconstruction": 0.0, "triplet": 0.0, "n_triplets": 0, "n_batches": 0}
+    return {"total": 0.0, "reconstruction": 0.0, "triplet": 0.0, "consistency": 0.0, "n_triplets": 0, "n_batches": 0}
 
 
 def train_encoder(

@@ -22,6 +22,9 @@ from compute.validate._metrics import (
     stability,
 )
 from compute.validate._real import (
+    MARKER_SETS,
+    TWO_PANEL_IDS,
+    held_out_ratios,
     real_studies_section,
     run_real_validation,
     two_panel_manifest,
@@ -80,6 +83,9 @@ __all__ = [
     "markers_for",
     "precision_at_k",
     "real_studies_section",
+    "MARKER_SETS",
+    "TWO_PANEL_IDS",
+    "held_out_ratios",
     "run_real_validation",
     "two_panel_manifest",
     "two_panel_table",

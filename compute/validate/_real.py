@@ -19,7 +19,8 @@ import pandas as pd
 import scipy.sparse as sp
 import yaml
 
-__all__ = ["HSMM_FILES", "MARKER_SETS", "celltypist_sample", "hsmm_fpkm", "oligodendroglioma_tpm", "two_panel_manifest", "two_panel_table"]
+__all__ = ["HSMM_FILES", "MARKER_SETS", "TWO_PANEL_IDS", "celltypist_sample", "held_out_ratios", "hsmm_fpkm", "oligodendroglioma_tpm", "two_panel_manifest",
+           "two_panel_table"]
 
 HSMM_FILES = ("HSMM_expr_matrix.rda", "HSMM_gene_annotation.rda", "HSMM_sample_sheet.rda")
 # where `make test-data` puts Bioconductor's HSMMSingleCell data (from Debian's r-bioc-hsmmsinglecell)
@@ -28,6 +29,7 @@ HSMM_DIR = Path(__file__).resolve().parents[2] / ".cache" / "test-data" / "HSMMS
 # immune marker sets of the shipped marker tree, asked of both copies
 MARKER_SETS = ("CD14+ Monocyte", "Natural killer cell", "B cell", "T cell", "Platelet")
 FULL, PANEL = "CT_FULL", "CT_PANEL"
+TWO_PANEL_IDS = (FULL, PANEL)  # the two copies' study ids: full panel, 765-gene panel
 
 
 def celltypist_sample():
@@ -108,7 +110,8 @@ def other_real_studies(work: str | Path) -> list[dict]:
     return out
 
 
-def two_panel_manifest(work: str | Path, *, epochs: int = 8, extra_studies: list[dict] | None = None, panel_dropout: float = 0.0) -> Path:
+def two_panel_manifest(work: str | Path, *, epochs: int = 8, extra_studies: list[dict] | None = None, panel_dropout: float = 0.0,
+                       panel_consistency: float = 0.0) -> Path:
     """Write the two copies (h5ad) and a manifest for them plus PBMC 68k into ``work``;
     returns the manifest path. Both copies label their cells 'PBMC' (the sample has no
     annotation), so the triplet loss pairs them; each copy is one sample."""
@@ -134,7 +137,7 @@ def two_panel_manifest(work: str | Path, *, epochs: int = 8, extra_studies: list
     manifest = {
         "version": 1, "atlas": {"name": "real-two-panel", "out": "atlas"}, "seed": 0,
         "model": {"kind": "train", "hidden_sizes": [256, 128], "latent_dim": 64, "epochs": epochs, "batch_size": 256,
-                  "panel_dropout": panel_dropout},
+                  "panel_dropout": panel_dropout, "panel_consistency": panel_consistency},
         "ingest": {"min_genes": 200, "min_counts": 500, "min_gene_overlap": 300},
         "attribution": {"method": "ig", "n_steps": 50, "batch_size": 256},
         "embedding": {"umap": False},
@@ -189,6 +192,42 @@ def two_panel_table(atlas) -> pd.DataFrame:
         a, b = table[f"{kind}: full"], table[f"{kind}: 765"]
         table[f"{kind}: ratio"] = np.where(np.minimum(a, b) > 0, np.maximum(a, b) / np.minimum(a, b).where(np.minimum(a, b) > 0, 1), np.inf)
     return table
+
+
+def held_out_ratios(atlas, seed: int = 1) -> dict[str, float]:
+    """The two-panel check on cells the calibration never saw: the 765-gene copy's factors computed
+    (through the atlas's encoder, as the build computes them) from a seeded half of the full-panel
+    cells, and the two copies of the other half compared: per marker set, the larger / smaller hit
+    % above the 90th percentile of both copies' held-out cells pooled."""
+    from compute.build import factors_from_cells
+    from compute.reference import immune_markers
+
+    entries = atlas.meta["studies"]
+    full_i = next(i for i, e in enumerate(entries) if e["id"] == FULL)
+    n_full = entries[full_i]["n_cells"]  # every full-panel cell
+    measured = atlas.measured(PANEL)
+    twins_full, twins_panel = _twins(atlas)
+    full_offset = next(s.offset for s in atlas.studies if s.id == FULL)
+    fit = np.random.default_rng(seed).random(n_full) < 0.5  # the half the factors are computed on
+    method = atlas.meta["method"]["attribution"]
+    factors, _ = factors_from_cells(atlas.path, entries, len(atlas.genes), PANEL, (np.full(int(fit.sum()), full_i), np.flatnonzero(fit)),
+                                    {"method": method["method"], "n_steps": method["n_steps"], "batch_size": 256})
+    if factors is None:
+        raise ValueError(f"{atlas.path}: too few full-panel cells would pass {PANEL}'s QC to calibrate it on half of them")
+    held_out = ~fit[twins_full - full_offset]
+    both = set(atlas.genes[i] for i in np.intersect1d(atlas.measured(FULL), measured))
+    markers = immune_markers()
+    ratios = {}
+    for name in MARKER_SETS:
+        genes = [g for g in markers[name] if g in both]
+        pos = np.array([atlas.genes.index(g) for g in genes])
+        raw = atlas.gene_values(genes, scale="raw")
+        full = raw[twins_full[held_out]].mean(axis=1)
+        on_panel = (raw[twins_panel[held_out]] * factors[pos]).mean(axis=1)
+        cut = np.quantile(np.concatenate([full, on_panel]), 0.9)
+        hits = 100 * np.mean(full > cut), 100 * np.mean(on_panel > cut)
+        ratios[name] = float(max(hits) / max(min(hits), 1e-9))
+    return ratios
 
 
 def _twins(atlas) -> tuple[np.ndarray, np.ndarray]:

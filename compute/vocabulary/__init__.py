@@ -25,7 +25,15 @@ from compute.vocabulary._match import (
 )
 from compute.vocabulary._ontology import HEALTHY, KINDS, Ontologies, TermInfo, ontologies
 from compute.vocabulary._reader import Reading, read_cell_type
-from compute.vocabulary._terms import POSITIVE_DISTANCE, term_closure, term_relation
+from compute.vocabulary._terms import (
+    LINEAGES,
+    MIXTURE_TERMS,
+    POSITIVE_DISTANCE,
+    cell_lineages,
+    term_closure,
+    term_relation,
+    tissues_related,
+)
 from compute.vocabulary._text import normalise_label
 from compute.vocabulary._transfer import (
     MAX_REFERENCE,
@@ -45,6 +53,8 @@ from compute.vocabulary._transfer import (
 __all__ = [
     "HEALTHY",
     "KINDS",
+    "LINEAGES",
+    "MIXTURE_TERMS",
     "MAX_REFERENCE",
     "NO_LABEL",
     "POSITIVE_DISTANCE",
@@ -62,6 +72,7 @@ __all__ = [
     "TransferResult",
     "accuracy_counts",
     "accuracy_summary",
+    "cell_lineages",
     "evidence_from_sums",
     "harmonise",
     "judge_markers",
@@ -82,6 +93,7 @@ __all__ = [
     "steps_between",
     "term_closure",
     "term_relation",
+    "tissues_related",
     "transfer_evidence",
     "transfer_labels",
     "transfer_summary",

@@ -14,7 +14,7 @@ from compute.query import parse_gene_list
 from dashboard import ids
 from dashboard.callbacks.wiring import CONTROLS, QUERY_CONTROLS, VIEW_CONTROLS, bind, controls
 from dashboard.presets import PRESETS
-from dashboard.state import DEFAULTS, LEGACY_KEYS, LIST_SEP, decode_state, encode_state
+from dashboard.state import DEFAULTS, LEGACY_KEYS, LIST_SEP, decode_state, encode_state, normalise_genes
 from dashboard.views.filters import apply_preset, filter_choices, known_values
 
 __all__ = ["MAX_LINK_CHARS", "SHORT_LINK_KEY", "gene_box_text", "register", "restore", "write_link"]
@@ -63,6 +63,12 @@ def _expand(data, search: str) -> tuple[str, list[str]]:
     return stored, []
 
 
+def _is_short(search: str) -> bool:
+    """Whether ``search`` is a short link ("?s=<key>")."""
+    pairs = parse_qsl((search or "").lstrip("?"), keep_blank_values=True)
+    return len(pairs) == 1 and pairs[0][0] == SHORT_LINK_KEY
+
+
 def restore(data, search: str | None, request: int | None) -> dict:
     """Every control as the link's query string ``search`` sets it (dashboard.state.decode_state:
     invalid values take their default, said in ``notes``), a preset's genes and cell types when
@@ -71,6 +77,7 @@ def restore(data, search: str | None, request: int | None) -> dict:
     the link names reads as empty (none of its values known: it would run on every cell)."""
     # the Location's search changes only when a page opens (a link), on back/forward and on a
     # presenter step: our own state changes go to the address bar without it (write_link)
+    short = _is_short(search or "")
     search, lost = _expand(data, search or "")
     state, notes = decode_state(search, known_values(data))
     notes = lost + notes
@@ -87,8 +94,12 @@ def restore(data, search: str | None, request: int | None) -> dict:
     run = bool(parse_gene_list(state["genes"])) and not emptied
     # a study's own label from an older link is kept (it selects exactly its cells) and shown
     options = {f"{key}_options": filter_choices(data, key).with_extra(state[key]) for key in _FILTER_OPTIONS}
+    # a short link is written by this server once its query ran (run anyway, when few of its entries
+    # were genes): it opens that view, without asking again (issue 36's open bug: the reopened
+    # 799-entry list was asked about and not run)
+    accepted = normalise_genes(gene_box_text(state["genes"])) if short and not lost and run else dash.no_update
     return {**{key: state[key] for key in CONTROLS}, "genes": gene_box_text(state["genes"]), **options, "notes": note,
-            "request": (request or 0) + 1 if run else dash.no_update}
+            "request": (request or 0) + 1 if run else dash.no_update, "accepted": accepted}
 
 
 def write_link(data, result_key: str | None, query_error: dict | None, **settings) -> dict:
@@ -107,7 +118,8 @@ def write_link(data, result_key: str | None, query_error: dict | None, **setting
 def register(app: dash.Dash, data) -> None:
     app.callback(
         output={**controls(Output), **{f"{key}_options": Output(cid, "data") for key, cid in _FILTER_OPTIONS.items()},
-                "notes": Output(ids.STATE_NOTES, "children"), "request": Output(ids.QUERY_REQUEST, "data", allow_duplicate=True)},
+                "notes": Output(ids.STATE_NOTES, "children"), "request": Output(ids.QUERY_REQUEST, "data", allow_duplicate=True),
+                "accepted": Output(ids.GENES_ACCEPTED, "data", allow_duplicate=True)},
         inputs={"search": Input(ids.URL, "search")},
         state={"request": State(ids.QUERY_REQUEST, "data")},
         prevent_initial_call="initial_duplicate",

@@ -29,10 +29,11 @@ from dashboard.callbacks.render import (
 )
 from dashboard.callbacks.wiring import QUERY_CONTROLS, bind, controls, read_query
 from dashboard.state import normalise_genes
+from dashboard.views.nothing_to_rank import nothing_to_rank
 from dashboard.views.results import empty_views, resolution_panel
 
-__all__ = ["CANCELLED", "FINISH_WAIT_S", "NO_GENES", "NOT_RUN_FEW_GENES", "asks_first", "finish_now", "on_cancel", "rank_now", "register", "run_anyway",
-           "run_query", "stale_note"]
+__all__ = ["CANCELLED", "FINISH_WAIT_S", "NO_GENES", "NOT_RUN_FEW_GENES", "STUDY_GRIDS", "asks_first", "finish_now", "on_cancel", "rank_now",
+           "register", "run_anyway", "run_query", "stale_note"]
 
 NO_GENES = "Paste genes (any separators) or pick a preset, then Run"
 JOB_POLL_MS = 250  # how often the page polls a running query's job
@@ -126,6 +127,11 @@ def run_query(data, set_progress, run_clicks: int | None, request: int | None, a
         set_progress((0, ""))
         # the old gene decisions belong to genes no longer in the box
         return {"result_key": dash.no_update, "query_error": dash.no_update, "status": NO_GENES, "resolution": [], "ask": HIDDEN, "ask_text": dash.no_update}
+    nothing = nothing_to_rank(data.atlas, params)
+    if nothing is not None:  # the Data switch keeps no disease to rank: said once, nothing computed (issue 36, item 8)
+        set_progress((0, "not run: nothing to rank (see the message above the tabs)"))
+        return {"result_key": None, "query_error": {"error": nothing, "genes": state["genes"]}, "status": dash.no_update,
+                "resolution": dash.no_update, "ask": HIDDEN, "ask_text": dash.no_update}
     asked = asks_first(data, params, state["genes"], accepted)
     if asked is not None:
         set_progress((0, "not run: few of the entries are genes (see above)"))
@@ -192,8 +198,12 @@ def _gave_up(key: str | None = None) -> dict:
     return out | {"result_key": key if key is not None else dash.no_update}
 
 
+# the Studies tab's grids: drawn with the p-values (finish_now) unless that tab shows when Run is pressed
+STUDY_GRIDS = ("study_rows", "study_effect_rows")
+
+
 def rank_now(data, run_clicks: int | None, request: int | None, presenter: bool | None = None, driver_group: str | None = None,
-             accepted: str | None = None, **settings) -> dict:
+             accepted: str | None = None, tab: str | None = None, **settings) -> dict:
     """The ranking views of the query the query controls' ``settings`` ask for, computed and
     drawn in this request (DashboardData.rank, then render.render_partial under the view
     settings in ``settings``), while ``run_query``'s background job computes the p-values and
@@ -202,12 +212,15 @@ def rank_now(data, run_clicks: int | None, request: int | None, presenter: bool 
     (the job answers from the cache at once), or when every job slot is busy (the job ranks it
     in its turn and shows it through ``ids.PARTIAL_KEY``), or when few of the entries are genes
     and the text was not run anyway (``accepted``; ``run_query`` asks). With the ranking, its key
-    goes to ``ids.RANKED``, which starts ``finish_now``."""
+    goes to ``ids.RANKED``, which starts ``finish_now``. The Studies tab's grids (STUDY_GRIDS) come
+    with the ranking only when that tab shows (``tab``): filling hidden grids held the ranking back
+    on the page, and finish_now fills them with their p-values a moment later."""
     query_settings = {key: settings.pop(key) for key in list(settings) if key in QUERY_CONTROLS}
     try:
         state, params = read_query(data, query_settings)
-        if params is not None and asks_first(data, params, state["genes"], accepted) is not None:
-            params = None  # run_query asks first
+        if params is not None and (nothing_to_rank(data.atlas, params) is not None
+                                   or asks_first(data, params, state["genes"], accepted) is not None):
+            params = None  # run_query says there is nothing to rank, or asks first
         partial = data.rank(params) if params is not None else None
     except QueryError:  # the job reports it, with the gene decisions
         partial = None
@@ -218,8 +231,10 @@ def rank_now(data, run_clicks: int | None, request: int | None, presenter: bool 
     # the same query run again (after a Cancel) gives the same ranking key: a fresh suffix each
     # Run makes it a new value, so finish_now starts every time
     # the views now show the query the controls ask for: the out-of-date marker goes with the old ranking
-    return render_partial(data, partial, presenter, driver_group, **settings) | {
-        "ranked": f"{partial}_{secrets.token_hex(4)}", "drawn": pending_signature(data.final_key(partial)), "stale": None}
+    views = render_partial(data, partial, presenter, driver_group, **settings)
+    if tab != "studies":
+        views |= {name: dash.no_update for name in STUDY_GRIDS}
+    return views | {"ranked": f"{partial}_{secrets.token_hex(4)}", "drawn": pending_signature(data.final_key(partial)), "stale": None}
 
 
 def on_cancel(data, clicks: int | None, result_key: str | None, presenter: bool | None = None, driver_group: str | None = None,
@@ -289,7 +304,8 @@ def register(app: dash.Dash, data) -> None:
                 "stale": Output(ids.STALE, "children", allow_duplicate=True)},
         inputs={"run_clicks": Input(ids.RUN, "n_clicks"), "request": Input(ids.QUERY_REQUEST, "data")},
         state={"presenter": State(ids.PRESENTER, "checked"), "driver_group": State(ids.DRIVER_GROUP, "value"),
-               "accepted": State(ids.GENES_ACCEPTED, "data"), **controls(State, QUERY_CONTROLS), **controls(State, RENDER_SETTINGS)},
+               "accepted": State(ids.GENES_ACCEPTED, "data"), "tab": State(ids.TABS, "value"),
+               **controls(State, QUERY_CONTROLS), **controls(State, RENDER_SETTINGS)},
         prevent_initial_call=True,
     )(bind(rank_now, data))
     app.callback(

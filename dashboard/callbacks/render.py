@@ -11,7 +11,7 @@ from dash import Input, Output, State, html
 from dashboard import ids
 from dashboard.callbacks.wiring import VIEW_CONTROLS, bind, control_pairs, controls
 from dashboard.state import RANKING_KEYS, read_state
-from dashboard.views.results import FIGURE_VIEWS, error_views, presenter_figure, render_views
+from dashboard.views.results import FIGURE_VIEWS, PRESENTER_GENE_ROWS, error_views, presenter_figure, render_views
 
 __all__ = ["RENDER_OUTPUTS", "RENDER_SETTINGS", "pending_signature", "register", "render", "render_partial", "views_signature"]
 
@@ -94,7 +94,8 @@ def render(data, result_key: str | None, query_error: dict | None, presenter: bo
     if result is None:
         raise dash.exceptions.PreventUpdate
     state, _ = read_state(control_pairs(settings), strict=False)
-    views = render_views(data, result, state | {"driver_group": driver_group, "forest_group": forest_group}, umap=False)
+    views = render_views(data, result, state | {"driver_group": driver_group, "forest_group": forest_group,
+                                                "gene_rows": PRESENTER_GENE_ROWS if presenter else None}, umap=False)
     if presenter:  # large type for a projector, each figure fitted to the screen
         for name in FIGURE_VIEWS:
             if name in views:

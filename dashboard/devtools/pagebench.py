@@ -33,7 +33,7 @@ from pathlib import Path
 
 from compute.reference import assets_dir
 
-__all__ = ["find_program", "main", "measure", "measure_api"]
+__all__ = ["find_program", "main", "measure", "measure_api", "measure_paths"]
 
 # installed before Run is pressed: records when the ranking and the p-values first show
 _OBSERVE_JS = """
@@ -163,6 +163,74 @@ def measure(url: str, genes: list[str], *, cell_type: str | None, draws: int, re
     return records
 
 
+# installed before each page opens (paths): when the ranking, the p-values, the Genes tab's
+# heatmap and the Cells tab's UMAP first show, in the page's clock (ms since the navigation)
+_PATHS_JS = """
+window.__paths = {ranking: null, everything: null, genes: null, cells: null, cellsStart: null};
+function drawn(id) {
+    const p = document.querySelector('#' + id + ' .js-plotly-plot');
+    return !!(p && p.data && p.data.length && !((p.layout || {}).meta || {}).empty);
+}
+function lookPaths() {
+    const b = window.__paths, now = performance.now();
+    if (b.ranking === null && document.querySelectorAll('#disease-table tbody tr').length) { b.ranking = now; }
+    const said = (document.getElementById('progress-text') || {}).textContent;
+    if (b.everything === null && b.ranking !== null && (said === 'done' || said === 'answered from the cache')
+        && !document.getElementById('partial-note')) { b.everything = now; }
+    if (b.genes === null && drawn('heatmap-fig')) { b.genes = now; }
+    if (b.cellsStart !== null && b.cells === null && drawn('umap-fig')) { b.cells = now; }
+}
+document.addEventListener('DOMContentLoaded', () => {
+    new MutationObserver(lookPaths).observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true});
+    document.addEventListener('click', (e) => {
+        const tab = e.target.closest && e.target.closest('button[role=tab]');
+        if (tab && tab.textContent.includes('Cells')) { window.__paths.cellsStart = performance.now(); window.__paths.cells = null; }
+    }, {capture: true});
+});
+"""
+
+
+def measure_paths(url: str, genes: list[str], *, cell_type: str | None, draws: int, repeats: int, timeout: float = 120.0) -> list[dict]:
+    """The slow paths of issue 36 (item 12), one record per repeat, each on a gene list never asked
+    before (MS1 less two random genes), in seconds: ``link_ranking_s`` / ``link_everything_s``,
+    from opening a link to its ranking and to its p-values; ``genes_tab_s``, from opening a link to
+    the Genes tab (``tab=genes``) to its heatmap; ``cells_tab_s``, from a click on the Cells tab
+    (after a link's query is done) to its UMAP."""
+    from selenium.webdriver.common.by import By
+
+    drv = _driver()
+    drv.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": _PATHS_JS})
+    rng = random.Random(time.time_ns())
+    records = []
+
+    def open_link(tab: str) -> dict:
+        left_out = set(rng.sample(genes, 2))
+        query = {"genes": ",".join(g for g in genes if g not in left_out), "null_draws": str(draws), "tab": tab}
+        if cell_type:
+            query["cell_types"] = cell_type
+        drv.get("about:blank")
+        drv.get(url.rstrip("/") + "/?" + urllib.parse.urlencode(query))
+        return _wait(lambda: (lambda b: b if b and b.get("everything") is not None else None)(drv.execute_script("return window.__paths;")),
+                     timeout, "the link's p-values")
+
+    try:
+        open_link("diseases")  # warm: the page's scripts and the server's kernels
+        for i in range(repeats):
+            link = open_link("diseases")
+            drv.find_element(By.XPATH, "//button[@role='tab'][contains(., 'Cells')]").click()
+            cells = _wait(lambda: (lambda b: b if b and b.get("cells") is not None else None)(drv.execute_script("return window.__paths;")),
+                          timeout, f"repeat {i + 1}'s UMAP")
+            genes_tab = open_link("genes")
+            genes_at = _wait(lambda: (lambda b: b if b and b.get("genes") is not None else None)(drv.execute_script("return window.__paths;")),
+                             timeout, f"repeat {i + 1}'s heatmap")
+            records.append({"link_ranking_s": link["ranking"] / 1000, "link_everything_s": link["everything"] / 1000,
+                            "cells_tab_s": (cells["cells"] - cells["cellsStart"]) / 1000, "genes_tab_s": genes_at["genes"] / 1000,
+                            "genes_tab_everything_s": genes_tab["everything"] / 1000})
+    finally:
+        drv.quit()
+    return records
+
+
 def measure_api(url: str, genes: list[str], *, cell_type: str | None, draws: int, repeats: int, timeout: float = 120.0) -> list[dict]:
     """The JSON API's answer to the same kind of new query: one record per repeat with the wall
     seconds of the ranking alone (``null_draws=0``) and of the whole answer (``draws``)."""
@@ -195,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", type=Path, help="also write the records here")
     parser.add_argument("--api", action="store_true", help="also time the JSON API's answers to new queries")
+    parser.add_argument("--paths", action="store_true", help="also time opening a link, the Genes tab from a link and the Cells "
+                        "tab (seconds from the navigation or the click)")
     parser.add_argument("--trace", action="store_true", help="also print each repeat's callback requests (start, end, what)")
     args = parser.parse_args(argv)
     host = urllib.parse.urlparse(args.url).hostname
@@ -226,8 +296,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  without {' '.join(r['left_out']):<16} ranking {r['ranking_s']:6.3f} s   everything {r['everything_s']:6.3f} s")
         print(f"median of {len(api)}: ranking {statistics.median(r['ranking_s'] for r in api):.3f} s, "
               f"everything {statistics.median(r['everything_s'] for r in api):.3f} s")
+    paths = []
+    if args.paths:
+        paths = measure_paths(args.url, genes, cell_type=args.cell_type or None, draws=args.draws, repeats=args.repeats)
+        print("paths: a link never opened before (MS1 less two random genes); seconds from opening it, or from the click")
+        for r in paths:
+            print(f"  link: ranking {r['link_ranking_s']:6.3f} s, everything {r['link_everything_s']:6.3f} s   "
+                  f"Genes tab from a link {r['genes_tab_s']:6.3f} s   Cells tab {r['cells_tab_s']:6.3f} s")
+        print(f"median of {len(paths)}: " + ", ".join(f"{key} {statistics.median(r[key] for r in paths):.3f} s"
+                                                     for key in ("link_ranking_s", "link_everything_s", "genes_tab_s", "cells_tab_s")))
     if args.json:
-        args.json.write_text(json.dumps({"records": records, "api": api, "median_ranking_s": rank, "median_everything_s": every,
+        args.json.write_text(json.dumps({"records": records, "api": api, "paths": paths, "median_ranking_s": rank, "median_everything_s": every,
                                          "cell_type": args.cell_type, "draws": args.draws}, indent=1), encoding="utf-8")
     return 0
 

@@ -18,7 +18,7 @@ from dashboard.views.filters import disease_group_choices, filter_choices, study
 if TYPE_CHECKING:
     from dashboard.data import DashboardData
 
-__all__ = ["controls_panel"]
+__all__ = ["INDENTED_OPTION", "controls_panel"]
 
 _HIT_RULE_LABELS = {"percentile": "percentile", "quantile": "quantile", "value": "score value"}
 
@@ -30,12 +30,17 @@ _FILTER_HELP = {
 }
 
 
+# a tree option drawn with its depth as padding, so a wrapped label keeps its indentation (assets/picker.js)
+INDENTED_OPTION = {"function": "indentedOption"}
+
+
 def _term_filter(data: DashboardData, id_: str, key: str, label: str, placeholder: str) -> dmc.MultiSelect:
     """A filter over one annotation: the atlas's ontology terms as a tree with cell counts, and
     the labels that matched no term; the values are term labels (or those labels)."""
     help_text = _FILTER_HELP[key] if data.has_vocabulary else "the studies' own labels (this atlas records no ontology terms)"
     return dmc.MultiSelect(id=id_, data=filter_choices(data, key).options, value=[], searchable=True, clearable=True, size="xs",
-                           label=label, placeholder=placeholder, description=help_text, maxDropdownHeight=360)
+                           label=label, placeholder=placeholder, description=help_text, maxDropdownHeight=360,
+                           renderOption=INDENTED_OPTION)
 
 
 def controls_panel(data: DashboardData) -> dmc.Stack:
@@ -91,7 +96,7 @@ def controls_panel(data: DashboardData) -> dmc.Stack:
                         size="xs", label="Group diseases by", placeholder="each disease on its own" if data.has_vocabulary else
                         "this atlas records no disease terms", disabled=not disease_group_choices(data).options,
                         description="MONDO parent terms: each disease under one counts as it (the first chosen that applies)",
-                        maxDropdownHeight=320),
+                        maxDropdownHeight=320, renderOption=INDENTED_OPTION),
         html.Div(id=ids.DISEASE_GROUPS_NOTE, className="note"),
         dmc.NumberInput(id=ids.MIN_COVERAGE, value=d["min_coverage"], min=FRACTION_RANGES["min_coverage"][0],
                         max=FRACTION_RANGES["min_coverage"][1], step=0.05, decimalScale=2, size="xs", debounce=True,
@@ -100,6 +105,6 @@ def controls_panel(data: DashboardData) -> dmc.Stack:
         dmc.NumberInput(id=ids.NULL_DRAWS, value=d["null_draws"], min=0, max=NULL_RANGE[1], step=100, size="xs", debounce=True,
                         label="Specificity vs random gene sets: draws (0 = off; 1,000 gives p ≥ 0.001)"),
         dmc.Select(id=ids.REFERENCE, data=filter_choices(data, "diseases").options, value=d["reference"], searchable=True, size="xs",
-                   allowDeselect=False, label="Reference donors", maxDropdownHeight=320,
+                   allowDeselect=False, label="Reference donors", maxDropdownHeight=320, renderOption=INDENTED_OPTION,
                    description="each disease is compared with these donors within its own studies (a term includes its subtypes)"),
     ], gap=8, className="controls")

@@ -299,4 +299,4 @@ def diseases_tab() -> dmc.Stack:
                       ui.graph("drivers", 380)]), span=12)]),
         dmc.Grid([dmc.GridCol(ui.graph("comparison", 380), span=12),
                   dmc.GridCol(ui.graph("scatter", 380), span=12)]),
-    ], gap="sm")
+    ], gap="sm", className="diseases-tab")

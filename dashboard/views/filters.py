@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
+from dashboard.picker_tree import picker_entries
 from dashboard.presets import PRESETS
 from dashboard.state import TABS
 
@@ -112,17 +113,18 @@ def _term_choices(data: DashboardData, kind: str) -> FilterChoices:
     if original in cells:  # a study's own label selects exactly its cells: kept as given
         canonical |= {v: v for v in cells[original].astype(str).unique()}
     hierarchy = data.atlas.term_hierarchy(kind)
-    nodes = list(_walk(hierarchy["tree"]))
     folded: dict[str, str] = {}
     vocab = data.atlas.vocabulary
     covers = _covers(data, kind)
-    by_cover = {covers[n["id"]]: n["label"] for n in nodes if n["id"] in covers}
+    # each term under every parent it has, cell types under the names users know (issue 36, item 11)
+    entries = picker_entries(vocab, hierarchy["tree"], covers, plain_names=kind == "cell_type")
+    by_cover = {covers[e.term]: e.label for e in entries if e.alias_of is None and e.term in covers}
     for term, cover in covers.items():
         if cover in by_cover:  # a term id, or an ancestor equivalent to a tree term here: the same cells
             label = vocab.label(term)
             canonical[term] = canonical[label] = by_cover[cover]
             folded[label.casefold()] = folded[term.casefold()] = by_cover[cover]
-    items = [{"value": n["label"], "label": f"{_INDENT * n['depth']}{n['label']} ({n['n_cells']:,})"} for n in nodes]
+    items = [{"value": e.value, "label": f"{_INDENT * e.depth}{e.label} ({e.n_cells:,})"} for e in entries]
     options = [{"group": f"{ONTOLOGIES[kind]} terms (a term includes its subtypes; cells at or below it)", "items": items}]
     unmapped = [{"value": u["label"], "label": f"{u['label']} (no ontology term) ({u['n_cells']:,})"} for u in hierarchy["unmapped"]]
     if unmapped:
@@ -130,6 +132,8 @@ def _term_choices(data: DashboardData, kind: str) -> FilterChoices:
     options = [g for g in options if g["items"]]
     for group in options:
         canonical |= {item["value"]: item["value"] for item in group["items"]}  # an option shows itself
+    # a term's second place in the tree reads as the term itself
+    canonical |= {e.value: e.alias_of for e in entries if e.alias_of is not None}
     if original in cells:
         canonical |= _same_cells(data, kind, original, {item["value"] for group in options for item in group["items"]})
     return FilterChoices(options, canonical, folded)

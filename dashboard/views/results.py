@@ -4,6 +4,7 @@ nothing but the gene columns the gene views summarise (through DashboardData).""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import dash_mantine_components as dmc
@@ -18,20 +19,25 @@ from dashboard.views import diseases as within
 from dashboard.views.cells import UMAP_VIEWS, umap_labels_note, umap_views
 from dashboard.views.components import label_colours
 from dashboard.views.diseases import Q_SIGNIFICANT, STAT_HELP, stat_help_panel
+from dashboard.views.nothing_to_rank import plural
 from dashboard.views.studies import excluded_rows, study_rows
 
 if TYPE_CHECKING:
     from dashboard.data import DashboardData
 
-__all__ = ["FIGURE_VIEWS", "GENE_VIEW_CAP", "GENE_VIEW_TOP", "GROUP_LABELS", "PRESENTER_FONT", "PRESENTER_TITLE", "Q_SIGNIFICANT",
+__all__ = ["FIGURE_VIEWS", "GENE_VIEW_CAP", "GENE_VIEW_TOP", "GROUP_LABELS", "NO_RESULT_NOTE", "PRESENTER_FONT", "PRESENTER_GENE_ROWS",
+           "PRESENTER_TITLE", "Q_SIGNIFICANT",
            "RESULT_VIEWS", "SPECIFICITY_P", "SPECIFICITY_Q", "STAT_HELP", "UMAP_VIEWS", "driver_figure", "empty_views", "error_views", "excluded_panel",
            "forest_views", "genes_note", "presenter_figure",
            "reading_sentence", "render_views", "resolution_panel", "stat_help_panel", "umap_labels_note", "umap_views", "view_tables"]
 
 GROUP_LABELS = {"disease": "disease", "cell_type": "cell type", "study": "study"}
 COVERAGE_WARN = 0.7
+NO_RESULT_NOTE = "No result: the message above the tabs says why"
 PRESENTER_FONT = {"size": 20}  # large type for a projector
 PRESENTER_TITLE = 30  # px: a figure's title in presenter mode
+# the gene views in presenter mode: as many gene rows as a 1080 px screen holds at 20 px type
+PRESENTER_GENE_ROWS = 25
 # the gene views show the top GENE_VIEW_TOP genes by mean attribution, or on request all of them up
 # to GENE_VIEW_CAP (a heatmap row each: beyond it the page grows past what a browser draws
 # smoothly); the CSV export and the snapshot always hold every matched gene
@@ -202,7 +208,7 @@ def _reading_body(result, ranking, simulated_share: float, pending: bool = False
     n_samples = len(result.samples)
     n_studies = result.samples["study"].nunique() if n_samples else 0
     sim = ", all SIMULATED" if simulated_share >= 1 else f", {simulated_share:.0%} SIMULATED" if simulated_share > 0 else ""
-    where = (f"In {result.n_selected:,} cells ({_where(params)}; {n_samples:,} samples from {n_studies} "
+    where = (f"In {result.n_selected:,} cells ({_where(params)}; {plural(n_samples, 'sample')} from {n_studies} "
              f"{'study' if n_studies == 1 else 'studies'}{sim})")
     genes = f"the {len(result.resolution.matched)}-gene signature"
     if not len(ranking):
@@ -257,13 +263,37 @@ def genes_note(n_shown: int, n_total: int, shown: str) -> str:
 
 def presenter_figure(fig):
     """``fig`` for a projector: large type and title, its height left to the screen (the graph's
-    CSS fits it to the window)."""
+    CSS fits it to the window); every tick label, axis title, legend entry and note at least
+    PRESENTER_FONT's size (issue 36, item 7: names sized for the sidebar's narrow plot stayed 11-15 px)."""
     text = (fig.layout.title.text or "") if fig.layout.title else ""
     extra = (PRESENTER_TITLE - 16) * (text.count("<br>") + 1) if text else 0  # the larger title's lines need more room
     top = (fig.layout.margin.t or 0) + extra
     fig.update_layout(font=PRESENTER_FONT, title_font_size=PRESENTER_TITLE, height=None, autosize=True, margin_t=top)
-    if fig.layout.xaxis.tickfont.size:  # names sized for the sidebar's narrower plot: the full width has room for larger
-        fig.update_xaxes(tickfont_size=fig.layout.xaxis.tickfont.size + 3)
+    least = PRESENTER_FONT["size"]
+
+    def at_least(font) -> int:
+        return max(least, int(font.size or 0))
+
+    fig.for_each_xaxis(lambda ax: ax.update(tickfont_size=at_least(ax.tickfont), title_font_size=at_least(ax.title.font)))
+    fig.for_each_yaxis(lambda ax: ax.update(tickfont_size=at_least(ax.tickfont), title_font_size=at_least(ax.title.font)))
+    right = 0  # notes set beside the plot, right of it: the margin grows with their larger type
+    grown = 1.0  # how much the notes placed in pixels grew: their offsets and pixel-sized shapes (a key) grow alike
+    for note in fig.layout.annotations or ():
+        before = int(note.font.size or 0)
+        note.font.size = at_least(note.font)
+        if before and (note.xshift or note.yshift):
+            grown = max(grown, note.font.size / before)
+            note.xshift, note.yshift = (note.xshift or 0) * note.font.size / before, (note.yshift or 0) * note.font.size / before
+        if note.xref == "paper" and (note.x or 0) > 1 and note.xanchor == "left":
+            right = max(right, round(0.58 * note.font.size * len(re.sub(r"<[^>]+>", "", str(note.text or "")))) + 24)
+    if right > (fig.layout.margin.r or 0):
+        fig.update_layout(margin_r=right)
+    if grown > 1:
+        for shape in fig.layout.shapes or ():
+            if shape.xsizemode == "pixel" and shape.ysizemode == "pixel":
+                shape.update(x0=shape.x0 * grown, x1=shape.x1 * grown, y0=shape.y0 * grown, y1=shape.y1 * grown)
+    if fig.layout.legend is not None:
+        fig.layout.legend.font.size = at_least(fig.layout.legend.font)
     return fig
 
 
@@ -318,8 +348,9 @@ def render_views(data: DashboardData, result, state: dict, *, ranking_only: bool
                  if null is not None else f" · null: {params.n_null:,} matched gene sets being drawn" if ranking_only and params.n_null
                  else " · no null (set null draws to get p-values)")
     status = (f"{result.n_selected:,} cells selected · threshold {result.threshold:.3f} ({figures.format_value(result.chance_pct, 'pct')}% of "
-              f"cells above it: the chance level) · {len(result.samples)} samples, "
-              f"{len(result.diseases)} diseases pass cell_min={params.cell_min}, samp_min={params.samp_min}{left_out}{null_text}")
+              f"cells above it: the chance level) · {plural(len(result.samples), 'sample')}, "
+              f"{plural(len(result.diseases), 'disease')} pass{'es' if len(result.diseases) == 1 else ''} cell_min={params.cell_min}, "
+              f"samp_min={params.samp_min}{left_out}{null_text}")
     q = _disease_q(result)
     samples = result.samples
     sim_share = float(samples["simulated"].astype(bool).mean()) if len(samples) and "simulated" in samples else 0.0
@@ -366,8 +397,12 @@ def render_views(data: DashboardData, result, state: dict, *, ranking_only: bool
     if umap:
         out |= umap_views(data, result, state)
     shown = state.get("genes_shown") or "top"
-    mean_table, pct_table = data.gene_groups(result, by, GENE_VIEW_CAP if shown == "all" else GENE_VIEW_TOP)
+    rows = state.get("gene_rows")  # presenter mode: the rows that fit the screen at its large type
+    mean_table, pct_table = data.gene_groups(result, by, rows or (GENE_VIEW_CAP if shown == "all" else GENE_VIEW_TOP))
     out["genes_note"] = genes_note(len(mean_table), len(result.resolution.matched), shown)
+    if rows and len(mean_table) < len(result.resolution.matched):
+        out["genes_note"] = (f"Top {len(mean_table)} of {len(result.resolution.matched)} matched genes by mean attribution: "
+                             "presenter mode shows as many as its large type fits on one screen.")
     order = state.get("order") or "cluster"
     if state.get("heat") == "dotplot":
         out["heatmap_fig"] = figures.dotplot_figure(mean_table, pct_table, group_label=GROUP_LABELS[by], order=order, simulated=has_sim,
@@ -504,7 +539,9 @@ def error_views(data: DashboardData, error: str, genes: str) -> dict:
     """The views (RESULT_VIEWS) of a query that failed with ``error``: the message, and the
     decisions on the genes of ``genes`` (the gene text) when any was asked for."""
     res = data.atlas.resolve(list(parse_gene_list(genes or "")))
-    empty = figures.empty_figure(error)
+    # the message shows once, above the tabs; each figure only points to it (issue 36, item 8: the
+    # whole message drawn in every figure was cut at their edges)
+    empty = figures.empty_figure(NO_RESULT_NOTE)
     return {**{name: empty for name in FIGURE_VIEWS}, "resolution": resolution_panel(res) if res.requested else [],
             "status": html.Div(error, className="error"), "disease_table": None, "study_rows": [], "excluded_diseases": None,
             "study_effect_rows": [], "forest_note": None, "forest_groups": [],

@@ -13,10 +13,12 @@ from dash import html
 
 from compute.atlas import (
     atlas_warnings,
+    label_rows,
     label_transfer_line,
     measured_share,
     study_report_lines,
     study_warnings,
+    transfer_line,
     vocabulary_lines,
 )
 from dashboard import figures, ids
@@ -65,28 +67,26 @@ def vocabulary_note(data: DashboardData) -> dmc.Alert:
 
 
 def study_vocabulary_table(study_id: str, entry) -> html.Table | None:
-    """The study's labels as matched to ontology terms (label, term, id, how, cells) and those
-    that matched none (with the reason); None when the atlas recorded none."""
-    report = (entry or {}).get("report")
-    vocab = report.get("vocabulary") if isinstance(report, dict) else None
-    if not isinstance(vocab, dict):
-        return None
+    """The study's labels as matched to ontology terms (label, term, id, how, cells, and what the
+    cells say: the label transfer's neighbours, a marker CHECK) and those that matched none (the
+    reason and the proposal, never applied); None when the atlas recorded none."""
     rows = []
-    for kind, words in _KIND_WORDS.items():
-        section = vocab.get(kind) if isinstance(vocab.get(kind), dict) else {}
-        for m in section.get("mapped") or []:
-            if isinstance(m, dict):
-                rows.append(html.Tr([html.Td(words), html.Td(str(m.get("label", ""))), html.Td(str(m.get("term_label", ""))),
-                                     html.Td(str(m.get("term_id", ""))), html.Td(_HOW_MATCHED.get(str(m.get("how")), str(m.get("how")))),
-                                     html.Td(f"{int(m.get('n_cells') or 0):,}")]))
-        for m in section.get("unmapped") or []:
-            if isinstance(m, dict):
-                rows.append(html.Tr([html.Td(words), html.Td(str(m.get("label", ""))), html.Td("no term: kept as its own group"),
-                                     html.Td("–"), html.Td(str(m.get("reason", ""))), html.Td(f"{int(m.get('n_cells') or 0):,}")],
-                                    className="missing"))
+    for r in label_rows(entry or {}):
+        words = _KIND_WORDS.get(r["kind"], r["kind"])
+        said = [x for x in (r["neighbours"], r["markers"]) if x]
+        if r["term_id"]:
+            how = _HOW_MATCHED.get(str(r["how_key"]), r["how"])
+            rows.append(html.Tr([html.Td(words), html.Td(r["label"]), html.Td(str(r["term_label"])), html.Td(str(r["term_id"])),
+                                 html.Td(how), html.Td(f"{r['n_cells']:,}"), html.Td(" ".join(said) or "–")]))
+        else:
+            proposal = f"PROPOSED: {r['proposal']}" if r["proposal"] else "no proposal"
+            rows.append(html.Tr([html.Td(words), html.Td(r["label"]), html.Td("no term: kept as its own group"), html.Td("–"),
+                                 html.Td(r["how"]), html.Td(f"{r['n_cells']:,}"), html.Td(" ".join([proposal, *said]))],
+                                className="missing"))
     if not rows:
         return None
-    head = html.Tr([html.Th(c) for c in ("", "study's label", "shown as (ontology term)", "term id", "how it matched", "cells")])
+    head = html.Tr([html.Th(c) for c in ("", "study's label", "shown as (ontology term)", "term id", "how it matched", "cells",
+                                         "what its cells say / proposal")])
     return html.Table([html.Thead(head), html.Tbody(rows)], id=f"{ids.STUDY_VOCABULARY_PREFIX}{study_id}", className="rank-table vocabulary")
 
 
@@ -109,7 +109,7 @@ def study_reports_panel(data: DashboardData) -> html.Div:
                  + (f" · {len(study_warns)} warning{'s' if len(study_warns) > 1 else ''}" if study_warns else ""))
         table = study_vocabulary_table(s.id, s.meta)
         # the table says per label what the vocabulary sentences sum up
-        words = set(vocabulary_lines(s.meta)) if table is not None else set()
+        words = set(vocabulary_lines(s.meta)) | {transfer_line(s.meta)} if table is not None else set()
         lines = [html.Li(line) for line in study_report_lines(s.meta) if line not in words]
         if s.simulated:
             lines.insert(0, html.Li("SIMULATED data: planted expression programs, not measurements of real samples.", className="sim"))

@@ -276,6 +276,7 @@ def test_grouping_switch_export_and_copied_link(driver, server, downloads, tiny_
 def test_presenter_mode_steps_through_saved_views(driver, server):
     from selenium.webdriver.common.by import By
 
+    driver.get(server)  # the page's own storage (a fresh browser's first page, data:, has none)
     driver.execute_script("window.localStorage.clear();")
     driver.get(server + "/?preset=ms1&null=100")
     _wait(driver, lambda d: len(_ranking(d)) >= 3, what="first view")

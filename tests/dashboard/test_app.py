@@ -56,6 +56,7 @@ def test_every_callback_is_a_top_level_function_of_a_callbacks_module(tiny_build
                      "cells.render_umap", "diseases.render_drivers", "diseases.render_forest", "diseases.pick_forest_disease",
                      "modules.render_modules", "modules.show_module", "modules.add_missing", "modules.use_module",
                      "export.download", "presenter.set_presenter", "presenter.save_view", "presenter.step",
+                     "presenter.saved_view_options", "presenter.open_saved_view",
                      "cell_genes.rank_genes", "cell_genes.show_spread", "cell_genes.pick_gene",
                      "cell_genes.send_top", "cell_genes.send_selected"}
 
@@ -117,5 +118,16 @@ def test_presenter_mode_and_saved_views(ms1_key):
         "search": "?genes=CD14,LYZ,S100A8,VCAN", "position": "view 1 of 2: CD14, LYZ, S100A8…"}
     assert presenter.step(data, 1, None, saved, "?genes=CD14,LYZ,S100A8,VCAN", trigger=ids.PREV_VIEW)["search"] == "?genes=MS4A1"
     assert presenter.step(data, None, None, saved, "?genes=MS4A1", trigger=ids.SAVED_VIEWS) == {"search": dash.no_update,
-                                                                                                   "position": "view 2 of 2"}
+                                                                                                   "position": "view 2 of 2: MS4A1"}
+    # a view saved under a name is listed, stepped to and reopened by that name (issue 36, item 7)
+    named = presenter.save_view(data, 4, "?genes=IFI27", saved, "IFI27", "  Sepsis:\n the monocyte  signature ")["saved"]
+    assert named[-1] == {"search": "?genes=IFI27", "label": "Sepsis: the monocyte signature"}
+    assert presenter.save_view(data, 5, "?genes=X", [], "X", "n" * 200)["saved"][0]["label"] == "n" * presenter.MAX_VIEW_NAME
+    assert presenter.step(data, 1, None, named, "?genes=MS4A1", trigger=ids.NEXT_VIEW)["position"] == "view 3 of 3: Sepsis: the monocyte signature"
+    listed = presenter.saved_view_options(data, named, "?genes=IFI27")
+    assert [o["label"] for o in listed["options"]] == ["1. CD14, LYZ, S100A8…", "2. MS4A1", "3. Sepsis: the monocyte signature"]
+    assert listed["value"] == "?genes=IFI27"
+    assert presenter.open_saved_view(data, "?genes=MS4A1", "?genes=IFI27") == {"search": "?genes=MS4A1"}
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        presenter.open_saved_view(data, "?genes=IFI27", "?genes=IFI27")
     assert presenter.step(data, None, None, [], None, trigger=ids.SAVED_VIEWS)["position"] == "no saved views yet: use 'Save view'"

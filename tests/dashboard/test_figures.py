@@ -464,6 +464,12 @@ def test_coattribution_heatmap_orders_each_block_by_module_and_marks_the_split()
     assert {(s["y0"], s["y1"]) for s in lines} == {(-0.5, 5.5), (3.5, 3.5)}
     notes = [a["text"] for a in layout["annotations"]]
     assert "<b>signature (4) ◂</b>" in notes and "<b>▸ missing from the signature (2)</b>" in notes
+    # the narrow block (2 of 6 genes): its name on a line of its own, held at the plot's right end, never
+    # past the figure's edge (issue 36: cut at 1280 px); the wide block's name reads away from the split
+    placed = {a["text"]: a for a in layout["annotations"]}
+    missing, signature = placed["<b>▸ missing from the signature (2)</b>"], placed["<b>signature (4) ◂</b>"]
+    assert (missing["x"], missing["xanchor"], missing["yshift"]) == (5.5, "right", 20)
+    assert (signature["x"], signature["xanchor"], signature.get("yshift")) == (3.5, "right", None)
     # the SIMULATED note is the title's last line: in the title it cannot sit on the block names
     assert not any("SIMULATED" in n for n in notes)
     title = layout["title"]["text"].split("<br>")

@@ -38,6 +38,15 @@ def test_the_query_callback_stores_a_result_or_says_why_not(ms1_key):
     assert failed["result_key"] is None and failed["query_error"]["genes"] == "NOT_A_GENE"
     assert "none of the 1 requested genes" in failed["query_error"]["error"]
     assert progress[-1] == (0, "failed: see the message above the tabs")  # never left on a step (issue 18)
+    # the Data switch keeping only the real study, which holds healthy donors alone: one message, nothing
+    # computed (no result stored, no null drawn: issue 36, item 8)
+    real = state | {"data_kind": "real", "cell_types": [], "min_coverage": 0.0}
+    real_params = query_params(read_state(real.items(), known_values(data), strict=True)[0], expression=data.atlas.has_expression)
+    nothing = query_run(data, progress.append, real)
+    assert nothing["result_key"] is None and nothing["query_error"]["error"].startswith("Nothing to rank: ")
+    assert "no null was drawn" in nothing["query_error"]["error"] and "1 samples" not in nothing["query_error"]["error"]
+    assert progress[-1] == (0, "not run: nothing to rank (see the message above the tabs)")
+    assert data.stored_result(data.result_key(real_params)) is None
     # settings that form no query: said in the status, nothing stored; the views keep the last
     # result (no update: the out-of-date marker says so) and the old gene decisions go
     assert query_run(data, progress.append, state | {"genes": " , "}) == {
@@ -109,6 +118,8 @@ def test_the_run_request_draws_the_ranking_before_the_job(ms1_key, monkeypatch):
         rank(state | {"genes": "\n".join(state["genes"].split("\n")[:-2])})
 
 def test_the_render_callbacks_show_a_result_an_error_or_nothing(ms1_key):
+    from dashboard.views.results import NO_RESULT_NOTE
+
     data, state, key = ms1_key
     view = {"top_n": 2, "group_by": "study", "heat": "dotplot", "order": "score", "color": "disease"}
     views = render.render(data, key, None, False, None, **view)
@@ -132,7 +143,9 @@ def test_the_render_callbacks_show_a_result_an_error_or_nothing(ms1_key):
     assert len(rows) == len(result.diseases) > 2 and [r[1] for r in rows] == [str(g) for g in result.diseases["group"]]
     failed = render.render(data, None, {"error": "no cells match the filters", "genes": "CD14 NOPE"}, False, None, **view)
     assert failed["status"].children == "no cells match the filters" and failed["study_rows"] == []
-    assert "NOPE" in text_of(failed["resolution"]) and failed["disease_fig"].to_dict()["layout"]["meta"]["empty"] == "no cells match the filters"
+    assert "NOPE" in text_of(failed["resolution"]) and failed["disease_fig"].to_dict()["layout"]["meta"]["empty"] == NO_RESULT_NOTE
+    # the message shows once, in the status; the figures only point to it (issue 36, item 8)
+    assert "no cells match the filters" in text_of(failed["status"])
     for no_result in ((None, None), ("not-a-key", None)):
         with pytest.raises(dash.exceptions.PreventUpdate):
             render.render(data, *no_result, False, None, **view)
@@ -146,7 +159,7 @@ def test_the_render_callbacks_show_a_result_an_error_or_nothing(ms1_key):
         cells.render_umap(data, key, None, "cells", "disease", False, umap["drawn"])
     assert cells.render_umap(data, key, None, "cells", "score", True, umap["drawn"])["umap_fig"].layout.font.size == 20
     gone = cells.render_umap(data, None, {"error": "no cells match the filters", "genes": ""}, "cells", "score", False, umap["drawn"])
-    assert gone["umap_fig"].to_dict()["layout"]["meta"]["empty"] == "no cells match the filters"
+    assert gone["umap_fig"].to_dict()["layout"]["meta"]["empty"] == NO_RESULT_NOTE
     second = views["driver_groups"][1]
     drivers = diseases.render_drivers(data, second, key, True)["driver_fig"]
     assert drivers.layout.title.text.startswith(f"Driver genes in {second}") and drivers.layout.font.size == 20
@@ -192,6 +205,11 @@ def test_out_of_date_marker_cancel_and_short_links(ms1_key, tiny_atlas):
     assert search.startswith("?s=") and len(search) < 40
     restored = link.restore(data, search, 3)
     assert restored["genes"] == long["genes"] and restored["request"] == 4 and restored["notes"] is None
+    # the short link opens its view without asking again: the server wrote it once the list ran (run anyway)
+    from dashboard.state import normalise_genes
+
+    assert restored["accepted"] == normalise_genes(long["genes"])
+    assert link.restore(data, "?genes=CD14", 0)["accepted"] is dash.no_update
     lost = link.restore(data, "?s=0123456789abcdef", 0)
     assert "not known to this server" in text_of(lost["notes"]) and lost["genes"] == ""
     assert link.gene_box_text("CD14,LYZ 2.0,, VCAN:3") == "CD14\nLYZ 2.0\nVCAN:3"

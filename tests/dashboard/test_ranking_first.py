@@ -251,3 +251,18 @@ def test_run_s_ranking_names_itself_for_the_request_that_follows(ran):
     again = query.rank_now(data, 2, None, False, None, **settings, **view)
     assert again["ranked"] != drawn["ranked"] and again["ranked"].rpartition("_")[0] == partial
     payloads.STORE_SHAPES[ids.RANKED](again["ranked"], "ranked")  # a store value the server accepts back
+
+
+def test_run_s_ranking_fills_the_studies_grids_only_when_that_tab_shows(ran, monkeypatch):
+    # hidden grids filled with the ranking held it back on the page; they come with the p-values
+    data, out, _ = ran
+    monkeypatch.setattr(data, "ranks_in_request", lambda: True)  # the job slots are machine-wide: others' queries may hold them
+    genes = "\n".join(g for g, _ in data.stored_result(out["result_key"]).params.genes)
+    settings = {key_: DEFAULTS[key_] for key_ in QUERY_CONTROLS} | {"genes": genes, "null_draws": 177}  # never run
+    view = {key_: DEFAULTS[key_] for key_ in render.RENDER_SETTINGS}
+    hidden = query.rank_now(data, 1, None, False, None, tab="diseases", **settings, **view)
+    shown = query.rank_now(data, 2, None, False, None, tab="studies", **settings, **view)
+    for name in query.STUDY_GRIDS:
+        assert hidden[name] is dash.no_update
+        assert isinstance(shown[name], list)
+    assert shown["study_rows"] and hidden["disease_table"] is not dash.no_update
