@@ -37,7 +37,7 @@ browser-deps:
 		echo "         browser tests will be skipped (set CHROME_BIN and CHROMEDRIVER to run them)."; \
 	fi
 
-# Debian's nginx for the production-serving tests (tests/test_proxy.py: nginx in front of gunicorn,
+# Debian's nginx for the production-serving tests (tests/e2e/test_proxy.py: nginx in front of gunicorn,
 # run by the tests as a foreground process on a free port). Not installed: its .deb is downloaded
 # (apt-get download, no root needed) and unpacked into .cache/nginx, so no system service starts.
 # Without it those tests are skipped (SIGATLAS_REQUIRE_PROXY=1 makes them fail instead).

@@ -38,7 +38,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from compute.atlas import atlas_warnings, label_transfer_line, measured_share, study_warnings
 from compute.errors import CacheError, QueryError, SigAtlasError
 from compute.query import QueryParams, evidence_words
-from dashboard.data import FILTER_KINDS, DashboardData
+from dashboard.data import DashboardData
 from dashboard.state import (
     DEFAULTS,
     LEGACY_KEYS,
@@ -48,6 +48,7 @@ from dashboard.state import (
     query_params,
     read_state,
 )
+from dashboard.views.filters import FILTER_KINDS, disease_group_choices, known_values
 
 __all__ = ["API_PREFIX", "MAX_BODY_BYTES", "MAX_NULL", "PARAMETERS", "ApiInputError", "answer", "atlas_info", "parse_query", "register"]
 
@@ -82,7 +83,7 @@ def _items(value):
 def parse_query(values: Mapping[str, object], known: Mapping[str, object]) -> QueryParams:
     """The query that request ``values`` ask for (parameter -> str, number or list of strings; a
     GET's repeated keys as a list), checked by the dashboard's own rules (``dashboard.state``) with
-    ``known`` (``DashboardData.known_values``: a term id reads as the term's label). Unlike a shared
+    ``known`` (``dashboard.views.filters.known_values``: a term id reads as the term's label). Unlike a shared
     link, which falls back to defaults, every problem raises an error naming the parameter
     (ApiInputError, or dashboard.state.StateError, a QueryError); null_draws defaults to 0 (no
     p-values) and is capped at MAX_NULL. The older names data, cut and null are accepted."""
@@ -195,7 +196,7 @@ def atlas_info(data: DashboardData) -> dict:
         "cell_types": data.cell_types, "diseases": data.diseases, "tissues": data.tissues,
         # the terms as trees with the cells at or below each, and the labels without a term
         "hierarchy": {kind: data.atlas.term_hierarchy(kind) for kind in FILTER_KINDS.values()},
-        "disease_groups": data.disease_group_choices.option_values,
+        "disease_groups": disease_group_choices(data).option_values,
         "vocabulary": {"versions": vocab.get("versions") or {}, "label_transfer": vocab.get("label_transfer"),
                        "label_transfer_text": label_transfer_line(data.atlas.meta), "labels": _LABELS if data.has_vocabulary else _LABELS_OLD},
         "studies": [{"id": s.id, "title": s.title, "simulated": bool(s.simulated), "measured_share": measured_share(s.meta),
@@ -248,7 +249,7 @@ def register(server: flask.Flask, data: DashboardData) -> None:
 
     def query():
         try:
-            params = parse_query(_request_values(), data.known_values)
+            params = parse_query(_request_values(), known_values(data))
             return flask.jsonify(answer(data, params))
         except (ApiInputError, QueryError) as exc:
             return _error(str(exc), 400)

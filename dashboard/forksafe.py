@@ -30,7 +30,7 @@ SERVING = ("dashboard", "compute/atlas", "compute/query", "compute/genes", "comp
            "compute/errors.py", "compute/files.py")
 # never run by a server: developer tools and the build's importers (tiledb must not be loaded
 # into a process that forks: it warns that its threads deadlock a forked child)
-_NOT_SERVING = ("dashboard/loadtest.py", "dashboard/pagebench.py", "dashboard/proxy.py", "compute/atlas/_import_signature.py")
+_NOT_SERVING = ("dashboard/devtools", "dashboard/proxy.py", "compute/atlas/_import_signature.py")
 
 
 def _files(root: Path) -> list[Path]:
@@ -38,8 +38,8 @@ def _files(root: Path) -> list[Path]:
     for entry in SERVING:
         path = root / entry
         files += sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.is_file() else []
-    skip = {root / p for p in _NOT_SERVING}
-    return [f for f in files if f not in skip]
+    skip = [root / p for p in _NOT_SERVING]
+    return [f for f in files if not any(f == s or s in f.parents for s in skip)]
 
 
 def lazy_imports(root: str | Path | None = None) -> list[str]:

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 from dashboard import ids
 from dashboard.data import is_result_key
-from dashboard.layout import FIGURE_GRAPHS
 from dashboard.state import RANKING_KEYS
+from dashboard.views.components import FIGURE_GRAPHS
 
 __all__ = ["MAX_DEPTH", "MAX_TEXT", "CallbackShape", "PayloadError", "STORE_SHAPES", "callback_shapes", "check_callback_body",
            "check_callback_structure", "input_kinds", "install"]
@@ -213,7 +213,7 @@ STORE_SHAPES: dict[str, Kind] = {
     ids.UPLOAD_STORE: mapping_of(text),
     ids.SAVED_VIEWS: list_of(record(required=("search", "label"), search=text, label=text)),
     ids.MODULES_STORE: record(key=key, error=_QUERY_ERROR, top_missing=texts, modules=mapping_of(json_value), n_perm=count),
-    # the checked population of the ranking shown (celltype_genes.rank_genes): its filters, never its genes
+    # the checked population of the ranking shown (cell_genes.rank_genes): its filters, never its genes
     ids.RANK_STORE: record(**{k: texts for k in RANKING_KEYS if k != "rank_gene"}),
     # the snapshot's images, drawn in the browser (callbacks.export): one per figure, by its view name
     ids.SNAPSHOT_IMAGES: record(clicks=count, images=mapping_of(

@@ -13,7 +13,7 @@ from compute.reference import (
     ms1_signature,
 )
 
-__all__ = ["MARKER_TERMS", "PRESETS", "QUICK_PRESETS", "Preset", "apply_preset", "preset_options"]
+__all__ = ["MARKER_TERMS", "PRESETS", "QUICK_PRESETS", "Preset", "preset_options"]
 
 _MARKER_SOURCE = "Human immune cell markers (compute/assets/reference, positive markers of every level)"
 
@@ -67,11 +67,3 @@ def preset_options() -> list[dict]:
     for p in PRESETS.values():
         groups.setdefault(p.group, []).append({"value": p.key, "label": f"{p.label} ({len(p.genes)})"})
     return [{"group": g, "items": items} for g, items in groups.items()]
-
-
-def apply_preset(data, key: str) -> tuple[str, list[str]]:
-    """(gene text, cell types to select) for preset ``key`` on ``data`` (a DashboardData): its Cell
-    Ontology term as the filter shows it (["monocyte"], which selects every monocyte subtype), or []
-    when it names none or the atlas has no cells under it."""
-    p = PRESETS[key]
-    return "\n".join(p.genes), data.cell_types_for_term(p.cell_type_term, p.cell_type_fallback)

@@ -388,6 +388,50 @@ def test_the_atlas_has_every_member_the_query_contract_names(project):
     assert contract and not missing, f"Atlas lacks what compute.query.AtlasView names: {', '.join(missing)}"
 
 
+
+# one name per results tab: views/<tab>.py (with its layout, <tab>_tab) and callbacks/<tab>.py, so a
+# reader finds a tab's code by the value in the URL; the other modules there are shared, by name
+SHARED_VIEWS = {"__init__", "components", "controls", "filters", "nothing_to_rank", "results"}
+SHARED_CALLBACKS = {"__init__", "controls", "export", "link", "presenter", "query", "render", "wiring"}
+# tabs drawn with the whole result by callbacks/render.py (one callback, one request): no callbacks of their own
+NO_OWN_CALLBACKS = {"genes"}
+
+
+def layout_tabs(layout: Path) -> list[str]:
+    """The tab values of the page shell's ``TABS = {value: label, ...}`` (read with ``ast``)."""
+    for node in ast.parse(layout.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "TABS" for t in node.targets):
+            return [ast.literal_eval(k) for k in node.value.keys]
+    raise AssertionError(f"{layout} defines no TABS dict")
+
+
+def tab_module_problems(package: Path, tabs: list[str], shared_views=SHARED_VIEWS, shared_callbacks=SHARED_CALLBACKS,
+                        no_callbacks=NO_OWN_CALLBACKS) -> list[str]:
+    """What breaks 'one name per tab' under ``package`` (the dashboard): a tab without its view
+    module or that module's ``<tab>_tab``, a tab without its callbacks module (unless in
+    ``no_callbacks``), and a view or callbacks module named after neither a tab nor a shared part."""
+    out = []
+    for tab in tabs:
+        view = package / "views" / f"{tab}.py"
+        if not view.is_file():
+            out.append(f"tab '{tab}': no views/{tab}.py")
+        elif not any(isinstance(n, ast.FunctionDef) and n.name == f"{tab}_tab" for n in ast.parse(view.read_text(encoding="utf-8")).body):
+            out.append(f"tab '{tab}': views/{tab}.py defines no {tab}_tab (its layout)")
+        if tab not in no_callbacks and not (package / "callbacks" / f"{tab}.py").is_file():
+            out.append(f"tab '{tab}': no callbacks/{tab}.py")
+    for folder, shared in (("views", shared_views), ("callbacks", shared_callbacks)):
+        for path in sorted((package / folder).glob("*.py")):
+            if path.stem not in tabs and path.stem not in shared:
+                out.append(f"{folder}/{path.name}: named after no tab ({', '.join(tabs)}) and not a shared module")
+    return out
+
+
+def test_each_tab_has_one_name_for_its_view_and_callbacks_modules():
+    tabs = layout_tabs(REPO / "dashboard" / "layout.py")
+    assert tabs == ["diseases", "studies", "cells", "genes", "cell_genes", "modules"]
+    bad = tab_module_problems(REPO / "dashboard", tabs)
+    assert not bad, "a tab's modules are named by its value (views/<tab>.py, callbacks/<tab>.py):\n" + "\n".join(bad)
+
 # -- the checks fail where they should -------------------------------------------------------------
 def _tree(root: Path, files: dict[str, str]) -> dict[str, Module]:
     for rel, text in files.items():
@@ -456,3 +500,20 @@ def test_the_cycle_check_finds_a_cycle_hidden_in_a_function(tmp_path):
         "app/fine.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from app.app import known\n",
     })
     assert sorted(import_cycles(import_graph(modules))) == [["app.api", "app.app", "app.api"], ["pkg.a", "pkg.b", "pkg.c", "pkg.a"]]
+
+
+def test_the_tab_name_check_fails_on_a_tab_under_another_name(tmp_path):
+    files = {"layout.py": "TABS = {'genes': 'Genes', 'cell_genes': 'Genes in a cell type', 'cells': 'Cells'}\n",
+             "views/genes.py": "def genes_tab(): ...\n", "views/genes_tab.py": "def cell_genes_tab(): ...\n",
+             "views/cells.py": "def layout(): ...\n", "views/results.py": "",
+             "callbacks/celltype_genes.py": "", "callbacks/cells.py": "", "callbacks/render.py": ""}
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    tabs = layout_tabs(tmp_path / "layout.py")
+    assert tabs == ["genes", "cell_genes", "cells"]
+    assert tab_module_problems(tmp_path, tabs, shared_views={"results"}, shared_callbacks={"render"}, no_callbacks={"genes"}) == [
+        "tab 'cell_genes': no views/cell_genes.py", "tab 'cell_genes': no callbacks/cell_genes.py",
+        "tab 'cells': views/cells.py defines no cells_tab (its layout)",
+        "views/genes_tab.py: named after no tab (genes, cell_genes, cells) and not a shared module",
+        "callbacks/celltype_genes.py: named after no tab (genes, cell_genes, cells) and not a shared module"]

@@ -47,6 +47,7 @@ from dashboard.state import (
     normalise_genes,
 )
 from dashboard.upload import MAX_BYTES, GeneFileError, decode_upload, parse_gene_file
+from dashboard.views.filters import disease_group_choices, filter_choices
 
 _SCALE = int(os.environ.get("SIGATLAS_FUZZ_SCALE", "1"))
 
@@ -443,7 +444,7 @@ _QUERIES = st.builds(
     ),
     st.sampled_from(["?", ""]),
 )
-# as dashboard.data.FilterChoices: each accepted value -> the form the control shows
+# as dashboard.views.filters.FilterChoices: each accepted value -> the form the control shows
 _TERMS = {"CL:0000576": "monocyte", "monocyte": "monocyte", "CD14+ Monocyte": "CD14+ Monocyte", "classical monocyte": "classical monocyte"}
 _KNOWN = st.one_of(st.none(), st.fixed_dictionaries({
     "cell_types": st.one_of(st.lists(st.text(_CHARS, min_size=1, max_size=6), max_size=3), st.just(_TERMS)),
@@ -741,9 +742,9 @@ def _signatures(genes: list[str]) -> st.SearchStrategy[str]:
 def test_answer_query_shows_errors_never_raises(dashboard_data, data):
     from dashboard.app import answer_query
 
-    vocab = {"cell_types": dashboard_data.filter_choices("cell_types").option_values, "diseases": dashboard_data.diseases,
+    vocab = {"cell_types": filter_choices(dashboard_data, "cell_types").option_values, "diseases": dashboard_data.diseases,
              "tissues": dashboard_data.tissues, "studies": [s.id for s in dashboard_data.atlas.studies],
-             "disease_groups": dashboard_data.disease_group_choices.option_values}
+             "disease_groups": disease_group_choices(dashboard_data).option_values}
     genes = list(dashboard_data.atlas.genes)
     pairs = [("genes", data.draw(st.one_of(gene_texts(genes[:60]), _signatures(genes)), label="genes"))]
     for key, names in vocab.items():

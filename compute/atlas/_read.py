@@ -712,7 +712,7 @@ class Atlas:
     def _score_consolidated(self, whole: GeneMajorStore, idx: np.ndarray, w: np.ndarray, aggregate: str, mask, scale: str) -> np.ndarray:
         """score_resolved over the consolidated store: each study's weights renormalised over the
         genes it measured (one weight row per panel pattern), then its scale; bit-identical to
-        the per-study sums (tests/test_store.py)."""
+        the per-study sums (tests/compute/atlas/test_store.py)."""
         from compute.atlas._store_kernel import consolidated_sums
 
         panels = self._panel_matrix[:, idx]

@@ -4,7 +4,7 @@ scanpy's ``score_genes`` (mean expression of the set minus the mean of expressio
 control genes) on the stored log-normalised expression of the selected cells, computed here
 with the same rule, the same random control genes and the same numbers, but without building
 an AnnData and pandas indexes per study: on the demo that took 1.0 s of a 1.4 s query
-(issue 17); tests/test_null.py compares every study's scores with scanpy's own function.
+(issue 17); tests/compute/query/test_null.py compares every study's scores with scanpy's own function.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ arrangement when they are few): it is exact under "no within-study difference" w
 donor counts, while the normal z-test of the pooled g is far off its nominal rate with a
 handful of donors per side (Hedges' variance grows with g^2, so z saturates: with 3 disease and
 2 reference donors in each of two studies it called 0 of 400 no-effect links at 0.05 and the
-permutation test 18, tests/test_meta.py and docs/validation.md). The z-test's p is kept as
+permutation test 18, tests/compute/query/test_meta.py and docs/validation.md). The z-test's p is kept as
 ``effect_z_p`` for comparison. The permutation p cannot go below 1 / (the number of
 arrangements): one study of 3 + 2 donors has 10, so alone it can never reach 0.05, whatever
 its effect. A disease seen only in studies without reference donors gets no p-value: its hit %

@@ -256,7 +256,7 @@ def null_rankings(
     The draws are the columns of one sparse genes x draws matrix D; every draw's scores
     (``M @ D``), its cut and its per-sample hit counts are computed in one compiled pass per
     block of draws (``_null_kernel.hit_counts``) that never holds the whole cells x draws
-    product, bit-identical to the sparse product it replaces (tests/test_null.py keeps that as
+    product, bit-identical to the sparse product it replaces (tests/compute/query/test_null.py keeps that as
     the reference).
     """
     from compute.query._null_kernel import hit_counts

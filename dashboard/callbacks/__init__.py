@@ -1,7 +1,8 @@
-"""The dashboard's callbacks, one module per job: ``link`` (the URL state), ``controls`` (presets,
-uploads, the disease-groups note), ``query`` (the background query), ``render`` (the result's
-views), ``modules`` (the Modules tab), ``celltype_genes`` (the "Genes in a cell type" tab),
-``export`` (CSV, snapshot, images) and ``presenter``.
+"""The dashboard's callbacks. A tab's own callbacks live in the module named by its value
+(``diseases``, ``studies``, ``cells``, ``cell_genes``, ``modules``; the Genes tab has none of its
+own: ``render`` draws it with the result). Shared: ``link`` (the URL state), ``controls``
+(presets, uploads, the disease-groups note), ``query`` (the background query), ``render`` (every
+view of a result at once), ``export`` (CSV, snapshot, images) and ``presenter``.
 
 Each callback is a top-level function that takes the DashboardData first and returns its outputs
 by name (a dict mapped to Dash Outputs); the module's ``register(app, data)`` wires it to the page,
@@ -13,15 +14,17 @@ from __future__ import annotations
 import dash
 
 from dashboard.callbacks import (
-    cell_selection,
-    celltype_genes,
+    cell_genes,
+    cells,
     controls,
+    diseases,
     export,
     link,
     modules,
     presenter,
     query,
     render,
+    studies,
 )
 from dashboard.callbacks.wiring import QUERY_CONTROLS
 from dashboard.views.results import UMAP_VIEWS, empty_views, view_tables
@@ -31,7 +34,7 @@ __all__ = ["answer_query", "register"]
 
 def register(app: dash.Dash, data) -> None:
     """Every callback of the dashboard on ``app``, answering from ``data``."""
-    for module in (link, controls, query, render, modules, celltype_genes, cell_selection, export, presenter):
+    for module in (link, studies, controls, query, render, cells, diseases, modules, cell_genes, export, presenter):
         module.register(app, data)
 
 
@@ -54,7 +57,7 @@ def answer_query(data, state: dict, progress=None) -> dict:
                             **{key: state[key] for key in render.RENDER_SETTINGS})
         out.pop("drawn", None)  # what the page's store records, not a view
         # the Cells tab's views, as the page draws them when that tab shows
-        umap = render.render_umap(data, ran["result_key"], ran["query_error"], tab=render.UMAP_TAB, color=state.get("color"),
+        umap = cells.render_umap(data, ran["result_key"], ran["query_error"], tab=cells.UMAP_TAB, color=state.get("color"),
                                   presenter=False, drawn=None)
         out |= {name: umap[name] for name in UMAP_VIEWS}
     except dash.exceptions.PreventUpdate:  # no query ran: the page keeps its views, the status says why

@@ -8,11 +8,12 @@ from dash import ALL, Input, Output, State, clientside_callback, html
 
 from dashboard import ids
 from dashboard.callbacks.wiring import bind
-from dashboard.presets import PRESETS, apply_preset
+from dashboard.presets import PRESETS
 from dashboard.upload import MAX_BYTES, GeneFileError, decode_upload, parse_gene_file
-from dashboard.views.studies import disease_groups_note, study_reports_panel
+from dashboard.views.filters import apply_preset
+from dashboard.views.studies import disease_groups_note
 
-__all__ = ["on_preset", "on_upload", "on_upload_set", "register", "show_disease_groups", "show_study_reports"]
+__all__ = ["on_preset", "on_upload", "on_upload_set", "register", "show_disease_groups"]
 
 
 def on_preset(data, clicks: list, selected: str | None, request: int | None, trigger=None, examples: list | None = None) -> dict:
@@ -62,17 +63,7 @@ def show_disease_groups(data, groups: list | None) -> dict:
     return {"note": disease_groups_note(data, groups)}
 
 
-def show_study_reports(data, tab: str | None) -> dict:
-    """{"reports": how each study was read (dashboard.views.studies.study_reports_panel) while
-    the Studies tab shows, else nothing}: the page keeps its component count low elsewhere."""
-    return {"reports": study_reports_panel(data) if tab == "studies" else []}
-
-
 def register(app: dash.Dash, data) -> None:
-    app.callback(
-        output={"reports": Output(ids.STUDY_REPORTS_SLOT, "children")},
-        inputs={"tab": Input(ids.TABS, "value")},
-    )(bind(show_study_reports, data))
     app.callback(
         output={"genes": Output(ids.GENES, "value", allow_duplicate=True), "cell_types": Output(ids.CELL_TYPES, "value", allow_duplicate=True),
                 "request": Output(ids.QUERY_REQUEST, "data", allow_duplicate=True), "selected": Output(ids.PRESET_SELECT, "value")},

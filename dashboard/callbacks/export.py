@@ -9,11 +9,11 @@ import dash
 from dash import Input, Output, State, clientside_callback, dcc
 
 from dashboard import export, ids
-from dashboard.callbacks.render import UMAP_OUTPUTS, UMAP_TAB, render_umap
+from dashboard.callbacks.cells import UMAP_OUTPUTS, UMAP_TAB, render_umap
 from dashboard.callbacks.wiring import VIEW_CONTROLS, bind, control_pairs, controls
 from dashboard.data import ModulesPending
-from dashboard.layout import CSV_ONLY_VIEWS, FIGURE_GRAPHS
 from dashboard.state import read_state
+from dashboard.views.components import CSV_ONLY_VIEWS, FIGURE_GRAPHS
 from dashboard.views.modules import modules_table
 from dashboard.views.results import render_views, view_tables
 

@@ -13,8 +13,9 @@ from dash import Input, Output, State, clientside_callback, html
 from compute.query import parse_gene_list
 from dashboard import ids
 from dashboard.callbacks.wiring import CONTROLS, QUERY_CONTROLS, VIEW_CONTROLS, bind, controls
-from dashboard.presets import PRESETS, apply_preset
+from dashboard.presets import PRESETS
 from dashboard.state import DEFAULTS, LEGACY_KEYS, LIST_SEP, decode_state, encode_state, normalise_genes
+from dashboard.views.filters import apply_preset, filter_choices, known_values
 
 __all__ = ["MAX_LINK_CHARS", "SHORT_LINK_KEY", "gene_box_text", "register", "restore", "write_link"]
 
@@ -78,7 +79,7 @@ def restore(data, search: str | None, request: int | None) -> dict:
     # presenter step: our own state changes go to the address bar without it (write_link)
     short = _is_short(search or "")
     search, lost = _expand(data, search or "")
-    state, notes = decode_state(search, data.known_values)
+    state, notes = decode_state(search, known_values(data))
     notes = lost + notes
     if state["preset"] in PRESETS and not state["genes"]:
         state["genes"], cell_types = apply_preset(data, state["preset"])
@@ -92,7 +93,7 @@ def restore(data, search: str | None, request: int | None) -> dict:
                      id="state-alert") if notes else None
     run = bool(parse_gene_list(state["genes"])) and not emptied
     # a study's own label from an older link is kept (it selects exactly its cells) and shown
-    options = {f"{key}_options": data.filter_choices(key).with_extra(state[key]) for key in _FILTER_OPTIONS}
+    options = {f"{key}_options": filter_choices(data, key).with_extra(state[key]) for key in _FILTER_OPTIONS}
     # a short link is written by this server once its query ran (run anyway, when few of its entries
     # were genes): it opens that view, without asking again (issue 36's open bug: the reopened
     # 799-entry list was asked about and not run)

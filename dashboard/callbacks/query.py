@@ -27,8 +27,8 @@ from dashboard.callbacks.render import (
     render,
     render_partial,
 )
-from dashboard.callbacks.wiring import QUERY_CONTROLS, bind, control_pairs, controls
-from dashboard.state import normalise_genes, query_params, read_state
+from dashboard.callbacks.wiring import QUERY_CONTROLS, bind, controls, read_query
+from dashboard.state import normalise_genes
 from dashboard.views.nothing_to_rank import nothing_to_rank
 from dashboard.views.results import empty_views, resolution_panel
 
@@ -118,8 +118,7 @@ def run_query(data, set_progress, run_clicks: int | None, request: int | None, a
         set_progress((15, "ranking shown; computing the p-values and the evidence"))
 
     try:
-        state, _ = read_state(control_pairs(settings), data.known_values, strict=True)
-        params = query_params(state, expression=data.atlas.has_expression)
+        state, params = read_query(data, settings)
     except QueryError as exc:  # a setting out of its range, an emptied number
         set_progress((0, "not run: a setting is invalid (see above)"))
         return {"result_key": dash.no_update, "query_error": dash.no_update, "status": html.Div(str(exc), className="error"),
@@ -218,8 +217,7 @@ def rank_now(data, run_clicks: int | None, request: int | None, presenter: bool 
     on the page, and finish_now fills them with their p-values a moment later."""
     query_settings = {key: settings.pop(key) for key in list(settings) if key in QUERY_CONTROLS}
     try:
-        state, _ = read_state(control_pairs(query_settings), data.known_values, strict=True)
-        params = query_params(state, expression=data.atlas.has_expression)
+        state, params = read_query(data, query_settings)
         if params is not None and (nothing_to_rank(data.atlas, params) is not None
                                    or asks_first(data, params, state["genes"], accepted) is not None):
             params = None  # run_query says there is nothing to rank, or asks first
@@ -267,8 +265,7 @@ def stale_note(data, result_key: str | None, query_error: dict | None, **setting
     if result_key is None or query_error is not None:
         return {"note": None}
     try:
-        state, _ = read_state(control_pairs(settings), data.known_values, strict=True)
-        params = query_params(state, expression=data.atlas.has_expression)
+        state, params = read_query(data, settings)
     except QueryError as exc:
         why = f"a setting is invalid ({exc})"
     else:

@@ -1,5 +1,7 @@
-"""Rendering a stored query result: every view of the Diseases, Studies, Cells and Genes tabs, and
-the driver genes of a chosen disease."""
+"""Rendering a stored query result: every view of the Diseases, Studies and Genes tabs at once (one
+callback, one request), and the running query's ranking before its p-values. The Cells tab's UMAP
+(``callbacks.cells``) and a chosen disease's drivers and forest plot (``callbacks.diseases``) have
+callbacks of their own."""
 
 from __future__ import annotations
 
@@ -9,24 +11,13 @@ from dash import Input, Output, State, html
 from dashboard import ids
 from dashboard.callbacks.wiring import VIEW_CONTROLS, bind, control_pairs, controls
 from dashboard.state import RANKING_KEYS, read_state
-from dashboard.views.results import (
-    FIGURE_VIEWS,
-    PRESENTER_GENE_ROWS,
-    UMAP_VIEWS,
-    driver_figure,
-    error_views,
-    forest_views,
-    presenter_figure,
-    render_views,
-    umap_views,
-)
+from dashboard.views.results import FIGURE_VIEWS, PRESENTER_GENE_ROWS, error_views, presenter_figure, render_views
 
-__all__ = ["RENDER_OUTPUTS", "RENDER_SETTINGS", "UMAP_OUTPUTS", "pending_signature", "pick_forest_disease", "register", "render",
-           "render_drivers", "render_forest", "render_partial", "render_umap", "views_signature"]
+__all__ = ["RENDER_OUTPUTS", "RENDER_SETTINGS", "pending_signature", "register", "render", "render_partial", "views_signature"]
 
 # the views do not depend on which tab shows (a tab switch only rewrites the URL), nor on the
 # "Genes in a cell type" tab's settings (its own callbacks answer them), nor on the UMAP's colour
-# (render_umap draws the Cells tab)
+# (cells.render_umap draws the Cells tab)
 RENDER_SETTINGS = tuple(key for key in VIEW_CONTROLS if key not in ("tab", "color") and key not in RANKING_KEYS)
 RENDER_OUTPUTS = {
     "resolution": Output(ids.RESOLUTION, "children"),
@@ -50,14 +41,6 @@ RENDER_OUTPUTS = {
     "genes_note": Output(ids.GENES_NOTE, "children"),
     "landing_style": Output(ids.LANDING, "style"),
 }
-# the Cells tab's views: their own callback, run while that tab shows (render_umap)
-UMAP_OUTPUTS = {
-    "umap_fig": Output(ids.UMAP_FIG, "figure"),
-    "umap_badge": Output(ids.UMAP_BADGE, "children"),
-    "umap_labels": Output(ids.UMAP_LABELS, "children"),
-    "drawn": Output(ids.UMAP_DRAWN, "data"),
-}
-UMAP_TAB = "cells"
 
 
 def views_signature(result_key: str | None, presenter: bool | None, driver_group: str | None, settings: dict) -> str:
@@ -120,67 +103,9 @@ def render(data, result_key: str | None, query_error: dict | None, presenter: bo
     return views | {"drawn": signature}
 
 
-def render_umap(data, result_key: str | None, query_error: dict | None, tab: str | None, color: str | None, presenter: bool | None,
-                drawn: str | None) -> dict:
-    """The Cells tab's views (UMAP_OUTPUTS) of the stored result ``result_key`` coloured by
-    ``color``, when that tab shows (``tab``) and they do not show it already (``drawn``: what
-    was drawn last). Its figure is most of a result's bytes, so another tab never waits for it."""
-    if tab != UMAP_TAB:
-        raise dash.exceptions.PreventUpdate
-    want = f"{result_key}|{color}|{bool(presenter)}|{query_error is not None}"
-    if want == drawn:
-        raise dash.exceptions.PreventUpdate
-    if query_error is not None:
-        views = error_views(data, query_error["error"], "")
-        return {name: views[name] for name in UMAP_VIEWS} | {"drawn": want}
-    result = data.stored_result(result_key) if result_key is not None else None
-    if result is None:
-        raise dash.exceptions.PreventUpdate
-    state, _ = read_state(control_pairs({"color": color}), strict=False)
-    views = umap_views(data, result, state)
-    if presenter:
-        presenter_figure(views["umap_fig"])
-    return views | {"drawn": want}
-
-
 def render_partial(data, partial_key: str | None, presenter: bool | None, driver_group: str | None = None, **settings) -> dict:
     """:func:`render` of the running query's ranking alone (``partial_key``), before its p-values."""
     return render(data, None, None, presenter, driver_group, partial_key=partial_key, trigger=ids.PARTIAL_KEY, **settings)
-
-
-def render_drivers(data, group: str | None, result_key: str | None, presenter: bool | None) -> dict:
-    """The driver genes of disease ``group`` (None: the top disease) in the stored result."""
-    result = data.stored_result(result_key) if result_key is not None else None
-    if result is None:
-        raise dash.exceptions.PreventUpdate
-    fig = driver_figure(data, result, group)
-    return {"driver_fig": presenter_figure(fig) if presenter else fig}
-
-
-def render_forest(data, group: str | None, result_key: str | None, presenter: bool | None, disease_order: str | None = None) -> dict:
-    """The forest plot of disease ``group`` (None: the first shown under ``disease_order``) in the
-    stored result, and the studies of it that gave no effect."""
-    result = data.stored_result(result_key) if result_key is not None else None
-    if result is None:
-        raise dash.exceptions.PreventUpdate
-    state, _ = read_state(control_pairs({"disease_order": disease_order}), strict=False)
-    views = forest_views(data, result, group, state)
-    if presenter:
-        presenter_figure(views["forest_fig"])
-    return views
-
-
-def pick_forest_disease(data, click: dict | None, groups: list | None) -> dict:
-    """{"group": the disease clicked in the ranking figure} for the forest plot's picker: a
-    click on a disease's box, points or band opens its per-study effects."""
-    try:
-        x = str(click["points"][0]["x"])
-    except (TypeError, KeyError, IndexError):
-        raise dash.exceptions.PreventUpdate from None
-    group = x.split("<br>", 1)[0]  # the ranking's categories are "<disease><br><counts>..."
-    if group not in (groups or []):
-        raise dash.exceptions.PreventUpdate
-    return {"group": group}
 
 
 def register(app: dash.Dash, data) -> None:
@@ -203,30 +128,3 @@ def register(app: dash.Dash, data) -> None:
                **controls(State, RENDER_SETTINGS)},
         prevent_initial_call=True,
     )(bind(render_partial, data))
-    app.callback(
-        output=UMAP_OUTPUTS,
-        inputs={"result_key": Input(ids.RESULT_KEY, "data"), "query_error": Input(ids.QUERY_ERROR, "data"),
-                "tab": Input(ids.TABS, "value"), "color": Input(ids.UMAP_COLOR, "value"), "presenter": Input(ids.PRESENTER, "checked")},
-        state={"drawn": State(ids.UMAP_DRAWN, "data")},
-        prevent_initial_call=True,
-    )(bind(render_umap, data))
-    app.callback(
-        output={"driver_fig": Output(ids.DRIVER_FIG, "figure", allow_duplicate=True)},
-        inputs={"group": Input(ids.DRIVER_GROUP, "value")},
-        state={"result_key": State(ids.RESULT_KEY, "data"), "presenter": State(ids.PRESENTER, "checked")},
-        prevent_initial_call=True,
-    )(bind(render_drivers, data))
-    app.callback(
-        output={"forest_fig": Output(ids.FOREST_FIG, "figure", allow_duplicate=True),
-                "forest_note": Output(ids.FOREST_NOTE, "children", allow_duplicate=True)},
-        inputs={"group": Input(ids.FOREST_GROUP, "value")},
-        state={"result_key": State(ids.RESULT_KEY, "data"), "presenter": State(ids.PRESENTER, "checked"),
-               "disease_order": State(ids.DISEASE_ORDER, "value")},
-        prevent_initial_call=True,
-    )(bind(render_forest, data))
-    app.callback(
-        output={"group": Output(ids.FOREST_GROUP, "value")},
-        inputs={"click": Input(ids.DISEASE_FIG, "clickData")},
-        state={"groups": State(ids.FOREST_GROUP, "data")},
-        prevent_initial_call=True,
-    )(bind(pick_forest_disease, data))

@@ -9,9 +9,10 @@ from collections.abc import Mapping
 from dash import Input, Output, State
 
 from dashboard import ids
-from dashboard.state import QUERY_KEYS, VIEW_KEYS
+from dashboard.state import QUERY_KEYS, VIEW_KEYS, query_params, read_state
+from dashboard.views.filters import known_values
 
-__all__ = ["CONTROLS", "QUERY_CONTROLS", "VIEW_CONTROLS", "bind", "control_pairs", "controls"]
+__all__ = ["CONTROLS", "QUERY_CONTROLS", "VIEW_CONTROLS", "bind", "control_pairs", "controls", "read_query"]
 
 # setting of the state -> (component id, property) of the control that shows it
 QUERY_CONTROLS: dict[str, tuple[str, str]] = {
@@ -61,6 +62,16 @@ def control_pairs(values: Mapping) -> list[tuple[str, object]]:
     """The settings that controls hold, as ``read_state`` takes them: an empty control (None)
     is left out, so it takes its default."""
     return [(key, value) for key, value in values.items() if value is not None]
+
+
+def read_query(data, settings: Mapping):
+    """(state, params): the state the query controls' ``settings`` hold, checked against what
+    ``data``'s atlas knows (dashboard.state.read_state, strict), and the query it asks for
+    (dashboard.state.query_params; None when the gene box is empty). Raises QueryError (a
+    StateError) naming the setting that is out of its range. The one reading of the settings that
+    Run, the ranking drawn at once and the out-of-date marker share."""
+    state, _ = read_state(control_pairs(settings), known_values(data), strict=True)
+    return state, query_params(state, expression=data.atlas.has_expression)
 
 
 def bind(fn, data):

@@ -1,6 +1,7 @@
 """View-models: data in, Dash components, figures and table rows out; no callbacks, no Dash app.
 
-``results``: the views of one query result (Diseases, Studies, Cells and Genes tabs) and the data
-behind them; ``modules``: the Modules tab; ``studies``: how each study was read and which labels
-the views use.
+One module per results tab, named by the tab's value: ``diseases``, ``studies``, ``cells``,
+``genes``, ``cell_genes``, ``modules`` (each holds its tab's layout, ``<tab>_tab``, and the views
+only that tab shows). Shared: ``results`` (every view of one query result, as the render callback
+draws them), ``controls`` (the sidebar), ``components`` (figure panels, tables, badges).
 """

@@ -9,15 +9,16 @@ from typing import TYPE_CHECKING
 import dash_mantine_components as dmc
 import numpy as np
 import pandas as pd
-from dash import html
+from dash import dcc, html
 
 from compute.genemodules import GeneModules, signature_modules
 from dashboard import figures, ids
+from dashboard.views import components as ui
 
 if TYPE_CHECKING:
     from dashboard.data import DashboardData
 
-__all__ = ["TOP_MISSING", "module_detail", "modules_table", "modules_view"]
+__all__ = ["TOP_MISSING", "modules_tab", "module_detail", "modules_table", "modules_view"]
 
 TOP_MISSING = 10  # co-attributing genes drawn in the modules heatmap and offered by "Add the top 10"
 SIGNIFICANT = 0.05  # the p-value under which the plain-language reading calls a result more than chance
@@ -158,3 +159,54 @@ def module_detail(module: dict | None, n_perm: int = 0) -> list:
                       html.Span(module["hub_genes"], id=ids.MODULE_HUBS)]),
             html.Div([html.Span("All genes: ", className="lbl"), html.Span(", ".join(module["genes"]), id=ids.MODULE_GENES)])]
 
+
+# -- the layout --------------------------------------------------------------------------------
+def modules_tab(data: DashboardData) -> dmc.Stack:
+    """The Modules tab: the signature among the atlas's gene modules, then the module browser.
+    Filled by ``callbacks.modules.render_modules`` only while the tab shows (the build stores the modules)."""
+    s = data.summary
+    overlap_grid = ui.grid(ids.MODULES_OVERLAP_GRID, [
+        {"field": "module", "width": 105}, {"field": "size", "width": 90}, {"field": "overlap", "width": 105},
+        {"field": "overlap_genes", "headerName": "overlapping genes", "flex": 1, "minWidth": 240, "wrapText": True, "autoHeight": True,
+         "cellStyle": {"wordBreak": "normal", "lineHeight": "unset", "paddingTop": "10px", "paddingBottom": "10px"}},
+        {"field": "jaccard", "headerName": "Jaccard", "width": 110},
+        {"field": "p_value", "headerName": "p (overlap)", "width": 145, "sort": "asc",
+         "headerTooltip": "hypergeometric: the chance of sharing this many genes or more"},
+        {"field": "module_z", "headerName": "module z", "width": 125, "headerTooltip": "the module's own coherence z-score"},
+    ], csv_name="sigatlas-module-overlaps.csv")
+    missing_grid = ui.grid(ids.MODULES_MISSING_GRID, [
+        {"field": "gene", "flex": 1, "minWidth": 100},
+        {"field": "mean_r", "headerName": "mean r", "width": 130, "sort": "desc",
+         "headerTooltip": "mean correlation with the signature's genes"},
+        {"field": "z", "width": 85, "headerTooltip": "against all other genes: (x - median) / (1.4826 MAD)"},
+        {"field": "module", "width": 105},
+    ], csv_name="sigatlas-missing-genes.csv")
+    spinner = dmc.Group([dmc.Loader(size="sm"), dmc.Text("Reading the atlas's gene modules…", size="sm")],
+                        gap="xs", className="modules-spinner")
+    missing = html.Div([
+        ui.grid_title("Co-attributing genes missing from the signature", ui.csv_button(ids.MODULES_MISSING_CSV)),
+        dmc.Button(f"Add the top {TOP_MISSING} to the signature", id=ids.ADD_MISSING, size="compact-sm", variant="light", disabled=True,
+                   className="grid-title"),
+        missing_grid], className="panel")
+    browser = html.Div([
+        dmc.Text("Browse the atlas's gene modules", fw=700, size="sm", className="grid-title"),
+        dmc.Group([dmc.Select(id=ids.MODULE_SELECT, data=[], placeholder="a module (name · size · z)", searchable=True, size="xs", w=260,
+                              allowDeselect=False),
+                   dmc.Button("Use this module as the signature", id=ids.USE_MODULE, size="compact-sm", variant="light", disabled=True)],
+                  gap="xs"),
+        html.Div(id=ids.MODULE_DETAIL, className="module-detail"),
+    ], className="panel modules-browser")
+    content = html.Div([
+        dcc.Interval(id=ids.MODULES_POLL, interval=4000, disabled=True),
+        html.Div(id=ids.MODULES_SUMMARY, className="modules-summary"),
+        html.Div([ui.grid_title("Modules the signature overlaps", ui.csv_button(ids.MODULES_OVERLAP_CSV)), overlap_grid], className="panel"),
+        # the two ways to rewrite the signature from here, side by side
+        dmc.Grid([dmc.GridCol(missing, span={"base": 12, "lg": 6}), dmc.GridCol(browser, span={"base": 12, "lg": 6})]),
+        ui.graph("modules", 420),
+    ])
+    sim = [ui.sim_badge(s, ids.MODULES_SIM, " · modules are computed over every study")] if s["n_simulated"] else []
+    return dmc.Stack([
+        *sim,
+        dcc.Loading(content, id=ids.MODULES_LOADING, delay_show=300, custom_spinner=spinner, overlay_style={"visibility": "visible", "opacity": 0.4}),
+        html.Div(id=ids.MODULES_METHOD, className="note"),
+    ], gap="sm")

@@ -15,8 +15,12 @@ from dash import dcc, html
 from compute.query import parse_gene_list
 from dashboard import export, figures, ids
 from dashboard.markup import html_text
-from dashboard.views import evidence as within
+from dashboard.views import diseases as within
+from dashboard.views.cells import UMAP_VIEWS, umap_labels_note, umap_views
+from dashboard.views.components import label_colours
+from dashboard.views.diseases import Q_SIGNIFICANT, STAT_HELP, stat_help_panel
 from dashboard.views.nothing_to_rank import plural
+from dashboard.views.studies import excluded_rows, study_rows
 
 if TYPE_CHECKING:
     from dashboard.data import DashboardData
@@ -39,31 +43,11 @@ PRESENTER_GENE_ROWS = 25
 # smoothly); the CSV export and the snapshot always hold every matched gene
 GENE_VIEW_TOP = 60
 GENE_VIEW_CAP = 200
-Q_SIGNIFICANT = 0.05  # the false discovery rate the reading sentence calls a disease "above the null" at
 # every view of a result, by name: the render callback's outputs
 RESULT_VIEWS = ("resolution", "status", "reading", "disease_fig", "disease_table", "study_rows", "excluded_diseases", "excluded_studies",
                 "study_effect_rows", "forest_fig", "forest_note", "forest_groups", "robust_fig", "driver_fig", "driver_groups", "compare_fig", "scatter_fig",
                 "umap_fig", "umap_badge", "umap_labels",
                 "heatmap_fig", "genes_note", "landing_style")
-# what each statistic means, in plain words: the help beside the ranking and the table's header tooltips
-STAT_HELP = {
-    "hit %": "A sample's hit %: the share of its selected cells whose signature score passes the hit rule. Diseases are ranked "
-             "by the mean over their samples: the sample, not the cell, is the unit of evidence.",
-    "base rate": "The hit % expected by chance (the dashed 'chance level' line): the share of all selected cells that are hits. "
-                 "If the signature did not tell diseases apart, every sample would show about that share. With hits as the top 10% "
-                 "of scores it is 10%, less where many cells tie at the cut-off (a sparse signature scores 0 in most cells, so its "
-                 "90th percentile is 0 and only the cells above 0 are hits).",
-    "null band": "The grey band: the central 95% of the mean hit % that random gene sets reach, each gene swapped for a gene of "
-                 "similar mean attribution and detection. A disease above its band is not explained by such genes.",
-    "p": "Specificity vs random gene sets, a second question: the share of random gene sets whose disease hit % stands at "
-         "least as far above the reference's as the signature's does (one-sided, empirical), the random sets' spread scaled "
-         "for the correlation among the signature's genes (CAMERA's variance inflation factor); the reference itself has "
-         "none. It does not compare patients with reference donors: the within-study effect (g) does. On planted data it "
-         "calls no more no-effect links than its nominal rate, a few fewer for sparse gene sets (docs/validation.md).",
-    "p floor": "The smallest p the draws allow: 1 / (1 + draws); with 1,000 draws p ≤ 0.001 means no random set reached it.",
-    "q (BH)": "p adjusted for testing every ranked disease at once (Benjamini-Hochberg false discovery rate): call diseases "
-              f"with q ≤ {Q_SIGNIFICANT:g} and expect at most {Q_SIGNIFICANT:.0%} of them to be false leads.",
-}
 FIGURE_VIEWS = ("disease_fig", "forest_fig", "robust_fig", "driver_fig", "compare_fig", "scatter_fig", "umap_fig", "heatmap_fig")
 
 
@@ -108,14 +92,6 @@ def resolution_panel(res) -> list:
 
 
 
-def stat_help_panel() -> html.Div:
-    """What hit %, base rate, null band, p, the p floor and q mean: each term with its help as a
-    tooltip, all of them in a fold for reading (tooltips do not show on a projector or a phone)."""
-    terms = [dmc.Tooltip(html.Span(term, className="help-term", title=text), label=text, multiline=True, w=340, withArrow=True)
-             for term, text in STAT_HELP.items()]
-    listed = html.Ul([html.Li([html.B(term), ": ", text]) for term, text in STAT_HELP.items()])
-    return html.Div([html.Span("What the numbers mean: ", className="lbl"), *terms,
-                     html.Details([html.Summary("read all"), listed], className="help-all")], id=ids.STAT_HELP, className="stat-help")
 
 
 def _disease_q(result) -> dict:
@@ -385,10 +361,10 @@ def render_views(data: DashboardData, result, state: dict, *, ranking_only: bool
         "landing_style": {"display": "none"},
         "disease_fig": figures.disease_ranking_figure(result.samples, ranking, base_rate=base_rate, title=title,
                                                       null=null.groups if null is not None else None, q_values=q,
-                                                      colours=data.label_colours("disease"),
+                                                      colours=label_colours(data, "disease"),
                                                       p_floor=null.p_floor if null is not None else None),
         "disease_table": _ranking_table(ranking, null, q, data.has_vocabulary, bool(params.disease_groups), result.expression_diseases),
-        "study_rows": data.study_rows(result),
+        "study_rows": study_rows(data, result),
         # the same list twice: under the disease ranking and in the Studies tab
         "excluded_diseases": excluded_panel(result),
         "excluded_studies": excluded_panel(result),
@@ -400,7 +376,7 @@ def render_views(data: DashboardData, result, state: dict, *, ranking_only: bool
     top = str(result.diseases["group"].iloc[0]) if len(result.diseases) else None
     if ev is not None and len(ev.thresholds):
         out["robust_fig"] = figures.robustness_figure(ev.thresholds, highlight=top, simulated=has_sim, chance=ev.chance,
-                                                      colours=data.label_colours("disease"),
+                                                      colours=label_colours(data, "disease"),
                                                       title=f"Ranking across hit thresholds · rank stability {ev.rank_stability:.2f}")
     else:
         out["robust_fig"] = figures.empty_figure("No disease passes the filters")
@@ -413,7 +389,7 @@ def render_views(data: DashboardData, result, state: dict, *, ranking_only: bool
         out["scatter_fig"] = figures.score_scatter_figure(result.scores[sel], result.expression_scores[sel],
                                                           cells["disease"].to_numpy()[sel].astype(str),
                                                           simulated=data.atlas.cells["simulated"].to_numpy()[sel],
-                                                          colours=data.label_colours("disease"),
+                                                          colours=label_colours(data, "disease"),
                                                           title="Per cell: attribution score vs expression score")
     else:
         msg = "This atlas stores no expression, so expression scores cannot be compared"
@@ -437,64 +413,6 @@ def render_views(data: DashboardData, result, state: dict, *, ranking_only: bool
     return out
 
 
-UMAP_VIEWS = ("umap_fig", "umap_badge", "umap_labels")
-
-
-def umap_views(data: DashboardData, result, state: dict) -> dict:
-    """The Cells tab's views of ``result`` (UMAP_VIEWS) under the colour in ``state``: drawn
-    apart from the others because its figure is most of a result's bytes (1.5 MB of 1.9 MB for
-    MS1 on the demo's monocytes), so the page asks for it only while that tab shows."""
-    out = {}
-    params = result.params
-    sim_note = " · includes SIMULATED studies (open circles)" if data.atlas.has_simulated else ""
-    cells = data.query_cells(params)
-    if data.umap is not None:
-        color = state.get("color") or "score"
-        if color not in cells.columns and color != "score":
-            out["umap_fig"] = figures.empty_figure(
-                "This atlas has no predicted cell types (built before label transfer): rebuild it with "
-                "python -m compute build, or colour by the annotated cell type" if color == "cell_type_predicted"
-                else f"The atlas's cells have no '{color}' column")
-        else:
-            out["umap_fig"] = figures.umap_figure(data.umap, result.scores, cells, result.selection, color_by=color,
-                                                  title=f"UMAP coloured by {_UMAP_COLOURS.get(color, color)}",
-                                                  simulated=bool(sim_note),
-                                                  # the atlas's colour per label: a predicted cell type as its annotated namesake
-                                                  colours=None if color == "score" else
-                                                  data.label_colours("cell_type" if color == "cell_type_predicted" else color))
-        meta = out["umap_fig"].layout.meta or {}
-        out["umap_badge"] = f"{meta.get('shown', data.atlas.n_cells):,} of {meta.get('total', data.atlas.n_cells):,} cells shown"
-    else:
-        out["umap_fig"] = figures.empty_figure("This atlas has no UMAP (imported attributions carry no embedding)")
-        out["umap_badge"] = "no UMAP"
-    out["umap_labels"] = umap_labels_note(data, state.get("color") or "score")
-    return out
-
-
-# what the UMAP is coloured by, in words (its title says which cell-type labels it shows)
-_UMAP_COLOURS = {
-    "score": "signature score",
-    "cell_type": "cell type (annotated, harmonised to the Cell Ontology)",
-    "cell_type_predicted": "cell type (predicted by label transfer)",
-    "disease": "disease", "study": "study",
-}
-
-
-def umap_labels_note(data, color: str) -> str:
-    """Which cell-type labels the UMAP shows, and how far the prediction can be trusted."""
-    if color == "cell_type_predicted":
-        acc = ((data.atlas.meta.get("vocabulary") or {}).get("label_transfer") or {}).get("accuracy") or {}
-        held_out = (f" On {int(acc['n_evaluated']):,} labelled cells held out, {100 * acc['exact']:.1f}% got their own term."
-                    if "exact" in acc and acc.get("n_evaluated") else "")
-        return ("Shown: the cell type predicted by label transfer (the majority term among each cell's nearest labelled cells "
-                "of other studies in the encoder's embedding); the hover gives the confidence (the winning term's share of the "
-                f"votes) and the annotated label.{held_out} Filters and rankings use the annotated labels, never the prediction.")
-    if color == "cell_type":
-        return ("Shown: the annotated cell type, the studies' own labels harmonised to the Cell Ontology (the study's label "
-                "where no term matched); the hover gives the study's label and the predicted cell type. Filters and rankings "
-                "use these labels.")
-    return ("Cell types: the studies' annotations harmonised to the Cell Ontology (filters and rankings use them); "
-            "colour by 'cell type (predicted)' for the label transfer's prediction.")
 
 
 def driver_figure(data, result, group: str | None):
@@ -543,14 +461,14 @@ def view_tables(data: DashboardData, result, state: dict) -> dict:
     resolution, coverage, robustness, drivers, comparison, umap, scatter), for CSV export and the
     snapshot; ``state``: the view settings, as for render_views."""
     # every matched gene, whatever the view shows: an export is never cut short
-    return _tables(data, result, _shown_ranking(result, state), data.study_rows(result),
+    return _tables(data, result, _shown_ranking(result, state), study_rows(data, result),
                    *data.gene_groups(result, _group_by(state), max_genes=None))
 
 
 def _tables(data, result, ranking, study_rows, mean_table, pct_table) -> dict:
     """The data behind every view, for CSV export and the snapshot."""
     # the study CSV: the ranked studies, then those left out of the ranking with the reason
-    studies = pd.DataFrame([{**r, "included": True, "reason": ""} for r in study_rows] + data.excluded_rows(result))
+    studies = pd.DataFrame([{**r, "included": True, "reason": ""} for r in study_rows] + excluded_rows(data, result))
     for col in ("rank", "samples"):  # whole numbers, empty for the studies left out
         if col in studies:
             studies[col] = studies[col].astype("Int64")

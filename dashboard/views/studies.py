@@ -7,23 +7,29 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import dash_mantine_components as dmc
+import numpy as np
+import pandas as pd
 from dash import html
 
 from compute.atlas import (
     atlas_warnings,
     label_rows,
     label_transfer_line,
+    measured_share,
     study_report_lines,
     study_warnings,
     transfer_line,
     vocabulary_lines,
 )
-from dashboard import ids
+from dashboard import figures, ids
+from dashboard.views import components as ui
+from dashboard.views.diseases import EFFECT_HELP, STAT_HELP
 
 if TYPE_CHECKING:
     from dashboard.data import DashboardData
 
-__all__ = ["COVERAGE_HELP", "disease_groups_note", "study_reports_panel", "study_vocabulary_table", "vocabulary_note"]
+__all__ = ["COVERAGE_HELP", "disease_groups_note", "excluded_rows", "studies_tab", "study_reports_panel",
+           "study_rows", "study_vocabulary_table", "vocabulary_note"]
 
 COVERAGE_HELP = (
     "Genes measured: the signature genes (matched in the model) this study measured. Coverage: their share of the "
@@ -128,3 +134,151 @@ def disease_groups_note(data: DashboardData, groups) -> str:
         parts.append(f"{g}: {', '.join(pooled)}" if pooled else f"{g}: no disease left (an earlier group took them)")
     return "Ranked as one: " + "; ".join(parts) + "."
 
+
+# -- the study table's rows -------------------------------------------------------------------
+def _coverage_fields(data: DashboardData, study: str, coverage: pd.DataFrame | None) -> dict:
+    """A study's signature coverage (genes measured of those requested, share of the
+    signature's weight), its measured share (None: not recorded) and its ingest warnings."""
+    meta = _study_meta(data).get(study, {})
+    out = {"measured": None, "requested": None, "coverage": None,
+           "measured_share": measured_share(meta), "notes": "; ".join(study_warnings(meta))}
+    if coverage is not None and study in coverage.index:
+        row = coverage.loc[study]
+        m, r, c = int(row["measured"]), int(row["requested"]), float(row["coverage"])
+        out |= {"measured": m, "requested": r, "coverage": round(c, 4) if np.isfinite(c) else None}
+    return out
+
+
+def _study_meta(data: DashboardData) -> dict[str, dict]:
+    return data.memo("study_meta", lambda: {s.id: s.meta for s in data.atlas.studies})
+
+
+def study_rows(data: DashboardData, result) -> list[dict]:
+    """Rows for the study table: one per ranked study, with its null p-value when computed,
+    its signature coverage (``measured`` of the ``requested`` signature genes, ``coverage``:
+    the measured genes' share of the signature's weight, 0-1), ``measured_share`` (None: not recorded) and ``notes`` (its ingest
+    warnings)."""
+    titles = {s.id: s.title for s in data.atlas.studies}
+    sim = {s.id: s.simulated for s in data.atlas.studies}
+    diseases = result.samples.groupby("study")["disease"].agg(lambda d: ", ".join(sorted(set(d)))).to_dict()
+    null = result.null.get("study")
+    p = null.p_values() if null is not None else {}
+    q = figures.bh_q_values(p)  # over the studies ranked: each is a test
+    rows = []
+    for r in result.studies.itertuples():
+        rows.append({
+            "rank": int(r.rank),
+            "study": r.group,
+            "title": titles.get(r.group, r.group),
+            "data": "SIMULATED" if sim.get(r.group) else "real",
+            "diseases": diseases.get(r.group, ""),
+            "samples": int(r.n_samples),
+            "cells": int(r.n_cells),
+            "mean_hit_pct": float(r.mean_hit_pct),
+            "p_value": float(p[r.group]) if r.group in p else None,
+            "p_floor": null.p_floor if null is not None else None,
+            "q_value": q.get(r.group),
+            **_coverage_fields(data, str(r.group), result.coverage),
+        })
+    return rows
+
+
+def excluded_rows(data: DashboardData, result) -> list[dict]:
+    """One row per study with cells in the filters that was left out of the rankings and the
+    null (its coverage below ``min_coverage``): the study table's columns (no rank, hit % or
+    p-value; ``cells``: its cells in the filters; ``diseases``: every disease the study holds),
+    ``included`` (False) and ``reason``."""
+    excluded = result.excluded_studies
+    titles = {s.id: s.title for s in data.atlas.studies}
+    sim = {s.id: s.simulated for s in data.atlas.studies}
+    rows = []
+    for study, r in excluded.iterrows():
+        study = str(study)
+        rows.append({
+            "rank": None, "study": study, "title": titles.get(study, study), "data": "SIMULATED" if sim.get(study) else "real",
+            "diseases": ", ".join(sorted(map(str, _study_meta(data).get(study, {}).get("diseases") or {}))),
+            "samples": None, "cells": int(r["n_selected"]), "mean_hit_pct": None, "p_value": None, "p_floor": None, "q_value": None,
+            **_coverage_fields(data, study, result.coverage), "included": False, "reason": str(r["reason"]),
+        })
+    return rows
+
+
+# -- the layout --------------------------------------------------------------------------------
+def studies_tab() -> dmc.Stack:
+    """The Studies tab's components, empty: ``callbacks.render`` fills the tables and
+    ``callbacks.studies`` the per-study reports while the tab shows."""
+    fmt = figures.GRID_FORMATS
+
+    def shown(kind: str) -> dict:  # numbers as the rest of the dashboard writes them (figures.format_value)
+        return {"function": f"params.value == null ? '–' : {fmt[kind]}(params.value)"}
+
+    wrap = {"wrapText": True, "autoHeight": True,
+            "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}}
+    # 860 px at 1280 x 800 (beside the sidebar): the numbers a reader compares in view, the long texts
+    # (title, notes) and the coverage details in column groups that open with their header's arrow
+    # (issue 36 item 6: the fourteen columns were 1,880 px wide and ran out of view)
+    grid = ui.grid(ids.STUDY_GRID, [
+        {"field": "rank", "headerName": "#", "width": 48, "pinned": "left"},
+        {"headerName": "Study", "marryChildren": True, "children": [
+            {"field": "study", "width": 96, "pinned": "left"},
+            {"field": "title", "columnGroupShow": "open", "width": 260, "tooltipField": "title", **wrap},
+            {"field": "notes", "headerName": "Notes", "columnGroupShow": "open", "width": 240, "tooltipField": "notes", **wrap}]},
+        {"field": "mean_hit_pct", "headerName": "mean hit %", "width": 80, "sort": "desc", "valueFormatter": shown("pct"),
+         "filter": "agNumberColumnFilter", "headerTooltip": STAT_HELP["hit %"]},
+        # p at the floor the draws allow reads "≤ floor", as in the disease table
+        {"field": "p_value", "headerName": "p (null)", "width": 84, "filter": "agNumberColumnFilter",
+         "valueFormatter": {"function": f"params.value == null ? '–' : (params.data.p_floor != null && params.value <= "
+                                       f"params.data.p_floor * (1 + 1e-9) ? '≤ ' + {fmt['p']}(params.data.p_floor) : {fmt['p']}(params.value))"},
+         "headerTooltip": STAT_HELP["p"]},
+        # a q made from a p at the floor is an upper bound too (figures.format_q)
+        {"field": "q_value", "headerName": "q (BH)", "width": 80, "filter": "agNumberColumnFilter",
+         "valueFormatter": {"function": f"params.value == null ? '–' : (params.data.p_floor != null && params.data.p_value != null && "
+                                       f"params.data.p_value <= params.data.p_floor * (1 + 1e-9) ? '≤ ' : '') + {fmt['q']}(params.value)"},
+         "headerTooltip": STAT_HELP["q (BH)"]},
+        {"field": "data", "width": 96, "cellClassRules": {"sim-cell": "params.value == 'SIMULATED'"}},
+        {"field": "samples", "width": 80, "filter": "agNumberColumnFilter"},
+        {"field": "cells", "width": 76, "valueFormatter": shown("count"), "filter": "agNumberColumnFilter"},
+        {"field": "diseases", "flex": 1, "minWidth": 108, **wrap},
+        {"headerName": "Genes", "marryChildren": True, "children": [
+            {"field": "coverage", "headerName": "Coverage", "width": 92, "filter": "agNumberColumnFilter",
+             "valueFormatter": {"function": "params.value == null ? '' : d3.format('.0%')(params.value)"},
+             "headerTooltip": "the share of the signature's weight carried by the genes this study measured"},
+            {"field": "measured", "headerName": "Genes measured", "columnGroupShow": "open", "width": 110,
+             "filter": "agNumberColumnFilter",
+             "valueFormatter": {"function": "params.value == null ? '' : params.value + ' / ' + params.data.requested"},
+             "headerTooltip": "signature genes this study measured, of those matched in the model"},
+            {"field": "measured_share", "headerName": "Measured share", "columnGroupShow": "open", "width": 110,
+             "filter": "agNumberColumnFilter",
+             "valueFormatter": {"function": "params.value == null ? 'not recorded' : d3.format('.0%')(params.value)"},
+             "headerTooltip": "the share of a cell's attribution this study's gene panel is estimated to carry; its values are "
+                              "multiplied by it to put every panel on one scale"}]},
+    ], page_size=20)
+    effects_grid = ui.grid(ids.STUDY_EFFECTS_GRID, [
+        {"field": "disease", "width": 150, "pinned": "left"}, {"field": "study", "width": 104, "pinned": "left"},
+        {"field": "g", "headerName": "g vs reference", "width": 120,
+         "valueFormatter": {"function": "params.value == null ? '–' : d3.format('.2f')(params.value)"},
+         "filter": "agNumberColumnFilter", "headerTooltip": EFFECT_HELP["g"]},
+        {"field": "g_lo", "headerName": "95% CI", "width": 130,
+         "valueFormatter": {"function": "params.value == null ? '–' : d3.format('.2f')(params.value) + ' to ' + d3.format('.2f')(params.data.g_hi)"}},
+        {"field": "weight", "width": 96, "valueFormatter": {"function": "params.value == null ? '–' : d3.format('.0%')(params.value)"},
+         "headerTooltip": "the study's share of the pooled effect (random effects)"},
+        {"field": "n_donors", "headerName": "donors", "width": 96}, {"field": "n_reference_donors", "headerName": "reference donors", "width": 120},
+        {"field": "mean_hit_pct", "headerName": "donors' hit %", "width": 112, "valueFormatter": shown("pct")},
+        {"field": "reference_hit_pct", "headerName": "reference hit %", "width": 120, "valueFormatter": shown("pct")},
+        {"field": "evidence", "flex": 2, "minWidth": 240, "wrapText": True, "autoHeight": True, "headerTooltip": EFFECT_HELP["evidence"],
+         "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}},
+        {"field": "reason", "headerName": "why no effect", "flex": 2, "minWidth": 220, "wrapText": True, "autoHeight": True,
+         "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}},
+    ], page_size=20)
+    return dmc.Stack([
+        html.Div(id=ids.EXCLUDED_STUDIES),
+        html.Div([ui.export_bar("studies"), grid, dmc.Text(COVERAGE_HELP, size="xs", c="dimmed", id=ids.COVERAGE_HELP)],
+                 className="panel"),
+        html.Div([ui.grid_title("Each disease within each study, against the study's own reference donors"), ui.export_bar("study_effects"),
+                  effects_grid, dmc.Text(EFFECT_HELP["evidence"] + " " + EFFECT_HELP["g"], size="xs", c="dimmed", id=ids.EVIDENCE_HELP)],
+                 className="panel"),
+        # filled while the tab shows (callbacks.studies.show_study_reports): a component per report
+        # line and label made 2,500 of the page's 2,700 components, and the page's script
+        # walks every component on each update (1-3 s per query result on a busy machine)
+        html.Div(id=ids.STUDY_REPORTS_SLOT),
+    ], gap="sm")

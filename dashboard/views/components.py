@@ -1,0 +1,96 @@
+"""The parts every tab's layout is built from: a figure panel with its export buttons, a paged
+table, a segmented switch, the simulated-data badge, one colour per label across the figures. Shared by the tabs (``dashboard.views.<tab>``)
+and the page shell (``dashboard.layout``); no tab's own components."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import dash_ag_grid as dag
+import dash_mantine_components as dmc
+from dash import dcc, html
+
+from dashboard import figures, ids
+from dashboard.views.filters import disease_group_choices
+
+if TYPE_CHECKING:
+    from dashboard.data import DashboardData
+
+__all__ = ["CSV_ONLY_VIEWS", "EXPORT_WAITS", "FIGURE_GRAPHS", "csv_button", "export_bar", "graph", "grid", "grid_title", "label_colours",
+           "segmented", "sim_badge"]
+
+FIGURE_GRAPHS = {  # view name -> graph id (each has CSV, SVG and PNG export)
+    "diseases": ids.DISEASE_FIG, "forest": ids.FOREST_FIG, "robustness": ids.ROBUST_FIG, "drivers": ids.DRIVER_FIG,
+    "comparison": ids.COMPARE_FIG, "scatter": ids.SCATTER_FIG, "umap": ids.UMAP_FIG, "genes": ids.HEATMAP_FIG,
+    "modules": ids.MODULES_FIG,
+}
+CSV_ONLY_VIEWS = ("studies", "study_effects")  # views with a CSV export and no figure
+
+
+EXPORT_WAITS = "Exports are ready once a query has run"  # a disabled export button's tooltip (callbacks.export.export_ready)
+
+
+def export_bar(view: str) -> dmc.Group:
+    # disabled until a result exists: the landing page's placeholders are no figure to export
+    wait = {"disabled": True, "attributes": {"title": EXPORT_WAITS}}
+    buttons = [dmc.Button("CSV", id=f"{ids.CSV_PREFIX}{view}", size="compact-xs", variant="default", className="export", **wait)]
+    if view not in CSV_ONLY_VIEWS:
+        buttons += [dmc.Button("SVG", id=f"{ids.IMG_PREFIX}{view}-svg", size="compact-xs", variant="default", className="export", **wait),
+                    dmc.Button("PNG", id=f"{ids.IMG_PREFIX}{view}-png", size="compact-xs", variant="default", className="export", **wait)]
+    return dmc.Group(buttons, gap=4, justify="flex-end", className="export-bar")
+
+
+def graph(view: str, height: int | None = None) -> html.Div:
+    # the figure sets its own height (long gene lists make tall heatmaps); ``height`` is the floor
+    style = {"minHeight": f"{height}px"} if height else None
+    # an empty figure that says when it fills: a graph without one draws bare axes
+    return html.Div([export_bar(view), dcc.Graph(id=FIGURE_GRAPHS[view], style=style, figure=figures.empty_figure("Appears after a query"),
+                                                  config={"displaylogo": False, "toImageButtonOptions": {"format": "svg", "filename": f"sigatlas-{view}"}})],
+                    className="panel")
+
+
+def segmented(id_, options: dict, value) -> dmc.SegmentedControl:
+    return dmc.SegmentedControl(id=id_, data=[{"value": k, "label": v} for k, v in options.items()], value=value, size="xs")
+
+
+def sim_badge(summary: dict, id_: str, note: str = "") -> dmc.Badge:
+    """The orange badge that labels views of an atlas holding simulated studies."""
+    return dmc.Badge(f"Includes SIMULATED data: {summary['n_simulated']} of {summary['n_studies']} studies{note}", id=id_, color="orange",
+                     variant="outline", size="lg")
+
+
+def grid(id_: str, columns: list[dict], page_size: int = 10, csv_name: str | None = None) -> dag.AgGrid:
+    """A sortable, filterable, paged table; ``csv_name``: the file its CSV export (all rows) is saved as."""
+    extra = {"csvExportParams": {"fileName": csv_name}} if csv_name else {}
+    # headers wrap instead of shrinking to "Ra...": a column's name must stay readable at 1280 px
+    return dag.AgGrid(id=id_, columnDefs=columns, rowData=[], defaultColDef={"sortable": True, "filter": True, "resizable": True,
+                                                                            "wrapHeaderText": True, "autoHeaderHeight": True},
+                      dashGridOptions={"domLayout": "autoHeight", "pagination": True, "paginationPageSize": page_size,
+                                       "paginationPageSizeSelector": False},
+                      className="ag-theme-alpine", **extra)
+
+
+def grid_title(text: str, *buttons) -> dmc.Group:
+    return dmc.Group([dmc.Text(text, fw=700, size="sm"), dmc.Group(list(buttons), gap=6)], justify="space-between", className="grid-title")
+
+
+def csv_button(id_: str) -> dmc.Button:
+    return dmc.Button("CSV", id=id_, size="compact-xs", variant="default", className="export")
+
+
+def label_colours(data: DashboardData, kind: str) -> dict[str, str]:
+    """One colour per label of the cells' ``kind`` column ("disease", "study", "cell_type",
+    "cell_type_predicted"; a disease's groups too) for the whole atlas (figures.label_colours):
+    the same in every figure and every query."""
+
+    def build() -> dict[str, str]:
+        cells = data.atlas.cells
+        labels = data.column_values(kind) if kind in cells.columns else []
+        extra = ()
+        if kind == "disease":  # a ranking's disease groups too
+            extra = [item["value"] for option in disease_group_choices(data).options for item in option["items"]]
+        elif kind == "cell_type" and "cell_type_predicted" in cells.columns:  # a predicted type as its annotated namesake
+            extra = data.column_values("cell_type_predicted")
+        return figures.label_colours(labels, extra)
+
+    return data.memo(f"label_colours:{kind}", build)
