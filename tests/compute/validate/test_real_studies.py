@@ -18,8 +18,11 @@ from compute.atlas import Atlas, measured_shares
 from compute.build import StudyFailures, build_atlas
 from compute.manifest import load_manifest
 from compute.query import QueryParams, run_query
-from compute.validate import FULL, two_panel_manifest, two_panel_table
-from compute.validate._real import PANEL
+from compute.validate import TWO_PANEL_IDS, two_panel_manifest, two_panel_table
+
+# the two copies' study ids ("CT_FULL", "CT_PANEL"); not compute.validate.FULL, which is the
+# validation suite's full Profile (compute.validate._run), a different object of the same name
+FULL, PANEL = TWO_PANEL_IDS
 
 pytestmark = pytest.mark.slow
 
