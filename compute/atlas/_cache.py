@@ -117,6 +117,10 @@ def fork_safe_cache(directory: str | Path, **kwargs):
     """A diskcache.Cache over ``directory`` that is safe in a process that forks while other
     threads start and end: each call still needs :func:`sqlite_guard` (or ResultCache's own
     guard) around it; a thread's connection is then also closed under it."""
+    # a rollback journal, not WAL: with WAL, a result a forked job wrote was now and then lost
+    # (its row gone from the database after the job had read it back), and the page waited
+    # forever for it; the journal keeps no shared-memory index that a fork can leave stale
+    kwargs.setdefault("sqlite_journal_mode", "delete")
     return _fork_safe_class()(str(directory), **kwargs)
 
 DEFAULT_SIZE_LIMIT = 2**30  # 1 GiB per atlas
