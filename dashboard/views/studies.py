@@ -223,7 +223,7 @@ def studies_tab() -> dmc.Stack:
             {"field": "study", "width": 96, "pinned": "left"},
             {"field": "title", "columnGroupShow": "open", "width": 260, "tooltipField": "title", **wrap},
             {"field": "notes", "headerName": "Notes", "columnGroupShow": "open", "width": 240, "tooltipField": "notes", **wrap}]},
-        {"field": "mean_hit_pct", "headerName": "mean hit %", "width": 80, "sort": "desc", "valueFormatter": shown("pct"),
+        {"field": "mean_hit_pct", "headerName": "hit %", "width": 80, "sort": "desc", "valueFormatter": shown("pct"),
          "filter": "agNumberColumnFilter", "headerTooltip": STAT_HELP["hit %"]},
         # p at the floor the draws allow reads "≤ floor", as in the disease table
         {"field": "p_value", "headerName": "p (null)", "width": 84, "filter": "agNumberColumnFilter",

@@ -191,18 +191,18 @@ def test_figures_fit_without_overlapping_text(driver, server, shots, size):
     driver.save_screenshot(str(shots / f"studies-{where}.png"))
 
 
-# every tab and grouping (issue 36): the query string of the view and its figures; the views that
-# other issue-36 items rework (study views: item 6; "Genes in a cell type": item 5) carry their reason
+# every tab and grouping (issue 36): the query string of the view and its figures; a view with a
+# known fault not yet fixed carries its reason
 EVERY_VIEW = [
     ("tab=diseases", DISEASE_FIGURES, None),
     ("tab=genes&group_by=disease", ("heatmap-fig",), None),
     ("tab=genes&group_by=cell_type", ("heatmap-fig",), None),
     ("tab=genes&group_by=disease&heat=dotplot", ("heatmap-fig",), None),
-    ("tab=genes&group_by=study", ("heatmap-fig",), "issue 36 item 6: the genes x study heatmap's labels run together"),
+    ("tab=genes&group_by=study", ("heatmap-fig",), None),
     ("tab=cells&color=score", ("umap-fig",), None),
     ("tab=cells&color=cell_type", ("umap-fig",), None),
     ("tab=cells&color=disease", ("umap-fig",), None),
-    ("tab=cells&color=study", ("umap-fig",), "issue 36 item 6: the UMAP by study's labels"),
+    ("tab=cells&color=study", ("umap-fig",), None),
     ("tab=cell_genes&rank_cell_types=classical%20monocyte", ("rank-fig", "rank-spread-fig"),
      "issue 36 item 5: the rank-rank plot's gene labels and the spread plot's titles collide"),
     ("tab=modules", ("modules-fig",), None),

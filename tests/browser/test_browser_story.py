@@ -81,19 +81,22 @@ def test_one_status_q_beside_p_and_one_colour_per_disease(driver, server):  # no
 
 
 def test_image_exports_on_the_landing_page_download_nothing(driver, server, downloads):  # noqa: F811
-    """Issue 36, item 9: before a query the figures say "Appears after a query"; their SVG/PNG
-    buttons download no such image and say why."""
+    """Issue 36, item 9: before a query the figures say "Appears after a query"; their CSV/SVG/PNG
+    buttons are disabled, say why, and a click downloads nothing; after a query they export."""
     import time
 
     from selenium.webdriver.common.by import By
 
-    from dashboard.callbacks.export import NOTHING_TO_EXPORT
+    from dashboard.views.components import EXPORT_WAITS
 
     driver.get(server + "/?tab=diseases")
     _wait(driver, lambda d: _plot(d, "disease-fig", "(p.layout.meta || {}).empty"), what="the landing page's empty ranking")
     button = driver.find_element(By.ID, "img-diseases-svg")
+    assert button.get_attribute("disabled") is not None
+    assert button.get_attribute("title") == EXPORT_WAITS
     driver.execute_script("arguments[0].click();", button)
-    _wait(driver, lambda d: d.find_element(By.ID, "img-diseases-svg").get_attribute("title") == NOTHING_TO_EXPORT,
-          what="the reason nothing was exported")
     time.sleep(1.5)  # a download would have landed by now
     assert not list(downloads.glob("sigatlas-diseases*"))
+    # a result enables them
+    driver.get(server + "/?preset=ms1&null=100&tab=diseases")
+    _wait(driver, lambda d: d.find_element(By.ID, "img-diseases-svg").get_attribute("disabled") is None, what="the export enabled by a result")
