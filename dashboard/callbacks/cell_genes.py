@@ -53,6 +53,12 @@ SEND_TOP_LABEL = "Send the top N to the signature"
 SEND_VERSUS_LABEL = "Send the top N versus the reference to the signature"
 
 
+
+def _lines(label: str) -> str:
+    """The population's label a line per part (cells, "(every disease but ...)", "vs ..."): on
+    one line it ran past the spread plot's edge at 1280 px."""
+    return label.replace(" (every disease but", "<br>(every disease but").replace(" vs ", "<br>vs ")
+
 def _population(data, settings: dict) -> dict:
     """The ranking settings (rank_cell_types, rank_diseases, rank_studies, rank_versus, rank_gene)
     checked by the state's one validator, canonical (a term id read as its label). Raises
@@ -158,7 +164,7 @@ def show_spread(data, gene: str | None, store: dict | None) -> dict:
         return {"spread": figures.empty_figure(f"No spread to show: {exc}")}
     label = pop.get("label") or population_label(pop["rank_cell_types"], pop["rank_diseases"], pop["rank_studies"], pop["rank_versus"])
     # the gene, then the population on a line of its own: one long line ran out of the figure
-    return {"spread": spread_figure(pop["rank_gene"], attr, expr, title=f"<b>{pop['rank_gene']}</b> in<br>{label.replace(' vs ', '<br>vs ')}")}
+    return {"spread": spread_figure(pop["rank_gene"], attr, expr, title=f"<b>{pop['rank_gene']}</b> in<br>{_lines(label)}")}
 
 
 def pick_gene(data, click: dict | None, cell: dict | None, trigger: str | None = None) -> dict:

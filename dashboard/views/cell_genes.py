@@ -281,7 +281,10 @@ def spread_figure(gene: str, attr, expr=None, *, title: str = "") -> go.Figure:
     sub_line = "one point per sample" + (f" · {n_missing} sample{'s' if n_missing > 1 else ''} did not measure it" if n_missing else "")
     text = f"{title or gene}<br><sup>{sub_line}</sup>"
     # room above the plots for the two title lines and the panels' titles (the title was cut)
-    fig.update_layout(title=dict(text=text, x=0, y=0.98, yanchor="top", font_size=14), height=440, margin=dict(t=110, l=60, r=20),
+    lines = text.count("<br>") + 1
+    # anchored at the very top with room above: at y=0.98 its first line stood 4 px above the figure
+    fig.update_layout(title=dict(text=text, x=0, y=1, yanchor="top", pad=dict(t=18), font_size=14), height=440 + 18 * max(0, lines - 4),
+                      margin=dict(t=110 + 18 * max(0, lines - 4), l=60, r=20),
                       meta={"gene": gene, "panels": panels, "not_measured": missing})
     fig.update_annotations(font_size=12)
     if any_sim:

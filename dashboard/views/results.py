@@ -36,8 +36,6 @@ COVERAGE_WARN = 0.7
 NO_RESULT_NOTE = "No result: the message above the tabs says why"
 PRESENTER_FONT = {"size": 20}  # large type for a projector
 PRESENTER_TITLE = 30  # px: a figure's title in presenter mode
-# px: a presenter figure's width and height on a 1920x1080 screen (the CSS gives a graph 100vh - 240 px)
-PRESENTER_PLOT_PX = (1400, 840)
 # the gene views in presenter mode: as many gene rows as a 1080 px screen holds at 20 px type
 PRESENTER_GENE_ROWS = 25
 # the gene views show the top GENE_VIEW_TOP genes by mean attribution, or on request all of them up
@@ -276,20 +274,8 @@ def presenter_figure(fig):
     def at_least(font) -> int:
         return max(least, int(font.size or 0))
 
-    m = fig.layout.margin
-
-    def tick_size(ax, room: int) -> int:
-        # one label per row (a heatmap's genes): never taller than its row on a 1920x1080 screen,
-        # where the labels of a long gene list ran into each other at the projector's size
-        size = at_least(ax.tickfont)
-        n = len(ax.tickvals) if ax.tickvals is not None else 0
-        if n > 1:
-            size = min(size, max(int(ax.tickfont.size or 0), int(0.8 * room / n)))
-        return size
-
-    wide, tall = PRESENTER_PLOT_PX[0] - (m.l or 80) - (m.r or 80), PRESENTER_PLOT_PX[1] - (m.t or 100) - (m.b or 80)
-    fig.for_each_xaxis(lambda ax: ax.update(tickfont_size=tick_size(ax, wide), title_font_size=at_least(ax.title.font)))
-    fig.for_each_yaxis(lambda ax: ax.update(tickfont_size=tick_size(ax, tall), title_font_size=at_least(ax.title.font)))
+    fig.for_each_xaxis(lambda ax: ax.update(tickfont_size=at_least(ax.tickfont), title_font_size=at_least(ax.title.font)))
+    fig.for_each_yaxis(lambda ax: ax.update(tickfont_size=at_least(ax.tickfont), title_font_size=at_least(ax.title.font)))
     right = 0  # notes set beside the plot, right of it: the margin grows with their larger type
     grown = 1.0  # how much the notes placed in pixels grew: their offsets and pixel-sized shapes (a key) grow alike
     for note in fig.layout.annotations or ():

@@ -223,7 +223,7 @@ def studies_tab() -> dmc.Stack:
             {"field": "study", "width": 96, "pinned": "left"},
             {"field": "title", "columnGroupShow": "open", "width": 260, "tooltipField": "title", **wrap},
             {"field": "notes", "headerName": "Notes", "columnGroupShow": "open", "width": 240, "tooltipField": "notes", **wrap}]},
-        {"field": "mean_hit_pct", "headerName": "hit %", "width": 80, "sort": "desc", "valueFormatter": shown("pct"),
+        {"field": "mean_hit_pct", "headerName": "mean hit %", "width": 80, "sort": "desc", "valueFormatter": shown("pct"),
          "filter": "agNumberColumnFilter", "headerTooltip": STAT_HELP["hit %"]},
         # p at the floor the draws allow reads "≤ floor", as in the disease table
         {"field": "p_value", "headerName": "p (null)", "width": 84, "filter": "agNumberColumnFilter",
@@ -252,7 +252,7 @@ def studies_tab() -> dmc.Stack:
              "valueFormatter": {"function": "params.value == null ? 'not recorded' : d3.format('.0%')(params.value)"},
              "headerTooltip": "the share of a cell's attribution this study's gene panel is estimated to carry; its values are "
                               "multiplied by it to put every panel on one scale"}]},
-    ], page_size=20)
+    ], page_size=20, compact_headers=True)
     effects_grid = ui.grid(ids.STUDY_EFFECTS_GRID, [
         {"field": "disease", "width": 150, "pinned": "left"}, {"field": "study", "width": 104, "pinned": "left"},
         {"field": "g", "headerName": "g vs reference", "width": 120,
