@@ -389,10 +389,12 @@ def test_the_atlas_has_every_member_the_query_contract_names(project):
 
 
 
-# one name per results tab: views/<tab>.py (with its layout, <tab>_tab) and callbacks/<tab>.py, so a
-# reader finds a tab's code by the value in the URL; the other modules there are shared, by name
+# one name per results tab: views/<tab>.py (with its layout, <tab>_tab), callbacks/<tab>.py and, where
+# the tab draws figures, figures/<tab>.py, so a reader finds a tab's code by the value in the URL; the
+# other modules there are shared, by name
 SHARED_VIEWS = {"__init__", "components", "controls", "filters", "nothing_to_rank", "results"}
 SHARED_CALLBACKS = {"__init__", "controls", "export", "link", "presenter", "query", "render", "wiring"}
+SHARED_FIGURES = {"__init__", "common"}
 # tabs drawn with the whole result by callbacks/render.py (one callback, one request): no callbacks of their own
 NO_OWN_CALLBACKS = {"genes"}
 
@@ -406,10 +408,11 @@ def layout_tabs(layout: Path) -> list[str]:
 
 
 def tab_module_problems(package: Path, tabs: list[str], shared_views=SHARED_VIEWS, shared_callbacks=SHARED_CALLBACKS,
-                        no_callbacks=NO_OWN_CALLBACKS) -> list[str]:
+                        no_callbacks=NO_OWN_CALLBACKS, shared_figures=SHARED_FIGURES) -> list[str]:
     """What breaks 'one name per tab' under ``package`` (the dashboard): a tab without its view
     module or that module's ``<tab>_tab``, a tab without its callbacks module (unless in
-    ``no_callbacks``), and a view or callbacks module named after neither a tab nor a shared part."""
+    ``no_callbacks``), and a view, callbacks or figures module named after neither a tab nor a
+    shared part (a tab needs no figures module: not every tab draws one there)."""
     out = []
     for tab in tabs:
         view = package / "views" / f"{tab}.py"
@@ -419,7 +422,7 @@ def tab_module_problems(package: Path, tabs: list[str], shared_views=SHARED_VIEW
             out.append(f"tab '{tab}': views/{tab}.py defines no {tab}_tab (its layout)")
         if tab not in no_callbacks and not (package / "callbacks" / f"{tab}.py").is_file():
             out.append(f"tab '{tab}': no callbacks/{tab}.py")
-    for folder, shared in (("views", shared_views), ("callbacks", shared_callbacks)):
+    for folder, shared in (("views", shared_views), ("callbacks", shared_callbacks), ("figures", shared_figures)):
         for path in sorted((package / folder).glob("*.py")):
             if path.stem not in tabs and path.stem not in shared:
                 out.append(f"{folder}/{path.name}: named after no tab ({', '.join(tabs)}) and not a shared module")
@@ -430,7 +433,7 @@ def test_each_tab_has_one_name_for_its_view_and_callbacks_modules():
     tabs = layout_tabs(REPO / "dashboard" / "layout.py")
     assert tabs == ["diseases", "studies", "cells", "genes", "cell_genes", "modules"]
     bad = tab_module_problems(REPO / "dashboard", tabs)
-    assert not bad, "a tab's modules are named by its value (views/<tab>.py, callbacks/<tab>.py):\n" + "\n".join(bad)
+    assert not bad, "a tab's modules are named by its value (views/<tab>.py, callbacks/<tab>.py, figures/<tab>.py):\n" + "\n".join(bad)
 
 # -- the checks fail where they should -------------------------------------------------------------
 def _tree(root: Path, files: dict[str, str]) -> dict[str, Module]:
@@ -506,14 +509,17 @@ def test_the_tab_name_check_fails_on_a_tab_under_another_name(tmp_path):
     files = {"layout.py": "TABS = {'genes': 'Genes', 'cell_genes': 'Genes in a cell type', 'cells': 'Cells'}\n",
              "views/genes.py": "def genes_tab(): ...\n", "views/genes_tab.py": "def cell_genes_tab(): ...\n",
              "views/cells.py": "def layout(): ...\n", "views/results.py": "",
-             "callbacks/celltype_genes.py": "", "callbacks/cells.py": "", "callbacks/render.py": ""}
+             "callbacks/celltype_genes.py": "", "callbacks/cells.py": "", "callbacks/render.py": "",
+             "figures/common.py": "", "figures/genes.py": "", "figures/umap.py": ""}
     for rel, text in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
     tabs = layout_tabs(tmp_path / "layout.py")
     assert tabs == ["genes", "cell_genes", "cells"]
-    assert tab_module_problems(tmp_path, tabs, shared_views={"results"}, shared_callbacks={"render"}, no_callbacks={"genes"}) == [
+    assert tab_module_problems(tmp_path, tabs, shared_views={"results"}, shared_callbacks={"render"}, no_callbacks={"genes"},
+                               shared_figures={"common"}) == [
         "tab 'cell_genes': no views/cell_genes.py", "tab 'cell_genes': no callbacks/cell_genes.py",
         "tab 'cells': views/cells.py defines no cells_tab (its layout)",
         "views/genes_tab.py: named after no tab (genes, cell_genes, cells) and not a shared module",
-        "callbacks/celltype_genes.py: named after no tab (genes, cell_genes, cells) and not a shared module"]
+        "callbacks/celltype_genes.py: named after no tab (genes, cell_genes, cells) and not a shared module",
+        "figures/umap.py: named after no tab (genes, cell_genes, cells) and not a shared module"]

@@ -22,6 +22,7 @@ from dash import dcc, html
 from plotly.subplots import make_subplots
 
 from dashboard import figures, ids
+from dashboard.figures.cells import umap_figure
 from dashboard.state import DEFAULTS
 from dashboard.views import components as ui
 from dashboard.views.components import label_colours
@@ -56,12 +57,12 @@ def umap_views(data: DashboardData, result, state: dict) -> dict:
                 "python -m compute build, or colour by the annotated cell type" if color == "cell_type_predicted"
                 else f"The atlas's cells have no '{color}' column")
         else:
-            out["umap_fig"] = figures.umap_figure(data.umap, result.scores, cells, result.selection, color_by=color,
-                                                  title=f"UMAP coloured by {_UMAP_COLOURS.get(color, color)}",
-                                                  simulated=bool(sim_note),
-                                                  # the atlas's colour per label: a predicted cell type as its annotated namesake
-                                                  colours=None if color == "score" else
-                                                  label_colours(data, "cell_type" if color == "cell_type_predicted" else color))
+            out["umap_fig"] = umap_figure(data.umap, result.scores, cells, result.selection, color_by=color,
+                                          title=f"UMAP coloured by {_UMAP_COLOURS.get(color, color)}",
+                                          simulated=bool(sim_note),
+                                          # the atlas's colour per label: a predicted cell type as its annotated namesake
+                                          colours=None if color == "score" else
+                                          label_colours(data, "cell_type" if color == "cell_type_predicted" else color))
         meta = out["umap_fig"].layout.meta or {}
         out["umap_badge"] = f"{meta.get('shown', data.atlas.n_cells):,} of {meta.get('total', data.atlas.n_cells):,} cells shown"
     else:

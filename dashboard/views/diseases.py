@@ -16,6 +16,7 @@ from dash import html
 
 from compute.query import EVIDENCE_LEVELS, evidence_words
 from dashboard import figures, ids
+from dashboard.figures.diseases import forest_figure
 from dashboard.state import DEFAULTS
 from dashboard.views import components as ui
 
@@ -187,7 +188,7 @@ def _effects_of(effects: pd.DataFrame | None, disease: str, measure: str = "hit_
 
 def forest_view(result, disease: str | None, *, simulated: bool = False):
     """(figure, note) for the forest plot of ``disease`` (default: the top disease): the
-    figure from figures.forest_figure, the expression score's effects beside the attribution's
+    figure from figures.diseases.forest_figure, the expression score's effects beside the attribution's
     when the query ranked both; the note lists the studies that gave no effect, each with its
     reason (components: labels shown as text)."""
     if not len(result.diseases) or result.study_effects is None:
@@ -200,9 +201,9 @@ def forest_view(result, disease: str | None, *, simulated: bool = False):
     if result.expression_diseases is not None and result.expression_study_effects is not None:
         second = (_effects_of(result.expression_study_effects, disease), _pooled_row(result.expression_diseases, disease),
                   "expression score hit %")
-    fig = figures.forest_figure(_effects_of(result.study_effects, disease), row, disease=disease, evidence=level_words(row),
-                                reference=reference, measure="attribution hit %" if second else "hit %", second=second,
-                                simulated=simulated)
+    fig = forest_figure(_effects_of(result.study_effects, disease), row, disease=disease, evidence=level_words(row),
+                        reference=reference, measure="attribution hit %" if second else "hit %", second=second,
+                        simulated=simulated)
     return fig, excluded_studies_note(result, disease)
 
 

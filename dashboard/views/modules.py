@@ -13,6 +13,7 @@ from dash import dcc, html
 
 from compute.genemodules import GeneModules, signature_modules
 from dashboard import figures, ids
+from dashboard.figures.modules import coattribution_heatmap
 from dashboard.views import components as ui
 
 if TYPE_CHECKING:
@@ -122,7 +123,7 @@ def modules_view(data: DashboardData, result, gm: GeneModules) -> dict:
         index = gm.index()
         idx = [index[g] for g in genes]
         names = {int(m): n for m, n in zip(table["module"], table["name"], strict=True)} if len(table) else {}
-        out["figure"] = figures.coattribution_heatmap(
+        out["figure"] = coattribution_heatmap(
             gm.corr[np.ix_(idx, idx)], genes, n_in, modules=[names.get(int(gm.labels[i]), "") for i in idx],
             simulated=data.atlas.has_simulated,
             title=f"Co-attribution: the signature's {n_in} genes and the top {len(out['top_missing'])} genes missing from it")

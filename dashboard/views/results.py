@@ -14,6 +14,8 @@ from dash import dcc, html
 
 from compute.query import parse_gene_list
 from dashboard import export, figures, ids
+from dashboard.figures.diseases import disease_ranking_figure, driver_genes_figure, robustness_figure, score_comparison_figure, score_scatter_figure
+from dashboard.figures.genes import dotplot_figure, heatmap_figure
 from dashboard.markup import html_text
 from dashboard.views import diseases as within
 from dashboard.views.cells import UMAP_VIEWS, umap_labels_note, umap_views
@@ -359,10 +361,10 @@ def render_views(data: DashboardData, result, state: dict, *, ranking_only: bool
         "status": status,
         "reading": reading_sentence(result, simulated_share=sim_share, ranking=ranking, pending=ranking_only),
         "landing_style": {"display": "none"},
-        "disease_fig": figures.disease_ranking_figure(result.samples, ranking, base_rate=base_rate, title=title,
-                                                      null=null.groups if null is not None else None, q_values=q,
-                                                      colours=label_colours(data, "disease"),
-                                                      p_floor=null.p_floor if null is not None else None),
+        "disease_fig": disease_ranking_figure(result.samples, ranking, base_rate=base_rate, title=title,
+                                              null=null.groups if null is not None else None, q_values=q,
+                                              colours=label_colours(data, "disease"),
+                                              p_floor=null.p_floor if null is not None else None),
         "disease_table": _ranking_table(ranking, null, q, data.has_vocabulary, bool(params.disease_groups), result.expression_diseases),
         "study_rows": study_rows(data, result),
         # the same list twice: under the disease ranking and in the Studies tab
@@ -375,22 +377,22 @@ def render_views(data: DashboardData, result, state: dict, *, ranking_only: bool
     ev = result.evidence
     top = str(result.diseases["group"].iloc[0]) if len(result.diseases) else None
     if ev is not None and len(ev.thresholds):
-        out["robust_fig"] = figures.robustness_figure(ev.thresholds, highlight=top, simulated=has_sim, chance=ev.chance,
-                                                      colours=label_colours(data, "disease"),
-                                                      title=f"Ranking across hit thresholds · rank stability {ev.rank_stability:.2f}")
+        out["robust_fig"] = robustness_figure(ev.thresholds, highlight=top, simulated=has_sim, chance=ev.chance,
+                                              colours=label_colours(data, "disease"),
+                                              title=f"Ranking across hit thresholds · rank stability {ev.rank_stability:.2f}")
     else:
         out["robust_fig"] = figures.empty_figure("No disease passes the filters")
     out["driver_fig"] = driver_figure(data, result, state.get("driver_group"))
     out["driver_groups"] = [str(g) for g in result.diseases["group"]]
     if result.expression_diseases is not None:
-        out["compare_fig"] = figures.score_comparison_figure(result.diseases, result.expression_diseases,
-                                                             title="Attribution vs expression (score_genes) rankings, same cells and rule")
+        out["compare_fig"] = score_comparison_figure(result.diseases, result.expression_diseases,
+                                                     title="Attribution vs expression (score_genes) rankings, same cells and rule")
         sel = result.selection
-        out["scatter_fig"] = figures.score_scatter_figure(result.scores[sel], result.expression_scores[sel],
-                                                          cells["disease"].to_numpy()[sel].astype(str),
-                                                          simulated=data.atlas.cells["simulated"].to_numpy()[sel],
-                                                          colours=label_colours(data, "disease"),
-                                                          title="Per cell: attribution score vs expression score")
+        out["scatter_fig"] = score_scatter_figure(result.scores[sel], result.expression_scores[sel],
+                                                  cells["disease"].to_numpy()[sel].astype(str),
+                                                  simulated=data.atlas.cells["simulated"].to_numpy()[sel],
+                                                  colours=label_colours(data, "disease"),
+                                                  title="Per cell: attribution score vs expression score")
     else:
         msg = "This atlas stores no expression, so expression scores cannot be compared"
         out["compare_fig"] = out["scatter_fig"] = figures.empty_figure(msg)
@@ -405,11 +407,11 @@ def render_views(data: DashboardData, result, state: dict, *, ranking_only: bool
                              "presenter mode shows as many as its large type fits on one screen.")
     order = state.get("order") or "cluster"
     if state.get("heat") == "dotplot":
-        out["heatmap_fig"] = figures.dotplot_figure(mean_table, pct_table, group_label=GROUP_LABELS[by], order=order, simulated=has_sim,
-                                                    title=f"Genes x {GROUP_LABELS[by]}: colour = mean attribution, size = % of hit cells with the gene")
+        out["heatmap_fig"] = dotplot_figure(mean_table, pct_table, group_label=GROUP_LABELS[by], order=order, simulated=has_sim,
+                                            title=f"Genes x {GROUP_LABELS[by]}: colour = mean attribution, size = % of hit cells with the gene")
     else:
-        out["heatmap_fig"] = figures.heatmap_figure(mean_table, group_label=GROUP_LABELS[by], order=order, simulated=has_sim,
-                                                    title=f"Mean attribution: genes x {GROUP_LABELS[by]}")
+        out["heatmap_fig"] = heatmap_figure(mean_table, group_label=GROUP_LABELS[by], order=order, simulated=has_sim,
+                                            title=f"Mean attribution: genes x {GROUP_LABELS[by]}")
     return out
 
 
@@ -424,7 +426,7 @@ def driver_figure(data, result, group: str | None):
         return figures.empty_figure("Driver genes appear once a disease is ranked")
     survive = ("" if ev.top_survives is None else
                f" · without {ev.top_gene}: {top} {'stays first' if ev.top_survives else 'is no longer first'}")
-    return figures.driver_genes_figure(ev.gene_shares, group, simulated=data.atlas.has_simulated, title=f"Driver genes in {group}{survive}")
+    return driver_genes_figure(ev.gene_shares, group, simulated=data.atlas.has_simulated, title=f"Driver genes in {group}{survive}")
 
 
 

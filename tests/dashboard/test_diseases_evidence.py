@@ -15,6 +15,7 @@ import pytest
 
 from compute.query import HitRule, donor_table, meta_analyse
 from dashboard import figures as F
+from dashboard.figures.diseases import disease_ranking_figure
 
 NO_REF_WORDS = "no within-study reference: seen only in studies without reference donors, so this disease cannot be told apart from its study's batch"
 
@@ -233,7 +234,7 @@ def test_api_fields_of_each_evidence_level_are_valid_json():
 
 def test_the_ranking_figure_marks_a_disease_without_a_within_study_reference():
     result = _result()
-    ticks = dict(zip(result.diseases["group"], F.disease_ranking_figure(result.samples, result.diseases, base_rate=10, title="t")
+    ticks = dict(zip(result.diseases["group"], disease_ranking_figure(result.samples, result.diseases, base_rate=10, title="t")
                      .to_dict()["layout"]["xaxis"]["ticktext"], strict=True))
     assert "⚠ no within-study reference" in ticks["gout"].replace("</span><br><span style='color:#D55E00'>", " ")
     assert "⚠" not in ticks["lupus"] and "⚠" not in ticks["asthma"]

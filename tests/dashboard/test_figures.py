@@ -14,6 +14,10 @@ from scipy.stats import spearmanr
 from compute.query import QueryParams, gene_by_group, gene_group_summary, run_query
 from compute.reference import ms1_signature
 from dashboard import figures as F
+from dashboard.figures.cells import umap_figure
+from dashboard.figures.diseases import disease_ranking_figure, driver_genes_figure, robustness_figure, score_comparison_figure, score_scatter_figure
+from dashboard.figures.genes import dotplot_figure, heatmap_figure
+from dashboard.figures.modules import coattribution_heatmap
 
 
 def arr(value) -> np.ndarray:
@@ -56,7 +60,7 @@ def test_format_p_reports_the_floor_as_an_upper_bound():
 
 
 def test_ranking_boxes_and_points_follow_the_ranking_with_counts(query):
-    fig = F.disease_ranking_figure(query.samples, query.diseases, base_rate=10.0, title="t")
+    fig = disease_ranking_figure(query.samples, query.diseases, base_rate=10.0, title="t")
     layout = fig.to_dict()["layout"]
     keys = layout["xaxis"]["categoryarray"]
     assert [k.split("<br>")[0] for k in keys] == list(query.diseases["group"])
@@ -82,7 +86,7 @@ def test_ranking_boxes_and_points_follow_the_ranking_with_counts(query):
 
 def test_ranking_draws_the_null_band_behind_each_box_and_p_under_the_label(query):
     null = query.null["disease"]
-    fig = F.disease_ranking_figure(query.samples, query.diseases, base_rate=10.0, title="t", null=null.groups, p_floor=null.p_floor)
+    fig = disease_ranking_figure(query.samples, query.diseases, base_rate=10.0, title="t", null=null.groups, p_floor=null.p_floor)
     data = traces(fig)
     keys = fig.to_dict()["layout"]["xaxis"]["categoryarray"]
     table = null.groups.set_index("group").loc[list(query.diseases["group"])]
@@ -106,7 +110,7 @@ def test_ranking_draws_the_null_band_behind_each_box_and_p_under_the_label(query
 
 
 def test_ranking_empty():
-    fig = F.disease_ranking_figure(pd.DataFrame(), pd.DataFrame(), base_rate=10, title="t")
+    fig = disease_ranking_figure(pd.DataFrame(), pd.DataFrame(), base_rate=10, title="t")
     assert is_empty(fig) and "cell_min" in fig.to_dict()["layout"]["annotations"][0]["text"]
 
 
@@ -124,7 +128,7 @@ def _cells(n=500, seed=0):
 
 def test_umap_score_mode_subsamples_deterministically_and_greys_the_rest():
     coords, values, hover, sel = _cells()
-    fig = F.umap_figure(coords, values, hover, sel, max_points=200, seed=1)
+    fig = umap_figure(coords, values, hover, sel, max_points=200, seed=1)
     layout = fig.to_dict()["layout"]
     assert layout["meta"]["shown"] == 200 and layout["meta"]["total"] == 500
     assert any("200 of 500 cells shown" in a["text"] for a in layout["annotations"])
@@ -135,9 +139,9 @@ def test_umap_score_mode_subsamples_deterministically_and_greys_the_rest():
     assert np.all(np.diff(colours) >= 0)  # highest scores drawn last, on top
     idx = F.subsample_indices(500, 200, seed=1)
     np.testing.assert_allclose(np.sort(colours), np.sort(values[idx][sel[idx]]))
-    again = F.umap_figure(coords, values, hover, sel, max_points=200, seed=1)
+    again = umap_figure(coords, values, hover, sel, max_points=200, seed=1)
     np.testing.assert_array_equal(arr(traces(again)[1]["x"]), arr(scored["x"]))
-    other = F.umap_figure(coords, values, hover, sel, max_points=200, seed=2)
+    other = umap_figure(coords, values, hover, sel, max_points=200, seed=2)
     assert not np.array_equal(arr(traces(other)[1]["x"]), arr(scored["x"]))
     # hover: study, sample, cell type, disease, score; SIMULATED exactly for simulated cells
     template = scored["hovertemplate"]
@@ -150,13 +154,13 @@ def test_umap_score_mode_subsamples_deterministically_and_greys_the_rest():
 
 def test_umap_below_max_points_shows_everything():
     coords, values, hover, sel = _cells(n=50)
-    meta = F.umap_figure(coords, values, hover, sel).to_dict()["layout"]["meta"]
+    meta = umap_figure(coords, values, hover, sel).to_dict()["layout"]["meta"]
     assert meta["shown"] == meta["total"] == 50
 
 
 def test_umap_categorical_one_trace_per_category_largest_first():
     coords, values, hover, sel = _cells()
-    fig = F.umap_figure(coords, values, hover, sel, color_by="disease")
+    fig = umap_figure(coords, values, hover, sel, color_by="disease")
     grey, *cats = traces(fig)
     assert grey["name"] == "not selected" and all(t["type"] == "scattergl" for t in cats)
     named = cats
@@ -173,7 +177,7 @@ def test_umap_categorical_one_trace_per_category_largest_first():
 
 
 def test_umap_on_the_tiny_atlas(tiny_atlas, query):
-    fig = F.umap_figure(tiny_atlas.umap(), query.scores, tiny_atlas.cells, query.selection, color_by="cell_type")
+    fig = umap_figure(tiny_atlas.umap(), query.scores, tiny_atlas.cells, query.selection, color_by="cell_type")
     cats = traces(fig)[1:]
     assert sum(arr(t["x"]).size for t in cats) == query.n_selected
     assert {t["name"] for t in cats} == set(tiny_atlas.cells["cell_type"].astype(str)[query.selection])
@@ -183,8 +187,8 @@ def test_umap_on_the_tiny_atlas(tiny_atlas, query):
 def test_umap_rejects_unknown_colouring_and_handles_no_coordinates():
     coords, values, hover, sel = _cells(n=20)
     with pytest.raises(ValueError, match="color_by"):
-        F.umap_figure(coords, values, hover, sel, color_by="nope")
-    assert is_empty(F.umap_figure(np.zeros((0, 2)), values[:0], hover[:0], sel[:0]))
+        umap_figure(coords, values, hover, sel, color_by="nope")
+    assert is_empty(umap_figure(np.zeros((0, 2)), values[:0], hover[:0], sel[:0]))
 
 
 # -- heatmap and dot plot ------------------------------------------------------------------------
@@ -199,7 +203,7 @@ def _blocks() -> pd.DataFrame:
 
 def test_heatmap_score_order():
     table = _blocks()
-    heat = traces(F.heatmap_figure(table, order="score"), "heatmap")[0]
+    heat = traces(heatmap_figure(table, order="score"), "heatmap")[0]
     assert heat["y"] == list(table.mean(axis=1).sort_values(ascending=False).index)
     assert heat["x"] == list(table.mean(axis=0).sort_values(ascending=False).index)
     np.testing.assert_allclose(arr(heat["z"]), table.loc[heat["y"], heat["x"]].to_numpy())
@@ -207,7 +211,7 @@ def test_heatmap_score_order():
 
 def test_heatmap_cluster_order_keeps_blocks_together():
     table = _blocks()
-    fig = F.heatmap_figure(table, order="cluster", group_label="study")
+    fig = heatmap_figure(table, order="cluster", group_label="study")
     heat = traces(fig, "heatmap")[0]
     blocks = [int(g[1]) % 2 for g in heat["y"]]
     assert blocks in ([0, 0, 0, 1, 1, 1], [1, 1, 1, 0, 0, 0])
@@ -222,25 +226,25 @@ def test_heatmap_cluster_order_keeps_blocks_together():
 def test_heatmap_clustering_is_guarded_for_tiny_tables(shape):
     table = pd.DataFrame(np.arange(np.prod(shape), dtype=float).reshape(shape),
                          index=[f"g{i}" for i in range(shape[0])], columns=[f"c{j}" for j in range(shape[1])])
-    heat = traces(F.heatmap_figure(table, order="cluster"), "heatmap")[0]
+    heat = traces(heatmap_figure(table, order="cluster"), "heatmap")[0]
     assert sorted(heat["y"]) == list(table.index) and sorted(heat["x"]) == list(table.columns)
 
 
 def test_heatmap_bad_order_and_empty():
     with pytest.raises(ValueError, match="order"):
-        F.heatmap_figure(_blocks(), order="alphabet")
-    assert is_empty(F.heatmap_figure(pd.DataFrame()))
-    assert is_empty(F.heatmap_figure(pd.DataFrame(index=["a", "b"])))
+        heatmap_figure(_blocks(), order="alphabet")
+    assert is_empty(heatmap_figure(pd.DataFrame()))
+    assert is_empty(heatmap_figure(pd.DataFrame(index=["a", "b"])))
 
 
 def test_dotplot_colour_is_the_mean_and_area_the_percentage():
     mean = _blocks()
     pct = pd.DataFrame(np.tile([100.0, 25.0, 0.0, np.nan], (6, 1)), index=mean.index, columns=mean.columns)
-    fig = F.dotplot_figure(mean, pct, group_label="disease", order="score")
+    fig = dotplot_figure(mean, pct, group_label="disease", order="score")
     (dots,) = traces(fig)
     layout = fig.to_dict()["layout"]
     meta = layout["meta"]
-    assert meta["genes"] == traces(F.heatmap_figure(mean, order="score"))[0]["y"]
+    assert meta["genes"] == traces(heatmap_figure(mean, order="score"))[0]["y"]
     colour, size = arr(dots["marker"]["color"]), arr(dots["marker"]["size"])
     assert len(dots["x"]) == len(dots["y"]) == size.size == mean.size
     for xi, yi, c, s, text in zip(dots["x"], dots["y"], colour, size, dots["customdata"], strict=True):
@@ -251,12 +255,12 @@ def test_dotplot_colour_is_the_mean_and_area_the_percentage():
     key = [sh for sh in layout["shapes"] if sh["type"] == "circle"]
     assert [sh["name"] for sh in key] == ["25%", "50%", "100%"]
     assert [sh["x1"] - sh["x0"] for sh in key] == pytest.approx([meta["max_size"] * f for f in (0.5, np.sqrt(0.5), 1.0)])
-    assert is_empty(F.dotplot_figure(pd.DataFrame(), pd.DataFrame(), group_label="disease"))
+    assert is_empty(dotplot_figure(pd.DataFrame(), pd.DataFrame(), group_label="disease"))
 
 
 def test_dotplot_on_the_query(tiny_atlas, query):
     mean, pct = gene_group_summary(tiny_atlas, query, "disease", max_genes=20)
-    fig = F.dotplot_figure(mean, pct, group_label="disease")
+    fig = dotplot_figure(mean, pct, group_label="disease")
     dots = traces(fig)[0]
     assert set(dots["y"]) == set(mean.index) and set(dots["x"]) == set(mean.columns)
     assert arr(dots["marker"]["size"]).size == mean.size
@@ -304,7 +308,7 @@ def test_gene_group_summary_by_study_and_unknown_column(tiny_atlas, query):
 def test_driver_genes_bars_in_share_order(query):
     shares = query.evidence.gene_shares
     top = query.diseases["group"].iloc[0]
-    fig = F.driver_genes_figure(shares, top, top=10)
+    fig = driver_genes_figure(shares, top, top=10)
     (bar,) = traces(fig, "bar")
     want = shares[top].sort_values(ascending=False).iloc[:10]
     assert bar["orientation"] == "h" and bar["y"] == list(want.index)
@@ -313,21 +317,21 @@ def test_driver_genes_bars_in_share_order(query):
     meta = fig.to_dict()["layout"]["meta"]
     assert meta["rest_pct"] == pytest.approx(100 - want.sum())
     assert fig.to_dict()["layout"]["yaxis"]["autorange"] == "reversed"  # largest on top
-    assert is_empty(F.driver_genes_figure(shares, "not a disease"))
-    assert is_empty(F.driver_genes_figure(pd.DataFrame(), top))
-    assert is_empty(F.driver_genes_figure(pd.DataFrame({"x": [0.0, 0.0]}, index=["a", "b"]), "x"))
+    assert is_empty(driver_genes_figure(shares, "not a disease"))
+    assert is_empty(driver_genes_figure(pd.DataFrame(), top))
+    assert is_empty(driver_genes_figure(pd.DataFrame({"x": [0.0, 0.0]}, index=["a", "b"]), "x"))
 
 
 def test_robustness_one_line_per_disease_with_labels_and_highlight(query):
     th = query.evidence.thresholds
     top = query.diseases["group"].iloc[0]
-    fig = F.robustness_figure(th, highlight=top)
+    fig = robustness_figure(th, highlight=top)
     base, *lines = traces(fig, "scatter")
     assert base["name"].startswith("chance level")
     np.testing.assert_allclose(arr(base["y"]), 100 - np.array([80.0, 90.0, 95.0, 99.0]))
     # given the chance levels the plot's rule met (ties at a cut-off lower them), the line is at them, named
     chance = pd.Series([15.0, 6.0, 4.0, 1.0], index=[80, 90, 95, 99])
-    tied = F.robustness_figure(th, highlight=top, chance=chance)
+    tied = robustness_figure(th, highlight=top, chance=chance)
     np.testing.assert_allclose(arr(traces(tied, "scatter")[0]["y"]), chance.to_numpy())
     assert "chance (dashed)" in [a["text"] for a in tied.to_dict()["layout"]["annotations"]]
     assert {t["name"] for t in lines} == set(th.index)
@@ -346,17 +350,17 @@ def test_robustness_one_line_per_disease_with_labels_and_highlight(query):
 
 def test_robustness_keeps_gaps_and_handles_empty():
     th = pd.DataFrame({80.0: [30.0, 10.0], 90.0: [20.0, np.nan], 99.0: [5.0, np.nan]}, index=["a", "b"])
-    fig = F.robustness_figure(th)
+    fig = robustness_figure(th)
     b = next(t for t in traces(fig) if t["name"] == "b")
     assert np.isnan(arr(b["y"])[1:]).all()
     assert all(t["line"]["width"] == 2 for t in traces(fig)[1:])  # no highlight
-    assert is_empty(F.robustness_figure(pd.DataFrame()))
-    assert is_empty(F.robustness_figure(th * np.nan))
+    assert is_empty(robustness_figure(pd.DataFrame()))
+    assert is_empty(robustness_figure(th * np.nan))
 
 
 def test_score_comparison_pairs_diseases_with_both_ranks(query):
     attr, expr = query.diseases, query.expression_diseases
-    fig = F.score_comparison_figure(attr, expr)
+    fig = score_comparison_figure(attr, expr)
     meta = fig.to_dict()["layout"]["meta"]
     assert meta["order"] == list(attr["group"])
     e_rank = expr.set_index("group")["rank"]
@@ -375,12 +379,12 @@ def test_score_comparison_pairs_diseases_with_both_ranks(query):
 
 def test_score_comparison_with_a_disease_ranked_under_one_score_only(query):
     attr = query.diseases.iloc[1:]
-    fig = F.score_comparison_figure(attr, query.expression_diseases)
+    fig = score_comparison_figure(attr, query.expression_diseases)
     meta = fig.to_dict()["layout"]["meta"]
     missing = query.diseases["group"].iloc[0]
     assert meta["order"][-1] == missing and meta["ranks"][missing][0] is None
-    assert is_empty(F.score_comparison_figure(attr, None))
-    assert is_empty(F.score_comparison_figure(pd.DataFrame(), pd.DataFrame()))
+    assert is_empty(score_comparison_figure(attr, None))
+    assert is_empty(score_comparison_figure(pd.DataFrame(), pd.DataFrame()))
 
 
 def test_score_scatter_on_the_query(tiny_atlas, query):
@@ -388,7 +392,7 @@ def test_score_scatter_on_the_query(tiny_atlas, query):
     a, e = query.scores[sel], query.expression_scores[sel]
     labels = tiny_atlas.cells["disease"].astype(str).to_numpy()[sel]
     simulated = tiny_atlas.cells["simulated"].to_numpy()[sel]
-    fig = F.score_scatter_figure(a, e, labels, simulated=simulated, max_points=500, seed=3)
+    fig = score_scatter_figure(a, e, labels, simulated=simulated, max_points=500, seed=3)
     meta = fig.to_dict()["layout"]["meta"]
     assert meta["shown"] == 500 and meta["total"] == sel.sum()
     assert meta["spearman"] == pytest.approx(spearmanr(a, e).statistic)
@@ -404,7 +408,7 @@ def test_score_scatter_on_the_query(tiny_atlas, query):
             assert set(t["customdata"]) <= set(labels) and "%{customdata}" in t["hovertemplate"]
         else:  # one label: the trace's name
             assert t["name"] in set(labels) and "customdata" not in t and "%{fullData.name}" in t["hovertemplate"]
-    again = F.score_scatter_figure(a, e, labels, simulated=simulated, max_points=500, seed=3)
+    again = score_scatter_figure(a, e, labels, simulated=simulated, max_points=500, seed=3)
     assert again.to_dict() == fig.to_dict()
     titles = fig.to_dict()["layout"]
     assert "attribution" in titles["xaxis"]["title"]["text"] and "expression" in titles["yaxis"]["title"]["text"]
@@ -413,11 +417,11 @@ def test_score_scatter_on_the_query(tiny_atlas, query):
 def test_score_scatter_drops_non_finite_and_handles_empty():
     a = np.array([1.0, 2.0, np.nan, 4.0])
     e = np.array([1.0, np.nan, 3.0, 2.0])
-    fig = F.score_scatter_figure(a, e, np.array(["x", "x", "y", "y"]))
+    fig = score_scatter_figure(a, e, np.array(["x", "x", "y", "y"]))
     assert fig.to_dict()["layout"]["meta"]["total"] == 2
-    assert is_empty(F.score_scatter_figure(np.zeros(0), np.zeros(0), np.zeros(0)))
-    assert is_empty(F.score_scatter_figure(a, None, np.array(["x"] * 4)))
-    assert is_empty(F.score_scatter_figure(np.array([np.nan]), np.array([1.0]), np.array(["x"])))
+    assert is_empty(score_scatter_figure(np.zeros(0), np.zeros(0), np.zeros(0)))
+    assert is_empty(score_scatter_figure(a, None, np.array(["x"] * 4)))
+    assert is_empty(score_scatter_figure(np.array([np.nan]), np.array([1.0]), np.array(["x"])))
 
 
 # -- gene modules --------------------------------------------------------------------------------
@@ -435,7 +439,7 @@ def _coattribution_input():
 
 def test_coattribution_heatmap_orders_each_block_by_module_and_marks_the_split():
     corr, genes, modules = _coattribution_input()
-    fig = F.coattribution_heatmap(corr, genes, 4, modules=modules, title="t", simulated=True)
+    fig = coattribution_heatmap(corr, genes, 4, modules=modules, title="t", simulated=True)
     layout = fig.to_dict()["layout"]
     meta = layout["meta"]
     # signature block first: M2 (two genes, input order kept), then M1, then no module; then the
@@ -475,18 +479,18 @@ def test_coattribution_heatmap_orders_each_block_by_module_and_marks_the_split()
 
 def test_coattribution_heatmap_edge_cases():
     corr, genes, modules = _coattribution_input()
-    only_signature = F.coattribution_heatmap(corr, genes, 6, modules=modules).to_dict()["layout"]
+    only_signature = coattribution_heatmap(corr, genes, 6, modules=modules).to_dict()["layout"]
     assert only_signature["meta"]["split"] is None and not only_signature.get("shapes")
     assert "SIMULATED" not in (only_signature["title"]["text"] or "")
-    no_modules = F.coattribution_heatmap(corr, genes, 2).to_dict()["layout"]["meta"]
+    no_modules = coattribution_heatmap(corr, genes, 2).to_dict()["layout"]["meta"]
     assert no_modules["genes"] == genes and no_modules["modules"] == [""] * 6  # no modules: order kept
-    assert is_empty(F.coattribution_heatmap(np.zeros((0, 0)), [], 0))
+    assert is_empty(coattribution_heatmap(np.zeros((0, 0)), [], 0))
     with pytest.raises(ValueError, match="6 x 6"):
-        F.coattribution_heatmap(corr[:5, :5], genes, 2)
+        coattribution_heatmap(corr[:5, :5], genes, 2)
     with pytest.raises(ValueError, match="n_signature"):
-        F.coattribution_heatmap(corr, genes, 7)
+        coattribution_heatmap(corr, genes, 7)
     with pytest.raises(ValueError, match="one module per gene"):
-        F.coattribution_heatmap(corr, genes, 2, modules=modules[:3])
+        coattribution_heatmap(corr, genes, 2, modules=modules[:3])
 
 
 # -- issue 18: numbers one way, titles and labels that fit, the reading sentence ------------------
@@ -517,23 +521,23 @@ def test_bh_q_values_by_hand():
 
 def test_titles_wrap_and_carry_the_simulated_note_below_the_toolbar():
     long = "Mean attribution: genes x disease in every monocyte of every study that measured the signature well enough"
-    fig = F.heatmap_figure(_blocks(), title=long, simulated=True)
+    fig = heatmap_figure(_blocks(), title=long, simulated=True)
     layout = fig.to_dict()["layout"]
     lines = layout["title"]["text"].split("<br>")
     assert len(lines) == 3 and all(len(_plain(line)) <= 78 for line in lines)
     assert "includes SIMULATED data" in lines[-1] and not layout.get("annotations")
     # the title starts below the toolbar's band and the plot below the title's lines
     assert layout["title"]["pad"]["t"] >= 30 and layout["margin"]["t"] >= layout["title"]["pad"]["t"] + 22 * len(lines)
-    short = F.heatmap_figure(_blocks(), title="t").to_dict()["layout"]
+    short = heatmap_figure(_blocks(), title="t").to_dict()["layout"]
     assert short["margin"]["t"] < layout["margin"]["t"] and short["height"] < layout["height"]
 
 
 def test_heatmap_and_dotplot_name_the_groups_on_top():
-    heat = F.heatmap_figure(_blocks(), title="t").to_dict()["layout"]
+    heat = heatmap_figure(_blocks(), title="t").to_dict()["layout"]
     assert heat["xaxis"]["side"] == "top"
     mean = _blocks()
     pct = mean * 0 + 50
-    dot = F.dotplot_figure(mean, pct, group_label="disease", title="t").to_dict()["layout"]
+    dot = dotplot_figure(mean, pct, group_label="disease", title="t").to_dict()["layout"]
     assert dot["xaxis"]["side"] == "top"
     # the dot-size key moved below the plot, out of the group names' way
     assert all(s["yanchor"] == 0 and s["y1"] < 0 for s in dot["shapes"])
@@ -551,7 +555,7 @@ def test_ranking_labels_wrap_to_fit_and_stand_at_an_angle_when_many():
         return samples, table
 
     names = [f"systemic lupus erythematosus {i}" for i in range(10)]
-    layout = F.disease_ranking_figure(*ranking(names), base_rate=10, title="t").to_dict()["layout"]
+    layout = disease_ranking_figure(*ranking(names), base_rate=10, title="t").to_dict()["layout"]
     width = int(780 / 10 / 6.8 - 1)
     for tick in layout["xaxis"]["ticktext"]:
         name_lines = tick.split("<br>")[:-2]  # the name, then samples and studies
@@ -559,14 +563,14 @@ def test_ranking_labels_wrap_to_fit_and_stand_at_an_angle_when_many():
     assert "erythemat-" in layout["xaxis"]["ticktext"][0]  # a word too long for its column is hyphenated
     assert layout["xaxis"]["tickangle"] == 0
     many = [f"disease {i}" for i in range(20)]
-    angled = F.disease_ranking_figure(*ranking(many), base_rate=10, title="t").to_dict()["layout"]
+    angled = disease_ranking_figure(*ranking(many), base_rate=10, title="t").to_dict()["layout"]
     assert angled["xaxis"]["tickangle"] == -45 and angled["xaxis"]["ticktext"] == many
 
 
 def test_scatter_and_comparison_keep_notes_out_of_the_plot(query):
     sel = query.selection
-    fig = F.score_scatter_figure(query.scores[sel], query.expression_scores[sel], np.array(["a"] * int(sel.sum())),
-                                 simulated=np.ones(int(sel.sum()), bool), title="t").to_dict()["layout"]
+    fig = score_scatter_figure(query.scores[sel], query.expression_scores[sel], np.array(["a"] * int(sel.sum())),
+                               simulated=np.ones(int(sel.sum()), bool), title="t").to_dict()["layout"]
     assert fig["legend"]["orientation"] == "h" and fig["legend"]["yanchor"] == "bottom"  # below, not squeezing the plot
     assert "Spearman" in fig["title"]["text"] and "SIMULATED" in fig["title"]["text"] and not fig.get("annotations")
 
@@ -631,7 +635,7 @@ def test_query_result_chance_pct_counts_hits_as_the_ranking_does(query):
     sel = query.selection
     assert query.chance_pct == pytest.approx(100 * np.mean(query.scores[sel] > query.threshold))
     # the ranking figure's dashed line is at that share, named as the chance level
-    layout = F.disease_ranking_figure(query.samples, query.diseases, base_rate=query.chance_pct, title="t").to_dict()["layout"]
+    layout = disease_ranking_figure(query.samples, query.diseases, base_rate=query.chance_pct, title="t").to_dict()["layout"]
     assert layout["shapes"][0]["y0"] == pytest.approx(query.chance_pct)
     assert any(a["text"].startswith("chance level ") for a in layout["annotations"])
     # every percentile of the robustness plot has its own chance level, ties counted
@@ -651,7 +655,7 @@ def test_genes_note_says_how_many_genes_the_view_shows():
 def test_presenter_figure_enlarges_type_and_fits_the_screen():
     from dashboard.views.results import PRESENTER_TITLE, presenter_figure
 
-    fig = F.heatmap_figure(_blocks(), title="t")
+    fig = heatmap_figure(_blocks(), title="t")
     top = fig.layout.margin.t
     big = presenter_figure(fig).to_dict()["layout"]
     assert big["title"]["font"]["size"] == PRESENTER_TITLE and big["font"]["size"] >= 20
@@ -678,10 +682,10 @@ def test_the_figures_template_is_plotly_white_for_what_they_draw():
 def test_score_comparison_shows_both_scores_pooled_effects_beside_the_hit_pct(query):
     """Issue 32, item 5: attribution and expression scores' meta-analyses side by side."""
     attr, expr = query.diseases, query.expression_diseases
-    fig = F.score_comparison_figure(attr, expr).to_dict()
+    fig = score_comparison_figure(attr, expr).to_dict()
     meta = fig["layout"]["meta"]
     assert "domain" in fig["layout"]["xaxis"] and fig["layout"]["xaxis2"]["title"]["text"].startswith("pooled g")
-    effect_traces = [t for t in traces(F.score_comparison_figure(attr, expr)) if t.get("xaxis") == "x2"]
+    effect_traces = [t for t in traces(score_comparison_figure(attr, expr)) if t.get("xaxis") == "x2"]
     assert {t["name"] for t in effect_traces} == {"attribution score: effect", "expression score (score_genes): effect"}
     for t, table in zip(effect_traces, (attr, expr), strict=True):
         rows = table.set_index("group")
@@ -691,7 +695,7 @@ def test_score_comparison_shows_both_scores_pooled_effects_beside_the_hit_pct(qu
     with_effect = attr.dropna(subset=["effect"])
     assert len(with_effect) and all(meta["effects"][g][0] == pytest.approx(v) for g, v in zip(with_effect["group"], with_effect["effect"], strict=True))
     # without evidence columns the figure is the hit % panel alone
-    plain = F.score_comparison_figure(attr.drop(columns=["effect"]), expr.drop(columns=["effect"])).to_dict()
+    plain = score_comparison_figure(attr.drop(columns=["effect"]), expr.drop(columns=["effect"])).to_dict()
     assert "xaxis2" not in plain["layout"] and plain["layout"]["meta"]["effects"] == {}
 
 
@@ -705,16 +709,16 @@ def test_one_colour_per_label_for_the_whole_atlas(query):
     assert len(set(colours.values())) == min(len(vocabulary), len(F.LABEL_PALETTE))
     assert F.label_colours(["b", "a"], extra=["group", "a"]) == {"a": F.LABEL_PALETTE[0], "b": F.LABEL_PALETTE[1],
                                                                  "group": F.LABEL_PALETTE[2]}
-    ranking = F.disease_ranking_figure(query.samples, query.diseases, base_rate=10.0, title="t", colours=colours)
+    ranking = disease_ranking_figure(query.samples, query.diseases, base_rate=10.0, title="t", colours=colours)
     shown = ranking.to_dict()["layout"]["meta"]["colours"]
     assert shown == {g: colours[g] for g in shown}
     # the same diseases ranked in reverse order keep their colours
     flipped = query.diseases.iloc[::-1].reset_index(drop=True)
-    assert F.disease_ranking_figure(query.samples, flipped, base_rate=10.0, title="t", colours=colours).to_dict()["layout"]["meta"][
+    assert disease_ranking_figure(query.samples, flipped, base_rate=10.0, title="t", colours=colours).to_dict()["layout"]["meta"][
         "colours"] == shown
     boxes = {t["name"]: t["marker"]["color"] for t in traces(ranking, "box")}
     assert boxes == shown
-    robust = F.robustness_figure(query.evidence.thresholds, colours=colours)
+    robust = robustness_figure(query.evidence.thresholds, colours=colours)
     lines = [t for t in traces(robust, "scatter")[1:]]
     assert all(t["line"]["color"] == colours[t["name"]] and t["line"]["dash"] == "solid" for t in lines)
     # the only dashed line is the chance level, and it is named on the plot
@@ -722,5 +726,5 @@ def test_one_colour_per_label_for_the_whole_atlas(query):
     sel = query.selection
     labels = query.samples["disease"].astype(str)
     cells = np.resize(labels.to_numpy(), int(sel.sum()))
-    scatter = F.score_scatter_figure(query.scores[sel], query.expression_scores[sel], cells, colours=colours)
+    scatter = score_scatter_figure(query.scores[sel], query.expression_scores[sel], cells, colours=colours)
     assert all(t["marker"]["color"] == colours[t["name"]] for t in traces(scatter, "scattergl"))

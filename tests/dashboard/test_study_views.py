@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 
 from dashboard import figures
+from dashboard.figures.cells import umap_figure
+from dashboard.figures.genes import NOT_MEASURED_NOTE, heatmap_figure
 
 
 def test_every_label_gets_its_own_colour_beyond_the_palette():
@@ -23,7 +25,7 @@ def test_a_umap_by_study_has_no_grey_other():
     n = 25 * 20
     labels = np.repeat([f"S{i:02d}" for i in range(25)], 20)
     hover = pd.DataFrame({"study": labels, "sample": labels, "cell_type": "t", "disease": "d"})
-    fig = figures.umap_figure(np.random.default_rng(0).normal(size=(n, 2)), np.ones(n), hover, np.ones(n, bool), color_by="study")
+    fig = umap_figure(np.random.default_rng(0).normal(size=(n, 2)), np.ones(n), hover, np.ones(n, bool), color_by="study")
     names = [t.name for t in fig.data]
     assert not any(str(name).startswith("other") for name in names) and len(names) == 25
     assert len({t.marker.color for t in fig.data}) == 25
@@ -33,11 +35,11 @@ def test_many_short_group_names_are_angled_and_white_is_explained():
     genes = [f"G{i}" for i in range(12)]
     table = pd.DataFrame(np.random.default_rng(1).random((12, 25)), index=genes, columns=[f"SIM{i:02d}" for i in range(25)])
     table.iloc[0, 3] = np.nan  # a study that did not measure the gene
-    fig = figures.heatmap_figure(table, group_label="study").to_dict()["layout"]
+    fig = heatmap_figure(table, group_label="study").to_dict()["layout"]
     assert fig["xaxis"]["tickangle"] != 0
-    assert any(a["text"] == figures.NOT_MEASURED_NOTE for a in fig.get("annotations", []))
-    few = figures.heatmap_figure(table.iloc[:, :3].fillna(0), group_label="study").to_dict()["layout"]
-    assert few["xaxis"]["tickangle"] == 0 and not any(a["text"] == figures.NOT_MEASURED_NOTE for a in few.get("annotations", []))
+    assert any(a["text"] == NOT_MEASURED_NOTE for a in fig.get("annotations", []))
+    few = heatmap_figure(table.iloc[:, :3].fillna(0), group_label="study").to_dict()["layout"]
+    assert few["xaxis"]["tickangle"] == 0 and not any(a["text"] == NOT_MEASURED_NOTE for a in few.get("annotations", []))
 
 
 def test_a_placeholder_figure_offers_no_image_download():
