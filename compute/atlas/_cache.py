@@ -25,6 +25,7 @@ import logging
 import os
 import pickle
 import sqlite3
+import sys
 import threading
 from pathlib import Path
 
@@ -40,6 +41,7 @@ _log = logging.getLogger("sigatlas.cache")
 # disk caches holds this lock; a process that forks holds it too (sqlite_guard), and a forked
 # child starts with a fresh one.
 _SQLITE_LOCK = threading.RLock()
+_CLOSE_WAIT_S = 10.0  # how long a thread's connection waits for the guard to close under it
 
 
 def _fresh_lock_in_child() -> None:
@@ -72,8 +74,19 @@ class _ClosedUnderGuard:
         self.con = con
 
     def __del__(self):
-        with _SQLITE_LOCK, contextlib.suppress(Exception):
-            self.con.close()
+        if sys.is_finalizing():
+            # the process is ending (no fork follows), and a daemon thread frozen mid-call may
+            # hold the guard for good: waiting for it hung the exit
+            return
+        # a thread inside a cache call holds the guard for milliseconds: a guard held longer is
+        # no fork's, and the connection is closed without it rather than the thread waiting forever
+        held = _SQLITE_LOCK.acquire(timeout=_CLOSE_WAIT_S)
+        try:
+            with contextlib.suppress(Exception):
+                self.con.close()
+        finally:
+            if held:
+                _SQLITE_LOCK.release()
 
 
 @functools.cache
