@@ -68,12 +68,17 @@ class _ClosedUnderGuard:
     its first connect. Holding a reference here, the connection is closed by this finaliser,
     under the guard, before it is freed."""
 
-    __slots__ = ("con",)
+    __slots__ = ("con", "owner")
 
     def __init__(self, con):
         self.con = con
+        self.owner = threading.get_ident()
 
     def __del__(self):
+        if self.owner != threading.get_ident():
+            # dropped with the whole cache object by another thread (a cache closed or reopened):
+            # its owner may be inside a call on it, so it is left to be freed, never closed under it
+            return
         if sys.is_finalizing():
             # the process is ending (no fork follows), and a daemon thread frozen mid-call may
             # hold the guard for good: waiting for it hung the exit
