@@ -400,4 +400,5 @@ def test_the_layout_check_sees_overlapping_and_cut_text(driver, server):
     """)
     found = _layout(driver, "layout-probe")
     assert [pair[:2] for pair in found["overlaps"]] == [["two texts here", "two texts here too"]]
-    assert found["clipped"] == [["text", "past the right edge of the figure"]]
+    assert [c[:2] for c in found["clipped"]] == [["text", "past the right edge of the figure"]]
+    assert found["clipped"][0][2][2] > found["clipped"][0][3][2]  # its box runs past the figure's right edge
