@@ -53,11 +53,11 @@ SEND_TOP_LABEL = "Send the top N to the signature"
 SEND_VERSUS_LABEL = "Send the top N versus the reference to the signature"
 
 
-
 def _lines(label: str) -> str:
     """The population's label a line per part (cells, "(every disease but ...)", "vs ..."): on
     one line it ran past the spread plot's edge at 1280 px."""
     return label.replace(" (every disease but", "<br>(every disease but").replace(" vs ", "<br>vs ")
+
 
 def _population(data, settings: dict) -> dict:
     """The ranking settings (rank_cell_types, rank_diseases, rank_studies, rank_versus, rank_gene)

@@ -280,7 +280,8 @@ def spread_figure(gene: str, attr, expr=None, *, title: str = "") -> go.Figure:
     n_missing = max(missing.values()) if missing else 0
     sub_line = "one point per sample" + (f" · {n_missing} sample{'s' if n_missing > 1 else ''} did not measure it" if n_missing else "")
     text = f"{title or gene}<br><sup>{sub_line}</sup>"
-    # room above the plots for the two title lines and the panels' titles (the title was cut)
+    # room above the plots for the title's lines and the panels' titles (the title was cut): 110 px
+    # holds four lines, each further line takes 18 px more
     lines = text.count("<br>") + 1
     # anchored at the very top with room above: at y=0.98 its first line stood 4 px above the figure
     fig.update_layout(title=dict(text=text, x=0, y=1, yanchor="top", pad=dict(t=18), font_size=14), height=440 + 18 * max(0, lines - 4),
