@@ -23,6 +23,9 @@ __all__ = ["NullResult", "Panels", "check_draw_pool", "gene_bins", "matched_draw
 N_MEAN_BINS = 10
 N_DETECTION_BINS = 4
 MIN_POOL = 5
+# bins cut among a panel's genes (gene_bins' ``among``) hold at least this many genes each: a
+# study measuring few genes gets coarser bins rather than pools borrowed from the next bin
+MIN_BIN = 10
 # repeated genes redrawn one scalar draw at a time up to this many per round (MS1 with 1,000 draws
 # needs about 5,000); beyond, a vectorised redraw per column (seconds, not minutes, for 5,000 genes)
 MAX_SCALAR_REDRAWS = 50_000
@@ -78,26 +81,35 @@ class NullResult:
         return {g: float(v) for g, v in zip(self.groups["group"].astype(str), p, strict=True) if np.isfinite(v)}
 
 
-def gene_bins(mean: np.ndarray, detection: np.ndarray) -> np.ndarray:
+def gene_bins(mean: np.ndarray, detection: np.ndarray, among: np.ndarray | None = None) -> np.ndarray:
     """Bin code per gene: quantile bins of mean attribution, each split by detection rate.
-    Genes never detected in the selection get bin -1 (never drawn)."""
+    Genes never detected in the selection get bin -1 (never drawn), and so do genes outside
+    ``among`` (bool over genes) when it is given: the bins are then cut among those genes only,
+    fewer of them when the genes are few, so that every bin holds about MIN_BIN genes or more
+    (a bin is then a signature gene's whole pool, the same for every gene in it)."""
     codes = np.full(mean.size, -1, dtype=np.int64)
     seen = detection > 0
-    if not seen.any():
+    if among is not None:
+        seen &= np.asarray(among, dtype=bool)
+    n_seen = int(seen.sum())
+    if not n_seen:
         return codes
+    n_det = max(1, min(N_DETECTION_BINS, n_seen // MIN_BIN))
+    n_mean = max(1, min(N_MEAN_BINS, n_seen // (n_det * MIN_BIN)))
     ranks = pd.Series(mean[seen]).rank(method="first").to_numpy()
-    mbin = np.minimum((ranks - 1) * N_MEAN_BINS // seen.sum(), N_MEAN_BINS - 1).astype(np.int64)
-    dbin = np.zeros(seen.sum(), dtype=np.int64)
-    for b in range(N_MEAN_BINS):
+    mbin = np.minimum((ranks - 1) * n_mean // n_seen, n_mean - 1).astype(np.int64)
+    dbin = np.zeros(n_seen, dtype=np.int64)
+    for b in range(n_mean):
         inb = mbin == b
-        if inb.sum() >= N_DETECTION_BINS:
+        if inb.sum() >= n_det:
             r = pd.Series(detection[seen][inb]).rank(method="first").to_numpy()
-            dbin[inb] = np.minimum((r - 1) * N_DETECTION_BINS // inb.sum(), N_DETECTION_BINS - 1)
+            dbin[inb] = np.minimum((r - 1) * n_det // inb.sum(), n_det - 1)
     codes[seen] = mbin * N_DETECTION_BINS + dbin
     return codes
 
 
-def matched_draws(signature: np.ndarray, bins: np.ndarray, n_draws: int, seed: int = 0, allowed: list[np.ndarray] | None = None) -> np.ndarray:
+def matched_draws(signature: np.ndarray, bins: np.ndarray, n_draws: int, seed: int = 0, allowed: list[np.ndarray] | None = None,
+                  stats: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """(n_draws, |signature|) gene positions: each column drawn from its gene's whole bin, the
     signature's own genes included, without repeats inside a draw. A bin with fewer than MIN_POOL
     candidates borrows the neighbouring bins; an undetected signature gene is matched among all
@@ -111,7 +123,12 @@ def matched_draws(signature: np.ndarray, bins: np.ndarray, n_draws: int, seed: i
 
     ``allowed[j]`` (bool over genes), when given, limits signature gene j's candidates, e.g. to
     genes measured in every study that measured gene j, so a random set covers each study as
-    the signature does; it is relaxed only when it leaves no candidate at all.
+    the signature does; it is relaxed only when it leaves no candidate at all. With ``stats`` (the
+    (mean, detection) ``bins`` were cut from) the bins are cut again among each allowed set's genes
+    (:func:`gene_bins`' ``among``), so a column's pool is exactly its gene's bin there: bins cut
+    over all genes and then thinned to a small panel's genes held a few genes each and borrowed
+    their neighbours', a pool that differs from gene to gene of one bin, and the null was
+    conservative (4.1-4.6% of no-effect sets at p <= 0.05 on a corpus of 157 shared genes).
 
     Raises QueryError when the genes outside the signature are fewer than its genes (a signature
     of most of the atlas's genes): every draw would then be nearly the signature itself, no null."""
@@ -119,11 +136,18 @@ def matched_draws(signature: np.ndarray, bins: np.ndarray, n_draws: int, seed: i
     signature = np.asarray(signature, dtype=np.int64)
     check_draw_pool(signature, bins.size)
     nothing = np.zeros(bins.size, dtype=bool)
-    candidates = []
+    candidates, rebinned = [], {}
     for j, g in enumerate(signature):
         # outside the allowed genes: never drawn for this column (unless nothing is allowed)
         excluded = ~allowed[j] if allowed is not None and allowed[j].any() else nothing
-        candidates.append(_pool(g, bins, excluded))
+        pool = None
+        if stats is not None and excluded is not nothing:
+            key = excluded.tobytes()
+            if key not in rebinned:
+                rebinned[key] = gene_bins(stats[0], stats[1], among=~excluded)
+            own = rebinned[key]
+            pool = np.flatnonzero(own == own[g]) if own[g] >= 0 else np.flatnonzero(own >= 0)
+        candidates.append(pool if pool is not None and pool.size else _pool(g, bins, excluded))
     return _draw(candidates, n_draws, signature.size, rng)
 
 

@@ -419,7 +419,7 @@ def _null(atlas, result: QueryResult, filters: dict, progress=None) -> dict[str,
     signature = np.asarray(result.resolution.indices, dtype=np.int64)
     panels = selection_panels(atlas, result.selection, params.scale)
     draws = matched_draws(signature, gene_bins(mean, detection), params.n_null, seed=params.seed,
-                          allowed=_allowed_genes(signature, panels.measured))
+                          allowed=_allowed_genes(signature, panels.measured), stats=(mean, detection))
     rule = params.rule
     quantile = rule.quantile
     codes, kept, groups = _sample_layout(result, query_cells(atlas, params))

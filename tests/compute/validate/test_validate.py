@@ -211,3 +211,22 @@ def test_the_two_panel_reading_says_what_its_table_shows():
     assert "differ between marker sets" in unmet and "is not met" in unmet
     met = _two_panel_reading(table([1.1, 1.3], [0.95, 1.0]))
     assert "by panel-scale attribution: 2 of 2" in met and "is met." in met and "differ between" not in met
+
+
+def test_calibration_rates_give_the_observed_rates_own_interval_with_signatures_resampled():
+    """Issue 32: a signature's disease tests share its genes and donors. The binomial range of
+    nominal treats them as independent; the observed rate's interval resamples whole signatures,
+    so one signature that calls every disease widens it, and exchangeable p-values keep alpha inside."""
+    from compute.validate._evidence import _rates
+
+    rng = np.random.default_rng(0)
+    uniform = pd.DataFrame({"signature": np.repeat(np.arange(300), 11), "p": rng.uniform(size=3300)})
+    for r in _rates(uniform, "p", "uniform"):
+        assert r["n_signatures"] == 300 and r["tests"] == 3300
+        assert r["ci_lo"] <= r["alpha"] <= r["ci_hi"] and r["ci_lo"] <= r["rate"] <= r["ci_hi"]
+    # the same number of calls, made by whole signatures at once: a wider interval than independent calls
+    clustered = uniform.assign(p=np.where(uniform["signature"] < 15, 0.0, 1.0))
+    loose = next(r for r in _rates(uniform, "p", "u") if r["alpha"] == 0.05)
+    tight = next(r for r in _rates(clustered, "p", "c") if r["alpha"] == 0.05)
+    assert tight["rate"] == pytest.approx(0.05) and tight["inside"]
+    assert (tight["ci_hi"] - tight["ci_lo"]) > 1.5 * (loose["ci_hi"] - loose["ci_lo"])
