@@ -353,7 +353,8 @@ def _null_sentences(result, label=str) -> list[str]:
            if inflation and math.isfinite(inflation) else "")
     return [f"As a second question, specificity against random gene sets, {null.n_draws:,} random gene sets were drawn, "
             "each signature gene replaced by a random gene from "
-            f"its bin of mean attribution x detection rate in the selection ({N_MEAN_BINS} x {N_DETECTION_BINS} bins) with "
+            f"its bin of mean attribution x detection rate in the selection (up to {N_MEAN_BINS} x {N_DETECTION_BINS} bins, "
+            "cut among the genes measured by every study that measured it, at least 10 genes a bin) with "
             f"its weight kept, rerunning the whole query on each draw{sub}; seed {p.seed}). "
             + (f"A disease's statistic is its mean hit % minus that of the reference ({', '.join(label(str(v)) for v in null.relative_to)}), draw by "
                "draw, so that a draw carrying another disease's program, which lowers every other group's hit % under the "
