@@ -369,6 +369,9 @@ def cells_explorer(data: DashboardData) -> html.Div:
         dmc.Text("Every cell of the atlas", fw=700, size="sm"),
         dmc.Text("Colour or split the cells by any column the studies carry, paint a gene, or pick two groups of cells with "
                  "the lasso or the box and compare their genes (each donor's sample counts once).", size="xs", c="dimmed"),
+        *([dmc.Text("Includes SIMULATED studies: everything about their donors (disease, sex, age) is simulated too; colour "
+                    "by 'SIMULATED or real' to tell them apart.", size="xs", c="orange", id=ids.CELLS_SIMULATED_NOTE)]
+          if data.atlas.has_simulated else []),
         controls, compare, html.Div(id=ids.CELLS_NOTE, className="note"), dcc.Store(id=ids.CELLS_GROUPS, data={"a": "", "b": ""}),
         dcc.Store(id=ids.CELLS_PICKED, data=""),
         graph,

@@ -70,6 +70,7 @@ def test_the_explorer_offers_the_donors_sex_and_age(tiny_build):
     labels = {d["value"]: d["label"] for d in control.data}
     assert labels["sex"] == "sex" and labels["age"] == "age"
     assert {d["value"] for d in find(create_app(tiny_build[1]).layout, ids.CELLS_SPLIT).data} >= {"sex", "age"}
+    assert "sex, age) is simulated too" in find(create_app(tiny_build[1]).layout, ids.CELLS_SIMULATED_NOTE).children
     by_sex = cs.draw_cells(data, "cells", "sex", None, "attr", None, None)["figure"].to_dict()
     assert [t["name"] for t in by_sex["data"]][-1] == "unknown" and {t["name"] for t in by_sex["data"]} == {"female", "male", "unknown"}
     assert sum(len(t["customdata"]) for t in by_sex["data"]) == atlas.n_cells
