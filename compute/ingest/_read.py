@@ -110,14 +110,17 @@ def _metadata_text(values: pd.Series) -> np.ndarray:
     45), and MISSING_METADATA where the study recorded nothing (NaN, None, "", "nan")."""
     from compute.atlas import MISSING_METADATA
 
-    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
-        numbers = values.to_numpy(dtype=float)
+    # each distinct value formatted once: a study has a few donors' values, not a million
+    codes, distinct = pd.factorize(values, use_na_sentinel=True)
+    distinct = np.asarray(distinct)
+    if pd.api.types.is_numeric_dtype(distinct.dtype) and not pd.api.types.is_bool_dtype(distinct.dtype):
+        numbers = distinct.astype(float)
         text = np.array([f"{v:.0f}" if float(v).is_integer() else f"{v:g}" for v in numbers], dtype=object)
         text[~np.isfinite(numbers)] = MISSING_METADATA
-        return text
-    text = values.astype(object).where(values.notna(), MISSING_METADATA).astype(str).str.strip().to_numpy(dtype=object)
-    text[np.isin(text, ["", "nan", "NaN", "None"])] = MISSING_METADATA
-    return text
+    else:
+        text = np.array([str(v).strip() for v in distinct], dtype=object)
+        text[np.isin(text, ["", "nan", "NaN", "None", "<NA>"])] = MISSING_METADATA
+    return np.where(codes < 0, MISSING_METADATA, text[np.maximum(codes, 0)] if text.size else MISSING_METADATA).astype(object)
 
 
 def _metadata(obs: pd.DataFrame, spec: StudySpec, sample: np.ndarray) -> tuple[dict[str, np.ndarray], dict]:
@@ -144,9 +147,9 @@ def _metadata(obs: pd.DataFrame, spec: StudySpec, sample: np.ndarray) -> tuple[d
         text = _metadata_text(obs[name])
         n_values = len(pd.unique(text))
         if n_values > MAX_METADATA_VALUES:
-            skipped.append({"column": name, "why": f"{n_values:,} values (more than {MAX_METADATA_VALUES}): not a donor or sample column"})
+            skipped.append({"column": name, "why": f"{n_values:,} values, more than {MAX_METADATA_VALUES}"})
         elif pd.Series(text, dtype=object).groupby(keys.to_numpy()).nunique().max() > 1:
-            skipped.append({"column": name, "why": "varies within a sample: not a donor or sample column"})
+            skipped.append({"column": name, "why": "it varies within a sample"})
         else:
             out[name] = text
             carried[name] = {"column": name, "from": "automatic"}
@@ -265,8 +268,8 @@ def study_report_before_qc(genes, value_report: dict, vocabulary: dict, n_genes:
     """The ingest report of a study read (its qc section None until QC)."""
     warnings = list(genes.warnings)
     for skipped in (metadata or {}).get("skipped", ()):
-        warnings.append(f"obs column '{skipped['column']}' not carried as donor metadata: {skipped['why']} "
-                        "(name it under columns.metadata to carry it per cell).")
+        warnings.append(f"obs column '{skipped['column']}' not carried as donor or sample metadata ({skipped['why']}); "
+                        "name it under columns.metadata to carry it per cell.")
     value_report = dict(value_report)
     if "warning" in value_report:
         warnings.append(value_report.pop("warning") + ".")
