@@ -341,7 +341,7 @@ def groups_note(groups: dict | None) -> str:
 def cells_explorer(data: DashboardData) -> html.Div:
     """The explorer's components (filled by ``callbacks.cells``)."""
     cells = data.atlas.cells
-    columns = sample_columns(cells, data.atlas.metadata_columns)
+    columns = data.memo("cells:columns", lambda: sample_columns(cells, data.atlas.metadata_columns))
     colour_options = [{"value": c, "label": column_label(c)} for c in columns]
     controls = dmc.Group([
         dmc.Select(id=ids.CELLS_COLOR, data=colour_options, value="cell_type" if "cell_type" in columns else columns[0],
