@@ -189,6 +189,10 @@ class StudySpec:
     # columns.accept_proposals: the kinds (cell_type, disease, tissue) whose unmatched labels take
     # the label reader's proposal (shown first by `python -m compute labels`); never by default
     accept_proposals: tuple[str, ...] = ()
+    # columns.metadata: donor or sample metadata to carry into the atlas's cells table beside the
+    # CELLxGENE-schema columns ingest carries by itself (compute.ingest.METADATA_COLUMNS): (name in
+    # the atlas, obs column) pairs; a list in the manifest keeps each column's own name
+    metadata: tuple[tuple[str, str], ...] = ()
 
     def label_map(self, kind: str) -> dict[str, str | None]:
         """The manifest's map for annotation ``kind`` (cell_type, disease, tissue) as a dict."""
@@ -414,11 +418,12 @@ def _parse_study(d: Any, base: Path, file: Path, index: int) -> StudySpec:
         )
     cols = d.get("columns")
     cols = {} if cols is None else cols  # "columns:" left empty; [] or 0 is an error below
-    cols = _check_keys(cols, {"cell_type", "sample", "donor", "accept_proposals", *LABEL_MAPS}, set(), where, "columns")
+    cols = _check_keys(cols, {"cell_type", "sample", "donor", "accept_proposals", "metadata", *LABEL_MAPS}, set(), where, "columns")
     for k, v in cols.items():
-        if v is not None and k not in LABEL_MAPS and k != "accept_proposals":
+        if v is not None and k not in LABEL_MAPS and k not in ("accept_proposals", "metadata"):
             _typed(v, str, f"columns.{k}", where)
     accept = _parse_accept_proposals(cols.get("accept_proposals"), where)
+    metadata = _parse_metadata(cols.get("metadata"), where)
     maps = {k: _parse_label_map(cols.get(k), base, f"columns.{k}", where) for k in LABEL_MAPS}
     simulated = _typed(d.get("simulated", False), bool, "simulated", where)
     return StudySpec(
@@ -433,6 +438,7 @@ def _parse_study(d: Any, base: Path, file: Path, index: int) -> StudySpec:
         donor=cols.get("donor"),
         simulated=simulated,
         accept_proposals=accept,
+        metadata=metadata,
         **maps,
     )
 
@@ -454,6 +460,42 @@ def _parse_accept_proposals(value: Any, where: _Where) -> tuple[str, ...]:
     if bad:
         raise where.error(key, f"unknown kind {bad[0]!r} (allowed: {', '.join(_PROPOSAL_KINDS)})")
     return tuple(dict.fromkeys(value))
+
+
+# a metadata column's name in the atlas: a cells-table column, a URL value and a CSV header alike
+_METADATA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def _parse_metadata(value: Any, where: _Where) -> tuple[tuple[str, str], ...]:
+    """columns.metadata: a list of obs columns (each kept under its own name) or a mapping
+    {name in the atlas: obs column} (to give one name to what studies call sex, gender, ...)."""
+    key = "columns.metadata"
+    if value is None:
+        return ()
+    if isinstance(value, list):
+        for v in value:
+            if not isinstance(v, str) or not v:
+                raise where.error(key, f"expected obs column names, got {v!r}")
+        pairs = [(v, v) for v in value]
+    elif isinstance(value, dict):
+        pairs = []
+        for name, column in value.items():
+            if not isinstance(column, str) or not column:
+                raise where.error(f"{key}.{name}", f"expected the obs column to read, got {column!r}")
+            pairs.append((str(name), column))
+    else:
+        raise where.error(key, f"expected a list of obs columns or a mapping {{name: obs column}}, got {value!r}")
+    seen: set[str] = set()
+    for name, _ in pairs:
+        if not _METADATA_NAME.fullmatch(name):
+            raise where.error(key, f"'{name}' cannot name a column of the atlas: use letters, digits and '_', starting "
+                                   "with a letter (give {name: obs column} to carry a column under another name)")
+        if name in seen:
+            raise where.error(key, f"'{name}' is named twice")
+        seen.add(name)
+    return tuple(pairs)
+
+
 _CENSUS_KEYS = ("kind", "version", "uri", "filter", "primary_only", "max_cells_per_dataset", "max_cells_per_cell_type",
                 "min_cells_per_dataset", "max_datasets")
 

@@ -164,4 +164,5 @@ CELLS_PICKED = "cells-picked"  # the cell positions of the UMAP's selection, tak
 CELLS_GROUPS = "cells-groups"  # the two groups' cell positions (re-checked on the server)
 CELLS_GROUPS_NOTE = "cells-groups-note"
 CELLS_NOTE = "cells-note"
+CELLS_SIMULATED_NOTE = "cells-simulated-note"  # says the SIMULATED studies' donors (sex, age) are simulated too
 SNAPSHOT_READY = "snapshot-ready"  # the snapshot's click, once this result's UMAP is drawn (callbacks.export.snapshot_umap)

@@ -9,7 +9,7 @@ from compute.atlas._cache import (
     probe_writable,
     sqlite_guard,
 )
-from compute.atlas._format import ATTR_PREFIX, CELLS_FILE, EXPR_PREFIX, FORMAT_VERSION, ROOT_FILE
+from compute.atlas._format import ATTR_PREFIX, CELLS_FILE, EXPR_PREFIX, FORMAT_VERSION, MISSING_METADATA, ROOT_FILE
 from compute.atlas._import_signature import SignatureImportError, import_signature
 from compute.atlas._panel import measured_shares, read_study_panel
 from compute.atlas._read import Atlas, SignatureWarning, StudyInfo
@@ -58,6 +58,7 @@ __all__ = [
     "CELLS_FILE",
     "EXPR_PREFIX",
     "FORMAT_VERSION",
+    "MISSING_METADATA",
     "ROOT_FILE",
     "PREDICTIONS_FILE",
     "VOCABULARY_FILE",

@@ -3,7 +3,9 @@
     <atlas>/atlas.json                 root: format_version, genes, studies, model card, build
     <atlas>/genes.tsv                  the gene order, one symbol a line
     <atlas>/model/                     the encoder (SCimilarity directory format)
-    <atlas>/studies/<id>/cells.parquet one row per cell (standard columns)
+    <atlas>/studies/<id>/cells.parquet one row per cell (standard columns, then the donor or
+                                       sample metadata the study carries: sex, age, ...; the
+                                       study's entry lists them as ``metadata_columns``)
     <atlas>/studies/<id>/attr.indptr.npy   gene-major (CSC) attributions: int64, n_genes + 1
     <atlas>/studies/<id>/attr.indices.npy  int32 cell positions within the study
     <atlas>/studies/<id>/attr.data.npy     float32 |IG| x input, rows scaled to 1,000
@@ -35,6 +37,11 @@ EMBEDDING_FILE = "embedding.npy"
 UMAP_FILE = "umap.npy"
 MEASURED_FILE = "measured.npy"
 GENE_MEANS_FILE = "gene_means.npy"
+
+# what a cell holds in a metadata column (sex, age, ...) its study did not record, or recorded
+# as missing: atlases whose studies carry different columns read as one table. Atlases built
+# before metadata columns were carried have none (their entries lack ``metadata_columns``).
+MISSING_METADATA = "unknown"
 
 ELEMENTS = {
     "cells": {"encoding": "parquet-table", "version": 1},

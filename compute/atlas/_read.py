@@ -220,7 +220,22 @@ class Atlas:
             if c in cells:
                 cells[c] = cells[c].astype(str).astype("category")
         cells["simulated"] = cells["simulated"].astype(bool) if "simulated" in cells else False
+        for c in self.metadata_columns:
+            # a study that did not record the column holds nothing there after the concat
+            values = cells[c].astype(object) if c in cells else pd.Series(fmt.MISSING_METADATA, index=cells.index, dtype=object)
+            cells[c] = values.where(values.notna(), fmt.MISSING_METADATA).astype(str).astype("category")
         return cells
+
+    @cached_property
+    def metadata_columns(self) -> list[str]:
+        """The donor or sample metadata columns of ``cells`` (sex, age, ... whatever the studies
+        carry), in the order the studies first list them; a cell whose study lacks one holds
+        MISSING_METADATA ("unknown") there. [] for atlases built before they were carried."""
+        out: dict[str, None] = {}
+        for s in self.studies:
+            for c in s.meta.get("metadata_columns") or ():
+                out.setdefault(str(c), None)
+        return list(out)
 
     @property
     def n_cells(self) -> int:

@@ -355,6 +355,24 @@ def _left_out(calibration: Mapping) -> str:
     return ("; near-full panels left out: " + ", ".join(f"{k} ({v})" for k, v in left.items())) if left else ""
 
 
+def _metadata_line(section) -> str | None:
+    """The donor or sample metadata a study's cells carry (sex, age, ...) and where each came from;
+    None for reports written before metadata was carried."""
+    if not isinstance(section, Mapping):
+        return None
+    columns = _dict(section.get("columns"))
+    if not columns:
+        return ("Donor or sample metadata: none found (CELLxGENE's sex, development_stage, ... or an age column are carried "
+                "by themselves; name other obs columns under columns.metadata).")
+    parts = []
+    for name, how in columns.items():
+        how = _dict(how)
+        source = str(how.get("column", name))
+        named = "named in the manifest" if how.get("from") == "manifest" else "found in the file"
+        parts.append(f"{name} ({named}" + (f", obs column '{source}')" if source != name else ")"))
+    return f"Donor or sample metadata: {', '.join(parts)}."
+
+
 def study_report_lines(entry: Mapping) -> list[str]:
     """How the study of atlas root entry ``entry`` was read, one plain sentence per topic: value
     kind (with the TPM/FPKM approximation note), species and ortholog mapping, symbol renames
@@ -366,7 +384,7 @@ def study_report_lines(entry: Mapping) -> list[str]:
     if report:
         lines += [_values_line(_dict(report.get("values"))), _species_line(_dict(report.get("species"))),
                   _symbols_line(_dict(report.get("symbols"))), _qc_line(_dict(report.get("qc"))), *vocabulary_lines(entry),
-                  evidence_line(entry), transfer_line(entry)]
+                  evidence_line(entry), transfer_line(entry), _metadata_line(report.get("metadata"))]
     else:
         lines.append(NOT_RECORDED)
     panel = _dict(entry.get("panel"))

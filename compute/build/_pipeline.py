@@ -65,13 +65,14 @@ log_exc = logging.getLogger("sigatlas.build")
 # invalidates the trained encoder and what depends on it, not ingest.
 TRAINING_VERSION = "3"
 # Bump when a stage's output for the same inputs changes: invalidates every cached stage.
-PIPELINE_VERSION = "4"  # 2: values kinds, symbol harmonisation, species, ingest report; 3: ontology terms; 4: the label reader
+PIPELINE_VERSION = "5"  # 2: values kinds, symbol harmonisation, species, ingest report; 3: ontology terms; 4: the label reader;
+# 5: donor or sample metadata (sex, age, columns.metadata) carried in the cells table
 # What the final write puts in the atlas; bumping it rewrites existing atlases from the cached
 # stages (2: the expression store was added).
-ATLAS_CONTENT_VERSION = "8"  # 3: file checksums in the root; 4: measured genes, gene means, ingest report;
+ATLAS_CONTENT_VERSION = "9"  # 3: file checksums in the root; 4: measured genes, gene means, ingest report;
 # 5: vocabulary.json and the label transfer; 6: predictions in one atlas-level file;
 # 7: gene modules precomputed and stored (gene_modules/); 8: partial panels calibrated gene by gene
-# (studies/<id>/gene_scale.npy, compute.build._calibration)
+# (studies/<id>/gene_scale.npy, compute.build._calibration); 9: each entry's metadata_columns
 
 
 def _sha(*parts) -> str:

@@ -325,11 +325,14 @@ def write_study_task(root: str, meta: dict, organism: str, ingest_file: str, gen
     finally:
         a.file.close()
     ov = gene_overlap(genes, gene_order, min_overlap=min_overlap, where=f"study '{meta['id']}'")
+    # the donor or sample metadata ingest carried (sex, age, ...), as its report lists them
+    metadata_columns = [str(c) for c in ((report.get("metadata") or {}).get("columns") or {}) if c in cells.columns]
     cells["organism"] = organism
     pos = {g: i for i, g in enumerate(gene_order)}
     measured = np.array(sorted(pos[g] for g in genes if g in pos), dtype=np.int32)
     entry = write_study_blocks(
-        Path(root), meta={**meta, "gene_overlap": ov.as_dict(), "report": report}, cells=cells,
+        Path(root), meta={**meta, "gene_overlap": ov.as_dict(), "report": report, "metadata_columns": metadata_columns},
+        cells=cells,
         attributions=lambda: (X for _, X in piece_blocks(attr_dir, ROWS_PER_BLOCK)),
         expression=lambda: (X for _, X in piece_blocks(piece, ROWS_PER_BLOCK)),
         n_genes=len(gene_order), embedding=np.load(embed_file, mmap_mode="r"),

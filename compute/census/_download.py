@@ -22,10 +22,12 @@ __all__ = ["PROVENANCE_KEY", "download_datasets", "fetch_dataset"]
 
 # uns key of a downloaded file: where its cells came from (JSON text)
 PROVENANCE_KEY = "census"
-# obs columns a downloaded study keeps (those the Census has): what ingest reads, and context
+# obs columns a downloaded study keeps (those the Census has): what ingest reads, and context; the donor
+# and sample columns (sex, development_stage, self_reported_ethnicity, assay, suspension_type) reach the
+# atlas as donor metadata (compute.ingest.METADATA_COLUMNS)
 OBS_COLUMNS = ("soma_joinid", "dataset_id", "donor_id", "assay", "assay_ontology_term_id", "cell_type",
                "cell_type_ontology_term_id", "disease", "disease_ontology_term_id", "tissue", "tissue_ontology_term_id",
-               "tissue_general", "sex", "development_stage", "suspension_type", "is_primary_data")
+               "tissue_general", "sex", "development_stage", "self_reported_ethnicity", "suspension_type", "is_primary_data")
 # cells read per request: bounds TileDB's result buffers on large datasets
 CHUNK_CELLS = 20_000
 

@@ -13,7 +13,9 @@ and each study lacks a random 3-12% of the genes (``missing_gene_fraction``: col
 from its file). A planted program makes a fraction of the cells of the affected cell types
 "active"; active cells have the program's genes multiplied by 1 + effect_scale * fold * w_g.
 The fraction depends on the disease's planted strength and on a per-donor factor, so
-per-sample hit rates vary. The validation suite (``python -m compute validate``) turns
+per-sample hit rates vary. Each donor has a simulated sex and age (obs ``sex``, ``age``; drawn
+from a stream of their own, so they change no count), which the atlas carries as donor metadata.
+The validation suite (``python -m compute validate``) turns
 ``effect_scale``, ``batch_sd``, ``depth_sd`` and ``missing_gene_fraction``; the defaults are
 the demo's.
 """
@@ -98,8 +100,16 @@ def _atlas_name(term_id: str) -> str:
     return "normal" if term_id == NORMAL else ontologies().term(term_id).label
 
 
-# bump when the files' layout changes for the same configuration (2: ontology term id columns; 3: truth in the atlas's term labels)
-_FILE_LAYOUT = 3
+# bump when the files' layout changes for the same configuration (2: ontology term id columns; 3: truth in the atlas's term
+# labels; 4: each donor's sex and age)
+_FILE_LAYOUT = 4
+# each donor's simulated sex and age come from their own stream, seeded from the configuration's seed: the
+# counts, and so every number the demo shows, are those drawn before donors had them
+_DONOR_STREAM = 0x5E7A6E
+# the simulated donors' ages (years, inclusive): Kawasaki disease is a disease of young children, and so
+# are the healthy donors its studies compare them with; every other study's donors are adults
+_AGES = {"Kawasaki disease": (1, 8)}
+_ADULT_AGES = (21, 85)
 _MYELOID = ("classical monocyte", "non-classical monocyte", "conventional dendritic cell")
 _MYELOID_GENES = ("LYZ", "CST3", "TYROBP", "FCER1G", "AIF1", "LST1", "CD68", "CSF1R", "SPI1")
 
@@ -321,9 +331,11 @@ def simulate_studies(out_dir: str | Path, config: SimulationConfig | None = None
     ct_names = list(CELL_TYPES)
     ct_props = np.array([CELL_TYPES[c][1] for c in ct_names])
     seeds = np.random.SeedSequence(cfg.seed).spawn(len(plan))
+    donor_seeds = np.random.SeedSequence([cfg.seed, _DONOR_STREAM]).spawn(len(plan))
     planted = {p.id: p for p in cfg.planted_studies}
-    for (sid, disease), seed in zip(plan, seeds, strict=True):
+    for (sid, disease), seed, donor_seed in zip(plan, seeds, donor_seeds, strict=True):
         rng = np.random.default_rng(seed)
+        donor_rng = np.random.default_rng(donor_seed)
         depth = float(np.exp(rng.normal(0, cfg.depth_sd)))
         capture = np.exp(rng.normal(0, cfg.batch_sd, size=n_genes))
         miss_frac = rng.uniform(*cfg.missing_gene_fraction)
@@ -339,7 +351,10 @@ def simulate_studies(out_dir: str | Path, config: SimulationConfig | None = None
             (f"{sid}_H{j + 1}", HEALTHY) for j in range(n_healthy)
         ]
         blocks, obs_rows, samples_truth = [], [], []
+        ages = _AGES.get(disease, _ADULT_AGES)
         for donor, dis in donors:
+            sex = str(donor_rng.choice(["female", "male"]))
+            age = int(donor_rng.integers(ages[0], ages[1] + 1))
             n_cells = int(rng.integers(*cfg.cells_per_sample))
             props = rng.dirichlet(ct_props * 60)
             types = rng.choice(len(ct_names), size=n_cells, p=props)
@@ -366,18 +381,19 @@ def simulate_studies(out_dir: str | Path, config: SimulationConfig | None = None
             counts = rng.poisson(lam).astype(np.float32)
             blocks.append(sp.csr_matrix(counts))
             for k in range(n_cells):
-                obs_rows.append((f"{donor}_c{k:04d}", ct_names[types[k]], dis, donor, donor, "blood"))
+                obs_rows.append((f"{donor}_c{k:04d}", ct_names[types[k]], dis, donor, donor, "blood", sex, age))
             samples_truth.append({"sample": donor, "disease": _atlas_name(DISEASE_TERMS[dis]), "n_cells": n_cells,
-                                  "programs": sample_programs})
+                                  "sex": sex, "age": age, "programs": sample_programs})
         X = sp.vstack(blocks).tocsr()
         keep = np.setdiff1d(np.arange(n_genes), missing)
         X = X[:, keep]
-        obs = pd.DataFrame(obs_rows, columns=["cell_id", "cell_type", "disease", "donor", "sample", "tissue"])
+        obs = pd.DataFrame(obs_rows, columns=["cell_id", "cell_type", "disease", "donor", "sample", "tissue", "sex", "age"])
         obs = obs.set_index("cell_id")
         for c, terms in (("cell_type", CELL_TYPE_TERMS), ("disease", DISEASE_TERMS), ("tissue", TISSUE_TERMS)):
             obs[f"{c}_ontology_term_id"] = obs[c].map(terms)
         for c in obs.columns:
-            obs[c] = obs[c].astype("category")
+            if c != "age":  # age in years, a number as a study's file would hold it
+                obs[c] = obs[c].astype("category")
         adata = ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=[genes[i] for i in keep]))
         adata.uns["simulated"] = True
         adata.uns["sigatlas_simulation"] = json.dumps(

@@ -7,11 +7,12 @@ from compute.ingest._blocked import ingest_h5ad_in_blocks
 from compute.ingest._genes import detect_species, harmonise_symbols, ortholog_table
 from compute.ingest._preview import StudyLabels, labels_json, labels_text, preview_labels
 from compute.ingest._qc import qc_and_normalise, qc_decision, qc_thresholds
-from compute.ingest._read import CELL_COLUMNS, read_study
+from compute.ingest._read import CELL_COLUMNS, METADATA_COLUMNS, read_study
 from compute.ingest._report import REPORT_KEY, ingest_report
 
 __all__ = [
     "CELL_COLUMNS",
+    "METADATA_COLUMNS",
     "GeneOverlap",
     "REPORT_KEY",
     "StudyLabels",

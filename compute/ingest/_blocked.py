@@ -76,8 +76,9 @@ def ingest_h5ad_in_blocks(spec, ingest, target: str | Path, rows_per_block: int 
             C.eliminate_zeros()  # a stored zero is not a detected gene
             n_counts[start : start + C.shape[0]] = np.asarray(C.sum(axis=1)).ravel()
             n_genes[start : start + C.shape[0]] = np.diff(C.indptr)
-        table, vocabulary = standard_cells(src.obs, spec)
-        report = study_report_before_qc(genes, {"kind": "counts", "source": "X", "note": "raw counts"}, vocabulary, len(symbols))
+        table, vocabulary, metadata = standard_cells(src.obs, spec)
+        report = study_report_before_qc(genes, {"kind": "counts", "source": "X", "note": "raw counts"}, vocabulary, len(symbols),
+                                        metadata)
         # 2. the QC decision over every cell
         keep, report = qc_decision(n_counts, n_genes, table["cell_type"].astype(str).to_numpy(), len(symbols), report, True,
                                    ingest, where)

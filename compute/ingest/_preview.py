@@ -128,7 +128,7 @@ def preview_labels(manifest, studies: tuple[str, ...] = (), markers: bool = Fals
         source = str(spec.source.path) if spec.source.path is not None else spec.source.kind
         try:
             obs = _obs(spec)
-            _, vocabulary = standard_cells(obs, spec)
+            _, vocabulary, _ = standard_cells(obs, spec)
         except SigAtlasError as exc:
             out.append(StudyLabels(spec.id, source, error=str(exc)))
             continue

@@ -12,7 +12,7 @@ from compute.ingest._report import store_report
 from compute.ingest._values import pseudo_counts
 from compute.manifest import FieldSpec, StudySpec
 
-__all__ = ["CELL_COLUMNS", "read_study"]
+__all__ = ["CELL_COLUMNS", "METADATA_COLUMNS", "read_study"]
 
 # The standard per-cell columns every ingested study carries, in this order. cell_type, disease
 # and tissue hold the harmonised label (the ontology term's label, or the study's own label when
@@ -20,6 +20,18 @@ __all__ = ["CELL_COLUMNS", "read_study"]
 CELL_COLUMNS = ("cell_id", "study", "sample", "donor", "cell_type", "disease", "tissue", "simulated",
                 "cell_type_original", "cell_type_ontology_term_id", "disease_original", "disease_ontology_term_id",
                 "tissue_original", "tissue_ontology_term_id")
+
+# Donor or sample metadata carried without being asked for, when a study's obs has the column:
+# the CELLxGENE schema's donor and sample columns (their *_ontology_term_id twins are not: the
+# labels are what a colour shows) and a plain ``age``. Each is carried only when it holds one value
+# per sample and at most MAX_METADATA_VALUES values: per-cell numbers or free text are not donor
+# metadata, and a manifest that wants one anyway names it under ``columns.metadata``.
+METADATA_COLUMNS = ("sex", "age", "development_stage", "self_reported_ethnicity", "assay", "suspension_type")
+MAX_METADATA_VALUES = 200
+# the cells table's columns that a metadata column may not replace (the build adds organism and
+# label transfer the predicted cell type)
+_RESERVED = (*CELL_COLUMNS, "organism", "cell_type_predicted", "cell_type_predicted_ontology_term_id",
+             "cell_type_prediction_confidence")
 
 # CELLxGENE-schema obs columns, tried in order when the manifest does not name one.
 _AUTO_COLUMNS = {
@@ -93,6 +105,57 @@ def _harmonised(obs: pd.DataFrame, kind: str, values: np.ndarray, column: str | 
         raise IngestError(f"{_where(spec)}: columns.{kind}_map: {exc}") from exc
 
 
+def _metadata_text(values: pd.Series) -> np.ndarray:
+    """A metadata column as text: whole numbers without a decimal point (an age of 45.0 reads
+    45), and MISSING_METADATA where the study recorded nothing (NaN, None, "", "nan")."""
+    from compute.atlas import MISSING_METADATA
+
+    # each distinct value formatted once: a study has a few donors' values, not a million
+    codes, distinct = pd.factorize(values, use_na_sentinel=True)
+    distinct = np.asarray(distinct)
+    if pd.api.types.is_numeric_dtype(distinct.dtype) and not pd.api.types.is_bool_dtype(distinct.dtype):
+        numbers = distinct.astype(float)
+        text = np.array([f"{v:.0f}" if float(v).is_integer() else f"{v:g}" for v in numbers], dtype=object)
+        text[~np.isfinite(numbers)] = MISSING_METADATA
+    else:
+        text = np.array([str(v).strip() for v in distinct], dtype=object)
+        text[np.isin(text, ["", "nan", "NaN", "None", "<NA>"])] = MISSING_METADATA
+    return np.where(codes < 0, MISSING_METADATA, text[np.maximum(codes, 0)] if text.size else MISSING_METADATA).astype(object)
+
+
+def _metadata(obs: pd.DataFrame, spec: StudySpec, sample: np.ndarray) -> tuple[dict[str, np.ndarray], dict]:
+    """({name: text per cell} of the donor or sample metadata a study carries: the manifest's
+    ``columns.metadata``, then the :data:`METADATA_COLUMNS` obs has; the report's metadata
+    section: each column's source and the automatic ones left out, and why). Raises IngestError
+    when a manifest-named column is not in obs or its name is one of the standard columns."""
+    out, carried, skipped = {}, {}, []
+    for name, column in spec.metadata:
+        if name in _RESERVED:
+            raise IngestError(f"{_where(spec)}: columns.metadata names '{name}', a standard column of the atlas's cells: "
+                              "give it another name ({other_name: " + column + "})")
+        if column not in obs.columns:
+            raise IngestError(
+                f"{_where(spec)}: column '{column}' (manifest key 'columns.metadata') is not in obs; "
+                f"obs has: {', '.join(map(str, obs.columns))}"
+            )
+        out[name] = _metadata_text(obs[column])
+        carried[name] = {"column": column, "from": "manifest"}
+    keys = pd.Series(sample, dtype=object)
+    for name in METADATA_COLUMNS:
+        if name in out or name not in obs.columns:
+            continue
+        text = _metadata_text(obs[name])
+        n_values = len(pd.unique(text))
+        if n_values > MAX_METADATA_VALUES:
+            skipped.append({"column": name, "why": f"{n_values:,} values, more than {MAX_METADATA_VALUES}"})
+        elif pd.Series(text, dtype=object).groupby(keys.to_numpy()).nunique().max() > 1:
+            skipped.append({"column": name, "why": "it varies within a sample"})
+        else:
+            out[name] = text
+            carried[name] = {"column": name, "from": "automatic"}
+    return out, {"columns": carried, "skipped": skipped}
+
+
 def _sum_columns(X: sp.csr_matrix, names: list[str | None]) -> tuple[sp.csr_matrix, np.ndarray]:
     """X with one column per distinct name (columns of one name summed; None dropped), names sorted."""
     kept = [n for n in names if n is not None]
@@ -128,7 +191,8 @@ def _load(spec: StudySpec):
 def read_study(spec: StudySpec):
     """Read a study as AnnData: X = pseudo-counts (CSR float32; raw counts for
     ``source.values: counts``), var index = current human HGNC symbols (one column per gene,
-    duplicates summed), obs = :data:`CELL_COLUMNS`, and ``uns['sigatlas_report']`` with the
+    duplicates summed), obs = :data:`CELL_COLUMNS` then the study's donor or sample metadata
+    (sex, age, ...: :func:`standard_cells`), and ``uns['sigatlas_report']`` with the
     report's values, species, symbols and n_genes_measured sections (qc is None until
     :func:`qc_and_normalise`). Raises IngestError."""
     import anndata as ad
@@ -140,15 +204,17 @@ def read_study(spec: StudySpec):
     values = pseudo_counts(adata, spec.source.values, where)
     genes = study_gene_names(values.var, spec.organism, where)
     counts, symbols = _sum_columns(values.X, genes.names)
-    table, vocabulary = standard_cells(adata.obs, spec)
+    table, vocabulary, metadata = standard_cells(adata.obs, spec)
     out = ad.AnnData(X=counts, obs=table, var=pd.DataFrame(index=pd.Index(symbols, dtype=str)))
-    store_report(out, study_report_before_qc(genes, values.report, vocabulary, int(out.n_vars)))
+    store_report(out, study_report_before_qc(genes, values.report, vocabulary, int(out.n_vars), metadata))
     return out
 
 
-def standard_cells(obs: pd.DataFrame, spec: StudySpec) -> tuple[pd.DataFrame, dict]:
-    """(the standard cells table, :data:`CELL_COLUMNS`, of a study's obs; the report's vocabulary
-    section). Raises IngestError when a cell id occurs more than once."""
+def standard_cells(obs: pd.DataFrame, spec: StudySpec) -> tuple[pd.DataFrame, dict, dict]:
+    """(the cells table of a study's obs: :data:`CELL_COLUMNS`, then its donor or sample metadata
+    as text, MISSING_METADATA where a cell has none; the report's vocabulary section; its
+    metadata section). Raises IngestError when a cell id occurs more than once, or a column the
+    manifest names is not in obs."""
     refuse_duplicate_cells(obs.index, spec)
     donor = _column(obs, spec.donor, "donor", spec, required=False)
     sample = _column(obs, spec.sample, "sample", spec, required=False)
@@ -174,8 +240,11 @@ def standard_cells(obs: pd.DataFrame, spec: StudySpec) -> tuple[pd.DataFrame, di
         vocabulary[kind] = h.report()
     table["simulated"] = bool(spec.simulated)
     table = table[list(CELL_COLUMNS)]
+    columns, metadata = _metadata(obs, spec, sample)
+    for name, values in columns.items():
+        table[name] = values
     table.index = pd.Index([str(i) for i in range(len(table))])
-    return table, vocabulary
+    return table, vocabulary, metadata
 
 
 def refuse_duplicate_cells(cell_ids: pd.Index, spec: StudySpec) -> None:
@@ -195,9 +264,12 @@ def refuse_duplicate_cells(cell_ids: pd.Index, spec: StudySpec) -> None:
     )
 
 
-def study_report_before_qc(genes, value_report: dict, vocabulary: dict, n_genes: int) -> dict:
+def study_report_before_qc(genes, value_report: dict, vocabulary: dict, n_genes: int, metadata: dict | None = None) -> dict:
     """The ingest report of a study read (its qc section None until QC)."""
     warnings = list(genes.warnings)
+    for skipped in (metadata or {}).get("skipped", ()):
+        warnings.append(f"obs column '{skipped['column']}' not carried as donor or sample metadata ({skipped['why']}); "
+                        "name it under columns.metadata to carry it per cell.")
     value_report = dict(value_report)
     if "warning" in value_report:
         warnings.append(value_report.pop("warning") + ".")
@@ -208,5 +280,6 @@ def study_report_before_qc(genes, value_report: dict, vocabulary: dict, n_genes:
         "qc": None,
         "n_genes_measured": int(n_genes),
         "vocabulary": vocabulary,
+        "metadata": metadata,
         "warnings": warnings,
     }

@@ -122,7 +122,7 @@ def draw_cells(data, tab: str | None, color: str | None, gene: str | None, store
     if data.umap is None:
         return {"figure": figures.empty_figure("This atlas has no UMAP (imported attributions carry no embedding)"), "note": None}
     cells = data.atlas.cells
-    columns = sample_columns(cells)
+    columns = data.memo("cells:columns", lambda: sample_columns(cells, data.atlas.metadata_columns))  # one pass over every cell
     note = None
     if color not in columns:
         note, color = (f"'{color}' is not a column of this atlas's cells: coloured by cell type" if color else None), columns[0]

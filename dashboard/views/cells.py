@@ -12,15 +12,17 @@ Pure: the cells table and coordinates in, ``go.Figure`` and components out (test
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import dash_mantine_components as dmc
 import numpy as np
 import pandas as pd
+import plotly.colors as plotly_colors
 import plotly.graph_objects as go
 from dash import dcc, html
 from plotly.subplots import make_subplots
 
+from compute.atlas import MISSING_METADATA
 from dashboard import figures, ids
 from dashboard.figures.cells import umap_figure
 from dashboard.state import DEFAULTS
@@ -30,8 +32,8 @@ from dashboard.views.components import label_colours
 if TYPE_CHECKING:
     from dashboard.data import DashboardData
 
-__all__ = ["CELL_COLUMNS", "GENE_STORES", "MAX_PANELS", "UMAP_COLOURS", "UMAP_VIEWS", "cells_explorer", "cells_tab", "explore_figure",
-           "groups_note", "sample_columns", "selected_cells", "umap_labels_note", "umap_views"]
+__all__ = ["CELL_COLUMNS", "ColumnValues", "GENE_STORES", "MAX_PANELS", "UMAP_COLOURS", "UMAP_VIEWS", "cells_explorer", "cells_tab",
+           "column_label", "column_values", "explore_figure", "groups_note", "sample_columns", "selected_cells", "umap_labels_note", "umap_views"]
 
 # what the UMAP can be coloured by (the state's "color" values), with their labels
 UMAP_COLOURS = {"score": "score", "cell_type": "cell type (annotated)", "cell_type_predicted": "cell type (predicted)",
@@ -118,24 +120,27 @@ MAX_PANELS = 30  # a split into more panels than this is refused (each panel wou
 _MAX_CATEGORIES = 200  # a column with more values than this is an identifier, not a colour
 _NAMES = {"cell_type": "cell type (annotated)", "cell_type_predicted": "cell type (predicted)", "study": "study", "sample": "sample",
           "donor": "donor", "disease": "disease", "tissue": "tissue", "organism": "organism", "simulated": "SIMULATED or real",
-          "sex": "sex", "age": "age", "development_stage": "age (development stage)"}
+          "sex": "sex", "age": "age", "development_stage": "age (development stage)",
+          "self_reported_ethnicity": "ethnicity (self-reported)", "suspension_type": "suspension (cell or nucleus)"}
 
 
-def sample_columns(cells: pd.DataFrame) -> list[str]:
-    """The columns of ``cells`` that hold one value per sample (donor or sample metadata: study,
-    donor, disease, sex, age... whatever the atlas's studies carry), in the table's order; then
-    the per-cell labels of CELL_COLUMNS the table has. Identifiers, ontology ids and per-cell
-    numbers are left out, and so is a column of more than 200 values."""
+def sample_columns(cells: pd.DataFrame, metadata=()) -> list[str]:
+    """The per-cell labels of CELL_COLUMNS the table has, then the columns of ``cells`` that hold
+    one value per sample (study, donor, disease, sex, age... whatever the atlas's studies carry),
+    in the table's order. ``metadata``: the atlas's donor or sample metadata columns
+    (Atlas.metadata_columns), offered even where a manifest carried one per cell. Identifiers,
+    ontology ids and per-cell numbers are left out, and so is a column of more than 200 values
+    (an age counts its bins: :func:`column_values`)."""
     keys = cells["study"].astype(str) + "\x00" + cells["sample"].astype(str)
     out = []
     for col in cells.columns:
         if col in _SKIP or col.endswith("_ontology_term_id") or col in CELL_COLUMNS:
             continue
         values = cells[col]
-        n = values.nunique(dropna=True)
+        n = len(column_values(cells, col).order) if col in metadata else values.nunique(dropna=True)
         if n < 1 or n > _MAX_CATEGORIES:
             continue
-        if col in ("study", "sample") or values.astype(str).groupby(keys.to_numpy()).nunique().max() == 1:
+        if col in ("study", "sample") or col in metadata or values.astype(str).groupby(keys.to_numpy()).nunique().max() == 1:
             out.append(col)
     return [c for c in CELL_COLUMNS if c in cells.columns] + out
 
@@ -144,11 +149,76 @@ def column_label(col: str) -> str:
     return _NAMES.get(col, col.replace("_", " "))
 
 
-def _labels(cells: pd.DataFrame, col: str) -> np.ndarray:
+class ColumnValues(NamedTuple):
+    """A column as the explorer colours it: ``labels`` (one per cell), ``order`` (the legend's and
+    the panels' order), ``colours`` ({label: colour} for an ordered quantity, else None: the
+    atlas's colours or distinct ones) and ``what`` (the legend's title)."""
+
+    labels: np.ndarray
+    order: list[str]
+    colours: dict[str, str] | None
+    what: str
+
+
+# an age is a quantity: its values (or its bins) in order, on a sequential scale, so that young and
+# old read apart at a glance (distinct hues would make 47 and 48 as unlike as 5 and 80). Shown as
+# they are up to this many values, else in bins of a round width (1, 2, 5, 10, 20... years) that
+# leaves at most this many: a biologist reads "40-49" rather than a colour bar over a handful of
+# donors, and a split needs groups. The exact age of every cell stays in the CSV export.
+_MAX_AGE_BINS = 10
+_UNKNOWN_COLOUR = "#bdbdbd"  # a donor whose study did not record the column: grey, last
+
+
+def _age_like(col: str) -> bool:
+    return col == "age" or col.startswith("age_") or col.endswith("_age")
+
+
+def _age_bins(numbers: np.ndarray) -> tuple[np.ndarray, list[str], str]:
+    """(a label per finite number, the labels in order, the legend's note) of an age column."""
+    distinct = np.unique(numbers)
+    if len(distinct) <= _MAX_AGE_BINS:
+        labels = [f"{v:g}" for v in distinct]
+        return np.array([f"{v:g}" for v in numbers], dtype=object), labels, ""
+    lo, hi = float(distinct[0]), float(distinct[-1])
+    step = next(m * 10.0 ** e for e in range(-2, 6) for m in (1, 2, 5)
+                if np.floor(hi / (m * 10.0 ** e)) - np.floor(lo / (m * 10.0 ** e)) + 1 <= _MAX_AGE_BINS)
+    starts = np.floor(numbers / step) * step
+    whole = bool(np.all(numbers == np.round(numbers))) and step >= 1
+
+    def label(start: float) -> str:
+        return f"{start:g}-{start + step - 1:g}" if whole else f"{start:g} to <{start + step:g}"
+
+    order = [label(v) for v in np.unique(starts)]
+    return np.array([label(v) for v in starts], dtype=object), order, f"bins of {step:g}"
+
+
+def column_values(cells: pd.DataFrame, col: str) -> ColumnValues:
+    """How the explorer colours and splits by ``col`` (ColumnValues): the SIMULATED flag in words;
+    an age (a column named age, age_* or *_age whose values are numbers) by value or in round
+    bins, in order, on a sequential scale; any other column by its labels, the most frequent
+    first. MISSING_METADATA ("unknown": the cell's study did not record it) is grey and last."""
     values = cells[col]
+    name = column_label(col)
     if col == "simulated":
-        return np.where(values.astype(bool).to_numpy(), "SIMULATED", "real")
-    return values.astype(str).to_numpy()
+        labels = np.where(values.astype(bool).to_numpy(), "SIMULATED", "real")
+    else:
+        labels = values.astype(str).to_numpy()
+    if _age_like(col):
+        codes, distinct = pd.factorize(labels)  # each distinct value once: an atlas has a few hundred ages, not a million
+        distinct = np.asarray(distinct, dtype=object)
+        missing = distinct == MISSING_METADATA
+        numbers = pd.to_numeric(pd.Series(distinct[~missing]), errors="coerce").to_numpy(dtype=float)
+        if numbers.size and np.isfinite(numbers).all():
+            binned, order, note = _age_bins(numbers)
+            distinct[~missing] = binned
+            ramp = plotly_colors.sample_colorscale("Viridis", np.linspace(0.0, 0.9, len(order)).tolist()) if len(order) > 1 else ["#31688e"]
+            colours = dict(zip(order, ramp, strict=True))
+            if missing.any():
+                order, colours[MISSING_METADATA] = [*order, MISSING_METADATA], _UNKNOWN_COLOUR
+            return ColumnValues(distinct[codes].astype(str), order, colours, f"{name} ({note})" if note else name)
+    counts = pd.Series(labels).value_counts()
+    order = sorted(counts.index, key=lambda c: (c == MISSING_METADATA, -counts[c], str(c)))
+    return ColumnValues(labels, [str(c) for c in order], None, name)
 
 
 def explore_figure(coords: np.ndarray, cells: pd.DataFrame, *, color: str = "cell_type", gene: str | None = None,
@@ -167,7 +237,9 @@ def explore_figure(coords: np.ndarray, cells: pd.DataFrame, *, color: str = "cel
     if coords is None or len(coords) != n or n == 0:
         return figures.empty_figure("This atlas has no UMAP (imported attributions carry no embedding)")
     coords = np.asarray(coords, dtype=np.float32)  # half the bytes of float64: the figure is most of the tab's wait
-    panels = [None] if not split else sorted(pd.unique(_labels(cells, split)), key=str)
+    split_values = column_values(cells, split) if split else None
+    # an ordered quantity (an age) keeps its order; other panels go by name
+    panels = [None] if not split else split_values.order if split_values.colours else sorted(split_values.order, key=str)
     if len(panels) > MAX_PANELS:
         return figures.empty_figure(f"{column_label(split)} has {len(panels)} values: split by a column of at most {MAX_PANELS}")
     n_cols = 1 if len(panels) == 1 else min(5, int(np.ceil(np.sqrt(len(panels)))))
@@ -175,7 +247,7 @@ def explore_figure(coords: np.ndarray, cells: pd.DataFrame, *, color: str = "cel
     titles = [f"{p}" for p in panels] if split else None
     fig = make_subplots(rows=n_rows, cols=n_cols, subplot_titles=titles, horizontal_spacing=0.02,
                         vertical_spacing=0.06 if n_rows > 1 else 0.02) if split else go.Figure()
-    split_labels = _labels(cells, split) if split else None
+    split_labels = split_values.labels if split else None
     painted = gene is not None and gene_values is not None
     if painted:
         values = np.asarray(gene_values, dtype=float)
@@ -183,11 +255,11 @@ def explore_figure(coords: np.ndarray, cells: pd.DataFrame, *, color: str = "cel
         cmax = float(np.nanpercentile(finite, 99.5)) if finite.size else 1.0
         cmax = cmax if cmax > 0 else (float(finite.max()) if finite.size and finite.max() > 0 else 1.0)
     else:
-        labels = _labels(cells, color)
-        counts = pd.Series(labels).value_counts()
-        cats = sorted(counts.index, key=lambda c: (-counts[c], str(c)))
+        shown = column_values(cells, color)
+        labels, cats = shown.labels, shown.order
         palette = figures.distinct_colours(len(cats))
-        colour_of = {c: (colours or {}).get(str(c)) or palette[i] for i, c in enumerate(cats)}
+        colour_of = {c: (shown.colours or colours or {}).get(c) or (_UNKNOWN_COLOUR if c == MISSING_METADATA else palette[i])
+                     for i, c in enumerate(cats)}
     in_legend = set()
     for k, panel in enumerate(panels):
         row, col = k // n_cols + 1, k % n_cols + 1
@@ -226,8 +298,8 @@ def explore_figure(coords: np.ndarray, cells: pd.DataFrame, *, color: str = "cel
                 fig.add_trace(go.Scattergl(x=coords[pos, 0], y=coords[pos, 1], mode="markers", name=f"group {key.upper()}",
                                            marker=dict(size=7, color="rgba(0,0,0,0)", line=dict(width=1.2, color=colour)),
                                            hoverinfo="skip", customdata=pos.tolist()))
-    what = f"{gene} ({GENE_STORES[store]})" if painted else column_label(color)
-    title = f"UMAP of all {n:,} cells coloured by {what}" + (f", split by {column_label(split)}" if split else "")
+    what = f"{gene} ({GENE_STORES[store]})" if painted else shown.what
+    title = f"UMAP of all {n:,} cells coloured by {what}" + (f", split by {split_values.what}" if split else "")
     height = 560 if not split else max(420, 230 * n_rows + 90)
     fig.update_layout(title=dict(text=title, x=0, font_size=15), height=height, dragmode="lasso", template="plotly_white",
                       legend=dict(itemsizing="constant", title=dict(text=what), y=1, yanchor="top"),
@@ -269,7 +341,7 @@ def groups_note(groups: dict | None) -> str:
 def cells_explorer(data: DashboardData) -> html.Div:
     """The explorer's components (filled by ``callbacks.cells``)."""
     cells = data.atlas.cells
-    columns = sample_columns(cells)
+    columns = data.memo("cells:columns", lambda: sample_columns(cells, data.atlas.metadata_columns))
     colour_options = [{"value": c, "label": column_label(c)} for c in columns]
     controls = dmc.Group([
         dmc.Select(id=ids.CELLS_COLOR, data=colour_options, value="cell_type" if "cell_type" in columns else columns[0],
@@ -297,6 +369,9 @@ def cells_explorer(data: DashboardData) -> html.Div:
         dmc.Text("Every cell of the atlas", fw=700, size="sm"),
         dmc.Text("Colour or split the cells by any column the studies carry, paint a gene, or pick two groups of cells with "
                  "the lasso or the box and compare their genes (each donor's sample counts once).", size="xs", c="dimmed"),
+        *([dmc.Text("Includes SIMULATED studies: everything about their donors (disease, sex, age) is simulated too; colour "
+                    "by 'SIMULATED or real' to tell them apart.", size="xs", c="orange", id=ids.CELLS_SIMULATED_NOTE)]
+          if data.atlas.has_simulated else []),
         controls, compare, html.Div(id=ids.CELLS_NOTE, className="note"), dcc.Store(id=ids.CELLS_GROUPS, data={"a": "", "b": ""}),
         dcc.Store(id=ids.CELLS_PICKED, data=""),
         graph,

@@ -509,7 +509,7 @@ def _tables(data, result, ranking, study_rows, mean_table, pct_table) -> dict:
     sel = result.selection
     cols = [c for c in ("cell_id", "study", "sample", "cell_type", "cell_type_original", "cell_type_ontology_term_id",
                         "cell_type_predicted", "cell_type_prediction_confidence", "disease", "disease_original",
-                        "disease_ontology_term_id", "tissue", "simulated") if c in cells]
+                        "disease_ontology_term_id", "tissue", "simulated", "donor", *data.atlas.metadata_columns) if c in cells]
     umap = cells.loc[sel, cols].copy()
     if result.params.disease_groups:  # the disease as the ranking counted it
         umap.insert(cols.index("disease") + 1, "disease_group", data.query_cells(result.params)["disease"][sel].astype(str))

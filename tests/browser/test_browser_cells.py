@@ -168,3 +168,26 @@ def test_the_cells_explorer_paints_splits_and_compares_two_groups(driver, server
     _select(driver, "cells-gene", gene)
     _wait(driver, lambda d: _plot(d, "cells-fig", "p.layout.meta.gene") == gene, what=f"{gene} painted")
     assert gene in _plot(driver, "cells-fig", "p.layout.title.text")
+
+
+def test_the_cells_explorer_colours_by_sex_and_splits_by_age(driver, server):  # noqa: F811
+    """Issue 36 item 13: the donors' sex and age (simulated, carried by ingest) are offered; the UMAP
+    coloured by sex has a trace per sex and "unknown" (the real PBMC68K study records neither),
+    grey and last; split by age, one panel per age group, youngest first."""
+    _viewport(driver, 1280, 800)
+    driver.get(server + "/?tab=cells")
+    _wait(driver, lambda d: (_plot(d, "cells-fig", "(p.layout.meta || {}).n_cells") or 0) > 0, what="the explorer")
+    _select(driver, "cells-color", "sex")
+    _wait(driver, lambda d: _plot(d, "cells-fig", "p.layout.meta.color") == "sex", what="coloured by sex")
+    names = _plot(driver, "cells-fig", "p.data.map(t => t.name)")
+    assert set(names) == {"female", "male", "unknown"} and names[-1] == "unknown", names
+    assert _plot(driver, "cells-fig", "p.data[p.data.length - 1].marker.color") == "#bdbdbd"
+    assert "coloured by sex" in _plot(driver, "cells-fig", "p.layout.title.text")
+    _select(driver, "cells-split", "age")
+    _wait(driver, lambda d: len(_plot(d, "cells-fig", "p.layout.meta.panels") or []) > 1, what="split by age")
+    panels = _plot(driver, "cells-fig", "p.layout.meta.panels")
+    starts = [int(p.split("-")[0]) for p in panels if p != "unknown"]
+    assert starts == sorted(starts) and panels[-1] == "unknown", panels
+    _settled(driver, "cells-fig")
+    _assert_fits(driver, "cells-fig", "1280x800, coloured by sex, split by age")
+    _shot(driver, "cells_sex_by_age")

@@ -50,7 +50,7 @@ def old_atlas(tiny_build, tmp_path_factory):
 @pytest.fixture(scope="module")
 def pre_vocabulary_atlas(tiny_build, tmp_path_factory):
     """The tiny atlas as a build before the vocabulary wrote it: no vocabulary, no term ids, no
-    original labels, no label transfer."""
+    original labels, no label transfer (and no donor metadata: sex, age)."""
     import json
 
     src = tiny_build[1]
@@ -65,7 +65,8 @@ def pre_vocabulary_atlas(tiny_build, tmp_path_factory):
         for f in study.iterdir():
             if f.name == "cells.parquet":
                 cells = pd.read_parquet(f)
-                drop = [c for c in cells if c.endswith(("_original", "_ontology_term_id")) or c.startswith("cell_type_predict")]
+                drop = [c for c in cells if c.endswith(("_original", "_ontology_term_id")) or c.startswith("cell_type_predict")
+                        or c in ("sex", "age")]
                 cells.drop(columns=drop).to_parquet(out / f.name)
             else:
                 (out / f.name).symlink_to(f)
@@ -73,6 +74,8 @@ def pre_vocabulary_atlas(tiny_build, tmp_path_factory):
     root.pop("vocabulary", None)
     for s in root["studies"]:
         (s.get("report") or {}).pop("vocabulary", None)
+        (s.get("report") or {}).pop("metadata", None)
+        s.pop("metadata_columns", None)
     # a consistent old atlas: its root records the files it has (Atlas.open checks them)
     from compute.files import file_record
 

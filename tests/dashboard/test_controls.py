@@ -242,3 +242,7 @@ def test_an_atlas_without_a_vocabulary_uses_the_studies_labels(pre_vocabulary_at
     assert "records no ontology terms" in text_of(find(study_reports_panel(data), ids.VOCABULARY_NOTE))
     app = create_app(pre_vocabulary_atlas)
     assert find(app.layout, ids.DISEASE_GROUPS).disabled is True
+    # built before donor metadata was carried: it opens, its explorer offers what its cells hold
+    assert data.atlas.metadata_columns == [] and "sex" not in data.atlas.cells
+    offered = [o["value"] for o in find(app.layout, ids.CELLS_COLOR).data]
+    assert "donor" in offered and "sex" not in offered and "age" not in offered

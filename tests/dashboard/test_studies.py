@@ -142,6 +142,13 @@ def test_report_lines_for_tpm_mouse_and_qc_drops():
     assert "most dropped: B 20 of 200, T 10 of 300" in text
     assert "Genes measured: 1,097, 1,000 of them in the model's gene order." in lines and "Measured share: 61%" in text
     assert study_warnings(entry) == ["QC dropped 10% of the 'B' cells (20 of 200)."]
+    assert not any(line.startswith("Donor or sample metadata") for line in lines)  # a report from before metadata
+    entry["report"]["metadata"] = {"columns": {"sex": {"column": "sex", "from": "automatic"},
+                                               "age": {"column": "Age_years", "from": "manifest"}}, "skipped": []}
+    assert ("Donor or sample metadata: sex (found in the file), age (named in the manifest, obs column 'Age_years')."
+            in study_report_lines(entry))
+    entry["report"]["metadata"] = {"columns": {}, "skipped": []}
+    assert "name other obs columns under columns.metadata" in "\n".join(study_report_lines(entry))
     # malformed or missing sections never raise
     assert study_report_lines({"report": {"values": "x", "qc": {"cells_in": "?"}, "symbols": []}}) == []
     assert study_report_lines({"report": "nonsense", "panel": {"attr_share": True}})[0].startswith("Ingest report: not recorded")

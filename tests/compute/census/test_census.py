@@ -137,7 +137,7 @@ def write_local_census(path: Path, version: str = VERSION) -> dict:
             "disease": disease, "disease_ontology_term_id": disease_id,
             "donor_id": [f"{did[:4]}-donor{k % donors + 1}" for k in range(n)],
             "is_primary_data": primary,
-            "self_reported_ethnicity": "unknown", "sex": "unknown",
+            "self_reported_ethnicity": "unknown", "sex": ["female" if k % donors == 0 else "male" for k in range(n)],
             "suspension_type": "cell", "tissue": "blood", "tissue_ontology_term_id": "UBERON:0000178",
             "tissue_type": "tissue", "tissue_general": "blood", "tissue_general_ontology_term_id": "UBERON:0000178",
         }))
@@ -515,6 +515,11 @@ def test_the_readme_example_builds_an_atlas_of_the_census_datasets(census_atlas,
     assert "CL:0001054" in set(cells["cell_type_ontology_term_id"]) and "" not in set(cells["cell_type_ontology_term_id"])
     assert set(cells["cell_type"]) >= {"CD14-positive monocyte", "natural killer cell"}  # the terms' labels
     assert set(cells["disease"]) == {"COVID-19", "normal", "systemic lupus erythematosus", "infectious disease with sepsis"}
+    # the Census's donor columns reach the atlas as donor metadata, each donor's own (issue 36, item 13)
+    assert {"sex", "development_stage", "self_reported_ethnicity", "assay"} <= set(atlas.metadata_columns)
+    assert set(cells["sex"].astype(str)) == {"female", "male"} and set(cells["development_stage"].astype(str)) == {"adult stage"}
+    truth_sex = obs.assign(donor_id=obs["donor_id"].astype(str)).groupby("donor_id", observed=True)["sex"].first().astype(str)
+    assert (cells["sex"].astype(str).to_numpy() == truth_sex.loc[cells["donor"]].to_numpy()).all()
 
 
 def test_a_rebuild_reuses_the_plan_and_the_downloads(census_atlas, tmp_path):

@@ -19,7 +19,7 @@ from compute.ingest import ingest_report, qc_and_normalise, read_study
 from compute.manifest import FieldSpec, IngestSpec, SourceSpec, StudySpec
 from tests import realdata as rd
 
-REPORT_KEYS = {"values", "species", "symbols", "qc", "n_genes_measured", "vocabulary", "warnings"}
+REPORT_KEYS = {"values", "species", "symbols", "qc", "n_genes_measured", "vocabulary", "metadata", "warnings"}
 
 
 def _spec(path, *, values="counts", organism="human", cell_type=None, sid="REAL1") -> StudySpec:
