@@ -87,9 +87,10 @@ class ModelSpec:
     # apart even at 0.2. The margin (0.05 vs 0.2 or 0.3) changed nothing measurable.
     triplet_weight: float = 0.1
     margin: float = 0.05
-    # share of training batches in which each cell is shown on another study's gene panel (the
-    # genes outside it zeroed; reconstruction still targets the cell as measured), so the
-    # encoder learns to embed and attribute a cell alike whatever panel it was measured on
+    # chance that a training cell is shown on another study's gene panel (the genes outside it
+    # zeroed and the cell normalised again over the panel's genes, as ingest normalises a study
+    # measured on that panel: compute.model.panel_input; reconstruction still targets the cell as
+    # measured), so the encoder learns to embed and attribute a cell alike whatever its panel
     panel_dropout: float = 0.0
     # with panel dropout: weight of a term that pulls a cell's embedding on the other panel to its
     # embedding as measured (squared distance, the measured one held fixed). Reconstruction alone

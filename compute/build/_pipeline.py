@@ -61,9 +61,10 @@ __all__ = ["PIPELINE_VERSION", "StudyFailures", "build_atlas", "dask_client", "w
 log_exc = logging.getLogger("sigatlas.build")
 
 # Bump when training gives other weights for the same inputs (2: streamed balanced batches, data
-# parallel forward; 3: a mixture term such as PBMC is no triplet negative of its lineage's types):
+# parallel forward; 3: a mixture term such as PBMC is no triplet negative of its lineage's types;
+# 4: panel dropout normalises a cell again over the other panel's genes, as ingest does):
 # invalidates the trained encoder and what depends on it, not ingest.
-TRAINING_VERSION = "3"
+TRAINING_VERSION = "4"
 # Bump when a stage's output for the same inputs changes: invalidates every cached stage.
 PIPELINE_VERSION = "5"  # 2: values kinds, symbol harmonisation, species, ingest report; 3: ontology terms; 4: the label reader;
 # 5: donor or sample metadata (sex, age, columns.metadata) carried in the cells table
@@ -485,7 +486,7 @@ def _train_or_reuse(b: _Build) -> None:
     _write_training_pieces(b)
     plan_dir = b.work / "train" / b.model_key
     b.encoder, b.model_card = _train(m, b.gene_order, b.ingested, b.pieces, plan_dir, b.model_key, b.quiet, b.train_threads,
-                                     b.train_workers, b.checkpoint_every, b.force)
+                                     b.train_workers, b.checkpoint_every, b.force, shares=b.shares)
     saving = b.model_dir.with_name(f".{b.model_dir.name}.{os.getpid()}.saving")
     save_encoder(b.encoder, saving, card=b.model_card)
     copy_tree_atomic(saving, b.model_dir)
@@ -927,12 +928,15 @@ def _checksums(root: Path, names: list[str]) -> dict:
 
 
 def _train(manifest: Manifest, gene_order: list[str], ingested: list[dict], pieces: list[str], plan_dir: Path, model_key: str,
-           quiet: bool, threads: int, train_workers: int, checkpoint_every: int | None, force: bool):
+           quiet: bool, threads: int, train_workers: int, checkpoint_every: int | None, force: bool,
+           shares: dict[str, float] | None = None):
     """Train the encoder on every study's piece -> (encoder, model card): in this process with
     ``threads`` torch threads, or on ``train_workers`` processes (torch.distributed, the threads
     shared among them). Nothing here holds cell values: the plan (one label and study code a
     cell, the panels) goes to ``plan_dir`` and the trainers memory-map the pieces. A checkpoint
-    in ``plan_dir`` from an interrupted run of the same model key is resumed (``force`` drops it)."""
+    in ``plan_dir`` from an interrupted run of the same model key is resumed (``force`` drops it).
+    ``shares``: each study's input share (:func:`input_shares`, as its piece was scaled), so that
+    panel dropout shows a cell on another panel as ingest would give it (None: 1 for every study)."""
     import torch
 
     from compute.model import label_codes_and_relation, run_plan, train_distributed, write_plan
@@ -961,10 +965,11 @@ def _train(manifest: Manifest, gene_order: list[str], ingested: list[dict], piec
     panels = np.zeros((len(ids), len(gene_order)), dtype=bool)
     for r in ingested:
         panels[code_of[r["id"]], [pos[g] for g in r["var_names"] if g in pos]] = True
+    panel_shares = np.array([float((shares or {}).get(sid, 1.0)) for sid in sorted(ids)])
     fingerprint = _sha(model_key, TRAINING_VERSION)
     plan = write_plan(plan_dir, pieces=pieces, gene_order=gene_order, study_codes=study_codes, label_codes=label_codes,
                       spec=manifest.model, seed=manifest.seed, fingerprint=fingerprint, relation=relation_t.numpy(),
-                      panels=panels, checkpoint_every=checkpoint_every)
+                      panels=panels, panel_shares=panel_shares, checkpoint_every=checkpoint_every)
     del terms, label_codes, study_codes
     workers = max(1, int(train_workers))
     if workers > 1:

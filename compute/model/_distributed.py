@@ -3,7 +3,7 @@
 A plan is a folder the build writes before training: ``plan.json`` (the pieces, the gene
 order, the model settings, the seed, the fingerprint), ``studies.npy`` and ``labels.npy`` (one
 code per cell), optionally ``relation.npy`` (the triplet pairing over the label codes) and
-``panels.npy`` (studies x genes, measured). Every process reads it the same way and memory-maps
+``panels.npy`` (studies x genes, measured) with ``panel_shares.npy`` (each study's input share). Every process reads it the same way and memory-maps
 the cells, so ``run_plan`` is the same call for one process and for each of N ranks; the
 checkpoint (``checkpoint.pt``) lives in the plan folder, so a rerun resumes from it.
 
@@ -49,16 +49,17 @@ class TrainPlan:
 
 def write_plan(folder: str | Path, *, pieces: list[str], gene_order: list[str], study_codes: np.ndarray, label_codes: np.ndarray,
                spec, seed: int, fingerprint: str, relation=None, panels: np.ndarray | None = None,
-               checkpoint_every: int | None = None) -> TrainPlan:
+               panel_shares: np.ndarray | None = None, checkpoint_every: int | None = None) -> TrainPlan:
     """Write the plan folder (each file atomically, ``plan.json`` last); returns it. ``spec``:
-    a ModelSpec; ``relation``: the (L, L) int8 tensor or array of label_codes_and_relation."""
+    a ModelSpec; ``relation``: the (L, L) int8 tensor or array of label_codes_and_relation;
+    ``panels``, ``panel_shares``: as compute.model.train_on_corpus takes them."""
     from compute.files import save_npy_atomic, write_json_atomic
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_npy_atomic(folder / "studies.npy", np.asarray(study_codes, dtype=np.int32))
     save_npy_atomic(folder / "labels.npy", np.asarray(label_codes, dtype=np.int32))
-    for name, arr in (("relation", relation), ("panels", panels)):
+    for name, arr in (("relation", relation), ("panels", panels), ("panel_shares", panel_shares)):
         if arr is not None:
             save_npy_atomic(folder / f"{name}.npy", np.asarray(arr))
         else:
@@ -96,7 +97,10 @@ def run_plan(plan: TrainPlan | str | Path, *, rank: int = 0, world: int = 1, pro
     rel_file, panels_file = plan.folder / "relation.npy", plan.folder / "panels.npy"
     relation = torch.as_tensor(np.load(rel_file)) if rel_file.is_file() else None
     panels = np.load(panels_file) if panels_file.is_file() else None
+    shares_file = plan.folder / "panel_shares.npy"
+    shares = np.load(shares_file) if shares_file.is_file() else None
     return train_on_corpus(corpus, studies, labels, s["gene_order"], _spec(s["spec"]), s["seed"], relation=relation, panels=panels,
+                           panel_shares=shares,
                            progress=progress, checkpoint=plan.checkpoint, checkpoint_every=s.get("checkpoint_every"),
                            fingerprint=s["fingerprint"], rank=rank, world=world, stop_after=stop_after)
 

@@ -32,8 +32,8 @@ from compute.model._modules import Decoder, Encoder
 from compute.model._stream import BalancedBatches, CellCorpus
 from compute.process import peak_rss
 
-__all__ = ["TrainLoss", "TrainingStopped", "label_codes_and_relation", "seed_everything", "train_encoder", "train_on_corpus",
-           "triplet_loss"]
+__all__ = ["TrainLoss", "TrainingStopped", "label_codes_and_relation", "panel_input", "seed_everything", "train_encoder",
+           "train_on_corpus", "triplet_loss"]
 
 _MAX_PAIRS = 4096  # anchor-positive pairs scored per batch; bounds the B x B x pairs work
 
@@ -173,6 +173,26 @@ def _trained_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
     return out
 
 
+def panel_input(x: torch.Tensor, keep: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+    """Cells ``x`` (log1p of expression normalised per cell, rows x genes) as a study measuring
+    only the genes ``keep`` (rows x genes, 1 kept, 0 not) would give them to the encoder: the
+    other genes zeroed and each cell normalised again over the genes kept, to ``ratio`` (one a
+    row) times its present total: log1p(expm1(x) * keep * ratio * total / kept total).
+
+    That is ingest's rule for a partial panel (counts over the panel's genes per 10,000 x the
+    study's input share; compute.build.input_shares): with ``ratio`` = the panel's share / the
+    cell's own study's share, a full-panel cell comes out as its twin measured on the panel does,
+    whatever share of the cell's own counts its panel holds (zeroing alone left each cell scaled
+    by that share: 0.10-0.23 of a celltypist PBMC's expression on PBMC 68k's 765 genes). A row
+    whose kept genes are all zero stays zero; a row with ``keep`` all ones and ``ratio`` 1 is
+    returned as it is. Returns a new tensor of ``x``'s dtype."""
+    e = torch.expm1(x.to(torch.float64)) * keep.to(torch.float64)
+    kept = e.sum(dim=1)
+    total = torch.expm1(x.to(torch.float64)).sum(dim=1)
+    factor = torch.where(kept > 0, ratio.to(torch.float64) * total / kept.clamp(min=1e-300), torch.zeros_like(kept))
+    return torch.log1p(e * factor[:, None]).to(x.dtype)
+
+
 def _seed_of(*parts: int) -> int:
     return int(np.random.default_rng([abs(int(p)) for p in parts]).integers(2**62))
 
@@ -210,6 +230,7 @@ def train_on_corpus(
     *,
     relation: torch.Tensor | None = None,
     panels: np.ndarray | None = None,
+    panel_shares: np.ndarray | None = None,
     progress: bool = True,
     checkpoint: str | Path | None = None,
     checkpoint_every: int | None = None,
@@ -227,6 +248,14 @@ def train_on_corpus(
     Batches come from :class:`BalancedBatches` (a function of seed, epoch and batch index);
     each rank reads and runs its contiguous share of every global batch, and gradients are
     summed over ranks, so any ``world`` computes the same steps as one process.
+
+    ``panels``: (studies, genes) bool, which genes each study (a study code) measured; with
+    ``spec.panel_dropout`` > 0 each cell is, with that chance, shown on another study's panel.
+    ``panel_shares``: each study's input share (its cells normalised to 10,000 x it; 1 for a full
+    panel; compute.build.input_shares): a cell shown on another panel is then normalised again over
+    that panel's genes as ingest normalises a study measured on it (:func:`panel_input`, to the
+    smaller of the two studies' shares: exact when one panel holds the other). None: the genes
+    outside the panel are only zeroed.
 
     ``checkpoint``: a file; when it exists (written by a run with the same ``fingerprint`` and
     sampler) training resumes from it, and it is rewritten atomically by rank 0 at the end of
@@ -255,6 +284,9 @@ def train_on_corpus(
     opt = torch.optim.Adam(params, lr=spec.learning_rate)
     study_codes = np.asarray(study_codes)
     label_codes = np.asarray(label_codes)
+    shares = None if panel_shares is None else np.asarray(panel_shares, dtype=np.float64)
+    if shares is not None and panels is not None and (shares.shape != (len(panels),) or not (shares > 0).all()):
+        raise ValueError(f"panel_shares must hold one positive share per panel ({len(panels)}), got shape {shares.shape}")
     sampler = BalancedBatches(study_codes, label_codes, spec.batch_size, seed)
     batch = sampler.batch_size
     bounds = _bounds(batch, world)
@@ -319,10 +351,21 @@ def train_on_corpus(
                     # each cell, with that chance, on another study's panel: a batch holds both kinds, so
                     # BatchNorm's batch statistics are those its running statistics (eval) average
                     on_other = prng.random(batch) < spec.panel_dropout
+                    own = study_codes[idx]
                     other = prng.integers(len(panels) - 1, size=batch)
-                    other = other + (other >= study_codes[idx])  # another study's panel, never the cell's own
+                    other = other + (other >= own)  # another study's panel, never the cell's own
                     keep = np.where(on_other[:, None], np.asarray(panels)[other], True)[lo:hi]
-                    shown = x * torch.from_numpy(keep.astype(np.float32)).to(device)
+                    keep_t = torch.from_numpy(keep.astype(np.float32)).to(device)
+                    if shares is None:
+                        shown = x * keep_t
+                    else:
+                        # as ingest gives such a study's cells to the encoder: only the panel's genes, each
+                        # cell normalised again over them (see panel_input)
+                        mine = np.flatnonzero(on_other[lo:hi])  # only these rows change
+                        ratio = (np.minimum(shares[own], shares[other]) / shares[own])[lo:hi][mine]
+                        rows_t = torch.from_numpy(mine).to(device)
+                        shown = x.clone()
+                        shown[rows_t] = panel_input(x[rows_t], keep_t[rows_t], torch.from_numpy(ratio).to(device))
                     masked = bool(on_other.any())
                 # on the model's device (a GPU draws its own masks: same seed, other numbers than a CPU)
                 share = _Share(lo, hi, batch, world, torch.Generator(device=device).manual_seed(_seed_of(seed, epoch, b, 1)))
@@ -411,6 +454,7 @@ def train_encoder(
     progress: bool = True,
     panels: np.ndarray | None = None,
     relation: pd.DataFrame | None = None,
+    panel_shares: np.ndarray | None = None,
 ) -> tuple[Encoder, dict]:
     """Train an encoder on log-normalised cells ``X`` in memory (aligned to ``gene_order``): the
     same training as the build's (:func:`train_on_corpus`), on a matrix that fits in memory.
@@ -424,16 +468,36 @@ def train_encoder(
     itself and every other label is a negative.
 
     ``panels``: (studies, genes) bool, which genes each study measured, rows in the sorted
-    order of the study names; with ``spec.panel_dropout`` > 0 a batch is, with that
-    probability, shown on panels drawn at random from the other studies (each cell its own).
+    order of the study names; with ``spec.panel_dropout`` > 0 each cell is, with that
+    probability, shown on a panel drawn at random from the other studies, normalised again over
+    its genes as ingest would (:func:`train_on_corpus`). ``panel_shares``: each panel's input
+    share, in the same order (None: estimated from ``X`` as the build does,
+    ``compute.atlas.measured_shares`` on each study's mean expression).
 
     Returns the encoder in ``eval()`` mode (with ``gene_order`` set) and a history dict
     (per-epoch losses, seconds, cells).
     """
     label_codes, relation_t = label_codes_and_relation(cell_types, relation)
     _, study_codes = np.unique(np.asarray(studies, dtype=str), return_inverse=True)
+    if panels is not None and panel_shares is None and spec.panel_dropout > 0:
+        panel_shares = _estimated_shares(X, study_codes, np.asarray(panels, dtype=bool))
     return train_on_corpus(CellCorpus.from_csr(X), study_codes, label_codes, gene_order, spec, seed,
-                           relation=relation_t, panels=panels, progress=progress)
+                           relation=relation_t, panels=panels, panel_shares=panel_shares, progress=progress)
+
+
+def _estimated_shares(X: sp.csr_matrix, study_codes: np.ndarray, panels: np.ndarray) -> np.ndarray:
+    """Each study's input share (compute.atlas.measured_shares on its mean normalised expression
+    expm1(X) over its panel), as compute.build.input_shares estimates it from ingest's means."""
+    from compute.atlas import measured_shares
+
+    E = sp.csr_matrix(X, dtype=np.float64, copy=True)
+    E.data = np.expm1(E.data)
+    profiles, measured = [], []
+    for t in range(len(panels)):
+        rows = study_codes == t
+        profiles.append(np.asarray(E[rows].mean(axis=0)).ravel() if rows.any() else np.zeros(X.shape[1]))
+        measured.append(np.flatnonzero(panels[t]))
+    return measured_shares(profiles, measured, X.shape[1])
 
 
 def _eval_reconstruction(encoder: Encoder, decoder: Decoder, corpus: CellCorpus, seed: int, batch: int, device: torch.device,
