@@ -186,9 +186,10 @@ def panel_input(x: torch.Tensor, keep: torch.Tensor, ratio: torch.Tensor) -> tor
     by that share: 0.10-0.23 of a celltypist PBMC's expression on PBMC 68k's 765 genes). A row
     whose kept genes are all zero stays zero; a row with ``keep`` all ones and ``ratio`` 1 is
     returned as it is. Returns a new tensor of ``x``'s dtype."""
-    e = torch.expm1(x.to(torch.float64)) * keep.to(torch.float64)
+    full = torch.expm1(x.to(torch.float64))
+    total = full.sum(dim=1)
+    e = full * keep.to(torch.float64)
     kept = e.sum(dim=1)
-    total = torch.expm1(x.to(torch.float64)).sum(dim=1)
     factor = torch.where(kept > 0, ratio.to(torch.float64) * total / kept.clamp(min=1e-300), torch.zeros_like(kept))
     return torch.log1p(e * factor[:, None]).to(x.dtype)
 

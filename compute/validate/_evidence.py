@@ -56,7 +56,7 @@ def _rates(frame: pd.DataFrame, column: str, label: str) -> list[dict]:
     share its genes and donors, so they are not independent: the binomial range assumes they are)."""
     keep = np.isfinite(frame[column].to_numpy(dtype=float))
     p = frame[column].to_numpy(dtype=float)[keep]
-    groups = pd.factorize(frame["signature"].to_numpy()[keep])[0] if "signature" in frame else np.arange(p.size)
+    groups = pd.factorize(frame["signature"].to_numpy()[keep])[0]
     rng = np.random.default_rng(0)
     out = []
     for a in ALPHAS:

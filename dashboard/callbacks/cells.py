@@ -26,7 +26,7 @@ from dashboard import figures, ids
 from dashboard.callbacks.cell_genes import LASSO_PREFIX, RANK_OUTPUTS, ranked_views
 from dashboard.callbacks.wiring import bind, control_pairs
 from dashboard.state import read_state
-from dashboard.views.cells import GENE_STORES, explore_figure, groups_note, sample_columns, selected_cells
+from dashboard.views.cells import GENE_STORES, explore_figure, groups_note, offered_columns, selected_cells
 from dashboard.views.components import label_colours
 from dashboard.views.filters import known_values
 from dashboard.views.results import UMAP_VIEWS, error_views, presenter_figure, umap_views
@@ -122,7 +122,7 @@ def draw_cells(data, tab: str | None, color: str | None, gene: str | None, store
     if data.umap is None:
         return {"figure": figures.empty_figure("This atlas has no UMAP (imported attributions carry no embedding)"), "note": None}
     cells = data.atlas.cells
-    columns = data.memo("cells:columns", lambda: sample_columns(cells, data.atlas.metadata_columns))  # one pass over every cell
+    columns = offered_columns(data)
     note = None
     if color not in columns:
         note, color = (f"'{color}' is not a column of this atlas's cells: coloured by cell type" if color else None), columns[0]

@@ -32,8 +32,9 @@ from dashboard.views.components import label_colours
 if TYPE_CHECKING:
     from dashboard.data import DashboardData
 
-__all__ = ["CELL_COLUMNS", "ColumnValues", "GENE_STORES", "MAX_PANELS", "UMAP_COLOURS", "UMAP_VIEWS", "cells_explorer", "cells_tab",
-           "column_label", "column_values", "explore_figure", "groups_note", "sample_columns", "selected_cells", "umap_labels_note", "umap_views"]
+__all__ = ["CELL_COLUMNS", "ColumnValues", "GENE_STORES", "MAX_PANELS", "UMAP_COLOURS", "UMAP_VIEWS", "cells_explorer",
+           "cells_tab", "column_label", "column_values", "explore_figure", "groups_note", "offered_columns", "sample_columns",
+           "selected_cells", "umap_labels_note", "umap_views"]
 
 # what the UMAP can be coloured by (the state's "color" values), with their labels
 UMAP_COLOURS = {"score": "score", "cell_type": "cell type (annotated)", "cell_type_predicted": "cell type (predicted)",
@@ -143,6 +144,12 @@ def sample_columns(cells: pd.DataFrame, metadata=()) -> list[str]:
         if col in ("study", "sample") or col in metadata or values.astype(str).groupby(keys.to_numpy()).nunique().max() == 1:
             out.append(col)
     return [c for c in CELL_COLUMNS if c in cells.columns] + out
+
+
+def offered_columns(data: DashboardData) -> list[str]:
+    """The columns the explorer offers for colour and split on ``data``'s atlas (:func:`sample_columns`
+    with its metadata columns), found once per opened atlas: one pass over every cell."""
+    return data.memo("cells:columns", lambda: sample_columns(data.atlas.cells, data.atlas.metadata_columns))
 
 
 def column_label(col: str) -> str:
@@ -340,8 +347,7 @@ def groups_note(groups: dict | None) -> str:
 
 def cells_explorer(data: DashboardData) -> html.Div:
     """The explorer's components (filled by ``callbacks.cells``)."""
-    cells = data.atlas.cells
-    columns = data.memo("cells:columns", lambda: sample_columns(cells, data.atlas.metadata_columns))
+    columns = offered_columns(data)
     colour_options = [{"value": c, "label": column_label(c)} for c in columns]
     controls = dmc.Group([
         dmc.Select(id=ids.CELLS_COLOR, data=colour_options, value="cell_type" if "cell_type" in columns else columns[0],
