@@ -26,6 +26,7 @@ __all__ = [
     "AttributionSpec",
     "CENSUS_FILTER_KEYS",
     "CensusSource",
+    "EMBEDDING_GENES",
     "EmbeddingSpec",
     "FieldSpec",
     "IngestSpec",
@@ -56,6 +57,7 @@ MODEL_KINDS = ("train", "pretrained")
 # "ig" (fast exact) or "ig-captum" (the generic path, same numbers, ~20x slower). DeepLift and
 # Input x Gradient vanish on an L2-normalised encoder (compute/attribution): not for atlases.
 ATTRIBUTION_METHODS = ("ig", "ig-captum")
+EMBEDDING_GENES = ("auto", "shared", "all")
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,14 @@ class EmbeddingSpec:
     fit_cells: int = 100_000
     # false: no UMAP at all (faster builds; the dashboard's cells view then says the atlas has none)
     umap: bool = True
+    # which genes the stored embedding (UMAP, label transfer, panel calibration's matching) reads:
+    # "shared", only the genes every study measured (each cell normalised again over them, as a
+    # study measuring just those genes would be), so the same cells on two panels get one
+    # embedding; "all", every gene the cell's study measured (method.md 3's e = f(x)); "auto",
+    # shared when studies' panels differ and they share at least min_shared_genes genes, else all.
+    # Attributions always read every gene the study measured.
+    genes: str = "auto"
+    min_shared_genes: int = 500
 
 
 @dataclass(frozen=True)
@@ -365,6 +375,8 @@ def _parse_simple(cls, d: Any, ctx: str, where: _Where):
     out = cls(**kw)
     if isinstance(out, AttributionSpec) and out.method not in ATTRIBUTION_METHODS:
         raise where.error(f"{ctx}.method", f"must be one of {', '.join(ATTRIBUTION_METHODS)}, got '{out.method}'")
+    if isinstance(out, EmbeddingSpec) and out.genes not in EMBEDDING_GENES:
+        raise where.error(f"{ctx}.genes", f"must be one of {', '.join(EMBEDDING_GENES)}, got '{out.genes}'")
     return out
 
 

@@ -16,7 +16,7 @@ from importlib import metadata
 import numpy as np
 import pandas as pd
 
-from compute.atlas import atlas_warnings, measured_share, study_warnings
+from compute.atlas import atlas_warnings, embedding_genes_text, measured_share, study_warnings
 from compute.errors import SigAtlasError
 from compute.query import N_DETECTION_BINS, N_MEAN_BINS
 from dashboard.markup import markdown_text
@@ -209,6 +209,8 @@ def _attribution_sentences(atlas) -> list[str]:
         out.append(s)
         if method.get("normalisation"):
             out.append(f"Expression input was normalised as {method['normalisation']}.")
+        if method.get("embedding_genes"):
+            out.append(embedding_genes_text(method["embedding_genes"]))
     departures = method.get("departures") or []
     if departures:
         out.append("Departures from the published method: " + "; ".join(map(str, departures)) + ".")

@@ -16,6 +16,8 @@ from compute.atlas._read import Atlas, SignatureWarning, StudyInfo
 from compute.atlas._report import (
     NOT_RECORDED,
     atlas_warnings,
+    embedding_genes_text,
+    embedding_line,
     how_matched,
     integration_line,
     label_rows,
@@ -92,6 +94,8 @@ __all__ = [
     "NOT_RECORDED",
     "atlas_warnings",
     "how_matched",
+    "embedding_genes_text",
+    "embedding_line",
     "integration_line",
     "label_rows",
     "label_transfer_line",

@@ -45,12 +45,14 @@ def read_study_panel(study_dir) -> tuple[np.ndarray, np.ndarray]:
 
 
 def measured_shares(profiles: list[np.ndarray], measured: list[np.ndarray], n_genes: int, *,
-                    iterations: int = 200, tol: float = 1e-9) -> np.ndarray:
+                    iterations: int = 200, tol: float = 1e-9, gene_shares: bool = False):
     """Measured share phi_t of every study (array, one value per study, in (0, 1]).
 
     ``profiles[t]``: study t's mean value per gene (length ``n_genes``; any positive scale: it
     is renormalised over the study's panel). ``measured[t]``: gene positions study t measured.
-    A study with an all-zero profile gets phi = 1 (nothing to learn from it).
+    A study with an all-zero profile gets phi = 1 (nothing to learn from it). With
+    ``gene_shares``: ``(phi, pi)``, pi each gene's expected share of a cell's total (summing to 1
+    over the genes any study measured), so a gene set's share is its genes' sum.
     """
     n = len(profiles)
     mask = np.zeros((n, n_genes), dtype=bool)
@@ -64,6 +66,7 @@ def measured_shares(profiles: list[np.ndarray], measured: list[np.ndarray], n_ge
             mu[t, m] = p[m] / total
     informative = mu.sum(axis=1) > 0
     phi = np.ones(n)
+    pi = np.zeros(n_genes)
     n_measuring = (mask & informative[:, None]).sum(axis=0)
     for _ in range(iterations):
         pi = np.divide((phi[:, None] * mu * informative[:, None]).sum(axis=0), n_measuring,
@@ -78,4 +81,4 @@ def measured_shares(profiles: list[np.ndarray], measured: list[np.ndarray], n_ge
         phi = new
         if done:
             break
-    return phi
+    return (phi, pi) if gene_shares else phi

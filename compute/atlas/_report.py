@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["NOT_RECORDED", "atlas_warnings", "how_matched", "integration_line", "label_rows", "label_transfer_line", "measured_share",
-           "study_report_lines", "study_report_text", "study_warnings", "transfer_line", "vocabulary_lines"]
+__all__ = ["NOT_RECORDED", "atlas_warnings", "embedding_genes_text", "embedding_line", "how_matched", "integration_line", "label_rows",
+           "label_transfer_line", "measured_share", "study_report_lines", "study_report_text", "study_warnings", "transfer_line", "vocabulary_lines"]
 
 NOT_RECORDED = ("Ingest report: not recorded (this atlas was built before SigAtlas kept one; rebuild it with "
                 "python -m compute build to see how the study was read)")
@@ -323,6 +323,23 @@ def label_transfer_line(meta: Mapping) -> str | None:
     return line + ". Filters and rankings use the annotations; the prediction is shown beside them."
 
 
+def embedding_genes_text(record: Mapping) -> str:
+    """Which genes the embedding reads, from a build's record (compute.build.embedding_genes, kept
+    in ``meta["method"]["embedding_genes"]``), in one sentence."""
+    r = _dict(record)
+    if r.get("genes") == "shared":
+        return (f"Embedding (UMAP, label transfer) on the {_int(r.get('n_genes')) or 0:,} genes every study measured: "
+                f"{r.get('reason', 'not recorded')}. Each cell is normalised again over them, so the same cells measured on two "
+                "panels get one embedding; attributions read every gene a study measured.")
+    return f"Embedding (UMAP, label transfer) on every gene a cell's study measured: {r.get('reason', 'not recorded')}."
+
+
+def embedding_line(meta: Mapping) -> str | None:
+    """:func:`embedding_genes_text` of an atlas root; None when its build did not record it."""
+    record = _dict(_dict(_dict(meta).get("method")).get("embedding_genes"))
+    return embedding_genes_text(record) if record else None
+
+
 def integration_line(meta: Mapping) -> str | None:
     """How well the encoder's embedding integrates studies (``meta["report"]["integration"]``,
     scIB definitions on the cell-type terms) in one sentence; None when not recorded."""
@@ -430,7 +447,7 @@ def study_report_text(meta: Mapping) -> str:
         lines.append(f"  {e['id']}{tag}: {_int(e.get('n_cells')) or 0:,} cells")
         lines += [f"    {line}" for line in study_report_lines(e)]
         lines += [f"    warning: {w}" for w in study_warnings(e)]
-    for line in (integration_line(meta), label_transfer_line(meta)):
+    for line in (embedding_line(meta), integration_line(meta), label_transfer_line(meta)):
         if line:
             lines.append(f"  {line}")
     lines += [f"  warning: {w}" for w in atlas_warnings(meta)]

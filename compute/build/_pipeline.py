@@ -38,6 +38,7 @@ from compute.atlas import (
     FORMAT_VERSION,
     ROOT_FILE,
     begin_atlas,
+    embedding_genes_text,
     integration_line,
     measured_shares,
     publish_version,
@@ -50,9 +51,9 @@ from compute.atlas import (
 from compute.build import _tasks as tasks
 from compute.build._calibration import calibrate_panels
 from compute.build._modules import store_gene_modules
-from compute.errors import IngestError, SigAtlasError, StorageError
+from compute.errors import IngestError, ManifestError, SigAtlasError, StorageError
 from compute.files import atomic_write, copy_tree_atomic, file_record, file_sha256, write_json_atomic
-from compute.manifest import Manifest, StudySpec
+from compute.manifest import EmbeddingSpec, Manifest, StudySpec
 from compute.process import peak_rss
 
 __all__ = ["PIPELINE_VERSION", "StudyFailures", "build_atlas", "dask_client", "work_dir"]
@@ -277,6 +278,7 @@ class _Build:
     pretrained: Any = None
     gene_order: list[str] = field(default_factory=list)
     shares: dict[str, float] = field(default_factory=dict)
+    embed_genes: dict = field(default_factory=dict)  # embedding_genes(): which genes the stored embedding reads
     warnings: list[str] = field(default_factory=list)
     encoder: Any = None
     model_dir: Path | None = None
@@ -438,6 +440,8 @@ def _choose_gene_order(b: _Build) -> None:
     if short:
         raise StudyFailures("gene alignment", short)
     b.shares = input_shares(b.ingested, b.gene_order)
+    b.embed_genes = embedding_genes(b.ingested, b.gene_order, b.manifest.embedding, b.manifest.path)
+    b.log(f"  {embedding_genes_text(b.embed_genes)}")
     b.warnings = atlas_warnings(b.ingested)
     for w in b.warnings:
         b.log(f"  warning: {w}")
@@ -521,14 +525,27 @@ def _attribute_and_embed(b: _Build) -> None:
     b.attr_files = {s.id: str(b.work / "attr" / f"{s.id}-"
                               f"{_sha(b.model_key, b.ingest_keys[s.id], asdict(spec_a), b.gene_order, b.shares[s.id])[:16]}")
                     for s in b.manifest.studies}
-    b.embed_keys = {s.id: _sha(b.model_key, b.ingest_keys[s.id], b.gene_order, b.shares[s.id])[:16] for s in b.manifest.studies}
+    panel = _embedding_panel(b)
+    b.embed_keys = {s.id: _sha(b.model_key, b.ingest_keys[s.id], b.gene_order, b.shares[s.id], *panel[s.id])[:16]
+                    for s in b.manifest.studies}
     b.embed_files = {s.id: str(b.work / "embed" / f"{s.id}-{b.embed_keys[s.id]}.npy") for s in b.manifest.studies}
     b.cells_done = b.run(tasks.cells_task, [
         (s.id, b.piece_of[s.id], str(b.model_dir), b.model_key, asdict(spec_a),
-         b.attr_files[s.id], b.embed_files[s.id], b.force, b.task_threads) for s in b.manifest.studies],
+         b.attr_files[s.id], b.embed_files[s.id], b.force, b.task_threads, *panel[s.id]) for s in b.manifest.studies],
         desc="attributions", names=b.ids)
     b.peaks += [dict(r, stage="attributions+embedding") for r in b.cells_done]
     b.log.stage("attributions+embedding", t0)
+
+
+def _embedding_panel(b: _Build) -> dict[str, tuple]:
+    """Each study's (genes, ratio) for the embedding (compute.embedding.embed's ``keep`` and
+    ``ratio``): () when it reads every gene its study measured; with the shared genes, their
+    positions and the shared genes' share over the study's input share (panel_input's rule)."""
+    g = b.embed_genes
+    if g.get("genes") != "shared":
+        return {s.id: () for s in b.manifest.studies}
+    positions = [int(i) for i in g["positions"]]
+    return {s.id: (positions, round(g["share"] / b.shares[s.id], 9)) for s in b.manifest.studies}
 
 
 def _transfer_labels(b: _Build) -> None:
@@ -679,7 +696,7 @@ def _write_vocabulary(b: _Build) -> dict:
                     "filters or groupings)"}
 
 
-def _method_record(manifest: Manifest, fitted: int, total_cells: int) -> dict:
+def _method_record(manifest: Manifest, fitted: int, total_cells: int, embed_genes: Mapping | None = None) -> dict:
     """The root's ``method``: how the values were made, and where the build departs from SIGnature's."""
     spec_a = manifest.attribution
     return {
@@ -696,6 +713,7 @@ def _method_record(manifest: Manifest, fitted: int, total_cells: int) -> dict:
                        "share (the share of a cell's attribution its panel is estimated to carry, learned from the atlas); 1 "
                        "for a study that measured every gene; SIGnature's rows-to-1,000 values are the stored ones "
                        "(Atlas.score(..., scale='raw'))",
+        "embedding_genes": {k: v for k, v in (embed_genes or {}).items() if k != "positions"},
         "umap": {"fit_cells": int(fitted), "total_cells": int(total_cells),
                  "rule": "fitted on a seeded sample drawn evenly from every study; the other cells transformed"}
         if manifest.embedding.umap else {"skipped": True, "rule": "embedding.umap: false in the manifest"},
@@ -724,7 +742,7 @@ def _write_root_and_modules(b: _Build, vocabulary: dict) -> None:
         build={"key": b.build_key, "manifest": str(m.path), "seed": m.seed,
                "pipeline_version": PIPELINE_VERSION, "source_keys": b.source_keys, "timings_s": b.log.timings,
                "ingest": asdict(m.ingest), "embedding": asdict(m.embedding), "scheduler": b.scheduler or "local"},
-        method=_method_record(m, b.fitted, b.total_cells), files=files,
+        method=_method_record(m, b.fitted, b.total_cells, b.embed_genes), files=files,
         report={"warnings": b.warnings, "integration": b.integration}, vocabulary=vocabulary,
     )
     write_root(b.root, **root_doc)
@@ -739,12 +757,9 @@ def _write_root_and_modules(b: _Build, vocabulary: dict) -> None:
     b.log.stage("write", b.write_t0)
 
 
-def input_shares(ingested: list[dict], gene_order: list[str]) -> dict[str, float]:
-    """Each study's measured share of expression (compute.atlas.measured_shares on the mean
-    normalised expression of its genes): its cells are normalised to 10,000 x share before the
-    encoder, so a gene's input does not grow because the panel around it is small. Rounded
-    to 6 digits: it enters the stage keys."""
-
+def _expected_shares(ingested: list[dict], gene_order: list[str]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """compute.atlas.measured_shares on the mean normalised expression of each study's genes:
+    (each study's share, each gene's expected share, each study's gene positions)."""
     pos = {g: i for i, g in enumerate(gene_order)}
     profiles, measured = [], []
     for r in ingested:
@@ -754,8 +769,55 @@ def input_shares(ingested: list[dict], gene_order: list[str]) -> dict[str, float
         p[idx[keep]] = np.asarray(r["expr_means"], dtype=np.float64)[keep]
         profiles.append(p)
         measured.append(idx[keep])
-    phi = measured_shares(profiles, measured, len(gene_order))
+    phi, pi = measured_shares(profiles, measured, len(gene_order), gene_shares=True)
+    return phi, pi, measured
+
+
+def input_shares(ingested: list[dict], gene_order: list[str]) -> dict[str, float]:
+    """Each study's measured share of expression (compute.atlas.measured_shares on the mean
+    normalised expression of its genes): its cells are normalised to 10,000 x share before the
+    encoder, so a gene's input does not grow because the panel around it is small. Rounded
+    to 6 digits: it enters the stage keys."""
+
+    phi = _expected_shares(ingested, gene_order)[0]
     return {r["id"]: round(float(v), 6) for r, v in zip(ingested, phi, strict=True)}
+
+
+def embedding_genes(ingested: list[dict], gene_order: list[str], spec: EmbeddingSpec, spec_file: str | Path = "manifest") -> dict:
+    """Which genes the stored embedding reads (manifest ``embedding.genes``; README "Across
+    studies"): {"genes": "shared" or "all", "asked", "n_genes", "n_union", "positions" (sorted
+    gene positions, shared only), "share" (the shared genes' expected share of a cell's
+    expression, shared only), "reason"}.
+
+    "shared": only the genes every study measured, each cell normalised again over them as a
+    study measuring just those genes would be (compute.model.panel_input), so the same cells
+    measured on two panels get one embedding. "auto" takes it when the studies' panels differ
+    and share at least ``spec.min_shared_genes`` genes; otherwise every gene a cell's study
+    measured, as the encoder reads cells for the attributions. Raises ManifestError (naming
+    ``spec_file``) when "shared" is asked and the studies share no gene."""
+    phi, pi, measured = _expected_shares(ingested, gene_order)
+    counts = np.zeros(len(gene_order), dtype=np.int64)
+    for m in measured:
+        counts[np.unique(m)] += 1
+    shared = np.flatnonzero(counts == len(measured))
+    n_union = int((counts > 0).sum())
+    out = {"asked": spec.genes, "n_genes": int(shared.size), "n_union": n_union}
+    if spec.genes == "all":
+        return out | {"genes": "all", "reason": "embedding.genes: all in the manifest"}
+    if spec.genes == "shared" and shared.size == 0:
+        raise ManifestError(f"{spec_file}: embedding.genes: shared, but no gene was measured by every study "
+                            f"({len(measured)} studies, {n_union:,} genes in all); use all or auto")
+    if spec.genes == "auto":
+        if shared.size == n_union:
+            return out | {"genes": "all", "reason": "every study measured the same genes"}
+        if shared.size < spec.min_shared_genes:
+            return out | {"genes": "all", "reason": f"the studies share only {shared.size:,} of {n_union:,} genes, fewer than "
+                                                    f"embedding.min_shared_genes = {spec.min_shared_genes:,}; studies on "
+                                                    "smaller panels may sit apart from the others in the embedding"}
+    reason = ("embedding.genes: shared in the manifest" if spec.genes == "shared" else
+              f"the studies' panels differ, and {shared.size:,} of {n_union:,} genes were measured by every study, at least "
+              f"embedding.min_shared_genes = {spec.min_shared_genes:,}")
+    return out | {"genes": "shared", "positions": shared, "share": round(float(pi[shared].sum()), 6), "reason": reason}
 
 
 def panel_shares(root: Path, entries: list[dict], n_genes: int) -> None:

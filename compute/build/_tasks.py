@@ -151,10 +151,12 @@ def _encoder(model_dir: str, model_key: str):
 
 # -- attributions and embedding ----------------------------------------------------------------
 def cells_task(study_id: str, piece: str, model_dir: str, model_key: str, attribution: dict, attr_dir: str, embed_file: str,
-               force: bool, threads: int | None = None) -> dict:
+               force: bool, threads: int | None = None, embed_genes: list[int] | None = None, embed_ratio: float = 1.0) -> dict:
     """Attributions (``attr_dir``, a piece: compute.model.PieceWriter) and embedding (``embed_file``,
     npy) of one study, from its aligned cells (``piece``, :func:`train_piece_task`) a block of
-    rows at a time (a whole number of attribution batches): one block in memory."""
+    rows at a time (a whole number of attribution batches): one block in memory. The attributions
+    read every gene; the embedding only ``embed_genes`` when given (compute.embedding.embed's
+    ``keep``, with ``embed_ratio``; compute.build.embedding_genes)."""
     from compute.attribution import attribute
     from compute.embedding import embed
     from compute.model import PieceWriter, piece_blocks, piece_info, piece_ready, piece_rows
@@ -164,6 +166,10 @@ def cells_task(study_id: str, piece: str, model_dir: str, model_key: str, attrib
     if need_attr or need_embed:
         _threads(threads)
         encoder = _encoder(model_dir, model_key)
+        keep = None
+        if embed_genes is not None:
+            keep = np.zeros(len(encoder.gene_order), dtype=bool)
+            keep[np.asarray(embed_genes, dtype=np.int64)] = True
         n, batch = piece_rows(piece), int(attribution["batch_size"])
         rows = batch * max(1, ROWS_PER_BLOCK // batch)
         emb_tmp = Path(embed_file).with_name(f".{Path(embed_file).name}.tmp.npy")
@@ -180,7 +186,7 @@ def cells_task(study_id: str, piece: str, model_dir: str, model_key: str, attrib
                     writer.append(attribute(encoder, X, method=attribution["method"], n_steps=attribution["n_steps"],
                                             batch_size=batch))
                 if E is not None:
-                    E[start : start + X.shape[0]] = embed(encoder, X)
+                    E[start : start + X.shape[0]] = embed(encoder, X, keep=keep, ratio=embed_ratio)
             if writer is not None:
                 writer.close()
                 writer = None

@@ -9,9 +9,21 @@ import torch
 __all__ = ["embed", "umap_fit", "umap_layout"]
 
 
-def embed(encoder, X, batch_size: int = 1024, device: str | torch.device | None = None) -> np.ndarray:
-    """(n_cells, latent_dim) float32 L2-normalised embeddings of log-normalised ``X`` (eval mode)."""
+def embed(encoder, X, batch_size: int = 1024, device: str | torch.device | None = None, *,
+          keep: np.ndarray | None = None, ratio: float = 1.0) -> np.ndarray:
+    """(n_cells, latent_dim) float32 L2-normalised embeddings of log-normalised ``X`` (eval mode).
+
+    ``keep`` (bool, one per gene): embed the cells as a study measuring only those genes would
+    give them to the encoder: the other genes zeroed and each cell normalised again over the kept
+    ones, to ``ratio`` times its present total (compute.model.panel_input; ratio = the kept genes'
+    expected share / the cells' study's input share)."""
+    from compute.model import panel_input
+
     X = sp.csr_matrix(X, dtype=np.float32)
+    if keep is not None:
+        keep = np.asarray(keep, dtype=bool)
+        if keep.shape != (X.shape[1],):
+            raise ValueError(f"keep must hold one flag per gene ({X.shape[1]}), got shape {keep.shape}")
     dev = torch.device(device) if device is not None else next(encoder.parameters()).device
     was_training = encoder.training
     encoder.eval()
@@ -20,6 +32,9 @@ def embed(encoder, X, batch_size: int = 1024, device: str | torch.device | None 
         with torch.no_grad():
             for start in range(0, X.shape[0], batch_size):
                 xb = torch.from_numpy(X[start : start + batch_size].toarray()).to(dev)
+                if keep is not None:
+                    mask = torch.from_numpy(keep).to(dev).expand_as(xb)
+                    xb = panel_input(xb, mask, torch.full((xb.shape[0],), float(ratio), dtype=torch.float64, device=dev))
                 out[start : start + batch_size] = encoder(xb).cpu().numpy()
     finally:
         encoder.train(was_training)

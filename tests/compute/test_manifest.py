@@ -81,6 +81,7 @@ def _mutated(fn):
         (lambda d: d.update(attribution={"method": "shap"}), ["attribution.method", "shap"]),
         (lambda d: d.update(ingest={"min_genes": "many"}), ["ingest.min_genes", "integer"]),
         (lambda d: d.update(embedding={"umap": "no"}), ["embedding.umap", "true or false"]),
+        (lambda d: d.update(embedding={"genes": "common"}), ["embedding.genes", "auto, shared, all", "common"]),
     ],
 )
 def test_bad_manifests_name_key_study_and_file(tmp_path, mutate, fragments):
@@ -109,6 +110,12 @@ def test_umap_can_be_switched_off(tmp_path):
     m = parse(_mutated(lambda d: d.update(embedding={"umap": False, "n_neighbors": 10})), tmp_path)
     assert m.embedding.umap is False and m.embedding.n_neighbors == 10
     assert parse(_mutated(lambda d: None), tmp_path).embedding.umap is True
+
+
+def test_embedding_genes_default_to_auto_and_take_shared_or_all(tmp_path):
+    assert parse(BASE, tmp_path).embedding.genes == "auto" and parse(BASE, tmp_path).embedding.min_shared_genes == 500
+    m = parse(_mutated(lambda d: d.update(embedding={"genes": "shared", "min_shared_genes": 100})), tmp_path)
+    assert (m.embedding.genes, m.embedding.min_shared_genes) == ("shared", 100)
 
 
 def test_missing_file_and_bad_yaml(tmp_path):

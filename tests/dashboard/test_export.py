@@ -98,6 +98,10 @@ def test_methods_paragraph_is_plain_about_simulation_and_the_p_floor(tiny_atlas,
     assert "2 tokens read as no gene (words, numbers) were not used" in text
     assert f"{res.renamed[0][0]} -> {res.renamed[0][1]}" in text and "NOT_A_GENE" in text and "1 duplicate token" in text
     assert "Benjamini-Hochberg" in text and "docs/" not in text
+    # which genes the embedding read, as the build recorded it (issue 34)
+    record = tiny_atlas.meta["method"]["embedding_genes"]
+    assert f"Embedding (UMAP, label transfer) on {'the' if record['genes'] == 'shared' else 'every gene'}" in text
+    assert record["reason"] in text
     assert "weighted mean" in text
     assert "Gold et al." in text and "Heimberg et al." in text and "SIGnature" in text and "SCimilarity" in text
     assert tiny_atlas.name in text and tiny_atlas.fingerprint in text and "SigAtlas 0" in text and "NumPy" in text
