@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -230,3 +231,29 @@ def test_calibration_rates_give_the_observed_rates_own_interval_with_signatures_
     tight = next(r for r in _rates(clustered, "p", "c") if r["alpha"] == 0.05)
     assert tight["rate"] == pytest.approx(0.05) and tight["inside"]
     assert (tight["ci_hi"] - tight["ci_lo"]) > 1.5 * (loose["ci_hi"] - loose["ci_lo"])
+
+
+def test_the_bottom_line_says_which_way_the_null_misses_nominal():
+    from compute.validate._report import null_sentence
+
+    assert "(consistent with the nominal 5%)" in null_sentence(0.05, 400)
+    # 8 of 414 (1.9%, the stop-40 full run): its interval lies below 5%: fewer false calls, valid
+    low = null_sentence(8 / 414, 414)
+    assert "1.9% of no-effect tests" in low and "conservative: fewer false calls" in low and "interval 1.0%-3.8%" in low
+    high = null_sentence(38 / 414, 414)
+    assert "too many calls" in high and "conservative" not in high
+
+
+def test_rewriting_the_report_from_results_keeps_the_sections_of_their_own_runs(tmp_path):
+    """`validate --from-results` rewrites the simulated sections and keeps the real-studies and
+    disease-evidence sections, which come from `validate --real` and `validate --evidence`."""
+    from compute.validate import write_report
+
+    report = tmp_path / "validation.md"
+    report.write_text("# old\n\n## Headline\n\nold\n\n## Disease evidence: within studies\n\nEVIDENCE-KEPT\n\n"
+                      "## Real studies: two panels\n\nREAL-KEPT\n")
+    results = json.loads((Path(__file__).parents[3] / "docs" / "validation" / "results.json").read_text())
+    write_report(results, report)
+    text = report.read_text()
+    assert "EVIDENCE-KEPT" in text and "REAL-KEPT" in text and "\nold\n" not in text
+    assert text.count("## Disease evidence") == 1 and text.count("## Real studies") == 1
