@@ -187,9 +187,9 @@ def test_the_cells_explorer_paints_splits_and_compares_two_groups(driver, server
     _settled(driver, "rank-fig")
     _assert_fits(driver, "rank-fig", "1280x800, groups compared")
     _shot(driver, "cells_compared")
-    # a gene painted on the UMAP
-    _tab(driver, "Cells (UMAP)")
+    # a gene painted on the UMAP: the comparison's top gene, read while its tab shows (only that tab is mounted)
     gene = driver.execute_script("return document.querySelector('#rank-grid .ag-row[row-index=\"0\"] [col-id=gene]').textContent.trim()")
+    _tab(driver, "Cells (UMAP)")
     _select(driver, "cells-gene", gene)
     _wait(driver, lambda d: _plot(d, "cells-fig", "p.layout.meta.gene") == gene, what=f"{gene} painted")
     assert gene in _plot(driver, "cells-fig", "p.layout.title.text")
