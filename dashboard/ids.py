@@ -46,6 +46,7 @@ REFERENCE = "reference"  # the reference donors' disease (default normal), compa
 DISEASE_ORDER = "disease-order"  # the disease ranking ordered by mean hit % or by the pooled effect
 
 TABS = "tabs"
+TAB_PANEL_PREFIX = "tab-panel-"  # + a tab's value: its panel (mounted only while its tab shows)
 GROUP_BY = "group-by"
 HEAT_MODE = "heat-mode"
 HEAT_ORDER = "heat-order"

@@ -77,10 +77,12 @@ def build_layout(data: DashboardData):
     ], justify="center", className="presenter-bar")
     panels = {"diseases": diseases_tab(), "studies": studies_tab(), "cells": cells_tab(data), "genes": genes_tab(),
               "cell_genes": cell_genes_tab(data), "modules": modules_tab(data)}
+    # only the tab that shows is mounted (keepMounted=False): the browser built and drew every tab's figures and grids on
+    # each result, ~25% of a link's time; the panel callback in callbacks.link.register makes a panel mounted later show the store's props
     tabs = dmc.Tabs([
         dmc.TabsList([dmc.TabsTab(label, value=value) for value, label in TABS.items()]),
-        *[dmc.TabsPanel(panels[value], value=value, pt="sm") for value in TABS],
-    ], id=ids.TABS, value=DEFAULTS["tab"])
+        *[dmc.TabsPanel(panels[value], value=value, pt="sm", id=f"{ids.TAB_PANEL_PREFIX}{value}") for value in TABS],
+    ], id=ids.TABS, value=DEFAULTS["tab"], keepMounted=False)
     results = html.Div([
         html.Div(id=ids.STATE_NOTES),
         html.Div(id=ids.STATUS, className="status"),

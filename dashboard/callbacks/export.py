@@ -114,32 +114,31 @@ def register(app: dash.Dash, data) -> None:
     )(bind(download, data))
     # the snapshot's images: every drawn figure as SVG and PNG at its on-screen size, drawn here
     # (the browser has the fonts and WebGL the server lacks); then the download above zips them
+    # the figures come from the page's store, not from the drawn graphs: only the tab that shows is
+    # mounted (dashboard.layout), so the figures of every other tab, and the UMAP that snapshot_umap
+    # has just sent (its outputs reach the store with the click that starts this), have no graph on
+    # the page; one that shows gives its on-screen size
     clientside_callback(
-        f"""async function(n, resultKey, umapDrawn) {{
+        f"""async function(n, resultKey, umapDrawn, ...figures) {{
             if (!n) {{ return window.dash_clientside.no_update; }}
             {_JS_SIZE}
             const graphs = {json.dumps(FIGURE_GRAPHS)};
             const images = {{}};
-            // snapshot_umap has just sent this result's UMAP (its tab may never have shown): wait for it to be drawn
-            const umapEl = () => document.querySelector('#' + {json.dumps(ids.UMAP_FIG)} + ' .js-plotly-plot');
-            for (let i = 0; i < 100; i++) {{
-                const u = umapEl();
-                if (String(umapDrawn || '').startsWith(String(resultKey) + '|') && u && u.data && u.data.length
-                    && !((u.layout || {{}}).meta || {{}}).empty) {{ break; }}
-                await new Promise(r => setTimeout(r, 100));
-            }}
-            for (const [name, id] of Object.entries(graphs)) {{
+            const names = Object.keys(graphs);
+            for (let i = 0; i < names.length; i++) {{
+                const name = names[i], id = graphs[name], fig = figures[i];
                 // an older result's UMAP is not this one's
                 if (id === {json.dumps(ids.UMAP_FIG)} && !String(umapDrawn || '').startsWith(String(resultKey) + '|')) {{
                     images[name] = {{error: {json.dumps(UMAP_NOT_DRAWN)}}};
                     continue;
                 }}
+                if (!fig || !fig.data || ((fig.layout || {{}}).meta || {{}}).empty) {{ continue; }}
                 const el = document.querySelector('#' + id + ' .js-plotly-plot');
-                if (!el || !el.data || ((el.layout || {{}}).meta || {{}}).empty) {{ continue; }}
-                const size = sigatlasSize(el);
+                const size = sigatlasSize(el && el.offsetWidth > 0 && el._fullLayout ? el : {{layout: fig.layout}});
                 try {{
-                    const svg = await Plotly.toImage(el, {{format: 'svg', width: size.width, height: size.height}});
-                    const png = await Plotly.toImage(el, {{format: 'png', width: size.width, height: size.height}});
+                    const figure = {{data: fig.data, layout: fig.layout}};
+                    const svg = await Plotly.toImage(figure, {{format: 'svg', width: size.width, height: size.height}});
+                    const png = await Plotly.toImage(figure, {{format: 'png', width: size.width, height: size.height}});
                     images[name] = {{svg: svg, png: png, width: size.width, height: size.height}};
                 }} catch (e) {{
                     images[name] = {{error: String(e)}};
@@ -151,6 +150,7 @@ def register(app: dash.Dash, data) -> None:
         Input(ids.SNAPSHOT_READY, "data"),
         State(ids.RESULT_KEY, "data"),
         State(ids.UMAP_DRAWN, "data"),
+        *[State(graph_id, "figure") for graph_id in FIGURE_GRAPHS.values()],
         prevent_initial_call=True,
     )
     for view, graph_id in FIGURE_GRAPHS.items():

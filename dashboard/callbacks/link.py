@@ -14,10 +14,10 @@ from compute.query import parse_gene_list
 from dashboard import ids
 from dashboard.callbacks.wiring import CONTROLS, QUERY_CONTROLS, VIEW_CONTROLS, bind, controls
 from dashboard.presets import PRESETS
-from dashboard.state import DEFAULTS, LEGACY_KEYS, LIST_SEP, decode_state, encode_state, normalise_genes
+from dashboard.state import DEFAULTS, LEGACY_KEYS, LIST_SEP, TABS, decode_state, encode_state, normalise_genes
 from dashboard.views.filters import apply_preset, filter_choices, known_values
 
-__all__ = ["MAX_LINK_CHARS", "SHORT_LINK_KEY", "gene_box_text", "register", "restore", "write_link"]
+__all__ = ["MAX_LINK_CHARS", "PANEL_CLASS", "SHORT_LINK_KEY", "gene_box_text", "register", "restore", "write_link"]
 
 # the filters whose options a link can extend (a study's own label from an older link)
 _FILTER_OPTIONS = {"cell_types": ids.CELL_TYPES, "diseases": ids.DISEASES, "tissues": ids.TISSUES}
@@ -26,6 +26,8 @@ _FILTER_OPTIONS = {"cell_types": ids.CELL_TYPES, "diseases": ids.DISEASES, "tiss
 # (dashboard.wsgi.limit_request_line), with room for the path and a proxy's additions
 MAX_LINK_CHARS = 6000
 SHORT_LINK_KEY = "s"
+# each tab panel's class, set once as the page opens: see register's fresh-panels callback
+PANEL_CLASS = "tab-panel"
 
 
 def gene_box_text(genes: str) -> str:
@@ -142,4 +144,15 @@ def register(app: dash.Dash, data) -> None:
         }""",
         Output(ids.SHARE_LINK, "value"),
         Input(ids.STATE_SEARCH, "data"),
+    )
+    # Only the tab that shows is mounted (dashboard.layout). Dash's renderer builds a component that
+    # mounts later from its parent panel's copy of the layout, taken when the panel last changed, and
+    # keeps showing that copy until the component itself changes again: a panel never changed showed
+    # the page's first props (every export button of a tab opened after a query stayed disabled:
+    # test_browser.py::test_grouping_switch_export_and_copied_link). One change to each panel as the page opens makes its
+    # children read their own props from the store when they mount.
+    clientside_callback(
+        f"function(_) {{ return Array({len(TABS)}).fill({PANEL_CLASS!r}); }}",
+        [Output(f"{ids.TAB_PANEL_PREFIX}{tab}", "className") for tab in TABS],
+        Input(ids.URL, "pathname"),
     )

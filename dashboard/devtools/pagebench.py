@@ -33,7 +33,7 @@ from pathlib import Path
 
 from compute.reference import assets_dir
 
-__all__ = ["find_program", "main", "measure", "measure_api", "measure_paths"]
+__all__ = ["find_program", "main", "measure", "measure_api", "measure_bare", "measure_paths"]
 
 # installed before Run is pressed: records when the ranking and the p-values first show
 _OBSERVE_JS = """
@@ -175,7 +175,9 @@ function lookPaths() {
     const b = window.__paths, now = performance.now();
     if (b.ranking === null && document.querySelectorAll('#disease-table tbody tr').length) { b.ranking = now; }
     const said = (document.getElementById('progress-text') || {}).textContent;
-    if (b.everything === null && b.ranking !== null && (said === 'done' || said === 'answered from the cache')
+    // the ranking is on screen, or its tab is not (only the tab that shows is mounted: a Genes link has no ranking table)
+    const ranked = b.ranking !== null || !document.getElementById('disease-table-wrap');
+    if (b.everything === null && ranked && (said === 'done' || said === 'answered from the cache')
         && !document.getElementById('partial-note')) { b.everything = now; }
     if (b.genes === null && drawn('heatmap-fig')) { b.genes = now; }
     if (b.cellsStart !== null && b.cells === null && drawn('umap-fig')) { b.cells = now; }
@@ -231,6 +233,46 @@ def measure_paths(url: str, genes: list[str], *, cell_type: str | None, draws: i
     return records
 
 
+# installed before a bare page opens: when its first and last callback requests start and end (ms since the navigation)
+_BARE_JS = """
+window.__bare = {first: null, last: null, open: 0};
+const bareFetch = window.fetch;
+window.fetch = async function(url, opts) {
+    const b = window.__bare, callback = String(url).includes('_dash-update-component');
+    if (callback) { b.open += 1; if (b.first === null) { b.first = performance.now(); } }
+    try { return await bareFetch(url, opts); }
+    finally { if (callback) { b.open -= 1; b.last = performance.now(); } }
+};
+"""
+
+
+def measure_bare(url: str, *, repeats: int, quiet_s: float = 1.0, timeout: float = 60.0) -> list[dict]:
+    """The floor under a link: the page opened with no query, one record per repeat, in seconds
+    from the navigation: ``callbacks_s``, when the page sends its first callback request (its
+    scripts loaded and run, the layout fetched and built: nothing of a query can start earlier);
+    ``settled_s``, when its page-load callbacks have all answered (none sent for ``quiet_s``)."""
+    drv = _driver()
+    drv.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": _BARE_JS})
+    records = []
+
+    def settled():
+        b = drv.execute_script("return window.__bare;")
+        if not b or b["first"] is None or b["open"] or b["last"] is None:
+            return None
+        return b if drv.execute_script("return performance.now();") - b["last"] >= quiet_s * 1000 else None
+
+    try:
+        for i in range(repeats + 1):  # the first warms the browser's cache and the server
+            drv.get("about:blank")
+            drv.get(url.rstrip("/") + "/")
+            b = _wait(settled, timeout, "the bare page's callbacks")
+            if i:
+                records.append({"callbacks_s": b["first"] / 1000, "settled_s": b["last"] / 1000})
+    finally:
+        drv.quit()
+    return records
+
+
 def measure_api(url: str, genes: list[str], *, cell_type: str | None, draws: int, repeats: int, timeout: float = 120.0) -> list[dict]:
     """The JSON API's answer to the same kind of new query: one record per repeat with the wall
     seconds of the ranking alone (``null_draws=0``) and of the whole answer (``draws``)."""
@@ -265,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api", action="store_true", help="also time the JSON API's answers to new queries")
     parser.add_argument("--paths", action="store_true", help="also time opening a link, the Genes tab from a link and the Cells "
                         "tab (seconds from the navigation or the click)")
+    parser.add_argument("--bare", action="store_true", help="also time the page opened with no query (the floor under a link)")
     parser.add_argument("--trace", action="store_true", help="also print each repeat's callback requests (start, end, what)")
     args = parser.parse_args(argv)
     host = urllib.parse.urlparse(args.url).hostname
@@ -305,8 +348,16 @@ def main(argv: list[str] | None = None) -> int:
                   f"Genes tab from a link {r['genes_tab_s']:6.3f} s   Cells tab {r['cells_tab_s']:6.3f} s")
         print(f"median of {len(paths)}: " + ", ".join(f"{key} {statistics.median(r[key] for r in paths):.3f} s"
                                                      for key in ("link_ranking_s", "link_everything_s", "genes_tab_s", "cells_tab_s")))
+    bare = []
+    if args.bare:
+        bare = measure_bare(args.url, repeats=args.repeats)
+        print("bare page (no query): seconds from opening it to its first callback request, and to its last answer")
+        for r in bare:
+            print(f"  first callback {r['callbacks_s']:6.3f} s   settled {r['settled_s']:6.3f} s")
+        print(f"median of {len(bare)}: first callback {statistics.median(r['callbacks_s'] for r in bare):.3f} s, "
+              f"settled {statistics.median(r['settled_s'] for r in bare):.3f} s")
     if args.json:
-        args.json.write_text(json.dumps({"records": records, "api": api, "paths": paths, "median_ranking_s": rank, "median_everything_s": every,
+        args.json.write_text(json.dumps({"records": records, "api": api, "paths": paths, "bare": bare, "median_ranking_s": rank, "median_everything_s": every,
                                          "cell_type": args.cell_type, "draws": args.draws}, indent=1), encoding="utf-8")
     return 0
 

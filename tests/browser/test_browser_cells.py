@@ -71,6 +71,31 @@ def test_exports_wait_for_a_result_and_the_snapshot_holds_the_umap(driver, serve
                  what="snapshot zip")
     names = zipfile.ZipFile(zips[0]).namelist()
     assert any(n.endswith("umap.svg") or n.endswith("umap.png") for n in names), names
+    # only the tab that shows is mounted: the Genes tab's heatmap, that tab never opened, is in it too, beside the Diseases tab's
+    for name in ("genes", "diseases", "robustness", "comparison", "scatter"):
+        assert f"figures/{name}.svg" in names and f"figures/{name}.png" in names, (name, names)
+
+
+def test_the_exports_of_a_tab_opened_after_the_query_work(driver, server, downloads):  # noqa: F811
+    """Only the tab that shows is mounted; a tab opened after the query shows its export buttons
+    enabled, and they download (Dash built a panel mounted later from the page's first props)."""
+    from selenium.webdriver.common.by import By
+
+    _ms1(driver, server)
+    _wait(driver, lambda d: _disabled(d, "csv-diseases") is False, what="the Diseases tab's exports enabled")
+    assert not driver.find_elements(By.ID, "heatmap-fig")  # the Genes tab is not mounted
+    for tab, buttons in (("Studies", ("csv-studies", "csv-study_effects")), ("Cells (UMAP)", ("csv-umap", "img-umap-svg", "img-umap-png")),
+                         ("Modules", ("csv-modules", "img-modules-svg", "img-modules-png")),
+                         ("Genes", ("csv-genes", "img-genes-svg", "img-genes-png"))):
+        _tab(driver, tab)
+        _wait(driver, lambda d, b=buttons: all(_disabled(d, i) is False for i in b),
+              what=f"the {tab} tab's exports enabled: {[(i, _disabled(driver, i)) for i in buttons]}")
+    for old in downloads.glob("sigatlas-genes*"):
+        old.unlink()
+    _wait(driver, lambda d: _plot(d, "heatmap-fig", "p.data && p.data.length && !(p.layout.meta || {}).empty"), what="the heatmap")
+    driver.find_element(By.ID, "img-genes-png").click()
+    _wait(driver, lambda d: (downloads / "sigatlas-genes.png").is_file() and (downloads / "sigatlas-genes.png").stat().st_size > 1000,
+          what="the PNG download")
 
 
 def test_every_study_its_colour_and_the_studies_table_in_view(driver, server):  # noqa: F811
@@ -162,9 +187,9 @@ def test_the_cells_explorer_paints_splits_and_compares_two_groups(driver, server
     _settled(driver, "rank-fig")
     _assert_fits(driver, "rank-fig", "1280x800, groups compared")
     _shot(driver, "cells_compared")
-    # a gene painted on the UMAP
-    _tab(driver, "Cells (UMAP)")
+    # a gene painted on the UMAP: the comparison's top gene, read while its tab shows (only that tab is mounted)
     gene = driver.execute_script("return document.querySelector('#rank-grid .ag-row[row-index=\"0\"] [col-id=gene]').textContent.trim()")
+    _tab(driver, "Cells (UMAP)")
     _select(driver, "cells-gene", gene)
     _wait(driver, lambda d: _plot(d, "cells-fig", "p.layout.meta.gene") == gene, what=f"{gene} painted")
     assert gene in _plot(driver, "cells-fig", "p.layout.title.text")
