@@ -125,7 +125,7 @@ class EmbeddingSpec:
     fit_cells: int = 100_000
     # false: no UMAP at all (faster builds; the dashboard's cells view then says the atlas has none)
     umap: bool = True
-    # which genes the stored embedding (UMAP, label transfer, panel calibration's matching) reads:
+    # which genes the stored embedding (UMAP, label transfer, the Cells explorer) reads:
     # "shared", only the genes every study measured (each cell normalised again over them, as a
     # study measuring just those genes would be), so the same cells on two panels get one
     # embedding; "all", every gene the cell's study measured (method.md 3's e = f(x)); "auto",

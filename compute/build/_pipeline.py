@@ -439,8 +439,9 @@ def _choose_gene_order(b: _Build) -> None:
         for r in b.ingested if (n := len(in_order.intersection(r["var_names"]))) < min_overlap}
     if short:
         raise StudyFailures("gene alignment", short)
-    b.shares = input_shares(b.ingested, b.gene_order)
-    b.embed_genes = embedding_genes(b.ingested, b.gene_order, b.manifest.embedding, b.manifest.path)
+    expected = _expected_shares(b.ingested, b.gene_order)  # once: the input shares and the embedding's genes
+    b.shares = input_shares(b.ingested, b.gene_order, expected)
+    b.embed_genes = embedding_genes(b.ingested, b.gene_order, b.manifest.embedding, b.manifest.path, expected=expected)
     b.log(f"  {embedding_genes_text(b.embed_genes)}")
     b.warnings = atlas_warnings(b.ingested)
     for w in b.warnings:
@@ -773,17 +774,19 @@ def _expected_shares(ingested: list[dict], gene_order: list[str]) -> tuple[np.nd
     return phi, pi, measured
 
 
-def input_shares(ingested: list[dict], gene_order: list[str]) -> dict[str, float]:
+def input_shares(ingested: list[dict], gene_order: list[str], expected: tuple | None = None) -> dict[str, float]:
     """Each study's measured share of expression (compute.atlas.measured_shares on the mean
     normalised expression of its genes): its cells are normalised to 10,000 x share before the
     encoder, so a gene's input does not grow because the panel around it is small. Rounded
-    to 6 digits: it enters the stage keys."""
+    to 6 digits: it enters the stage keys. ``expected``: :func:`_expected_shares` when the caller
+    has it already."""
 
-    phi = _expected_shares(ingested, gene_order)[0]
+    phi = (expected or _expected_shares(ingested, gene_order))[0]
     return {r["id"]: round(float(v), 6) for r, v in zip(ingested, phi, strict=True)}
 
 
-def embedding_genes(ingested: list[dict], gene_order: list[str], spec: EmbeddingSpec, spec_file: str | Path = "manifest") -> dict:
+def embedding_genes(ingested: list[dict], gene_order: list[str], spec: EmbeddingSpec, spec_file: str | Path = "manifest", *,
+                    expected: tuple | None = None) -> dict:
     """Which genes the stored embedding reads (manifest ``embedding.genes``; README "Across
     studies"): {"genes": "shared" or "all", "asked", "n_genes", "n_union", "positions" (sorted
     gene positions, shared only), "share" (the shared genes' expected share of a cell's
@@ -794,8 +797,9 @@ def embedding_genes(ingested: list[dict], gene_order: list[str], spec: Embedding
     measured on two panels get one embedding. "auto" takes it when the studies' panels differ
     and share at least ``spec.min_shared_genes`` genes; otherwise every gene a cell's study
     measured, as the encoder reads cells for the attributions. Raises ManifestError (naming
-    ``spec_file``) when "shared" is asked and the studies share no gene."""
-    phi, pi, measured = _expected_shares(ingested, gene_order)
+    ``spec_file``) when "shared" is asked and the studies share no gene. ``expected``:
+    :func:`_expected_shares` when the caller has it already."""
+    _, pi, measured = expected or _expected_shares(ingested, gene_order)
     counts = np.zeros(len(gene_order), dtype=np.int64)
     for m in measured:
         counts[np.unique(m)] += 1
@@ -810,7 +814,7 @@ def embedding_genes(ingested: list[dict], gene_order: list[str], spec: Embedding
     if spec.genes == "auto":
         if shared.size == n_union:
             return out | {"genes": "all", "reason": "every study measured the same genes"}
-        if shared.size < spec.min_shared_genes:
+        if shared.size < max(spec.min_shared_genes, 1):
             return out | {"genes": "all", "reason": f"the studies share only {shared.size:,} of {n_union:,} genes, fewer than "
                                                     f"embedding.min_shared_genes = {spec.min_shared_genes:,}; studies on "
                                                     "smaller panels may sit apart from the others in the embedding"}

@@ -25,6 +25,7 @@ def embed(encoder, X, batch_size: int = 1024, device: str | torch.device | None 
         if keep.shape != (X.shape[1],):
             raise ValueError(f"keep must hold one flag per gene ({X.shape[1]}), got shape {keep.shape}")
     dev = torch.device(device) if device is not None else next(encoder.parameters()).device
+    keep_t = None if keep is None else torch.from_numpy(keep).to(dev)
     was_training = encoder.training
     encoder.eval()
     out = np.empty((X.shape[0], encoder.latent_dim), dtype=np.float32)
@@ -32,9 +33,8 @@ def embed(encoder, X, batch_size: int = 1024, device: str | torch.device | None 
         with torch.no_grad():
             for start in range(0, X.shape[0], batch_size):
                 xb = torch.from_numpy(X[start : start + batch_size].toarray()).to(dev)
-                if keep is not None:
-                    mask = torch.from_numpy(keep).to(dev).expand_as(xb)
-                    xb = panel_input(xb, mask, torch.full((xb.shape[0],), float(ratio), dtype=torch.float64, device=dev))
+                if keep_t is not None:
+                    xb = panel_input(xb, keep_t.expand_as(xb), torch.full((xb.shape[0],), float(ratio), dtype=torch.float64, device=dev))
                 out[start : start + batch_size] = encoder(xb).cpu().numpy()
     finally:
         encoder.train(was_training)

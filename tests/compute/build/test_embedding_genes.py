@@ -40,6 +40,9 @@ def test_auto_keeps_every_gene_when_panels_agree_or_share_too_few():
     # asked for, the shared genes are used however few; "all" is kept whatever the panels
     assert embedding_genes(few, GENES, EmbeddingSpec(genes="shared", min_shared_genes=20))["n_genes"] == 10
     assert embedding_genes(few, GENES, EmbeddingSpec(genes="all", min_shared_genes=1))["genes"] == "all"
+    # auto never embeds on no gene, whatever the floor
+    apart = [_study("A", GENES[:20], rng), _study("B", GENES[20:], rng)]
+    assert embedding_genes(apart, GENES, EmbeddingSpec(min_shared_genes=0))["genes"] == "all"
 
 
 def test_shared_with_no_gene_in_common_is_refused_naming_the_manifest():
