@@ -25,7 +25,7 @@ import dash
 from compute.atlas import cache_error, fork_safe_cache, private_folder, sqlite_guard
 from compute.query import prepare_atlas
 from dashboard import api, callbacks, forksafe, payloads, serving
-from dashboard.callbacks import answer_query
+from dashboard.callbacks import answer_query, link
 from dashboard.data import FORK_GUARD, DashboardData
 from dashboard.layout import build_layout
 
@@ -189,6 +189,25 @@ def _warm_up(data: DashboardData) -> None:
     threading.Thread(target=work, name="sigatlas-warm-up", daemon=True).start()
 
 
+def _page_server(data: DashboardData):
+    """The layout function: the page built once, or, for a page opened from a link (its Referer,
+    callbacks.link.link_search), a page built with the link applied (callbacks.link.opened_page).
+    A link that cannot be applied there is left to the restore callback, which reports its errors."""
+    page = build_layout(data)
+
+    def serve():
+        search = link.link_search()
+        if not search:
+            return page
+        try:
+            return link.opened_page(data, build_layout(data), search)
+        except Exception:  # noqa: BLE001 - the page opens as without a link; restore applies it and says what is wrong
+            logging.getLogger(__name__).exception("the link %s could not be applied as the page was built", search[:200])
+            return page
+
+    return serve
+
+
 def create_app(atlas_path: str | Path, *, credentials: tuple[str, str] | None = None) -> dash.Dash:
     """Build the Dash app for the atlas at ``atlas_path`` (opened and validated once), with the
     JSON API (``dashboard.api``), a request size limit and, given ``credentials`` (user,
@@ -204,7 +223,7 @@ when the atlas's cache folder cannot be made or written (AtlasFormatError for th
         background_callback_manager=_background_manager(data),
         suppress_callback_exceptions=False,
     )
-    app.layout = build_layout(data)
+    app.layout = _page_server(data)
     serving.protect(app.server, credentials)
     api.register(app.server, data)
     callbacks.register(app, data)

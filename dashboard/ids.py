@@ -20,6 +20,11 @@ LOW_GENES = "low-genes"
 LOW_GENES_TEXT = "low-genes-text"
 RUN_ANYWAY = "run-anyway"
 GENES_ACCEPTED = "genes-accepted"
+# the link the page was served with, already applied to its controls (callbacks.link.opened_page), and what starts as
+# the page opens: "query" (the query request) or "job" (its ranking came with the page: the job request alone)
+LINK_APPLIED = "link-applied"
+LINK_RUN = "link-run"
+JOB_REQUEST = "job-request"  # starts the query's job without Run's own ranking (that came with a linked page)
 RESULT_KEY = "result-key"  # the stored result of the last query that ran
 PARTIAL_NOTE = "partial-note"  # "ranking shown; p-values are being computed"
 PARTIAL_KEY = "partial-key"  # the key of the running query's ranking, shown before its p-values

@@ -98,6 +98,9 @@ def build_layout(data: DashboardData):
         dcc.Store(id=ids.STATE_SEARCH),
         dcc.Store(id=ids.QUERY_REQUEST, data=0),
         dcc.Store(id=ids.GENES_ACCEPTED),  # the gene text run anyway although few of its entries are genes
+        dcc.Store(id=ids.LINK_APPLIED),  # the link this page was built with (callbacks.link.opened_page), until restore sees it
+        dcc.Store(id=ids.LINK_RUN),  # what that link starts as the page opens: "query", "job" or nothing
+        dcc.Store(id=ids.JOB_REQUEST, data=0),  # the query's job alone (a linked page came with its ranking)
         dcc.Store(id=ids.RESULT_KEY),  # the key of the stored result of the last query that ran
         dcc.Store(id=ids.PARTIAL_KEY),  # while a query runs: its ranking, shown before the p-values are in
         dcc.Store(id=ids.SNAPSHOT_READY),  # the snapshot's click, once this result's UMAP is drawn (callbacks.export.snapshot_umap)

@@ -33,7 +33,7 @@ from dashboard.state import RANKING_KEYS
 from dashboard.views.components import FIGURE_GRAPHS
 
 __all__ = ["MAX_DEPTH", "MAX_TEXT", "CallbackShape", "PayloadError", "STORE_SHAPES", "callback_shapes", "check_callback_body",
-           "check_callback_structure", "input_kinds", "install"]
+           "check_callback_structure", "input_kinds", "install", "walk"]
 
 MAX_TEXT = 2 * 2**20  # characters in one text value (the gene box holds at most MAX_GENES_TEXT; uploads are base64)
 MAX_ITEMS = 20_000  # entries of one list or mapping
@@ -204,6 +204,9 @@ STORE_SHAPES: dict[str, Kind] = {
     ids.STATE_SEARCH: text,
     ids.QUERY_REQUEST: count,
     ids.GENES_ACCEPTED: text,
+    ids.LINK_APPLIED: text,
+    ids.LINK_RUN: text,
+    ids.JOB_REQUEST: count,
     ids.RESULT_KEY: key,
     ids.PARTIAL_KEY: ranking_key,
     ids.RANKED: ranked_key,
@@ -249,15 +252,16 @@ def _prop_names(component) -> list[str]:
     return [p for p in inspect.signature(type(component).__init__).parameters if p not in ("self", "args", "kwargs")]
 
 
-def _walk(component):
+def walk(component):
+    """``component`` and every component under it (children, and components held by other properties)."""
     yield component
     children = getattr(component, "children", None)
     for child in children if isinstance(children, (list, tuple)) else [children]:
         if hasattr(child, "to_plotly_json"):
-            yield from _walk(child)
+            yield from walk(child)
     for name, value in _props(component).items():  # components held by other properties (labels, tabs)
         if name != "children" and hasattr(value, "to_plotly_json"):
-            yield from _walk(value)
+            yield from walk(value)
 
 
 def _id_key(ident) -> str:
@@ -269,7 +273,7 @@ def input_kinds(layout) -> dict[tuple[str, str], Kind]:
     """(component id, property) -> kind, for every property of every component of ``layout`` that
     has an id (pattern-matching ids by their "type")."""
     kinds: dict[tuple[str, str], Kind] = {}
-    for comp in _walk(layout):
+    for comp in walk(layout):
         ident = getattr(comp, "id", None)
         if ident is None:
             continue
@@ -469,11 +473,11 @@ def check_callback_structure(body, shapes: Mapping[str, CallbackShape]) -> Callb
 def install(app, route_suffix: str = "_dash-update-component") -> None:
     """Check every callback request to the Dash ``app`` (its callbacks registered) for its
     structure (check_callback_structure, against ``app.callback_map``) and its values (against the
-    kinds of ``app.layout``'s components); a wrong one is answered 400 with the message (JSON
-    error bodies are the API's; Dash's route answers text)."""
+    kinds of ``app.layout``'s components: a layout function's page without a link); a wrong one is
+    answered 400 with the message (JSON error bodies are the API's; Dash's route answers text)."""
     import flask
 
-    kinds = input_kinds(app.layout)
+    kinds = input_kinds(app.layout() if callable(app.layout) else app.layout)
     # Dash adds callbacks of its own when it serves its first request (one per background
     # callback's cancel input, "cancel.id"): the shapes are read again whenever the map has grown
     shapes: dict[int, dict[str, CallbackShape]] = {}

@@ -1,10 +1,14 @@
 """The link: opening one fills the controls (and runs its query); later changes are written to the
 address bar in the browser (``history.replaceState``), never fed back through the Location, so a
-quick second click is not held behind a round trip that could reset the controls."""
+quick second click is not held behind a round trip that could reset the controls.
+
+A link is applied where the page is built when it can be (``opened_page``: the controls arrive
+with the page, and its query starts as the page opens); ``restore`` applies it otherwise, and on
+back/forward and presenter steps."""
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import dash
 import dash_mantine_components as dmc
@@ -17,7 +21,8 @@ from dashboard.presets import PRESETS
 from dashboard.state import DEFAULTS, LEGACY_KEYS, LIST_SEP, TABS, decode_state, encode_state, normalise_genes
 from dashboard.views.filters import apply_preset, filter_choices, known_values
 
-__all__ = ["MAX_LINK_CHARS", "PANEL_CLASS", "SHORT_LINK_KEY", "gene_box_text", "register", "restore", "write_link"]
+__all__ = ["MAX_LINK_CHARS", "PANEL_CLASS", "SHORT_LINK_KEY", "gene_box_text", "link_search", "opened_page", "register", "restore",
+           "write_link"]
 
 # the filters whose options a link can extend (a study's own label from an older link)
 _FILTER_OPTIONS = {"cell_types": ids.CELL_TYPES, "diseases": ids.DISEASES, "tissues": ids.TISSUES}
@@ -71,7 +76,12 @@ def _is_short(search: str) -> bool:
     return len(pairs) == 1 and pairs[0][0] == SHORT_LINK_KEY
 
 
-def restore(data, search: str | None, request: int | None) -> dict:
+def _same_link(a: str | None, b: str | None) -> bool:
+    """Whether two query strings hold the same settings (the same pairs, in order)."""
+    return parse_qsl((a or "").lstrip("?"), keep_blank_values=True) == parse_qsl((b or "").lstrip("?"), keep_blank_values=True)
+
+
+def restore(data, search: str | None, request: int | None, applied: str | None = None) -> dict:
     """Every control as the link's query string ``search`` sets it (dashboard.state.decode_state:
     invalid values take their default, said in ``notes``), a preset's genes and cell types when
     the link names one, the filters' options (with a study's own label from an older link), and
@@ -79,6 +89,13 @@ def restore(data, search: str | None, request: int | None) -> dict:
     the link names reads as empty (none of its values known: it would run on every cell)."""
     # the Location's search changes only when a page opens (a link), on back/forward and on a
     # presenter step: our own state changes go to the address bar without it (write_link)
+    if applied is not None and _same_link(applied, search):
+        # the page was built with this link applied (opened_page), its query started: the controls
+        # are set again, unchanged, for the callbacks that follow a control (a tab's own view:
+        # the "Genes in a cell type" ranking of a link to it), nothing is run a second time;
+        # later Location changes (back/forward, presenter steps) are restored in full below
+        values = restore(data, search, request)
+        return {name: values[name] if name in CONTROLS else dash.no_update for name in _restore_outputs()} | {"applied": None}
     short = _is_short(search or "")
     search, lost = _expand(data, search or "")
     state, notes = decode_state(search, known_values(data))
@@ -101,7 +118,65 @@ def restore(data, search: str | None, request: int | None) -> dict:
     # 799-entry list was asked about and not run)
     accepted = normalise_genes(gene_box_text(state["genes"])) if short and not lost and run else dash.no_update
     return {**{key: state[key] for key in CONTROLS}, "genes": gene_box_text(state["genes"]), **options, "notes": note,
-            "request": (request or 0) + 1 if run else dash.no_update, "accepted": accepted}
+            "request": (request or 0) + 1 if run else dash.no_update, "accepted": accepted, "applied": None if applied else dash.no_update}
+
+
+def _restore_outputs() -> dict[str, Output]:
+    """What ``restore`` sets, by name."""
+    return {**controls(Output), **{f"{key}_options": Output(cid, "data") for key, cid in _FILTER_OPTIONS.items()},
+            "notes": Output(ids.STATE_NOTES, "children"), "request": Output(ids.QUERY_REQUEST, "data", allow_duplicate=True),
+            "accepted": Output(ids.GENES_ACCEPTED, "data", allow_duplicate=True), "applied": Output(ids.LINK_APPLIED, "data")}
+
+
+def link_search() -> str | None:
+    """The query string of the page whose layout is being served: Dash's renderer asks for the
+    layout from the page itself, so the request's Referer is the page's address (same origin only,
+    else None; None outside a request, and for a page without one)."""
+    import flask
+
+    if not flask.has_request_context() or not flask.request.referrer:
+        return None
+    page = urlsplit(flask.request.referrer)
+    return f"?{page.query}" if page.netloc == flask.request.host and page.query else None
+
+
+def opened_page(data, page, search: str):
+    """``page`` (a fresh layout) for the link ``search``: every control as ``restore`` sets it and
+    ids.LINK_APPLIED holding the link, so that ``restore`` skips it. A link that runs comes with its
+    ranking drawn (query.rank_now, as Run's request draws it), ids.LINK_RUN "job": the query's job
+    starts as the page opens and query.finish_now draws the rest. When the ranking cannot be drawn
+    here (the server is busy, the page asks first), ids.LINK_RUN "query": the query starts as the
+    page opens, as Run starts it. Either is a round trip or more sooner than through ``restore``."""
+    from dashboard.callbacks import query
+    from dashboard.callbacks.render import RENDER_OUTPUTS, RENDER_SETTINGS
+    from dashboard.payloads import walk
+
+    values = restore(data, search, 0)
+    by_id = {comp.id: comp for comp in walk(page) if isinstance(getattr(comp, "id", None), str)}
+
+    def put(output: Output, value) -> None:
+        if value is not dash.no_update:
+            setattr(by_id[output.component_id], output.component_property, value)
+
+    for name, out in _restore_outputs().items():
+        if name not in ("request", "applied"):
+            put(out, values.get(name, dash.no_update))
+    by_id[ids.LINK_APPLIED].data = search
+    if values["request"] is dash.no_update:
+        return page
+    settings = {key: values[key] for key in (*QUERY_CONTROLS, *RENDER_SETTINGS)}
+    accepted = values["accepted"] if values["accepted"] is not dash.no_update else None
+    try:
+        views = query.rank_now(data, None, 1, False, None, accepted, values["tab"], **settings)
+    except dash.exceptions.PreventUpdate:
+        by_id[ids.LINK_RUN].data = "query"
+        return page
+    for name, out in RENDER_OUTPUTS.items():
+        put(out, views[name])
+    put(Output(ids.RANKED, "data"), views["ranked"])
+    put(Output(ids.VIEWS_DRAWN, "data"), views["drawn"])
+    by_id[ids.LINK_RUN].data = "job"
+    return page
 
 
 def write_link(data, result_key: str | None, query_error: dict | None, **settings) -> dict:
@@ -119,13 +194,24 @@ def write_link(data, result_key: str | None, query_error: dict | None, **setting
 
 def register(app: dash.Dash, data) -> None:
     app.callback(
-        output={**controls(Output), **{f"{key}_options": Output(cid, "data") for key, cid in _FILTER_OPTIONS.items()},
-                "notes": Output(ids.STATE_NOTES, "children"), "request": Output(ids.QUERY_REQUEST, "data", allow_duplicate=True),
-                "accepted": Output(ids.GENES_ACCEPTED, "data", allow_duplicate=True)},
+        output=_restore_outputs(),
         inputs={"search": Input(ids.URL, "search")},
-        state={"request": State(ids.QUERY_REQUEST, "data")},
+        state={"request": State(ids.QUERY_REQUEST, "data"), "applied": State(ids.LINK_APPLIED, "data")},
         prevent_initial_call="initial_duplicate",
     )(bind(restore, data))
+    # a page served with its link applied (opened_page) runs the link's query as it opens
+    clientside_callback(
+        """function(run, request, job) {
+            const none = window.dash_clientside.no_update;
+            if (run === 'query') { return [(request || 0) + 1, none]; }
+            if (run === 'job') { return [none, (job || 0) + 1]; }
+            return [none, none];
+        }""",
+        [Output(ids.QUERY_REQUEST, "data", allow_duplicate=True), Output(ids.JOB_REQUEST, "data")],
+        Input(ids.LINK_RUN, "data"),
+        [State(ids.QUERY_REQUEST, "data"), State(ids.JOB_REQUEST, "data")],
+        prevent_initial_call="initial_duplicate",
+    )
     app.callback(
         output={"search": Output(ids.STATE_SEARCH, "data")},
         inputs={"result_key": Input(ids.RESULT_KEY, "data"), "query_error": Input(ids.QUERY_ERROR, "data"),

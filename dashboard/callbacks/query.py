@@ -88,7 +88,8 @@ def run_anyway(data, clicks: int | None, genes: str | None, request: int | None)
     return {"accepted": normalise_genes(genes or ""), "request": (request or 0) + 1, "ask": HIDDEN}
 
 
-def run_query(data, set_progress, run_clicks: int | None, request: int | None, accepted: str | None = None, **settings) -> dict:
+def run_query(data, set_progress, run_clicks: int | None, request: int | None, accepted: str | None = None,
+              job_request: int | None = None, **settings) -> dict:
     """Run the query the query controls' ``settings`` ask for (checked by dashboard.state), or
     find it in the cache. Returns {"result_key": the stored result's key, None when the query
     failed, no update when the settings form no query (the views keep the last result, which
@@ -98,7 +99,8 @@ def run_query(data, set_progress, run_clicks: int | None, request: int | None, a
     "status": a message for settings that form no query, else no update; "resolution": emptied
     when the gene box is empty, else no update; "ask", "ask_text": the question shown, and the
     gene decisions, instead of running when few of the entries are genes (``asks_first``;
-    ``accepted``: the gene text run anyway), else the question hidden}. ``set_progress`` takes (percent, message); it
+    ``accepted``: the gene text run anyway), else the question hidden}. Started by Run, the query
+    request, or ``job_request`` (a linked page that came with its ranking). ``set_progress`` takes (percent, message); it
     ends at 100 "done", or at 0 with what went wrong (never left on a step). A query that runs
     shows its ranking first: ``rank_now``, Run's own request, ranks and draws it; when every job
     slot is busy (rank_now leaves it to the job), the ranking's key goes to the page's
@@ -214,7 +216,9 @@ def rank_now(data, run_clicks: int | None, request: int | None, presenter: bool 
     and the text was not run anyway (``accepted``; ``run_query`` asks). With the ranking, its key
     goes to ``ids.RANKED``, which starts ``finish_now``. The Studies tab's grids (STUDY_GRIDS) come
     with the ranking only when that tab shows (``tab``): filling hidden grids held the ranking back
-    on the page, and finish_now fills them with their p-values a moment later."""
+    on the page, and finish_now fills them with their p-values a moment later. The Genes tab's
+    heatmap comes with the ranking when that tab shows: it needs the hits, not the p-values (a link
+    to the Genes tab waited for the whole query)."""
     query_settings = {key: settings.pop(key) for key in list(settings) if key in QUERY_CONTROLS}
     try:
         state, params = read_query(data, query_settings)
@@ -231,7 +235,7 @@ def rank_now(data, run_clicks: int | None, request: int | None, presenter: bool 
     # the same query run again (after a Cancel) gives the same ranking key: a fresh suffix each
     # Run makes it a new value, so finish_now starts every time
     # the views now show the query the controls ask for: the out-of-date marker goes with the old ranking
-    views = render_partial(data, partial, presenter, driver_group, **settings)
+    views = render_partial(data, partial, presenter, driver_group, genes_tab=tab == "genes", **settings)
     if tab != "studies":
         views |= {name: dash.no_update for name in STUDY_GRIDS}
     return views | {"ranked": f"{partial}_{secrets.token_hex(4)}", "drawn": pending_signature(data.final_key(partial)), "stale": None}
@@ -284,7 +288,8 @@ def register(app: dash.Dash, data) -> None:
                 "status": Output(ids.STATUS, "children", allow_duplicate=True),
                 "resolution": Output(ids.RESOLUTION, "children", allow_duplicate=True),
                 "ask": Output(ids.LOW_GENES, "style"), "ask_text": Output(ids.LOW_GENES_TEXT, "children")},
-        inputs={"run_clicks": Input(ids.RUN, "n_clicks"), "request": Input(ids.QUERY_REQUEST, "data")},
+        inputs={"run_clicks": Input(ids.RUN, "n_clicks"), "request": Input(ids.QUERY_REQUEST, "data"),
+                "job_request": Input(ids.JOB_REQUEST, "data")},
         # the job does not draw views: drawing in a forked child can wait forever on a lock another
         # thread held at the fork (a browser test's job never ended once); finish_now draws them here
         state={"accepted": State(ids.GENES_ACCEPTED, "data"), **controls(State, QUERY_CONTROLS)},
@@ -327,7 +332,8 @@ def register(app: dash.Dash, data) -> None:
         inputs={"ranked": Input(ids.RANKED, "data")},
         state={"presenter": State(ids.PRESENTER, "checked"), "driver_group": State(ids.DRIVER_GROUP, "value"),
                **controls(State, RENDER_SETTINGS)},
-        prevent_initial_call=True,
+        # as the page opens too: a linked page comes with its ranking drawn (callbacks.link.opened_page)
+        prevent_initial_call="initial_duplicate",
     )(bind(finish_now, data))
     app.callback(
         output={**{name: Output(out.component_id, out.component_property, allow_duplicate=True) for name, out in RENDER_OUTPUTS.items()},

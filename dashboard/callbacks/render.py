@@ -11,7 +11,7 @@ from dash import Input, Output, State, html
 from dashboard import ids
 from dashboard.callbacks.wiring import VIEW_CONTROLS, bind, control_pairs, controls
 from dashboard.state import RANKING_KEYS, read_state
-from dashboard.views.results import FIGURE_VIEWS, PRESENTER_GENE_ROWS, error_views, presenter_figure, render_views
+from dashboard.views.results import FIGURE_VIEWS, PRESENTER_GENE_ROWS, error_views, gene_views, presenter_figure, render_views
 
 __all__ = ["RENDER_OUTPUTS", "RENDER_SETTINGS", "pending_signature", "register", "render", "render_partial", "views_signature"]
 
@@ -61,12 +61,13 @@ def pending_signature(result_key: str | None) -> str:
 
 
 def render(data, result_key: str | None, query_error: dict | None, presenter: bool | None, driver_group: str | None = None,
-           partial_key: str | None = None, trigger=None, drawn: str | None = None, forest_group: str | None = None, **settings) -> dict:
+           partial_key: str | None = None, trigger=None, drawn: str | None = None, forest_group: str | None = None,
+           genes_tab: bool = False, **settings) -> dict:
     """Every view (RENDER_OUTPUTS, by name) of the stored result ``result_key`` under the view
     ``settings`` (top_n, group_by, heat, order, color; invalid ones take their default), or of the
     failed query ``query_error``; large type when ``presenter``. When ``trigger`` (default: Dash's
     triggered id) is the running query's ``partial_key``: its ranking alone, shown before the
-    p-values are in. A drawing of a result also says what it shows (``"drawn"``, for
+    p-values are in (with the Genes tab's views when ``genes_tab``: that tab shows). A drawing of a result also says what it shows (``"drawn"``, for
     ids.VIEWS_DRAWN); no update when ``drawn`` says the page shows these views already, or
     that query.finish_now is drawing them (:func:`pending_signature`)."""
     if partial_key is not None and trigger is None:
@@ -79,6 +80,10 @@ def render(data, result_key: str | None, query_error: dict | None, presenter: bo
             raise dash.exceptions.PreventUpdate
         state, _ = read_state(control_pairs(settings), strict=False)
         views = render_views(data, result, state | {"driver_group": driver_group, "forest_group": forest_group}, ranking_only=True)
+        if genes_tab:  # the Genes tab shows: its heatmap needs the hits only, so it comes with the ranking
+            views |= gene_views(data, result, state | {"gene_rows": PRESENTER_GENE_ROWS if presenter else None})
+            if presenter:
+                presenter_figure(views["heatmap_fig"])
         views["status"] = html.Div("Ranking shown; p-values, null band and evidence are being computed…", id=ids.PARTIAL_NOTE)
         # the other views keep what they show until the full result renders
         return {name: views.get(name, dash.no_update) for name in RENDER_OUTPUTS}
@@ -103,9 +108,12 @@ def render(data, result_key: str | None, query_error: dict | None, presenter: bo
     return views | {"drawn": signature}
 
 
-def render_partial(data, partial_key: str | None, presenter: bool | None, driver_group: str | None = None, **settings) -> dict:
-    """:func:`render` of the running query's ranking alone (``partial_key``), before its p-values."""
-    return render(data, None, None, presenter, driver_group, partial_key=partial_key, trigger=ids.PARTIAL_KEY, **settings)
+def render_partial(data, partial_key: str | None, presenter: bool | None, driver_group: str | None = None, *,
+                   genes_tab: bool = False, **settings) -> dict:
+    """:func:`render` of the running query's ranking alone (``partial_key``), before its p-values
+    (and the Genes tab's heatmap when ``genes_tab``)."""
+    return render(data, None, None, presenter, driver_group, partial_key=partial_key, trigger=ids.PARTIAL_KEY, genes_tab=genes_tab,
+                  **settings)
 
 
 def register(app: dash.Dash, data) -> None:

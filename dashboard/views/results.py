@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["FIGURE_VIEWS", "GENE_VIEW_CAP", "GENE_VIEW_TOP", "GROUP_LABELS", "NO_RESULT_NOTE", "PRESENTER_FONT", "PRESENTER_GENE_ROWS",
            "PRESENTER_TITLE", "Q_SIGNIFICANT",
            "RESULT_VIEWS", "SPECIFICITY_P", "SPECIFICITY_Q", "STAT_HELP", "UMAP_VIEWS", "driver_figure", "empty_views", "error_views", "excluded_panel",
-           "forest_views", "genes_note", "presenter_figure",
+           "forest_views", "gene_views", "genes_note", "presenter_figure",
            "reading_sentence", "render_views", "resolution_panel", "stat_help_panel", "umap_labels_note", "umap_views", "view_tables"]
 
 GROUP_LABELS = {"disease": "disease", "cell_type": "cell type", "study": "study"}
@@ -345,7 +345,6 @@ def render_views(data: DashboardData, result, state: dict, *, ranking_only: bool
              f"{sim_note}</sub>")
     cells = data.query_cells(params)  # the disease column as the ranking groups it
     base_rate = result.chance_pct if result.n_selected else None  # the actual share of hits, ties at the cut-off counted
-    by = _group_by(state)
     null_text = (f" · null: {null.n_draws:,} matched gene sets over {null.n_cells:,} cells, p floor {null.p_floor:.2g}"
                  if null is not None else f" · null: {params.n_null:,} matched gene sets being drawn" if ranking_only and params.n_null
                  else " · no null (set null draws to get p-values)")
@@ -398,6 +397,16 @@ def render_views(data: DashboardData, result, state: dict, *, ranking_only: bool
         out["compare_fig"] = out["scatter_fig"] = figures.empty_figure(msg)
     if umap:
         out |= umap_views(data, result, state)
+    return out | gene_views(data, result, state)
+
+
+def gene_views(data: DashboardData, result, state: dict) -> dict:
+    """The Genes tab's views of ``result`` (``heatmap_fig``, ``genes_note``) under ``state``'s
+    genes_shown, gene_rows, group_by, order and heat. They need the ranking's hits only, not its
+    p-values: Run's request draws them with the ranking when that tab shows (query.rank_now)."""
+    out = {}
+    has_sim = data.atlas.has_simulated
+    by = _group_by(state)
     shown = state.get("genes_shown") or "top"
     rows = state.get("gene_rows")  # presenter mode: the rows that fit the screen at its large type
     mean_table, pct_table = data.gene_groups(result, by, rows or (GENE_VIEW_CAP if shown == "all" else GENE_VIEW_TOP))
@@ -413,8 +422,6 @@ def render_views(data: DashboardData, result, state: dict, *, ranking_only: bool
         out["heatmap_fig"] = heatmap_figure(mean_table, group_label=GROUP_LABELS[by], order=order, simulated=has_sim,
                                             title=f"Mean attribution: genes x {GROUP_LABELS[by]}")
     return out
-
-
 
 
 def driver_figure(data, result, group: str | None):

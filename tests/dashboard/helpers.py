@@ -59,7 +59,10 @@ def table_rows(component) -> list[list[str]]:
 
 
 def find(component, id_):
-    """The component with ``id_`` inside a Dash component tree, or None."""
+    """The component with ``id_`` inside a Dash component tree (an app's layout function: the page
+    it serves without a link), or None."""
+    if callable(component) and not hasattr(component, "to_plotly_json"):
+        component = component()
     if isinstance(component, list | tuple):
         return next((hit for c in component if (hit := find(c, id_)) is not None), None)
     if getattr(component, "id", None) == id_:

@@ -146,7 +146,7 @@ def test_the_ranking_is_cached_by_the_data_layer(data):
 
 
 def test_the_tab_in_the_layout_and_the_link(data, tiny_build):
-    layout = create_app(tiny_build[1]).layout
+    layout = create_app(tiny_build[1]).layout()
     tabs = _find(layout, ids.TABS)
     assert "cell_genes" in [t.value for t in tabs.children[0].children] and "cell_genes" in TABS
     for id_ in (ids.RANK_CELL_TYPES, ids.RANK_VERSUS, ids.RANK_FIG, ids.RANK_GRID, ids.SPREAD_FIG, ids.SEND_TOP, ids.RANK_CSV):

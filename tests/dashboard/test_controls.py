@@ -69,7 +69,7 @@ def test_cell_type_filter_is_the_term_tree_with_cell_counts(tiny_build):
     # the same for diseases (healthy donors: normal) and tissues; the layout shows these options
     diseases = options_of(filter_choices(data, "diseases"))
     assert {"normal", "infectious disease with sepsis", "infectious disease"} <= set(diseases)
-    layout = create_app(tiny_build[1]).layout
+    layout = create_app(tiny_build[1]).layout()
     for id_, key in ((ids.CELL_TYPES, "cell_types"), (ids.DISEASES, "diseases"), (ids.TISSUES, "tissues")):
         control = find(layout, id_)
         assert control.data == filter_choices(data, key).options and "a term includes its" in control.description

@@ -164,7 +164,7 @@ def test_modules_tab_without_modules_a_query_or_success(modules_app, tiny_build)
 
 def test_modules_tab_is_in_the_layout_and_the_link(tiny_build):
     app = create_app(tiny_build[1])
-    layout = app.layout
+    layout = app.layout()
     tabs = find(layout, ids.TABS)
     assert [t.value for t in tabs.children[0].children][-3:] == ["genes", "cell_genes", "modules"]
     assert "SIMULATED" in text_of(find(layout, ids.MODULES_SIM))

@@ -17,6 +17,7 @@ from dashboard.callbacks import query, render
 from dashboard.callbacks.wiring import QUERY_CONTROLS
 from dashboard.data import DashboardData
 from dashboard.state import DEFAULTS
+from dashboard.views.results import PRESENTER_FONT
 
 
 @pytest.fixture(scope="module")
@@ -266,3 +267,27 @@ def test_run_s_ranking_fills_the_studies_grids_only_when_that_tab_shows(ran, mon
         assert hidden[name] is dash.no_update
         assert isinstance(shown[name], list)
     assert shown["study_rows"] and hidden["disease_table"] is not dash.no_update
+
+
+def test_run_s_ranking_brings_the_genes_heatmap_when_that_tab_shows(ran, monkeypatch):
+    # a link to the Genes tab waited for the whole query (p-values, evidence) before its heatmap showed,
+    # although the heatmap needs the hits only
+    data, out, _ = ran
+    monkeypatch.setattr(data, "ranks_in_request", lambda: True)
+    genes = "\n".join(g for g, _ in data.stored_result(out["result_key"]).params.genes)
+    settings = {key_: DEFAULTS[key_] for key_ in QUERY_CONTROLS} | {"genes": genes, "null_draws": 181}  # never run
+    view = {key_: DEFAULTS[key_] for key_ in render.RENDER_SETTINGS}
+    elsewhere = query.rank_now(data, 1, None, False, None, tab="diseases", **settings, **view)
+    assert elsewhere["heatmap_fig"] is dash.no_update and elsewhere["genes_note"] is dash.no_update
+    genes_tab = query.rank_now(data, 2, None, False, None, tab="genes", **settings, **view)
+    result = data.stored_result(genes_tab["ranked"].rpartition("_")[0])
+    assert result is not None and not result.null  # drawn before the p-values exist
+    heat = genes_tab["heatmap_fig"]
+    full = render.render(data, out["result_key"], None, False, None, **view)
+    # the same view the full result's Genes tab shows: its title, its note and one row per shown gene
+    assert heat.layout.title.text == full["heatmap_fig"].layout.title.text
+    assert genes_tab["genes_note"] == full["genes_note"] and "matched genes" in genes_tab["genes_note"]
+    assert len(heat.data[0].y) == len(full["heatmap_fig"].data[0].y) > 0
+    # presenter mode: the heatmap fitted to the screen, as the full drawing fits it
+    presenter = query.rank_now(data, 3, None, True, None, tab="genes", **settings, **view)
+    assert presenter["heatmap_fig"].layout.font.size == PRESENTER_FONT["size"] > (heat.layout.font.size or 0)
