@@ -130,14 +130,16 @@ def _restore_outputs() -> dict[str, Output]:
 
 def link_search() -> str | None:
     """The query string of the page whose layout is being served: Dash's renderer asks for the
-    layout from the page itself, so the request's Referer is the page's address (same origin only,
-    else None; None outside a request, and for a page without one)."""
+    layout from the page itself, so the request's Referer is the page's address. Only this app's
+    own page counts (the same host, the path the layout route hangs under); else None, as outside
+    a request and for a page without a query string."""
     import flask
 
     if not flask.has_request_context() or not flask.request.referrer:
         return None
     page = urlsplit(flask.request.referrer)
-    return f"?{page.query}" if page.netloc == flask.request.host and page.query else None
+    own_path = flask.request.path.removesuffix("_dash-layout")
+    return f"?{page.query}" if page.netloc == flask.request.host and page.path == own_path and page.query else None
 
 
 def opened_page(data, page, search: str):

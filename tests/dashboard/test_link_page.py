@@ -79,6 +79,9 @@ def test_a_page_without_a_link_of_its_own_is_the_plain_page(app):
     foreign = _page(app, "http://elsewhere.example/?genes=CD14")
     assert _data_of(foreign, ids.LINK_APPLIED) is None and _value(foreign, "genes") in (None, "")
     assert _data_of(_page(app, "http://localhost/"), ids.LINK_APPLIED) is None  # no query string
+    # another page of the same host (a page embedding this one, a proxy's own page) is not this page's link
+    assert _data_of(_page(app, "http://localhost/elsewhere/?genes=CD14"), ids.LINK_APPLIED) is None
+    assert link.link_search() is None  # outside a request: the page Dash checks its callbacks against
 
 
 def test_a_link_the_server_cannot_rank_now_starts_its_query_as_the_page_opens(app, tiny_build, monkeypatch):
