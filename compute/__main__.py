@@ -318,11 +318,9 @@ def _cmd_genes(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m compute", description="SigAtlas offline build")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    b = sub.add_parser("build", help="build (or bring up to date) the atlas a manifest describes")
+def _add_build(parent) -> None:
+    """The `build` command and its options."""
+    b = parent.add_parser("build", help="build (or bring up to date) the atlas a manifest describes")
     b.add_argument("manifest", help="path to data_manifest.yaml")
     b.add_argument("--force", action="store_true", help="redo every stage, ignoring cached work")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -339,7 +337,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="checkpoint training every BATCHES batches, besides the end of every epoch (default 1000)")
     b.set_defaults(func=_cmd_build)
 
-    cp = sub.add_parser("census-plan", help="what a manifest's census entries bring in (datasets, cells, donors, diseases) "
+
+def _add_census_plan(parent) -> None:
+    """The `census-plan` command and its options."""
+    cp = parent.add_parser("census-plan", help="what a manifest's census entries bring in (datasets, cells, donors, diseases) "
                         "and the disk and time they need, read from the Census obs before any expression is downloaded")
     cp.add_argument("manifest", help="path to data_manifest.yaml")
     cp.add_argument("--bandwidth", type=float, default=10.0, metavar="MB_PER_S", help="download speed assumed by the time "
@@ -347,24 +348,36 @@ def main(argv: list[str] | None = None) -> int:
     cp.add_argument("--json", action="store_true", help="print only JSON: the plans and the estimate")
     cp.set_defaults(func=_cmd_census_plan)
 
-    v = sub.add_parser("verify", help="check every atlas file against the checksums recorded in its root")
+
+def _add_verify(parent) -> None:
+    """The `verify` command and its options."""
+    v = parent.add_parser("verify", help="check every atlas file against the checksums recorded in its root")
     v.add_argument("atlas")
     v.add_argument("--sizes-only", action="store_true", help="compare sizes only (fast), not sha256")
     v.set_defaults(func=_cmd_verify)
 
-    s = sub.add_parser("simulate", help="write the simulated demo studies (offline, deterministic)")
+
+def _add_simulate(parent) -> None:
+    """The `simulate` command and its options."""
+    s = parent.add_parser("simulate", help="write the simulated demo studies (offline, deterministic)")
     s.add_argument("--out", default="data/demo", help="folder for the h5ad files (default data/demo)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--studies", type=int, default=24, help="number of simulated studies (default 24)")
     s.add_argument("--write-manifest", metavar="PATH", help="also write a manifest listing them")
     s.set_defaults(func=_cmd_simulate)
 
-    i = sub.add_parser("info", help="describe an atlas")
+
+def _add_info(parent) -> None:
+    """The `info` command and its options."""
+    i = parent.add_parser("info", help="describe an atlas")
     i.add_argument("atlas")
     i.add_argument("--json", action="store_true", help="print only JSON: the atlas's description, build record and per-study reports")
     i.set_defaults(func=_cmd_info)
 
-    im = sub.add_parser("import-signature", help="import SIGnature's precomputed attributions (TileDB per cell type) as an atlas")
+
+def _add_import_signature(parent) -> None:
+    """The `import-signature` command and its options."""
+    im = parent.add_parser("import-signature", help="import SIGnature's precomputed attributions (TileDB per cell type) as an atlas")
     im.add_argument("--attributions", required=True, metavar="DIR",
                     help="folder of cell-type folders, each with attributions/ (TileDB) and cell_metadata.csv.gz")
     im.add_argument("--gene-order", required=True, metavar="FILE", help="the model's gene order, one symbol per line")
@@ -373,7 +386,10 @@ def main(argv: list[str] | None = None) -> int:
     im.add_argument("--block-cells", type=int, default=100_000, help="cells read per block (memory use scales with it)")
     im.set_defaults(func=_cmd_import_signature)
 
-    va = sub.add_parser("validate", help="validation suite: planted truth on SIMULATED atlases and real PBMC data; writes docs/validation.md")
+
+def _add_validate(parent) -> None:
+    """The `validate` command and its options."""
+    va = parent.add_parser("validate", help="validation suite: planted truth on SIMULATED atlases and real PBMC data; writes docs/validation.md")
     va.add_argument("--report", default="docs/validation.md", help="the report to write (figures and results.json go to a folder beside it)")
     va.add_argument("--work", default=".validation", help="folder for the simulated data and atlases (emptied first unless --reuse)")
     va.add_argument("--reuse", action="store_true", help="keep the work folder: unchanged atlases are not rebuilt (the timing then is not a fresh run's)")
@@ -389,7 +405,10 @@ def main(argv: list[str] | None = None) -> int:
                     "small SIMULATED atlas, minutes)")
     va.set_defaults(func=_cmd_validate)
 
-    dn = sub.add_parser("demo-numbers", help="the demo's MS1 result as the README quotes it, measured on the built demo atlas: "
+
+def _add_demo_numbers(parent) -> None:
+    """The `demo-numbers` command and its options."""
+    dn = parent.add_parser("demo-numbers", help="the demo's MS1 result as the README quotes it, measured on the built demo atlas: "
                         "writes docs/demo-numbers.json and the README's generated paragraph")
     dn.add_argument("--atlas", default="atlas/demo", help="the built demo atlas (default atlas/demo)")
     dn.add_argument("--json", default="docs/demo-numbers.json", help="where the numbers go (default docs/demo-numbers.json)")
@@ -397,14 +416,20 @@ def main(argv: list[str] | None = None) -> int:
     dn.add_argument("--draws", type=int, default=1000, help="random gene sets for the specificity p (default 1,000)")
     dn.set_defaults(func=_cmd_demo_numbers)
 
-    mo = sub.add_parser("modules", help="gene modules from co-attribution; with --genes, where a signature sits among them")
+
+def _add_modules(parent) -> None:
+    """The `modules` command and its options."""
+    mo = parent.add_parser("modules", help="gene modules from co-attribution; with --genes, where a signature sits among them")
     mo.add_argument("atlas")
     mo.add_argument("--genes", help="a gene list (symbols, comma/space separated)")
     mo.add_argument("--store", choices=("attr", "expr"), default="attr", help="co-attribution (default) or co-expression")
     mo.add_argument("--top", type=int, default=20)
     mo.set_defaults(func=_cmd_modules)
 
-    la = sub.add_parser("labels", help="before a build: every study's cell-type and disease labels with the term each "
+
+def _add_labels(parent) -> None:
+    """The `labels` command and its options."""
+    la = parent.add_parser("labels", help="before a build: every study's cell-type and disease labels with the term each "
                         "would get, how, and a proposal where none; prints ready-to-paste cell_type_map / disease_map")
     la.add_argument("manifest")
     la.add_argument("--study", action="append", help="only this study (repeatable)")
@@ -415,7 +440,10 @@ def main(argv: list[str] | None = None) -> int:
     la.add_argument("--json", action="store_true", help="print only JSON")
     la.set_defaults(func=_cmd_labels)
 
-    ge = sub.add_parser("genes", help="genes of a cell population ranked by mean attribution (expression rank beside), "
+
+def _add_genes(parent) -> None:
+    """The `genes` command and its options."""
+    ge = parent.add_parser("genes", help="genes of a cell population ranked by mean attribution (expression rank beside), "
                         "the sample as the unit; --versus tests against a reference")
     ge.add_argument("atlas")
     ge.add_argument("--cell-type", action="append", help="a cell type label or ontology term (repeatable; a term includes its descendants)")
@@ -428,9 +456,10 @@ def main(argv: list[str] | None = None) -> int:
     ge.add_argument("--json", action="store_true", help="print JSON only")
     ge.set_defaults(func=_cmd_genes)
 
-    bench = sub.add_parser("bench", help="benchmarks that print figures and ratios")
-    bench_sub = bench.add_subparsers(dest="bench", required=True)
-    ba = bench_sub.add_parser("attributions", help="our exact IG vs Captum's generic IG (and sc-signature when installed)")
+
+def _add_bench_attributions(parent) -> None:
+    """The `bench attributions` command and its options."""
+    ba = parent.add_parser("attributions", help="our exact IG vs Captum's generic IG (and sc-signature when installed)")
     ba.add_argument("--cells", type=int, default=2000)
     ba.add_argument("--genes", type=int, default=28231)
     ba.add_argument("--hidden", type=int, nargs="+", default=[1024, 1024])
@@ -445,7 +474,10 @@ def main(argv: list[str] | None = None) -> int:
     ba.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
     ba.set_defaults(func=_cmd_bench_attributions)
 
-    bq = bench_sub.add_parser("query", help="the gene-major store vs SIGnature's TileDB array and the in-memory floor; with "
+
+def _add_bench_query(parent) -> None:
+    """The `bench query` command and its options."""
+    bq = parent.add_parser("query", help="the gene-major store vs SIGnature's TileDB array and the in-memory floor; with "
                               "--studies/--cells, whole queries on SIMULATED atlases at SIGnature's shape")
     bq.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     bq.add_argument("--studies", type=int, nargs="+", default=None,
@@ -467,7 +499,10 @@ def main(argv: list[str] | None = None) -> int:
     bq.add_argument("--json", metavar="PATH")
     bq.set_defaults(func=_cmd_bench_query)
 
-    bb = bench_sub.add_parser("build", help="the distributed build on SIMULATED studies: wall time, cells/s, memory per worker")
+
+def _add_bench_build(parent) -> None:
+    """The `bench build` command and its options."""
+    bb = parent.add_parser("build", help="the distributed build on SIMULATED studies: wall time, cells/s, memory per worker")
     bb.add_argument("--studies", type=int, nargs="+", default=[25, 50, 100], help="study counts, one fresh build each")
     bb.add_argument("--cells-per-study", type=int, default=10_000)
     bb.add_argument("--genes", type=int, default=2000)
@@ -485,7 +520,10 @@ def main(argv: list[str] | None = None) -> int:
     bb.add_argument("--json", metavar="PATH")
     bb.set_defaults(func=_cmd_bench_build)
 
-    bt = bench_sub.add_parser("training", help="encoder training alone on SIMULATED pieces: cells/s and peak memory as the corpus grows")
+
+def _add_bench_training(parent) -> None:
+    """The `bench training` command and its options."""
+    bt = parent.add_parser("training", help="encoder training alone on SIMULATED pieces: cells/s and peak memory as the corpus grows")
     bt.add_argument("--cells", type=int, nargs="+", default=[250_000, 1_000_000, 4_000_000], help="corpus sizes, a fresh process each")
     bt.add_argument("--genes", type=int, default=2000)
     bt.add_argument("--density", type=float, default=0.05, help="share of non-zero values")
@@ -500,7 +538,10 @@ def main(argv: list[str] | None = None) -> int:
     bt.add_argument("--json", metavar="PATH")
     bt.set_defaults(func=_cmd_bench_training)
 
-    bp = bench_sub.add_parser("panels", help="the real two-panel atlas with and without panel-aware training: mixing of the "
+
+def _add_bench_panels(parent) -> None:
+    """The `bench panels` command and its options."""
+    bp = parent.add_parser("panels", help="the real two-panel atlas with and without panel-aware training: mixing of the "
                               "two copies of the same cells, two-panel hit ratios, references, training time")
     bp.add_argument("--epochs", type=int, default=8)
     bp.add_argument("--panel-dropout", type=float, default=0.5, help="model.panel_dropout of the 'after' build")
@@ -510,7 +551,23 @@ def main(argv: list[str] | None = None) -> int:
     bp.add_argument("--json", metavar="PATH")
     bp.set_defaults(func=_cmd_bench_panels)
 
-    args = p.parse_args(argv)
+
+def _parser() -> argparse.ArgumentParser:
+    """The command line: one sub-command per task, ``bench`` holding the benchmarks."""
+    p = argparse.ArgumentParser(prog="python -m compute", description="SigAtlas offline build")
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_build, _add_census_plan, _add_verify, _add_simulate, _add_info, _add_import_signature, _add_validate,
+                _add_demo_numbers, _add_modules, _add_labels, _add_genes):
+        add(sub)
+    bench = sub.add_parser("bench", help="benchmarks that print figures and ratios")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    for add in (_add_bench_attributions, _add_bench_query, _add_bench_build, _add_bench_training, _add_bench_panels):
+        add(bench_sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
         return args.func(args)
     except SigAtlasError as exc:
