@@ -247,7 +247,8 @@ def _dash_query(base: str, page: _Page, query: dict, request_id: int, headers: d
     values = {"genes": query["genes"], "cell-types": query.get("cell_types", []), "data-kind": "all", "rule": "percentile", "cut": 90,
               "cell-min": 25, "samp-min": 3, "min-coverage": 0, "null-draws": 0 if query["null_draws"] == 0 else 1000}
     body = {"output": dep["output"], "outputs": _outputs(dep["output"]), "changedPropIds": ["query-request.data"],
-            "inputs": [{"id": "run", "property": "n_clicks", "value": None}, {"id": "query-request", "property": "data", "value": request_id}],
+            # the query request is the one set; Run and the job request (a linked page's) stay as the page holds them
+            "inputs": [dict(i, value=request_id if i["id"] == "query-request" else None) for i in dep["inputs"]],
             "state": [dict(s, value=values.get(s["id"], [] if s["id"] in ("diseases", "tissues", "studies", "disease-groups") else None))
                       for s in dep["state"]]}
     url = f"{base}/_dash-update-component?endId={page.end_id}"

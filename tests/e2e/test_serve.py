@@ -433,7 +433,8 @@ def _run_job(served: str, request_id: int) -> str:
     values = {"genes": "CD14 LYZ S100A8 S100A9 FCN1 VCAN", "data-kind": "all", "rule": "percentile", "cut": 90, "cell-min": 25,
               "samp-min": 3, "min-coverage": 0.5, "null-draws": 0}
     body = {"output": dep["output"], "outputs": _outputs(dep["output"]), "changedPropIds": ["query-request.data"],
-            "inputs": [{"id": "run", "property": "n_clicks", "value": None}, {"id": "query-request", "property": "data", "value": request_id}],
+            # the query request is the one set; Run and the job request (a linked page's) stay as the page holds them
+            "inputs": [dict(i, value=request_id if i["id"] == "query-request" else None) for i in dep["inputs"]],
             # the filters are lists; any other control left empty (None) takes its default, as on the page
             "state": [dict(s, value=values.get(s["id"], [] if s["id"] in _LIST_CONTROLS else None)) for s in dep["state"]]}
     start = json.loads(_call(f"{served}/_dash-update-component?endId={end_id}", body=body)[2])
