@@ -296,22 +296,8 @@ def train_on_corpus(
     history: dict = {"epochs": [], "n_cells": corpus.n_cells, "n_genes": int(n_genes),
                      "n_unlabelled": int((label_codes < 0).sum()), "relation": relation is not None,
                      "sampler": sampler.state(), "batches_per_epoch": sampler.n_batches, "workers": int(world)}
-    start_epoch, start_batch = 0, 0
-    sums = _zero_sums()
     ckpt = Path(checkpoint) if checkpoint else None
-    if ckpt is not None and ckpt.is_file():
-        try:
-            state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        except Exception as exc:  # unreadable (another torch version, say): train from the start, and say so
-            state = {}
-            history["checkpoint_ignored"] = f"{ckpt}: {type(exc).__name__}: {exc}"[:300]
-        if state.get("fingerprint") == fingerprint and state.get("sampler") == sampler.state():
-            encoder.load_state_dict(state["encoder"])
-            decoder.load_state_dict(state["decoder"])
-            opt.load_state_dict(state["optimizer"])
-            start_epoch, start_batch, sums = state["epoch"], state["batch"], state["sums"]
-            history["epochs"] = state["history_epochs"]
-            history["resumed_from"] = {"epoch": start_epoch, "batch": start_batch}
+    start_epoch, start_batch, sums = _resume(ckpt, fingerprint, sampler, (encoder, decoder, opt), history)
     w = spec.triplet_weight
     t0 = time.perf_counter()
     done_here = 0
@@ -345,48 +331,19 @@ def train_on_corpus(
                 upcoming = next(positions, None)
                 pending = pool.submit(fetch, upcoming) if upcoming is not None else None
                 x = torch.from_numpy(rows).to(device)
-                shown = x
-                prng = np.random.default_rng([seed, epoch, b, 7])
-                masked = False
+                shown, on_other = x, None
                 if panels is not None and spec.panel_dropout > 0 and len(panels) > 1:
-                    # each cell, with that chance, on another study's panel: a batch holds both kinds, so
-                    # BatchNorm's batch statistics are those its running statistics (eval) average
-                    on_other = prng.random(batch) < spec.panel_dropout
-                    own = study_codes[idx]
-                    other = prng.integers(len(panels) - 1, size=batch)
-                    other = other + (other >= own)  # another study's panel, never the cell's own
-                    keep = np.where(on_other[:, None], np.asarray(panels)[other], True)[lo:hi]
-                    keep_t = torch.from_numpy(keep.astype(np.float32)).to(device)
-                    if shares is None:
-                        shown = x * keep_t
-                    else:
-                        # as ingest gives such a study's cells to the encoder: only the panel's genes, each
-                        # cell normalised again over them (see panel_input)
-                        mine = np.flatnonzero(on_other[lo:hi])  # only these rows change
-                        ratio = (np.minimum(shares[own], shares[other]) / shares[own])[lo:hi][mine]
-                        rows_t = torch.from_numpy(mine).to(device)
-                        shown = x.clone()
-                        shown[rows_t] = panel_input(x[rows_t], keep_t[rows_t], torch.from_numpy(ratio).to(device))
-                    masked = bool(on_other.any())
+                    shown, on_other = _on_other_panels(x, study_codes[idx], np.random.default_rng([seed, epoch, b, 7]),
+                                                       np.asarray(panels), shares, spec.panel_dropout, (lo, hi))
+                masked = on_other is not None and bool(on_other.any())
                 # on the model's device (a GPU draws its own masks: same seed, other numbers than a CPU)
                 share = _Share(lo, hi, batch, world, torch.Generator(device=device).manual_seed(_seed_of(seed, epoch, b, 1)))
                 z = F.normalize(_forward(encoder.network, shown, share), p=2, dim=1)
                 recon = ((_forward(decoder.network, z, share) - x) ** 2).sum() / (batch * n_genes)
                 consistency = z.sum() * 0.0
                 if masked and spec.panel_consistency > 0:
-                    # the cells shown on another panel, and the same cells as measured (held fixed), both
-                    # embedded as the atlas embeds them (eval mode: running statistics, no dropout), the
-                    # gradient through the first. Pulled together in training mode instead (batch
-                    # statistics, other dropout masks), the embeddings drew together there and not in
-                    # eval mode: the two copies of real cells stayed apart (issue 34)
-                    rows = torch.from_numpy(on_other[lo:hi]).to(device)
-                    encoder.eval()
-                    with torch.no_grad():
-                        target = encoder(x[rows])
-                    seen = encoder(shown[rows])
-                    encoder.train()
                     # this rank's rows over the global batch size: the ranks' gradients sum to the batch's
-                    consistency = ((seen - target) ** 2).sum() / batch
+                    consistency = _consistency(encoder, x, shown, torch.from_numpy(on_other[lo:hi]).to(device)) / batch
                 z_all = z if world == 1 else _gather(z, sizes)
                 trip, n_trip = triplet_loss(z_all, torch.from_numpy(label_codes[idx].astype(np.int64)).to(device),
                                             torch.from_numpy(study_codes[idx].astype(np.int64)).to(device), spec.margin,
@@ -395,23 +352,9 @@ def train_on_corpus(
                 total = w * trip / world + (1 - w) * recon + spec.panel_consistency * consistency
                 opt.zero_grad(set_to_none=False)
                 total.backward()
-                recon_value = recon.detach()
-                if world > 1:
-                    flat = torch.cat([p.grad.reshape(-1) for p in params])
-                    torch.distributed.all_reduce(flat)  # the whole batch's gradient: the ranks' sum
-                    offset = 0
-                    for p in params:
-                        p.grad.copy_(flat[offset : offset + p.numel()].view_as(p))
-                        offset += p.numel()
-                    recon_value = recon_value.clone()
-                    torch.distributed.all_reduce(recon_value)
+                recon_value = recon.detach() if world == 1 else _sum_over_ranks(params, recon.detach())
                 opt.step()
-                sums["reconstruction"] += float(recon_value)
-                sums["triplet"] += float(trip.detach())
-                sums["total"] += w * float(trip.detach()) + (1 - w) * float(recon_value)
-                sums["n_triplets"] += int(n_trip)
-                sums["consistency"] = sums.get("consistency", 0.0) + float(consistency.detach())
-                sums["n_batches"] += 1
+                _add_batch(sums, w, float(trip.detach()), int(n_trip), float(recon_value), float(consistency.detach()))
                 done_here += 1
                 bar.update()
                 if b + 1 < sampler.n_batches and checkpoint_every and (b + 1) % checkpoint_every == 0:
@@ -419,10 +362,7 @@ def train_on_corpus(
                 if stop_after is not None and done_here >= stop_after:
                     bar.close()
                     raise TrainingStopped(f"stopped after {done_here} batches (epoch {epoch + 1}, batch {b + 1})")
-            nb = max(sums["n_batches"], 1)
-            ep = {k: (v / nb if k in ("total", "reconstruction", "triplet", "consistency") else v) for k, v in sums.items()
-                  if k != "n_batches"}
-            ep["epoch"] = epoch + 1
+            ep = _epoch_record(sums, epoch + 1)
             history["epochs"].append(ep)
             sums = _zero_sums()
             bar.set_postfix(loss=f"{ep['total']:.4f}", triplet=f"{ep['triplet']:.4f}")
@@ -442,6 +382,100 @@ def train_on_corpus(
 
 def _zero_sums() -> dict:
     return {"total": 0.0, "reconstruction": 0.0, "triplet": 0.0, "consistency": 0.0, "n_triplets": 0, "n_batches": 0}
+
+
+def _resume(ckpt: Path | None, fingerprint: str, sampler, trained: tuple, history: dict) -> tuple[int, int, dict]:
+    """(epoch, batch, the epoch's loss sums so far) where training starts: from the checkpoint
+    ``ckpt`` when it holds this run's (the same ``fingerprint`` and sampler), loaded into
+    ``trained`` (encoder, decoder, optimiser) and recorded in ``history``; else the start. An
+    unreadable checkpoint is recorded in ``history`` and ignored."""
+    if ckpt is None or not ckpt.is_file():
+        return 0, 0, _zero_sums()
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unreadable (another torch version, say): train from the start, and say so
+        history["checkpoint_ignored"] = f"{ckpt}: {type(exc).__name__}: {exc}"[:300]
+        return 0, 0, _zero_sums()
+    if state.get("fingerprint") != fingerprint or state.get("sampler") != sampler.state():
+        return 0, 0, _zero_sums()
+    encoder, decoder, opt = trained
+    encoder.load_state_dict(state["encoder"])
+    decoder.load_state_dict(state["decoder"])
+    opt.load_state_dict(state["optimizer"])
+    history["epochs"] = state["history_epochs"]
+    history["resumed_from"] = {"epoch": state["epoch"], "batch": state["batch"]}
+    return state["epoch"], state["batch"], state["sums"]
+
+
+def _on_other_panels(x: torch.Tensor, own: np.ndarray, prng: np.random.Generator, panels: np.ndarray, shares: np.ndarray | None,
+                     dropout: float, span: tuple[int, int]) -> tuple[torch.Tensor, np.ndarray]:
+    """(this rank's rows ``x`` as the encoder is shown them, which cells of the global batch are
+    shown on another study's panel). Each cell of the batch (its studies ``own``), with chance
+    ``dropout``, is shown on another study's panel: a batch holds both kinds, so BatchNorm's batch
+    statistics are those its running statistics (eval) average. ``span``: this rank's rows of the
+    batch. With ``shares``, a cell on another panel is normalised again over that panel's genes
+    as ingest gives such a study's cells to the encoder (:func:`panel_input`); else its genes
+    outside the panel are only zeroed."""
+    lo, hi = span
+    on_other = prng.random(len(own)) < dropout
+    other = prng.integers(len(panels) - 1, size=len(own))
+    other = other + (other >= own)  # another study's panel, never the cell's own
+    keep = np.where(on_other[:, None], panels[other], True)[lo:hi]
+    keep_t = torch.from_numpy(keep.astype(np.float32)).to(x.device)
+    if shares is None:
+        return x * keep_t, on_other
+    mine = np.flatnonzero(on_other[lo:hi])  # only these rows change
+    ratio = (np.minimum(shares[own], shares[other]) / shares[own])[lo:hi][mine]
+    rows_t = torch.from_numpy(mine).to(x.device)
+    shown = x.clone()
+    shown[rows_t] = panel_input(x[rows_t], keep_t[rows_t], torch.from_numpy(ratio).to(x.device))
+    return shown, on_other
+
+
+def _consistency(encoder, x: torch.Tensor, shown: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """The summed squared distance between the ``rows`` shown on another panel (``shown``) and the
+    same cells as measured (``x``, held fixed), both embedded as the atlas embeds them (eval mode:
+    running statistics, no dropout), the gradient through the first. Pulled together in training
+    mode instead (batch statistics, other dropout masks), the embeddings drew together there and
+    not in eval mode: the two copies of real cells stayed apart (issue 34)."""
+    encoder.eval()
+    with torch.no_grad():
+        target = encoder(x[rows])
+    seen = encoder(shown[rows])
+    encoder.train()
+    return ((seen - target) ** 2).sum()
+
+
+def _sum_over_ranks(params: list, recon: torch.Tensor) -> torch.Tensor:
+    """Every rank's gradients of ``params`` replaced by their sum over the ranks (the whole batch's
+    gradient), and the ranks' summed reconstruction loss ``recon``."""
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    torch.distributed.all_reduce(flat)
+    offset = 0
+    for p in params:
+        p.grad.copy_(flat[offset : offset + p.numel()].view_as(p))
+        offset += p.numel()
+    recon = recon.clone()
+    torch.distributed.all_reduce(recon)
+    return recon
+
+
+def _add_batch(sums: dict, weight: float, triplet: float, n_triplets: int, recon: float, consistency: float) -> None:
+    """One batch's losses added to the epoch's ``sums`` (``weight``: the triplet term's)."""
+    sums["reconstruction"] += recon
+    sums["triplet"] += triplet
+    sums["total"] += weight * triplet + (1 - weight) * recon
+    sums["n_triplets"] += n_triplets
+    sums["consistency"] = sums.get("consistency", 0.0) + consistency
+    sums["n_batches"] += 1
+
+
+def _epoch_record(sums: dict, epoch: int) -> dict:
+    """An epoch's entry of the history: its mean losses per batch, its triplet count, its number."""
+    nb = max(sums["n_batches"], 1)
+    ep = {k: (v / nb if k in ("total", "reconstruction", "triplet", "consistency") else v) for k, v in sums.items() if k != "n_batches"}
+    ep["epoch"] = epoch
+    return ep
 
 
 def train_encoder(
