@@ -89,13 +89,11 @@ def restore(data, search: str | None, request: int | None, applied: str | None =
     the link names reads as empty (none of its values known: it would run on every cell)."""
     # the Location's search changes only when a page opens (a link), on back/forward and on a
     # presenter step: our own state changes go to the address bar without it (write_link)
-    if applied is not None and _same_link(applied, search):
-        # the page was built with this link applied (opened_page), its query started: the controls
-        # are set again, unchanged, for the callbacks that follow a control (a tab's own view:
-        # the "Genes in a cell type" ranking of a link to it), nothing is run a second time;
-        # later Location changes (back/forward, presenter steps) are restored in full below
-        values = restore(data, search, request)
-        return {name: values[name] if name in CONTROLS else dash.no_update for name in _restore_outputs()} | {"applied": None}
+    # the page was built with this link applied (opened_page), its query started: only the controls
+    # are set again, unchanged, for the callbacks that follow a control (a tab's own view: the
+    # "Genes in a cell type" ranking of a link to it), nothing is run a second time; later Location
+    # changes (back/forward, presenter steps) are restored in full
+    built_with = applied is not None and _same_link(applied, search)
     short = _is_short(search or "")
     search, lost = _expand(data, search or "")
     state, notes = decode_state(search, known_values(data))
@@ -117,8 +115,11 @@ def restore(data, search: str | None, request: int | None, applied: str | None =
     # were genes): it opens that view, without asking again (issue 36's open bug: the reopened
     # 799-entry list was asked about and not run)
     accepted = normalise_genes(gene_box_text(state["genes"])) if short and not lost and run else dash.no_update
-    return {**{key: state[key] for key in CONTROLS}, "genes": gene_box_text(state["genes"]), **options, "notes": note,
-            "request": (request or 0) + 1 if run else dash.no_update, "accepted": accepted, "applied": None if applied else dash.no_update}
+    values = {**{key: state[key] for key in CONTROLS}, "genes": gene_box_text(state["genes"])}
+    if built_with:
+        return {name: values.get(name, dash.no_update) for name in _restore_outputs()} | {"applied": None}
+    return values | {**options, "notes": note, "request": (request or 0) + 1 if run else dash.no_update, "accepted": accepted,
+                     "applied": None if applied else dash.no_update}
 
 
 def _restore_outputs() -> dict[str, Output]:
@@ -156,13 +157,12 @@ def opened_page(data, page, search: str):
     values = restore(data, search, 0)
     by_id = {comp.id: comp for comp in walk(page) if isinstance(getattr(comp, "id", None), str)}
 
-    def put(output: Output, value) -> None:
-        if value is not dash.no_update:
-            setattr(by_id[output.component_id], output.component_property, value)
+    def put(outputs: dict[str, Output], views: dict) -> None:
+        for name, out in outputs.items():
+            if views.get(name, dash.no_update) is not dash.no_update:
+                setattr(by_id[out.component_id], out.component_property, views[name])
 
-    for name, out in _restore_outputs().items():
-        if name not in ("request", "applied"):
-            put(out, values.get(name, dash.no_update))
+    put({name: out for name, out in _restore_outputs().items() if name not in ("request", "applied")}, values)
     by_id[ids.LINK_APPLIED].data = search
     if values["request"] is dash.no_update:
         return page
@@ -173,10 +173,8 @@ def opened_page(data, page, search: str):
     except dash.exceptions.PreventUpdate:
         by_id[ids.LINK_RUN].data = "query"
         return page
-    for name, out in RENDER_OUTPUTS.items():
-        put(out, views[name])
-    put(Output(ids.RANKED, "data"), views["ranked"])
-    put(Output(ids.VIEWS_DRAWN, "data"), views["drawn"])
+    put(RENDER_OUTPUTS, views)
+    by_id[ids.RANKED].data, by_id[ids.VIEWS_DRAWN].data = views["ranked"], views["drawn"]
     by_id[ids.LINK_RUN].data = "job"
     return page
 
