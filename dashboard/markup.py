@@ -1,6 +1,7 @@
 """Labels as text wherever the dashboard writes markup: the one rule for putting a study's,
 disease's, cell type's, tissue's, sample's or gene's label (text from the atlas's annotations, a
-link or the gene box) into Markdown or into HTML that ``dcc.Markdown`` renders.
+link or the gene box) into Markdown or into HTML that the page draws (the ranking table, drawn by
+``views.components.HtmlBlock``).
 
 A label is never read as markup: a blank line in a disease label used to end the ranking table's
 HTML block, and the Markdown after it (an image, a link) was rendered, fetching an outside image
@@ -38,8 +39,9 @@ def markdown_text(text) -> str:
 
 
 def html_text(text) -> str:
-    """``text`` for HTML that a Markdown renderer reads (``dcc.Markdown`` with
-    ``dangerously_allow_html``): on one line, every character of HTML_SPECIAL written as a
+    """``text`` for HTML that the page draws as HTML (``views.components.HtmlBlock``), and that a
+    Markdown renderer could read too (``dcc.Markdown`` with ``dangerously_allow_html`` drew it
+    before): on one line, every character of HTML_SPECIAL written as a
     numeric character reference. The HTML parser shows each as itself; the Markdown parser sees no
     line break that could end the HTML block, and no syntax (a reference is literal text to it)."""
     return "".join(f"&#{ord(c)};" if c in HTML_SPECIAL else c for c in _one_line(text))

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import dash_ag_grid as dag
 import dash_mantine_components as dmc
 from dash import dcc, html
+from dash.development.base_component import Component
 
 from dashboard import figures, ids
 from dashboard.views.filters import disease_group_choices
@@ -16,7 +17,7 @@ from dashboard.views.filters import disease_group_choices
 if TYPE_CHECKING:
     from dashboard.data import DashboardData
 
-__all__ = ["CSV_ONLY_VIEWS", "EXPORT_WAITS", "FIGURE_GRAPHS", "csv_button", "export_bar", "graph", "grid", "grid_title", "label_colours",
+__all__ = ["CSV_ONLY_VIEWS", "EXPORT_WAITS", "FIGURE_GRAPHS", "HtmlBlock", "csv_button", "export_bar", "graph", "grid", "grid_title", "label_colours",
            "segmented", "sim_badge"]
 
 FIGURE_GRAPHS = {  # view name -> graph id (each has CSV, SVG and PNG export)
@@ -28,6 +29,31 @@ CSV_ONLY_VIEWS = ("studies", "study_effects")  # views with a CSV export and no 
 
 
 EXPORT_WAITS = "Exports are ready once a query has run"  # a disabled export button's tooltip (callbacks.export.export_ready)
+
+
+# HtmlBlock: HTML the server wrote, drawn by the page in one element as soon as the page mounts.
+# The disease ranking is one HTML table (views.results._ranking_table): as a hundred html.Td
+# components it was a quarter of the page's components. dcc.Markdown drew it, and Dash loads
+# Markdown lazily: on a link's page the table came with the page yet showed only after Plotly had
+# loaded and drawn, 0.6-1.5 s later. HtmlBlock is a plain element whose inner HTML is its children
+# (dashboard/assets/html_block.js, loaded before Dash's renderer), drawn in the page's first render.
+# Only text the server escaped goes in: every label passes through markup.html_text (issue 33).
+class HtmlBlock(Component):
+    """A ``<div id=... class=...>`` whose content is ``children``, a string of HTML written by the
+    server with every label escaped (:func:`dashboard.markup.html_text`)."""
+
+    _children_props: list[str] = []
+    _base_nodes = ["children"]
+    _namespace = "sigatlas"  # window.sigatlas.HtmlBlock, defined in dashboard/assets/html_block.js
+    _type = "HtmlBlock"
+
+    def __init__(self, children: str = "", id: str | None = None, className: str | None = None):  # noqa: A002 (Dash's prop name)
+        self._prop_names = ["children", "id", "className"]
+        self._valid_wildcard_attributes = []
+        self.available_properties = list(self._prop_names)
+        self.available_wildcard_properties = []
+        props = {"id": id, "className": className}
+        super().__init__(children=children, **{k: v for k, v in props.items() if v is not None})
 
 
 def export_bar(view: str) -> dmc.Group:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import dash_mantine_components as dmc
 import numpy as np
 import pandas as pd
-from dash import dcc, html
+from dash import html
 
 from compute.query import parse_gene_list
 from dashboard import export, figures, ids
@@ -19,7 +19,7 @@ from dashboard.figures.genes import dotplot_figure, heatmap_figure
 from dashboard.markup import html_text
 from dashboard.views import diseases as within
 from dashboard.views.cells import UMAP_VIEWS, umap_labels_note, umap_views
-from dashboard.views.components import label_colours
+from dashboard.views.components import HtmlBlock, label_colours
 from dashboard.views.diseases import Q_SIGNIFICANT, STAT_HELP, stat_help_panel
 from dashboard.views.nothing_to_rank import plural
 from dashboard.views.studies import excluded_rows, study_rows
@@ -160,12 +160,13 @@ def ranking_table_rows(ranking, null, q: dict, terms: bool = False, grouped: boo
     return head, rows
 
 
-def _ranking_table(ranking, null, q: dict, terms: bool = False, grouped: bool = False, expression=None) -> dcc.Markdown:
+def _ranking_table(ranking, null, q: dict, terms: bool = False, grouped: bool = False, expression=None) -> HtmlBlock:
     """The disease ranking as a table (:func:`ranking_table_rows`), written as HTML in one
-    component: as a hundred html.Td components it was a quarter of the page's components, and
-    Dash's renderer checks every component of the page on each update of its store (the ranking
-    took 0.3-0.8 s to draw). Every text goes through markup.html_text: a label is shown as
-    written, never read as Markdown or HTML (issue 33)."""
+    component (:class:`HtmlBlock`, drawn in the page's first render): as a hundred html.Td
+    components it was a quarter of the page's components, and Dash's renderer checks every
+    component of the page on each update of its store (the ranking took 0.3-0.8 s to draw). Every
+    text goes through markup.html_text: a label is shown as written, never read as Markdown or
+    HTML (issue 33)."""
     escape = html_text
     head, rows = ranking_table_rows(ranking, null, q, terms, grouped, expression=expression)
     th = "".join(f'<th title="{escape(tip)}">{escape(text)}</th>' if tip else f"<th>{escape(text)}</th>" for text, tip in head)
@@ -174,8 +175,8 @@ def _ranking_table(ranking, null, q: dict, terms: bool = False, grouped: bool = 
              for level in (ranking["evidence"] if "evidence" in ranking.columns else [None] * len(rows))]
     body = "".join(mark + "".join(f'<td class="grp">{escape(c)}</td>' if j == 1 else f"<td>{escape(c)}</td>" for j, c in enumerate(row))
                    + "</tr>" for mark, row in zip(marks, rows, strict=True))
-    return dcc.Markdown(f'<table class="rank-table"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>',
-                        dangerously_allow_html=True, id=ids.DISEASE_TABLE, className="rank-table-wrap")
+    return HtmlBlock(f'<table class="rank-table"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>',
+                     id=ids.DISEASE_TABLE, className="rank-table-wrap")
 
 
 def _where(params) -> str:

@@ -1,4 +1,4 @@
-"""Hostile labels in the real ranking table, drawn by Dash's own dcc.Markdown in headless Chromium
+"""Hostile labels in the real ranking table, drawn as HTML by the page (views.components.HtmlBlock) in headless Chromium
 (issue 33, failure 5; tests/dashboard/test_markup.py checks the same with a CommonMark parser, no browser).
 Chromium, the fixtures and helpers of test_browser."""
 
@@ -20,6 +20,7 @@ pytestmark = pytest.mark.browser
 # a page holding only the disease ranking table, as results.render_views draws it, of hostile labels
 _APP = """
 import json, sys
+from importlib import resources
 import dash, pandas as pd
 from dash import html
 from dashboard.views.results import _ranking_table
@@ -27,7 +28,8 @@ labels = json.loads(sys.argv[2])
 n = len(labels)
 ranking = pd.DataFrame({"rank": range(1, n + 1), "group": labels, "mean_hit_pct": [10.0] * n, "median_hit_pct": [9.0] * n,
                         "n_samples": [3] * n, "n_studies": [1] * n, "n_cells": [100] * n})
-app = dash.Dash(__name__)
+# the dashboard's assets: html_block.js defines the component that draws the table
+app = dash.Dash(__name__, assets_folder=str(resources.files("dashboard") / "assets"))
 app.layout = html.Div([html.H1("table", id="ready"), _ranking_table(ranking, None, {}, True)])
 app.run(host="127.0.0.1", port=int(sys.argv[1]), debug=False)
 """
