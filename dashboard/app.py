@@ -208,6 +208,19 @@ def _page_server(data: DashboardData):
     return serve
 
 
+def _preloading_index(app: dash.Dash) -> str:
+    """Dash's page, with its layout and callback list asked for as the page's HTML arrives
+    (preloads, whose answers Dash's renderer then uses): the renderer asked for them only after its
+    scripts had run, and a link's layout (its ranking, callbacks.link.opened_page) is built on the
+    server meanwhile. The preload carries the page's address as its Referer, as the renderer's own
+    request did. Paths are relative to the app's prefix (a proxy's path, dashboard.proxy)."""
+    preloads = "".join(f'<link rel="preload" href="{app.get_relative_path(path)}" as="fetch" crossorigin="anonymous">'
+                       for path in ("/_dash-layout", "/_dash-dependencies"))
+    if "{%css%}" not in app.index_string:
+        raise RuntimeError("Dash's page template has no {%css%} slot: the preloads have no place")
+    return app.index_string.replace("{%css%}", "{%css%}\n        " + preloads, 1)
+
+
 def create_app(atlas_path: str | Path, *, credentials: tuple[str, str] | None = None) -> dash.Dash:
     """Build the Dash app for the atlas at ``atlas_path`` (opened and validated once), with the
     JSON API (``dashboard.api``), a request size limit and, given ``credentials`` (user,
@@ -224,6 +237,12 @@ when the atlas's cache folder cannot be made or written (AtlasFormatError for th
         suppress_callback_exceptions=False,
     )
     app.layout = _page_server(data)
+    # Dash keeps the page a layout function first built as the page's "validation layout" and writes
+    # it into every page's HTML (160 KB), where the browser parses it and walks it once more before
+    # checking the callbacks; the page itself holds every id (each tab's panel is in it, mounted or
+    # not), so the callbacks are checked against the page
+    app.validation_layout = None
+    app.index_string = _preloading_index(app)
     serving.protect(app.server, credentials)
     api.register(app.server, data)
     callbacks.register(app, data)

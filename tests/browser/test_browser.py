@@ -183,6 +183,20 @@ def test_diseases_grouped_by_a_parent_term_from_a_link(driver, server, tiny_atla
     _shot(driver, "disease_groups")
 
 
+def test_a_link_s_page_asks_for_its_layout_once_as_its_html_arrives(driver, server):
+    """The layout (with the link's ranking) and the callback list are preloaded by the page's HTML
+    (app._preloading_index) and Dash's renderer uses those answers: one request each, made by the
+    page's link elements, not a second one by the renderer."""
+    from selenium.webdriver.common.by import By
+
+    driver.get("about:blank")
+    driver.get(server + "/?preset=ms1&null=100")
+    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#disease-table tbody tr"), what="the link's ranking")
+    asked = driver.execute_script("return performance.getEntriesByType('resource').map(e => [e.name, e.initiatorType]);")
+    for path in ("/_dash-layout", "/_dash-dependencies"):
+        assert [how for name, how in asked if name.endswith(path)] == ["link"], (path, asked)
+
+
 def test_umap_colour_switch(driver, server):
     from selenium.webdriver.common.by import By
 

@@ -32,6 +32,16 @@ def test_create_app_rejects_missing_atlas(tmp_path):
     with pytest.raises(AtlasFormatError, match="python -m compute build"):
         create_app(tmp_path)
 
+def test_the_page_preloads_its_layout_and_callbacks_and_carries_no_validation_layout(tiny_build):
+    """The page's HTML asks for the layout and the callback list at once (the browser test checks
+    that Dash's renderer uses those answers); the layout is not written into the page a second time
+    as Dash's validation layout (the page holds every id)."""
+    app = create_app(tiny_build[1])
+    page = app.server.test_client().get("/").get_data(as_text=True)
+    for path in ("/_dash-layout", "/_dash-dependencies"):
+        assert f'<link rel="preload" href="{path}" as="fetch" crossorigin="anonymous">' in page
+    assert "validation_layout" not in page and ids.DISEASE_TABLE_WRAP not in page
+
 # -- every callback, called directly -------------------------------------------------------------
 def test_every_callback_is_a_top_level_function_of_a_callbacks_module(tiny_build):
     """What Dash calls is a top-level function of dashboard.callbacks.* (given the data), with its
