@@ -195,12 +195,21 @@ class DashboardData:
         between with the key under which the ranking alone is stored (:meth:`partial_key`).
         A query that runs first takes one of the machine's job slots (:attr:`job_slots`; the
         page's jobs and the API's requests alike), ``on_wait(position, waiting)`` told its place
-        while it waits."""
+        while it waits. The same query asked again while it is computed (a linked page's job
+        while the server computes that page's evidence, query.start_evidence; two users opening
+        one link) waits for it and reads its result (JobSlots.computing), never computes it twice."""
         key = self.result_key(params)
         result = self.stored_result(key)
         if result is None:
-            with self.job_slots.slot(on_wait):
-                result = self._run(key, params, progress, on_ranking)
+            def computed_elsewhere() -> None:
+                if progress is not None:
+                    progress(0.02, "the same query is being computed for another page: waiting for its result")
+
+            with self.job_slots.computing(key, computed_elsewhere):
+                result = self.stored_result(key)  # computed while this one waited
+                if result is None:
+                    with self.job_slots.slot(on_wait):
+                        result = self._run(key, params, progress, on_ranking)
         return result
 
     def _run(self, key: str, params: QueryParams, progress, on_ranking) -> QueryResult:

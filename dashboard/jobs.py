@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -18,9 +19,17 @@ from pathlib import Path
 
 from compute.atlas import cache_error, private_folder
 
-__all__ = ["JOBS_ENV", "JobSlots", "default_job_limit"]
+__all__ = ["JOBS_ENV", "KEY_STRIPES", "JobSlots", "default_job_limit"]
 
 JOBS_ENV = "SIGATLAS_MAX_JOBS"
+KEY_STRIPES = 256  # lock files for "this query is being computed" (JobSlots.computing): a bounded set
+
+
+def _release(fh) -> None:
+    """Unlocks and closes a held lock file. The unlock is explicit: a job forked while this
+    process held it has a copy of the open file, and only an unlock frees the lock for it."""
+    fcntl.flock(fh, fcntl.LOCK_UN)
+    fh.close()
 
 
 def default_job_limit(environ=None) -> int:
@@ -121,5 +130,32 @@ class JobSlots:
         finally:
             ticket.unlink(missing_ok=True)
             if held is not None:
-                fcntl.flock(held, fcntl.LOCK_UN)
-                held.close()
+                _release(held)
+
+    @contextlib.contextmanager
+    def computing(self, key: str, on_busy: Callable[[], None] | None = None) -> Iterator[None]:
+        """Runs the block as the one process (or thread) of the machine computing ``key``: one that
+        asks for the same key meanwhile waits here until the block ends (and then finds its result
+        stored), instead of computing it a second time beside it. ``on_busy()`` is called once
+        when it has to wait. Keys share KEY_STRIPES lock files: two queries whose keys fall on
+        the same file run one after the other."""
+        self._ensure()
+        stripe = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") % KEY_STRIPES
+        folder = self.directory / "computing"
+        if not folder.is_dir():
+            private_folder(folder)
+        fh = open(folder / f"{stripe:03d}.lock", "a+")  # noqa: SIM115 - held open while computing
+        try:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_busy is not None:
+                    on_busy()
+                fcntl.flock(fh, fcntl.LOCK_EX)
+        except BaseException:
+            fh.close()
+            raise
+        try:
+            yield
+        finally:
+            _release(fh)

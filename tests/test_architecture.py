@@ -5,6 +5,7 @@ is shown to fail on a small synthetic tree, so a passing run means something."""
 from __future__ import annotations
 
 import ast
+import gc
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +45,23 @@ def read_modules(root: Path, packages=PACKAGES) -> dict[str, Module]:
             if is_package:
                 parts = parts[:-1]
             name = ".".join(parts)
-            out[name] = Module(name, path, is_package, ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
+            out[name] = Module(name, path, is_package, _parse(path))
     return out
+
+
+def _parse(path: Path) -> ast.Module:
+    """``path``'s tree, parsed with the garbage collector paused. CPython 3.11 keeps the AST
+    constructor's recursion count in one place for the whole interpreter: a collection during a
+    parse can run a finalizer that parses too (3.11's traceback formatting does) or hand the GIL to
+    a thread that does, and the parse then fails with "SystemError: AST constructor recursion
+    depth mismatch" (python/cpython#106905). It did here, after the browser tests' servers."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _is_private(part: str) -> bool:

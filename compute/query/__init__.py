@@ -30,6 +30,7 @@ from compute.query._null import (
     check_draw_pool,
     gene_bins,
     matched_draws,
+    null_thread_limit,
     prepare_null,
 )
 from compute.query._ranking import (
@@ -85,6 +86,7 @@ __all__ = [
     "check_draw_pool",
     "gene_bins",
     "matched_draws",
+    "null_thread_limit",
     "prepare_null",
     "Evidence",
     "GeneDecision",

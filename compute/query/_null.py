@@ -10,6 +10,9 @@ below 1 / (1 + draws), the floor reported with it.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +21,8 @@ import scipy.sparse as sp
 
 from compute.errors import QueryError
 
-__all__ = ["NullResult", "Panels", "check_draw_pool", "gene_bins", "matched_draws", "null_rankings", "null_threads", "prepare_null"]
+__all__ = ["NullResult", "Panels", "check_draw_pool", "gene_bins", "matched_draws", "null_rankings", "null_thread_limit", "null_threads",
+           "prepare_null"]
 
 N_MEAN_BINS = 10
 N_DETECTION_BINS = 4
@@ -36,9 +40,31 @@ BLOCK_BYTES = 128 * 2**20
 MIN_THREAD_DRAWS = 64
 
 
+_THREAD_LIMIT: contextvars.ContextVar[int | None] = contextvars.ContextVar("sigatlas_null_threads", default=None)
+
+
+@contextlib.contextmanager
+def null_thread_limit(threads: int) -> Iterator[None]:
+    """The nulls computed in this block (this thread, this context) use at most ``threads``
+    threads: work that runs beside something more urgent on the same cores (a linked page's
+    evidence, computed while the browser builds the page) leaves it a core."""
+    token = _THREAD_LIMIT.set(max(1, int(threads)))
+    try:
+        yield
+    finally:
+        _THREAD_LIMIT.reset(token)
+
+
 def null_threads(environ=None) -> int:
     """Threads one null uses: $SIGATLAS_QUERY_THREADS, else the CPU count, at most 4 (a query
-    is one of several a server runs; dashboard.jobs bounds how many at once)."""
+    is one of several a server runs; dashboard.jobs bounds how many at once); at most the limit
+    of an enclosing :func:`null_thread_limit`."""
+    limit = _THREAD_LIMIT.get()
+    found = _null_threads(environ)
+    return found if limit is None else min(found, limit)
+
+
+def _null_threads(environ=None) -> int:
     import os
 
     env = os.environ if environ is None else environ

@@ -176,6 +176,7 @@ def opened_page(data, page, search: str):
     put(RENDER_OUTPUTS, views)
     by_id[ids.RANKED].data, by_id[ids.VIEWS_DRAWN].data = views["ranked"], views["drawn"]
     by_id[ids.LINK_RUN].data = "job"
+    query.start_evidence(data, **settings)
     return page
 
 

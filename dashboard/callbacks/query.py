@@ -10,15 +10,18 @@ page says when the settings no longer match the result shown (``stale_note``) an
 from __future__ import annotations
 
 import dataclasses
+import logging
 import secrets
+import threading
 import time
 
 import dash
 import dash_mantine_components as dmc
+import flask
 from dash import Input, Output, State, html
 
 from compute.errors import QueryError
-from compute.query import selection_mask
+from compute.query import null_thread_limit, selection_mask
 from dashboard import ids
 from dashboard.callbacks.render import (
     RENDER_OUTPUTS,
@@ -28,12 +31,13 @@ from dashboard.callbacks.render import (
     render_partial,
 )
 from dashboard.callbacks.wiring import QUERY_CONTROLS, bind, controls, read_query
+from dashboard.data import FORK_GUARD
 from dashboard.state import normalise_genes
 from dashboard.views.nothing_to_rank import nothing_to_rank
 from dashboard.views.results import empty_views, resolution_panel
 
 __all__ = ["CANCELLED", "FINISH_WAIT_S", "NO_GENES", "NOT_RUN_FEW_GENES", "STUDY_GRIDS", "asks_first", "finish_now", "on_cancel", "rank_now",
-           "register", "run_anyway", "run_query", "stale_note"]
+           "register", "run_anyway", "run_query", "stale_note", "start_evidence"]
 
 NO_GENES = "Paste genes (any separators) or pick a preset, then Run"
 JOB_POLL_MS = 250  # how often the page polls a running query's job
@@ -239,6 +243,51 @@ def rank_now(data, run_clicks: int | None, request: int | None, presenter: bool 
     if tab != "studies":
         views |= {name: dash.no_update for name in STUDY_GRIDS}
     return views | {"ranked": f"{partial}_{secrets.token_hex(4)}", "drawn": pending_signature(data.final_key(partial)), "stale": None}
+
+
+_log = logging.getLogger("sigatlas.serving")
+
+
+def start_evidence(data, **settings) -> threading.Thread | None:
+    """Start computing the p-values and the evidence of the query the query controls' ``settings``
+    ask for, in a thread of this server process, and return it: for a linked page built with its
+    ranking (link.opened_page), whose job the browser can start only once it has loaded and
+    mounted the page (0.5-1 s later). In a request, the thread starts once its response is sent. The page's job and finish_now then find the result stored,
+    or wait for it: a job of this process forks only once this thread is done (it holds
+    FORK_GUARD, as Run's own ranking does), a job of another worker waits for it on the query's
+    lock (DashboardData.query). None, and nothing started, when the settings form no query that
+    runs, the result is stored, or no job slot is free now (a loaded server computes queries in
+    its jobs, in their turn)."""
+    try:
+        _state, params = read_query(data, {key: settings[key] for key in QUERY_CONTROLS})
+    except QueryError:
+        return None
+    if params is None or data.stored_result(data.result_key(params)) is not None or not data.ranks_in_request():
+        return None
+
+    def work() -> None:
+        try:
+            # one thread for its null: the browser, on the same machine for a local server, is
+            # mounting the page meanwhile (with two, the link's ranking showed 0.1 s later)
+            with FORK_GUARD, null_thread_limit(1):
+                data.query(params)
+        except QueryError:
+            pass  # the page's job reports it
+        except Exception:  # noqa: BLE001 - the page's job computes it again and reports what fails
+            _log.exception("computing a linked page's evidence ahead of its job failed")
+
+    thread = threading.Thread(target=work, name="sigatlas-link-evidence", daemon=True)
+    if flask.has_request_context():
+        # once the page has gone out: started before, it slowed the page's own answer (the GIL)
+
+        def when_sent(response: flask.Response) -> flask.Response:
+            response.call_on_close(thread.start)
+            return response
+
+        flask.after_this_request(when_sent)
+    else:
+        thread.start()
+    return thread
 
 
 def on_cancel(data, clicks: int | None, result_key: str | None, presenter: bool | None = None, driver_group: str | None = None,

@@ -78,3 +78,43 @@ def test_the_limit_comes_from_the_environment_or_the_cpu_count():
     for bad in ("0", "-1", "two", "1.5"):
         with pytest.raises(ValueError, match=JOBS_ENV):
             default_job_limit({JOBS_ENV: bad})
+
+
+def test_a_query_being_computed_is_waited_for_not_computed_again(tmp_path):
+    """JobSlots.computing: a second asker of the same key (another thread here; another worker's
+    job in a server) waits until the first is done, told so once; another key does not wait."""
+    import threading
+
+    slots = JobSlots(tmp_path, 2, poll_s=0.02)
+    inside, events, told = threading.Event(), [], []
+
+    def first():
+        with slots.computing("key-a"):
+            inside.set()
+            time.sleep(0.4)
+            events.append("first done")
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert inside.wait(10)
+    t0 = time.monotonic()
+    with slots.computing("key-a", lambda: told.append(time.monotonic())):
+        events.append("second in")
+    assert events == ["first done", "second in"] and len(told) == 1
+    assert time.monotonic() - t0 > 0.2
+    thread.join(10)
+    # a key on another lock file is not held up by one being computed
+    other = next(k for k in (f"key-{i}" for i in range(1000)) if _stripe(k) != _stripe("key-a"))
+    with slots.computing("key-a"):
+        t0 = time.monotonic()
+        with slots.computing(other, lambda: told.append("waited")):
+            pass
+    assert len(told) == 1 and time.monotonic() - t0 < 1
+
+
+def _stripe(key: str) -> int:
+    import hashlib
+
+    from dashboard.jobs import KEY_STRIPES
+
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") % KEY_STRIPES

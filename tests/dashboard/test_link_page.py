@@ -6,15 +6,18 @@ controls before its query could even start."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from urllib.parse import quote
 
 import dash
+import flask
 import pytest
 
 from dashboard import ids, payloads
 from dashboard.app import create_app
 from dashboard.callbacks import link
-from dashboard.callbacks.wiring import CONTROLS
+from dashboard.callbacks.wiring import CONTROLS, QUERY_CONTROLS, read_query
 from dashboard.payloads import walk
 
 
@@ -27,7 +30,16 @@ def _page(app, referer: str | None):
     headers = {"Referer": referer} if referer is not None else {}
     with app.server.test_request_context("/_dash-layout", headers=headers):
         page = app.get_layout()
+        app.server.process_response(flask.Response()).close()  # the page sent: what waits for it runs
     return {comp.id: comp for comp in walk(page) if isinstance(getattr(comp, "id", None), str)}
+
+
+def _join_evidence() -> list[threading.Thread]:
+    threads = [t for t in threading.enumerate() if t.name == "sigatlas-link-evidence"]
+    for thread in threads:
+        thread.join(60)
+        assert not thread.is_alive()
+    return threads
 
 
 def _value(comps, key):
@@ -55,7 +67,9 @@ def test_a_link_s_page_comes_with_its_controls_and_its_ranking(app, tiny_build):
     ranked = comps[ids.RANKED].data
     payloads.STORE_SHAPES[ids.RANKED](ranked, "ranked")
     partial = ranked.rpartition("_")[0]
-    assert data.stored_result(partial) is not None and data.stored_result(data.final_key(partial)) is None
+    assert data.stored_result(partial) is not None
+    _join_evidence()  # the server computes the rest as the page goes out (test below)
+    assert data.stored_result(data.final_key(partial)) is not None
     assert comps[ids.DISEASE_TABLE_WRAP].children is not None and comps[ids.HEATMAP_FIG].figure.data
     assert comps[ids.LANDING].style == {"display": "none"}
     # the restore callback, called as the page opens, runs nothing a second time: it sets the controls
@@ -108,3 +122,73 @@ def test_a_link_that_fails_where_the_page_is_built_leaves_it_to_restore(app, mon
         comps = _page(app, "http://localhost/?genes=CD14")
     assert _data_of(comps, ids.LINK_APPLIED) is None and _value(comps, "genes") in (None, "")
     assert "could not be applied" in caplog.text
+
+
+def test_a_link_s_evidence_is_computed_while_the_browser_loads_the_page_and_only_once(app, tiny_build, monkeypatch):
+    """The page's job can start only once the browser has loaded and mounted the page; the server
+    starts the p-values and the evidence as it sends the page (query.start_evidence), and the
+    job, started meanwhile, waits for them and computes nothing again."""
+    import dashboard.data as data_module
+    from dashboard.callbacks import query
+    from dashboard.data import DashboardData
+
+    _join_evidence()
+    calls = []
+    computed = data_module.add_evidence
+
+    def slow_evidence(*args, **kwargs):
+        calls.append(threading.current_thread().name)
+        time.sleep(0.5)  # long enough for the job below to arrive while it runs
+        return computed(*args, **kwargs)
+
+    monkeypatch.setattr(data_module, "add_evidence", slow_evidence)
+    comps = _page(app, "http://localhost/?genes=CD14,LYZ,S100A9,FCN1&null_draws=153")
+    assert comps[ids.LINK_RUN].data == "job"
+    data = DashboardData(tiny_build[1])
+    key = data.final_key(comps[ids.RANKED].data.rpartition("_")[0])
+    progress = []
+    answer = query.run_query(data, progress.append, None, None, job_request=1,
+                             **{name: _value(comps, name) for name in QUERY_CONTROLS})
+    assert answer["result_key"] == key and data.stored_result(key) is not None
+    _join_evidence()
+    assert calls == ["sigatlas-link-evidence"]  # computed once, by the server's thread
+    assert any("being computed for another page" in msg for _, msg in progress)
+    # opened again, the link's result is stored: nothing is started
+    again = _page(app, "http://localhost/?genes=CD14,LYZ,S100A9,FCN1&null_draws=153")
+    _join_evidence()
+    assert calls == ["sigatlas-link-evidence"] and again[ids.LINK_RUN].data == "query"
+
+
+def test_a_link_s_evidence_is_left_to_its_job_when_the_server_is_busy_or_it_forms_no_query(tiny_build, monkeypatch):
+    from dashboard.callbacks import query
+    from dashboard.data import DashboardData
+
+    data = DashboardData(tiny_build[1])
+    settings = {name: link.restore(data, "?genes=CD14,LYZ,FCN1&null_draws=159", 0)[name] for name in QUERY_CONTROLS}
+    assert query.start_evidence(data, **{**settings, "genes": ""}) is None  # no genes: no query
+    assert query.start_evidence(data, **{**settings, "null_draws": -3}) is None  # an invalid setting: the job says why
+    monkeypatch.setattr(DashboardData, "ranks_in_request", lambda self: False)  # every job slot busy
+    assert query.start_evidence(data, **settings) is None
+    monkeypatch.undo()
+    thread = query.start_evidence(data, **settings)
+    assert thread is not None
+    thread.join(60)
+    assert data.stored_result(data.result_key(read_query(data, settings)[1])) is not None
+
+
+def test_a_link_s_evidence_starts_once_its_page_is_sent(app, tiny_build):
+    """Started before, the computation held the GIL against the page's own answer."""
+    from dashboard.data import DashboardData
+
+    data = DashboardData(tiny_build[1])
+    _join_evidence()
+    with app.server.test_request_context("/_dash-layout", headers={"Referer": "http://localhost/?genes=CD14,LYZ,FCN1&null_draws=161"}):
+        page = {comp.id: comp for comp in walk(app.get_layout()) if isinstance(getattr(comp, "id", None), str)}
+        assert page[ids.LINK_RUN].data == "job", (page[ids.LINK_RUN].data, str(page[ids.STATE_NOTES].children)[:300])
+        key = data.final_key(page[ids.RANKED].data.rpartition("_")[0])
+        response = app.server.process_response(flask.Response())
+        time.sleep(0.3)
+        assert data.stored_result(key) is None  # built and answered, not yet sent: nothing computes
+        response.close()
+    _join_evidence()
+    assert data.stored_result(key) is not None

@@ -401,3 +401,22 @@ def test_the_dashboard_query_job_says_the_signature_leaves_too_few_genes(tiny_bu
     out = query.run_query(data, lambda _: None, run_clicks=1, request=None, **settings)
     error = out["query_error"]["error"]
     assert "leaving 0 to draw from" in error and "null_draws to 0" in error and out["result_key"] is None
+
+
+def test_a_thread_limit_holds_in_its_own_thread_and_block_only():
+    import threading
+
+    from compute.query import null_thread_limit
+    from compute.query._null import null_threads
+
+    env = {"SIGATLAS_QUERY_THREADS": "3"}
+    seen = []
+    with null_thread_limit(1):
+        assert null_threads(env) == 1
+        worker = threading.Thread(target=lambda: seen.append(null_threads(env)))  # another thread: its own limit (none)
+        worker.start()
+        worker.join()
+        with null_thread_limit(5):
+            assert null_threads(env) == 3  # a limit never raises the count
+        assert null_threads(env) == 1
+    assert seen == [3] and null_threads(env) == 3
