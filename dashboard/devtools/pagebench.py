@@ -126,6 +126,25 @@ def _wait(fn, timeout: float, what: str):
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+_STATE_JS = """
+const text = id => { const e = document.getElementById(id); return e ? e.textContent.trim().slice(0, 160) : null; };
+return {progress: text('progress-text'), partial_note: !!document.getElementById('partial-note'),
+        heads: [...document.querySelectorAll('#disease-table th')].map(e => e.textContent.trim()),
+        first_row: text('disease-table') && [...document.querySelectorAll('#disease-table tbody tr')].slice(0, 1)
+                   .map(r => r.textContent.trim().slice(0, 160)),
+        status: text('status'), requests: (window.__bench || {}).requests || null};
+"""
+
+
+def _page_state(drv) -> str:
+    """What the page shows when a wait timed out (the progress text, the ranking table's header and
+    first row, the callback requests of the repeat), so that a stalled run says where it stalled."""
+    try:
+        return json.dumps(drv.execute_script(_STATE_JS))[:4000]
+    except Exception as exc:  # noqa: BLE001 - the page itself is gone: say so
+        return f"(the page could not be read: {exc})"
+
+
 def _finished(bench: dict | None) -> dict | None:
     """The page's record once its p-values are on screen, else None."""
     return bench if bench and bench.get("everything") is not None else None
@@ -153,7 +172,10 @@ def measure(url: str, genes: list[str], *, cell_type: str | None, draws: int, re
             time.sleep(0.5)  # the gene box's own callbacks settle before Run
             drv.execute_script(_OBSERVE_JS, drv.execute_script(_TABLE_TEXT_JS))
             drv.find_element(By.ID, "run").click()
-            bench = _wait(lambda: _finished(drv.execute_script("return window.__bench;")), timeout, f"repeat {i + 1}'s p-values")
+            try:
+                bench = _wait(lambda: _finished(drv.execute_script("return window.__bench;")), timeout, f"repeat {i + 1}'s p-values")
+            except TimeoutError as exc:
+                raise TimeoutError(f"{exc}; the page then: {_page_state(drv)}") from None
             records.append({"left_out": left_out, "ranking_s": bench["ranking"] / 1000, "everything_s": bench["everything"] / 1000,
                             "requests": [[what, round(a / 1000, 3), round(b / 1000, 3), status]
                                          for what, a, b, status in bench.get("requests") or [] if a >= 0]})
