@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import multiprocessing
 import secrets
 import threading
 import time
@@ -20,6 +21,7 @@ import dash_mantine_components as dmc
 import flask
 from dash import Input, Output, State, html
 
+from compute.atlas import sqlite_guard
 from compute.errors import QueryError
 from compute.query import null_thread_limit, selection_mask
 from dashboard import ids
@@ -250,14 +252,16 @@ _log = logging.getLogger("sigatlas.serving")
 
 def start_evidence(data, **settings) -> threading.Thread | None:
     """Start computing the p-values and the evidence of the query the query controls' ``settings``
-    ask for, in a thread of this server process, and return it: for a linked page built with its
-    ranking (link.opened_page), whose job the browser can start only once it has loaded and
-    mounted the page (0.5-1 s later). In a request, the thread starts once its response is sent. The page's job and finish_now then find the result stored,
-    or wait for it: a job of this process forks only once this thread is done (it holds
-    FORK_GUARD, as Run's own ranking does), a job of another worker waits for it on the query's
-    lock (DashboardData.query). None, and nothing started, when the settings form no query that
-    runs, the result is stored, or no job slot is free now (a loaded server computes queries in
-    its jobs, in their turn)."""
+    ask for, in a process forked from this server (as a job is), and return the thread that forks
+    it and waits for it: for a linked page built with its ranking (link.opened_page), whose job
+    the browser can start only once it has loaded and mounted the page (0.5-1 s later). In a
+    request, it starts once the response is sent. The page's job (or another worker's) then waits
+    for this process on the query's lock and reads its result (DashboardData.query), and
+    finish_now draws it as soon as it is stored. A process, not a thread of the server: a thread
+    held FORK_GUARD while it computed, so the page's job forked only after it, and the page said
+    "done" while Run still waited for that job. None, and nothing started, when the settings
+    form no query that runs, the result is stored, or no job slot is free now (a loaded server
+    computes queries in its jobs, in their turn)."""
     try:
         _state, params = read_query(data, {key: settings[key] for key in QUERY_CONTROLS})
     except QueryError:
@@ -265,20 +269,28 @@ def start_evidence(data, **settings) -> threading.Thread | None:
     if params is None or data.stored_result(data.result_key(params)) is not None or not data.ranks_in_request():
         return None
 
-    def work() -> None:
+    def compute() -> None:  # in the forked process
         try:
             # one thread for its null: the browser, on the same machine for a local server, is
             # mounting the page meanwhile (with two, the link's ranking showed 0.1 s later)
-            with FORK_GUARD, null_thread_limit(1):
+            with null_thread_limit(1):
                 data.query(params)
         except QueryError:
             pass  # the page's job reports it
         except Exception:  # noqa: BLE001 - the page's job computes it again and reports what fails
             _log.exception("computing a linked page's evidence ahead of its job failed")
 
-    thread = threading.Thread(target=work, name="sigatlas-link-evidence", daemon=True)
+    def fork_and_wait() -> None:
+        # forked as the job manager forks (dashboard.app): not while another thread holds a lock the
+        # child needs, nor while one is inside SQLite
+        with FORK_GUARD, sqlite_guard():
+            process = multiprocessing.get_context("fork").Process(target=compute, name="sigatlas-link-evidence", daemon=True)
+            process.start()
+        process.join()  # (reaped: no zombie)
+
+    thread = threading.Thread(target=fork_and_wait, name="sigatlas-link-evidence", daemon=True)
     if flask.has_request_context():
-        # once the page has gone out: started before, it slowed the page's own answer (the GIL)
+        # once the page has gone out: started before, it slowed the page's own answer
 
         def when_sent(response: flask.Response) -> flask.Response:
             response.call_on_close(thread.start)

@@ -6,6 +6,7 @@ controls before its query could even start."""
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import threading
 import time
 from urllib.parse import quote
@@ -124,20 +125,24 @@ def test_a_link_that_fails_where_the_page_is_built_leaves_it_to_restore(app, mon
     assert "could not be applied" in caplog.text
 
 
-def test_a_link_s_evidence_is_computed_while_the_browser_loads_the_page_and_only_once(app, tiny_build, monkeypatch):
+def test_a_link_s_evidence_is_computed_while_the_browser_loads_the_page_and_only_once(app, tiny_build, monkeypatch, tmp_path):
     """The page's job can start only once the browser has loaded and mounted the page; the server
     starts the p-values and the evidence as it sends the page (query.start_evidence), and the
     job, started meanwhile, waits for them and computes nothing again."""
     import dashboard.data as data_module
     from dashboard.callbacks import query
-    from dashboard.data import DashboardData
+    from dashboard.data import FORK_GUARD, DashboardData
 
     _join_evidence()
-    calls = []
+    log = tmp_path / "evidence.log"  # written by whichever process computes (the server's fork, or this one)
     computed = data_module.add_evidence
 
+    def calls() -> list[str]:
+        return log.read_text().split() if log.exists() else []
+
     def slow_evidence(*args, **kwargs):
-        calls.append(threading.current_thread().name)
+        with log.open("a") as fh:
+            fh.write(multiprocessing.current_process().name + "\n")
         time.sleep(0.5)  # long enough for the job below to arrive while it runs
         return computed(*args, **kwargs)
 
@@ -146,17 +151,24 @@ def test_a_link_s_evidence_is_computed_while_the_browser_loads_the_page_and_only
     assert comps[ids.LINK_RUN].data == "job"
     data = DashboardData(tiny_build[1])
     key = data.final_key(comps[ids.RANKED].data.rpartition("_")[0])
+    deadline = time.monotonic() + 30
+    while not calls() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    # while it computes, the page's job can fork at once (a thread of the server held FORK_GUARD
+    # throughout: the job forked after it, and Run stayed disabled after the page said "done")
+    assert calls() and FORK_GUARD.acquire(timeout=0.3)
+    FORK_GUARD.release()
     progress = []
     answer = query.run_query(data, progress.append, None, None, job_request=1,
                              **{name: _value(comps, name) for name in QUERY_CONTROLS})
     assert answer["result_key"] == key and data.stored_result(key) is not None
     _join_evidence()
-    assert calls == ["sigatlas-link-evidence"]  # computed once, by the server's thread
+    assert calls() == ["sigatlas-link-evidence"]  # computed once, by the process the server forked
     assert any("being computed for another page" in msg for _, msg in progress)
     # opened again, the link's result is stored: nothing is started
     again = _page(app, "http://localhost/?genes=CD14,LYZ,S100A9,FCN1&null_draws=153")
     _join_evidence()
-    assert calls == ["sigatlas-link-evidence"] and again[ids.LINK_RUN].data == "query"
+    assert calls() == ["sigatlas-link-evidence"] and again[ids.LINK_RUN].data == "query"
 
 
 def test_a_link_s_evidence_is_left_to_its_job_when_the_server_is_busy_or_it_forms_no_query(tiny_build, monkeypatch):
