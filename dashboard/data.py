@@ -206,29 +206,29 @@ class DashboardData:
                     progress(0.02, "the same query is being computed for another page: waiting for its result")
 
             with self.job_slots.computing(key, computed_elsewhere):
-                result = self.stored_result(key)  # computed while this one waited
+                result = self.stored_result(key)  # computed while this one waited for the key
                 if result is None:
                     with self.job_slots.slot(on_wait):
                         result = self._run(key, params, progress, on_ranking)
         return result
 
     def _run(self, key: str, params: QueryParams, progress, on_ranking) -> QueryResult:
+        """Computes and stores the result of ``params`` under ``key``; called holding the key's lock
+        (:meth:`query`), so no other process stores it meanwhile."""
         import copy
 
-        result = self.stored_result(key)  # answered while this one waited for its slot
-        if result is None:
-            partial = self.partial_key(key)
-            ranked = self.stored_result(partial)  # the page's request ranked it already (:meth:`rank`)
-            if ranked is not None:
-                result = copy.deepcopy(ranked)  # a copy: add_evidence completes ``result`` itself
-            else:
-                result = run_ranking(self.atlas, params, progress=progress)
-                if self.stored_result(partial) is None:  # (the page's request may have stored it meanwhile)
-                    self.store_result(partial, copy.deepcopy(result))
-            if on_ranking is not None:
-                on_ranking(partial)
-            result = add_evidence(self.atlas, result, progress=progress)
-            self.store_result(key, result)
+        partial = self.partial_key(key)
+        ranked = self.stored_result(partial)  # the page's request ranked it already (:meth:`rank`)
+        if ranked is not None:
+            result = copy.deepcopy(ranked)  # a copy: add_evidence completes ``result`` itself
+        else:
+            result = run_ranking(self.atlas, params, progress=progress)
+            if self.stored_result(partial) is None:  # (the page's request may have stored it meanwhile)
+                self.store_result(partial, copy.deepcopy(result))
+        if on_ranking is not None:
+            on_ranking(partial)
+        result = add_evidence(self.atlas, result, progress=progress)
+        self.store_result(key, result)
         return result
 
     def ranks_in_request(self) -> bool:
