@@ -38,7 +38,7 @@ from dashboard.state import normalise_genes
 from dashboard.views.nothing_to_rank import nothing_to_rank
 from dashboard.views.results import empty_views, resolution_panel
 
-__all__ = ["CANCELLED", "FINISH_WAIT_S", "NO_GENES", "NOT_RUN_FEW_GENES", "STUDY_GRIDS", "asks_first", "finish_now", "on_cancel", "rank_now",
+__all__ = ["CANCELLED", "FINISH_WAIT_S", "NO_GENES", "NOT_RUN_FEW_GENES", "RUN_READY", "STUDY_GRIDS", "asks_first", "finish_now", "on_cancel", "rank_now",
            "register", "run_anyway", "run_query", "stale_note", "start_evidence"]
 
 NO_GENES = "Paste genes (any separators) or pick a preset, then Run"
@@ -176,7 +176,8 @@ def finish_now(data, ranked: str | None, presenter: bool | None = None, driver_g
     by this server process, never in the forked job. Triggered by ``ranked``, it starts only
     once the ranking is on the page, so the ranking never overwrites the full views.
 
-    The views come with their result key, the query error cleared, the progress at "done" and what
+    The views come with their result key, the query error cleared, the progress at "done", Run
+    ready and Cancel hidden (RUN_READY: with "done", not one job poll after it) and what
     they show (``"drawn"``, ids.VIEWS_DRAWN). Until then ids.VIEWS_DRAWN says they are being drawn here
     (render.pending_signature, set by ``rank_now``), so the render that the job's last poll
     triggers leaves them to this request. When the result is not stored within ``wait_s`` (a
@@ -195,14 +196,23 @@ def finish_now(data, ranked: str | None, presenter: bool | None = None, driver_g
         views = render(data, key, None, presenter, driver_group, **settings)
     except Exception:  # noqa: BLE001 - render, triggered by the key, draws it or shows what went wrong
         return _gave_up(key)
-    # the job stored its result and then said so: the progress the page shows catches up now
-    return views | {"result_key": key, "query_error": None, "progress": 100, "progress_text": "done", "stale": None}
+    # the job stored its result and then said so: the progress the page shows catches up now, and
+    # Run is ready with it. The job's own end reaches the page only at its next poll (up to
+    # JOB_POLL_MS later): until then Run stayed disabled under "done", and a click then was lost.
+    # A click now starts a new job; Dash marks the old one outdated and stops it (it has stored
+    # its result: nothing is lost), and its end no longer touches Run.
+    return views | {"result_key": key, "query_error": None, "progress": 100, "progress_text": "done", "stale": None} | RUN_READY
+
+
+# Run enabled and Cancel hidden: what the query job's end sets (its ``running`` states, in register)
+RUN_READY = {"run_loading": False, "cancel_style": {"display": "none"}}
 
 
 def _gave_up(key: str | None = None) -> dict:
     """finish_now's answer when it does not draw: the pending mark cleared (and, when the result
-    is stored, its key, so that render draws it now)."""
-    out = {name: dash.no_update for name in (*RENDER_OUTPUTS, "query_error", "progress", "progress_text", "stale")} | {"drawn": None}
+    is stored, its key, so that render draws it now); Run left to the job."""
+    out = {name: dash.no_update for name in (*RENDER_OUTPUTS, "query_error", "progress", "progress_text", "stale", *RUN_READY)}
+    out |= {"drawn": None}
     return out | {"result_key": key if key is not None else dash.no_update}
 
 
@@ -359,7 +369,7 @@ def register(app: dash.Dash, data) -> None:
         # made a 0.5 s query show its p-values after 1-2 s)
         interval=JOB_POLL_MS,
         progress=[Output(ids.PROGRESS, "value"), Output(ids.PROGRESS_TEXT, "children")],
-        running=[(Output(ids.RUN, "loading"), True, False), (Output(ids.CANCEL, "style"), {}, {"display": "none"})],
+        running=[(Output(ids.RUN, "loading"), True, RUN_READY["run_loading"]), (Output(ids.CANCEL, "style"), {}, RUN_READY["cancel_style"])],
         cancel=[Input(ids.CANCEL, "n_clicks")],
         prevent_initial_call=True,
     )(bind(run_query, data))
@@ -389,7 +399,9 @@ def register(app: dash.Dash, data) -> None:
                 "query_error": Output(ids.QUERY_ERROR, "data", allow_duplicate=True),
                 "progress": Output(ids.PROGRESS, "value", allow_duplicate=True),
                 "progress_text": Output(ids.PROGRESS_TEXT, "children", allow_duplicate=True),
-                "stale": Output(ids.STALE, "children", allow_duplicate=True)},
+                "stale": Output(ids.STALE, "children", allow_duplicate=True),
+                "run_loading": Output(ids.RUN, "loading", allow_duplicate=True),
+                "cancel_style": Output(ids.CANCEL, "style", allow_duplicate=True)},
         inputs={"ranked": Input(ids.RANKED, "data")},
         state={"presenter": State(ids.PRESENTER, "checked"), "driver_group": State(ids.DRIVER_GROUP, "value"),
                **controls(State, RENDER_SETTINGS)},

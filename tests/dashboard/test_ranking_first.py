@@ -187,7 +187,10 @@ def test_the_request_after_the_ranking_draws_the_result_once_the_job_stores_it(r
     # stored already: drawn at once, with its key, the query error cleared and what the views show
     done = query.finish_now(data, ranked, False, None, **view)
     drawn = render.render(data, key, None, False, None, **view)
-    assert set(done) == {*render.RENDER_OUTPUTS, "drawn", "result_key", "query_error", "progress", "progress_text", "stale"}
+    assert set(done) == {*render.RENDER_OUTPUTS, "drawn", "result_key", "query_error", "progress", "progress_text", "stale",
+                         "run_loading", "cancel_style"}
+    # Run is ready as "done" shows: the job's end reaches the page one poll later (a click then was lost)
+    assert (done["run_loading"], done["cancel_style"]) == (False, {"display": "none"})
     assert done["stale"] is None  # the views drawn are the query's: no out-of-date marker (issue 36)
     assert done["result_key"] == key and done["query_error"] is None and (done["progress"], done["progress_text"]) == (100, "done")
     assert done["drawn"] == drawn["drawn"] == render.views_signature(key, False, None, view)
@@ -216,7 +219,7 @@ def test_the_request_after_the_ranking_draws_the_result_once_the_job_stores_it(r
     gave_up = query.finish_now(data, data.partial_key("1" * len(key)), False, None, wait_s=0.2, **view)
     assert time.monotonic() - t0 >= 0.2
     assert gave_up["drawn"] is None and all(gave_up[name] is dash.no_update for name in (*render.RENDER_OUTPUTS, "result_key", "query_error", "progress",
-                                                                                  "progress_text"))
+                                                                                  "progress_text", "run_loading", "cancel_style"))
     with pytest.raises(dash.exceptions.PreventUpdate):
         query.finish_now(data, None, False, None, **view)
 
