@@ -1,6 +1,15 @@
 """Demo data: simulated immune studies with planted programs (labelled simulated everywhere)."""
 
-from compute.demo._numbers import README_BEGIN, README_END, demo_numbers, numbers_markdown, readme_block, update_readme, write_numbers
+from compute.demo._numbers import (
+    README_BEGIN,
+    README_END,
+    build_environment,
+    demo_numbers,
+    numbers_markdown,
+    readme_block,
+    update_readme,
+    write_numbers,
+)
 from compute.demo._simulate import (
     CELL_TYPES,
     DISEASES,
@@ -22,6 +31,7 @@ __all__ = [
     "PlantedStudy",
     "ProgramSpec",
     "SimulationConfig",
+    "build_environment",
     "demo_manifest_text",
     "demo_numbers",
     "gene_universe",

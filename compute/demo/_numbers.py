@@ -11,7 +11,7 @@ import math
 import textwrap
 from pathlib import Path
 
-__all__ = ["README_BEGIN", "README_END", "demo_numbers", "numbers_markdown", "readme_block", "update_readme", "write_numbers"]
+__all__ = ["README_BEGIN", "README_END", "build_environment", "demo_numbers", "numbers_markdown", "readme_block", "update_readme", "write_numbers"]
 
 README_BEGIN = "<!-- demo-numbers: written by `python -m compute demo-numbers` from docs/demo-numbers.json; do not edit -->"
 README_END = "<!-- /demo-numbers -->"
@@ -55,11 +55,26 @@ def demo_numbers(atlas, *, n_null: int = 1000, seed: int = 0) -> dict:
         cov = result.coverage
         left_out = [{"study": str(study), "coverage": _num(row["coverage"], 3), "reason": str(row.get("reason") or "")}
                     for study, row in cov[~cov["included"].astype(bool)].iterrows()]
-    return {"atlas": atlas.name, "left_out": left_out, "query": {"preset": "ms1", "cell_types": [MONOCYTE], "n_null": n_null, "seed": seed},
+    return {"atlas": atlas.name, "built_on": build_environment(atlas), "left_out": left_out, "query": {"preset": "ms1", "cell_types": [MONOCYTE], "n_null": n_null, "seed": seed},
             "n_cells": result.n_selected, "p_floor": _num(null.p_floor, 4) if null is not None else None,
             "diseases": rows, "top_gene": evidence.top_gene if evidence is not None else None,
             "top_survives": evidence.top_survives if evidence is not None else None,
             "without_top_gene": without, "expression": expression}
+
+
+def build_environment(atlas) -> dict:
+    """What a build's floating-point results depend on beyond its inputs and seed: the torch
+    version, the CPU instruction set its kernels use, the machine, and the threads and processes
+    that trained the encoder (the atlas's model card). Two builds of the demo with the same
+    environment give the same encoder, bit for bit, and the same numbers; another environment may
+    differ in the last digits of a sum, which training can carry into the first decimal of a hit %."""
+    import platform
+
+    import torch
+
+    trained = (atlas.meta.get("model_card") or {}).get("trained_on") or {}
+    return {"torch": torch.__version__, "cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
+            "machine": platform.machine(), "train_threads": trained.get("cpu_threads"), "train_workers": trained.get("workers")}
 
 
 def _name(disease: str) -> str:
