@@ -234,17 +234,21 @@ def test_a_repeated_query_answers_from_the_cache(driver, server):
     _wait(driver, lambda d: len(_ranking(d)) >= 3, what="disease ranking")
 
 
-# the moment the full views replace the ranking (the partial-ranking note goes, in the same
-# commit as the progress's "done"): whether Run can be clicked then, and a click on it
+# the moment the full views replace the ranking (the partial-ranking note goes): once the
+# response that drew them is wholly applied (the task after it), whether the page says "done",
+# whether Run can be clicked then, and a click on it
 _CLICK_AT_DONE_JS = """
 window.__atDone = [];
-let partial = false;
+let partial = false, seen = false;
 new MutationObserver(() => {
     const now = !!document.getElementById('partial-note');
-    if (partial && !now && !window.__atDone.length) {
-        const run = document.getElementById('run');
-        window.__atDone.push([document.getElementById('progress-text').textContent, run.disabled]);
-        run.click();
+    if (partial && !now && !seen) {
+        seen = true;
+        setTimeout(() => {
+            const run = document.getElementById('run');
+            window.__atDone.push([document.getElementById('progress-text').textContent, run.disabled]);
+            run.click();
+        }, 0);
     }
     partial = now;
 }).observe(document.body, {childList: true, subtree: true});
