@@ -239,6 +239,24 @@ def test_every_tab_and_grouping_has_no_overlapping_or_cut_text(driver, server, s
         _wait(driver, lambda d, g=graph_id: _plot(d, g, "p.data.length && !(p.layout.meta || {}).empty"), what=f"{graph_id} drawn")
         _settled(driver, graph_id)
         _assert_fits(driver, graph_id, where)
+    # nothing makes the page itself wider than the screen (the disease table's 17 columns did at
+    # 1280 and 1440 px, taking the specificity p and q and the whole page sideways): wide tables
+    # scroll in their own box
+    wide = driver.execute_script(_PAGE_OVERFLOW_JS)
+    assert wide["page"] <= wide["screen"] + 1, f"the page is wider than the screen at {where}: {wide}"
+
+
+# the page's width against the screen's, and the outermost elements that reach past the screen
+_PAGE_OVERFLOW_JS = """
+const root = document.documentElement, screen = root.clientWidth, past = [];
+for (const e of document.querySelectorAll('body *')) {
+    const r = e.getBoundingClientRect(), up = e.parentElement && e.parentElement.getBoundingClientRect();
+    if (r.width > 0 && r.right > screen + 1 && !(up && up.right > screen + 1)) {
+        past.push(`${e.id || e.getAttribute('class') || e.tagName} (right edge ${Math.round(r.right)} px)`);
+    }
+}
+return {screen: screen, page: root.scrollWidth, past: past.slice(0, 6)};
+"""
 
 
 def test_changed_settings_mark_the_result_out_of_date(driver, server):
