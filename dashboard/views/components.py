@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from dashboard.data import DashboardData
 
 __all__ = ["CSV_ONLY_VIEWS", "EXPORT_WAITS", "FIGURE_GRAPHS", "HtmlBlock", "csv_button", "export_bar", "graph", "grid", "grid_title", "label_colours",
-           "segmented", "sim_badge"]
+           "segmented", "sim_badge", "static_html"]
 
 FIGURE_GRAPHS = {  # view name -> graph id (each has CSV, SVG and PNG export)
     "diseases": ids.DISEASE_FIG, "forest": ids.FOREST_FIG, "robustness": ids.ROBUST_FIG, "drivers": ids.DRIVER_FIG,
@@ -54,6 +54,51 @@ class HtmlBlock(Component):
         self.available_wildcard_properties = []
         props = {"id": id, "className": className}
         super().__init__(children=children, **{k: v for k, v in props.items() if v is not None})
+
+
+# the attributes of a static component that its HTML keeps (Dash's name: HTML's)
+_STATIC_ATTRIBUTES = {"id": "id", "className": "class", "title": "title"}
+_MANTINE_COLOURS = {"blue", "gray", "orange", "red", "yellow", "green"}
+
+
+def static_html(node) -> str:
+    """``node``, a tree of static components (dash.html elements, dmc.Text, dmc.Alert, strings and
+    numbers: no callback reads or writes anything inside it), as one string of HTML for an
+    HtmlBlock, every text and attribute escaped by markup.html_text. For panels of hundreds of
+    elements that only show text (the Studies tab's reports: 2,500 components): each component is
+    work for Dash's renderer on every update of the page, an element of an HtmlBlock is not. Raises
+    TypeError for a component with no static form (an input, a figure, a grid)."""
+    from dashboard.markup import html_text
+
+    if node is None or isinstance(node, bool):
+        return ""
+    if isinstance(node, str | int | float):
+        return html_text(node)
+    if isinstance(node, list | tuple):
+        return "".join(static_html(child) for child in node)
+    if not isinstance(node, Component):
+        raise TypeError(f"static_html: {type(node).__name__} is not a component")
+    props = node.to_plotly_json()["props"]
+    attrs = {html_name: props[name] for name, html_name in _STATIC_ATTRIBUTES.items() if props.get(name) is not None}
+    children = static_html(props.get("children"))
+    if node._namespace == "dash_html_components":
+        tag = node._type.lower()
+        if props.get("open"):
+            attrs["open"] = "open"
+    elif (node._namespace, node._type) == ("dash_mantine_components", "Text"):
+        tag = "div"
+        attrs["class"] = " ".join(filter(None, ["static-text", f"static-text-{props.get('size') or 'sm'}",
+                                                "static-text-bold" if props.get("fw") == 700 else "", attrs.get("class")]))
+    elif (node._namespace, node._type) == ("dash_mantine_components", "Alert"):
+        tag = "div"
+        colour = props.get("color") if props.get("color") in _MANTINE_COLOURS else "gray"
+        attrs["class"] = " ".join(filter(None, ["static-alert", f"static-alert-{colour}", attrs.get("class")]))
+        title = attrs.pop("title", None)  # the alert's heading, not a tooltip
+        children = (f'<div class="static-alert-title">{static_html(title)}</div>' if title is not None else "") + children
+    else:
+        raise TypeError(f"static_html: {node._namespace}.{node._type} has no static HTML form")
+    written = "".join(f' {name}="{html_text(value)}"' for name, value in attrs.items())
+    return f"<{tag}{written}>{children}</{tag}>"
 
 
 def export_bar(view: str) -> dmc.Group:

@@ -280,6 +280,37 @@ def test_run_can_be_clicked_as_soon_as_the_page_says_done(driver, server):
               timeout=30, what="the click made at done to run the query again")
 
 
+# the number of Dash components the page's renderer keeps under an element (its layout in the store)
+_COMPONENTS_UNDER_JS = """
+const state = window.store.getState(), path = state.paths.strs[arguments[0]];
+if (!path) { return null; }
+let node = state.layout;
+for (const key of path) { node = node[key]; }
+const count = n => Array.isArray(n) ? n.reduce((a, c) => a + count(c), 0)
+    : (n && typeof n === 'object' && n.type && n.namespace) ? 1 + Object.values(n.props || {}).reduce((a, v) => a + count(v), 0) : 0;
+return count(node);
+"""
+
+
+def test_a_link_to_the_studies_tab_shows_the_result_and_how_each_study_was_read(driver, server, tiny_atlas):
+    """The reports of how each study was read, as thousands of components, held the page's script
+    for 10 s on the demo when a link opened on the Studies tab, before it drew the result: they are
+    one element for the page, whatever the number of studies."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(server + "/?preset=ms1&null=100&tab=studies")
+    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#study-grid .ag-center-cols-container .ag-row"), what="study rows")
+    reports = _wait(driver, lambda d: d.find_element(By.ID, "study-reports").text, what="the study reports")
+    for study in tiny_atlas.studies:
+        assert study.id in reports
+    assert "How each study was read" in reports and "Labels: one vocabulary" in reports
+    folds = driver.find_elements(By.CSS_SELECTOR, "#study-reports details.study-report")
+    assert len(folds) == len(tiny_atlas.studies)
+    folds[0].find_element(By.TAG_NAME, "summary").click()
+    assert "Values:" in folds[0].text
+    assert driver.execute_script(_COMPONENTS_UNDER_JS, "study-reports-slot") <= 2
+
+
 def test_pasted_aliases_and_unknown_genes_show_every_decision(driver, server):
     from selenium.webdriver.common.by import By
 

@@ -117,6 +117,79 @@ def test_study_reports_in_plain_words(tiny_build):
     assert find(studies.show_study_reports(data, "studies")["reports"], ids.STUDY_REPORTS) is not None
     assert studies.show_study_reports(data, "diseases") == {"reports": []}
 
+def _leaves(component) -> list[str]:
+    """Every string a component tree shows, alert titles included."""
+    if component is None or isinstance(component, bool):
+        return []
+    if isinstance(component, str | int | float):
+        return [str(component)]
+    if isinstance(component, list | tuple):
+        return [leaf for c in component for leaf in _leaves(c)]
+    title = getattr(component, "title", None) if type(component).__name__ == "Alert" else None
+    return _leaves(title) + _leaves(getattr(component, "children", None))
+
+
+def _shown_text(html: str) -> str:
+    """The text a browser shows for ``html`` (character references read)."""
+    from html.parser import HTMLParser
+
+    class Text(HTMLParser):
+        def __init__(self):
+            super().__init__(convert_charrefs=True)
+            self.parts = []
+
+        def handle_data(self, data):
+            self.parts.append(data)
+
+    parser = Text()
+    parser.feed(html)
+    return "".join(parser.parts)
+
+
+def test_the_study_reports_are_one_element_for_the_page_with_every_word_of_them(tiny_build):
+    """As 2,500 components the reports held the page's script for 10 s when a link opened on the
+    Studies tab (Dash's renderer works through every component at every update): they come as
+    one HtmlBlock, which shows every line, title and table cell of the panel."""
+    from dashboard.views.components import HtmlBlock
+    from dashboard.views.studies import study_reports_panel
+
+    data = DashboardData(tiny_build[1])
+    panel = study_reports_panel(data)
+    block = studies.show_study_reports(data, "studies")["reports"]
+    assert isinstance(block, HtmlBlock) and block.id == ids.STUDY_REPORTS and isinstance(block.children, str)
+    shown = _shown_text(block.children)
+    leaves = _leaves(panel.children)
+    assert len(leaves) > 50 and all(leaf.replace("\n", " ") in shown for leaf in leaves)
+    for s in data.atlas.studies:
+        assert f'id="{ids.STUDY_VOCABULARY_PREFIX}{s.id}"' in block.children or "no ontology" in shown
+
+
+def test_static_html_escapes_text_and_attributes_and_refuses_live_components():
+    from dash import dcc, html
+
+    from dashboard.views.components import static_html
+
+    from html.parser import HTMLParser
+
+    class Tags(HTMLParser):
+        def __init__(self):
+            super().__init__(convert_charrefs=True)
+            self.tags = []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append((tag, dict(attrs)))
+
+    hostile = '<img src=x onerror="alert(1)">'
+    written = static_html(html.Div([html.Span(hostile, title=hostile), "a & b"], id="x", className='c" onclick="y'))
+    parser = Tags()
+    parser.feed(written)
+    # two elements, each with only its own attributes, holding the hostile text as text
+    assert parser.tags == [("div", {"id": "x", "class": 'c" onclick="y'}), ("span", {"title": hostile})]
+    assert _shown_text(written) == hostile + "a & b"
+    with pytest.raises(TypeError, match="Graph"):
+        static_html(html.Div(dcc.Graph(id="g")))
+
+
 def test_report_lines_for_tpm_mouse_and_qc_drops():
     from compute.atlas import study_report_lines, study_warnings
 
