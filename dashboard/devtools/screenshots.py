@@ -4,7 +4,8 @@ server (loopback only), for the docs:
 
     python -m dashboard.devtools.screenshots --url http://127.0.0.1:8050 [--out docs/screenshots]
 
-Each tab shows the MS1 preset's result (the "Genes in a cell type" tab: classical monocytes);
+Each tab shows the MS1 preset's result with the default 1,000 null draws (the "Genes in a cell type"
+tab: classical monocytes);
 what is on the screen is saved as ``<tab>-<width>x<height>[-presenter].png``, reduced to 256
 colours when Pillow is installed (the files stay small). Needs Chromium, chromedriver and selenium
 (the ``test`` extra), as ``dashboard.devtools.pagebench`` does. Exit status 2 when it could not run."""
@@ -59,7 +60,7 @@ def take(url: str, out: Path, *, timeout: float = 120.0) -> list[Path]:
             drv.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1,
                                                                        "mobile": False})
             for tab, (_label, extra, graph) in TAB_VIEWS.items():
-                query = {"preset": "ms1", "null": "100", "tab": tab, **extra}
+                query = {"preset": "ms1", "tab": tab, **extra}  # the default 1,000 draws, as a user runs it
                 drv.get(url.rstrip("/") + "/?" + urllib.parse.urlencode(query))
                 _wait(lambda: drv.find_element(By.ID, "progress-text").text in ("done", "answered from the cache"), timeout,
                       f"{tab}: the query to end")
