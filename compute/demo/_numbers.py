@@ -55,7 +55,8 @@ def demo_numbers(atlas, *, n_null: int = 1000, seed: int = 0) -> dict:
         cov = result.coverage
         left_out = [{"study": str(study), "coverage": _num(row["coverage"], 3), "reason": str(row.get("reason") or "")}
                     for study, row in cov[~cov["included"].astype(bool)].iterrows()]
-    return {"atlas": atlas.name, "built_on": build_environment(atlas), "left_out": left_out, "query": {"preset": "ms1", "cell_types": [MONOCYTE], "n_null": n_null, "seed": seed},
+    return {"atlas": atlas.name, "built_on": build_environment(atlas),
+            "left_out": left_out, "query": {"preset": "ms1", "cell_types": [MONOCYTE], "n_null": n_null, "seed": seed},
             "n_cells": result.n_selected, "p_floor": _num(null.p_floor, 4) if null is not None else None,
             "diseases": rows, "top_gene": evidence.top_gene if evidence is not None else None,
             "top_survives": evidence.top_survives if evidence is not None else None,

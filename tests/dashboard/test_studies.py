@@ -165,11 +165,11 @@ def test_the_study_reports_are_one_element_for_the_page_with_every_word_of_them(
 
 
 def test_static_html_escapes_text_and_attributes_and_refuses_live_components():
+    from html.parser import HTMLParser
+
     from dash import dcc, html
 
     from dashboard.views.components import static_html
-
-    from html.parser import HTMLParser
 
     class Tags(HTMLParser):
         def __init__(self):
