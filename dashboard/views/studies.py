@@ -214,21 +214,19 @@ def studies_tab() -> dmc.Stack:
 
     wrap = {"wrapText": True, "autoHeight": True,
             "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}}
-    # about 900 px at 1280 x 800 (beside the sidebar): the numbers a reader compares in view, the long
-    # texts (title, notes) and the coverage details in column groups that open with their header's
-    # arrow (issue 36 item 6: the fourteen columns were 1,880 px wide and ran out of view); each
-    # column wide enough for its header's words and its values ("SIMULATED", "≤ 0.0099"): narrower,
-    # "mean hit %" broke as "me / an / hit %" and the data column read "SIMUL…"
+    # 860 px at 1280 x 800 (beside the sidebar): the numbers a reader compares in view, the long texts
+    # (title, notes) and the coverage details in column groups that open with their header's arrow
+    # (issue 36 item 6: the fourteen columns were 1,880 px wide and ran out of view)
     grid = ui.grid(ids.STUDY_GRID, [
         {"field": "rank", "headerName": "#", "width": 48, "pinned": "left"},
         {"headerName": "Study", "marryChildren": True, "children": [
             {"field": "study", "width": 96, "pinned": "left"},
             {"field": "title", "columnGroupShow": "open", "width": 260, "tooltipField": "title", **wrap},
             {"field": "notes", "headerName": "Notes", "columnGroupShow": "open", "width": 240, "tooltipField": "notes", **wrap}]},
-        {"field": "mean_hit_pct", "headerName": "mean hit %", "width": 96, "sort": "desc", "valueFormatter": shown("pct"),
+        {"field": "mean_hit_pct", "headerName": "mean hit %", "width": 80, "sort": "desc", "valueFormatter": shown("pct"),
          "filter": "agNumberColumnFilter", "headerTooltip": STAT_HELP["hit %"]},
         # p at the floor the draws allow reads "≤ floor", as in the disease table
-        {"field": "p_value", "headerName": "p (null)", "width": 96, "filter": "agNumberColumnFilter",
+        {"field": "p_value", "headerName": "p (null)", "width": 84, "filter": "agNumberColumnFilter",
          "valueFormatter": {"function": f"params.value == null ? '–' : (params.data.p_floor != null && params.value <= "
                                        f"params.data.p_floor * (1 + 1e-9) ? '≤ ' + {fmt['p']}(params.data.p_floor) : {fmt['p']}(params.value))"},
          "headerTooltip": STAT_HELP["p"]},
@@ -237,12 +235,12 @@ def studies_tab() -> dmc.Stack:
          "valueFormatter": {"function": f"params.value == null ? '–' : (params.data.p_floor != null && params.data.p_value != null && "
                                        f"params.data.p_value <= params.data.p_floor * (1 + 1e-9) ? '≤ ' : '') + {fmt['q']}(params.value)"},
          "headerTooltip": STAT_HELP["q (BH)"]},
-        {"field": "data", "width": 112, "cellClassRules": {"sim-cell": "params.value == 'SIMULATED'"}},
-        {"field": "samples", "width": 96, "filter": "agNumberColumnFilter"},
+        {"field": "data", "width": 96, "cellClassRules": {"sim-cell": "params.value == 'SIMULATED'"}},
+        {"field": "samples", "width": 80, "filter": "agNumberColumnFilter"},
         {"field": "cells", "width": 76, "valueFormatter": shown("count"), "filter": "agNumberColumnFilter"},
         {"field": "diseases", "flex": 1, "minWidth": 108, **wrap},
         {"headerName": "Genes", "marryChildren": True, "children": [
-            {"field": "coverage", "headerName": "Coverage", "width": 108, "filter": "agNumberColumnFilter",
+            {"field": "coverage", "headerName": "Coverage", "width": 92, "filter": "agNumberColumnFilter",
              "valueFormatter": {"function": "params.value == null ? '' : d3.format('.0%')(params.value)"},
              "headerTooltip": "the share of the signature's weight carried by the genes this study measured"},
             {"field": "measured", "headerName": "Genes measured", "columnGroupShow": "open", "width": 110,
@@ -256,7 +254,7 @@ def studies_tab() -> dmc.Stack:
                               "multiplied by it to put every panel on one scale"}]},
     ], page_size=20, compact_headers=True)
     effects_grid = ui.grid(ids.STUDY_EFFECTS_GRID, [
-        {"field": "disease", "width": 150, "pinned": "left", **wrap}, {"field": "study", "width": 104, "pinned": "left"},
+        {"field": "disease", "width": 150, "pinned": "left"}, {"field": "study", "width": 104, "pinned": "left"},
         {"field": "g", "headerName": "g vs reference", "width": 120,
          "valueFormatter": {"function": "params.value == null ? '–' : d3.format('.2f')(params.value)"},
          "filter": "agNumberColumnFilter", "headerTooltip": EFFECT_HELP["g"]},
