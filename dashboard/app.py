@@ -61,6 +61,17 @@ class _SharedJobManager(dash.DiskcacheManager):
             _record_job(handle, pid)  # the one kind of process a cancel may stop (terminate_job)
         return pid
 
+    def job_running(self, job):
+        # Dash's own check reads the process twice (it exists, then its status): a job that ends
+        # between the two raised NoSuchProcess, and the page's poll got HTTP 500 (the mixed-load
+        # test saw it once). An ended job is not running.
+        import psutil
+
+        try:
+            return super().job_running(job)
+        except psutil.NoSuchProcess:
+            return False
+
     def terminate_job(self, job):
         import psutil
 

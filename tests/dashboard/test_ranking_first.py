@@ -294,3 +294,20 @@ def test_run_s_ranking_brings_the_genes_heatmap_when_that_tab_shows(ran, monkeyp
     # presenter mode: the heatmap fitted to the screen, as the full drawing fits it
     presenter = query.rank_now(data, 3, None, True, None, tab="genes", **settings, **view)
     assert presenter["heatmap_fig"].layout.font.size == PRESENTER_FONT["size"] > (heat.layout.font.size or 0)
+
+
+def test_a_job_that_ends_while_its_poll_looks_at_it_is_not_running(monkeypatch):
+    """Dash's job check reads the process twice (it exists, then its status); a job that ended in
+    between raised NoSuchProcess and the page's poll got HTTP 500 (seen once under mixed load)."""
+    import psutil
+
+    from dashboard.app import _SharedJobManager
+
+    class Ended:
+        def __init__(self, pid):
+            raise psutil.NoSuchProcess(pid)
+
+    monkeypatch.setattr(psutil, "pid_exists", lambda pid: True)  # it existed a moment ago ...
+    monkeypatch.setattr(psutil, "Process", Ended)  # ... and has ended since
+    manager = _SharedJobManager.__new__(_SharedJobManager)
+    assert manager.job_running("4242") is False
