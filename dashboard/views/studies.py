@@ -214,33 +214,36 @@ def studies_tab() -> dmc.Stack:
 
     wrap = {"wrapText": True, "autoHeight": True,
             "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}}
-    # 860 px at 1280 x 800 (beside the sidebar): the numbers a reader compares in view, the long texts
-    # (title, notes) and the coverage details in column groups that open with their header's arrow
-    # (issue 36 item 6: the fourteen columns were 1,880 px wide and ran out of view)
+    # 812 px (855 px beside the sidebar at 1280 x 800): the numbers a reader compares in view, the long
+    # texts (title, notes) and the coverage details in column groups that open with their header's arrow
+    # (issue 36 item 6: the fourteen columns were 1,880 px wide and ran out of view). Each column is as
+    # wide as its header's longest word and its values ("SIMULATED", "≤ 0.0099") with compact padding,
+    # with 40 px to spare: at 13 px to spare a CI run scrolled 3 px; with Alpine's padding "mean hit %"
+    # broke as "me / an / hit %" and the data column read "SIMUL…"
     grid = ui.grid(ids.STUDY_GRID, [
-        {"field": "rank", "headerName": "#", "width": 48, "pinned": "left"},
+        {"field": "rank", "headerName": "#", "width": 40, "pinned": "left"},
         {"headerName": "Study", "marryChildren": True, "children": [
             {"field": "study", "width": 96, "pinned": "left"},
             {"field": "title", "columnGroupShow": "open", "width": 260, "tooltipField": "title", **wrap},
             {"field": "notes", "headerName": "Notes", "columnGroupShow": "open", "width": 240, "tooltipField": "notes", **wrap}]},
-        {"field": "mean_hit_pct", "headerName": "mean hit %", "width": 80, "sort": "desc", "valueFormatter": shown("pct"),
+        {"field": "mean_hit_pct", "headerName": "mean hit %", "width": 84, "sort": "desc", "valueFormatter": shown("pct"),
          "filter": "agNumberColumnFilter", "headerTooltip": STAT_HELP["hit %"]},
         # p at the floor the draws allow reads "≤ floor", as in the disease table
-        {"field": "p_value", "headerName": "p (null)", "width": 84, "filter": "agNumberColumnFilter",
+        {"field": "p_value", "headerName": "p (null)", "width": 80, "filter": "agNumberColumnFilter",
          "valueFormatter": {"function": f"params.value == null ? '–' : (params.data.p_floor != null && params.value <= "
                                        f"params.data.p_floor * (1 + 1e-9) ? '≤ ' + {fmt['p']}(params.data.p_floor) : {fmt['p']}(params.value))"},
          "headerTooltip": STAT_HELP["p"]},
         # a q made from a p at the floor is an upper bound too (figures.format_q)
-        {"field": "q_value", "headerName": "q (BH)", "width": 80, "filter": "agNumberColumnFilter",
+        {"field": "q_value", "headerName": "q (BH)", "width": 72, "filter": "agNumberColumnFilter",
          "valueFormatter": {"function": f"params.value == null ? '–' : (params.data.p_floor != null && params.data.p_value != null && "
                                        f"params.data.p_value <= params.data.p_floor * (1 + 1e-9) ? '≤ ' : '') + {fmt['q']}(params.value)"},
          "headerTooltip": STAT_HELP["q (BH)"]},
-        {"field": "data", "width": 96, "cellClassRules": {"sim-cell": "params.value == 'SIMULATED'"}},
-        {"field": "samples", "width": 80, "filter": "agNumberColumnFilter"},
-        {"field": "cells", "width": 76, "valueFormatter": shown("count"), "filter": "agNumberColumnFilter"},
+        {"field": "data", "width": 100, "cellClassRules": {"sim-cell": "params.value == 'SIMULATED'"}},
+        {"field": "samples", "width": 76, "filter": "agNumberColumnFilter"},
+        {"field": "cells", "width": 72, "valueFormatter": shown("count"), "filter": "agNumberColumnFilter"},
         {"field": "diseases", "flex": 1, "minWidth": 108, **wrap},
         {"headerName": "Genes", "marryChildren": True, "children": [
-            {"field": "coverage", "headerName": "Coverage", "width": 92, "filter": "agNumberColumnFilter",
+            {"field": "coverage", "headerName": "Coverage", "width": 84, "filter": "agNumberColumnFilter",
              "valueFormatter": {"function": "params.value == null ? '' : d3.format('.0%')(params.value)"},
              "headerTooltip": "the share of the signature's weight carried by the genes this study measured"},
             {"field": "measured", "headerName": "Genes measured", "columnGroupShow": "open", "width": 110,
@@ -254,7 +257,7 @@ def studies_tab() -> dmc.Stack:
                               "multiplied by it to put every panel on one scale"}]},
     ], page_size=20, compact_headers=True)
     effects_grid = ui.grid(ids.STUDY_EFFECTS_GRID, [
-        {"field": "disease", "width": 150, "pinned": "left"}, {"field": "study", "width": 104, "pinned": "left"},
+        {"field": "disease", "width": 150, "pinned": "left", **wrap}, {"field": "study", "width": 104, "pinned": "left"},
         {"field": "g", "headerName": "g vs reference", "width": 120,
          "valueFormatter": {"function": "params.value == null ? '–' : d3.format('.2f')(params.value)"},
          "filter": "agNumberColumnFilter", "headerTooltip": EFFECT_HELP["g"]},
@@ -269,7 +272,7 @@ def studies_tab() -> dmc.Stack:
          "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}},
         {"field": "reason", "headerName": "why no effect", "flex": 2, "minWidth": 220, "wrapText": True, "autoHeight": True,
          "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}},
-    ], page_size=20)
+    ], page_size=20, compact_headers=True)
     return dmc.Stack([
         html.Div(id=ids.EXCLUDED_STUDIES),
         html.Div([ui.export_bar("studies"), grid, dmc.Text(COVERAGE_HELP, size="xs", c="dimmed", id=ids.COVERAGE_HELP)],
