@@ -215,9 +215,12 @@ STORE_SHAPES: dict[str, Kind] = {
     ids.QUERY_ERROR: _QUERY_ERROR,
     ids.UPLOAD_STORE: mapping_of(text),
     ids.SAVED_VIEWS: list_of(record(required=("search", "label"), search=text, label=text)),
-    ids.MODULES_STORE: record(key=key, error=_QUERY_ERROR, top_missing=texts, modules=mapping_of(json_value), n_perm=count),
-    # the checked population of the ranking shown (cell_genes.rank_genes): its filters, never its genes
-    ids.RANK_STORE: record(**{k: texts for k in RANKING_KEYS if k != "rank_gene"}),
+    ids.MODULES_STORE: record(key=key, error=_QUERY_ERROR, top_missing=texts, modules=mapping_of(json_value), n_perm=count,
+                              presenter=flag),
+    # the checked population of the ranking shown (cell_genes.rank_genes): its filters, never its
+    # genes; or two groups of cells compared on the UMAP (cells.compare_groups): the comparison's
+    # cache key (cell_genes.lasso_rankings checks its form) and its title
+    ids.RANK_STORE: record(**{k: texts for k in RANKING_KEYS if k != "rank_gene"}, lasso=text, label=text),
     # the snapshot's images, drawn in the browser (callbacks.export): one per figure, by its view name
     ids.SNAPSHOT_IMAGES: record(clicks=count, images=mapping_of(
         record(svg=upload_text, png=upload_text, width=number, height=number, error=text), keys=tuple(FIGURE_GRAPHS))),

@@ -192,6 +192,8 @@ def test_the_cells_explorer_paints_splits_and_compares_two_groups(driver, server
     # the comparison shows in Genes in a cell type
     _wait(driver, lambda d: "picked on the UMAP" in (_plot(d, "rank-fig", "p.layout.title.text") or ""), what="the comparison ranked")
     assert "group B" in driver.find_element(By.ID, "rank-notes").text
+    # and its top gene's spread (the comparison's store was refused, 400, until stop 44: no spread)
+    _wait(driver, lambda d: "picked on the UMAP" in (_plot(d, "rank-spread-fig", "p.layout.title.text") or ""), what="the comparison's spread")
     _settled(driver, "rank-fig")
     _assert_fits(driver, "rank-fig", "1280x800, groups compared")
     _shot(driver, "cells_compared")
