@@ -28,10 +28,10 @@ from dashboard.views.cell_genes import (
     spread_figure,
 )
 from dashboard.views.filters import known_values
-from dashboard.views.results import resolution_panel
+from dashboard.views.results import presenter_figure, resolution_panel
 
-__all__ = ["LASSO_PREFIX", "RANK_OUTPUTS", "lasso_rankings", "pick_gene", "rank_genes", "ranked_views", "register", "send_selected",
-           "send_top", "show_spread"]
+__all__ = ["LASSO_PREFIX", "RANK_OUTPUTS", "lasso_rankings", "pick_gene", "present_ranking", "rank_genes", "ranked_views", "register",
+           "send_selected", "send_top", "show_spread"]
 
 RANK_OUTPUTS = {
     "figure": Output(ids.RANK_FIG, "figure"),
@@ -92,11 +92,12 @@ def _nothing(message: str, *, error: bool = False) -> dict:
             "send_label": SEND_TOP_LABEL}
 
 
-def rank_genes(data, **settings) -> dict:
+def rank_genes(data, presenter: bool | None = False, **settings) -> dict:
     """The tab (RANK_OUTPUTS, by name) for the ranking ``settings`` (the RANKING_KEYS of the
-    state): the rank-rank figure, every gene's row, what was ranked, the SIMULATED badge, the
-    gene picker (keeping the chosen gene when it is ranked; else the top gene) and the checked
-    population for the other callbacks. Bad settings and empty populations are shown, not raised."""
+    state): the rank-rank figure (in large type when ``presenter``), every gene's row, what was
+    ranked, the SIMULATED badge, the gene picker (keeping the chosen gene when it is ranked; else
+    the top gene) and the checked population for the other callbacks. Bad settings and empty
+    populations are shown, not raised."""
     try:
         pop = _population(data, settings)
     except StateError as exc:
@@ -108,7 +109,7 @@ def rank_genes(data, **settings) -> dict:
     except QueryError as exc:
         return _nothing(f"This population cannot be ranked: {exc}", error=True)
     label = population_label(pop["rank_cell_types"], pop["rank_diseases"], pop["rank_studies"], pop["rank_versus"])
-    return ranked_views(data, pop, attr, expr, label)
+    return ranked_views(data, pop, attr, expr, label, presenter=bool(presenter))
 
 
 LASSO_PREFIX = "cell-groups"
@@ -129,14 +130,23 @@ def lasso_rankings(data, key: str):
     return attr, expr
 
 
-def ranked_views(data, pop: dict, attr, expr, label: str) -> dict:
-    """RANK_OUTPUTS (by name) for the rankings ``attr``/``expr`` of the checked population ``pop``
-    (filters, or two groups of cells), titled ``label``."""
+def _rank_figure(attr, expr, label: str, presenter: bool):
+    """The rank-rank figure of the rankings ``attr``/``expr`` titled ``label``; for a projector
+    when ``presenter``."""
     badge = sim_note(attr)
     # the population on one line, what is drawn below it: a long population must not push the rest off
     title = (f"{label}<br><sup>top {FIGURE_TOP} genes: rank by attribution vs rank by expression"
              + (" · SIMULATED data included" if badge else "") + "</sup>")
-    fig = rank_rank_figure(attr.table, None if expr is None else expr.table, top=FIGURE_TOP, title=title, simulated=bool(badge))
+    fig = rank_rank_figure(attr.table, None if expr is None else expr.table, top=FIGURE_TOP, title=title, simulated=bool(badge),
+                           presenter=presenter)
+    return presenter_figure(fig) if presenter else fig
+
+
+def ranked_views(data, pop: dict, attr, expr, label: str, *, presenter: bool = False) -> dict:
+    """RANK_OUTPUTS (by name) for the rankings ``attr``/``expr`` of the checked population ``pop``
+    (filters, or two groups of cells), titled ``label``; its figure for a projector when ``presenter``."""
+    badge = sim_note(attr)
+    fig = _rank_figure(attr, expr, label, presenter)
     genes = list(attr.table.index)
     gene = pop["rank_gene"] if pop["rank_gene"] in attr.table.index else genes[0]
     offered = list(dict.fromkeys([*genes[:GENE_OPTIONS], gene]))
@@ -150,9 +160,23 @@ def ranked_views(data, pop: dict, attr, expr, label: str) -> dict:
             "send_label": SEND_VERSUS_LABEL if "p" in attr.table.columns else SEND_TOP_LABEL}
 
 
-def show_spread(data, gene: str | None, store: dict | None) -> dict:
+def present_ranking(data, presenter: bool | None, store: dict | None) -> dict:
+    """The rank-rank figure of the stored population (filters, or two groups of cells) drawn again
+    when presenter mode is switched on or off; no update while no population is ranked."""
+    if not store:
+        raise dash.exceptions.PreventUpdate
+    try:
+        pop = _population(data, {**store, "rank_gene": None})
+        attr, expr = _rankings(data, pop)
+    except QueryError as exc:  # StateError is one
+        raise dash.exceptions.PreventUpdate from exc
+    label = pop.get("label") or population_label(pop["rank_cell_types"], pop["rank_diseases"], pop["rank_studies"], pop["rank_versus"])
+    return {"figure": _rank_figure(attr, expr, label, bool(presenter))}
+
+
+def show_spread(data, gene: str | None, store: dict | None, presenter: bool | None = False) -> dict:
     """The per-sample spread of ``gene`` in the stored population (re-checked; the rankings come
-    from the data layer's cache)."""
+    from the data layer's cache), for a projector when ``presenter``."""
     if not store:
         return {"spread": figures.empty_figure("Choose a cell type to rank its genes")}
     if not gene:
@@ -164,7 +188,8 @@ def show_spread(data, gene: str | None, store: dict | None) -> dict:
         return {"spread": figures.empty_figure(f"No spread to show: {exc}")}
     label = pop.get("label") or population_label(pop["rank_cell_types"], pop["rank_diseases"], pop["rank_studies"], pop["rank_versus"])
     # the gene, then the population on a line of its own: one long line ran out of the figure
-    return {"spread": spread_figure(pop["rank_gene"], attr, expr, title=f"<b>{pop['rank_gene']}</b> in<br>{_lines(label)}")}
+    fig = spread_figure(pop["rank_gene"], attr, expr, title=f"<b>{pop['rank_gene']}</b> in<br>{_lines(label)}")
+    return {"spread": presenter_figure(fig) if presenter else fig}
 
 
 def pick_gene(data, click: dict | None, cell: dict | None, trigger: str | None = None) -> dict:
@@ -236,10 +261,17 @@ def register(app: dash.Dash, data) -> None:
     settings = {"rank_cell_types": Input(ids.RANK_CELL_TYPES, "value"), "rank_diseases": Input(ids.RANK_DISEASES, "value"),
                 "rank_studies": Input(ids.RANK_STUDIES, "value"), "rank_versus": Input(ids.RANK_VERSUS, "value")}
     # no initial call: the link's restore sets the filters when the page opens, which calls it
-    app.callback(output=RANK_OUTPUTS, inputs=settings, state={"rank_gene": State(ids.RANK_GENE, "value")},
+    app.callback(output=RANK_OUTPUTS, inputs=settings,
+                 state={"rank_gene": State(ids.RANK_GENE, "value"), "presenter": State(ids.PRESENTER, "checked")},
                  prevent_initial_call=True)(bind(rank_genes, data))
+    # presenter mode switched: the shown population's figure again (the filters may not be what
+    # it shows: two groups of cells compared on the UMAP), in the new type
+    app.callback(output={"figure": Output(ids.RANK_FIG, "figure", allow_duplicate=True)},
+                 inputs={"presenter": Input(ids.PRESENTER, "checked")}, state={"store": State(ids.RANK_STORE, "data")},
+                 prevent_initial_call=True)(bind(present_ranking, data))
     app.callback(output={"spread": Output(ids.SPREAD_FIG, "figure")},
-                 inputs={"gene": Input(ids.RANK_GENE, "value"), "store": Input(ids.RANK_STORE, "data")})(bind(show_spread, data))
+                 inputs={"gene": Input(ids.RANK_GENE, "value"), "store": Input(ids.RANK_STORE, "data"),
+                         "presenter": Input(ids.PRESENTER, "checked")})(bind(show_spread, data))
     app.callback(output={"gene": Output(ids.RANK_GENE, "value", allow_duplicate=True)},
                  inputs={"click": Input(ids.RANK_FIG, "clickData"), "cell": Input(ids.RANK_GRID, "cellClicked")},
                  prevent_initial_call=True)(bind(pick_gene, data))

@@ -181,9 +181,10 @@ def group_key(data, groups: dict) -> str:
     return f"{LASSO_PREFIX}-{data.atlas.fingerprint[:12]}-{digest}"
 
 
-def compare_groups(data, clicks: int | None, groups: dict | None) -> dict:
-    """The "Genes in a cell type" view (RANK_OUTPUTS, by name) for group A against group B, and
-    ``tab`` (that view shows) and ``cells_note`` (the explorer's); bad or empty groups are said there."""
+def compare_groups(data, clicks: int | None, groups: dict | None, presenter: bool | None = False) -> dict:
+    """The "Genes in a cell type" view (RANK_OUTPUTS, by name) for group A against group B (its
+    figure for a projector when ``presenter``), and ``tab`` (that view shows) and ``cells_note``
+    (the explorer's); bad or empty groups are said there."""
     if not clicks:
         raise dash.exceptions.PreventUpdate
     groups = _clean(groups, data.atlas.n_cells)
@@ -207,7 +208,7 @@ def compare_groups(data, clicks: int | None, groups: dict | None) -> dict:
                                                            id="cells-error")}
     label = f"{names[0]} vs {names[1]} (picked on the UMAP)"
     pop = {"rank_gene": None, "lasso": key, "label": label}
-    views = ranked_views(data, pop, rankings["attr"], rankings.get("expr"), label)
+    views = ranked_views(data, pop, rankings["attr"], rankings.get("expr"), label, presenter=bool(presenter))
     return views | {"tab": CELLS_TAB_TARGET, "cells_note": None}
 
 
@@ -252,6 +253,6 @@ def register_explorer(app: dash.Dash, data) -> None:
                 "tab": Output(ids.TABS, "value", allow_duplicate=True),
                 "cells_note": Output(ids.CELLS_NOTE, "children", allow_duplicate=True)},
         inputs={"clicks": Input(ids.CELLS_COMPARE, "n_clicks")},
-        state={"groups": State(ids.CELLS_GROUPS, "data")},
+        state={"groups": State(ids.CELLS_GROUPS, "data"), "presenter": State(ids.PRESENTER, "checked")},
         prevent_initial_call=True,
     )(bind(compare_groups, data))

@@ -14,7 +14,7 @@ from dashboard.callbacks.wiring import bind
 from dashboard.data import ModulesPending
 from dashboard.state import append_genes
 from dashboard.views.modules import module_detail, modules_view
-from dashboard.views.results import PRESENTER_FONT
+from dashboard.views.results import presenter_figure
 
 __all__ = ["MODULES_OUTPUTS", "add_missing", "register", "render_modules", "show_module", "use_module"]
 
@@ -51,12 +51,14 @@ def render_modules(data, result_key: str | None, query_error: dict | None, tab: 
                    presenter: bool | None, poll: int | None = None) -> dict:
     """The Modules tab (MODULES_OUTPUTS, by name) for the stored result ``result_key`` (None: no
     query yet) or the failed query ``query_error``, while ``tab`` is "modules" and ``shown`` (the
-    modules store) is of another result. A failure is shown in the tab (the traceback goes to the
+    modules store) is of another result or of the other type (``presenter``: large type for a
+    projector). A failure is shown in the tab (the traceback goes to the
     server log); the other tabs keep working. ``store``: {"key", "error", "top_missing",
     "modules", "n_perm"} for the module browser and "Add the top 10". ``poll``: the poll's ticks
     while an old atlas's modules are computed in the background (ModulesPending)."""
     # placing a signature takes a moment: only for the tab that shows it, and once per result
-    if tab != "modules" or (shown is not None and shown.get("key") == result_key and shown.get("error") == query_error):
+    if tab != "modules" or (shown is not None and shown.get("key") == result_key and shown.get("error") == query_error
+                            and shown.get("presenter", False) == bool(presenter)):
         raise dash.exceptions.PreventUpdate
     result = data.stored_result(result_key) if result_key is not None else None
     try:
@@ -67,16 +69,16 @@ def render_modules(data, result_key: str | None, query_error: dict | None, tab: 
         log.exception("gene modules failed")
         return _failed(f"Gene modules could not be computed for this atlas: {type(exc).__name__}: {exc}")
     try:
-        out = modules_view(data, result, gm)
+        out = modules_view(data, result, gm, presenter=bool(presenter))
     except Exception as exc:  # noqa: BLE001
         log.exception("placing a signature among the gene modules failed")
         return _failed(f"This signature could not be placed among the gene modules: {type(exc).__name__}: {exc}")
     if query_error is not None:  # the query failed: say so; the module browser still works
         out["summary"] = [html.Div(f"The query failed: {query_error['error']}", className="error", id=ids.MODULES_READING)]
     if presenter:
-        out["figure"].update_layout(font=PRESENTER_FONT)
+        presenter_figure(out["figure"], keep_height=True)
     store = {"key": result_key, "error": query_error, "top_missing": out["top_missing"], "modules": out["modules"],
-             "n_perm": int(gm.params.get("n_perm", 0))}
+             "n_perm": int(gm.params.get("n_perm", 0)), "presenter": bool(presenter)}
     return {"summary": out["summary"], "overlap_rows": out["overlap_rows"], "missing_rows": out["missing_rows"],
             "add_disabled": not out["top_missing"], "figure": out["figure"], "module_options": out["module_options"],
             "module_value": out["module_value"], "method": out["method"], "store": store, "poll_disabled": True}
@@ -111,8 +113,9 @@ def register(app: dash.Dash, data) -> None:
     app.callback(
         output=MODULES_OUTPUTS,
         inputs={"result_key": Input(ids.RESULT_KEY, "data"), "query_error": Input(ids.QUERY_ERROR, "data"),
-                "tab": Input(ids.TABS, "value"), "poll": Input(ids.MODULES_POLL, "n_intervals")},
-        state={"shown": State(ids.MODULES_STORE, "data"), "presenter": State(ids.PRESENTER, "checked")},
+                "tab": Input(ids.TABS, "value"), "poll": Input(ids.MODULES_POLL, "n_intervals"),
+                "presenter": Input(ids.PRESENTER, "checked")},
+        state={"shown": State(ids.MODULES_STORE, "data")},
         prevent_initial_call=True,
     )(bind(render_modules, data))
     app.callback(

@@ -30,6 +30,12 @@ GENE_OPTIONS = 500  # the gene picker offers the top genes by attribution (the t
 SEND_DEFAULT = 10
 MAX_SEND = 500  # far above a signature's size; a box of thousands of genes helps no one
 _LABELLED = 12  # genes named on the rank-rank plot: the top of each ranking
+_LABEL_PX = 11  # their names' type
+PRESENTER_LABEL_PX = 20  # in presenter mode (results.PRESENTER_FONT)
+PRESENTER_BARS = 25  # genes drawn as bars (an atlas without expression) in presenter mode
+# the rank-rank plot's area in presenter mode at 1920 x 1080 (7 of the tab's 12 columns, the graph
+# fitted to the screen), a little under what it measures, so kept names never meet
+_PRESENTER_PLOT = {"width_px": 900, "height_px": 520}
 _SIM = "includes SIMULATED data"
 _ATTR = "mean attribution per sample"
 _EXPR = "mean log expression per sample"
@@ -132,18 +138,22 @@ def grid_columns(has_ref: bool) -> list[dict]:
 
 # -- figures -----------------------------------------------------------------------------------
 def rank_rank_figure(attr: pd.DataFrame, expr: pd.DataFrame | None, *, top: int = FIGURE_TOP, title: str = "",
-                     simulated: bool = False) -> go.Figure:
+                     simulated: bool = False, presenter: bool = False) -> go.Figure:
     """Rank by attribution (y) against rank by expression (x), log axes, rank 1 top left, for the
     genes in the top ``top`` of either ranking (``attr``/``expr``: gene-indexed tables with
     ``rank`` and ``mean``). Colours: in both top ``top``, attribution's only, expression's only;
     the top genes of each are named. Without ``expr`` (an atlas that stores no expression): the
-    top ``top`` genes by mean attribution as bars. ``simulated`` adds the SIMULATED note.
+    top ``top`` genes by mean attribution as bars (PRESENTER_BARS in presenter mode). ``simulated``
+    adds the SIMULATED note. ``presenter``: the names in presenter mode's type (PRESENTER_LABEL_PX), those that would run into
+    each other on its larger plot left out (:func:`_labels_apart`); the rest of the figure is
+    enlarged by ``results.presenter_figure``.
     ``layout.meta``: {"genes", "top", "both", "attribution_only", "expression_only"}."""
     if attr is None or len(attr) == 0:
         return figures.empty_figure("No gene to rank in this population")
     top_a = list(attr.index[:top])
     if expr is None:
-        head = attr.iloc[:top]
+        # in presenter mode the bars' names are 20 px on a plot fitted to the screen: 25 of them fit
+        head = attr.iloc[:min(top, PRESENTER_BARS) if presenter else top]
         fig = go.Figure(go.Bar(x=head["mean"], y=[str(g) for g in head.index], orientation="h", marker_color=figures.PALETTE[0],
                                hovertemplate="%{y}: %{x:.4g}<extra></extra>"))
         fig.update_layout(
@@ -168,8 +178,10 @@ def rank_rank_figure(attr: pd.DataFrame, expr: pd.DataFrame | None, *, top: int 
              "expression_only": f"top {top} by expression only"}
     colours = {"both": figures.PALETTE[2], "attribution_only": figures.PALETTE[0], "expression_only": figures.PALETTE[1]}
     pos = {g: i for i, g in enumerate(genes)}
+    label_px = PRESENTER_LABEL_PX if presenter else _LABEL_PX
     labelled = _labels_apart([g for pair in zip(top_a[:_LABELLED], top_e[:_LABELLED], strict=False) for g in pair],
-                             {g: (x[pos[g]], y[pos[g]]) for g in genes}, far)
+                             {g: (x[pos[g]], y[pos[g]]) for g in genes}, far, font_px=label_px,
+                             **(_PRESENTER_PLOT if presenter else {}))
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=[1, far], y=[1, far], mode="lines", line=dict(color="#bbbbbb", dash="dot", width=1),
                              hoverinfo="skip", showlegend=False))
@@ -181,7 +193,7 @@ def rank_rank_figure(attr: pd.DataFrame, expr: pd.DataFrame | None, *, top: int 
         e_mean = expr["mean"].reindex(gs).to_numpy(float)
         fig.add_trace(go.Scatter(
             x=x[idx], y=y[idx], mode="markers+text", name=names[key], marker=dict(size=9, color=colours[key], line=dict(width=0)),
-            text=[g if g in labelled else "" for g in gs], textposition="top center", textfont=dict(size=11), cliponaxis=False,
+            text=[g if g in labelled else "" for g in gs], textposition="top center", textfont=dict(size=label_px), cliponaxis=False,
             customdata=np.column_stack([gs, [_rank_text(a_rank[g]) for g in gs], [_rank_text(e_rank[g]) for g in gs],
                                         [f"{v:.4g}" for v in a_mean], [f"{v:.4g}" for v in e_mean]]),
             hovertemplate="<b>%{customdata[0]}</b><br>attribution rank %{customdata[1]} (mean %{customdata[3]})"
@@ -198,20 +210,23 @@ def rank_rank_figure(attr: pd.DataFrame, expr: pd.DataFrame | None, *, top: int 
     return fig
 
 
-def _labels_apart(candidates: list[str], at: dict, far: float, *, width_px: float = 460, height_px: float = 380) -> set[str]:
+def _labels_apart(candidates: list[str], at: dict, far: float, *, width_px: float = 460, height_px: float = 380,
+                  font_px: float = 11) -> set[str]:
     """The genes of ``candidates`` (in priority order) whose names, drawn above their points on the
-    log-log rank plot (``at``: gene -> (x rank, y rank)), do not run into a name already kept: the
-    plot's pixels estimated from the narrowest screen's plot area (``width_px`` x ``height_px``),
-    about 7 px per character and 15 px a line (issue 36: neighbouring top genes' names overlapped)."""
+    log-log rank plot (``at``: gene -> (x rank, y rank)) in ``font_px`` type, do not run into a name
+    already kept: the plot's pixels estimated from the narrowest screen's plot area (``width_px`` x
+    ``height_px``), a character about 0.64 of the type's size wide and a line 1.4 of it high (at 11
+    px: 7 px and 15 px; issue 36: neighbouring top genes' names overlapped)."""
     span = np.log10(far) + 0.2
     kept, boxes = set(), []
+    scale = font_px / 11
     for g in dict.fromkeys(candidates):
         if g not in at:
             continue
         cx = np.log10(max(at[g][0], 1.0)) / span * width_px
-        cy = np.log10(max(at[g][1], 1.0)) / span * height_px - 12  # the name sits above the point
-        half = 4.2 * len(g) + 4
-        box = (cx - half, cx + half, cy - 10, cy + 10)
+        cy = np.log10(max(at[g][1], 1.0)) / span * height_px - 12 * scale  # the name sits above the point
+        half = (4.2 * len(g) + 4) * scale
+        box = (cx - half, cx + half, cy - 10 * scale, cy + 10 * scale)
         if all(box[1] < b[0] or box[0] > b[1] or box[3] < b[2] or box[2] > b[3] for b in boxes):
             kept.add(g)
             boxes.append(box)

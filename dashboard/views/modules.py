@@ -61,13 +61,14 @@ def _reading(sm, top) -> str:
             "mix several programs, or programs active in different cells.")
 
 
-def modules_view(data: DashboardData, result, gm: GeneModules) -> dict:
+def modules_view(data: DashboardData, result, gm: GeneModules, *, presenter: bool = False) -> dict:
     """The Modules tab: where the signature of ``result`` (None: no query yet) sits among the
     atlas's gene modules ``gm``. Returns {"summary": components, "overlap_rows", "missing_rows":
     grid rows, "top_missing": the first TOP_MISSING missing genes, "figure": the co-attribution
     heatmap, "module_options", "module_value": the module Select's data and value, "modules":
     {module number (str): name, size, coherence, z, p_value, hub_genes, genes}, "method": the
-    caption}. Pure: ``signature_modules`` runs its permutations here (under a second)."""
+    caption}; the heatmap for a projector when ``presenter``. Pure: ``signature_modules`` runs its
+    permutations here (under a second)."""
     table = gm.table
     prm = gm.params
     n_perm = int(prm.get("n_perm", 0))
@@ -125,7 +126,7 @@ def modules_view(data: DashboardData, result, gm: GeneModules) -> dict:
         names = {int(m): n for m, n in zip(table["module"], table["name"], strict=True)} if len(table) else {}
         out["figure"] = coattribution_heatmap(
             gm.corr[np.ix_(idx, idx)], genes, n_in, modules=[names.get(int(gm.labels[i]), "") for i in idx],
-            simulated=data.atlas.has_simulated,
+            simulated=data.atlas.has_simulated, presenter=presenter,
             title=f"Co-attribution: the signature's {n_in} genes and the top {len(out['top_missing'])} genes missing from it")
     else:
         out["figure"] = figures.empty_figure("Fewer than two of the signature's genes are among the module genes: nothing to correlate")

@@ -264,22 +264,39 @@ def genes_note(n_shown: int, n_total: int, shown: str) -> str:
             f"the CSV export holds all {n_total}.")
 
 
-def presenter_figure(fig):
+def presenter_figure(fig, *, keep_height: bool = False):
     """``fig`` for a projector: large type and title, its height left to the screen (the graph's
-    CSS fits it to the window); every tick label, axis title, legend entry and note at least
-    PRESENTER_FONT's size (issue 36, item 7: names sized for the sidebar's narrow plot stayed 11-15 px)."""
-    text = (fig.layout.title.text or "") if fig.layout.title else ""
-    extra = (PRESENTER_TITLE - 16) * (text.count("<br>") + 1) if text else 0  # the larger title's lines need more room
-    top = (fig.layout.margin.t or 0) + extra
-    fig.update_layout(font=PRESENTER_FONT, title_font_size=PRESENTER_TITLE, height=None, autosize=True, margin_t=top)
+    CSS fits it to the window); every tick label, axis title, legend entry, note and text drawn
+    on the plot at least PRESENTER_FONT's size (issue 36, item 7: names sized for the sidebar's
+    narrow plot stayed 11-15 px). ``keep_height``: the plot keeps its height (a heatmap with a
+    row per gene, drawn for presenter mode already); the figure grows by the larger title."""
+    title = fig.layout.title
+    text = (title.text or "") if title else ""
+    grow = PRESENTER_TITLE - int((title.font.size if title else None) or 16)  # each of the title's lines grows so much
+    extra = grow * (text.count("<br>") + 1) if text else 0  # the larger title's lines need more room
+    if text and title.yanchor == "top":  # hung from the top: its first line's larger type reached above the figure
+        fig.update_layout(title_pad_t=(title.pad.t or 0) + grow)
+        extra += grow
+    margin = fig.layout.margin
+    top = (100 if margin.t is None else margin.t) + extra  # Plotly's own top margin when the figure sets none
+    height = {"height": (fig.layout.height or 0) + extra} if keep_height and fig.layout.height else {"height": None, "autosize": True}
     least = PRESENTER_FONT["size"]
+    if text:  # a line of the title in its own smaller type (the SIMULATED note's 13 px) at least the least size
+        fig.update_layout(title_text=re.sub(r"font-size:\s*(\d+)px", lambda m: f"font-size:{max(int(m.group(1)), least)}px", text))
+    fig.update_layout(font=PRESENTER_FONT, title_font_size=PRESENTER_TITLE, margin_t=top, **height)
 
     def at_least(font) -> int:
         return max(least, int(font.size or 0))
 
-    fig.for_each_xaxis(lambda ax: ax.update(tickfont_size=at_least(ax.tickfont), title_font_size=at_least(ax.title.font)))
-    fig.for_each_yaxis(lambda ax: ax.update(tickfont_size=at_least(ax.tickfont), title_font_size=at_least(ax.title.font)))
+    def axis(ax) -> None:
+        ax.update(tickfont_size=at_least(ax.tickfont), title_font_size=at_least(ax.title.font))
+        if ax.type == "log" and ax.dtick is None:  # Plotly draws a log axis's 2s and 5s in 3/4 of the type: decades only
+            ax.update(dtick=1)
+
+    fig.for_each_xaxis(axis)
+    fig.for_each_yaxis(axis)
     right = 0  # notes set beside the plot, right of it: the margin grows with their larger type
+    bottom = 0  # notes set below the plot: the margin holds them in their larger type
     grown = 1.0  # how much the notes placed in pixels grew: their offsets and pixel-sized shapes (a key) grow alike
     for note in fig.layout.annotations or ():
         before = int(note.font.size or 0)
@@ -289,14 +306,21 @@ def presenter_figure(fig):
             note.xshift, note.yshift = (note.xshift or 0) * note.font.size / before, (note.yshift or 0) * note.font.size / before
         if note.xref == "paper" and (note.x or 0) > 1 and note.xanchor == "left":
             right = max(right, round(0.58 * note.font.size * len(re.sub(r"<[^>]+>", "", str(note.text or "")))) + 24)
+        if note.yref == "paper" and (note.y or 0) <= 0 and (note.yshift or 0) < 0:
+            bottom = max(bottom, round(-note.yshift + 1.5 * note.font.size + 8))
     if right > (fig.layout.margin.r or 0):
         fig.update_layout(margin_r=right)
+    if bottom > (80 if margin.b is None else margin.b):
+        fig.update_layout(margin_b=bottom)
     if grown > 1:
         for shape in fig.layout.shapes or ():
             if shape.xsizemode == "pixel" and shape.ysizemode == "pixel":
                 shape.update(x0=shape.x0 * grown, x1=shape.x1 * grown, y0=shape.y0 * grown, y1=shape.y1 * grown)
     if fig.layout.legend is not None:
         fig.layout.legend.font.size = at_least(fig.layout.legend.font)
+    for trace in fig.data:  # names drawn by the points (a scatter's text)
+        if "text" in (getattr(trace, "mode", None) or "") and trace.textfont.size is not None:
+            trace.textfont.size = at_least(trace.textfont)
     return fig
 
 

@@ -67,7 +67,7 @@ def test_every_callback_is_a_top_level_function_of_a_callbacks_module(tiny_build
                      "modules.render_modules", "modules.show_module", "modules.add_missing", "modules.use_module",
                      "export.download", "presenter.set_presenter", "presenter.save_view", "presenter.step",
                      "presenter.saved_view_options", "presenter.open_saved_view",
-                     "cell_genes.rank_genes", "cell_genes.show_spread", "cell_genes.pick_gene",
+                     "cell_genes.rank_genes", "cell_genes.present_ranking", "cell_genes.show_spread", "cell_genes.pick_gene",
                      "cell_genes.send_top", "cell_genes.send_selected", "cells.draw_cells", "cells.set_group_a", "cells.set_group_b",
                      "cells.compare_groups", "export.export_ready", "export.snapshot_umap"}
 

@@ -313,3 +313,34 @@ def _values(v) -> np.ndarray:
     if isinstance(v, dict) and "bdata" in v:
         return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
     return np.asarray(v)
+
+
+def test_presenter_mode_draws_the_tab_in_large_type_and_keeps_names_apart(data, mono):
+    """Issue 36, item 7: the rank-rank plot's names stayed 11 px and the spread's ticks 12 px in
+    presenter mode, and switching it on did not draw them again. Now the ranking (with the switch
+    as a State), a switch while a population shows (its own callback, from the stored population,
+    two groups compared included) and the spread draw in presenter type; the names kept on the
+    larger plot do not run into each other by the same estimate that places them."""
+    from dashboard.views.cell_genes import _PRESENTER_PLOT, PRESENTER_LABEL_PX, _labels_apart
+    from dashboard.views.results import PRESENTER_FONT
+
+    out, attr, expr = mono
+    big = cg.rank_genes(data, presenter=True, **_settings(rank_cell_types=[MONO]))["figure"]
+    switched = cg.present_ranking(data, True, out["store"])["figure"]
+    back = cg.present_ranking(data, False, out["store"])["figure"]
+    for fig in (big, switched):
+        assert fig.layout.font.size == PRESENTER_FONT["size"]
+        named = [t for t in fig.data if t.mode == "markers+text"]
+        assert named and all(t.textfont.size == PRESENTER_LABEL_PX for t in named)
+    assert back.layout.font.size != PRESENTER_FONT["size"] and back.to_json() == out["figure"].to_json()
+    shown = {str(g) for t in big.data if t.mode == "markers+text" for g in t.text if g}
+    assert len(shown) >= 3
+    # the kept names pass the estimate again on their own: none would have been dropped for another kept one
+    at = {g: (float(x), float(y)) for t in big.data if t.mode == "markers+text" for g, x, y in zip(t.customdata[:, 0], t.x, t.y, strict=True)}
+    far = float(max(len(attr.table), len(expr.table)) + 1)
+    assert _labels_apart(sorted(shown), at, far, font_px=PRESENTER_LABEL_PX, **_PRESENTER_PLOT) == shown
+    spread = cg.show_spread(data, out["gene"], out["store"], True)["spread"]
+    assert spread.layout.font.size == PRESENTER_FONT["size"]
+    assert all(ax.tickfont.size >= PRESENTER_FONT["size"] for ax in (spread.layout.xaxis, spread.layout.yaxis))
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        cg.present_ranking(data, True, None)  # nothing ranked yet: nothing to draw

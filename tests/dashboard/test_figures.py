@@ -493,6 +493,33 @@ def test_coattribution_heatmap_edge_cases():
         coattribution_heatmap(corr, genes, 2, modules=modules[:3])
 
 
+@pytest.mark.parametrize("n", [6, 24, 75, 200])
+def test_coattribution_heatmap_in_presenter_mode_names_rows_apart_in_large_type(n):
+    """Issue 36, item 7: in presenter mode the modules heatmap's names were 9 px. Now every name
+    is 20 px and the rows named are at least a line apart on the plot (every k-th row when all
+    would collide, said in the title), the columns by hover; the plot stays under 640 px tall."""
+    from dashboard.figures.modules import _PRESENTER_LINE_PX, _PRESENTER_PLOT_PX, PRESENTER_LABEL_PX
+
+    rng = np.random.default_rng(n)
+    genes = [f"G{i}" for i in range(n)]
+    corr = np.corrcoef(rng.normal(size=(n, 30)))
+    modules = [f"M{i % 4 + 1}" if i % 3 else "" for i in range(n)]
+    layout = coattribution_heatmap(corr, genes, n // 2, modules=modules, title="t", presenter=True).to_dict()["layout"]
+    y, x = layout["yaxis"], layout["xaxis"]
+    assert y["tickfont"]["size"] == PRESENTER_LABEL_PX and x["showticklabels"] is False
+    assert all(a["font"]["size"] >= PRESENTER_LABEL_PX for a in layout["annotations"])
+    drawn = layout["meta"]["genes"]
+    named = [drawn.index(g) for g in y["tickvals"]]
+    assert named == list(range(0, n, named[1] - named[0] if len(named) > 1 else 1)) and layout["meta"]["named"] == y["tickvals"]
+    step = named[1] - named[0]
+    plot = layout["height"] - layout["margin"]["t"] - layout["margin"]["b"]
+    assert plot <= _PRESENTER_PLOT_PX + 1 and step * plot / n >= _PRESENTER_LINE_PX - 1e-9
+    assert step == 1 or step * (plot / n) < 2 * _PRESENTER_LINE_PX + plot / n  # no more rows skipped than needed
+    assert (f"every {step}" in layout["title"]["text"]) == (step > 1)
+    plain = coattribution_heatmap(corr, genes, n // 2, modules=modules, title="t").to_dict()["layout"]
+    assert plain["yaxis"]["tickvals"] == drawn and plain["yaxis"]["tickfont"]["size"] in (9, 11)
+
+
 # -- issue 18: numbers one way, titles and labels that fit, the reading sentence ------------------
 def _plain(text: str) -> str:
     import re
@@ -660,6 +687,39 @@ def test_presenter_figure_enlarges_type_and_fits_the_screen():
     big = presenter_figure(fig).to_dict()["layout"]
     assert big["title"]["font"]["size"] == PRESENTER_TITLE and big["font"]["size"] >= 20
     assert "height" not in big and big["autosize"] is True and big["margin"]["t"] > top
+
+
+def test_presenter_figure_keeps_every_text_large_and_in_its_margins():
+    """Issue 36, item 7: a figure with no top margin of its own keeps Plotly's (a top margin of
+    only the larger title's extra put the title over the plot), a note below the plot gets the
+    room its larger type needs, a title line in its own small type (the SIMULATED note) and the
+    names drawn by points are enlarged, and ``keep_height`` keeps the plot's height."""
+    import plotly.graph_objects as go
+
+    from dashboard.views.results import PRESENTER_FONT, presenter_figure
+
+    least = PRESENTER_FONT["size"]
+    fig = go.Figure(go.Scatter(x=[1, 2], y=[1, 2], mode="markers+text", text=["A", "B"], textfont=dict(size=11)))
+    fig.update_layout(title_text="two<br><span style='font-size:13px;color:#D55E00'><b>includes SIMULATED data</b></span>",
+                      margin=dict(b=80))
+    fig.add_annotation(text="a note below", xref="paper", yref="paper", x=1, y=0, yshift=-44, yanchor="top", showarrow=False,
+                       font=dict(size=12))
+    big = presenter_figure(fig).to_dict()["layout"]
+    assert big["margin"]["t"] > 100  # Plotly's 100 and the title's two larger lines
+    note = big["annotations"][0]
+    assert note["font"]["size"] == least and big["margin"]["b"] >= -note["yshift"] + 1.5 * least
+    assert "font-size:13px" not in big["title"]["text"] and f"font-size:{least}px" in big["title"]["text"]
+    assert fig.data[0].textfont.size == least
+    # a log axis keeps its decades only (Plotly draws its 2s and 5s in 3/4 of the type); a title hung
+    # from the top is lowered by its first line's growth, and the top margin holds it
+    logged = go.Figure(go.Scatter(x=[1, 1000], y=[1, 2])).update_layout(
+        xaxis_type="log", title=dict(text="a<br>b", yanchor="top", y=1, pad_t=18, font_size=14), margin=dict(t=110))
+    out = presenter_figure(logged).to_dict()["layout"]
+    assert out["xaxis"]["dtick"] == 1 and "dtick" not in out["yaxis"]
+    assert out["title"]["pad"]["t"] == 18 + 30 - 14 and out["margin"]["t"] == 110 + 3 * (30 - 14)
+    kept = go.Figure(go.Heatmap(z=[[1, 2], [3, 4]])).update_layout(title_text="t", height=700, margin=dict(t=60))
+    out = presenter_figure(kept, keep_height=True).to_dict()["layout"]
+    assert out["height"] - out["margin"]["t"] == 700 - 60  # the plot keeps its height; the figure grows by the title
 
 
 def test_the_figures_template_is_plotly_white_for_what_they_draw():

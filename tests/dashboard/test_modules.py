@@ -63,6 +63,25 @@ def test_modules_tab_places_a_planted_program(modules_app):
         with pytest.raises(dash.exceptions.PreventUpdate):
             modules.render_modules(data, *again)
 
+def test_presenter_mode_draws_the_modules_again_in_large_type(modules_app):
+    """Issue 36, item 7: presenter mode was read only when the tab first drew a result, and only
+    the figure's base type changed (its gene names stayed 9-11 px). Now a switch draws the tab
+    again (the store records the type it was drawn in), names in presenter type."""
+    from dashboard.figures.modules import PRESENTER_LABEL_PX
+    from dashboard.views.results import PRESENTER_FONT
+
+    data, genes, key = modules_app
+    plain = modules.render_modules(data, key, None, "modules", None, False)
+    big = modules.render_modules(data, key, None, "modules", plain["store"], True)
+    layout = big["figure"].to_dict()["layout"]
+    assert big["store"]["presenter"] is True and plain["store"]["presenter"] is False
+    assert layout["font"]["size"] == PRESENTER_FONT["size"] and layout["yaxis"]["tickfont"]["size"] == PRESENTER_LABEL_PX
+    assert layout.get("height", 0) > 0 and not layout.get("autosize")  # its own height, not left to the screen
+    for shown, presenter in ((big["store"], True), (plain["store"], False)):  # drawn in this type already
+        with pytest.raises(dash.exceptions.PreventUpdate):
+            modules.render_modules(data, key, None, "modules", shown, presenter)
+
+
 def test_add_the_top_10_and_use_a_module(modules_app):
 
     data, genes, key = modules_app
