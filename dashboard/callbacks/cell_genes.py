@@ -108,8 +108,7 @@ def rank_genes(data, presenter: bool | None = False, **settings) -> dict:
         attr, expr = _rankings(data, pop)
     except QueryError as exc:
         return _nothing(f"This population cannot be ranked: {exc}", error=True)
-    label = population_label(pop["rank_cell_types"], pop["rank_diseases"], pop["rank_studies"], pop["rank_versus"])
-    return ranked_views(data, pop, attr, expr, label, presenter=bool(presenter))
+    return ranked_views(data, pop, attr, expr, _label(pop), presenter=bool(presenter))
 
 
 LASSO_PREFIX = "cell-groups"
@@ -130,10 +129,14 @@ def lasso_rankings(data, key: str):
     return attr, expr
 
 
-def _rank_figure(attr, expr, label: str, presenter: bool):
-    """The rank-rank figure of the rankings ``attr``/``expr`` titled ``label``; for a projector
-    when ``presenter``."""
-    badge = sim_note(attr)
+def _label(pop: dict) -> str:
+    """The title of the checked population ``pop``: two groups' own, else its filters'."""
+    return pop.get("label") or population_label(pop["rank_cell_types"], pop["rank_diseases"], pop["rank_studies"], pop["rank_versus"])
+
+
+def _rank_figure(attr, expr, label: str, presenter: bool, badge: str | None):
+    """The rank-rank figure of the rankings ``attr``/``expr`` titled ``label`` (``badge``: their
+    SIMULATED note, :func:`sim_note`); for a projector when ``presenter``."""
     # the population on one line, what is drawn below it: a long population must not push the rest off
     title = (f"{label}<br><sup>top {FIGURE_TOP} genes: rank by attribution vs rank by expression"
              + (" · SIMULATED data included" if badge else "") + "</sup>")
@@ -146,7 +149,7 @@ def ranked_views(data, pop: dict, attr, expr, label: str, *, presenter: bool = F
     """RANK_OUTPUTS (by name) for the rankings ``attr``/``expr`` of the checked population ``pop``
     (filters, or two groups of cells), titled ``label``; its figure for a projector when ``presenter``."""
     badge = sim_note(attr)
-    fig = _rank_figure(attr, expr, label, presenter)
+    fig = _rank_figure(attr, expr, label, presenter, badge)
     genes = list(attr.table.index)
     gene = pop["rank_gene"] if pop["rank_gene"] in attr.table.index else genes[0]
     offered = list(dict.fromkeys([*genes[:GENE_OPTIONS], gene]))
@@ -170,8 +173,7 @@ def present_ranking(data, presenter: bool | None, store: dict | None) -> dict:
         attr, expr = _rankings(data, pop)
     except QueryError as exc:  # StateError is one
         raise dash.exceptions.PreventUpdate from exc
-    label = pop.get("label") or population_label(pop["rank_cell_types"], pop["rank_diseases"], pop["rank_studies"], pop["rank_versus"])
-    return {"figure": _rank_figure(attr, expr, label, bool(presenter))}
+    return {"figure": _rank_figure(attr, expr, _label(pop), bool(presenter), sim_note(attr))}
 
 
 def show_spread(data, gene: str | None, store: dict | None, presenter: bool | None = False) -> dict:
@@ -186,9 +188,8 @@ def show_spread(data, gene: str | None, store: dict | None, presenter: bool | No
         attr, expr = _rankings(data, pop)
     except QueryError as exc:  # StateError is one
         return {"spread": figures.empty_figure(f"No spread to show: {exc}")}
-    label = pop.get("label") or population_label(pop["rank_cell_types"], pop["rank_diseases"], pop["rank_studies"], pop["rank_versus"])
     # the gene, then the population on a line of its own: one long line ran out of the figure
-    fig = spread_figure(pop["rank_gene"], attr, expr, title=f"<b>{pop['rank_gene']}</b> in<br>{_lines(label)}")
+    fig = spread_figure(pop["rank_gene"], attr, expr, title=f"<b>{pop['rank_gene']}</b> in<br>{_lines(_label(pop))}")
     return {"spread": presenter_figure(fig) if presenter else fig}
 
 

@@ -22,6 +22,7 @@ from dashboard.figures.common import (
     GRID_FORMATS,
     LABEL_PALETTE,
     PALETTE,
+    PRESENTER_PX,
     TEMPLATE,
     bh_q_values,
     distinct_colours,
@@ -34,5 +35,5 @@ from dashboard.figures.common import (
     subsample_indices,
 )
 
-__all__ = ["GRID_FORMATS", "LABEL_PALETTE", "PALETTE", "TEMPLATE", "bh_q_values", "distinct_colours", "empty_figure", "format_p",
+__all__ = ["GRID_FORMATS", "LABEL_PALETTE", "PALETTE", "PRESENTER_PX", "TEMPLATE", "bh_q_values", "distinct_colours", "empty_figure", "format_p",
            "format_pq", "format_q", "format_value", "label_colours", "subsample_indices"]

@@ -13,11 +13,13 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
-__all__ = ["GRID_FORMATS", "LABEL_PALETTE", "PALETTE", "TEMPLATE", "bh_q_values", "distinct_colours", "empty_figure", "format_p",
+__all__ = ["GRID_FORMATS", "LABEL_PALETTE", "PALETTE", "PRESENTER_PX", "TEMPLATE", "bh_q_values", "distinct_colours", "empty_figure", "format_p",
            "format_pq", "format_q", "format_value", "label_colours", "subsample_indices"]
 
 # Okabe-Ito: colour-blind-safe categorical palette
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+# presenter mode (issue 36, item 7): no text of a figure smaller than this on a 1920x1080 projector
+PRESENTER_PX = 20
 # 14 px: still legible on a projector and at 1280x800 with the sidebar open
 _FONT = dict(family="Inter, Segoe UI, Helvetica, Arial, sans-serif", size=14)
 # yellow vanishes as thin lines or small points on white: marks drawn on white use the rest

@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard.figures.common import _MODEBAR_PX, _figure, empty_figure
+from dashboard.figures.common import _MODEBAR_PX, PRESENTER_PX, _figure, empty_figure
 
 __all__ = ["NARROW_BLOCK", "PRESENTER_LABEL_PX", "coattribution_heatmap"]
 
 NARROW_BLOCK = 0.35  # the modules heatmap: a block narrower than this share of the genes has its name on a line of its own
-PRESENTER_LABEL_PX = 20  # presenter mode: the gene names' and block names' type (results.PRESENTER_FONT)
+PRESENTER_LABEL_PX = PRESENTER_PX  # presenter mode: the gene names' and block names' type
 _PRESENTER_LINE_PX = 26  # ... and the least room between two names drawn one above the other
 _PRESENTER_PLOT_PX = 640  # ... and the tallest the heatmap's plot grows, so it stays whole on a 1920 x 1080 screen
 

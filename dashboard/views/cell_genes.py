@@ -31,7 +31,7 @@ SEND_DEFAULT = 10
 MAX_SEND = 500  # far above a signature's size; a box of thousands of genes helps no one
 _LABELLED = 12  # genes named on the rank-rank plot: the top of each ranking
 _LABEL_PX = 11  # their names' type
-PRESENTER_LABEL_PX = 20  # in presenter mode (results.PRESENTER_FONT)
+PRESENTER_LABEL_PX = figures.PRESENTER_PX  # in presenter mode
 PRESENTER_BARS = 25  # genes drawn as bars (an atlas without expression) in presenter mode
 # the rank-rank plot's area in presenter mode at 1920 x 1080 (7 of the tab's 12 columns, the graph
 # fitted to the screen), a little under what it measures, so kept names never meet

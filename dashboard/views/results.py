@@ -36,7 +36,7 @@ __all__ = ["FIGURE_VIEWS", "GENE_VIEW_CAP", "GENE_VIEW_TOP", "GROUP_LABELS", "NO
 GROUP_LABELS = {"disease": "disease", "cell_type": "cell type", "study": "study"}
 COVERAGE_WARN = 0.7
 NO_RESULT_NOTE = "No result: the message above the tabs says why"
-PRESENTER_FONT = {"size": 20}  # large type for a projector
+PRESENTER_FONT = {"size": figures.PRESENTER_PX}  # large type for a projector
 PRESENTER_TITLE = 30  # px: a figure's title in presenter mode
 # the gene views in presenter mode: as many gene rows as a 1080 px screen holds at 20 px type
 PRESENTER_GENE_ROWS = 25

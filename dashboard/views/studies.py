@@ -268,10 +268,8 @@ def studies_tab() -> dmc.Stack:
         {"field": "n_donors", "headerName": "donors", "width": 96}, {"field": "n_reference_donors", "headerName": "reference donors", "width": 120},
         {"field": "mean_hit_pct", "headerName": "donors' hit %", "width": 112, "valueFormatter": shown("pct")},
         {"field": "reference_hit_pct", "headerName": "reference hit %", "width": 120, "valueFormatter": shown("pct")},
-        {"field": "evidence", "flex": 2, "minWidth": 240, "wrapText": True, "autoHeight": True, "headerTooltip": EFFECT_HELP["evidence"],
-         "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}},
-        {"field": "reason", "headerName": "why no effect", "flex": 2, "minWidth": 220, "wrapText": True, "autoHeight": True,
-         "cellStyle": {"wordBreak": "normal", "lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}},
+        {"field": "evidence", "flex": 2, "minWidth": 240, "headerTooltip": EFFECT_HELP["evidence"], **wrap},
+        {"field": "reason", "headerName": "why no effect", "flex": 2, "minWidth": 220, **wrap},
     ], page_size=20, compact_headers=True)
     return dmc.Stack([
         html.Div(id=ids.EXCLUDED_STUDIES),
