@@ -68,6 +68,7 @@ def test_real_pbmc_monocytes_rank_their_markers_high(tiny_atlas):
 
     r = gene_ranking(tiny_atlas, RankingParams(studies=("PBMC68K",), cell_types=("classical monocyte",), store="expr", cell_min=1))
     assert {"LYZ", "CST3", "TYROBP", "AIF1", "LST1"} <= set(r.top(50)), r.top(20)
+    assert r.notes[0].startswith("1 sample of 1 study, "), r.notes[0]  # one real study of one sample: no "1 samples"
     # scanpy's own log-normalised values of the same cells put the same genes first
     pbmc = sc.datasets.pbmc68k_reduced()
     mono = (pbmc.obs["bulk_labels"] == "CD14+ Monocyte").to_numpy()
